@@ -1,0 +1,18 @@
+//! `aps_controller`: the controller of the Application Packaging Standard — it keeps installed
+//! instances and backs them up, restores and migrates them by running the package's own
+//! backup-script, rolling back whatever it did when anything fails.
+//!
+//! It knows nothing of the command line or of the control panel's scheduling: the `aps-panel`
+//! crate and the `aps-controller` binary sit on top of it.
+
+pub mod archive;
+pub mod database;
+pub mod destination;
+pub mod environment;
+pub mod interpreter;
+pub mod journal;
+pub mod lock;
+pub mod operation;
+pub mod registry;
+pub mod runner;
+pub mod structured_output;

@@ -6,3 +6,4 @@
 //! the controller's job.
 
 pub mod model;
+pub mod setting_value;

@@ -15,4 +15,5 @@ pub mod lock;
 pub mod operation;
 pub mod registry;
 pub mod runner;
+pub mod secret;
 pub mod structured_output;

@@ -1,0 +1,1 @@
+//! (being written) validation of a setting value against its declaration.

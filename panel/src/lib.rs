@@ -1,3 +1,28 @@
 //! `aps-panel`: the control panel's part of the APS backup scenario — when to back up and where
 //! to (periodicities, backup stores, retention, off-machine copies, restore drills) — on top of
 //! the controller, which does the how. It knows nothing of XML or of scripts.
+//!
+//! Each operation is one module with an options struct and one entry function returning a
+//! serialisable report (`run`, `prune`, `listing`, `drill`); the CLI only maps arguments and
+//! prints. Every controller call goes through [`engine`].
+
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod naming;
+pub mod periodicity;
+pub mod progress;
+pub mod prune;
+pub mod retention;
+pub mod run;
+pub mod store;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use config::PanelConfig;
+pub use context::{Panel, PanelError};
+pub use engine::Engine;
+pub use naming::{ArchiveFormat, BackupName, Compression};
+pub use periodicity::Periodicity;
+pub use retention::{KeepReason, KeepRules, RetentionPlan, RetentionPolicy, plan_retention};
+pub use store::{BackupStatus, LocalStore, Store, StoreError, StoredFile};

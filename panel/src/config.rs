@@ -1,0 +1,296 @@
+//! `<state>/panel.toml`: the panel's choices — where backups go, how they are packed, how many
+//! are kept, and the optional off-machine copy. Every key is optional; a missing file means
+//! all defaults. The shape is documented in docs/policies.md.
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use jiff::SignedDuration;
+use serde::Deserialize;
+
+use crate::naming::{ArchiveFormat, Compression};
+use crate::periodicity::Periodicity;
+use crate::retention::{DEFAULT_KEEP, KeepRules, RetentionPolicy};
+
+pub const FILE_NAME: &str = "panel.toml";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PanelConfig {
+    /// Backup folder; relative paths are under the state folder. Default `backups`.
+    pub store: Option<Utf8PathBuf>,
+    #[serde(default)]
+    pub compression: Compression,
+    /// age recipients (`age1…`); when any is given, archives are encrypted (`.age`).
+    #[serde(default)]
+    pub age_recipients: Vec<String>,
+    /// Default parallelism of `run`.
+    pub jobs: Option<usize>,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+    pub remote: Option<RemoteConfig>,
+}
+
+/// Keep counts; at the top level they apply to every instance, under `instances.<name>` they
+/// override them for one instance. Precedence for a periodicity P of instance I:
+/// `instances.I.P` > `instances.I.keep` > `P` > `keep` > 7.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KeepConfig {
+    pub keep: Option<usize>,
+    pub hourly: Option<usize>,
+    pub daily: Option<usize>,
+    pub weekly: Option<usize>,
+    pub monthly: Option<usize>,
+    pub bimonthly: Option<usize>,
+    pub shutdown: Option<usize>,
+    pub manual: Option<usize>,
+    /// Also keep every backup younger than this (`"48h"`, `"90m"`, ISO 8601 `"PT48H"`).
+    pub keep_within: Option<String>,
+}
+
+impl KeepConfig {
+    fn get(&self, p: Periodicity) -> Option<usize> {
+        match p {
+            Periodicity::Hourly => self.hourly,
+            Periodicity::Daily => self.daily,
+            Periodicity::Weekly => self.weekly,
+            Periodicity::Monthly => self.monthly,
+            Periodicity::Bimonthly => self.bimonthly,
+            Periodicity::Shutdown => self.shutdown,
+            Periodicity::Manual => self.manual,
+            Periodicity::All => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(flatten)]
+    pub all: KeepConfig,
+    #[serde(default)]
+    pub instances: BTreeMap<String, KeepConfig>,
+}
+
+/// An S3-compatible bucket that receives a copy of every backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `https://s3.example.com`; absent means AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix inside the bucket, e.g. `host1/`.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Else the environment's `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// A file holding the secret key (kept out of panel.toml); else `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key_file: Option<Utf8PathBuf>,
+    /// Files at least this big are uploaded in parts.
+    #[serde(default = "default_multipart_threshold")]
+    pub multipart_threshold_mib: u64,
+    #[serde(default = "default_part_size")]
+    pub part_size_mib: u64,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_multipart_threshold() -> u64 {
+    64
+}
+fn default_part_size() -> u64 {
+    16
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read panel config {path}: {source}")]
+    Read {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error("panel config {path} is not valid: {source}")]
+    Parse {
+        path: Utf8PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("panel config {path}: {message}")]
+    Invalid { path: Utf8PathBuf, message: String },
+}
+
+impl PanelConfig {
+    /// Reads `<state>/panel.toml`; a missing file is the default configuration.
+    pub fn load(state_dir: &Utf8Path) -> Result<Self, ConfigError> {
+        let path = state_dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PanelConfig::default()),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let config: PanelConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        config
+            .retention_policy()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.clone(),
+                message,
+            })?;
+        if config.jobs == Some(0) {
+            return Err(ConfigError::Invalid {
+                path,
+                message: "jobs must be at least 1".to_owned(),
+            });
+        }
+        if let Some(bad) = config
+            .age_recipients
+            .iter()
+            .find(|r| !r.starts_with("age1"))
+        {
+            return Err(ConfigError::Invalid {
+                path,
+                message: format!("age-recipients: {bad:?} is not an age recipient (age1…)"),
+            });
+        }
+        Ok(config)
+    }
+
+    pub fn store_dir(&self, state_dir: &Utf8Path) -> Utf8PathBuf {
+        match &self.store {
+            Some(p) => state_dir.join(p),
+            None => state_dir.join("backups"),
+        }
+    }
+
+    pub fn archive_format(&self) -> ArchiveFormat {
+        ArchiveFormat {
+            compression: self.compression,
+            encrypted: !self.age_recipients.is_empty(),
+        }
+    }
+
+    /// Resolves the keep counts of every configured instance (others use `default`).
+    pub fn retention_policy(&self) -> Result<RetentionPolicy, String> {
+        let top = &self.retention.all;
+        let resolve = |over: Option<&KeepConfig>| -> Result<KeepRules, String> {
+            let keep = Periodicity::COUNTED
+                .into_iter()
+                .map(|p| {
+                    let n = over
+                        .and_then(|o| o.get(p).or(o.keep))
+                        .or(top.get(p))
+                        .or(top.keep)
+                        .unwrap_or(DEFAULT_KEEP);
+                    (p, n)
+                })
+                .collect();
+            let within = over
+                .and_then(|o| o.keep_within.as_deref())
+                .or(top.keep_within.as_deref());
+            let within = within
+                .map(|w| {
+                    w.parse::<SignedDuration>()
+                        .ok()
+                        .filter(|d| !d.is_negative())
+                        .ok_or_else(|| {
+                            format!("keep-within {w:?} is not a duration such as \"48h\"")
+                        })
+                })
+                .transpose()?;
+            Ok(KeepRules { keep, within })
+        };
+        let mut instances = BTreeMap::new();
+        for (name, over) in &self.retention.instances {
+            instances.insert(
+                name.clone(),
+                resolve(Some(over)).map_err(|m| format!("instances.{name}: {m}"))?,
+            );
+        }
+        Ok(RetentionPolicy {
+            default: resolve(None)?,
+            instances,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<PanelConfig, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        std::fs::write(dir.join(FILE_NAME), text).unwrap();
+        PanelConfig::load(dir)
+    }
+
+    #[test]
+    fn missing_file_is_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        let c = PanelConfig::load(dir).unwrap();
+        assert_eq!(c.store_dir(dir), dir.join("backups"));
+        assert_eq!(c.archive_format().extension(), ".aps.tar.zst");
+        assert_eq!(c.retention_policy().unwrap(), RetentionPolicy::default());
+    }
+
+    #[test]
+    fn precedence_of_keep_counts() {
+        let c = load(
+            r#"
+            compression = "gzip"
+            age-recipients = ["age1qqqq"]
+            [retention]
+            keep = 3
+            daily = 10
+            keep-within = "48h"
+            [retention.instances.blog]
+            keep = 5
+            weekly = 1
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.archive_format().extension(), ".aps.tar.gz.age");
+        let p = c.retention_policy().unwrap();
+        assert_eq!(p.default.keep_for(Periodicity::Daily), 10);
+        assert_eq!(p.default.keep_for(Periodicity::Hourly), 3);
+        assert_eq!(p.default.within, Some(SignedDuration::from_hours(48)));
+        let blog = p.for_instance("blog");
+        assert_eq!(blog.keep_for(Periodicity::Weekly), 1);
+        assert_eq!(
+            blog.keep_for(Periodicity::Daily),
+            5,
+            "instance keep beats global daily"
+        );
+        assert_eq!(blog.within, Some(SignedDuration::from_hours(48)));
+        assert_eq!(p.for_instance("shop"), &p.default);
+    }
+
+    #[test]
+    fn rejects_mistakes_naming_the_file() {
+        for (text, needle) in [
+            ("compresion = \"gzip\"", "unknown field"),
+            ("compression = \"xz\"", "unknown variant"),
+            (
+                "[retention]\nkeep-within = \"soon\"",
+                "keep-within \"soon\"",
+            ),
+            ("jobs = 0", "jobs must be at least 1"),
+            (
+                "age-recipients = [\"ssh-ed25519 AAA\"]",
+                "not an age recipient",
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(
+                err.contains(FILE_NAME) && err.contains(needle),
+                "{text}: {err}"
+            );
+        }
+    }
+}

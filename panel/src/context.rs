@@ -1,0 +1,67 @@
+//! [`Panel`]: the state folder, panel.toml and the stores it names, opened once per command.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::config::{ConfigError, PanelConfig};
+use crate::engine::{ArchiveChoice, EngineError};
+use crate::retention::RetentionPolicy;
+use crate::store::{LocalStore, Remote, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PanelError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub struct Panel {
+    pub state_dir: Utf8PathBuf,
+    pub config: PanelConfig,
+    pub policy: RetentionPolicy,
+    pub local: LocalStore,
+    /// The off-machine copy, when panel.toml has a `[remote]`.
+    pub remote: Option<Box<dyn Remote>>,
+}
+
+impl Panel {
+    pub fn open(state_dir: &Utf8Path) -> Result<Self, PanelError> {
+        let config = PanelConfig::load(state_dir)?;
+        let policy = config
+            .retention_policy()
+            .map_err(|message| ConfigError::Invalid {
+                path: state_dir.join(crate::config::FILE_NAME),
+                message,
+            })?;
+        let remote = match &config.remote {
+            None => None,
+            #[cfg(feature = "s3")]
+            Some(r) => Some(Box::new(crate::store::s3::S3Store::open(r)?) as Box<dyn Remote>),
+            #[cfg(not(feature = "s3"))]
+            Some(_) => {
+                return Err(PanelError::Usage(
+                    "panel.toml has a [remote] but this build has no S3 support (feature s3)"
+                        .to_owned(),
+                ));
+            }
+        };
+        Ok(Panel {
+            local: LocalStore::new(config.store_dir(state_dir)),
+            state_dir: state_dir.to_owned(),
+            config,
+            policy,
+            remote,
+        })
+    }
+
+    pub fn archive_choice(&self) -> ArchiveChoice {
+        ArchiveChoice {
+            compression: self.config.compression,
+            age_recipients: self.config.age_recipients.clone(),
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Every call into the controller goes through here, so the rest of the panel depends on a
+//! handful of functions and not on the controller's evolving API.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+pub use aps_controller::operation::{BackupReport, RestoreReport};
+
+use crate::naming::Compression;
+
+/// How the controller's archive writer packs a backup (from panel.toml).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveChoice {
+    pub compression: Compression,
+    pub age_recipients: Vec<String>,
+}
+
+/// Result of the package's verification-script, or of the manifest comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    pub passed: bool,
+    /// `verification-script` or `manifest-counts`.
+    pub method: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot open the controller with state folder {state_dir}: {message}")]
+    Open {
+        state_dir: Utf8PathBuf,
+        message: String,
+    },
+    #[error("{operation} of instance {instance} failed: {message}")]
+    Operation {
+        operation: &'static str,
+        instance: String,
+        message: String,
+    },
+    #[error("archive {archive} did not verify: {message}")]
+    Verify {
+        archive: Utf8PathBuf,
+        message: String,
+    },
+    #[error("cannot list registered instances: {message}")]
+    Instances { message: String },
+    #[error("this build of the controller cannot {what} yet")]
+    NotWired { what: &'static str },
+}
+
+/// The controller handle, shared by the worker threads of `run`.
+pub struct Engine {
+    state_dir: Utf8PathBuf,
+}
+
+impl Engine {
+    pub fn open(state_dir: &Utf8Path) -> Result<Self, EngineError> {
+        Ok(Engine {
+            state_dir: state_dir.to_owned(),
+        })
+    }
+
+    pub fn state_dir(&self) -> &Utf8Path {
+        &self.state_dir
+    }
+
+    /// Names of the registered instances, sorted.
+    pub fn instances(&self) -> Result<Vec<String>, EngineError> {
+        Err(EngineError::NotWired {
+            what: "list instances",
+        })
+    }
+
+    /// Backs `instance` up into `destination` (which the controller writes via temp + rename).
+    pub fn backup(
+        &self,
+        _instance: &str,
+        _destination: &Utf8Path,
+        _archive: &ArchiveChoice,
+    ) -> Result<BackupReport, EngineError> {
+        Err(EngineError::NotWired { what: "back up" })
+    }
+
+    pub fn restore(
+        &self,
+        _instance: &str,
+        _source: &Utf8Path,
+        _identity: Option<&Utf8Path>,
+    ) -> Result<RestoreReport, EngineError> {
+        Err(EngineError::NotWired { what: "restore" })
+    }
+
+    /// Checks an archive end to end (format, manifest, every part's hash).
+    pub fn verify_archive(
+        _archive: &Utf8Path,
+        _identity: Option<&Utf8Path>,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::NotWired {
+            what: "verify archives",
+        })
+    }
+
+    /// After a restore of `backup` into `instance`: the package's verification-script if it has
+    /// one, else the manifest's file and row counts against what `instance` now holds.
+    pub fn check_restored(
+        &self,
+        _instance: &str,
+        _backup: &Utf8Path,
+        _identity: Option<&Utf8Path>,
+    ) -> Result<Verification, EngineError> {
+        Err(EngineError::NotWired {
+            what: "check a restored instance",
+        })
+    }
+}

@@ -1,0 +1,84 @@
+//! Progress of long operations: a bar on a terminal, JSON lines with `--json`, nothing in cron
+//! (there only the final summary is printed, and errors go to stderr).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// One progress event; with `--json` each is printed as a line `{"event": …}` on stdout.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event<'a> {
+    /// The operation starts, over `total` items (instances, files).
+    Start { operation: &'a str, total: u64 },
+    /// One item started.
+    ItemStart { item: &'a str },
+    /// One item done; `ok` false with an `error` when it failed.
+    ItemDone {
+        item: &'a str,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
+    },
+}
+
+pub enum Progress {
+    Quiet,
+    Json(Mutex<std::io::Stdout>),
+    Bar(indicatif::ProgressBar),
+}
+
+impl Progress {
+    /// `--json` → JSON lines; else a bar when stderr is a terminal; else quiet.
+    pub fn detect(json: bool) -> Self {
+        if json {
+            Progress::Json(Mutex::new(std::io::stdout()))
+        } else if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            Progress::Bar(bar)
+        } else {
+            Progress::Quiet
+        }
+    }
+
+    pub fn emit(&self, event: Event<'_>) {
+        match self {
+            Progress::Quiet => {}
+            Progress::Json(out) => {
+                let line = serde_json::to_string(&event).expect("events serialise");
+                let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                // A closed stdout must not abort a backup run.
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+            Progress::Bar(bar) => match event {
+                Event::Start { operation, total } => {
+                    bar.set_prefix(operation.to_owned());
+                    bar.set_length(total);
+                }
+                Event::ItemStart { item } => bar.set_message(item.to_owned()),
+                Event::ItemDone { item, ok, error } => {
+                    if !ok {
+                        bar.println(format!("{item}: {}", error.unwrap_or("failed")));
+                    }
+                    bar.inc(1);
+                }
+            },
+        }
+    }
+
+    /// Clears the bar before the summary is printed.
+    pub fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! `prune`: apply retention to a store, or just show what it would do.
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::retention::{Kept, RetentionPolicy, plan_retention};
+use crate::store::{Store, StoreError, StoredFile};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StorePrune {
+    pub store: String,
+    pub dry_run: bool,
+    pub kept: Vec<Kept>,
+    /// Keys removed (or, in a dry run, that would be).
+    pub removed: Vec<String>,
+    pub ignored: Vec<StoredFile>,
+}
+
+/// Plans retention over `instance` (or every instance) of `store` and removes what the plan
+/// says, unless `dry_run`. Stops at the first removal that fails.
+pub fn prune_store(
+    store: &dyn Store,
+    instance: Option<&str>,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<StorePrune, StoreError> {
+    let files = store.list(instance)?;
+    let plan = plan_retention(&files, policy, now);
+    let mut removed = Vec::with_capacity(plan.remove.len());
+    for f in &plan.remove {
+        if !dry_run {
+            store.remove(f)?;
+        }
+        removed.push(f.key.clone());
+    }
+    Ok(StorePrune {
+        store: store.describe(),
+        dry_run,
+        kept: plan.keep,
+        removed,
+        ignored: plan.ignored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+    use camino::Utf8Path;
+
+    #[test]
+    fn dry_run_removes_nothing_and_real_run_removes_the_plan() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        std::fs::create_dir_all(root.join("blog")).unwrap();
+        for d in 1..=9 {
+            std::fs::write(
+                root.join(format!(
+                    "blog/blog_daily_2026-06-{d:02}-02-00-00.aps.tar.zst"
+                )),
+                "x",
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            root.join("blog/.blog_daily_2026-06-01-01-00-00.aps.tar.zst.aps-partial-1"),
+            "x",
+        )
+        .unwrap();
+        let store = LocalStore::new(root);
+        let now = "2026-06-30T00:00:00Z".parse().unwrap();
+        let policy = RetentionPolicy::default();
+        let dry = prune_store(&store, None, &policy, now, true).unwrap();
+        assert_eq!(
+            dry.removed,
+            [
+                "blog/blog_daily_2026-06-02-02-00-00.aps.tar.zst",
+                "blog/blog_daily_2026-06-01-02-00-00.aps.tar.zst"
+            ]
+        );
+        assert_eq!(
+            store.list(None).unwrap().len(),
+            10,
+            "dry run leaves every file"
+        );
+        let real = prune_store(&store, Some("blog"), &policy, now, false).unwrap();
+        assert_eq!(real.removed, dry.removed);
+        let left: Vec<String> = store
+            .list(None)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.file_name)
+            .collect();
+        assert_eq!(left.len(), 8, "7 kept + the partial file: {left:?}");
+        assert!(left[0].contains("aps-partial"));
+        assert!(
+            !left
+                .iter()
+                .any(|f| f.contains("06-01-02") || f.contains("06-02-02"))
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! `run`: back up every registered instance (or the named ones) for one periodicity, with
+//! bounded parallelism, carrying on past failures; then, per successful backup, copy it off the
+//! machine and apply retention to that instance.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use camino::Utf8PathBuf;
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::context::{Panel, PanelError};
+use crate::engine::Engine;
+use crate::naming::BackupName;
+use crate::periodicity::Periodicity;
+use crate::progress::{Event, Progress};
+use crate::prune::{StorePrune, prune_store};
+use crate::store::{Store, Upload};
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub periodicity: Periodicity,
+    /// Empty: every registered instance.
+    pub instances: Vec<String>,
+    pub jobs: usize,
+}
+
+/// The step an instance failed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Backup,
+    Upload,
+    Prune,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceOutcome {
+    pub instance: String,
+    pub ok: bool,
+    /// The first step that failed; later steps of the same instance are skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<Step>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<Utf8PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
+    /// Files removed by retention, local then remote.
+    pub pruned: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub periodicity: Periodicity,
+    pub started: Timestamp,
+    pub ok: usize,
+    pub failed: usize,
+    pub instances: Vec<InstanceOutcome>,
+}
+
+impl RunSummary {
+    pub fn success(&self) -> bool {
+        self.failed == 0
+    }
+}
+
+/// Runs the backups. Errors only when the work cannot even be listed (e.g. the registry is
+/// unreadable); a failing instance is reported in the summary instead.
+pub fn run(
+    panel: &Panel,
+    engine: &Engine,
+    options: &RunOptions,
+    clock: &dyn Clock,
+    progress: &Progress,
+) -> Result<RunSummary, PanelError> {
+    let started = clock.now();
+    let registered = engine.instances()?;
+    let mut wanted: Vec<String> = if options.instances.is_empty() {
+        registered.clone()
+    } else {
+        options.instances.clone()
+    };
+    wanted.sort();
+    wanted.dedup();
+    progress.emit(Event::Start {
+        operation: "backup",
+        total: wanted.len() as u64,
+    });
+
+    let queue = Mutex::new(wanted.iter().enumerate().collect::<VecDeque<_>>());
+    let results: Mutex<Vec<Option<InstanceOutcome>>> = Mutex::new(vec![None; wanted.len()]);
+    let jobs = options.jobs.clamp(1, wanted.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let Some((i, instance)) = queue.lock().expect("queue").pop_front() else {
+                        break;
+                    };
+                    progress.emit(Event::ItemStart { item: instance });
+                    let outcome = if registered.binary_search(instance).is_ok() {
+                        back_up_one(panel, engine, instance, options.periodicity, clock)
+                    } else {
+                        InstanceOutcome::failed(
+                            instance,
+                            Step::Backup,
+                            format!("no registered instance named {instance:?}"),
+                            0,
+                        )
+                    };
+                    progress.emit(Event::ItemDone {
+                        item: instance,
+                        ok: outcome.ok,
+                        error: outcome.error.as_deref(),
+                    });
+                    results.lock().expect("results")[i] = Some(outcome);
+                }
+            });
+        }
+    });
+    progress.finish();
+    let instances: Vec<InstanceOutcome> = results
+        .into_inner()
+        .expect("results")
+        .into_iter()
+        .map(|o| o.expect("every item ran"))
+        .collect();
+    let ok = instances.iter().filter(|o| o.ok).count();
+    Ok(RunSummary {
+        periodicity: options.periodicity,
+        started,
+        ok,
+        failed: instances.len() - ok,
+        instances,
+    })
+}
+
+impl InstanceOutcome {
+    fn failed(instance: &str, step: Step, error: String, duration_ms: u64) -> Self {
+        InstanceOutcome {
+            instance: instance.to_owned(),
+            ok: false,
+            failed_step: Some(step),
+            error: Some(error),
+            file: None,
+            size: None,
+            sha256: None,
+            duration_ms,
+            upload: None,
+            pruned: Vec::new(),
+        }
+    }
+}
+
+fn back_up_one(
+    panel: &Panel,
+    engine: &Engine,
+    instance: &str,
+    periodicity: Periodicity,
+    clock: &dyn Clock,
+) -> InstanceOutcome {
+    let t0 = std::time::Instant::now();
+    let ms = |t0: std::time::Instant| t0.elapsed().as_millis() as u64;
+    let name = BackupName::new(
+        instance,
+        periodicity,
+        clock.now(),
+        panel.config.archive_format(),
+    );
+    let report = panel
+        .local
+        .destination(&name)
+        .map_err(|e| e.to_string())
+        .and_then(|dest| {
+            engine
+                .backup(instance, &dest, &panel.archive_choice())
+                .map_err(|e| e.to_string())
+        });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e, ms(t0)),
+    };
+    let mut outcome = InstanceOutcome {
+        instance: instance.to_owned(),
+        ok: true,
+        failed_step: None,
+        error: None,
+        file: Some(report.file.clone()),
+        size: Some(report.size),
+        sha256: Some(report.sha256.clone()),
+        duration_ms: 0,
+        upload: None,
+        pruned: Vec::new(),
+    };
+    let fail = |o: &mut InstanceOutcome, step, e: String| {
+        o.ok = false;
+        o.failed_step = Some(step);
+        o.error = Some(e);
+    };
+    // Retention only after a successful backup, so a run of failures never thins the store.
+    match prune_store(
+        &panel.local,
+        Some(instance),
+        &panel.policy,
+        clock.now(),
+        false,
+    ) {
+        Ok(p) => outcome.pruned.extend(removed_keys(&p)),
+        Err(e) => fail(&mut outcome, Step::Prune, e.to_string()),
+    }
+    if let Some(remote) = &panel.remote {
+        let key = format!("{instance}/{}", name.file_name());
+        match remote.upload(&report.file, &key, &report.sha256) {
+            Ok(u) => {
+                outcome.upload = Some(u);
+                // The remote is pruned only once it holds this backup.
+                match prune_store(
+                    remote.as_ref(),
+                    Some(instance),
+                    &panel.policy,
+                    clock.now(),
+                    false,
+                ) {
+                    Ok(p) => outcome
+                        .pruned
+                        .extend(removed_keys(&p).map(|k| format!("remote:{k}"))),
+                    Err(e) if outcome.ok => fail(&mut outcome, Step::Prune, e.to_string()),
+                    Err(_) => {}
+                }
+            }
+            Err(e) => fail(&mut outcome, Step::Upload, e.to_string()),
+        }
+    }
+    outcome.duration_ms = ms(t0);
+    outcome
+}
+
+fn removed_keys(p: &StorePrune) -> impl Iterator<Item = String> + '_ {
+    p.removed.iter().cloned()
+}
+
+/// Keeps the type visible for callers that only want local listing.
+pub fn newest_good(
+    store: &dyn Store,
+    instance: &str,
+) -> Result<Option<crate::store::StoredFile>, PanelError> {
+    let files = store.list(Some(instance))?;
+    Ok(files.into_iter().filter(|f| f.is_good()).max_by(|a, b| {
+        let (na, nb) = (
+            a.name.as_ref().expect("good"),
+            b.name.as_ref().expect("good"),
+        );
+        na.time
+            .cmp(&nb.time)
+            .then_with(|| a.file_name.cmp(&b.file_name))
+    }))
+}

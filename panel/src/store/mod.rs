@@ -1,0 +1,154 @@
+//! Backup stores: a local folder (where the controller writes) and, optionally, an
+//! S3-compatible bucket (the off-machine copy). Both hold `<instance>/<backup file name>`.
+//!
+//! A store is the source of truth: nothing else records which backups exist, so listing it
+//! and parsing the names rebuilds everything retention and `backups` need.
+
+pub mod local;
+#[cfg(feature = "s3")]
+pub mod s3;
+
+use serde::Serialize;
+
+use crate::naming::{self, BackupName};
+
+pub use local::LocalStore;
+
+/// What a listed file is, as far as the name and size tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupStatus {
+    /// A complete backup: parsed name, non-empty, in its instance's folder.
+    Good,
+    /// A controller temp file (`.<name>.aps-partial-*`): being written, or left by a crash.
+    Partial,
+    /// A final name holding zero bytes: never a valid archive.
+    Empty,
+    /// Not a backup name (or in another instance's folder): left alone.
+    Unrecognized,
+}
+
+/// One file found in a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFile {
+    /// `<instance>/<file name>`: what the store needs to find the file again.
+    pub key: String,
+    /// The folder it was found in.
+    pub instance: String,
+    pub file_name: String,
+    /// Parsed name, when the status is `good` or `empty` (and partials whose inner name parses).
+    pub name: Option<BackupName>,
+    pub size: u64,
+    pub status: BackupStatus,
+}
+
+impl StoredFile {
+    /// Classifies a file found as `<instance>/<file_name>`.
+    pub fn classify(instance: &str, file_name: &str, size: u64) -> Self {
+        let (name, status) = if naming::is_partial(file_name) {
+            let inner = file_name[1..]
+                .split(naming::PARTIAL_MARKER)
+                .next()
+                .and_then(|n| BackupName::parse(n).ok());
+            (inner, BackupStatus::Partial)
+        } else {
+            match BackupName::parse(file_name) {
+                Ok(n) if n.instance == instance && size == 0 => (Some(n), BackupStatus::Empty),
+                Ok(n) if n.instance == instance => (Some(n), BackupStatus::Good),
+                _ => (None, BackupStatus::Unrecognized),
+            }
+        };
+        StoredFile {
+            key: format!("{instance}/{file_name}"),
+            instance: instance.to_owned(),
+            file_name: file_name.to_owned(),
+            name,
+            size,
+            status,
+        }
+    }
+
+    pub fn is_good(&self) -> bool {
+        self.status == BackupStatus::Good
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot list backup store {store}: {source}")]
+    List {
+        store: String,
+        source: std::io::Error,
+    },
+    #[error("cannot remove {key} from backup store {store}: {source}")]
+    Remove {
+        store: String,
+        key: String,
+        source: std::io::Error,
+    },
+    #[error("cannot create folder {path} in the backup store: {source}")]
+    CreateDir {
+        path: camino::Utf8PathBuf,
+        source: std::io::Error,
+    },
+    #[error("backup store {store}: {message}")]
+    Remote { store: String, message: String },
+}
+
+/// What retention and listing need from any store.
+pub trait Store: Send + Sync {
+    /// A human name for messages: a path or `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+    /// Every file of `instance`, or of every instance; sorted by key.
+    fn list(&self, instance: Option<&str>) -> Result<Vec<StoredFile>, StoreError>;
+    fn remove(&self, file: &StoredFile) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_names() {
+        let good = StoredFile::classify("blog", "blog_daily_2026-01-02-03-04-05.aps.tar.zst", 10);
+        assert_eq!(good.status, BackupStatus::Good);
+        assert_eq!(good.key, "blog/blog_daily_2026-01-02-03-04-05.aps.tar.zst");
+        let empty = StoredFile::classify("blog", "blog_daily_2026-01-02-03-04-05.aps.tar.zst", 0);
+        assert_eq!(empty.status, BackupStatus::Empty);
+        let partial = StoredFile::classify(
+            "blog",
+            ".blog_daily_2026-01-02-03-04-05.aps.tar.zst.aps-partial-Ab12",
+            10,
+        );
+        assert_eq!(partial.status, BackupStatus::Partial);
+        assert_eq!(partial.name.unwrap().instance, "blog");
+        let elsewhere = StoredFile::classify("shop", "blog_daily_2026-01-02-03-04-05.aps.tar", 10);
+        assert_eq!(elsewhere.status, BackupStatus::Unrecognized);
+        let junk = StoredFile::classify("blog", "notes.txt", 10);
+        assert_eq!(junk.status, BackupStatus::Unrecognized);
+    }
+}
+
+/// A store that receives copies of local backups.
+pub trait Remote: Store {
+    /// Uploads `local` as `key` (`<instance>/<file>`) and checks the stored copy against
+    /// `sha256` (lowercase hex of the local file) before returning.
+    fn upload(
+        &self,
+        local: &camino::Utf8Path,
+        key: &str,
+        sha256: &str,
+    ) -> Result<Upload, StoreError>;
+    /// Downloads `key` to `to` (written via temp + rename).
+    fn download(&self, key: &str, to: &camino::Utf8Path) -> Result<(), StoreError>;
+}
+
+/// A checked upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Parts used; 1 for a single PUT.
+    pub parts: u64,
+}

@@ -43,3 +43,173 @@ pub enum SettingValue {
     Single(String),
     List(Vec<String>),
 }
+
+/// Why a base URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("base-url {url:?}: {reason}")]
+pub struct BaseUrlError {
+    pub url: String,
+    pub reason: String,
+}
+
+impl BaseUrl {
+    /// Parses `http[s]://host[:port][/path]`. The path is normalised to start and end with `/`
+    /// (so `BASE_URL_PATH` can be derived without guessing); query, fragment and user info are
+    /// refused because no `BASE_URL_*` variable could carry them.
+    pub fn parse(url: &str) -> Result<Self, BaseUrlError> {
+        let err = |reason: &str| BaseUrlError {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| err("expected scheme://host/path"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(err("scheme must be http or https"));
+        }
+        if rest.contains(['?', '#']) {
+            return Err(err("query and fragment are not allowed"));
+        }
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') {
+            return Err(err("user info is not allowed"));
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| err("unclosed [ in IPv6 host"))?;
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            {
+                return Err(err("invalid IPv6 host"));
+            }
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| err("junk after IPv6 host"))?,
+                ),
+            };
+            (format!("[{}]", h.to_ascii_lowercase()), port)
+        } else {
+            let (h, p) = match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            };
+            let valid = !h.is_empty()
+                && h.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                });
+            if !valid {
+                return Err(err("invalid host name"));
+            }
+            (h.to_ascii_lowercase(), p)
+        };
+        let port = match port {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| err("port must be a number from 1 to 65535"))?,
+            ),
+        };
+        // Empty segments are folded so `/blog//` and `/blog` both become `/blog/`.
+        let mut norm = String::from("/");
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            if seg == "." || seg == ".." {
+                return Err(err("path must not contain . or .. segments"));
+            }
+            if seg.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err("path must not contain spaces or control characters"));
+            }
+            norm.push_str(seg);
+            norm.push('/');
+        }
+        Ok(BaseUrl {
+            scheme,
+            host,
+            port,
+            path: norm,
+        })
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        f.write_str(&self.path)
+    }
+}
+
+/// Whether `name` is a valid instance name: `[a-z0-9][a-z0-9._-]{0,62}`. It becomes a file
+/// name in the state folder, hence the strict rule (no `/`, no leading dot).
+pub fn is_valid_instance_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_is_normalised() {
+        let u = BaseUrl::parse("HTTP://Example.TEST:8080/blog").unwrap();
+        assert_eq!(
+            (u.scheme.as_str(), u.host.as_str(), u.port, u.path.as_str()),
+            ("http", "example.test", Some(8080), "/blog/")
+        );
+        assert_eq!(u.to_string(), "http://example.test:8080/blog/");
+        assert_eq!(BaseUrl::parse("https://a.b").unwrap().path, "/");
+        assert_eq!(
+            BaseUrl::parse("https://[::1]:443//x//y")
+                .unwrap()
+                .to_string(),
+            "https://[::1]:443/x/y/"
+        );
+        for bad in [
+            "ftp://a/",
+            "a/b",
+            "http://",
+            "http://a:0/",
+            "http://a:99999/",
+            "http://u@a/",
+            "http://a/?q",
+            "http://a/../",
+            "http://-a/",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn instance_names() {
+        for ok in ["a", "blog", "0x", "my.blog_2-b", &"a".repeat(63)] {
+            assert!(is_valid_instance_name(ok), "{ok}");
+        }
+        for bad in ["", "Blog", ".a", "-a", "a/b", "a b", &"a".repeat(64), "é"] {
+            assert!(!is_valid_instance_name(bad), "{bad}");
+        }
+    }
+}

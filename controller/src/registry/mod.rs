@@ -1,5 +1,85 @@
 //! The instance registry: instance records, INSTANCE.toml, and their durable storage.
+//!
+//! [`register`] is the one entry point that turns an INSTANCE.toml into a stored record:
+//! parse, open the package, validate everything (all problems at once), then store.
+//! Nothing is stored when anything is wrong.
 
+pub mod file;
 pub mod instance;
+pub mod package;
+pub mod store;
+pub mod validate;
+pub mod view;
 
-pub use instance::{BaseUrl, Instance, SettingValue};
+use camino::Utf8Path;
+
+pub use file::{InstanceFile, ParseError};
+pub use instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
+pub use package::{OpenedPackage, PackageOpenError, open_package};
+pub use store::{FileStore, InstanceStore, StateDir, StateDirError, StoreError};
+pub use validate::{Problem, validate};
+
+/// Registration failed; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error("{} problem(s) in the instance file:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Parses, validates and stores the instance described by the INSTANCE.toml at `path`.
+/// `.app.zip` packages are unpacked under `state` (see [`open_package`]).
+pub fn register(
+    store: &dyn InstanceStore,
+    state: &StateDir,
+    path: &Utf8Path,
+    replace: bool,
+) -> Result<Instance, RegisterError> {
+    let file = InstanceFile::load(path)?;
+    register_file(store, state, &file, replace)
+}
+
+/// [`register`] for an already parsed file.
+pub fn register_file(
+    store: &dyn InstanceStore,
+    state: &StateDir,
+    file: &InstanceFile,
+    replace: bool,
+) -> Result<Instance, RegisterError> {
+    let mut problems = Vec::new();
+    let meta = if file.package.is_absolute() {
+        match open_package(state, &file.package) {
+            Ok(p) => Some(p.meta),
+            Err(e) => {
+                problems.push(Problem::Package {
+                    path: e.path,
+                    message: e.message,
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Reported with the rest; `put` checks again under the lock for a racing registration.
+    if !replace && is_valid_instance_name(&file.name) {
+        match store.get(&file.name) {
+            Ok(_) => problems.push(Problem::AlreadyExists(file.name.clone())),
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let instance = match validate(file, meta.as_ref()) {
+        Ok(i) if problems.is_empty() => i,
+        Ok(_) => return Err(RegisterError::Invalid(problems)),
+        Err(mut more) => {
+            problems.append(&mut more);
+            return Err(RegisterError::Invalid(problems));
+        }
+    };
+    store.put(&instance, replace)?;
+    Ok(instance)
+}

@@ -1,0 +1,229 @@
+//! INSTANCE.toml: the file a person (or a panel) writes to register an instance.
+//!
+//! Parsing only checks the shape (TOML syntax, known keys, value types) and resolves relative
+//! paths; everything that needs the package is checked by [`super::validate`], so that all
+//! problems of a file can be reported together.
+
+use std::collections::BTreeMap;
+
+use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
+use serde::Deserialize;
+
+use crate::database::{Database, DbKind};
+use crate::secret::Secret;
+
+/// A parsed INSTANCE.toml, paths resolved, not yet checked against its package.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceFile {
+    pub name: String,
+    /// Absolute when the file had a folder to resolve against, else as written.
+    pub package: Utf8PathBuf,
+    /// As written; parsed by validation so its error joins the others.
+    pub base_url: String,
+    pub web_dirs: BTreeMap<String, Utf8PathBuf>,
+    /// Setting id → TOML value as written; converted by validation.
+    pub settings: BTreeMap<String, toml::Value>,
+    pub databases: BTreeMap<String, Database>,
+}
+
+/// INSTANCE.toml could not be read or is not of the expected shape.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}", path.as_deref().map(Utf8Path::as_str).unwrap_or("<instance file>"))]
+    Toml {
+        path: Option<Utf8PathBuf>,
+        /// 1-based; 0 when the TOML parser gave no position.
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawFile {
+    name: String,
+    package: Utf8PathBuf,
+    base_url: String,
+    #[serde(default)]
+    web_dirs: BTreeMap<String, Utf8PathBuf>,
+    #[serde(default)]
+    settings: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    databases: BTreeMap<String, RawDatabase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(rename = "type")]
+    kind: DbKind,
+    name: String,
+    login: String,
+    password: String,
+    host: String,
+    /// Defaults to the server kind's standard port.
+    port: Option<u16>,
+    version: Option<String>,
+    prefix: Option<String>,
+}
+
+impl InstanceFile {
+    /// Reads and parses `path`; relative paths inside are resolved against its folder.
+    pub fn load(path: &Utf8Path) -> Result<Self, ParseError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ParseError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let abs = absolute(path).map_err(|source| ParseError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let dir = abs.parent().unwrap_or(Utf8Path::new("/"));
+        Self::parse(&text, Some(dir)).map_err(|e| match e {
+            ParseError::Toml {
+                line,
+                column,
+                message,
+                ..
+            } => ParseError::Toml {
+                path: Some(path.to_owned()),
+                line,
+                column,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses INSTANCE.toml text. With `base_dir`, relative `package` and web-dir paths are
+    /// joined to it; without it they stay relative (and validation refuses them).
+    pub fn parse(text: &str, base_dir: Option<&Utf8Path>) -> Result<Self, ParseError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((0, 0));
+            ParseError::Toml {
+                path: None,
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let resolve = |p: Utf8PathBuf| match base_dir {
+            Some(d) if p.is_relative() => normalize(&d.join(p)),
+            _ if p.is_absolute() => normalize(&p),
+            _ => p,
+        };
+        Ok(InstanceFile {
+            name: raw.name,
+            package: resolve(raw.package),
+            base_url: raw.base_url,
+            web_dirs: raw
+                .web_dirs
+                .into_iter()
+                .map(|(k, v)| (k, resolve(v)))
+                .collect(),
+            settings: raw.settings,
+            databases: raw
+                .databases
+                .into_iter()
+                .map(|(id, d)| {
+                    let port = d.port.unwrap_or(match d.kind {
+                        DbKind::Mysql => 3306,
+                        DbKind::Postgresql => 5432,
+                    });
+                    let db = Database {
+                        kind: d.kind,
+                        name: d.name,
+                        login: d.login,
+                        password: Secret::new(d.password),
+                        host: d.host,
+                        port,
+                        version: d.version,
+                        prefix: d.prefix,
+                    };
+                    (id, db)
+                })
+                .collect(),
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn absolute(p: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_owned());
+    }
+    let cwd = std::env::current_dir()?;
+    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "current folder is not UTF-8",
+        )
+    })?;
+    Ok(normalize(&cwd.join(p)))
+}
+
+/// Lexical normalisation (`.` dropped, `..` pops): web folders may not exist yet, so the
+/// filesystem cannot be asked, and the stored path should not carry `..` noise.
+pub(crate) fn normalize(p: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for c in p.components() {
+        match c {
+            Utf8Component::CurDir => {}
+            Utf8Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = InstanceFile::parse("name = \"a\"\nbogus = = 1\n", None).unwrap_err();
+        match err {
+            ParseError::Toml { line, .. } => assert_eq!(line, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_position() {
+        let text = "name = \"a\"\npackage = \"p\"\nbase-url = \"http://a/\"\ncolour = 1\n";
+        let err = InstanceFile::parse(text, None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("colour"), "{msg}");
+        assert!(msg.contains(":4:"), "{msg}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_base() {
+        let text = "name = \"a\"\npackage = \"../pkgs/blog\"\nbase-url = \"http://a/\"\n[web-dirs]\n\"/\" = \"www/./a\"\n";
+        let f = InstanceFile::parse(text, Some(Utf8Path::new("/etc/inst"))).unwrap();
+        assert_eq!(f.package, "/etc/pkgs/blog");
+        assert_eq!(f.web_dirs["/"], "/etc/inst/www/a");
+    }
+}

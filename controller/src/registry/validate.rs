@@ -1,0 +1,357 @@
+//! Checking an INSTANCE.toml against its package: everything found is reported at once.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aps_meta::{AppMeta, DbRequirement, Requirements, Setting, SettingType};
+use camino::Utf8PathBuf;
+
+use super::file::InstanceFile;
+use super::instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
+use crate::database::DbKind;
+
+/// One thing wrong with an instance file. Each names the key to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Problem {
+    #[error("name {0:?} is invalid: expected [a-z0-9][a-z0-9._-]{{0,62}}")]
+    InvalidName(String),
+    #[error("an instance named {0:?} already exists (register with --replace to overwrite it)")]
+    AlreadyExists(String),
+    #[error(transparent)]
+    BaseUrl(#[from] BaseUrlError),
+    #[error("{what} path {path:?} is relative and there is no file folder to resolve it against")]
+    RelativePath { what: String, path: Utf8PathBuf },
+    #[error("package {path}: {message}")]
+    Package { path: Utf8PathBuf, message: String },
+    #[error("settings.{0}: the package declares no such setting")]
+    UnknownSetting(String),
+    #[error("settings.{0}: required (no default value, not optional) but not given")]
+    MissingSetting(String),
+    #[error("settings.{id}: {message}")]
+    SettingShape { id: String, message: String },
+    #[error("settings.{id}: value {value:?} is invalid: {message}")]
+    InvalidSettingValue {
+        id: String,
+        value: String,
+        message: String,
+    },
+    #[error("databases.{0}: the package requires this database but it is not given")]
+    MissingDatabase(String),
+    #[error(
+        "databases: the package needs one of these sets of databases, none is given in full: {}",
+        .0.iter().map(|a| format!("[{}]", a.join(", "))).collect::<Vec<_>>().join(" or ")
+    )]
+    MissingDatabaseChoice(Vec<Vec<String>>),
+    #[error("databases.{0}: the package has no database requirement with this id")]
+    UnknownDatabase(String),
+    #[error("databases.{id}: the package requires server type {required:?}, got {given:?}")]
+    DatabaseType {
+        id: String,
+        required: String,
+        given: String,
+    },
+    #[error("databases.{0}: prefix given but the package does not allow table prefixes")]
+    DatabasePrefixNotAllowed(String),
+    #[error("databases.{id}.{field}: must not be empty")]
+    DatabaseFieldEmpty { id: String, field: &'static str },
+    #[error("web-dirs: no folder for url-mapping {0:?} (and no parent mapping to put it under)")]
+    MissingWebDir(String),
+    #[error("web-dirs.{0:?}: the package has no such url-mapping")]
+    UnknownWebDir(String),
+    #[error("web-dirs.{0:?}: this url-mapping is virtual and has no folder")]
+    VirtualWebDir(String),
+}
+
+/// Checks `file` against the package metadata and builds the record.
+///
+/// Settings in the record are resolved: given values, plus the package default of every
+/// setting not given, so the record alone says what scripts receive.
+/// Web folders of child url-mappings not given default to their parent's folder joined with
+/// the child's relative URL (`/` → `/srv/blog`, so `/cache` → `/srv/blog/cache`).
+pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if !is_valid_instance_name(&file.name) {
+        problems.push(Problem::InvalidName(file.name.clone()));
+    }
+    let base_url = BaseUrl::parse(&file.base_url)
+        .map_err(|e| problems.push(e.into()))
+        .ok();
+    if file.package.is_relative() {
+        problems.push(Problem::RelativePath {
+            what: "package".into(),
+            path: file.package.clone(),
+        });
+    }
+    for (url, dir) in &file.web_dirs {
+        if dir.is_relative() {
+            problems.push(Problem::RelativePath {
+                what: format!("web-dirs.{url:?}"),
+                path: dir.clone(),
+            });
+        }
+    }
+    for (id, db) in &file.databases {
+        for (field, v) in [("name", &db.name), ("login", &db.login), ("host", &db.host)] {
+            if v.trim().is_empty() {
+                problems.push(Problem::DatabaseFieldEmpty {
+                    id: id.clone(),
+                    field,
+                });
+            }
+        }
+    }
+    // Without the package nothing else can be checked; its own problem is already listed.
+    let Some(meta) = meta else {
+        return Err(problems);
+    };
+    let settings = check_settings(file, meta, &mut problems);
+    check_databases(file, meta, &mut problems);
+    let web_dirs = check_web_dirs(file, meta, &mut problems);
+    match base_url {
+        Some(base_url) if problems.is_empty() => Ok(Instance {
+            name: file.name.clone(),
+            package: file.package.clone(),
+            base_url,
+            web_dirs,
+            settings,
+            databases: file.databases.clone(),
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn scalar_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+fn check_settings(
+    file: &InstanceFile,
+    meta: &AppMeta,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, SettingValue> {
+    let mut declared: Vec<&Setting> = meta.all_global_settings();
+    declared.extend(meta.service.all_settings());
+    let mut by_id: HashMap<&str, &Setting> = HashMap::new();
+    for s in &declared {
+        by_id.entry(s.id.as_str()).or_insert(s);
+    }
+    let mut out = BTreeMap::new();
+    for (id, value) in &file.settings {
+        let Some(setting) = by_id.get(id.as_str()) else {
+            problems.push(Problem::UnknownSetting(id.clone()));
+            continue;
+        };
+        let shape = |message: &str| Problem::SettingShape {
+            id: id.clone(),
+            message: message.to_string(),
+        };
+        match (&setting.kind, value) {
+            (SettingType::List { element_type }, toml::Value::Array(items)) => {
+                // Each element is checked as a setting of the element type with the same
+                // constraints (regex, lengths) as the list declares.
+                let mut element = (*setting).clone();
+                element.kind = (**element_type).clone();
+                let mut values = Vec::new();
+                for item in items {
+                    match scalar_text(item) {
+                        Some(text) => {
+                            check_value(&element, id, &text, problems);
+                            values.push(text);
+                        }
+                        None => problems
+                            .push(shape("list elements must be strings, numbers or booleans")),
+                    }
+                }
+                out.insert(id.clone(), SettingValue::List(values));
+            }
+            (SettingType::List { .. }, _) => {
+                problems.push(shape("is a list setting: give an array of strings"));
+            }
+            (_, toml::Value::Array(_)) => {
+                problems.push(shape("is not a list setting: give a single value"));
+            }
+            (_, v) => match scalar_text(v) {
+                Some(text) => {
+                    check_value(setting, id, &text, problems);
+                    out.insert(id.clone(), SettingValue::Single(text));
+                }
+                None => problems.push(shape("give a string, number or boolean")),
+            },
+        }
+    }
+    for s in declared {
+        if out.contains_key(&s.id) || file.settings.contains_key(&s.id) {
+            continue;
+        }
+        match &s.default_value {
+            Some(d) => {
+                let v = match s.kind {
+                    SettingType::List { .. } if d.is_empty() => SettingValue::List(Vec::new()),
+                    SettingType::List { .. } => SettingValue::List(vec![d.clone()]),
+                    _ => SettingValue::Single(d.clone()),
+                };
+                out.insert(s.id.clone(), v);
+            }
+            None if s.optional
+                || s.value_of_setting.is_some()
+                || matches!(s.kind, SettingType::StaticText) => {}
+            None => problems.push(Problem::MissingSetting(s.id.clone())),
+        }
+    }
+    out
+}
+
+fn check_value(setting: &Setting, id: &str, value: &str, problems: &mut Vec<Problem>) {
+    if let Err(message) = super::package::check_setting_value(setting, value) {
+        problems.push(Problem::InvalidSettingValue {
+            id: id.to_string(),
+            value: value.to_string(),
+            message,
+        });
+    }
+}
+
+fn check_databases(file: &InstanceFile, meta: &AppMeta, problems: &mut Vec<Problem>) {
+    let service = &meta.service;
+    let all = service.all_databases();
+    for (id, db) in &file.databases {
+        let Some(req) = all.iter().find(|r| r.id == *id) else {
+            problems.push(Problem::UnknownDatabase(id.clone()));
+            continue;
+        };
+        if let Some(required) = &req.server_type
+            && !server_type_matches(required, db.kind)
+        {
+            problems.push(Problem::DatabaseType {
+                id: id.clone(),
+                required: required.clone(),
+                given: db.kind.as_str().to_string(),
+            });
+        }
+        if db.prefix.is_some() && !req.can_use_tables_prefix {
+            problems.push(Problem::DatabasePrefixNotAllowed(id.clone()));
+        }
+    }
+    check_requirements(&service.requirements, file, problems);
+}
+
+fn server_type_matches(required: &str, kind: DbKind) -> bool {
+    match required.trim().to_ascii_lowercase().as_str() {
+        // MariaDB is served by the same tools and variables as MySQL.
+        "mysql" | "mariadb" => kind == DbKind::Mysql,
+        "postgresql" | "postgres" | "pgsql" => kind == DbKind::Postgresql,
+        _ => false,
+    }
+}
+
+fn check_requirements(reqs: &Requirements, file: &InstanceFile, problems: &mut Vec<Problem>) {
+    for r in &reqs.databases {
+        if !file.databases.contains_key(&r.id) {
+            problems.push(Problem::MissingDatabase(r.id.clone()));
+        }
+    }
+    for choice in &reqs.choices {
+        if !choice
+            .alternatives
+            .iter()
+            .any(|a| requirements_satisfied(&a.requirements, file))
+        {
+            let sets = choice
+                .alternatives
+                .iter()
+                .map(|a| {
+                    let mut ids = Vec::new();
+                    collect_db_ids(&a.requirements, &mut ids);
+                    ids
+                })
+                .collect();
+            problems.push(Problem::MissingDatabaseChoice(sets));
+        }
+    }
+}
+
+fn requirements_satisfied(reqs: &Requirements, file: &InstanceFile) -> bool {
+    let mut p = Vec::new();
+    check_requirements(reqs, file, &mut p);
+    p.is_empty()
+}
+
+fn collect_db_ids(reqs: &Requirements, out: &mut Vec<String>) {
+    out.extend(reqs.databases.iter().map(|r: &DbRequirement| r.id.clone()));
+    for c in &reqs.choices {
+        for a in &c.alternatives {
+            collect_db_ids(&a.requirements, out);
+        }
+    }
+}
+
+/// `/blog/` and `blog` → `/blog`; `/` stays `/`.
+fn normalize_url(url: &str) -> String {
+    let segs: Vec<&str> = url.split('/').filter(|s| !s.is_empty()).collect();
+    format!("/{}", segs.join("/"))
+}
+
+fn check_web_dirs(
+    file: &InstanceFile,
+    meta: &AppMeta,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Utf8PathBuf> {
+    let flat = meta
+        .service
+        .provision
+        .url_mapping
+        .as_ref()
+        .map(|m| m.flattened())
+        .unwrap_or_default();
+    let given: BTreeMap<String, &Utf8PathBuf> = file
+        .web_dirs
+        .iter()
+        .map(|(k, v)| (normalize_url(k), v))
+        .collect();
+    for url in given.keys() {
+        match flat.iter().find(|m| m.full_url == *url) {
+            Some(m) if m.is_virtual => problems.push(Problem::VirtualWebDir(url.clone())),
+            Some(_) => {}
+            // A web root is meaningful even for a package without url-mapping.
+            None if url == "/" => {}
+            None => problems.push(Problem::UnknownWebDir(url.clone())),
+        }
+    }
+    let mut out: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
+    if let Some(root) = given.get("/") {
+        out.insert("/".into(), (*root).clone());
+    }
+    // `flattened()` lists parents before children, so a parent's folder is known in time.
+    for m in flat.iter().filter(|m| !m.is_virtual) {
+        if let Some(dir) = given.get(&m.full_url) {
+            out.insert(m.full_url.clone(), (*dir).clone());
+            continue;
+        }
+        let parent = out
+            .iter()
+            .filter(|(u, _)| is_ancestor(u, &m.full_url))
+            .max_by_key(|(u, _)| u.len());
+        match parent {
+            Some((pu, pdir)) => {
+                let rest = m.full_url[pu.len()..].trim_start_matches('/');
+                let dir = pdir.join(rest);
+                out.insert(m.full_url.clone(), dir);
+            }
+            None => problems.push(Problem::MissingWebDir(m.full_url.clone())),
+        }
+    }
+    out
+}
+
+fn is_ancestor(parent: &str, child: &str) -> bool {
+    parent != child
+        && (parent == "/"
+            || child
+                .strip_prefix(parent)
+                .is_some_and(|rest| rest.starts_with('/')))
+}

@@ -1,0 +1,66 @@
+//! How an instance is shown to people and scripts: INSTANCE.toml's own shape, passwords
+//! replaced by `***` (they are never printed).
+
+use serde_json::{Value, json};
+
+use super::instance::{Instance, SettingValue};
+
+/// What `--json` prints for one instance: INSTANCE.toml's keys, `password = "***"`.
+pub fn masked_json(i: &Instance) -> Value {
+    let settings: serde_json::Map<String, Value> = i
+        .settings
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                SettingValue::Single(s) => json!(s),
+                SettingValue::List(l) => json!(l),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let databases: serde_json::Map<String, Value> = i
+        .databases
+        .iter()
+        .map(|(id, d)| {
+            let mut v = json!({
+                "type": d.kind.as_str(),
+                "name": d.name,
+                "login": d.login,
+                "password": "***",
+                "host": d.host,
+                "port": d.port,
+            });
+            if let Some(ver) = &d.version {
+                v["version"] = json!(ver);
+            }
+            if let Some(p) = &d.prefix {
+                v["prefix"] = json!(p);
+            }
+            (id.clone(), v)
+        })
+        .collect();
+    json!({
+        "name": i.name,
+        "package": i.package,
+        "base-url": i.base_url.to_string(),
+        "web-dirs": i.web_dirs,
+        "settings": settings,
+        "databases": databases,
+    })
+}
+
+/// The human view: the same data as [`masked_json`], as TOML (re-registrable once the
+/// passwords are filled in).
+pub fn masked_toml(i: &Instance) -> String {
+    let v: toml::Value = serde_json::from_value(masked_json(i)).expect("JSON objects map to TOML");
+    toml::to_string(&v).expect("a TOML table serialises")
+}
+
+/// The summary `instance list --json` prints per instance.
+pub fn summary_json(i: &Instance) -> Value {
+    json!({
+        "name": i.name,
+        "package": i.package,
+        "base-url": i.base_url.to_string(),
+    })
+}

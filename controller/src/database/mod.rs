@@ -1,9 +1,39 @@
 //! Database resources of an instance and the controller's own backup of them: dumps with the
 //! servers' own tools (`mysqldump`/`mysql`, `pg_dump`/`psql`), run against real servers.
+//!
+//! Every tool runs through [`crate::runner::ProcessSpec`]: clean environment, own process
+//! group, timeout. Passwords travel in the environment (`MYSQL_PWD`, `PGPASSWORD`), never on
+//! a command line, and SQL goes to the tools on stdin from a private temporary file.
+//!
+//! Dump formats (both plain SQL, so that a backup loads with nothing but the server's own
+//! client, on a later server version, and can be read by a person):
+//! - MySQL/MariaDB: `mysqldump --single-transaction --routines --triggers --events --hex-blob`
+//!   with utf8mb4, no `CREATE DATABASE`/`USE`, so it loads into a database of another name.
+//! - PostgreSQL: `pg_dump --format=plain --no-owner --no-privileges`, loaded by
+//!   `psql -v ON_ERROR_STOP=1 --single-transaction`: a dump that fails half-way leaves the
+//!   database as the wipe left it (empty), never half-loaded.
+//!
+//! Loading first empties the database object by object ([`wipe`]), not by dropping and
+//! creating the database: an instance's login usually may not create databases.
 
+mod client;
+mod mysql;
+mod postgres;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
+
+pub use client::Target;
 
 /// The server kind of a database resource (`type` in INSTANCE.toml, `DB_<id>_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,6 +54,16 @@ impl DbKind {
     }
 }
 
+impl fmt::Display for DbKind {
+    /// The name a person knows the server by (for messages).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DbKind::Mysql => "MySQL/MariaDB",
+            DbKind::Postgresql => "PostgreSQL",
+        })
+    }
+}
+
 /// One database resource of an instance: what `DB_<id>_*` variables carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -40,4 +80,287 @@ pub struct Database {
     /// Table prefix (`DB_<id>_PREFIX`), only when the requirement allows prefixes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+}
+
+impl Database {
+    /// `host:port`, for messages.
+    pub fn server(&self) -> String {
+        client::server_label(&self.host, self.port)
+    }
+}
+
+/// What [`dump`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DumpInfo {
+    pub kind: DbKind,
+    /// The database's name on its server.
+    pub database: String,
+    pub file: Utf8PathBuf,
+    /// Size of the dump file in bytes.
+    pub size: u64,
+    /// SHA-256 of the dump file, lowercase hex.
+    pub sha256: String,
+    /// Exact row count of every table (`SELECT COUNT(*)`), counted right after the dump; equal
+    /// to what the dump holds when nothing wrote to the database meanwhile. PostgreSQL tables
+    /// outside the `public` schema are named `schema.table`.
+    pub row_counts: BTreeMap<String, u64>,
+    /// The server's version as it reports it (`SELECT VERSION()`, `SHOW server_version`).
+    pub server_version: String,
+    /// The program that wrote the dump (absolute path).
+    pub tool: String,
+}
+
+/// Why a database operation failed. Each variant names the database and its server; none
+/// holds a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// The server refused the login.
+    #[error(
+        "{tool} could not log in to {target} as `{login}`: the server refused the login or \
+         password{}",
+        client::stderr_block(stderr)
+    )]
+    Authentication {
+        target: Target,
+        login: String,
+        tool: String,
+        stderr: String,
+    },
+    /// No server answered at host:port (or the socket).
+    #[error(
+        "{tool} could not reach the server of {target}: is it running and listening there?{}",
+        client::stderr_block(stderr)
+    )]
+    Unreachable {
+        target: Target,
+        tool: String,
+        stderr: String,
+    },
+    /// The server answered, but has no database of that name.
+    #[error("{target} does not exist{}", client::stderr_block(stderr))]
+    NoSuchDatabase {
+        target: Target,
+        tool: String,
+        stderr: String,
+    },
+    /// A dump, query or wipe failed for another reason.
+    #[error(
+        "{tool} could not {action} {target} ({status}){}",
+        client::stderr_block(stderr)
+    )]
+    Tool {
+        action: &'static str,
+        target: Target,
+        tool: String,
+        status: String,
+        stderr: String,
+    },
+    /// The dump file did not load.
+    #[error(
+        "the dump {file} did not load into {target}: {tool} failed ({status}){}",
+        client::stderr_block(stderr)
+    )]
+    Load {
+        target: Target,
+        file: Utf8PathBuf,
+        tool: String,
+        status: String,
+        stderr: String,
+    },
+    /// A tool ran past the time it was given and was killed with its process group.
+    #[error(
+        "{tool} did not {action} {target} within {timeout:?} and was killed{}",
+        client::stderr_block(stderr)
+    )]
+    Timeout {
+        action: &'static str,
+        target: Target,
+        tool: String,
+        timeout: Duration,
+        stderr: String,
+    },
+    /// The tool could not be started at all.
+    #[error("could not run {tool} to {action} {target}: {source}")]
+    Start {
+        action: &'static str,
+        target: Target,
+        tool: String,
+        #[source]
+        source: crate::runner::RunError,
+    },
+    /// The client tools are not installed.
+    #[error(
+        "{program} not found (looked in {searched}): install the {kind} client tools to back up \
+         or restore {kind} databases"
+    )]
+    ToolMissing {
+        kind: DbKind,
+        program: String,
+        searched: String,
+    },
+    /// Wiping left objects behind (typically: owned by another login).
+    #[error(
+        "{target} is not empty after wiping it; left: {}; the login may not drop objects it \
+         does not own", .remaining.join(", ")
+    )]
+    NotEmpty {
+        target: Target,
+        remaining: Vec<String>,
+    },
+    /// A tool's output was not what the query must produce.
+    #[error("unexpected output from {tool} while trying to {action} {target}: {detail}")]
+    UnexpectedOutput {
+        action: &'static str,
+        target: Target,
+        tool: String,
+        detail: String,
+    },
+    /// The name cannot be passed to the tools safely.
+    #[error("{target}: {why}")]
+    InvalidName { target: Target, why: &'static str },
+    /// Reading or writing a local file failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Dumps the database into `out_file` (created mode 0600 or truncated) and describes the
+/// result. On failure `out_file` is removed: a partial dump is never left behind.
+pub fn dump(
+    db: &Database,
+    out_file: &Utf8Path,
+    timeout: Duration,
+) -> Result<DumpInfo, DatabaseError> {
+    let deadline = client::Deadline::new(timeout);
+    let tool = match db.kind {
+        DbKind::Mysql => mysql::dump(db, out_file, &deadline),
+        DbKind::Postgresql => postgres::dump(db, out_file, &deadline),
+    };
+    let tool = match tool {
+        Ok(tool) => tool,
+        Err(e) => {
+            let _ = std::fs::remove_file(out_file);
+            return Err(e);
+        }
+    };
+    let described = (|| {
+        let (size, sha256) = hash_file(out_file)?;
+        let row_counts = row_counts_within(db, &deadline)?;
+        let server_version = server_version_within(db, &deadline)?;
+        Ok(DumpInfo {
+            kind: db.kind,
+            database: db.name.clone(),
+            file: out_file.to_owned(),
+            size,
+            sha256,
+            row_counts,
+            server_version,
+            tool: tool.clone(),
+        })
+    })();
+    if described.is_err() {
+        let _ = std::fs::remove_file(out_file);
+    }
+    described
+}
+
+/// Empties the database ([`wipe`]) and loads the dump `from_file` into it. PostgreSQL loads in
+/// one transaction; MySQL cannot roll back DDL, so a failed load there leaves part of the dump
+/// behind (the caller restores its safety copy).
+pub fn load(db: &Database, from_file: &Utf8Path, timeout: Duration) -> Result<(), DatabaseError> {
+    // Fail on a missing dump before anything is dropped.
+    std::fs::metadata(from_file).map_err(|source| DatabaseError::Io {
+        action: "read the dump",
+        path: from_file.to_owned(),
+        source,
+    })?;
+    let deadline = client::Deadline::new(timeout);
+    wipe_within(db, &deadline)?;
+    match db.kind {
+        DbKind::Mysql => mysql::load(db, from_file, &deadline),
+        DbKind::Postgresql => postgres::load(db, from_file, &deadline),
+    }
+}
+
+/// Drops every table, view, sequence, routine, event and type in the database (for
+/// PostgreSQL: every schema but `public`, and everything in `public`), leaving the database
+/// itself and its grants. Used before loading a dump and before a `sufficient` restore.
+pub fn wipe(db: &Database, timeout: Duration) -> Result<(), DatabaseError> {
+    wipe_within(db, &client::Deadline::new(timeout))
+}
+
+/// Exact row count of every table, by `SELECT COUNT(*)`. Keys as in [`DumpInfo::row_counts`].
+pub fn row_counts(
+    db: &Database,
+    timeout: Duration,
+) -> Result<BTreeMap<String, u64>, DatabaseError> {
+    row_counts_within(db, &client::Deadline::new(timeout))
+}
+
+/// The server's version string, e.g. `10.11.19-MariaDB-0+deb12u1` or `15.18 (Debian …)`.
+pub fn server_version(db: &Database, timeout: Duration) -> Result<String, DatabaseError> {
+    server_version_within(db, &client::Deadline::new(timeout))
+}
+
+/// Runs SQL as the database's login and returns the client's text output: for MySQL
+/// `mysql --batch --skip-column-names` (tab-separated, `\t \n \\` escaped, `NULL` for null),
+/// for PostgreSQL `psql -A -t` with a tab separator and `\N` for null. For checks and restore
+/// drills; an error in the SQL is an error.
+pub fn query(db: &Database, sql: &str, timeout: Duration) -> Result<String, DatabaseError> {
+    client::query(db, sql, &client::Deadline::new(timeout), "query")
+}
+
+fn wipe_within(db: &Database, deadline: &client::Deadline) -> Result<(), DatabaseError> {
+    match db.kind {
+        DbKind::Mysql => mysql::wipe(db, deadline),
+        DbKind::Postgresql => postgres::wipe(db, deadline),
+    }
+}
+
+fn row_counts_within(
+    db: &Database,
+    deadline: &client::Deadline,
+) -> Result<BTreeMap<String, u64>, DatabaseError> {
+    match db.kind {
+        DbKind::Mysql => mysql::row_counts(db, deadline),
+        DbKind::Postgresql => postgres::row_counts(db, deadline),
+    }
+}
+
+fn server_version_within(
+    db: &Database,
+    deadline: &client::Deadline,
+) -> Result<String, DatabaseError> {
+    let sql = match db.kind {
+        DbKind::Mysql => "SELECT VERSION();",
+        DbKind::Postgresql => "SHOW server_version;",
+    };
+    let out = client::query(db, sql, deadline, "read the version of")?;
+    Ok(out.trim().to_owned())
+}
+
+fn hash_file(path: &Utf8Path) -> Result<(u64, String), DatabaseError> {
+    let io_err = |source| DatabaseError::Io {
+        action: "read the dump",
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
 }

@@ -1,0 +1,419 @@
+//! Running the servers' client tools through the runner: finding them, passing the connection
+//! (password in the environment only), feeding SQL, and turning failures into
+//! [`DatabaseError`]s a person can act on.
+
+use std::fmt;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::{Database, DatabaseError, DbKind};
+use crate::runner::{ERROR_STDERR_LIMIT, ProcessOutput, ProcessSpec, RunError, SAFE_PATH};
+
+/// Which database, on which server: what every error names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub kind: DbKind,
+    pub database: String,
+    /// `host:port`.
+    pub server: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} database `{}` on {}",
+            self.kind, self.database, self.server
+        )
+    }
+}
+
+impl Target {
+    pub(crate) fn of(db: &Database) -> Self {
+        Self {
+            kind: db.kind,
+            database: db.name.clone(),
+            server: db.server(),
+        }
+    }
+}
+
+pub(crate) fn server_label(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The stderr excerpt as it ends an error message.
+pub(crate) fn stderr_block(stderr: &str) -> String {
+    if stderr.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr:\n{stderr}")
+    }
+}
+
+/// One time budget shared by the several tool runs of an operation (a dump is the dump, then
+/// the row counts, then the version), so that the caller's timeout bounds the whole.
+pub(crate) struct Deadline {
+    start: Instant,
+    total: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn new(total: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            total,
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.total.saturating_sub(self.start.elapsed())
+    }
+}
+
+/// The client programs used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tool {
+    MysqlClient,
+    MysqlDump,
+    Psql,
+    PgDump,
+}
+
+impl Tool {
+    fn kind(self) -> DbKind {
+        match self {
+            Tool::MysqlClient | Tool::MysqlDump => DbKind::Mysql,
+            Tool::Psql | Tool::PgDump => DbKind::Postgresql,
+        }
+    }
+
+    /// Program names, preferred first. MariaDB's own names first: MariaDB 11 prints a
+    /// deprecation warning for the `mysql*` names; Oracle MySQL only has those.
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            Tool::MysqlClient => &["mariadb", "mysql"],
+            Tool::MysqlDump => &["mariadb-dump", "mysqldump"],
+            Tool::Psql => &["psql"],
+            Tool::PgDump => &["pg_dump"],
+        }
+    }
+
+    /// Finds the program: for PostgreSQL the newest `/usr/lib/postgresql/N/bin` first (a newer
+    /// pg_dump dumps older servers, never the reverse; Debian's wrapper in /usr/bin picks by
+    /// its own rules), then the directories of [`SAFE_PATH`], the PATH tools get.
+    pub(crate) fn find(self) -> Result<Utf8PathBuf, DatabaseError> {
+        let mut dirs: Vec<Utf8PathBuf> = Vec::new();
+        if self.kind() == DbKind::Postgresql
+            && let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql")
+        {
+            let mut versioned: Vec<(u32, Utf8PathBuf)> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let major: u32 = name.parse().ok()?;
+                    Some((
+                        major,
+                        Utf8PathBuf::from(format!("/usr/lib/postgresql/{name}/bin")),
+                    ))
+                })
+                .collect();
+            versioned.sort_by(|a, b| b.0.cmp(&a.0));
+            dirs.extend(versioned.into_iter().map(|(_, d)| d));
+        }
+        dirs.extend(SAFE_PATH.split(':').map(Utf8PathBuf::from));
+        for name in self.names() {
+            for dir in &dirs {
+                let candidate = dir.join(name);
+                if candidate.is_file() {
+                    return Ok(candidate);
+                }
+            }
+        }
+        Err(DatabaseError::ToolMissing {
+            kind: self.kind(),
+            program: self.names().join(" or "),
+            searched: dirs
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(":"),
+        })
+    }
+}
+
+/// A spec for `tool` connected to `db`: the password in the environment, the rest as
+/// arguments (MySQL) or environment (PostgreSQL, whose `-d` would parse a name holding `=`
+/// as a connection string). The database name itself is added by the caller (MySQL), since
+/// where it goes depends on the tool.
+pub(crate) fn spec(db: &Database, program: &Utf8Path) -> ProcessSpec {
+    let spec = ProcessSpec::for_tool(program.as_str());
+    match db.kind {
+        DbKind::Mysql => spec
+            // Must come first; keeps /etc/mysql/*.cnf from changing what the tools do.
+            .arg("--no-defaults")
+            .arg(format!("--host={}", db.host))
+            .arg(format!("--port={}", db.port))
+            .arg(format!("--user={}", db.login))
+            .arg("--default-character-set=utf8mb4")
+            .env("MYSQL_PWD", db.password.expose()),
+        DbKind::Postgresql => spec
+            .env("PGHOST", &db.host)
+            .env("PGPORT", db.port.to_string())
+            .env("PGUSER", &db.login)
+            .env("PGDATABASE", &db.name)
+            .env("PGPASSWORD", db.password.expose())
+            .env("PGCONNECT_TIMEOUT", "15")
+            .env("PGAPPNAME", "aps-controller")
+            .env("PGCLIENTENCODING", "UTF8"),
+    }
+}
+
+/// The MySQL database name as the last argument; refused when a tool would take it for an
+/// option.
+pub(crate) fn mysql_db_arg(db: &Database) -> Result<&str, DatabaseError> {
+    if db.name.is_empty() || db.name.starts_with('-') {
+        return Err(DatabaseError::InvalidName {
+            target: Target::of(db),
+            why: "a MySQL database name that is empty or starts with `-` cannot be passed to \
+                  the client tools",
+        });
+    }
+    Ok(&db.name)
+}
+
+/// Runs the spec within the deadline; `load_file` marks a dump load, whose failures become
+/// [`DatabaseError::Load`].
+pub(crate) fn run(
+    db: &Database,
+    spec: ProcessSpec,
+    action: &'static str,
+    deadline: &Deadline,
+    load_file: Option<&Utf8Path>,
+) -> Result<ProcessOutput, DatabaseError> {
+    let tool = tool_name(&spec);
+    let left = deadline.remaining();
+    if left.is_zero() {
+        return Err(DatabaseError::Timeout {
+            action,
+            target: Target::of(db),
+            tool,
+            timeout: deadline.total,
+            stderr: String::new(),
+        });
+    }
+    spec.timeout(left)
+        .run()
+        .map_err(|e| classify(db, tool, action, deadline.total, e, load_file))
+}
+
+fn tool_name(spec: &ProcessSpec) -> String {
+    let program = spec.program().to_string_lossy();
+    program.rsplit('/').next().unwrap_or(&program).to_owned()
+}
+
+fn excerpt(output: &ProcessOutput) -> String {
+    let bytes = &output.stderr_tail;
+    let start = bytes.len().saturating_sub(ERROR_STDERR_LIMIT);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_owned()
+}
+
+fn classify(
+    db: &Database,
+    tool: String,
+    action: &'static str,
+    total: Duration,
+    err: RunError,
+    load_file: Option<&Utf8Path>,
+) -> DatabaseError {
+    let target = Target::of(db);
+    let (status, output) = match &err {
+        RunError::Spawn { .. } | RunError::Setup { .. } => {
+            return DatabaseError::Start {
+                action,
+                target,
+                tool,
+                source: err,
+            };
+        }
+        RunError::Timeout { output, .. } => {
+            return DatabaseError::Timeout {
+                action,
+                target,
+                tool,
+                timeout: total,
+                stderr: excerpt(output),
+            };
+        }
+        RunError::Exit { code, output, .. } => (format!("exit code {code}"), output),
+        RunError::Signal { signal, output, .. } => (format!("killed by signal {signal}"), output),
+    };
+    let stderr = excerpt(output);
+    let lower = stderr.to_lowercase();
+    let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+    let auth = match db.kind {
+        // 1045: bad login/password; 1044: the login may not use this database.
+        DbKind::Mysql => any(&["error 1045", "error: 1045", "error 1044", "error: 1044"]),
+        DbKind::Postgresql => {
+            any(&[
+                "password authentication failed",
+                "no password supplied",
+                "pg_hba.conf",
+            ]) || (lower.contains("fatal:") && lower.contains("role \""))
+        }
+    };
+    if auth {
+        return DatabaseError::Authentication {
+            target,
+            login: db.login.clone(),
+            tool,
+            stderr,
+        };
+    }
+    let missing_db = match db.kind {
+        DbKind::Mysql => any(&["error 1049", "error: 1049"]),
+        DbKind::Postgresql => lower.contains("fatal:") && lower.contains("database \""),
+    };
+    if missing_db {
+        return DatabaseError::NoSuchDatabase {
+            target,
+            tool,
+            stderr,
+        };
+    }
+    let unreachable = match db.kind {
+        DbKind::Mysql => any(&[
+            "can't connect to",
+            "unknown server host",
+            "unknown mysql server host",
+            "reading initial communication packet",
+        ]),
+        DbKind::Postgresql => {
+            any(&[
+                "connection refused",
+                "could not translate host name",
+                "timeout expired",
+                "no such file or directory",
+            ]) && !lower.contains("error:  ")
+        }
+    };
+    if unreachable {
+        return DatabaseError::Unreachable {
+            target,
+            tool,
+            stderr,
+        };
+    }
+    match load_file {
+        Some(file) => DatabaseError::Load {
+            target,
+            file: file.to_owned(),
+            tool,
+            status,
+            stderr,
+        },
+        None => DatabaseError::Tool {
+            action,
+            target,
+            tool,
+            status,
+            stderr,
+        },
+    }
+}
+
+/// Runs `sql` (fed on stdin from a private temporary file, so it shows in no process list)
+/// with the interactive client and returns stdout, read whole from a temporary file (the
+/// runner keeps only a tail of captured output).
+pub(crate) fn query(
+    db: &Database,
+    sql: &str,
+    deadline: &Deadline,
+    action: &'static str,
+) -> Result<String, DatabaseError> {
+    let io_err = |action: &'static str, path: &Utf8Path| {
+        let path = path.to_owned();
+        move |source| DatabaseError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    let tmp = std::env::temp_dir();
+    let tmp = Utf8PathBuf::from_path_buf(tmp).unwrap_or_else(|_| Utf8PathBuf::from("/tmp"));
+    let mut sql_file = tempfile::Builder::new()
+        .prefix("aps-sql-")
+        .tempfile_in(&tmp)
+        .map_err(io_err("create a temporary SQL file in", &tmp))?;
+    let sql_path = utf8(sql_file.path(), &tmp)?;
+    sql_file
+        .write_all(sql.as_bytes())
+        .and_then(|()| sql_file.flush())
+        .map_err(io_err("write", &sql_path))?;
+    let out_file = tempfile::Builder::new()
+        .prefix("aps-sql-out-")
+        .tempfile_in(&tmp)
+        .map_err(io_err("create a temporary output file in", &tmp))?;
+    let out_path = utf8(out_file.path(), &tmp)?;
+
+    let spec = match db.kind {
+        DbKind::Mysql => {
+            let program = Tool::MysqlClient.find()?;
+            spec(db, &program)
+                .args(["--batch", "--skip-column-names", "--connect-timeout=15"])
+                .arg(mysql_db_arg(db)?)
+        }
+        DbKind::Postgresql => {
+            let program = Tool::Psql.find()?;
+            spec(db, &program).args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-F",
+                "\t",
+                "-P",
+                "null=\\N",
+            ])
+        }
+    }
+    .stdin_file(sql_path.clone())
+    .stdout_to_file(out_path.clone());
+    run(db, spec, action, deadline, None)?;
+    let bytes = std::fs::read(&out_path).map_err(io_err("read", &out_path))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn utf8(path: &std::path::Path, dir: &Utf8Path) -> Result<Utf8PathBuf, DatabaseError> {
+    Utf8PathBuf::from_path_buf(path.to_owned()).map_err(|p| DatabaseError::Io {
+        action: "use a temporary file (path is not UTF-8) in",
+        path: dir.to_owned(),
+        source: std::io::Error::other(format!("{}", p.display())),
+    })
+}
+
+/// Decodes a hex string the server produced (`HEX()`, `encode(…, 'hex')`) into text.
+pub(crate) fn unhex(
+    db: &Database,
+    tool: &str,
+    action: &'static str,
+    hex_text: &str,
+) -> Result<String, DatabaseError> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| DatabaseError::UnexpectedOutput {
+            action,
+            target: Target::of(db),
+            tool: tool.to_owned(),
+            detail: format!("`{hex_text}` is not hex-encoded UTF-8"),
+        })
+}

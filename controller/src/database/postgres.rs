@@ -1,0 +1,168 @@
+//! PostgreSQL: `pg_dump` / `psql`, and the SQL to empty a database and count its rows.
+
+use std::collections::BTreeMap;
+
+use camino::Utf8Path;
+
+use super::client::{self, Deadline, Target, Tool};
+use super::{Database, DatabaseError};
+
+/// Writes the dump; returns the program used.
+pub(super) fn dump(
+    db: &Database,
+    out: &Utf8Path,
+    deadline: &Deadline,
+) -> Result<String, DatabaseError> {
+    let program = Tool::PgDump.find()?;
+    let spec = client::spec(db, &program)
+        .args([
+            // Plain SQL: loads with psql alone, into a later server version too, and a person
+            // can read it. (The custom format's selective/parallel restore is not needed.)
+            "--format=plain",
+            "--encoding=UTF8",
+            // The restored objects belong to whoever loads them (the instance's login, which
+            // may be another one after a migration); GRANTs name roles that may not exist.
+            "--no-owner",
+            "--no-privileges",
+            // Objects only a superuser may create; an instance's database has none.
+            "--no-publications",
+            "--no-subscriptions",
+            "--no-security-labels",
+            "--no-tablespaces",
+        ])
+        .stdout_to_file(out);
+    client::run(db, spec, "dump", deadline, None)?;
+    Ok(program.into_string())
+}
+
+pub(super) fn load(
+    db: &Database,
+    from: &Utf8Path,
+    deadline: &Deadline,
+) -> Result<(), DatabaseError> {
+    let program = Tool::Psql.find()?;
+    let spec = client::spec(db, &program).args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        // All or nothing: a dump that fails half-way leaves the database empty.
+        "--single-transaction",
+        "-f",
+        from.as_str(),
+    ]);
+    client::run(db, spec, "load", deadline, Some(from))?;
+    Ok(())
+}
+
+/// Everything a wipe drops, as (pass, DROP statement, label). Schemas other than `public` go
+/// whole; in `public` (which the login may not own, so it stays), views before tables before
+/// sequences, routines and types. Members of extensions are left to their extension.
+const OBJECTS: &str = r#"
+SELECT 1 AS pass, format('DROP SCHEMA IF EXISTS %I CASCADE', n.nspname) AS stmt,
+       'schema ' || quote_ident(n.nspname) AS label
+  FROM pg_namespace n
+ WHERE n.nspname NOT IN ('public', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass
+                   AND d.objid = n.oid AND d.deptype = 'e')
+UNION ALL
+SELECT CASE WHEN c.relkind IN ('v', 'm') THEN 2 WHEN c.relkind = 'S' THEN 4 ELSE 3 END,
+       format('DROP %s IF EXISTS public.%I CASCADE',
+              CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                             WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE'
+                             ELSE 'TABLE' END, c.relname),
+       CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                      WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' ELSE 'table' END
+         || ' public.' || quote_ident(c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                   AND d.objid = c.oid AND d.deptype IN ('e', 'i'))
+UNION ALL
+SELECT 5, format('DROP %s IF EXISTS public.%I(%s) CASCADE',
+                 CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE'
+                                ELSE 'FUNCTION' END,
+                 p.proname, pg_get_function_identity_arguments(p.oid)),
+       'routine public.' || quote_ident(p.proname)
+         || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                   AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 6, format('DROP %s IF EXISTS public.%I CASCADE',
+                 CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.typname),
+       'type public.' || quote_ident(t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public'
+   AND (t.typtype IN ('e', 'd', 'r')
+        OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c
+                                         WHERE c.oid = t.typrelid AND c.relkind = 'c')))
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                   AND d.objid = t.oid AND d.deptype = 'e')
+"#;
+
+fn leftovers(db: &Database, deadline: &Deadline) -> Result<Vec<String>, DatabaseError> {
+    let sql = format!(
+        "SELECT encode(convert_to(label, 'UTF8'), 'hex') FROM ({OBJECTS}) o ORDER BY pass, label;"
+    );
+    let out = client::query(db, &sql, deadline, "list the objects of")?;
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|h| client::unhex(db, "psql", "list the objects of", h))
+        .collect()
+}
+
+pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+    // \gexec runs each DROP as its own statement (and transaction): one transaction dropping
+    // thousands of tables could run out of lock table slots.
+    let sql = format!(
+        "SET client_min_messages = warning;\nSELECT stmt FROM ({OBJECTS}) o ORDER BY pass, stmt \\gexec\n"
+    );
+    client::query(db, &sql, deadline, "empty")?;
+    let left = leftovers(db, deadline)?;
+    if !left.is_empty() {
+        return Err(DatabaseError::NotEmpty {
+            target: Target::of(db),
+            remaining: left,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn row_counts(
+    db: &Database,
+    deadline: &Deadline,
+) -> Result<BTreeMap<String, u64>, DatabaseError> {
+    const ACTION: &str = "count the rows of";
+    // query_to_xml runs one exact COUNT(*) per table inside this single query, quoting names
+    // on the server (%I).
+    const SQL: &str = r#"
+SELECT encode(convert_to(CASE WHEN n.nspname = 'public' THEN c.relname
+                              ELSE n.nspname || '.' || c.relname END, 'UTF8'), 'hex')
+       || E'\t' ||
+       (xpath('/row/c/text()',
+              query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname),
+                           false, true, '')))[1]::text
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
+   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+ ORDER BY 1;"#;
+    let out = client::query(db, SQL, deadline, ACTION)?;
+    let mut counts = BTreeMap::new();
+    for line in out.lines().filter(|l| !l.is_empty()) {
+        let Some((name, n)) = line
+            .split_once('\t')
+            .and_then(|(h, n)| Some((h, n.parse::<u64>().ok()?)))
+        else {
+            return Err(DatabaseError::UnexpectedOutput {
+                action: ACTION,
+                target: Target::of(db),
+                tool: "psql".to_owned(),
+                detail: format!("line `{line}` is not `HEXNAME\\tCOUNT`"),
+            });
+        };
+        counts.insert(client::unhex(db, "psql", ACTION, name)?, n);
+    }
+    Ok(counts)
+}

@@ -111,6 +111,15 @@ if pg_ready; then
 else
     mkdir -p "$PG_DIR"
     [ "$IS_ROOT" -eq 1 ] && chown "$PG_USER": "$PG_DIR"
+    # A postmaster.pid left by a server that died with its machine session: its pid may now
+    # belong to another process, which would make postgres refuse to start.
+    if [ -f "$PG_DATA/postmaster.pid" ]; then
+        old_pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+        if ! ps -o comm= -p "$old_pid" 2>/dev/null | grep -q postgres; then
+            step "PostgreSQL: removing stale postmaster.pid (pid $old_pid)"
+            rm -f "$PG_DATA/postmaster.pid"
+        fi
+    fi
     if [ ! -f "$PG_DATA/PG_VERSION" ]; then
         step "PostgreSQL: initdb $PG_DATA"
         # Local (socket) connections by the OS user; TCP needs a password.

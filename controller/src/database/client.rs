@@ -31,12 +31,13 @@ impl fmt::Display for Target {
 }
 
 impl Target {
-    pub(crate) fn of(db: &Database) -> Self {
-        Self {
+    /// Boxed: errors carry it, and keeping them small keeps every `Result` small.
+    pub(crate) fn of(db: &Database) -> Box<Self> {
+        Box::new(Self {
             kind: db.kind,
             database: db.name.clone(),
             server: db.server(),
-        }
+        })
     }
 }
 
@@ -124,7 +125,7 @@ impl Tool {
                     ))
                 })
                 .collect();
-            versioned.sort_by(|a, b| b.0.cmp(&a.0));
+            versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
             dirs.extend(versioned.into_iter().map(|(_, d)| d));
         }
         dirs.extend(SAFE_PATH.split(':').map(Utf8PathBuf::from));
@@ -239,7 +240,7 @@ fn classify(
                 action,
                 target,
                 tool,
-                source: err,
+                source: Box::new(err),
             };
         }
         RunError::Timeout { output, .. } => {

@@ -122,7 +122,7 @@ pub enum DatabaseError {
         client::stderr_block(stderr)
     )]
     Authentication {
-        target: Target,
+        target: Box<Target>,
         login: String,
         tool: String,
         stderr: String,
@@ -133,14 +133,14 @@ pub enum DatabaseError {
         client::stderr_block(stderr)
     )]
     Unreachable {
-        target: Target,
+        target: Box<Target>,
         tool: String,
         stderr: String,
     },
     /// The server answered, but has no database of that name.
     #[error("{target} does not exist{}", client::stderr_block(stderr))]
     NoSuchDatabase {
-        target: Target,
+        target: Box<Target>,
         tool: String,
         stderr: String,
     },
@@ -151,7 +151,7 @@ pub enum DatabaseError {
     )]
     Tool {
         action: &'static str,
-        target: Target,
+        target: Box<Target>,
         tool: String,
         status: String,
         stderr: String,
@@ -162,7 +162,7 @@ pub enum DatabaseError {
         client::stderr_block(stderr)
     )]
     Load {
-        target: Target,
+        target: Box<Target>,
         file: Utf8PathBuf,
         tool: String,
         status: String,
@@ -175,7 +175,7 @@ pub enum DatabaseError {
     )]
     Timeout {
         action: &'static str,
-        target: Target,
+        target: Box<Target>,
         tool: String,
         timeout: Duration,
         stderr: String,
@@ -184,10 +184,10 @@ pub enum DatabaseError {
     #[error("could not run {tool} to {action} {target}: {source}")]
     Start {
         action: &'static str,
-        target: Target,
+        target: Box<Target>,
         tool: String,
         #[source]
-        source: crate::runner::RunError,
+        source: Box<crate::runner::RunError>,
     },
     /// The client tools are not installed.
     #[error(
@@ -205,20 +205,23 @@ pub enum DatabaseError {
          does not own", .remaining.join(", ")
     )]
     NotEmpty {
-        target: Target,
+        target: Box<Target>,
         remaining: Vec<String>,
     },
     /// A tool's output was not what the query must produce.
     #[error("unexpected output from {tool} while trying to {action} {target}: {detail}")]
     UnexpectedOutput {
         action: &'static str,
-        target: Target,
+        target: Box<Target>,
         tool: String,
         detail: String,
     },
     /// The name cannot be passed to the tools safely.
     #[error("{target}: {why}")]
-    InvalidName { target: Target, why: &'static str },
+    InvalidName {
+        target: Box<Target>,
+        why: &'static str,
+    },
     /// Reading or writing a local file failed.
     #[error("could not {action} {path}: {source}")]
     Io {

@@ -45,6 +45,8 @@ pub(super) fn load(
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
     let program = Tool::MysqlClient.find()?;
+    let copy = without_definers(from)?;
+    let copy_path = Utf8Path::from_path(copy.path()).unwrap_or(from);
     let spec = client::spec(db, &program)
         .args([
             "--batch",
@@ -54,9 +56,116 @@ pub(super) fn load(
             MAX_PACKET,
         ])
         .arg(mysql_db_arg(db)?)
-        .stdin_file(from);
+        .stdin_file(copy_path);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
+}
+
+/// A copy of the dump whose views, triggers, routines and events are defined by
+/// `CURRENT_USER` instead of the login that made them: naming another login as DEFINER needs
+/// SUPER, which an instance's login lacks, so a dump would not load into another login's
+/// database (migration) otherwise. Data lines (`INSERT INTO`, one per line in a dump) are
+/// copied untouched; line numbers in the client's errors stay those of the original.
+fn without_definers(from: &Utf8Path) -> Result<tempfile::NamedTempFile, DatabaseError> {
+    use std::io::{BufRead, BufReader, BufWriter, Write};
+    let io_err = |action: &'static str, path: &Utf8Path| {
+        let path = path.to_owned();
+        move |source| DatabaseError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    // Beside the dump: the temp folder may be too small for a large one.
+    let dir = from
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .unwrap_or(Utf8Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".aps-load-")
+        .tempfile_in(dir)
+        .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
+        .map_err(io_err("create a temporary copy of the dump beside", from))?;
+    let mut reader = BufReader::new(std::fs::File::open(from).map_err(io_err("read", from))?);
+    let mut writer = BufWriter::new(tmp.as_file());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(io_err("read", from))?;
+        if n == 0 {
+            break;
+        }
+        let out = if line.starts_with(b"INSERT INTO ") {
+            std::borrow::Cow::Borrowed(&line[..])
+        } else {
+            strip_definers(&line)
+        };
+        writer
+            .write_all(&out)
+            .map_err(io_err("write a temporary copy of", from))?;
+    }
+    writer
+        .flush()
+        .map_err(io_err("write a temporary copy of", from))?;
+    drop(writer);
+    Ok(tmp)
+}
+
+/// Replaces every ``DEFINER=`user`@`host` `` in `line` by `DEFINER=CURRENT_USER`.
+fn strip_definers(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const KEY: &[u8] = b"DEFINER=`";
+    if !line.windows(KEY.len()).any(|w| w == KEY) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    // The end of a backquoted identifier starting at `start` (just after its opening `).
+    fn ident_end(s: &[u8], mut i: usize) -> Option<usize> {
+        while i < s.len() {
+            if s[i] == b'`' {
+                if s.get(i + 1) == Some(&b'`') {
+                    i += 2;
+                    continue;
+                }
+                return Some(i + 1);
+            }
+            i += 1;
+        }
+        None
+    }
+    let mut out = Vec::with_capacity(line.len());
+    let mut i = 0;
+    while i < line.len() {
+        if line[i..].starts_with(KEY) {
+            let user_end = ident_end(line, i + KEY.len());
+            let host_end = user_end
+                .filter(|&e| line[e..].starts_with(b"@`"))
+                .and_then(|e| ident_end(line, e + 2));
+            if let Some(end) = host_end {
+                out.extend_from_slice(b"DEFINER=CURRENT_USER");
+                i = end;
+                continue;
+            }
+        }
+        out.push(line[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_definers;
+
+    #[test]
+    fn definers_become_current_user() {
+        let line = b"/*!50017 DEFINER=`a``b`@`%`*/ /*!50003 x DEFINER=`u`@`localhost` y */\n";
+        assert_eq!(
+            &*strip_definers(line),
+            b"/*!50017 DEFINER=CURRENT_USER*/ /*!50003 x DEFINER=CURRENT_USER y */\n"
+        );
+        assert_eq!(&*strip_definers(b"no definer here\n"), b"no definer here\n");
+    }
 }
 
 /// `identifier` quoted for MySQL.

@@ -153,21 +153,6 @@ fn strip_definers(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::strip_definers;
-
-    #[test]
-    fn definers_become_current_user() {
-        let line = b"/*!50017 DEFINER=`a``b`@`%`*/ /*!50003 x DEFINER=`u`@`localhost` y */\n";
-        assert_eq!(
-            &*strip_definers(line),
-            b"/*!50017 DEFINER=CURRENT_USER*/ /*!50003 x DEFINER=CURRENT_USER y */\n"
-        );
-        assert_eq!(&*strip_definers(b"no definer here\n"), b"no definer here\n");
-    }
-}
-
 /// `identifier` quoted for MySQL.
 fn quote(identifier: &str) -> String {
     format!("`{}`", identifier.replace('`', "``"))
@@ -290,4 +275,19 @@ pub(super) fn row_counts(
         }
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_definers;
+
+    #[test]
+    fn definers_become_current_user() {
+        let line = b"/*!50017 DEFINER=`a``b`@`%`*/ /*!50003 x DEFINER=`u`@`localhost` y */\n";
+        assert_eq!(
+            &*strip_definers(line),
+            b"/*!50017 DEFINER=CURRENT_USER*/ /*!50003 x DEFINER=CURRENT_USER y */\n"
+        );
+        assert_eq!(&*strip_definers(b"no definer here\n"), b"no definer here\n");
+    }
 }

@@ -226,7 +226,9 @@ pub enum SettingType {
     StaticText,
     Hidden,
     /// `list` with its `element-type` (`string` when absent).
-    List { element_type: Box<SettingType> },
+    List {
+        element_type: Box<SettingType>,
+    },
     /// A type this parser does not know, kept by name (a warning, not an error).
     Other(String),
 }
@@ -430,7 +432,10 @@ impl SettingGroup {
 impl Service {
     /// Every setting of this service (all groups, flattened).
     pub fn all_settings(&self) -> Vec<&Setting> {
-        self.settings.iter().flat_map(|g| g.all_settings()).collect()
+        self.settings
+            .iter()
+            .flat_map(|g| g.all_settings())
+            .collect()
     }
 
     /// Database requirements, including those inside `choice` alternatives.

@@ -1,0 +1,207 @@
+//! Shared XML reading: safe parsing options, positions and element paths for messages.
+
+use crate::diagnostic::Location;
+use crate::limits::Limits;
+use roxmltree::{Document, Node, ParsingOptions};
+
+pub(crate) const APS_NS: &str = "http://apstandard.com/ns/1";
+pub(crate) const APS2_NS: &str = "http://aps-standard.org/ns/2";
+pub(crate) const PHP_NS: &str = "http://apstandard.com/ns/1/php";
+pub(crate) const DB_NS: &str = "http://apstandard.com/ns/1/db";
+pub(crate) const MAIL_NS: &str = "http://apstandard.com/ns/1/mail";
+pub(crate) const APACHE_NS: &str = "http://apstandard.com/ns/1/apache";
+pub(crate) const PERL_NS: &str = "http://apstandard.com/ns/1/perl";
+pub(crate) const DNS_NS: &str = "http://apstandard.com/ns/1/dns";
+pub(crate) const LICENSING_NS: &str = "http://apstandard.com/ns/1/licensing";
+pub(crate) const ASPNET_NS: &str = "http://apstandard.com/ns/1/aspnet";
+pub(crate) const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// Why a document could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum XmlReadError {
+    NotUtf8 {
+        line: u32,
+        column: u32,
+    },
+    Dtd {
+        line: u32,
+        column: u32,
+    },
+    NotWellFormed {
+        line: u32,
+        column: u32,
+        message: String,
+    },
+    TooManyNodes {
+        limit: u32,
+    },
+}
+
+/// Bytes to text: UTF-8 only (every real package is), a leading BOM dropped.
+pub(crate) fn decode(bytes: &[u8]) -> Result<&str, XmlReadError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col(&bytes[..e.valid_up_to()]);
+        XmlReadError::NotUtf8 { line, column }
+    })
+}
+
+/// 1-based line and column (in characters) of the end of `prefix`.
+pub(crate) fn line_col(prefix: &[u8]) -> (u32, u32) {
+    let line = prefix.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+    let last = prefix
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&prefix[last..]).chars().count() as u32 + 1;
+    (line, col)
+}
+
+/// Parses with DTDs refused: no entity is ever declared, so none is expanded (billion laughs,
+/// external entities); only the five predefined entities and character references remain.
+pub(crate) fn parse<'i>(text: &'i str, limits: &Limits) -> Result<Document<'i>, XmlReadError> {
+    let opts = ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: limits.max_xml_nodes,
+        entity_resolver: None,
+    };
+    Document::parse_with_options(text, opts).map_err(|e| match e {
+        roxmltree::Error::DtdDetected => {
+            // roxmltree reports 1:1 here; point at the DOCTYPE itself.
+            let at = text.find("<!DOCTYPE").unwrap_or(0);
+            let (line, column) = line_col(&text.as_bytes()[..at]);
+            XmlReadError::Dtd { line, column }
+        }
+        roxmltree::Error::NodesLimitReached => XmlReadError::TooManyNodes {
+            limit: limits.max_xml_nodes,
+        },
+        other => {
+            let pos = other.pos();
+            XmlReadError::NotWellFormed {
+                line: pos.row,
+                column: pos.col,
+                message: other.to_string(),
+            }
+        }
+    })
+}
+
+/// `/application/service/settings/setting[3]`: local names, with a 1-based index among
+/// same-named element siblings where there is more than one.
+pub(crate) fn element_path(node: Node) -> String {
+    let mut parts = Vec::new();
+    for n in node.ancestors().filter(|n| n.is_element()) {
+        let name = n.tag_name().name();
+        let same = |s: &Node| s.is_element() && s.tag_name().name() == name;
+        let before = n.prev_siblings().skip(1).filter(same).count();
+        let after = n.next_siblings().skip(1).filter(same).count();
+        if before + after > 0 {
+            parts.push(format!("{name}[{}]", before + 1));
+        } else {
+            parts.push(name.to_string());
+        }
+    }
+    parts.reverse();
+    let mut s = String::new();
+    for p in parts {
+        s.push('/');
+        s.push_str(&p);
+    }
+    s
+}
+
+pub(crate) fn pos_of(node: Node) -> (u32, u32) {
+    let p = node.document().text_pos_at(node.range().start);
+    (p.row, p.col)
+}
+
+pub(crate) fn location(file: &str, node: Node) -> Location {
+    let (line, column) = pos_of(node);
+    Location {
+        file: file.to_string(),
+        line: Some(line),
+        column: Some(column),
+        element_path: Some(element_path(node)),
+    }
+}
+
+/// Direct text content, trimmed (comments between text pieces are skipped).
+pub(crate) fn text(node: Node) -> String {
+    let mut out = String::new();
+    for c in node.children() {
+        if c.is_text()
+            && let Some(t) = c.text()
+        {
+            out.push_str(t);
+        }
+    }
+    let trimmed = out.trim();
+    if trimmed.len() == out.len() {
+        out
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Is this a build-template placeholder such as `__VERSION__`, `{VERSION}`, `%PRODUCT_VERSION%`
+/// or `@VERSION@`? Checked without regex: it runs on many values per file.
+pub(crate) fn find_placeholder(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    let is_name = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_';
+    let mut i = 0;
+    while i < b.len() {
+        let (open, close): (&[u8], &[u8]) = match b[i] {
+            b'_' if b.get(i + 1) == Some(&b'_') => (b"__", b"__"),
+            b'{' => (b"{", b"}"),
+            b'%' => (b"%", b"%"),
+            b'@' => (b"@", b"@"),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i + open.len();
+        let mut j = start;
+        while j < b.len() && is_name(b[j]) && !(close == b"__" && b[j..].starts_with(b"__")) {
+            j += 1;
+        }
+        if j > start && b[start].is_ascii_uppercase() && b[j..].starts_with(close) {
+            return Some(&s[i..j + close.len()]);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found() {
+        assert_eq!(find_placeholder("__VERSION__"), Some("__VERSION__"));
+        assert_eq!(find_placeholder("v{VERSION}"), Some("{VERSION}"));
+        assert_eq!(
+            find_placeholder("%PRODUCT_VERSION%"),
+            Some("%PRODUCT_VERSION%")
+        );
+        assert_eq!(find_placeholder("@VERSION@"), Some("@VERSION@"));
+        assert_eq!(find_placeholder("1.2.3"), None);
+        assert_eq!(find_placeholder("100% {ok}"), None);
+        assert_eq!(find_placeholder("a__b"), None);
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        assert_eq!(line_col(b""), (1, 1));
+        assert_eq!(line_col(b"ab\ncd"), (2, 3));
+        assert_eq!(line_col("é".as_bytes()), (1, 2));
+    }
+
+    #[test]
+    fn element_paths_index_only_repeated_names() {
+        let doc = Document::parse("<a><b/><c/><b><d/></b></a>").unwrap();
+        let d = doc.descendants().find(|n| n.has_tag_name("d")).unwrap();
+        assert_eq!(element_path(d), "/a/b[2]/d");
+    }
+}

@@ -49,7 +49,8 @@ pub fn open_package(state: &StateDir, path: &Utf8Path) -> Result<OpenedPackage, 
     } else {
         return Err(fail("is neither a folder nor a .zip file".into()));
     };
-    let pkg = aps_meta::Package::open_dir(&root).map_err(|e| fail(e.to_string()))?;
+    let pkg = aps_meta::Package::open_dir(&root, &aps_meta::Limits::default())
+        .map_err(|e| fail(e.to_string()))?;
     Ok(OpenedPackage {
         root,
         meta: pkg.meta,
@@ -81,7 +82,9 @@ fn unpacked_dir(state: &StateDir, zip: &Utf8Path) -> Result<Utf8PathBuf, String>
         .tempdir_in(&packages)
         .map_err(|e| format!("{packages}: {e}"))?;
     let tmp_path = Utf8Path::from_path(tmp.path()).ok_or("state folder is not UTF-8")?;
-    aps_meta::unpack_zip(zip, tmp_path).map_err(|e| e.to_string())?;
+    let limits = aps_meta::Limits::default();
+    aps_meta::unpack_zip(zip, tmp_path, &limits).map_err(|e| e.to_string())?;
+    check_listing(tmp_path, &limits)?;
     match fs::rename(tmp_path, &dest) {
         Ok(()) => {
             // The folder now lives on under its final name; nothing left to clean up.
@@ -91,6 +94,35 @@ fn unpacked_dir(state: &StateDir, zip: &Utf8Path) -> Result<Utf8PathBuf, String>
         // Another process won the race with the same content.
         Err(_) if dest.is_dir() => Ok(dest),
         Err(e) => Err(format!("{dest}: {e}")),
+    }
+}
+
+/// A zip whose files differ from its APP-LIST.xml was altered after packaging: refused.
+/// Packages without APP-LIST.xml (APS 1.0/1.1) and stale entries (listed but absent, common
+/// in real packages) are accepted.
+fn check_listing(root: &Utf8Path, limits: &aps_meta::Limits) -> Result<(), String> {
+    match aps_meta::verify_listing(root, limits) {
+        Ok(r) => {
+            let mut bad: Vec<String> = r.digest_mismatches.clone();
+            bad.extend(
+                r.size_mismatches
+                    .iter()
+                    .map(|m| format!("{} (listed {} bytes, is {})", m.name, m.listed, m.actual)),
+            );
+            if bad.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "files differ from APP-LIST.xml (altered after packaging?): {}",
+                    bad.join(", ")
+                ))
+            }
+        }
+        Err(aps_meta::PackageError::Listing {
+            source: aps_meta::ListingError::Absent { .. },
+            ..
+        }) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

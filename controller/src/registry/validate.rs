@@ -28,12 +28,9 @@ pub enum Problem {
     MissingSetting(String),
     #[error("settings.{id}: {message}")]
     SettingShape { id: String, message: String },
-    #[error("settings.{id}: value {value:?} is invalid: {message}")]
-    InvalidSettingValue {
-        id: String,
-        value: String,
-        message: String,
-    },
+    /// The message comes from aps-meta, which never echoes password values.
+    #[error("settings.{id}: {message}")]
+    InvalidSettingValue { id: String, message: String },
     #[error("databases.{0}: the package requires this database but it is not given")]
     MissingDatabase(String),
     #[error(
@@ -210,7 +207,6 @@ fn check_value(setting: &Setting, id: &str, value: &str, problems: &mut Vec<Prob
     if let Err(message) = super::package::check_setting_value(setting, value) {
         problems.push(Problem::InvalidSettingValue {
             id: id.to_string(),
-            value: value.to_string(),
             message,
         });
     }

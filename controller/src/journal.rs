@@ -1,1 +1,570 @@
-//! (being written)
+//! The operation journal: what to undo if the controller is killed mid-operation
+//! (decisions.md, "Destination and rollback").
+//!
+//! Every operation writes `<journal>/<id>.json` before it starts (kind, instance, start time,
+//! pid) and registers each undo action *before* doing the thing it undoes, so the entry on disk
+//! always covers what has been done. Writes are atomic: temp file, fsync, rename, fsync folder.
+//!
+//! - [`JournalEntry::finish_ok`]: the entry file is removed and a line appended to
+//!   `<journal>/journal.log` (JSON lines).
+//! - [`JournalEntry::finish_failed`]: the caller has rolled back itself; the entry moves to
+//!   `<journal>/closed/` with the message (kept for a person to read), and a log line.
+//! - [`Journal::recover_interrupted`]: entries whose owner process is gone are rolled back —
+//!   undo actions in reverse order — and closed as `interrupted` the same way.
+//!
+//! "Owner gone" is decided from the pid *and* the process's start time (from `/proc`), so a
+//! reused pid does not make a dead controller look alive. An entry whose owner is alive (another
+//! controller's running operation, or one of this process) is never touched. An entry dropped
+//! without `finish_*` stays open on purpose: that is what a crash looks like.
+
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::destination::sync_dir;
+
+/// Folder under the journal folder where failed and interrupted entries are kept.
+pub const CLOSED_DIR: &str = "closed";
+/// JSON-lines log of every closed entry, in the journal folder.
+pub const LOG_FILE: &str = "journal.log";
+
+/// What kind of operation an entry is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    Backup,
+    Restore,
+    Migrate,
+}
+
+impl std::fmt::Display for OperationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OperationKind::Backup => "backup",
+            OperationKind::Restore => "restore",
+            OperationKind::Migrate => "migrate",
+        })
+    }
+}
+
+/// One thing to undo. New kinds of undo are added here as operations need them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoAction {
+    /// Delete a temporary file (a missing file is fine).
+    DeleteFile(Utf8PathBuf),
+    /// Delete a temporary folder and everything in it (a missing folder is fine).
+    DeleteDir(Utf8PathBuf),
+    /// Put an instance back from the safety snapshot a restore took; done by the operation
+    /// code through the callback given to [`Journal::recover_interrupted`].
+    RestoreSnapshot {
+        snapshot: Utf8PathBuf,
+        instance: String,
+    },
+}
+
+impl std::fmt::Display for UndoAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UndoAction::DeleteFile(p) => write!(f, "delete file {p}"),
+            UndoAction::DeleteDir(p) => write!(f, "delete folder {p}"),
+            UndoAction::RestoreSnapshot { snapshot, instance } => {
+                write!(f, "put instance {instance} back from snapshot {snapshot}")
+            }
+        }
+    }
+}
+
+/// How an entry was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Running,
+    Ok,
+    Failed,
+    Interrupted,
+}
+
+/// An undo action and what came of it during recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoOutcome {
+    pub action: UndoAction,
+    /// `None` when it succeeded.
+    pub error: Option<String>,
+}
+
+/// The content of an entry file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub id: String,
+    pub kind: OperationKind,
+    pub instance: String,
+    pub started: Timestamp,
+    pub pid: u32,
+    /// The owner's start time in clock ticks since boot (`/proc/<pid>/stat`), to tell a reused
+    /// pid from the owner.
+    pub pid_start: Option<u64>,
+    pub hostname: String,
+    /// In the order registered; undone in reverse.
+    pub undo: Vec<UndoAction>,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<UndoOutcome>,
+}
+
+/// The journal folder (`<state>/journal`).
+#[derive(Debug, Clone)]
+pub struct Journal {
+    dir: Utf8PathBuf,
+}
+
+impl Journal {
+    pub fn new(dir: impl Into<Utf8PathBuf>) -> Self {
+        Journal { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Utf8Path {
+        &self.dir
+    }
+
+    /// Writes a new entry for an operation about to start.
+    pub fn begin(&self, kind: OperationKind, instance: &str) -> Result<JournalEntry, JournalError> {
+        std::fs::create_dir_all(&self.dir).map_err(JournalError::io(&self.dir))?;
+        let started = Timestamp::now();
+        let pid = std::process::id();
+        let id = loop {
+            let id = format!(
+                "{}-{pid}-{:08x}",
+                started.strftime("%Y%m%dT%H%M%SZ"),
+                random_u32()
+            );
+            if !self.entry_path(&id).exists() {
+                break id;
+            }
+        };
+        let record = EntryRecord {
+            id,
+            kind,
+            instance: instance.to_owned(),
+            started,
+            pid,
+            pid_start: process_start(pid),
+            hostname: hostname(),
+            undo: Vec::new(),
+            outcome: Outcome::Running,
+            finished: None,
+            message: None,
+            undone: Vec::new(),
+        };
+        let entry = JournalEntry {
+            path: self.entry_path(&record.id),
+            dir: self.dir.clone(),
+            record,
+        };
+        entry.persist()?;
+        Ok(entry)
+    }
+
+    fn entry_path(&self, id: &str) -> Utf8PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    /// Entries still open (running or abandoned), sorted by id (that is, by start time).
+    pub fn open_entries(&self) -> Result<Vec<Result<EntryRecord, UnreadableEntry>>, JournalError> {
+        let read = match std::fs::read_dir(&self.dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(JournalError::io(&self.dir)(e)),
+        };
+        let mut paths = Vec::new();
+        for item in read {
+            let item = item.map_err(JournalError::io(&self.dir))?;
+            let Ok(name) = item.file_name().into_string() else {
+                continue;
+            };
+            if name.ends_with(".json") && !name.starts_with('.') {
+                paths.push(self.dir.join(name));
+            }
+        }
+        paths.sort();
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<EntryRecord>(&t).map_err(|e| e.to_string())
+                    })
+                    .map_err(|error| UnreadableEntry { path, error })
+            })
+            .collect())
+    }
+
+    /// Rolls back every entry whose owner process is gone: undo actions in reverse order
+    /// (`RestoreSnapshot` through `restore_snapshot(snapshot, instance)`), then the entry is
+    /// closed as `interrupted`. Returns what was done, for the caller to print.
+    ///
+    /// A failed undo action does not stop the others; it is reported and recorded in the
+    /// closed entry, and nothing is deleted that a person would need (snapshots are never
+    /// deleted here).
+    pub fn recover_interrupted(
+        &self,
+        mut restore_snapshot: impl FnMut(&Utf8Path, &str) -> Result<(), String>,
+    ) -> Result<RecoveryReport, JournalError> {
+        let mut report = RecoveryReport::default();
+        if !self.dir.exists() {
+            return Ok(report);
+        }
+        // Two controllers starting at once must not undo the same entry twice.
+        let guard_path = self.dir.join(".recovery.lock");
+        let guard = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&guard_path)
+            .map_err(JournalError::io(&guard_path))?;
+        guard.lock().map_err(JournalError::io(&guard_path))?;
+
+        for entry in self.open_entries()? {
+            let record = match entry {
+                Ok(r) => r,
+                Err(unreadable) => {
+                    report.unreadable.push(unreadable);
+                    continue;
+                }
+            };
+            if owner_alive(&record) {
+                report.still_running.push(record.id);
+                continue;
+            }
+            let mut record = record;
+            for action in record.undo.iter().rev() {
+                let result = match action {
+                    UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
+                    UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
+                    UndoAction::RestoreSnapshot { snapshot, instance } => {
+                        restore_snapshot(snapshot, instance)
+                    }
+                };
+                record.undone.push(UndoOutcome {
+                    action: action.clone(),
+                    error: result.err(),
+                });
+            }
+            let path = self.entry_path(&record.id);
+            let entry = JournalEntry {
+                path,
+                dir: self.dir.clone(),
+                record,
+            };
+            let closed = entry.close(Outcome::Interrupted, None)?;
+            report.entries.push(closed);
+        }
+        // Temp files of an entry write that was cut short are garbage.
+        if let Ok(read) = std::fs::read_dir(&self.dir) {
+            for item in read.flatten() {
+                let name = item.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".json.tmp") {
+                    let _ = std::fs::remove_file(item.path());
+                }
+            }
+        }
+        drop(guard);
+        Ok(report)
+    }
+}
+
+fn remove_missing_ok(result: io::Result<()>) -> Result<(), String> {
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// The open entry of a running operation. Dropping it without `finish_*` leaves it open, to
+/// be rolled back by the next start of the controller (as a crash would).
+#[derive(Debug)]
+pub struct JournalEntry {
+    path: Utf8PathBuf,
+    dir: Utf8PathBuf,
+    record: EntryRecord,
+}
+
+impl JournalEntry {
+    /// The entry id (time, pid, random): safe in file names.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn record(&self) -> &EntryRecord {
+        &self.record
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// Registers an undo action and persists it; call it *before* doing what it undoes.
+    pub fn add_undo(&mut self, action: UndoAction) -> Result<(), JournalError> {
+        self.record.undo.push(action);
+        if let Err(e) = self.persist() {
+            self.record.undo.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The operation succeeded: the entry is removed and logged.
+    pub fn finish_ok(self) -> Result<(), JournalError> {
+        let mut record = self.record;
+        record.outcome = Outcome::Ok;
+        record.finished = Some(Timestamp::now());
+        append_log(&self.dir, &record)?;
+        std::fs::remove_file(&self.path).map_err(JournalError::io(&self.path))?;
+        sync_dir(&self.dir).map_err(JournalError::io(&self.dir))
+    }
+
+    /// The operation failed and the caller rolled back what it did: the entry is kept in
+    /// `closed/` with `message`, and logged.
+    pub fn finish_failed(self, message: &str) -> Result<(), JournalError> {
+        self.close(Outcome::Failed, Some(message)).map(drop)
+    }
+
+    fn close(
+        mut self,
+        outcome: Outcome,
+        message: Option<&str>,
+    ) -> Result<RecoveredEntry, JournalError> {
+        self.record.outcome = outcome;
+        self.record.finished = Some(Timestamp::now());
+        self.record.message = message.map(str::to_owned);
+        let closed_dir = self.dir.join(CLOSED_DIR);
+        std::fs::create_dir_all(&closed_dir).map_err(JournalError::io(&closed_dir))?;
+        let closed_path = closed_dir.join(format!("{}.json", self.record.id));
+        write_atomic(&closed_path, &self.record)?;
+        append_log(&self.dir, &self.record)?;
+        std::fs::remove_file(&self.path).map_err(JournalError::io(&self.path))?;
+        sync_dir(&self.dir).map_err(JournalError::io(&self.dir))?;
+        Ok(RecoveredEntry {
+            record: self.record,
+            closed_path,
+        })
+    }
+
+    fn persist(&self) -> Result<(), JournalError> {
+        write_atomic(&self.path, &self.record)
+    }
+}
+
+/// Writes `value` as JSON to `path` so that `path` holds either the old or the new content.
+fn write_atomic(path: &Utf8Path, value: &impl Serialize) -> Result<(), JournalError> {
+    let dir = path.parent().unwrap_or(Utf8Path::new("."));
+    let name = path.file_name().unwrap_or("entry.json");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let text = serde_json::to_vec_pretty(value).map_err(|e| JournalError::Io {
+        path: path.to_owned(),
+        source: io::Error::other(e),
+    })?;
+    let mut file = File::create(&tmp).map_err(JournalError::io(&tmp))?;
+    file.write_all(&text).map_err(JournalError::io(&tmp))?;
+    file.sync_all().map_err(JournalError::io(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(JournalError::io(path))?;
+    sync_dir(dir).map_err(JournalError::io(dir))
+}
+
+fn append_log(dir: &Utf8Path, record: &EntryRecord) -> Result<(), JournalError> {
+    let path = dir.join(LOG_FILE);
+    let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Io {
+        path: path.clone(),
+        source: io::Error::other(e),
+    })?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(JournalError::io(&path))?;
+    // One write call with O_APPEND: lines of concurrent writers do not interleave.
+    file.write_all(&line).map_err(JournalError::io(&path))?;
+    file.sync_data().map_err(JournalError::io(&path))
+}
+
+/// An entry closed by recovery.
+#[derive(Debug, Clone)]
+pub struct RecoveredEntry {
+    pub record: EntryRecord,
+    /// Where the closed entry is kept.
+    pub closed_path: Utf8PathBuf,
+}
+
+impl RecoveredEntry {
+    /// Whether every undo action succeeded.
+    pub fn fully_undone(&self) -> bool {
+        self.record.undone.iter().all(|u| u.error.is_none())
+    }
+}
+
+impl std::fmt::Display for RecoveredEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = &self.record;
+        write!(
+            f,
+            "rolled back the interrupted {} of instance {} (started {} by pid {}, journal {})",
+            r.kind, r.instance, r.started, r.pid, r.id
+        )?;
+        if r.undone.is_empty() {
+            write!(f, ": nothing to undo")?;
+        }
+        for (i, u) in r.undone.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            match &u.error {
+                None => write!(f, "{sep}{}", u.action)?,
+                Some(e) => write!(f, "{sep}FAILED to {}: {e}", u.action)?,
+            }
+        }
+        if !self.fully_undone() {
+            write!(f, " (record kept in {})", self.closed_path)?;
+        }
+        Ok(())
+    }
+}
+
+/// An entry file that could not be read; left in place for a person.
+#[derive(Debug, Clone)]
+pub struct UnreadableEntry {
+    pub path: Utf8PathBuf,
+    pub error: String,
+}
+
+/// What [`Journal::recover_interrupted`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Entries rolled back and closed as `interrupted`.
+    pub entries: Vec<RecoveredEntry>,
+    /// Ids of entries whose owner is alive (left alone).
+    pub still_running: Vec<String>,
+    /// Entry files that could not be parsed (left alone).
+    pub unreadable: Vec<UnreadableEntry>,
+}
+
+impl RecoveryReport {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.unreadable.is_empty()
+    }
+}
+
+/// Whether the process that wrote the entry still runs (same pid *and* same start time).
+fn owner_alive(record: &EntryRecord) -> bool {
+    if record.hostname != hostname() {
+        // A state folder shared between hosts: we cannot see that process; leave it alone.
+        return true;
+    }
+    match (read_stat(record.pid), record.pid_start) {
+        (Some((state, start)), recorded) => {
+            let zombie = state == 'Z' || state == 'X';
+            !zombie && recorded.is_none_or(|r| r == start)
+        }
+        (None, _) if std::path::Path::new("/proc/self/stat").exists() => false,
+        // No /proc: fall back to "a process with that pid exists".
+        // SAFETY: signal 0 only checks existence and permission.
+        (None, _) => unsafe {
+            libc::kill(record.pid as libc::pid_t, 0) == 0
+                || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        },
+    }
+}
+
+/// State letter and start time (field 22) of a process, from `/proc/<pid>/stat`.
+fn read_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn process_start(pid: u32) -> Option<u64> {
+    read_stat(pid).map(|(_, start)| start)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn random_u32() -> u32 {
+    // RandomState is seeded randomly per process and per instance: enough for a unique suffix.
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    h.finish() as u32
+}
+
+/// The journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("operation journal {path}: {source}")]
+    Io {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl JournalError {
+    fn io(path: &Utf8Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+        move |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_stat_parses() {
+        let (state, start) = read_stat(std::process::id()).unwrap();
+        assert!(state != 'Z');
+        assert!(start > 0);
+    }
+
+    #[test]
+    fn undo_action_json_shape() {
+        let json = serde_json::to_string(&UndoAction::RestoreSnapshot {
+            snapshot: "/s/snap.tar".into(),
+            instance: "blog".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"restore_snapshot":{"snapshot":"/s/snap.tar","instance":"blog"}}"#
+        );
+        let json = serde_json::to_string(&UndoAction::DeleteFile("/t/x".into())).unwrap();
+        assert_eq!(json, r#"{"delete_file":"/t/x"}"#);
+    }
+}

@@ -1,0 +1,211 @@
+//! The operation journal with real processes: a killed operation is rolled back by the next
+//! start, a running one is left alone.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use aps_controller::journal::{Journal, OperationKind, Outcome, UndoAction};
+use camino::{Utf8Path, Utf8PathBuf};
+
+/// Set in the re-executed copy of this binary: the folder where to run a doomed operation.
+const DOOMED_ENV: &str = "APS_JOURNAL_TEST_DOOMED_DIR";
+
+fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Utf8PathBuf::from_path_buf(dir.path().to_path_buf()).unwrap();
+    (dir, path)
+}
+
+/// Not a test of its own: the body of the process that gets killed mid-operation. Each undo
+/// action is journaled before the thing it undoes is made, as the operations do.
+#[test]
+fn doomed_operation_process() {
+    let Ok(dir) = std::env::var(DOOMED_ENV) else {
+        return;
+    };
+    let dir = Utf8PathBuf::from(dir);
+    let journal = Journal::new(dir.join("state/journal"));
+    let mut entry = journal.begin(OperationKind::Restore, "blog").unwrap();
+
+    let work = dir.join("work");
+    entry.add_undo(UndoAction::DeleteDir(work.clone())).unwrap();
+    std::fs::create_dir_all(work.join("sub")).unwrap();
+    std::fs::write(work.join("sub/file"), b"x").unwrap();
+
+    let temp = dir.join(".site.tar.aps-partial-1234");
+    entry
+        .add_undo(UndoAction::DeleteFile(temp.clone()))
+        .unwrap();
+    std::fs::write(&temp, b"half").unwrap();
+
+    entry
+        .add_undo(UndoAction::RestoreSnapshot {
+            snapshot: work.join("snapshot.tar"),
+            instance: "blog".into(),
+        })
+        .unwrap();
+    println!("ready");
+    // Wait to be killed.
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+#[test]
+fn killed_operation_is_rolled_back_in_reverse_order() {
+    if std::env::var_os(DOOMED_ENV).is_some() {
+        return;
+    }
+    let (_keep, dir) = tempdir();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "doomed_operation_process", "--nocapture"])
+        .env(DOOMED_ENV, dir.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "child died early");
+    }
+    let pid = child.id();
+
+    let journal = Journal::new(dir.join("state/journal"));
+    // While it runs, recovery leaves it alone.
+    let report = journal
+        .recover_interrupted(|_, _| panic!("must not undo a running operation"))
+        .unwrap();
+    assert!(report.entries.is_empty());
+    assert_eq!(report.still_running.len(), 1);
+    assert!(dir.join("work/sub/file").exists());
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Order check: the callback runs first (last registered); by then nothing is deleted yet.
+    let calls = RefCell::new(Vec::new());
+    let report = journal
+        .recover_interrupted(|snapshot: &Utf8Path, instance: &str| {
+            assert!(dir.join("work/sub/file").exists(), "work deleted too early");
+            calls
+                .borrow_mut()
+                .push((snapshot.to_owned(), instance.to_owned()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        calls.into_inner(),
+        [(dir.join("work/snapshot.tar"), "blog".to_owned())]
+    );
+    assert!(!dir.join("work").exists());
+    assert!(!dir.join(".site.tar.aps-partial-1234").exists());
+
+    assert_eq!(report.entries.len(), 1);
+    let entry = &report.entries[0];
+    assert!(entry.fully_undone());
+    assert_eq!(entry.record.pid, pid);
+    assert_eq!(entry.record.outcome, Outcome::Interrupted);
+    assert_eq!(entry.record.kind, OperationKind::Restore);
+    let text = entry.to_string();
+    assert!(
+        text.contains("interrupted restore of instance blog"),
+        "{text}"
+    );
+    assert!(text.contains("put instance blog back"), "{text}");
+
+    // Closed: gone from the open entries, kept in closed/, logged.
+    assert!(journal.open_entries().unwrap().is_empty());
+    assert!(entry.closed_path.exists());
+    let log = std::fs::read_to_string(dir.join("state/journal/journal.log")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    let logged: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(logged["outcome"], "interrupted");
+    assert_eq!(logged["instance"], "blog");
+
+    // A second start finds nothing more to do.
+    let again = journal.recover_interrupted(|_, _| Ok(())).unwrap();
+    assert!(again.is_empty());
+}
+
+#[test]
+fn failed_undo_is_reported_and_the_rest_still_runs() {
+    if std::env::var_os(DOOMED_ENV).is_some() {
+        return;
+    }
+    let (_keep, dir) = tempdir();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "doomed_operation_process", "--nocapture"])
+        .env(DOOMED_ENV, dir.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "child died early");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let journal = Journal::new(dir.join("state/journal"));
+    let report = journal
+        .recover_interrupted(|_, _| Err("database server down".to_owned()))
+        .unwrap();
+    let entry = &report.entries[0];
+    assert!(!entry.fully_undone());
+    assert!(entry.to_string().contains("FAILED"), "{entry}");
+    assert!(
+        entry.to_string().contains("database server down"),
+        "{entry}"
+    );
+    assert!(
+        !dir.join("work").exists(),
+        "the other undo actions still ran"
+    );
+    assert!(entry.closed_path.exists());
+}
+
+#[test]
+fn finished_entries_are_closed_and_logged() {
+    let (_keep, dir) = tempdir();
+    let journal = Journal::new(dir.join("journal"));
+
+    let mut ok = journal.begin(OperationKind::Backup, "blog").unwrap();
+    let temp = dir.join("tmpfile");
+    ok.add_undo(UndoAction::DeleteFile(temp.clone())).unwrap();
+    // The registered action is on disk before the caller goes on.
+    let on_disk = std::fs::read_to_string(ok.path()).unwrap();
+    assert!(on_disk.contains(temp.as_str()), "{on_disk}");
+    ok.finish_ok().unwrap();
+
+    let failed = journal.begin(OperationKind::Restore, "shop").unwrap();
+    let failed_id = failed.id().to_owned();
+    failed.finish_failed("script exited with code 2").unwrap();
+
+    assert!(journal.open_entries().unwrap().is_empty());
+    let closed =
+        std::fs::read_to_string(dir.join("journal/closed").join(format!("{failed_id}.json")))
+            .unwrap();
+    assert!(closed.contains("script exited with code 2"));
+    let log = std::fs::read_to_string(dir.join("journal/journal.log")).unwrap();
+    let outcomes: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["outcome"].to_string())
+        .collect();
+    assert_eq!(outcomes, ["\"ok\"", "\"failed\""]);
+}
+
+#[test]
+fn entry_of_this_process_is_left_alone() {
+    let (_keep, dir) = tempdir();
+    let journal = Journal::new(dir.join("journal"));
+    let entry = journal.begin(OperationKind::Backup, "blog").unwrap();
+    let report = journal.recover_interrupted(|_, _| Ok(())).unwrap();
+    assert!(report.entries.is_empty());
+    assert_eq!(report.still_running, [entry.id().to_owned()]);
+    entry.finish_ok().unwrap();
+}

@@ -78,7 +78,11 @@ pub fn check_package(path: &Utf8Path, limits: &Limits) -> Result<CheckReport, Ch
         Err(e) => CheckReport {
             path: path.to_path_buf(),
             aps_version: None,
-            diagnostics: vec![package_error_diagnostic(&e, path.as_str())],
+            diagnostics: vec![package_error_diagnostic(
+                &e,
+                path,
+                path.file_name().unwrap_or("package.app.zip"),
+            )],
         },
     };
     report.path = path.to_path_buf();
@@ -112,11 +116,20 @@ impl Drop for TempDir {
     }
 }
 
-fn package_error_diagnostic(e: &PackageError, file: &str) -> Diagnostic {
+/// `path` is the package (folder or zip) as given; messages name files relative to it so a
+/// report reads the same wherever the package lies.
+fn package_error_diagnostic(e: &PackageError, path: &Utf8Path, file: &str) -> Diagnostic {
     match e {
         PackageError::Meta { source, .. } => source.to_diagnostic(),
         PackageError::Listing { source, .. } => source.to_diagnostic(),
-        other => Diagnostic::error(other.code(), Location::file(file), other.to_string()),
+        other => {
+            let message = other
+                .to_string()
+                .replace(&format!("{path}: "), "")
+                .replace(&format!("{path}/"), "")
+                .replace(path.as_str(), file);
+            Diagnostic::error(other.code(), Location::file(file), message)
+        }
     }
 }
 
@@ -136,7 +149,7 @@ fn check_dir(root: &Utf8Path, limits: &Limits) -> CheckReport {
             s.check(&pkg.meta);
             diags.extend(s.diags);
         }
-        Err(e) => diags.push(package_error_diagnostic(&e, "APP-META.xml")),
+        Err(e) => diags.push(package_error_diagnostic(&e, root, "APP-META.xml")),
     }
     match verify_listing(root, limits) {
         Ok(r) => diags.extend(r.diagnostics),
@@ -152,7 +165,7 @@ fn check_dir(root: &Utf8Path, limits: &Limits) -> CheckReport {
                 ));
             }
         }
-        Err(e) => diags.push(package_error_diagnostic(&e, "APP-LIST.xml")),
+        Err(e) => diags.push(package_error_diagnostic(&e, root, "APP-LIST.xml")),
     }
     CheckReport {
         path: root.to_path_buf(),

@@ -17,6 +17,8 @@ pub enum PanelError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Usage(String),
+    #[error("instance {instance} has no good backup in {store}")]
+    NoBackup { instance: String, store: String },
 }
 
 pub struct Panel {

@@ -9,7 +9,9 @@
 pub mod clock;
 pub mod config;
 pub mod context;
+pub mod drill;
 pub mod engine;
+pub mod listing;
 pub mod naming;
 pub mod periodicity;
 pub mod progress;

@@ -16,7 +16,7 @@ use crate::naming::BackupName;
 use crate::periodicity::Periodicity;
 use crate::progress::{Event, Progress};
 use crate::prune::{StorePrune, prune_store};
-use crate::store::{Store, Upload};
+use crate::store::Upload;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -245,21 +245,4 @@ fn back_up_one(
 
 fn removed_keys(p: &StorePrune) -> impl Iterator<Item = String> + '_ {
     p.removed.iter().cloned()
-}
-
-/// Keeps the type visible for callers that only want local listing.
-pub fn newest_good(
-    store: &dyn Store,
-    instance: &str,
-) -> Result<Option<crate::store::StoredFile>, PanelError> {
-    let files = store.list(Some(instance))?;
-    Ok(files.into_iter().filter(|f| f.is_good()).max_by(|a, b| {
-        let (na, nb) = (
-            a.name.as_ref().expect("good"),
-            b.name.as_ref().expect("good"),
-        );
-        na.time
-            .cmp(&nb.time)
-            .then_with(|| a.file_name.cmp(&b.file_name))
-    }))
 }

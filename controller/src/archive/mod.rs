@@ -1,1 +1,54 @@
-//! (being written)
+//! The controller's own backup file, written when a package has no backup-script or its
+//! backup-script lacks `sufficient` (decisions.md, "Backup file"). The layout is specified in
+//! `docs/backup-format.md` (format version [`FORMAT_VERSION`]) so other tools can read it.
+//!
+//! In short: a POSIX tar stream, optionally compressed (zstd, gzip) and optionally encrypted to
+//! age recipients, holding `header.json` first, then the parts (`files/<name>` for the script's
+//! backup file and database dumps, `web/<n>/…` for each web folder), then `manifest.json` with
+//! the size and SHA-256 of every part. Everything is streamed; readers detect every layer by its
+//! magic bytes. [`verify`] checks it all in one pass; [`ArchiveReader`] verifies before it
+//! extracts anything.
+//!
+//! This module knows nothing of instances, scripts or databases: callers hand it paths.
+
+mod codec;
+mod error;
+mod manifest;
+mod reader;
+mod tree;
+mod writer;
+
+pub use codec::{ArchiveOptions, Compression};
+pub use error::ArchiveError;
+pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};
+pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader};
+pub use tree::{TreeStats, capture_tree, capture_tree_to, restore_tree, restore_tree_from};
+pub use writer::ArchiveWriter;
+
+/// First entry: the [`ManifestHeader`] alone, so readers can refuse a newer format early.
+pub const HEADER_ENTRY: &str = "header.json";
+/// Last entry: the [`Manifest`].
+pub const MANIFEST_ENTRY: &str = "manifest.json";
+
+/// Part names become tar entry names `files/<name>`: keep them short and unsurprising.
+fn check_part_name(name: &str) -> Result<(), ArchiveError> {
+    let bad = |reason| {
+        Err(ArchiveError::InvalidPartName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() || name.len() > 100 {
+        return bad("must be 1 to 100 bytes long");
+    }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return bad("must start with a letter or digit");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("only letters, digits, `.`, `_` and `-` are allowed");
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! Archive write/restore benchmark (being written).
+fn main() {}

@@ -1,0 +1,350 @@
+//! The layers around the tar stream: compression inside, age encryption outside (encrypted
+//! bytes do not compress). Readers detect each layer by its magic bytes.
+
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::str::FromStr;
+
+use camino::Utf8Path;
+
+use super::ArchiveError;
+
+/// How the tar stream is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// zstd with a checksum on the frame; level 1–22 (3 is zstd's own default).
+    Zstd {
+        level: i32,
+    },
+    /// gzip, level 0–9.
+    Gzip {
+        level: u32,
+    },
+    None,
+}
+
+/// How to write an archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveOptions {
+    pub compression: Compression,
+    /// age X25519 public keys (`age1…`); empty means no encryption. Writing needs no secret.
+    pub recipients: Vec<String>,
+    /// zstd worker threads; 0 = one per available core, at most 4 (leave the host its web
+    /// server). 1 compresses on the writing thread.
+    pub zstd_workers: u32,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        ArchiveOptions {
+            compression: Compression::Zstd { level: 3 },
+            recipients: Vec::new(),
+            zstd_workers: 0,
+        }
+    }
+}
+
+impl ArchiveOptions {
+    /// No compression, no encryption: what a safety snapshot taken before a restore wants.
+    pub fn plain() -> Self {
+        ArchiveOptions {
+            compression: Compression::None,
+            recipients: Vec::new(),
+            zstd_workers: 0,
+        }
+    }
+}
+
+const IO_BUF: usize = 256 * 1024;
+
+pub(super) enum Crypt<W: Write> {
+    Plain(BufWriter<W>),
+    Age(age::stream::StreamWriter<BufWriter<W>>),
+}
+
+impl<W: Write> Write for Crypt<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Crypt::Plain(w) => w.write(buf),
+            Crypt::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Crypt::Plain(w) => w.flush(),
+            Crypt::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Crypt<W> {
+    fn finish(self) -> io::Result<W> {
+        let buffered = match self {
+            Crypt::Plain(w) => w,
+            // The last age chunk is only written (and marked last) by finish.
+            Crypt::Age(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+pub(super) enum Compress<W: Write> {
+    None(Crypt<W>),
+    Zstd(zstd::stream::write::Encoder<'static, Crypt<W>>),
+    Gzip(flate2::write::GzEncoder<Crypt<W>>),
+}
+
+impl<W: Write> Write for Compress<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compress::None(w) => w.write(buf),
+            Compress::Zstd(w) => w.write(buf),
+            Compress::Gzip(w) => w.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Compress::None(w) => w.write_all(buf),
+            Compress::Zstd(w) => w.write_all(buf),
+            Compress::Gzip(w) => w.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compress::None(w) => w.flush(),
+            Compress::Zstd(w) => w.flush(),
+            Compress::Gzip(w) => w.flush(),
+        }
+    }
+}
+
+impl<W: Write> Compress<W> {
+    pub(super) fn finish(self) -> io::Result<W> {
+        let crypt = match self {
+            Compress::None(c) => c,
+            Compress::Zstd(z) => z.finish()?,
+            Compress::Gzip(g) => g.finish()?,
+        };
+        let mut out = crypt.finish()?;
+        out.flush()?;
+        Ok(out)
+    }
+}
+
+pub(super) fn parse_recipients(
+    recipients: &[String],
+) -> Result<Vec<age::x25519::Recipient>, ArchiveError> {
+    recipients
+        .iter()
+        .map(|r| {
+            age::x25519::Recipient::from_str(r.trim()).map_err(|e| ArchiveError::InvalidRecipient {
+                recipient: r.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Builds the writing layers over `out`. Recipients must already be parsed.
+pub(super) fn open_sink<W: Write>(
+    out: W,
+    opts: &ArchiveOptions,
+    recipients: &[age::x25519::Recipient],
+) -> io::Result<Compress<W>> {
+    let buffered = BufWriter::with_capacity(IO_BUF, out);
+    let crypt = if recipients.is_empty() {
+        Crypt::Plain(buffered)
+    } else {
+        let encryptor =
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+                .map_err(io::Error::other)?;
+        Crypt::Age(encryptor.wrap_output(buffered)?)
+    };
+    Ok(match opts.compression {
+        Compression::None => Compress::None(crypt),
+        Compression::Gzip { level } => Compress::Gzip(flate2::write::GzEncoder::new(
+            crypt,
+            flate2::Compression::new(level.min(9)),
+        )),
+        Compression::Zstd { level } => {
+            let mut enc = zstd::stream::write::Encoder::new(crypt, level)?;
+            enc.include_checksum(true)?;
+            let workers = match opts.zstd_workers {
+                0 => std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+                    .min(4),
+                n => n,
+            };
+            if workers > 1 {
+                enc.multithread(workers)?;
+            }
+            Compress::Zstd(enc)
+        }
+    })
+}
+
+const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+const AGE_ARMOR: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+/// Reads up to 512 bytes (one tar block, enough for every magic) and gives them back in front
+/// of the rest of the stream.
+fn peek(mut r: Box<dyn Read + Send>) -> io::Result<(Vec<u8>, Box<dyn Read + Send>)> {
+    let mut head = vec![0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(n);
+    let front = io::Cursor::new(head.clone());
+    Ok((head, Box::new(front.chain(r))))
+}
+
+/// ustar/GNU magic, or else a valid header checksum (pre-POSIX v7 tars have no magic).
+fn is_tar(head: &[u8]) -> bool {
+    if head.len() < 512 {
+        return false;
+    }
+    if &head[257..262] == b"ustar" {
+        return true;
+    }
+    let field = &head[148..156];
+    let digits: String = field
+        .iter()
+        .map(|b| *b as char)
+        .take_while(|c| c.is_digit(8) || *c == ' ')
+        .filter(|c| *c != ' ')
+        .collect();
+    let Ok(stored) = u32::from_str_radix(&digits, 8) else {
+        return false;
+    };
+    let sum: u32 = head[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    head[0] != 0 && sum == stored
+}
+
+/// Unwraps encryption and compression, whatever the writer chose, down to the tar stream.
+pub(super) fn open_source(
+    input: Box<dyn Read + Send>,
+    archive: &Utf8Path,
+    identity: Option<&Utf8Path>,
+) -> Result<Box<dyn Read + Send>, ArchiveError> {
+    let io_err = |e: io::Error| read_error(archive, None, e);
+    let (head, mut stream) = peek(input).map_err(io_err)?;
+    if head.starts_with(AGE_ARMOR) {
+        return Err(ArchiveError::Decrypt {
+            archive: archive.to_owned(),
+            reason: "ASCII-armoured age files are not supported; de-armour it with `age -d` first"
+                .into(),
+        });
+    }
+    if head.starts_with(AGE_MAGIC) {
+        let Some(identity) = identity else {
+            return Err(ArchiveError::IdentityRequired {
+                archive: archive.to_owned(),
+            });
+        };
+        let identities = load_identities(identity)?;
+        let decryptor = age::Decryptor::new(BufReader::with_capacity(IO_BUF, stream))
+            .map_err(|e| decrypt_error(archive, identity, e))?;
+        let plain = decryptor
+            .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| decrypt_error(archive, identity, e))?;
+        stream = Box::new(plain);
+        let (head2, s) = peek(stream).map_err(io_err)?;
+        return decompress(head2, s, archive);
+    }
+    decompress(head, stream, archive)
+}
+
+fn decompress(
+    head: Vec<u8>,
+    stream: Box<dyn Read + Send>,
+    archive: &Utf8Path,
+) -> Result<Box<dyn Read + Send>, ArchiveError> {
+    if head.starts_with(ZSTD_MAGIC) {
+        let mut dec =
+            zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(IO_BUF, stream))
+                .map_err(|e| read_error(archive, None, e))?;
+        // Large windows are legal zstd; refuse nothing a `zstd --long` could have produced.
+        let _ = dec.window_log_max(31);
+        return Ok(Box::new(BufReader::with_capacity(IO_BUF, dec)));
+    }
+    if head.starts_with(GZIP_MAGIC) {
+        let dec = flate2::bufread::GzDecoder::new(BufReader::with_capacity(IO_BUF, stream));
+        return Ok(Box::new(BufReader::with_capacity(IO_BUF, dec)));
+    }
+    if is_tar(&head) {
+        return Ok(Box::new(BufReader::with_capacity(IO_BUF, stream)));
+    }
+    Err(ArchiveError::NotAnArchive {
+        archive: archive.to_owned(),
+    })
+}
+
+type Identities = Vec<Box<dyn age::Identity + Send + Sync>>;
+
+fn load_identities(identity: &Utf8Path) -> Result<Identities, ArchiveError> {
+    let bad = |reason: String| ArchiveError::IdentityFile {
+        identity: identity.to_owned(),
+        reason,
+    };
+    let file =
+        age::IdentityFile::from_file(identity.to_string()).map_err(|e| bad(e.to_string()))?;
+    let ids = file.into_identities().map_err(|e| bad(e.to_string()))?;
+    if ids.is_empty() {
+        return Err(bad("it holds no identity".into()));
+    }
+    Ok(ids)
+}
+
+fn decrypt_error(archive: &Utf8Path, identity: &Utf8Path, e: age::DecryptError) -> ArchiveError {
+    match e {
+        age::DecryptError::NoMatchingKeys => ArchiveError::WrongIdentity {
+            archive: archive.to_owned(),
+            identity: identity.to_owned(),
+        },
+        other => ArchiveError::Decrypt {
+            archive: archive.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Turns a read failure into Truncated (the stream ended early) or Corrupt (anything else:
+/// zstd/gzip checksum, age authentication tag, tar header checksum).
+pub(super) fn read_error(archive: &Utf8Path, part: Option<&str>, e: io::Error) -> ArchiveError {
+    let msg = e.to_string();
+    let truncated = e.kind() == io::ErrorKind::UnexpectedEof
+        || msg.contains("incomplete frame")
+        || msg.contains("unexpected end")
+        || msg.contains("failed to fill whole buffer");
+    if truncated {
+        ArchiveError::Truncated {
+            archive: archive.to_owned(),
+            part: part.map(str::to_owned),
+            detail: msg,
+        }
+    } else {
+        ArchiveError::Corrupt {
+            archive: archive.to_owned(),
+            part: part.map(str::to_owned),
+            detail: msg,
+        }
+    }
+}

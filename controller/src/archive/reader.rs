@@ -1,0 +1,529 @@
+//! Reading an archive: one streaming pass checks every part against the manifest (verify);
+//! restore runs that pass first, then a second pass that extracts, re-checking as it goes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use sha2::{Digest, Sha256};
+
+use super::codec::{open_source, read_error};
+use super::tree::{CopyError, TreeReader, TreeStats, copy_hashing, extract_err};
+use super::{
+    ArchiveError, FORMAT_NAME, FORMAT_VERSION, HEADER_ENTRY, MANIFEST_ENTRY, Manifest,
+    ManifestHeader, PartKind, check_part_name,
+};
+
+/// Largest header or manifest entry read into memory (a manifest is a few KiB).
+const MAX_JSON: u64 = 16 * 1024 * 1024;
+
+/// Checks every part of the archive at `path` against its manifest in one streaming pass:
+/// sizes, SHA-256, folder/file/symlink counts, nothing missing, nothing extra, and the
+/// integrity of the compression and encryption layers. Returns the manifest.
+pub fn verify(path: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Manifest, ArchiveError> {
+    let file = File::open(path).map_err(|e| ArchiveError::Open {
+        archive: path.to_owned(),
+        source: e,
+    })?;
+    verify_reader(file, path, identity)
+}
+
+/// [`verify`] for any stream; `label` names it in errors.
+pub fn verify_reader<R: Read + Send + 'static>(
+    input: R,
+    label: &Utf8Path,
+    identity: Option<&Utf8Path>,
+) -> Result<Manifest, ArchiveError> {
+    let stream = open_source(Box::new(input), label, identity)?;
+    scan(stream, label, &Targets::default())
+}
+
+/// Where restore puts parts, by mapping URL and by part name.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractPlan {
+    web_dirs: BTreeMap<String, Utf8PathBuf>,
+    files: BTreeMap<String, Utf8PathBuf>,
+}
+
+impl ExtractPlan {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Extract the web folder of `mapping_url` into `dest` (created if missing).
+    pub fn web_dir(mut self, mapping_url: &str, dest: impl Into<Utf8PathBuf>) -> Self {
+        self.web_dirs.insert(mapping_url.to_owned(), dest.into());
+        self
+    }
+
+    /// Extract file part `name` to the file `dest` (replaced if it exists, never followed).
+    pub fn file(mut self, name: &str, dest: impl Into<Utf8PathBuf>) -> Self {
+        self.files.insert(name.to_owned(), dest.into());
+        self
+    }
+}
+
+/// Destinations resolved to archive entries.
+#[derive(Default)]
+struct Targets {
+    /// `web/<n>/` → destination folder.
+    web: HashMap<String, Utf8PathBuf>,
+    /// `files/<name>` → destination file.
+    files: HashMap<String, Utf8PathBuf>,
+}
+
+/// An archive opened for restore: already verified in full when `open` returns.
+pub struct ArchiveReader {
+    path: Utf8PathBuf,
+    identity: Option<Utf8PathBuf>,
+    /// Held open so the extraction pass reads the very file that was verified, even if the
+    /// path is replaced meanwhile.
+    file: File,
+    manifest: Manifest,
+}
+
+impl ArchiveReader {
+    /// Opens and verifies the archive (a full pass); nothing is written.
+    pub fn open(path: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Self, ArchiveError> {
+        let open_err = |e| ArchiveError::Open {
+            archive: path.to_owned(),
+            source: e,
+        };
+        let file = File::open(path).map_err(open_err)?;
+        let pass = file.try_clone().map_err(open_err)?;
+        let stream = open_source(Box::new(pass), path, identity)?;
+        let manifest = scan(stream, path, &Targets::default())?;
+        Ok(ArchiveReader {
+            path: path.to_owned(),
+            identity: identity.map(ToOwned::to_owned),
+            file,
+            manifest,
+        })
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// The verified manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Extracts what `plan` names in one pass over the archive, checking every hash again.
+    /// A part the manifest does not hold is refused before anything is written.
+    pub fn extract(&self, plan: &ExtractPlan) -> Result<(), ArchiveError> {
+        let mut targets = Targets::default();
+        for (url, dest) in &plan.web_dirs {
+            let part = self
+                .manifest
+                .web_dir(url)
+                .ok_or_else(|| ArchiveError::NoSuchPart {
+                    archive: self.path.clone(),
+                    part: url.clone(),
+                })?;
+            targets.web.insert(part.entry.clone(), dest.clone());
+        }
+        for (name, dest) in &plan.files {
+            let part = self
+                .manifest
+                .part(name)
+                .filter(|p| !matches!(p.kind, PartKind::WebDir { .. }))
+                .ok_or_else(|| ArchiveError::NoSuchPart {
+                    archive: self.path.clone(),
+                    part: name.clone(),
+                })?;
+            targets.files.insert(part.entry.clone(), dest.clone());
+        }
+        let open_err = |e| ArchiveError::Open {
+            archive: self.path.clone(),
+            source: e,
+        };
+        let mut pass = self.file.try_clone().map_err(open_err)?;
+        pass.seek(SeekFrom::Start(0)).map_err(open_err)?;
+        let stream = open_source(Box::new(pass), &self.path, self.identity.as_deref())?;
+        let again = scan(stream, &self.path, &targets)?;
+        if again != self.manifest {
+            return Err(ArchiveError::ManifestInvalid {
+                archive: self.path.clone(),
+                reason: "the manifest changed between the verify and extract passes".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Extracts one web folder into `dest`: contents, modes (without setuid/setgid), symlinks,
+    /// empty folders, mtimes. Entries that would escape `dest` were refused when opening.
+    pub fn extract_web_dir(&self, mapping_url: &str, dest: &Utf8Path) -> Result<(), ArchiveError> {
+        self.extract(&ExtractPlan::new().web_dir(mapping_url, dest))
+    }
+
+    /// Extracts one file part to `dest`.
+    pub fn extract_file_part(&self, name: &str, dest: &Utf8Path) -> Result<(), ArchiveError> {
+        self.extract(&ExtractPlan::new().file(name, dest))
+    }
+}
+
+struct Observed {
+    size: u64,
+    sha256: String,
+    tree: Option<TreeStats>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn read_json<T: serde::de::DeserializeOwned, R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    archive: &Utf8Path,
+    what: &str,
+) -> Result<T, ArchiveError> {
+    if entry.header().entry_type() != tar::EntryType::Regular || entry.size() > MAX_JSON {
+        return Err(ArchiveError::ManifestInvalid {
+            archive: archive.to_owned(),
+            reason: format!("{what} is not a regular file of at most {MAX_JSON} bytes"),
+        });
+    }
+    let mut buf = Vec::with_capacity(entry.size() as usize);
+    entry
+        .read_to_end(&mut buf)
+        .map_err(|e| read_error(archive, Some(what), e))?;
+    if buf.len() as u64 != entry.size() {
+        return Err(ArchiveError::Truncated {
+            archive: archive.to_owned(),
+            part: Some(what.to_owned()),
+            detail: format!("{what} ends after {} of {} bytes", buf.len(), entry.size()),
+        });
+    }
+    serde_json::from_slice(&buf).map_err(|e| ArchiveError::ManifestInvalid {
+        archive: archive.to_owned(),
+        reason: format!("{what}: {e}"),
+    })
+}
+
+/// Splits `web/<n>/<rel>` into (`web/<n>/`, rel).
+fn web_entry(path: &[u8]) -> Option<(String, &[u8])> {
+    let rest = path.strip_prefix(b"web/")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 6 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    let after = &rest[digits..];
+    let rel = match after {
+        [] => after,
+        [b'/', rel @ ..] => rel,
+        _ => return None,
+    };
+    Some((format!("web/{}/", lossy(&rest[..digits])), rel))
+}
+
+/// The pass both verify and extract make. With empty targets nothing is written.
+fn scan(
+    stream: Box<dyn Read + Send>,
+    archive: &Utf8Path,
+    targets: &Targets,
+) -> Result<Manifest, ArchiveError> {
+    let mut tar = tar::Archive::new(stream);
+    let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
+    let mut buf = Vec::new();
+    let header: ManifestHeader;
+    let manifest: Manifest;
+    {
+        let mut entries = tar.entries().map_err(|e| read_error(archive, None, e))?;
+        let mut next = |part: Option<&str>| match entries.next() {
+            None => Ok(None),
+            Some(Ok(e)) => Ok(Some(e)),
+            Some(Err(e)) => Err(read_error(archive, part, e)),
+        };
+
+        let Some(mut first) = next(None)? else {
+            return Err(ArchiveError::Truncated {
+                archive: archive.to_owned(),
+                part: None,
+                detail: "the archive is empty".into(),
+            });
+        };
+        if &*first.path_bytes() != HEADER_ENTRY.as_bytes() {
+            return Err(ArchiveError::UnexpectedEntry {
+                archive: archive.to_owned(),
+                entry: lossy(&first.path_bytes()),
+                reason: format!("an aps-controller backup starts with {HEADER_ENTRY}"),
+            });
+        }
+        header = read_json(&mut first, archive, HEADER_ENTRY)?;
+        if header.format_version > FORMAT_VERSION || header.format_version == 0 {
+            return Err(ArchiveError::UnsupportedVersion {
+                archive: archive.to_owned(),
+                found: header.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        drop(first);
+
+        // The web folder being read: (entry prefix, reader). Its entries must be contiguous.
+        let mut web: Option<(String, TreeReader)> = None;
+        let mut done_web: HashSet<String> = HashSet::new();
+        let mut close_web = |web: &mut Option<(String, TreeReader)>,
+                             observed: &mut BTreeMap<String, Observed>|
+         -> Result<(), ArchiveError> {
+            if let Some((prefix, tree)) = web.take() {
+                let stats = tree.finish()?;
+                observed.insert(
+                    prefix.clone(),
+                    Observed {
+                        size: stats.bytes,
+                        sha256: stats.sha256.clone(),
+                        tree: Some(stats),
+                    },
+                );
+                done_web.insert(prefix);
+            }
+            Ok(())
+        };
+        loop {
+            let current = web
+                .as_ref()
+                .map(|(p, _)| p.trim_end_matches('/').to_owned());
+            let Some(mut entry) = next(current.as_deref())? else {
+                return Err(ArchiveError::Truncated {
+                    archive: archive.to_owned(),
+                    part: current,
+                    detail: format!("the archive ends before its {MANIFEST_ENTRY}"),
+                });
+            };
+            let path = entry.path_bytes().into_owned();
+            if path == MANIFEST_ENTRY.as_bytes() {
+                close_web(&mut web, &mut observed)?;
+                manifest = read_json(&mut entry, archive, MANIFEST_ENTRY)?;
+                break;
+            }
+            if let Some((prefix, rel)) = web_entry(&path) {
+                if web.as_ref().is_none_or(|(p, _)| *p != prefix) {
+                    close_web(&mut web, &mut observed)?;
+                    if observed.contains_key(&prefix) {
+                        return Err(ArchiveError::UnexpectedEntry {
+                            archive: archive.to_owned(),
+                            entry: lossy(&path),
+                            reason: "entries of one web folder must be contiguous".into(),
+                        });
+                    }
+                    let part = prefix.trim_end_matches('/');
+                    let tree = TreeReader::new(
+                        archive,
+                        part,
+                        targets.web.get(&prefix).map(|d| d.as_path()),
+                    )?;
+                    web = Some((prefix, tree));
+                }
+                let (_, tree) = web.as_mut().expect("set above");
+                tree.entry(&path, rel, &mut entry)?;
+                continue;
+            }
+            close_web(&mut web, &mut observed)?;
+            if let Some(name) = path.strip_prefix(b"files/") {
+                let name = String::from_utf8(name.to_vec())
+                    .ok()
+                    .filter(|n| check_part_name(n).is_ok());
+                let (Some(name), tar::EntryType::Regular) = (name, entry.header().entry_type())
+                else {
+                    return Err(ArchiveError::UnexpectedEntry {
+                        archive: archive.to_owned(),
+                        entry: lossy(&path),
+                        reason: "not a regular file with a valid part name".into(),
+                    });
+                };
+                let key = format!("files/{name}");
+                if observed.contains_key(&key) {
+                    return Err(ArchiveError::UnexpectedEntry {
+                        archive: archive.to_owned(),
+                        entry: key,
+                        reason: "the part appears twice".into(),
+                    });
+                }
+                let size = entry.size();
+                let mut sha = Sha256::new();
+                let copied = match targets.files.get(&key) {
+                    None => copy_hashing(&mut entry, &mut sha, None, &mut buf)
+                        .map_err(|e| read_error(archive, Some(&name), e.into_read()))?,
+                    Some(dest) => {
+                        extract_file(&mut entry, &mut sha, &mut buf, dest, archive, &name)?
+                    }
+                };
+                if copied != size {
+                    return Err(ArchiveError::Truncated {
+                        archive: archive.to_owned(),
+                        part: Some(name),
+                        detail: format!("ends after {copied} of {size} bytes"),
+                    });
+                }
+                observed.insert(
+                    key,
+                    Observed {
+                        size,
+                        sha256: hex::encode(sha.finalize()),
+                        tree: None,
+                    },
+                );
+                continue;
+            }
+            return Err(ArchiveError::UnexpectedEntry {
+                archive: archive.to_owned(),
+                entry: lossy(&path),
+                reason: "not a part of an aps-controller backup".into(),
+            });
+        }
+        drop(done_web);
+        if let Some(extra) = next(None)? {
+            return Err(ArchiveError::UnexpectedEntry {
+                archive: archive.to_owned(),
+                entry: lossy(&extra.path_bytes()),
+                reason: format!("nothing may follow {MANIFEST_ENTRY}"),
+            });
+        }
+    }
+    // tar stops at the first zero block, or quietly at end of input: insist on the second
+    // zero block so a cut file is never taken for a whole one.
+    let mut rest = tar.into_inner();
+    let mut end = [0u8; 512];
+    match rest.read_exact(&mut end) {
+        Ok(()) if end.iter().all(|b| *b == 0) => {}
+        Ok(()) => {
+            return Err(ArchiveError::Corrupt {
+                archive: archive.to_owned(),
+                part: None,
+                detail: "data where the end-of-archive blocks should be".into(),
+            });
+        }
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(ArchiveError::Truncated {
+                archive: archive.to_owned(),
+                part: None,
+                detail: "the end-of-archive blocks after the manifest are missing".into(),
+            });
+        }
+        Err(e) => return Err(read_error(archive, None, e)),
+    }
+    // Read to the very end so the zstd/gzip checksum and age's final chunk are checked too.
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(archive, None, e))?;
+
+    check_manifest(archive, &header, &manifest, &observed)?;
+    Ok(manifest)
+}
+
+fn extract_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    sha: &mut Sha256,
+    buf: &mut Vec<u8>,
+    dest: &Utf8Path,
+    archive: &Utf8Path,
+    part: &str,
+) -> Result<u64, ArchiveError> {
+    let fail = |e| extract_err(archive, part, dest.as_str(), e);
+    let file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(dest)
+        .map_err(fail)?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let n = match copy_hashing(entry, sha, Some(&mut out), buf) {
+        Ok(n) => n,
+        Err(CopyError::Write(e)) => return Err(fail(e)),
+        Err(CopyError::Read(e)) => return Err(read_error(archive, Some(part), e)),
+    };
+    out.into_inner().map_err(|e| fail(e.into_error()))?;
+    Ok(n)
+}
+
+fn check_manifest(
+    archive: &Utf8Path,
+    header: &ManifestHeader,
+    manifest: &Manifest,
+    observed: &BTreeMap<String, Observed>,
+) -> Result<(), ArchiveError> {
+    let invalid = |reason: String| ArchiveError::ManifestInvalid {
+        archive: archive.to_owned(),
+        reason,
+    };
+    if manifest.format != FORMAT_NAME {
+        return Err(invalid(format!(
+            "format is {:?}, not {FORMAT_NAME:?}",
+            manifest.format
+        )));
+    }
+    if &manifest.header != header {
+        return Err(invalid(format!(
+            "its header differs from the archive's first entry {HEADER_ENTRY}"
+        )));
+    }
+    let mut names = HashSet::new();
+    let mut entries = HashSet::new();
+    for part in &manifest.parts {
+        if !names.insert(part.name.as_str()) || !entries.insert(part.entry.as_str()) {
+            return Err(invalid(format!("part {:?} is listed twice", part.name)));
+        }
+        let expected_entry = match &part.kind {
+            PartKind::WebDir { .. } => format!("{}/", part.name),
+            _ => format!("files/{}", part.name),
+        };
+        if part.entry != expected_entry {
+            return Err(invalid(format!(
+                "part {:?} names entry {:?}, expected {expected_entry:?}",
+                part.name, part.entry
+            )));
+        }
+        let Some(seen) = observed.get(&part.entry) else {
+            return Err(ArchiveError::MissingPart {
+                archive: archive.to_owned(),
+                part: part.name.clone(),
+            });
+        };
+        if seen.size != part.size {
+            return Err(ArchiveError::SizeMismatch {
+                archive: archive.to_owned(),
+                part: part.name.clone(),
+                expected: part.size,
+                actual: seen.size,
+            });
+        }
+        if seen.sha256 != part.sha256 {
+            return Err(ArchiveError::HashMismatch {
+                archive: archive.to_owned(),
+                part: part.name.clone(),
+                expected: part.sha256.clone(),
+                actual: seen.sha256.clone(),
+            });
+        }
+        if let Some(tree) = &seen.tree {
+            for (what, expected, actual) in [
+                ("files", part.file_count, tree.files),
+                ("folders", part.dir_count, tree.dirs),
+                ("symlinks", part.symlink_count, tree.symlinks),
+            ] {
+                if let Some(expected) = expected
+                    && expected != actual
+                {
+                    return Err(ArchiveError::CountMismatch {
+                        archive: archive.to_owned(),
+                        part: part.name.clone(),
+                        what,
+                        expected,
+                        actual,
+                    });
+                }
+            }
+        }
+    }
+    if let Some(extra) = observed.keys().find(|k| !entries.contains(k.as_str())) {
+        return Err(ArchiveError::ExtraPart {
+            archive: archive.to_owned(),
+            entry: extra.clone(),
+        });
+    }
+    Ok(())
+}

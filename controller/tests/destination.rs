@@ -79,7 +79,7 @@ fn drop_without_commit_deletes_the_temporary_file() {
 fn the_file_handle_writes_the_temporary_file() {
     let (_keep, dir) = tempdir();
     let prepared = Destination::prepare(dir.join("a.bin"), false).unwrap();
-    (&*prepared.file()).write_all(b"archive").unwrap();
+    prepared.file().write_all(b"archive").unwrap();
     let committed = prepared.commit().unwrap();
     assert_eq!(committed.size, 7);
 }

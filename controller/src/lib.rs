@@ -5,10 +5,16 @@
 //! It knows nothing of the command line or of the control panel's scheduling: the `aps-panel`
 //! crate and the `aps-controller` binary sit on top of it.
 
+// `OperationError` carries what a person needs to act (step, paths, the script's stderr tail)
+// and is returned once per operation that runs processes for seconds; its size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod archive;
+pub mod controller;
 pub mod database;
 pub mod destination;
 pub mod environment;
+pub mod error;
 pub mod interpreter;
 pub mod journal;
 pub mod lock;
@@ -17,3 +23,6 @@ pub mod registry;
 pub mod runner;
 pub mod secret;
 pub mod structured_output;
+
+pub use controller::{Controller, ControllerConfig};
+pub use error::{ErrorKind, OperationError, Step};

@@ -1,10 +1,68 @@
 //! Operations on instances, one file each, each a top-down sequence of the standard's steps:
-//! backup, restore, migrate. (Bodies being written; the request/report types are the API.)
+//! [`backup`], [`restore`], [`migrate`]. Request and report types are the library's API.
+
+pub mod backup;
+pub mod migrate;
+pub mod record;
+pub mod restore;
+mod script_run;
 
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
 use serde::Serialize;
+
+use aps_meta::model::{AppMeta, ApsVersion};
+
+use crate::archive::{ArchiveOptions, ManifestHeader};
+
+/// The manifest header of a backup of `instance`, a package `meta`, made now. Packages without
+/// an `id` (before 1.2) are identified by their name.
+pub(crate) fn manifest_header(meta: &AppMeta, instance: &str) -> ManifestHeader {
+    let aps = match meta.aps_version {
+        ApsVersion::V1_0 => "1.0",
+        ApsVersion::V1_1 => "1.1",
+        ApsVersion::V1_2 => "1.2",
+    };
+    ManifestHeader::new(
+        meta.id.clone().unwrap_or_default(),
+        meta.name.clone(),
+        meta.version.clone(),
+        meta.release.clone(),
+        aps,
+        instance,
+    )
+}
+
+/// The web folders the controller archives: every mapping's folder except those inside another
+/// mapping's folder (a child mapping's folder usually sits in its parent's, which already holds
+/// it; archiving it twice would also restore it twice).
+pub(crate) fn archived_web_dirs(
+    instance: &crate::registry::Instance,
+) -> Vec<(&String, &camino::Utf8PathBuf)> {
+    let dirs = &instance.web_dirs;
+    dirs.iter()
+        .filter(|(url, dir)| {
+            !dirs.iter().any(|(other_url, other)| {
+                other_url != *url && dir.starts_with(other) && *dir != other
+            })
+        })
+        .collect()
+}
+
+/// A file-name-safe form of a db id (APP-META.xml ids may hold any character), for part and
+/// work-file names.
+pub(crate) fn file_safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
 
 /// What to back up and where. The destination is named by the caller (the control panel).
 #[derive(Debug, Clone)]
@@ -15,6 +73,22 @@ pub struct BackupRequest {
     pub force: bool,
     /// Script timeout; `None` means the configured default.
     pub timeout: Option<Duration>,
+    /// Compression and encryption of the controller's archive. (A `sufficient` script's file
+    /// is written by the script and kept exactly as it wrote it.)
+    pub archive: ArchiveOptions,
+}
+
+impl BackupRequest {
+    /// A request with the defaults: no force, default timeout, zstd archive, no encryption.
+    pub fn new(instance: impl Into<String>, destination: impl Into<Utf8PathBuf>) -> Self {
+        BackupRequest {
+            instance: instance.into(),
+            destination: destination.into(),
+            force: false,
+            timeout: None,
+            archive: ArchiveOptions::default(),
+        }
+    }
 }
 
 /// The outcome of a successful backup.
@@ -35,11 +109,62 @@ pub struct RestoreRequest {
     pub timeout: Option<Duration>,
     /// Skip the safety snapshot taken before anything changes.
     pub no_safety_snapshot: bool,
+    /// age identity file, for encrypted archives.
+    pub identity: Option<Utf8PathBuf>,
+}
+
+impl RestoreRequest {
+    pub fn new(instance: impl Into<String>, source: impl Into<Utf8PathBuf>) -> Self {
+        RestoreRequest {
+            instance: instance.into(),
+            source: source.into(),
+            timeout: None,
+            no_safety_snapshot: false,
+            identity: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreReport {
     pub instance: String,
     pub file: Utf8PathBuf,
+    pub duration_ms: u64,
+}
+
+/// Backup `source`, restore into `target`.
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub source: String,
+    pub target: String,
+    /// Keep the intermediate backup at this path (else it is removed afterwards).
+    pub keep: Option<Utf8PathBuf>,
+    pub timeout: Option<Duration>,
+    pub no_safety_snapshot: bool,
+    pub archive: ArchiveOptions,
+    pub identity: Option<Utf8PathBuf>,
+}
+
+impl MigrateRequest {
+    pub fn new(source: impl Into<String>, target: impl Into<String>) -> Self {
+        MigrateRequest {
+            source: source.into(),
+            target: target.into(),
+            keep: None,
+            timeout: None,
+            no_safety_snapshot: false,
+            archive: ArchiveOptions::default(),
+            identity: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrateReport {
+    pub source: String,
+    pub target: String,
+    pub backup: BackupReport,
+    pub restore: RestoreReport,
+    pub kept: Option<Utf8PathBuf>,
     pub duration_ms: u64,
 }

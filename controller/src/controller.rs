@@ -1,0 +1,273 @@
+//! The controller handle a control panel embeds: configuration, the instance store, and the
+//! operations. Opening it also rolls back what an earlier, killed controller left unfinished.
+
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::environment::HostFacts;
+use crate::error::{OperationError, Step};
+use crate::interpreter::InterpreterTable;
+use crate::journal::{Journal, RecoveryReport};
+use crate::lock::InstanceLock;
+use crate::operation::{
+    BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
+};
+use crate::registry::{
+    FileStore, Instance, InstanceStore, OpenedPackage, StateDir, StoreError, open_package,
+};
+
+/// Script timeout when the request names none (decisions.md: 3600 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Time between SIGTERM and SIGKILL for a script that overran its timeout.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// How the controller runs. Everything has a documented default.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub state: StateDir,
+    /// `script-language` → interpreter.
+    pub interpreters: InterpreterTable,
+    pub default_timeout: Duration,
+    pub kill_grace: Duration,
+    /// Facts about the host passed to scripts (`PHP_VERSION`).
+    pub host: HostFacts,
+}
+
+/// `<state>/controller.toml`: everything optional.
+///
+/// ```toml
+/// timeout-secs = 3600        # script timeout when a request names none
+/// kill-grace-secs = 10       # SIGTERM → SIGKILL
+/// php-version = "8.2"        # exported as PHP_VERSION
+/// [interpreters]             # script-language → program [args…]; name on PATH or absolute
+/// php = "/usr/bin/php8.2"
+/// python = "python3 -I"
+/// ```
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ConfigFile {
+    timeout_secs: Option<u64>,
+    kill_grace_secs: Option<u64>,
+    php_version: Option<String>,
+    #[serde(default)]
+    interpreters: std::collections::BTreeMap<String, String>,
+}
+
+/// `controller.toml` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid controller configuration: {message}")]
+    Invalid { path: Utf8PathBuf, message: String },
+}
+
+impl ControllerConfig {
+    /// The name of the configuration file inside the state folder.
+    pub const FILE_NAME: &'static str = "controller.toml";
+
+    /// Defaults, overridden by `<state>/controller.toml` when it exists.
+    pub fn load(state: StateDir) -> Result<Self, ConfigError> {
+        let path = state.root().join(Self::FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new(state)),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let mut config = Self::new(state);
+        if let Some(t) = file.timeout_secs {
+            config.default_timeout = Duration::from_secs(t);
+        }
+        if let Some(g) = file.kill_grace_secs {
+            config.kill_grace = Duration::from_secs(g);
+        }
+        config.host.php_version = file.php_version;
+        for (language, command) in &file.interpreters {
+            config.interpreters = config.interpreters.with_override(language, command);
+        }
+        Ok(config)
+    }
+
+    /// Defaults for a state folder.
+    pub fn new(state: StateDir) -> Self {
+        ControllerConfig {
+            state,
+            interpreters: InterpreterTable::new(),
+            default_timeout: DEFAULT_TIMEOUT,
+            kill_grace: DEFAULT_KILL_GRACE,
+            host: HostFacts::default(),
+        }
+    }
+}
+
+/// The controller. Cheap to share between threads by reference.
+pub struct Controller {
+    config: ControllerConfig,
+    store: Box<dyn InstanceStore + Send + Sync>,
+    recovered: RecoveryReport,
+}
+
+impl Controller {
+    /// A controller over the default file store of `config.state`.
+    pub fn open(config: ControllerConfig) -> Result<Self, OperationError> {
+        let store = FileStore::new(config.state.clone());
+        Self::with_store(config, Box::new(store))
+    }
+
+    /// A controller over a store of the control panel's own.
+    pub fn with_store(
+        config: ControllerConfig,
+        store: Box<dyn InstanceStore + Send + Sync>,
+    ) -> Result<Self, OperationError> {
+        let root = config.state.root().to_owned();
+        std::fs::create_dir_all(&root).map_err(OperationError::io(
+            Step::FindInstance,
+            "cannot create state folder",
+            &root,
+        ))?;
+        let journal = Journal::new(journal_dir(&config.state));
+        // Leftovers of a killed controller are undone before anything else runs (decisions.md).
+        let recovered = journal
+            .recover_interrupted(|snapshot, instance| {
+                crate::operation::restore::put_back_snapshot(
+                    &config,
+                    store.as_ref(),
+                    snapshot,
+                    instance,
+                )
+            })
+            .map_err(|source| OperationError::Journal {
+                step: Step::Rollback,
+                source,
+            })?;
+        Ok(Controller {
+            config,
+            store,
+            recovered,
+        })
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &(dyn InstanceStore + Send + Sync) {
+        self.store.as_ref()
+    }
+
+    /// What opening the controller rolled back (interrupted operations), for the caller to log.
+    pub fn recovered(&self) -> &RecoveryReport {
+        &self.recovered
+    }
+
+    /// Every registered instance, by name.
+    pub fn instances(&self) -> Result<Vec<Instance>, OperationError> {
+        self.store
+            .list()
+            .map_err(|source| OperationError::Registry {
+                step: Step::FindInstance,
+                source,
+            })
+    }
+
+    pub fn backup(&self, request: &BackupRequest) -> Result<BackupReport, OperationError> {
+        crate::operation::backup::backup(self, request)
+    }
+
+    pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreReport, OperationError> {
+        crate::operation::restore::restore(self, request)
+    }
+
+    pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
+        crate::operation::migrate::migrate(self, request)
+    }
+
+    // --- shared steps of the operations ---
+
+    pub(crate) fn find_instance(&self, name: &str) -> Result<Instance, OperationError> {
+        self.store.get(name).map_err(|source| match source {
+            StoreError::NotFound { .. } | StoreError::InvalidName { .. } => {
+                OperationError::InstanceNotFound {
+                    name: name.to_owned(),
+                    source,
+                }
+            }
+            source => OperationError::Registry {
+                step: Step::FindInstance,
+                source,
+            },
+        })
+    }
+
+    pub(crate) fn lock_instance(
+        &self,
+        name: &str,
+        operation: &str,
+    ) -> Result<InstanceLock, OperationError> {
+        InstanceLock::acquire(self.config.state.root(), name, operation).map_err(|source| {
+            OperationError::Busy {
+                instance: name.to_owned(),
+                source: Box::new(source),
+            }
+        })
+    }
+
+    /// Step 1: the instance's package, parsed.
+    pub(crate) fn open_package(
+        &self,
+        instance: &Instance,
+    ) -> Result<OpenedPackage, OperationError> {
+        open_package(&self.config.state, &instance.package).map_err(|source| {
+            OperationError::Package {
+                step: Step::ParseMetadata,
+                source,
+            }
+        })
+    }
+
+    pub(crate) fn journal(&self) -> Journal {
+        Journal::new(journal_dir(&self.config.state))
+    }
+
+    /// A private scratch folder of one operation, under the state folder.
+    pub(crate) fn work_dir(&self, id: &str) -> Utf8PathBuf {
+        self.config.state.root().join("work").join(id)
+    }
+
+    pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
+        requested.unwrap_or(self.config.default_timeout)
+    }
+
+    /// Where the controller records the SHA-256 of backups made by `sufficient` scripts, which
+    /// carry no manifest of ours, so that restore can check them.
+    pub(crate) fn records_dir(&self) -> Utf8PathBuf {
+        self.config.state.root().join("backup-records")
+    }
+}
+
+fn journal_dir(state: &StateDir) -> Utf8PathBuf {
+    state.root().join("journal")
+}
+
+/// `path` made absolute against the current folder (the CLI's paths are relative to it).
+pub fn absolute(path: &Utf8Path) -> Utf8PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match std::env::current_dir()
+        .ok()
+        .and_then(|d| Utf8PathBuf::from_path_buf(d).ok())
+    {
+        Some(cwd) => cwd.join(path),
+        None => path.to_owned(),
+    }
+}

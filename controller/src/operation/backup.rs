@@ -1,0 +1,265 @@
+//! Backup of one instance, as the controller guide's scenario has it (steps 1 to 3.3), with
+//! rollback: on any failure the temporary destination file, the controller's own resource
+//! dumps and its scratch folder are deleted, and the destination path is left untouched.
+
+use std::time::Instant;
+
+use aps_meta::model::Script;
+use camino::Utf8Path;
+
+use crate::archive::{ArchiveWriter, PartKind};
+use crate::controller::{Controller, absolute};
+use crate::destination::{CommittedFile, Destination, PreparedDestination};
+use crate::environment::{ScriptOperation, build_environment_with};
+use crate::error::{OperationError, Step};
+use crate::interpreter::ResolvedInterpreter;
+use crate::journal::{OperationKind, UndoAction};
+use crate::operation::record::BackupRecord;
+use crate::operation::{BackupReport, BackupRequest, script_run};
+use crate::registry::{Instance, OpenedPackage};
+
+/// Backs up `request.instance` into `request.destination`.
+pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport, OperationError> {
+    let started = Instant::now();
+    let instance = ctl.find_instance(&request.instance)?;
+    let _lock = ctl.lock_instance(&instance.name, "backup")?;
+
+    // 1. Parse APP-META.xml.
+    let package = ctl.open_package(&instance)?;
+    // 1.1 Find the backup script and whether it is `sufficient`.
+    let script = find_backup_script(&instance, &package)?;
+    // 1.2 Resolve its interpreter: refused before anything is written or run.
+    let interpreter = script
+        .as_ref()
+        .map(|s| script_run::resolve_interpreter(ctl, s))
+        .transpose()?;
+    // 3.1 Check the destination. Done before any work so that a refused destination costs
+    // nothing and leaves nothing behind.
+    let destination =
+        Destination::prepare(absolute(&request.destination), request.force).map_err(|source| {
+            OperationError::Destination {
+                step: Step::CheckDestination,
+                source,
+            }
+        })?;
+
+    let mut journal = ctl
+        .journal()
+        .begin(OperationKind::Backup, &instance.name)
+        .map_err(|source| OperationError::Journal {
+            step: Step::CheckDestination,
+            source,
+        })?;
+    // The work folder holds the controller's dumps and the script's private HOME; the
+    // journal knows it before it exists, so a killed run leaves nothing behind.
+    let work = ctl.work_dir(journal.id());
+    let result = journal
+        .add_undo(UndoAction::DeleteFile(destination.temp_path().to_owned()))
+        .and_then(|()| journal.add_undo(UndoAction::DeleteDir(work.clone())))
+        .map_err(|source| OperationError::Journal {
+            step: Step::CheckDestination,
+            source,
+        })
+        .and_then(|()| {
+            std::fs::create_dir_all(&work).map_err(OperationError::io(
+                Step::CheckDestination,
+                "cannot create the work folder",
+                &work,
+            ))
+        })
+        .and_then(|()| {
+            let plan = Plan {
+                ctl,
+                request,
+                instance: &instance,
+                package: &package,
+                script: script.as_ref().zip(interpreter.as_ref()),
+                work: &work,
+            };
+            match script.as_ref() {
+                Some(s) if s.sufficient => plan.script_only(&destination),
+                _ => plan.controller_archive(&destination),
+            }
+        });
+
+    match result {
+        Ok(()) => {
+            // 3.3 Success: the file goes in place atomically, then it is reported.
+            let committed = destination
+                .commit()
+                .map_err(|source| OperationError::Destination {
+                    step: Step::Finish,
+                    source,
+                })?;
+            if script.as_ref().is_some_and(|s| s.sufficient) {
+                record_script_backup(ctl, &instance, &package, &committed)?;
+            }
+            // Failing to close the journal must not turn a complete backup into an error:
+            // the next start only finds a temp file that no longer exists.
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = journal.finish_ok();
+            Ok(BackupReport {
+                instance: instance.name.clone(),
+                file: committed.path,
+                size: committed.size,
+                sha256: committed.sha256,
+                duration_ms: started.elapsed().as_millis() as u64,
+            })
+        }
+        Err(error) => {
+            // 3.3 Failure: delete the half-made file and what the controller wrote itself.
+            drop(destination);
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = journal.finish_failed(&error.to_string());
+            Err(error)
+        }
+    }
+}
+
+/// 1.1: the root service's backup-script, checked to exist in `scripts/`.
+fn find_backup_script(
+    instance: &Instance,
+    package: &OpenedPackage,
+) -> Result<Option<Script>, OperationError> {
+    let Some(script) = package.meta.service.provision.backup_script.clone() else {
+        return Ok(None);
+    };
+    script_run::check_script_file(instance, package, &script)?;
+    Ok(Some(script))
+}
+
+struct Plan<'a> {
+    ctl: &'a Controller,
+    request: &'a BackupRequest,
+    instance: &'a Instance,
+    package: &'a OpenedPackage,
+    script: Option<(&'a Script, &'a ResolvedInterpreter)>,
+    work: &'a Utf8Path,
+}
+
+impl Plan<'_> {
+    /// `sufficient`: the destination is exactly what the script writes.
+    fn script_only(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
+        let (script, interpreter) = self.script.expect("sufficient implies a script");
+        self.run_script(script, interpreter, destination.temp_path())
+    }
+
+    /// No script, or not `sufficient`: 1.1 the controller backs up the resources itself, then
+    /// the script (if any) writes its own part, and all goes into one archive.
+    fn controller_archive(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
+        let work = self.work;
+        let header = super::manifest_header(&self.package.meta, &self.instance.name);
+        let mut writer = ArchiveWriter::create(destination.file(), &self.request.archive, header)
+            .map_err(|source| OperationError::Archive {
+            step: Step::BackupResources,
+            source,
+        })?;
+
+        // 1.1 Databases, dumped with the servers' own tools.
+        for (db_id, db) in &self.instance.databases {
+            let dump = work.join(format!("db-{}.sql", super::file_safe(db_id)));
+            let info = crate::database::dump(db, &dump, self.ctl.timeout(self.request.timeout))
+                .map_err(|source| OperationError::Database {
+                    step: Step::BackupResources,
+                    db_id: db_id.clone(),
+                    source,
+                })?;
+            writer
+                .add_file_part(
+                    &format!("db-{}.sql", super::file_safe(db_id)),
+                    PartKind::DatabaseDump {
+                        db_id: db_id.clone(),
+                        kind: db.kind.as_str().to_owned(),
+                        row_counts: Some(info.row_counts.clone()),
+                    },
+                    &dump,
+                )
+                .map_err(|source| OperationError::Archive {
+                    step: Step::BackupResources,
+                    source,
+                })?;
+            // The dump is in the archive; free the space now rather than at the end.
+            let _ = std::fs::remove_file(&dump);
+        }
+        // 1.1 Web folders, with modes, symlinks and empty folders.
+        for (url, dir) in super::archived_web_dirs(self.instance) {
+            if !dir.exists() {
+                return Err(OperationError::MissingWebDir {
+                    step: Step::BackupResources,
+                    instance: self.instance.name.clone(),
+                    mapping: url.clone(),
+                    dir: dir.clone(),
+                });
+            }
+            writer
+                .add_web_dir(url, dir)
+                .map_err(|source| OperationError::Archive {
+                    step: Step::BackupResources,
+                    source,
+                })?;
+        }
+        // 3.2 The script's own part.
+        if let Some((script, interpreter)) = self.script {
+            let script_file = work.join("script-backup");
+            self.run_script(script, interpreter, &script_file)?;
+            writer
+                .add_file_part("script-backup", PartKind::ScriptBackup, &script_file)
+                .map_err(|source| OperationError::Archive {
+                    step: Step::RunScript,
+                    source,
+                })?;
+        }
+        writer.finish().map_err(|source| OperationError::Archive {
+            step: Step::Finish,
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// 2 + 3.2: build the environment and run `INTERPRETER SCRIPT backup`.
+    fn run_script(
+        &self,
+        script: &Script,
+        interpreter: &ResolvedInterpreter,
+        backup_file: &Utf8Path,
+    ) -> Result<(), OperationError> {
+        let env = build_environment_with(
+            self.instance,
+            &self.package.meta,
+            ScriptOperation::Backup {
+                backup_file: backup_file.to_owned(),
+            },
+            &self.ctl.config().host,
+        )
+        .map_err(|source| OperationError::Environment {
+            step: Step::BuildEnvironment,
+            source,
+        })?;
+        script_run::run_backup_script(
+            self.ctl,
+            self.package,
+            (script, interpreter),
+            &env,
+            "backup",
+            self.request.timeout,
+            self.work,
+        )
+    }
+}
+
+/// A `sufficient` backup has no manifest of ours: keep its SHA-256 and package identity so that
+/// restore can check the file is one of ours, unchanged, and of the right package.
+fn record_script_backup(
+    ctl: &Controller,
+    instance: &Instance,
+    package: &OpenedPackage,
+    file: &CommittedFile,
+) -> Result<(), OperationError> {
+    BackupRecord::for_script_backup(&package.meta, &instance.name, file)
+        .save(&ctl.records_dir())
+        .map_err(OperationError::io(
+            Step::Finish,
+            "cannot record the backup's checksum in",
+            ctl.records_dir(),
+        ))
+}

@@ -1,0 +1,558 @@
+//! Restore of one instance from a backup file (controller guide, "Restoring Service Instance"):
+//! same steps as backup with argument `restore`, a readable `BACKUP_FILE`, and an instance that
+//! exists already. Nothing of the instance changes until the whole file is verified; before the
+//! first change a safety snapshot is taken, and any later failure puts the snapshot back.
+
+use std::time::Instant;
+
+use aps_meta::model::{AppMeta, Script};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::archive::{
+    ArchiveError, ArchiveOptions, ArchiveReader, ArchiveWriter, ExtractPlan, PartKind,
+};
+use crate::controller::{Controller, ControllerConfig, absolute};
+use crate::environment::{ScriptOperation, build_environment_with};
+use crate::error::{OperationError, Step};
+use crate::interpreter::ResolvedInterpreter;
+use crate::journal::{OperationKind, UndoAction};
+use crate::operation::record::BackupRecord;
+use crate::operation::{RestoreReport, RestoreRequest, script_run};
+use crate::registry::{Instance, InstanceStore, OpenedPackage, open_package};
+
+/// What the backup file turned out to be, once verified.
+enum Source {
+    /// The controller's archive, verified: resources (and the script's part, if any) inside.
+    Archive(ArchiveReader),
+    /// Exactly what a `sufficient` script wrote, known by its recorded SHA-256.
+    ScriptFile(BackupRecord),
+}
+
+/// Restores `request.instance` from `request.source`.
+pub fn restore(
+    ctl: &Controller,
+    request: &RestoreRequest,
+) -> Result<RestoreReport, OperationError> {
+    let started = Instant::now();
+    // The standard requires the instance to exist already.
+    let instance = ctl.find_instance(&request.instance)?;
+    let _lock = ctl.lock_instance(&instance.name, "restore")?;
+
+    // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
+    let package = ctl.open_package(&instance)?;
+    let script = match package.meta.service.provision.backup_script.clone() {
+        Some(s) => {
+            script_run::check_script_file(&instance, &package, &s)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let interpreter = script
+        .as_ref()
+        .map(|s| script_run::resolve_interpreter(ctl, s))
+        .transpose()?;
+
+    // 3.1 The file must be readable; then verified completely before anything changes.
+    let file = absolute(&request.source);
+    let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
+    check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
+
+    let mut journal = ctl
+        .journal()
+        .begin(OperationKind::Restore, &instance.name)
+        .map_err(|source| OperationError::Journal {
+            step: Step::SafetySnapshot,
+            source,
+        })?;
+    let work = ctl.work_dir(journal.id());
+    let snapshot = (!request.no_safety_snapshot).then(|| work.join("safety-snapshot.aps.tar"));
+    let prepared = journal
+        .add_undo(UndoAction::DeleteDir(work.clone()))
+        .map_err(|source| OperationError::Journal {
+            step: Step::SafetySnapshot,
+            source,
+        })
+        .and_then(|()| {
+            std::fs::create_dir_all(&work).map_err(OperationError::io(
+                Step::SafetySnapshot,
+                "cannot create the work folder",
+                &work,
+            ))
+        })
+        .and_then(|()| match &snapshot {
+            Some(path) => {
+                take_snapshot(ctl, &instance, &package.meta, path)?;
+                // Persisted before the first change: a killed controller is rolled back from it.
+                journal
+                    .add_undo(UndoAction::RestoreSnapshot {
+                        snapshot: path.clone(),
+                        instance: instance.name.clone(),
+                    })
+                    .map_err(|source| OperationError::Journal {
+                        step: Step::SafetySnapshot,
+                        source,
+                    })
+            }
+            None => Ok(()),
+        });
+    if let Err(error) = prepared {
+        let _ = std::fs::remove_dir_all(&work);
+        let _ = journal.finish_failed(&error.to_string());
+        return Err(error);
+    }
+
+    let steps = Steps {
+        ctl,
+        request,
+        instance: &instance,
+        package: &package,
+        script: script.as_ref().zip(interpreter.as_ref()),
+        file: &file,
+        work: &work,
+    };
+    let result = match &source {
+        Source::Archive(reader) => steps.restore_archive(reader),
+        Source::ScriptFile(_) => steps.restore_script_file(),
+    };
+
+    match result {
+        Ok(()) => {
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = journal.finish_ok();
+            Ok(RestoreReport {
+                instance: instance.name.clone(),
+                file,
+                duration_ms: started.elapsed().as_millis() as u64,
+            })
+        }
+        Err(error) => {
+            let outcome = match &snapshot {
+                Some(path) => match put_back(ctl.config(), &instance, &package.meta, path) {
+                    Ok(()) => Err(error),
+                    Err(rollback) => {
+                        // Keep the snapshot (and the journal entry) for a person to act on.
+                        let _ = journal.finish_failed(&rollback.to_string());
+                        return Err(OperationError::RollbackFailed {
+                            original: Box::new(error),
+                            rollback: Box::new(rollback),
+                            snapshot: path.clone(),
+                        });
+                    }
+                },
+                None => Err(error),
+            };
+            let _ = std::fs::remove_dir_all(&work);
+            if let Err(e) = &outcome {
+                let _ = journal.finish_failed(&e.to_string());
+            }
+            outcome
+        }
+    }
+}
+
+/// Reads the whole file and decides what it is: our archive (every part's SHA-256 checked
+/// against its manifest), or a `sufficient` script's file whose SHA-256 we recorded.
+fn verify_source(
+    ctl: &Controller,
+    instance: &Instance,
+    meta: &AppMeta,
+    file: &Utf8Path,
+    request: &RestoreRequest,
+) -> Result<Source, OperationError> {
+    let io = |what| OperationError::io(Step::CheckDestination, what, file);
+    let metadata = std::fs::metadata(file).map_err(io("cannot read backup file"))?;
+    if !metadata.is_file() {
+        return Err(OperationError::BackupMismatch {
+            step: Step::CheckDestination,
+            file: file.to_owned(),
+            instance: instance.name.clone(),
+            reason: "it is not a regular file".into(),
+        });
+    }
+    // A recorded `sufficient` file first: such a script may itself write a tar or a zstd file.
+    let sha256 = hash_file(file).map_err(io("cannot read backup file"))?;
+    if let Some(record) =
+        BackupRecord::find(&ctl.records_dir(), &sha256).map_err(OperationError::io(
+            Step::VerifyBackup,
+            "cannot read backup records in",
+            ctl.records_dir(),
+        ))?
+    {
+        return Ok(Source::ScriptFile(record));
+    }
+    match ArchiveReader::open(file, request.identity.as_deref()) {
+        Ok(reader) => Ok(Source::Archive(reader)),
+        Err(ArchiveError::NotAnArchive { .. }) => Err(OperationError::BackupMismatch {
+            step: Step::VerifyBackup,
+            file: file.to_owned(),
+            instance: instance.name.clone(),
+            reason: format!(
+                "it is neither a backup archive of this controller nor a recorded backup of a `sufficient` backup-script of package {} (SHA-256 {sha256} unknown: altered, truncated, or made elsewhere)",
+                display_package(meta)
+            ),
+        }),
+        Err(source) => Err(OperationError::Archive {
+            step: Step::VerifyBackup,
+            source,
+        }),
+    }
+}
+
+fn hash_file(path: &Utf8Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The backup must be of this package, and of a version this package can take data from.
+fn check_restorable(
+    instance: &Instance,
+    meta: &AppMeta,
+    script: Option<&Script>,
+    file: &Utf8Path,
+    source: &Source,
+) -> Result<(), OperationError> {
+    let refuse = |reason: String| OperationError::BackupMismatch {
+        step: Step::VerifyBackup,
+        file: file.to_owned(),
+        instance: instance.name.clone(),
+        reason,
+    };
+    let (id, name, version, release) = match source {
+        Source::Archive(r) => (
+            Some(r.manifest().header.package_id.clone()).filter(|id| !id.is_empty()),
+            r.manifest().header.package_name.clone(),
+            r.manifest().header.version.clone(),
+            r.manifest().header.release.clone(),
+        ),
+        Source::ScriptFile(r) => (
+            r.package_id.clone(),
+            r.package_name.clone(),
+            r.version.clone(),
+            r.release.clone(),
+        ),
+    };
+    // Identity: `id` (1.2), else the name for packages without one.
+    let same_package = match (&id, &meta.id) {
+        (Some(a), Some(b)) => a == b,
+        _ => name == meta.name,
+    };
+    if !same_package {
+        return Err(refuse(format!(
+            "it is a backup of package {} but the instance runs {}",
+            id.as_deref().unwrap_or(&name),
+            display_package(meta)
+        )));
+    }
+    if !version_allowed(meta, &version, &release) {
+        return Err(refuse(format!(
+            "it was made with version {version}-{release}; the instance runs {}-{}, which neither equals it nor declares (patch/upgrade match, upgradable-from) that it can update from it",
+            meta.version, meta.release
+        )));
+    }
+    if matches!(source, Source::ScriptFile(_)) && !script.is_some_and(|s| s.sufficient) {
+        return Err(refuse(
+            "it was written by a `sufficient` backup-script, but this package's backup-script is not `sufficient` (or absent), so nothing could restore the resources".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Same version and release; or an older one that this package's update rules accept.
+fn version_allowed(meta: &AppMeta, version: &str, release: &str) -> bool {
+    if version == meta.version && release == meta.release {
+        return true;
+    }
+    let by_rule = meta.patches.iter().chain(&meta.upgrades).any(|r| {
+        aps_meta::version_match::matches(&r.match_expr, version, release).unwrap_or(false)
+    });
+    let by_1_0 = meta
+        .upgradable_from
+        .iter()
+        .any(|u| u.version == version && u.release.as_deref().is_none_or(|r| r == release));
+    by_rule || by_1_0
+}
+
+fn display_package(meta: &AppMeta) -> String {
+    format!(
+        "{} {}-{}",
+        meta.id.as_deref().unwrap_or(&meta.name),
+        meta.version,
+        meta.release
+    )
+}
+
+struct Steps<'a> {
+    ctl: &'a Controller,
+    request: &'a RestoreRequest,
+    instance: &'a Instance,
+    package: &'a OpenedPackage,
+    script: Option<(&'a Script, &'a ResolvedInterpreter)>,
+    file: &'a Utf8Path,
+    work: &'a Utf8Path,
+}
+
+impl Steps<'_> {
+    /// The controller puts web folders and databases back, then the script (if any) restores
+    /// its own part.
+    fn restore_archive(&self, reader: &ArchiveReader) -> Result<(), OperationError> {
+        let script_part = apply_archive(
+            reader,
+            self.instance,
+            self.work,
+            self.ctl.timeout(self.request.timeout),
+            Step::RestoreResources,
+        )?;
+        if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
+            self.run_script(script, interpreter, &part)?;
+        }
+        Ok(())
+    }
+
+    /// `sufficient`: the controller provides the resources empty, the script fills them.
+    fn restore_script_file(&self) -> Result<(), OperationError> {
+        for (db_id, db) in &self.instance.databases {
+            crate::database::wipe(db, self.ctl.timeout(self.request.timeout)).map_err(
+                |source| OperationError::Database {
+                    step: Step::RestoreResources,
+                    db_id: db_id.clone(),
+                    source,
+                },
+            )?;
+        }
+        let (script, interpreter) = self.script.expect("checked: a sufficient script exists");
+        self.run_script(script, interpreter, self.file)
+    }
+
+    fn run_script(
+        &self,
+        script: &Script,
+        interpreter: &ResolvedInterpreter,
+        backup_file: &Utf8Path,
+    ) -> Result<(), OperationError> {
+        let env = build_environment_with(
+            self.instance,
+            &self.package.meta,
+            ScriptOperation::Restore {
+                backup_file: backup_file.to_owned(),
+            },
+            &self.ctl.config().host,
+        )
+        .map_err(|source| OperationError::Environment {
+            step: Step::BuildEnvironment,
+            source,
+        })?;
+        script_run::run_backup_script(
+            self.ctl,
+            self.package,
+            (script, interpreter),
+            &env,
+            "restore",
+            self.request.timeout,
+            self.work,
+        )
+    }
+}
+
+/// The safety snapshot: an uncompressed archive of the instance as it is now.
+fn take_snapshot(
+    ctl: &Controller,
+    instance: &Instance,
+    meta: &AppMeta,
+    path: &Utf8Path,
+) -> Result<(), OperationError> {
+    write_snapshot(ctl.config(), instance, meta, path).map_err(|e| match e {
+        OperationError::Archive { source, .. } => OperationError::Archive {
+            step: Step::SafetySnapshot,
+            source,
+        },
+        OperationError::Database { db_id, source, .. } => OperationError::Database {
+            step: Step::SafetySnapshot,
+            db_id,
+            source,
+        },
+        other => other,
+    })
+}
+
+fn write_snapshot(
+    config: &ControllerConfig,
+    instance: &Instance,
+    meta: &AppMeta,
+    path: &Utf8Path,
+) -> Result<(), OperationError> {
+    let arch = |source| OperationError::Archive {
+        step: Step::SafetySnapshot,
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot create",
+        path,
+    ))?;
+    let mut writer = ArchiveWriter::create(
+        &file,
+        &ArchiveOptions::plain(),
+        super::manifest_header(meta, &instance.name),
+    )
+    .map_err(arch)?;
+    let dir = path.parent().expect("snapshot path has a folder");
+    for (db_id, db) in &instance.databases {
+        let dump = dir.join(format!("snapshot-{}.sql", super::file_safe(db_id)));
+        let info = crate::database::dump(db, &dump, config.default_timeout).map_err(|source| {
+            OperationError::Database {
+                step: Step::SafetySnapshot,
+                db_id: db_id.clone(),
+                source,
+            }
+        })?;
+        writer
+            .add_file_part(
+                &format!("db-{}.sql", super::file_safe(db_id)),
+                PartKind::DatabaseDump {
+                    db_id: db_id.clone(),
+                    kind: db.kind.as_str().to_owned(),
+                    row_counts: Some(info.row_counts),
+                },
+                &dump,
+            )
+            .map_err(arch)?;
+        let _ = std::fs::remove_file(&dump);
+    }
+    for (url, dir) in super::archived_web_dirs(instance) {
+        // A folder that does not exist yet (a fresh staging instance) has nothing to keep; the
+        // rollback removes whatever the restore created there.
+        if dir.exists() {
+            writer.add_web_dir(url, dir).map_err(arch)?;
+        }
+    }
+    writer.finish().map_err(arch)?;
+    file.sync_all().map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot sync",
+        path,
+    ))
+}
+
+/// Puts the instance back exactly as the snapshot holds it.
+fn put_back(
+    config: &ControllerConfig,
+    instance: &Instance,
+    meta: &AppMeta,
+    snapshot: &Utf8Path,
+) -> Result<(), OperationError> {
+    let _ = meta;
+    let reader = ArchiveReader::open(snapshot, None).map_err(|source| OperationError::Archive {
+        step: Step::Rollback,
+        source,
+    })?;
+    let work = snapshot.parent().expect("snapshot path has a folder");
+    apply_archive(
+        &reader,
+        instance,
+        work,
+        config.default_timeout,
+        Step::Rollback,
+    )?;
+    // Folders absent from the snapshot did not exist before the restore.
+    for (url, dir) in super::archived_web_dirs(instance) {
+        let kept = reader
+            .manifest()
+            .parts
+            .iter()
+            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url } if mapping_url == url));
+        if !kept && dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(OperationError::io(
+                Step::Rollback,
+                "cannot remove the web folder created by the restore",
+                dir,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the instance's web folders and databases what the archive holds, in one extraction
+/// pass: every web folder is emptied and refilled, every database emptied and loaded. Parts
+/// for mappings or databases the instance does not have are skipped (a migration target may
+/// differ). Returns the extracted script part, if the archive has one.
+fn apply_archive(
+    reader: &ArchiveReader,
+    instance: &Instance,
+    work: &Utf8Path,
+    timeout: std::time::Duration,
+    step: Step,
+) -> Result<Option<Utf8PathBuf>, OperationError> {
+    let arch = |source| OperationError::Archive { step, source };
+    let mut plan = ExtractPlan::new();
+    let mut dumps = Vec::new();
+    let mut script_part = None;
+    for part in &reader.manifest().parts {
+        match &part.kind {
+            PartKind::WebDir { mapping_url } => {
+                if let Some(dir) = instance.web_dirs.get(mapping_url) {
+                    empty_folder(dir).map_err(OperationError::io(
+                        step,
+                        "cannot empty web folder",
+                        dir,
+                    ))?;
+                    plan = plan.web_dir(mapping_url, dir.clone());
+                }
+            }
+            PartKind::DatabaseDump { db_id, .. } => {
+                if let Some(db) = instance.databases.get(db_id) {
+                    let dump = work.join(format!("load-{}.sql", super::file_safe(db_id)));
+                    plan = plan.file(&part.name, dump.clone());
+                    dumps.push((db_id.clone(), db, dump));
+                }
+            }
+            PartKind::ScriptBackup => {
+                let path = work.join("script-backup");
+                plan = plan.file(&part.name, path.clone());
+                script_part = Some(path);
+            }
+        }
+    }
+    reader.extract(&plan).map_err(arch)?;
+    for (db_id, db, dump) in dumps {
+        crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
+            step,
+            db_id: db_id.clone(),
+            source,
+        })?;
+        let _ = std::fs::remove_file(&dump);
+    }
+    Ok(script_part)
+}
+
+/// Journal recovery after a killed controller: put the instance back from its snapshot.
+pub(crate) fn put_back_snapshot(
+    config: &ControllerConfig,
+    store: &dyn InstanceStore,
+    snapshot: &Utf8Path,
+    instance: &str,
+) -> Result<(), String> {
+    let instance = store.get(instance).map_err(|e| e.to_string())?;
+    let package = open_package(&config.state, &instance.package).map_err(|e| e.to_string())?;
+    put_back(config, &instance, &package.meta, snapshot).map_err(|e| e.to_string())
+}
+
+/// Removes everything inside `dir` but keeps the folder itself (it may be a mount point, or
+/// carry ownership and mode set by the control panel).
+fn empty_folder(dir: &Utf8Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(dir),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}

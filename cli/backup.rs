@@ -1,12 +1,198 @@
-//! `aps-controller backup|restore|migrate` (being written).
+//! `aps-controller backup|restore|migrate`: one operation on one instance.
+
 use std::process::ExitCode;
+use std::time::Duration;
+
+use aps_controller::archive::{ArchiveOptions, Compression};
+use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
+use camino::Utf8PathBuf;
+
+use crate::common::{StateArgs, open_controller, print_failure, print_success};
 
 #[derive(clap::Subcommand)]
 pub enum OperationCommand {
-    /// Back up an instance (being written).
-    Backup { name: String },
+    /// Back up an instance into FILE (complete, or nothing at all).
+    Backup(BackupArgs),
+    /// Restore an instance from a backup file; on failure the instance is put back as it was.
+    Restore(RestoreArgs),
+    /// Back up NAME and restore it into another registered instance.
+    Migrate(MigrateArgs),
 }
 
-pub fn run(_c: OperationCommand) -> ExitCode {
-    ExitCode::from(2)
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    /// The registered instance.
+    name: String,
+    /// Destination file (its folder must exist).
+    #[arg(long, value_name = "FILE")]
+    to: Utf8PathBuf,
+    /// Script timeout in seconds (default 3600, or `timeout-secs` of controller.toml).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Replace an existing destination file.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    archive: ArchiveArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// How the controller's own archive is written (not a `sufficient` script's file).
+#[derive(clap::Args, Clone)]
+pub struct ArchiveArgs {
+    /// zstd (default), gzip or none.
+    #[arg(long, value_name = "KIND", default_value = "zstd")]
+    compression: String,
+    /// Encrypt to this age recipient (age1…); repeatable.
+    #[arg(long = "recipient", value_name = "AGE_PUBLIC_KEY")]
+    recipients: Vec<String>,
+}
+
+impl ArchiveArgs {
+    fn options(&self) -> Result<ArchiveOptions, ExitCode> {
+        let compression = match self.compression.as_str() {
+            "zstd" => Compression::Zstd { level: 3 },
+            "gzip" => Compression::Gzip { level: 6 },
+            "none" => Compression::None,
+            other => {
+                eprintln!("error: unknown --compression {other:?}: expected zstd, gzip or none");
+                return Err(ExitCode::from(crate::common::EXIT_USAGE));
+            }
+        };
+        Ok(ArchiveOptions {
+            compression,
+            recipients: self.recipients.clone(),
+            ..ArchiveOptions::default()
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The registered instance to restore into.
+    name: String,
+    /// The backup file.
+    #[arg(long, value_name = "FILE")]
+    from: Utf8PathBuf,
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Do not take a safety snapshot first (a failed restore then cannot be undone).
+    #[arg(long)]
+    no_safety_snapshot: bool,
+    /// age identity file for an encrypted backup.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<Utf8PathBuf>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    /// The source instance.
+    name: String,
+    /// The registered target instance (its own URL, folders and databases).
+    #[arg(long, value_name = "OTHER")]
+    to_instance: String,
+    /// Keep the intermediate backup file here.
+    #[arg(long, value_name = "FILE")]
+    keep: Option<Utf8PathBuf>,
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    #[arg(long)]
+    no_safety_snapshot: bool,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+pub fn run(command: OperationCommand) -> ExitCode {
+    match command {
+        OperationCommand::Backup(a) => backup(a),
+        OperationCommand::Restore(a) => restore(a),
+        OperationCommand::Migrate(a) => migrate(a),
+    }
+}
+
+fn backup(args: BackupArgs) -> ExitCode {
+    let archive = match args.archive.options() {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let ctl = match open_controller(&args.state) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = BackupRequest {
+        instance: args.name,
+        destination: args.to,
+        force: args.force,
+        timeout: args.timeout.map(Duration::from_secs),
+        archive,
+    };
+    match ctl.backup(&request) {
+        Ok(r) => print_success(args.json, &r, || {
+            format!(
+                "backed up {} to {} ({} bytes, sha256 {}) in {} ms",
+                r.instance, r.file, r.size, r.sha256, r.duration_ms
+            )
+        }),
+        Err(e) => print_failure(args.json, &e),
+    }
+}
+
+fn restore(args: RestoreArgs) -> ExitCode {
+    let ctl = match open_controller(&args.state) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let request = RestoreRequest {
+        instance: args.name,
+        source: args.from,
+        timeout: args.timeout.map(Duration::from_secs),
+        no_safety_snapshot: args.no_safety_snapshot,
+        identity: args.identity,
+    };
+    match ctl.restore(&request) {
+        Ok(r) => print_success(args.json, &r, || {
+            format!(
+                "restored {} from {} in {} ms",
+                r.instance, r.file, r.duration_ms
+            )
+        }),
+        Err(e) => print_failure(args.json, &e),
+    }
+}
+
+fn migrate(args: MigrateArgs) -> ExitCode {
+    let ctl = match open_controller(&args.state) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut request = MigrateRequest::new(args.name, args.to_instance);
+    request.keep = args.keep;
+    request.timeout = args.timeout.map(Duration::from_secs);
+    request.no_safety_snapshot = args.no_safety_snapshot;
+    match ctl.migrate(&request) {
+        Ok(r) => print_success(args.json, &r, || {
+            format!(
+                "migrated {} into {} ({} bytes) in {} ms{}",
+                r.source,
+                r.target,
+                r.backup.size,
+                r.duration_ms,
+                r.kept
+                    .as_ref()
+                    .map(|k| format!("; backup kept at {k}"))
+                    .unwrap_or_default()
+            )
+        }),
+        Err(e) => print_failure(args.json, &e),
+    }
 }

@@ -1,6 +1,7 @@
 //! The `aps-controller` command. Thin glue: parse arguments, call the libraries, print.
 
 mod backup;
+mod common;
 mod instance;
 mod package;
 mod policy;
@@ -10,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "aps-controller", version, about = "APS application instances: backup, restore, migrate, policies")]
+#[command(
+    name = "aps-controller",
+    version,
+    about = "APS application instances: backup, restore, migrate, policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

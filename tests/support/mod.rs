@@ -1,0 +1,141 @@
+//! Shared by the workspace's integration tests: a private state folder, instances registered
+//! from fixture packages, and the real `aps-controller` binary.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use tempfile::TempDir;
+
+/// The repository root (this package's manifest folder).
+pub fn repo() -> Utf8PathBuf {
+    Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> Utf8PathBuf {
+    repo().join("fixtures/packages").join(name)
+}
+
+/// A sandbox: a state folder, a place for web folders and backups, and the CLI.
+pub struct Sandbox {
+    pub dir: TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("aps-it-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn root(&self) -> Utf8PathBuf {
+        Utf8PathBuf::from_path_buf(self.dir.path().to_path_buf()).expect("utf-8 temp dir")
+    }
+
+    pub fn state(&self) -> Utf8PathBuf {
+        self.root().join("state")
+    }
+
+    pub fn path(&self, rel: &str) -> Utf8PathBuf {
+        self.root().join(rel)
+    }
+
+    /// `aps-controller ARGS… --state-dir STATE` (no inherited state-dir variable).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run aps-controller")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aps-controller"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.state().as_str())
+            .env_remove("APS_CONTROLLER_STATE_DIR");
+        cmd
+    }
+
+    /// Writes an INSTANCE.toml for `package` with a fresh web root `www-<name>/` holding a
+    /// couple of files, registers it, and returns the web root.
+    pub fn register(&self, name: &str, package: &str, extra_toml: &str) -> Utf8PathBuf {
+        let www = self.path(&format!("www-{name}"));
+        std::fs::create_dir_all(www.join("cache")).unwrap();
+        std::fs::write(www.join("index.html"), format!("<h1>{name}</h1>\n")).unwrap();
+        std::fs::write(www.join("cache/data.bin"), [0u8, 1, 2, 255]).unwrap();
+        let toml = format!(
+            "name = \"{name}\"\npackage = \"{}\"\nbase-url = \"http://{name}.example.test/blog/\"\n\
+             [web-dirs]\n\"/\" = \"{www}\"\n{extra_toml}",
+            fixture(package)
+        );
+        let file = self.path(&format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let out = self.cli(&["instance", "register", "--file", file.as_str()]);
+        assert_success(&out, "instance register");
+        www
+    }
+
+    /// Writes `controller.toml` in the state folder.
+    pub fn configure(&self, toml: &str) {
+        std::fs::create_dir_all(self.state()).unwrap();
+        std::fs::write(self.state().join("controller.toml"), toml).unwrap();
+    }
+}
+
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}):\n{}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The `NAME=value` lines a fixture backup script writes, as a map.
+pub fn env_dump(path: &Utf8Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Names of the entries of `dir` (not recursive), sorted.
+pub fn entries(dir: &Utf8Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // /proc/PID exists for zombies too; a zombie is not running.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn exists(p: impl AsRef<Path>) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}

@@ -3,7 +3,11 @@
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use aps_controller::archive::{ArchiveError, ArchiveOptions, Manifest, PartKind};
 pub use aps_controller::operation::{BackupReport, RestoreReport};
+use aps_controller::operation::{BackupRequest, RestoreRequest};
+use aps_controller::registry::StateDir;
+use aps_controller::{Controller, ControllerConfig};
 
 use crate::naming::Compression;
 
@@ -18,7 +22,7 @@ pub struct ArchiveChoice {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
     pub passed: bool,
-    /// `verification-script` or `manifest-counts`.
+    /// `verification-script`, `manifest-counts` or `restore-only`.
     pub method: &'static str,
     pub detail: String,
 }
@@ -47,74 +51,203 @@ pub enum EngineError {
         "no state folder: pass --state-dir, or set APS_CONTROLLER_STATE_DIR, XDG_STATE_HOME or HOME"
     )]
     StateDir,
-    #[error("this build of the controller cannot {what} yet")]
-    NotWired { what: &'static str },
 }
 
-/// The controller handle, shared by the worker threads of `run`.
+/// The controller handle, shared by the worker threads of `run` (the controller is `Sync`).
 pub struct Engine {
-    state_dir: Utf8PathBuf,
+    controller: Controller,
+}
+
+fn msg(e: impl std::error::Error) -> String {
+    // The controller's errors already say their causes in their own message (with the step).
+    e.to_string()
 }
 
 impl Engine {
     pub fn open(state_dir: &Utf8Path) -> Result<Self, EngineError> {
-        Ok(Engine {
+        let open_err = |message: String| EngineError::Open {
             state_dir: state_dir.to_owned(),
-        })
-    }
-
-    pub fn state_dir(&self) -> &Utf8Path {
-        &self.state_dir
+            message,
+        };
+        let state = StateDir::resolve(Some(state_dir.to_owned())).map_err(|e| open_err(msg(e)))?;
+        let config = ControllerConfig::load(state).map_err(|e| open_err(msg(e)))?;
+        let controller = Controller::open(config).map_err(|e| open_err(msg(e)))?;
+        Ok(Engine { controller })
     }
 
     /// Names of the registered instances, sorted.
     pub fn instances(&self) -> Result<Vec<String>, EngineError> {
-        Err(EngineError::NotWired {
-            what: "list instances",
-        })
+        let mut names: Vec<String> = self
+            .controller
+            .instances()
+            .map_err(|e| EngineError::Instances { message: msg(e) })?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     /// Backs `instance` up into `destination` (which the controller writes via temp + rename).
     pub fn backup(
         &self,
-        _instance: &str,
-        _destination: &Utf8Path,
-        _archive: &ArchiveChoice,
+        instance: &str,
+        destination: &Utf8Path,
+        archive: &ArchiveChoice,
     ) -> Result<BackupReport, EngineError> {
-        Err(EngineError::NotWired { what: "back up" })
+        let mut request = BackupRequest::new(instance, destination);
+        request.archive = ArchiveOptions {
+            compression: match archive.compression {
+                Compression::Zstd => aps_controller::archive::Compression::Zstd { level: 3 },
+                Compression::Gzip => aps_controller::archive::Compression::Gzip { level: 6 },
+                Compression::None => aps_controller::archive::Compression::None,
+            },
+            recipients: archive.age_recipients.clone(),
+            // `run` already backs up `jobs` instances at once: one zstd thread each.
+            zstd_workers: 1,
+        };
+        self.controller
+            .backup(&request)
+            .map_err(|e| EngineError::Operation {
+                operation: "backup",
+                instance: instance.to_owned(),
+                message: msg(e),
+            })
     }
 
     pub fn restore(
         &self,
-        _instance: &str,
-        _source: &Utf8Path,
-        _identity: Option<&Utf8Path>,
+        instance: &str,
+        source: &Utf8Path,
+        identity: Option<&Utf8Path>,
     ) -> Result<RestoreReport, EngineError> {
-        Err(EngineError::NotWired { what: "restore" })
+        let mut request = RestoreRequest::new(instance, source);
+        request.identity = identity.map(Utf8Path::to_owned);
+        self.controller
+            .restore(&request)
+            .map_err(|e| EngineError::Operation {
+                operation: "restore",
+                instance: instance.to_owned(),
+                message: msg(e),
+            })
     }
 
-    /// Checks an archive end to end (format, manifest, every part's hash).
+    /// Checks an archive end to end (format, manifest, every part's hash); returns a summary.
     pub fn verify_archive(
-        _archive: &Utf8Path,
-        _identity: Option<&Utf8Path>,
+        archive: &Utf8Path,
+        identity: Option<&Utf8Path>,
     ) -> Result<String, EngineError> {
-        Err(EngineError::NotWired {
-            what: "verify archives",
+        let m = Self::manifest(archive, identity)?;
+        Ok(format!(
+            "{} parts, instance {}, package {} {}-{}, created {}",
+            m.parts.len(),
+            m.header.instance,
+            m.header.package_name,
+            m.header.version,
+            m.header.release,
+            m.header.created
+        ))
+    }
+
+    fn manifest(archive: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Manifest, EngineError> {
+        aps_controller::archive::verify(archive, identity).map_err(|e| EngineError::Verify {
+            archive: archive.to_owned(),
+            message: msg(e),
         })
     }
 
     /// After a restore of `backup` into `instance`: the package's verification-script if it has
-    /// one, else the manifest's file and row counts against what `instance` now holds.
+    /// one, else the manifest's file counts against what `instance` now holds.
     pub fn check_restored(
         &self,
-        _instance: &str,
-        _backup: &Utf8Path,
-        _identity: Option<&Utf8Path>,
+        instance: &str,
+        backup: &Utf8Path,
+        identity: Option<&Utf8Path>,
     ) -> Result<Verification, EngineError> {
-        Err(EngineError::NotWired {
-            what: "check a restored instance",
+        // TODO(lead): call `Controller::run_verification_script` first once it exists.
+        let manifest = match aps_controller::archive::verify(backup, identity) {
+            Ok(m) => m,
+            // A `sufficient` backup-script's own file has no manifest: the restore having
+            // succeeded is all that can be checked without the package's verification-script.
+            Err(ArchiveError::NotAnArchive { .. }) => {
+                return Ok(Verification {
+                    passed: true,
+                    method: "restore-only",
+                    detail: "the backup is the package's own file (no manifest to compare)"
+                        .to_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(EngineError::Verify {
+                    archive: backup.to_owned(),
+                    message: msg(e),
+                });
+            }
+        };
+        let staging = self
+            .controller
+            .instances()
+            .map_err(|e| EngineError::Instances { message: msg(e) })?
+            .into_iter()
+            .find(|i| i.name == instance)
+            .ok_or_else(|| EngineError::Operation {
+                operation: "check",
+                instance: instance.to_owned(),
+                message: "not a registered instance".to_owned(),
+            })?;
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        for part in &manifest.parts {
+            let (PartKind::WebDir { mapping_url }, Some(want)) = (&part.kind, part.file_count)
+            else {
+                continue;
+            };
+            checked += 1;
+            match staging.web_dirs.get(mapping_url) {
+                None => problems.push(format!("{mapping_url}: no such mapping in {instance}")),
+                Some(dir) => {
+                    match count_files(dir) {
+                        Ok(got) if got == want => {}
+                        Ok(got) => problems
+                            .push(format!("{mapping_url}: {got} files, the backup has {want}")),
+                        Err(e) => problems
+                            .push(format!("{mapping_url}: cannot count files in {dir}: {e}")),
+                    }
+                }
+            }
+        }
+        Ok(Verification {
+            passed: problems.is_empty(),
+            method: "manifest-counts",
+            detail: if problems.is_empty() {
+                format!("{checked} web folders match the manifest's file counts")
+            } else {
+                problems.join("; ")
+            },
         })
     }
+}
+
+/// Regular files under `dir`, not following symlinks (as the archive's tree capture counts).
+fn count_files(dir: &Utf8Path) -> std::io::Result<u64> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.is_file() {
+        return Ok(1);
+    }
+    let mut n = 0;
+    let mut stack = vec![dir.as_std_path().to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(d)? {
+            let entry = entry?;
+            let t = entry.file_type()?;
+            if t.is_dir() {
+                stack.push(entry.path());
+            } else if t.is_file() {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// The state folder: the flag (or `APS_CONTROLLER_STATE_DIR`, via clap), else

@@ -1,1 +1,74 @@
-fn main() {}
+//! Parse throughput of a generated APP-META.xml (60 services, 2,400 settings): our full parse
+//! into the model versus roxmltree's bare parse of the same bytes, in one run. Plain harness
+//! (no criterion dependency at run time): `cargo bench -p aps-meta`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn generate() -> String {
+    let mut s = String::from(
+        "<?xml version=\"1.0\"?>\n<application xmlns=\"http://apstandard.com/ns/1\" version=\"1.2\">\n<id>http://example.invalid/bench</id><name>bench</name><version>1.0</version><release>1</release>\n<service id=\"root\">\n",
+    );
+    for svc in 0..60 {
+        s.push_str(&format!("<service id=\"svc{svc}\" class=\"account\"><presentation><name>Service {svc}</name><summary>Bench service</summary></presentation><settings>\n"));
+        for g in 0..4 {
+            s.push_str(&format!(
+                "<group class=\"g{g}\"><name xml:lang=\"en-US\">Group {g}</name>\n"
+            ));
+            for i in 0..10 {
+                let id = format!("s{svc}_{g}_{i}");
+                if i % 3 == 0 {
+                    s.push_str(&format!("<setting id=\"{id}\" type=\"enum\" default-value=\"a\"><name>Choice {i}</name><choice id=\"a\"><name>A</name></choice><choice id=\"b\"><name>B</name></choice></setting>\n"));
+                } else {
+                    s.push_str(&format!("<setting id=\"{id}\" type=\"string\" min-length=\"1\" max-length=\"64\" regex=\"^[a-z]+$\"><name>Setting {i}</name><name xml:lang=\"de-DE\">Einstellung {i}</name><description>Some text for {id}.</description></setting>\n"));
+                }
+            }
+            s.push_str("</group>\n");
+        }
+        s.push_str("</settings><requirements xmlns:db=\"http://apstandard.com/ns/1/db\"><db:db><db:id>main</db:id><db:server-type>mysql</db:server-type></db:db></requirements>");
+        s.push_str("<provision><url-mapping><mapping url=\"/\" path=\"htdocs\"><mapping url=\"cache\"/></mapping></url-mapping><configuration-script name=\"configure\"><script-language>php</script-language></configuration-script></provision></service>\n");
+    }
+    s.push_str("<provision><configuration-script name=\"configure\"><script-language>php</script-language></configuration-script></provision></service></application>\n");
+    s
+}
+
+fn rate(bytes: usize, f: impl Fn()) -> f64 {
+    for _ in 0..3 {
+        f();
+    }
+    let start = Instant::now();
+    let mut n = 0u32;
+    while start.elapsed() < Duration::from_secs(3) {
+        f();
+        n += 1;
+    }
+    (bytes as f64 * n as f64) / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn main() {
+    let xml = generate();
+    let (meta, diags) = aps_meta::parse_app_meta(&xml, "bench.xml").expect("bench input parses");
+    let services = meta.service.children.len();
+    let settings: usize = meta
+        .service
+        .children
+        .iter()
+        .map(|s| s.all_settings().len())
+        .sum();
+    assert!(services >= 50 && settings >= 2000 && diags.is_empty());
+    let bare = rate(xml.len(), || {
+        black_box(roxmltree::Document::parse(black_box(&xml)).unwrap());
+    });
+    let ours = rate(xml.len(), || {
+        black_box(aps_meta::parse_app_meta(black_box(&xml), "bench.xml").unwrap());
+    });
+    println!(
+        "input: {} bytes, {services} services, {settings} settings",
+        xml.len()
+    );
+    println!("roxmltree::Document::parse: {bare:.1} MB/s");
+    println!(
+        "aps_meta::parse_app_meta:    {ours:.1} MB/s ({:.0}% of bare)",
+        ours / bare * 100.0
+    );
+}

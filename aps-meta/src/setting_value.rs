@@ -73,60 +73,46 @@ pub fn validate_setting_value(setting: &Setting, value: &str) -> Result<(), Sett
         expected: expected.to_string(),
     };
     match kind {
-        SettingType::Boolean => {
-            if value != "true" && value != "false" {
-                return Err(wrong("a boolean (true or false)"));
-            }
+        SettingType::Boolean if value != "true" && value != "false" => {
+            return Err(wrong("a boolean (true or false)"));
         }
-        SettingType::Integer => {
-            if value.trim().parse::<i64>().is_err() {
-                return Err(wrong("an integer"));
-            }
+        SettingType::Integer if value.trim().parse::<i64>().is_err() => {
+            return Err(wrong("an integer"));
         }
-        SettingType::Float => {
-            if !value.trim().parse::<f64>().is_ok_and(f64::is_finite) {
-                return Err(wrong("a number"));
-            }
+        SettingType::Float if !value.trim().parse::<f64>().is_ok_and(f64::is_finite) => {
+            return Err(wrong("a number"));
         }
-        SettingType::Email => {
-            if !is_email(value) {
-                return Err(wrong("an e-mail address (name@example.com)"));
-            }
+        SettingType::Email if !is_email(value) => {
+            return Err(wrong("an e-mail address (name@example.com)"));
         }
-        SettingType::DomainName => {
-            if !is_host(value, 2) {
-                return Err(wrong("a domain name (example.com)"));
-            }
+        SettingType::DomainName if !is_host(value, 2) => {
+            return Err(wrong("a domain name (example.com)"));
         }
-        SettingType::HostName => {
-            if !is_host(value, 1) {
-                return Err(wrong("a host name (www.example.com)"));
-            }
+        SettingType::HostName if !is_host(value, 1) => {
+            return Err(wrong("a host name (www.example.com)"));
         }
-        SettingType::Enum => {
-            if !setting.choices.iter().any(|c| c.id == value) {
-                let choices = setting
-                    .choices
-                    .iter()
-                    .map(|c| c.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(SettingValueError::NotAChoice {
-                    setting: id(),
-                    shown: shown(),
-                    choices,
-                });
-            }
+        SettingType::Enum if !setting.choices.iter().any(|c| c.id == value) => {
+            let choices = setting
+                .choices
+                .iter()
+                .map(|c| c.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(SettingValueError::NotAChoice {
+                setting: id(),
+                shown: shown(),
+                choices,
+            });
         }
-        SettingType::StaticText => {
-            // Displayed text only; accept its own default (or nothing).
-            if !value.is_empty() && Some(value) != setting.default_value.as_deref() {
-                return Err(SettingValueError::NotEditable {
-                    setting: id(),
-                    shown: shown(),
-                    kind: "static-text",
-                });
-            }
+        // static-text is displayed only; accept its own default (or nothing).
+        SettingType::StaticText
+            if !value.is_empty() && Some(value) != setting.default_value.as_deref() =>
+        {
+            return Err(SettingValueError::NotEditable {
+                setting: id(),
+                shown: shown(),
+                kind: "static-text",
+            });
         }
         _ => {}
     }

@@ -45,7 +45,11 @@ fn broken_package_exits_1_with_json_diagnostics() {
 
 #[test]
 fn warnings_only_exit_0() {
-    let (code, out, _) = run(&["package", "check", &repo("fixtures/broken/placeholder-value")]);
+    let (code, out, _) = run(&[
+        "package",
+        "check",
+        &repo("fixtures/broken/placeholder-value"),
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("warning[placeholder-value]"), "{out}");
 }

@@ -12,6 +12,7 @@ use crate::journal::{Journal, RecoveryReport};
 use crate::lock::InstanceLock;
 use crate::operation::{
     BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
+    VerifyReport,
 };
 use crate::registry::{
     FileStore, Instance, InstanceStore, OpenedPackage, StateDir, StoreError, open_package,
@@ -189,6 +190,17 @@ impl Controller {
 
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
+    }
+
+    /// Runs the package's verification-script against `instance` (see
+    /// [`crate::operation::verify`]); `Ok(None)` when the package has none. `timeout`: `None`
+    /// means the configured default.
+    pub fn verify_instance(
+        &self,
+        instance: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<VerifyReport>, OperationError> {
+        crate::operation::verify::verify_instance(self, instance, timeout)
     }
 
     // --- shared steps of the operations ---

@@ -43,6 +43,11 @@ pub enum ScriptOperation {
     Restore {
         backup_file: Utf8PathBuf,
     },
+    /// The verification-script run against an installed instance (a restore drill). The
+    /// standard gives it the configuration script's variables; which set it is silent on, so it
+    /// gets what `configure` gets with nothing changing: current settings, no `OLDSETTINGS_*`,
+    /// no `installation-only` settings (see `operation::verify`).
+    Verify,
 }
 
 impl ScriptOperation {

@@ -46,6 +46,10 @@ pub enum Step {
     RestoreResources,
     /// 3.2: run the backup script (`backup` or `restore`).
     RunScript,
+    /// Verify: find `//service/provision/verification-script` and check its file.
+    FindVerificationScript,
+    /// Verify: run the verification-script against the instance as it stands.
+    RunVerificationScript,
     /// 3.3: write the result in place and report.
     Finish,
     /// Putting the instance back after a failed restore.
@@ -67,8 +71,20 @@ impl Step {
             Step::SafetySnapshot => "safety-snapshot",
             Step::RestoreResources => "restore-resources",
             Step::RunScript => "3.2-run-script",
+            Step::FindVerificationScript => "find-verification-script",
+            Step::RunVerificationScript => "run-verification-script",
             Step::Finish => "3.3-finish",
             Step::Rollback => "rollback",
+        }
+    }
+}
+
+impl Step {
+    /// Which package script a script failure at this step is about, for messages.
+    fn script_role(self) -> &'static str {
+        match self {
+            Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
+            _ => "backup script",
         }
     }
 }
@@ -189,20 +205,20 @@ pub enum OperationError {
         #[source]
         source: DestinationError,
     },
-    #[error("step {step}: backup script {script} failed: {source}")]
+    #[error("step {step}: {} {script} failed: {source}", step.script_role())]
     Script {
         step: Step,
         script: Utf8PathBuf,
         #[source]
         source: RunError,
     },
-    #[error("step {step}: backup script {script} reported errors: {}", format_script_errors(.errors))]
+    #[error("step {step}: {} {script} reported errors: {}", step.script_role(), format_script_errors(.errors))]
     ScriptReported {
         step: Step,
         script: Utf8PathBuf,
         errors: Vec<ScriptError>,
     },
-    #[error("step {step}: the structured output of backup script {script} is unreadable: {source}")]
+    #[error("step {step}: the structured output of {} {script} is unreadable: {source}", step.script_role())]
     ScriptOutput {
         step: Step,
         script: Utf8PathBuf,

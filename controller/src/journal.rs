@@ -39,6 +39,9 @@ pub enum OperationKind {
     Backup,
     Restore,
     Migrate,
+    /// Running the package's verification-script: journaled so that the script's private HOME
+    /// is removed even when the controller is killed meanwhile.
+    Verify,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -47,6 +50,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Backup => "backup",
             OperationKind::Restore => "restore",
             OperationKind::Migrate => "migrate",
+            OperationKind::Verify => "verify",
         })
     }
 }

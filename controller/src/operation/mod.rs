@@ -1,11 +1,13 @@
 //! Operations on instances, one file each, each a top-down sequence of the standard's steps:
-//! [`backup`], [`restore`], [`migrate`]. Request and report types are the library's API.
+//! [`backup`], [`restore`], [`migrate`], [`verify`]. Request and report types are the library's
+//! API.
 
 pub mod backup;
 pub mod migrate;
 pub mod record;
 pub mod restore;
 mod script_run;
+pub mod verify;
 
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ use serde::Serialize;
 use aps_meta::model::{AppMeta, ApsVersion};
 
 use crate::archive::{ArchiveOptions, ManifestHeader};
+
+pub use verify::VerifyReport;
 
 /// The manifest header of a backup of `instance`, a package `meta`, made now. Packages without
 /// an `id` (before 1.2) are identified by their name.

@@ -1,5 +1,6 @@
-//! Steps shared by backup and restore around the package's backup-script: checking the script
-//! file, resolving its interpreter (1.2) and running it with the standard's arguments (3.2).
+//! Steps shared by the operations that run a package script (backup and restore around the
+//! backup-script, verify around the verification-script): checking the script file, resolving
+//! its interpreter (1.2) and running it with the standard's arguments (3.2).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::environment::ScriptEnvironment;
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::registry::{Instance, OpenedPackage};
+use crate::runner::ProcessOutput;
 use crate::structured_output::parse_configure_output;
 
 /// 1.2: an interpreter for `script-language`, or the operation is refused.
@@ -26,11 +28,29 @@ pub(crate) fn resolve_interpreter(
         })
 }
 
-/// 1.1: the declared script must be a file inside the package's `scripts/` folder.
+/// 1.1: the declared backup-script must be a file inside the package's `scripts/` folder.
 pub(crate) fn check_script_file(
     instance: &Instance,
     package: &OpenedPackage,
     script: &Script,
+) -> Result<(), OperationError> {
+    check_declared_script(
+        instance,
+        package,
+        script,
+        "backup-script",
+        Step::FindBackupScript,
+    )
+}
+
+/// The declared `element` (`backup-script`, `verification-script`) must be a file inside the
+/// package's `scripts/` folder; else the package is unusable at `step`.
+pub(crate) fn check_declared_script(
+    instance: &Instance,
+    package: &OpenedPackage,
+    script: &Script,
+    element: &str,
+    step: Step,
 ) -> Result<(), OperationError> {
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
@@ -38,10 +58,10 @@ pub(crate) fn check_script_file(
         !script.name.is_empty() && !script.name.contains("..") && !script.name.starts_with('/');
     if !inside || !path.is_file() {
         return Err(OperationError::PackageUnusable {
-            step: Step::FindBackupScript,
+            step,
             instance: instance.name.clone(),
             reason: format!(
-                "backup-script {:?} is declared in APP-META.xml but {path} is not a file",
+                "{element} {:?} is declared in APP-META.xml but {path} is not a file",
                 script.name
             ),
         });
@@ -55,12 +75,44 @@ pub(crate) fn check_script_file(
 pub(crate) fn run_backup_script(
     ctl: &Controller,
     package: &OpenedPackage,
-    (script, interpreter): (&Script, &ResolvedInterpreter),
+    script: (&Script, &ResolvedInterpreter),
     env: &ScriptEnvironment,
     argument: &str,
     timeout: Option<Duration>,
     work: &camino::Utf8Path,
 ) -> Result<(), OperationError> {
+    let run = ScriptRun {
+        argument,
+        timeout,
+        work,
+        step: Step::RunScript,
+    };
+    run_package_script(ctl, package, script, env, &run).map(drop)
+}
+
+/// How one package script is run: its argument, timeout, the parent of its private HOME, and
+/// the step its failures are reported at.
+pub(crate) struct ScriptRun<'a> {
+    pub argument: &'a str,
+    pub timeout: Option<Duration>,
+    pub work: &'a camino::Utf8Path,
+    pub step: Step,
+}
+
+/// [`run_backup_script`] for any package script: returns what a successful script printed.
+pub(crate) fn run_package_script(
+    ctl: &Controller,
+    package: &OpenedPackage,
+    (script, interpreter): (&Script, &ResolvedInterpreter),
+    env: &ScriptEnvironment,
+    run: &ScriptRun<'_>,
+) -> Result<ProcessOutput, OperationError> {
+    let ScriptRun {
+        argument,
+        timeout,
+        work,
+        step,
+    } = *run;
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
     let spec = interpreter
@@ -71,27 +123,27 @@ pub(crate) fn run_backup_script(
         .kill_grace(ctl.config().kill_grace)
         .home_parent(work.to_owned());
     let outcome = spec.run();
-    let (output, failure) = match outcome {
-        Ok(output) => (Some(output), None),
-        Err(e) => (e.output().cloned(), Some(e)),
+    let output = match &outcome {
+        Ok(output) => Some(output),
+        Err(e) => e.output(),
     };
     if script.structured_output
-        && let Some(out) = &output
+        && let Some(out) = output
         && !out.stdout_tail.is_empty()
     {
         match parse_configure_output(&out.stdout_tail) {
             Ok(parsed) if !parsed.errors.is_empty() => {
                 return Err(OperationError::ScriptReported {
-                    step: Step::RunScript,
+                    step,
                     script: path,
                     errors: parsed.errors,
                 });
             }
             Ok(_) => {}
             // Unreadable output of a script that failed anyway: its exit is the better error.
-            Err(source) if failure.is_none() => {
+            Err(source) if outcome.is_ok() => {
                 return Err(OperationError::ScriptOutput {
-                    step: Step::RunScript,
+                    step,
                     script: path,
                     source,
                 });
@@ -99,12 +151,9 @@ pub(crate) fn run_backup_script(
             Err(_) => {}
         }
     }
-    match failure {
-        None => Ok(()),
-        Some(source) => Err(OperationError::Script {
-            step: Step::RunScript,
-            script: path,
-            source,
-        }),
-    }
+    outcome.map_err(|source| OperationError::Script {
+        step,
+        script: path,
+        source,
+    })
 }

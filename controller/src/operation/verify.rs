@@ -1,0 +1,147 @@
+//! Verify an installed instance with its package's verification-script — what a restore drill
+//! runs after restoring a backup into a staging instance.
+//!
+//! The standard (1.2, 5.3.3) declares `verification-script` with a `script-language` and says it
+//! checks an instance's settings; it is silent on the argument and on running it outside an
+//! installation or reconfiguration (`shared/aps-reference.md`, open question 22). Our decisions:
+//! - Command line `INTERPRETER SCRIPT configure`, from the package's `scripts/` folder: the
+//!   instance exists and keeps its settings, which is a reconfiguration in which nothing
+//!   changes, so the script checks the same thing it would check before a `configure`.
+//! - Environment: what the configuration script gets for `configure`
+//!   ([`ScriptOperation::Verify`]): current settings without `installation-only` ones, no
+//!   `OLDSETTINGS_*`, URL, web folders and databases, `PHP_VERSION`; nothing else.
+//! - Exit 0 passes, anything else fails (as for every script, decisions.md); with
+//!   `structured-output` the errors it reports fail it too.
+//! - The instance is locked for the run (a backup or restore of it meanwhile would change what
+//!   is being checked) and the run is journaled, so a killed controller still gets the script's
+//!   private HOME removed by the next start.
+//! - A package without a verification-script is not an error: the caller decides what else to
+//!   check (the panel compares the backup manifest's counts).
+
+use std::time::{Duration, Instant};
+
+use aps_meta::model::Script;
+use camino::Utf8PathBuf;
+use serde::Serialize;
+
+use crate::controller::Controller;
+use crate::environment::{ScriptOperation, build_environment_with};
+use crate::error::{OperationError, Step};
+use crate::journal::{OperationKind, UndoAction};
+use crate::operation::script_run::{self, ScriptRun};
+use crate::registry::{Instance, OpenedPackage};
+
+/// The argument the verification-script gets (see the module doc).
+pub const VERIFY_ARGUMENT: &str = "configure";
+
+/// A verification-script that exited 0.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub instance: String,
+    /// The script that ran, inside the package's `scripts/` folder.
+    pub script: Utf8PathBuf,
+    /// Its argument ([`VERIFY_ARGUMENT`]).
+    pub argument: &'static str,
+    /// The tail of what it printed on stdout, trimmed: a panel shows it to the person who asked
+    /// (POA, too, shows a verification script's output only when it exits 0).
+    pub stdout: String,
+    pub duration_ms: u64,
+}
+
+/// Runs the verification-script of `instance`'s package against it. `Ok(None)`: the package
+/// declares no verification-script. A script that fails is an
+/// [`OperationError::Script`] (or `ScriptReported`) at [`Step::RunVerificationScript`], with
+/// its stderr tail.
+pub fn verify_instance(
+    ctl: &Controller,
+    instance: &str,
+    timeout: Option<Duration>,
+) -> Result<Option<VerifyReport>, OperationError> {
+    let started = Instant::now();
+    let instance = ctl.find_instance(instance)?;
+    let _lock = ctl.lock_instance(&instance.name, "verify")?;
+    let package = ctl.open_package(&instance)?;
+    let Some(script) = find_verification_script(&instance, &package)? else {
+        return Ok(None);
+    };
+    // Refused before anything runs when no interpreter can run the script.
+    let interpreter = script_run::resolve_interpreter(ctl, &script)?;
+    let env = build_environment_with(
+        &instance,
+        &package.meta,
+        ScriptOperation::Verify,
+        &ctl.config().host,
+    )
+    .map_err(|source| OperationError::Environment {
+        step: Step::BuildEnvironment,
+        source,
+    })?;
+
+    let mut journal = ctl
+        .journal()
+        .begin(OperationKind::Verify, &instance.name)
+        .map_err(|source| OperationError::Journal {
+            step: Step::RunVerificationScript,
+            source,
+        })?;
+    // The runner makes the script's private HOME inside this folder, which must exist.
+    let work = ctl.work_dir(journal.id());
+    let result = journal
+        .add_undo(UndoAction::DeleteDir(work.clone()))
+        .map_err(|source| OperationError::Journal {
+            step: Step::RunVerificationScript,
+            source,
+        })
+        .and_then(|()| {
+            std::fs::create_dir_all(&work).map_err(OperationError::io(
+                Step::RunVerificationScript,
+                "cannot create the work folder",
+                &work,
+            ))
+        })
+        .and_then(|()| {
+            let run = ScriptRun {
+                argument: VERIFY_ARGUMENT,
+                timeout,
+                work: &work,
+                step: Step::RunVerificationScript,
+            };
+            script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run)
+        });
+    let _ = std::fs::remove_dir_all(&work);
+    match result {
+        Ok(output) => {
+            // The script passed; failing to close the journal must not turn that into an error.
+            let _ = journal.finish_ok();
+            Ok(Some(VerifyReport {
+                instance: instance.name.clone(),
+                script: package.root.join("scripts").join(&script.name),
+                argument: VERIFY_ARGUMENT,
+                stdout: output.stdout_lossy().trim().to_owned(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            }))
+        }
+        Err(error) => {
+            let _ = journal.finish_failed(&error.to_string());
+            Err(error)
+        }
+    }
+}
+
+/// The root service's verification-script, checked to be a file in `scripts/`.
+fn find_verification_script(
+    instance: &Instance,
+    package: &OpenedPackage,
+) -> Result<Option<Script>, OperationError> {
+    let Some(script) = package.meta.service.provision.verification_script.clone() else {
+        return Ok(None);
+    };
+    script_run::check_declared_script(
+        instance,
+        package,
+        &script,
+        "verification-script",
+        Step::FindVerificationScript,
+    )?;
+    Ok(Some(script))
+}

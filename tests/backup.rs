@@ -457,3 +457,31 @@ fn chown_recursive(path: &camino::Utf8Path, uid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// `structured-output`: the script's XML errors become the operation's error, with the
+/// setting they concern; without the flag the same stdout is not interpreted.
+#[test]
+fn structured_output_errors_are_reported() {
+    let sb = Sandbox::new();
+    let settings = format!("{SH_SETTINGS}behaviour = \"structured-error\"\n");
+    sb.register("structured", "sh-structured", &settings);
+    sb.register("plain", "sh-sample", &settings);
+    let dest = backups_dir(&sb).join("s.bak");
+
+    let out = sb.cli(&["backup", "structured", "--to", dest.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(13), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "script-failed");
+    assert_eq!(v["error"]["step"], "3.2-run-script");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("[admin_name] admin name rejected"),
+        "{message}"
+    );
+
+    let out = sb.cli(&["backup", "plain", "--to", dest.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(13), "{out:?}");
+    let message = json(&out)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(!message.contains("[admin_name]"), "{message}");
+    assert!(entries(&backups_dir(&sb)).is_empty());
+}

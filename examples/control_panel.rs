@@ -65,7 +65,10 @@ fn run(json: bool) -> Result<(), String> {
         );
         return Ok(());
     }
-    println!("backed up instance {} in {} ms", report.instance, report.duration_ms);
+    println!(
+        "backed up instance {} in {} ms",
+        report.instance, report.duration_ms
+    );
     println!("  file    {}", report.file);
     println!("  size    {} bytes", report.size);
     println!("  sha256  {}", report.sha256);

@@ -128,6 +128,11 @@ fn package_error_diagnostic(e: &PackageError, path: &Utf8Path, file: &str) -> Di
                 .replace(&format!("{path}: "), "")
                 .replace(&format!("{path}/"), "")
                 .replace(path.as_str(), file);
+            // The location already names the file; keep the message free of it.
+            let message = message
+                .strip_prefix(&format!("{file}: "))
+                .map(str::to_string)
+                .unwrap_or(message);
             Diagnostic::error(other.code(), Location::file(file), message)
         }
     }

@@ -100,6 +100,7 @@ pub mod codes {
     pub const XML_NOT_WELL_FORMED: &str = "xml-not-well-formed";
     pub const XML_DTD_REFUSED: &str = "xml-dtd-refused";
     pub const XML_TOO_LARGE: &str = "xml-too-large";
+    pub const XML_TOO_DEEP: &str = "xml-too-deep";
     pub const XML_NOT_UTF8: &str = "xml-not-utf8";
     // APP-META.xml structure.
     pub const META_MISSING: &str = "meta-missing";
@@ -147,6 +148,7 @@ pub mod codes {
         XML_NOT_WELL_FORMED,
         XML_DTD_REFUSED,
         XML_TOO_LARGE,
+        XML_TOO_DEEP,
         XML_NOT_UTF8,
         META_MISSING,
         NOT_APS_METADATA,

@@ -54,6 +54,15 @@ pub enum ListingError {
     #[error("{file}: more than {limit} XML nodes (Limits::max_xml_nodes)")]
     TooManyNodes { file: String, limit: u32 },
     #[error(
+        "{file}:{line}:{column}: elements nested more than {limit} deep (Limits::max_xml_depth); expected <files> holding <file> entries"
+    )]
+    TooDeep {
+        file: String,
+        line: u32,
+        column: u32,
+        limit: u32,
+    },
+    #[error(
         "{file}:{line}:{column}: root element is <{found}>; expected <files xmlns=\"http://apstandard.com/ns/1\">"
     )]
     NotAListing {
@@ -72,6 +81,7 @@ impl ListingError {
                 codes::XML_TOO_LARGE
             }
             ListingError::NotUtf8 { .. } => codes::XML_NOT_UTF8,
+            ListingError::TooDeep { .. } => codes::XML_TOO_DEEP,
             ListingError::DtdRefused { .. } => codes::XML_DTD_REFUSED,
             ListingError::NotWellFormed { .. } | ListingError::NotAListing { .. } => {
                 codes::LISTING_NOT_WELL_FORMED
@@ -86,6 +96,9 @@ impl ListingError {
             | ListingError::TooManyNodes { file, .. } => (file, None, None),
             ListingError::NotUtf8 { file, line, column }
             | ListingError::DtdRefused { file, line, column }
+            | ListingError::TooDeep {
+                file, line, column, ..
+            }
             | ListingError::NotWellFormed {
                 file, line, column, ..
             }
@@ -127,6 +140,16 @@ impl ListingError {
                 message,
             },
             XmlReadError::TooManyNodes { limit } => ListingError::TooManyNodes { file, limit },
+            XmlReadError::TooDeep {
+                line,
+                column,
+                limit,
+            } => ListingError::TooDeep {
+                file,
+                line,
+                column,
+                limit,
+            },
         }
     }
 }

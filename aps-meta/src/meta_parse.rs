@@ -45,6 +45,15 @@ pub enum MetaError {
     #[error("{file}: more than {limit} XML nodes (Limits::max_xml_nodes)")]
     TooManyNodes { file: String, limit: u32 },
     #[error(
+        "{file}:{line}:{column}: elements nested more than {limit} deep (Limits::max_xml_depth); expected the shallow structure of APP-META.xml"
+    )]
+    TooDeep {
+        file: String,
+        line: u32,
+        column: u32,
+        limit: u32,
+    },
+    #[error(
         "{file}:{line}:{column}: root element is <{found}>; expected <application xmlns=\"http://apstandard.com/ns/1\">"
     )]
     NotAps {
@@ -76,6 +85,7 @@ impl MetaError {
     pub fn code(&self) -> &'static str {
         match self {
             MetaError::TooLarge { .. } | MetaError::TooManyNodes { .. } => codes::XML_TOO_LARGE,
+            MetaError::TooDeep { .. } => codes::XML_TOO_DEEP,
             MetaError::NotUtf8 { .. } => codes::XML_NOT_UTF8,
             MetaError::DtdRefused { .. } => codes::XML_DTD_REFUSED,
             MetaError::NotWellFormed { .. } => codes::XML_NOT_WELL_FORMED,
@@ -95,6 +105,9 @@ impl MetaError {
             }
             MetaError::NotUtf8 { file, line, column }
             | MetaError::DtdRefused { file, line, column }
+            | MetaError::TooDeep {
+                file, line, column, ..
+            }
             | MetaError::NotWellFormed {
                 file, line, column, ..
             }
@@ -156,6 +169,16 @@ impl MetaError {
                 message,
             },
             XmlReadError::TooManyNodes { limit } => MetaError::TooManyNodes { file, limit },
+            XmlReadError::TooDeep {
+                line,
+                column,
+                limit,
+            } => MetaError::TooDeep {
+                file,
+                line,
+                column,
+                limit,
+            },
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum PackageError {
         path: Utf8PathBuf,
         what: &'static str,
     },
+    #[error("{path}: not a regular file; expected a readable file")]
+    NotAFile { path: Utf8PathBuf },
     #[error("{path}: {source}")]
     Io {
         path: Utf8PathBuf,
@@ -89,6 +91,7 @@ impl PackageError {
         match self {
             PackageError::NotFound { .. }
             | PackageError::NotADirectory { .. }
+            | PackageError::NotAFile { .. }
             | PackageError::Io { .. }
             | PackageError::DestNotEmpty { .. } => codes::PACKAGE_UNREADABLE,
             PackageError::MetaMissing { .. } => codes::META_MISSING,
@@ -126,6 +129,12 @@ pub(crate) fn read_bounded(
         return Err(PackageError::Symlink {
             path: path.to_path_buf(),
             what: "the file",
+        });
+    }
+    // A folder or a device by the expected name: refused before open (a FIFO would block).
+    if !md.is_file() {
+        return Err(PackageError::NotAFile {
+            path: path.to_path_buf(),
         });
     }
     if md.len() > limit {

@@ -35,6 +35,12 @@ pub(crate) enum XmlReadError {
     TooManyNodes {
         limit: u32,
     },
+    /// Elements nested deeper than `Limits::max_xml_depth`, at the first element too deep.
+    TooDeep {
+        line: u32,
+        column: u32,
+        limit: u32,
+    },
 }
 
 /// Bytes to text: UTF-8 only (every real package is), a leading BOM dropped.
@@ -59,13 +65,15 @@ pub(crate) fn line_col(prefix: &[u8]) -> (u32, u32) {
 
 /// Parses with DTDs refused: no entity is ever declared, so none is expanded (billion laughs,
 /// external entities); only the five predefined entities and character references remain.
+/// Element nesting is bounded too (see `Limits::max_xml_depth`): roxmltree itself is iterative,
+/// but our model builder recurses.
 pub(crate) fn parse<'i>(text: &'i str, limits: &Limits) -> Result<Document<'i>, XmlReadError> {
     let opts = ParsingOptions {
         allow_dtd: false,
         nodes_limit: limits.max_xml_nodes,
         entity_resolver: None,
     };
-    Document::parse_with_options(text, opts).map_err(|e| match e {
+    let doc = Document::parse_with_options(text, opts).map_err(|e| match e {
         roxmltree::Error::DtdDetected => {
             // roxmltree reports 1:1 here; point at the DOCTYPE itself.
             let at = text.find("<!DOCTYPE").unwrap_or(0);
@@ -83,7 +91,28 @@ pub(crate) fn parse<'i>(text: &'i str, limits: &Limits) -> Result<Document<'i>, 
                 message: other.to_string(),
             }
         }
-    })
+    })?;
+    check_depth(&doc, limits.max_xml_depth)?;
+    Ok(doc)
+}
+
+/// One iterative pass in document order (no recursion, whatever the depth): a node's depth is
+/// its parent's plus one, and parents come first.
+fn check_depth(doc: &Document, limit: u32) -> Result<(), XmlReadError> {
+    let mut depths = vec![0u32; doc.descendants().len()];
+    for n in doc.descendants().filter(|n| n.is_element()) {
+        let depth = n.parent().map_or(0, |p| depths[p.id().get_usize()]) + 1;
+        if depth > limit {
+            let (line, column) = pos_of(n);
+            return Err(XmlReadError::TooDeep {
+                line,
+                column,
+                limit,
+            });
+        }
+        depths[n.id().get_usize()] = depth;
+    }
+    Ok(())
 }
 
 /// `/application/service/settings/setting[3]`: local names, with a 1-based index among

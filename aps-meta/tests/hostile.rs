@@ -184,3 +184,105 @@ fn good_zip_unpacks_into_an_empty_destination() {
     let err = unpack_zip(&zip, &dest, &Limits::default()).unwrap_err();
     assert!(matches!(err, PackageError::DestNotEmpty { .. }), "{err}");
 }
+
+/// `depth` nested `open`…`close` pairs, built without recursion.
+fn nested(open: &str, close: &str, depth: usize) -> String {
+    let mut s = open.repeat(depth);
+    s.push_str(&close.repeat(depth));
+    s
+}
+
+fn meta_with(service_body: &str) -> String {
+    format!(
+        "<application xmlns=\"http://apstandard.com/ns/1\" version=\"1.2\"><name>a</name><version>1</version><release>1</release><service id=\"s\">{service_body}</service></application>"
+    )
+}
+
+#[test]
+fn deep_nesting_is_refused_before_the_model_recurses() {
+    // Each of these shapes recursed in the model builder and overflowed the stack (an abort,
+    // not even a panic) before the depth bound existed.
+    let shapes = [
+        meta_with(&format!(
+            "<requirements xmlns:v=\"urn:v\">{}</requirements>",
+            nested("<v:a>", "</v:a>", 100_000)
+        )),
+        meta_with(&nested("<service id=\"x\">", "</service>", 100_000)),
+        meta_with(&format!(
+            "<settings>{}</settings>",
+            nested("<group>", "</group>", 100_000)
+        )),
+        meta_with(&format!(
+            "<provision><url-mapping>{}</url-mapping></provision>",
+            nested("<mapping url=\"a\">", "</mapping>", 100_000)
+        )),
+    ];
+    for xml in &shapes {
+        let err = parse_app_meta(xml, "APP-META.xml").unwrap_err();
+        assert_eq!(err.code(), "xml-too-deep", "{err}");
+        assert_eq!(err.location().line, Some(1), "{err}");
+    }
+    // The bound is configurable; the default accepts the real files (8 deep at most).
+    let limits = Limits {
+        max_xml_depth: 1,
+        ..Limits::default()
+    };
+    let err =
+        aps_meta::parse_app_meta_with_limits(&meta_with(""), "APP-META.xml", &limits).unwrap_err();
+    assert_eq!(err.code(), "xml-too-deep");
+    let list = format!(
+        "<files xmlns=\"http://apstandard.com/ns/1\">{}</files>",
+        nested("<x>", "</x>", 100_000)
+    );
+    let err = aps_meta::parse_app_list(&list, "APP-LIST.xml", &Limits::default()).unwrap_err();
+    assert_eq!(err.code(), "xml-too-deep");
+}
+
+/// A package folder with a good APP-META.xml and the given APP-LIST.xml.
+fn package_with_listing(list: &str) -> (tempfile::TempDir, Utf8PathBuf) {
+    let (t, dir) = tmp();
+    std::fs::write(
+        dir.join("APP-META.xml"),
+        "<application xmlns=\"http://apstandard.com/ns/1\" version=\"1.2\"><name>z</name><version>1</version><release>1</release><service id=\"s\"/></application>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("APP-LIST.xml"), list).unwrap();
+    (t, dir)
+}
+
+#[test]
+fn hostile_listings_are_refused_with_their_own_codes() {
+    let (_t, dir) = package_with_listing(&hostile("billion-laughs.xml"));
+    let report = check_package(&dir, &Limits::default()).unwrap();
+    let d = &report.diagnostics[0];
+    assert_eq!(
+        (d.code, d.location.file.as_str(), d.location.line),
+        ("xml-dtd-refused", "APP-LIST.xml", Some(2)),
+        "{d}"
+    );
+    let (_t, dir) = package_with_listing(&hostile("external-entity.xml"));
+    let report = check_package(&dir, &Limits::default()).unwrap();
+    assert_eq!(report.diagnostics[0].code, "xml-dtd-refused");
+    let (_t, dir) = package_with_listing("<files xmlns=\"http://apstandard.com/ns/1\"><file");
+    let report = check_package(&dir, &Limits::default()).unwrap();
+    let d = &report.diagnostics[0];
+    assert_eq!(d.code, "listing-not-well-formed", "{d}");
+    assert!(
+        d.location.line.is_some() && d.location.column.is_some(),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_fifo_named_app_meta_is_refused_without_blocking() {
+    let (_t, dir) = tmp();
+    let fifo = dir.join("APP-META.xml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(fifo.as_str())
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    // Opening a FIFO for reading would block forever; the type is checked first.
+    let report = check_package(&dir, &Limits::default()).unwrap();
+    assert_eq!(report.diagnostics[0].code, "package-unreadable");
+}

@@ -3,6 +3,12 @@
 
 mod support;
 
+use std::time::Duration;
+
+use aps_controller::database::testing::{TestDatabase, create_database};
+use aps_controller::database::{self, Database, DbKind};
+use camino::{Utf8Path, Utf8PathBuf};
+
 use support::{Sandbox, assert_success};
 
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
@@ -233,6 +239,14 @@ fn drill_restores_the_newest_good_backup_into_staging() {
     let s = &lines.last().unwrap()["summary"];
     assert_eq!(s["passed"], true);
     assert!(s["backup"].as_str().unwrap().ends_with(&newest));
+    // sh-sample has a verification-script: it ran against the staging instance, with the
+    // argument `configure` and the staging instance's environment.
+    assert_eq!(s["verification"]["method"], "verification-script");
+    let detail = s["verification"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("verify configure http://staging.example.test/blog/"),
+        "{detail}"
+    );
     // The sh fixture's restore copies the backup file into the web root.
     let restored = std::fs::read(staging_www.join(".aps-restored-from")).unwrap();
     assert_eq!(
@@ -243,4 +257,287 @@ fn drill_restores_the_newest_good_backup_into_staging() {
     let out = sb.cli(&["drill", "nobody", "--staging", "staging"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
+}
+
+#[test]
+fn drill_fails_when_the_verification_script_exits_1() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    // The staging instance's own settings make the verification-script fail; its restore
+    // (the backup-script) is unaffected.
+    sh(&sb, "staging", "verify-fails");
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "daily", "--instance", "blog"]),
+        "run",
+    );
+    let out = sb.cli(&["drill", "blog", "--staging", "staging", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    let s = &lines.last().unwrap()["summary"];
+    assert_eq!(s["passed"], false);
+    assert_eq!(s["failed_step"], "check");
+    assert_eq!(s["verification"]["method"], "verification-script");
+    assert_eq!(s["verification"]["passed"], false);
+    let detail = s["verification"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("verification script")
+            && detail.contains("exit code 1")
+            && detail.contains("site staging.example.test is not answering"),
+        "{detail}"
+    );
+    // The restore itself happened: only the check failed.
+    assert!(sb.path("www-staging/.aps-restored-from").is_file());
+
+    // Without --json the summary says FAIL and names the method.
+    let out = sb.cli(&["drill", "blog", "--staging", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("verification-script"),
+        "{stdout}"
+    );
+}
+
+const T: Duration = Duration::from_secs(60);
+
+fn db_toml(id: &str, db: &Database) -> String {
+    format!(
+        "[databases.{id}]\ntype = \"{}\"\nname = \"{}\"\nlogin = \"{}\"\npassword = \"{}\"\n\
+         host = \"{}\"\nport = {}\n",
+        db.kind.as_str(),
+        db.name,
+        db.login,
+        db.password.expose(),
+        db.host,
+        db.port
+    )
+}
+
+/// nobackup-sample: no backup-script, no verification-script; the controller archives its
+/// web folder and its two databases.
+fn register_nobackup(sb: &Sandbox, name: &str, mysql: &Database, pg: &Database) {
+    sb.register(
+        name,
+        "nobackup-sample",
+        &format!(
+            "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\n{}{}",
+            db_toml("main", mysql),
+            db_toml("stats", pg)
+        ),
+    );
+}
+
+struct Dbs {
+    mysql: TestDatabase,
+    pg: TestDatabase,
+}
+
+/// Fresh databases on both test servers, or `None` when the suite runs without servers.
+fn databases(hint: &str) -> Option<Dbs> {
+    Some(Dbs {
+        mysql: create_database(DbKind::Mysql, hint)?,
+        pg: create_database(DbKind::Postgresql, hint)?,
+    })
+}
+
+#[test]
+fn drill_without_a_verification_script_compares_file_and_row_counts() {
+    let (Some(live), Some(staging)) = (databases("drlive"), databases("drstag")) else {
+        return;
+    };
+    database::query(
+        &live.mysql,
+        "CREATE TABLE posts (id INT PRIMARY KEY); INSERT INTO posts VALUES (1), (2), (3);",
+        T,
+    )
+    .unwrap();
+    database::query(
+        &live.pg,
+        "CREATE TABLE hits (id INT PRIMARY KEY); INSERT INTO hits VALUES (1), (2);",
+        T,
+    )
+    .unwrap();
+    // Staging holds other data before the drill: the restore replaces it.
+    database::query(&staging.mysql, "CREATE TABLE junk (id INT);", T).unwrap();
+
+    let sb = Sandbox::new();
+    register_nobackup(&sb, "site", &live.mysql, &live.pg);
+    register_nobackup(&sb, "staging", &staging.mysql, &staging.pg);
+    std::fs::write(sb.path("www-site/extra.txt"), "only in the live site").unwrap();
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "weekly", "--instance", "site"]),
+        "run",
+    );
+    let out = sb.cli(&["drill", "site", "--staging", "staging", "--json"]);
+    assert_success(&out, "drill");
+    let s = json_lines(&out).pop().unwrap()["summary"].take();
+    assert_eq!(s["passed"], true, "{s}");
+    assert_eq!(s["verification"]["method"], "manifest-counts");
+    assert_eq!(
+        s["verification"]["detail"],
+        "1 web folders and 2 databases match the manifest's file and row counts"
+    );
+    assert!(sb.path("www-staging/extra.txt").is_file());
+    assert_eq!(
+        database::query(&staging.mysql, "SELECT COUNT(*) FROM posts", T)
+            .unwrap()
+            .trim(),
+        "3"
+    );
+}
+
+/// An age identity and its recipient, written to `dir/identity.txt`.
+fn age_identity(dir: &Utf8Path) -> (Utf8PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let path = dir.join("identity.txt");
+    std::fs::write(&path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    (path, identity.to_public().to_string())
+}
+
+/// A registered nobackup-sample with empty databases: the controller's archive of its web
+/// folder and two (empty) dumps. `None` when the suite runs without database servers.
+fn register_plain(sb: &Sandbox, name: &str) -> Option<(Utf8PathBuf, Dbs)> {
+    let dbs = databases(name)?;
+    register_nobackup(sb, name, &dbs.mysql, &dbs.pg);
+    Some((sb.path(&format!("www-{name}")), dbs))
+}
+
+fn only_backup(sb: &Sandbox, instance: &str) -> Utf8PathBuf {
+    let files = store_files(sb, instance);
+    assert_eq!(files.len(), 1, "{files:?}");
+    sb.state().join("backups").join(instance).join(&files[0])
+}
+
+#[test]
+fn encrypted_backups_need_the_identity_to_verify_restore_and_drill() {
+    let sb = Sandbox::new();
+    let (identity, recipient) = age_identity(&sb.root());
+    panel_toml(&sb, &format!("age-recipients = [\"{recipient}\"]\n"));
+    let (Some((www, _site_dbs)), Some((_, _staging_dbs))) =
+        (register_plain(&sb, "site"), register_plain(&sb, "staging"))
+    else {
+        return;
+    };
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "manual", "--instance", "site"]),
+        "run",
+    );
+    let file = only_backup(&sb, "site");
+    assert!(file.as_str().ends_with(".aps.tar.zst.age"), "{file}");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1"));
+    let marker = b"<h1>site</h1>";
+    assert!(
+        !bytes.windows(marker.len()).any(|w| w == marker),
+        "the web content is not readable in the file"
+    );
+
+    // Without the identity: verify, restore and drill fail and say why.
+    let out = sb.cli(&["verify", file.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is encrypted: give an age identity file"),
+        "{err}"
+    );
+    let out = sb.cli(&["verify", "--instance", "site", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&out)[0]["ok"], false);
+    std::fs::write(www.join("index.html"), "changed").unwrap();
+    let out = sb.cli(&["restore", "site", "--from", file.as_str()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("identity"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "changed"
+    );
+    let out = sb.cli(&["drill", "site", "--staging", "staging"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // A wrong identity is not enough either.
+    let other = sb.path("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (wrong, _) = age_identity(&other);
+    let out = sb.cli(&["verify", file.as_str(), "--identity", wrong.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not encrypted to any identity"));
+
+    // With it: verify, restore and drill succeed.
+    let out = sb.cli(&["verify", file.as_str(), "--identity", identity.as_str()]);
+    assert_success(&out, "verify --identity");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    let out = sb.cli(&[
+        "restore",
+        "site",
+        "--from",
+        file.as_str(),
+        "--identity",
+        identity.as_str(),
+    ]);
+    assert_success(&out, "restore --identity");
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "<h1>site</h1>\n"
+    );
+    let out = sb.cli(&[
+        "drill",
+        "site",
+        "--staging",
+        "staging",
+        "--identity",
+        identity.as_str(),
+        "--json",
+    ]);
+    assert_success(&out, "drill --identity");
+    let s = json_lines(&out).pop().unwrap()["summary"].take();
+    assert_eq!(s["verification"]["method"], "manifest-counts");
+}
+
+#[test]
+fn a_tampered_backup_fails_verify_naming_the_part() {
+    let sb = Sandbox::new();
+    // Uncompressed, so that one byte of a file's content can be changed in place.
+    panel_toml(&sb, "compression = \"none\"\n");
+    let Some((_, _dbs)) = register_plain(&sb, "site") else {
+        return;
+    };
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "daily", "--instance", "site"]),
+        "run",
+    );
+    let file = only_backup(&sb, "site");
+    let out = sb.cli(&["verify", "--instance", "site"]);
+    assert_success(&out, "verify of the untouched file");
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    let marker = b"<h1>site</h1>";
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the web content is in the tar");
+    bytes[at + 4] = b'S';
+    std::fs::write(&file, &bytes).unwrap();
+
+    let out = sb.cli(&["verify", file.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["ok"], false);
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("did not verify") && err.contains("SHA-256") && err.contains("web"),
+        "{err}"
+    );
+    // `backups` still lists it (the name is good); verify is what tells it apart.
+    let out = sb.cli(&["backups", "site", "--json"]);
+    assert_success(&out, "backups");
 }

@@ -1,13 +1,15 @@
 //! Every call into the controller goes through here, so the rest of the panel depends on a
 //! handful of functions and not on the controller's evolving API.
 
+use std::collections::BTreeMap;
+
 use camino::{Utf8Path, Utf8PathBuf};
 
 use aps_controller::archive::{ArchiveError, ArchiveOptions, Manifest, PartKind};
 pub use aps_controller::operation::{BackupReport, RestoreReport};
 use aps_controller::operation::{BackupRequest, RestoreRequest};
 use aps_controller::registry::StateDir;
-use aps_controller::{Controller, ControllerConfig};
+use aps_controller::{Controller, ControllerConfig, ErrorKind};
 
 use crate::naming::Compression;
 
@@ -157,14 +159,48 @@ impl Engine {
     }
 
     /// After a restore of `backup` into `instance`: the package's verification-script if it has
-    /// one, else the manifest's file counts against what `instance` now holds.
+    /// one, else the manifest's web file counts and database row counts against what `instance`
+    /// now holds.
     pub fn check_restored(
         &self,
         instance: &str,
         backup: &Utf8Path,
         identity: Option<&Utf8Path>,
     ) -> Result<Verification, EngineError> {
-        // TODO(lead): call `Controller::run_verification_script` first once it exists.
+        match self.controller.verify_instance(instance, None) {
+            Ok(Some(report)) => {
+                return Ok(Verification {
+                    passed: true,
+                    method: "verification-script",
+                    detail: if report.stdout.is_empty() {
+                        format!("{} {}: exit 0", report.script, report.argument)
+                    } else {
+                        format!(
+                            "{} {}: exit 0: {}",
+                            report.script, report.argument, report.stdout
+                        )
+                    },
+                });
+            }
+            // The script ran and said no (or ran out of time): that is the drill's answer, with
+            // the script's own words (the error holds its stderr tail).
+            Err(e) if matches!(e.kind(), ErrorKind::ScriptFailed | ErrorKind::TimedOut) => {
+                return Ok(Verification {
+                    passed: false,
+                    method: "verification-script",
+                    detail: msg(e),
+                });
+            }
+            // The check itself could not run (instance gone, busy, no interpreter …).
+            Err(e) => {
+                return Err(EngineError::Operation {
+                    operation: "verification",
+                    instance: instance.to_owned(),
+                    message: msg(e),
+                });
+            }
+            Ok(None) => {}
+        }
         let manifest = match aps_controller::archive::verify(backup, identity) {
             Ok(m) => m,
             // A `sufficient` backup-script's own file has no manifest: the restore having
@@ -195,37 +231,86 @@ impl Engine {
                 instance: instance.to_owned(),
                 message: "not a registered instance".to_owned(),
             })?;
+        let timeout = self.controller.config().default_timeout;
         let mut problems = Vec::new();
-        let mut checked = 0;
+        let (mut dirs, mut databases) = (0, 0);
         for part in &manifest.parts {
-            let (PartKind::WebDir { mapping_url }, Some(want)) = (&part.kind, part.file_count)
-            else {
-                continue;
-            };
-            checked += 1;
-            match staging.web_dirs.get(mapping_url) {
-                None => problems.push(format!("{mapping_url}: no such mapping in {instance}")),
-                Some(dir) => {
-                    match count_files(dir) {
-                        Ok(got) if got == want => {}
-                        Ok(got) => problems
-                            .push(format!("{mapping_url}: {got} files, the backup has {want}")),
-                        Err(e) => problems
-                            .push(format!("{mapping_url}: cannot count files in {dir}: {e}")),
+            match (&part.kind, part.file_count) {
+                (PartKind::WebDir { mapping_url }, Some(want)) => {
+                    dirs += 1;
+                    match staging.web_dirs.get(mapping_url) {
+                        None => {
+                            problems.push(format!("{mapping_url}: no such mapping in {instance}"))
+                        }
+                        Some(dir) => match count_files(dir) {
+                            Ok(got) if got == want => {}
+                            Ok(got) => problems
+                                .push(format!("{mapping_url}: {got} files, the backup has {want}")),
+                            Err(e) => problems
+                                .push(format!("{mapping_url}: cannot count files in {dir}: {e}")),
+                        },
                     }
                 }
+                (
+                    PartKind::DatabaseDump {
+                        db_id,
+                        row_counts: Some(want),
+                        ..
+                    },
+                    _,
+                ) => {
+                    databases += 1;
+                    match staging.databases.get(db_id) {
+                        None => problems.push(format!("database {db_id}: not in {instance}")),
+                        Some(db) => match aps_controller::database::row_counts(db, timeout) {
+                            Ok(got) => problems.extend(compare_rows(db_id, want, &got)),
+                            Err(e) => problems
+                                .push(format!("database {db_id}: cannot count rows: {}", msg(e))),
+                        },
+                    }
+                }
+                _ => {}
             }
         }
         Ok(Verification {
             passed: problems.is_empty(),
             method: "manifest-counts",
             detail: if problems.is_empty() {
-                format!("{checked} web folders match the manifest's file counts")
+                format!(
+                    "{dirs} web folders and {databases} databases match the manifest's file and \
+                     row counts"
+                )
             } else {
                 problems.join("; ")
             },
         })
     }
+}
+
+/// Every table whose row count differs from the backup's (missing and extra tables too).
+fn compare_rows(
+    db_id: &str,
+    want: &BTreeMap<String, u64>,
+    got: &BTreeMap<String, u64>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (table, n) in want {
+        match got.get(table) {
+            Some(m) if m == n => {}
+            Some(m) => problems.push(format!(
+                "database {db_id}: table {table} has {m} rows, the backup has {n}"
+            )),
+            None => problems.push(format!(
+                "database {db_id}: table {table} is missing (the backup has {n} rows)"
+            )),
+        }
+    }
+    for table in got.keys().filter(|t| !want.contains_key(*t)) {
+        problems.push(format!(
+            "database {db_id}: table {table} is not in the backup"
+        ));
+    }
+    problems
 }
 
 /// Regular files under `dir`, not following symlinks (as the archive's tree capture counts).
@@ -273,4 +358,28 @@ pub fn resolve_state_dir(flag: Option<Utf8PathBuf>) -> Result<Utf8PathBuf, Engin
         return cwd.map(|c| c.join(&dir)).ok_or(EngineError::StateDir);
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+    }
+
+    #[test]
+    fn row_counts_differences_name_each_table() {
+        let want = rows(&[("posts", 3), ("users", 1), ("gone", 0)]);
+        assert!(compare_rows("main", &want, &want).is_empty());
+        let got = rows(&[("posts", 2), ("users", 1), ("extra", 5)]);
+        assert_eq!(
+            compare_rows("main", &want, &got),
+            [
+                "database main: table gone is missing (the backup has 0 rows)",
+                "database main: table posts has 2 rows, the backup has 3",
+                "database main: table extra is not in the backup",
+            ]
+        );
+    }
 }

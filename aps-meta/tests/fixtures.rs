@@ -17,6 +17,7 @@ const ALL: &[&str] = &[
     "perl-sample",
     "python-sample",
     "nobackup-sample",
+    "full-provision",
 ];
 
 #[test]
@@ -147,4 +148,118 @@ fn database_fixtures() {
         .map(|m| m.full_url)
         .collect();
     assert_eq!(urls, ["/", "/uploads"]);
+}
+
+/// The fixture holding every modelled element: each provision element and script language,
+/// every aspect of aps-spec.md (unknown ones kept opaque with their namespace), a choice between
+/// requirement sets, nested services and groups. The whole model is snapshotted.
+#[test]
+fn full_provision_model() {
+    let p = Package::open_dir(&fixture("full-provision"), &Limits::default()).unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let m = &p.meta;
+    let prov = &m.service.provision;
+    let lang = |s: &Option<aps_meta::Script>| s.as_ref().unwrap().language.clone();
+    assert_eq!(
+        [
+            lang(&prov.configuration_script),
+            lang(&prov.verification_script),
+            lang(&prov.resource_script),
+            lang(&prov.backup_script),
+        ],
+        ["php", "perl", "python", "sh"]
+    );
+    let conf = prov.configuration_script.as_ref().unwrap();
+    assert!(conf.status_control && conf.structured_output);
+    let backup = prov.backup_script.as_ref().unwrap();
+    assert!(backup.sufficient && backup.structured_output);
+    assert!(prov.verification_script.as_ref().unwrap().structured_output);
+    assert_eq!(prov.other[0].name, "license-script");
+
+    let um = prov.url_mapping.as_ref().unwrap();
+    assert_eq!(um.installed_size.as_deref(), Some("1048576"));
+    let flat: Vec<_> = um
+        .flattened()
+        .into_iter()
+        .map(|f| (f.full_url, f.is_virtual))
+        .collect();
+    assert_eq!(
+        flat,
+        [
+            ("/".to_string(), false),
+            ("/data".to_string(), false),
+            ("/cgi-bin".to_string(), false),
+            ("/api".to_string(), true),
+            ("/config.php".to_string(), false),
+        ]
+    );
+    let root = &um.mappings[0];
+    assert_eq!(root.handlers[0].name, "handler");
+    assert_eq!(root.children[0].writable, Some(true));
+    let cgi: Vec<_> = root.children[1]
+        .handlers
+        .iter()
+        .map(|h| h.namespace.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        cgi,
+        [
+            "http://apstandard.com/ns/1/cgi",
+            "http://apstandard.com/ns/1/perl"
+        ]
+    );
+
+    let r = &m.service.requirements;
+    assert_eq!(r.php.as_ref().unwrap().extensions, ["mysqli", "gd"]);
+    assert_eq!(r.mailboxes[0].id, "account");
+    assert_eq!(r.apache.as_ref().unwrap().required_modules, ["mod_rewrite"]);
+    assert_eq!(r.perl.len(), 2);
+    assert_eq!(r.dns_records.len(), 1);
+    assert_eq!(r.licenses[0].id, "main");
+    let other: Vec<_> = r
+        .other
+        .iter()
+        .map(|o| (o.namespace.as_deref().unwrap(), o.name.as_str()))
+        .collect();
+    assert_eq!(
+        other,
+        [
+            ("http://apstandard.com/ns/1/hardware", "memory"),
+            ("http://apstandard.com/ns/1/environment", "os"),
+            ("http://apstandard.com/ns/1/cgi", "handler-support"),
+            ("urn:example:acme-aspect", "widget"),
+        ]
+    );
+    let dbs: Vec<_> = m
+        .service
+        .all_databases()
+        .iter()
+        .map(|d| (d.id.as_str(), d.server_type.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        dbs,
+        [
+            ("cache", "mysql"),
+            ("main", "mysql"),
+            ("main", "postgresql")
+        ]
+    );
+
+    assert_eq!(m.service.all_settings().len(), 13);
+    assert_eq!(m.service.children[0].id, "account");
+    assert_eq!(
+        m.service.children[0]
+            .provision
+            .configuration_script
+            .as_ref()
+            .unwrap()
+            .name,
+        "usermanager"
+    );
+    // Match rules are kept as text and evaluate against dotted versions.
+    assert!(aps_meta::version_match::matches(&m.patches[0].match_expr, "2.1.0", "2").unwrap());
+    assert!(m.patches[0].recommended);
+    assert!(aps_meta::version_match::matches(&m.upgrades[0].match_expr, "2.0.10", "1").unwrap());
+    assert!(!aps_meta::version_match::matches(&m.upgrades[0].match_expr, "2.10.0", "1").unwrap());
+    insta::assert_yaml_snapshot!("full_provision_model", m);
 }

@@ -106,8 +106,17 @@ fn open(state: StateArgs) -> Result<Panel, PanelError> {
     Panel::open(&dir)
 }
 
+/// `println!` that survives a closed stdout (`… | head`): the work is done by then and the exit
+/// code must still say how it went, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string(v).expect("reports serialise"));
+    outln!("{}", serde_json::to_string(v).expect("reports serialise"));
 }
 
 /// Ok(true): everything succeeded; Ok(false): something failed and was reported.
@@ -136,7 +145,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             if json {
                 print_json(&serde_json::json!({"event": "summary", "summary": s}));
             } else {
-                println!("backup {}: {} ok, {} failed", s.periodicity, s.ok, s.failed);
+                outln!("backup {}: {} ok, {} failed", s.periodicity, s.ok, s.failed);
                 for o in &s.instances {
                     match (&o.file, &o.error) {
                         (_, Some(e)) => {
@@ -144,10 +153,10 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                                 .failed_step
                                 .map(|s| format!("{s:?}").to_lowercase())
                                 .unwrap_or_default();
-                            println!("  FAILED  {}  ({step})", o.instance);
+                            outln!("  FAILED  {}  ({step})", o.instance);
                             eprintln!("aps-controller: {}: {step} failed: {e}", o.instance);
                         }
-                        (Some(f), None) => println!(
+                        (Some(f), None) => outln!(
                             "  ok      {}  {f}  {}  {:.1} s{}",
                             o.instance,
                             human_size(o.size.unwrap_or(0)),
@@ -158,7 +167,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                                 format!("  pruned {}", o.pruned.len())
                             }
                         ),
-                        (None, None) => println!("  ok      {}", o.instance),
+                        (None, None) => outln!("  ok      {}", o.instance),
                     }
                 }
             }
@@ -221,7 +230,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                 });
             } else {
                 match &result {
-                    Ok(detail) => println!(
+                    Ok(detail) => outln!(
                         "{file}: ok{}",
                         if detail.is_empty() {
                             String::new()
@@ -252,13 +261,13 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             if json {
                 print_json(&entries);
             } else {
-                println!(
+                outln!(
                     "{} backups of {name} in {}",
                     entries.len(),
                     store.describe()
                 );
                 for e in &entries {
-                    println!(
+                    outln!(
                         "  {:<10} {:<20} {:>10}  {:<12} {}",
                         e.periodicity
                             .map(|p| p.to_string())
@@ -300,7 +309,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             if json {
                 print_json(&serde_json::json!({"event": "summary", "summary": r}));
             } else {
-                println!(
+                outln!(
                     "drill {} → {}: {} ({})",
                     r.instance,
                     r.staging,
@@ -308,7 +317,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                     r.backup
                 );
                 if let Some(v) = &r.verification {
-                    println!("  {}: {}", v.method, v.detail);
+                    outln!("  {}: {}", v.method, v.detail);
                 }
                 if let Some(e) = &r.error {
                     eprintln!(
@@ -324,7 +333,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
 
 fn print_prune(p: &StorePrune) {
     let verb = if p.dry_run { "would remove" } else { "removed" };
-    println!(
+    outln!(
         "{}: kept {}, {verb} {}, ignored {}",
         p.store,
         p.kept.len(),
@@ -332,7 +341,7 @@ fn print_prune(p: &StorePrune) {
         p.ignored.len()
     );
     for k in &p.removed {
-        println!("  {verb} {k}");
+        outln!("  {verb} {k}");
     }
 }
 

@@ -1,11 +1,14 @@
-//! `aps-controller package check PATH [--json]`: lint a package folder or `.app.zip`.
+//! `aps-controller package check PATH [--json] [--limits FILE]`: lint a package folder or
+//! `.app.zip`. See docs/package-check.md.
 //!
 //! Exit status: 0 the package is valid (warnings allowed), 1 it has errors, 2 the check could
-//! not run (path missing, unreadable).
+//! not run (path missing, unreadable, bad `--limits` file).
 use std::process::ExitCode;
 
-use aps_meta::{Limits, Severity, check_package};
-use camino::Utf8PathBuf;
+use aps_meta::{CheckError, Limits, Severity, check_package};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::common::EXIT_USAGE;
 
 #[derive(clap::Subcommand)]
 pub enum PackageCommand {
@@ -13,40 +16,80 @@ pub enum PackageCommand {
     Check {
         /// Package folder or .app.zip.
         path: Utf8PathBuf,
-        /// Print `{"ok":bool,"diagnostics":[...]}` instead of text.
+        /// Print one JSON object `{"ok":bool,"path":…,"aps_version":…,"errors":n,"warnings":n,
+        /// "diagnostics":[…]}` instead of text.
         #[arg(long)]
         json: bool,
+        /// JSON file overriding some of the reading bounds, e.g. `{"max_zip_members": 5000}`
+        /// (names and defaults: aps-meta's `Limits`, listed in docs/package-check.md).
+        #[arg(long, value_name = "FILE")]
+        limits: Option<Utf8PathBuf>,
     },
 }
 
 pub fn run(c: PackageCommand) -> ExitCode {
     match c {
-        PackageCommand::Check { path, json } => check(&path, json),
+        PackageCommand::Check { path, json, limits } => check(&path, json, limits.as_deref()),
     }
 }
 
-fn check(path: &camino::Utf8Path, json: bool) -> ExitCode {
-    let report = match check_package(path, &Limits::default()) {
+/// Why the check could not run (exit 2), as a kind for `--json` and a message.
+fn cannot_run(json: bool, kind: &str, message: &str) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"ok": false, "error": {"kind": kind, "message": message}})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn read_limits(path: &Utf8Path) -> Result<Limits, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!("{path}: {e}; expected a JSON object of Limits fields such as {{\"max_zip_members\": 5000}}")
+    })
+}
+
+fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCode {
+    let limits = match limits_file.map(read_limits).transpose() {
+        Ok(l) => l.unwrap_or_default(),
+        Err(message) => return cannot_run(json, "bad-limits", &message),
+    };
+    let report = match check_package(path, &limits) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            let kind = match e {
+                CheckError::NotFound { .. } => "not-found",
+                CheckError::NotAPackage { .. } => "not-a-package",
+                CheckError::Io { .. } => "io",
+            };
+            return cannot_run(json, kind, &e.to_string());
         }
     };
     let ok = report.ok();
+    let errors = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = report.diagnostics.len() - errors;
     if json {
-        let out = serde_json::json!({ "ok": ok, "diagnostics": report.diagnostics });
+        let out = serde_json::json!({
+            "ok": ok,
+            "path": report.path,
+            "aps_version": report.aps_version,
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": report.diagnostics,
+        });
         println!("{out}");
     } else {
         for d in &report.diagnostics {
             println!("{d}");
         }
-        let errors = report
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count();
-        let warnings = report.diagnostics.len() - errors;
         println!(
             "{path}: {} ({errors} error(s), {warnings} warning(s))",
             if ok { "ok" } else { "has errors" }

@@ -204,10 +204,11 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             json,
             state,
         } => {
+            let panel = open(state)?;
+            let engine = Engine::open(&panel.state_dir)?;
             let file = match (file, instance) {
                 (Some(f), _) => f,
                 (None, Some(i)) => {
-                    let panel = open(state)?;
                     let newest =
                         newest_good(&panel.local, &i)?.ok_or_else(|| PanelError::NoBackup {
                             instance: i.clone(),
@@ -219,7 +220,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                     return Err(PanelError::Usage("give FILE or --instance NAME".to_owned()));
                 }
             };
-            let result = Engine::verify_archive(&file, identity.as_deref());
+            let result = engine.verify_archive(&file, identity.as_deref());
             let ok = result.is_ok();
             if json {
                 print_json(&match &result {

@@ -541,3 +541,30 @@ fn a_tampered_backup_fails_verify_naming_the_part() {
     let out = sb.cli(&["backups", "site", "--json"]);
     assert_success(&out, "backups");
 }
+
+#[test]
+fn a_script_backup_verifies_by_the_controllers_record_and_fails_once_changed() {
+    let sb = Sandbox::new();
+    // sh-sample's backup-script is `sufficient`: the file is the script's own, no manifest.
+    sh(&sb, "blog", "normal");
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "daily", "--instance", "blog"]),
+        "run",
+    );
+    let file = only_backup(&sb, "blog");
+    let out = sb.cli(&["verify", "--instance", "blog"]);
+    assert_success(&out, "verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("the package's own backup file") && stdout.contains("instance blog"),
+        "{stdout}"
+    );
+
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&file, &bytes).unwrap();
+    let out = sb.cli(&["verify", file.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no record of a backup-script's file"), "{err}");
+}

@@ -203,6 +203,21 @@ impl Controller {
         crate::operation::verify::verify_instance(self, instance, timeout)
     }
 
+    /// The controller's record of a backup file written by a `sufficient` backup-script whose
+    /// content has SHA-256 `sha256`, if the controller made one: such a file has no manifest,
+    /// so this is how a control panel checks it is one of ours and unchanged.
+    pub fn script_backup_record(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<crate::operation::record::BackupRecord>, OperationError> {
+        let dir = self.records_dir();
+        crate::operation::record::BackupRecord::find(&dir, sha256).map_err(OperationError::io(
+            Step::VerifyBackup,
+            "cannot read the backup records in",
+            dir,
+        ))
+    }
+
     // --- shared steps of the operations ---
 
     pub(crate) fn find_instance(&self, name: &str) -> Result<Instance, OperationError> {

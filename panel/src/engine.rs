@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use aps_controller::archive::{ArchiveError, ArchiveOptions, Manifest, PartKind};
+use aps_controller::archive::{ArchiveError, ArchiveOptions, PartKind};
 pub use aps_controller::operation::{BackupReport, RestoreReport};
 use aps_controller::operation::{BackupRequest, RestoreRequest};
 use aps_controller::registry::StateDir;
@@ -134,12 +134,24 @@ impl Engine {
             })
     }
 
-    /// Checks an archive end to end (format, manifest, every part's hash); returns a summary.
+    /// Checks a backup end to end and returns a summary: the controller's archive by its format,
+    /// manifest and every part's hash; a `sufficient` backup-script's own file (no manifest) by
+    /// its SHA-256 against the record the controller kept when it wrote it.
     pub fn verify_archive(
+        &self,
         archive: &Utf8Path,
         identity: Option<&Utf8Path>,
     ) -> Result<String, EngineError> {
-        let m = Self::manifest(archive, identity)?;
+        let m = match aps_controller::archive::verify(archive, identity) {
+            Ok(m) => m,
+            Err(ArchiveError::NotAnArchive { .. }) => return self.verify_script_backup(archive),
+            Err(e) => {
+                return Err(EngineError::Verify {
+                    archive: archive.to_owned(),
+                    message: msg(e),
+                });
+            }
+        };
         Ok(format!(
             "{} parts, instance {}, package {} {}-{}, created {}",
             m.parts.len(),
@@ -151,11 +163,25 @@ impl Engine {
         ))
     }
 
-    fn manifest(archive: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Manifest, EngineError> {
-        aps_controller::archive::verify(archive, identity).map_err(|e| EngineError::Verify {
-            archive: archive.to_owned(),
-            message: msg(e),
-        })
+    fn verify_script_backup(&self, file: &Utf8Path) -> Result<String, EngineError> {
+        let fail = |message: String| EngineError::Verify {
+            archive: file.to_owned(),
+            message,
+        };
+        let sha256 = sha256_file(file).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        match self.controller.script_backup_record(&sha256) {
+            Ok(Some(r)) => Ok(format!(
+                "the package's own backup file, SHA-256 {sha256} as recorded when instance {} \
+                 ({} {}-{}) was backed up at {}",
+                r.instance, r.package_name, r.version, r.release, r.created
+            )),
+            Ok(None) => Err(fail(format!(
+                "it is not an aps-controller archive, and the controller has no record of a \
+                 backup-script's file with SHA-256 {sha256}: it was not made here, or it changed \
+                 since it was written"
+            ))),
+            Err(e) => Err(fail(msg(e))),
+        }
     }
 
     /// After a restore of `backup` into `instance`: the package's verification-script if it has
@@ -311,6 +337,15 @@ fn compare_rows(
         ));
     }
     problems
+}
+
+/// The SHA-256 of a file, read in blocks (backups can be large).
+fn sha256_file(path: &Utf8Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Regular files under `dir`, not following symlinks (as the archive's tree capture counts).

@@ -154,8 +154,9 @@ impl ArchiveReader {
         Ok(())
     }
 
-    /// Extracts one web folder into `dest`: contents, modes (without setuid/setgid), symlinks,
-    /// empty folders, mtimes. Entries that would escape `dest` were refused when opening.
+    /// Extracts one web folder into `dest`: contents, modes (files without setuid/setgid,
+    /// folders keep setgid), symlinks, empty folders, mtimes. Entries that would escape `dest`
+    /// were refused when opening.
     pub fn extract_web_dir(&self, mapping_url: &str, dest: &Utf8Path) -> Result<(), ArchiveError> {
         self.extract(&ExtractPlan::new().web_dir(mapping_url, dest))
     }

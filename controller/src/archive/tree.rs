@@ -516,9 +516,15 @@ pub(super) fn extract_err(
     }
 }
 
-/// Restored modes drop setuid/setgid: a backup must not be a way to plant them.
+/// Restored file modes drop setuid/setgid: a backup must not be a way to plant them.
 fn restored_mode(mode: u32) -> u32 {
     mode & 0o1777
+}
+
+/// Folders keep setgid: on a folder it only makes new files inherit the folder's group (web
+/// hosts set it on upload folders), it grants nobody anything; setuid means nothing there.
+fn restored_dir_mode(mode: u32) -> u32 {
+    mode & 0o3777
 }
 
 fn set_mtime_nofollow(path: &Path, mtime: i64) -> io::Result<()> {
@@ -689,7 +695,7 @@ impl Extractor {
                 Mode::empty(),
             )
             .map_err(|e| fail(e.into()))?;
-            rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(restored_mode(*mode)))
+            rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(restored_dir_mode(*mode)))
                 .map_err(|e| fail(e.into()))?;
             let times = Timestamps {
                 last_access: rustix::fs::Timespec {

@@ -80,7 +80,8 @@ pub struct RestoreArgs {
     from: Utf8PathBuf,
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
-    /// Do not take a safety snapshot first (a failed restore then cannot be undone).
+    /// Do not take a safety snapshot first (a failed restore then cannot be undone: the
+    /// instance stays as the failed restore left it).
     #[arg(long)]
     no_safety_snapshot: bool,
     /// age identity file for an encrypted backup.
@@ -162,8 +163,17 @@ fn restore(args: RestoreArgs) -> ExitCode {
     match ctl.restore(&request) {
         Ok(r) => print_success(args.json, &r, || {
             format!(
-                "restored {} from {} in {} ms",
-                r.instance, r.file, r.duration_ms
+                "restored {} from {} (made with version {}-{}) in {} ms{}",
+                r.instance,
+                r.file,
+                r.from_version,
+                r.from_release,
+                r.duration_ms,
+                if r.safety_snapshot {
+                    ""
+                } else {
+                    " without a safety snapshot"
+                }
             )
         }),
         Err(e) => print_failure(args.json, &e),

@@ -5,6 +5,7 @@
 
 use std::process::ExitCode;
 
+use aps_controller::controller::{Controller, ControllerConfig};
 use aps_controller::registry::{
     self, FileStore, InstanceStore, RegisterError, StateDir, StoreError, view,
 };
@@ -89,7 +90,29 @@ fn store_failure(e: StoreError) -> Failure {
 
 fn open(state: StateArgs) -> Result<(StateDir, FileStore), Failure> {
     let dir = StateDir::resolve(state.state_dir).map_err(|e| (EXIT_IO, e.to_string()))?;
+    recover(&dir);
     Ok((dir.clone(), FileStore::new(dir)))
+}
+
+/// Every command first rolls back what a killed controller left unfinished (decisions.md):
+/// opening the controller does that. Listing or showing instances must still work when it
+/// cannot (a broken controller.toml), so a failure is a warning here; the operations report
+/// it as their error.
+fn recover(dir: &StateDir) {
+    if !dir.root().exists() {
+        return; // nothing was ever done here, so nothing to roll back
+    }
+    let opened = ControllerConfig::load(dir.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|config| Controller::open(config).map_err(|e| e.to_string()));
+    match opened {
+        Ok(controller) => {
+            for entry in &controller.recovered().entries {
+                eprintln!("note: {entry}");
+            }
+        }
+        Err(e) => eprintln!("warning: could not roll back interrupted operations: {e}"),
+    }
 }
 
 fn run_inner(c: InstanceCommand) -> Result<(), Failure> {

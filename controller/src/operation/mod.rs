@@ -133,6 +133,13 @@ impl RestoreRequest {
 pub struct RestoreReport {
     pub instance: String,
     pub file: Utf8PathBuf,
+    /// The version and release of the package the backup was made with. When they differ
+    /// from the instance's (an older version its update rules accept), the control panel runs
+    /// the configuration script's `upgrade FROM_VERSION FROM_RELEASE` next.
+    pub from_version: String,
+    pub from_release: String,
+    /// Whether a safety snapshot was taken (and would have been put back on failure).
+    pub safety_snapshot: bool,
     pub duration_ms: u64,
 }
 

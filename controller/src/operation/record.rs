@@ -52,6 +52,40 @@ impl BackupRecord {
         sync_dir(dir)
     }
 
+    /// Whether any record is of a file of `size` bytes: restore hashes a file (a whole extra
+    /// read) only when it could be a recorded one.
+    pub fn any_with_size(dir: &Utf8Path, size: u64) -> io::Result<bool> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue; // temporary files of a concurrent `save`
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue; // removed meanwhile
+            };
+            if serde_json::from_slice::<BackupRecord>(&bytes).is_ok_and(|r| r.size == size) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Forgets the record of `sha256` (a migration's intermediate file, deleted afterwards).
+    pub fn remove(dir: &Utf8Path, sha256: &str) -> io::Result<()> {
+        if !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(());
+        }
+        match std::fs::remove_file(dir.join(format!("{sha256}.json"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// The record of the file whose SHA-256 is `sha256`, if the controller made it.
     pub fn find(dir: &Utf8Path, sha256: &str) -> io::Result<Option<Self>> {
         if !sha256.chars().all(|c| c.is_ascii_hexdigit()) {

@@ -28,6 +28,34 @@ enum Source {
     ScriptFile(BackupRecord),
 }
 
+impl Source {
+    /// (package id, if the package has one; package name; version; release) of the backup.
+    fn package(&self) -> (Option<String>, String, String, String) {
+        match self {
+            Source::Archive(r) => {
+                let h = &r.manifest().header;
+                (
+                    Some(h.package_id.clone()).filter(|id| !id.is_empty()),
+                    h.package_name.clone(),
+                    h.version.clone(),
+                    h.release.clone(),
+                )
+            }
+            Source::ScriptFile(r) => (
+                r.package_id.clone(),
+                r.package_name.clone(),
+                r.version.clone(),
+                r.release.clone(),
+            ),
+        }
+    }
+
+    fn version(&self) -> (String, String) {
+        let (_, _, version, release) = self.package();
+        (version, release)
+    }
+}
+
 /// Restores `request.instance` from `request.source`.
 pub fn restore(
     ctl: &Controller,
@@ -119,9 +147,13 @@ pub fn restore(
         Ok(()) => {
             let _ = std::fs::remove_dir_all(&work);
             let _ = journal.finish_ok();
+            let (from_version, from_release) = source.version();
             Ok(RestoreReport {
                 instance: instance.name.clone(),
                 file,
+                from_version,
+                from_release,
+                safety_snapshot: snapshot.is_some(),
                 duration_ms: started.elapsed().as_millis() as u64,
             })
         }
@@ -159,26 +191,40 @@ fn verify_source(
     file: &Utf8Path,
     request: &RestoreRequest,
 ) -> Result<Source, OperationError> {
-    let io = |what| OperationError::io(Step::CheckDestination, what, file);
-    let metadata = std::fs::metadata(file).map_err(io("cannot read backup file"))?;
+    // A missing, unreadable or non-regular file is the control panel's mistake about the
+    // backup, not an internal failure: reported as an invalid backup, naming the file.
+    let unusable = |reason: String| OperationError::BackupMismatch {
+        step: Step::CheckDestination,
+        file: file.to_owned(),
+        instance: instance.name.clone(),
+        reason,
+    };
+    let metadata =
+        std::fs::metadata(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
     if !metadata.is_file() {
-        return Err(OperationError::BackupMismatch {
-            step: Step::CheckDestination,
-            file: file.to_owned(),
-            instance: instance.name.clone(),
-            reason: "it is not a regular file".into(),
-        });
+        return Err(unusable("it is not a regular file".into()));
     }
-    // A recorded `sufficient` file first: such a script may itself write a tar or a zstd file.
-    let sha256 = hash_file(file).map_err(io("cannot read backup file"))?;
-    if let Some(record) =
-        BackupRecord::find(&ctl.records_dir(), &sha256).map_err(OperationError::io(
+    std::fs::File::open(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
+    let records = ctl.records_dir();
+    let records_err = OperationError::io(
+        Step::VerifyBackup,
+        "cannot read backup records in",
+        records.clone(),
+    );
+    // A recorded `sufficient` file first: such a script may itself write a tar or a zstd
+    // file. Hashing costs a whole extra read, so only a file whose size some record has is
+    // hashed (records are few and small; backups may be large).
+    let mut sha256 = None;
+    if BackupRecord::any_with_size(&records, metadata.len()).map_err(records_err)? {
+        let hash = hash_file(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
+        if let Some(record) = BackupRecord::find(&records, &hash).map_err(OperationError::io(
             Step::VerifyBackup,
             "cannot read backup records in",
-            ctl.records_dir(),
-        ))?
-    {
-        return Ok(Source::ScriptFile(record));
+            records.clone(),
+        ))? {
+            return Ok(Source::ScriptFile(record));
+        }
+        sha256 = Some(hash);
     }
     match ArchiveReader::open(file, request.identity.as_deref()) {
         Ok(reader) => Ok(Source::Archive(reader)),
@@ -187,8 +233,12 @@ fn verify_source(
             file: file.to_owned(),
             instance: instance.name.clone(),
             reason: format!(
-                "it is neither a backup archive of this controller nor a recorded backup of a `sufficient` backup-script of package {} (SHA-256 {sha256} unknown: altered, truncated, or made elsewhere)",
-                display_package(meta)
+                "it is neither a backup archive of this controller nor a recorded backup of a `sufficient` backup-script of package {} ({}: altered, truncated, or made elsewhere)",
+                display_package(meta),
+                match &sha256 {
+                    Some(h) => format!("SHA-256 {h} unknown"),
+                    None => "no record of a file of its size".to_owned(),
+                }
             ),
         }),
         Err(source) => Err(OperationError::Archive {
@@ -219,20 +269,7 @@ fn check_restorable(
         instance: instance.name.clone(),
         reason,
     };
-    let (id, name, version, release) = match source {
-        Source::Archive(r) => (
-            Some(r.manifest().header.package_id.clone()).filter(|id| !id.is_empty()),
-            r.manifest().header.package_name.clone(),
-            r.manifest().header.version.clone(),
-            r.manifest().header.release.clone(),
-        ),
-        Source::ScriptFile(r) => (
-            r.package_id.clone(),
-            r.package_name.clone(),
-            r.version.clone(),
-            r.release.clone(),
-        ),
-    };
+    let (id, name, version, release) = source.package();
     // Identity: `id` (1.2), else the name for packages without one.
     let same_package = match (&id, &meta.id) {
         (Some(a), Some(b)) => a == b,
@@ -247,7 +284,7 @@ fn check_restorable(
     }
     if !version_allowed(meta, &version, &release) {
         return Err(refuse(format!(
-            "it was made with version {version}-{release}; the instance runs {}-{}, which neither equals it nor declares (patch/upgrade match, upgradable-from) that it can update from it",
+            "it was made with version {version}-{release}; the instance runs {}-{}, which neither equals it nor is newer and declares (upgrade/patch match, upgradable-from) that it can update from it",
             meta.version, meta.release
         )));
     }
@@ -259,10 +296,25 @@ fn check_restorable(
     Ok(())
 }
 
-/// Same version and release; or an older one that this package's update rules accept.
-fn version_allowed(meta: &AppMeta, version: &str, release: &str) -> bool {
+/// The version rule (decisions.md, "Restore and migrate"): the same version and release; or
+/// an older one that this package's own update rules accept — an `upgrade` or `patch` whose
+/// `match` holds for the backup's version and release, or APS 1.0's `upgradable-from`. Those
+/// rules say which data this package can take over, which is what a restore hands it. A newer
+/// backup is never accepted, whatever a loosely written rule matches: older code cannot be
+/// trusted with newer data.
+pub(crate) fn version_allowed(meta: &AppMeta, version: &str, release: &str) -> bool {
+    use aps_meta::version_match::compare_versions;
+    use std::cmp::Ordering;
     if version == meta.version && release == meta.release {
         return true;
+    }
+    let older = match compare_versions(version, &meta.version) {
+        Ordering::Less => true,
+        Ordering::Equal => compare_versions(release, &meta.release) == Ordering::Less,
+        Ordering::Greater => false,
+    };
+    if !older {
+        return false;
     }
     let by_rule = meta.patches.iter().chain(&meta.upgrades).any(|r| {
         aps_meta::version_match::matches(&r.match_expr, version, release).unwrap_or(false)
@@ -297,13 +349,17 @@ impl Steps<'_> {
     /// The controller puts web folders and databases back, then the script (if any) restores
     /// its own part.
     fn restore_archive(&self, reader: &ArchiveReader) -> Result<(), OperationError> {
+        // `--timeout` bounds the script (the CLI documents it so); loading a large dump is
+        // bounded by the configured default instead, so a short script timeout never turns a
+        // slow but healthy load into a failure.
         let script_part = apply_archive(
             reader,
             self.instance,
             self.work,
-            self.ctl.timeout(self.request.timeout),
+            self.ctl.config().default_timeout,
             Step::RestoreResources,
         )?;
+        relocate_separate_mappings(reader, self.instance)?;
         if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
             self.run_script(script, interpreter, &part)?;
         }
@@ -313,13 +369,13 @@ impl Steps<'_> {
     /// `sufficient`: the controller provides the resources empty, the script fills them.
     fn restore_script_file(&self) -> Result<(), OperationError> {
         for (db_id, db) in &self.instance.databases {
-            crate::database::wipe(db, self.ctl.timeout(self.request.timeout)).map_err(
-                |source| OperationError::Database {
+            crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
+                OperationError::Database {
                     step: Step::RestoreResources,
                     db_id: db_id.clone(),
                     source,
-                },
-            )?;
+                }
+            })?;
         }
         let (script, interpreter) = self.script.expect("checked: a sufficient script exists");
         self.run_script(script, interpreter, self.file)
@@ -524,6 +580,61 @@ fn apply_archive(
         let _ = std::fs::remove_file(&dump);
     }
     Ok(script_part)
+}
+
+/// Mappings the archive has no part of because the backed-up instance kept their folder
+/// inside a parent mapping's folder (`/media` → `<root>/media`), while this instance keeps it
+/// apart (a migration target registered with `"/media" = "/data/media"`): their content came
+/// back inside the parent's folder, at the mapping's relative URL. It is moved to the
+/// mapping's own folder, which is emptied first, so the web server finds it where this
+/// instance's `WEB_…_DIR` says. Same file system only (a rename); otherwise the restore fails
+/// and is rolled back rather than copying half.
+fn relocate_separate_mappings(
+    reader: &ArchiveReader,
+    instance: &Instance,
+) -> Result<(), OperationError> {
+    let manifest = reader.manifest();
+    for (url, dir) in super::archived_web_dirs(instance) {
+        if manifest.web_dir(url).is_some() {
+            continue;
+        }
+        // The nearest mapping above `url` whose folder the archive holds.
+        let parent = instance
+            .web_dirs
+            .iter()
+            .filter(|(u, _)| *u != url && manifest.web_dir(u).is_some())
+            .filter_map(|(u, d)| {
+                let rel = url_below(url, u)?;
+                Some((u.len(), d.join(rel)))
+            })
+            .max_by_key(|(len, _)| *len);
+        let Some((_, inner)) = parent else { continue };
+        if !std::fs::symlink_metadata(&inner).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let io = |what| OperationError::io(Step::RestoreResources, what, dir);
+        empty_folder(dir).map_err(io("cannot empty web folder"))?;
+        for entry in std::fs::read_dir(&inner).map_err(io("cannot read the restored folder for"))? {
+            let entry = entry.map_err(io("cannot read the restored folder for"))?;
+            std::fs::rename(entry.path(), dir.as_std_path().join(entry.file_name())).map_err(
+                io("cannot move restored content (another file system?) into"),
+            )?;
+        }
+        std::fs::remove_dir(&inner).map_err(io("cannot remove the restored copy beside"))?;
+    }
+    Ok(())
+}
+
+/// `url` relative to the mapping URL `parent` when it lies below it (`/a/b` below `/a` → `b`).
+fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
+    let parent = parent.trim_end_matches('/');
+    let rest = url.strip_prefix(parent)?.strip_prefix('/')?;
+    let rest = rest.trim_matches('/');
+    (!rest.is_empty()
+        && !rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".."))
+    .then_some(rest)
 }
 
 /// Journal recovery after a killed controller: put the instance back from its snapshot.

@@ -1,6 +1,7 @@
 //! Parse throughput of a generated APP-META.xml (60 services, 2,400 settings): our full parse
-//! into the model versus roxmltree's bare parse of the same bytes, in one run. Plain harness
-//! (no criterion dependency at run time): `cargo bench -p aps-meta`.
+//! into the model versus roxmltree's bare parse of the same bytes, in one run. Also the time to
+//! refuse hostile inputs (billion laughs, 100,000-deep nesting), which must stay in milliseconds.
+//! Plain harness (no criterion dependency at run time): `cargo bench -p aps-meta`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -45,6 +46,15 @@ fn rate(bytes: usize, f: impl Fn()) -> f64 {
     (bytes as f64 * n as f64) / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// Mean wall time of one call, in milliseconds, over `n` calls.
+fn mean_ms(n: u32, f: impl Fn()) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / f64::from(n)
+}
+
 fn main() {
     let xml = generate();
     let (meta, diags) = aps_meta::parse_app_meta(&xml, "bench.xml").expect("bench input parses");
@@ -70,5 +80,35 @@ fn main() {
     println!(
         "aps_meta::parse_app_meta:    {ours:.1} MB/s ({:.0}% of bare)",
         ours / bare * 100.0
+    );
+    hostile();
+}
+
+/// Refusal times of hostile inputs: the DTD is refused before any entity exists, the depth
+/// before the model builder recurses.
+fn hostile() {
+    let laughs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/hostile/billion-laughs.xml"
+    ))
+    .expect("fixtures/hostile/billion-laughs.xml");
+    let ms = mean_ms(1000, || {
+        let e = aps_meta::parse_app_meta(black_box(&laughs), "APP-META.xml").unwrap_err();
+        assert_eq!(e.code(), "xml-dtd-refused");
+    });
+    println!("billion laughs refused (xml-dtd-refused): {ms:.4} ms per file");
+    let depth = 100_000;
+    let deep = format!(
+        "<application xmlns=\"http://apstandard.com/ns/1\" version=\"1.2\"><name>a</name><version>1</version><release>1</release><service id=\"s\">{}{}</service></application>",
+        "<service id=\"x\">".repeat(depth),
+        "</service>".repeat(depth)
+    );
+    let ms = mean_ms(20, || {
+        let e = aps_meta::parse_app_meta(black_box(&deep), "APP-META.xml").unwrap_err();
+        assert_eq!(e.code(), "xml-too-deep");
+    });
+    println!(
+        "{depth}-deep nesting refused (xml-too-deep, {} bytes): {ms:.2} ms per file",
+        deep.len()
     );
 }

@@ -24,6 +24,8 @@ pub struct ListEntry {
     pub sha256: String,
     pub line: u32,
     pub column: u32,
+    /// `/files/file[12]`, for messages.
+    pub element_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -185,7 +187,15 @@ pub fn parse_app_list(
     }
     let mut entries = Vec::new();
     let mut diags = Vec::new();
+    // Element paths are counted here rather than by xml::element_path, which walks every
+    // sibling: quadratic on listings of thousands of files.
+    let is_file = |n: &roxmltree::Node| n.is_element() && n.tag_name().name() == "file";
+    let files_total = root.children().filter(is_file).count();
+    let mut file_index = 0usize;
     for n in root.children() {
+        if is_file(&n) {
+            file_index += 1;
+        }
         if n.is_text() {
             let t = n.text().unwrap_or_default().trim();
             if let Some(ph) = xml::find_placeholder(t) {
@@ -244,12 +254,19 @@ pub fn parse_app_list(
             continue;
         }
         let (line, column) = xml::pos_of(n);
+        let root_name = root.tag_name().name();
+        let element_path = if files_total > 1 {
+            format!("/{root_name}/file[{file_index}]")
+        } else {
+            format!("/{root_name}/file")
+        };
         entries.push(ListEntry {
             name: name.to_string(),
             size,
             sha256: sha,
             line,
             column,
+            element_path,
         });
     }
     Ok((entries, diags))
@@ -343,7 +360,7 @@ pub fn verify_listing(root: &Utf8Path, limits: &Limits) -> Result<ListingReport,
         file: LIST_FILE.into(),
         line: Some(e.line),
         column: Some(e.column),
-        element_path: None,
+        element_path: Some(e.element_path.clone()),
     };
     let mut seen = std::collections::HashSet::new();
     for e in &entries {

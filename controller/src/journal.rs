@@ -141,6 +141,17 @@ impl Journal {
 
     /// Writes a new entry for an operation about to start.
     pub fn begin(&self, kind: OperationKind, instance: &str) -> Result<JournalEntry, JournalError> {
+        self.begin_with(kind, instance, |_| Vec::new())
+    }
+
+    /// [`Journal::begin`] with the first undo actions (which may name paths derived from the
+    /// entry's id) persisted in the same write: each persist costs two fsyncs.
+    pub fn begin_with(
+        &self,
+        kind: OperationKind,
+        instance: &str,
+        undo: impl FnOnce(&str) -> Vec<UndoAction>,
+    ) -> Result<JournalEntry, JournalError> {
         std::fs::create_dir_all(&self.dir).map_err(JournalError::io(&self.dir))?;
         let started = Timestamp::now();
         let pid = std::process::id();
@@ -154,6 +165,7 @@ impl Journal {
                 break id;
             }
         };
+        let undo = undo(&id);
         let record = EntryRecord {
             id,
             kind,
@@ -162,7 +174,7 @@ impl Journal {
             pid,
             pid_start: process_start(pid),
             hostname: hostname(),
-            undo: Vec::new(),
+            undo,
             outcome: Outcome::Running,
             finished: None,
             message: None,

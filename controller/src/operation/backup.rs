@@ -43,30 +43,28 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
             }
         })?;
 
-    let mut journal = ctl
+    // The journal knows the temporary destination and the work folder (the controller's
+    // dumps, the script's private HOME) before either exists: a killed run leaves nothing.
+    let temp = destination.temp_path().to_owned();
+    let journal = ctl
         .journal()
-        .begin(OperationKind::Backup, &instance.name)
+        .begin_with(OperationKind::Backup, &instance.name, |id| {
+            vec![
+                UndoAction::DeleteFile(temp),
+                UndoAction::DeleteDir(ctl.work_dir(id)),
+            ]
+        })
         .map_err(|source| OperationError::Journal {
             step: Step::CheckDestination,
             source,
         })?;
-    // The work folder holds the controller's dumps and the script's private HOME; the
-    // journal knows it before it exists, so a killed run leaves nothing behind.
     let work = ctl.work_dir(journal.id());
-    let result = journal
-        .add_undo(UndoAction::DeleteFile(destination.temp_path().to_owned()))
-        .and_then(|()| journal.add_undo(UndoAction::DeleteDir(work.clone())))
-        .map_err(|source| OperationError::Journal {
-            step: Step::CheckDestination,
-            source,
-        })
-        .and_then(|()| {
-            std::fs::create_dir_all(&work).map_err(OperationError::io(
-                Step::CheckDestination,
-                "cannot create the work folder",
-                &work,
-            ))
-        })
+    let result = std::fs::create_dir_all(&work)
+        .map_err(OperationError::io(
+            Step::CheckDestination,
+            "cannot create the work folder",
+            &work,
+        ))
         .and_then(|()| {
             let plan = Plan {
                 ctl,

@@ -192,6 +192,18 @@ impl<'t> Locator<'t> {
         }
     }
 
+    /// The first element named `name`, wherever it is.
+    fn first(&self, name: &str) -> Location {
+        self.doc
+            .as_ref()
+            .and_then(|d| {
+                d.descendants()
+                    .find(|n| n.is_element() && n.tag_name().name() == name)
+            })
+            .map(|n| xml::location("APP-META.xml", n))
+            .unwrap_or_else(|| Location::file("APP-META.xml"))
+    }
+
     /// The `nth` (0-based) element named `name` whose attribute or child text `key` is `value`.
     fn find(&self, name: &str, key: &str, value: &str, nth: usize) -> Location {
         let Some(doc) = &self.doc else {
@@ -259,7 +271,15 @@ impl Semantic<'_, '_> {
     }
 
     fn script(&mut self, elem: &str, s: &Script) {
-        let loc = || self.locator.find(elem, "name", &s.name, 0);
+        let loc = || {
+            let found = self.locator.find(elem, "name", &s.name, 0);
+            if found.line.is_none() && elem == "configuration-script" {
+                // APS 1.0 declares no script element, only its language; point at that.
+                self.locator.first("configuration-script-language")
+            } else {
+                found
+            }
+        };
         let path = self.root.join("scripts").join(&s.name);
         let safe = crate::listing::unsafe_relative(&s.name).is_none();
         if !safe || !path.is_file() {

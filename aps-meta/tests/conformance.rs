@@ -59,3 +59,25 @@ fn real_app_lists_parse_or_point_at_the_fault() {
     }
     insta::assert_yaml_snapshot!("real_app_lists", outcomes);
 }
+
+/// `check_package` on each real folder (metadata only: scripts and listed files are absent, so
+/// script-missing and listing-file-missing are expected). Every finding about APP-META.xml
+/// points at a line and an element; the metadata findings are snapshotted.
+#[test]
+fn real_packages_check_with_located_findings() {
+    let mut lines = Vec::new();
+    for (name, dir) in packages() {
+        let report = aps_meta::check_package(&dir, &Limits::default()).unwrap();
+        for d in &report.diagnostics {
+            if d.location.file != "APP-META.xml" || d.code.starts_with("listing-") {
+                continue;
+            }
+            assert!(
+                d.location.line.is_some() && d.location.element_path.is_some(),
+                "{name}: {d}"
+            );
+            lines.push(format!("{name}: {d}"));
+        }
+    }
+    insta::assert_yaml_snapshot!("real_checks", lines);
+}

@@ -485,3 +485,54 @@ fn structured_output_errors_are_reported() {
     assert!(!message.contains("[admin_name]"), "{message}");
     assert!(entries(&backups_dir(&sb)).is_empty());
 }
+
+/// Steps 1 and 1.1 read the package as it is now: a package changed under a registered
+/// instance is refused (exit 10) before anything runs or is written, naming the step.
+#[test]
+fn unusable_package_is_refused_before_anything_runs() {
+    let sb = Sandbox::new();
+    let pkg = sb.path("pkg");
+    let status = std::process::Command::new("cp")
+        .args(["-r", support::fixture("sh-sample").as_str(), pkg.as_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let www = sb.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let toml = sb.path("blog.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "name = \"blog\"\npackage = \"{pkg}\"\nbase-url = \"http://blog.example.test/\"\n\
+             [web-dirs]\n\"/\" = \"{www}\"\n{SH_SETTINGS}"
+        ),
+    )
+    .unwrap();
+    assert_success(
+        &sb.cli(&["instance", "register", "--file", toml.as_str()]),
+        "register",
+    );
+    let dest = backups_dir(&sb).join("blog.bak");
+
+    // 1.1: the declared backup-script is not in scripts/.
+    std::fs::remove_file(pkg.join("scripts/backup")).unwrap();
+    let out = sb.cli(&["backup", "blog", "--to", dest.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "invalid-package");
+    assert_eq!(v["error"]["step"], "1.1-find-backup-script");
+    assert!(v["error"]["message"].as_str().unwrap().contains("backup"));
+
+    // 1: APP-META.xml no longer parses; the error points at the place.
+    std::fs::write(pkg.join("APP-META.xml"), "<application><id>x</application>").unwrap();
+    let out = sb.cli(&["backup", "blog", "--to", dest.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(10), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["step"], "1-parse-metadata");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("APP-META.xml") && message.contains(":1:"),
+        "{message}"
+    );
+    assert!(entries(&backups_dir(&sb)).is_empty());
+}

@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use aps_controller::archive::{ArchiveReader, ExtractPlan, PartKind};
+use aps_controller::archive::{self, ArchiveReader, ExtractPlan, PartKind};
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use camino::Utf8Path;
@@ -357,4 +357,44 @@ fn php_perl_and_python_backup_scripts_run_with_their_interpreters() {
             "{name}"
         );
     }
+}
+
+/// 1.1 without any backup-script (true of every real published package we know): the
+/// controller archives the web folders itself; the archive verifies.
+#[test]
+fn package_without_backup_script_gets_a_controller_archive() {
+    let Some(dbs) = databases("bknone") else {
+        return;
+    };
+    fill(&dbs.mysql, &dbs.pg);
+    let sb = Sandbox::new();
+    let www = sb.register(
+        "site",
+        "nobackup-sample",
+        &format!(
+            "[settings]\nadmin_password = \"x\"\n{}{}",
+            db_toml("main", &dbs.mysql),
+            db_toml("stats", &dbs.pg)
+        ),
+    );
+    std::os::unix::fs::symlink("index.html", www.join("home.html")).unwrap();
+    let dest = sb.path("site.aps.tar.zst");
+    let out = sb.cli(&["backup", "site", "--to", dest.as_str(), "--json"]);
+    assert_success(&out, "backup");
+    let manifest = archive::verify(&dest, None).unwrap();
+    assert_eq!(manifest.header.instance, "site");
+    let web = manifest.web_dir("/").expect("the root web folder");
+    assert_eq!(web.file_count, Some(2));
+    assert_eq!(web.symlink_count, Some(1));
+    let mut kinds: Vec<String> = manifest
+        .parts
+        .iter()
+        .map(|p| match &p.kind {
+            PartKind::DatabaseDump { db_id, .. } => format!("db {db_id}"),
+            PartKind::WebDir { mapping_url } => format!("web {mapping_url}"),
+            PartKind::ScriptBackup => "script".to_owned(),
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["db main", "db stats", "web /"], "no script part");
 }

@@ -33,17 +33,33 @@ fn generate() -> String {
     s
 }
 
-fn rate(bytes: usize, f: impl Fn()) -> f64 {
+/// MB/s of `a` and `b`, measured in alternating half-second rounds (6 s in all) so that a
+/// change in machine load (CI neighbours, other builds) affects both alike.
+fn rates(bytes: usize, a: impl Fn(), b: impl Fn()) -> (f64, f64) {
     for _ in 0..3 {
-        f();
+        a();
+        b();
     }
-    let start = Instant::now();
-    let mut n = 0u32;
-    while start.elapsed() < Duration::from_secs(3) {
-        f();
-        n += 1;
+    let round = |f: &dyn Fn()| {
+        let start = Instant::now();
+        let mut n = 0u32;
+        while start.elapsed() < Duration::from_millis(500) {
+            f();
+            n += 1;
+        }
+        (n, start.elapsed().as_secs_f64())
+    };
+    let (mut na, mut ta, mut nb, mut tb) = (0u32, 0.0, 0u32, 0.0);
+    for _ in 0..6 {
+        let (n, t) = round(&a);
+        na += n;
+        ta += t;
+        let (n, t) = round(&b);
+        nb += n;
+        tb += t;
     }
-    (bytes as f64 * n as f64) / start.elapsed().as_secs_f64() / 1e6
+    let mbs = |n: u32, t: f64| bytes as f64 * f64::from(n) / t / 1e6;
+    (mbs(na, ta), mbs(nb, tb))
 }
 
 /// Mean wall time of one call, in milliseconds, over `n` calls.
@@ -66,12 +82,15 @@ fn main() {
         .map(|s| s.all_settings().len())
         .sum();
     assert!(services >= 50 && settings >= 2000 && diags.is_empty());
-    let bare = rate(xml.len(), || {
-        black_box(roxmltree::Document::parse(black_box(&xml)).unwrap());
-    });
-    let ours = rate(xml.len(), || {
-        black_box(aps_meta::parse_app_meta(black_box(&xml), "bench.xml").unwrap());
-    });
+    let (bare, ours) = rates(
+        xml.len(),
+        || {
+            black_box(roxmltree::Document::parse(black_box(&xml)).unwrap());
+        },
+        || {
+            black_box(aps_meta::parse_app_meta(black_box(&xml), "bench.xml").unwrap());
+        },
+    );
     println!(
         "input: {} bytes, {services} services, {settings} settings",
         xml.len()

@@ -13,23 +13,9 @@ use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use camino::Utf8Path;
 
-use support::{Sandbox, assert_success, env_dump, json};
+use support::{Sandbox, assert_success, db_toml, env_dump, json};
 
 const T: Duration = Duration::from_secs(60);
-
-/// `[databases.ID]` of INSTANCE.toml for a test database.
-fn db_toml(id: &str, db: &Database) -> String {
-    format!(
-        "[databases.{id}]\ntype = \"{}\"\nname = \"{}\"\nlogin = \"{}\"\npassword = \"{}\"\n\
-         host = \"{}\"\nport = {}\n",
-        db.kind.as_str(),
-        db.name,
-        db.login,
-        db.password.expose(),
-        db.host,
-        db.port
-    )
-}
 
 /// Tables with binary data and non-ASCII text in each database.
 fn fill(mysql: &Database, pg: &Database) {

@@ -139,3 +139,17 @@ pub fn pid_alive(pid: i32) -> bool {
 pub fn exists(p: impl AsRef<Path>) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
+
+/// `[databases.ID]` of INSTANCE.toml for a database (a test database's facts, password too).
+pub fn db_toml(id: &str, db: &aps_controller::database::Database) -> String {
+    format!(
+        "[databases.{id}]\ntype = \"{}\"\nname = \"{}\"\nlogin = \"{}\"\npassword = \"{}\"\n\
+         host = \"{}\"\nport = {}\n",
+        db.kind.as_str(),
+        db.name,
+        db.login,
+        db.password.expose(),
+        db.host,
+        db.port
+    )
+}

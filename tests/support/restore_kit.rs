@@ -73,18 +73,6 @@ pub fn db_instance(sb: &Sandbox, name: &str, site: Site<'_>) -> Option<DbInstanc
     Some(inst)
 }
 
-fn db_table(id: &str, db: &Database) -> String {
-    format!(
-        "[databases.{id}]\ntype = \"{}\"\nname = \"{}\"\nlogin = \"{}\"\npassword = \"{}\"\nhost = \"{}\"\nport = {}\n",
-        db.kind.as_str(),
-        db.name,
-        db.login,
-        db.password.expose(),
-        db.host,
-        db.port
-    )
-}
-
 impl DbInstance {
     fn write_toml(&self, sb: &Sandbox, site: &Site<'_>) {
         let text = format!(
@@ -97,8 +85,8 @@ impl DbInstance {
             self.www,
             site.extra_web_dirs,
             site.behaviour,
-            db_table("main", &self.main),
-            db_table("stats", &self.stats),
+            support::db_toml("main", &self.main),
+            support::db_toml("stats", &self.stats),
         );
         std::fs::write(sb.path(&format!("{}.toml", self.name)), text).unwrap();
     }

@@ -10,7 +10,7 @@ use camino::Utf8Path;
 use crate::archive::{ArchiveWriter, PartKind};
 use crate::controller::{Controller, absolute};
 use crate::destination::{CommittedFile, Destination, PreparedDestination};
-use crate::environment::{ScriptOperation, build_environment_with};
+use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
@@ -221,24 +221,14 @@ impl Plan<'_> {
         interpreter: &ResolvedInterpreter,
         backup_file: &Utf8Path,
     ) -> Result<(), OperationError> {
-        let env = build_environment_with(
+        script_run::run_backup_script(
+            self.ctl,
             self.instance,
-            &self.package.meta,
+            self.package,
+            (script, interpreter),
             ScriptOperation::Backup {
                 backup_file: backup_file.to_owned(),
             },
-            &self.ctl.config().host,
-        )
-        .map_err(|source| OperationError::Environment {
-            step: Step::BuildEnvironment,
-            source,
-        })?;
-        script_run::run_backup_script(
-            self.ctl,
-            self.package,
-            (script, interpreter),
-            &env,
-            "backup",
             self.request.timeout,
             self.work,
         )

@@ -12,7 +12,7 @@ use crate::archive::{
     ArchiveError, ArchiveOptions, ArchiveReader, ArchiveWriter, ExtractPlan, PartKind,
 };
 use crate::controller::{Controller, ControllerConfig, absolute};
-use crate::environment::{ScriptOperation, build_environment_with};
+use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
@@ -387,24 +387,14 @@ impl Steps<'_> {
         interpreter: &ResolvedInterpreter,
         backup_file: &Utf8Path,
     ) -> Result<(), OperationError> {
-        let env = build_environment_with(
+        script_run::run_backup_script(
+            self.ctl,
             self.instance,
-            &self.package.meta,
+            self.package,
+            (script, interpreter),
             ScriptOperation::Restore {
                 backup_file: backup_file.to_owned(),
             },
-            &self.ctl.config().host,
-        )
-        .map_err(|source| OperationError::Environment {
-            step: Step::BuildEnvironment,
-            source,
-        })?;
-        script_run::run_backup_script(
-            self.ctl,
-            self.package,
-            (script, interpreter),
-            &env,
-            "restore",
             self.request.timeout,
             self.work,
         )

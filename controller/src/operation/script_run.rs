@@ -7,7 +7,7 @@ use std::time::Duration;
 use aps_meta::model::Script;
 
 use crate::controller::Controller;
-use crate::environment::ScriptEnvironment;
+use crate::environment::{ScriptEnvironment, ScriptOperation, build_environment_with};
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::registry::{Instance, OpenedPackage};
@@ -69,25 +69,36 @@ pub(crate) fn check_declared_script(
     Ok(())
 }
 
-/// 3.2: `INTERPRETER scripts/NAME <argument>` from `scripts/`, with `env` and nothing else.
-/// With `structured-output`, the script's stdout is read as the standard's output XML and the
-/// errors it reports become the operation's error.
+/// 2 + 3.2: the standard's environment for `operation` (backup or restore, with its
+/// `BACKUP_FILE`), then `INTERPRETER scripts/NAME backup|restore` from `scripts/`, with that
+/// environment and nothing else. With `structured-output`, the script's stdout is read as the
+/// standard's output XML and the errors it reports become the operation's error.
 pub(crate) fn run_backup_script(
     ctl: &Controller,
+    instance: &Instance,
     package: &OpenedPackage,
     script: (&Script, &ResolvedInterpreter),
-    env: &ScriptEnvironment,
-    argument: &str,
+    operation: ScriptOperation,
     timeout: Option<Duration>,
     work: &camino::Utf8Path,
 ) -> Result<(), OperationError> {
+    let argument = match &operation {
+        ScriptOperation::Backup { .. } => "backup",
+        ScriptOperation::Restore { .. } => "restore",
+        other => unreachable!("the backup-script is run for backup and restore, not {other:?}"),
+    };
+    let env = build_environment_with(instance, &package.meta, operation, &ctl.config().host)
+        .map_err(|source| OperationError::Environment {
+            step: Step::BuildEnvironment,
+            source,
+        })?;
     let run = ScriptRun {
         argument,
         timeout,
         work,
         step: Step::RunScript,
     };
-    run_package_script(ctl, package, script, env, &run).map(drop)
+    run_package_script(ctl, package, script, &env, &run).map(drop)
 }
 
 /// How one package script is run: its argument, timeout, the parent of its private HOME, and

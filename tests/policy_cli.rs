@@ -232,6 +232,18 @@ fn drill_restores_the_newest_good_backup_into_staging() {
     };
     let out = sb.cli(&["run", "--periodicity", "daily", "--instance", "blog"]);
     assert_success(&out, "run");
+    // stderr is not a terminal here (as under cron or systemd): no progress bar, nothing on
+    // stderr for a successful run; the summary alone goes to stdout.
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("backup daily: 1 ok, 0 failed"),
+        "{stdout}"
+    );
     let newest = store_files(&sb, "blog").pop().unwrap();
     let out = sb.cli(&["drill", "blog", "--staging", "staging", "--json"]);
     assert_success(&out, "drill");

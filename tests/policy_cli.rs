@@ -9,7 +9,7 @@ use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use support::{Sandbox, assert_success};
+use support::{Sandbox, assert_success, db_toml};
 
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
@@ -316,19 +316,6 @@ fn drill_fails_when_the_verification_script_exits_1() {
 }
 
 const T: Duration = Duration::from_secs(60);
-
-fn db_toml(id: &str, db: &Database) -> String {
-    format!(
-        "[databases.{id}]\ntype = \"{}\"\nname = \"{}\"\nlogin = \"{}\"\npassword = \"{}\"\n\
-         host = \"{}\"\nport = {}\n",
-        db.kind.as_str(),
-        db.name,
-        db.login,
-        db.password.expose(),
-        db.host,
-        db.port
-    )
-}
 
 /// nobackup-sample: no backup-script, no verification-script; the controller archives its
 /// web folder and its two databases.

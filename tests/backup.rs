@@ -536,3 +536,54 @@ fn unusable_package_is_refused_before_anything_runs() {
     );
     assert!(entries(&backups_dir(&sb)).is_empty());
 }
+
+/// A `sufficient` script's file with `--recipient`: the controller encrypts it (the script's
+/// clear file never reaches the destination folder); restore needs the identity, refuses
+/// without it before any change, and gives the script the clear file with it.
+#[test]
+fn sufficient_backup_is_encrypted_to_recipients_and_restored_with_the_identity() {
+    let sb = Sandbox::new();
+    let www = sh_instance(&sb, "blog", "normal");
+    let (identity, recipient) = support::age_identity(&sb.root());
+    let dest = backups_dir(&sb).join("blog.bak.age");
+    let out = sb.cli(&[
+        "backup",
+        "blog",
+        "--to",
+        dest.as_str(),
+        "--recipient",
+        &recipient,
+        "--json",
+    ]);
+    assert_success(&out, "backup");
+    let bytes = std::fs::read(&dest).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("admin_password"),
+        "the script's file is not stored in clear"
+    );
+    assert_eq!(entries(&backups_dir(&sb)), ["blog.bak.age"]);
+
+    let out = sb.cli(&["restore", "blog", "--from", dest.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(17), "{out:?}");
+    assert!(
+        json(&out)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("identity")
+    );
+    assert!(!exists(www.join(".aps-restored-from")), "nothing ran");
+
+    let out = sb.cli(&[
+        "restore",
+        "blog",
+        "--from",
+        dest.as_str(),
+        "--identity",
+        identity.as_str(),
+        "--json",
+    ]);
+    assert_success(&out, "restore");
+    let env = env_dump(&www.join(".aps-restored-from"));
+    assert_eq!(env["SETTINGS_admin_password"], "pa ss=word");
+}

@@ -9,7 +9,7 @@ use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use support::{Sandbox, assert_success, db_toml};
+use support::{Sandbox, age_identity, assert_success, db_toml};
 
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
@@ -388,15 +388,6 @@ fn drill_without_a_verification_script_compares_file_and_row_counts() {
             .trim(),
         "3"
     );
-}
-
-/// An age identity and its recipient, written to `dir/identity.txt`.
-fn age_identity(dir: &Utf8Path) -> (Utf8PathBuf, String) {
-    use age::secrecy::ExposeSecret;
-    let identity = age::x25519::Identity::generate();
-    let path = dir.join("identity.txt");
-    std::fs::write(&path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
-    (path, identity.to_public().to_string())
 }
 
 /// A registered nobackup-sample with empty databases: the controller's archive of its web

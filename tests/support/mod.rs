@@ -153,3 +153,12 @@ pub fn db_toml(id: &str, db: &aps_controller::database::Database) -> String {
         db.port
     )
 }
+
+/// An age identity and its recipient, written to `dir/identity.txt`.
+pub fn age_identity(dir: &Utf8Path) -> (Utf8PathBuf, String) {
+    use age::secrecy::ExposeSecret;
+    let identity = age::x25519::Identity::generate();
+    let path = dir.join("identity.txt");
+    std::fs::write(&path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    (path, identity.to_public().to_string())
+}

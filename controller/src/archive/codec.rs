@@ -348,3 +348,96 @@ pub(super) fn read_error(archive: &Utf8Path, part: Option<&str>, e: io::Error) -
         }
     }
 }
+
+/// Encrypts the whole file `src` to age `recipients` into `out`, unchanged otherwise: how a
+/// `sufficient` backup-script's own file is protected (its format is the script's, so it gets
+/// no compression or tar of ours). Reading it back is [`decrypt_file`].
+pub fn encrypt_file(
+    src: &Utf8Path,
+    out: impl Write,
+    recipients: &[String],
+) -> Result<(), ArchiveError> {
+    let parsed = parse_recipients(recipients)?;
+    let write_err = |source| ArchiveError::WriteArchive {
+        part: src.to_string(),
+        source,
+    };
+    let mut input = std::fs::File::open(src).map_err(|source| ArchiveError::Open {
+        archive: src.to_owned(),
+        source,
+    })?;
+    let mut sink = open_sink(out, &ArchiveOptions::plain(), &parsed).map_err(write_err)?;
+    io::copy(&mut input, &mut sink).map_err(|e| read_error(src, None, e))?;
+    sink.finish().map_err(write_err)?;
+    Ok(())
+}
+
+/// Checks age recipients without writing anything (to refuse a bad key before any work).
+pub fn check_recipients(recipients: &[String]) -> Result<(), ArchiveError> {
+    parse_recipients(recipients).map(drop)
+}
+
+/// Whether `path` starts with age's header (binary or armoured).
+pub fn is_encrypted(path: &Utf8Path) -> Result<bool, ArchiveError> {
+    let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
+        archive: path.to_owned(),
+        source,
+    })?;
+    let (head, _) = peek(Box::new(file)).map_err(|e| read_error(path, None, e))?;
+    Ok(head.starts_with(AGE_MAGIC) || head.starts_with(AGE_ARMOR))
+}
+
+/// Decrypts the age file `src` with `identity` into `dest` (created 0600); the reverse of
+/// [`encrypt_file`]. On failure `dest` is removed.
+pub fn decrypt_file(
+    src: &Utf8Path,
+    identity: Option<&Utf8Path>,
+    dest: &Utf8Path,
+) -> Result<(), ArchiveError> {
+    let result = (|| {
+        let file = std::fs::File::open(src).map_err(|source| ArchiveError::Open {
+            archive: src.to_owned(),
+            source,
+        })?;
+        let (head, stream) = peek(Box::new(file)).map_err(|e| read_error(src, None, e))?;
+        if head.starts_with(AGE_ARMOR) || !head.starts_with(AGE_MAGIC) {
+            return Err(ArchiveError::Decrypt {
+                archive: src.to_owned(),
+                reason: "it is not a binary age file".into(),
+            });
+        }
+        let identity = identity.ok_or_else(|| ArchiveError::IdentityRequired {
+            archive: src.to_owned(),
+        })?;
+        let identities = load_identities(identity)?;
+        let decryptor = age::Decryptor::new(BufReader::with_capacity(IO_BUF, stream))
+            .map_err(|e| decrypt_error(src, identity, e))?;
+        let mut plain = decryptor
+            .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+            .map_err(|e| decrypt_error(src, identity, e))?;
+        let extract_err = |source| ArchiveError::Extract {
+            archive: src.to_owned(),
+            part: "whole file".into(),
+            path: dest.to_string(),
+            source,
+        };
+        let mut out = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(dest)
+                .map_err(extract_err)?
+        };
+        // The age stream authenticates every chunk: a tampered file fails here.
+        io::copy(&mut plain, &mut out).map_err(|e| read_error(src, None, e))?;
+        out.sync_all().map_err(extract_err)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(dest);
+    }
+    result
+}

@@ -18,7 +18,9 @@ mod reader;
 mod tree;
 mod writer;
 
-pub use codec::{ArchiveOptions, Compression};
+pub use codec::{
+    ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
+};
 pub use error::ArchiveError;
 pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};
 pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader};

@@ -33,6 +33,13 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         .as_ref()
         .map(|s| script_run::resolve_interpreter(ctl, s))
         .transpose()?;
+    // Bad age recipients are the request's mistake: refused before anything is written.
+    crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
+        OperationError::Archive {
+            step: Step::BackupResources,
+            source,
+        }
+    })?;
     // 3.1 Check the destination. Done before any work so that a refused destination costs
     // nothing and leaves nothing behind.
     let destination =
@@ -137,9 +144,24 @@ struct Plan<'a> {
 
 impl Plan<'_> {
     /// `sufficient`: the destination is exactly what the script writes.
+    /// With age recipients the script writes into the work folder and the controller
+    /// encrypts its file into the destination: a backup asked to be encrypted never lies on
+    /// disk in clear beyond the private work folder.
     fn script_only(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
         let (script, interpreter) = self.script.expect("sufficient implies a script");
-        self.run_script(script, interpreter, destination.temp_path())
+        let recipients = &self.request.archive.recipients;
+        if recipients.is_empty() {
+            return self.run_script(script, interpreter, destination.temp_path());
+        }
+        let clear = self.work.join("script-backup");
+        self.run_script(script, interpreter, &clear)?;
+        let encrypted = crate::archive::encrypt_file(&clear, destination.file(), recipients)
+            .map_err(|source| OperationError::Archive {
+                step: Step::Finish,
+                source,
+            });
+        let _ = std::fs::remove_file(&clear);
+        encrypted
     }
 
     /// No script, or not `sufficient`: 1.1 the controller backs up the resources itself, then

@@ -222,6 +222,21 @@ fn verify_source(
             "cannot read backup records in",
             records.clone(),
         ))? {
+            // Without the identity an encrypted one cannot be given to the script: refused
+            // now, before the safety snapshot and any change.
+            if request.identity.is_none()
+                && crate::archive::is_encrypted(file).map_err(|source| OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source,
+                })?
+            {
+                return Err(OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source: ArchiveError::IdentityRequired {
+                        archive: file.to_owned(),
+                    },
+                });
+            }
             return Ok(Source::ScriptFile(record));
         }
         sha256 = Some(hash);
@@ -368,6 +383,24 @@ impl Steps<'_> {
 
     /// `sufficient`: the controller provides the resources empty, the script fills them.
     fn restore_script_file(&self) -> Result<(), OperationError> {
+        // Encrypted by the controller at backup time: the script gets the clear file, made in
+        // the private work folder before anything is wiped (a wrong identity changes nothing).
+        let encrypted =
+            crate::archive::is_encrypted(self.file).map_err(|source| OperationError::Archive {
+                step: Step::VerifyBackup,
+                source,
+            })?;
+        let file = if encrypted {
+            let clear = self.work.join("script-backup");
+            crate::archive::decrypt_file(self.file, self.request.identity.as_deref(), &clear)
+                .map_err(|source| OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source,
+                })?;
+            clear
+        } else {
+            self.file.to_owned()
+        };
         for (db_id, db) in &self.instance.databases {
             crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
                 OperationError::Database {
@@ -378,7 +411,7 @@ impl Steps<'_> {
             })?;
         }
         let (script, interpreter) = self.script.expect("checked: a sufficient script exists");
-        self.run_script(script, interpreter, self.file)
+        self.run_script(script, interpreter, &file)
     }
 
     fn run_script(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 
 use support::{Sandbox, age_identity, assert_success, db_toml};
 

@@ -332,12 +332,14 @@ fn killed_controller_is_rolled_back_by_the_next_command() {
     let log = std::fs::read_to_string(sb.state().join("journal.log")).unwrap_or_default()
         + &closed_journal_text(&sb);
     assert!(log.contains("interrupted"), "recorded: {log}");
-    // The script's own child may outlive a SIGKILLed controller; don't leak it from the test.
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status();
-    }
+    // The script's background child outlived the SIGKILLed controller (the parent-death
+    // signal reaches only the script): the recovery ended its process group too.
+    let child: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(|| !pid_alive(child), "the script's child to be gone");
 }
 
 /// One operation per instance: a second backup while one runs is `busy` (exit 15).

@@ -262,6 +262,13 @@ impl Journal {
                 continue;
             }
             let mut record = record;
+            // First stop what the dead controller's scripts left running, so nothing writes
+            // while the rest is undone.
+            for action in &record.undo {
+                if let UndoAction::DeleteDir(dir) = action {
+                    end_leftover_group(&dir.join(SCRIPT_GROUP_FILE));
+                }
+            }
             for action in record.undo.iter().rev() {
                 let result = match action {
                     UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
@@ -582,5 +589,36 @@ mod tests {
         );
         let json = serde_json::to_string(&UndoAction::DeleteFile("/t/x".into())).unwrap();
         assert_eq!(json, r#"{"delete_file":"/t/x"}"#);
+    }
+}
+
+/// The file, in an operation's work folder, where the runner records the process group of
+/// the script it runs ([`crate::runner::ProcessSpec::record_group_in`]).
+pub const SCRIPT_GROUP_FILE: &str = "script.pgid";
+
+/// Kills the process group recorded in `file`, if its leader (the script, killed with the
+/// controller) is gone. While any member lives, Linux never hands out the group's id as a new
+/// pid, so a live process with that pid means the group is over and the id reused: left alone.
+fn end_leftover_group(file: &Utf8Path) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return;
+    };
+    let Ok(pgid) = text.trim().parse::<libc::pid_t>() else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // A zombie leader (nobody reaped it, e.g. no init in a container) still owns the id.
+    let leader_running = std::fs::read_to_string(format!("/proc/{pgid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    });
+    if leader_running {
+        return;
+    }
+    // SAFETY: kill has no memory effects; ESRCH (no such group) is the common, harmless case.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
     }
 }

@@ -87,6 +87,7 @@ pub struct ProcessSpec {
     stdout: StdoutSink,
     private_home: bool,
     home_parent: Option<Utf8PathBuf>,
+    group_file: Option<Utf8PathBuf>,
 }
 
 // Hand-written so that environment values (passwords) never reach a log through `{:?}`.
@@ -122,6 +123,7 @@ impl ProcessSpec {
             stdout: StdoutSink::Capture,
             private_home: false,
             home_parent: None,
+            group_file: None,
         }
     }
 
@@ -216,6 +218,14 @@ impl ProcessSpec {
     /// Create the private `HOME` under this folder instead of the system temp folder.
     pub fn home_parent(mut self, dir: impl Into<Utf8PathBuf>) -> Self {
         self.home_parent = Some(dir.into());
+        self
+    }
+
+    /// Writes the child's process group id to `path` once it runs. If the controller is
+    /// killed, the parent-death signal reaches only the child; the journal's recovery reads
+    /// this file to end the rest of the group (a script's background children).
+    pub fn record_group_in(mut self, path: impl Into<Utf8PathBuf>) -> Self {
+        self.group_file = Some(path.into());
         self
     }
 
@@ -361,6 +371,10 @@ impl ProcessSpec {
             cwd: self.cwd_display(),
             source,
         })?;
+        if let Some(path) = &self.group_file {
+            // Best effort: failing to write it only matters if the controller is then killed.
+            let _ = std::fs::write(path, child.id().to_string());
+        }
 
         let (pipe_tx, pipe_rx) = mpsc::channel::<()>();
         let stdout_tail = Arc::new(Mutex::new(Tail::default()));

@@ -132,7 +132,8 @@ pub(crate) fn run_package_script(
         .envs(env.iter())
         .timeout(ctl.timeout(timeout))
         .kill_grace(ctl.config().kill_grace)
-        .home_parent(work.to_owned());
+        .home_parent(work.to_owned())
+        .record_group_in(work.join(crate::journal::SCRIPT_GROUP_FILE));
     let outcome = spec.run();
     let output = match &outcome {
         Ok(output) => Some(output),

@@ -565,33 +565,6 @@ impl JournalError {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_process_is_alive_and_stat_parses() {
-        let (state, start) = read_stat(std::process::id()).unwrap();
-        assert!(state != 'Z');
-        assert!(start > 0);
-    }
-
-    #[test]
-    fn undo_action_json_shape() {
-        let json = serde_json::to_string(&UndoAction::RestoreSnapshot {
-            snapshot: "/s/snap.tar".into(),
-            instance: "blog".into(),
-        })
-        .unwrap();
-        assert_eq!(
-            json,
-            r#"{"restore_snapshot":{"snapshot":"/s/snap.tar","instance":"blog"}}"#
-        );
-        let json = serde_json::to_string(&UndoAction::DeleteFile("/t/x".into())).unwrap();
-        assert_eq!(json, r#"{"delete_file":"/t/x"}"#);
-    }
-}
-
 /// The file, in an operation's work folder, where the runner records the process group of
 /// the script it runs ([`crate::runner::ProcessSpec::record_group_in`]).
 pub const SCRIPT_GROUP_FILE: &str = "script.pgid";
@@ -620,5 +593,32 @@ fn end_leftover_group(file: &Utf8Path) {
     // SAFETY: kill has no memory effects; ESRCH (no such group) is the common, harmless case.
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_stat_parses() {
+        let (state, start) = read_stat(std::process::id()).unwrap();
+        assert!(state != 'Z');
+        assert!(start > 0);
+    }
+
+    #[test]
+    fn undo_action_json_shape() {
+        let json = serde_json::to_string(&UndoAction::RestoreSnapshot {
+            snapshot: "/s/snap.tar".into(),
+            instance: "blog".into(),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"restore_snapshot":{"snapshot":"/s/snap.tar","instance":"blog"}}"#
+        );
+        let json = serde_json::to_string(&UndoAction::DeleteFile("/t/x".into())).unwrap();
+        assert_eq!(json, r#"{"delete_file":"/t/x"}"#);
     }
 }

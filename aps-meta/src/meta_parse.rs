@@ -360,15 +360,9 @@ impl<'f> Parser<'f> {
     }
 
     fn localized(&mut self, n: Node, name: &str) -> Vec<LocalizedText> {
-        self.kids(n, name)
-            .into_iter()
-            .map(|c| LocalizedText {
-                lang: c
-                    .attribute((xml::XML_NS, "lang"))
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_string),
-                text: xml::text(c),
-            })
+        n.children()
+            .filter(|c| self.is(c, name))
+            .map(localized_text)
             .collect()
     }
 
@@ -842,15 +836,28 @@ impl<'f> Parser<'f> {
             .ok_or_else(|| self.missing(n, "attribute `id` on <setting>"))?
             .to_string();
         let kind = self.setting_type(n, n.attribute("type").unwrap_or("string"));
-        let mut choices = Vec::new();
-        for c in self.kids(n, "choice") {
-            let cid = c
-                .attribute("id")
-                .ok_or_else(|| self.missing(c, "attribute `id` on <choice>"))?;
-            choices.push(Choice {
-                id: cid.to_string(),
-                names: self.localized(c, "name"),
-            });
+        // One pass over the children (settings are most of a large file).
+        let (mut choices, mut names, mut descriptions, mut error_messages) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for c in n.children() {
+            if !c.is_element() || c.tag_name().namespace() != self.ns {
+                continue;
+            }
+            match c.tag_name().name() {
+                "name" => names.push(localized_text(c)),
+                "description" => descriptions.push(localized_text(c)),
+                "error-message" => error_messages.push(localized_text(c)),
+                "choice" => {
+                    let cid = c
+                        .attribute("id")
+                        .ok_or_else(|| self.missing(c, "attribute `id` on <choice>"))?;
+                    choices.push(Choice {
+                        id: cid.to_string(),
+                        names: self.localized(c, "name"),
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(Setting {
             kind,
@@ -870,9 +877,9 @@ impl<'f> Parser<'f> {
             max: n.attribute("max").map(str::to_string),
             charset: n.attribute("charset").map(str::to_string),
             choices,
-            names: self.localized(n, "name"),
-            descriptions: self.localized(n, "description"),
-            error_messages: self.localized(n, "error-message"),
+            names,
+            descriptions,
+            error_messages,
             id,
         })
     }
@@ -1085,5 +1092,16 @@ pub(crate) fn opaque(n: Node) -> OpaqueElement {
             .filter(|c| c.is_element())
             .map(opaque)
             .collect(),
+    }
+}
+
+/// A `<name>`/`<description>`-like element: its text and `xml:lang`.
+fn localized_text(c: Node) -> LocalizedText {
+    LocalizedText {
+        lang: c
+            .attribute((xml::XML_NS, "lang"))
+            .filter(|l| !l.is_empty())
+            .map(str::to_string),
+        text: xml::text(c),
     }
 }

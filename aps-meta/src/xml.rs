@@ -96,23 +96,43 @@ pub(crate) fn parse<'i>(text: &'i str, limits: &Limits) -> Result<Document<'i>, 
     Ok(doc)
 }
 
-/// One iterative pass in document order (no recursion, whatever the depth): a node's depth is
-/// its parent's plus one, and parents come first.
+/// One iterative walk in document order (no recursion, no allocation, whatever the depth):
+/// down to the first child, else to the next sibling, else back up. Only elements have
+/// children, so the depth of an element is its number of element ancestors plus one.
 fn check_depth(doc: &Document, limit: u32) -> Result<(), XmlReadError> {
-    let mut depths = vec![0u32; doc.descendants().len()];
-    for n in doc.descendants().filter(|n| n.is_element()) {
-        let depth = n.parent().map_or(0, |p| depths[p.id().get_usize()]) + 1;
-        if depth > limit {
-            let (line, column) = pos_of(n);
-            return Err(XmlReadError::TooDeep {
-                line,
-                column,
-                limit,
-            });
+    let too_deep = |n: Node| {
+        let (line, column) = pos_of(n);
+        Err(XmlReadError::TooDeep {
+            line,
+            column,
+            limit,
+        })
+    };
+    let mut node = doc.root();
+    let mut depth = 0u32;
+    loop {
+        if let Some(child) = node.first_child() {
+            node = child;
+            depth += 1;
+        } else {
+            loop {
+                if let Some(next) = node.next_sibling() {
+                    node = next;
+                    break;
+                }
+                match node.parent() {
+                    Some(parent) if depth > 1 => {
+                        node = parent;
+                        depth -= 1;
+                    }
+                    _ => return Ok(()),
+                }
+            }
         }
-        depths[n.id().get_usize()] = depth;
+        if depth > limit && node.is_element() {
+            return too_deep(node);
+        }
     }
-    Ok(())
 }
 
 /// `/application/service/settings/setting[3]`: local names, with a 1-based index among
@@ -156,14 +176,21 @@ pub(crate) fn location(file: &str, node: Node) -> Location {
 
 /// Direct text content, trimmed (comments between text pieces are skipped).
 pub(crate) fn text(node: Node) -> String {
-    let mut out = String::new();
-    for c in node.children() {
-        if c.is_text()
-            && let Some(t) = c.text()
-        {
-            out.push_str(t);
-        }
-    }
+    let mut texts = node
+        .children()
+        .filter(|c| c.is_text())
+        .filter_map(|c| c.text());
+    let Some(first) = texts.next() else {
+        return String::new();
+    };
+    // Nearly every value is one text node: one allocation, already trimmed.
+    let Some(second) = texts.next() else {
+        return first.trim().to_string();
+    };
+    // Text split by comments or CDATA: joined, then trimmed as a whole.
+    let mut out = String::from(first);
+    out.push_str(second);
+    texts.for_each(|t| out.push_str(t));
     let trimmed = out.trim();
     if trimmed.len() == out.len() {
         out

@@ -9,11 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use aps_controller::archive::{self, ArchiveReader, ExtractPlan, PartKind};
-use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use camino::Utf8Path;
 
-use support::{Sandbox, assert_success, db_toml, env_dump, json};
+use support::{Dbs, Sandbox, assert_success, databases, db_toml, env_dump, json};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -49,19 +48,6 @@ fn pg_rows(db: &Database) -> String {
         T,
     )
     .unwrap()
-}
-
-struct Dbs {
-    mysql: TestDatabase,
-    pg: TestDatabase,
-}
-
-/// Fresh databases on both test servers, or `None` when the suite runs without servers.
-fn databases(hint: &str) -> Option<Dbs> {
-    Some(Dbs {
-        mysql: create_database(DbKind::Mysql, hint)?,
-        pg: create_database(DbKind::Postgresql, hint)?,
-    })
 }
 
 fn register_sh_databases(sb: &Sandbox, name: &str, dbs: &Dbs) -> camino::Utf8PathBuf {

@@ -5,11 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use aps_controller::database::testing::{TestDatabase, create_database};
-use aps_controller::database::{self, Database, DbKind};
+use aps_controller::database::{self, Database};
 use camino::Utf8PathBuf;
 
-use support::{Sandbox, age_identity, assert_success, db_toml};
+use support::{Dbs, Sandbox, age_identity, assert_success, databases, db_toml};
 
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
@@ -329,19 +328,6 @@ fn register_nobackup(sb: &Sandbox, name: &str, mysql: &Database, pg: &Database) 
             db_toml("stats", pg)
         ),
     );
-}
-
-struct Dbs {
-    mysql: TestDatabase,
-    pg: TestDatabase,
-}
-
-/// Fresh databases on both test servers, or `None` when the suite runs without servers.
-fn databases(hint: &str) -> Option<Dbs> {
-    Some(Dbs {
-        mysql: create_database(DbKind::Mysql, hint)?,
-        pg: create_database(DbKind::Postgresql, hint)?,
-    })
 }
 
 #[test]

@@ -162,3 +162,18 @@ pub fn age_identity(dir: &Utf8Path) -> (Utf8PathBuf, String) {
     std::fs::write(&path, format!("{}\n", identity.to_string().expose_secret())).unwrap();
     (path, identity.to_public().to_string())
 }
+
+/// A fresh MariaDB and PostgreSQL database, each with its own login, for one test.
+pub struct Dbs {
+    pub mysql: aps_controller::database::testing::TestDatabase,
+    pub pg: aps_controller::database::testing::TestDatabase,
+}
+
+/// Fresh databases on both test servers, or `None` when the suite runs without servers.
+pub fn databases(hint: &str) -> Option<Dbs> {
+    use aps_controller::database::{DbKind, testing::create_database};
+    Some(Dbs {
+        mysql: create_database(DbKind::Mysql, hint)?,
+        pg: create_database(DbKind::Postgresql, hint)?,
+    })
+}

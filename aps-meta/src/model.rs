@@ -211,6 +211,36 @@ pub struct Setting {
     pub error_messages: Vec<LocalizedText>,
 }
 
+impl Setting {
+    /// A setting with only an id and a type, everything else absent: what APP-META.xml gives
+    /// for `<setting id=".." type=".."/>`. For building models in code (panels, tests).
+    pub fn new(id: impl Into<String>, kind: SettingType) -> Self {
+        Setting {
+            id: id.into(),
+            kind,
+            default_value: None,
+            class: None,
+            optional: false,
+            installation_only: false,
+            protected: false,
+            hidden: false,
+            track_old_value: false,
+            uniq: None,
+            value_of_setting: None,
+            min_length: None,
+            max_length: None,
+            regex: None,
+            min: None,
+            max: None,
+            charset: None,
+            choices: vec![],
+            names: vec![],
+            descriptions: vec![],
+            error_messages: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettingType {

@@ -16,29 +16,7 @@ use aps_meta::model::{
 };
 
 fn setting(id: &str, kind: SettingType) -> Setting {
-    Setting {
-        id: id.into(),
-        kind,
-        default_value: None,
-        class: None,
-        optional: false,
-        installation_only: false,
-        protected: false,
-        hidden: false,
-        track_old_value: false,
-        uniq: None,
-        value_of_setting: None,
-        min_length: None,
-        max_length: None,
-        regex: None,
-        min: None,
-        max: None,
-        charset: None,
-        choices: vec![],
-        names: vec![],
-        descriptions: vec![],
-        error_messages: vec![],
-    }
+    Setting::new(id, kind)
 }
 
 fn mapping(url: &str, children: Vec<Mapping>) -> Mapping {

@@ -13,10 +13,9 @@
 //! mounts, ACLs and quotas all answer through that one call, for whatever user we run as.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use sha2::{Digest, Sha256};
 
 /// Marker in the temporary file's name, so leftovers can be recognised (and cleaned up).
 pub const PARTIAL_MARKER: &str = ".aps-partial-";
@@ -154,7 +153,8 @@ impl PreparedDestination {
                 path: self.temp_path.clone(),
             });
         }
-        let (size, sha256) = hash(&mut file).map_err(io_err(&self.temp_path))?;
+        let (size, sha256) =
+            crate::digest::sha256_reader(&mut file).map_err(io_err(&self.temp_path))?;
         file.sync_all().map_err(io_err(&self.temp_path))?;
         drop(file);
 
@@ -178,21 +178,6 @@ impl PreparedDestination {
             sha256,
         })
     }
-}
-
-fn hash(file: &mut File) -> io::Result<(u64, String)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// Fsyncs a folder so a rename or creation in it survives a crash.

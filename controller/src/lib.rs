@@ -13,6 +13,7 @@ pub mod archive;
 pub mod controller;
 pub mod database;
 pub mod destination;
+pub mod digest;
 pub mod environment;
 pub mod error;
 pub mod interpreter;

@@ -168,7 +168,8 @@ impl Engine {
             archive: file.to_owned(),
             message,
         };
-        let sha256 = sha256_file(file).map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let (_, sha256) = aps_controller::digest::sha256_file(file)
+            .map_err(|e| fail(format!("cannot read it: {e}")))?;
         match self.controller.script_backup_record(&sha256) {
             Ok(Some(r)) => Ok(format!(
                 "the package's own backup file, SHA-256 {sha256} as recorded when instance {} \
@@ -337,15 +338,6 @@ fn compare_rows(
         ));
     }
     problems
-}
-
-/// The SHA-256 of a file, read in blocks (backups can be large).
-fn sha256_file(path: &Utf8Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// Regular files under `dir`, not following symlinks (as the archive's tree capture counts).

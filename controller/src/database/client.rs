@@ -338,29 +338,21 @@ pub(crate) fn query(
     deadline: &Deadline,
     action: &'static str,
 ) -> Result<String, DatabaseError> {
-    let io_err = |action: &'static str, path: &Utf8Path| {
-        let path = path.to_owned();
-        move |source| DatabaseError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     let tmp = std::env::temp_dir();
     let tmp = Utf8PathBuf::from_path_buf(tmp).unwrap_or_else(|_| Utf8PathBuf::from("/tmp"));
     let mut sql_file = tempfile::Builder::new()
         .prefix("aps-sql-")
         .tempfile_in(&tmp)
-        .map_err(io_err("create a temporary SQL file in", &tmp))?;
+        .map_err(DatabaseError::io("create a temporary SQL file in", &tmp))?;
     let sql_path = utf8(sql_file.path(), &tmp)?;
     sql_file
         .write_all(sql.as_bytes())
         .and_then(|()| sql_file.flush())
-        .map_err(io_err("write", &sql_path))?;
+        .map_err(DatabaseError::io("write", &sql_path))?;
     let out_file = tempfile::Builder::new()
         .prefix("aps-sql-out-")
         .tempfile_in(&tmp)
-        .map_err(io_err("create a temporary output file in", &tmp))?;
+        .map_err(DatabaseError::io("create a temporary output file in", &tmp))?;
     let out_path = utf8(out_file.path(), &tmp)?;
 
     let spec = match db.kind {
@@ -389,7 +381,7 @@ pub(crate) fn query(
     .stdin_file(sql_path.clone())
     .stdout_to_file(out_path.clone());
     run(db, spec, action, deadline, None)?;
-    let bytes = std::fs::read(&out_path).map_err(io_err("read", &out_path))?;
+    let bytes = std::fs::read(&out_path).map_err(DatabaseError::io("read", &out_path))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 

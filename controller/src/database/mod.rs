@@ -24,12 +24,10 @@ pub mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
@@ -232,6 +230,18 @@ pub enum DatabaseError {
     },
 }
 
+impl DatabaseError {
+    /// For `map_err`: a failed local file operation on `path`.
+    pub(crate) fn io(action: &'static str, path: &Utf8Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| DatabaseError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
 /// Dumps the database into `out_file` (created mode 0600 or truncated) and describes the
 /// result. On failure `out_file` is removed: a partial dump is never left behind.
 pub fn dump(
@@ -252,7 +262,8 @@ pub fn dump(
         }
     };
     let described = (|| {
-        let (size, sha256) = hash_file(out_file)?;
+        let (size, sha256) = crate::digest::sha256_file(out_file)
+            .map_err(DatabaseError::io("read the dump", out_file))?;
         let row_counts = row_counts_within(db, &deadline)?;
         let server_version = server_version_within(db, &deadline)?;
         Ok(DumpInfo {
@@ -345,25 +356,4 @@ fn server_version_within(
     };
     let out = client::query(db, sql, deadline, "read the version of")?;
     Ok(out.trim().to_owned())
-}
-
-fn hash_file(path: &Utf8Path) -> Result<(u64, String), DatabaseError> {
-    let io_err = |source| DatabaseError::Io {
-        action: "read the dump",
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io_err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hasher.finalize())))
 }

@@ -68,14 +68,6 @@ pub(super) fn load(
 /// copied untouched; line numbers in the client's errors stay those of the original.
 fn without_definers(from: &Utf8Path) -> Result<tempfile::NamedTempFile, DatabaseError> {
     use std::io::{BufRead, BufReader, BufWriter, Write};
-    let io_err = |action: &'static str, path: &Utf8Path| {
-        let path = path.to_owned();
-        move |source| DatabaseError::Io {
-            action,
-            path,
-            source,
-        }
-    };
     // Beside the dump: the temp folder may be too small for a large one.
     let dir = from
         .parent()
@@ -85,15 +77,19 @@ fn without_definers(from: &Utf8Path) -> Result<tempfile::NamedTempFile, Database
         .prefix(".aps-load-")
         .tempfile_in(dir)
         .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
-        .map_err(io_err("create a temporary copy of the dump beside", from))?;
-    let mut reader = BufReader::new(std::fs::File::open(from).map_err(io_err("read", from))?);
+        .map_err(DatabaseError::io(
+            "create a temporary copy of the dump beside",
+            from,
+        ))?;
+    let mut reader =
+        BufReader::new(std::fs::File::open(from).map_err(DatabaseError::io("read", from))?);
     let mut writer = BufWriter::new(tmp.as_file());
     let mut line = Vec::new();
     loop {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(io_err("read", from))?;
+            .map_err(DatabaseError::io("read", from))?;
         if n == 0 {
             break;
         }
@@ -104,11 +100,11 @@ fn without_definers(from: &Utf8Path) -> Result<tempfile::NamedTempFile, Database
         };
         writer
             .write_all(&out)
-            .map_err(io_err("write a temporary copy of", from))?;
+            .map_err(DatabaseError::io("write a temporary copy of", from))?;
     }
     writer
         .flush()
-        .map_err(io_err("write a temporary copy of", from))?;
+        .map_err(DatabaseError::io("write a temporary copy of", from))?;
     drop(writer);
     Ok(tmp)
 }

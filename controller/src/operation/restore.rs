@@ -216,7 +216,8 @@ fn verify_source(
     // hashed (records are few and small; backups may be large).
     let mut sha256 = None;
     if BackupRecord::any_with_size(&records, metadata.len()).map_err(records_err)? {
-        let hash = hash_file(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
+        let (_, hash) = crate::digest::sha256_file(file)
+            .map_err(|e| unusable(format!("it cannot be read: {e}")))?;
         if let Some(record) = BackupRecord::find(&records, &hash).map_err(OperationError::io(
             Step::VerifyBackup,
             "cannot read backup records in",
@@ -261,13 +262,6 @@ fn verify_source(
             source,
         }),
     }
-}
-
-fn hash_file(path: &Utf8Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// The backup must be of this package, and of a version this package can take data from.

@@ -3,11 +3,9 @@
 //! be slow and would let the archive change under a registered instance unnoticed).
 
 use std::fs;
-use std::io::Read;
 
 use aps_meta::{AppMeta, Setting};
 use camino::{Utf8Path, Utf8PathBuf};
-use sha2::{Digest, Sha256};
 
 use super::store::StateDir;
 
@@ -58,17 +56,7 @@ pub fn open_package(state: &StateDir, path: &Utf8Path) -> Result<OpenedPackage, 
 }
 
 fn unpacked_dir(state: &StateDir, zip: &Utf8Path) -> Result<Utf8PathBuf, String> {
-    let mut f = fs::File::open(zip).map_err(|e| e.to_string())?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let digest = hex::encode(hasher.finalize());
+    let (_, digest) = crate::digest::sha256_file(zip).map_err(|e| e.to_string())?;
     let packages = state.packages_dir();
     let dest = packages.join(&digest);
     if dest.is_dir() {

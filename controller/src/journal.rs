@@ -26,6 +26,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::destination::sync_dir;
+use crate::process::{hostname, read_stat};
 
 /// Folder under the journal folder where failed and interrupted entries are kept.
 pub const CLOSED_DIR: &str = "closed";
@@ -507,30 +508,8 @@ fn owner_alive(record: &EntryRecord) -> bool {
     }
 }
 
-/// State letter and start time (field 22) of a process, from `/proc/<pid>/stat`.
-fn read_stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let state = fields.first()?.chars().next()?;
-    let start = fields.get(19)?.parse().ok()?;
-    Some((state, start))
-}
-
 fn process_start(pid: u32) -> Option<u64> {
     read_stat(pid).map(|(_, start)| start)
-}
-
-fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn random_u32() -> u32 {
@@ -583,10 +562,8 @@ fn end_leftover_group(file: &Utf8Path) {
         return;
     }
     // A zombie leader (nobody reaped it, e.g. no init in a container) still owns the id.
-    let leader_running = std::fs::read_to_string(format!("/proc/{pgid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    });
+    let leader_running =
+        read_stat(pgid as u32).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'));
     if leader_running {
         return;
     }

@@ -20,6 +20,7 @@ pub mod interpreter;
 pub mod journal;
 pub mod lock;
 pub mod operation;
+mod process;
 pub mod registry;
 pub mod runner;
 pub mod secret;

@@ -68,14 +68,17 @@ pub fn drill(
         ok: restored.is_ok(),
         error: restored.as_ref().err().map(|e| e.to_string()).as_deref(),
     });
-    if let Err(e) = restored {
-        report.failed_step = Some("restore");
-        report.error = Some(e.to_string());
-        progress.finish();
-        return Ok(report);
-    }
+    let restored = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            report.failed_step = Some("restore");
+            report.error = Some(e.to_string());
+            progress.finish();
+            return Ok(report);
+        }
+    };
     progress.emit(Event::ItemStart { item: "check" });
-    let checked = engine.check_restored(&o.staging, &backup, o.identity.as_deref());
+    let checked = engine.check_restored(&o.staging, &restored);
     progress.emit(Event::ItemDone {
         item: "check",
         ok: matches!(&checked, Ok(v) if v.passed),

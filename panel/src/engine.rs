@@ -185,14 +185,13 @@ impl Engine {
         }
     }
 
-    /// After a restore of `backup` into `instance`: the package's verification-script if it has
-    /// one, else the manifest's web file counts and database row counts against what `instance`
+    /// After `restore` into `instance`: the package's verification-script if it has one, else
+    /// the restored manifest's web file counts and database row counts against what `instance`
     /// now holds.
     pub fn check_restored(
         &self,
         instance: &str,
-        backup: &Utf8Path,
-        identity: Option<&Utf8Path>,
+        restore: &RestoreReport,
     ) -> Result<Verification, EngineError> {
         match self.controller.verify_instance(instance, None) {
             Ok(Some(report)) => {
@@ -228,24 +227,14 @@ impl Engine {
             }
             Ok(None) => {}
         }
-        let manifest = match aps_controller::archive::verify(backup, identity) {
-            Ok(m) => m,
-            // A `sufficient` backup-script's own file has no manifest: the restore having
-            // succeeded is all that can be checked without the package's verification-script.
-            Err(ArchiveError::NotAnArchive { .. }) => {
-                return Ok(Verification {
-                    passed: true,
-                    method: "restore-only",
-                    detail: "the backup is the package's own file (no manifest to compare)"
-                        .to_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(EngineError::Verify {
-                    archive: backup.to_owned(),
-                    message: msg(e),
-                });
-            }
+        // A `sufficient` backup-script's own file has no manifest: the restore having
+        // succeeded is all that can be checked without the package's verification-script.
+        let Some(manifest) = &restore.manifest else {
+            return Ok(Verification {
+                passed: true,
+                method: "restore-only",
+                detail: "the backup is the package's own file (no manifest to compare)".to_owned(),
+            });
         };
         let staging = self
             .controller

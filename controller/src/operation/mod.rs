@@ -141,6 +141,10 @@ pub struct RestoreReport {
     /// Whether a safety snapshot was taken (and would have been put back on failure).
     pub safety_snapshot: bool,
     pub duration_ms: u64,
+    /// The restored archive's verified manifest (`None` for a `sufficient` script's own
+    /// file), so a caller comparing the result with it needs no second pass over the file.
+    #[serde(skip)]
+    pub manifest: Option<crate::archive::Manifest>,
 }
 
 /// Backup `source`, restore into `target`.

@@ -155,6 +155,10 @@ pub fn restore(
                 from_release,
                 safety_snapshot: snapshot.is_some(),
                 duration_ms: started.elapsed().as_millis() as u64,
+                manifest: match &source {
+                    Source::Archive(reader) => Some(reader.manifest().clone()),
+                    Source::ScriptFile(_) => None,
+                },
             })
         }
         Err(error) => {

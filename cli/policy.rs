@@ -12,12 +12,7 @@ use aps_panel::run::{RunOptions, run as run_backups};
 use aps_panel::{Engine, Panel, PanelError, Periodicity, Store, SystemClock};
 use camino::Utf8PathBuf;
 
-#[derive(clap::Args)]
-pub struct StateArgs {
-    /// State folder (registry, backups/, panel.toml).
-    #[arg(long, env = "APS_CONTROLLER_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<Utf8PathBuf>,
-}
+use crate::common::StateArgs;
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {

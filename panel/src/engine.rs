@@ -49,10 +49,8 @@ pub enum EngineError {
     },
     #[error("cannot list registered instances: {message}")]
     Instances { message: String },
-    #[error(
-        "no state folder: pass --state-dir, or set APS_CONTROLLER_STATE_DIR, XDG_STATE_HOME or HOME"
-    )]
-    StateDir,
+    #[error(transparent)]
+    StateDir(#[from] aps_controller::registry::StateDirError),
 }
 
 /// The controller handle, shared by the worker threads of `run` (the controller is `Sync`).
@@ -351,29 +349,11 @@ fn count_files(dir: &Utf8Path) -> std::io::Result<u64> {
     Ok(n)
 }
 
-/// The state folder: the flag (or `APS_CONTROLLER_STATE_DIR`, via clap), else
-/// `$XDG_STATE_HOME/aps-controller`, else `$HOME/.local/state/aps-controller` — the controller's
-/// own rule, so both sides agree on where the registry and `backups/` are.
+/// The state folder by the controller's own rule ([`StateDir::resolve`]: the flag, else
+/// `APS_CONTROLLER_STATE_DIR`, else the per-user default), so both sides agree on where the
+/// registry and `backups/` are.
 pub fn resolve_state_dir(flag: Option<Utf8PathBuf>) -> Result<Utf8PathBuf, EngineError> {
-    let env = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Utf8PathBuf::from)
-    };
-    let dir = flag
-        .filter(|p| !p.as_str().is_empty())
-        .or_else(|| env("APS_CONTROLLER_STATE_DIR"))
-        .or_else(|| env("XDG_STATE_HOME").map(|p| p.join("aps-controller")))
-        .or_else(|| env("HOME").map(|p| p.join(".local/state/aps-controller")))
-        .ok_or(EngineError::StateDir)?;
-    if dir.is_relative() {
-        let cwd = std::env::current_dir()
-            .ok()
-            .and_then(|p| Utf8PathBuf::from_path_buf(p).ok());
-        return cwd.map(|c| c.join(&dir)).ok_or(EngineError::StateDir);
-    }
-    Ok(dir)
+    Ok(StateDir::resolve(flag)?.root().to_owned())
 }
 
 #[cfg(test)]

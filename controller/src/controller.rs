@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::environment::HostFacts;
 use crate::error::{OperationError, Step};
 use crate::interpreter::InterpreterTable;
-use crate::journal::{Journal, RecoveryReport};
+use crate::journal::{Journal, JournalEntry, OperationKind, RecoveryReport, UndoAction};
 use crate::lock::InstanceLock;
 use crate::operation::{
     BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
@@ -263,6 +263,34 @@ impl Controller {
 
     pub(crate) fn journal(&self) -> Journal {
         Journal::new(journal_dir(&self.config.state))
+    }
+
+    /// Opens the journal entry of an operation on `instance` with its first undo actions and
+    /// its work folder (the controller's dumps, the scripts' private HOME), known to the journal
+    /// in the same write, before the folder exists: a killed run leaves nothing behind. Errors
+    /// are reported at `step`; on one, nothing is left open.
+    pub(crate) fn begin_operation(
+        &self,
+        kind: OperationKind,
+        instance: &str,
+        step: Step,
+        undo: Vec<UndoAction>,
+    ) -> Result<(JournalEntry, Utf8PathBuf), OperationError> {
+        let journal = self
+            .journal()
+            .begin_with(kind, instance, |id| {
+                let mut undo = undo;
+                undo.push(UndoAction::DeleteDir(self.work_dir(id)));
+                undo
+            })
+            .map_err(|source| OperationError::Journal { step, source })?;
+        let work = self.work_dir(journal.id());
+        if let Err(e) = std::fs::create_dir_all(&work) {
+            let error = OperationError::io(step, "cannot create the work folder", &work)(e);
+            let _ = journal.finish_failed(&error.to_string());
+            return Err(error);
+        }
+        Ok((journal, work))
     }
 
     /// A private scratch folder of one operation, under the state folder.

@@ -50,42 +50,25 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
             }
         })?;
 
-    // The journal knows the temporary destination and the work folder (the controller's
-    // dumps, the script's private HOME) before either exists: a killed run leaves nothing.
-    let temp = destination.temp_path().to_owned();
-    let journal = ctl
-        .journal()
-        .begin_with(OperationKind::Backup, &instance.name, |id| {
-            vec![
-                UndoAction::DeleteFile(temp),
-                UndoAction::DeleteDir(ctl.work_dir(id)),
-            ]
-        })
-        .map_err(|source| OperationError::Journal {
-            step: Step::CheckDestination,
-            source,
-        })?;
-    let work = ctl.work_dir(journal.id());
-    let result = std::fs::create_dir_all(&work)
-        .map_err(OperationError::io(
-            Step::CheckDestination,
-            "cannot create the work folder",
-            &work,
-        ))
-        .and_then(|()| {
-            let plan = Plan {
-                ctl,
-                request,
-                instance: &instance,
-                package: &package,
-                script: script.as_ref().zip(interpreter.as_ref()),
-                work: &work,
-            };
-            match script.as_ref() {
-                Some(s) if s.sufficient => plan.script_only(&destination),
-                _ => plan.controller_archive(&destination),
-            }
-        });
+    // The journal knows the temporary destination before the script can write it.
+    let (journal, work) = ctl.begin_operation(
+        OperationKind::Backup,
+        &instance.name,
+        Step::CheckDestination,
+        vec![UndoAction::DeleteFile(destination.temp_path().to_owned())],
+    )?;
+    let plan = Plan {
+        ctl,
+        request,
+        instance: &instance,
+        package: &package,
+        script: script.as_ref().zip(interpreter.as_ref()),
+        work: &work,
+    };
+    let result = match script.as_ref() {
+        Some(s) if s.sufficient => plan.script_only(&destination),
+        _ => plan.controller_archive(&destination),
+    };
 
     match result {
         Ok(()) => {

@@ -85,44 +85,28 @@ pub fn restore(
     let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
 
-    let mut journal = ctl
-        .journal()
-        .begin(OperationKind::Restore, &instance.name)
-        .map_err(|source| OperationError::Journal {
-            step: Step::SafetySnapshot,
-            source,
-        })?;
-    let work = ctl.work_dir(journal.id());
+    let (mut journal, work) = ctl.begin_operation(
+        OperationKind::Restore,
+        &instance.name,
+        Step::SafetySnapshot,
+        Vec::new(),
+    )?;
     let snapshot = (!request.no_safety_snapshot).then(|| work.join("safety-snapshot.aps.tar"));
-    let prepared = journal
-        .add_undo(UndoAction::DeleteDir(work.clone()))
-        .map_err(|source| OperationError::Journal {
-            step: Step::SafetySnapshot,
-            source,
-        })
-        .and_then(|()| {
-            std::fs::create_dir_all(&work).map_err(OperationError::io(
-                Step::SafetySnapshot,
-                "cannot create the work folder",
-                &work,
-            ))
-        })
-        .and_then(|()| match &snapshot {
-            Some(path) => {
-                take_snapshot(ctl, &instance, &package.meta, path)?;
-                // Persisted before the first change: a killed controller is rolled back from it.
-                journal
-                    .add_undo(UndoAction::RestoreSnapshot {
-                        snapshot: path.clone(),
-                        instance: instance.name.clone(),
-                    })
-                    .map_err(|source| OperationError::Journal {
-                        step: Step::SafetySnapshot,
-                        source,
-                    })
-            }
-            None => Ok(()),
-        });
+    let prepared = match &snapshot {
+        // Persisted before the first change: a killed controller is rolled back from it.
+        Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
+            journal
+                .add_undo(UndoAction::RestoreSnapshot {
+                    snapshot: path.clone(),
+                    instance: instance.name.clone(),
+                })
+                .map_err(|source| OperationError::Journal {
+                    step: Step::SafetySnapshot,
+                    source,
+                })
+        }),
+        None => Ok(()),
+    };
     if let Err(error) = prepared {
         let _ = std::fs::remove_dir_all(&work);
         let _ = journal.finish_failed(&error.to_string());

@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::controller::Controller;
 use crate::environment::{ScriptOperation, build_environment_with};
 use crate::error::{OperationError, Step};
-use crate::journal::{OperationKind, UndoAction};
+use crate::journal::OperationKind;
 use crate::operation::script_run::{self, ScriptRun};
 use crate::registry::{Instance, OpenedPackage};
 
@@ -77,37 +77,20 @@ pub fn verify_instance(
         source,
     })?;
 
-    let mut journal = ctl
-        .journal()
-        .begin(OperationKind::Verify, &instance.name)
-        .map_err(|source| OperationError::Journal {
-            step: Step::RunVerificationScript,
-            source,
-        })?;
-    // The runner makes the script's private HOME inside this folder, which must exist.
-    let work = ctl.work_dir(journal.id());
-    let result = journal
-        .add_undo(UndoAction::DeleteDir(work.clone()))
-        .map_err(|source| OperationError::Journal {
-            step: Step::RunVerificationScript,
-            source,
-        })
-        .and_then(|()| {
-            std::fs::create_dir_all(&work).map_err(OperationError::io(
-                Step::RunVerificationScript,
-                "cannot create the work folder",
-                &work,
-            ))
-        })
-        .and_then(|()| {
-            let run = ScriptRun {
-                argument: VERIFY_ARGUMENT,
-                timeout,
-                work: &work,
-                step: Step::RunVerificationScript,
-            };
-            script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run)
-        });
+    // The runner makes the script's private HOME inside the work folder.
+    let (journal, work) = ctl.begin_operation(
+        OperationKind::Verify,
+        &instance.name,
+        Step::RunVerificationScript,
+        Vec::new(),
+    )?;
+    let run = ScriptRun {
+        argument: VERIFY_ARGUMENT,
+        timeout,
+        work: &work,
+        step: Step::RunVerificationScript,
+    };
+    let result = script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run);
     let _ = std::fs::remove_dir_all(&work);
     match result {
         Ok(output) => {

@@ -12,7 +12,7 @@ use aps_controller::operation::MigrateRequest;
 use aps_controller::registry::StateDir;
 use aps_controller::{Controller, ControllerConfig};
 use camino::Utf8PathBuf;
-use kit::{DbInstance, Site, assert_same, db_instance, open_journal_entries, work_leftovers};
+use kit::{DbInstance, Site, assert_same, db_instance, work_leftovers};
 use support::{Sandbox, assert_success, env_dump, exists, json};
 
 const SH_SETTINGS: &str =
@@ -86,12 +86,7 @@ fn migrate_gives_the_target_the_sources_data_in_its_own_environment() {
     assert_eq!(written["BASE_URL_HOST"], "shop.example.test");
     assert_eq!(written["DB_main_NAME"], shop.main.name);
 
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(
-        work_leftovers(&sb.state()).is_empty(),
-        "{:?}",
-        work_leftovers(&sb.state())
-    );
+    kit::assert_nothing_left_open(&sb.state());
 }
 
 /// `--keep FILE`: the intermediate backup stays there, a valid archive of the source.
@@ -138,12 +133,7 @@ fn failed_migration_leaves_both_instances_as_they_were() {
     assert_eq!(v["error"]["step"], "3.2-run-script");
     assert_same(&staging.state(), &target_before, "target");
     assert_same(&shop.state(), &source_before, "source");
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(
-        work_leftovers(&sb.state()).is_empty(),
-        "{:?}",
-        work_leftovers(&sb.state())
-    );
+    kit::assert_nothing_left_open(&sb.state());
 }
 
 /// The target keeps its `media` child mapping in a folder of its own, apart from its web root

@@ -97,12 +97,7 @@ fn round_trip_restores_files_modes_links_and_both_databases() {
         !restored_from.contains_key("BACKUP_FILE")
             || restored_from["BACKUP_FILE"] != env["BACKUP_FILE"]
     );
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(
-        work_leftovers(&sb.state()).is_empty(),
-        "{:?}",
-        work_leftovers(&sb.state())
-    );
+    kit::assert_nothing_left_open(&sb.state());
 }
 
 /// A restore into an instance that was not damaged changes nothing but the script's traces.
@@ -141,12 +136,7 @@ fn assert_failed_and_put_back(
         before,
         "the instance was not put back exactly"
     );
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(
-        work_leftovers(&sb.state()).is_empty(),
-        "{:?}",
-        work_leftovers(&sb.state())
-    );
+    kit::assert_nothing_left_open(&sb.state());
     v
 }
 
@@ -328,12 +318,7 @@ fn killed_controller_is_rolled_back_by_the_next_command() {
         "the recovery is reported: {stderr}"
     );
     kit::assert_same(&inst.state(), &before, "not put back exactly");
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(
-        work_leftovers(&sb.state()).is_empty(),
-        "{:?}",
-        work_leftovers(&sb.state())
-    );
+    kit::assert_nothing_left_open(&sb.state());
     // The instance works normally afterwards.
     inst.set_behaviour(&sb, Site::default());
     assert_success(&restore(&sb, "shop", &file, &[]), "restore after recovery");
@@ -510,8 +495,7 @@ fn no_safety_snapshot_skips_the_snapshot() {
     let mut left = inst.state().without_script_traces();
     assert!(left.tree.remove(".aps-restore-trace").is_some());
     kit::assert_same(&left, &backed, "left as the failed restore left it");
-    assert!(open_journal_entries(&sb.state()).is_empty());
-    assert!(work_leftovers(&sb.state()).is_empty());
+    kit::assert_nothing_left_open(&sb.state());
 }
 
 /// `sufficient` (sh-sample): the file is exactly what the script wrote, recognised by the

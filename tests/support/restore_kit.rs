@@ -394,6 +394,20 @@ pub fn open_journal_entries(state: &Utf8Path) -> Vec<String> {
     }
 }
 
+/// Every operation closed its journal entry and removed its work folder.
+pub fn assert_nothing_left_open(state: &Utf8Path) {
+    assert!(
+        open_journal_entries(state).is_empty(),
+        "{:?}",
+        open_journal_entries(state)
+    );
+    assert!(
+        work_leftovers(state).is_empty(),
+        "{:?}",
+        work_leftovers(state)
+    );
+}
+
 /// What is left in the state folder's scratch area (work folders of operations).
 pub fn work_leftovers(state: &Utf8Path) -> Vec<String> {
     let mut left = Vec::new();

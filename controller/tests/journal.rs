@@ -51,12 +51,9 @@ fn doomed_operation_process() {
     let _ = std::io::stdin().read_line(&mut line);
 }
 
-#[test]
-fn killed_operation_is_rolled_back_in_reverse_order() {
-    if std::env::var_os(DOOMED_ENV).is_some() {
-        return;
-    }
-    let (_keep, dir) = tempdir();
+/// Runs `doomed_operation_process` in a child test process over `dir` and waits until its
+/// operation is journalled and half done.
+fn start_doomed_operation(dir: &Utf8Path) -> std::process::Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "doomed_operation_process", "--nocapture"])
         .env(DOOMED_ENV, dir.as_str())
@@ -71,6 +68,16 @@ fn killed_operation_is_rolled_back_in_reverse_order() {
         line.clear();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "child died early");
     }
+    child
+}
+
+#[test]
+fn killed_operation_is_rolled_back_in_reverse_order() {
+    if std::env::var_os(DOOMED_ENV).is_some() {
+        return;
+    }
+    let (_keep, dir) = tempdir();
+    let mut child = start_doomed_operation(&dir);
     let pid = child.id();
 
     let journal = Journal::new(dir.join("state/journal"));
@@ -136,20 +143,7 @@ fn failed_undo_is_reported_and_the_rest_still_runs() {
         return;
     }
     let (_keep, dir) = tempdir();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "doomed_operation_process", "--nocapture"])
-        .env(DOOMED_ENV, dir.as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    // libtest may print "test doomed_operation_process ... " on the same line first.
-    while !line.trim_end().ends_with("ready") {
-        line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "child died early");
-    }
+    let mut child = start_doomed_operation(&dir);
     child.kill().unwrap();
     child.wait().unwrap();
 

@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 use aps_controller::archive::{ArchiveOptions, ArchiveWriter, Compression, ManifestHeader};
 use camino::{Utf8Path, Utf8PathBuf};
 
+#[path = "../../benches/support/rusage.rs"]
+mod rusage;
+use rusage::{cpu, maxrss};
+
 const MIB: u64 = 1024 * 1024;
 
 fn main() {
@@ -174,26 +178,6 @@ fn shell(tree: &Utf8Path, dest: &Utf8Path) -> Run {
         cpu: cpu(libc::RUSAGE_CHILDREN) - cpu0,
         out_bytes: std::fs::metadata(dest).unwrap().len(),
     }
-}
-
-fn rusage(who: libc::c_int) -> libc::rusage {
-    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(who, &mut u), 0);
-        u
-    }
-}
-
-fn cpu(who: libc::c_int) -> Duration {
-    let u = rusage(who);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// KiB.
-fn maxrss(who: libc::c_int) -> i64 {
-    rusage(who).ru_maxrss
 }
 
 struct TreeSize {

@@ -11,7 +11,7 @@
 //! `run::run`), in process so that the two CPU figures can be told apart;
 //! `scripts/bench/run-many.sh` times the release binary end to end.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aps_controller::registry::{self, StateDir};
 use aps_controller::{Controller, ControllerConfig};
@@ -19,6 +19,10 @@ use aps_panel::progress::Progress;
 use aps_panel::run::{RunOptions, run};
 use aps_panel::{Engine, Panel, Periodicity, SystemClock};
 use camino::Utf8PathBuf;
+
+#[path = "../../benches/support/rusage.rs"]
+mod rusage;
+use rusage::{cpu, rusage};
 
 fn main() {
     let mut args = std::env::args()
@@ -98,20 +102,4 @@ fn main() {
         "peak RSS: controller {} MiB",
         rusage(libc::RUSAGE_SELF).ru_maxrss / 1024
     );
-}
-
-fn rusage(who: libc::c_int) -> libc::rusage {
-    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(who, &mut u), 0);
-        u
-    }
-}
-
-/// User + system time.
-fn cpu(who: libc::c_int) -> Duration {
-    let u = rusage(who);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
 }

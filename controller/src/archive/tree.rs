@@ -90,17 +90,44 @@ impl TreeHasher {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/// Reads exactly `remaining` bytes of a source file into the archive, hashing them. A file that
-/// shrank is padded with zeros so the tar header stays true; the archive stays consistent.
-struct SourceReader<'a> {
-    inner: BufReader<File>,
-    remaining: u64,
-    sha: &'a mut Sha256,
-    padded: u64,
-    error: Option<io::Error>,
+/// What to do when a source file ends before the size its tar header announced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum WhenShort {
+    /// Pad with zeros so the header stays true (a web file changed by the live site; warned).
+    Pad,
+    /// Fail the copy (a dump or script file: padding would silently corrupt it).
+    Fail,
 }
 
-impl Read for SourceReader<'_> {
+/// Reads exactly `remaining` bytes of a source file into the archive, hashing them. A read
+/// error of the source is kept in `error`, apart from failures writing the archive.
+pub(super) struct HashingTake<'a, R> {
+    pub inner: R,
+    remaining: u64,
+    sha: &'a mut Sha256,
+    when_short: WhenShort,
+    /// Zero bytes added ([`WhenShort::Pad`]).
+    pub padded: u64,
+    /// The source ended early ([`WhenShort::Fail`]).
+    pub short: bool,
+    pub error: Option<io::Error>,
+}
+
+impl<'a, R> HashingTake<'a, R> {
+    pub fn new(inner: R, size: u64, sha: &'a mut Sha256, when_short: WhenShort) -> Self {
+        HashingTake {
+            inner,
+            remaining: size,
+            sha,
+            when_short,
+            padded: 0,
+            short: false,
+            error: None,
+        }
+    }
+}
+
+impl<R: Read> Read for HashingTake<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
@@ -109,15 +136,22 @@ impl Read for SourceReader<'_> {
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = match self.inner.read(&mut buf[..want]) {
-            Ok(0) => {
+            Ok(0) if self.when_short == WhenShort::Pad => {
                 buf[..want].fill(0);
                 self.padded += want as u64;
                 want
             }
+            Ok(0) => {
+                // Fail the copy: tar would otherwise pad to a length its header disagrees with.
+                self.short = true;
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "source file shrank while being archived",
+                ));
+            }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             Err(e) => {
-                // Kept so the caller can tell a source failure from an archive write failure.
                 let copy = io::Error::new(e.kind(), e.to_string());
                 self.error = Some(e);
                 return Err(copy);
@@ -267,13 +301,12 @@ pub(super) fn write_tree<W: Write>(
             let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &meta);
             h.set_size(size);
             hasher.file(&rel, mode, mtime, size);
-            let mut reader = SourceReader {
-                inner: BufReader::with_capacity(COPY_BUF, file),
-                remaining: size,
-                sha: &mut hasher.sha,
-                padded: 0,
-                error: None,
-            };
+            let mut reader = HashingTake::new(
+                BufReader::with_capacity(COPY_BUF, file),
+                size,
+                &mut hasher.sha,
+                WhenShort::Pad,
+            );
             if let Err(e) = builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader) {
                 return Err(match reader.error.take() {
                     Some(src) => source_err(&abs, src),

@@ -8,7 +8,7 @@ use camino::Utf8Path;
 use sha2::{Digest, Sha256};
 
 use super::codec::{self, ArchiveOptions, Compress};
-use super::tree::{self, TreeStats};
+use super::tree::{self, HashingTake, TreeStats, WhenShort};
 use super::{
     ArchiveError, FORMAT_NAME, FORMAT_VERSION, HEADER_ENTRY, MANIFEST_ENTRY, Manifest,
     ManifestHeader, PartInfo, PartKind, check_part_name,
@@ -133,13 +133,12 @@ impl<W: Write> ArchiveWriter<W> {
         h.set_mtime(self.mtime());
         h.set_size(size);
         let mut sha = Sha256::new();
-        let mut reader = HashingTake {
-            inner: BufReader::with_capacity(256 * 1024, file),
-            remaining: size,
-            sha: &mut sha,
-            short: false,
-            error: None,
-        };
+        let mut reader = HashingTake::new(
+            BufReader::with_capacity(256 * 1024, file),
+            size,
+            &mut sha,
+            WhenShort::Fail,
+        );
         let res =
             self.tar
                 .as_mut()
@@ -247,46 +246,5 @@ impl<W: Write> ArchiveWriter<W> {
     /// [`finish_into_inner`](Self::finish_into_inner), dropping the output.
     pub fn finish(self) -> Result<Manifest, ArchiveError> {
         self.finish_into_inner().map(|(m, _)| m)
-    }
-}
-
-/// Reads exactly `remaining` bytes, hashing them; notes if the source ended early.
-struct HashingTake<'a, R> {
-    inner: R,
-    remaining: u64,
-    sha: &'a mut Sha256,
-    short: bool,
-    /// A failure reading the source, kept apart from failures writing the archive.
-    error: Option<io::Error>,
-}
-
-impl<R: io::Read> io::Read for HashingTake<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        let n = match self.inner.read(&mut buf[..want]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.error = Some(e);
-                return Err(copy);
-            }
-        };
-        if n == 0 {
-            // Fail the copy: tar would otherwise pad to a length that disagrees with its header.
-            self.short = true;
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "source file shrank while being archived",
-            ));
-        }
-        self.sha.update(&buf[..n]);
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }

@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use aps_controller::archive::{ArchiveError, ArchiveOptions, PartKind};
 pub use aps_controller::operation::{BackupReport, RestoreReport};
 use aps_controller::operation::{BackupRequest, RestoreRequest};
-use aps_controller::registry::StateDir;
+use aps_controller::registry::{StateDir, StoreError};
 use aps_controller::{Controller, ControllerConfig, ErrorKind};
 
 use crate::naming::Compression;
@@ -58,20 +58,16 @@ pub struct Engine {
     controller: Controller,
 }
 
-fn msg(e: impl std::error::Error) -> String {
-    // The controller's errors already say their causes in their own message (with the step).
-    e.to_string()
-}
-
 impl Engine {
     pub fn open(state_dir: &Utf8Path) -> Result<Self, EngineError> {
         let open_err = |message: String| EngineError::Open {
             state_dir: state_dir.to_owned(),
             message,
         };
-        let state = StateDir::resolve(Some(state_dir.to_owned())).map_err(|e| open_err(msg(e)))?;
-        let config = ControllerConfig::load(state).map_err(|e| open_err(msg(e)))?;
-        let controller = Controller::open(config).map_err(|e| open_err(msg(e)))?;
+        let state =
+            StateDir::resolve(Some(state_dir.to_owned())).map_err(|e| open_err(e.to_string()))?;
+        let config = ControllerConfig::load(state).map_err(|e| open_err(e.to_string()))?;
+        let controller = Controller::open(config).map_err(|e| open_err(e.to_string()))?;
         Ok(Engine { controller })
     }
 
@@ -80,7 +76,9 @@ impl Engine {
         let mut names: Vec<String> = self
             .controller
             .instances()
-            .map_err(|e| EngineError::Instances { message: msg(e) })?
+            .map_err(|e| EngineError::Instances {
+                message: e.to_string(),
+            })?
             .into_iter()
             .map(|i| i.name)
             .collect();
@@ -111,7 +109,7 @@ impl Engine {
             .map_err(|e| EngineError::Operation {
                 operation: "backup",
                 instance: instance.to_owned(),
-                message: msg(e),
+                message: e.to_string(),
             })
     }
 
@@ -128,7 +126,7 @@ impl Engine {
             .map_err(|e| EngineError::Operation {
                 operation: "restore",
                 instance: instance.to_owned(),
-                message: msg(e),
+                message: e.to_string(),
             })
     }
 
@@ -146,7 +144,7 @@ impl Engine {
             Err(e) => {
                 return Err(EngineError::Verify {
                     archive: archive.to_owned(),
-                    message: msg(e),
+                    message: e.to_string(),
                 });
             }
         };
@@ -179,7 +177,7 @@ impl Engine {
                  backup-script's file with SHA-256 {sha256}: it was not made here, or it changed \
                  since it was written"
             ))),
-            Err(e) => Err(fail(msg(e))),
+            Err(e) => Err(fail(e.to_string())),
         }
     }
 
@@ -212,7 +210,7 @@ impl Engine {
                 return Ok(Verification {
                     passed: false,
                     method: "verification-script",
-                    detail: msg(e),
+                    detail: e.to_string(),
                 });
             }
             // The check itself could not run (instance gone, busy, no interpreter …).
@@ -220,7 +218,7 @@ impl Engine {
                 return Err(EngineError::Operation {
                     operation: "verification",
                     instance: instance.to_owned(),
-                    message: msg(e),
+                    message: e.to_string(),
                 });
             }
             Ok(None) => {}
@@ -234,17 +232,17 @@ impl Engine {
                 detail: "the backup is the package's own file (no manifest to compare)".to_owned(),
             });
         };
-        let staging = self
-            .controller
-            .instances()
-            .map_err(|e| EngineError::Instances { message: msg(e) })?
-            .into_iter()
-            .find(|i| i.name == instance)
-            .ok_or_else(|| EngineError::Operation {
+        // One record, not the whole registry.
+        let staging = self.controller.store().get(instance).map_err(|e| match e {
+            StoreError::NotFound { .. } => EngineError::Operation {
                 operation: "check",
                 instance: instance.to_owned(),
                 message: "not a registered instance".to_owned(),
-            })?;
+            },
+            e => EngineError::Instances {
+                message: e.to_string(),
+            },
+        })?;
         let timeout = self.controller.config().default_timeout;
         let mut problems = Vec::new();
         let (mut dirs, mut databases) = (0, 0);
@@ -278,8 +276,9 @@ impl Engine {
                         None => problems.push(format!("database {db_id}: not in {instance}")),
                         Some(db) => match aps_controller::database::row_counts(db, timeout) {
                             Ok(got) => problems.extend(compare_rows(db_id, want, &got)),
-                            Err(e) => problems
-                                .push(format!("database {db_id}: cannot count rows: {}", msg(e))),
+                            Err(e) => {
+                                problems.push(format!("database {db_id}: cannot count rows: {e}"))
+                            }
                         },
                     }
                 }

@@ -25,7 +25,11 @@ enum Source {
     /// The controller's archive, verified: resources (and the script's part, if any) inside.
     Archive(ArchiveReader),
     /// Exactly what a `sufficient` script wrote, known by its recorded SHA-256.
-    ScriptFile(BackupRecord),
+    ScriptFile {
+        record: BackupRecord,
+        /// Encrypted whole by the controller (age recipients at backup time).
+        encrypted: bool,
+    },
 }
 
 impl Source {
@@ -41,7 +45,7 @@ impl Source {
                     h.release.clone(),
                 )
             }
-            Source::ScriptFile(r) => (
+            Source::ScriptFile { record: r, .. } => (
                 r.package_id.clone(),
                 r.package_name.clone(),
                 r.version.clone(),
@@ -124,7 +128,7 @@ pub fn restore(
     };
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
-        Source::ScriptFile(_) => steps.restore_script_file(),
+        Source::ScriptFile { encrypted, .. } => steps.restore_script_file(*encrypted),
     };
 
     match result {
@@ -141,7 +145,7 @@ pub fn restore(
                 duration_ms: started.elapsed().as_millis() as u64,
                 manifest: match &source {
                     Source::Archive(reader) => Some(reader.manifest().clone()),
-                    Source::ScriptFile(_) => None,
+                    Source::ScriptFile { .. } => None,
                 },
             })
         }
@@ -211,14 +215,14 @@ fn verify_source(
             "cannot read backup records in",
             records.clone(),
         ))? {
-            // Without the identity an encrypted one cannot be given to the script: refused
-            // now, before the safety snapshot and any change.
-            if request.identity.is_none()
-                && crate::archive::is_encrypted(file).map_err(|source| OperationError::Archive {
+            let encrypted =
+                crate::archive::is_encrypted(file).map_err(|source| OperationError::Archive {
                     step: Step::VerifyBackup,
                     source,
-                })?
-            {
+                })?;
+            // Without the identity an encrypted one cannot be given to the script: refused
+            // now, before the safety snapshot and any change.
+            if encrypted && request.identity.is_none() {
                 return Err(OperationError::Archive {
                     step: Step::VerifyBackup,
                     source: ArchiveError::IdentityRequired {
@@ -226,7 +230,7 @@ fn verify_source(
                     },
                 });
             }
-            return Ok(Source::ScriptFile(record));
+            return Ok(Source::ScriptFile { record, encrypted });
         }
         sha256 = Some(hash);
     }
@@ -285,7 +289,7 @@ fn check_restorable(
             meta.version, meta.release
         )));
     }
-    if matches!(source, Source::ScriptFile(_)) && !script.is_some_and(|s| s.sufficient) {
+    if matches!(source, Source::ScriptFile { .. }) && !script.is_some_and(|s| s.sufficient) {
         return Err(refuse(
             "it was written by a `sufficient` backup-script, but this package's backup-script is not `sufficient` (or absent), so nothing could restore the resources".into(),
         ));
@@ -364,14 +368,9 @@ impl Steps<'_> {
     }
 
     /// `sufficient`: the controller provides the resources empty, the script fills them.
-    fn restore_script_file(&self) -> Result<(), OperationError> {
+    fn restore_script_file(&self, encrypted: bool) -> Result<(), OperationError> {
         // Encrypted by the controller at backup time: the script gets the clear file, made in
         // the private work folder before anything is wiped (a wrong identity changes nothing).
-        let encrypted =
-            crate::archive::is_encrypted(self.file).map_err(|source| OperationError::Archive {
-                step: Step::VerifyBackup,
-                source,
-            })?;
         let file = if encrypted {
             let clear = self.work.join("script-backup");
             crate::archive::decrypt_file(self.file, self.request.identity.as_deref(), &clear)

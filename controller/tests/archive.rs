@@ -17,6 +17,19 @@ use sha2::{Digest, Sha256};
 
 const T0: i64 = 1_700_000_000;
 
+/// The fixture tree's folders, children before parents: stamping a folder's mtime must come
+/// after everything inside it was created.
+const FOLDERS_CHILDREN_FIRST: [&str; 8] = [
+    "empty/also-empty",
+    "empty",
+    "d1/d2/d3",
+    "d1/d2",
+    "d1",
+    "ünïcødé",
+    "long",
+    "",
+];
+
 fn utf8(p: &Path) -> Utf8PathBuf {
     Utf8PathBuf::from_path_buf(p.to_owned()).unwrap()
 }
@@ -117,19 +130,7 @@ fn make_tree(root: &Path, big: bool) {
     }
     // Folder modes and mtimes last: creating children changes them.
     fs::set_permissions(root.join("d1/d2"), fs::Permissions::from_mode(0o750)).unwrap();
-    for (i, d) in [
-        "empty/also-empty",
-        "empty",
-        "d1/d2/d3",
-        "d1/d2",
-        "d1",
-        "ünïcødé",
-        "long",
-        "",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, d) in FOLDERS_CHILDREN_FIRST.iter().enumerate() {
         set_mtime(&root.join(d), T0 + 100 + i as i64);
     }
 }
@@ -874,19 +875,7 @@ fn manifest_snapshot() {
     ] {
         fs::set_permissions(f.web.join(d), fs::Permissions::from_mode(0o755)).unwrap();
     }
-    for (i, d) in [
-        "empty/also-empty",
-        "empty",
-        "d1/d2/d3",
-        "d1/d2",
-        "d1",
-        "ünïcødé",
-        "long",
-        "",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, d) in FOLDERS_CHILDREN_FIRST.iter().enumerate() {
         set_mtime(f.web.join(d).as_std_path(), T0 + 100 + i as i64);
     }
     set_mtime(f.cache.as_std_path(), T0);

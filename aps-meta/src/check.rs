@@ -349,7 +349,7 @@ impl Semantic<'_, '_> {
                 && xml::find_placeholder(d).is_none()
             {
                 if is_enum {
-                    if !s.choices.is_empty() && !s.choices.iter().any(|c| &c.id == d) {
+                    if !s.choices.is_empty() && !s.choices.iter().any(|c| c.id == *d) {
                         self.diags.push(Diagnostic::error(
                             codes::ENUM_DEFAULT_NOT_CHOICE,
                             loc.clone(),

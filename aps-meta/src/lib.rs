@@ -22,6 +22,7 @@ mod xml;
 pub mod zip;
 
 pub use check::{CheckError, CheckReport, check_package};
+pub use compact_str::CompactString;
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use limits::Limits;
 pub use listing::{ListEntry, ListingError, ListingReport, parse_app_list, verify_listing};

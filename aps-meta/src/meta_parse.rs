@@ -9,6 +9,7 @@ use crate::limits::Limits;
 use crate::model::*;
 use crate::version_match;
 use crate::xml::{self, XmlReadError};
+use compact_str::CompactString;
 use roxmltree::Node;
 
 /// The 1.0 layout has no service element; its implicit service gets this id.
@@ -269,20 +270,28 @@ impl<'f> Parser<'f> {
         n.children().filter(|c| self.is(c, name)).collect()
     }
 
-    fn child_text(&mut self, n: Node, name: &str) -> Option<String> {
+    fn child_text<T: for<'a> From<&'a str> + From<String> + AsRef<str>>(
+        &mut self,
+        n: Node,
+        name: &str,
+    ) -> Option<T> {
         self.child(n, name).map(|c| self.value_text(c))
     }
 
     /// Text of a value element, warning about build placeholders in it.
-    fn value_text(&mut self, n: Node) -> String {
-        let t = xml::text(n);
-        self.check_placeholder(n, &t, None);
+    fn value_text<T: for<'a> From<&'a str> + From<String> + AsRef<str>>(&mut self, n: Node) -> T {
+        let t: T = xml::text_as(n);
+        self.check_placeholder(n, t.as_ref(), None);
         t
     }
 
-    fn attr_value(&mut self, n: Node, attr: &str) -> Option<String> {
-        let v = n.attribute(attr)?.to_string();
-        self.check_placeholder(n, &v, Some(attr));
+    fn attr_value<T: for<'a> From<&'a str> + AsRef<str>>(
+        &mut self,
+        n: Node,
+        attr: &str,
+    ) -> Option<T> {
+        let v = T::from(n.attribute(attr)?);
+        self.check_placeholder(n, v.as_ref(), Some(attr));
         Some(v)
     }
 
@@ -593,7 +602,7 @@ impl<'f> Parser<'f> {
 
     fn installed_size(&mut self, n: Node) -> Option<String> {
         let c = self.child(n, "installed-size")?;
-        let t = self.value_text(c);
+        let t: String = self.value_text(c);
         if t.parse::<u64>().is_err() {
             self.warn(
                 codes::INSTALLED_SIZE_NOT_NUMERIC,
@@ -781,7 +790,7 @@ impl<'f> Parser<'f> {
 
     fn setting_group(&mut self, n: Node) -> R<SettingGroup> {
         let mut g = SettingGroup {
-            class: n.attribute("class").map(str::to_string),
+            class: n.attribute("class").map(CompactString::from),
             names: self.localized(n, "name"),
             ..SettingGroup::default()
         };
@@ -825,7 +834,7 @@ impl<'f> Parser<'f> {
                     n,
                     format!("setting type {other:?} is not one this controller knows; expected string, password, email, enum, boolean, integer, float, domain-name, host-name, list, static-text or hidden (value accepted as a string)"),
                 );
-                SettingType::Other(other.to_string())
+                SettingType::Other(CompactString::from(other))
             }
         }
     }
@@ -852,7 +861,7 @@ impl<'f> Parser<'f> {
                         .attribute("id")
                         .ok_or_else(|| self.missing(c, "attribute `id` on <choice>"))?;
                     choices.push(Choice {
-                        id: cid.to_string(),
+                        id: CompactString::from(cid),
                         names: self.localized(c, "name"),
                     });
                 }
@@ -862,25 +871,25 @@ impl<'f> Parser<'f> {
         Ok(Setting {
             kind,
             default_value: self.attr_value(n, "default-value"),
-            class: n.attribute("class").map(str::to_string),
+            class: n.attribute("class").map(CompactString::from),
             optional: self.flag_attr(n, "optional"),
             installation_only: self.flag_attr(n, "installation-only"),
             protected: self.flag_attr(n, "protected"),
             hidden: n.attribute("visibility") == Some("hidden"),
             track_old_value: self.flag_attr(n, "track-old-value"),
-            uniq: n.attribute("uniq").map(str::to_string),
-            value_of_setting: n.attribute("value-of-setting").map(str::to_string),
+            uniq: n.attribute("uniq").map(CompactString::from),
+            value_of_setting: n.attribute("value-of-setting").map(CompactString::from),
             min_length: self.u64_attr(n, "min-length"),
             max_length: self.u64_attr(n, "max-length"),
-            regex: n.attribute("regex").map(str::to_string),
-            min: n.attribute("min").map(str::to_string),
-            max: n.attribute("max").map(str::to_string),
-            charset: n.attribute("charset").map(str::to_string),
+            regex: n.attribute("regex").map(CompactString::from),
+            min: n.attribute("min").map(CompactString::from),
+            max: n.attribute("max").map(CompactString::from),
+            charset: n.attribute("charset").map(CompactString::from),
             choices,
             names,
             descriptions,
             error_messages,
-            id,
+            id: CompactString::from(id),
         })
     }
 
@@ -1101,7 +1110,7 @@ fn localized_text(c: Node) -> LocalizedText {
         lang: c
             .attribute((xml::XML_NS, "lang"))
             .filter(|l| !l.is_empty())
-            .map(str::to_string),
-        text: xml::text(c),
+            .map(CompactString::from),
+        text: xml::text_as(c),
     }
 }

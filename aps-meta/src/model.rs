@@ -4,7 +4,12 @@
 //! the same shape as 1.1/1.2 (one root [`Service`] with its [`Provision`]), so that consumers
 //! never branch on the version for what they need to run an operation. What the standard
 //! leaves free-form (presentation text, unknown aspects) is kept, not interpreted.
+//!
+//! What a file holds thousands of — settings, their choices and localized texts — is stored as
+//! [`CompactString`] (re-exported): values up to 24 bytes live inline, so reading a large file
+//! does not cost an allocation per id, name and language tag. They deref to `&str`.
 
+use compact_str::CompactString;
 use serde::Serialize;
 
 /// APS format version the package claims (`application/@version`; absent means 1.0).
@@ -68,8 +73,8 @@ pub struct Party {
 /// A text with its optional `xml:lang`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LocalizedText {
-    pub lang: Option<String>,
-    pub text: String,
+    pub lang: Option<CompactString>,
+    pub text: CompactString,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -178,7 +183,7 @@ pub struct Resource {
 /// A settings `group` (the top level of `settings` is one unnamed group).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SettingGroup {
-    pub class: Option<String>,
+    pub class: Option<CompactString>,
     pub names: Vec<LocalizedText>,
     pub settings: Vec<Setting>,
     pub groups: Vec<SettingGroup>,
@@ -186,24 +191,24 @@ pub struct SettingGroup {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Setting {
-    pub id: String,
+    pub id: CompactString,
     pub kind: SettingType,
-    pub default_value: Option<String>,
-    pub class: Option<String>,
+    pub default_value: Option<CompactString>,
+    pub class: Option<CompactString>,
     pub optional: bool,
     pub installation_only: bool,
     pub protected: bool,
     pub hidden: bool,
     pub track_old_value: bool,
     /// `uniq="owner|global"`.
-    pub uniq: Option<String>,
-    pub value_of_setting: Option<String>,
+    pub uniq: Option<CompactString>,
+    pub value_of_setting: Option<CompactString>,
     pub min_length: Option<u64>,
     pub max_length: Option<u64>,
-    pub regex: Option<String>,
-    pub min: Option<String>,
-    pub max: Option<String>,
-    pub charset: Option<String>,
+    pub regex: Option<CompactString>,
+    pub min: Option<CompactString>,
+    pub max: Option<CompactString>,
+    pub charset: Option<CompactString>,
     /// `enum` choices, by `choice/@id`.
     pub choices: Vec<Choice>,
     pub names: Vec<LocalizedText>,
@@ -214,7 +219,7 @@ pub struct Setting {
 impl Setting {
     /// A setting with only an id and a type, everything else absent: what APP-META.xml gives
     /// for `<setting id=".." type=".."/>`. For building models in code (panels, tests).
-    pub fn new(id: impl Into<String>, kind: SettingType) -> Self {
+    pub fn new(id: impl Into<CompactString>, kind: SettingType) -> Self {
         Setting {
             id: id.into(),
             kind,
@@ -260,12 +265,12 @@ pub enum SettingType {
         element_type: Box<SettingType>,
     },
     /// A type this parser does not know, kept by name (a warning, not an error).
-    Other(String),
+    Other(CompactString),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Choice {
-    pub id: String,
+    pub id: CompactString,
     pub names: Vec<LocalizedText>,
 }
 

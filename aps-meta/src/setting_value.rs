@@ -55,7 +55,7 @@ fn is_password(s: &Setting) -> bool {
 
 /// Checks `value` against `setting`'s declaration. Returns the first problem found.
 pub fn validate_setting_value(setting: &Setting, value: &str) -> Result<(), SettingValueError> {
-    let id = || setting.id.clone();
+    let id = || setting.id.to_string();
     let shown = || {
         if is_password(setting) {
             "the value".to_string()
@@ -142,7 +142,7 @@ pub fn validate_setting_value(setting: &Setting, value: &str) -> Result<(), Sett
         return Err(SettingValueError::NoMatch {
             setting: id(),
             shown: shown(),
-            regex: re.clone(),
+            regex: re.to_string(),
         });
     }
     if matches!(kind, SettingType::Integer | SettingType::Float) {

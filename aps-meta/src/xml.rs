@@ -176,16 +176,21 @@ pub(crate) fn location(file: &str, node: Node) -> Location {
 
 /// Direct text content, trimmed (comments between text pieces are skipped).
 pub(crate) fn text(node: Node) -> String {
+    text_as(node)
+}
+
+/// [`text`] into any owned string type: the per-setting values are `CompactString`s.
+pub(crate) fn text_as<T: for<'a> From<&'a str> + From<String>>(node: Node) -> T {
     let mut texts = node
         .children()
         .filter(|c| c.is_text())
         .filter_map(|c| c.text());
     let Some(first) = texts.next() else {
-        return String::new();
+        return T::from("");
     };
-    // Nearly every value is one text node: one allocation, already trimmed.
+    // Nearly every value is one text node: converted once, already trimmed.
     let Some(second) = texts.next() else {
-        return first.trim().to_string();
+        return T::from(first.trim());
     };
     // Text split by comments or CDATA: joined, then trimmed as a whole.
     let mut out = String::from(first);
@@ -193,9 +198,9 @@ pub(crate) fn text(node: Node) -> String {
     texts.for_each(|t| out.push_str(t));
     let trimmed = out.trim();
     if trimmed.len() == out.len() {
-        out
+        T::from(out)
     } else {
-        trimmed.to_string()
+        T::from(trimmed)
     }
 }
 

@@ -313,16 +313,19 @@ fn add_settings(
         if setting.installation_only && !op.passes_installation_only() {
             continue;
         }
-        let current = match instance.settings.get(&setting.id) {
+        let current = match instance.settings.get(setting.id.as_str()) {
             Some(v) => Some(v.clone()),
-            None => setting.default_value.clone().map(SettingValue::Single),
+            None => setting
+                .default_value
+                .as_deref()
+                .map(|d| SettingValue::Single(d.to_string())),
         };
         if let Some(value) = current {
             add_setting_value(env, instance, setting, "SETTINGS_", &value)?;
         }
         if let ScriptOperation::Configure { old_settings } = op
             && setting.track_old_value
-            && let Some(old) = old_settings.get(&setting.id)
+            && let Some(old) = old_settings.get(setting.id.as_str())
         {
             add_setting_value(env, instance, setting, "OLDSETTINGS_", old)?;
         }
@@ -358,7 +361,7 @@ fn add_setting_value(
                 SettingValue::List(items) => {
                     return Err(EnvironmentError::ListForScalar {
                         instance: instance.name.clone(),
-                        setting: setting.id.clone(),
+                        setting: setting.id.to_string(),
                         declared: type_name(kind),
                         count: items.len(),
                     });
@@ -388,7 +391,7 @@ fn scalar_value(
         "false" | "0" | "no" | "off" => Ok("false".into()),
         _ => Err(EnvironmentError::InvalidBoolean {
             instance: instance.name.clone(),
-            setting: setting.id.clone(),
+            setting: setting.id.to_string(),
             value: value.to_owned(),
         }),
     }
@@ -396,7 +399,7 @@ fn scalar_value(
 
 fn type_name(kind: &SettingType) -> String {
     match kind {
-        SettingType::Other(name) => name.clone(),
+        SettingType::Other(name) => name.to_string(),
         other => serde_json::to_value(other)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))

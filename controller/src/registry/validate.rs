@@ -182,22 +182,22 @@ fn check_settings(
         }
     }
     for s in declared {
-        if out.contains_key(&s.id) || file.settings.contains_key(&s.id) {
+        if out.contains_key(s.id.as_str()) || file.settings.contains_key(s.id.as_str()) {
             continue;
         }
         match &s.default_value {
             Some(d) => {
                 let v = match s.kind {
                     SettingType::List { .. } if d.is_empty() => SettingValue::List(Vec::new()),
-                    SettingType::List { .. } => SettingValue::List(vec![d.clone()]),
-                    _ => SettingValue::Single(d.clone()),
+                    SettingType::List { .. } => SettingValue::List(vec![d.to_string()]),
+                    _ => SettingValue::Single(d.to_string()),
                 };
-                out.insert(s.id.clone(), v);
+                out.insert(s.id.to_string(), v);
             }
             None if s.optional
                 || s.value_of_setting.is_some()
                 || matches!(s.kind, SettingType::StaticText) => {}
-            None => problems.push(Problem::MissingSetting(s.id.clone())),
+            None => problems.push(Problem::MissingSetting(s.id.to_string())),
         }
     }
     out

@@ -4,6 +4,8 @@
 mod support;
 
 use std::process::Stdio;
+
+use aps_controller::destination::PARTIAL_MARKER;
 use std::time::{Duration, Instant};
 
 use support::{Sandbox, assert_success, entries, env_dump, exists, json, pid_alive};
@@ -204,6 +206,13 @@ fn unwritable_destination_folder_is_refused() {
     let v = json(&out);
     assert_eq!(v["error"]["kind"], "destination-refused");
     assert!(entries(&dir).is_empty());
+    // The refusal closed the journal entry it opened and removed the work folder.
+    let open: Vec<String> = entries(&sb.state().join("journal"))
+        .into_iter()
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert!(open.is_empty(), "{open:?}");
+    assert!(entries(&sb.state().join("work")).is_empty());
 }
 
 /// Step 3.3 failure: a script that writes half a file and exits 1 leaves nothing behind, and
@@ -312,7 +321,18 @@ fn killed_controller_is_rolled_back_by_the_next_command() {
         1,
         "one temporary file while running: {partial:?}"
     );
-    assert!(partial[0].starts_with('.'), "{partial:?}");
+    // The temporary file is named after the open journal entry that lists it for deletion: the
+    // journal knew the name before the file existed, so no kill can orphan it.
+    let open: Vec<String> = entries(&sb.state().join("journal"))
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".json").map(str::to_owned))
+        .collect();
+    assert_eq!(open.len(), 1, "one open journal entry: {open:?}");
+    assert_eq!(partial[0], format!(".blog.bak{PARTIAL_MARKER}{}", open[0]));
+    let entry =
+        std::fs::read_to_string(sb.state().join("journal").join(format!("{}.json", open[0])))
+            .unwrap();
+    assert!(entry.contains(&partial[0]), "the entry lists it: {entry}");
     running.kill().unwrap(); // SIGKILL
     running.wait().unwrap();
     assert!(!exists(&dest));

@@ -265,8 +265,8 @@ impl Controller {
         Journal::new(journal_dir(&self.config.state))
     }
 
-    /// Opens the journal entry of an operation on `instance` with its first undo actions and
-    /// its work folder (the controller's dumps, the scripts' private HOME), known to the journal
+    /// Opens the journal entry of an operation on `instance` with its first undo actions (made
+    /// from the new operation's id by `undo`) and its work folder (the controller's dumps, the scripts' private HOME), known to the journal
     /// in the same write, before the folder exists: a killed run leaves nothing behind. Errors
     /// are reported at `step`; on one, nothing is left open.
     pub(crate) fn begin_operation(
@@ -274,12 +274,12 @@ impl Controller {
         kind: OperationKind,
         instance: &str,
         step: Step,
-        undo: Vec<UndoAction>,
+        undo: impl FnOnce(&str) -> Vec<UndoAction>,
     ) -> Result<(JournalEntry, Utf8PathBuf), OperationError> {
         let journal = self
             .journal()
             .begin_with(kind, instance, |id| {
-                let mut undo = undo;
+                let mut undo = undo(id);
                 undo.push(UndoAction::DeleteDir(self.work_dir(id)));
                 undo
             })

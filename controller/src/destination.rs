@@ -3,8 +3,8 @@
 //!
 //! [`Destination::prepare`] refuses a destination whose parent folder is missing or not
 //! writable, that is a folder or a symlink (even a dangling one), or that exists without
-//! `force`. It then creates the temporary file `<dir>/.<name>.aps-partial-<random>` in the
-//! destination's own folder — that is `BACKUP_FILE` — so the final rename never crosses a file
+//! `force`. It then creates the temporary file `<dir>/.<name>.aps-partial-<operation id>` in
+//! the destination's own folder — that is `BACKUP_FILE` — so the final rename never crosses a file
 //! system. [`PreparedDestination::commit`] fsyncs the file, renames it onto the destination
 //! and fsyncs the folder; dropping a prepared destination without committing deletes the
 //! temporary file. The destination path therefore never holds a partial backup.
@@ -24,11 +24,22 @@ pub const PARTIAL_MARKER: &str = ".aps-partial-";
 pub struct Destination;
 
 impl Destination {
-    /// Checks `path` as a backup destination and creates its temporary file.
+    /// Checks `path` as a backup destination and creates its temporary file (with a random
+    /// name). An operation that journals the temporary file first uses [`Destination::check`]
+    /// and [`CheckedDestination::create`] instead.
     pub fn prepare(
         path: impl Into<Utf8PathBuf>,
         force: bool,
     ) -> Result<PreparedDestination, DestinationError> {
+        Self::check(path, force)?.create_temp("", 8)
+    }
+
+    /// Checks `path` as a backup destination without creating anything. Writability is only
+    /// known when [`CheckedDestination::create`] makes the temporary file.
+    pub fn check(
+        path: impl Into<Utf8PathBuf>,
+        force: bool,
+    ) -> Result<CheckedDestination, DestinationError> {
         let path: Utf8PathBuf = path.into();
         let name = match path.file_name() {
             Some(name) if name != "." && name != ".." => name.to_owned(),
@@ -68,12 +79,58 @@ impl Destination {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(DestinationError::Io { path, source }),
         }
+        Ok(CheckedDestination {
+            path,
+            name,
+            parent,
+            force,
+        })
+    }
+}
 
-        // Creating the file *is* the writability test (see the module documentation).
+/// A destination that passed [`Destination::check`]; nothing is created yet.
+#[derive(Debug)]
+pub struct CheckedDestination {
+    path: Utf8PathBuf,
+    name: String,
+    parent: Utf8PathBuf,
+    force: bool,
+}
+
+impl CheckedDestination {
+    /// The temporary file [`create`](Self::create) makes for operation `operation_id`:
+    /// `<dir>/.<name>.aps-partial-<operation_id>`. Known before it exists, so a journal can
+    /// name it before a crash could leave it behind.
+    pub fn temp_path(&self, operation_id: &str) -> Utf8PathBuf {
+        self.parent.join(self.temp_prefix(operation_id))
+    }
+
+    /// Creates [`temp_path`](Self::temp_path) (never an existing file: operation ids are
+    /// unique, and a leftover of the same name is refused rather than reused).
+    pub fn create(self, operation_id: &str) -> Result<PreparedDestination, DestinationError> {
+        self.create_temp(operation_id, 0)
+    }
+
+    fn temp_prefix(&self, tag: &str) -> String {
+        format!(".{}{PARTIAL_MARKER}{tag}", self.name)
+    }
+
+    // Creating the file *is* the writability test (see the module documentation).
+    fn create_temp(
+        self,
+        tag: &str,
+        rand_bytes: usize,
+    ) -> Result<PreparedDestination, DestinationError> {
+        let CheckedDestination {
+            path,
+            parent,
+            force,
+            ..
+        } = &self;
         let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}{PARTIAL_MARKER}"))
-            .rand_bytes(8)
-            .tempfile_in(&parent)
+            .prefix(&self.temp_prefix(tag))
+            .rand_bytes(rand_bytes)
+            .tempfile_in(parent)
             .map_err(|source| match source.kind() {
                 io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
                     DestinationError::ParentNotWritable {
@@ -90,11 +147,11 @@ impl Destination {
         let temp_path = Utf8PathBuf::from_path_buf(temp.path().to_path_buf())
             .expect("a UTF-8 folder joined with a UTF-8 name is UTF-8");
         Ok(PreparedDestination {
-            destination: path,
-            parent,
+            destination: path.clone(),
+            parent: parent.clone(),
             temp_path,
             temp,
-            force,
+            force: *force,
         })
     }
 }

@@ -269,3 +269,27 @@ fn ensure_test_user() {
         "user {TEST_USER} missing; run scripts/ci/test-user.sh"
     );
 }
+
+/// `check` creates nothing; `create` makes exactly the temporary file `temp_path` named, so an
+/// operation can journal the name first. A leftover of the same name is refused, not reused.
+#[test]
+fn temp_file_is_named_before_it_exists() {
+    let (_keep, dir) = tempdir();
+    let dest = dir.join("site.tar");
+    let checked = Destination::check(&dest, false).unwrap();
+    assert!(names(&dir).is_empty(), "check alone creates nothing");
+    let planned = checked.temp_path("op-1");
+    assert_eq!(planned, dir.join(format!(".site.tar{PARTIAL_MARKER}op-1")));
+
+    let prepared = checked.create("op-1").unwrap();
+    assert_eq!(prepared.temp_path(), planned);
+    assert_eq!(names(&dir), [format!(".site.tar{PARTIAL_MARKER}op-1")]);
+
+    let again = Destination::check(&dest, false).unwrap().create("op-1");
+    assert!(
+        matches!(again, Err(DestinationError::Io { ref source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists),
+        "{again:?}"
+    );
+    drop(prepared);
+    assert!(names(&dir).is_empty(), "dropped uncommitted: deleted");
+}

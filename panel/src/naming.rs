@@ -15,8 +15,8 @@ use crate::periodicity::Periodicity;
 
 const TIME_FORMAT: &str = "%Y-%m-%d-%H-%M-%S";
 const TIME_LEN: usize = "YYYY-MM-DD-HH-mm-SS".len();
-/// Marker of the controller's temp files, `.<name>.aps-partial-<random>`.
-pub const PARTIAL_MARKER: &str = ".aps-partial-";
+/// Marker of the controller's temp files, `.<name>.aps-partial-<operation id>`.
+pub use aps_controller::destination::PARTIAL_MARKER;
 
 /// Compression of the archive, chosen in panel.toml and done by the controller's writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

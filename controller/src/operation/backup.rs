@@ -42,21 +42,26 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     })?;
     // 3.1 Check the destination. Done before any work so that a refused destination costs
     // nothing and leaves nothing behind.
-    let destination =
-        Destination::prepare(absolute(&request.destination), request.force).map_err(|source| {
-            OperationError::Destination {
-                step: Step::CheckDestination,
-                source,
-            }
-        })?;
-
-    // The journal knows the temporary destination before the script can write it.
+    let checked = Destination::check(absolute(&request.destination), request.force)
+        .map_err(destination_refused)?;
+    // The journal names the temporary destination before it exists: a controller killed at
+    // any point after this leaves nothing the next start cannot find and delete.
     let (journal, work) = ctl.begin_operation(
         OperationKind::Backup,
         &instance.name,
         Step::CheckDestination,
-        vec![UndoAction::DeleteFile(destination.temp_path().to_owned())],
+        |id| vec![UndoAction::DeleteFile(checked.temp_path(id))],
     )?;
+    // Creating the temporary file is also the writability test.
+    let destination = match checked.create(journal.id()) {
+        Ok(destination) => destination,
+        Err(source) => {
+            let error = destination_refused(source);
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = journal.finish_failed(&error.to_string());
+            return Err(error);
+        }
+    };
     let plan = Plan {
         ctl,
         request,
@@ -101,6 +106,13 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
             let _ = journal.finish_failed(&error.to_string());
             Err(error)
         }
+    }
+}
+
+fn destination_refused(source: crate::destination::DestinationError) -> OperationError {
+    OperationError::Destination {
+        step: Step::CheckDestination,
+        source,
     }
 }
 

@@ -93,7 +93,7 @@ pub fn restore(
         OperationKind::Restore,
         &instance.name,
         Step::SafetySnapshot,
-        Vec::new(),
+        |_| Vec::new(),
     )?;
     let snapshot = (!request.no_safety_snapshot).then(|| work.join("safety-snapshot.aps.tar"));
     let prepared = match &snapshot {

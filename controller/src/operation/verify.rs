@@ -82,7 +82,7 @@ pub fn verify_instance(
         OperationKind::Verify,
         &instance.name,
         Step::RunVerificationScript,
-        Vec::new(),
+        |_| Vec::new(),
     )?;
     let run = ScriptRun {
         argument: VERIFY_ARGUMENT,

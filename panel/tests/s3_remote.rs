@@ -14,7 +14,8 @@ use aps_panel::{ArchiveFormat, BackupName, Periodicity};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
-const ENV_FILE: &str = "/tmp/aps-ci/s3.env";
+#[path = "support/s3_env.rs"]
+mod s3_env;
 
 struct Fixture {
     store: S3Store,
@@ -24,41 +25,17 @@ struct Fixture {
 
 /// `None` only when APS_TEST_NO_S3=1.
 fn fixture(test: &str) -> Option<Fixture> {
-    if std::env::var("APS_TEST_NO_S3").as_deref() == Ok("1") {
-        eprintln!("APS_TEST_NO_S3=1: skipping {test}");
-        return None;
-    }
-    let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {
-        panic!("cannot read {ENV_FILE} ({e}): run scripts/ci/s3-server.sh first, or set APS_TEST_NO_S3=1")
-    });
-    let env: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-    let get = |k: &str| {
-        env.get(k)
-            .unwrap_or_else(|| panic!("{ENV_FILE} lacks {k}; rerun scripts/ci/s3-server.sh"))
-            .to_string()
-    };
-    let endpoint = get("APS_TEST_S3_ENDPOINT");
-    let hostport = endpoint.trim_start_matches("http://");
-    if std::net::TcpStream::connect(hostport).is_err() {
-        panic!(
-            "no S3 server answers at {endpoint}: run scripts/ci/s3-server.sh, or set APS_TEST_NO_S3=1"
-        );
-    }
+    let env = s3_env::s3_test_env(test)?;
     let tmp = tempfile::tempdir().unwrap();
     let dir = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
     let secret = dir.join("secret");
-    std::fs::write(&secret, get("APS_TEST_S3_SECRET_KEY") + "\n").unwrap();
-    // A prefix per test and run: tests share the bucket and run in parallel.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    std::fs::write(&secret, env.secret_key + "\n").unwrap();
     let config = RemoteConfig {
-        endpoint: Some(endpoint),
-        bucket: get("APS_TEST_S3_BUCKET"),
-        prefix: format!("tests/{test}-{}-{nanos}/", std::process::id()),
+        endpoint: Some(env.endpoint),
+        bucket: env.bucket,
+        prefix: env.prefix,
         region: "us-east-1".to_owned(),
-        access_key_id: Some(get("APS_TEST_S3_ACCESS_KEY")),
+        access_key_id: Some(env.access_key),
         secret_access_key_file: Some(secret),
         multipart_threshold_mib: 6,
         part_size_mib: 5,

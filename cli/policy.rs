@@ -78,6 +78,10 @@ pub enum PolicyCommand {
         staging: String,
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
+        /// Drill the newest good backup of the off-machine copy (panel.toml [remote]): it is
+        /// downloaded, then restored; the local store is not used.
+        #[arg(long)]
+        remote: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -246,13 +250,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             state,
         } => {
             let panel = open(state)?;
-            let store: &dyn Store = match (&panel.remote, remote) {
-                (Some(r), true) => r.as_ref(),
-                (None, true) => {
-                    return Err(PanelError::Usage("panel.toml has no [remote]".to_owned()));
-                }
-                (_, false) => &panel.local,
-            };
+            let store = panel.store(remote)?;
             let entries = list_backups(store, &name)?;
             if json {
                 print_json(&entries);
@@ -286,6 +284,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             name,
             staging,
             identity,
+            remote,
             json,
             state,
         } => {
@@ -299,6 +298,7 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                     instance: name,
                     staging,
                     identity,
+                    remote,
                 },
                 &progress,
             )?;

@@ -10,6 +10,9 @@ use camino::Utf8PathBuf;
 
 use support::{Dbs, Sandbox, age_identity, assert_success, databases, db_toml};
 
+#[path = "../panel/tests/support/s3_env.rs"]
+mod s3_env;
+
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -268,6 +271,72 @@ fn drill_restores_the_newest_good_backup_into_staging() {
     let out = sb.cli(&["drill", "nobody", "--staging", "staging"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
+}
+
+/// The host lost its backup disk: `run` had uploaded the backup to the S3 remote, and
+/// `drill --remote` downloads the newest good copy and restores it into staging.
+#[test]
+fn drill_from_the_remote_copy_when_the_local_store_is_gone() {
+    let Some(s3) = s3_env::s3_test_env("drill_remote") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    sh(&sb, "staging", "normal");
+    let secret = sb.path("s3-secret");
+    std::fs::write(&secret, &s3.secret_key).unwrap();
+    panel_toml(
+        &sb,
+        &format!(
+            "[remote]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"{}\"\naccess-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
+            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
+        ),
+    );
+    let out = sb.cli(&["run", "--periodicity", "daily", "--instance", "blog"]);
+    assert_success(&out, "run with a remote");
+    let newest = store_files(&sb, "blog").pop().unwrap();
+    let original = std::fs::read(sb.state().join("backups/blog").join(&newest)).unwrap();
+    let out = sb.cli(&["backups", "blog", "--remote", "--json"]);
+    assert_success(&out, "backups --remote");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["file"], newest.as_str(), "{listed}");
+    assert_eq!(listed[0]["status"], "good");
+
+    std::fs::remove_dir_all(sb.state().join("backups")).unwrap();
+    let out = sb.cli(&["drill", "blog", "--staging", "staging"]);
+    assert_eq!(out.status.code(), Some(2), "no local backup any more");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
+
+    let out = sb.cli(&[
+        "drill",
+        "blog",
+        "--staging",
+        "staging",
+        "--remote",
+        "--json",
+    ]);
+    assert_success(&out, "drill --remote");
+    let lines = json_lines(&out);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["passed"], true, "{summary}");
+    assert_eq!(summary["store"], "remote");
+    let backup = summary["backup"].as_str().unwrap();
+    assert!(
+        backup.starts_with("s3://") && backup.ends_with(&format!("blog/{newest}")),
+        "{backup}"
+    );
+    assert_eq!(summary["verification"]["method"], "verification-script");
+    // The sh fixture's restore copies the backup file it was given into the web root: the
+    // download is byte for byte what was uploaded.
+    let restored = std::fs::read(sb.path("www-staging").join(".aps-restored-from")).unwrap();
+    assert_eq!(restored, original);
+    // The download was removed with the drill.
+    let left: Vec<String> = std::fs::read_dir(sb.state())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".drill-download-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

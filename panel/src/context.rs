@@ -5,7 +5,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::config::{ConfigError, PanelConfig};
 use crate::engine::{ArchiveChoice, EngineError};
 use crate::retention::RetentionPolicy;
-use crate::store::{LocalStore, Remote, StoreError};
+use crate::store::{LocalStore, Remote, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PanelError {
@@ -17,6 +17,11 @@ pub enum PanelError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Usage(String),
+    #[error("cannot make a scratch folder in {path}: {source}")]
+    Scratch {
+        path: Utf8PathBuf,
+        source: std::io::Error,
+    },
     #[error("instance {instance} has no good backup in {store}")]
     NoBackup { instance: String, store: String },
 }
@@ -58,6 +63,16 @@ impl Panel {
             policy,
             remote,
         })
+    }
+
+    /// The local store, or with `remote` the off-machine copy (an error when panel.toml has no
+    /// `[remote]`).
+    pub fn store(&self, remote: bool) -> Result<&dyn Store, PanelError> {
+        match (&self.remote, remote) {
+            (Some(r), true) => Ok(r.as_ref()),
+            (None, true) => Err(PanelError::Usage("panel.toml has no [remote]".to_owned())),
+            (_, false) => Ok(&self.local),
+        }
     }
 
     pub fn archive_choice(&self) -> ArchiveChoice {

@@ -1,7 +1,9 @@
 //! `drill`: prove a backup restores — restore the newest good backup of an instance into a
-//! registered staging instance and check the result.
+//! registered staging instance and check the result. With `remote`, the backup is the newest
+//! good one of the off-machine copy, downloaded first: what a host that lost its disk would
+//! restore from.
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::context::{Panel, PanelError};
@@ -14,13 +16,18 @@ pub struct DrillOptions {
     pub instance: String,
     pub staging: String,
     pub identity: Option<Utf8PathBuf>,
+    /// Drill from the remote store (panel.toml `[remote]`) instead of the local one.
+    pub remote: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
     pub instance: String,
     pub staging: String,
-    pub backup: Utf8PathBuf,
+    /// The backup drilled: a local path, or `<remote store>/<key>` with `remote`.
+    pub backup: String,
+    /// `local` or `remote`.
+    pub store: &'static str,
     pub passed: bool,
     /// The step that failed: `restore` or `check`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,11 +50,31 @@ pub fn drill(
             o.instance
         )));
     }
-    let newest = newest_good(&panel.local, &o.instance)?.ok_or_else(|| PanelError::NoBackup {
+    let store = panel.store(o.remote)?;
+    let newest = newest_good(store, &o.instance)?.ok_or_else(|| PanelError::NoBackup {
         instance: o.instance.clone(),
-        store: panel.local.root().to_string(),
+        store: store.describe(),
     })?;
-    let backup = panel.local.path_of(&newest);
+    // A remote backup is restored from a download in a scratch folder of the state folder,
+    // deleted when the drill ends (whatever its outcome).
+    let (backup, _download) = match (&panel.remote, o.remote) {
+        (Some(remote), true) => {
+            let scratch = tempfile::Builder::new()
+                .prefix(".drill-download-")
+                .tempdir_in(&panel.state_dir)
+                .map_err(|source| PanelError::Scratch {
+                    path: panel.state_dir.clone(),
+                    source,
+                })?;
+            let dir = Utf8Path::from_path(scratch.path())
+                .expect("a folder made in a UTF-8 folder is UTF-8")
+                .to_owned();
+            let path = dir.join(&newest.file_name);
+            remote.download(&newest.key, &path)?;
+            (path, Some(scratch))
+        }
+        _ => (panel.local.path_of(&newest), None),
+    };
     progress.emit(Event::Start {
         operation: "drill",
         total: 2,
@@ -55,7 +82,12 @@ pub fn drill(
     let mut report = DrillReport {
         instance: o.instance.clone(),
         staging: o.staging.clone(),
-        backup: backup.clone(),
+        backup: if o.remote {
+            format!("{}/{}", store.describe().trim_end_matches('/'), newest.key)
+        } else {
+            backup.to_string()
+        },
+        store: if o.remote { "remote" } else { "local" },
         passed: false,
         failed_step: None,
         error: None,

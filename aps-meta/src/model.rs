@@ -217,6 +217,15 @@ pub struct Setting {
 }
 
 impl Setting {
+    /// `type="password"`, or a `list` of them: a value never shown or stored in clear.
+    pub fn is_secret(&self) -> bool {
+        match &self.kind {
+            SettingType::Password => true,
+            SettingType::List { element_type } => **element_type == SettingType::Password,
+            _ => false,
+        }
+    }
+
     /// A setting with only an id and a type, everything else absent: what APP-META.xml gives
     /// for `<setting id=".." type=".."/>`. For building models in code (panels, tests).
     pub fn new(id: impl Into<CompactString>, kind: SettingType) -> Self {

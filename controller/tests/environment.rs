@@ -1,7 +1,7 @@
 //! The whole script environment of one package for every operation, as snapshots, plus the
 //! rules that decide what each operation gets.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aps_controller::database::{Database, DbKind};
 use aps_controller::environment::{
@@ -229,6 +229,7 @@ fn instance() -> Instance {
                 },
             ),
         ]),
+        secret_settings: BTreeSet::from(["admin_password".into()]),
     }
 }
 

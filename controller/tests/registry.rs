@@ -27,6 +27,8 @@ const APP_META: &str = r#"<application xmlns="http://apstandard.com/ns/1" versio
         <setting id="posts" type="integer" min="1" max="100"><name>Posts</name></setting>
         <setting id="comments" type="boolean" default-value="false"><name>C</name></setting>
         <setting id="domains" type="list" element-type="domain-name" optional="true"><name>D</name></setting>
+        <setting id="smtp_password" type="password" optional="true"><name>SMTP password</name></setting>
+        <setting id="api_keys" type="list" element-type="password" optional="true"><name>API keys</name></setting>
       </group>
     </settings>
     <requirements xmlns:db="http://apstandard.com/ns/1/db">
@@ -82,6 +84,8 @@ base-url = "http://Example.test:8080/blog"
 admin_email = "a@example.test"
 posts = 10
 domains = ["example.test", "example.org"]
+smtp_password = "smtp-secret-pw"
+api_keys = ["key-secret-1", "key-secret-2"]
 [databases.main]
 type = "mysql"
 name = "blogdb"
@@ -321,23 +325,43 @@ fn mode(p: &Utf8Path) -> u32 {
 fn passwords_live_only_in_the_private_secrets_file() {
     let e = env();
     e.register(GOOD, false).unwrap();
+    // Database passwords and the values of password settings (also a list of them).
+    let secret_values = [
+        "s3cret-pw",
+        "pg-secret-pw",
+        "smtp-secret-pw",
+        "key-secret-1",
+        "key-secret-2",
+    ];
     let record = std::fs::read_to_string(e.state.instances_dir().join("blog.json")).unwrap();
-    assert!(
-        !record.contains("s3cret-pw") && !record.contains("pg-secret-pw"),
-        "{record}"
-    );
+    for value in secret_values {
+        assert!(!record.contains(value), "{value} in the record: {record}");
+    }
     let secrets = e.state.secrets_dir().join("blog.json");
-    assert!(
-        std::fs::read_to_string(&secrets)
-            .unwrap()
-            .contains("s3cret-pw")
-    );
+    let secrets_text = std::fs::read_to_string(&secrets).unwrap();
+    for value in secret_values {
+        assert!(
+            secrets_text.contains(value),
+            "{value} not in the secrets file"
+        );
+    }
     assert_eq!(mode(&secrets), 0o600);
     assert_eq!(mode(&e.state.secrets_dir()), 0o700);
-    let shown = registry::view::masked_toml(&e.store.get("blog").unwrap());
-    assert!(
-        !shown.contains("s3cret-pw") && shown.contains("password = \"***\""),
-        "{shown}"
+    let blog = e.store.get("blog").unwrap();
+    let shown = registry::view::masked_toml(&blog);
+    for value in secret_values {
+        assert!(!shown.contains(value), "{value} shown: {shown}");
+    }
+    assert!(shown.contains("password = \"***\""), "{shown}");
+    assert!(shown.contains("smtp_password = \"***\""), "{shown}");
+    // Read back whole: the scripts get the real values.
+    assert_eq!(
+        blog.settings["smtp_password"],
+        SettingValue::Single("smtp-secret-pw".into())
+    );
+    assert_eq!(
+        blog.settings["api_keys"],
+        SettingValue::List(vec!["key-secret-1".into(), "key-secret-2".into()])
     );
     assert_eq!(
         e.store.get("blog").unwrap().databases["main"]

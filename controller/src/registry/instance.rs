@@ -1,6 +1,6 @@
 //! The instance record: everything the controller keeps about one installed instance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,10 @@ pub struct Instance {
     pub settings: BTreeMap<String, SettingValue>,
     /// db requirement id (case kept) → database resource.
     pub databases: BTreeMap<String, Database>,
+    /// Settings the package declares `type="password"` (or a list of them): their values are
+    /// kept in the private secrets file, not the record, and never shown.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secret_settings: BTreeSet<String>,
 }
 
 /// The instance's base URL, split as `BASE_URL_*` needs it.

@@ -4,7 +4,8 @@
 //! ```text
 //! <state>/registry.lock            store-wide lock, held around every read-modify-write
 //! <state>/instances/<name>.json    the record, world-readable, no passwords
-//! <state>/secrets/<name>.json      database passwords, mode 0600 in a 0700 folder
+//! <state>/secrets/<name>.json      database passwords and password settings, mode 0600 in a
+//!                                   0700 folder
 //! <state>/packages/<sha256>/       .app.zip packages, unpacked once
 //! ```
 //! Every file is written to a temporary file in its own folder, fsynced, renamed into place
@@ -22,7 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
-use super::instance::{Instance, is_valid_instance_name};
+use super::instance::{Instance, SettingValue, is_valid_instance_name};
 use crate::secret::Secret;
 
 /// Where the controller keeps its state.
@@ -277,8 +278,8 @@ impl FileStore {
             .as_object_mut()
             .ok_or_else(|| corrupt("not a JSON object".into()))?;
         let digest = obj.remove(SECRETS_DIGEST_KEY);
-        let passwords: BTreeMap<String, Secret> = match digest {
-            None => BTreeMap::new(),
+        let secrets: SecretsFile = match digest {
+            None => SecretsFile::default(),
             Some(d) => {
                 let sp = self.secrets_path(name);
                 let bytes = fs::read(&sp).map_err(io(&sp))?;
@@ -288,17 +289,30 @@ impl FileStore {
                         message: "does not match its instance record (digest differs)".into(),
                     });
                 }
-                let s: SecretsFile =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                        path: sp,
-                        message: e.to_string(),
-                    })?;
-                s.database_passwords
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: sp,
+                    message: e.to_string(),
+                })?
             }
         };
+        if !secrets.setting_values.is_empty() {
+            let settings = obj
+                .entry("settings")
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            let settings = settings
+                .as_object_mut()
+                .ok_or_else(|| corrupt("`settings` is not an object".into()))?;
+            for (id, v) in secrets.setting_values {
+                settings.insert(id, serde_json::to_value(v).expect("values serialise"));
+            }
+        }
         if let Some(dbs) = obj.get_mut("databases").and_then(|d| d.as_object_mut()) {
             for (id, db) in dbs.iter_mut() {
-                let pw = passwords.get(id).map(Secret::expose).unwrap_or_default();
+                let pw = secrets
+                    .database_passwords
+                    .get(id)
+                    .map(Secret::expose)
+                    .unwrap_or_default();
                 if let Some(db) = db.as_object_mut() {
                     db.insert("password".into(), pw.into());
                 }
@@ -313,11 +327,14 @@ impl FileStore {
 }
 
 /// The secrets file: kept apart from the record so the record can be world-readable.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct SecretsFile {
     /// db requirement id → password.
     database_passwords: BTreeMap<String, Secret>,
+    /// Values of the instance's `secret_settings` (password settings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    setting_values: BTreeMap<String, SettingValue>,
 }
 
 fn check_name(name: &str) -> Result<(), StoreError> {
@@ -365,23 +382,32 @@ impl InstanceStore for FileStore {
         let obj = value
             .as_object_mut()
             .expect("Instance serialises to an object");
-        let mut passwords = BTreeMap::new();
+        let mut secrets = SecretsFile::default();
         if let Some(dbs) = obj.get_mut("databases").and_then(|d| d.as_object_mut()) {
             for (id, db) in dbs.iter_mut() {
                 if let Some(db) = db.as_object_mut() {
                     db.remove("password");
                 }
-                passwords.insert(id.clone(), instance.databases[id].password.clone());
+                secrets
+                    .database_passwords
+                    .insert(id.clone(), instance.databases[id].password.clone());
+            }
+        }
+        if let Some(settings) = obj.get_mut("settings").and_then(|s| s.as_object_mut()) {
+            for id in &instance.secret_settings {
+                if settings.remove(id).is_some() {
+                    secrets
+                        .setting_values
+                        .insert(id.clone(), instance.settings[id].clone());
+                }
             }
         }
         let sec_dir = self.state.secrets_dir();
         let inst_dir = self.state.instances_dir();
-        let had_secrets = !passwords.is_empty();
+        let had_secrets =
+            !secrets.database_passwords.is_empty() || !secrets.setting_values.is_empty();
         if had_secrets {
-            let bytes = serde_json::to_vec_pretty(&SecretsFile {
-                database_passwords: passwords,
-            })
-            .expect("secrets serialise");
+            let bytes = serde_json::to_vec_pretty(&secrets).expect("secrets serialise");
             obj.insert(SECRETS_DIGEST_KEY.into(), sha256_hex(&bytes).into());
             write_atomic(&sec_dir, &self.pending_path(name), &bytes, 0o600)?;
         }

@@ -103,6 +103,14 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
     let settings = check_settings(file, meta, &mut problems);
     check_databases(file, meta, &mut problems);
     let web_dirs = check_web_dirs(file, meta, &mut problems);
+    let secret_settings = meta
+        .service
+        .all_settings()
+        .into_iter()
+        .chain(meta.all_global_settings())
+        .filter(|s| s.is_secret() && settings.contains_key(s.id.as_str()))
+        .map(|s| s.id.to_string())
+        .collect();
     match base_url {
         Some(base_url) if problems.is_empty() => Ok(Instance {
             name: file.name.clone(),
@@ -111,6 +119,7 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             web_dirs,
             settings,
             databases: file.databases.clone(),
+            secret_settings,
         }),
         _ => Err(problems),
     }

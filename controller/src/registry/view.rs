@@ -1,5 +1,5 @@
 //! How an instance is shown to people and scripts: INSTANCE.toml's own shape, passwords
-//! replaced by `***` (they are never printed).
+//! (database passwords and password settings) replaced by `***` (they are never printed).
 
 use serde_json::{Value, json};
 
@@ -12,6 +12,7 @@ pub fn masked_json(i: &Instance) -> Value {
         .iter()
         .map(|(k, v)| {
             let v = match v {
+                _ if i.secret_settings.contains(k) => json!("***"),
                 SettingValue::Single(s) => json!(s),
                 SettingValue::List(l) => json!(l),
             };

@@ -54,21 +54,31 @@ pub struct ArchiveArgs {
 
 impl ArchiveArgs {
     fn options(&self) -> Result<ArchiveOptions, ExitCode> {
-        let compression = match self.compression.as_str() {
-            "zstd" => Compression::Zstd { level: 3 },
-            "gzip" => Compression::Gzip { level: 6 },
-            "none" => Compression::None,
-            other => {
-                eprintln!("error: unknown --compression {other:?}: expected zstd, gzip or none");
-                return Err(ExitCode::from(crate::common::EXIT_USAGE));
-            }
-        };
-        Ok(ArchiveOptions {
-            compression,
-            recipients: self.recipients.clone(),
-            ..ArchiveOptions::default()
+        archive_options(&self.compression, &self.recipients).map_err(|message| {
+            eprintln!("error: --compression: {message}");
+            ExitCode::from(crate::common::EXIT_USAGE)
         })
     }
+}
+
+/// The archive options a backup request names: compression `zstd`, `gzip` or `none` (at the
+/// levels the CLI documents) and age recipients.
+pub fn archive_options(compression: &str, recipients: &[String]) -> Result<ArchiveOptions, String> {
+    let compression = match compression {
+        "zstd" => Compression::Zstd { level: 3 },
+        "gzip" => Compression::Gzip { level: 6 },
+        "none" => Compression::None,
+        other => {
+            return Err(format!(
+                "unknown compression {other:?}: expected zstd, gzip or none"
+            ));
+        }
+    };
+    Ok(ArchiveOptions {
+        compression,
+        recipients: recipients.to_vec(),
+        ..ArchiveOptions::default()
+    })
 }
 
 #[derive(clap::Args)]

@@ -40,6 +40,20 @@ pub fn open_controller(state: &StateArgs) -> Result<Controller, ExitCode> {
     Ok(controller)
 }
 
+/// `{"ok":true, …report}`: an operation's report as `--json` prints it and `serve` answers it.
+pub fn success_json<T: Serialize>(report: &T) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).expect("reports serialize");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("ok".into(), true.into());
+    }
+    v
+}
+
+/// `{"ok":false,"error":{kind,step,message[,stderr_tail]}}`, for `--json` and `serve`.
+pub fn failure_json(error: &OperationError) -> serde_json::Value {
+    serde_json::json!({"ok": false, "error": error.to_json()})
+}
+
 /// Prints `{"ok":true, …report}` or a human line, and returns exit 0.
 pub fn print_success<T: Serialize>(
     json: bool,
@@ -47,11 +61,7 @@ pub fn print_success<T: Serialize>(
     human: impl FnOnce() -> String,
 ) -> ExitCode {
     if json {
-        let mut v = serde_json::to_value(report).expect("reports serialize");
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("ok".into(), true.into());
-        }
-        println!("{v}");
+        println!("{}", success_json(report));
     } else {
         println!("{}", human());
     }
@@ -62,10 +72,7 @@ pub fn print_success<T: Serialize>(
 /// and the script's stderr tail on stderr; returns the kind's exit code.
 pub fn print_failure(json: bool, error: &OperationError) -> ExitCode {
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": false, "error": error.to_json()})
-        );
+        println!("{}", failure_json(error));
     } else {
         eprintln!(
             "error [{}] at step {}: {error}",

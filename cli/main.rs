@@ -5,6 +5,7 @@ mod common;
 mod instance;
 mod package;
 mod policy;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,9 @@ enum Command {
     Operation(backup::OperationCommand),
     #[command(flatten)]
     Policy(policy::PolicyCommand),
+    /// Serve the operations over HTTP for control panels in other languages (loopback only,
+    /// bearer token; docs/http.md).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,5 +46,6 @@ fn main() -> ExitCode {
         Command::Instance(c) => instance::run(c),
         Command::Operation(c) => backup::run(c),
         Command::Policy(c) => policy::run(c),
+        Command::Serve(a) => serve::run(a),
     }
 }

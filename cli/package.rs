@@ -5,7 +5,7 @@
 //! not run (path missing, unreadable, bad `--limits` file).
 use std::process::ExitCode;
 
-use aps_meta::{CheckError, Limits, Severity, check_package};
+use aps_meta::{CheckError, CheckReport, Limits, Severity, check_package};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::common::EXIT_USAGE;
@@ -53,6 +53,33 @@ fn read_limits(path: &Utf8Path) -> Result<Limits, String> {
     })
 }
 
+/// `{"ok":bool,"path":…,"aps_version":…,"errors":n,"warnings":n,"diagnostics":[…]}`, for
+/// `--json` and `serve`.
+pub fn report_json(report: &CheckReport) -> serde_json::Value {
+    let errors = report
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    serde_json::json!({
+        "ok": report.ok(),
+        "path": report.path,
+        "aps_version": report.aps_version,
+        "errors": errors,
+        "warnings": report.diagnostics.len() - errors,
+        "diagnostics": report.diagnostics,
+    })
+}
+
+/// `kind` of a check that could not run, for `--json` and `serve`.
+pub fn check_error_kind(e: &CheckError) -> &'static str {
+    match e {
+        CheckError::NotFound { .. } => "not-found",
+        CheckError::NotAPackage { .. } => "not-a-package",
+        CheckError::Io { .. } => "io",
+    }
+}
+
 fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCode {
     let limits = match limits_file.map(read_limits).transpose() {
         Ok(l) => l.unwrap_or_default(),
@@ -60,33 +87,18 @@ fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCod
     };
     let report = match check_package(path, &limits) {
         Ok(r) => r,
-        Err(e) => {
-            let kind = match e {
-                CheckError::NotFound { .. } => "not-found",
-                CheckError::NotAPackage { .. } => "not-a-package",
-                CheckError::Io { .. } => "io",
-            };
-            return cannot_run(json, kind, &e.to_string());
-        }
+        Err(e) => return cannot_run(json, check_error_kind(&e), &e.to_string()),
     };
     let ok = report.ok();
-    let errors = report
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let warnings = report.diagnostics.len() - errors;
     if json {
-        let out = serde_json::json!({
-            "ok": ok,
-            "path": report.path,
-            "aps_version": report.aps_version,
-            "errors": errors,
-            "warnings": warnings,
-            "diagnostics": report.diagnostics,
-        });
-        println!("{out}");
+        println!("{}", report_json(&report));
     } else {
+        let errors = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        let warnings = report.diagnostics.len() - errors;
         for d in &report.diagnostics {
             println!("{d}");
         }

@@ -1,0 +1,355 @@
+//! `aps-controller serve`: the real binary listening on loopback, driven over real HTTP (ureq)
+//! with the fixture packages and their real scripts.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use aps_controller::digest::sha256_file;
+use camino::Utf8PathBuf;
+use serde_json::{Value, json};
+
+use support::{Sandbox, assert_success, fixture, json as stdout_json, repo};
+
+const SH_SETTINGS: &str =
+    "[settings]\nadmin_name = \"admin\"\nadmin_password = \"s3cret-pw\"\nsite_title = \"Demo\"\n";
+
+/// A running `aps-controller serve`, stopped when dropped.
+struct Served {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(sb: &Sandbox) -> Served {
+    let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
+    let token_file = sb.path("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut child = sb
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_file.as_str(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_owned();
+    Served { child, base, token }
+}
+
+impl Served {
+    /// Status and JSON body of `METHOD path` with the right token (or `token`).
+    fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let mut request = ureq::request(method, &format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        let response = match request.send_string(body) {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        assert_eq!(response.content_type(), "application/json");
+        let status = response.status();
+        (status, response.into_json().unwrap())
+    }
+
+    fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        self.call_as(Some(&self.token.clone()), method, path, &body)
+    }
+}
+
+fn sh(sb: &Sandbox, name: &str, behaviour: &str) -> Utf8PathBuf {
+    sb.register(
+        name,
+        "sh-sample",
+        &format!("{SH_SETTINGS}behaviour = \"{behaviour}\"\n"),
+    )
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn operations_answer_the_same_json_as_the_cli() {
+    let sb = Sandbox::new();
+    let www = sh(&sb, "blog", "normal");
+    let server = serve(&sb);
+    let backups = sb.path("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let dest = backups.join("blog.aps.tar.zst");
+
+    // Without the token, or with another one, nothing runs.
+    let backup_body = json!({"to": dest});
+    for token in [None, Some("0123456789abcdef0123456789abcdef-wrong-token")] {
+        let (status, v) = server.call_as(
+            token,
+            "POST",
+            "/v1/instances/blog/backup",
+            &backup_body.to_string(),
+        );
+        assert_eq!(status, 401, "{v}");
+        assert_eq!(v["error"]["kind"], "unauthorized");
+    }
+    assert!(!dest.exists());
+
+    let (status, v) = server.call("GET", "/v1/instances", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["instances"][0]["name"], "blog");
+    let (status, v) = server.call("GET", "/v1/instances/blog", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["name"], "blog");
+    assert!(!v.to_string().contains("s3cret-pw"), "password shown: {v}");
+
+    let (status, report) = server.call("POST", "/v1/instances/blog/backup", backup_body.clone());
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["ok"], true);
+    let (size, sha256) = sha256_file(&dest).unwrap();
+    assert_eq!(report["sha256"], sha256.as_str());
+    assert_eq!(report["size"], size);
+    assert_eq!(report["file"], dest.as_str());
+    // The same fields as `aps-controller backup --json`.
+    let cli = sb.cli(&[
+        "backup",
+        "blog",
+        "--to",
+        backups.join("cli.aps.tar.zst").as_str(),
+        "--json",
+    ]);
+    assert_success(&cli, "backup --json");
+    assert_eq!(keys(&report), keys(&stdout_json(&cli)));
+
+    // The destination exists now: refused, and the file is left as it was.
+    let (status, v) = server.call("POST", "/v1/instances/blog/backup", backup_body);
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "destination-refused");
+    assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
+    assert_eq!(sha256_file(&dest).unwrap().1, sha256);
+
+    // Restore from it: the sh fixture's (sufficient) restore copies the file it was given.
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/blog/restore",
+        json!({"from": dest, "timeout_secs": 60}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(
+        std::fs::read(www.join(".aps-restored-from")).unwrap(),
+        std::fs::read(&dest).unwrap()
+    );
+
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/nobody/backup",
+        json!({"to": backups.join("x")}),
+    );
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["kind"], "instance-not-found");
+    assert!(!backups.join("x").exists());
+}
+
+#[test]
+fn bad_requests_are_refused_before_anything_runs() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    let server = serve(&sb);
+    let dest = sb.path("blog.bak");
+
+    let cases = [
+        (
+            json!({"to": "relative/blog.bak"}),
+            "expected an absolute path",
+        ),
+        (
+            json!({"to": dest, "colour": "red"}),
+            "unknown field `colour`",
+        ),
+        (
+            json!({"to": dest, "compression": "lz4"}),
+            "unknown compression",
+        ),
+        (json!({}), "missing field `to`"),
+    ];
+    for (body, expected) in cases {
+        let (status, v) = server.call("POST", "/v1/instances/blog/backup", body.clone());
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["kind"], "bad-request");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let big = json!({"to": dest, "recipients": ["x".repeat(70_000)]});
+    let (status, v) = server.call("POST", "/v1/instances/blog/backup", big);
+    assert_eq!(status, 413, "{v}");
+    assert!(!dest.exists());
+
+    let (status, v) = server.call("PUT", "/v1/instances/blog/backup", Value::Null);
+    assert_eq!(status, 405, "{v}");
+    let (status, v) = server.call("GET", "/v2/anything", Value::Null);
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["kind"], "no-such-route");
+}
+
+#[test]
+fn instances_are_registered_and_removed_and_packages_checked() {
+    let sb = Sandbox::new();
+    let server = serve(&sb);
+    let www = sb.path("www-shop");
+    std::fs::create_dir_all(&www).unwrap();
+    let file = sb.path("shop.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"shop\"\npackage = \"{}\"\nbase-url = \"http://shop.example.test/\"\n[web-dirs]\n\"/\" = \"{www}\"\n{SH_SETTINGS}",
+            fixture("sh-sample")
+        ),
+    )
+    .unwrap();
+
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["instance"]["name"], "shop");
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "invalid-instance");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists")
+    );
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances",
+        json!({"file": file, "replace": true}),
+    );
+    assert_eq!(status, 201, "{v}");
+    // The CLI sees what the adapter registered.
+    let listed = sb.cli(&["instance", "list", "--json"]);
+    assert_eq!(stdout_json(&listed)["instances"][0]["name"], "shop");
+
+    std::fs::write(&file, "name = \"bad\"\n").unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "invalid-instance");
+
+    let (status, v) = server.call("DELETE", "/v1/instances/shop", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = server.call("GET", "/v1/instances/shop", Value::Null);
+    assert_eq!(status, 404, "{v}");
+    assert!(www.exists(), "removing an instance keeps its web folder");
+
+    let (status, v) = server.call(
+        "POST",
+        "/v1/packages/check",
+        json!({"path": fixture("sh-sample")}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ok"], true);
+    let broken = repo().join("fixtures/broken/missing-element");
+    let (status, v) = server.call("POST", "/v1/packages/check", json!({"path": broken}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["diagnostics"][0]["code"], "missing-element", "{v}");
+    let (status, v) = server.call(
+        "POST",
+        "/v1/packages/check",
+        json!({"path": sb.path("nowhere")}),
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "not-found");
+}
+
+/// Two operations on one instance at once: the second is `busy` (409) while the first runs.
+#[test]
+fn a_second_operation_on_a_busy_instance_is_409() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "hang-with-child");
+    sb.configure("kill-grace-secs = 1\n");
+    let server = serve(&sb);
+    let first_dest = sb.path("first.bak");
+    let first = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            server.call(
+                "POST",
+                "/v1/instances/blog/backup",
+                json!({"to": first_dest, "timeout_secs": 3}),
+            )
+        });
+        // The hanging script writes its child's pid once it runs.
+        let pid_file = sb.path("www-blog/.aps-child.pid");
+        let start = std::time::Instant::now();
+        while !pid_file.exists() {
+            assert!(start.elapsed().as_secs() < 30, "the script never started");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (status, v) = server.call(
+            "POST",
+            "/v1/instances/blog/backup",
+            json!({"to": sb.path("second.bak")}),
+        );
+        assert_eq!(status, 409, "{v}");
+        assert_eq!(v["error"]["kind"], "busy");
+        first.join().unwrap()
+    });
+    let (status, v) = first;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"]["kind"], "timed-out");
+    assert!(!first_dest.exists() && !sb.path("second.bak").exists());
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
+    let sb = Sandbox::new();
+    let strong = sb.path("strong");
+    std::fs::write(&strong, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let out = sb.cli(&[
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+        "--token-file",
+        strong.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+
+    let weak = sb.path("weak");
+    std::fs::write(&weak, "secret\n").unwrap();
+    let out = sb.cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        weak.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 characters"));
+}

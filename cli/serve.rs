@@ -132,9 +132,15 @@ impl App {
         );
         let header = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
             .expect("a valid header");
-        let response = Response::from_string(body.to_string())
+        let mut response = Response::from_string(body.to_string())
             .with_status_code(status)
             .with_header(header);
+        if status == 401 {
+            response.add_header(
+                Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
+                    .expect("a valid header"),
+            );
+        }
         // A client that went away gets nothing; the operation itself is complete either way.
         let _ = request.respond(response);
     }

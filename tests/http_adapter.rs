@@ -71,6 +71,9 @@ impl Served {
         };
         assert_eq!(response.content_type(), "application/json");
         let status = response.status();
+        if status == 401 {
+            assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
+        }
         (status, response.into_json().unwrap())
     }
 

@@ -111,6 +111,8 @@ struct App {
 
 /// An HTTP status and the JSON body that goes with it.
 type Answer = (u16, Value);
+/// A route's answer; `Err` when the request was refused before anything ran.
+type Handled = Result<Answer, Answer>;
 
 fn problem(status: u16, kind: &str, message: impl Into<String>) -> Answer {
     (
@@ -146,24 +148,25 @@ impl App {
     }
 
     fn answer(&self, request: &mut Request) -> Answer {
+        self.route(request).unwrap_or_else(|refused| refused)
+    }
+
+    fn route(&self, request: &mut Request) -> Handled {
         if !self.authorized(request) {
-            return problem(
+            return Err(problem(
                 401,
                 "unauthorized",
                 "missing or wrong bearer token: send `Authorization: Bearer <the token of --token-file>`",
-            );
+            ));
         }
-        let body = match read_body(request) {
-            Ok(body) => body,
-            Err(answer) => return answer,
-        };
+        let body = read_body(request)?;
         let path = request.url().split('?').next().unwrap_or("").to_owned();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (request.method(), segments.as_slice()) {
-            (Method::Get, ["v1", "instances"]) => self.list(),
+            (Method::Get, ["v1", "instances"]) => Ok(self.list()),
             (Method::Post, ["v1", "instances"]) => self.register(&body),
-            (Method::Get, ["v1", "instances", name]) => self.show(name),
-            (Method::Delete, ["v1", "instances", name]) => self.remove(name),
+            (Method::Get, ["v1", "instances", name]) => Ok(self.show(name)),
+            (Method::Delete, ["v1", "instances", name]) => Ok(self.remove(name)),
             (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
             (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
             (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
@@ -174,16 +177,16 @@ impl App {
                 | ["v1", "instances", _]
                 | ["v1", "instances", _, "backup" | "restore" | "migrate"]
                 | ["v1", "packages", "check"],
-            ) => problem(
+            ) => Err(problem(
                 405,
                 "method-not-allowed",
                 format!("{method} is not allowed on {path}; see docs/http.md"),
-            ),
-            (method, _) => problem(
+            )),
+            (method, _) => Err(problem(
                 404,
                 "no-such-route",
                 format!("no route {method} {path}; see docs/http.md"),
-            ),
+            )),
         }
     }
 
@@ -217,7 +220,7 @@ impl App {
         }
     }
 
-    fn register(&self, body: &[u8]) -> Answer {
+    fn register(&self, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -225,25 +228,22 @@ impl App {
             #[serde(default)]
             replace: bool,
         }
-        let b: Body = match parse(body) {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        if let Err(answer) = absolute("file", &b.file) {
-            return answer;
-        }
+        let b: Body = parse(body)?;
+        absolute("file", &b.file)?;
         let state = &self.ctl.config().state;
-        match registry::register(self.ctl.store(), state, &b.file, b.replace) {
-            Ok(instance) => (
-                201,
-                json!({"ok": true, "instance": view::summary_json(&instance)}),
-            ),
-            Err(RegisterError::Store(e)) => store_problem(e),
-            Err(e @ RegisterError::Parse(ParseError::Read { .. })) => {
-                problem(422, "unreadable-file", e.to_string())
-            }
-            Err(e) => problem(422, "invalid-instance", e.to_string()),
-        }
+        Ok(
+            match registry::register(self.ctl.store(), state, &b.file, b.replace) {
+                Ok(instance) => (
+                    201,
+                    json!({"ok": true, "instance": view::summary_json(&instance)}),
+                ),
+                Err(RegisterError::Store(e)) => store_problem(e),
+                Err(e @ RegisterError::Parse(ParseError::Read { .. })) => {
+                    problem(422, "unreadable-file", e.to_string())
+                }
+                Err(e) => problem(422, "invalid-instance", e.to_string()),
+            },
+        )
     }
 
     fn remove(&self, name: &str) -> Answer {
@@ -253,7 +253,7 @@ impl App {
         }
     }
 
-    fn backup(&self, name: &str, body: &[u8]) -> Answer {
+    fn backup(&self, name: &str, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -265,18 +265,11 @@ impl App {
             #[serde(default)]
             recipients: Vec<String>,
         }
-        let b: Body = match parse(body) {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        if let Err(answer) = absolute("to", &b.to) {
-            return answer;
-        }
+        let b: Body = parse(body)?;
+        absolute("to", &b.to)?;
         let compression = b.compression.as_deref().unwrap_or("zstd");
-        let archive = match crate::backup::archive_options(compression, &b.recipients) {
-            Ok(a) => a,
-            Err(message) => return problem(400, "bad-request", message),
-        };
+        let archive = crate::backup::archive_options(compression, &b.recipients)
+            .map_err(|message| problem(400, "bad-request", message))?;
         let request = BackupRequest {
             instance: name.to_owned(),
             destination: b.to,
@@ -284,10 +277,10 @@ impl App {
             timeout: b.timeout_secs.map(Duration::from_secs),
             archive,
         };
-        operation_answer(self.ctl.backup(&request))
+        Ok(operation_answer(self.ctl.backup(&request)))
     }
 
-    fn restore(&self, name: &str, body: &[u8]) -> Answer {
+    fn restore(&self, name: &str, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -297,18 +290,13 @@ impl App {
             no_safety_snapshot: bool,
             identity: Option<Utf8PathBuf>,
         }
-        let b: Body = match parse(body) {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
+        let b: Body = parse(body)?;
         let paths = [
             Some(("from", &b.from)),
             b.identity.as_ref().map(|p| ("identity", p)),
         ];
         for (field, path) in paths.into_iter().flatten() {
-            if let Err(answer) = absolute(field, path) {
-                return answer;
-            }
+            absolute(field, path)?;
         }
         let request = RestoreRequest {
             instance: name.to_owned(),
@@ -317,10 +305,10 @@ impl App {
             no_safety_snapshot: b.no_safety_snapshot,
             identity: b.identity,
         };
-        operation_answer(self.ctl.restore(&request))
+        Ok(operation_answer(self.ctl.restore(&request)))
     }
 
-    fn migrate(&self, name: &str, body: &[u8]) -> Answer {
+    fn migrate(&self, name: &str, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
@@ -330,42 +318,34 @@ impl App {
             #[serde(default)]
             no_safety_snapshot: bool,
         }
-        let b: Body = match parse(body) {
-            Ok(b) => b,
-            Err(answer) => return answer,
-        };
-        if let Some(keep) = &b.keep
-            && let Err(answer) = absolute("keep", keep)
-        {
-            return answer;
+        let b: Body = parse(body)?;
+        if let Some(keep) = &b.keep {
+            absolute("keep", keep)?;
         }
         let mut request = MigrateRequest::new(name, b.to_instance);
         request.keep = b.keep;
         request.timeout = b.timeout_secs.map(Duration::from_secs);
         request.no_safety_snapshot = b.no_safety_snapshot;
-        operation_answer(self.ctl.migrate(&request))
+        Ok(operation_answer(self.ctl.migrate(&request)))
     }
 }
 
-fn check(body: &[u8]) -> Answer {
+fn check(body: &[u8]) -> Handled {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
         path: Utf8PathBuf,
         limits: Option<Limits>,
     }
-    let b: Body = match parse(body) {
-        Ok(b) => b,
-        Err(answer) => return answer,
-    };
-    if let Err(answer) = absolute("path", &b.path) {
-        return answer;
-    }
-    match check_package(&b.path, &b.limits.unwrap_or_default()) {
-        // The check ran: 200 whatever it found; `ok` says whether the package is valid.
-        Ok(report) => (200, crate::package::report_json(&report)),
-        Err(e) => problem(422, crate::package::check_error_kind(&e), e.to_string()),
-    }
+    let b: Body = parse(body)?;
+    absolute("path", &b.path)?;
+    Ok(
+        match check_package(&b.path, &b.limits.unwrap_or_default()) {
+            // The check ran: 200 whatever it found; `ok` says whether the package is valid.
+            Ok(report) => (200, crate::package::report_json(&report)),
+            Err(e) => problem(422, crate::package::check_error_kind(&e), e.to_string()),
+        },
+    )
 }
 
 /// The body, at most [`MAX_BODY_BYTES`].

@@ -95,6 +95,13 @@ fn serve(args: ServeArgs) -> Result<(), ExitCode> {
 
 fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {path}: {e}"))?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
+    {
+        eprintln!(
+            "warning: --token-file {path} can be read by other users; `chmod 600` it so only the panel's user can"
+        );
+    }
     let token = text.trim();
     if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
         return Err(format!(

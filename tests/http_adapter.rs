@@ -346,6 +346,7 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
 
     let weak = sb.path("weak");
     std::fs::write(&weak, "secret\n").unwrap();
+    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let out = sb.cli(&[
         "serve",
         "--listen",
@@ -354,5 +355,8 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
         weak.as_str(),
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 characters"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32 characters"), "{stderr}");
+    // Mode 0644: readable by others, which is worth a warning.
+    assert!(stderr.contains("can be read by other users"), "{stderr}");
 }

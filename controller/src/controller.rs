@@ -266,16 +266,17 @@ impl Controller {
     }
 
     /// Opens the journal entry of an operation on `instance` with its first undo actions (made
-    /// from the new operation's id by `undo`) and its work folder (the controller's dumps, the scripts' private HOME), known to the journal
-    /// in the same write, before the folder exists: a killed run leaves nothing behind. Errors
-    /// are reported at `step`; on one, nothing is left open.
+    /// from the new operation's id by `undo`) and its work folder (the controller's dumps, the
+    /// scripts' private HOME), known to the journal in the same write, before the folder
+    /// exists: a killed run leaves nothing behind. Errors are reported at `step`; on one,
+    /// nothing is left open.
     pub(crate) fn begin_operation(
         &self,
         kind: OperationKind,
         instance: &str,
         step: Step,
         undo: impl FnOnce(&str) -> Vec<UndoAction>,
-    ) -> Result<(JournalEntry, Utf8PathBuf), OperationError> {
+    ) -> Result<Operation, OperationError> {
         let journal = self
             .journal()
             .begin_with(kind, instance, |id| {
@@ -290,7 +291,7 @@ impl Controller {
             let _ = journal.finish_failed(&error.to_string());
             return Err(error);
         }
-        Ok((journal, work))
+        Ok(Operation { journal, work })
     }
 
     /// A private scratch folder of one operation, under the state folder.
@@ -324,5 +325,54 @@ pub fn absolute(path: &Utf8Path) -> Utf8PathBuf {
     {
         Some(cwd) => cwd.join(path),
         None => path.to_owned(),
+    }
+}
+
+/// A running operation: its open journal entry and its work folder, closed together.
+pub(crate) struct Operation {
+    journal: JournalEntry,
+    work: Utf8PathBuf,
+}
+
+impl Operation {
+    pub(crate) fn id(&self) -> &str {
+        self.journal.id()
+    }
+
+    pub(crate) fn work(&self) -> &Utf8Path {
+        &self.work
+    }
+
+    /// Adds an undo action, persisted before it returns; errors are reported at `step`.
+    pub(crate) fn add_undo(
+        &mut self,
+        action: UndoAction,
+        step: Step,
+    ) -> Result<(), OperationError> {
+        self.journal
+            .add_undo(action)
+            .map_err(|source| OperationError::Journal { step, source })
+    }
+
+    /// Success: the work folder is removed and the entry closed. Failing to close it must not
+    /// turn a complete operation into an error: the next start only finds leftovers that no
+    /// longer exist.
+    pub(crate) fn succeed(self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+        let _ = self.journal.finish_ok();
+    }
+
+    /// Failure, after the caller undid its changes: the work folder is removed and the entry
+    /// closed with `error`, which is handed back.
+    pub(crate) fn fail(self, error: OperationError) -> OperationError {
+        let _ = std::fs::remove_dir_all(&self.work);
+        let _ = self.journal.finish_failed(&error.to_string());
+        error
+    }
+
+    /// Failure that could not be undone: the entry is closed with `message` and the work folder
+    /// kept (it holds what a person needs to act on, e.g. the safety snapshot).
+    pub(crate) fn fail_keeping_work(self, message: &str) {
+        let _ = self.journal.finish_failed(message);
     }
 }

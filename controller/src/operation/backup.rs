@@ -46,21 +46,16 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         .map_err(destination_refused)?;
     // The journal names the temporary destination before it exists: a controller killed at
     // any point after this leaves nothing the next start cannot find and delete.
-    let (journal, work) = ctl.begin_operation(
+    let operation = ctl.begin_operation(
         OperationKind::Backup,
         &instance.name,
         Step::CheckDestination,
         |id| vec![UndoAction::DeleteFile(checked.temp_path(id))],
     )?;
     // Creating the temporary file is also the writability test.
-    let destination = match checked.create(journal.id()) {
+    let destination = match checked.create(operation.id()) {
         Ok(destination) => destination,
-        Err(source) => {
-            let error = destination_refused(source);
-            let _ = std::fs::remove_dir_all(&work);
-            let _ = journal.finish_failed(&error.to_string());
-            return Err(error);
-        }
+        Err(source) => return Err(operation.fail(destination_refused(source))),
     };
     let plan = Plan {
         ctl,
@@ -68,7 +63,7 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         instance: &instance,
         package: &package,
         script: script.as_ref().zip(interpreter.as_ref()),
-        work: &work,
+        work: operation.work(),
     };
     let result = match script.as_ref() {
         Some(s) if s.sufficient => plan.script_only(&destination),
@@ -87,10 +82,7 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
             if script.as_ref().is_some_and(|s| s.sufficient) {
                 record_script_backup(ctl, &instance, &package, &committed)?;
             }
-            // Failing to close the journal must not turn a complete backup into an error:
-            // the next start only finds a temp file that no longer exists.
-            let _ = std::fs::remove_dir_all(&work);
-            let _ = journal.finish_ok();
+            operation.succeed();
             Ok(BackupReport {
                 instance: instance.name.clone(),
                 file: committed.path,
@@ -102,9 +94,7 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         Err(error) => {
             // 3.3 Failure: delete the half-made file and what the controller wrote itself.
             drop(destination);
-            let _ = std::fs::remove_dir_all(&work);
-            let _ = journal.finish_failed(&error.to_string());
-            Err(error)
+            Err(operation.fail(error))
         }
     }
 }

@@ -55,21 +55,19 @@ pub fn migrate(
     };
     // The intermediate file is ours to delete even if this process is killed between the
     // backup and the end of the restore (which journal their own steps).
-    let mut journal = ctl
+    let journal = ctl
         .journal()
-        .begin(OperationKind::Migrate, &request.source)
+        .begin_with(OperationKind::Migrate, &request.source, |_| {
+            if keep {
+                Vec::new()
+            } else {
+                vec![UndoAction::DeleteFile(file.clone())]
+            }
+        })
         .map_err(|source| OperationError::Journal {
             step: Step::CheckDestination,
             source,
         })?;
-    if !keep {
-        journal
-            .add_undo(UndoAction::DeleteFile(file.clone()))
-            .map_err(|source| OperationError::Journal {
-                step: Step::CheckDestination,
-                source,
-            })?;
-    }
     let result = backup_then_restore(ctl, request, &file);
     if !keep {
         let _ = std::fs::remove_file(&file);

@@ -89,32 +89,29 @@ pub fn restore(
     let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
 
-    let (mut journal, work) = ctl.begin_operation(
+    let mut operation = ctl.begin_operation(
         OperationKind::Restore,
         &instance.name,
         Step::SafetySnapshot,
         |_| Vec::new(),
     )?;
-    let snapshot = (!request.no_safety_snapshot).then(|| work.join("safety-snapshot.aps.tar"));
+    let snapshot =
+        (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar"));
     let prepared = match &snapshot {
         // Persisted before the first change: a killed controller is rolled back from it.
         Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
-            journal
-                .add_undo(UndoAction::RestoreSnapshot {
+            operation.add_undo(
+                UndoAction::RestoreSnapshot {
                     snapshot: path.clone(),
                     instance: instance.name.clone(),
-                })
-                .map_err(|source| OperationError::Journal {
-                    step: Step::SafetySnapshot,
-                    source,
-                })
+                },
+                Step::SafetySnapshot,
+            )
         }),
         None => Ok(()),
     };
     if let Err(error) = prepared {
-        let _ = std::fs::remove_dir_all(&work);
-        let _ = journal.finish_failed(&error.to_string());
-        return Err(error);
+        return Err(operation.fail(error));
     }
 
     let steps = Steps {
@@ -124,7 +121,7 @@ pub fn restore(
         package: &package,
         script: script.as_ref().zip(interpreter.as_ref()),
         file: &file,
-        work: &work,
+        work: operation.work(),
     };
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
@@ -133,8 +130,7 @@ pub fn restore(
 
     match result {
         Ok(()) => {
-            let _ = std::fs::remove_dir_all(&work);
-            let _ = journal.finish_ok();
+            operation.succeed();
             let (from_version, from_release) = source.version();
             Ok(RestoreReport {
                 instance: instance.name.clone(),
@@ -150,26 +146,18 @@ pub fn restore(
             })
         }
         Err(error) => {
-            let outcome = match &snapshot {
-                Some(path) => match put_back(ctl.config(), &instance, &package.meta, path) {
-                    Ok(()) => Err(error),
-                    Err(rollback) => {
-                        // Keep the snapshot (and the journal entry) for a person to act on.
-                        let _ = journal.finish_failed(&rollback.to_string());
-                        return Err(OperationError::RollbackFailed {
-                            original: Box::new(error),
-                            rollback: Box::new(rollback),
-                            snapshot: path.clone(),
-                        });
-                    }
-                },
-                None => Err(error),
-            };
-            let _ = std::fs::remove_dir_all(&work);
-            if let Err(e) = &outcome {
-                let _ = journal.finish_failed(&e.to_string());
+            if let Some(path) = &snapshot
+                && let Err(rollback) = put_back(ctl.config(), &instance, &package.meta, path)
+            {
+                // Keep the snapshot (and the journal entry) for a person to act on.
+                operation.fail_keeping_work(&rollback.to_string());
+                return Err(OperationError::RollbackFailed {
+                    original: Box::new(error),
+                    rollback: Box::new(rollback),
+                    snapshot: path.clone(),
+                });
             }
-            outcome
+            Err(operation.fail(error))
         }
     }
 }

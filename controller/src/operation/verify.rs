@@ -78,7 +78,7 @@ pub fn verify_instance(
     })?;
 
     // The runner makes the script's private HOME inside the work folder.
-    let (journal, work) = ctl.begin_operation(
+    let operation = ctl.begin_operation(
         OperationKind::Verify,
         &instance.name,
         Step::RunVerificationScript,
@@ -87,15 +87,13 @@ pub fn verify_instance(
     let run = ScriptRun {
         argument: VERIFY_ARGUMENT,
         timeout,
-        work: &work,
+        work: operation.work(),
         step: Step::RunVerificationScript,
     };
     let result = script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run);
-    let _ = std::fs::remove_dir_all(&work);
     match result {
         Ok(output) => {
-            // The script passed; failing to close the journal must not turn that into an error.
-            let _ = journal.finish_ok();
+            operation.succeed();
             Ok(Some(VerifyReport {
                 instance: instance.name.clone(),
                 script: package.root.join("scripts").join(&script.name),
@@ -104,10 +102,7 @@ pub fn verify_instance(
                 duration_ms: started.elapsed().as_millis() as u64,
             }))
         }
-        Err(error) => {
-            let _ = journal.finish_failed(&error.to_string());
-            Err(error)
-        }
+        Err(error) => Err(operation.fail(error)),
     }
 }
 

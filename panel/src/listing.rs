@@ -47,15 +47,7 @@ pub fn newest_good(store: &dyn Store, instance: &str) -> Result<Option<StoredFil
         .list(Some(instance))?
         .into_iter()
         .filter(StoredFile::is_good)
-        .max_by(|a, b| {
-            let (na, nb) = (
-                a.name.as_ref().expect("good"),
-                b.name.as_ref().expect("good"),
-            );
-            na.time
-                .cmp(&nb.time)
-                .then_with(|| a.file_name.cmp(&b.file_name))
-        }))
+        .max_by(StoredFile::cmp_age))
 }
 
 #[cfg(test)]

@@ -99,15 +99,8 @@ pub fn plan_retention(
     }
     for (instance, mut files) in by_instance {
         let rules = policy.for_instance(instance);
-        files.sort_by(|a, b| {
-            let (na, nb) = (
-                a.name.as_ref().expect("good"),
-                b.name.as_ref().expect("good"),
-            );
-            nb.time
-                .cmp(&na.time)
-                .then_with(|| b.file_name.cmp(&a.file_name))
-        });
+        // Newest first.
+        files.sort_by(|a, b| b.cmp_age(a));
         let mut reasons: Vec<BTreeSet<KeepReason>> = vec![BTreeSet::new(); files.len()];
         reasons[0].insert(KeepReason::Newest);
         for periodicity in Periodicity::COUNTED {

@@ -71,6 +71,14 @@ impl StoredFile {
     pub fn is_good(&self) -> bool {
         self.status == BackupStatus::Good
     }
+
+    /// Older to newer: by the time in the name, then by file name (two backups of one second).
+    pub fn cmp_age(&self, other: &Self) -> std::cmp::Ordering {
+        let time = |f: &Self| f.name.as_ref().map(|n| n.time);
+        time(self)
+            .cmp(&time(other))
+            .then_with(|| self.file_name.cmp(&other.file_name))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

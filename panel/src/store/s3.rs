@@ -161,20 +161,34 @@ impl S3Store {
 
     /// Reads the object back and returns its size and SHA-256.
     fn hash_remote(&self, key: &str) -> Result<(u64, String), StoreError> {
+        let (mut size, mut hasher) = (0u64, Sha256::new());
+        self.each_chunk(key, "cannot read back", |chunk| {
+            size += chunk.len() as u64;
+            hasher.update(chunk);
+            Ok(())
+        })?;
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+
+    /// Streams the object `key` through `f`, a chunk at a time (bounded memory); a failed read
+    /// is reported as `action` (`cannot download`, …).
+    fn each_chunk(
+        &self,
+        key: &str,
+        action: &str,
+        mut f: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.runtime.block_on(async {
             let got = self
                 .store
                 .get(&self.path(key))
                 .await
-                .map_err(|e| self.error(key, "cannot read back", e))?;
+                .map_err(|e| self.error(key, action, e))?;
             let mut stream = got.into_stream();
-            let (mut size, mut hasher) = (0u64, Sha256::new());
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.error(key, "cannot read back", e))?;
-                size += chunk.len() as u64;
-                hasher.update(&chunk);
+                f(&chunk.map_err(|e| self.error(key, action, e))?)?;
             }
-            Ok((size, hex::encode(hasher.finalize())))
+            Ok(())
         })
     }
 }
@@ -263,19 +277,9 @@ impl Remote for S3Store {
             .suffix(".aps-partial")
             .tempfile_in(dir)
             .map_err(|e| self.error(key, "cannot create a temp file for", e))?;
-        self.runtime.block_on(async {
-            let got = self
-                .store
-                .get(&self.path(key))
-                .await
-                .map_err(|e| self.error(key, "cannot download", e))?;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.error(key, "cannot download", e))?;
-                tmp.write_all(&chunk)
-                    .map_err(|e| self.error(key, "cannot write download of", e))?;
-            }
-            Ok::<(), StoreError>(())
+        self.each_chunk(key, "cannot download", |chunk| {
+            tmp.write_all(chunk)
+                .map_err(|e| self.error(key, "cannot write download of", e))
         })?;
         tmp.as_file()
             .sync_all()

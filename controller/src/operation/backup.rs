@@ -27,7 +27,7 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     // 1. Parse APP-META.xml.
     let package = ctl.open_package(&instance)?;
     // 1.1 Find the backup script and whether it is `sufficient`.
-    let script = find_backup_script(&instance, &package)?;
+    let script = script_run::find_backup_script(&instance, &package)?;
     // 1.2 Resolve its interpreter: refused before anything is written or run.
     let interpreter = script
         .as_ref()
@@ -104,18 +104,6 @@ fn destination_refused(source: crate::destination::DestinationError) -> Operatio
         step: Step::CheckDestination,
         source,
     }
-}
-
-/// 1.1: the root service's backup-script, checked to exist in `scripts/`.
-fn find_backup_script(
-    instance: &Instance,
-    package: &OpenedPackage,
-) -> Result<Option<Script>, OperationError> {
-    let Some(script) = package.meta.service.provision.backup_script.clone() else {
-        return Ok(None);
-    };
-    script_run::check_script_file(instance, package, &script)?;
-    Ok(Some(script))
 }
 
 struct Plan<'a> {

@@ -72,13 +72,7 @@ pub fn restore(
 
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
-    let script = match package.meta.service.provision.backup_script.clone() {
-        Some(s) => {
-            script_run::check_script_file(&instance, &package, &s)?;
-            Some(s)
-        }
-        None => None,
-    };
+    let script = script_run::find_backup_script(&instance, &package)?;
     let interpreter = script
         .as_ref()
         .map(|s| script_run::resolve_interpreter(ctl, s))

@@ -28,30 +28,47 @@ pub(crate) fn resolve_interpreter(
         })
 }
 
-/// 1.1: the declared backup-script must be a file inside the package's `scripts/` folder.
-pub(crate) fn check_script_file(
+/// 1.1: the root service's backup-script, if it declares one, checked to be a file inside the
+/// package's `scripts/` folder.
+pub(crate) fn find_backup_script(
     instance: &Instance,
     package: &OpenedPackage,
-    script: &Script,
-) -> Result<(), OperationError> {
-    check_declared_script(
+) -> Result<Option<Script>, OperationError> {
+    find_declared_script(
         instance,
         package,
-        script,
+        package.meta.service.provision.backup_script.as_ref(),
         "backup-script",
         Step::FindBackupScript,
     )
 }
 
-/// The declared `element` (`backup-script`, `verification-script`) must be a file inside the
-/// package's `scripts/` folder; else the package is unusable at `step`.
-pub(crate) fn check_declared_script(
+/// The root service's verification-script, if it declares one, checked the same way.
+pub(crate) fn find_verification_script(
     instance: &Instance,
     package: &OpenedPackage,
-    script: &Script,
+) -> Result<Option<Script>, OperationError> {
+    find_declared_script(
+        instance,
+        package,
+        package.meta.service.provision.verification_script.as_ref(),
+        "verification-script",
+        Step::FindVerificationScript,
+    )
+}
+
+/// The declared `element` must be a file inside the package's `scripts/` folder; else the
+/// package is unusable at `step`.
+fn find_declared_script(
+    instance: &Instance,
+    package: &OpenedPackage,
+    script: Option<&Script>,
     element: &str,
     step: Step,
-) -> Result<(), OperationError> {
+) -> Result<Option<Script>, OperationError> {
+    let Some(script) = script else {
+        return Ok(None);
+    };
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
     let inside =
@@ -66,7 +83,7 @@ pub(crate) fn check_declared_script(
             ),
         });
     }
-    Ok(())
+    Ok(Some(script.clone()))
 }
 
 /// 2 + 3.2: the standard's environment for `operation` (backup or restore, with its

@@ -20,7 +20,6 @@
 
 use std::time::{Duration, Instant};
 
-use aps_meta::model::Script;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
@@ -29,7 +28,6 @@ use crate::environment::{ScriptOperation, build_environment_with};
 use crate::error::{OperationError, Step};
 use crate::journal::OperationKind;
 use crate::operation::script_run::{self, ScriptRun};
-use crate::registry::{Instance, OpenedPackage};
 
 /// The argument the verification-script gets (see the module doc).
 pub const VERIFY_ARGUMENT: &str = "configure";
@@ -61,7 +59,7 @@ pub fn verify_instance(
     let instance = ctl.find_instance(instance)?;
     let _lock = ctl.lock_instance(&instance.name, "verify")?;
     let package = ctl.open_package(&instance)?;
-    let Some(script) = find_verification_script(&instance, &package)? else {
+    let Some(script) = script_run::find_verification_script(&instance, &package)? else {
         return Ok(None);
     };
     // Refused before anything runs when no interpreter can run the script.
@@ -104,22 +102,4 @@ pub fn verify_instance(
         }
         Err(error) => Err(operation.fail(error)),
     }
-}
-
-/// The root service's verification-script, checked to be a file in `scripts/`.
-fn find_verification_script(
-    instance: &Instance,
-    package: &OpenedPackage,
-) -> Result<Option<Script>, OperationError> {
-    let Some(script) = package.meta.service.provision.verification_script.clone() else {
-        return Ok(None);
-    };
-    script_run::check_declared_script(
-        instance,
-        package,
-        &script,
-        "verification-script",
-        Step::FindVerificationScript,
-    )?;
-    Ok(Some(script))
 }

@@ -96,8 +96,8 @@ impl Engine {
         let mut request = BackupRequest::new(instance, destination);
         request.archive = ArchiveOptions {
             compression: match archive.compression {
-                Compression::Zstd => aps_controller::archive::Compression::Zstd { level: 3 },
-                Compression::Gzip => aps_controller::archive::Compression::Gzip { level: 6 },
+                Compression::Zstd => aps_controller::archive::Compression::ZSTD,
+                Compression::Gzip => aps_controller::archive::Compression::GZIP,
                 Compression::None => aps_controller::archive::Compression::None,
             },
             recipients: archive.age_recipients.clone(),

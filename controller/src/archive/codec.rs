@@ -22,6 +22,24 @@ pub enum Compression {
     None,
 }
 
+impl Compression {
+    /// zstd at its own default level, 3: what backups use unless told otherwise.
+    pub const ZSTD: Compression = Compression::Zstd { level: 3 };
+    /// gzip at level 6, gzip's own default.
+    pub const GZIP: Compression = Compression::Gzip { level: 6 };
+
+    /// `zstd`, `gzip` or `none` (as the CLI, the HTTP adapter and panel.toml name them), at
+    /// the default levels.
+    pub fn from_name(name: &str) -> Option<Compression> {
+        match name {
+            "zstd" => Some(Compression::ZSTD),
+            "gzip" => Some(Compression::GZIP),
+            "none" => Some(Compression::None),
+            _ => None,
+        }
+    }
+}
+
 /// How to write an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveOptions {
@@ -36,7 +54,7 @@ pub struct ArchiveOptions {
 impl Default for ArchiveOptions {
     fn default() -> Self {
         ArchiveOptions {
-            compression: Compression::Zstd { level: 3 },
+            compression: Compression::ZSTD,
             recipients: Vec::new(),
             zstd_workers: 0,
         }

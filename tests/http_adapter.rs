@@ -83,7 +83,7 @@ impl Served {
         } else {
             body.to_string()
         };
-        self.call_as(Some(&self.token.clone()), method, path, &body)
+        self.call_as(Some(&self.token), method, path, &body)
     }
 }
 

@@ -57,7 +57,7 @@ pub fn drill(
     })?;
     // A remote backup is restored from a download in a scratch folder of the state folder,
     // deleted when the drill ends (whatever its outcome).
-    let (backup, _download) = match (&panel.remote, o.remote) {
+    let (backup, shown, _download) = match (&panel.remote, o.remote) {
         (Some(remote), true) => {
             let scratch = tempfile::Builder::new()
                 .prefix(".drill-download-")
@@ -71,9 +71,13 @@ pub fn drill(
                 .to_owned();
             let path = dir.join(&newest.file_name);
             remote.download(&newest.key, &path)?;
-            (path, Some(scratch))
+            let shown = format!("{}/{}", store.describe().trim_end_matches('/'), newest.key);
+            (path, shown, Some(scratch))
         }
-        _ => (panel.local.path_of(&newest), None),
+        _ => {
+            let path = panel.local.path_of(&newest);
+            (path.clone(), path.into_string(), None)
+        }
     };
     progress.emit(Event::Start {
         operation: "drill",
@@ -82,11 +86,7 @@ pub fn drill(
     let mut report = DrillReport {
         instance: o.instance.clone(),
         staging: o.staging.clone(),
-        backup: if o.remote {
-            format!("{}/{}", store.describe().trim_end_matches('/'), newest.key)
-        } else {
-            backup.to_string()
-        },
+        backup: shown,
         store: if o.remote { "remote" } else { "local" },
         passed: false,
         failed_step: None,

@@ -55,15 +55,10 @@ fn sh_sample_model() {
         ("backup", "sh", true, false)
     );
     assert!(prov.verification_script.is_some() && prov.resource_script.is_some());
-    let urls: Vec<_> = prov
-        .url_mapping
-        .as_ref()
-        .unwrap()
-        .flattened()
-        .into_iter()
-        .map(|m| m.full_url)
-        .collect();
-    assert_eq!(urls, ["/", "/cache", "/blogs/media", "/config.php"]);
+    assert_eq!(
+        mapped_urls(prov),
+        ["/", "/cache", "/blogs/media", "/config.php"]
+    );
     let ids: Vec<_> = p
         .meta
         .service
@@ -136,18 +131,7 @@ fn database_fixtures() {
         .map(|d| d.id.clone())
         .collect();
     assert_eq!(ids, ["main", "stats"]);
-    let urls: Vec<_> = nb
-        .meta
-        .service
-        .provision
-        .url_mapping
-        .as_ref()
-        .unwrap()
-        .flattened()
-        .into_iter()
-        .map(|m| m.full_url)
-        .collect();
-    assert_eq!(urls, ["/", "/uploads"]);
+    assert_eq!(mapped_urls(&nb.meta.service.provision), ["/", "/uploads"]);
 }
 
 /// The fixture holding every modelled element: each provision element and script language,
@@ -262,4 +246,16 @@ fn full_provision_model() {
     assert!(aps_meta::version_match::matches(&m.upgrades[0].match_expr, "2.0.10", "1").unwrap());
     assert!(!aps_meta::version_match::matches(&m.upgrades[0].match_expr, "2.10.0", "1").unwrap());
     insta::assert_yaml_snapshot!("full_provision_model", m);
+}
+
+/// The full URLs of a provision's url-mapping, in document order.
+fn mapped_urls(provision: &aps_meta::Provision) -> Vec<String> {
+    provision
+        .url_mapping
+        .as_ref()
+        .expect("a url-mapping")
+        .flattened()
+        .into_iter()
+        .map(|m| m.full_url)
+        .collect()
 }

@@ -217,12 +217,13 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// `type="password"`, or a `list` of them: a value never shown or stored in clear.
+    /// `type="password"`, a `list` of them, or `class="password"`: a value never shown or
+    /// stored in clear.
     pub fn is_secret(&self) -> bool {
         match &self.kind {
             SettingType::Password => true,
-            SettingType::List { element_type } => **element_type == SettingType::Password,
-            _ => false,
+            SettingType::List { element_type } if **element_type == SettingType::Password => true,
+            _ => self.class.as_deref() == Some("password"),
         }
     }
 

@@ -47,17 +47,11 @@ pub enum SettingValueError {
     },
 }
 
-fn is_password(s: &Setting) -> bool {
-    matches!(s.kind, SettingType::Password)
-        || matches!(&s.kind, SettingType::List { element_type } if **element_type == SettingType::Password)
-        || s.class.as_deref() == Some("password")
-}
-
 /// Checks `value` against `setting`'s declaration. Returns the first problem found.
 pub fn validate_setting_value(setting: &Setting, value: &str) -> Result<(), SettingValueError> {
     let id = || setting.id.to_string();
     let shown = || {
-        if is_password(setting) {
+        if setting.is_secret() {
             "the value".to_string()
         } else {
             format!("value {value:?}")

@@ -342,9 +342,9 @@ fn add_setting_value(
 ) -> Result<(), EnvironmentError> {
     let source = || format!("setting id {:?}", setting.id);
     let base = format!("{prefix}{}", setting.id);
+    let secret = setting.is_secret();
     match &setting.kind {
         SettingType::List { element_type } => {
-            let secret = **element_type == SettingType::Password;
             // A list setting's default value is one string: it is the single element.
             let elements = match value {
                 SettingValue::Single(s) => std::slice::from_ref(s),
@@ -368,7 +368,7 @@ fn add_setting_value(
                 }
             };
             let scalar = scalar_value(instance, setting, kind, single)?;
-            env.insert(base, scalar, *kind == SettingType::Password, source)?;
+            env.insert(base, scalar, secret, source)?;
         }
     }
     Ok(())

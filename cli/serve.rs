@@ -423,7 +423,15 @@ fn status_of(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InstanceNotFound => 404,
         ErrorKind::Busy => 409,
-        ErrorKind::DestinationRefused | ErrorKind::InvalidBackup | ErrorKind::InvalidPackage => 422,
+        ErrorKind::DestinationRefused
+        | ErrorKind::InvalidBackup
+        | ErrorKind::UntrustedBackup
+        | ErrorKind::AccountRefused
+        | ErrorKind::InvalidPackage => 422,
+        ErrorKind::PathNotAllowed => 403,
+        ErrorKind::Usage => 400,
+        ErrorKind::NoSpace => 507,
+        ErrorKind::Interrupted => 503,
         ErrorKind::InterpreterMissing
         | ErrorKind::ScriptFailed
         | ErrorKind::TimedOut

@@ -108,6 +108,18 @@ pub enum ErrorKind {
     Busy,
     ResourceFailed,
     InvalidBackup,
+    /// A backup file this controller did not make (no or a wrong authentication tag).
+    UntrustedBackup,
+    /// A disk or quota filled up (ENOSPC, EDQUOT, EFBIG) during the operation.
+    NoSpace,
+    /// The tenant's work would run as root (or an account that cannot be used).
+    AccountRefused,
+    /// A path outside the folders the HTTP adapter was allowed to touch.
+    PathNotAllowed,
+    /// SIGINT, SIGTERM or SIGHUP stopped the operation; it was rolled back.
+    Interrupted,
+    /// The command was given bad arguments or input; nothing ran.
+    Usage,
     Internal,
 }
 
@@ -123,6 +135,12 @@ impl ErrorKind {
             ErrorKind::Busy => "busy",
             ErrorKind::ResourceFailed => "resource-failed",
             ErrorKind::InvalidBackup => "invalid-backup",
+            ErrorKind::UntrustedBackup => "untrusted-backup",
+            ErrorKind::NoSpace => "no-space",
+            ErrorKind::AccountRefused => "account-refused",
+            ErrorKind::PathNotAllowed => "path-not-allowed",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
         }
     }
@@ -140,6 +158,13 @@ impl ErrorKind {
             ErrorKind::Busy => 15,
             ErrorKind::ResourceFailed => 16,
             ErrorKind::InvalidBackup => 17,
+            ErrorKind::UntrustedBackup => 18,
+            ErrorKind::NoSpace => 19,
+            ErrorKind::AccountRefused => 20,
+            ErrorKind::PathNotAllowed => 21,
+            // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
+            ErrorKind::Interrupted => 130,
+            ErrorKind::Usage => 2,
         }
     }
 }

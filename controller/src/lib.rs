@@ -9,6 +9,7 @@
 // and is returned once per operation that runs processes for seconds; its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod account;
 pub mod archive;
 pub mod controller;
 pub mod database;

@@ -94,7 +94,7 @@ fn open(state: StateArgs) -> Result<(StateDir, FileStore), Failure> {
     Ok((dir.clone(), FileStore::new(dir)))
 }
 
-/// Every command first rolls back what a killed controller left unfinished (decisions.md):
+/// Every command first rolls back what a killed controller left unfinished (docs/scripts.md):
 /// opening the controller does that. Listing or showing instances must still work when it
 /// cannot (a broken controller.toml), so a failure is a warning here; the operations report
 /// it as their error.

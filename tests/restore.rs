@@ -423,7 +423,7 @@ fn backup_of_another_package_is_refused() {
     }
 }
 
-/// Version rule (decisions.md): the same version and release; an older one only when the
+/// Version rule (docs/restore.md): the same version and release; an older one only when the
 /// package's own update rules (`upgrade`/`patch` match, 1.0's `upgradable-from`) accept it;
 /// never a newer one.
 #[test]

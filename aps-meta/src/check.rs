@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 use std::collections::HashMap;
 
-/// Script languages a controller of ours can run (see shared/decisions.md).
+/// Script languages a controller of ours can run (docs/scripts.md).
 pub const KNOWN_SCRIPT_LANGUAGES: &[&str] = &["php", "perl", "python", "sh", "bash"];
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,17 +6,17 @@ use aps_meta::{Limits, parse_app_list, parse_app_meta};
 use camino::Utf8PathBuf;
 
 fn real_dir() -> Utf8PathBuf {
-    Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/real")
+    Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/real")
 }
 
 fn packages() -> Vec<(String, Utf8PathBuf)> {
     let mut v: Vec<_> = real_dir()
         .read_dir_utf8()
-        .expect("shared/conformance/real beside the repo")
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string(), e.path().to_path_buf())
-        })
+        .expect("fixtures/real in the repository")
+        .map(|e| e.unwrap())
+        // Folders only: the README beside them says what they are.
+        .filter(|e| e.file_type().unwrap().is_dir())
+        .map(|e| (e.file_name().to_string(), e.path().to_path_buf()))
         .collect();
     v.sort();
     assert!(

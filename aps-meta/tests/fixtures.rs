@@ -135,7 +135,7 @@ fn database_fixtures() {
 }
 
 /// The fixture holding every modelled element: each provision element and script language,
-/// every aspect of aps-spec.md (unknown ones kept opaque with their namespace), a choice between
+/// every aspect of the standard (unknown ones kept opaque with their namespace), a choice between
 /// requirement sets, nested services and groups. The whole model is snapshotted.
 #[test]
 fn full_provision_model() {

@@ -5,7 +5,7 @@ use aps_meta::{Limits, parse_app_list, parse_app_meta};
 use proptest::prelude::*;
 
 fn real_files() -> Vec<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance/real");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/real");
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

@@ -18,7 +18,7 @@ use crate::registry::{
     FileStore, Instance, InstanceStore, OpenedPackage, StateDir, StoreError, open_package,
 };
 
-/// Script timeout when the request names none (decisions.md: 3600 s).
+/// Script timeout when the request names none (docs/scripts.md: 3600 s).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Time between SIGTERM and SIGKILL for a script that overran its timeout.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
@@ -136,7 +136,7 @@ impl Controller {
             &root,
         ))?;
         let journal = Journal::new(journal_dir(&config.state));
-        // Leftovers of a killed controller are undone before anything else runs (decisions.md).
+        // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal
             .recover_interrupted(|snapshot, instance| {
                 crate::operation::restore::put_back_snapshot(

@@ -1,5 +1,5 @@
 //! Where a backup goes, checked before any script runs, and committed atomically
-//! (decisions.md, "Destination and rollback").
+//! (docs/scripts.md, "Destination and rollback").
 //!
 //! [`Destination::prepare`] refuses a destination whose parent folder is missing or not
 //! writable, that is a folder or a symlink (even a dangling one), or that exists without

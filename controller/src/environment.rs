@@ -1,7 +1,7 @@
 //! The environment a package script runs with: the variables the standard defines for one
 //! operation, built from the instance record and the package's metadata.
 //!
-//! Naming follows `shared/decisions.md` ("Environment variable names"). Where the standard is
+//! Naming follows docs/scripts.md ("Environment"). Where the standard is
 //! silent this module decides, and says so where it does it:
 //! - `installation-only` settings go to `install`, `backup` and `restore` (a restore into a new
 //!   instance needs the full configuration set), not to `configure`, `upgrade`, `remove`,

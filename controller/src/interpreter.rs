@@ -1,4 +1,4 @@
-//! Which program runs a script of a given `script-language` (decisions.md, "Running a script").
+//! Which program runs a script of a given `script-language` (docs/scripts.md).
 //!
 //! Defaults: `php` → `php`, `perl` → `perl`, `python` → `python3`, `sh` → `/bin/sh`,
 //! `bash` → `bash`; every entry can be overridden (or a language added) by configuration.

@@ -1,5 +1,5 @@
 //! The operation journal: what to undo if the controller is killed mid-operation
-//! (decisions.md, "Destination and rollback").
+//! (docs/scripts.md, "Destination and rollback").
 //!
 //! Every operation writes `<journal>/<id>.json` before it starts (kind, instance, start time,
 //! pid) and registers each undo action *before* doing the thing it undoes, so the entry on disk

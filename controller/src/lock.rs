@@ -1,4 +1,4 @@
-//! One operation per instance at a time (decisions.md, "Destination and rollback").
+//! One operation per instance at a time (docs/scripts.md, "Destination and rollback").
 //!
 //! The lock is the file `<state>/locks/<instance>.lock`. Exclusion comes from the operating
 //! system (`flock` through [`File::try_lock`]), which a dead process cannot keep: when the
@@ -53,7 +53,7 @@ impl InstanceLock {
     /// [`LockError::Busy`] when a live process holds it.
     ///
     /// When a lock left by a dead process was taken over, [`InstanceLock::takeover`] says so:
-    /// the caller logs it (decisions.md: "the takeover logged").
+    /// the caller logs it (docs/scripts.md: "the takeover is logged").
     pub fn acquire(
         state_dir: &Utf8Path,
         instance: &str,

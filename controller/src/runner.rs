@@ -5,7 +5,7 @@
 //!
 //! - the environment starts **empty**; [`ProcessSpec::for_script`] / [`ProcessSpec::for_tool`]
 //!   add only [`SAFE_PATH`], `LANG=C.UTF-8` and a private, empty `HOME` created for the run and
-//!   removed afterwards (decisions.md, "Running a script");
+//!   removed afterwards (docs/scripts.md);
 //! - the child leads its own process group and gets SIGKILL when the thread that started it dies
 //!   (`PR_SET_DEATHSIG`); [`ProcessSpec::run`] blocks that thread until the child is gone, so
 //!   that is in practice "when the controller dies";
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-/// The fixed `PATH` every script and tool gets (decisions.md: "a fixed, documented safe value").
+/// The fixed `PATH` every script and tool gets (docs/scripts.md, "Environment").
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// `LANG` every script and tool gets: UTF-8, but no locale-dependent translations of messages.
@@ -53,7 +53,7 @@ pub const ERROR_STDERR_LIMIT: usize = 2 * 1024;
 /// Time between SIGTERM and SIGKILL on timeout unless [`ProcessSpec::kill_grace`] says otherwise.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 
-/// Script timeout set by [`ProcessSpec::for_script`] (decisions.md: default 3600 s).
+/// Script timeout set by [`ProcessSpec::for_script`] (docs/scripts.md: default 3600 s).
 pub const DEFAULT_SCRIPT_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// After the group is gone, how long to wait for the pipes to reach end-of-file. Only a process

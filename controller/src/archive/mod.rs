@@ -1,5 +1,5 @@
 //! The controller's own backup file, written when a package has no backup-script or its
-//! backup-script lacks `sufficient` (decisions.md, "Backup file"). The layout is specified in
+//! backup-script lacks `sufficient` (docs/backup-format.md). The layout is specified in
 //! `docs/backup-format.md` (format version [`FORMAT_VERSION`]) so other tools can read it.
 //!
 //! In short: a POSIX tar stream, optionally compressed (zstd, gzip) and optionally encrypted to

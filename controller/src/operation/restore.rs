@@ -279,7 +279,7 @@ fn check_restorable(
     Ok(())
 }
 
-/// The version rule (decisions.md, "Restore and migrate"): the same version and release; or
+/// The version rule (docs/restore.md): the same version and release; or
 /// an older one that this package's own update rules accept — an `upgrade` or `patch` whose
 /// `match` holds for the backup's version and release, or APS 1.0's `upgradable-from`. Those
 /// rules say which data this package can take over, which is what a restore hands it. A newer

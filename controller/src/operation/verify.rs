@@ -3,14 +3,14 @@
 //!
 //! The standard (1.2, 5.3.3) declares `verification-script` with a `script-language` and says it
 //! checks an instance's settings; it is silent on the argument and on running it outside an
-//! installation or reconfiguration (`shared/aps-reference.md`, open question 22). Our decisions:
+//! installation or reconfiguration. Our decisions:
 //! - Command line `INTERPRETER SCRIPT configure`, from the package's `scripts/` folder: the
 //!   instance exists and keeps its settings, which is a reconfiguration in which nothing
 //!   changes, so the script checks the same thing it would check before a `configure`.
 //! - Environment: what the configuration script gets for `configure`
 //!   ([`ScriptOperation::Verify`]): current settings without `installation-only` ones, no
 //!   `OLDSETTINGS_*`, URL, web folders and databases, `PHP_VERSION`; nothing else.
-//! - Exit 0 passes, anything else fails (as for every script, decisions.md); with
+//! - Exit 0 passes, anything else fails (as for every script, docs/scripts.md); with
 //!   `structured-output` the errors it reports fail it too.
 //! - The instance is locked for the run (a backup or restore of it meanwhile would change what
 //!   is being checked) and the run is journaled, so a killed controller still gets the script's

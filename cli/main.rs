@@ -6,6 +6,7 @@ mod instance;
 mod package;
 mod policy;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,10 @@ enum Command {
     Operation(backup::OperationCommand),
     #[command(flatten)]
     Policy(policy::PolicyCommand),
+    /// The repository store (panel.toml [store] kind = "repository"): init, backup, snapshots,
+    /// restore into a staging folder, check.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Serve the operations over HTTP for control panels in other languages (loopback only,
     /// bearer token; docs/http.md).
     Serve(serve::ServeArgs),
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Instance(c) => instance::run(c),
         Command::Operation(c) => backup::run(c),
         Command::Policy(c) => policy::run(c),
+        Command::Store(c) => store::run(c),
         Command::Serve(a) => serve::run(a),
     }
 }

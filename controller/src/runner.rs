@@ -215,6 +215,19 @@ impl ProcessSpec {
         self
     }
 
+    /// The program, arguments, environment and working folder as a [`Command`], without the
+    /// timeout, stdio and private-HOME handling of a run: for a caller that reads the child's
+    /// stdout as a stream itself (the repository store's database dumps). Such a caller gives
+    /// `HOME` with [`ProcessSpec::env`] and checks the exit status.
+    pub fn to_command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).env_clear().envs(&self.env);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd
+    }
+
     /// Create the private `HOME` under this folder instead of the system temp folder.
     pub fn home_parent(mut self, dir: impl Into<Utf8PathBuf>) -> Self {
         self.home_parent = Some(dir.into());

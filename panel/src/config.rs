@@ -17,8 +17,9 @@ pub const FILE_NAME: &str = "panel.toml";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct PanelConfig {
-    /// Backup folder; relative paths are under the state folder. Default `backups`.
-    pub store: Option<Utf8PathBuf>,
+    /// Backup folder (`store = "backups"`), or a `[store]` table that also chooses the kind;
+    /// relative paths are under the state folder. Default: the archive folder `backups`.
+    pub store: Option<StoreSetting>,
     #[serde(default)]
     pub compression: Compression,
     /// age recipients (`age1…`); when any is given, archives are encrypted (`.age`).
@@ -29,6 +30,49 @@ pub struct PanelConfig {
     #[serde(default)]
     pub retention: RetentionConfig,
     pub remote: Option<RemoteConfig>,
+}
+
+/// `store = "folder"` (the archive store in that folder) or a `[store]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StoreSetting {
+    Folder(Utf8PathBuf),
+    Table(StoreTable),
+}
+
+/// `[store]`: which kind of store `run` and `backup` write into, and where.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoreTable {
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// The archive folder (kind `archive`, default `backups`) or the repository's folder
+    /// (kind `repository`, default `repository`).
+    pub path: Option<Utf8PathBuf>,
+    /// Repository only: the master key that `store init` writes (mode 0600); opening the
+    /// repository with it skips the password's key derivation. Default `repository.key`.
+    pub key_file: Option<Utf8PathBuf>,
+    /// Repository only: the password `store init` writes (mode 0600), for the `restic` tool
+    /// and for a person. Default `repository.password`.
+    pub password_file: Option<Utf8PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// One archive file per backup (the default, and the format of `--to FILE`).
+    #[default]
+    Archive,
+    /// A deduplicating restic-format repository (see docs/policies.md).
+    Repository,
+}
+
+/// Where the repository store lives, resolved against the state folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySettings {
+    pub path: Utf8PathBuf,
+    pub key_file: Utf8PathBuf,
+    pub password_file: Utf8PathBuf,
 }
 
 /// Keep counts; at the top level they apply to every instance, under `instances.<name>` they
@@ -141,6 +185,16 @@ impl PanelConfig {
                 path: path.clone(),
                 message,
             })?;
+        if let Some(StoreSetting::Table(t)) = &config.store
+            && t.kind == StoreKind::Archive
+            && (t.key_file.is_some() || t.password_file.is_some())
+        {
+            return Err(ConfigError::Invalid {
+                path,
+                message: "store: key-file and password-file belong to kind = \"repository\""
+                    .to_owned(),
+            });
+        }
         if config.jobs == Some(0) {
             return Err(ConfigError::Invalid {
                 path,
@@ -160,11 +214,42 @@ impl PanelConfig {
         Ok(config)
     }
 
+    /// The archive store's folder (also used beside a repository, e.g. by `--to` defaults).
     pub fn store_dir(&self, state_dir: &Utf8Path) -> Utf8PathBuf {
         match &self.store {
-            Some(p) => state_dir.join(p),
-            None => state_dir.join("backups"),
+            Some(StoreSetting::Folder(p)) => state_dir.join(p),
+            Some(StoreSetting::Table(StoreTable {
+                kind: StoreKind::Archive,
+                path: Some(p),
+                ..
+            })) => state_dir.join(p),
+            _ => state_dir.join("backups"),
         }
+    }
+
+    pub fn store_kind(&self) -> StoreKind {
+        match &self.store {
+            Some(StoreSetting::Table(t)) => t.kind,
+            _ => StoreKind::Archive,
+        }
+    }
+
+    /// The repository store's settings when `[store] kind = "repository"`, else `None`.
+    pub fn repository(&self, state_dir: &Utf8Path) -> Option<RepositorySettings> {
+        let Some(StoreSetting::Table(t)) = &self.store else {
+            return None;
+        };
+        (t.kind == StoreKind::Repository).then(|| {
+            let at = |p: &Option<Utf8PathBuf>, default: &str| match p {
+                Some(p) => state_dir.join(p),
+                None => state_dir.join(default),
+            };
+            RepositorySettings {
+                path: at(&t.path, "repository"),
+                key_file: at(&t.key_file, "repository.key"),
+                password_file: at(&t.password_file, "repository.password"),
+            }
+        })
     }
 
     pub fn archive_format(&self) -> ArchiveFormat {
@@ -269,6 +354,28 @@ mod tests {
         );
         assert_eq!(blog.within, Some(SignedDuration::from_hours(48)));
         assert_eq!(p.for_instance("shop"), &p.default);
+    }
+
+    #[test]
+    fn store_folder_or_table() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        let c = load("store = \"elsewhere\"").unwrap();
+        assert_eq!(c.store_dir(dir), dir.join("elsewhere"));
+        assert_eq!(c.store_kind(), StoreKind::Archive);
+        assert_eq!(c.repository(dir), None);
+        let c = load("[store]\nkind = \"repository\"\npath = \"/srv/repo\"").unwrap();
+        assert_eq!(c.store_kind(), StoreKind::Repository);
+        assert_eq!(c.store_dir(dir), dir.join("backups"));
+        let r = c.repository(dir).unwrap();
+        assert_eq!(r.path, "/srv/repo");
+        assert_eq!(r.key_file, dir.join("repository.key"));
+        assert_eq!(r.password_file, dir.join("repository.password"));
+        let c = load("[store]\npath = \"arch\"").unwrap();
+        assert_eq!(c.store_dir(dir), dir.join("arch"));
+        assert!(load("[store]\nkind = \"borg\"").is_err());
+        let err = load("[store]\nkey-file = \"k\"").unwrap_err().to_string();
+        assert!(err.contains("kind = \"repository\""), "{err}");
     }
 
     #[test]

@@ -53,6 +53,15 @@ pub enum EngineError {
     StateDir(#[from] aps_controller::registry::StateDirError),
 }
 
+/// What the repository store reads of one instance, with the instance's lock held (so no
+/// backup, restore or migrate of it runs meanwhile) until this is dropped.
+#[cfg(feature = "repository")]
+pub struct RepositorySource {
+    pub instance: aps_controller::registry::Instance,
+    pub package: Option<crate::store::repository::PackageTags>,
+    _lock: aps_controller::lock::InstanceLock,
+}
+
 /// The controller handle, shared by the worker threads of `run` (the controller is `Sync`).
 pub struct Engine {
     controller: Controller,
@@ -69,6 +78,39 @@ impl Engine {
         let config = ControllerConfig::load(state).map_err(|e| open_err(e.to_string()))?;
         let controller = Controller::open(config).map_err(|e| open_err(e.to_string()))?;
         Ok(Engine { controller })
+    }
+
+    /// The record of `name` (with its database passwords) and its package's identity, under
+    /// the instance's lock: for the repository store, which reads the web folders and dumps
+    /// the databases itself.
+    #[cfg(feature = "repository")]
+    pub fn repository_source(&self, name: &str) -> Result<RepositorySource, EngineError> {
+        let op_err = |message: String| EngineError::Operation {
+            operation: "backup",
+            instance: name.to_owned(),
+            message,
+        };
+        let config = self.controller.config();
+        let lock = aps_controller::lock::InstanceLock::acquire(config.state.root(), name, "backup")
+            .map_err(|e| op_err(e.to_string()))?;
+        let instance = self.controller.store().get(name).map_err(|e| match e {
+            StoreError::NotFound { .. } => op_err("not a registered instance".to_owned()),
+            e => op_err(e.to_string()),
+        })?;
+        // The tags are a convenience for listings: a package that cannot be opened any more
+        // must not stop the backup of its instance's data.
+        let package = aps_controller::registry::open_package(&config.state, &instance.package)
+            .ok()
+            .map(|p| crate::store::repository::PackageTags {
+                id: p.meta.id.clone().unwrap_or_else(|| p.meta.name.clone()),
+                version: p.meta.version.clone(),
+                release: p.meta.release.clone(),
+            });
+        Ok(RepositorySource {
+            instance,
+            package,
+            _lock: lock,
+        })
     }
 
     /// Names of the registered instances, sorted.

@@ -8,7 +8,9 @@ LOG_DIR=${APS_CI_LOG_DIR:-/tmp/aps-ci/logs}
 mkdir -p "$LOG_DIR"
 LOG="$LOG_DIR/install-deps.log"
 
-PACKAGES=(mariadb-server mariadb-client postgresql postgresql-client php-cli perl python3 zstd)
+# restic: the repository store's interoperability test (our repositories open with the
+# Debian restic tool).
+PACKAGES=(mariadb-server mariadb-client postgresql postgresql-client php-cli perl python3 zstd restic)
 
 step() { printf 'install-deps: %s\n' "$*"; }
 

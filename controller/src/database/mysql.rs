@@ -6,6 +6,7 @@ use camino::Utf8Path;
 
 use super::client::{self, Deadline, Target, Tool, mysql_db_arg};
 use super::{Database, DatabaseError};
+use crate::runner::ProcessSpec;
 
 /// Largest packet the clients accept (the server's `max_allowed_packet` still applies): a
 /// row with a large BLOB must not fail the dump or its load on the client side.
@@ -17,6 +18,13 @@ pub(super) fn dump(
     out: &Utf8Path,
     deadline: &Deadline,
 ) -> Result<String, DatabaseError> {
+    let (spec, program) = dump_spec(db)?;
+    client::run(db, spec.stdout_to_file(out), "dump", deadline, None)?;
+    Ok(program)
+}
+
+/// The dump command (stdout not yet directed) and the program it runs.
+pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
     let program = Tool::MysqlDump.find()?;
     let spec = client::spec(db, &program)
         .args([
@@ -33,10 +41,8 @@ pub(super) fn dump(
             "--skip-dump-date",
             MAX_PACKET,
         ])
-        .arg(mysql_db_arg(db)?)
-        .stdout_to_file(out);
-    client::run(db, spec, "dump", deadline, None)?;
-    Ok(program.into_string())
+        .arg(mysql_db_arg(db)?);
+    Ok((spec, program.into_string()))
 }
 
 pub(super) fn load(

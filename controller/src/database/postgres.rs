@@ -6,6 +6,7 @@ use camino::Utf8Path;
 
 use super::client::{self, Deadline, Target, Tool};
 use super::{Database, DatabaseError};
+use crate::runner::ProcessSpec;
 
 /// Writes the dump; returns the program used.
 pub(super) fn dump(
@@ -13,26 +14,30 @@ pub(super) fn dump(
     out: &Utf8Path,
     deadline: &Deadline,
 ) -> Result<String, DatabaseError> {
+    let (spec, program) = dump_spec(db)?;
+    client::run(db, spec.stdout_to_file(out), "dump", deadline, None)?;
+    Ok(program)
+}
+
+/// The dump command (stdout not yet directed) and the program it runs.
+pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
     let program = Tool::PgDump.find()?;
-    let spec = client::spec(db, &program)
-        .args([
-            // Plain SQL: loads with psql alone, into a later server version too, and a person
-            // can read it. (The custom format's selective/parallel restore is not needed.)
-            "--format=plain",
-            "--encoding=UTF8",
-            // The restored objects belong to whoever loads them (the instance's login, which
-            // may be another one after a migration); GRANTs name roles that may not exist.
-            "--no-owner",
-            "--no-privileges",
-            // Objects only a superuser may create; an instance's database has none.
-            "--no-publications",
-            "--no-subscriptions",
-            "--no-security-labels",
-            "--no-tablespaces",
-        ])
-        .stdout_to_file(out);
-    client::run(db, spec, "dump", deadline, None)?;
-    Ok(program.into_string())
+    let spec = client::spec(db, &program).args([
+        // Plain SQL: loads with psql alone, into a later server version too, and a person
+        // can read it. (The custom format's selective/parallel restore is not needed.)
+        "--format=plain",
+        "--encoding=UTF8",
+        // The restored objects belong to whoever loads them (the instance's login, which
+        // may be another one after a migration); GRANTs name roles that may not exist.
+        "--no-owner",
+        "--no-privileges",
+        // Objects only a superuser may create; an instance's database has none.
+        "--no-publications",
+        "--no-subscriptions",
+        "--no-security-labels",
+        "--no-tablespaces",
+    ]);
+    Ok((spec, program.into_string()))
 }
 
 pub(super) fn load(

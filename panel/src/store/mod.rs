@@ -5,6 +5,8 @@
 //! and parsing the names rebuilds everything retention and `backups` need.
 
 pub mod local;
+#[cfg(feature = "repository")]
+pub mod repository;
 #[cfg(feature = "s3")]
 pub mod s3;
 

@@ -1,0 +1,354 @@
+//! The repository store on a real repository on disk, with real databases on the test servers
+//! and (interoperability) the `restic` tool from scripts/ci/install-deps.sh.
+
+#![cfg(feature = "repository")]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use aps_controller::database::testing::{TestDatabase, create_database};
+use aps_controller::database::{self, Database, DbKind};
+use aps_panel::Periodicity;
+use aps_panel::config::RepositorySettings;
+use aps_panel::store::repository::{
+    BackupInput, PackageTags, RepositoryError, RepositoryStore, SnapshotInfo,
+};
+use camino::{Utf8Path, Utf8PathBuf};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Site {
+    _tmp: tempfile::TempDir,
+    root: Utf8PathBuf,
+    settings: RepositorySettings,
+    web_dirs: BTreeMap<String, Utf8PathBuf>,
+}
+
+/// A site of 200 files (text and incompressible bytes) in two web folders, one of them holding
+/// a symlink to a file outside the site, and a repository beside it.
+fn site() -> Site {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::try_from(tmp.path().to_path_buf()).unwrap();
+    let docs = root.join("site/httpdocs");
+    let cache = root.join("site/cache");
+    for i in 0..190u32 {
+        let dir = docs.join(format!("d{}", i % 7));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i}.txt")), body(i, 0)).unwrap();
+    }
+    std::fs::create_dir_all(&cache).unwrap();
+    for i in 0..10u32 {
+        std::fs::write(cache.join(format!("c{i}.bin")), body(1000 + i, 0)).unwrap();
+    }
+    std::fs::write(root.join("outside-secret"), "another tenant's data").unwrap();
+    std::os::unix::fs::symlink(root.join("outside-secret"), docs.join("link")).unwrap();
+    let settings = RepositorySettings {
+        path: root.join("repo"),
+        key_file: root.join("keys/repository.key"),
+        password_file: root.join("keys/repository.password"),
+    };
+    let web_dirs = BTreeMap::from([("/".to_owned(), docs), ("/cache".to_owned(), cache)]);
+    Site {
+        _tmp: tmp,
+        root,
+        settings,
+        web_dirs,
+    }
+}
+
+/// Deterministic, poorly compressible content of 1–33 KiB.
+fn body(seed: u32, generation: u32) -> Vec<u8> {
+    let len = 1024 + (seed as usize * 7919) % (32 * 1024);
+    let mut x = u64::from(seed) * 2_654_435_761 + u64::from(generation) * 97 + 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Relative path → what is there: a file's bytes, a link's target, or a folder.
+fn tree(dir: &Utf8Path) -> BTreeMap<String, String> {
+    fn walk(base: &Utf8Path, dir: &Utf8Path, out: &mut BTreeMap<String, String>) {
+        for entry in dir.read_dir_utf8().unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path.strip_prefix(base).unwrap().to_string();
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            if meta.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link {}", std::fs::read_link(path).unwrap().display()),
+                );
+            } else if meta.is_dir() {
+                out.insert(rel, "dir".to_owned());
+                walk(base, path, out);
+            } else {
+                out.insert(rel, hex::encode(std::fs::read(path).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn rows(db: &Database) -> String {
+    database::query(db, "SELECT id, body FROM notes ORDER BY id", TIMEOUT).unwrap()
+}
+
+fn fill(db: &TestDatabase) {
+    database::query(
+        db,
+        "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL)",
+        TIMEOUT,
+    )
+    .unwrap();
+    let values: Vec<String> = (0..100).map(|i| format!("({i}, 'note {i}')")).collect();
+    database::query(
+        db,
+        &format!("INSERT INTO notes VALUES {}", values.join(",")),
+        TIMEOUT,
+    )
+    .unwrap();
+}
+
+fn backup(
+    store: &RepositoryStore,
+    site: &Site,
+    dbs: &BTreeMap<String, Database>,
+) -> Result<SnapshotInfo, RepositoryError> {
+    store.backup(&BackupInput {
+        instance: "blog",
+        periodicity: Periodicity::Daily,
+        package: Some(PackageTags {
+            id: "http://example.org/blog".to_owned(),
+            version: "1.2".to_owned(),
+            release: "3".to_owned(),
+        }),
+        web_dirs: &site.web_dirs,
+        databases: dbs,
+    })
+}
+
+#[cfg(unix)]
+fn mode(path: &Utf8Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn init_writes_private_keys_and_refuses_twice() {
+    let site = site();
+    let report = RepositoryStore::init(&site.settings).unwrap();
+    assert_eq!(report.repository, site.settings.path);
+    assert_eq!(mode(&site.settings.key_file), 0o600);
+    assert_eq!(mode(&site.settings.password_file), 0o600);
+    assert!(site.settings.path.join("config").is_file());
+    let again = RepositoryStore::init(&site.settings).unwrap_err();
+    assert!(
+        matches!(again, RepositoryError::KeyExists { .. }),
+        "{again}"
+    );
+    // A key file that is not ours is refused with a message naming it.
+    let other = RepositorySettings {
+        key_file: site.root.join("junk.key"),
+        ..site.settings.clone()
+    };
+    std::fs::write(&other.key_file, "not a key").unwrap();
+    let err = RepositoryStore::open(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("junk.key") && err.contains("store init"),
+        "{err}"
+    );
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    assert!(store.snapshots(None).unwrap().is_empty());
+}
+
+#[test]
+fn backup_change_backup_restores_each_snapshot_exactly() {
+    let Some(db) = create_database(DbKind::Mysql, "repo_store") else {
+        return;
+    };
+    fill(&db);
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let dbs = BTreeMap::from([("main".to_owned(), db.database().clone())]);
+
+    let first = backup(&store, &site, &dbs).unwrap();
+    let expect_first = (
+        tree(&site.web_dirs["/"]),
+        tree(&site.web_dirs["/cache"]),
+        rows(&db),
+    );
+    // 200 web files, the link (stored as a link, not as the file it names) and the dump.
+    assert_eq!(first.files, 202, "{first:?}");
+    assert_eq!(first.instance, "blog");
+    assert_eq!(first.periodicity, Some(Periodicity::Daily));
+    assert_eq!(first.package.as_ref().unwrap().release, "3");
+
+    // Change 1% of the files (2 of 200) and one row.
+    for i in [3u32, 150] {
+        let path = site.web_dirs["/"].join(format!("d{}/f{i}.txt", i % 7));
+        std::fs::write(path, body(i, 1)).unwrap();
+    }
+    database::query(
+        &db,
+        "UPDATE notes SET body = 'changed' WHERE id = 42",
+        TIMEOUT,
+    )
+    .unwrap();
+    let second = backup(&store, &site, &dbs).unwrap();
+    let expect_second = (
+        tree(&site.web_dirs["/"]),
+        tree(&site.web_dirs["/cache"]),
+        rows(&db),
+    );
+    assert_ne!(expect_first.0, expect_second.0);
+    assert_ne!(expect_first.2, expect_second.2);
+    // Deduplicated: the second snapshot adds a small part of what the first one did.
+    assert!(
+        second.bytes_added * 5 < first.bytes_added,
+        "first added {}, second {}",
+        first.bytes_added,
+        second.bytes_added
+    );
+
+    let listed = store.snapshots(Some("blog")).unwrap();
+    assert_eq!(
+        listed.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        [&first.id, &second.id],
+        "older to newer"
+    );
+    assert_eq!(store.latest("blog").unwrap().unwrap().id, second.id);
+    assert!(store.snapshots(Some("shop")).unwrap().is_empty());
+
+    for (snap, expect) in [(&first, &expect_first), (&second, &expect_second)] {
+        let target = site.root.join(format!("staging-{}", &snap.id[..8]));
+        // A unique prefix names a snapshot, as with restic.
+        let staged = store
+            .restore_to_staging("blog", &snap.id[..10], &target)
+            .unwrap();
+        assert_eq!(
+            tree(&staged.web_dirs["/"]),
+            expect.0,
+            "web / of {}",
+            snap.id
+        );
+        assert_eq!(tree(&staged.web_dirs["/cache"]), expect.1);
+        let fresh = create_database(DbKind::Mysql, "repo_load").unwrap();
+        database::load(&fresh, &staged.dumps["main"], TIMEOUT).unwrap();
+        assert_eq!(rows(&fresh), expect.2, "query results of {}", snap.id);
+    }
+    store.check(true).unwrap();
+
+    // A non-empty target is refused before anything is written.
+    let busy = site.root.join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    std::fs::write(busy.join("keep"), "x").unwrap();
+    let err = store
+        .restore_to_staging("blog", &first.id, &busy)
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::TargetNotEmpty { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1);
+
+    store.forget("blog", &first.id).unwrap();
+    assert_eq!(store.snapshots(None).unwrap().len(), 1);
+}
+
+#[test]
+fn a_failing_dump_fails_the_backup_and_leaves_no_snapshot() {
+    let Some(db) = create_database(DbKind::Postgresql, "repo_fail") else {
+        return;
+    };
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    // The tool starts, then exits non-zero: the server refuses the password.
+    let dbs = BTreeMap::from([("main".to_owned(), db.with_password("wrong"))]);
+    let err = backup(&store, &site, &dbs).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, RepositoryError::Incomplete { .. }),
+        "{message}"
+    );
+    assert!(message.contains("dump of database main"), "{message}");
+    assert!(
+        message.contains("password"),
+        "names the tool's reason: {message}"
+    );
+    assert!(store.snapshots(None).unwrap().is_empty());
+    store.check(false).unwrap();
+    // The same instance with the right password backs up.
+    let dbs = BTreeMap::from([("main".to_owned(), db.database().clone())]);
+    backup(&store, &site, &dbs).unwrap();
+    assert_eq!(store.snapshots(None).unwrap().len(), 1);
+}
+
+/// Users are never locked in: the Debian `restic` tool opens our repository with the password
+/// file, checks it, lists our snapshot and restores the same files.
+#[test]
+fn restic_lists_checks_and_restores_our_repository() {
+    let restic = ["/usr/bin/restic", "/usr/local/bin/restic"]
+        .into_iter()
+        .find(|p| Utf8Path::new(p).exists())
+        .expect("restic is not installed: scripts/ci/install-deps.sh installs it");
+    let Some(db) = create_database(DbKind::Mysql, "repo_restic") else {
+        return;
+    };
+    fill(&db);
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let dbs = BTreeMap::from([("main".to_owned(), db.database().clone())]);
+    let snap = backup(&store, &site, &dbs).unwrap();
+
+    let run = |args: &[&str]| {
+        let out = Command::new(restic)
+            .args([
+                "--no-cache",
+                "-r",
+                site.settings.path.as_str(),
+                "--password-file",
+            ])
+            .arg(site.settings.password_file.as_str())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "restic {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["check", "--read-data"]);
+    let listed: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], snap.id.as_str());
+    let tags = listed[0]["tags"].as_array().unwrap();
+    assert!(tags.iter().any(|t| t == "aps-instance=blog"), "{tags:?}");
+    let target = site.root.join("restic-restore");
+    run(&["restore", &snap.id, "--target", target.as_str()]);
+    assert_eq!(tree(&target.join("web/%2F")), tree(&site.web_dirs["/"]));
+    assert_eq!(
+        tree(&target.join("web/%2Fcache")),
+        tree(&site.web_dirs["/cache"])
+    );
+    // The dump comes out through `restic dump`: `restic restore` writes a streamed file's
+    // node, saved with size 0 by the engine, as an empty file (a known gap, docs/policies.md).
+    let dump = site.root.join("restic-main.sql");
+    std::fs::write(&dump, run(&["dump", &snap.id, "/databases/main.sql"])).unwrap();
+    let fresh = create_database(DbKind::Mysql, "repo_restic_load").unwrap();
+    database::load(&fresh, &dump, TIMEOUT).unwrap();
+    assert_eq!(rows(&fresh), rows(&db));
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The repository store (rustic_core, restic format) beside today's archive store, on one
+# generated instance, with the release `aps-controller`.
+#
+#   scripts/bench/repository-store.sh [--small]
+#
+# Generates under $APS_REPO_BENCH_DIR (default /tmp/aps-repo-bench, never in the repository)
+# an instance of the nobackup-sample fixture with a web folder of 30,004 files / ~800 MB
+# (text-like small files and a few random large ones; `--small`: 3,004 files / ~80 MB) and a
+# MariaDB database of 20k rows, then measures, each run under GNU time (wall s, peak RSS),
+# medians of 3, page cache warm:
+#   archive store:  aps-controller backup --to FILE;  restore --from FILE --no-safety-snapshot
+#   repository:     first backup (a fresh repository each time), unchanged repeat, repeat
+#                   after 1% of the files changed, restore of the latest snapshot into a
+#                   staging folder;
+#   space:          repository bytes after 7 dailies with 1% of the files changed per day,
+#                   beside one archive's bytes.
+# Needs the test servers (scripts/ci/start-services.sh) and GNU time (apt-get install time).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+
+small=0
+[ "${1:-}" = --small ] && small=1
+bench=${APS_REPO_BENCH_DIR:-/tmp/aps-repo-bench}
+env_file=${APS_CI_STATE_DIR:-/tmp/aps-ci}/services.env
+# shellcheck disable=SC1090
+. "$env_file"
+
+for tool in /usr/bin/time mariadb python3; do
+    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install time)" >&2; exit 2; }
+done
+
+if [ "$small" = 1 ]; then
+    small_files=3000 large_files=4 large_mib=8 rows=20000
+else
+    small_files=30000 large_files=4 large_mib=80 rows=20000
+fi
+
+# APS_BENCH_BIN=path/to/aps-controller skips the release build (e.g. a debug binary for a
+# quick, indicative run; say so beside its numbers).
+if [ -n "${APS_BENCH_BIN:-}" ]; then
+    bin=$APS_BENCH_BIN
+else
+    echo "== build (release)"
+    cargo build --release -q --bin aps-controller
+    bin=$repo/target/release/aps-controller
+fi
+
+rm -rf "$bench"
+mkdir -p "$bench"
+www=$bench/www
+state=$bench/state
+
+echo "== generate web folder: $small_files small files, $large_files x $large_mib MiB"
+python3 - "$www" "$small_files" "$large_files" "$large_mib" <<'EOF'
+import os, sys, random
+www, n_small, n_large, large_mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+random.seed(42)
+words = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", "grüße".encode(), b"<?php", b"echo", b"$var;", b"\n"]
+os.makedirs(os.path.join(www, "uploads"), exist_ok=True)
+for i in range(n_small):
+    d = os.path.join(www, "wp-content", f"d{i // 500:03d}")
+    if i % 500 == 0:
+        os.makedirs(d, exist_ok=True)
+    size = random.randint(200, 32000)
+    body = b" ".join(random.choice(words) for _ in range(size // 6)) + os.urandom(64)
+    with open(os.path.join(d, f"file-{i}.php"), "wb") as f:
+        f.write(body)
+for i in range(n_large):
+    with open(os.path.join(www, "uploads", f"video-{i}.mp4"), "wb") as f:
+        for _ in range(large_mib):
+            f.write(os.urandom(1 << 20))
+EOF
+web_bytes=$(du -sb "$www" | cut -f1)
+web_files=$(find "$www" -type f | wc -l)
+
+echo "== database"
+db=apsrepo_$$
+pw=benchpw$$
+admin_my=(mariadb -h "$APS_TEST_MYSQL_HOST" -P "$APS_TEST_MYSQL_PORT" -u "$APS_TEST_MYSQL_USER")
+export MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD
+"${admin_my[@]}" -e "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';
+  CREATE DATABASE $db CHARACTER SET utf8mb4; CREATE USER '$db'@'%' IDENTIFIED BY '$pw';
+  GRANT ALL ON $db.* TO '$db'@'%';"
+"${admin_my[@]}" "$db" -e "CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(200),
+  body TEXT) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+  SET SESSION max_recursive_iterations = 100000000;
+  INSERT INTO posts WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $rows)
+  SELECT n, CONCAT('Post ', n), REPEAT(CONCAT('text ', n, ' '), 20) FROM s;"
+unset MYSQL_PWD
+cleanup() {
+    MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD "${admin_my[@]}" -e "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';" || true
+}
+trap cleanup EXIT
+
+cat >"$bench/bench.toml" <<EOF
+name = "bench"
+package = "$repo/fixtures/packages/nobackup-sample"
+base-url = "http://bench.example.test/"
+[web-dirs]
+"/" = "$www"
+[settings]
+admin_password = "pw"
+[databases.main]
+type = "mysql"
+name = "$db"
+login = "$db"
+password = "$pw"
+host = "$APS_TEST_MYSQL_HOST"
+port = $APS_TEST_MYSQL_PORT
+EOF
+"$bin" instance register --file "$bench/bench.toml" --state-dir "$state" >/dev/null
+
+# time_run NAME CMD... : runs under GNU time, prints "wall_s max_rss_kib".
+time_run() {
+    local name=$1
+    shift
+    /usr/bin/time -v -o "$bench/$name.time" "$@" >"$bench/$name.out" 2>&1 || {
+        cat "$bench/$name.out" >&2
+        exit 1
+    }
+    local wall rss
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$bench/$name.time" |
+        awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$bench/$name.time")
+    echo "$wall $rss"
+}
+# median3 "w1 r1" "w2 r2" "w3 r3": median wall, largest RSS (KiB).
+median3() {
+    printf '%s\n' "$@" | sort -n -k1,1 | awk '{w[NR]=$1; if ($2 > r) r = $2} END {print w[2], r}'
+}
+# change_one_percent GEN: rewrites 1% of the small files.
+change_one_percent() {
+    python3 - "$www" "$small_files" "$1" <<'EOF'
+import os, sys, random
+www, n, gen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(gen)
+for i in rng.sample(range(n), max(1, n // 100)):
+    p = os.path.join(www, "wp-content", f"d{i // 500:03d}", f"file-{i}.php")
+    with open(p, "ab") as f:
+        f.write(os.urandom(256))
+EOF
+}
+repo_toml() {
+    printf '[store]\nkind = "repository"\npath = "%s"\nkey-file = "%s.key"\npassword-file = "%s.password"\n' "$1" "$1" "$1" >"$state/panel.toml"
+}
+fresh_repo() {
+    rm -rf "$1" "$1.key" "$1.password"
+    repo_toml "$1"
+    "$bin" store init --state-dir "$state" >/dev/null
+}
+
+echo "== archive store: backup x3, restore x3"
+runs=()
+for i in 1 2 3; do
+    rm -f "$bench/bench.aps"
+    runs+=("$(time_run arch-backup-$i "$bin" backup bench --to "$bench/bench.aps" --state-dir "$state" --json)")
+done
+read -r arch_b_wall arch_b_rss < <(median3 "${runs[@]}")
+archive_bytes=$(stat -c %s "$bench/bench.aps")
+runs=()
+for i in 1 2 3; do
+    runs+=("$(time_run arch-restore-$i "$bin" restore bench --from "$bench/bench.aps" --no-safety-snapshot --state-dir "$state" --json)")
+done
+read -r arch_r_wall arch_r_rss < <(median3 "${runs[@]}")
+
+echo "== repository: first backup x3 (fresh repository each)"
+runs=()
+for i in 1 2 3; do
+    fresh_repo "$bench/repo-first-$i"
+    runs+=("$(time_run repo-first-$i "$bin" store backup bench --periodicity daily --state-dir "$state" --json)")
+done
+read -r first_wall first_rss < <(median3 "${runs[@]}")
+repo_toml "$bench/repo-first-3"
+echo "== repository: unchanged repeat x3"
+runs=()
+for i in 1 2 3; do
+    runs+=("$(time_run repo-same-$i "$bin" store backup bench --periodicity daily --state-dir "$state" --json)")
+done
+read -r same_wall same_rss < <(median3 "${runs[@]}")
+echo "== repository: repeat after 1% changed x3"
+runs=()
+for i in 1 2 3; do
+    change_one_percent "$i"
+    runs+=("$(time_run repo-change-$i "$bin" store backup bench --periodicity daily --state-dir "$state" --json)")
+done
+read -r change_wall change_rss < <(median3 "${runs[@]}")
+echo "== repository: restore latest x3"
+runs=()
+for i in 1 2 3; do
+    rm -rf "$bench/staging-$i"
+    runs+=("$(time_run repo-restore-$i "$bin" store restore bench --latest --to "$bench/staging-$i" --state-dir "$state" --json)")
+done
+read -r restore_wall restore_rss < <(median3 "${runs[@]}")
+diff -r "$www" "$bench/staging-3/web/%2F" >/dev/null || { echo "restored tree differs" >&2; exit 1; }
+
+echo "== repository: 7 dailies with 1% changed per day"
+fresh_repo "$bench/repo-week"
+for day in 1 2 3 4 5 6 7; do
+    change_one_percent $((100 + day))
+    "$bin" store backup bench --periodicity daily --state-dir "$state" >/dev/null
+done
+week_bytes=$(du -sb "$bench/repo-week" | cut -f1)
+
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "binary: $bin"
+echo "data: web folder $(mib "$web_bytes") MiB in $web_files files, MariaDB $rows rows; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
+printf '%-46s %8s %12s %s\n' "run (median of 3)" "wall s" "peak RSS MiB" "vs archive"
+printf '%-46s %8s %12s %s\n' "archive store: backup --to" "$arch_b_wall" "$((arch_b_rss / 1024))" "1.00"
+printf '%-46s %8s %12s %s\n' "archive store: restore --no-safety-snapshot" "$arch_r_wall" "$((arch_r_rss / 1024))" "1.00"
+printf '%-46s %8s %12s %s\n' "repository: first backup" "$first_wall" "$((first_rss / 1024))" "$(ratio "$first_wall" "$arch_b_wall") (goal <= 1.5)"
+printf '%-46s %8s %12s %s\n' "repository: unchanged repeat" "$same_wall" "$((same_rss / 1024))" "$(ratio "$arch_b_wall" "$same_wall")x faster (goal >= 5)"
+printf '%-46s %8s %12s %s\n' "repository: repeat after 1% changed" "$change_wall" "$((change_rss / 1024))" "$(ratio "$change_wall" "$arch_b_wall")"
+printf '%-46s %8s %12s %s\n' "repository: restore into staging" "$restore_wall" "$((restore_rss / 1024))" "$(ratio "$restore_wall" "$arch_r_wall") (goal <= 1.2, <= 256 MiB)"
+echo "space: one archive $(mib "$archive_bytes") MiB; repository after 7 dailies $(mib "$week_bytes") MiB = $(ratio "$week_bytes" "$archive_bytes") archives (goal <= 1.3)"
+echo "(the repository restore writes a staging folder and loads no database; the archive restore replaces the instance's folder and loads its database)"
+echo "files kept in $bench (remove with rm -rf $bench)"

@@ -27,7 +27,7 @@ env_file=${APS_CI_STATE_DIR:-/tmp/aps-ci}/services.env
 # shellcheck disable=SC1090
 . "$env_file"
 
-for tool in /usr/bin/time mariadb python3; do
+for tool in /usr/bin/time mariadb psql python3; do
     command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install time)" >&2; exit 2; }
 done
 
@@ -89,8 +89,13 @@ export MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD
   INSERT INTO posts WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $rows)
   SELECT n, CONCAT('Post ', n), REPEAT(CONCAT('text ', n, ' '), 20) FROM s;"
 unset MYSQL_PWD
+# The package's PostgreSQL requirement gets an empty database.
+psql_admin=(psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres)
+PGPASSWORD=$APS_TEST_PG_PASSWORD "${psql_admin[@]}" -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" \
+    -c "CREATE ROLE $db LOGIN PASSWORD '$pw'" -c "CREATE DATABASE $db OWNER $db"
 cleanup() {
     MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD "${admin_my[@]}" -e "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';" || true
+    PGPASSWORD=$APS_TEST_PG_PASSWORD "${psql_admin[@]}" -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" || true
 }
 trap cleanup EXIT
 
@@ -109,6 +114,13 @@ login = "$db"
 password = "$pw"
 host = "$APS_TEST_MYSQL_HOST"
 port = $APS_TEST_MYSQL_PORT
+[databases.stats]
+type = "postgresql"
+name = "$db"
+login = "$db"
+password = "$pw"
+host = "$APS_TEST_PG_HOST"
+port = $APS_TEST_PG_PORT
 EOF
 "$bin" instance register --file "$bench/bench.toml" --state-dir "$state" >/dev/null
 

@@ -11,12 +11,23 @@ use crate::common::{StateArgs, open_controller, print_failure, print_success};
 
 #[derive(clap::Subcommand)]
 pub enum OperationCommand {
-    /// Back up an instance into FILE (complete, or nothing at all).
-    Backup(BackupArgs),
+    /// Back up an instance into FILE (complete, or nothing at all); `backup import FILE`
+    /// accepts a backup made elsewhere.
+    Backup(BackupCommand),
     /// Restore an instance from a backup file; on failure the instance is put back as it was.
     Restore(RestoreArgs),
     /// Back up NAME and restore it into another registered instance.
     Migrate(MigrateArgs),
+}
+
+/// `backup NAME --to FILE`, or `backup import FILE`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupCommand {
+    #[command(subcommand)]
+    sub: Option<crate::import::BackupSubcommand>,
+    #[command(flatten)]
+    args: Option<BackupArgs>,
 }
 
 #[derive(clap::Args)]
@@ -125,7 +136,12 @@ pub struct MigrateArgs {
 
 pub fn run(command: OperationCommand) -> ExitCode {
     match command {
-        OperationCommand::Backup(a) => backup(a),
+        OperationCommand::Backup(BackupCommand { sub: Some(s), .. }) => crate::import::run(s),
+        OperationCommand::Backup(BackupCommand { args: Some(a), .. }) => backup(a),
+        OperationCommand::Backup(_) => {
+            eprintln!("error: give NAME --to FILE, or `import FILE` (see --help)");
+            ExitCode::from(crate::common::EXIT_USAGE)
+        }
         OperationCommand::Restore(a) => restore(a),
         OperationCommand::Migrate(a) => migrate(a),
     }

@@ -138,9 +138,14 @@ impl Engine {
         archive: &Utf8Path,
         identity: Option<&Utf8Path>,
     ) -> Result<String, EngineError> {
-        let m = match aps_controller::archive::verify(archive, identity) {
+        // Intact and made (tagged) or imported by this controller: an archive from elsewhere
+        // is refused as untrusted.
+        let m = match self.controller.verify_archive(archive, identity) {
             Ok(m) => m,
-            Err(ArchiveError::NotAnArchive { .. }) => return self.verify_script_backup(archive),
+            Err(aps_controller::OperationError::Archive {
+                source: ArchiveError::NotAnArchive { .. },
+                ..
+            }) => return self.verify_script_backup(archive),
             Err(e) => {
                 return Err(EngineError::Verify {
                     archive: archive.to_owned(),

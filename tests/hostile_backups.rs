@@ -359,7 +359,8 @@ fn mysql_dump_cannot_read_local_files_or_run_commands() {
     let attack = format!(
         "CREATE TABLE loot (line TEXT);\nLOAD DATA LOCAL INFILE '{secret}' INTO TABLE loot;\n"
     );
-    let shell = format!("\\! touch {marker}\nsystem touch {marker}\n");
+    let bang = format!("\\! touch {marker}\n");
+    let system = format!("system touch {marker}\n");
     let key = craft::state_key(&sb.state());
     let crafted = repacked(&sb, &file, "mysql.aps", Some(&key), |parts| {
         let dump = dump_of(parts, "mysql");
@@ -367,18 +368,27 @@ fn mysql_dump_cannot_read_local_files_or_run_commands() {
         sql.push_str(&attack);
         std::fs::write(dump, sql).unwrap();
     });
-    let shelled = repacked(&sb, &file, "mysql-shell.aps", Some(&key), |parts| {
-        let dump = dump_of(parts, "mysql");
-        let mut sql = std::fs::read_to_string(dump).unwrap();
-        sql.push_str(&shell);
-        std::fs::write(dump, sql).unwrap();
-    });
+    let with_line = |out: &str, line: &str| {
+        repacked(&sb, &file, out, Some(&key), |parts| {
+            let dump = dump_of(parts, "mysql");
+            let mut sql = std::fs::read_to_string(dump).unwrap();
+            sql.push_str(line);
+            std::fs::write(dump, sql).unwrap();
+        })
+    };
+    let banged = with_line("mysql-bang.aps", &bang);
+    let systemed = with_line("mysql-system.aps", &system);
     inst.damage();
     let before = inst.state();
-    for (f, says) in [(&crafted, "local infile"), (&shelled, "")] {
+    for (f, says) in [
+        (&crafted, "local infile"),
+        (&banged, "unknown command"),
+        (&systemed, "syntax"),
+    ] {
         let out = restore(&sb, "shop", f);
         assert_eq!(out.status.code(), Some(16), "{out:?}");
         let message = json(&out)["error"]["message"].as_str().unwrap().to_owned();
+        eprintln!("{f}: {message}");
         assert!(message.to_lowercase().contains(says), "{message}");
         assert!(
             !exists(&marker),
@@ -406,14 +416,11 @@ fn mysql_dump_cannot_read_local_files_or_run_commands() {
             &format!("{attack}SELECT line FROM loot;"),
         ])
         .output();
-    if let Ok(out) = out
-        && out.status.success()
-    {
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"),
-            "the control load did not read the file: {out:?}"
-        );
-    }
+    let out = out.expect("run the mariadb client");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("TOPSECRET"),
+        "the control load did not read the file: {out:?}"
+    );
 }
 
 /// A `sufficient` script's file whose record lost its tag (or got another) is untrusted;

@@ -89,8 +89,8 @@ fn describe(r: &ImportReport) -> String {
         )),
     }
     match (&r.record, r.tag) {
+        (_, "valid") => out.push_str("already this controller's own backup: nothing to do"),
         (None, _) => out.push_str("dry run: nothing recorded"),
-        (Some(_), "valid") => out.push_str("already this controller's own backup: nothing to do"),
         (Some(path), _) => out.push_str(&format!("imported: recorded as trusted in {path}")),
     }
     out

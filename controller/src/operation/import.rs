@@ -57,7 +57,8 @@ pub struct ImportReport {
     /// What its tag said before the import: `valid` (this controller's key), `other-key`,
     /// `wrong`, `none`; `none` for a script's file.
     pub tag: &'static str,
-    /// The record written (or that already existed); `None` with `dry_run`.
+    /// The record written (or that already existed); `None` with `dry_run`, and for an
+    /// archive this controller's key tagged (it needs none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record: Option<Utf8PathBuf>,
 }
@@ -149,10 +150,11 @@ fn import_archive(
     };
     let dir = imports_dir(ctl);
     let path = dir.join(format!("{}.json", seal.manifest_sha256));
-    let record = if request.dry_run {
+    // This controller's own archive needs no record.
+    let record = if request.dry_run || tag == "valid" {
         None
     } else {
-        if tag != "valid" && !is_imported_with(&dir, key, &seal.manifest_sha256) {
+        if !is_imported_with(&dir, key, &seal.manifest_sha256) {
             let h = &manifest.header;
             let record = ImportRecord {
                 manifest_sha256: seal.manifest_sha256.clone(),

@@ -155,6 +155,12 @@ fn import_of_a_foreign_archive_then_restore() {
         return;
     };
     let expected = inst.state();
+    // The controller's own backup needs no import.
+    let out = sb.cli(&["backup", "import", file.as_str(), "--json"]);
+    assert_success(&out, "import of our own backup");
+    let v = json(&out);
+    assert_eq!(v["tag"], "valid");
+    assert!(v.get("record").is_none(), "{v}");
     let foreign = repacked(
         &sb,
         &file,

@@ -128,7 +128,7 @@ fn target() -> impl Strategy<Value = String> {
         Just("../../../outside/file".to_owned()),
         Just("@OUTSIDE@".to_owned()),
         Just("@OUTSIDE@/file".to_owned()),
-        Just("/".to_owned()),
+        Just("@OUTSIDE@/folder".to_owned()),
         Just("a".to_owned()),
         Just("media".to_owned()),
         Just("web/0/a".to_owned()),
@@ -241,7 +241,19 @@ fn part_of(name: &str) -> Option<(String, String)> {
 /// A tar of `entries` between a valid header and a manifest computed from them (as the
 /// documented format says), twisted, and tagged with [`key`] unless the twist says not.
 fn build(entries: &[Entry], urls: &[&str], twist: Twist, outside: &Utf8Path) -> Vec<u8> {
-    let header = ManifestHeader::new("http://example.test/app", "App", "1.0", "1", "1.2", "site");
+    build_version(entries, urls, twist, outside, 2)
+}
+
+fn build_version(
+    entries: &[Entry],
+    urls: &[&str],
+    twist: Twist,
+    outside: &Utf8Path,
+    version: u32,
+) -> Vec<u8> {
+    let mut header =
+        ManifestHeader::new("http://example.test/app", "App", "1.0", "1", "1.2", "site");
+    header.format_version = version;
     let mut out = Vec::new();
     json_entry(
         &mut out,
@@ -477,4 +489,44 @@ fn a_crafted_consistent_archive_is_extracted() {
         std::fs::read_link(dest.join("l")).unwrap(),
         outside.as_std_path()
     );
+}
+
+/// Format version 1 (no tag entry) is still read, and is untrusted; a tag entry in a
+/// version-1 file is an entry where none may be.
+#[test]
+fn version_1_files_are_read_and_untrusted() {
+    let sb = Sandbox::new();
+    let outside = sb.root().join("outside");
+    let entries = vec![
+        Entry {
+            name: "web/0/".into(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            mtime: 1,
+        },
+        Entry {
+            name: "web/0/a".into(),
+            kind: Kind::File(b"v1".to_vec()),
+            mode: 0o644,
+            mtime: 2,
+        },
+    ];
+    let archive = sb.root().join("archive");
+    let v1 = build_version(&entries, &["/"], Twist::NoTag, &outside, 1);
+    std::fs::write(&archive, &v1).unwrap();
+    let reader = ArchiveReader::open(&archive, None).expect("a version-1 file reads");
+    assert!(reader.seal().tag.is_none());
+    let err = ArchiveReader::open_trusted(&archive, None, &key(), &|_| false)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, aps_controller::archive::ArchiveError::Untrusted { .. }),
+        "{err}"
+    );
+    // Accepted when the caller's import records say so.
+    ArchiveReader::open_trusted(&archive, None, &key(), &|_| true).unwrap();
+    let tagged_v1 = build_version(&entries, &["/"], Twist::None, &outside, 1);
+    std::fs::write(&archive, &tagged_v1).unwrap();
+    let err = ArchiveReader::open(&archive, None).err().unwrap();
+    assert!(err.to_string().contains("manifest.tag"), "{err}");
 }

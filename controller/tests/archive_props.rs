@@ -168,6 +168,28 @@ fn entry() -> impl Strategy<Value = Entry> {
         })
 }
 
+/// Entries that pass the reader's path checks (one or two web folders, names from a small
+/// set so that later entries often lie "inside" earlier symlinks and files), with hostile
+/// link targets: these reach extraction.
+fn inside_entry() -> impl Strategy<Value = Entry> {
+    (
+        prop::sample::select(vec!["web/0/", "web/0/", "web/0/", "web/1/"]),
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "media"]), 1..4),
+        prop_oneof![
+            2 => Just(Kind::Dir),
+            2 => prop::collection::vec(any::<u8>(), 0..16).prop_map(Kind::File),
+            3 => target().prop_map(Kind::Symlink),
+        ],
+        prop::sample::select(vec![0o644u32, 0o755, 0o4755, 0o2775, 0o777]),
+    )
+        .prop_map(|(prefix, comps, kind, mode)| Entry {
+            name: format!("{prefix}{}", comps.join("/")),
+            kind,
+            mode,
+            mtime: 1_700_000_000,
+        })
+}
+
 /// How the manifest departs from what the entries hold, if at all.
 #[derive(Debug, Clone, Copy)]
 enum Twist {
@@ -401,7 +423,12 @@ fn exercise(sb: &Sandbox, bytes: &[u8]) -> Result<(), TestCaseError> {
                 _ => plan.file(&part.name, dest),
             };
         }
-        let _ = reader.extract(&plan);
+        let result = reader.extract(&plan);
+        if std::env::var_os("APS_PROPS_STATS").is_some() {
+            eprintln!("STAT extract {}", if result.is_ok() { "ok" } else { "err" });
+        }
+    } else if std::env::var_os("APS_PROPS_STATS").is_some() {
+        eprintln!("STAT refused");
     }
     prop_assert_eq!(sb.outside(), before);
     Ok(())
@@ -431,6 +458,24 @@ proptest! {
         let sb = Sandbox::new();
         let outside = sb.root().join("outside");
         let bytes = build(&entries, &urls, twist, &outside);
+        exercise(&sb, &bytes)?;
+    }
+
+    #[test]
+    fn consistent_trees_with_hostile_links_never_write_outside(
+        entries in prop::collection::vec(inside_entry(), 1..12),
+        urls in prop::sample::subsequence(vec!["/", "/media", "/a"], 1..3),
+    ) {
+        let sb = Sandbox::new();
+        let outside = sb.root().join("outside");
+        let mut all = vec![Entry { name: "web/0/".into(), kind: Kind::Dir, mode: 0o755, mtime: 1 }];
+        all.extend(entries.iter().filter(|e| e.name.starts_with("web/0/")).cloned());
+        let web1: Vec<Entry> = entries.iter().filter(|e| e.name.starts_with("web/1/")).cloned().collect();
+        if !web1.is_empty() {
+            all.push(Entry { name: "web/1/".into(), kind: Kind::Dir, mode: 0o755, mtime: 1 });
+            all.extend(web1);
+        }
+        let bytes = build(&all, &urls, Twist::None, &outside);
         exercise(&sb, &bytes)?;
     }
 
@@ -529,4 +574,44 @@ fn version_1_files_are_read_and_untrusted() {
     std::fs::write(&archive, &tagged_v1).unwrap();
     let err = ArchiveReader::open(&archive, None).err().unwrap();
     assert!(err.to_string().contains("manifest.tag"), "{err}");
+}
+
+/// A symlink to a folder outside, then a file and a folder "inside" it, in one consistent,
+/// tagged archive: the link is restored as a link and nothing is written through it.
+#[test]
+fn nothing_is_written_through_a_symlink_of_the_same_archive() {
+    let sb = Sandbox::new();
+    let outside = sb.root().join("outside");
+    let entries = vec![
+        Entry {
+            name: "web/0/".into(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            mtime: 1,
+        },
+        Entry {
+            name: "web/0/a".into(),
+            kind: Kind::Symlink("@OUTSIDE@/folder".into()),
+            mode: 0o777,
+            mtime: 1,
+        },
+        Entry {
+            name: "web/0/a/inner".into(),
+            kind: Kind::File(b"overwritten".to_vec()),
+            mode: 0o644,
+            mtime: 1,
+        },
+        Entry {
+            name: "web/0/a/new/".into(),
+            kind: Kind::Dir,
+            mode: 0o755,
+            mtime: 1,
+        },
+    ];
+    let bytes = build(&entries, &["/"], Twist::None, &outside);
+    exercise(&sb, &bytes).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outside.join("folder/inner")).unwrap(),
+        "must stay too"
+    );
 }

@@ -131,8 +131,9 @@ impl Engine {
     }
 
     /// Checks a backup end to end and returns a summary: the controller's archive by its format,
-    /// manifest and every part's hash; a `sufficient` backup-script's own file (no manifest) by
-    /// its SHA-256 against the record the controller kept when it wrote it.
+    /// manifest, every part's hash and its authentication tag (made or imported here); a
+    /// `sufficient` backup-script's own file (no manifest) by its SHA-256 against the record
+    /// the controller kept (and tagged) when it wrote it.
     pub fn verify_archive(
         &self,
         archive: &Utf8Path,

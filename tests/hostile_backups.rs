@@ -186,6 +186,15 @@ fn import_of_a_foreign_archive_then_restore() {
         (18, "untrusted-backup", "verify-backup"),
     );
 
+    // A damaged file is not accepted: invalid, whatever its tag.
+    let bytes = std::fs::read(&foreign).unwrap();
+    let cut = backups(&sb).join("cut.aps");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = sb.cli(&["backup", "import", cut.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(17), "{out:?}");
+    assert_eq!(json(&out)["error"]["kind"], "invalid-backup");
+    assert!(!exists(sb.state().join("imported-backups")));
+
     // Human output: what it holds, part by part.
     let out = sb.cli(&["backup", "import", foreign.as_str()]);
     assert_success(&out, "import");

@@ -190,7 +190,7 @@ fn import_script_file(
         return Err(OperationError::BackupMismatch {
             step: Step::VerifyBackup,
             file: file.to_owned(),
-            instance: String::new(),
+            instance: "(none given)".into(),
             reason: "it is not an aps-controller archive; if it is the file of a `sufficient` backup-script, name the instance whose package made it with --instance".into(),
         });
     };

@@ -11,21 +11,34 @@ use crate::common::{StateArgs, open_controller, print_failure, print_success};
 
 #[derive(clap::Subcommand)]
 pub enum OperationCommand {
-    /// Back up an instance into FILE (complete, or nothing at all).
-    Backup(BackupArgs),
+    /// Back up an instance into FILE (complete, or nothing at all); `backup import FILE`
+    /// accepts a backup made elsewhere.
+    Backup(BackupCommand),
     /// Restore an instance from a backup file; on failure the instance is put back as it was.
     Restore(RestoreArgs),
     /// Back up NAME and restore it into another registered instance.
     Migrate(MigrateArgs),
 }
 
+/// `backup NAME --to FILE`, or `backup import FILE`.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupCommand {
+    #[command(subcommand)]
+    sub: Option<crate::import::BackupSubcommand>,
+    #[command(flatten)]
+    args: BackupArgs,
+}
+
 #[derive(clap::Args)]
 pub struct BackupArgs {
     /// The registered instance.
-    name: String,
+    // Options only so that `backup import FILE` parses: required otherwise.
+    #[arg(required = true)]
+    name: Option<String>,
     /// Destination file (its folder must exist).
-    #[arg(long, value_name = "FILE")]
-    to: Utf8PathBuf,
+    #[arg(long, value_name = "FILE", required = true)]
+    to: Option<Utf8PathBuf>,
     /// Script timeout in seconds (default 3600, or `timeout-secs` of controller.toml).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
@@ -125,7 +138,8 @@ pub struct MigrateArgs {
 
 pub fn run(command: OperationCommand) -> ExitCode {
     match command {
-        OperationCommand::Backup(a) => backup(a),
+        OperationCommand::Backup(BackupCommand { sub: Some(s), .. }) => crate::import::run(s),
+        OperationCommand::Backup(BackupCommand { args, .. }) => backup(args),
         OperationCommand::Restore(a) => restore(a),
         OperationCommand::Migrate(a) => migrate(a),
     }
@@ -140,9 +154,13 @@ fn backup(args: BackupArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let (Some(instance), Some(destination)) = (args.name, args.to) else {
+        eprintln!("error: give NAME --to FILE, or `import FILE` (see --help)");
+        return ExitCode::from(crate::common::EXIT_USAGE);
+    };
     let request = BackupRequest {
-        instance: args.name,
-        destination: args.to,
+        instance,
+        destination,
         force: args.force,
         timeout: args.timeout.map(Duration::from_secs),
         archive,

@@ -2,6 +2,7 @@
 
 mod backup;
 mod common;
+mod import;
 mod instance;
 mod package;
 mod policy;

@@ -33,6 +33,9 @@ pub struct ControllerConfig {
     pub kill_grace: Duration,
     /// Facts about the host passed to scripts (`PHP_VERSION`).
     pub host: HostFacts,
+    /// The key that tags backups (controller.toml `backup-key-file`); `None`: `backup-key` in
+    /// the state folder, created on first use. See [`crate::backup_key`].
+    pub backup_key_file: Option<Utf8PathBuf>,
 }
 
 /// `<state>/controller.toml`: everything optional.
@@ -41,6 +44,7 @@ pub struct ControllerConfig {
 /// timeout-secs = 3600        # script timeout when a request names none
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
+/// backup-key-file = "/etc/aps-controller/backup-key"  # shared by a fleet; default <state>/backup-key
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
@@ -51,6 +55,7 @@ struct ConfigFile {
     timeout_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
     php_version: Option<String>,
+    backup_key_file: Option<Utf8PathBuf>,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
 }
@@ -92,6 +97,8 @@ impl ControllerConfig {
             config.kill_grace = Duration::from_secs(g);
         }
         config.host.php_version = file.php_version;
+        // Relative to the state folder, like everything else the file names.
+        config.backup_key_file = file.backup_key_file.map(|p| config.state.root().join(p));
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
@@ -106,6 +113,19 @@ impl ControllerConfig {
             default_timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
             host: HostFacts::default(),
+            backup_key_file: None,
+        }
+    }
+
+    /// The key that tags this controller's backups: controller.toml's `backup-key-file` (which
+    /// must exist: a fleet's shared key is never made up on one machine), else `backup-key` in
+    /// the state folder, created on first use.
+    pub fn backup_key(&self) -> Result<crate::archive::TagKey, crate::backup_key::BackupKeyError> {
+        match &self.backup_key_file {
+            Some(path) => crate::backup_key::load(path),
+            None => crate::backup_key::load_or_create(
+                &self.state.root().join(crate::backup_key::KEY_FILE_NAME),
+            ),
         }
     }
 }
@@ -192,6 +212,14 @@ impl Controller {
         crate::operation::migrate::migrate(self, request)
     }
 
+    /// Accepts a backup file from elsewhere (see [`crate::operation::import`]).
+    pub fn import_backup(
+        &self,
+        request: &crate::operation::import::ImportRequest,
+    ) -> Result<crate::operation::import::ImportReport, OperationError> {
+        crate::operation::import::import(self, request)
+    }
+
     /// Runs the package's verification-script against `instance` (see
     /// [`crate::operation::verify`]); `Ok(None)` when the package has none. `timeout`: `None`
     /// means the configured default.
@@ -211,11 +239,55 @@ impl Controller {
         sha256: &str,
     ) -> Result<Option<crate::operation::record::BackupRecord>, OperationError> {
         let dir = self.records_dir();
-        crate::operation::record::BackupRecord::find(&dir, sha256).map_err(OperationError::io(
-            Step::VerifyBackup,
-            "cannot read the backup records in",
-            dir,
-        ))
+        let record = crate::operation::record::BackupRecord::find(&dir, sha256).map_err(
+            OperationError::io(
+                Step::VerifyBackup,
+                "cannot read the backup records in",
+                &dir,
+            ),
+        )?;
+        match record {
+            Some(r) if !r.is_authentic(&self.backup_key(Step::VerifyBackup)?) => {
+                Err(OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source: crate::archive::ArchiveError::Untrusted {
+                        archive: r.file.clone().into(),
+                        reason: format!(
+                            "the record {dir}/{sha256}.json of a file with its SHA-256 carries no valid tag of this controller's key"
+                        ),
+                    },
+                })
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The backup key (see [`ControllerConfig::backup_key`]); errors are reported at `step`.
+    pub fn backup_key(&self, step: Step) -> Result<crate::archive::TagKey, OperationError> {
+        self.config.backup_key().map_err(|e| OperationError::Io {
+            step,
+            what: "cannot use the backup key",
+            path: e.path().to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    /// Checks the archive at `path` end to end and that this controller made it (its tag) or
+    /// imported it: what `verify` of a backup file means. Returns the manifest.
+    pub fn verify_archive(
+        &self,
+        path: &Utf8Path,
+        identity: Option<&Utf8Path>,
+    ) -> Result<crate::archive::Manifest, OperationError> {
+        let key = self.backup_key(Step::VerifyBackup)?;
+        let trusted =
+            |seal: &crate::archive::ManifestSeal| crate::operation::import::is_imported(self, seal);
+        crate::archive::verify_trusted(path, identity, &key, &trusted)
+            .map(|(manifest, _)| manifest)
+            .map_err(|source| OperationError::Archive {
+                step: Step::VerifyBackup,
+                source,
+            })
     }
 
     // --- shared steps of the operations ---

@@ -329,6 +329,10 @@ impl OperationError {
             OperationError::Database { .. } | OperationError::MissingWebDir { .. } => {
                 ErrorKind::ResourceFailed
             }
+            OperationError::Archive {
+                source: ArchiveError::Untrusted { .. },
+                ..
+            } => ErrorKind::UntrustedBackup,
             OperationError::Archive { step, .. } => match step {
                 Step::VerifyBackup | Step::CheckDestination => ErrorKind::InvalidBackup,
                 _ => ErrorKind::ResourceFailed,

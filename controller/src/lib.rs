@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod archive;
+pub mod backup_key;
 pub mod controller;
 pub mod database;
 pub mod destination;

@@ -131,16 +131,22 @@ impl Engine {
     }
 
     /// Checks a backup end to end and returns a summary: the controller's archive by its format,
-    /// manifest and every part's hash; a `sufficient` backup-script's own file (no manifest) by
-    /// its SHA-256 against the record the controller kept when it wrote it.
+    /// manifest, every part's hash and its authentication tag (made or imported here); a
+    /// `sufficient` backup-script's own file (no manifest) by its SHA-256 against the record
+    /// the controller kept (and tagged) when it wrote it.
     pub fn verify_archive(
         &self,
         archive: &Utf8Path,
         identity: Option<&Utf8Path>,
     ) -> Result<String, EngineError> {
-        let m = match aps_controller::archive::verify(archive, identity) {
+        // Intact and made (tagged) or imported by this controller: an archive from elsewhere
+        // is refused as untrusted.
+        let m = match self.controller.verify_archive(archive, identity) {
             Ok(m) => m,
-            Err(ArchiveError::NotAnArchive { .. }) => return self.verify_script_backup(archive),
+            Err(aps_controller::OperationError::Archive {
+                source: ArchiveError::NotAnArchive { .. },
+                ..
+            }) => return self.verify_script_backup(archive),
             Err(e) => {
                 return Err(EngineError::Verify {
                     archive: archive.to_owned(),

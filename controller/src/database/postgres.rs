@@ -35,12 +35,27 @@ pub(super) fn dump(
     Ok(program.into_string())
 }
 
+/// Refuses a dump holding a psql meta-command (see [`super::psql_scan`]).
+pub(super) fn check_dump(from: &Utf8Path) -> Result<(), DatabaseError> {
+    let file = std::fs::File::open(from).map_err(DatabaseError::io("read", from))?;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    match super::psql_scan::scan(reader).map_err(DatabaseError::io("read", from))? {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(DatabaseError::UnsafeDump {
+            file: from.to_owned(),
+            line: refusal.line,
+            reason: refusal.reason,
+        }),
+    }
+}
+
 pub(super) fn load(
     db: &Database,
     from: &Utf8Path,
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
     let program = Tool::Psql.find()?;
+    // Meta-commands were refused by `check_dump` (psql 15 has no `\restrict`).
     let spec = client::spec(db, &program).args([
         "-X",
         "-q",

@@ -142,11 +142,13 @@ impl Plan<'_> {
     fn controller_archive(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
         let work = self.work;
         let header = super::manifest_header(&self.package.meta, &self.instance.name);
+        let key = self.ctl.backup_key(Step::BackupResources)?;
         let mut writer = ArchiveWriter::create(destination.file(), &self.request.archive, header)
             .map_err(|source| OperationError::Archive {
             step: Step::BackupResources,
             source,
         })?;
+        writer.tag_with(key);
 
         // 1.1 Databases, dumped with the servers' own tools.
         for (db_id, db) in &self.instance.databases {
@@ -238,7 +240,9 @@ fn record_script_backup(
     package: &OpenedPackage,
     file: &CommittedFile,
 ) -> Result<(), OperationError> {
+    let key = ctl.backup_key(Step::Finish)?;
     BackupRecord::for_script_backup(&package.meta, &instance.name, file)
+        .sign(&key)
         .save(&ctl.records_dir())
         .map_err(OperationError::io(
             Step::Finish,

@@ -3,6 +3,7 @@
 //! API.
 
 pub mod backup;
+pub mod import;
 pub mod migrate;
 pub mod record;
 pub mod restore;

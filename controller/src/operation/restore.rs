@@ -197,6 +197,19 @@ fn verify_source(
             "cannot read backup records in",
             records.clone(),
         ))? {
+            // A record is believed only with this controller's tag: anyone who could drop a
+            // record file could otherwise vouch for any file.
+            if !record.is_authentic(&ctl.backup_key(Step::VerifyBackup)?) {
+                return Err(OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source: ArchiveError::Untrusted {
+                        archive: file.to_owned(),
+                        reason: format!(
+                            "its record {records}/{hash}.json carries no valid tag of this controller's key"
+                        ),
+                    },
+                });
+            }
             let encrypted =
                 crate::archive::is_encrypted(file).map_err(|source| OperationError::Archive {
                     step: Step::VerifyBackup,
@@ -216,7 +229,11 @@ fn verify_source(
         }
         sha256 = Some(hash);
     }
-    match ArchiveReader::open(file, request.identity.as_deref()) {
+    // Made (tagged) by this controller, or imported: anything else is refused here, before
+    // the safety snapshot and any change.
+    let key = ctl.backup_key(Step::VerifyBackup)?;
+    let imported = |seal: &crate::archive::ManifestSeal| super::import::is_imported(ctl, seal);
+    match ArchiveReader::open_trusted(file, request.identity.as_deref(), &key, &imported) {
         Ok(reader) => Ok(Source::Archive(reader)),
         Err(ArchiveError::NotAnArchive { .. }) => Err(OperationError::BackupMismatch {
             step: Step::VerifyBackup,
@@ -439,6 +456,14 @@ fn write_snapshot(
         super::manifest_header(meta, &instance.name),
     )
     .map_err(arch)?;
+    // Every archive the controller writes is tagged, its private snapshots too.
+    let key = config.backup_key().map_err(|e| OperationError::Io {
+        step: Step::SafetySnapshot,
+        what: "cannot use the backup key",
+        path: e.path().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    writer.tag_with(key);
     let dir = path.parent().expect("snapshot path has a folder");
     for (db_id, db) in &instance.databases {
         let dump = dir.join(format!("snapshot-{}.sql", super::file_safe(db_id)));

@@ -36,6 +36,8 @@ fn setup() -> T {
 
 impl T {
     fn file(&self, name: &str, email: &str) -> Utf8PathBuf {
+        // Registration requires the web folder to exist.
+        std::fs::create_dir_all(self.dir.join(format!("www/{name}"))).unwrap();
         let p = self.dir.join(format!("{name}.toml"));
         let text = format!(
             r#"name = "{name}"
@@ -122,10 +124,14 @@ fn register_list_show_remove() {
 fn exit_codes_for_invalid_input_and_io() {
     let t = setup();
     let f = t.file("blog", "not-an-email");
+    // An invalid file is bad input (usage, 2), as in the README's table.
     let o = t.run(&["register", "--file", f.as_str()]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("admin_email"), "{}", text(&o));
-    assert_eq!(t.run(&["list", "--json"]).stdout, b"{\"instances\":[]}\n");
+    assert_eq!(
+        t.run(&["list", "--json"]).stdout,
+        b"{\"ok\":true,\"instances\":[]}\n"
+    );
 
     let o = t.run(&["register", "--file", t.dir.join("absent.toml").as_str()]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -136,7 +142,7 @@ fn exit_codes_for_invalid_input_and_io() {
         Some(0)
     );
     let o = t.run(&["register", "--file", good.as_str()]);
-    assert_eq!(o.status.code(), Some(1), "duplicate: {}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "duplicate: {}", text(&o));
     let o = t.run(&["register", "--file", good.as_str(), "--replace"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }

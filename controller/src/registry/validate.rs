@@ -56,6 +56,25 @@ pub enum Problem {
     UnknownWebDir(String),
     #[error("web-dirs.{0:?}: this url-mapping is virtual and has no folder")]
     VirtualWebDir(String),
+    #[error(
+        "web-dirs.{url:?}: folder {path} does not exist; create it (the application's files \
+         belong there) or fix the path"
+    )]
+    WebDirMissing { url: String, path: Utf8PathBuf },
+}
+
+/// Web folders given in the file that are not folders on this machine, checked at
+/// registration (a record that points nowhere would fail every backup later). Kept out of
+/// [`validate`], which checks the file against its package alone.
+pub fn web_dirs_exist(file: &InstanceFile) -> Vec<Problem> {
+    file.web_dirs
+        .iter()
+        .filter(|(_, dir)| dir.is_absolute() && !dir.is_dir())
+        .map(|(url, dir)| Problem::WebDirMissing {
+            url: url.clone(),
+            path: dir.clone(),
+        })
+        .collect()
 }
 
 /// Checks `file` against the package metadata and builds the record.

@@ -77,13 +77,19 @@ fn parse_error(e: clap::Error) -> ExitCode {
     if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) || !wants_json {
         e.exit();
     }
-    let message = e.render().to_string();
-    let message = message
+    let rendered = e.render().to_string();
+    // clap's usage lines are for a person at a terminal; the envelope keeps the finding.
+    let message = rendered
+        .split("Usage:")
+        .next()
+        .unwrap_or_default()
         .trim()
         .trim_start_matches("error: ")
         .lines()
         .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
         .collect::<Vec<_>>()
-        .join(" ");
+        .join("; ")
+        + " (`--help` lists the arguments)";
     common::Out::new(true).failure(&common::Failure::usage(message))
 }

@@ -123,6 +123,13 @@ fn words(line: &str, root: &Utf8PathBuf) -> Vec<String> {
     if in_word {
         words.push(word);
     }
+    // The sandbox gives its own state folder.
+    if let Some(i) = words
+        .iter()
+        .position(|w| w.trim_start_matches('[') == "--state-dir")
+    {
+        words.drain(i..(i + 2).min(words.len()));
+    }
     words
         .into_iter()
         .skip(1) // aps-controller

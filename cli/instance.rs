@@ -120,6 +120,13 @@ pub fn register_failure(e: RegisterError) -> Failure {
             let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
             Failure::usage(RegisterError::Invalid(problems).to_string()).with("problems", list)
         }
+        RegisterError::Parse(registry::ParseError::Shape { path, problems }) => {
+            let list = problems.clone();
+            Failure::usage(
+                RegisterError::Parse(registry::ParseError::Shape { path, problems }).to_string(),
+            )
+            .with("problems", list)
+        }
         e @ RegisterError::Parse(_) => Failure::usage(e.to_string()),
     }
 }

@@ -77,6 +77,37 @@ fn help(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Lines of the Arguments and Options sections that name an option or argument and give no
+/// description (on the line, or on the next, more indented one).
+fn options_without_description(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut missing = Vec::new();
+    let mut in_section = false;
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "Arguments:" || *line == "Options:" {
+            in_section = true;
+            continue;
+        }
+        if line.trim().is_empty() {
+            in_section = false;
+            continue;
+        }
+        let entry = line.trim_start();
+        if !in_section || !(entry.starts_with('-') || entry.starts_with('<')) {
+            continue;
+        }
+        let described_here = entry.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+        let described_below = lines.get(i + 1).is_some_and(|next| {
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            !next.trim().is_empty() && indent(next) > indent(line)
+        });
+        if !described_here && !described_below {
+            missing.push(entry.to_owned());
+        }
+    }
+    missing
+}
+
 /// Subcommand names listed under "Commands:" (without `help`).
 fn subcommands(args: &[&str]) -> Vec<String> {
     help(args)
@@ -239,6 +270,28 @@ fn every_documented_command_line_is_accepted_by_the_binary() {
         }
     }
     assert!(with_examples >= 15, "{with_examples} commands");
+    let mut undescribed = Vec::new();
+    for top in subcommands(&[]) {
+        let subs = subcommands(&[&top]);
+        let commands: Vec<Vec<&str>> = if subs.is_empty() {
+            vec![vec![top.as_str()]]
+        } else {
+            subs.iter()
+                .map(|s| vec![top.as_str(), s.as_str()])
+                .collect()
+        };
+        for c in commands {
+            undescribed.extend(
+                options_without_description(&help(&c))
+                    .into_iter()
+                    .map(|o| format!("{}: {o}", c.join(" "))),
+            );
+        }
+    }
+    assert!(
+        undescribed.is_empty(),
+        "options and arguments without a description: {undescribed:?}"
+    );
     assert!(lines.len() > 40, "{} documented lines", lines.len());
 
     let mut refused = Vec::new();

@@ -399,3 +399,34 @@ fn registration_refuses_a_web_folder_that_does_not_exist_with_every_problem() {
     let out = sb.cli(&["instance", "list", "--json"]);
     assert_eq!(json(&out)["instances"], serde_json::json!([]));
 }
+
+#[test]
+fn an_instance_file_with_mistyped_keys_gets_every_one_back_with_line_and_guess() {
+    let sb = Sandbox::new();
+    let file = sb.path("typo.toml");
+    std::fs::write(
+        &file,
+        "name = \"typo\"\npackge = \"/x\"\nbase-url = \"http://t/\"\n[web-dir]\n\"/\" = \"/tmp\"\n",
+    )
+    .unwrap();
+    let out = sb.cli(&["instance", "register", "--file", file.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let v = json(&out);
+    let problems = v["error"]["problems"].as_array().unwrap();
+    let text: Vec<&str> = problems.iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(
+        text.iter()
+            .any(|p| p.starts_with("line 2: unknown key `packge`")
+                && p.contains("did you mean `package`?")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|p| p.contains("`web-dir`") && p.contains("did you mean `web-dirs`?")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|p| p.contains("missing key `package`")),
+        "{text:?}"
+    );
+}

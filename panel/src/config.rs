@@ -8,6 +8,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use aps_controller::registry::validate::unknown_key;
+
 use crate::naming::{ArchiveFormat, Compression};
 use crate::periodicity::Periodicity;
 use crate::retention::{DEFAULT_KEEP, KeepRules, RetentionPolicy};
@@ -183,61 +185,6 @@ fn unknown_keys(text: &str) -> Vec<String> {
         check("remote", remote, REMOTE_KEYS);
     }
     problems
-}
-
-fn unknown_key(text: &str, section: &str, key: &str, valid: &[&str]) -> String {
-    let place = if section.is_empty() {
-        "at the top level".to_owned()
-    } else {
-        format!("in [{section}]")
-    };
-    let line = line_of_key(text, section, key)
-        .map(|n| format!("line {n}: "))
-        .unwrap_or_default();
-    let guess = valid
-        .iter()
-        .filter(|v| edit_distance(v, key) <= 2)
-        .min_by_key(|v| edit_distance(v, key))
-        .map(|v| format!("; did you mean `{v}`?"))
-        .unwrap_or_default();
-    format!(
-        "{line}unknown key `{key}` {place}{guess} (valid keys there: {})",
-        valid.join(", ")
-    )
-}
-
-/// The 1-based line where `key = …` is written under `[section]` (scanning the text as
-/// written; dotted and inline forms are not searched).
-fn line_of_key(text: &str, section: &str, key: &str) -> Option<usize> {
-    let mut current = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if let Some(header) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
-            current = header.trim().to_owned();
-            continue;
-        }
-        let Some((k, _)) = t.split_once('=') else {
-            continue;
-        };
-        if current == section && k.trim().trim_matches('"') == key {
-            return Some(i + 1);
-        }
-    }
-    None
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 impl PanelConfig {

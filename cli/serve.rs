@@ -327,6 +327,7 @@ impl App {
             identity: Option<Utf8PathBuf>,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
         let paths = [
             Some(("from", &b.from)),
             b.identity.as_ref().map(|p| ("identity", p)),
@@ -355,6 +356,16 @@ impl App {
             no_safety_snapshot: bool,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
+        if b.to_instance == name {
+            return Err(problem(
+                400,
+                "bad-request",
+                format!(
+                    "\"to_instance\" is {name:?}, the instance being migrated: name another registered instance"
+                ),
+            ));
+        }
         if let Some(keep) = &b.keep {
             absolute("keep", keep)?;
         }
@@ -425,6 +436,19 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
             format!("the body is not the JSON object this route takes: {e}"),
         )
     })
+}
+
+/// A script timeout of 0 would fail every operation at once: refused before anything runs.
+fn positive_timeout(timeout_secs: Option<u64>) -> Result<(), Answer> {
+    if timeout_secs == Some(0) {
+        Err(problem(
+            400,
+            "bad-request",
+            "\"timeout_secs\" must be at least 1 second",
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// Paths in requests are the server's paths; a relative one would depend on its working folder.

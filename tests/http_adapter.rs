@@ -232,6 +232,24 @@ fn bad_requests_are_refused_before_anything_runs() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{body}: {message}");
     }
+    for (route, body, expected) in [
+        (
+            "/v1/instances/blog/restore",
+            json!({"from": dest, "timeout_secs": 0}),
+            "\"timeout_secs\" must be at least 1",
+        ),
+        (
+            "/v1/instances/blog/migrate",
+            json!({"to_instance": "blog"}),
+            "\"to_instance\" is \"blog\"",
+        ),
+    ] {
+        let (status, v) = server.call("POST", route, body.clone());
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["kind"], "usage");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
     let big = json!({"to": dest, "recipients": ["x".repeat(70_000)]});
     let (status, v) = server.call("POST", "/v1/instances/blog/backup", big);
     assert_eq!(status, 413, "{v}");

@@ -76,9 +76,13 @@ pub fn plan(
         None => chosen,
         Some(to) => match ArchiveFormat::of_file_name(to.file_name().unwrap_or_default()) {
             Some(named) if named != chosen => {
+                let file_name = to.file_name().unwrap_or_default();
+                let stem = file_name
+                    .strip_suffix(named.extension())
+                    .unwrap_or(file_name);
                 warnings.push(format!(
                     "{to} ends in {} but the archive is written as {} (compression {}{}); name it \
-                     …{} so that its name says what it holds",
+                     {stem}{} so that its name says what it holds",
                     named.extension(),
                     chosen.extension(),
                     serde_plain(archive.compression),

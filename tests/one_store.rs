@@ -430,3 +430,22 @@ fn an_instance_file_with_mistyped_keys_gets_every_one_back_with_line_and_guess()
         "{text:?}"
     );
 }
+
+/// Two `run`s one after the other (as a timer and an operator may start them), very likely in
+/// the same second: both succeed, each with its own file (the second gets `.2` within one
+/// second; panel's store::local tests that case with a fixed time). They never run at once on
+/// one instance: the instance's lock answers `busy` to the second.
+#[test]
+fn two_runs_in_one_second_never_collide() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog");
+    for _ in 0..2 {
+        assert_success(&sb.cli(&["run", "--periodicity", "daily"]), "run");
+    }
+    let files = store_dir(&sb, "blog");
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.starts_with("blog_daily_")),
+        "{files:?}"
+    );
+}

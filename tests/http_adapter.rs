@@ -74,7 +74,12 @@ impl Served {
         if status == 401 {
             assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
         }
-        (status, response.into_json().unwrap())
+        let body: Value = response.into_json().unwrap();
+        // Every answer is the one envelope of docs/envelope.schema.json.
+        support::schema::Envelope::get()
+            .check(&format!("{method} {path} -> {status}"), &body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (status, body)
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {

@@ -10,42 +10,16 @@ use std::process::Output;
 
 use serde_json::{Value, json};
 
+use support::schema::Envelope as Schema;
 use support::{Sandbox, fixture, repo};
 
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n";
 
-struct Schema {
-    schemas: boon::Schemas,
-    index: boon::SchemaIndex,
-}
-
-impl Schema {
-    fn load() -> Self {
-        let path = repo().join("docs/envelope.schema.json");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        let mut schemas = boon::Schemas::new();
-        let mut compiler = boon::Compiler::new();
-        let url = "file:///docs/envelope.schema.json";
-        compiler.add_resource(url, value).unwrap();
-        let index = compiler
-            .compile(url, &mut schemas)
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
-        Schema { schemas, index }
-    }
-
-    fn check(&self, what: &str, line: &Value) -> Result<(), String> {
-        self.schemas
-            .validate(line, self.index)
-            .map_err(|e| format!("{what}: {line}\n{e:#}"))
-    }
-}
-
 /// Runs one command with `--json`; every stdout line must be one schema-valid object, the
 /// last one the envelope with `ok` as expected, and the exit code 0 exactly when `ok`.
 struct Checker {
-    schema: Schema,
+    schema: &'static Schema,
     covered: BTreeSet<String>,
 }
 
@@ -168,7 +142,7 @@ fn the_schema_rejects_the_old_shapes() {
 fn every_command_answers_one_envelope_on_success_and_failure() {
     let sb = Sandbox::new();
     let mut c = Checker {
-        schema: Schema::load(),
+        schema: Schema::get(),
         covered: BTreeSet::new(),
     };
     let www = sb.path("www-blog");

@@ -186,14 +186,14 @@ pub fn manual_backup(
         )
         .at("find-instance")
     })?;
-    if let Some(to) = &input.to {
-        refuse_inside_web_dirs(to, &instance.web_dirs, input.field("--to", "\"to\""))?;
+    match &input.to {
+        Some(to) => refuse_inside_web_dirs(to, &instance.web_dirs, input.field("--to", "\"to\""))?,
+        None => refuse_inside_web_dirs(
+            &panel.local.instance_dir(&input.instance),
+            &instance.web_dirs,
+            "the backup store (panel.toml `store`)",
+        )?,
     }
-    refuse_inside_web_dirs(
-        &panel.local.root().join("x"),
-        &instance.web_dirs,
-        "the backup store (panel.toml `store`)",
-    )?;
     let plan = manual::plan(
         panel,
         &ManualRequest {
@@ -244,41 +244,19 @@ pub fn manual_backup(
     Ok(v)
 }
 
-/// A backup inside a web folder would be served to the web and, being written while the folder
-/// is archived, hold a partial copy of itself.
 fn refuse_inside_web_dirs(
     path: &Utf8Path,
     web_dirs: &std::collections::BTreeMap<String, Utf8PathBuf>,
     what: &str,
 ) -> Result<(), Failure> {
-    let resolve = |p: &Utf8Path| -> Utf8PathBuf {
-        // The file does not exist yet: resolve its folder.
-        let parent = p
-            .parent()
-            .filter(|d| !d.as_str().is_empty())
-            .unwrap_or(Utf8Path::new("."));
-        parent
-            .canonicalize_utf8()
-            .map(|d| d.join(p.file_name().unwrap_or_default()))
-            .unwrap_or_else(|_| p.to_owned())
-    };
-    let target = resolve(path);
-    for (mapping, dir) in web_dirs {
-        let dir = dir.canonicalize_utf8().unwrap_or_else(|_| dir.clone());
-        if target.starts_with(&dir) {
-            return Err(Failure::new(
-                ErrorKind::DestinationRefused,
-                format!(
-                    "{what} {} is inside the instance's web folder {dir} (mapping {mapping}): the \
-                     backup would be served on the web and hold a partial copy of itself; choose \
-                     a folder outside the web folders",
-                    target.parent().unwrap_or(&target)
-                ),
-            )
-            .at("3.1-check-destination"));
-        }
+    match manual::web_dir_containing(path, web_dirs) {
+        None => Ok(()),
+        Some((mapping, dir)) => Err(Failure::new(
+            ErrorKind::DestinationRefused,
+            manual::inside_web_dir_message(what, path, &mapping, &dir),
+        )
+        .at("3.1-check-destination")),
     }
-    Ok(())
 }
 
 #[derive(clap::Args)]

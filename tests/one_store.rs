@@ -320,6 +320,22 @@ fn mistakes_are_refused_before_any_work_with_their_exit_code() {
         store_dir(&sb, "blog")
     );
 
+    // A store inside the web folder: `backup` refuses it, `run` fails the instance for it.
+    panel_toml(&sb, &format!("store = \"{www}\"\n"));
+    refused(&["backup", "blog"], 12, "destination-refused", "web folder");
+    let out = sb.cli(&["run", "--periodicity", "daily", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["summary"]["instances"][0]["error"]["kind"], "destination-refused",
+        "{last}"
+    );
+    assert!(
+        !www.join("blog").exists(),
+        "nothing written into the web folder"
+    );
+
     // A bad recipient in panel.toml stops every backup command before it starts.
     panel_toml(&sb, "age-recipients = [\"age1notakey\"]\n");
     refused(&["backup", "blog"], 2, "usage", "age-recipients");

@@ -162,6 +162,17 @@ impl Engine {
         Ok(names)
     }
 
+    /// The web folders of a registered instance (url-mapping → folder).
+    pub fn web_dirs(&self, instance: &str) -> Result<BTreeMap<String, Utf8PathBuf>, EngineError> {
+        self.controller
+            .store()
+            .get(instance)
+            .map(|i| i.web_dirs)
+            .map_err(|e| EngineError::Instances {
+                message: e.to_string(),
+            })
+    }
+
     /// Backs `instance` up into `destination` (which the controller writes via temp + rename).
     pub fn backup(
         &self,

@@ -185,6 +185,31 @@ fn back_up_one(
         clock.now(),
         panel.config.archive_format(),
     );
+    // A store inside the instance's own web folder: refused, as `backup` refuses it.
+    let store_file = panel.local.instance_dir(instance).join(name.file_name());
+    match engine.web_dirs(instance) {
+        Ok(dirs) => {
+            if let Some((mapping, dir)) = crate::manual::web_dir_containing(&store_file, &dirs) {
+                let message = crate::manual::inside_web_dir_message(
+                    "the backup store (panel.toml `store`)",
+                    panel.local.root(),
+                    &mapping,
+                    &dir,
+                );
+                return InstanceOutcome::failed(
+                    instance,
+                    Step::Backup,
+                    Problem::new(
+                        ErrorKind::DestinationRefused,
+                        Some("3.1-check-destination"),
+                        message,
+                    ),
+                    ms(t0),
+                );
+            }
+        }
+        Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e.problem(), ms(t0)),
+    }
     // Held until the backup is written, so a second run in the same second takes `.2`.
     let report = panel
         .local

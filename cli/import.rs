@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aps_controller::operation::import::{ImportReport, ImportRequest};
 use camino::Utf8PathBuf;
 
-use crate::common::{StateArgs, open_controller, print_failure, print_success};
+use crate::common::{Failure, Out, StateArgs, open_controller};
 
 #[derive(clap::Subcommand)]
 pub enum BackupSubcommand {
@@ -16,7 +16,19 @@ pub enum BackupSubcommand {
     Import(ImportArgs),
 }
 
+const IMPORT_EXAMPLES: &str = "\
+EXAMPLES:
+  # Show what a backup from elsewhere holds, recording nothing:
+  aps-controller backup import /srv/incoming/blog.aps.tar.zst --dry-run
+
+  # Accept it: restore, migrate, drill and verify take it from now on:
+  aps-controller backup import /srv/incoming/blog.aps.tar.zst
+
+  # A sufficient backup-script's own file, for the instance whose package made it:
+  aps-controller backup import /srv/incoming/blog.tgz --instance blog";
+
 #[derive(clap::Args)]
+#[command(after_help = IMPORT_EXAMPLES)]
 pub struct ImportArgs {
     /// The backup file.
     file: Utf8PathBuf,
@@ -30,7 +42,7 @@ pub struct ImportArgs {
     /// Only show what the file holds; record nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Print one JSON object.
+    /// Print one JSON object (docs/json.md).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -39,20 +51,22 @@ pub struct ImportArgs {
 
 pub fn run(command: BackupSubcommand) -> ExitCode {
     let BackupSubcommand::Import(args) = command;
-    let ctl = match open_controller(&args.state) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let out = Out::new(args.json);
+    out.finish(import(out, args))
+}
+
+fn import(out: Out, args: ImportArgs) -> Result<ExitCode, Failure> {
+    let ctl = open_controller(&args.state)?;
     let request = ImportRequest {
         file: args.file,
         identity: args.identity,
         instance: args.instance,
         dry_run: args.dry_run,
     };
-    match ctl.import_backup(&request) {
-        Ok(r) => print_success(args.json, &r, || describe(&r)),
-        Err(e) => print_failure(args.json, &e),
-    }
+    let r = ctl
+        .import_backup(&request)
+        .map_err(|e| Failure::from_operation(&e))?;
+    Ok(out.success(&r, || describe(&r)))
 }
 
 fn describe(r: &ImportReport) -> String {

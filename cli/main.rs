@@ -4,6 +4,7 @@ mod backup;
 mod common;
 mod import;
 mod instance;
+mod key;
 mod package;
 mod policy;
 mod serve;
@@ -16,7 +17,15 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "aps-controller",
     version,
-    about = "APS application instances: backup, restore, migrate, policies"
+    about = "APS application instances: backup, restore, migrate, policies",
+    after_help = "EXAMPLES:\n  \
+        aps-controller instance register --file examples/demo/INSTANCE.toml\n  \
+        aps-controller backup demo-blog\n  \
+        aps-controller backups demo-blog\n  \
+        aps-controller restore demo-blog --latest\n  \
+        aps-controller run --periodicity daily\n\n\
+        Every command takes --json (one JSON object: docs/json.md) and --state-dir DIR.\n\
+        Exit codes: README, \"Exit codes\"."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,16 +46,51 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Serve the operations over HTTP for control panels in other languages (loopback only,
     /// bearer token; docs/http.md).
+    #[command(after_help = "EXAMPLES:\n  \
+        openssl rand -hex 32 > /etc/aps-controller/token && chmod 600 /etc/aps-controller/token\n  \
+        aps-controller serve --token-file /etc/aps-controller/token --listen 127.0.0.1:8470")]
     Serve(serve::ServeArgs),
+    /// Encryption keys for backups (age).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
     match cli.command {
         Command::Package(c) => package::run(c),
         Command::Instance(c) => instance::run(c),
         Command::Operation(c) => backup::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Serve(a) => serve::run(a),
+        Command::Key(c) => key::run(c),
     }
+}
+
+/// Bad arguments: with `--json` among them, the usage envelope on stdout (a program asked for
+/// JSON); else clap's own message. Help and version are printed as they are.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    let wants_json = std::env::args_os().any(|a| a == "--json");
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) || !wants_json {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    // clap's usage lines are for a person at a terminal; the envelope keeps the finding.
+    let message = rendered
+        .split("Usage:")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("error: ")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+        + " (`--help` lists the arguments)";
+    common::Out::new(true).failure(&common::Failure::usage(message))
 }

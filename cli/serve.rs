@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use aps_controller::controller::Controller;
 use aps_controller::error::{ErrorKind, OperationError};
-use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
-use aps_controller::registry::{self, ParseError, RegisterError, StoreError, view};
+use aps_controller::operation::{MigrateRequest, RestoreRequest};
+use aps_controller::registry::{self, RegisterError, StoreError, view};
 use aps_meta::{Limits, check_package};
 use camino::Utf8PathBuf;
 use serde::Deserialize;
@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::common::{EXIT_USAGE, StateArgs, failure_json, open_controller, success_json};
+use crate::backup::{BackupInput, manual_backup};
+use crate::common::{Failure, Out, StateArgs, open_controller, open_panel, success_json};
+use crate::instance::{register_failure, store_failure};
 
 /// Request bodies are small JSON objects; anything bigger is refused unread.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -43,23 +45,27 @@ pub struct ServeArgs {
     /// Requests handled at once; an operation holds one until it ends.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+    /// The first line on stdout is `{"ok":true,"type":"listening","url":…}` instead of
+    /// `listening on URL`, and a failure to start is the JSON envelope (docs/json.md).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     state: StateArgs,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    let out = Out::new(args.json);
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(code) => code,
+        Err(f) => out.failure(&f),
     }
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(EXIT_USAGE)
+fn usage_error(message: impl std::fmt::Display) -> Failure {
+    Failure::usage(message.to_string())
 }
 
-fn serve(args: ServeArgs) -> Result<(), ExitCode> {
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     if !args.listen.ip().is_loopback() {
         return Err(usage_error(format!(
             "refusing to listen on {}: the adapter speaks plain HTTP; listen on loopback (127.0.0.1 or [::1]) and put a TLS proxy in front to reach it from elsewhere",
@@ -76,7 +82,15 @@ fn serve(args: ServeArgs) -> Result<(), ExitCode> {
         .to_ip()
         .expect("Server::http listens on TCP");
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on http://{addr}");
+    if args.json {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            json!({"ok": true, "type": "listening", "url": format!("http://{addr}")})
+        );
+    } else {
+        let _ = writeln!(stdout, "listening on http://{addr}");
+    }
     let _ = stdout.flush();
 
     let app = App { ctl, token };
@@ -121,11 +135,21 @@ type Answer = (u16, Value);
 /// A route's answer; `Err` when the request was refused before anything ran.
 type Handled = Result<Answer, Answer>;
 
-fn problem(status: u16, kind: &str, message: impl Into<String>) -> Answer {
-    (
-        status,
-        json!({"ok": false, "error": {"kind": kind, "message": message.into()}}),
-    )
+/// A refusal of the adapter itself (`kind` one of the HTTP kinds of docs/json.md, or
+/// `usage` for a body that is not what the route takes).
+fn problem(status: u16, kind: &'static str, message: impl Into<String>) -> Answer {
+    let f = if kind == "bad-request" {
+        Failure::usage(message)
+    } else {
+        Failure::http(kind, message)
+    };
+    (status, f.envelope())
+}
+
+/// A failure of the libraries, phrased for HTTP, with the status of its kind.
+fn failure_answer(f: Failure) -> Answer {
+    let status = status_of_kind(f.kind);
+    (status, f.for_http().envelope())
 }
 
 impl App {
@@ -245,10 +269,8 @@ impl App {
                     json!({"ok": true, "instance": view::summary_json(&instance)}),
                 ),
                 Err(RegisterError::Store(e)) => store_problem(e),
-                Err(e @ RegisterError::Parse(ParseError::Read { .. })) => {
-                    problem(422, "unreadable-file", e.to_string())
-                }
-                Err(e) => problem(422, "invalid-instance", e.to_string()),
+                // The file is the client's mistake: 422 with every problem (`problems`).
+                Err(e) => (422, register_failure(e).for_http().envelope()),
             },
         )
     }
@@ -264,7 +286,8 @@ impl App {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
-            to: Utf8PathBuf,
+            /// Absent: into the backup store, as `aps-controller backup NAME` does.
+            to: Option<Utf8PathBuf>,
             #[serde(default)]
             force: bool,
             timeout_secs: Option<u64>,
@@ -273,18 +296,24 @@ impl App {
             recipients: Vec<String>,
         }
         let b: Body = parse(body)?;
-        absolute("to", &b.to)?;
-        let compression = b.compression.as_deref().unwrap_or("zstd");
-        let archive = crate::backup::archive_options(compression, &b.recipients)
-            .map_err(|message| problem(400, "bad-request", message))?;
-        let request = BackupRequest {
+        let input = BackupInput {
             instance: name.to_owned(),
-            destination: b.to,
+            to: b.to,
             force: b.force,
-            timeout: b.timeout_secs.map(Duration::from_secs),
-            archive,
+            timeout_secs: b.timeout_secs,
+            compression: b.compression,
+            recipients: b.recipients,
+            http: true,
         };
-        Ok(operation_answer(self.ctl.backup(&request)))
+        // panel.toml is read per request, so a change applies without a restart.
+        let state = crate::common::StateArgs {
+            state_dir: Some(self.ctl.config().state.root().to_owned()),
+        };
+        let answer = open_panel(&state)
+            .and_then(|panel| manual_backup(&self.ctl, &panel, &input))
+            .map(|v| (200, v))
+            .unwrap_or_else(failure_answer);
+        Ok(answer)
     }
 
     fn restore(&self, name: &str, body: &[u8]) -> Handled {
@@ -298,6 +327,7 @@ impl App {
             identity: Option<Utf8PathBuf>,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
         let paths = [
             Some(("from", &b.from)),
             b.identity.as_ref().map(|p| ("identity", p)),
@@ -326,6 +356,16 @@ impl App {
             no_safety_snapshot: bool,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
+        if b.to_instance == name {
+            return Err(problem(
+                400,
+                "bad-request",
+                format!(
+                    "\"to_instance\" is {name:?}, the instance being migrated: name another registered instance"
+                ),
+            ));
+        }
         if let Some(keep) = &b.keep {
             absolute("keep", keep)?;
         }
@@ -350,7 +390,7 @@ fn check(body: &[u8]) -> Handled {
         match check_package(&b.path, &b.limits.unwrap_or_default()) {
             // The check ran: 200 whatever it found; `ok` says whether the package is valid.
             Ok(report) => (200, crate::package::report_json(&report)),
-            Err(e) => problem(422, crate::package::check_error_kind(&e), e.to_string()),
+            Err(e) => (422, crate::package::check_failure(&e).envelope()),
         },
     )
 }
@@ -398,6 +438,19 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
     })
 }
 
+/// A script timeout of 0 would fail every operation at once: refused before anything runs.
+fn positive_timeout(timeout_secs: Option<u64>) -> Result<(), Answer> {
+    if timeout_secs == Some(0) {
+        Err(problem(
+            400,
+            "bad-request",
+            "\"timeout_secs\" must be at least 1 second",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Paths in requests are the server's paths; a relative one would depend on its working folder.
 fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
     if path.is_absolute() {
@@ -414,8 +467,17 @@ fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
 fn operation_answer<T: serde::Serialize>(result: Result<T, OperationError>) -> Answer {
     match result {
         Ok(report) => (200, success_json(&report)),
-        Err(e) => (status_of(e.kind()), failure_json(&e)),
+        Err(e) => failure_answer(Failure::from_operation(&e)),
     }
+}
+
+/// The status of a kind named in the README's table (500 for anything else).
+fn status_of_kind(kind: &str) -> u16 {
+    crate::common::ALL_KINDS
+        .iter()
+        .find(|k| k.as_str() == kind)
+        .map(|k| status_of(*k))
+        .unwrap_or(500)
 }
 
 /// The HTTP status of an operation's error; `error.kind` in the body is the precise answer.
@@ -441,13 +503,13 @@ fn status_of(kind: ErrorKind) -> u16 {
 }
 
 fn store_problem(e: StoreError) -> Answer {
-    let (status, kind) = match e {
-        StoreError::NotFound { .. } => (404, ErrorKind::InstanceNotFound.as_str()),
-        StoreError::AlreadyExists { .. } => (409, "already-exists"),
-        StoreError::InvalidName { .. } => (400, "invalid-name"),
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => (500, ErrorKind::Internal.as_str()),
+    let status = match e {
+        StoreError::NotFound { .. } => 404,
+        StoreError::AlreadyExists { .. } => 409,
+        StoreError::InvalidName { .. } => 400,
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => 500,
     };
-    problem(status, kind, e.to_string())
+    (status, store_failure(e).for_http().envelope())
 }
 
 /// Equal without an early exit, so response times do not reveal how much of a guess was right.

@@ -74,7 +74,12 @@ impl Served {
         if status == 401 {
             assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
         }
-        (status, response.into_json().unwrap())
+        let body: Value = response.into_json().unwrap();
+        // Every answer is the one envelope of docs/envelope.schema.json.
+        support::schema::Envelope::get()
+            .check(&format!("{method} {path} -> {status}"), &body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (status, body)
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -155,7 +160,23 @@ fn operations_answer_the_same_json_as_the_cli() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["kind"], "destination-refused");
     assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"force\": true") && !message.contains("--force"),
+        "phrased for HTTP: {message}"
+    );
     assert_eq!(sha256_file(&dest).unwrap().1, sha256);
+
+    // Without `to`: into the backup store under the standard name, as `backup blog` does.
+    let (status, v) = server.call("POST", "/v1/instances/blog/backup", json!({}));
+    assert_eq!(status, 200, "{v}");
+    let stored = v["file"].as_str().unwrap();
+    assert!(
+        stored.starts_with(sb.state().join("backups/blog/blog_manual_").as_str()),
+        "{v}"
+    );
+    assert_eq!(v["stored_as"].as_str(), stored.rsplit('/').next());
+    assert!(Utf8PathBuf::from(stored).is_file());
 
     // Restore from it: the sh fixture's (sufficient) restore copies the file it was given.
     let (status, v) = server.call(
@@ -200,12 +221,37 @@ fn bad_requests_are_refused_before_anything_runs() {
             json!({"to": dest, "compression": "lz4"}),
             "unknown compression",
         ),
-        (json!({}), "missing field `to`"),
+        (
+            json!({"timeout_secs": 0}),
+            "\"timeout_secs\" must be at least 1",
+        ),
+        (
+            json!({"recipients": ["age1nope"]}),
+            "\"recipients\": invalid age recipient",
+        ),
     ];
     for (body, expected) in cases {
         let (status, v) = server.call("POST", "/v1/instances/blog/backup", body.clone());
         assert_eq!(status, 400, "{body}: {v}");
-        assert_eq!(v["error"]["kind"], "bad-request");
+        assert_eq!(v["error"]["kind"], "usage");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    for (route, body, expected) in [
+        (
+            "/v1/instances/blog/restore",
+            json!({"from": dest, "timeout_secs": 0}),
+            "\"timeout_secs\" must be at least 1",
+        ),
+        (
+            "/v1/instances/blog/migrate",
+            json!({"to_instance": "blog"}),
+            "\"to_instance\" is \"blog\"",
+        ),
+    ] {
+        let (status, v) = server.call("POST", route, body.clone());
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["kind"], "usage");
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{body}: {message}");
     }
@@ -242,12 +288,14 @@ fn instances_are_registered_and_removed_and_packages_checked() {
     assert_eq!(v["instance"]["name"], "shop");
     let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "invalid-instance");
+    assert_eq!(v["error"]["kind"], "usage");
+    let message = v["error"]["message"].as_str().unwrap();
+    // Phrased for HTTP: the JSON field, not the CLI flag.
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already exists")
+        message.contains("already exists")
+            && message.contains("\"replace\": true")
+            && !message.contains("--replace"),
+        "{message}"
     );
     let (status, v) = server.call(
         "POST",
@@ -262,7 +310,7 @@ fn instances_are_registered_and_removed_and_packages_checked() {
     std::fs::write(&file, "name = \"bad\"\n").unwrap();
     let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "invalid-instance");
+    assert_eq!(v["error"]["kind"], "usage");
 
     let (status, v) = server.call("DELETE", "/v1/instances/shop", Value::Null);
     assert_eq!(status, 200, "{v}");
@@ -288,7 +336,8 @@ fn instances_are_registered_and_removed_and_packages_checked() {
         json!({"path": sb.path("nowhere")}),
     );
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "not-found");
+    assert_eq!(v["error"]["kind"], "usage");
+    assert_eq!(v["error"]["reason"], "not-found");
 }
 
 /// Two operations on one instance at once: the second is `busy` (409) while the first runs.

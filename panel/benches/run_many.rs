@@ -86,7 +86,7 @@ fn main() {
     let n = instances as f64;
     println!(
         "run --periodicity daily --jobs {jobs}: {} ok in {:.2} s wall ({:.1} ms/instance, {:.0} instances/s)",
-        summary.ok,
+        summary.succeeded,
         wall.as_secs_f64(),
         wall.as_secs_f64() * 1000.0 / n,
         n / wall.as_secs_f64()

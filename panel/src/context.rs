@@ -56,8 +56,13 @@ impl Panel {
                 ));
             }
         };
+        let local = match &config.store {
+            None => LocalStore::new(config.store_dir(state_dir)),
+            Some(_) => LocalStore::configured(config.store_dir(state_dir)),
+        };
+        local.check_exists()?;
         Ok(Panel {
-            local: LocalStore::new(config.store_dir(state_dir)),
+            local,
             state_dir: state_dir.to_owned(),
             config,
             policy,

@@ -12,12 +12,28 @@ use aps_controller::registry::{StateDir, StoreError};
 use aps_controller::{Controller, ControllerConfig, ErrorKind};
 
 use crate::naming::Compression;
+use crate::problem::{Problem, operation_message};
 
 /// How the controller's archive writer packs a backup (from panel.toml).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveChoice {
     pub compression: Compression,
     pub age_recipients: Vec<String>,
+}
+
+impl ArchiveChoice {
+    /// The controller's archive options; `zstd_workers` 0 is one per core (at most 4).
+    pub fn options(&self, zstd_workers: u32) -> ArchiveOptions {
+        ArchiveOptions {
+            compression: match self.compression {
+                Compression::Zstd => aps_controller::archive::Compression::ZSTD,
+                Compression::Gzip => aps_controller::archive::Compression::GZIP,
+                Compression::None => aps_controller::archive::Compression::None,
+            },
+            recipients: self.age_recipients.clone(),
+            zstd_workers,
+        }
+    }
 }
 
 /// Result of the package's verification-script, or of the manifest comparison.
@@ -36,21 +52,81 @@ pub enum EngineError {
         state_dir: Utf8PathBuf,
         message: String,
     },
-    #[error("{operation} of instance {instance} failed: {message}")]
+    #[error("{operation} of instance {instance} failed: {}", .problem.message)]
     Operation {
         operation: &'static str,
         instance: String,
-        message: String,
+        /// Kind and step of the controller's error.
+        problem: Problem,
     },
     #[error("archive {archive} did not verify: {message}")]
     Verify {
         archive: Utf8PathBuf,
+        kind: ErrorKind,
         message: String,
     },
     #[error("cannot list registered instances: {message}")]
     Instances { message: String },
     #[error(transparent)]
     StateDir(#[from] aps_controller::registry::StateDirError),
+}
+
+impl EngineError {
+    /// The README's error kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Open { .. } | EngineError::StateDir(_) => ErrorKind::Usage,
+            EngineError::Operation { problem, .. } => kind_named(problem.kind),
+            EngineError::Verify { kind, .. } => *kind,
+            EngineError::Instances { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// As a problem of a report: kind, step and a message without the step.
+    pub fn problem(&self) -> Problem {
+        match self {
+            EngineError::Operation { problem, .. } => problem.clone(),
+            e => Problem::new(e.kind(), None, e.to_string()),
+        }
+    }
+}
+
+/// The kind whose name is `name` (names come from [`ErrorKind::as_str`]).
+fn kind_named(name: &str) -> ErrorKind {
+    ALL_KINDS
+        .into_iter()
+        .find(|k| k.as_str() == name)
+        .unwrap_or(ErrorKind::Internal)
+}
+
+const ALL_KINDS: [ErrorKind; 16] = [
+    ErrorKind::InstanceNotFound,
+    ErrorKind::InvalidPackage,
+    ErrorKind::InterpreterMissing,
+    ErrorKind::DestinationRefused,
+    ErrorKind::ScriptFailed,
+    ErrorKind::TimedOut,
+    ErrorKind::Busy,
+    ErrorKind::ResourceFailed,
+    ErrorKind::InvalidBackup,
+    ErrorKind::UntrustedBackup,
+    ErrorKind::NoSpace,
+    ErrorKind::AccountRefused,
+    ErrorKind::PathNotAllowed,
+    ErrorKind::Interrupted,
+    ErrorKind::Usage,
+    ErrorKind::Internal,
+];
+
+fn operation_failed(
+    operation: &'static str,
+    instance: &str,
+) -> impl FnOnce(aps_controller::OperationError) -> EngineError {
+    move |e| EngineError::Operation {
+        operation,
+        instance: instance.to_owned(),
+        problem: Problem::new(e.kind(), Some(e.step().as_str()), operation_message(&e)),
+    }
 }
 
 /// The controller handle, shared by the worker threads of `run` (the controller is `Sync`).
@@ -86,6 +162,17 @@ impl Engine {
         Ok(names)
     }
 
+    /// The web folders of a registered instance (url-mapping → folder).
+    pub fn web_dirs(&self, instance: &str) -> Result<BTreeMap<String, Utf8PathBuf>, EngineError> {
+        self.controller
+            .store()
+            .get(instance)
+            .map(|i| i.web_dirs)
+            .map_err(|e| EngineError::Instances {
+                message: e.to_string(),
+            })
+    }
+
     /// Backs `instance` up into `destination` (which the controller writes via temp + rename).
     pub fn backup(
         &self,
@@ -94,23 +181,11 @@ impl Engine {
         archive: &ArchiveChoice,
     ) -> Result<BackupReport, EngineError> {
         let mut request = BackupRequest::new(instance, destination);
-        request.archive = ArchiveOptions {
-            compression: match archive.compression {
-                Compression::Zstd => aps_controller::archive::Compression::ZSTD,
-                Compression::Gzip => aps_controller::archive::Compression::GZIP,
-                Compression::None => aps_controller::archive::Compression::None,
-            },
-            recipients: archive.age_recipients.clone(),
-            // `run` already backs up `jobs` instances at once: one zstd thread each.
-            zstd_workers: 1,
-        };
+        // `run` already backs up `jobs` instances at once: one zstd thread each.
+        request.archive = archive.options(1);
         self.controller
             .backup(&request)
-            .map_err(|e| EngineError::Operation {
-                operation: "backup",
-                instance: instance.to_owned(),
-                message: e.to_string(),
-            })
+            .map_err(operation_failed("backup", instance))
     }
 
     pub fn restore(
@@ -123,11 +198,7 @@ impl Engine {
         request.identity = identity.map(Utf8Path::to_owned);
         self.controller
             .restore(&request)
-            .map_err(|e| EngineError::Operation {
-                operation: "restore",
-                instance: instance.to_owned(),
-                message: e.to_string(),
-            })
+            .map_err(operation_failed("restore", instance))
     }
 
     /// Checks a backup end to end and returns a summary: the controller's archive by its format,
@@ -148,8 +219,22 @@ impl Engine {
                 ..
             }) => return self.verify_script_backup(archive),
             Err(e) => {
+                // What the user got wrong (no such file, no or a wrong identity) is usage; a
+                // file that does not read back is a damaged backup.
+                let kind = match &e {
+                    ArchiveError::Open { source, .. }
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        ErrorKind::Usage
+                    }
+                    ArchiveError::IdentityRequired { .. }
+                    | ArchiveError::IdentityFile { .. }
+                    | ArchiveError::WrongIdentity { .. } => ErrorKind::Usage,
+                    _ => ErrorKind::InvalidBackup,
+                };
                 return Err(EngineError::Verify {
                     archive: archive.to_owned(),
+                    kind,
                     message: e.to_string(),
                 });
             }
@@ -168,10 +253,21 @@ impl Engine {
     fn verify_script_backup(&self, file: &Utf8Path) -> Result<String, EngineError> {
         let fail = |message: String| EngineError::Verify {
             archive: file.to_owned(),
+            kind: ErrorKind::InvalidBackup,
             message,
         };
-        let (_, sha256) = aps_controller::digest::sha256_file(file)
-            .map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let (_, sha256) = aps_controller::digest::sha256_file(file).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::Usage
+            } else {
+                ErrorKind::InvalidBackup
+            };
+            EngineError::Verify {
+                archive: file.to_owned(),
+                kind,
+                message: format!("cannot read it: {e}"),
+            }
+        })?;
         match self.controller.script_backup_record(&sha256) {
             Ok(Some(r)) => Ok(format!(
                 "the package's own backup file, SHA-256 {sha256} as recorded when instance {} \
@@ -220,13 +316,7 @@ impl Engine {
                 });
             }
             // The check itself could not run (instance gone, busy, no interpreter …).
-            Err(e) => {
-                return Err(EngineError::Operation {
-                    operation: "verification",
-                    instance: instance.to_owned(),
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(operation_failed("verification", instance)(e)),
             Ok(None) => {}
         }
         // A `sufficient` backup-script's own file has no manifest: the restore having
@@ -243,7 +333,11 @@ impl Engine {
             StoreError::NotFound { .. } => EngineError::Operation {
                 operation: "check",
                 instance: instance.to_owned(),
-                message: "not a registered instance".to_owned(),
+                problem: Problem::new(
+                    ErrorKind::InstanceNotFound,
+                    None,
+                    "not a registered instance",
+                ),
             },
             e => EngineError::Instances {
                 message: e.to_string(),

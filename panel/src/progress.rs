@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-/// One progress event; with `--json` each is printed as a line `{"event": …}` on stdout.
+/// One progress event; with `--json` each is printed as a line `{"type": "progress",
+/// "event": …}` on stdout.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event<'a> {
@@ -53,7 +54,10 @@ impl Progress {
         match self {
             Progress::Quiet => {}
             Progress::Json(out) => {
-                let line = serde_json::to_string(&event).expect("events serialise");
+                // Every JSON line of a long-running command says what it is: `type`.
+                let mut value = serde_json::to_value(&event).expect("events serialise");
+                value["type"] = "progress".into();
+                let line = value.to_string();
                 let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
                 // A closed stdout must not abort a backup run.
                 let _ = writeln!(out, "{line}");

@@ -64,6 +64,7 @@ pub fn register_file(
     } else {
         None
     };
+    problems.extend(validate::web_dirs_exist(file));
     // Reported with the rest; `put` checks again under the lock for a racing registration.
     if !replace && is_valid_instance_name(&file.name) {
         match store.get(&file.name) {

@@ -221,15 +221,20 @@ impl Engine {
             Err(e) => {
                 // What the user got wrong (no such file, no or a wrong identity) is usage; a
                 // file that does not read back is a damaged backup.
+                use aps_controller::OperationError as Op;
                 let kind = match &e {
-                    ArchiveError::Open { source, .. }
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        ErrorKind::Usage
-                    }
-                    ArchiveError::IdentityRequired { .. }
-                    | ArchiveError::IdentityFile { .. }
-                    | ArchiveError::WrongIdentity { .. } => ErrorKind::Usage,
+                    Op::Archive {
+                        source: ArchiveError::Open { source, .. },
+                        ..
+                    } if source.kind() == std::io::ErrorKind::NotFound => ErrorKind::Usage,
+                    Op::Archive {
+                        source:
+                            ArchiveError::IdentityRequired { .. }
+                            | ArchiveError::IdentityFile { .. }
+                            | ArchiveError::WrongIdentity { .. },
+                        ..
+                    } => ErrorKind::Usage,
+                    _ if e.kind() == ErrorKind::UntrustedBackup => ErrorKind::UntrustedBackup,
                     _ => ErrorKind::InvalidBackup,
                 };
                 return Err(EngineError::Verify {

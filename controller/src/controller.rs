@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::account::Account;
 use crate::environment::HostFacts;
 use crate::error::{OperationError, Step};
 use crate::interpreter::InterpreterTable;
@@ -33,6 +34,9 @@ pub struct ControllerConfig {
     pub kill_grace: Duration,
     /// Facts about the host passed to scripts (`PHP_VERSION`).
     pub host: HostFacts,
+    /// Let a tenant's work run as root when the instance's account is root. Off by default:
+    /// an instance whose account is root is refused (`account-refused`) before anything runs.
+    pub allow_root_scripts: bool,
 }
 
 /// `<state>/controller.toml`: everything optional.
@@ -41,6 +45,7 @@ pub struct ControllerConfig {
 /// timeout-secs = 3600        # script timeout when a request names none
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
+/// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
@@ -51,6 +56,8 @@ struct ConfigFile {
     timeout_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
     php_version: Option<String>,
+    #[serde(default)]
+    allow_root_scripts: bool,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
 }
@@ -92,6 +99,7 @@ impl ControllerConfig {
             config.kill_grace = Duration::from_secs(g);
         }
         config.host.php_version = file.php_version;
+        config.allow_root_scripts = file.allow_root_scripts;
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
@@ -106,6 +114,7 @@ impl ControllerConfig {
             default_timeout: DEFAULT_TIMEOUT,
             kill_grace: DEFAULT_KILL_GRACE,
             host: HostFacts::default(),
+            allow_root_scripts: false,
         }
     }
 }
@@ -130,7 +139,7 @@ impl Controller {
         store: Box<dyn InstanceStore + Send + Sync>,
     ) -> Result<Self, OperationError> {
         let root = config.state.root().to_owned();
-        std::fs::create_dir_all(&root).map_err(OperationError::io(
+        make_private(&root).map_err(OperationError::io(
             Step::FindInstance,
             "cannot create state folder",
             &root,
@@ -299,6 +308,16 @@ impl Controller {
         self.config.state.root().join("work").join(id)
     }
 
+    /// The account `instance`'s work runs as, resolved before anything runs: `None` when the
+    /// controller is not root (it then runs everything as itself). Root is refused unless
+    /// `allow-root-scripts`; an account that no longer exists is refused.
+    pub(crate) fn instance_account(
+        &self,
+        instance: &Instance,
+    ) -> Result<Option<Account>, OperationError> {
+        resolve_account(&self.config, instance)
+    }
+
     pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
         requested.unwrap_or(self.config.default_timeout)
     }
@@ -308,6 +327,63 @@ impl Controller {
     pub(crate) fn records_dir(&self) -> Utf8PathBuf {
         self.config.state.root().join("backup-records")
     }
+}
+
+/// Everything the controller creates from now on is private to it (umask 077: folders 0700,
+/// files 0600): records, secrets, journal, locks, work folders, safety snapshots and backups
+/// hold passwords and whole databases. Its children set their own umask (022) before exec.
+/// The state folder itself is created, or tightened, to 0700.
+pub fn make_private(state_root: &Utf8Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    std::fs::create_dir_all(state_root)?;
+    let meta = std::fs::metadata(state_root)?;
+    if meta.permissions().mode() & 0o077 != 0
+        && std::os::unix::fs::MetadataExt::uid(&meta) == rustix::process::geteuid().as_raw()
+    {
+        std::fs::set_permissions(state_root, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// [`Controller::instance_account`] for code that has only the configuration (recovery).
+pub(crate) fn resolve_account(
+    config: &ControllerConfig,
+    instance: &Instance,
+) -> Result<Option<Account>, OperationError> {
+    if !crate::account::controller_is_root() {
+        return Ok(None);
+    }
+    let refuse = |reason: String| OperationError::AccountRefused {
+        step: Step::FindInstance,
+        instance: instance.name.clone(),
+        reason,
+    };
+    // Records made before accounts were recorded: the root web folder's owner, now.
+    let user = match &instance.user {
+        Some(user) => user.clone(),
+        None => {
+            let root = crate::registry::root_web_dir(instance)
+                .ok_or_else(|| refuse("it has no `user` and no web folder".into()))?;
+            Account::owner_name_of(root).map_err(|e| refuse(e.to_string()))?
+        }
+    };
+    let account = Account::lookup(&user, instance.group.as_deref())
+        .map_err(|e| refuse(format!("its account cannot be used: {e}")))?;
+    if account.is_root() && !config.allow_root_scripts {
+        return Err(refuse(format!(
+            "its account is root ({}), and a tenant's scripts and tools never run as root \
+                 unless controller.toml says `allow-root-scripts = true`; give the instance its \
+                 own account (`user = \"NAME\"` in INSTANCE.toml, or chown its root web folder \
+                 and register it again)",
+            if instance.user.is_some() {
+                "`user` of the instance"
+            } else {
+                "owner of its root web folder"
+            }
+        )));
+    }
+    Ok(Some(account))
 }
 
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {

@@ -178,6 +178,14 @@ pub enum OperationError {
         #[source]
         source: StoreError,
     },
+    /// The account the instance's work would run as is root (and controller.toml does not
+    /// say `allow-root-scripts = true`), or cannot be resolved. Nothing ran.
+    #[error("step {step}: instance {instance}: {reason}")]
+    AccountRefused {
+        step: Step,
+        instance: String,
+        reason: String,
+    },
     #[error("step {step}: the instance registry failed: {source}")]
     Registry {
         step: Step,
@@ -314,6 +322,7 @@ impl OperationError {
         match self {
             OperationError::InstanceNotFound { .. } => ErrorKind::InstanceNotFound,
             OperationError::Busy { .. } => ErrorKind::Busy,
+            OperationError::AccountRefused { .. } => ErrorKind::AccountRefused,
             OperationError::Package { .. } | OperationError::PackageUnusable { .. } => {
                 ErrorKind::InvalidPackage
             }
@@ -348,6 +357,7 @@ impl OperationError {
             OperationError::Busy { .. } => Step::Lock,
             OperationError::RollbackFailed { .. } => Step::Rollback,
             OperationError::Registry { step, .. }
+            | OperationError::AccountRefused { step, .. }
             | OperationError::Package { step, .. }
             | OperationError::PackageUnusable { step, .. }
             | OperationError::Interpreter { step, .. }

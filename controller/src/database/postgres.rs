@@ -41,16 +41,20 @@ pub(super) fn load(
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
     let program = Tool::Psql.find()?;
-    let spec = client::spec(db, &program).args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        // All or nothing: a dump that fails half-way leaves the database empty.
-        "--single-transaction",
-        "-f",
-        from.as_str(),
-    ]);
+    let spec = client::spec(db, &program)
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            // All or nothing: a dump that fails half-way leaves the database empty.
+            "--single-transaction",
+            // Fed by the controller on stdin: psql may run as the instance's account, which
+            // cannot open the controller's private work folder.
+            "-f",
+            "-",
+        ])
+        .stdin_file(from);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
 }

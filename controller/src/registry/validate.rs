@@ -56,6 +56,8 @@ pub enum Problem {
     UnknownWebDir(String),
     #[error("web-dirs.{0:?}: this url-mapping is virtual and has no folder")]
     VirtualWebDir(String),
+    #[error("user: {0}")]
+    Account(String),
 }
 
 /// Checks `file` against the package metadata and builds the record.
@@ -120,6 +122,8 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             settings,
             databases: file.databases.clone(),
             secret_settings,
+            user: file.user.clone(),
+            group: file.group.clone(),
         }),
         _ => Err(problems),
     }

@@ -101,11 +101,14 @@ pub fn root_web_dir(instance: &Instance) -> Option<&Utf8PathBuf> {
 /// exist), else the owner of its root web folder now (read without following a symlink).
 fn record_account(instance: &mut Instance) -> Result<(), Problem> {
     if instance.user.is_none() {
+        // No web folder, or one made later (a fresh staging instance): the owner is read
+        // when an operation runs (and without one, the operation is refused then).
         let Some(root) = root_web_dir(instance) else {
-            return Err(Problem::Account(
-                "no `user` given and no web folder whose owner it could be".into(),
-            ));
+            return Ok(());
         };
+        if std::fs::symlink_metadata(root).is_err() {
+            return Ok(());
+        }
         let owner = Account::owner_name_of(root).map_err(|e| {
             Problem::Account(format!(
                 "no `user` given and the owner of the root web folder is unknown: {e}"

@@ -445,6 +445,24 @@ fn paths_outside_the_allowed_folders_are_refused() {
         "{v}"
     );
 
+    // An INSTANCE.toml inside, but one others may change, is not registered either.
+    let toml = store.join("open.toml");
+    std::fs::copy(sb.path("blog.toml"), &toml).unwrap();
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("name = \"blog\"", "name = \"open\"");
+    std::fs::write(&toml, text).unwrap();
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(status, 201, "{v}");
+
     let (status, v) = server.call(
         "POST",
         "/v1/instances/blog/backup",

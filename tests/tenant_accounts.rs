@@ -15,11 +15,13 @@ const SETTINGS: &str = "[settings]\nadmin_password = \"correct horse\"\n";
 
 /// The backup-script of the attacking package: it reports who it runs as, tries to read a
 /// root-only file and another tenant's configuration, and leaves two processes behind that
-/// escape its process group (`setsid`) and its parent (double fork). Restore fails when the
-/// web folder holds `fail-restore`, else copies the file into the web folder.
+/// escape its process group (`setsid`) and its parent (double fork); with `big` in the web
+/// folder it writes 3 MB instead. Restore fails when the web folder holds `fail-restore`,
+/// else copies the file into the web folder.
 const ATTACK: &str = r#"#!/bin/sh
 case "$1" in
 backup)
+  if [ -e "$WEB___DIR/big" ]; then head -c 3000000 /dev/zero > "$BACKUP_FILE"; exit 0; fi
   {
     echo "uid=$(id -u)"
     echo "home=$HOME"
@@ -307,4 +309,44 @@ fn a_root_owned_instance_is_refused_before_anything_runs() {
     sb.configure("allow-root-scripts = true\n");
     let out = sb.cli(&["backup", "rooted", "--to", dest.as_str(), "--json"]);
     assert_success(&out, "backup with allow-root-scripts");
+}
+
+/// `[limits] max-file-size-mb` bounds what a script may write (RLIMIT_FSIZE): a backup that
+/// grows past it fails and leaves nothing; the same instance under a larger per-instance
+/// bound succeeds.
+#[test]
+fn the_file_size_bound_stops_a_growing_backup() {
+    let Some(t1) = tenant("aps-tenant1") else {
+        return;
+    };
+    let sb = Sandbox::for_tenants();
+    let pkg = attack_package(&sb);
+    let www = register(&sb, "big", &pkg, &t1, "", "");
+    std::fs::write(www.join("big"), "").unwrap();
+    sb.configure("allow-root-scripts = false\n[limits]\nmax-file-size-mb = 1\n");
+    let store = sb.path("store");
+    std::fs::create_dir(&store).unwrap();
+    let dest = store.join("big.tar");
+    let out = sb.cli(&["backup", "big", "--to", dest.as_str(), "--json"]);
+    assert!(!out.status.success());
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "script-failed", "{v}");
+    // The script's `head` was killed (SIGXFSZ) but the script went on and exited 0: the
+    // controller still refuses the file that reached the bound.
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max-file-size-mb"),
+        "{v}"
+    );
+    assert!(support::entries(&store).is_empty());
+
+    sb.configure(
+        "allow-root-scripts = false\n[limits]\nmax-file-size-mb = 1\n\
+         [limits.instances.big]\nmax-file-size-mb = 4\n",
+    );
+    let out = sb.cli(&["backup", "big", "--to", dest.as_str(), "--json"]);
+    assert_success(&out, "backup under the instance's own bound");
+    assert_eq!(std::fs::metadata(&dest).unwrap().len(), 3_000_000);
 }

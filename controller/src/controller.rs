@@ -37,6 +37,45 @@ pub struct ControllerConfig {
     /// Let a tenant's work run as root when the instance's account is root. Off by default:
     /// an instance whose account is root is refused (`account-refused`) before anything runs.
     pub allow_root_scripts: bool,
+    /// Resource bounds of package scripts (`[limits]`); none by default.
+    pub limits: ResourceLimits,
+    /// Per-instance bounds (`[limits.instances.NAME]`), overriding `limits` key by key.
+    pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
+}
+
+/// Bounds set with `setrlimit` on a package script before it starts; `None`: inherited from
+/// the controller (normally unlimited). Exceeding the file size kills the script (SIGXFSZ),
+/// exceeding the CPU time too (SIGXCPU, then SIGKILL): the operation fails and is rolled back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Largest file the script may write, in MiB (`RLIMIT_FSIZE`): bounds a backup file.
+    pub max_file_size_mb: Option<u64>,
+    /// Open files at once (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+    /// CPU seconds (`RLIMIT_CPU`); wall time is bounded by the timeout.
+    pub cpu_secs: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// `self`, with `over`'s keys where it has them.
+    pub fn overridden_by(self, over: &ResourceLimits) -> ResourceLimits {
+        ResourceLimits {
+            max_file_size_mb: over.max_file_size_mb.or(self.max_file_size_mb),
+            open_files: over.open_files.or(self.open_files),
+            cpu_secs: over.cpu_secs.or(self.cpu_secs),
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct LimitsFile {
+    max_file_size_mb: Option<u64>,
+    open_files: Option<u64>,
+    cpu_secs: Option<u64>,
+    #[serde(default)]
+    instances: std::collections::BTreeMap<String, ResourceLimits>,
 }
 
 /// `<state>/controller.toml`: everything optional.
@@ -46,6 +85,12 @@ pub struct ControllerConfig {
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
 /// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
+/// [limits]                   # setrlimit on package scripts; absent = unlimited
+/// max-file-size-mb = 10240   # RLIMIT_FSIZE
+/// open-files = 1024          # RLIMIT_NOFILE
+/// cpu-secs = 3600            # RLIMIT_CPU
+/// [limits.instances.blog]    # per instance, key by key
+/// max-file-size-mb = 2048
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
@@ -58,6 +103,8 @@ struct ConfigFile {
     php_version: Option<String>,
     #[serde(default)]
     allow_root_scripts: bool,
+    #[serde(default)]
+    limits: LimitsFile,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
 }
@@ -100,6 +147,12 @@ impl ControllerConfig {
         }
         config.host.php_version = file.php_version;
         config.allow_root_scripts = file.allow_root_scripts;
+        config.limits = ResourceLimits {
+            max_file_size_mb: file.limits.max_file_size_mb,
+            open_files: file.limits.open_files,
+            cpu_secs: file.limits.cpu_secs,
+        };
+        config.instance_limits = file.limits.instances;
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
@@ -115,6 +168,16 @@ impl ControllerConfig {
             kill_grace: DEFAULT_KILL_GRACE,
             host: HostFacts::default(),
             allow_root_scripts: false,
+            limits: ResourceLimits::default(),
+            instance_limits: Default::default(),
+        }
+    }
+
+    /// The bounds of `instance`'s scripts.
+    pub fn limits_for(&self, instance: &str) -> ResourceLimits {
+        match self.instance_limits.get(instance) {
+            Some(over) => self.limits.overridden_by(over),
+            None => self.limits,
         }
     }
 }

@@ -99,6 +99,7 @@ pub struct ProcessSpec {
     home_parent: Option<Utf8PathBuf>,
     group_file: Option<Utf8PathBuf>,
     account: Option<Account>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
 }
 
 // Hand-written so that environment values (passwords) never reach a log through `{:?}`.
@@ -137,6 +138,7 @@ impl ProcessSpec {
             home_parent: None,
             group_file: None,
             account: None,
+            rlimits: Vec::new(),
         }
     }
 
@@ -246,6 +248,25 @@ impl ProcessSpec {
     /// controller running as root can do that; otherwise the run fails to start.
     pub fn run_as(mut self, account: Account) -> Self {
         self.account = Some(account);
+        self
+    }
+
+    /// Bounds the child with `setrlimit` (soft and hard limit alike) before it starts.
+    pub fn limits(mut self, limits: &crate::controller::ResourceLimits) -> Self {
+        let bounds = [
+            (
+                libc::RLIMIT_FSIZE,
+                limits
+                    .max_file_size_mb
+                    .map(|m| m.saturating_mul(1024 * 1024)),
+            ),
+            (libc::RLIMIT_NOFILE, limits.open_files),
+            (libc::RLIMIT_CPU, limits.cpu_secs),
+        ];
+        self.rlimits = bounds
+            .into_iter()
+            .filter_map(|(resource, value)| Some((resource, value?)))
+            .collect();
         self
     }
 
@@ -381,6 +402,7 @@ impl ProcessSpec {
         cmd.process_group(0);
         let confinement = Confinement::new();
         let join_cgroup = confinement.procs_file().cloned();
+        let rlimits = self.rlimits.clone();
         // Everything the closure needs is made here: after fork it may not allocate.
         let switch = match drop_to {
             Some(a) => {
@@ -413,6 +435,15 @@ impl ProcessSpec {
                     }
                 }
                 libc::umask(0o022);
+                for &(resource, value) in &rlimits {
+                    let limit = libc::rlimit {
+                        rlim_cur: value as libc::rlim_t,
+                        rlim_max: value as libc::rlim_t,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if let Some((uid, gid, groups, cwd)) = &switch {
                     if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                         || libc::setgid(*gid) != 0

@@ -152,8 +152,26 @@ pub(crate) fn run_backup_script(
         step: Step::RunScript,
         account,
         tenant: tenant.as_ref(),
+        instance: &instance.name,
     };
     run_package_script(ctl, package, script, &env, &run)?;
+    let limit = ctl.config().limits_for(&instance.name).max_file_size_mb;
+    let written = match &tenant {
+        Some(t) => t.take_back().and_then(|f| f.metadata()).map(|m| m.len()),
+        None => std::fs::metadata(&backup_file).map(|m| m.len()),
+    };
+    // A child of the script killed by the bound may go unnoticed by a careless script: a
+    // file that reached the bound is taken to be cut short.
+    if argument == "backup"
+        && let (Some(limit_mb), Ok(len)) = (limit, written)
+        && len >= limit_mb.saturating_mul(1024 * 1024)
+    {
+        return Err(OperationError::FileSizeBound {
+            step: Step::RunScript,
+            script: package.root.join("scripts").join(&script.0.name),
+            limit_mb,
+        });
+    }
     if let Some(tenant) = &tenant
         && argument == "backup"
     {
@@ -180,6 +198,8 @@ pub(crate) struct ScriptRun<'a> {
     pub account: Option<&'a Account>,
     /// The account's run folder: the script runs from its copy of `scripts/`, with its HOME.
     pub tenant: Option<&'a TenantDir>,
+    /// The instance, whose resource bounds apply.
+    pub instance: &'a str,
 }
 
 /// [`run_backup_script`] for any package script: returns what a successful script printed.
@@ -197,16 +217,19 @@ pub(crate) fn run_package_script(
         step,
         account,
         tenant,
+        instance: _,
     } = *run;
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
     let run_from = tenant.map(TenantDir::scripts).unwrap_or(scripts);
+    let limits = ctl.config().limits_for(&run.instance);
     let mut spec = interpreter
         .script_command(&run_from.join(&script.name), [argument])
         .current_dir(run_from)
         .envs(env.iter())
         .timeout(ctl.timeout(timeout))
         .kill_grace(ctl.config().kill_grace)
+        .limits(&limits)
         .home_parent(work.to_owned())
         .record_group_in(work.join(crate::journal::SCRIPT_GROUP_FILE));
     if let Some(tenant) = tenant {

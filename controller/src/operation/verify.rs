@@ -108,6 +108,7 @@ pub fn verify_instance(
         step: Step::RunVerificationScript,
         account: account.as_ref(),
         tenant: tenant.as_ref(),
+        instance: &instance.name,
     };
     let result = script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run);
     match result {

@@ -222,7 +222,7 @@ pub(crate) fn run_package_script(
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
     let run_from = tenant.map(TenantDir::scripts).unwrap_or(scripts);
-    let limits = ctl.config().limits_for(&run.instance);
+    let limits = ctl.config().limits_for(run.instance);
     let mut spec = interpreter
         .script_command(&run_from.join(&script.name), [argument])
         .current_dir(run_from)

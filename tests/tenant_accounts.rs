@@ -16,11 +16,17 @@ const SETTINGS: &str = "[settings]\nadmin_password = \"correct horse\"\n";
 /// The backup-script of the attacking package: it reports who it runs as, tries to read a
 /// root-only file and another tenant's configuration, and leaves two processes behind that
 /// escape its process group (`setsid`) and its parent (double fork); with `big` in the web
-/// folder it writes 3 MB instead. Restore fails when the web folder holds `fail-restore`,
+/// folder it writes 3 MB instead; with `hang` it detaches one process, notes its pid in the
+/// web folder and hangs. Restore fails when the web folder holds `fail-restore`,
 /// else copies the file into the web folder.
 const ATTACK: &str = r#"#!/bin/sh
 case "$1" in
 backup)
+  if [ -e "$WEB___DIR/hang" ]; then
+    setsid sleep 1000 </dev/null >/dev/null 2>&1 &
+    echo "$!" > "$WEB___DIR/detached.pid"
+    exec sleep 1000
+  fi
   if [ -e "$WEB___DIR/big" ]; then head -c 3000000 /dev/zero > "$BACKUP_FILE"; exit 0; fi
   {
     echo "uid=$(id -u)"
@@ -349,4 +355,53 @@ fn the_file_size_bound_stops_a_growing_backup() {
     let out = sb.cli(&["backup", "big", "--to", dest.as_str(), "--json"]);
     assert_success(&out, "backup under the instance's own bound");
     assert_eq!(std::fs::metadata(&dest).unwrap().len(), 3_000_000);
+}
+
+/// A controller killed during a backup leaves the script's detached processes in the run's
+/// cgroup; the next controller to start ends them.
+#[test]
+fn what_a_killed_controller_left_running_is_ended_by_the_next_start() {
+    let Some(t1) = tenant("aps-tenant1") else {
+        return;
+    };
+    let sb = Sandbox::for_tenants();
+    let pkg = attack_package(&sb);
+    let www = register(&sb, "hangs", &pkg, &t1, "", "");
+    register(&sb, "other", &pkg, &t1, "", "");
+    std::fs::write(www.join("hang"), "").unwrap();
+    let store = sb.path("store");
+    std::fs::create_dir(&store).unwrap();
+    let mut controller = sb
+        .command(&["backup", "hangs", "--to", store.join("h.tar").as_str()])
+        .spawn()
+        .unwrap();
+    let pid_file = www.join("detached.pid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let detached: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the script never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    controller.kill().unwrap();
+    controller.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        pid_alive(detached),
+        "the detached process survives the controller's death"
+    );
+
+    let out = sb.cli(&["backup", "other", "--to", store.join("o.tar").as_str()]);
+    assert_success(&out, "backup by the next controller");
+    assert!(
+        !pid_alive(detached),
+        "the next start ended the detached process {detached}"
+    );
 }

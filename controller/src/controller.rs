@@ -207,6 +207,8 @@ impl Controller {
             "cannot create state folder",
             &root,
         ))?;
+        // What scripts of a killed controller detached is ended first.
+        crate::process::end_stale_runs();
         let journal = Journal::new(journal_dir(&config.state));
         // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal

@@ -153,6 +153,38 @@ impl Drop for Confinement {
     }
 }
 
+/// Ends what runs of a killed controller left in their cgroups (`aps-run-PID-N` whose
+/// controller PID no longer runs): the parent-death signal reaches only a script itself, and
+/// what it detached stays in its cgroup. Called when the controller opens; best effort.
+pub(crate) fn end_stale_runs() {
+    let Some(base) = cgroup_base() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("aps-run-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || read_stat(pid).is_some_and(|(state, _)| state != 'Z') {
+            continue;
+        }
+        let dir = entry.path();
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::fs::remove_dir(&dir).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 fn become_subreaper() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -29,7 +29,7 @@ else
     mkdir -p "$STATE"
     echo 'allow-root-scripts = true' > "$STATE/controller.toml"
 fi
-echo "registering $N sh-sample instances in $STATE (account: ${TENANT:-the controller's own}) …"
+echo "registering $N sh-sample instances in $STATE (account: ${TENANT:-none, run as root}) …"
 for i in $(seq -w 0 $((N - 1))); do
     name="site$i"
     mkdir -p "$WORK/www/$name/cache"

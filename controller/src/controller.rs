@@ -209,6 +209,7 @@ impl Controller {
         ))?;
         // What scripts of a killed controller detached is ended first.
         crate::process::end_stale_runs();
+        crate::operation::tenant::remove_stale();
         let journal = Journal::new(journal_dir(&config.state));
         // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal

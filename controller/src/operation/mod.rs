@@ -7,7 +7,7 @@ pub mod migrate;
 pub mod record;
 pub mod restore;
 mod script_run;
-mod tenant;
+pub(crate) mod tenant;
 pub mod verify;
 
 use std::time::Duration;

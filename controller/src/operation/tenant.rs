@@ -56,8 +56,10 @@ impl TenantDir {
         scripts: &Utf8Path,
         hand_over: HandOver<'_>,
     ) -> io::Result<Self> {
+        // The controller's pid in the name: a controller killed during the run cannot remove
+        // it, the next one to start does (`remove_stale`).
         let dir = tempfile::Builder::new()
-            .prefix("aps-run-")
+            .prefix(&format!("aps-run-{}-", std::process::id()))
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
         let path = Utf8PathBuf::from_path_buf(dir.path().to_owned())
@@ -159,6 +161,29 @@ impl TenantDir {
             .open(dest)?;
         io::copy(&mut from, &mut to)?;
         Ok(())
+    }
+}
+
+/// Removes run folders of controllers that no longer run (killed during a run), in the
+/// system temp folder. Best effort; symlinks are not followed.
+pub(crate) fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("aps-run-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok();
+        if pid != std::process::id() && !alive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -393,10 +393,9 @@ fn what_a_killed_controller_left_running_is_ended_by_the_next_start() {
     controller.kill().unwrap();
     controller.wait().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(
-        pid_alive(detached),
-        "the detached process survives the controller's death"
-    );
+    // The detached process outlives the killed controller (its parent-death signal reached only
+    // the script). Not asserted: any controller that starts meanwhile (other tests run in
+    // parallel) may already have ended it, which is the behaviour under test.
 
     let out = sb.cli(&["backup", "other", "--to", store.join("o.tar").as_str()]);
     assert_success(&out, "backup by the next controller");

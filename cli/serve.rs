@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// `listening on URL`, and a failure to start is the JSON envelope (docs/json.md).
     #[arg(long)]
     json: bool,
+    /// A folder requests may name paths in (`to`, `from`, `keep`, `identity`, `file`, `path`),
+    /// after `..` and symlinks are resolved; repeat for more. Any other path is refused with
+    /// 403 `path-not-allowed` before anything happens. Default: the backup store folder of
+    /// panel.toml and `<state>/backups`.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    allow_dir: Vec<Utf8PathBuf>,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -75,6 +81,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let token = read_token(&args.token_file).map_err(usage_error)?;
     // Opening the controller rolls back what a killed controller left unfinished.
     let ctl = open_controller(&args.state)?;
+    let allowed = allowed_dirs(&args.allow_dir, ctl.config().state.root()).map_err(usage_error)?;
     let server = Server::http(args.listen)
         .map_err(|e| usage_error(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = server
@@ -93,7 +100,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     }
     let _ = stdout.flush();
 
-    let app = App { ctl, token };
+    let app = App {
+        ctl,
+        token,
+        allowed,
+    };
     std::thread::scope(|s| {
         for _ in 0..args.workers {
             s.spawn(|| {
@@ -109,12 +120,13 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
 
 fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {path}: {e}"))?;
-    if let Ok(meta) = std::fs::metadata(path)
-        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
-    {
-        eprintln!(
-            "warning: --token-file {path} can be read by other users; `chmod 600` it so only the panel's user can"
-        );
+    // The token grants whatever the controller may do (root's rights over every instance):
+    // a file others can read is refused, not warned about.
+    let meta = std::fs::metadata(path).map_err(|e| format!("--token-file {path}: {e}"))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        return Err(format!(
+            "--token-file {path} can be read or written by other users; `chmod 600` it so only the panel's user can"
+        ));
     }
     let token = text.trim();
     if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
@@ -128,6 +140,86 @@ fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
 struct App {
     ctl: Controller,
     token: String,
+    /// Folders request paths must lie in, canonical.
+    allowed: Vec<Utf8PathBuf>,
+}
+
+/// `--allow-dir`s (which must exist), or the defaults, canonical.
+fn allowed_dirs(
+    given: &[Utf8PathBuf],
+    state: &camino::Utf8Path,
+) -> Result<Vec<Utf8PathBuf>, String> {
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|d| {
+                let d = aps_controller::controller::absolute(d);
+                d.canonicalize_utf8()
+                    .map_err(|e| format!("--allow-dir {d}: {e}"))
+            })
+            .collect();
+    }
+    let mut dirs = vec![state.join("backups")];
+    if let Ok(panel) = aps_panel::config::PanelConfig::load(state) {
+        dirs.push(panel.store_dir(state));
+    }
+    Ok(dirs
+        .iter()
+        .map(|d| resolve(d).unwrap_or_else(|| d.clone()))
+        .collect())
+}
+
+/// `path` with symlinks and `..` resolved as far as it exists, the rest appended (a rest
+/// holding `..` or `.` gives `None`: it cannot be placed without the folders existing).
+fn resolve(path: &camino::Utf8Path) -> Option<Utf8PathBuf> {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize_utf8() {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                out.push(c);
+            }
+            return Some(out);
+        }
+        let name = existing.file_name()?.to_owned();
+        rest.push(name);
+        existing = existing.parent()?.to_owned();
+    }
+}
+
+/// An INSTANCE.toml, package or folder holding them that someone other than root or the
+/// controller's user could change would let them choose what the controller registers and
+/// runs: refused.
+fn owned_by_us(field: &str, path: &camino::Utf8Path) -> Result<(), Answer> {
+    use std::os::unix::fs::MetadataExt;
+    let me = aps_controller::account::Account::current().uid;
+    let mut checked = vec![path.to_owned()];
+    if let Some(parent) = path.parent() {
+        checked.push(parent.to_owned());
+    }
+    if path.is_dir() {
+        checked.push(path.join("scripts"));
+        checked.push(path.join("APP-META.xml"));
+    }
+    for p in checked {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let others_write = meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink();
+        if (meta.uid() != 0 && meta.uid() != me) || others_write {
+            return Err(problem(
+                403,
+                "path-not-allowed",
+                format!(
+                    "`{field}`: {p} can be changed by a user other than root or the controller's (owner uid {}, mode {:o}); only files the control panel owns are registered",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An HTTP status and the JSON body that goes with it.
@@ -201,7 +293,7 @@ impl App {
             (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
             (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
             (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
-            (Method::Post, ["v1", "packages", "check"]) => check(&body),
+            (Method::Post, ["v1", "packages", "check"]) => self.check(&body),
             (
                 method,
                 ["v1", "instances"]
@@ -228,6 +320,28 @@ impl App {
             .filter(|h| h.field.equiv("Authorization"))
             .filter_map(|h| h.value.as_str().strip_prefix("Bearer "))
             .any(|given| same_secret(given.trim().as_bytes(), self.token.as_bytes()))
+    }
+
+    /// `path` must be absolute and, resolved, lie inside one of the allowed folders.
+    fn allowed(&self, field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
+        absolute(field, path)?;
+        let inside =
+            resolve(path).is_some_and(|real| self.allowed.iter().any(|d| real.starts_with(d)));
+        if inside {
+            return Ok(());
+        }
+        Err(problem(
+            403,
+            "path-not-allowed",
+            format!(
+                "`{field}` is {path}, which (with symlinks and `..` resolved) is not inside a folder the adapter may touch ({}); start `serve` with `--allow-dir` for it",
+                self.allowed
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
     }
 
     fn list(&self) -> Answer {
@@ -260,7 +374,13 @@ impl App {
             replace: bool,
         }
         let b: Body = parse(body)?;
-        absolute("file", &b.file)?;
+        self.allowed("file", &b.file)?;
+        owned_by_us("file", &b.file)?;
+        if let Ok(file) = registry::InstanceFile::load(&b.file)
+            && file.package.is_absolute()
+        {
+            owned_by_us("package", &file.package)?;
+        }
         let state = &self.ctl.config().state;
         Ok(
             match registry::register(self.ctl.store(), state, &b.file, b.replace) {
@@ -296,6 +416,9 @@ impl App {
             recipients: Vec<String>,
         }
         let b: Body = parse(body)?;
+        if let Some(to) = &b.to {
+            self.allowed("to", to)?;
+        }
         let input = BackupInput {
             instance: name.to_owned(),
             to: b.to,
@@ -333,7 +456,7 @@ impl App {
             b.identity.as_ref().map(|p| ("identity", p)),
         ];
         for (field, path) in paths.into_iter().flatten() {
-            absolute(field, path)?;
+            self.allowed(field, path)?;
         }
         let request = RestoreRequest {
             instance: name.to_owned(),
@@ -367,7 +490,7 @@ impl App {
             ));
         }
         if let Some(keep) = &b.keep {
-            absolute("keep", keep)?;
+            self.allowed("keep", keep)?;
         }
         let mut request = MigrateRequest::new(name, b.to_instance);
         request.keep = b.keep;
@@ -377,22 +500,24 @@ impl App {
     }
 }
 
-fn check(body: &[u8]) -> Handled {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        path: Utf8PathBuf,
-        limits: Option<Limits>,
+impl App {
+    fn check(&self, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            path: Utf8PathBuf,
+            limits: Option<Limits>,
+        }
+        let b: Body = parse(body)?;
+        self.allowed("path", &b.path)?;
+        Ok(
+            match check_package(&b.path, &b.limits.unwrap_or_default()) {
+                // The check ran: 200 whatever it found; `ok` says whether the package is valid.
+                Ok(report) => (200, crate::package::report_json(&report)),
+                Err(e) => (422, crate::package::check_failure(&e).envelope()),
+            },
+        )
     }
-    let b: Body = parse(body)?;
-    absolute("path", &b.path)?;
-    Ok(
-        match check_package(&b.path, &b.limits.unwrap_or_default()) {
-            // The check ran: 200 whatever it found; `ok` says whether the package is valid.
-            Ok(report) => (200, crate::package::report_json(&report)),
-            Err(e) => (422, crate::package::check_failure(&e).envelope()),
-        },
-    )
 }
 
 /// The body, at most [`MAX_BODY_BYTES`].

@@ -29,18 +29,33 @@ impl Drop for Served {
     }
 }
 
+/// `serve` allowed to touch the whole sandbox and read the fixture packages.
 fn serve(sb: &Sandbox) -> Served {
+    let fixtures = support::repo().join("fixtures");
+    serve_allowing(sb, &[sb.root().as_str(), fixtures.as_str()])
+}
+
+fn serve_allowing(sb: &Sandbox, allow: &[&str]) -> Served {
     let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
     let token_file = sb.path("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token_file.as_str(),
+    ];
+    for dir in allow {
+        args.extend(["--allow-dir", dir]);
+    }
     let mut child = sb
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token_file.as_str(),
-        ])
+        .command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -383,6 +398,7 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
     let sb = Sandbox::new();
     let strong = sb.path("strong");
     std::fs::write(&strong, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&strong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let out = sb.cli(&[
         "serve",
         "--listen",
@@ -395,7 +411,7 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
 
     let weak = sb.path("weak");
     std::fs::write(&weak, "secret\n").unwrap();
-    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let out = sb.cli(&[
         "serve",
         "--listen",
@@ -406,6 +422,101 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at least 32 characters"), "{stderr}");
-    // Mode 0644: readable by others, which is worth a warning.
-    assert!(stderr.contains("can be read by other users"), "{stderr}");
+
+    // A strong token that others can read (mode 0644) is refused at start, not warned about:
+    // it grants whatever the controller may do.
+    std::fs::set_permissions(&strong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = sb.cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        strong.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be read or written by other users"),
+        "{stderr}"
+    );
+}
+
+/// The adapter touches only what `--allow-dir` gave it: a destination outside (directly, by
+/// `..` or through a symlink planted inside) is refused with 403 before anything is created;
+/// one inside works.
+#[test]
+fn paths_outside_the_allowed_folders_are_refused() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    let store = sb.path("store");
+    let outside = sb.path("elsewhere");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, store.join("link")).unwrap();
+    let server = serve_allowing(&sb, &[store.as_str()]);
+
+    let escapes = [
+        outside.join("b.aps"),
+        store.join("../elsewhere/b.aps"),
+        store.join("link/b.aps"),
+    ];
+    for to in &escapes {
+        let (status, v) = server.call(
+            "POST",
+            "/v1/instances/blog/backup",
+            json!({"to": to, "force": true}),
+        );
+        assert_eq!(status, 403, "{to}: {v}");
+        assert_eq!(v["error"]["kind"], "path-not-allowed", "{v}");
+    }
+    assert!(
+        support::entries(&outside).is_empty(),
+        "nothing may be created outside"
+    );
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/blog/restore",
+        json!({"from": "/etc/shadow"}),
+    );
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances",
+        json!({"file": sb.path("blog.toml")}),
+    );
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+
+    // An INSTANCE.toml inside, but one others may change, is not registered either.
+    let toml = store.join("open.toml");
+    std::fs::copy(sb.path("blog.toml"), &toml).unwrap();
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("name = \"blog\"", "name = \"open\"");
+    std::fs::write(&toml, text).unwrap();
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(status, 201, "{v}");
+
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/blog/backup",
+        json!({"to": store.join("b.aps")}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(store.join("b.aps").is_file());
 }

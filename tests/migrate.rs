@@ -216,7 +216,8 @@ fn library_migrates_a_sufficient_package() {
     let sb = Sandbox::new();
     sb.register("blog", "sh-sample", SH_SETTINGS);
     let target_www = sb.register("blog-copy", "sh-sample", SH_SETTINGS);
-    let ctl = Controller::open(ControllerConfig::new(StateDir::at(sb.state()))).unwrap();
+    // The sandbox's controller.toml (root-owned web folders may run as root).
+    let ctl = Controller::open(ControllerConfig::load(StateDir::at(sb.state())).unwrap()).unwrap();
     let report = ctl
         .migrate(&MigrateRequest::new("blog", "blog-copy"))
         .unwrap();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::account::Account;
 use crate::environment::HostFacts;
 use crate::error::{OperationError, Step};
 use crate::interpreter::InterpreterTable;
@@ -36,6 +37,48 @@ pub struct ControllerConfig {
     /// The key that tags backups (controller.toml `backup-key-file`); `None`: `backup-key` in
     /// the state folder, created on first use. See [`crate::backup_key`].
     pub backup_key_file: Option<Utf8PathBuf>,
+    /// Let a tenant's work run as root when the instance's account is root. Off by default:
+    /// an instance whose account is root is refused (`account-refused`) before anything runs.
+    pub allow_root_scripts: bool,
+    /// Resource bounds of package scripts (`[limits]`); none by default.
+    pub limits: ResourceLimits,
+    /// Per-instance bounds (`[limits.instances.NAME]`), overriding `limits` key by key.
+    pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
+}
+
+/// Bounds set with `setrlimit` on a package script before it starts; `None`: inherited from
+/// the controller (normally unlimited). Exceeding the file size kills the script (SIGXFSZ),
+/// exceeding the CPU time too (SIGXCPU, then SIGKILL): the operation fails and is rolled back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Largest file the script may write, in MiB (`RLIMIT_FSIZE`): bounds a backup file.
+    pub max_file_size_mb: Option<u64>,
+    /// Open files at once (`RLIMIT_NOFILE`).
+    pub open_files: Option<u64>,
+    /// CPU seconds (`RLIMIT_CPU`); wall time is bounded by the timeout.
+    pub cpu_secs: Option<u64>,
+}
+
+impl ResourceLimits {
+    /// `self`, with `over`'s keys where it has them.
+    pub fn overridden_by(self, over: &ResourceLimits) -> ResourceLimits {
+        ResourceLimits {
+            max_file_size_mb: over.max_file_size_mb.or(self.max_file_size_mb),
+            open_files: over.open_files.or(self.open_files),
+            cpu_secs: over.cpu_secs.or(self.cpu_secs),
+        }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct LimitsFile {
+    max_file_size_mb: Option<u64>,
+    open_files: Option<u64>,
+    cpu_secs: Option<u64>,
+    #[serde(default)]
+    instances: std::collections::BTreeMap<String, ResourceLimits>,
 }
 
 /// `<state>/controller.toml`: everything optional.
@@ -45,6 +88,13 @@ pub struct ControllerConfig {
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
 /// backup-key-file = "/etc/aps-controller/backup-key"  # shared by a fleet; default <state>/backup-key
+/// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
+/// [limits]                   # setrlimit on package scripts; absent = unlimited
+/// max-file-size-mb = 10240   # RLIMIT_FSIZE
+/// open-files = 1024          # RLIMIT_NOFILE
+/// cpu-secs = 3600            # RLIMIT_CPU
+/// [limits.instances.blog]    # per instance, key by key
+/// max-file-size-mb = 2048
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
@@ -56,6 +106,10 @@ struct ConfigFile {
     kill_grace_secs: Option<u64>,
     php_version: Option<String>,
     backup_key_file: Option<Utf8PathBuf>,
+    #[serde(default)]
+    allow_root_scripts: bool,
+    #[serde(default)]
+    limits: LimitsFile,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
 }
@@ -99,6 +153,13 @@ impl ControllerConfig {
         config.host.php_version = file.php_version;
         // Relative to the state folder, like everything else the file names.
         config.backup_key_file = file.backup_key_file.map(|p| config.state.root().join(p));
+        config.allow_root_scripts = file.allow_root_scripts;
+        config.limits = ResourceLimits {
+            max_file_size_mb: file.limits.max_file_size_mb,
+            open_files: file.limits.open_files,
+            cpu_secs: file.limits.cpu_secs,
+        };
+        config.instance_limits = file.limits.instances;
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
@@ -114,6 +175,9 @@ impl ControllerConfig {
             kill_grace: DEFAULT_KILL_GRACE,
             host: HostFacts::default(),
             backup_key_file: None,
+            allow_root_scripts: false,
+            limits: ResourceLimits::default(),
+            instance_limits: Default::default(),
         }
     }
 
@@ -126,6 +190,14 @@ impl ControllerConfig {
             None => crate::backup_key::load_or_create(
                 &self.state.root().join(crate::backup_key::KEY_FILE_NAME),
             ),
+        }
+    }
+
+    /// The bounds of `instance`'s scripts.
+    pub fn limits_for(&self, instance: &str) -> ResourceLimits {
+        match self.instance_limits.get(instance) {
+            Some(over) => self.limits.overridden_by(over),
+            None => self.limits,
         }
     }
 }
@@ -150,11 +222,14 @@ impl Controller {
         store: Box<dyn InstanceStore + Send + Sync>,
     ) -> Result<Self, OperationError> {
         let root = config.state.root().to_owned();
-        std::fs::create_dir_all(&root).map_err(OperationError::io(
+        make_private(&root).map_err(OperationError::io(
             Step::FindInstance,
             "cannot create state folder",
             &root,
         ))?;
+        // What scripts of a killed controller detached is ended first.
+        crate::process::end_stale_runs();
+        crate::operation::tenant::remove_stale();
         let journal = Journal::new(journal_dir(&config.state));
         // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal
@@ -371,6 +446,16 @@ impl Controller {
         self.config.state.root().join("work").join(id)
     }
 
+    /// The account `instance`'s work runs as, resolved before anything runs: `None` when the
+    /// controller is not root (it then runs everything as itself). Root is refused unless
+    /// `allow-root-scripts`; an account that no longer exists is refused.
+    pub(crate) fn instance_account(
+        &self,
+        instance: &Instance,
+    ) -> Result<Option<Account>, OperationError> {
+        resolve_account(&self.config, instance)
+    }
+
     pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
         requested.unwrap_or(self.config.default_timeout)
     }
@@ -380,6 +465,63 @@ impl Controller {
     pub(crate) fn records_dir(&self) -> Utf8PathBuf {
         self.config.state.root().join("backup-records")
     }
+}
+
+/// Everything the controller creates from now on is private to it (umask 077: folders 0700,
+/// files 0600): records, secrets, journal, locks, work folders, safety snapshots and backups
+/// hold passwords and whole databases. Its children set their own umask (022) before exec.
+/// The state folder itself is created, or tightened, to 0700.
+pub fn make_private(state_root: &Utf8Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    std::fs::create_dir_all(state_root)?;
+    let meta = std::fs::metadata(state_root)?;
+    if meta.permissions().mode() & 0o077 != 0
+        && std::os::unix::fs::MetadataExt::uid(&meta) == rustix::process::geteuid().as_raw()
+    {
+        std::fs::set_permissions(state_root, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// [`Controller::instance_account`] for code that has only the configuration (recovery).
+pub(crate) fn resolve_account(
+    config: &ControllerConfig,
+    instance: &Instance,
+) -> Result<Option<Account>, OperationError> {
+    if !crate::account::controller_is_root() {
+        return Ok(None);
+    }
+    let refuse = |reason: String| OperationError::AccountRefused {
+        step: Step::FindInstance,
+        instance: instance.name.clone(),
+        reason,
+    };
+    // Records made before accounts were recorded: the root web folder's owner, now.
+    let user = match &instance.user {
+        Some(user) => user.clone(),
+        None => {
+            let root = crate::registry::root_web_dir(instance)
+                .ok_or_else(|| refuse("it has no `user` and no web folder".into()))?;
+            Account::owner_name_of(root).map_err(|e| refuse(e.to_string()))?
+        }
+    };
+    let account = Account::lookup(&user, instance.group.as_deref())
+        .map_err(|e| refuse(format!("its account cannot be used: {e}")))?;
+    if account.is_root() && !config.allow_root_scripts {
+        return Err(refuse(format!(
+            "its account is root ({}), and a tenant's scripts and tools never run as root \
+                 unless controller.toml says `allow-root-scripts = true`; give the instance its \
+                 own account (`user = \"NAME\"` in INSTANCE.toml, or chown its root web folder \
+                 and register it again)",
+            if instance.user.is_some() {
+                "`user` of the instance"
+            } else {
+                "owner of its root web folder"
+            }
+        )));
+    }
+    Ok(Some(account))
 }
 
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {

@@ -178,6 +178,24 @@ pub enum OperationError {
         #[source]
         source: StoreError,
     },
+    /// The script's backup file reached the file size bound of controller.toml (`[limits]
+    /// max-file-size-mb`): writing stopped there, so the file is taken to be cut short.
+    #[error(
+        "step {step}: the backup-script {script} wrote {limit_mb} MiB, the max-file-size-mb bound of controller.toml's [limits]; its file is cut short and not kept"
+    )]
+    FileSizeBound {
+        step: Step,
+        script: Utf8PathBuf,
+        limit_mb: u64,
+    },
+    /// The account the instance's work would run as is root (and controller.toml does not
+    /// say `allow-root-scripts = true`), or cannot be resolved. Nothing ran.
+    #[error("step {step}: instance {instance}: {reason}")]
+    AccountRefused {
+        step: Step,
+        instance: String,
+        reason: String,
+    },
     #[error("step {step}: the instance registry failed: {source}")]
     Registry {
         step: Step,
@@ -314,6 +332,8 @@ impl OperationError {
         match self {
             OperationError::InstanceNotFound { .. } => ErrorKind::InstanceNotFound,
             OperationError::Busy { .. } => ErrorKind::Busy,
+            OperationError::AccountRefused { .. } => ErrorKind::AccountRefused,
+            OperationError::FileSizeBound { .. } => ErrorKind::ScriptFailed,
             OperationError::Package { .. } | OperationError::PackageUnusable { .. } => {
                 ErrorKind::InvalidPackage
             }
@@ -352,6 +372,8 @@ impl OperationError {
             OperationError::Busy { .. } => Step::Lock,
             OperationError::RollbackFailed { .. } => Step::Rollback,
             OperationError::Registry { step, .. }
+            | OperationError::AccountRefused { step, .. }
+            | OperationError::FileSizeBound { step, .. }
             | OperationError::Package { step, .. }
             | OperationError::PackageUnusable { step, .. }
             | OperationError::Interpreter { step, .. }

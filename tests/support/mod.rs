@@ -27,7 +27,25 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox whose instances (web folders made by the test, as root) run as root: its
+    /// controller.toml allows it. The tests of the tenant accounts use [`Sandbox::for_tenants`].
     pub fn new() -> Self {
+        let sb = Self::bare();
+        sb.configure("");
+        sb
+    }
+
+    /// A sandbox with no controller.toml: a root-owned instance is refused, as in production.
+    /// Its folder is open for traversal (0711) so that other accounts reach what tests give
+    /// them inside.
+    pub fn for_tenants() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let sb = Self::bare();
+        std::fs::set_permissions(sb.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        sb
+    }
+
+    fn bare() -> Self {
         Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("aps-it-")
@@ -81,9 +99,16 @@ impl Sandbox {
         www
     }
 
-    /// Writes `controller.toml` in the state folder.
+    /// Writes `controller.toml` in the state folder. Unless `toml` sets it, it allows
+    /// root-owned instances (`allow-root-scripts = true`): the sandbox's web folders are made
+    /// by the test as root.
     pub fn configure(&self, toml: &str) {
         std::fs::create_dir_all(self.state()).unwrap();
+        let toml = if toml.contains("allow-root-scripts") {
+            toml.to_owned()
+        } else {
+            format!("allow-root-scripts = true\n{toml}")
+        };
         std::fs::write(self.state().join("controller.toml"), toml).unwrap();
     }
 }

@@ -783,13 +783,23 @@ pub fn capture_tree_to<W: Write>(dir: &Utf8Path, out: W) -> Result<TreeStats, Ar
 
 /// Extracts a plain tree tar (ours, or any tar of folders, files and symlinks) into `dest`,
 /// with the same safety as a backup's web folder. Entries outside the tree are refused before
-/// they are written; the returned digest equals [`capture_tree`]'s for one of ours.
-pub fn restore_tree(tar_path: &Utf8Path, dest: &Utf8Path) -> Result<TreeStats, ArchiveError> {
+/// they are written; the returned digest equals [`capture_tree`]'s for one of ours. With
+/// `owner`, everything created below `dest` belongs to that account (symlinks not followed).
+pub fn restore_tree(
+    tar_path: &Utf8Path,
+    dest: &Utf8Path,
+    owner: Option<&crate::account::Account>,
+) -> Result<TreeStats, ArchiveError> {
     let file = File::open(tar_path).map_err(|e| ArchiveError::Open {
         archive: tar_path.to_owned(),
         source: e,
     })?;
-    restore_tree_from(BufReader::with_capacity(COPY_BUF, file), tar_path, dest)
+    restore_tree_from(
+        BufReader::with_capacity(COPY_BUF, file),
+        tar_path,
+        dest,
+        owner,
+    )
 }
 
 /// [`restore_tree`] from any reader; `label` names the source in errors.
@@ -797,6 +807,7 @@ pub fn restore_tree_from<R: Read>(
     input: R,
     label: &Utf8Path,
     dest: &Utf8Path,
+    owner: Option<&crate::account::Account>,
 ) -> Result<TreeStats, ArchiveError> {
     let mut archive = tar::Archive::new(input);
     let mut tree = TreeReader::new(label, "tree", Some(dest))?;
@@ -815,5 +826,10 @@ pub fn restore_tree_from<R: Read>(
         }
         tree.entry(&name, rel, &mut entry)?;
     }
-    tree.finish()
+    let stats = tree.finish()?;
+    if let Some(owner) = owner {
+        crate::account::chown_tree(dest, owner)
+            .map_err(|e| extract_err(label, "tree", dest.as_str(), e))?;
+    }
+    Ok(stats)
 }

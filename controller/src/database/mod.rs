@@ -251,6 +251,14 @@ impl DatabaseError {
     }
 }
 
+/// Runs `f` with every client tool (`mysqldump`, `mysql`, `pg_dump`, `psql`) it starts on this
+/// thread running as `account` (the instance's system account; `None`: as the controller).
+/// The tools get their input and output as descriptors the controller opened, so they need no
+/// access to the controller's files.
+pub fn as_account<R>(account: Option<&crate::account::Account>, f: impl FnOnce() -> R) -> R {
+    client::with_tool_account(account, f)
+}
+
 /// Dumps the database into `out_file` (created mode 0600 or truncated) and describes the
 /// result. On failure `out_file` is removed: a partial dump is never left behind.
 pub fn dump(

@@ -56,16 +56,20 @@ pub(super) fn load(
 ) -> Result<(), DatabaseError> {
     let program = Tool::Psql.find()?;
     // Meta-commands were refused by `check_dump` (psql 15 has no `\restrict`).
-    let spec = client::spec(db, &program).args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        // All or nothing: a dump that fails half-way leaves the database empty.
-        "--single-transaction",
-        "-f",
-        from.as_str(),
-    ]);
+    let spec = client::spec(db, &program)
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            // All or nothing: a dump that fails half-way leaves the database empty.
+            "--single-transaction",
+            // Fed by the controller on stdin: psql may run as the instance's account, which
+            // cannot open the controller's private work folder.
+            "-f",
+            "-",
+        ])
+        .stdin_file(from);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
 }

@@ -22,6 +22,8 @@ use crate::registry::{Instance, OpenedPackage};
 pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport, OperationError> {
     let started = Instant::now();
     let instance = ctl.find_instance(&request.instance)?;
+    // Who runs the tenant's work: refused (root) before anything is locked, written or run.
+    let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "backup")?;
 
     // 1. Parse APP-META.xml.
@@ -64,11 +66,12 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         package: &package,
         script: script.as_ref().zip(interpreter.as_ref()),
         work: operation.work(),
+        account: account.as_ref(),
     };
-    let result = match script.as_ref() {
+    let result = crate::database::as_account(account.as_ref(), || match script.as_ref() {
         Some(s) if s.sufficient => plan.script_only(&destination),
         _ => plan.controller_archive(&destination),
-    };
+    });
 
     match result {
         Ok(()) => {
@@ -113,6 +116,7 @@ struct Plan<'a> {
     package: &'a OpenedPackage,
     script: Option<(&'a Script, &'a ResolvedInterpreter)>,
     work: &'a Utf8Path,
+    account: Option<&'a crate::account::Account>,
 }
 
 impl Plan<'_> {
@@ -228,6 +232,7 @@ impl Plan<'_> {
             },
             self.request.timeout,
             self.work,
+            self.account,
         )
     }
 }

@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod record;
 pub mod restore;
 mod script_run;
+pub(crate) mod tenant;
 pub mod verify;
 
 use std::time::Duration;

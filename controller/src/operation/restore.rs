@@ -8,6 +8,7 @@ use std::time::Instant;
 use aps_meta::model::{AppMeta, Script};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::account::Account;
 use crate::archive::{
     ArchiveError, ArchiveOptions, ArchiveReader, ArchiveWriter, ExtractPlan, PartKind,
 };
@@ -18,7 +19,7 @@ use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
 use crate::operation::{RestoreReport, RestoreRequest, script_run};
-use crate::registry::{Instance, InstanceStore, OpenedPackage, open_package};
+use crate::registry::{Instance, InstanceStore, OpenedPackage};
 
 /// What the backup file turned out to be, once verified.
 enum Source {
@@ -68,8 +69,21 @@ pub fn restore(
     let started = Instant::now();
     // The standard requires the instance to exist already.
     let instance = ctl.find_instance(&request.instance)?;
+    // Who runs the tenant's work and owns what is restored: refused (root) before anything.
+    let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "restore")?;
+    crate::database::as_account(account.as_ref(), || {
+        restore_as(ctl, request, started, instance, account.as_ref())
+    })
+}
 
+fn restore_as(
+    ctl: &Controller,
+    request: &RestoreRequest,
+    started: Instant,
+    instance: Instance,
+    account: Option<&Account>,
+) -> Result<RestoreReport, OperationError> {
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
     let script = script_run::find_backup_script(&instance, &package)?;
@@ -116,6 +130,7 @@ pub fn restore(
         script: script.as_ref().zip(interpreter.as_ref()),
         file: &file,
         work: operation.work(),
+        account,
     };
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
@@ -141,7 +156,7 @@ pub fn restore(
         }
         Err(error) => {
             if let Some(path) = &snapshot
-                && let Err(rollback) = put_back(ctl.config(), &instance, &package.meta, path)
+                && let Err(rollback) = put_back(ctl.config(), &instance, path, account)
             {
                 // Keep the snapshot (and the journal entry) for a person to act on.
                 operation.fail_keeping_work(&rollback.to_string());
@@ -343,6 +358,7 @@ struct Steps<'a> {
     script: Option<(&'a Script, &'a ResolvedInterpreter)>,
     file: &'a Utf8Path,
     work: &'a Utf8Path,
+    account: Option<&'a Account>,
 }
 
 impl Steps<'_> {
@@ -358,6 +374,7 @@ impl Steps<'_> {
             self.work,
             self.ctl.config().default_timeout,
             Step::RestoreResources,
+            self.account,
         )?;
         relocate_separate_mappings(reader, self.instance)?;
         if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
@@ -410,6 +427,7 @@ impl Steps<'_> {
             },
             self.request.timeout,
             self.work,
+            self.account,
         )
     }
 }
@@ -506,10 +524,9 @@ fn write_snapshot(
 fn put_back(
     config: &ControllerConfig,
     instance: &Instance,
-    meta: &AppMeta,
     snapshot: &Utf8Path,
+    account: Option<&Account>,
 ) -> Result<(), OperationError> {
-    let _ = meta;
     let reader = ArchiveReader::open(snapshot, None).map_err(|source| OperationError::Archive {
         step: Step::Rollback,
         source,
@@ -521,6 +538,7 @@ fn put_back(
         work,
         config.default_timeout,
         Step::Rollback,
+        account,
     )?;
     // Folders absent from the snapshot did not exist before the restore.
     for (url, dir) in super::archived_web_dirs(instance) {
@@ -550,6 +568,7 @@ fn apply_archive(
     work: &Utf8Path,
     timeout: std::time::Duration,
     step: Step,
+    owner: Option<&Account>,
 ) -> Result<Option<Utf8PathBuf>, OperationError> {
     let arch = |source| OperationError::Archive { step, source };
     let mut plan = ExtractPlan::new();
@@ -582,6 +601,20 @@ fn apply_archive(
         }
     }
     reader.extract(&plan).map_err(arch)?;
+    // Restored files are the tenant's, never root's (symlinks not followed).
+    if let Some(owner) = owner.filter(|a| !a.is_current()) {
+        for part in &reader.manifest().parts {
+            if let PartKind::WebDir { mapping_url } = &part.kind
+                && let Some(dir) = instance.web_dirs.get(mapping_url)
+            {
+                crate::account::chown_tree(dir, owner).map_err(OperationError::io(
+                    step,
+                    "cannot give the restored files to the instance's account in",
+                    dir,
+                ))?;
+            }
+        }
+    }
     for (db_id, db, dump) in dumps {
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,
@@ -656,8 +689,15 @@ pub(crate) fn put_back_snapshot(
     instance: &str,
 ) -> Result<(), String> {
     let instance = store.get(instance).map_err(|e| e.to_string())?;
-    let package = open_package(&config.state, &instance.package).map_err(|e| e.to_string())?;
-    put_back(config, &instance, &package.meta, snapshot).map_err(|e| e.to_string())
+    // What the snapshot puts back belongs to the instance's account, as after a restore; an
+    // account that is refused now (root) leaves the files to the controller.
+    let account = crate::controller::resolve_account(config, &instance)
+        .ok()
+        .flatten();
+    crate::database::as_account(account.as_ref(), || {
+        put_back(config, &instance, snapshot, account.as_ref())
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Removes everything inside `dir` but keeps the folder itself (it may be a mount point, or

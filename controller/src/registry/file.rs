@@ -24,6 +24,11 @@ pub struct InstanceFile {
     /// Setting id → TOML value as written; converted by validation.
     pub settings: BTreeMap<String, toml::Value>,
     pub databases: BTreeMap<String, Database>,
+    /// The system account the instance's scripts and tools run as (a user name, or a uid);
+    /// when absent, the owner of the root web folder at registration.
+    pub user: Option<String>,
+    /// Its group instead of the user's primary group.
+    pub group: Option<String>,
 }
 
 /// INSTANCE.toml could not be read or is not of the expected shape.
@@ -68,6 +73,8 @@ struct RawFile {
     settings: BTreeMap<String, toml::Value>,
     #[serde(default)]
     databases: BTreeMap<String, RawDatabase>,
+    user: Option<String>,
+    group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +152,8 @@ impl InstanceFile {
             _ => p,
         };
         Ok(InstanceFile {
+            user: raw.user,
+            group: raw.group,
             name: raw.name,
             package: resolve(raw.package),
             base_url: raw.base_url,

@@ -61,6 +61,8 @@ pub enum Problem {
          belong there) or fix the path"
     )]
     WebDirMissing { url: String, path: Utf8PathBuf },
+    #[error("user: {0}")]
+    Account(String),
 }
 
 /// Web folders given in the file that are not folders on this machine, checked at
@@ -139,6 +141,8 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             settings,
             databases: file.databases.clone(),
             secret_settings,
+            user: file.user.clone(),
+            group: file.group.clone(),
         }),
         _ => Err(problems),
     }

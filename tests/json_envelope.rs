@@ -285,6 +285,8 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     );
     let token = sb.path("token");
     std::fs::write(&token, "t".repeat(40)).unwrap();
+    // serve refuses a token file that others can read.
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut child = sb
         .command(&[
             "serve",

@@ -388,6 +388,8 @@ const TOP_KEYS: &[&str] = &[
     "name",
     "package",
     "base-url",
+    "user",
+    "group",
     "web-dirs",
     "settings",
     "databases",

@@ -45,6 +45,7 @@ pub fn verify_reader<R: Read + Send + 'static>(
 pub struct ExtractPlan {
     web_dirs: BTreeMap<String, Utf8PathBuf>,
     files: BTreeMap<String, Utf8PathBuf>,
+    owner: Option<crate::account::Account>,
 }
 
 impl ExtractPlan {
@@ -55,6 +56,13 @@ impl ExtractPlan {
     /// Extract the web folder of `mapping_url` into `dest` (created if missing).
     pub fn web_dir(mut self, mapping_url: &str, dest: impl Into<Utf8PathBuf>) -> Self {
         self.web_dirs.insert(mapping_url.to_owned(), dest.into());
+        self
+    }
+
+    /// Give every file, folder and symlink created in web folders to `owner` (`None`: they
+    /// stay the controller's).
+    pub fn owner(mut self, owner: Option<&crate::account::Account>) -> Self {
+        self.owner = owner.cloned();
         self
     }
 
@@ -72,6 +80,8 @@ struct Targets {
     web: HashMap<String, Utf8PathBuf>,
     /// `files/<name>` → destination file.
     files: HashMap<String, Utf8PathBuf>,
+    /// Owner of what is created in web folders.
+    owner: Option<crate::account::Account>,
 }
 
 /// An archive opened for restore: already verified in full when `open` returns.
@@ -115,7 +125,10 @@ impl ArchiveReader {
     /// Extracts what `plan` names in one pass over the archive, checking every hash again.
     /// A part the manifest does not hold is refused before anything is written.
     pub fn extract(&self, plan: &ExtractPlan) -> Result<(), ArchiveError> {
-        let mut targets = Targets::default();
+        let mut targets = Targets {
+            owner: plan.owner.clone(),
+            ..Targets::default()
+        };
         for (url, dest) in &plan.web_dirs {
             let part = self
                 .manifest
@@ -316,6 +329,7 @@ fn scan(
                         archive,
                         part,
                         targets.web.get(&prefix).map(|d| d.as_path()),
+                        targets.owner.as_ref(),
                     )?;
                     web = Some((prefix, tree));
                 }

@@ -176,6 +176,8 @@ fn tar_mtime(meta_mtime: i64) -> i64 {
     meta_mtime.max(0)
 }
 
+// `struct stat` field types differ between architectures; the casts are no-ops on x86_64.
+#[allow(clippy::unnecessary_cast)]
 fn base_header(kind: tar::EntryType, st: &rustix::fs::Stat) -> (tar::Header, u32, i64) {
     let mode = st.st_mode as u32 & 0o7777;
     let mtime = tar_mtime(st.st_mtime as i64);

@@ -519,7 +519,14 @@ fn sufficient_backup_is_restored_by_the_script_and_checked_by_its_record() {
     );
     let env = env_dump(&www.join(".aps-restore-env"));
     assert_eq!(env["WEB___DIR"], www.as_str());
-    assert_eq!(env["BACKUP_FILE"], file.as_str());
+    // The script got a private copy, never the backup's own path (which whoever can write
+    // beside it could swap after the check); the copy went with the work folder.
+    assert_ne!(env["BACKUP_FILE"], file.as_str());
+    assert!(
+        env["BACKUP_FILE"].starts_with(sb.state().as_str()),
+        "{env:?}"
+    );
+    assert!(!exists(&env["BACKUP_FILE"]));
 
     let before = kit::tree_record(&www);
     let tampered = backups(&sb).join("tampered.bak");

@@ -14,6 +14,7 @@
 //! This module knows nothing of instances, scripts or databases: callers hand it paths.
 
 mod codec;
+mod dirfd;
 mod error;
 mod manifest;
 mod reader;
@@ -23,6 +24,10 @@ mod writer;
 
 pub use codec::{
     ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
+};
+pub use dirfd::{
+    empty_dir_at, open_dir_beneath, open_dir_nofollow, open_or_create_dir, remove_at,
+    remove_dir_all_nofollow,
 };
 pub use error::ArchiveError;
 pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};

@@ -83,6 +83,7 @@ fn check_trust(
 pub struct ExtractPlan {
     web_dirs: BTreeMap<String, Utf8PathBuf>,
     files: BTreeMap<String, Utf8PathBuf>,
+    owner: Option<crate::account::Account>,
 }
 
 impl ExtractPlan {
@@ -93,6 +94,13 @@ impl ExtractPlan {
     /// Extract the web folder of `mapping_url` into `dest` (created if missing).
     pub fn web_dir(mut self, mapping_url: &str, dest: impl Into<Utf8PathBuf>) -> Self {
         self.web_dirs.insert(mapping_url.to_owned(), dest.into());
+        self
+    }
+
+    /// Give every file, folder and symlink created in web folders to `owner` (`None`: they
+    /// stay the controller's).
+    pub fn owner(mut self, owner: Option<&crate::account::Account>) -> Self {
+        self.owner = owner.cloned();
         self
     }
 
@@ -110,6 +118,8 @@ struct Targets {
     web: HashMap<String, Utf8PathBuf>,
     /// `files/<name>` → destination file.
     files: HashMap<String, Utf8PathBuf>,
+    /// Owner of what is created in web folders.
+    owner: Option<crate::account::Account>,
 }
 
 /// An archive opened for restore: already verified in full when `open` returns.
@@ -177,7 +187,10 @@ impl ArchiveReader {
     /// Extracts what `plan` names in one pass over the archive, checking every hash again.
     /// A part the manifest does not hold is refused before anything is written.
     pub fn extract(&self, plan: &ExtractPlan) -> Result<(), ArchiveError> {
-        let mut targets = Targets::default();
+        let mut targets = Targets {
+            owner: plan.owner.clone(),
+            ..Targets::default()
+        };
         for (url, dest) in &plan.web_dirs {
             let part = self
                 .manifest
@@ -427,6 +440,7 @@ fn scan(
                         archive,
                         part,
                         targets.web.get(&prefix).map(|d| d.as_path()),
+                        targets.owner.as_ref(),
                     )?;
                     web = Some((prefix, tree));
                 }

@@ -44,8 +44,14 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     })?;
     // 3.1 Check the destination. Done before any work so that a refused destination costs
     // nothing and leaves nothing behind.
-    let checked = Destination::check(absolute(&request.destination), request.force)
-        .map_err(destination_refused)?;
+    // A folder the instance's account owns may be its destination; one others can write to
+    // is refused.
+    let checked = Destination::check_for(
+        absolute(&request.destination),
+        request.force,
+        account.as_ref(),
+    )
+    .map_err(destination_refused)?;
     // The journal names the temporary destination before it exists: a controller killed at
     // any point after this leaves nothing the next start cannot find and delete.
     let operation = ctl.begin_operation(

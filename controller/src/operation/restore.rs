@@ -3,6 +3,8 @@
 //! exists already. Nothing of the instance changes until the whole file is verified; before the
 //! first change a safety snapshot is taken, and any later failure puts the snapshot back.
 
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
 use aps_meta::model::{AppMeta, Script};
@@ -30,6 +32,9 @@ enum Source {
         record: BackupRecord,
         /// Encrypted whole by the controller (age recipients at backup time).
         encrypted: bool,
+        /// The very file that was hashed, held open: the script gets a private copy of it
+        /// (checked against the record again), never the path, which the tenant may swap.
+        file: std::fs::File,
     },
 }
 
@@ -134,7 +139,11 @@ fn restore_as(
     };
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
-        Source::ScriptFile { encrypted, .. } => steps.restore_script_file(*encrypted),
+        Source::ScriptFile {
+            encrypted,
+            file,
+            record,
+        } => steps.restore_script_file(*encrypted, file, &record.sha256),
     };
 
     match result {
@@ -193,7 +202,8 @@ fn verify_source(
     if !metadata.is_file() {
         return Err(unusable("it is not a regular file".into()));
     }
-    std::fs::File::open(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
+    let held =
+        std::fs::File::open(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
     let records = ctl.records_dir();
     let records_err = OperationError::io(
         Step::VerifyBackup,
@@ -205,7 +215,7 @@ fn verify_source(
     // hashed (records are few and small; backups may be large).
     let mut sha256 = None;
     if BackupRecord::any_with_size(&records, metadata.len()).map_err(records_err)? {
-        let (_, hash) = crate::digest::sha256_file(file)
+        let (_, hash) = crate::digest::sha256_reader(&mut &held)
             .map_err(|e| unusable(format!("it cannot be read: {e}")))?;
         if let Some(record) = BackupRecord::find(&records, &hash).map_err(OperationError::io(
             Step::VerifyBackup,
@@ -240,7 +250,11 @@ fn verify_source(
                     },
                 });
             }
-            return Ok(Source::ScriptFile { record, encrypted });
+            return Ok(Source::ScriptFile {
+                record,
+                encrypted,
+                file: held,
+            });
         }
         sha256 = Some(hash);
     }
@@ -384,19 +398,42 @@ impl Steps<'_> {
     }
 
     /// `sufficient`: the controller provides the resources empty, the script fills them.
-    fn restore_script_file(&self, encrypted: bool) -> Result<(), OperationError> {
+    ///
+    /// The script never gets the backup's own path: whoever can write where it lies could
+    /// swap it after the check. It gets a private copy in the work folder, copied from the
+    /// descriptor that was hashed and checked against the record once more while copying.
+    fn restore_script_file(
+        &self,
+        encrypted: bool,
+        held: &std::fs::File,
+        sha256: &str,
+    ) -> Result<(), OperationError> {
+        let copy = self.work.join(if encrypted {
+            "script-backup.age"
+        } else {
+            "script-backup"
+        });
+        private_copy(held, &copy, sha256).map_err(|e| OperationError::BackupMismatch {
+            step: Step::VerifyBackup,
+            file: self.file.to_owned(),
+            instance: self.instance.name.clone(),
+            reason: e.to_string(),
+        })?;
         // Encrypted by the controller at backup time: the script gets the clear file, made in
         // the private work folder before anything is wiped (a wrong identity changes nothing).
         let file = if encrypted {
             let clear = self.work.join("script-backup");
-            crate::archive::decrypt_file(self.file, self.request.identity.as_deref(), &clear)
-                .map_err(|source| OperationError::Archive {
-                    step: Step::VerifyBackup,
-                    source,
-                })?;
+            let decrypted =
+                crate::archive::decrypt_file(&copy, self.request.identity.as_deref(), &clear)
+                    .map_err(|source| OperationError::Archive {
+                        step: Step::VerifyBackup,
+                        source,
+                    });
+            let _ = std::fs::remove_file(&copy);
+            decrypted?;
             clear
         } else {
-            self.file.to_owned()
+            copy
         };
         for (db_id, db) in &self.instance.databases {
             crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
@@ -430,6 +467,45 @@ impl Steps<'_> {
             self.account,
         )
     }
+}
+
+/// Copies the open file `held` (from its start) to the new file `dest` (0600, never through a
+/// symlink), checking that what was copied has SHA-256 `sha256`: the file may have been
+/// rewritten in place since it was checked.
+fn private_copy(held: &std::fs::File, dest: &Utf8Path, sha256: &str) -> std::io::Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = held;
+    src.seek(std::io::SeekFrom::Start(0))?;
+    let mut out = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    let actual = hex::encode(sha.finalize());
+    if actual != sha256 {
+        drop(out);
+        let _ = std::fs::remove_file(dest);
+        return Err(std::io::Error::other(format!(
+            "it changed after it was checked (SHA-256 now {actual}, recorded {sha256})"
+        )));
+    }
+    Ok(())
 }
 
 /// The safety snapshot: an uncompressed archive of the instance as it is now.
@@ -507,8 +583,9 @@ fn write_snapshot(
     }
     for (url, dir) in super::archived_web_dirs(instance) {
         // A folder that does not exist yet (a fresh staging instance) has nothing to keep; the
-        // rollback removes whatever the restore created there.
-        if dir.exists() {
+        // rollback removes whatever the restore created there. A symlink is not "missing":
+        // it reaches the writer, which refuses it by name.
+        if std::fs::symlink_metadata(dir).is_ok() {
             writer.add_web_dir(url, dir).map_err(arch)?;
         }
     }
@@ -547,12 +624,14 @@ fn put_back(
             .parts
             .iter()
             .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url } if mapping_url == url));
-        if !kept && dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(OperationError::io(
-                Step::Rollback,
-                "cannot remove the web folder created by the restore",
-                dir,
-            ))?;
+        if !kept && std::fs::symlink_metadata(dir).is_ok() {
+            crate::archive::remove_dir_all_nofollow(dir.as_std_path()).map_err(
+                OperationError::io(
+                    Step::Rollback,
+                    "cannot remove the web folder created by the restore",
+                    dir,
+                ),
+            )?;
         }
     }
     Ok(())
@@ -600,21 +679,10 @@ fn apply_archive(
             }
         }
     }
+    // Restored files are the tenant's, never root's: given to the account through their
+    // descriptors as they are created (symlinks not followed).
+    let plan = plan.owner(owner.filter(|a| !a.is_current()));
     reader.extract(&plan).map_err(arch)?;
-    // Restored files are the tenant's, never root's (symlinks not followed).
-    if let Some(owner) = owner.filter(|a| !a.is_current()) {
-        for part in &reader.manifest().parts {
-            if let PartKind::WebDir { mapping_url } = &part.kind
-                && let Some(dir) = instance.web_dirs.get(mapping_url)
-            {
-                crate::account::chown_tree(dir, owner).map_err(OperationError::io(
-                    step,
-                    "cannot give the restored files to the instance's account in",
-                    dir,
-                ))?;
-            }
-        }
-    }
     for (db_id, db, dump) in dumps {
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,
@@ -649,22 +717,54 @@ fn relocate_separate_mappings(
             .filter(|(u, _)| *u != url && manifest.web_dir(u).is_some())
             .filter_map(|(u, d)| {
                 let rel = url_below(url, u)?;
-                Some((u.len(), d.join(rel)))
+                Some((u.len(), (d.clone(), rel)))
             })
-            .max_by_key(|(len, _)| *len);
-        let Some((_, inner)) = parent else { continue };
-        if !std::fs::symlink_metadata(&inner).is_ok_and(|m| m.is_dir()) {
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, found)| found);
+        let Some((parent_dir, rel)) = parent else {
             continue;
-        }
+        };
         let io = |what| OperationError::io(Step::RestoreResources, what, dir);
-        empty_folder(dir).map_err(io("cannot empty web folder"))?;
-        for entry in std::fs::read_dir(&inner).map_err(io("cannot read the restored folder for"))? {
-            let entry = entry.map_err(io("cannot read the restored folder for"))?;
-            std::fs::rename(entry.path(), dir.as_std_path().join(entry.file_name())).map_err(
-                io("cannot move restored content (another file system?) into"),
-            )?;
+        // The restored copy lies in the tenant's folder: reached from the parent mapping's
+        // folder without following any symlink (a symlink there is never moved through).
+        let parent_fd = crate::archive::open_dir_nofollow(parent_dir.as_std_path())
+            .map_err(io("cannot open the parent mapping's folder for"))?;
+        let rel = std::path::Path::new(rel);
+        let inner = match crate::archive::open_dir_beneath(parent_fd.as_fd(), rel) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("cannot open the restored folder for")(e)),
+        };
+        let holder = crate::archive::open_dir_beneath(
+            parent_fd.as_fd(),
+            rel.parent().unwrap_or(std::path::Path::new("")),
+        )
+        .map_err(io("cannot open the restored folder for"))?;
+        let (target, _) = crate::archive::open_or_create_dir(dir.as_std_path())
+            .map_err(io("cannot open web folder"))?;
+        crate::archive::empty_dir_at(target.as_fd()).map_err(io("cannot empty web folder"))?;
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&inner)
+            .map_err(|e| io("cannot read the restored folder for")(e.into()))?
+        {
+            let entry = entry.map_err(|e| io("cannot read the restored folder for")(e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
         }
-        std::fs::remove_dir(&inner).map_err(io("cannot remove the restored copy beside"))?;
+        for name in names {
+            let name = std::ffi::OsStr::from_bytes(&name);
+            rustix::fs::renameat(&inner, name, &target, name).map_err(|e| {
+                io("cannot move restored content (another file system?) into")(e.into())
+            })?;
+        }
+        drop(inner);
+        let last = rel
+            .file_name()
+            .expect("a mapping below its parent has a name");
+        rustix::fs::unlinkat(&holder, last, rustix::fs::AtFlags::REMOVEDIR)
+            .map_err(|e| io("cannot remove the restored copy beside")(e.into()))?;
     }
     Ok(())
 }
@@ -701,20 +801,10 @@ pub(crate) fn put_back_snapshot(
 }
 
 /// Removes everything inside `dir` but keeps the folder itself (it may be a mount point, or
-/// carry ownership and mode set by the control panel).
+/// carry ownership and mode set by the control panel); creates it when missing. By descriptor:
+/// `dir` is refused when it is a symlink or lies under one a tenant could have placed, and
+/// nothing inside is followed (`crate::archive::empty_dir_at`).
 fn empty_folder(dir: &Utf8Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(dir),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
+    let (fd, _) = crate::archive::open_or_create_dir(dir.as_std_path())?;
+    crate::archive::empty_dir_at(std::os::fd::AsFd::as_fd(&fd))
 }

@@ -263,7 +263,7 @@ mod tests {
             problems,
             &[
                 "line 1: unknown key `nmae` at the top level; did you mean `name`? (valid keys \
-                 there: name, package, base-url, web-dirs, settings, databases)",
+                 there: name, package, base-url, user, group, web-dirs, settings, databases)",
                 "missing key `name` (required at the top level)",
                 "line 9: unknown key `hots` in [databases.main]; did you mean `host`? (valid \
                  keys there: type, name, login, password, host, port, version, prefix)",

@@ -32,6 +32,9 @@ pub struct BackupArgs {
     /// Replace an existing destination file.
     #[arg(long)]
     force: bool,
+    /// Check everything, print the size estimate and the plan; write and run nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     archive: ArchiveArgs,
     /// Print one JSON object.
@@ -136,7 +139,7 @@ fn backup(args: BackupArgs) -> ExitCode {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let ctl = match open_controller(&args.state) {
+    let mut ctl = match open_controller(&args.state) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -147,7 +150,19 @@ fn backup(args: BackupArgs) -> ExitCode {
         timeout: args.timeout.map(Duration::from_secs),
         archive,
     };
-    match ctl.backup(&request) {
+    if args.dry_run {
+        return match ctl.plan_backup(&request) {
+            Ok(plan) => print_success(args.json, &plan, || describe_plan(&plan)),
+            Err(e) => print_failure(args.json, &e),
+        };
+    }
+    let progress = crate::progress::for_command(args.json);
+    ctl.set_progress(progress.clone());
+    let result = ctl.backup(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
                 "backed up {} to {} ({} bytes, sha256 {}) in {} ms",
@@ -158,11 +173,61 @@ fn backup(args: BackupArgs) -> ExitCode {
     }
 }
 
+/// `backup --dry-run` in words.
+fn describe_plan(plan: &aps_controller::operation::backup::BackupPlan) -> String {
+    use aps_controller::error::human_bytes;
+    let mut text = format!(
+        "backup of {} to {} ({}{}): nothing written\n",
+        plan.instance,
+        plan.destination,
+        plan.mode,
+        plan.script
+            .as_ref()
+            .map(|s| format!(", script {s}"))
+            .unwrap_or_default()
+    );
+    for w in &plan.estimate.web_dirs {
+        text += &format!(
+            "  web folder {} ({}): {} files, {}\n",
+            w.mapping_url,
+            w.dir,
+            w.files,
+            human_bytes(w.bytes)
+        );
+    }
+    for d in &plan.estimate.databases {
+        text += &match (d.bytes, &d.error) {
+            (Some(b), _) => format!("  database {}: {}\n", d.db_id, human_bytes(b)),
+            (None, e) => format!(
+                "  database {}: size unknown ({})\n",
+                d.db_id,
+                e.as_deref().unwrap_or("")
+            ),
+        };
+    }
+    text += &format!(
+        "  estimate {} before compression; {} free at the destination, {} required: {}",
+        human_bytes(plan.estimate.total),
+        plan.free
+            .map(human_bytes)
+            .unwrap_or_else(|| "unknown".into()),
+        human_bytes(plan.required),
+        if plan.fits {
+            "fits"
+        } else {
+            "REFUSED, too little space"
+        }
+    );
+    text
+}
+
 fn restore(args: RestoreArgs) -> ExitCode {
-    let ctl = match open_controller(&args.state) {
+    let mut ctl = match open_controller(&args.state) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let progress = crate::progress::for_command(args.json);
+    ctl.set_progress(progress.clone());
     let request = RestoreRequest {
         instance: args.name,
         source: args.from,
@@ -170,7 +235,11 @@ fn restore(args: RestoreArgs) -> ExitCode {
         no_safety_snapshot: args.no_safety_snapshot,
         identity: args.identity,
     };
-    match ctl.restore(&request) {
+    let result = ctl.restore(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
                 "restored {} from {} (made with version {}-{}) in {} ms{}",
@@ -191,15 +260,21 @@ fn restore(args: RestoreArgs) -> ExitCode {
 }
 
 fn migrate(args: MigrateArgs) -> ExitCode {
-    let ctl = match open_controller(&args.state) {
+    let mut ctl = match open_controller(&args.state) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let progress = crate::progress::for_command(args.json);
+    ctl.set_progress(progress.clone());
     let mut request = MigrateRequest::new(args.name, args.to_instance);
     request.keep = args.keep;
     request.timeout = args.timeout.map(Duration::from_secs);
     request.no_safety_snapshot = args.no_safety_snapshot;
-    match ctl.migrate(&request) {
+    let result = ctl.migrate(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
                 "migrated {} into {} ({} bytes) in {} ms{}",

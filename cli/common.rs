@@ -34,10 +34,56 @@ pub fn open_controller(state: &StateArgs) -> Result<Controller, ExitCode> {
         eprintln!("error: {e}");
         ExitCode::from(e.kind().exit_code())
     })?;
-    for entry in &controller.recovered().entries {
+    report_recovered(controller.recovered());
+    Ok(controller)
+}
+
+/// What opening the controller rolled back, as the JSON envelope's `recovered` array holds it.
+static RECOVERED: std::sync::OnceLock<Vec<serde_json::Value>> = std::sync::OnceLock::new();
+
+/// Says what recovery rolled back: a line on stderr per entry (always, also with `--json`:
+/// a cron user reads stderr), and the entries for the JSON envelope.
+pub fn report_recovered(report: &aps_controller::journal::RecoveryReport) {
+    for entry in &report.entries {
         eprintln!("note: {entry}");
     }
-    Ok(controller)
+    for unreadable in &report.unreadable {
+        eprintln!(
+            "warning: unreadable journal entry {} left for a person: {}",
+            unreadable.path, unreadable.error
+        );
+    }
+    let _ = RECOVERED.set(report.entries.iter().map(recovered_json).collect());
+}
+
+/// One rolled-back entry: what it was, when, and what was undone.
+pub fn recovered_json(entry: &aps_controller::journal::RecoveredEntry) -> serde_json::Value {
+    let r = &entry.record;
+    serde_json::json!({
+        "id": r.id,
+        "operation": r.kind,
+        "instance": r.instance,
+        "started": r.started,
+        "fully_undone": entry.fully_undone(),
+        "undone": r.undone,
+        "message": entry.to_string(),
+    })
+}
+
+/// The `recovered` array of this command's envelope.
+pub fn recovered_array() -> serde_json::Value {
+    serde_json::Value::Array(RECOVERED.get().cloned().unwrap_or_default())
+}
+
+/// The exit code of a failed operation: the kind's, except that an interrupted one exits with
+/// 128 + the signal (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+pub fn exit_code(error: &OperationError) -> ExitCode {
+    if error.kind() == aps_controller::ErrorKind::Interrupted
+        && let Some(code) = crate::signals::interrupted_exit_code(error.signal())
+    {
+        return code;
+    }
+    ExitCode::from(error.kind().exit_code())
 }
 
 /// `{"ok":true, …report}`: an operation's report as `--json` prints it and `serve` answers it.
@@ -45,13 +91,14 @@ pub fn success_json<T: Serialize>(report: &T) -> serde_json::Value {
     let mut v = serde_json::to_value(report).expect("reports serialize");
     if let Some(obj) = v.as_object_mut() {
         obj.insert("ok".into(), true.into());
+        obj.insert("recovered".into(), recovered_array());
     }
     v
 }
 
 /// `{"ok":false,"error":{kind,step,message[,stderr_tail]}}`, for `--json` and `serve`.
 pub fn failure_json(error: &OperationError) -> serde_json::Value {
-    serde_json::json!({"ok": false, "error": error.to_json()})
+    serde_json::json!({"ok": false, "error": error.to_json(), "recovered": recovered_array()})
 }
 
 /// Prints `{"ok":true, …report}` or a human line, and returns exit 0.
@@ -79,6 +126,11 @@ pub fn print_failure(json: bool, error: &OperationError) -> ExitCode {
             error.kind().as_str(),
             error.step()
         );
+        if error.kind() == aps_controller::ErrorKind::Interrupted {
+            eprintln!(
+                "rolled back: the partial backup file and the work folder were deleted, a restored instance was put back from its safety snapshot, and the lock was released"
+            );
+        }
     }
-    ExitCode::from(error.kind().exit_code())
+    exit_code(error)
 }

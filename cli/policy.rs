@@ -90,7 +90,18 @@ pub enum PolicyCommand {
 }
 
 pub fn run(c: PolicyCommand) -> ExitCode {
-    match dispatch(c) {
+    let result = dispatch(c);
+    // Stopped by a signal: whatever ran was rolled back; say so in the exit code.
+    if let Some(code) = aps_controller::cancel::Cancel::process()
+        .signal()
+        .and_then(|s| crate::signals::interrupted_exit_code(Some(s)))
+    {
+        if let Err(e) = &result {
+            eprintln!("aps-controller: {e}");
+        }
+        return code;
+    }
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
@@ -101,6 +112,11 @@ pub fn run(c: PolicyCommand) -> ExitCode {
 }
 
 fn open(state: StateArgs) -> Result<Panel, PanelError> {
+    // Every command first rolls back what a killed controller left, and says so (stderr, and
+    // `recovered` in the JSON output where it is an object).
+    if let Err(code) = crate::common::open_controller(&state) {
+        let _ = code; // the reason is printed already; the panel's own open reports the rest
+    }
     let dir = aps_panel::engine::resolve_state_dir(state.state_dir)?;
     Panel::open(&dir)
 }
@@ -142,9 +158,18 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             };
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)?;
             if json {
-                print_json(&serde_json::json!({"event": "summary", "summary": s}));
+                let mut summary = serde_json::to_value(&s).expect("summaries serialise");
+                summary["recovered"] = crate::common::recovered_array();
+                print_json(&serde_json::json!({"event": "summary", "summary": summary}));
             } else {
                 outln!("backup {}: {} ok, {} failed", s.periodicity, s.ok, s.failed);
+                let recovered = crate::common::recovered_array();
+                if let Some(list) = recovered.as_array().filter(|l| !l.is_empty()) {
+                    outln!(
+                        "  recovered {} interrupted operation(s) first (details on stderr)",
+                        list.len()
+                    );
+                }
                 for o in &s.instances {
                     match (&o.file, &o.error) {
                         (_, Some(e)) => {
@@ -156,15 +181,20 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                             eprintln!("aps-controller: {}: {step} failed: {e}", o.instance);
                         }
                         (Some(f), None) => outln!(
-                            "  ok      {}  {f}  {}  {:.1} s{}",
+                            "  ok      {}  {f}  {}  {:.1} s{}{}",
                             o.instance,
                             human_size(o.size.unwrap_or(0)),
                             o.duration_ms as f64 / 1000.0,
-                            if o.pruned.is_empty() {
-                                String::new()
-                            } else {
-                                format!("  pruned {}", o.pruned.len())
-                            }
+                            match (&o.upload, &panel.remote) {
+                                (Some(u), Some(r)) => format!(
+                                    "  uploaded {}{}, {}",
+                                    r.describe(),
+                                    u.key,
+                                    human_size(u.size)
+                                ),
+                                _ => String::new(),
+                            },
+                            pruned_text(&o.pruned)
                         ),
                         (None, None) => outln!("  ok      {}", o.instance),
                     }
@@ -186,7 +216,11 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             let mut ok = true;
             for store in stores {
                 match prune_store(store, None, &panel.policy, now, dry_run) {
-                    Ok(p) if json => print_json(&p),
+                    Ok(p) if json => {
+                        let mut v = serde_json::to_value(&p).expect("reports serialise");
+                        v["recovered"] = crate::common::recovered_array();
+                        print_json(&v)
+                    }
                     Ok(p) => print_prune(&p),
                     Err(e) => {
                         ok = false;
@@ -222,10 +256,13 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             let result = engine.verify_archive(&file, identity.as_deref());
             let ok = result.is_ok();
             if json {
+                let recovered = crate::common::recovered_array();
                 print_json(&match &result {
-                    Ok(detail) => serde_json::json!({"file": file, "ok": true, "detail": detail}),
+                    Ok(detail) => {
+                        serde_json::json!({"file": file, "ok": true, "detail": detail, "recovered": recovered})
+                    }
                     Err(e) => {
-                        serde_json::json!({"file": file, "ok": false, "error": e.to_string()})
+                        serde_json::json!({"file": file, "ok": false, "error": e.to_string(), "recovered": recovered})
                     }
                 });
             } else {
@@ -303,7 +340,9 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                 &progress,
             )?;
             if json {
-                print_json(&serde_json::json!({"event": "summary", "summary": r}));
+                print_json(
+                    &serde_json::json!({"event": "summary", "summary": r, "recovered": crate::common::recovered_array()}),
+                );
             } else {
                 outln!(
                     "drill {} → {}: {} ({})",
@@ -324,6 +363,18 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             }
             Ok(r.passed)
         }
+    }
+}
+
+/// `  pruned local 2, remote 1`: retention's removals, the remote's keys marked `remote:`.
+fn pruned_text(pruned: &[String]) -> String {
+    let remote = pruned.iter().filter(|k| k.starts_with("remote:")).count();
+    let local = pruned.len() - remote;
+    match (local, remote) {
+        (0, 0) => String::new(),
+        (l, 0) => format!("  pruned local {l}"),
+        (0, r) => format!("  pruned remote {r}"),
+        (l, r) => format!("  pruned local {l}, remote {r}"),
     }
 }
 

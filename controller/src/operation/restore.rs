@@ -66,6 +66,8 @@ pub fn restore(
     request: &RestoreRequest,
 ) -> Result<RestoreReport, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
+    ctl.check_cancel(Step::FindInstance)?;
     // The standard requires the instance to exist already.
     let instance = ctl.find_instance(&request.instance)?;
     let _lock = ctl.lock_instance(&instance.name, "restore")?;
@@ -80,8 +82,11 @@ pub fn restore(
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);
+    let size = std::fs::metadata(&file).ok().map(|m| m.len());
+    ctl.report_part("restore", &instance.name, "verify", file.as_str(), size);
     let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
+    ctl.check_cancel(Step::VerifyBackup)?;
 
     let mut operation = ctl.begin_operation(
         OperationKind::Restore,
@@ -91,6 +96,9 @@ pub fn restore(
     )?;
     let snapshot =
         (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar"));
+    if snapshot.is_some() {
+        ctl.report_part("restore", &instance.name, "safety-snapshot", "", None);
+    }
     let prepared = match &snapshot {
         // Persisted before the first change: a killed controller is rolled back from it.
         Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
@@ -104,7 +112,7 @@ pub fn restore(
         }),
         None => Ok(()),
     };
-    if let Err(error) = prepared {
+    if let Err(error) = prepared.and_then(|()| ctl.check_cancel(Step::SafetySnapshot)) {
         return Err(operation.fail(error));
     }
 
@@ -120,7 +128,9 @@ pub fn restore(
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
         Source::ScriptFile { encrypted, .. } => steps.restore_script_file(*encrypted),
-    };
+    }
+    // A signal after the last step still puts the instance back: the restore did not finish.
+    .and_then(|()| ctl.check_cancel(Step::Finish));
 
     match result {
         Ok(()) => {
@@ -140,8 +150,18 @@ pub fn restore(
             })
         }
         Err(error) => {
+            // Measured before the rollback frees anything, to name the place that filled up.
+            let mut places: Vec<&Utf8Path> = instance.web_dirs.values().map(|d| &**d).collect();
+            places.push(operation.work());
+            let error = error.with_space_facts(&places, None);
+            if snapshot.is_some() {
+                ctl.report_part("restore", &instance.name, "rollback", "", None);
+            }
+            // A second signal must not cut the rollback short.
             if let Some(path) = &snapshot
-                && let Err(rollback) = put_back(ctl.config(), &instance, &package.meta, path)
+                && let Err(rollback) = crate::cancel::shielded(|| {
+                    put_back(ctl.config(), &instance, &package.meta, path)
+                })
             {
                 // Keep the snapshot (and the journal entry) for a person to act on.
                 operation.fail_keeping_work(&rollback.to_string());
@@ -335,15 +355,23 @@ impl Steps<'_> {
         // `--timeout` bounds the script (the CLI documents it so); loading a large dump is
         // bounded by the configured default instead, so a short script timeout never turns a
         // slow but healthy load into a failure.
+        let size = std::fs::metadata(reader.path()).ok().map(|m| m.len());
+        let name = &self.instance.name;
+        self.ctl
+            .report_part("restore", name, "extract", reader.path().as_str(), size);
         let script_part = apply_archive(
             reader,
             self.instance,
             self.work,
             self.ctl.config().default_timeout,
             Step::RestoreResources,
+            Some(self.ctl),
         )?;
         relocate_separate_mappings(reader, self.instance)?;
         if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
+            self.ctl.check_cancel(Step::RunScript)?;
+            self.ctl
+                .report_part("restore", name, "script", &script.name, None);
             self.run_script(script, interpreter, &part)?;
         }
         Ok(())
@@ -365,6 +393,7 @@ impl Steps<'_> {
             self.file.to_owned()
         };
         for (db_id, db) in &self.instance.databases {
+            self.ctl.check_cancel(Step::RestoreResources)?;
             crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
                 OperationError::Database {
                     step: Step::RestoreResources,
@@ -496,6 +525,7 @@ fn put_back(
         work,
         config.default_timeout,
         Step::Rollback,
+        None,
     )?;
     // Folders absent from the snapshot did not exist before the restore.
     for (url, dir) in super::archived_web_dirs(instance) {
@@ -525,6 +555,7 @@ fn apply_archive(
     work: &Utf8Path,
     timeout: std::time::Duration,
     step: Step,
+    ctl: Option<&Controller>,
 ) -> Result<Option<Utf8PathBuf>, OperationError> {
     let arch = |source| OperationError::Archive { step, source };
     let mut plan = ExtractPlan::new();
@@ -558,6 +589,11 @@ fn apply_archive(
     }
     reader.extract(&plan).map_err(arch)?;
     for (db_id, db, dump) in dumps {
+        if let Some(ctl) = ctl {
+            ctl.check_cancel(step)?;
+            let size = std::fs::metadata(&dump).ok().map(|m| m.len());
+            ctl.report_part("restore", &instance.name, "database", &db_id, size);
+        }
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,
             db_id: db_id.clone(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::{list_backups, newest_good};
-use aps_panel::progress::Progress;
+use aps_panel::progress::{OperationProgress, Progress};
 use aps_panel::prune::{StorePrune, prune_store};
 use aps_panel::run::{RunOptions, run as run_backups};
 use aps_panel::{Engine, Panel, PanelError, Periodicity, Store, SystemClock};
@@ -145,12 +145,17 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             state,
         } => {
             let panel = open(state)?;
-            let engine = Engine::open(&panel.state_dir)?;
+            let mut engine = Engine::open(&panel.state_dir)?;
             let jobs = jobs.or(panel.config.jobs).unwrap_or(2);
             if jobs == 0 {
                 return Err(PanelError::Usage("--jobs must be at least 1".to_owned()));
             }
-            let progress = Progress::detect(json);
+            let progress = std::sync::Arc::new(Progress::detect(json));
+            if !matches!(*progress, Progress::Quiet) {
+                engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
+                    std::sync::Arc::clone(&progress),
+                ))));
+            }
             let options = RunOptions {
                 periodicity,
                 instances,

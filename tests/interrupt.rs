@@ -182,7 +182,7 @@ fn child_pid(www: &Utf8Path) -> i32 {
 /// released, the journal entry closed as failed; exit 130 / 143.
 #[test]
 fn backup_signal_while_the_script_runs_rolls_back_at_once() {
-    for signal in ["INT", "TERM"] {
+    for signal in ["INT", "TERM", "HUP"] {
         let sb = Sandbox::new();
         let www = sh_instance(&sb, "blog", "hang-with-child");
         let backups = dir(&sb, "backups");
@@ -258,6 +258,11 @@ fn backup_signal_while_the_archive_is_written() {
         run.signal(signal);
         let (code, stdout, stderr) = run.finish();
         assert_interrupted(code, &stdout, &stderr, signal);
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(
+            v["error"]["step"], "1.1-backup-resources",
+            "stopped while the archive was written: {v}"
+        );
         assert_eq!(entries(&backups), before, "destination folder as before");
         assert_nothing_left(&sb);
     }
@@ -342,6 +347,15 @@ fn restore_signal_while_loading_a_database_and_again_during_the_rollback() {
     let _ = locker.wait();
     let (code, stdout, stderr) = run.finish();
     assert_interrupted(code, &stdout, &stderr, "TERM");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stopped because the controller got SIGTERM"),
+        "the load tool was stopped: {v}"
+    );
     kit::assert_same(&inst.state(), &before, "not put back exactly");
     assert_nothing_left(&sb);
 }
@@ -761,4 +775,78 @@ fn dry_run_estimate_is_within_ten_percent_of_the_real_size() {
         "estimate {estimate} vs real {real}: {:.1}% off",
         error * 100.0
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+/// `serve` on SIGTERM (systemd's stop): the running backup is stopped and rolled back (its
+/// client gets `interrupted`), no new request is taken, and serve exits 0.
+#[test]
+fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
+    let sb = Sandbox::new();
+    let www = sh_instance(&sb, "blog", "hang-with-child");
+    let token = "0123456789abcdef0123456789abcdef-test-token";
+    let token_file = sb.path("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut server = sb
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token_file.as_str(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_owned();
+    let backups = dir(&sb, "backups");
+    let dest = backups.join("blog.bak");
+    let url = format!("{base}/v1/instances/blog/backup");
+    let call = {
+        let url = url.clone();
+        let body = serde_json::json!({ "to": dest }).to_string();
+        std::thread::spawn(move || {
+            let response = match ureq::post(&url)
+                .set("Authorization", &format!("Bearer {token}"))
+                .send_string(&body)
+            {
+                Ok(r) => r,
+                Err(ureq::Error::Status(_, r)) => r,
+                Err(e) => panic!("POST: {e}"),
+            };
+            response.into_json::<serde_json::Value>().unwrap()
+        })
+    };
+    wait_for(|| exists(www.join(".aps-child.pid")), "the backup's script");
+    let child = child_pid(&www);
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let answer = call.join().unwrap();
+    assert_eq!(answer["error"]["kind"], "interrupted", "{answer}");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < WAIT, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "a clean stop");
+    assert!(!pid_alive(child));
+    assert!(entries(&backups).is_empty(), "{:?}", entries(&backups));
+    assert_nothing_left(&sb);
 }

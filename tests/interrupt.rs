@@ -166,12 +166,15 @@ fn assert_nothing_left(sb: &Sandbox) {
     );
 }
 
+/// The pid the hanging script writes (waiting until the shell has written all of it).
 fn child_pid(www: &Utf8Path) -> i32 {
-    std::fs::read_to_string(www.join(".aps-child.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    let read = || {
+        std::fs::read_to_string(www.join(".aps-child.pid"))
+            .ok()
+            .and_then(|t| t.strip_suffix('\n').and_then(|t| t.parse().ok()))
+    };
+    wait_for(|| read().is_some(), "the script's child pid");
+    read().unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,6 +395,124 @@ fn migrate_signal_puts_the_target_back_and_leaves_no_intermediate_file() {
     assert_interrupted(code, &stdout, &stderr, "INT");
     kit::assert_same(&target.state(), &target_before, "target not put back");
     kit::assert_same(&source.state(), &source_before, "source changed");
+    assert_nothing_left(&sb);
+}
+
+/// SIGINT while a restore extracts a 48 MiB web folder from the archive: the read stream is
+/// cut, and the safety snapshot puts the web folder back exactly.
+#[test]
+fn restore_signal_while_the_archive_is_extracted() {
+    let sb = Sandbox::new();
+    let Some(www) = nobackup_instance(&sb, "big", "intextract") else {
+        return;
+    };
+    random_file(&www.join("big.bin"), 48 << 20);
+    let file = dir(&sb, "backups").join("big.aps");
+    let out = sb.cli(&[
+        "backup",
+        "big",
+        "--to",
+        file.as_str(),
+        "--compression",
+        "gzip",
+        "--json",
+    ]);
+    assert_success(&out, "backup");
+    // Changed since the backup: what the restore replaces, and the rollback puts back.
+    std::fs::remove_file(www.join("index.html")).unwrap();
+    random_file(&www.join("big.bin"), 1 << 20);
+    let before = kit::tree_record(&www);
+    let mut run =
+        Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
+    run.wait_phase("extract", None);
+    run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
+    run.signal("INT");
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "INT");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
+    assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
+    assert_nothing_left(&sb);
+}
+
+/// migrate: SIGTERM while the source's backup script runs; nothing of either instance
+/// changed, no intermediate file, exit 143.
+#[test]
+fn migrate_signal_during_the_source_backup() {
+    let sb = Sandbox::new();
+    let Some(source) = db_instance(
+        &sb,
+        "shop",
+        Site {
+            behaviour: "backup-waits",
+            ..Site::default()
+        },
+    ) else {
+        return;
+    };
+    source.populate();
+    let Some(target) = db_instance(
+        &sb,
+        "staging",
+        Site {
+            base_url: "http://staging.example.test/",
+            ..Site::default()
+        },
+    ) else {
+        return;
+    };
+    let source_before = source.state();
+    let target_before = target.state();
+    let run =
+        Running::start(sb.command(&["migrate", "shop", "--to-instance", "staging", "--json"]));
+    let work = sb.state().join("work");
+    wait_for(
+        || {
+            std::fs::read_dir(&work).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().join("script-backup.running").exists())
+            })
+        },
+        "the source's backup script",
+    );
+    run.signal("TERM");
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "TERM");
+    kit::assert_same(&source.state(), &source_before, "source changed");
+    kit::assert_same(&target.state(), &target_before, "target changed");
+    assert_nothing_left(&sb);
+}
+
+/// `run` on SIGTERM: the backup under way is rolled back, the command exits 143 and leaves no
+/// partial file in the store.
+#[test]
+fn run_stops_on_sigterm() {
+    let sb = Sandbox::new();
+    let www = sh_instance(&sb, "blog", "hang-with-child");
+    let run = Running::start(sb.command(&["run", "--periodicity", "daily", "--json"]));
+    wait_for(|| exists(www.join(".aps-child.pid")), "the backup's script");
+    let child = child_pid(&www);
+    run.signal("TERM");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(143), "stdout: {stdout}\nstderr: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let blog = &summary["summary"]["instances"][0];
+    assert_eq!(blog["ok"], false, "{summary}");
+    assert!(
+        blog["error"].as_str().unwrap().contains("SIGTERM"),
+        "{summary}"
+    );
+    assert!(!pid_alive(child));
+    let store = sb.state().join("backups");
+    let left: Vec<String> = std::fs::read_dir(&store)
+        .map(|rd| {
+            rd.flatten()
+                .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten().flatten())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing in the store: {left:?}");
     assert_nothing_left(&sb);
 }
 

@@ -7,6 +7,8 @@
 
 #[path = "support/restore_kit.rs"]
 mod kit;
+#[path = "../panel/tests/support/s3_env.rs"]
+mod s3_env;
 mod support;
 
 use std::io::{BufRead, BufReader};
@@ -773,6 +775,41 @@ fn full_web_folder_during_restore_is_no_space_and_put_back() {
     assert_nothing_left(&sb);
 }
 
+/// The state folder's work area is a 1 MiB tmpfs: the safety snapshot of a 3 MiB web folder
+/// fills it before anything of the instance changed; `no-space` names the work folder.
+#[test]
+fn full_work_folder_during_the_safety_snapshot_is_no_space() {
+    let sb = Sandbox::new();
+    let Some(www) = nobackup_instance(&sb, "site", "nospacew") else {
+        return;
+    };
+    random_file(&www.join("big.bin"), 3 << 20);
+    let file = dir(&sb, "backups").join("site.aps");
+    assert_success(
+        &sb.cli(&["backup", "site", "--to", file.as_str(), "--json"]),
+        "backup",
+    );
+    let before = kit::tree_record(&www);
+    let work = sb.state().join("work");
+    let Some(_disk) = Tmpfs::mount(&work, "1m") else {
+        return;
+    };
+    let out = sb.cli(&["restore", "site", "--from", file.as_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(19), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "no-space", "{v}");
+    assert_eq!(v["error"]["step"], "safety-snapshot", "{v}");
+    assert!(
+        v["error"]["place"]
+            .as_str()
+            .unwrap()
+            .starts_with(work.as_str()),
+        "{v}"
+    );
+    assert_eq!(kit::tree_record(&www), before, "nothing changed");
+    assert_nothing_left(&sb);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Journal history, `log`, and the size estimate
 
@@ -970,4 +1007,52 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
     assert!(!pid_alive(child));
     assert!(entries(&backups).is_empty(), "{:?}", entries(&backups));
     assert_nothing_left(&sb);
+}
+
+// ---------------------------------------------------------------------------------------------
+// run's summary
+
+/// `run`'s text summary names the upload and separates local and remote pruning; with
+/// `--json` the part and byte events of the backup come before the summary.
+#[test]
+fn run_summary_names_uploads_and_separates_local_and_remote_pruning() {
+    let Some(s3) = s3_env::s3_test_env("run_summary") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sh_instance(&sb, "blog", "normal");
+    let secret = sb.path("s3-secret");
+    std::fs::write(&secret, &s3.secret_key).unwrap();
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        format!(
+            "[retention]\ndaily = 1\n[remote]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"{}\"\naccess-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
+            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
+        ),
+    )
+    .unwrap();
+    let out = sb.cli(&["run", "--periodicity", "daily", "--json"]);
+    assert_success(&out, "first run");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "part" && l["instance"] == "blog" && l["phase"] == "script"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines.last().unwrap()["summary"]["recovered"],
+        serde_json::json!([])
+    );
+    // Backup names carry the second: the next run must not fall in the same one.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = sb.cli(&["run", "--periodicity", "daily"]);
+    assert_success(&out, "second run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let url = format!("s3://{}/{}blog/blog_daily_", s3.bucket, s3.prefix);
+    assert!(text.contains(&format!("uploaded {url}")), "{text}");
+    assert!(text.contains("pruned local 1, remote 1"), "{text}");
 }

@@ -626,3 +626,53 @@ impl OperationError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_failure(code: i32) -> OperationError {
+        OperationError::Io {
+            step: Step::RestoreResources,
+            what: "cannot write",
+            path: "/srv/www/a".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        }
+    }
+
+    #[test]
+    fn full_disk_codes_are_no_space_whatever_the_step() {
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EFBIG] {
+            assert_eq!(io_failure(code).kind(), ErrorKind::NoSpace, "errno {code}");
+        }
+        assert_eq!(io_failure(libc::EACCES).kind(), ErrorKind::Internal);
+        // Deeper in the chain: an archive write error inside the operation error.
+        let archive = OperationError::Archive {
+            step: Step::BackupResources,
+            source: ArchiveError::WriteArchive {
+                part: "web-0".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            },
+        };
+        assert_eq!(archive.kind(), ErrorKind::NoSpace);
+        assert_eq!(archive.step(), Step::BackupResources);
+    }
+
+    #[test]
+    fn a_cut_stream_is_interrupted_and_names_its_signal() {
+        let cut = OperationError::Archive {
+            step: Step::BackupResources,
+            source: ArchiveError::WriteArchive {
+                part: "web-0".into(),
+                source: crate::cancel::Cancelled::io_error(libc::SIGTERM),
+            },
+        };
+        assert_eq!(cut.kind(), ErrorKind::Interrupted);
+        assert_eq!(cut.signal(), Some(libc::SIGTERM));
+        // A damaged-looking failure after a signal asked to stop is reported as the stop.
+        let other = io_failure(libc::EIO).interrupted_by(Some(libc::SIGINT));
+        assert_eq!(other.kind(), ErrorKind::Interrupted);
+        assert_eq!(other.step(), Step::RestoreResources);
+        assert_eq!(other.to_json()["signal"], "SIGINT");
+    }
+}

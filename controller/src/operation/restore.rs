@@ -113,6 +113,8 @@ pub fn restore(
         None => Ok(()),
     };
     if let Err(error) = prepared.and_then(|()| ctl.check_cancel(Step::SafetySnapshot)) {
+        // Nothing of the instance changed yet; a full disk can only be the work folder's.
+        let error = error.with_space_facts(&[operation.work()], None);
         return Err(operation.fail(error));
     }
 

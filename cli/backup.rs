@@ -7,7 +7,7 @@ use aps_controller::archive::{ArchiveOptions, Compression};
 use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
 use camino::Utf8PathBuf;
 
-use crate::common::{StateArgs, open_controller, print_failure, print_success};
+use crate::common::{StateArgs, open_controller, print_failure, print_rolled_back, print_success};
 
 #[derive(clap::Subcommand)]
 pub enum OperationCommand {
@@ -162,6 +162,14 @@ fn backup(args: BackupArgs) -> ExitCode {
     if let Some(p) = &progress {
         p.finish();
     }
+    if let Err(e) = &result {
+        print_rolled_back(args.json, e, || {
+            format!(
+                "the partial file beside {} and the work folder were deleted, {} was not touched",
+                request.destination, request.destination
+            )
+        });
+    }
     match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
@@ -239,6 +247,21 @@ fn restore(args: RestoreArgs) -> ExitCode {
     if let Some(p) = &progress {
         p.finish();
     }
+    if let Err(e) = &result {
+        print_rolled_back(args.json, e, || {
+            if request.no_safety_snapshot {
+                format!(
+                    "nothing could be put back (--no-safety-snapshot): instance {} is as the stopped restore left it",
+                    request.instance
+                )
+            } else {
+                format!(
+                    "instance {} is as it was before the restore (web folders and databases put back from the safety snapshot where they had changed)",
+                    request.instance
+                )
+            }
+        });
+    }
     match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
@@ -273,6 +296,19 @@ fn migrate(args: MigrateArgs) -> ExitCode {
     let result = ctl.migrate(&request);
     if let Some(p) = &progress {
         p.finish();
+    }
+    if let Err(e) = &result {
+        print_rolled_back(args.json, e, || {
+            format!(
+                "{} is as it was before (put back from its safety snapshot where it had changed), {}, {} was not changed",
+                request.target,
+                match &request.keep {
+                    Some(k) => format!("the backup at {k} is kept if it was complete"),
+                    None => "the intermediate backup was deleted".to_owned(),
+                },
+                request.source
+            )
+        });
     }
     match result {
         Ok(r) => print_success(args.json, &r, || {

@@ -126,11 +126,13 @@ pub fn print_failure(json: bool, error: &OperationError) -> ExitCode {
             error.kind().as_str(),
             error.step()
         );
-        if error.kind() == aps_controller::ErrorKind::Interrupted {
-            eprintln!(
-                "rolled back: the partial backup file and the work folder were deleted, a restored instance was put back from its safety snapshot, and the lock was released"
-            );
-        }
     }
     exit_code(error)
+}
+
+/// After an interrupted operation, in text mode: what the rollback did (`undone`).
+pub fn print_rolled_back(json: bool, error: &OperationError, undone: impl FnOnce() -> String) {
+    if !json && error.kind() == aps_controller::ErrorKind::Interrupted {
+        eprintln!("rolled back: {}; the lock is released", undone());
+    }
 }

@@ -94,6 +94,10 @@ impl Progress for Bar {
             format!("{} {}", part.phase, part.name)
         };
         let style = match part.total {
+            // A script's own writing is not seen byte by byte: only that it runs, and how long.
+            _ if part.phase == "script" => {
+                ProgressStyle::with_template("{prefix:.bold} {msg} {spinner} {elapsed}")
+            }
             Some(_) => ProgressStyle::with_template(
                 "{prefix:.bold} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
             ),

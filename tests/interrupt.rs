@@ -224,6 +224,27 @@ fn backup_signal_while_the_script_runs_rolls_back_at_once() {
     }
 }
 
+/// Without `--json`: the signal, the error and what was rolled back, in words on stderr.
+#[test]
+fn backup_signal_in_text_mode_says_what_was_rolled_back() {
+    let sb = Sandbox::new();
+    let www = sh_instance(&sb, "blog", "hang-with-child");
+    let dest = dir(&sb, "backups").join("blog.bak");
+    let run = Running::start(sb.command(&["backup", "blog", "--to", dest.as_str()]));
+    child_pid(&www);
+    run.signal("INT");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, Some(130), "{stdout}\n{stderr}");
+    assert!(stderr.contains("error [interrupted]"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "rolled back: the partial file beside {dest} and the work folder were deleted"
+        )),
+        "{stderr}"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+}
+
 /// A controller archive of a web folder with 48 MiB of random data, gzip: SIGINT/SIGTERM
 /// while the archive is being written stop the write (the stream checks the token), delete the
 /// partial file, and leave the destination folder as it was.

@@ -51,7 +51,8 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     // Refused before anything is written when the destination clearly cannot hold it.
     let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
     let dest_dir = destination_dir(request);
-    check_space(&dest_dir, &estimate, request)?;
+    let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
+    check_space(&dest_dir, &estimate, request, sufficient)?;
     ctl.check_cancel(Step::CheckDestination)?;
     // The journal names the temporary destination before it exists: a controller killed at
     // any point after this leaves nothing the next start cannot find and delete.
@@ -126,8 +127,9 @@ fn check_space(
     dest_dir: &Utf8Path,
     estimate: &SizeEstimate,
     request: &BackupRequest,
+    sufficient: bool,
 ) -> Result<(), OperationError> {
-    let needed = crate::estimate::required_space(estimate.total, &request.archive);
+    let needed = required_space(estimate, request, sufficient);
     match crate::estimate::free_space(dest_dir) {
         Ok(free) if free < needed => Err(OperationError::NotEnoughSpace {
             step: Step::CheckDestination,
@@ -139,6 +141,17 @@ fn check_space(
         // Unknown free space is not a reason to refuse: the write itself will tell.
         _ => Ok(()),
     }
+}
+
+/// The free space below which the backup is refused. A `sufficient` script writes a file of
+/// its own making, perhaps compressed: only the compressed bound applies.
+fn required_space(estimate: &SizeEstimate, request: &BackupRequest, sufficient: bool) -> u64 {
+    let options = if sufficient {
+        crate::archive::ArchiveOptions::default()
+    } else {
+        request.archive.clone()
+    };
+    crate::estimate::required_space(estimate.total, &options)
 }
 
 /// What `backup --dry-run` shows: the checks of a backup, its size estimate and plan; nothing
@@ -176,7 +189,8 @@ pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, Ope
     Destination::check(destination.clone(), request.force).map_err(destination_refused)?;
     let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
     let free = crate::estimate::free_space(&destination_dir(request)).ok();
-    let required = crate::estimate::required_space(estimate.total, &request.archive);
+    let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
+    let required = required_space(&estimate, request, sufficient);
     Ok(BackupPlan {
         instance: instance.name.clone(),
         destination,

@@ -51,8 +51,13 @@ pub struct DatabaseSize {
     pub error: Option<String>,
 }
 
+/// The longest a database is asked for its size: the estimate must not hold a backup up when
+/// a server is slow (the dump then reports the server's trouble itself).
+const SIZE_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Adds up the instance's web folders (the ones the archive holds) and databases.
 pub fn estimate_instance(instance: &Instance, timeout: Duration) -> SizeEstimate {
+    let timeout = timeout.min(SIZE_QUERY_TIMEOUT);
     let mut web_dirs = Vec::new();
     for (url, dir) in crate::operation::archived_web_dirs(instance) {
         let (files, bytes) = tree_size(dir);

@@ -593,8 +593,8 @@ fn apply_archive(
     for (db_id, db, dump) in dumps {
         if let Some(ctl) = ctl {
             ctl.check_cancel(step)?;
-            let size = std::fs::metadata(&dump).ok().map(|m| m.len());
-            ctl.report_part("restore", &instance.name, "database", &db_id, size);
+            // The load tool reads the dump itself: no byte count, only that it runs.
+            ctl.report_part("restore", &instance.name, "database", &db_id, None);
         }
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,

@@ -832,6 +832,72 @@ fn full_work_folder_during_the_safety_snapshot_is_no_space() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Progress
+
+/// `--json`: a part line per database, web folder (with the estimate as its total when the
+/// archive is neither compressed nor encrypted) and byte lines that only grow, all on stderr
+/// (stdout is the one result object). Without `--json` and without a terminal: nothing.
+#[test]
+fn progress_lines_with_json_and_nothing_in_cron() {
+    let sb = Sandbox::new();
+    let Some(www) = nobackup_instance(&sb, "prog", "progress") else {
+        return;
+    };
+    random_file(&www.join("big.bin"), 4 << 20);
+    let backups = dir(&sb, "backups");
+    let out = sb.cli(&[
+        "backup",
+        "prog",
+        "--to",
+        backups.join("a.aps").as_str(),
+        "--compression",
+        "none",
+        "--json",
+    ]);
+    assert_success(&out, "backup");
+    json(&out);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let parts: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "part")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["phase"].as_str().unwrap(),
+                e["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        ["database main", "database stats", "web-folder /"],
+        "{events:?}"
+    );
+    let web = events
+        .iter()
+        .find(|e| e["event"] == "part" && e["phase"] == "web-folder")
+        .unwrap();
+    assert!(web["total"].as_u64().unwrap() > 4 << 20, "{web}");
+    let done: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "bytes")
+        .map(|e| e["done"].as_u64().unwrap())
+        .collect();
+    assert!(!done.is_empty(), "{events:?}");
+
+    let quiet = sb.cli(&["backup", "prog", "--to", backups.join("b.aps").as_str()]);
+    assert_success(&quiet, "backup without a terminal");
+    assert!(
+        quiet.stderr.is_empty(),
+        "nothing on stderr in cron: {}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Journal history, `log`, and the size estimate
 
 /// With a 1500-byte bound and 2 rotated files kept, many operations leave journal.log under

@@ -265,6 +265,13 @@ impl Plan<'_> {
                 }
             })?;
         let name = &self.instance.name;
+        // The bytes counted are those written to the archive: only without compression and
+        // encryption do they add up to the estimate, so only then is a total announced.
+        let plain = matches!(
+            self.request.archive.compression,
+            crate::archive::Compression::None
+        ) && self.request.archive.recipients.is_empty();
+        let total = |bytes: Option<u64>| bytes.filter(|_| plain);
 
         // 1.1 Databases, dumped with the servers' own tools.
         for (db_id, db) in &self.instance.databases {
@@ -275,7 +282,7 @@ impl Plan<'_> {
                 .find(|d| &d.db_id == db_id)
                 .and_then(|d| d.bytes);
             self.ctl
-                .report_part("backup", name, "database", db_id, size);
+                .report_part("backup", name, "database", db_id, total(size));
             let dump = work.join(format!("db-{}.sql", super::file_safe(db_id)));
             let info = crate::database::dump(db, &dump, self.ctl.timeout(self.request.timeout))
                 .map_err(|source| OperationError::Database {
@@ -309,7 +316,7 @@ impl Plan<'_> {
                 .find(|w| &w.mapping_url == url)
                 .map(|w| w.bytes);
             self.ctl
-                .report_part("backup", name, "web-folder", url, size);
+                .report_part("backup", name, "web-folder", url, total(size));
             if !dir.exists() {
                 return Err(OperationError::MissingWebDir {
                     step: Step::BackupResources,

@@ -649,6 +649,16 @@ fn every_command_recovers_and_reports_it() {
             );
             assert_eq!(recovered[0]["operation"], "backup");
         }
+        if args[0] == "log" {
+            // The history shows the killed backup as interrupted and recovered.
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let op = &v["operations"][0];
+            assert_eq!(
+                (&op["instance"], &op["outcome"], &op["recovered"]),
+                (&"blog".into(), &"interrupted".into(), &true.into()),
+                "{v}"
+            );
+        }
     }
 }
 

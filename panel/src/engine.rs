@@ -79,11 +79,6 @@ impl Engine {
         self.controller.set_progress(sink);
     }
 
-    /// What opening the controller rolled back.
-    pub fn recovered(&self) -> &aps_controller::journal::RecoveryReport {
-        self.controller.recovered()
-    }
-
     /// Names of the registered instances, sorted.
     pub fn instances(&self) -> Result<Vec<String>, EngineError> {
         let mut names: Vec<String> = self

@@ -375,11 +375,15 @@ fn is_no_space(code: Option<i32>) -> bool {
     matches!(code, Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
 }
 
-/// What a tool or script prints when its disk is full (its own error is only an exit code).
+/// What a tool or script prints when its disk is full (its own error is only an exit code):
+/// the C library's texts for ENOSPC, EDQUOT and EFBIG, MariaDB/MySQL's "table is full" (1114)
+/// and PostgreSQL's "could not extend file" (its data folder is full).
 fn says_no_space(stderr: &str) -> bool {
     stderr.contains("No space left on device")
         || stderr.contains("Disk quota exceeded")
         || stderr.contains("File too large")
+        || stderr.contains("ERROR 1114")
+        || stderr.contains("could not extend file")
 }
 
 /// The kind a cause deep in the source chain imposes, whatever step it surfaced at: a
@@ -431,7 +435,12 @@ impl OperationError {
         if let Some(kind) = cause_kind(self) {
             return kind;
         }
-        self.direct_kind()
+        let kind = self.direct_kind();
+        // A database tool's failure keeps only its stderr excerpt, in the message.
+        if matches!(self, OperationError::Database { .. }) && says_no_space(&self.to_string()) {
+            return ErrorKind::NoSpace;
+        }
+        kind
     }
 
     /// This error as the interruption it is when `signal` had asked the operation to stop
@@ -480,6 +489,11 @@ impl OperationError {
     /// Call it before the rollback frees anything.
     pub fn with_space_facts(self, places: &[&camino::Utf8Path], needed: Option<u64>) -> Self {
         if self.kind() != ErrorKind::NoSpace || matches!(self, OperationError::NoSpace { .. }) {
+            return self;
+        }
+        // Known only from a database tool's message: the server's own disk is full, not one
+        // of ours; that message names the database and carries the server's words.
+        if matches!(self, OperationError::Database { .. }) && cause_kind(&self).is_none() {
             return self;
         }
         let fullest = places
@@ -656,6 +670,41 @@ mod tests {
         };
         assert_eq!(archive.kind(), ErrorKind::NoSpace);
         assert_eq!(archive.step(), Step::BackupResources);
+    }
+
+    #[test]
+    fn a_database_server_with_a_full_disk_is_no_space() {
+        use crate::database::{DatabaseError, DbKind, Target};
+        let load = |stderr: &str| OperationError::Database {
+            step: Step::RestoreResources,
+            db_id: "main".into(),
+            source: DatabaseError::Load {
+                target: Box::new(Target {
+                    kind: DbKind::Mysql,
+                    database: "shop".into(),
+                    server: "127.0.0.1:3306".into(),
+                }),
+                file: "/w/load-main.sql".into(),
+                tool: "mysql".into(),
+                status: "exit code 1".into(),
+                stderr: stderr.into(),
+            },
+        };
+        let full = load("ERROR 1114 (HY000) at line 40: The table 'posts' is full");
+        assert_eq!(full.kind(), ErrorKind::NoSpace);
+        let pg =
+            load("ERROR:  could not extend file \"base/16384/16385\": No space left on device");
+        assert_eq!(pg.kind(), ErrorKind::NoSpace);
+        assert_eq!(
+            load("ERROR 1064 (42000): syntax error").kind(),
+            ErrorKind::ResourceFailed
+        );
+        // No local folder is blamed for the server's disk.
+        let here = camino::Utf8Path::new("/");
+        assert!(matches!(
+            full.with_space_facts(&[here], None),
+            OperationError::Database { .. }
+        ));
     }
 
     #[test]

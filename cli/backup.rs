@@ -162,14 +162,14 @@ fn backup(args: BackupArgs) -> ExitCode {
     if let Some(p) = &progress {
         p.finish();
     }
-    if let Err(e) = &result {
+    let rolled_back = |e: &aps_controller::OperationError| {
         print_rolled_back(args.json, e, || {
             format!(
                 "the partial file beside {} and the work folder were deleted, {} was not touched",
                 request.destination, request.destination
             )
         });
-    }
+    };
     match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
@@ -177,7 +177,11 @@ fn backup(args: BackupArgs) -> ExitCode {
                 r.instance, r.file, r.size, r.sha256, r.duration_ms
             )
         }),
-        Err(e) => print_failure(args.json, &e),
+        Err(e) => {
+            let code = print_failure(args.json, &e);
+            rolled_back(&e);
+            code
+        }
     }
 }
 
@@ -247,7 +251,7 @@ fn restore(args: RestoreArgs) -> ExitCode {
     if let Some(p) = &progress {
         p.finish();
     }
-    if let Err(e) = &result {
+    let rolled_back = |e: &aps_controller::OperationError| {
         print_rolled_back(args.json, e, || {
             if request.no_safety_snapshot {
                 format!(
@@ -261,7 +265,7 @@ fn restore(args: RestoreArgs) -> ExitCode {
                 )
             }
         });
-    }
+    };
     match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
@@ -278,7 +282,11 @@ fn restore(args: RestoreArgs) -> ExitCode {
                 }
             )
         }),
-        Err(e) => print_failure(args.json, &e),
+        Err(e) => {
+            let code = print_failure(args.json, &e);
+            rolled_back(&e);
+            code
+        }
     }
 }
 
@@ -297,7 +305,7 @@ fn migrate(args: MigrateArgs) -> ExitCode {
     if let Some(p) = &progress {
         p.finish();
     }
-    if let Err(e) = &result {
+    let rolled_back = |e: &aps_controller::OperationError| {
         print_rolled_back(args.json, e, || {
             format!(
                 "{} is as it was before (put back from its safety snapshot where it had changed), {}, {} was not changed",
@@ -309,7 +317,7 @@ fn migrate(args: MigrateArgs) -> ExitCode {
                 request.source
             )
         });
-    }
+    };
     match result {
         Ok(r) => print_success(args.json, &r, || {
             format!(
@@ -324,6 +332,10 @@ fn migrate(args: MigrateArgs) -> ExitCode {
                     .unwrap_or_default()
             )
         }),
-        Err(e) => print_failure(args.json, &e),
+        Err(e) => {
+            let code = print_failure(args.json, &e);
+            rolled_back(&e);
+            code
+        }
     }
 }

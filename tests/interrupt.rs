@@ -1025,6 +1025,10 @@ fn dry_run_estimate_is_within_ten_percent_of_the_real_size() {
     assert_success(&out, "backup");
     let real = json(&out)["size"].as_u64().unwrap();
     let error = (estimate as f64 - real as f64).abs() / real as f64;
+    eprintln!(
+        "estimate {estimate} bytes, real {real} bytes: {:.2}% off",
+        error * 100.0
+    );
     assert!(
         error < 0.10,
         "estimate {estimate} vs real {real}: {:.1}% off",

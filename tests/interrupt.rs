@@ -907,6 +907,36 @@ fn progress_lines_with_json_and_nothing_in_cron() {
     );
 }
 
+/// On a terminal (a real pseudo-terminal from `script`), the bar names the operation, the
+/// instance and the part.
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    let sb = Sandbox::new();
+    sh_instance(&sb, "blog", "normal");
+    let dest = dir(&sb, "backups").join("blog.bak");
+    let command = format!(
+        "{} backup blog --to {dest} --state-dir {}",
+        env!("CARGO_BIN_EXE_aps-controller"),
+        sb.state()
+    );
+    let out = match Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("skipped: no `script` to make a terminal: {e}");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("backup blog"), "the bar's prefix: {text:?}");
+    assert!(text.contains("script backup"), "the part: {text:?}");
+    assert!(text.contains("backed up blog"), "{text:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Journal history, `log`, and the size estimate
 

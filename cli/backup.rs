@@ -13,7 +13,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value, json};
 
 use crate::common::{
-    Failure, Out, StateArgs, check_instance_name, open_controller, open_panel, success_json,
+    Failure, Out, StateArgs, check_instance_name, open_controller, open_panel, print_rolled_back,
+    success_json,
 };
 
 #[derive(clap::Subcommand)]
@@ -96,6 +97,10 @@ pub struct BackupArgs {
     /// Replace the --to file when it exists.
     #[arg(long, requires = "to")]
     force: bool,
+    /// Check everything, print the size estimate and the plan; run nothing and leave
+    /// nothing behind.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     archive: ArchiveArgs,
     /// Print one JSON object (docs/json.md).
@@ -140,6 +145,8 @@ pub struct BackupInput {
     pub recipients: Vec<String>,
     /// `true` for HTTP: messages name JSON fields.
     pub http: bool,
+    /// Only check and estimate (`backup --dry-run`): the plan is the answer.
+    pub dry_run: bool,
 }
 
 impl BackupInput {
@@ -194,6 +201,16 @@ pub fn manual_backup(
     panel: &Panel,
     input: &BackupInput,
 ) -> Result<Value, Failure> {
+    let (plan, warnings, request) = prepare(ctl, panel, input)?;
+    finish_backup(ctl, panel, input, plan, warnings, request)
+}
+
+/// Where a manual backup goes and how, checked, with the store's name held for it.
+fn prepare(
+    ctl: &Controller,
+    panel: &Panel,
+    input: &BackupInput,
+) -> Result<(manual::ManualPlan, Vec<String>, BackupRequest), Failure> {
     let (compression, recipients) = input.check()?;
     let instance = ctl.store().get(&input.instance).map_err(|e| {
         Failure::new(
@@ -235,6 +252,17 @@ pub fn manual_backup(
         timeout: input.timeout_secs.map(Duration::from_secs),
         archive: plan.archive.options(0),
     };
+    Ok((plan, warnings, request))
+}
+
+fn finish_backup(
+    ctl: &Controller,
+    panel: &Panel,
+    input: &BackupInput,
+    plan: manual::ManualPlan,
+    warnings: Vec<String>,
+    request: BackupRequest,
+) -> Result<Value, Failure> {
     let report = ctl.backup(&request).map_err(|e| {
         let f = Failure::from_operation(&e);
         if input.http { f.for_http() } else { f }
@@ -354,11 +382,30 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
         compression: args.archive.compression,
         recipients: args.archive.recipients,
         http: false,
+        dry_run: args.dry_run,
     };
     input.check()?;
     let panel = open_panel(&args.state)?;
-    let ctl = open_controller(&args.state)?;
-    let v = manual_backup(&ctl, &panel, &input)?;
+    let mut ctl = open_controller(&args.state)?;
+    if input.dry_run {
+        let plan = manual_backup_plan(&ctl, &panel, &input)?;
+        return Ok(out.success(&plan, || describe_plan(&plan)));
+    }
+    let progress = crate::progress::for_command(out.json);
+    ctl.set_progress(progress.clone());
+    let result = manual_backup(&ctl, &panel, &input);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    if let Err(f) = &result
+        && f.kind == ErrorKind::Interrupted.as_str()
+        && !out.json
+    {
+        eprintln!(
+            "rolled back: the partial file and the work folder were deleted, nothing was put in place; the lock is released"
+        );
+    }
+    let v = result?;
     if let Some(Value::Array(warnings)) = v.get("warnings") {
         for w in warnings.iter().filter_map(Value::as_str) {
             out.warn(w);
@@ -391,7 +438,9 @@ fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
             })?
         }
     };
-    let ctl = open_controller(&args.state)?;
+    let mut ctl = open_controller(&args.state)?;
+    let progress = crate::progress::for_command(out.json);
+    ctl.set_progress(progress.clone());
     let request = RestoreRequest {
         instance: args.name,
         source,
@@ -399,9 +448,26 @@ fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
         no_safety_snapshot: args.no_safety_snapshot,
         identity: args.identity,
     };
-    let r = ctl
-        .restore(&request)
-        .map_err(|e| Failure::from_operation(&e))?;
+    let result = ctl.restore(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let r = result.map_err(|e| {
+        print_rolled_back(out, &e, || {
+            if request.no_safety_snapshot {
+                format!(
+                    "nothing could be put back (--no-safety-snapshot): instance {} is as the stopped restore left it",
+                    request.instance
+                )
+            } else {
+                format!(
+                    "instance {} is as it was before the restore (web folders and databases put back from the safety snapshot where they had changed)",
+                    request.instance
+                )
+            }
+        });
+        Failure::from_operation(&e)
+    })?;
     Ok(out.success(&r, || {
         format!(
             "restored {} from {} (made with version {}-{}) in {} ms{}",
@@ -429,14 +495,31 @@ fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
             args.name
         )));
     }
-    let ctl = open_controller(&args.state)?;
+    let mut ctl = open_controller(&args.state)?;
+    let progress = crate::progress::for_command(out.json);
+    ctl.set_progress(progress.clone());
     let mut request = MigrateRequest::new(args.name, args.to_instance);
     request.keep = args.keep;
     request.timeout = args.timeout.map(Duration::from_secs);
     request.no_safety_snapshot = args.no_safety_snapshot;
-    let r = ctl
-        .migrate(&request)
-        .map_err(|e| Failure::from_operation(&e))?;
+    let result = ctl.migrate(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let r = result.map_err(|e| {
+        print_rolled_back(out, &e, || {
+            format!(
+                "{} is as it was before (put back from its safety snapshot where it had changed), {}, {} was not changed",
+                request.target,
+                match &request.keep {
+                    Some(k) => format!("the backup at {k} is kept if it was complete"),
+                    None => "the intermediate backup was deleted".to_owned(),
+                },
+                request.source
+            )
+        });
+        Failure::from_operation(&e)
+    })?;
     Ok(out.success(&r, || {
         format!(
             "migrated {} into {} ({} bytes) in {} ms{}",
@@ -450,4 +533,64 @@ fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
                 .unwrap_or_default()
         )
     }))
+}
+
+/// `backup --dry-run` in words.
+fn describe_plan(plan: &aps_controller::operation::backup::BackupPlan) -> String {
+    use aps_controller::error::human_bytes;
+    let mut text = format!(
+        "backup of {} to {} ({}{}): nothing written\n",
+        plan.instance,
+        plan.destination,
+        plan.mode,
+        plan.script
+            .as_ref()
+            .map(|s| format!(", script {s}"))
+            .unwrap_or_default()
+    );
+    for w in &plan.estimate.web_dirs {
+        text += &format!(
+            "  web folder {} ({}): {} files, {}\n",
+            w.mapping_url,
+            w.dir,
+            w.files,
+            human_bytes(w.bytes)
+        );
+    }
+    for d in &plan.estimate.databases {
+        text += &match (d.bytes, &d.error) {
+            (Some(b), _) => format!("  database {}: {}\n", d.db_id, human_bytes(b)),
+            (None, e) => format!(
+                "  database {}: size unknown ({})\n",
+                d.db_id,
+                e.as_deref().unwrap_or("")
+            ),
+        };
+    }
+    text += &format!(
+        "  estimate {} before compression; {} free at the destination, {} required: {}",
+        human_bytes(plan.estimate.total),
+        plan.free
+            .map(human_bytes)
+            .unwrap_or_else(|| "unknown".into()),
+        human_bytes(plan.required),
+        if plan.fits {
+            "fits"
+        } else {
+            "REFUSED, too little space"
+        }
+    );
+    text
+}
+
+/// `backup --dry-run`: steps 1 to 3.1 and the size estimate, nothing run or left behind.
+fn manual_backup_plan(
+    ctl: &Controller,
+    panel: &Panel,
+    input: &BackupInput,
+) -> Result<aps_controller::operation::backup::BackupPlan, Failure> {
+    // The store's name is held only for this answer: dropping the plan releases it.
+    let (_plan, _warnings, request) = prepare(ctl, panel, input)?;
+    ctl.plan_backup(&request)
+        .map_err(|e| Failure::from_operation(&e))
 }

@@ -87,6 +87,22 @@ impl Failure {
         if let Some(tail) = e.script_stderr() {
             f = f.with("stderr_tail", tail);
         }
+        // The error's own fields (the signal of an interruption, the place that filled up).
+        if let Value::Object(more) = e.to_json() {
+            for (k, v) in more {
+                if !matches!(k.as_str(), "kind" | "step" | "message" | "stderr_tail") {
+                    f.details.insert(k, v);
+                }
+            }
+        }
+        // An interrupted operation exits with 128 + the signal (130 SIGINT, 143 SIGTERM).
+        if e.kind() == ErrorKind::Interrupted
+            && let Some(signal) = e
+                .signal()
+                .or_else(|| aps_controller::cancel::Cancel::process().signal())
+        {
+            f.exit = (128 + signal.clamp(1, 127)) as u8;
+        }
         f
     }
 
@@ -202,6 +218,7 @@ pub fn envelope(ok: bool, fields: Map<String, Value>) -> Value {
             obj.insert(k, v);
         }
     }
+    obj.entry("recovered").or_insert_with(recovered_array);
     Value::Object(obj)
 }
 
@@ -281,10 +298,52 @@ pub fn open_controller(state: &StateArgs) -> Result<Controller, Failure> {
     let config = ControllerConfig::load(dir).map_err(|e| Failure::usage(e.to_string()))?;
     let controller = Controller::open(config)
         .map_err(|e| Failure::new(e.kind(), aps_panel::problem::operation_message(&e)))?;
-    for entry in &controller.recovered().entries {
+    report_recovered(controller.recovered());
+    Ok(controller)
+}
+
+/// What opening the controller rolled back, as the JSON envelope's `recovered` array holds it.
+static RECOVERED: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+
+/// Says what recovery rolled back: a line on stderr per entry (always, also with `--json`:
+/// a cron user reads stderr), and the entries for the JSON envelope.
+pub fn report_recovered(report: &aps_controller::journal::RecoveryReport) {
+    for entry in &report.entries {
         eprintln!("note: {entry}");
     }
-    Ok(controller)
+    for unreadable in &report.unreadable {
+        eprintln!(
+            "warning: unreadable journal entry {} left for a person: {}",
+            unreadable.path, unreadable.error
+        );
+    }
+    let _ = RECOVERED.set(report.entries.iter().map(recovered_json).collect());
+}
+
+/// One rolled-back entry: what it was, when, and what was undone.
+pub fn recovered_json(entry: &aps_controller::journal::RecoveredEntry) -> Value {
+    let r = &entry.record;
+    serde_json::json!({
+        "id": r.id,
+        "operation": r.kind,
+        "instance": r.instance,
+        "started": r.started,
+        "fully_undone": entry.fully_undone(),
+        "undone": r.undone,
+        "message": entry.to_string(),
+    })
+}
+
+/// The `recovered` array of this command's envelope (empty when nothing was rolled back).
+pub fn recovered_array() -> Value {
+    Value::Array(RECOVERED.get().cloned().unwrap_or_default())
+}
+
+/// After an interrupted operation, in text mode: what the rollback did (`undone`).
+pub fn print_rolled_back(out: Out, error: &OperationError, undone: impl FnOnce() -> String) {
+    if !out.json && error.kind() == ErrorKind::Interrupted {
+        eprintln!("rolled back: {}; the lock is released", undone());
+    }
 }
 
 /// panel.toml and the stores it names (checked: a configured store must exist).

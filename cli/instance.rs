@@ -149,11 +149,7 @@ fn recover(dir: &StateDir) {
         .map_err(|e| e.to_string())
         .and_then(|config| Controller::open(config).map_err(|e| e.to_string()));
     match opened {
-        Ok(controller) => {
-            for entry in &controller.recovered().entries {
-                eprintln!("note: {entry}");
-            }
-        }
+        Ok(controller) => crate::common::report_recovered(controller.recovered()),
         Err(e) => eprintln!("warning: could not roll back interrupted operations: {e}"),
     }
 }

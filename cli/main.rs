@@ -5,9 +5,12 @@ mod common;
 mod import;
 mod instance;
 mod key;
+mod log;
 mod package;
 mod policy;
+mod progress;
 mod serve;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -53,6 +56,9 @@ enum Command {
     /// Encryption keys for backups (age).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The history of operations (all, or of instance NAME): what ran, when, how it ended,
+    /// how long it took, what was rolled back.
+    Log(log::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,17 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return parse_error(e),
     };
+    // Commands that run operations stop them on SIGINT/SIGTERM/SIGHUP and roll back
+    // (`serve` installs its own, which also stops taking requests).
+    if matches!(
+        cli.command,
+        Command::Operation(_)
+            | Command::Policy(
+                policy::PolicyCommand::Run { .. } | policy::PolicyCommand::Drill { .. }
+            )
+    ) {
+        signals::install(|| {});
+    }
     match cli.command {
         Command::Package(c) => package::run(c),
         Command::Instance(c) => instance::run(c),
@@ -67,6 +84,7 @@ fn main() -> ExitCode {
         Command::Policy(c) => policy::run(c),
         Command::Serve(a) => serve::run(a),
         Command::Key(c) => key::run(c),
+        Command::Log(a) => log::run(a),
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::list_backups;
-use aps_panel::progress::Progress;
+use aps_panel::progress::{OperationProgress, Progress};
 use aps_panel::prune::{StorePrune, prune_store};
 use aps_panel::run::{RunOptions, run as run_backups};
 use aps_panel::{Engine, Panel, PanelError, Periodicity, Store, SystemClock};
@@ -127,7 +127,20 @@ pub fn run(c: PolicyCommand) -> ExitCode {
         | PolicyCommand::Backups { json, .. }
         | PolicyCommand::Drill { json, .. } => *json,
     });
-    out.finish(dispatch(out, c))
+    let code = out.finish(dispatch(out, c));
+    // Stopped by a signal: whatever ran was rolled back; say so in the exit code.
+    aps_controller::cancel::Cancel::process()
+        .signal()
+        .and_then(|s| crate::signals::interrupted_exit_code(Some(s)))
+        .unwrap_or(code)
+}
+
+/// panel.toml and its stores, after the controller rolled back what a killed one left and
+/// said so (stderr, and `recovered` in the JSON envelope): every command recovers first.
+fn open(state: &StateArgs) -> Result<Panel, Failure> {
+    // A controller that cannot open is reported by the command's own next step.
+    let _ = crate::common::open_controller(state);
+    open_panel(state)
 }
 
 fn engine(panel: &Panel) -> Result<Engine, Failure> {
@@ -136,6 +149,10 @@ fn engine(panel: &Panel) -> Result<Engine, Failure> {
 
 /// A long-running command's last JSON line: the envelope with `type` `summary`.
 fn summary_line(ok: bool, summary: Value, error: Option<&Failure>) -> Value {
+    let mut summary = summary;
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("recovered".into(), crate::common::recovered_array());
+    }
     let mut fields = Map::new();
     fields.insert("type".into(), "summary".into());
     fields.insert("summary".into(), summary);
@@ -157,8 +174,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             for name in &instances {
                 check_instance_name("--instance", name)?;
             }
-            let panel = open_panel(&state)?;
-            let engine = engine(&panel)?;
+            let panel = open(&state)?;
+            let mut engine = engine(&panel)?;
             // Unknown names are refused before any backup starts.
             let registered = engine
                 .instances()
@@ -178,7 +195,12 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 ));
             }
             let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
-            let progress = Progress::detect(json);
+            let progress = std::sync::Arc::new(Progress::detect(json));
+            if !matches!(*progress, Progress::Quiet) {
+                engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
+                    std::sync::Arc::clone(&progress),
+                ))));
+            }
             let options = RunOptions {
                 periodicity,
                 instances,
@@ -212,6 +234,13 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                     s.succeeded,
                     s.failed
                 );
+                let recovered = crate::common::recovered_array();
+                if let Some(list) = recovered.as_array().filter(|l| !l.is_empty()) {
+                    outln!(
+                        "  recovered {} interrupted operation(s) first (details on stderr)",
+                        list.len()
+                    );
+                }
                 for o in &s.instances {
                     match (&o.file, &o.error) {
                         (_, Some(e)) => {
@@ -223,15 +252,20 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                             eprintln!("aps-controller: {}: {step} failed: {e}", o.instance);
                         }
                         (Some(f), None) => outln!(
-                            "  ok      {}  {f}  {}  {:.1} s{}",
+                            "  ok      {}  {f}  {}  {:.1} s{}{}",
                             o.instance,
                             human_size(o.size.unwrap_or(0)),
                             o.duration_ms as f64 / 1000.0,
-                            if o.pruned.is_empty() {
-                                String::new()
-                            } else {
-                                format!("  pruned {}", o.pruned.len())
-                            }
+                            match (&o.upload, &panel.remote) {
+                                (Some(u), Some(r)) => format!(
+                                    "  uploaded {}{}, {}",
+                                    r.describe(),
+                                    u.key,
+                                    human_size(u.size)
+                                ),
+                                _ => String::new(),
+                            },
+                            pruned_text(&o.pruned)
                         ),
                         (None, None) => outln!("  ok      {}", o.instance),
                     }
@@ -249,7 +283,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             json: _,
             state,
         } => {
-            let panel = open_panel(&state)?;
+            let panel = open(&state)?;
             let now = jiff::Timestamp::now();
             let mut stores: Vec<&dyn Store> = vec![&panel.local];
             if let Some(r) = &panel.remote {
@@ -279,7 +313,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             if let Some(i) = &instance {
                 check_instance_name("--instance", i)?;
             }
-            let panel = open_panel(&state)?;
+            let panel = open(&state)?;
             let engine = engine(&panel)?;
             let file = match (file, instance) {
                 (Some(f), _) => f,
@@ -314,7 +348,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             state,
         } => {
             check_instance_name("NAME", &name)?;
-            let panel = open_panel(&state)?;
+            let panel = open(&state)?;
             let engine = engine(&panel)?;
             let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
             let entries = list_backups(store, &name).map_err(|e| Failure::from_panel(&e.into()))?;
@@ -370,7 +404,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                      staging instance, so name another registered instance of the same package"
                 )));
             }
-            let panel = open_panel(&state)?;
+            let panel = open(&state)?;
             let engine = engine(&panel)?;
             require_registered(&engine, &name)?;
             require_registered(&engine, &staging)?;
@@ -442,6 +476,18 @@ fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
                 "no registered instance named {name:?}; `aps-controller instance list` shows them"
             ),
         ))
+    }
+}
+
+/// `  pruned local 2, remote 1`: retention's removals, the remote's keys marked `remote:`.
+fn pruned_text(pruned: &[String]) -> String {
+    let remote = pruned.iter().filter(|k| k.starts_with("remote:")).count();
+    let local = pruned.len() - remote;
+    match (local, remote) {
+        (0, 0) => String::new(),
+        (l, 0) => format!("  pruned local {l}"),
+        (0, r) => format!("  pruned remote {r}"),
+        (l, r) => format!("  pruned local {l}, remote {r}"),
     }
 }
 

@@ -84,6 +84,18 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     let allowed = allowed_dirs(&args.allow_dir, ctl.config().state.root()).map_err(usage_error)?;
     let server = Server::http(args.listen)
         .map_err(|e| usage_error(format!("cannot listen on {}: {e}", args.listen)))?;
+    // SIGTERM (systemd's stop), SIGINT, SIGHUP: running operations are rolled back (they
+    // check the process's token), every worker stops taking requests, and serve exits 0.
+    let server = std::sync::Arc::new(server);
+    {
+        let server = std::sync::Arc::clone(&server);
+        let workers = args.workers;
+        crate::signals::install(move || {
+            for _ in 0..workers {
+                server.unblock();
+            }
+        });
+    }
     let addr = server
         .server_addr()
         .to_ip()
@@ -109,7 +121,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         for _ in 0..args.workers {
             s.spawn(|| {
                 // recv fails only when the listener is gone: nothing more will come.
-                while let Ok(request) = server.recv() {
+                while !aps_controller::cancel::Cancel::process().is_requested()
+                    && let Ok(request) = server.recv()
+                {
                     app.handle(request);
                 }
             });
@@ -427,6 +441,7 @@ impl App {
             compression: b.compression,
             recipients: b.recipients,
             http: true,
+            dry_run: false,
         };
         // panel.toml is read per request, so a change applies without a restart.
         let state = crate::common::StateArgs {

@@ -6,15 +6,19 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::account::Account;
+use crate::cancel::Cancel;
 use crate::environment::HostFacts;
 use crate::error::{OperationError, Step};
 use crate::interpreter::InterpreterTable;
-use crate::journal::{Journal, JournalEntry, OperationKind, RecoveryReport, UndoAction};
+use crate::journal::{
+    Journal, JournalEntry, JournalLimits, OperationKind, RecoveryReport, UndoAction,
+};
 use crate::lock::InstanceLock;
 use crate::operation::{
     BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
     VerifyReport,
 };
+use crate::progress::{Meter, Part, Progress};
 use crate::registry::{
     FileStore, Instance, InstanceStore, OpenedPackage, StateDir, StoreError, open_package,
 };
@@ -44,6 +48,8 @@ pub struct ControllerConfig {
     pub limits: ResourceLimits,
     /// Per-instance bounds (`[limits.instances.NAME]`), overriding `limits` key by key.
     pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
+    /// How much history the operation journal keeps.
+    pub journal_limits: JournalLimits,
 }
 
 /// Bounds set with `setrlimit` on a package script before it starts; `None`: inherited from
@@ -95,6 +101,9 @@ struct LimitsFile {
 /// cpu-secs = 3600            # RLIMIT_CPU
 /// [limits.instances.blog]    # per instance, key by key
 /// max-file-size-mb = 2048
+/// journal-log-max-bytes = 4194304   # journal.log is rotated beyond this
+/// journal-log-keep = 4              # rotated logs kept
+/// journal-closed-max-days = 90      # closed journal entries kept this long
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
@@ -110,6 +119,9 @@ struct ConfigFile {
     allow_root_scripts: bool,
     #[serde(default)]
     limits: LimitsFile,
+    journal_log_max_bytes: Option<u64>,
+    journal_log_keep: Option<u32>,
+    journal_closed_max_days: Option<u64>,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
 }
@@ -160,6 +172,15 @@ impl ControllerConfig {
             cpu_secs: file.limits.cpu_secs,
         };
         config.instance_limits = file.limits.instances;
+        if let Some(b) = file.journal_log_max_bytes {
+            config.journal_limits.log_max_bytes = b;
+        }
+        if let Some(k) = file.journal_log_keep {
+            config.journal_limits.log_keep = k;
+        }
+        if let Some(d) = file.journal_closed_max_days {
+            config.journal_limits.closed_max_age = Duration::from_secs(d * 24 * 3600);
+        }
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
@@ -178,6 +199,7 @@ impl ControllerConfig {
             allow_root_scripts: false,
             limits: ResourceLimits::default(),
             instance_limits: Default::default(),
+            journal_limits: JournalLimits::default(),
         }
     }
 
@@ -207,6 +229,10 @@ pub struct Controller {
     config: ControllerConfig,
     store: Box<dyn InstanceStore + Send + Sync>,
     recovered: RecoveryReport,
+    /// Checked by every operation ([`crate::cancel`]); the process's token unless replaced.
+    cancel: Cancel,
+    /// Where operations report their parts and bytes; none by default.
+    progress: Option<Meter>,
 }
 
 impl Controller {
@@ -230,7 +256,8 @@ impl Controller {
         // What scripts of a killed controller detached is ended first.
         crate::process::end_stale_runs();
         crate::operation::tenant::remove_stale();
-        let journal = Journal::new(journal_dir(&config.state));
+        let journal = Journal::new(journal_dir(&config.state)).with_limits(config.journal_limits);
+        journal.prune_closed();
         // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal
             .recover_interrupted(|snapshot, instance| {
@@ -249,6 +276,8 @@ impl Controller {
             config,
             store,
             recovered,
+            cancel: Cancel::process().clone(),
+            progress: None,
         })
     }
 
@@ -258,6 +287,57 @@ impl Controller {
 
     pub fn store(&self) -> &(dyn InstanceStore + Send + Sync) {
         self.store.as_ref()
+    }
+
+    /// Replaces the cancellation token operations check (default: [`Cancel::process`]).
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        self.cancel = cancel;
+    }
+
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// Operations report their progress to `sink` from now on.
+    pub fn set_progress(&mut self, sink: Option<std::sync::Arc<dyn Progress>>) {
+        self.progress = sink.map(Meter::new);
+    }
+
+    /// Reports that `phase` of an operation on `instance` starts.
+    pub(crate) fn report_part(
+        &self,
+        operation: &'static str,
+        instance: &str,
+        phase: &'static str,
+        name: &str,
+        total: Option<u64>,
+    ) {
+        if let Some(m) = &self.progress {
+            m.part(&Part {
+                operation,
+                instance: instance.to_owned(),
+                phase,
+                name: name.to_owned(),
+                total,
+            });
+        }
+    }
+
+    /// Arms the cancellation token on this thread for the duration of an operation.
+    pub(crate) fn arm_cancel(&self) -> crate::cancel::Armed {
+        self.cancel.arm_with(self.progress.clone())
+    }
+
+    /// Between two steps: stops the operation if a signal asked to.
+    pub(crate) fn check_cancel(&self, step: Step) -> Result<(), OperationError> {
+        match crate::cancel::requested() {
+            Some(signal) => Err(OperationError::Interrupted {
+                step,
+                signal,
+                cause: None,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// What opening the controller rolled back (interrupted operations), for the caller to log.
@@ -277,14 +357,26 @@ impl Controller {
 
     pub fn backup(&self, request: &BackupRequest) -> Result<BackupReport, OperationError> {
         crate::operation::backup::backup(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
+    /// What [`Controller::backup`] would do with `request`, with the instance's size estimate
+    /// and the destination's free space; nothing is written, locked or run.
+    pub fn plan_backup(
+        &self,
+        request: &BackupRequest,
+    ) -> Result<crate::operation::backup::BackupPlan, OperationError> {
+        crate::operation::backup::plan(self, request)
     }
 
     pub fn restore(&self, request: &RestoreRequest) -> Result<RestoreReport, OperationError> {
         crate::operation::restore::restore(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
     /// Accepts a backup file from elsewhere (see [`crate::operation::import`]).
@@ -408,8 +500,9 @@ impl Controller {
         })
     }
 
-    pub(crate) fn journal(&self) -> Journal {
-        Journal::new(journal_dir(&self.config.state))
+    /// The operation journal, with the configured history limits.
+    pub fn journal(&self) -> Journal {
+        Journal::new(journal_dir(&self.config.state)).with_limits(self.config.journal_limits)
     }
 
     /// Opens the journal entry of an operation on `instance` with its first undo actions (made

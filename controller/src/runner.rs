@@ -534,7 +534,7 @@ impl ProcessSpec {
         // Whatever the child started, in its group or not, ends with it.
         confinement.end_all();
         drop(confinement);
-        let (timed_out, status) = waited?;
+        let (stopped, status) = waited?;
 
         // Wait for the pipes to close: once they do, every group member that held them is gone.
         let drain_deadline = Instant::now() + PIPE_DRAIN_LIMIT;
@@ -567,7 +567,15 @@ impl ProcessSpec {
         };
         drop(home);
 
-        if timed_out {
+        if let Stopped::Interrupted(signal) = stopped {
+            return Err(RunError::Interrupted {
+                command: self.command_line(),
+                cwd: self.cwd_display(),
+                signal,
+                output: Box::new(output),
+            });
+        }
+        if stopped == Stopped::TimedOut {
             return Err(RunError::Timeout {
                 command: self.command_line(),
                 cwd: self.cwd_display(),
@@ -608,9 +616,10 @@ impl ProcessSpec {
         })
     }
 
-    /// Waits for the group leader, enforcing the timeout; then kills what is left of the group
-    /// and reaps the leader. Returns whether the timeout fired.
-    fn wait(&self, child: &mut Child) -> io::Result<(bool, ExitStatus)> {
+    /// Waits for the group leader, enforcing the timeout and the cancellation token armed on
+    /// this thread ([`crate::cancel`]); then kills what is left of the group and reaps the
+    /// leader. Returns whether the timeout or a cancellation stopped it.
+    fn wait(&self, child: &mut Child) -> io::Result<(Stopped, ExitStatus)> {
         let pid = child.id();
         // A helper thread waits *without reaping* (WNOWAIT): the leader stays a zombie, so its
         // pid, which is also the group id, cannot be reused while we signal the group.
@@ -621,23 +630,38 @@ impl ProcessSpec {
                 let _ = exit_tx.send(wait_no_reap(pid));
             })?;
 
-        let mut timed_out = false;
-        let exited = match self.timeout {
-            None => exit_rx.recv().ok(),
-            Some(timeout) => match exit_rx.recv_timeout(timeout) {
-                Ok(r) => Some(r),
+        let cancel = crate::cancel::current();
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut stopped = Stopped::No;
+        let exited = loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // With a token to watch, wake up often enough to answer a signal at once.
+            let slice = match (&cancel, left) {
+                (Some(_), Some(left)) => left.min(CANCEL_POLL),
+                (Some(_), None) => CANCEL_POLL,
+                (None, Some(left)) => left,
+                (None, None) => break exit_rx.recv().ok(),
+            };
+            match exit_rx.recv_timeout(slice) {
+                Ok(r) => break Some(r),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(signal) = cancel.as_ref().and_then(crate::cancel::Cancel::signal) {
+                stopped = Stopped::Interrupted(signal);
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                stopped = Stopped::TimedOut;
+            } else {
+                continue;
+            }
+            kill_group(pid, libc::SIGTERM);
+            match exit_rx.recv_timeout(self.kill_grace) {
+                Ok(r) => break Some(r),
                 Err(_) => {
-                    timed_out = true;
-                    kill_group(pid, libc::SIGTERM);
-                    match exit_rx.recv_timeout(self.kill_grace) {
-                        Ok(r) => Some(r),
-                        Err(_) => {
-                            kill_group(pid, libc::SIGKILL);
-                            exit_rx.recv().ok()
-                        }
-                    }
+                    kill_group(pid, libc::SIGKILL);
+                    break exit_rx.recv().ok();
                 }
-            },
+            }
         };
         if let Some(Err(e)) = exited {
             return Err(e);
@@ -645,8 +669,19 @@ impl ProcessSpec {
         // Leftovers (daemonized helpers, `sleep &`) must not outlive the script.
         kill_group(pid, libc::SIGKILL);
         let status = child.wait()?;
-        Ok((timed_out, status))
+        Ok((stopped, status))
     }
+}
+
+/// How often the wait for a process checks the cancellation token.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// Why the runner stopped a process before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    No,
+    TimedOut,
+    Interrupted(i32),
 }
 
 /// Waits until `pid` has exited, leaving it a zombie (not reaped).
@@ -844,6 +879,15 @@ pub enum RunError {
         signal: i32,
         output: Box<ProcessOutput>,
     },
+    /// A signal to the controller (SIGINT, SIGTERM, SIGHUP) asked the operation to stop: the
+    /// process's whole group got SIGTERM, then SIGKILL after the grace period.
+    #[error("`{command}` in {cwd} was stopped because the controller got {}{}", crate::cancel::signal_name(*.signal), stderr_suffix(.output))]
+    Interrupted {
+        command: String,
+        cwd: String,
+        signal: i32,
+        output: Box<ProcessOutput>,
+    },
     /// The process ran past its timeout; its whole process group was killed.
     #[error("`{command}` in {cwd} timed out after {timeout:?} and was killed{}", stderr_suffix(.output))]
     Timeout {
@@ -862,7 +906,8 @@ impl RunError {
             | RunError::Setup { command, .. }
             | RunError::Exit { command, .. }
             | RunError::Signal { command, .. }
-            | RunError::Timeout { command, .. } => command,
+            | RunError::Timeout { command, .. }
+            | RunError::Interrupted { command, .. } => command,
         }
     }
 
@@ -873,7 +918,8 @@ impl RunError {
             | RunError::Setup { cwd, .. }
             | RunError::Exit { cwd, .. }
             | RunError::Signal { cwd, .. }
-            | RunError::Timeout { cwd, .. } => cwd,
+            | RunError::Timeout { cwd, .. }
+            | RunError::Interrupted { cwd, .. } => cwd,
         }
     }
 
@@ -882,7 +928,8 @@ impl RunError {
         match self {
             RunError::Exit { output, .. }
             | RunError::Signal { output, .. }
-            | RunError::Timeout { output, .. } => Some(output),
+            | RunError::Timeout { output, .. }
+            | RunError::Interrupted { output, .. } => Some(output),
             RunError::Spawn { .. } | RunError::Setup { .. } => None,
         }
     }

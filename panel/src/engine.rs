@@ -147,6 +147,14 @@ impl Engine {
         Ok(Engine { controller })
     }
 
+    /// The controller's operations report their parts and bytes to `sink`.
+    pub fn set_progress(
+        &mut self,
+        sink: Option<std::sync::Arc<dyn aps_controller::progress::Progress>>,
+    ) {
+        self.controller.set_progress(sink);
+    }
+
     /// Names of the registered instances, sorted.
     pub fn instances(&self) -> Result<Vec<String>, EngineError> {
         let mut names: Vec<String> = self

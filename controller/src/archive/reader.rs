@@ -158,7 +158,7 @@ impl ArchiveReader {
         };
         let file = File::open(path).map_err(open_err)?;
         let pass = file.try_clone().map_err(open_err)?;
-        let stream = open_source(Box::new(pass), path, identity)?;
+        let stream = open_source(Box::new(crate::cancel::Guarded::new(pass)), path, identity)?;
         let (manifest, seal) = scan(stream, path, &Targets::default())?;
         Ok(ArchiveReader {
             path: path.to_owned(),
@@ -218,7 +218,11 @@ impl ArchiveReader {
         };
         let mut pass = self.file.try_clone().map_err(open_err)?;
         pass.seek(SeekFrom::Start(0)).map_err(open_err)?;
-        let stream = open_source(Box::new(pass), &self.path, self.identity.as_deref())?;
+        let stream = open_source(
+            Box::new(crate::cancel::Guarded::new(pass)),
+            &self.path,
+            self.identity.as_deref(),
+        )?;
         let (again, seal) = scan(stream, &self.path, &targets)?;
         if again != self.manifest || seal != self.seal {
             return Err(ArchiveError::ManifestInvalid {

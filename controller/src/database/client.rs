@@ -259,7 +259,8 @@ fn classify(
 ) -> DatabaseError {
     let target = Target::of(db);
     let (status, output) = match &err {
-        RunError::Spawn { .. } | RunError::Setup { .. } => {
+        // A stopped tool keeps its RunError as the source: the operation's kind is found there.
+        RunError::Spawn { .. } | RunError::Setup { .. } | RunError::Interrupted { .. } => {
             return DatabaseError::Start {
                 action,
                 target,

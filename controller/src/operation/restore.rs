@@ -72,6 +72,8 @@ pub fn restore(
     request: &RestoreRequest,
 ) -> Result<RestoreReport, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
+    ctl.check_cancel(Step::FindInstance)?;
     // The standard requires the instance to exist already.
     let instance = ctl.find_instance(&request.instance)?;
     // Who runs the tenant's work and owns what is restored: refused (root) before anything.
@@ -99,8 +101,11 @@ fn restore_as(
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);
+    let size = std::fs::metadata(&file).ok().map(|m| m.len());
+    ctl.report_part("restore", &instance.name, "verify", file.as_str(), size);
     let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
+    ctl.check_cancel(Step::VerifyBackup)?;
 
     let mut operation = ctl.begin_operation(
         OperationKind::Restore,
@@ -110,6 +115,9 @@ fn restore_as(
     )?;
     let snapshot =
         (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar"));
+    if snapshot.is_some() {
+        ctl.report_part("restore", &instance.name, "safety-snapshot", "", None);
+    }
     let prepared = match &snapshot {
         // Persisted before the first change: a killed controller is rolled back from it.
         Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
@@ -123,7 +131,9 @@ fn restore_as(
         }),
         None => Ok(()),
     };
-    if let Err(error) = prepared {
+    if let Err(error) = prepared.and_then(|()| ctl.check_cancel(Step::SafetySnapshot)) {
+        // Nothing of the instance changed yet; a full disk can only be the work folder's.
+        let error = error.with_space_facts(&[operation.work()], None);
         return Err(operation.fail(error));
     }
 
@@ -144,7 +154,9 @@ fn restore_as(
             file,
             record,
         } => steps.restore_script_file(*encrypted, file, &record.sha256),
-    };
+    }
+    // A signal after the last step still puts the instance back: the restore did not finish.
+    .and_then(|()| ctl.check_cancel(Step::Finish));
 
     match result {
         Ok(()) => {
@@ -164,8 +176,17 @@ fn restore_as(
             })
         }
         Err(error) => {
+            // Measured before the rollback frees anything, to name the place that filled up.
+            let mut places: Vec<&Utf8Path> = instance.web_dirs.values().map(|d| &**d).collect();
+            places.push(operation.work());
+            let error = error.with_space_facts(&places, None);
+            if snapshot.is_some() {
+                ctl.report_part("restore", &instance.name, "rollback", "", None);
+            }
+            // A second signal must not cut the rollback short.
             if let Some(path) = &snapshot
-                && let Err(rollback) = put_back(ctl.config(), &instance, path, account)
+                && let Err(rollback) =
+                    crate::cancel::shielded(|| put_back(ctl.config(), &instance, path, account))
             {
                 // Keep the snapshot (and the journal entry) for a person to act on.
                 operation.fail_keeping_work(&rollback.to_string());
@@ -382,6 +403,10 @@ impl Steps<'_> {
         // `--timeout` bounds the script (the CLI documents it so); loading a large dump is
         // bounded by the configured default instead, so a short script timeout never turns a
         // slow but healthy load into a failure.
+        let size = std::fs::metadata(reader.path()).ok().map(|m| m.len());
+        let name = &self.instance.name;
+        self.ctl
+            .report_part("restore", name, "extract", reader.path().as_str(), size);
         let script_part = apply_archive(
             reader,
             self.instance,
@@ -389,9 +414,13 @@ impl Steps<'_> {
             self.ctl.config().default_timeout,
             Step::RestoreResources,
             self.account,
+            Some(self.ctl),
         )?;
         relocate_separate_mappings(reader, self.instance)?;
         if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
+            self.ctl.check_cancel(Step::RunScript)?;
+            self.ctl
+                .report_part("restore", name, "script", &script.name, None);
             self.run_script(script, interpreter, &part)?;
         }
         Ok(())
@@ -436,6 +465,7 @@ impl Steps<'_> {
             copy
         };
         for (db_id, db) in &self.instance.databases {
+            self.ctl.check_cancel(Step::RestoreResources)?;
             crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
                 OperationError::Database {
                     step: Step::RestoreResources,
@@ -616,6 +646,7 @@ fn put_back(
         config.default_timeout,
         Step::Rollback,
         account,
+        None,
     )?;
     // Folders absent from the snapshot did not exist before the restore.
     for (url, dir) in super::archived_web_dirs(instance) {
@@ -648,6 +679,7 @@ fn apply_archive(
     timeout: std::time::Duration,
     step: Step,
     owner: Option<&Account>,
+    ctl: Option<&Controller>,
 ) -> Result<Option<Utf8PathBuf>, OperationError> {
     let arch = |source| OperationError::Archive { step, source };
     let mut plan = ExtractPlan::new();
@@ -684,6 +716,11 @@ fn apply_archive(
     let plan = plan.owner(owner.filter(|a| !a.is_current()));
     reader.extract(&plan).map_err(arch)?;
     for (db_id, db, dump) in dumps {
+        if let Some(ctl) = ctl {
+            ctl.check_cancel(step)?;
+            // The load tool reads the dump itself: no byte count, only that it runs.
+            ctl.report_part("restore", &instance.name, "database", &db_id, None);
+        }
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,
             db_id: db_id.clone(),

@@ -56,6 +56,7 @@ pub fn verify_instance(
     timeout: Option<Duration>,
 ) -> Result<Option<VerifyReport>, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
     let instance = ctl.find_instance(instance)?;
     let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "verify")?;

@@ -401,8 +401,12 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
         && f.kind == ErrorKind::Interrupted.as_str()
         && !out.json
     {
+        let dest = input.to.as_ref().map_or_else(
+            || "the backup store's new file".to_owned(),
+            |d| d.to_string(),
+        );
         eprintln!(
-            "rolled back: the partial file and the work folder were deleted, nothing was put in place; the lock is released"
+            "rolled back: the partial file beside {dest} and the work folder were deleted, {dest} was not touched; the lock is released"
         );
     }
     let v = result?;

@@ -58,6 +58,11 @@ enum Command {
     Key(key::KeyCommand),
     /// The history of operations (all, or of instance NAME): what ran, when, how it ended,
     /// how long it took, what was rolled back.
+    #[command(after_help = "EXAMPLES:\n  \
+        # Every operation of instance blog in the last day:\n  \
+        aps-controller log blog --since 24h\n\n  \
+        # All operations since a given time, for a program:\n  \
+        aps-controller log --since 2026-12-01T00:00:00Z --json")]
     Log(log::LogArgs),
 }
 

@@ -50,6 +50,7 @@ impl Progress for JsonLines {
             last: None,
         };
         print_line(serde_json::json!({
+            "type": "progress",
             "event": "part",
             "operation": part.operation,
             "instance": part.instance,
@@ -68,6 +69,7 @@ impl Progress for JsonLines {
         }
         state.last = Some(now);
         print_line(serde_json::json!({
+            "type": "progress",
             "event": "bytes",
             "done": state.done,
             "total": state.total,

@@ -130,7 +130,7 @@ fn exit_codes_for_invalid_input_and_io() {
     assert!(text(&o).contains("admin_email"), "{}", text(&o));
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&t.run(&["list", "--json"]).stdout).unwrap(),
-        serde_json::json!({"ok": true, "instances": []})
+        serde_json::json!({"ok": true, "instances": [], "recovered": []})
     );
 
     let o = t.run(&["register", "--file", t.dir.join("absent.toml").as_str()]);

@@ -522,7 +522,10 @@ fn run_stops_on_sigterm() {
     let blog = &summary["summary"]["instances"][0];
     assert_eq!(blog["ok"], false, "{summary}");
     assert!(
-        blog["error"].as_str().unwrap().contains("SIGTERM"),
+        blog["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("SIGTERM"),
         "{summary}"
     );
     assert!(!pid_alive(child));
@@ -674,7 +677,14 @@ impl Tmpfs {
     fn mount(dir: &Utf8Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            // mode=0755: a destination folder others can write to is refused by itself.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir.as_str())
             .output()
             .unwrap();
@@ -1078,6 +1088,13 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
     let token = "0123456789abcdef0123456789abcdef-test-token";
     let token_file = sb.path("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    // serve refuses a token file others can read, and paths outside its allowed folders.
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let backups = dir(&sb, "backups");
     let mut server = sb
         .command(&[
             "serve",
@@ -1085,6 +1102,8 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
             "127.0.0.1:0",
             "--token-file",
             token_file.as_str(),
+            "--allow-dir",
+            backups.as_str(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1099,7 +1118,6 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line: {line:?}"))
         .to_owned();
-    let backups = dir(&sb, "backups");
     let dest = backups.join("blog.bak");
     let url = format!("{base}/v1/instances/blog/backup");
     let call = {

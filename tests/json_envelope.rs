@@ -266,6 +266,17 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     c.run(&sb, &["drill", "blog", "--staging", "staging"], true);
     c.run(&sb, &["drill", "blog", "--staging", "blog"], false);
 
+    // log: the history, and a bad --since.
+    let v = c.run(&sb, &["log", "blog"], true);
+    assert!(
+        v["operations"]
+            .as_array()
+            .is_some_and(|ops| !ops.is_empty()),
+        "{v}"
+    );
+    let v = c.run(&sb, &["log", "--since", "yesterday-ish"], false);
+    assert_eq!(v["error"]["kind"], "usage");
+
     // key generate.
     let key = sb.path("key.txt");
     c.run(&sb, &["key", "generate", "--out", key.as_str()], true);

@@ -182,31 +182,8 @@ pub fn for_http(message: &str) -> String {
 
 /// The exit code of a kind named in the README's table (1 for anything else).
 pub fn kind_exit(kind: &str) -> u8 {
-    ALL_KINDS
-        .iter()
-        .find(|k| k.as_str() == kind)
-        .map(|k| k.exit_code())
-        .unwrap_or(1)
+    ErrorKind::named(kind).map_or(1, ErrorKind::exit_code)
 }
-
-pub const ALL_KINDS: [ErrorKind; 16] = [
-    ErrorKind::InstanceNotFound,
-    ErrorKind::InvalidPackage,
-    ErrorKind::InterpreterMissing,
-    ErrorKind::DestinationRefused,
-    ErrorKind::ScriptFailed,
-    ErrorKind::TimedOut,
-    ErrorKind::Busy,
-    ErrorKind::ResourceFailed,
-    ErrorKind::InvalidBackup,
-    ErrorKind::UntrustedBackup,
-    ErrorKind::NoSpace,
-    ErrorKind::AccountRefused,
-    ErrorKind::PathNotAllowed,
-    ErrorKind::Interrupted,
-    ErrorKind::Usage,
-    ErrorKind::Internal,
-];
 
 /// The one place envelopes are made: `{"ok":…, …fields}`. Fields common to every envelope
 /// (such as what was recovered on start) are added here.

@@ -613,11 +613,7 @@ fn operation_answer<T: serde::Serialize>(result: Result<T, OperationError>) -> A
 
 /// The status of a kind named in the README's table (500 for anything else).
 fn status_of_kind(kind: &str) -> u16 {
-    crate::common::ALL_KINDS
-        .iter()
-        .find(|k| k.as_str() == kind)
-        .map(|k| status_of(*k))
-        .unwrap_or(500)
+    ErrorKind::named(kind).map_or(500, status_of)
 }
 
 /// The HTTP status of an operation's error; `error.kind` in the body is the precise answer.

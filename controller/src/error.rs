@@ -124,6 +124,31 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the README's order.
+    pub const ALL: [ErrorKind; 16] = [
+        ErrorKind::InstanceNotFound,
+        ErrorKind::InvalidPackage,
+        ErrorKind::InterpreterMissing,
+        ErrorKind::DestinationRefused,
+        ErrorKind::ScriptFailed,
+        ErrorKind::TimedOut,
+        ErrorKind::Busy,
+        ErrorKind::ResourceFailed,
+        ErrorKind::InvalidBackup,
+        ErrorKind::UntrustedBackup,
+        ErrorKind::NoSpace,
+        ErrorKind::AccountRefused,
+        ErrorKind::PathNotAllowed,
+        ErrorKind::Interrupted,
+        ErrorKind::Usage,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]), if there is one.
+    pub fn named(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::InstanceNotFound => "instance-not-found",

@@ -164,16 +164,7 @@ pub(crate) fn end_stale_runs() {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("aps-run-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || read_stat(pid).is_some_and(|(state, _)| state != 'Z') {
+        if !left_by_dead_controller(&entry.file_name()) {
             continue;
         }
         let dir = entry.path();
@@ -249,4 +240,18 @@ fn children_of(parent: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+/// Whether `name` is a run's `aps-run-PID-…` (cgroup or run folder) whose controller PID is
+/// neither this process nor alive any more: what a killed controller left.
+pub(crate) fn left_by_dead_controller(name: &std::ffi::OsStr) -> bool {
+    let Some(pid) = name
+        .to_str()
+        .and_then(|n| n.strip_prefix("aps-run-"))
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && read_stat(pid).is_none_or(|(state, _)| state == 'Z')
 }

@@ -93,30 +93,8 @@ impl EngineError {
 
 /// The kind whose name is `name` (names come from [`ErrorKind::as_str`]).
 fn kind_named(name: &str) -> ErrorKind {
-    ALL_KINDS
-        .into_iter()
-        .find(|k| k.as_str() == name)
-        .unwrap_or(ErrorKind::Internal)
+    ErrorKind::named(name).unwrap_or(ErrorKind::Internal)
 }
-
-const ALL_KINDS: [ErrorKind; 16] = [
-    ErrorKind::InstanceNotFound,
-    ErrorKind::InvalidPackage,
-    ErrorKind::InterpreterMissing,
-    ErrorKind::DestinationRefused,
-    ErrorKind::ScriptFailed,
-    ErrorKind::TimedOut,
-    ErrorKind::Busy,
-    ErrorKind::ResourceFailed,
-    ErrorKind::InvalidBackup,
-    ErrorKind::UntrustedBackup,
-    ErrorKind::NoSpace,
-    ErrorKind::AccountRefused,
-    ErrorKind::PathNotAllowed,
-    ErrorKind::Interrupted,
-    ErrorKind::Usage,
-    ErrorKind::Internal,
-];
 
 fn operation_failed(
     operation: &'static str,

@@ -22,6 +22,8 @@ mod tag;
 mod tree;
 mod writer;
 
+pub(crate) use reader::url_below;
+
 pub use codec::{
     ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
 };

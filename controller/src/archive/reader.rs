@@ -636,7 +636,7 @@ fn check_nested(
 
 /// `url` relative to mapping URL `parent` when it lies strictly below it (`/a/b` below `/a`
 /// → `a/b`'s last part `b`; below `/` → `a/b`). Empty, `.` and `..` components never match.
-fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
+pub(crate) fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
     let parent = parent.trim_end_matches('/');
     let rest = url.strip_prefix(parent)?.strip_prefix('/')?;
     let rest = rest.trim_matches('/');

@@ -753,7 +753,7 @@ fn relocate_separate_mappings(
             .iter()
             .filter(|(u, _)| *u != url && manifest.web_dir(u).is_some())
             .filter_map(|(u, d)| {
-                let rel = url_below(url, u)?;
+                let rel = crate::archive::url_below(url, u)?;
                 Some((u.len(), (d.clone(), rel)))
             })
             .max_by_key(|(len, _)| *len)
@@ -804,18 +804,6 @@ fn relocate_separate_mappings(
             .map_err(|e| io("cannot remove the restored copy beside")(e.into()))?;
     }
     Ok(())
-}
-
-/// `url` relative to the mapping URL `parent` when it lies below it (`/a/b` below `/a` → `b`).
-fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
-    let parent = parent.trim_end_matches('/');
-    let rest = url.strip_prefix(parent)?.strip_prefix('/')?;
-    let rest = rest.trim_matches('/');
-    (!rest.is_empty()
-        && !rest
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == ".."))
-    .then_some(rest)
 }
 
 /// Journal recovery after a killed controller: put the instance back from its snapshot.

@@ -171,17 +171,9 @@ pub(crate) fn remove_stale() {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("aps-run-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok();
-        if pid != std::process::id() && !alive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+        if crate::process::left_by_dead_controller(&entry.file_name())
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

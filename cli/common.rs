@@ -97,11 +97,9 @@ impl Failure {
         }
         // An interrupted operation exits with 128 + the signal (130 SIGINT, 143 SIGTERM).
         if e.kind() == ErrorKind::Interrupted
-            && let Some(signal) = e
-                .signal()
-                .or_else(|| aps_controller::cancel::Cancel::process().signal())
+            && let Some(code) = crate::signals::interrupted_exit_status(e.signal())
         {
-            f.exit = (128 + signal.clamp(1, 127)) as u8;
+            f.exit = code;
         }
         f
     }

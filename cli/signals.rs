@@ -49,6 +49,11 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
 /// The exit code of an interrupted command: 128 + the signal (130 for SIGINT, 143 for SIGTERM,
 /// 129 for SIGHUP), as shells report a process killed by it.
 pub fn interrupted_exit_code(signal: Option<i32>) -> Option<ExitCode> {
+    interrupted_exit_status(signal).map(ExitCode::from)
+}
+
+/// [`interrupted_exit_code`] as a number, for the envelope's `Failure`.
+pub fn interrupted_exit_status(signal: Option<i32>) -> Option<u8> {
     let signal = signal.or_else(|| Cancel::process().signal())?;
-    Some(ExitCode::from((128 + signal.clamp(1, 127)) as u8))
+    Some((128 + signal.clamp(1, 127)) as u8)
 }

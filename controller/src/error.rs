@@ -647,29 +647,28 @@ impl OperationError {
         if let Some(stderr) = self.script_stderr() {
             v["stderr_tail"] = stderr.into();
         }
-        if let OperationError::NoSpace {
-            place,
-            free,
-            needed,
-            ..
-        } = self
-        {
+        // Where the disk filled up, and how much room there was and was needed.
+        let space = match self {
+            OperationError::NoSpace {
+                place,
+                free,
+                needed,
+                ..
+            } => Some((place, *free, *needed)),
+            OperationError::NotEnoughSpace {
+                place,
+                free,
+                needed,
+                ..
+            } => Some((place, *free, Some(*needed))),
+            _ => None,
+        };
+        if let Some((place, free, needed)) = space {
             v["place"] = place.as_str().into();
-            v["free_bytes"] = (*free).into();
+            v["free_bytes"] = free.into();
             if let Some(n) = needed {
-                v["needed_bytes"] = (*n).into();
+                v["needed_bytes"] = n.into();
             }
-        }
-        if let OperationError::NotEnoughSpace {
-            place,
-            free,
-            needed,
-            ..
-        } = self
-        {
-            v["place"] = place.as_str().into();
-            v["free_bytes"] = (*free).into();
-            v["needed_bytes"] = (*needed).into();
         }
         if let Some(signal) = self.signal() {
             v["signal"] = crate::cancel::signal_name(signal).into();

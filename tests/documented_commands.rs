@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
 
-use support::{Sandbox, assert_success, repo};
+use support::{Sandbox, assert_success, help, repo};
 
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n";
@@ -68,15 +68,6 @@ fn help_examples(args: &[&str]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn help(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aps-controller"))
-        .args(args)
-        .arg("--help")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Lines of the Arguments and Options sections that name an option or argument and give no
 /// description (on the line, or on the next, more indented one).
 fn options_without_description(help: &str) -> Vec<String> {
@@ -106,21 +97,6 @@ fn options_without_description(help: &str) -> Vec<String> {
         }
     }
     missing
-}
-
-/// Subcommand names listed under "Commands:" (without `help`).
-fn subcommands(args: &[&str]) -> Vec<String> {
-    help(args)
-        .split("Commands:")
-        .nth(1)
-        .unwrap_or("")
-        .split("\n\n")
-        .next()
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .filter(|c| c != "help")
-        .collect()
 }
 
 /// Splits a shell line into words (quotes honoured, comments dropped), fills placeholders and
@@ -246,47 +222,31 @@ fn every_documented_command_line_is_accepted_by_the_binary() {
             lines.push((doc.file_name().unwrap().to_owned(), l));
         }
     }
+    // Listed once: every `--help` is a process.
+    let commands = support::commands();
     let mut with_examples = 0;
-    for top in subcommands(&[]) {
-        let subs = subcommands(&[&top]);
-        let commands: Vec<Vec<&str>> = if subs.is_empty() {
-            vec![vec![top.as_str()]]
-        } else {
-            subs.iter()
-                .map(|s| vec![top.as_str(), s.as_str()])
-                .collect()
-        };
-        for c in commands {
-            let examples = help_examples(&c);
-            assert!(
-                !examples.is_empty(),
-                "`{}` --help has no EXAMPLES",
-                c.join(" ")
-            );
-            with_examples += 1;
-            for e in examples {
-                lines.push((format!("{} --help", c.join(" ")), e));
-            }
+    for c in &commands {
+        let c: Vec<&str> = c.iter().map(String::as_str).collect();
+        let examples = help_examples(&c);
+        assert!(
+            !examples.is_empty(),
+            "`{}` --help has no EXAMPLES",
+            c.join(" ")
+        );
+        with_examples += 1;
+        for e in examples {
+            lines.push((format!("{} --help", c.join(" ")), e));
         }
     }
     assert!(with_examples >= 15, "{with_examples} commands");
     let mut undescribed = Vec::new();
-    for top in subcommands(&[]) {
-        let subs = subcommands(&[&top]);
-        let commands: Vec<Vec<&str>> = if subs.is_empty() {
-            vec![vec![top.as_str()]]
-        } else {
-            subs.iter()
-                .map(|s| vec![top.as_str(), s.as_str()])
-                .collect()
-        };
-        for c in commands {
-            undescribed.extend(
-                options_without_description(&help(&c))
-                    .into_iter()
-                    .map(|o| format!("{}: {o}", c.join(" "))),
-            );
-        }
+    for c in &commands {
+        let c: Vec<&str> = c.iter().map(String::as_str).collect();
+        undescribed.extend(
+            options_without_description(&help(&c))
+                .into_iter()
+                .map(|o| format!("{}: {o}", c.join(" "))),
+        );
     }
     assert!(
         undescribed.is_empty(),

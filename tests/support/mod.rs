@@ -204,3 +204,42 @@ pub fn databases(hint: &str) -> Option<Dbs> {
         pg: create_database(DbKind::Postgresql, hint)?,
     })
 }
+
+/// `aps-controller ARGS… --help`, as printed on stdout.
+pub fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_aps-controller"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Subcommand names `ARGS… --help` lists under "Commands:" (without `help`).
+pub fn subcommands(args: &[&str]) -> Vec<String> {
+    help(args)
+        .split("Commands:")
+        .nth(1)
+        .unwrap_or("")
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Every command `--help` lists, as its words: a top-level command, or a group's subcommand.
+pub fn commands() -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for top in subcommands(&[]) {
+        let subs = subcommands(&[&top]);
+        if subs.is_empty() {
+            all.push(vec![top]);
+        } else {
+            all.extend(subs.into_iter().map(|s| vec![top.clone(), s]));
+        }
+    }
+    all
+}

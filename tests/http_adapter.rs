@@ -3,9 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use aps_controller::digest::sha256_file;
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
@@ -15,61 +12,12 @@ use support::{Sandbox, assert_success, fixture, json as stdout_json, repo};
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"s3cret-pw\"\nsite_title = \"Demo\"\n";
 
-/// A running `aps-controller serve`, stopped when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    token: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::serve::{Served, serve_allowing};
 
 /// `serve` allowed to touch the whole sandbox and read the fixture packages.
 fn serve(sb: &Sandbox) -> Served {
     let fixtures = support::repo().join("fixtures");
     serve_allowing(sb, &[sb.root().as_str(), fixtures.as_str()])
-}
-
-fn serve_allowing(sb: &Sandbox, allow: &[&str]) -> Served {
-    let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
-    let token_file = sb.path("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--token-file",
-        token_file.as_str(),
-    ];
-    for dir in allow {
-        args.extend(["--allow-dir", dir]);
-    }
-    let mut child = sb
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_owned();
-    Served { child, base, token }
 }
 
 impl Served {

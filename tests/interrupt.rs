@@ -1085,39 +1085,10 @@ fn dry_run_estimate_is_within_ten_percent_of_the_real_size() {
 fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
     let sb = Sandbox::new();
     let www = sh_instance(&sb, "blog", "hang-with-child");
-    let token = "0123456789abcdef0123456789abcdef-test-token";
-    let token_file = sb.path("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    // serve refuses a token file others can read, and paths outside its allowed folders.
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
     let backups = dir(&sb, "backups");
-    let mut server = sb
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token_file.as_str(),
-            "--allow-dir",
-            backups.as_str(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_owned();
+    let mut served = support::serve::serve_allowing(&sb, &[backups.as_str()]);
+    let base = served.base.clone();
+    let token = served.token.clone();
     let dest = backups.join("blog.bak");
     let url = format!("{base}/v1/instances/blog/backup");
     let call = {
@@ -1138,7 +1109,7 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
     wait_for(|| exists(www.join(".aps-child.pid")), "the backup's script");
     let child = child_pid(&www);
     let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -1146,7 +1117,7 @@ fn serve_rolls_back_running_operations_on_sigterm_and_exits() {
     assert_eq!(answer["error"]["kind"], "interrupted", "{answer}");
     let start = Instant::now();
     let exit = loop {
-        if let Some(s) = server.try_wait().unwrap() {
+        if let Some(s) = served.child.try_wait().unwrap() {
             break s;
         }
         assert!(start.elapsed() < WAIT, "serve did not exit after SIGTERM");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod schema;
+pub mod serve;
 
 use std::collections::BTreeMap;
 use std::path::Path;

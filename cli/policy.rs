@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 
+use aps_controller::Controller;
+
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::list_backups;
 use aps_panel::progress::{OperationProgress, Progress};
@@ -137,14 +139,21 @@ pub fn run(c: PolicyCommand) -> ExitCode {
 
 /// panel.toml and its stores, after the controller rolled back what a killed one left and
 /// said so (stderr, and `recovered` in the JSON envelope): every command recovers first.
-fn open(state: &StateArgs) -> Result<Panel, Failure> {
+fn open(state: &StateArgs) -> Result<(Panel, Option<Controller>), Failure> {
     // A controller that cannot open is reported by the command's own next step.
-    let _ = crate::common::open_controller(state);
-    open_panel(state)
+    let controller = crate::common::open_controller(state).ok();
+    Ok((open_panel(state)?, controller))
 }
 
-fn engine(panel: &Panel) -> Result<Engine, Failure> {
-    Engine::open(&panel.state_dir).map_err(|e| Failure::from_panel(&PanelError::Engine(e)))
+/// The engine over the controller [`open`] already opened (and recovered), else opened anew
+/// for its error.
+fn engine(panel: &Panel, controller: Option<Controller>) -> Result<Engine, Failure> {
+    match controller {
+        Some(c) => Ok(Engine::with_controller(c)),
+        None => {
+            Engine::open(&panel.state_dir).map_err(|e| Failure::from_panel(&PanelError::Engine(e)))
+        }
+    }
 }
 
 /// A long-running command's last JSON line: the envelope with `type` `summary`.
@@ -174,8 +183,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             for name in &instances {
                 check_instance_name("--instance", name)?;
             }
-            let panel = open(&state)?;
-            let mut engine = engine(&panel)?;
+            let (panel, controller) = open(&state)?;
+            let mut engine = engine(&panel, controller)?;
             // Unknown names are refused before any backup starts.
             let registered = engine
                 .instances()
@@ -283,7 +292,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             json: _,
             state,
         } => {
-            let panel = open(&state)?;
+            let (panel, _) = open(&state)?;
             let now = jiff::Timestamp::now();
             let mut stores: Vec<&dyn Store> = vec![&panel.local];
             if let Some(r) = &panel.remote {
@@ -313,8 +322,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             if let Some(i) = &instance {
                 check_instance_name("--instance", i)?;
             }
-            let panel = open(&state)?;
-            let engine = engine(&panel)?;
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
             let file = match (file, instance) {
                 (Some(f), _) => f,
                 (None, Some(i)) => {
@@ -348,8 +357,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             state,
         } => {
             check_instance_name("NAME", &name)?;
-            let panel = open(&state)?;
-            let engine = engine(&panel)?;
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
             let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
             let entries = list_backups(store, &name).map_err(|e| Failure::from_panel(&e.into()))?;
             // A removed instance's backups are still listed; an unknown name without any is a
@@ -404,8 +413,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                      staging instance, so name another registered instance of the same package"
                 )));
             }
-            let panel = open(&state)?;
-            let engine = engine(&panel)?;
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
             require_registered(&engine, &name)?;
             require_registered(&engine, &staging)?;
             let progress = Progress::detect(json);

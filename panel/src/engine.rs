@@ -125,6 +125,11 @@ impl Engine {
         Ok(Engine { controller })
     }
 
+    /// The engine over a controller the caller already opened.
+    pub fn with_controller(controller: Controller) -> Self {
+        Engine { controller }
+    }
+
     /// The controller's operations report their parts and bytes to `sink`.
     pub fn set_progress(
         &mut self,

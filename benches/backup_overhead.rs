@@ -8,6 +8,11 @@
 //! - library: `Controller::backup` (parse, lock, journal, checks, run, fsync, rename, SHA-256);
 //! - CLI: `aps-controller backup NAME --to FILE`, process start and registry load included.
 //!
+//! Run as root, the `bench` instance belongs to the account `aps-tenant1` when it exists
+//! (scripts/ci/test-user.sh makes it), so the library and CLI timings include the privilege
+//! drop, the run folder and the take-back of the backup file; `Controller::backup as root`
+//! times the same instance made by root (controller.toml's `allow-root-scripts`), without.
+//!
 //! And, for scale, the library on the shipped demo (not `sufficient`: the controller also
 //! archives the web folder). Prints the medians and the overheads in ms.
 
@@ -29,23 +34,36 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let root = Utf8PathBuf::from_path_buf(tmp.path().to_owned()).unwrap();
     let state = StateDir::at(root.join("state"));
-    let controller = Controller::open(ControllerConfig::new(state.clone())).unwrap();
+    // `bench-root` is made by root: allowed to run as root, for comparison.
+    let mut config = ControllerConfig::new(state.clone());
+    config.allow_root_scripts = true;
+    let controller = Controller::open(config).unwrap();
+    let tenant = aps_controller::account::controller_is_root()
+        .then(|| aps_controller::account::Account::lookup("aps-tenant1", None).ok())
+        .flatten();
 
     // The sh-sample instance, as the integration tests register it.
-    let www = root.join("www");
-    std::fs::create_dir_all(www.join("cache")).unwrap();
-    std::fs::write(www.join("index.html"), "<h1>bench</h1>\n").unwrap();
-    let toml = root.join("bench.toml");
-    std::fs::write(
-        &toml,
-        format!(
-            "name = \"bench\"\npackage = \"{}\"\nbase-url = \"http://bench.example.test/\"\n\
-             [web-dirs]\n\"/\" = \"{www}\"\n[settings]\nadmin_password = \"pw\"\n",
-            repo.join("fixtures/packages/sh-sample")
-        ),
-    )
-    .unwrap();
-    registry::register(controller.store(), &state, &toml, false).unwrap();
+    for (name, account) in [("bench", tenant.as_ref()), ("bench-root", None)] {
+        let www = root.join(format!("www-{name}"));
+        std::fs::create_dir_all(www.join("cache")).unwrap();
+        std::fs::write(www.join("index.html"), "<h1>bench</h1>\n").unwrap();
+        if let Some(a) = account {
+            for p in [www.clone(), www.join("cache"), www.join("index.html")] {
+                std::os::unix::fs::chown(&p, Some(a.uid), Some(a.gid)).unwrap();
+            }
+        }
+        let toml = root.join(format!("{name}.toml"));
+        std::fs::write(
+            &toml,
+            format!(
+                "name = \"{name}\"\npackage = \"{}\"\nbase-url = \"http://bench.example.test/\"\n\
+                 [web-dirs]\n\"/\" = \"{www}\"\n[settings]\nadmin_password = \"pw\"\n",
+                repo.join("fixtures/packages/sh-sample")
+            ),
+        )
+        .unwrap();
+        registry::register(controller.store(), &state, &toml, false).unwrap();
+    }
     registry::register(
         controller.store(),
         &state,
@@ -94,6 +112,14 @@ fn main() {
             .unwrap();
         t.elapsed()
     });
+    let as_root = median(runs, || {
+        let file = next();
+        let t = Instant::now();
+        controller
+            .backup(&BackupRequest::new("bench-root", &file))
+            .unwrap();
+        t.elapsed()
+    });
     let cli = median(runs, || {
         let file = next();
         let t = Instant::now();
@@ -116,11 +142,22 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("backup overhead, median of {runs} runs (sh-sample, sufficient sh script)");
+    println!(
+        "  instance account: {}",
+        tenant
+            .as_ref()
+            .map_or("the controller's own (no drop)", |a| a.name.as_str())
+    );
     println!("  bare script            {:8.2} ms", ms(bare));
     println!(
         "  Controller::backup     {:8.2} ms   overhead {:+.2} ms",
         ms(library),
         ms(library) - ms(bare)
+    );
+    println!(
+        "  Controller::backup as root (no drop) {:8.2} ms   overhead {:+.2} ms",
+        ms(as_root),
+        ms(as_root) - ms(bare)
     );
     println!(
         "  aps-controller backup  {:8.2} ms   overhead {:+.2} ms",

@@ -1,19 +1,24 @@
-//! What every command shares: the state folder option, opening the controller, and printing
-//! an operation's outcome (human text, or one JSON object with `--json`).
+//! What every command shares: the state folder option, opening the controller and the panel,
+//! and the one output shape — a human line, or with `--json` one envelope object:
+//! `{"ok":true,…}` or `{"ok":false,"error":{"kind","step"?,"message",…}}` (docs/json.md,
+//! docs/envelope.schema.json). Long-running commands print JSON lines, each with a `type`.
 
 use std::process::ExitCode;
 
 use aps_controller::controller::{Controller, ControllerConfig};
-use aps_controller::error::OperationError;
+use aps_controller::error::{ErrorKind, OperationError};
 use aps_controller::registry::StateDir;
+use aps_panel::{Panel, PanelError};
 use camino::Utf8PathBuf;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// `--state-dir`, else `APS_CONTROLLER_STATE_DIR`, else the per-user default.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StateArgs {
-    /// State folder (instances, journal, locks). Default: $APS_CONTROLLER_STATE_DIR, else
-    /// $XDG_STATE_HOME/aps-controller, else ~/.local/state/aps-controller.
+    /// State folder (instances, journal, locks, panel.toml, the default backup store).
+    /// Default: $APS_CONTROLLER_STATE_DIR, else $XDG_STATE_HOME/aps-controller, else
+    /// ~/.local/state/aps-controller.
     #[arg(long, value_name = "DIR", env = "APS_CONTROLLER_STATE_DIR")]
     pub state_dir: Option<Utf8PathBuf>,
 }
@@ -21,64 +26,316 @@ pub struct StateArgs {
 /// Exit code when the command itself could not run (bad arguments, unreadable state).
 pub const EXIT_USAGE: u8 = 2;
 
-pub fn open_controller(state: &StateArgs) -> Result<Controller, ExitCode> {
-    let dir = StateDir::resolve(state.state_dir.clone()).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    let config = ControllerConfig::load(dir).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(EXIT_USAGE)
-    })?;
-    let controller = Controller::open(config).map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(e.kind().exit_code())
-    })?;
-    for entry in &controller.recovered().entries {
-        eprintln!("note: {entry}");
+/// One failure, as every command reports it: a kind of the README's exit-code table (or, for
+/// `serve` only, one of its HTTP refusals), the step once, and a message saying what to do.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: &'static str,
+    pub exit: u8,
+    pub step: Option<String>,
+    pub message: String,
+    /// More fields of the error object (`stderr_tail`, `problems`, …).
+    pub details: Map<String, Value>,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind: kind.as_str(),
+            exit: kind.exit_code(),
+            step: None,
+            message: message.into(),
+            details: Map::new(),
+        }
     }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+
+    /// A kind outside the exit-code table (HTTP refusals of `serve`).
+    pub fn http(kind: &'static str, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            exit: EXIT_USAGE,
+            step: None,
+            message: message.into(),
+            details: Map::new(),
+        }
+    }
+
+    pub fn at(mut self, step: impl Into<String>) -> Self {
+        self.step = Some(step.into());
+        self
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Exit code other than the kind's own (the README's exceptions: `package check` and
+    /// `run`/`drill` answer 1 when what they checked failed).
+    pub fn exit_with(mut self, code: u8) -> Self {
+        self.exit = code;
+        self
+    }
+
+    pub fn from_operation(e: &OperationError) -> Self {
+        let mut f =
+            Self::new(e.kind(), aps_panel::problem::operation_message(e)).at(e.step().as_str());
+        if let Some(tail) = e.script_stderr() {
+            f = f.with("stderr_tail", tail);
+        }
+        // The error's own fields (the signal of an interruption, the place that filled up).
+        if let Value::Object(more) = e.to_json() {
+            for (k, v) in more {
+                if !matches!(k.as_str(), "kind" | "step" | "message" | "stderr_tail") {
+                    f.details.insert(k, v);
+                }
+            }
+        }
+        // An interrupted operation exits with 128 + the signal (130 SIGINT, 143 SIGTERM).
+        if e.kind() == ErrorKind::Interrupted
+            && let Some(code) = crate::signals::interrupted_exit_status(e.signal())
+        {
+            f.exit = code;
+        }
+        f
+    }
+
+    pub fn from_problem(p: &aps_panel::problem::Problem) -> Self {
+        let mut f = Failure {
+            kind: p.kind,
+            exit: 1,
+            step: p.step.clone(),
+            message: p.message.clone(),
+            details: Map::new(),
+        };
+        f.exit = kind_exit(p.kind);
+        f
+    }
+
+    pub fn from_panel(e: &PanelError) -> Self {
+        use aps_panel::StoreError;
+        match e {
+            PanelError::Config(_) | PanelError::Usage(_) | PanelError::NoBackup { .. } => {
+                Self::usage(e.to_string())
+            }
+            PanelError::Store(StoreError::Missing { .. }) => Self::usage(e.to_string()),
+            PanelError::Store(_) | PanelError::Scratch { .. } => {
+                Self::new(ErrorKind::Internal, e.to_string())
+            }
+            PanelError::Engine(engine) => {
+                let p = engine.problem();
+                Self::from_problem(&p)
+            }
+        }
+    }
+
+    /// Rephrased for HTTP clients: JSON fields instead of CLI flags.
+    pub fn for_http(mut self) -> Self {
+        self.message = for_http(&self.message);
+        self
+    }
+
+    /// The error object: `{"kind","step"?,"message",…details}`.
+    pub fn error_json(&self) -> Value {
+        let mut obj = Map::new();
+        obj.insert("kind".into(), self.kind.into());
+        if let Some(step) = &self.step {
+            obj.insert("step".into(), step.clone().into());
+        }
+        obj.insert("message".into(), self.message.clone().into());
+        for (k, v) in &self.details {
+            obj.insert(k.clone(), v.clone());
+        }
+        Value::Object(obj)
+    }
+
+    /// The whole envelope `{"ok":false,"error":{…}}`.
+    pub fn envelope(&self) -> Value {
+        envelope(
+            false,
+            Map::from_iter([("error".to_owned(), self.error_json())]),
+        )
+    }
+
+    /// The human line: `error [kind] at step S: message`.
+    pub fn human(&self) -> String {
+        match &self.step {
+            Some(step) => format!("error [{}] at step {step}: {}", self.kind, self.message),
+            None => format!("error [{}]: {}", self.kind, self.message),
+        }
+    }
+}
+
+/// Messages of the libraries name CLI flags; an HTTP client sends JSON fields instead.
+pub fn for_http(message: &str) -> String {
+    message
+        .replace("--force", "\"force\": true")
+        .replace("--replace", "\"replace\": true")
+        .replace("--no-safety-snapshot", "\"no_safety_snapshot\": true")
+}
+
+/// The exit code of a kind named in the README's table (1 for anything else).
+pub fn kind_exit(kind: &str) -> u8 {
+    ErrorKind::named(kind).map_or(1, ErrorKind::exit_code)
+}
+
+/// The one place envelopes are made: `{"ok":…, …fields}`. Fields common to every envelope
+/// (such as what was recovered on start) are added here.
+pub fn envelope(ok: bool, fields: Map<String, Value>) -> Value {
+    let mut obj = Map::new();
+    obj.insert("ok".into(), ok.into());
+    for (k, v) in fields {
+        if k != "ok" {
+            obj.insert(k, v);
+        }
+    }
+    obj.entry("recovered").or_insert_with(recovered_array);
+    Value::Object(obj)
+}
+
+/// `{"ok":true, …report}`: a report (a JSON object) as `--json` prints it and `serve` answers it.
+pub fn success_json<T: Serialize>(report: &T) -> Value {
+    match serde_json::to_value(report).expect("reports serialize") {
+        Value::Object(m) => envelope(true, m),
+        other => envelope(true, Map::from_iter([("result".to_owned(), other)])),
+    }
+}
+
+/// `println!` that survives a closed stdout (`… | head`): the work is done by then and the exit
+/// code must still say how it went, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use outln;
+
+/// How a command prints: `--json` or text.
+#[derive(Debug, Clone, Copy)]
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    pub fn new(json: bool) -> Self {
+        Out { json }
+    }
+
+    /// Prints the success envelope (`fields` must serialize to an object) or the human text.
+    pub fn success<T: Serialize>(&self, fields: &T, human: impl FnOnce() -> String) -> ExitCode {
+        if self.json {
+            outln!("{}", success_json(fields));
+        } else {
+            let text = human();
+            if !text.is_empty() {
+                outln!("{text}");
+            }
+        }
+        ExitCode::SUCCESS
+    }
+
+    /// Prints the failure envelope on stdout with `--json` (else the human line on stderr) and
+    /// returns its exit code.
+    pub fn failure(&self, f: &Failure) -> ExitCode {
+        if self.json {
+            outln!("{}", f.envelope());
+        } else {
+            eprintln!("{}", f.human());
+            if let Some(Value::String(tail)) = f.details.get("stderr_tail") {
+                eprintln!("script stderr (last lines):\n{tail}");
+            }
+        }
+        ExitCode::from(f.exit)
+    }
+
+    /// One command's result.
+    pub fn finish(&self, result: Result<ExitCode, Failure>) -> ExitCode {
+        result.unwrap_or_else(|f| self.failure(&f))
+    }
+
+    /// A warning: on stderr always (JSON carries it in the envelope's `warnings`).
+    pub fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
+pub fn state_dir(state: &StateArgs) -> Result<StateDir, Failure> {
+    StateDir::resolve(state.state_dir.clone()).map_err(|e| Failure::usage(e.to_string()))
+}
+
+pub fn open_controller(state: &StateArgs) -> Result<Controller, Failure> {
+    let dir = state_dir(state)?;
+    let config = ControllerConfig::load(dir).map_err(|e| Failure::usage(e.to_string()))?;
+    let controller = Controller::open(config)
+        .map_err(|e| Failure::new(e.kind(), aps_panel::problem::operation_message(&e)))?;
+    report_recovered(controller.recovered());
     Ok(controller)
 }
 
-/// `{"ok":true, …report}`: an operation's report as `--json` prints it and `serve` answers it.
-pub fn success_json<T: Serialize>(report: &T) -> serde_json::Value {
-    let mut v = serde_json::to_value(report).expect("reports serialize");
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("ok".into(), true.into());
+/// What opening the controller rolled back, as the JSON envelope's `recovered` array holds it.
+static RECOVERED: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+
+/// Says what recovery rolled back: a line on stderr per entry (always, also with `--json`:
+/// a cron user reads stderr), and the entries for the JSON envelope.
+pub fn report_recovered(report: &aps_controller::journal::RecoveryReport) {
+    for entry in &report.entries {
+        eprintln!("note: {entry}");
     }
-    v
-}
-
-/// `{"ok":false,"error":{kind,step,message[,stderr_tail]}}`, for `--json` and `serve`.
-pub fn failure_json(error: &OperationError) -> serde_json::Value {
-    serde_json::json!({"ok": false, "error": error.to_json()})
-}
-
-/// Prints `{"ok":true, …report}` or a human line, and returns exit 0.
-pub fn print_success<T: Serialize>(
-    json: bool,
-    report: &T,
-    human: impl FnOnce() -> String,
-) -> ExitCode {
-    if json {
-        println!("{}", success_json(report));
-    } else {
-        println!("{}", human());
-    }
-    ExitCode::SUCCESS
-}
-
-/// Prints `{"ok":false,"error":{kind,step,message}}` on stdout with `--json`, else the error
-/// and the script's stderr tail on stderr; returns the kind's exit code.
-pub fn print_failure(json: bool, error: &OperationError) -> ExitCode {
-    if json {
-        println!("{}", failure_json(error));
-    } else {
+    for unreadable in &report.unreadable {
         eprintln!(
-            "error [{}] at step {}: {error}",
-            error.kind().as_str(),
-            error.step()
+            "warning: unreadable journal entry {} left for a person: {}",
+            unreadable.path, unreadable.error
         );
     }
-    ExitCode::from(error.kind().exit_code())
+    let _ = RECOVERED.set(report.entries.iter().map(recovered_json).collect());
+}
+
+/// One rolled-back entry: what it was, when, and what was undone.
+pub fn recovered_json(entry: &aps_controller::journal::RecoveredEntry) -> Value {
+    let r = &entry.record;
+    serde_json::json!({
+        "id": r.id,
+        "operation": r.kind,
+        "instance": r.instance,
+        "started": r.started,
+        "fully_undone": entry.fully_undone(),
+        "undone": r.undone,
+        "message": entry.to_string(),
+    })
+}
+
+/// The `recovered` array of this command's envelope (empty when nothing was rolled back).
+pub fn recovered_array() -> Value {
+    Value::Array(RECOVERED.get().cloned().unwrap_or_default())
+}
+
+/// After an interrupted operation, in text mode: what the rollback did (`undone`).
+pub fn print_rolled_back(out: Out, error: &OperationError, undone: impl FnOnce() -> String) {
+    if !out.json && error.kind() == ErrorKind::Interrupted {
+        eprintln!("rolled back: {}; the lock is released", undone());
+    }
+}
+
+/// panel.toml and the stores it names (checked: a configured store must exist).
+pub fn open_panel(state: &StateArgs) -> Result<Panel, Failure> {
+    let dir = state_dir(state)?;
+    Panel::open(dir.root()).map_err(|e| Failure::from_panel(&e))
+}
+
+/// Instance names as the registry takes them; checked before anything runs.
+pub fn check_instance_name(flag: &str, name: &str) -> Result<(), Failure> {
+    if aps_panel::naming::is_valid_instance_name(name) {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "{flag} {name:?} is not an instance name: lowercase letters, digits, '.', '_' and \
+             '-', starting with a letter or digit, at most 63 characters \
+             (`aps-controller instance list` shows the registered ones)"
+        )))
+    }
 }

@@ -1,16 +1,19 @@
 //! `aps-controller instance …`: register, list, show and remove instances.
 //!
-//! Exit codes: 0 ok, 1 invalid input (validation, duplicate name), 2 usage or I/O problem,
-//! 4 no such instance.
+//! Exit codes (README): 0 ok, 2 usage (invalid INSTANCE.toml, duplicate or bad name),
+//! 4 no such instance, 1 the registry itself failed.
 
 use std::process::ExitCode;
 
+use aps_controller::ErrorKind;
 use aps_controller::controller::{Controller, ControllerConfig};
 use aps_controller::registry::{
     self, FileStore, InstanceStore, RegisterError, StateDir, StoreError, view,
 };
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
+
+use crate::common::{Failure, Out, check_instance_name};
 
 /// Options every instance subcommand takes.
 #[derive(clap::Args, Debug)]
@@ -27,69 +30,109 @@ pub struct StateArgs {
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
-    /// Register an instance described by an INSTANCE.toml (validated against its package).
+    /// Register an instance described by an INSTANCE.toml (validated against its package;
+    /// every problem is reported at once and nothing is stored).
+    #[command(
+        after_help = "EXAMPLES:\n  aps-controller instance register --file examples/demo/INSTANCE.toml\n  aps-controller instance register --file blog.toml --replace --json"
+    )]
     Register {
-        /// The INSTANCE.toml file.
+        /// The INSTANCE.toml file (docs/instance-file.md).
         #[arg(long, value_name = "INSTANCE.toml")]
         file: Utf8PathBuf,
         /// Overwrite an instance of the same name.
         #[arg(long)]
         replace: bool,
+        /// Print one JSON object (docs/json.md).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// List registered instances.
+    #[command(
+        after_help = "EXAMPLES:\n  aps-controller instance list\n  aps-controller instance list --json"
+    )]
     List {
-        /// One JSON object on stdout.
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Show one instance (passwords are never printed).
+    #[command(
+        after_help = "EXAMPLES:\n  aps-controller instance show blog\n  aps-controller instance show blog --json"
+    )]
     Show {
+        /// The registered instance.
         name: String,
-        /// One JSON object on stdout.
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Remove an instance's record and secrets. Its web folders and databases are kept.
+    /// Remove an instance's record and secrets. Its web folders, databases and backups are
+    /// kept.
+    #[command(after_help = "EXAMPLES:\n  aps-controller instance remove blog-staging")]
     Remove {
+        /// The registered instance.
         name: String,
+        /// Print one JSON object (docs/json.md).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
 }
 
-const EXIT_INVALID: u8 = 1;
-const EXIT_IO: u8 = 2;
-const EXIT_NOT_FOUND: u8 = 4;
-
 pub fn run(c: InstanceCommand) -> ExitCode {
-    match run_inner(c) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err((code, message)) => {
-            eprintln!("aps-controller: {message}");
-            ExitCode::from(code)
+    let out = Out::new(match &c {
+        InstanceCommand::Register { json, .. }
+        | InstanceCommand::List { json, .. }
+        | InstanceCommand::Show { json, .. }
+        | InstanceCommand::Remove { json, .. } => *json,
+    });
+    out.finish(run_inner(out, c))
+}
+
+/// The failure of a registry call, with the README's kinds.
+pub fn store_failure(e: StoreError) -> Failure {
+    match e {
+        StoreError::NotFound { .. } => Failure::new(
+            ErrorKind::InstanceNotFound,
+            format!("{e}; `aps-controller instance list` shows the registered instances"),
+        ),
+        StoreError::AlreadyExists { .. } | StoreError::InvalidName { .. } => {
+            Failure::usage(e.to_string())
+        }
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
+            Failure::new(ErrorKind::Internal, e.to_string())
         }
     }
 }
 
-type Failure = (u8, String);
-
-fn store_failure(e: StoreError) -> Failure {
-    let code = match e {
-        StoreError::NotFound { .. } => EXIT_NOT_FOUND,
-        StoreError::AlreadyExists { .. } | StoreError::InvalidName { .. } => EXIT_INVALID,
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => EXIT_IO,
-    };
-    (code, e.to_string())
+/// The failure of `register`: every problem of the file at once, also as `problems`.
+pub fn register_failure(e: RegisterError) -> Failure {
+    match e {
+        RegisterError::Store(s) => store_failure(s),
+        RegisterError::Invalid(problems) => {
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            Failure::usage(RegisterError::Invalid(problems).to_string()).with("problems", list)
+        }
+        RegisterError::Parse(registry::ParseError::Shape { path, problems }) => {
+            let list = problems.clone();
+            Failure::usage(
+                RegisterError::Parse(registry::ParseError::Shape { path, problems }).to_string(),
+            )
+            .with("problems", list)
+        }
+        e @ RegisterError::Parse(_) => Failure::usage(e.to_string()),
+    }
 }
 
 fn open(state: StateArgs) -> Result<(StateDir, FileStore), Failure> {
-    let dir = StateDir::resolve(state.state_dir).map_err(|e| (EXIT_IO, e.to_string()))?;
+    let dir = StateDir::resolve(state.state_dir).map_err(|e| Failure::usage(e.to_string()))?;
     recover(&dir);
     Ok((dir.clone(), FileStore::new(dir)))
 }
@@ -106,64 +149,64 @@ fn recover(dir: &StateDir) {
         .map_err(|e| e.to_string())
         .and_then(|config| Controller::open(config).map_err(|e| e.to_string()));
     match opened {
-        Ok(controller) => {
-            for entry in &controller.recovered().entries {
-                eprintln!("note: {entry}");
-            }
-        }
+        Ok(controller) => crate::common::report_recovered(controller.recovered()),
         Err(e) => eprintln!("warning: could not roll back interrupted operations: {e}"),
     }
 }
 
-fn run_inner(c: InstanceCommand) -> Result<(), Failure> {
+fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
     match c {
         InstanceCommand::Register {
             file,
             replace,
+            json: _,
             state,
         } => {
             let (dir, store) = open(state)?;
-            let inst = registry::register(&store, &dir, &file, replace).map_err(|e| match e {
-                RegisterError::Store(s) => store_failure(s),
-                RegisterError::Parse(registry::ParseError::Read { .. }) => (EXIT_IO, e.to_string()),
-                RegisterError::Parse(_) | RegisterError::Invalid(_) => {
-                    (EXIT_INVALID, e.to_string())
-                }
-            })?;
-            println!("registered instance {}", inst.name);
-            Ok(())
+            let inst =
+                registry::register(&store, &dir, &file, replace).map_err(register_failure)?;
+            Ok(
+                out.success(&json!({"instance": view::summary_json(&inst)}), || {
+                    format!("registered instance {}", inst.name)
+                }),
+            )
         }
-        InstanceCommand::List { json, state } => {
+        InstanceCommand::List { json: _, state } => {
             let (_, store) = open(state)?;
             let all = store.list().map_err(store_failure)?;
-            if json {
-                let items: Vec<Value> = all.iter().map(view::summary_json).collect();
-                println!("{}", json!({ "instances": items }));
-            } else {
-                for i in &all {
-                    println!("{}\t{}\t{}", i.name, i.base_url, i.package);
-                }
-            }
-            Ok(())
+            let items: Vec<Value> = all.iter().map(view::summary_json).collect();
+            Ok(out.success(&json!({ "instances": items }), || {
+                all.iter()
+                    .map(|i| format!("{}\t{}\t{}", i.name, i.base_url, i.package))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }))
         }
-        InstanceCommand::Show { name, json, state } => {
+        InstanceCommand::Show {
+            name,
+            json: _,
+            state,
+        } => {
+            check_instance_name("NAME", &name)?;
             let (_, store) = open(state)?;
             let inst = store.get(&name).map_err(store_failure)?;
-            if json {
-                println!("{}", view::masked_json(&inst));
-            } else {
-                print!("{}", view::masked_toml(&inst));
-            }
-            Ok(())
+            let text = view::masked_toml(&inst);
+            Ok(out.success(&view::masked_json(&inst), || text.trim_end().to_owned()))
         }
-        InstanceCommand::Remove { name, state } => {
+        InstanceCommand::Remove {
+            name,
+            json: _,
+            state,
+        } => {
+            check_instance_name("NAME", &name)?;
             let (_, store) = open(state)?;
             let inst = store.remove(&name).map_err(store_failure)?;
-            println!(
-                "removed instance {} (web folders and databases kept)",
-                inst.name
-            );
-            Ok(())
+            Ok(out.success(&json!({"removed": inst.name}), || {
+                format!(
+                    "removed instance {} (web folders, databases and backups kept)",
+                    inst.name
+                )
+            }))
         }
     }
 }

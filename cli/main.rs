@@ -2,10 +2,15 @@
 
 mod backup;
 mod common;
+mod import;
 mod instance;
+mod key;
+mod log;
 mod package;
 mod policy;
+mod progress;
 mod serve;
+mod signals;
 mod store;
 
 use std::process::ExitCode;
@@ -16,7 +21,15 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "aps-controller",
     version,
-    about = "APS application instances: backup, restore, migrate, policies"
+    about = "APS application instances: backup, restore, migrate, policies",
+    after_help = "EXAMPLES:\n  \
+        aps-controller instance register --file examples/demo/INSTANCE.toml\n  \
+        aps-controller backup demo-blog\n  \
+        aps-controller backups demo-blog\n  \
+        aps-controller restore demo-blog --latest\n  \
+        aps-controller run --periodicity daily\n\n\
+        Every command takes --json (one JSON object: docs/json.md) and --state-dir DIR.\n\
+        Exit codes: README, \"Exit codes\"."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,11 +54,39 @@ enum Command {
     Store(store::StoreCommand),
     /// Serve the operations over HTTP for control panels in other languages (loopback only,
     /// bearer token; docs/http.md).
+    #[command(after_help = "EXAMPLES:\n  \
+        openssl rand -hex 32 > /etc/aps-controller/token && chmod 600 /etc/aps-controller/token\n  \
+        aps-controller serve --token-file /etc/aps-controller/token --listen 127.0.0.1:8470")]
     Serve(serve::ServeArgs),
+    /// Encryption keys for backups (age).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// The history of operations (all, or of instance NAME): what ran, when, how it ended,
+    /// how long it took, what was rolled back.
+    #[command(after_help = "EXAMPLES:\n  \
+        # Every operation of instance blog in the last day:\n  \
+        aps-controller log blog --since 24h\n\n  \
+        # All operations since a given time, for a program:\n  \
+        aps-controller log --since 2026-12-01T00:00:00Z --json")]
+    Log(log::LogArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return parse_error(e),
+    };
+    // Commands that run operations stop them on SIGINT/SIGTERM/SIGHUP and roll back
+    // (`serve` installs its own, which also stops taking requests).
+    if matches!(
+        cli.command,
+        Command::Operation(_)
+            | Command::Policy(
+                policy::PolicyCommand::Run { .. } | policy::PolicyCommand::Drill { .. }
+            )
+    ) {
+        signals::install(|| {});
+    }
     match cli.command {
         Command::Package(c) => package::run(c),
         Command::Instance(c) => instance::run(c),
@@ -53,5 +94,32 @@ fn main() -> ExitCode {
         Command::Policy(c) => policy::run(c),
         Command::Store(c) => store::run(c),
         Command::Serve(a) => serve::run(a),
+        Command::Key(c) => key::run(c),
+        Command::Log(a) => log::run(a),
     }
+}
+
+/// Bad arguments: with `--json` among them, the usage envelope on stdout (a program asked for
+/// JSON); else clap's own message. Help and version are printed as they are.
+fn parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    let wants_json = std::env::args_os().any(|a| a == "--json");
+    if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) || !wants_json {
+        e.exit();
+    }
+    let rendered = e.render().to_string();
+    // clap's usage lines are for a person at a terminal; the envelope keeps the finding.
+    let message = rendered
+        .split("Usage:")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_start_matches("error: ")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
+        + " (`--help` lists the arguments)";
+    common::Out::new(true).failure(&common::Failure::usage(message))
 }

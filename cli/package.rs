@@ -8,42 +8,39 @@ use std::process::ExitCode;
 use aps_meta::{CheckError, CheckReport, Limits, Severity, check_package};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use crate::common::EXIT_USAGE;
+use aps_controller::ErrorKind;
+
+use crate::common::{Failure, Out, outln};
 
 #[derive(clap::Subcommand)]
 pub enum PackageCommand {
     /// Check a package (folder or .app.zip): metadata, scripts, settings, APP-LIST.xml.
+    #[command(
+        after_help = "EXAMPLES:\n  aps-controller package check fixtures/packages/sh-sample\n  aps-controller package check blog.app.zip --json\n  aps-controller package check big.app.zip --limits limits.json"
+    )]
     Check {
         /// Package folder or .app.zip.
         path: Utf8PathBuf,
         /// Print one JSON object `{"ok":bool,"path":…,"aps_version":…,"errors":n,"warnings":n,
-        /// "diagnostics":[…]}` instead of text.
+        /// "diagnostics":[…]}` (with errors also `error`, kind invalid-package) instead of text.
         #[arg(long)]
         json: bool,
         /// JSON file overriding some of the reading bounds, e.g. `{"max_zip_members": 5000}`
         /// (names and defaults: aps-meta's `Limits`, listed in docs/package-check.md).
         #[arg(long, value_name = "FILE")]
         limits: Option<Utf8PathBuf>,
+        /// Accepted as by every command; a check reads no state.
+        #[command(flatten)]
+        state: crate::common::StateArgs,
     },
 }
 
 pub fn run(c: PackageCommand) -> ExitCode {
     match c {
-        PackageCommand::Check { path, json, limits } => check(&path, json, limits.as_deref()),
+        PackageCommand::Check {
+            path, json, limits, ..
+        } => check(&path, json, limits.as_deref()),
     }
-}
-
-/// Why the check could not run (exit 2), as a kind for `--json` and a message.
-fn cannot_run(json: bool, kind: &str, message: &str) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"ok": false, "error": {"kind": kind, "message": message}})
-        );
-    } else {
-        eprintln!("error: {message}");
-    }
-    ExitCode::from(EXIT_USAGE)
 }
 
 fn read_limits(path: &Utf8Path) -> Result<Limits, String> {
@@ -53,22 +50,39 @@ fn read_limits(path: &Utf8Path) -> Result<Limits, String> {
     })
 }
 
-/// `{"ok":bool,"path":…,"aps_version":…,"errors":n,"warnings":n,"diagnostics":[…]}`, for
-/// `--json` and `serve`.
+/// `{"ok":true,"path":…,"aps_version":…,"errors":0,"warnings":n,"diagnostics":[…]}`; with
+/// errors `ok` is false and `error` (kind `invalid-package`) says how many. For `--json` and
+/// `serve`.
 pub fn report_json(report: &CheckReport) -> serde_json::Value {
     let errors = report
         .diagnostics
         .iter()
         .filter(|d| d.severity == Severity::Error)
         .count();
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "ok": report.ok(),
         "path": report.path,
         "aps_version": report.aps_version,
         "errors": errors,
         "warnings": report.diagnostics.len() - errors,
         "diagnostics": report.diagnostics,
-    })
+    });
+    if !report.ok() {
+        v["error"] = Failure::new(
+            ErrorKind::InvalidPackage,
+            format!(
+                "the package has {errors} error(s); `diagnostics` lists them with their codes \
+                 (aps-meta/DIAGNOSTICS.md)"
+            ),
+        )
+        .error_json();
+    }
+    v
+}
+
+/// Why a check could not run, as the envelope's failure (kind `usage`, `reason` the detail).
+pub fn check_failure(e: &CheckError) -> Failure {
+    Failure::usage(e.to_string()).with("reason", check_error_kind(e))
 }
 
 /// `kind` of a check that could not run, for `--json` and `serve`.
@@ -81,17 +95,20 @@ pub fn check_error_kind(e: &CheckError) -> &'static str {
 }
 
 fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCode {
+    let out = Out::new(json);
     let limits = match limits_file.map(read_limits).transpose() {
         Ok(l) => l.unwrap_or_default(),
-        Err(message) => return cannot_run(json, "bad-limits", &message),
+        Err(message) => {
+            return out.failure(&Failure::usage(message).with("reason", "bad-limits"));
+        }
     };
     let report = match check_package(path, &limits) {
         Ok(r) => r,
-        Err(e) => return cannot_run(json, check_error_kind(&e), &e.to_string()),
+        Err(e) => return out.failure(&check_failure(&e)),
     };
     let ok = report.ok();
     if json {
-        println!("{}", report_json(&report));
+        outln!("{}", report_json(&report));
     } else {
         let errors = report
             .diagnostics
@@ -100,13 +117,14 @@ fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCod
             .count();
         let warnings = report.diagnostics.len() - errors;
         for d in &report.diagnostics {
-            println!("{d}");
+            outln!("{d}");
         }
-        println!(
+        outln!(
             "{path}: {} ({errors} error(s), {warnings} warning(s))",
             if ok { "ok" } else { "has errors" }
         );
     }
+    // 1, not invalid-package's 10: the check ran and found errors (README, "Exit codes").
     if ok {
         ExitCode::SUCCESS
     } else {

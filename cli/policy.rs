@@ -4,84 +4,116 @@
 
 use std::process::ExitCode;
 
+use aps_controller::Controller;
+
 use aps_panel::drill::{DrillOptions, drill};
-use aps_panel::listing::{list_backups, newest_good};
-use aps_panel::progress::Progress;
+use aps_panel::listing::list_backups;
+use aps_panel::progress::{OperationProgress, Progress};
 use aps_panel::prune::{StorePrune, prune_store};
 use aps_panel::run::{RunOptions, run as run_backups};
 use aps_panel::{Engine, Panel, PanelError, Periodicity, Store, SystemClock};
 use camino::Utf8PathBuf;
 
-use crate::common::StateArgs;
+use aps_controller::ErrorKind;
+use serde_json::{Map, Value, json};
+
+use crate::common::{Failure, Out, StateArgs, check_instance_name, envelope, open_panel, outln};
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Back up every registered instance (or the named ones) for a periodicity, then copy off
-    /// the machine and apply retention. Meant for systemd timers and cron.
+    /// Back up every registered instance (or the named ones) for a periodicity into the backup
+    /// store, then copy off the machine and apply retention. Meant for systemd timers and cron.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller run --periodicity daily\n  \
+        aps-controller run --periodicity hourly --instance blog --instance shop --jobs 4\n  \
+        aps-controller run --periodicity daily --json   # JSON lines, the last one the summary")]
     Run {
-        /// hourly, daily, weekly, monthly, bimonthly, shutdown, manual or all.
+        /// hourly, daily, weekly, monthly, bimonthly, shutdown, manual or all: the name of the
+        /// backups, and which retention count applies to them.
         #[arg(long)]
         periodicity: Periodicity,
-        /// Only these instances (repeatable).
+        /// Only this registered instance (repeatable); all of them when not given.
         #[arg(long = "instance", value_name = "NAME")]
         instances: Vec<String>,
-        /// Backups at once (default: panel.toml `jobs`, else 2).
-        #[arg(long)]
-        jobs: Option<usize>,
-        /// JSON-lines progress events and a final summary line on stdout.
+        /// Backups at once, at least 1 (default: panel.toml `jobs`, else 2).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=256))]
+        jobs: Option<u64>,
+        /// JSON lines on stdout, each with a `type`: `progress` events, then one `summary`
+        /// envelope (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Apply retention (panel.toml [retention]) to the backup store and the remote.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller prune --dry-run\n  \
+        aps-controller prune --json")]
     Prune {
         /// Show what would be removed; remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Check a backup archive end to end (format, manifest, every part's hash).
+    /// Check a backup end to end (format, manifest, every part's hash); exit 17 when damaged.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller verify --instance blog\n  \
+        aps-controller verify /srv/backups/blog.aps.tar.zst.age --identity key.txt --json")]
     Verify {
-        /// The archive; or use --instance for an instance's newest good backup.
+        /// The backup file; or use --instance for an instance's newest good backup.
         #[arg(required_unless_present = "instance", conflicts_with = "instance")]
         file: Option<Utf8PathBuf>,
+        /// Verify the newest good backup of this registered instance in the backup store.
         #[arg(long, value_name = "NAME")]
         instance: Option<String>,
-        /// age identity file, for encrypted archives.
+        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
-    /// List an instance's backups: periodicity, time, size, status.
+    /// List an instance's backups, newest first: periodicity, time, size, status, full path.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller backups blog\n  \
+        aps-controller backups blog --remote --json")]
     Backups {
+        /// The instance (registered, or removed but with backups left in the store).
         name: String,
-        /// List the remote copy instead of the local store.
+        /// List the remote copy (panel.toml [remote]) instead of the local store.
         #[arg(long)]
         remote: bool,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Restore the newest good backup of NAME into the staging instance and check it.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller drill blog --staging blog-staging\n  \
+        aps-controller drill blog --staging blog-staging --remote --identity key.txt --json")]
     Drill {
+        /// The instance whose newest good backup is drilled.
         name: String,
         /// A registered instance of the same package; it is overwritten.
         #[arg(long, value_name = "OTHER")]
         staging: String,
+        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
         /// Drill the newest good backup of the off-machine copy (panel.toml [remote]): it is
         /// downloaded, then restored; the local store is not used.
         #[arg(long)]
         remote: bool,
+        /// JSON lines on stdout, each with a `type`: `progress` events, then one `summary`
+        /// envelope (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -90,36 +122,56 @@ pub enum PolicyCommand {
 }
 
 pub fn run(c: PolicyCommand) -> ExitCode {
-    match dispatch(c) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("aps-controller: {e}");
-            ExitCode::from(2)
+    let out = Out::new(match &c {
+        PolicyCommand::Run { json, .. }
+        | PolicyCommand::Prune { json, .. }
+        | PolicyCommand::Verify { json, .. }
+        | PolicyCommand::Backups { json, .. }
+        | PolicyCommand::Drill { json, .. } => *json,
+    });
+    let code = out.finish(dispatch(out, c));
+    // Stopped by a signal: whatever ran was rolled back; say so in the exit code.
+    aps_controller::cancel::Cancel::process()
+        .signal()
+        .and_then(|s| crate::signals::interrupted_exit_code(Some(s)))
+        .unwrap_or(code)
+}
+
+/// panel.toml and its stores, after the controller rolled back what a killed one left and
+/// said so (stderr, and `recovered` in the JSON envelope): every command recovers first.
+fn open(state: &StateArgs) -> Result<(Panel, Option<Controller>), Failure> {
+    // A controller that cannot open is reported by the command's own next step.
+    let controller = crate::common::open_controller(state).ok();
+    Ok((open_panel(state)?, controller))
+}
+
+/// The engine over the controller [`open`] already opened (and recovered), else opened anew
+/// for its error.
+fn engine(panel: &Panel, controller: Option<Controller>) -> Result<Engine, Failure> {
+    match controller {
+        Some(c) => Ok(Engine::with_controller(c)),
+        None => {
+            Engine::open(&panel.state_dir).map_err(|e| Failure::from_panel(&PanelError::Engine(e)))
         }
     }
 }
 
-fn open(state: StateArgs) -> Result<Panel, PanelError> {
-    let dir = aps_panel::engine::resolve_state_dir(state.state_dir)?;
-    Panel::open(&dir)
+/// A long-running command's last JSON line: the envelope with `type` `summary`.
+fn summary_line(ok: bool, summary: Value, error: Option<&Failure>) -> Value {
+    let mut summary = summary;
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("recovered".into(), crate::common::recovered_array());
+    }
+    let mut fields = Map::new();
+    fields.insert("type".into(), "summary".into());
+    fields.insert("summary".into(), summary);
+    if let Some(f) = error {
+        fields.insert("error".into(), f.error_json());
+    }
+    envelope(ok, fields)
 }
 
-/// `println!` that survives a closed stdout (`… | head`): the work is done by then and the exit
-/// code must still say how it went, instead of a panic.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-
-fn print_json(v: &impl serde::Serialize) {
-    outln!("{}", serde_json::to_string(v).expect("reports serialise"));
-}
-
-/// Ok(true): everything succeeded; Ok(false): something failed and was reported.
-fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
+fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
     match c {
         PolicyCommand::Run {
             periodicity,
@@ -128,23 +180,76 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             json,
             state,
         } => {
-            let panel = open(state)?;
-            let engine = Engine::open(&panel.state_dir)?;
-            let jobs = jobs.or(panel.config.jobs).unwrap_or(2);
-            if jobs == 0 {
-                return Err(PanelError::Usage("--jobs must be at least 1".to_owned()));
+            for name in &instances {
+                check_instance_name("--instance", name)?;
             }
-            let progress = Progress::detect(json);
+            let (panel, controller) = open(&state)?;
+            let mut engine = engine(&panel, controller)?;
+            // Unknown names are refused before any backup starts.
+            let registered = engine
+                .instances()
+                .map_err(|e| Failure::from_panel(&PanelError::Engine(e)))?;
+            let unknown: Vec<String> = instances
+                .iter()
+                .filter(|i| registered.binary_search(i).is_err())
+                .map(|u| format!("{u:?}"))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(Failure::new(
+                    ErrorKind::InstanceNotFound,
+                    format!(
+                        "--instance names no registered instance: {}; `aps-controller instance list` shows them",
+                        unknown.join(", ")
+                    ),
+                ));
+            }
+            let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
+            let progress = std::sync::Arc::new(Progress::detect(json));
+            if !matches!(*progress, Progress::Quiet) {
+                engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
+                    std::sync::Arc::clone(&progress),
+                ))));
+            }
             let options = RunOptions {
                 periodicity,
                 instances,
                 jobs,
             };
-            let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)?;
+            let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
+                .map_err(|e| Failure::from_panel(&e))?;
+            let failure = (!s.success()).then(|| {
+                Failure::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "{} of {} instances failed; `summary.instances[].error` says why",
+                        s.failed,
+                        s.instances.len()
+                    ),
+                )
+            });
             if json {
-                print_json(&serde_json::json!({"event": "summary", "summary": s}));
+                outln!(
+                    "{}",
+                    summary_line(
+                        s.success(),
+                        serde_json::to_value(&s).expect("reports serialise"),
+                        failure.as_ref()
+                    )
+                );
             } else {
-                outln!("backup {}: {} ok, {} failed", s.periodicity, s.ok, s.failed);
+                outln!(
+                    "backup {}: {} ok, {} failed",
+                    s.periodicity,
+                    s.succeeded,
+                    s.failed
+                );
+                let recovered = crate::common::recovered_array();
+                if let Some(list) = recovered.as_array().filter(|l| !l.is_empty()) {
+                    outln!(
+                        "  recovered {} interrupted operation(s) first (details on stderr)",
+                        list.len()
+                    );
+                }
                 for o in &s.instances {
                     match (&o.file, &o.error) {
                         (_, Some(e)) => {
@@ -156,113 +261,125 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                             eprintln!("aps-controller: {}: {step} failed: {e}", o.instance);
                         }
                         (Some(f), None) => outln!(
-                            "  ok      {}  {f}  {}  {:.1} s{}",
+                            "  ok      {}  {f}  {}  {:.1} s{}{}",
                             o.instance,
                             human_size(o.size.unwrap_or(0)),
                             o.duration_ms as f64 / 1000.0,
-                            if o.pruned.is_empty() {
-                                String::new()
-                            } else {
-                                format!("  pruned {}", o.pruned.len())
-                            }
+                            match (&o.upload, &panel.remote) {
+                                (Some(u), Some(r)) => format!(
+                                    "  uploaded {}{}, {}",
+                                    r.describe(),
+                                    u.key,
+                                    human_size(u.size)
+                                ),
+                                _ => String::new(),
+                            },
+                            pruned_text(&o.pruned)
                         ),
                         (None, None) => outln!("  ok      {}", o.instance),
                     }
                 }
             }
-            Ok(s.success())
+            // Exit 1 when an instance failed (README, "Exit codes").
+            Ok(if s.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         PolicyCommand::Prune {
             dry_run,
-            json,
+            json: _,
             state,
         } => {
-            let panel = open(state)?;
+            let (panel, _) = open(&state)?;
             let now = jiff::Timestamp::now();
             let mut stores: Vec<&dyn Store> = vec![&panel.local];
             if let Some(r) = &panel.remote {
                 stores.push(r.as_ref());
             }
-            let mut ok = true;
+            let mut done = Vec::new();
             for store in stores {
-                match prune_store(store, None, &panel.policy, now, dry_run) {
-                    Ok(p) if json => print_json(&p),
-                    Ok(p) => print_prune(&p),
-                    Err(e) => {
-                        ok = false;
-                        eprintln!("aps-controller: {e}");
-                    }
-                }
+                let p = prune_store(store, None, &panel.policy, now, dry_run).map_err(|e| {
+                    Failure::new(ErrorKind::Internal, e.to_string())
+                        .with("stores", serde_json::to_value(&done).expect("serialise"))
+                })?;
+                done.push(p);
             }
-            Ok(ok)
+            Ok(
+                out.success(&json!({ "dry_run": dry_run, "stores": done }), || {
+                    done.iter().map(print_prune).collect::<Vec<_>>().join("\n")
+                }),
+            )
         }
         PolicyCommand::Verify {
             file,
             instance,
             identity,
-            json,
+            json: _,
             state,
         } => {
-            let panel = open(state)?;
-            let engine = Engine::open(&panel.state_dir)?;
+            if let Some(i) = &instance {
+                check_instance_name("--instance", i)?;
+            }
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
             let file = match (file, instance) {
                 (Some(f), _) => f,
                 (None, Some(i)) => {
-                    let newest =
-                        newest_good(&panel.local, &i)?.ok_or_else(|| PanelError::NoBackup {
-                            instance: i.clone(),
-                            store: panel.local.root().to_string(),
-                        })?;
-                    panel.local.path_of(&newest)
+                    require_registered(&engine, &i)?;
+                    aps_panel::manual::latest(&panel, &i).map_err(|e| Failure::from_panel(&e))?
                 }
                 (None, None) => {
-                    return Err(PanelError::Usage("give FILE or --instance NAME".to_owned()));
+                    return Err(Failure::usage("give FILE or --instance NAME"));
                 }
             };
-            let result = engine.verify_archive(&file, identity.as_deref());
-            let ok = result.is_ok();
-            if json {
-                print_json(&match &result {
-                    Ok(detail) => serde_json::json!({"file": file, "ok": true, "detail": detail}),
-                    Err(e) => {
-                        serde_json::json!({"file": file, "ok": false, "error": e.to_string()})
+            let detail = engine
+                .verify_archive(&file, identity.as_deref())
+                .map_err(|e| {
+                    Failure::from_panel(&PanelError::Engine(e)).with("file", file.as_str())
+                })?;
+            Ok(out.success(&json!({ "file": file, "detail": detail }), || {
+                format!(
+                    "{file}: ok{}",
+                    if detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({detail})")
                     }
-                });
-            } else {
-                match &result {
-                    Ok(detail) => outln!(
-                        "{file}: ok{}",
-                        if detail.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({detail})")
-                        }
-                    ),
-                    Err(e) => eprintln!("aps-controller: {e}"),
-                }
-            }
-            Ok(ok)
+                )
+            }))
         }
         PolicyCommand::Backups {
             name,
             remote,
-            json,
+            json: _,
             state,
         } => {
-            let panel = open(state)?;
-            let store = panel.store(remote)?;
-            let entries = list_backups(store, &name)?;
-            if json {
-                print_json(&entries);
-            } else {
-                outln!(
+            check_instance_name("NAME", &name)?;
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
+            let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
+            let entries = list_backups(store, &name).map_err(|e| Failure::from_panel(&e.into()))?;
+            // A removed instance's backups are still listed; an unknown name without any is a
+            // mistake worth saying so.
+            if entries.is_empty() {
+                require_registered(&engine, &name)?;
+            }
+            let body = json!({
+                "instance": name,
+                "store": store.describe(),
+                "backups": entries,
+            });
+            Ok(out.success(&body, || {
+                let mut text = format!(
                     "{} backups of {name} in {}",
                     entries.len(),
                     store.describe()
                 );
                 for e in &entries {
-                    outln!(
-                        "  {:<10} {:<20} {:>10}  {:<12} {}",
+                    text += &format!(
+                        "\n  {:<10} {:<20} {:>10}  {:<12} {}",
                         e.periodicity
                             .map(|p| p.to_string())
                             .unwrap_or_else(|| "-".into()),
@@ -274,11 +391,11 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_owned))
                             .unwrap_or_default(),
-                        e.file
+                        e.path
                     );
                 }
-            }
-            Ok(true)
+                text
+            }))
         }
         PolicyCommand::Drill {
             name,
@@ -288,8 +405,18 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
             json,
             state,
         } => {
-            let panel = open(state)?;
-            let engine = Engine::open(&panel.state_dir)?;
+            check_instance_name("NAME", &name)?;
+            check_instance_name("--staging", &staging)?;
+            if name == staging {
+                return Err(Failure::usage(format!(
+                    "--staging is {name:?}, the instance being drilled: a drill overwrites the \
+                     staging instance, so name another registered instance of the same package"
+                )));
+            }
+            let (panel, controller) = open(&state)?;
+            let engine = engine(&panel, controller)?;
+            require_registered(&engine, &name)?;
+            require_registered(&engine, &staging)?;
             let progress = Progress::detect(json);
             let r = drill(
                 &panel,
@@ -301,9 +428,22 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                     remote,
                 },
                 &progress,
-            )?;
+            )
+            .map_err(|e| Failure::from_panel(&e))?;
+            // Exit 1 when the drill failed (README, "Exit codes"); `error.kind` says how.
+            let failure = r
+                .error
+                .as_ref()
+                .map(|p| Failure::from_problem(p).exit_with(1));
             if json {
-                print_json(&serde_json::json!({"event": "summary", "summary": r}));
+                outln!(
+                    "{}",
+                    summary_line(
+                        r.passed,
+                        serde_json::to_value(&r).expect("reports serialise"),
+                        failure.as_ref()
+                    )
+                );
             } else {
                 outln!(
                     "drill {} → {}: {} ({})",
@@ -322,14 +462,47 @@ fn dispatch(c: PolicyCommand) -> Result<bool, PanelError> {
                     );
                 }
             }
-            Ok(r.passed)
+            Ok(if r.passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
 
-fn print_prune(p: &StorePrune) {
+/// Exit 4 with `instance-not-found` for a name that is not registered.
+fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
+    let registered = engine
+        .instances()
+        .map_err(|e| Failure::from_panel(&PanelError::Engine(e)))?;
+    if registered.iter().any(|r| r == name) {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            ErrorKind::InstanceNotFound,
+            format!(
+                "no registered instance named {name:?}; `aps-controller instance list` shows them"
+            ),
+        ))
+    }
+}
+
+/// `  pruned local 2, remote 1`: retention's removals, the remote's keys marked `remote:`.
+fn pruned_text(pruned: &[String]) -> String {
+    let remote = pruned.iter().filter(|k| k.starts_with("remote:")).count();
+    let local = pruned.len() - remote;
+    match (local, remote) {
+        (0, 0) => String::new(),
+        (l, 0) => format!("  pruned local {l}"),
+        (0, r) => format!("  pruned remote {r}"),
+        (l, r) => format!("  pruned local {l}, remote {r}"),
+    }
+}
+
+fn print_prune(p: &StorePrune) -> String {
     let verb = if p.dry_run { "would remove" } else { "removed" };
-    outln!(
+    let mut text = format!(
         "{}: kept {}, {verb} {}, ignored {}",
         p.store,
         p.kept.len(),
@@ -337,8 +510,9 @@ fn print_prune(p: &StorePrune) {
         p.ignored.len()
     );
     for k in &p.removed {
-        outln!("  {verb} {k}");
+        text += &format!("\n  {verb} {k}");
     }
+    text
 }
 
 fn human_size(n: u64) -> String {

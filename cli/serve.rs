@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use aps_controller::controller::Controller;
 use aps_controller::error::{ErrorKind, OperationError};
-use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
-use aps_controller::registry::{self, ParseError, RegisterError, StoreError, view};
+use aps_controller::operation::{MigrateRequest, RestoreRequest};
+use aps_controller::registry::{self, RegisterError, StoreError, view};
 use aps_meta::{Limits, check_package};
 use camino::Utf8PathBuf;
 use serde::Deserialize;
@@ -23,7 +23,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::common::{EXIT_USAGE, StateArgs, failure_json, open_controller, success_json};
+use crate::backup::{BackupInput, manual_backup};
+use crate::common::{Failure, Out, StateArgs, open_controller, open_panel, success_json};
+use crate::instance::{register_failure, store_failure};
 
 /// Request bodies are small JSON objects; anything bigger is refused unread.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -43,23 +45,33 @@ pub struct ServeArgs {
     /// Requests handled at once; an operation holds one until it ends.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: u16,
+    /// The first line on stdout is `{"ok":true,"type":"listening","url":…}` instead of
+    /// `listening on URL`, and a failure to start is the JSON envelope (docs/json.md).
+    #[arg(long)]
+    json: bool,
+    /// A folder requests may name paths in (`to`, `from`, `keep`, `identity`, `file`, `path`),
+    /// after `..` and symlinks are resolved; repeat for more. Any other path is refused with
+    /// 403 `path-not-allowed` before anything happens. Default: the backup store folder of
+    /// panel.toml and `<state>/backups`.
+    #[arg(long = "allow-dir", value_name = "DIR")]
+    allow_dir: Vec<Utf8PathBuf>,
     #[command(flatten)]
     state: StateArgs,
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    let out = Out::new(args.json);
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(code) => code,
+        Err(f) => out.failure(&f),
     }
 }
 
-fn usage_error(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(EXIT_USAGE)
+fn usage_error(message: impl std::fmt::Display) -> Failure {
+    Failure::usage(message.to_string())
 }
 
-fn serve(args: ServeArgs) -> Result<(), ExitCode> {
+fn serve(args: ServeArgs) -> Result<(), Failure> {
     if !args.listen.ip().is_loopback() {
         return Err(usage_error(format!(
             "refusing to listen on {}: the adapter speaks plain HTTP; listen on loopback (127.0.0.1 or [::1]) and put a TLS proxy in front to reach it from elsewhere",
@@ -69,22 +81,49 @@ fn serve(args: ServeArgs) -> Result<(), ExitCode> {
     let token = read_token(&args.token_file).map_err(usage_error)?;
     // Opening the controller rolls back what a killed controller left unfinished.
     let ctl = open_controller(&args.state)?;
+    let allowed = allowed_dirs(&args.allow_dir, ctl.config().state.root()).map_err(usage_error)?;
     let server = Server::http(args.listen)
         .map_err(|e| usage_error(format!("cannot listen on {}: {e}", args.listen)))?;
+    // SIGTERM (systemd's stop), SIGINT, SIGHUP: running operations are rolled back (they
+    // check the process's token), every worker stops taking requests, and serve exits 0.
+    let server = std::sync::Arc::new(server);
+    {
+        let server = std::sync::Arc::clone(&server);
+        let workers = args.workers;
+        crate::signals::install(move || {
+            for _ in 0..workers {
+                server.unblock();
+            }
+        });
+    }
     let addr = server
         .server_addr()
         .to_ip()
         .expect("Server::http listens on TCP");
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "listening on http://{addr}");
+    if args.json {
+        let _ = writeln!(
+            stdout,
+            "{}",
+            json!({"ok": true, "type": "listening", "url": format!("http://{addr}")})
+        );
+    } else {
+        let _ = writeln!(stdout, "listening on http://{addr}");
+    }
     let _ = stdout.flush();
 
-    let app = App { ctl, token };
+    let app = App {
+        ctl,
+        token,
+        allowed,
+    };
     std::thread::scope(|s| {
         for _ in 0..args.workers {
             s.spawn(|| {
                 // recv fails only when the listener is gone: nothing more will come.
-                while let Ok(request) = server.recv() {
+                while !aps_controller::cancel::Cancel::process().is_requested()
+                    && let Ok(request) = server.recv()
+                {
                     app.handle(request);
                 }
             });
@@ -95,12 +134,13 @@ fn serve(args: ServeArgs) -> Result<(), ExitCode> {
 
 fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {path}: {e}"))?;
-    if let Ok(meta) = std::fs::metadata(path)
-        && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0
-    {
-        eprintln!(
-            "warning: --token-file {path} can be read by other users; `chmod 600` it so only the panel's user can"
-        );
+    // The token grants whatever the controller may do (root's rights over every instance):
+    // a file others can read is refused, not warned about.
+    let meta = std::fs::metadata(path).map_err(|e| format!("--token-file {path}: {e}"))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+        return Err(format!(
+            "--token-file {path} can be read or written by other users; `chmod 600` it so only the panel's user can"
+        ));
     }
     let token = text.trim();
     if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
@@ -114,6 +154,86 @@ fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
 struct App {
     ctl: Controller,
     token: String,
+    /// Folders request paths must lie in, canonical.
+    allowed: Vec<Utf8PathBuf>,
+}
+
+/// `--allow-dir`s (which must exist), or the defaults, canonical.
+fn allowed_dirs(
+    given: &[Utf8PathBuf],
+    state: &camino::Utf8Path,
+) -> Result<Vec<Utf8PathBuf>, String> {
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|d| {
+                let d = aps_controller::controller::absolute(d);
+                d.canonicalize_utf8()
+                    .map_err(|e| format!("--allow-dir {d}: {e}"))
+            })
+            .collect();
+    }
+    let mut dirs = vec![state.join("backups")];
+    if let Ok(panel) = aps_panel::config::PanelConfig::load(state) {
+        dirs.push(panel.store_dir(state));
+    }
+    Ok(dirs
+        .iter()
+        .map(|d| resolve(d).unwrap_or_else(|| d.clone()))
+        .collect())
+}
+
+/// `path` with symlinks and `..` resolved as far as it exists, the rest appended (a rest
+/// holding `..` or `.` gives `None`: it cannot be placed without the folders existing).
+fn resolve(path: &camino::Utf8Path) -> Option<Utf8PathBuf> {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize_utf8() {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                out.push(c);
+            }
+            return Some(out);
+        }
+        let name = existing.file_name()?.to_owned();
+        rest.push(name);
+        existing = existing.parent()?.to_owned();
+    }
+}
+
+/// An INSTANCE.toml, package or folder holding them that someone other than root or the
+/// controller's user could change would let them choose what the controller registers and
+/// runs: refused.
+fn owned_by_us(field: &str, path: &camino::Utf8Path) -> Result<(), Answer> {
+    use std::os::unix::fs::MetadataExt;
+    let me = aps_controller::account::Account::current().uid;
+    let mut checked = vec![path.to_owned()];
+    if let Some(parent) = path.parent() {
+        checked.push(parent.to_owned());
+    }
+    if path.is_dir() {
+        checked.push(path.join("scripts"));
+        checked.push(path.join("APP-META.xml"));
+    }
+    for p in checked {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let others_write = meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink();
+        if (meta.uid() != 0 && meta.uid() != me) || others_write {
+            return Err(problem(
+                403,
+                "path-not-allowed",
+                format!(
+                    "`{field}`: {p} can be changed by a user other than root or the controller's (owner uid {}, mode {:o}); only files the control panel owns are registered",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An HTTP status and the JSON body that goes with it.
@@ -121,11 +241,21 @@ type Answer = (u16, Value);
 /// A route's answer; `Err` when the request was refused before anything ran.
 type Handled = Result<Answer, Answer>;
 
-fn problem(status: u16, kind: &str, message: impl Into<String>) -> Answer {
-    (
-        status,
-        json!({"ok": false, "error": {"kind": kind, "message": message.into()}}),
-    )
+/// A refusal of the adapter itself (`kind` one of the HTTP kinds of docs/json.md, or
+/// `usage` for a body that is not what the route takes).
+fn problem(status: u16, kind: &'static str, message: impl Into<String>) -> Answer {
+    let f = if kind == "bad-request" {
+        Failure::usage(message)
+    } else {
+        Failure::http(kind, message)
+    };
+    (status, f.envelope())
+}
+
+/// A failure of the libraries, phrased for HTTP, with the status of its kind.
+fn failure_answer(f: Failure) -> Answer {
+    let status = status_of_kind(f.kind);
+    (status, f.for_http().envelope())
 }
 
 impl App {
@@ -177,7 +307,7 @@ impl App {
             (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
             (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
             (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
-            (Method::Post, ["v1", "packages", "check"]) => check(&body),
+            (Method::Post, ["v1", "packages", "check"]) => self.check(&body),
             (
                 method,
                 ["v1", "instances"]
@@ -204,6 +334,28 @@ impl App {
             .filter(|h| h.field.equiv("Authorization"))
             .filter_map(|h| h.value.as_str().strip_prefix("Bearer "))
             .any(|given| same_secret(given.trim().as_bytes(), self.token.as_bytes()))
+    }
+
+    /// `path` must be absolute and, resolved, lie inside one of the allowed folders.
+    fn allowed(&self, field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
+        absolute(field, path)?;
+        let inside =
+            resolve(path).is_some_and(|real| self.allowed.iter().any(|d| real.starts_with(d)));
+        if inside {
+            return Ok(());
+        }
+        Err(problem(
+            403,
+            "path-not-allowed",
+            format!(
+                "`{field}` is {path}, which (with symlinks and `..` resolved) is not inside a folder the adapter may touch ({}); start `serve` with `--allow-dir` for it",
+                self.allowed
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
     }
 
     fn list(&self) -> Answer {
@@ -236,7 +388,13 @@ impl App {
             replace: bool,
         }
         let b: Body = parse(body)?;
-        absolute("file", &b.file)?;
+        self.allowed("file", &b.file)?;
+        owned_by_us("file", &b.file)?;
+        if let Ok(file) = registry::InstanceFile::load(&b.file)
+            && file.package.is_absolute()
+        {
+            owned_by_us("package", &file.package)?;
+        }
         let state = &self.ctl.config().state;
         Ok(
             match registry::register(self.ctl.store(), state, &b.file, b.replace) {
@@ -245,10 +403,8 @@ impl App {
                     json!({"ok": true, "instance": view::summary_json(&instance)}),
                 ),
                 Err(RegisterError::Store(e)) => store_problem(e),
-                Err(e @ RegisterError::Parse(ParseError::Read { .. })) => {
-                    problem(422, "unreadable-file", e.to_string())
-                }
-                Err(e) => problem(422, "invalid-instance", e.to_string()),
+                // The file is the client's mistake: 422 with every problem (`problems`).
+                Err(e) => (422, register_failure(e).for_http().envelope()),
             },
         )
     }
@@ -264,7 +420,8 @@ impl App {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
-            to: Utf8PathBuf,
+            /// Absent: into the backup store, as `aps-controller backup NAME` does.
+            to: Option<Utf8PathBuf>,
             #[serde(default)]
             force: bool,
             timeout_secs: Option<u64>,
@@ -273,18 +430,28 @@ impl App {
             recipients: Vec<String>,
         }
         let b: Body = parse(body)?;
-        absolute("to", &b.to)?;
-        let compression = b.compression.as_deref().unwrap_or("zstd");
-        let archive = crate::backup::archive_options(compression, &b.recipients)
-            .map_err(|message| problem(400, "bad-request", message))?;
-        let request = BackupRequest {
+        if let Some(to) = &b.to {
+            self.allowed("to", to)?;
+        }
+        let input = BackupInput {
             instance: name.to_owned(),
-            destination: b.to,
+            to: b.to,
             force: b.force,
-            timeout: b.timeout_secs.map(Duration::from_secs),
-            archive,
+            timeout_secs: b.timeout_secs,
+            compression: b.compression,
+            recipients: b.recipients,
+            http: true,
+            dry_run: false,
         };
-        Ok(operation_answer(self.ctl.backup(&request)))
+        // panel.toml is read per request, so a change applies without a restart.
+        let state = crate::common::StateArgs {
+            state_dir: Some(self.ctl.config().state.root().to_owned()),
+        };
+        let answer = open_panel(&state)
+            .and_then(|panel| manual_backup(&self.ctl, &panel, &input))
+            .map(|v| (200, v))
+            .unwrap_or_else(failure_answer);
+        Ok(answer)
     }
 
     fn restore(&self, name: &str, body: &[u8]) -> Handled {
@@ -298,12 +465,13 @@ impl App {
             identity: Option<Utf8PathBuf>,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
         let paths = [
             Some(("from", &b.from)),
             b.identity.as_ref().map(|p| ("identity", p)),
         ];
         for (field, path) in paths.into_iter().flatten() {
-            absolute(field, path)?;
+            self.allowed(field, path)?;
         }
         let request = RestoreRequest {
             instance: name.to_owned(),
@@ -326,8 +494,18 @@ impl App {
             no_safety_snapshot: bool,
         }
         let b: Body = parse(body)?;
+        positive_timeout(b.timeout_secs)?;
+        if b.to_instance == name {
+            return Err(problem(
+                400,
+                "bad-request",
+                format!(
+                    "\"to_instance\" is {name:?}, the instance being migrated: name another registered instance"
+                ),
+            ));
+        }
         if let Some(keep) = &b.keep {
-            absolute("keep", keep)?;
+            self.allowed("keep", keep)?;
         }
         let mut request = MigrateRequest::new(name, b.to_instance);
         request.keep = b.keep;
@@ -337,22 +515,24 @@ impl App {
     }
 }
 
-fn check(body: &[u8]) -> Handled {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Body {
-        path: Utf8PathBuf,
-        limits: Option<Limits>,
+impl App {
+    fn check(&self, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            path: Utf8PathBuf,
+            limits: Option<Limits>,
+        }
+        let b: Body = parse(body)?;
+        self.allowed("path", &b.path)?;
+        Ok(
+            match check_package(&b.path, &b.limits.unwrap_or_default()) {
+                // The check ran: 200 whatever it found; `ok` says whether the package is valid.
+                Ok(report) => (200, crate::package::report_json(&report)),
+                Err(e) => (422, crate::package::check_failure(&e).envelope()),
+            },
+        )
     }
-    let b: Body = parse(body)?;
-    absolute("path", &b.path)?;
-    Ok(
-        match check_package(&b.path, &b.limits.unwrap_or_default()) {
-            // The check ran: 200 whatever it found; `ok` says whether the package is valid.
-            Ok(report) => (200, crate::package::report_json(&report)),
-            Err(e) => problem(422, crate::package::check_error_kind(&e), e.to_string()),
-        },
-    )
 }
 
 /// The body, at most [`MAX_BODY_BYTES`].
@@ -398,6 +578,19 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
     })
 }
 
+/// A script timeout of 0 would fail every operation at once: refused before anything runs.
+fn positive_timeout(timeout_secs: Option<u64>) -> Result<(), Answer> {
+    if timeout_secs == Some(0) {
+        Err(problem(
+            400,
+            "bad-request",
+            "\"timeout_secs\" must be at least 1 second",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Paths in requests are the server's paths; a relative one would depend on its working folder.
 fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
     if path.is_absolute() {
@@ -414,8 +607,13 @@ fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
 fn operation_answer<T: serde::Serialize>(result: Result<T, OperationError>) -> Answer {
     match result {
         Ok(report) => (200, success_json(&report)),
-        Err(e) => (status_of(e.kind()), failure_json(&e)),
+        Err(e) => failure_answer(Failure::from_operation(&e)),
     }
+}
+
+/// The status of a kind named in the README's table (500 for anything else).
+fn status_of_kind(kind: &str) -> u16 {
+    ErrorKind::named(kind).map_or(500, status_of)
 }
 
 /// The HTTP status of an operation's error; `error.kind` in the body is the precise answer.
@@ -441,13 +639,13 @@ fn status_of(kind: ErrorKind) -> u16 {
 }
 
 fn store_problem(e: StoreError) -> Answer {
-    let (status, kind) = match e {
-        StoreError::NotFound { .. } => (404, ErrorKind::InstanceNotFound.as_str()),
-        StoreError::AlreadyExists { .. } => (409, "already-exists"),
-        StoreError::InvalidName { .. } => (400, "invalid-name"),
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => (500, ErrorKind::Internal.as_str()),
+    let status = match e {
+        StoreError::NotFound { .. } => 404,
+        StoreError::AlreadyExists { .. } => 409,
+        StoreError::InvalidName { .. } => 400,
+        StoreError::Io { .. } | StoreError::Corrupt { .. } => 500,
     };
-    problem(status, kind, e.to_string())
+    (status, store_failure(e).for_http().envelope())
 }
 
 /// Equal without an early exit, so response times do not reveal how much of a guess was right.

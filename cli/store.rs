@@ -9,33 +9,49 @@ use aps_panel::config::RepositorySettings;
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
 use aps_panel::{Engine, Panel, Periodicity};
 use camino::Utf8PathBuf;
+use serde_json::json;
 
-use crate::common::StateArgs;
+use crate::common::{Failure, Out, StateArgs, check_instance_name, open_controller, open_panel};
 
 #[derive(clap::Subcommand)]
 pub enum StoreCommand {
     /// Create the repository of panel.toml [store] (kind = "repository") with a new key file
     /// and password file (mode 0600). Refuses when either file or the repository exists.
+    #[command(after_help = "EXAMPLES:\n  \
+        # panel.toml: [store] kind = \"repository\"\n  \
+        aps-controller store init\n  \
+        aps-controller store init --json")]
     Init {
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Back NAME up as one snapshot: its web folders and its databases, dumps streamed in.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller store backup blog\n  \
+        aps-controller store backup blog --periodicity daily --json")]
     Backup {
+        /// The registered instance to back up.
         name: String,
         /// The periodicity recorded in the snapshot's tags (default manual).
         #[arg(long, default_value = "manual")]
         periodicity: Periodicity,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// List the snapshots of NAME (or of every instance), older to newer.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller store snapshots\n  \
+        aps-controller store snapshots blog --json")]
     Snapshots {
+        /// Only this instance's snapshots.
         name: Option<String>,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -43,7 +59,11 @@ pub enum StoreCommand {
     },
     /// Restore a snapshot of NAME into a new staging folder DIR (web/ and databases/ in it);
     /// the live instance is not touched.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller store restore blog --latest --to /srv/staging/blog\n  \
+        aps-controller store restore blog --snapshot 3f0c9a1e --to /srv/staging/blog --json")]
     Restore {
+        /// The instance whose snapshot is restored.
         name: String,
         /// The newest snapshot of NAME.
         #[arg(
@@ -58,36 +78,26 @@ pub enum StoreCommand {
         /// The staging folder: created, or empty.
         #[arg(long, value_name = "DIR")]
         to: Utf8PathBuf,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Check the repository's structure; with --read-data also read and verify every pack.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller store check\n  \
+        aps-controller store check --read-data --json")]
     Check {
+        /// Also read every pack and check its contents (reads the whole repository).
         #[arg(long)]
         read_data: bool,
+        /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         state: StateArgs,
     },
-}
-
-struct Failure {
-    kind: ErrorKind,
-    step: &'static str,
-    message: String,
-}
-
-impl Failure {
-    fn new(kind: ErrorKind, step: &'static str, message: impl ToString) -> Self {
-        Failure {
-            kind,
-            step,
-            message: message.to_string(),
-        }
-    }
 }
 
 fn repository_failure(step: &'static str, e: RepositoryError) -> Failure {
@@ -101,56 +111,24 @@ fn repository_failure(step: &'static str, e: RepositoryError) -> Failure {
         RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
         RepositoryError::Engine { .. } | RepositoryError::Io { .. } => ErrorKind::Internal,
     };
-    Failure::new(kind, step, e)
+    Failure::new(kind, e.to_string()).at(step)
 }
 
 pub fn run(c: StoreCommand) -> ExitCode {
-    let json = match &c {
+    let out = Out::new(match &c {
         StoreCommand::Init { json, .. }
         | StoreCommand::Backup { json, .. }
         | StoreCommand::Snapshots { json, .. }
         | StoreCommand::Restore { json, .. }
         | StoreCommand::Check { json, .. } => *json,
-    };
-    match dispatch(c) {
-        Ok((report, human)) => {
-            if json {
-                let mut v = report;
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("ok".into(), true.into());
-                }
-                println!("{v}");
-            } else {
-                println!("{human}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(f) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"ok": false, "error": {
-                        "kind": f.kind.as_str(), "step": f.step, "message": f.message}})
-                );
-            } else {
-                eprintln!(
-                    "error [{}] at step {}: {}",
-                    f.kind.as_str(),
-                    f.step,
-                    f.message
-                );
-            }
-            ExitCode::from(f.kind.exit_code())
-        }
-    }
+    });
+    out.finish(dispatch(out, c))
 }
 
-fn settings(state: StateArgs) -> Result<(Panel, RepositorySettings), Failure> {
-    let usage = |e: &dyn ToString| Failure::new(ErrorKind::Usage, "config", e.to_string());
-    let dir = aps_panel::engine::resolve_state_dir(state.state_dir).map_err(|e| usage(&e))?;
-    let panel = Panel::open(&dir).map_err(|e| usage(&e))?;
+fn settings(state: &StateArgs) -> Result<(Panel, RepositorySettings), Failure> {
+    let panel = open_panel(state)?;
     let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
-        usage(&format!(
+        Failure::usage(format!(
             "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
             panel.state_dir
         ))
@@ -162,23 +140,18 @@ fn open(settings: &RepositorySettings) -> Result<RepositoryStore, Failure> {
     RepositoryStore::open(settings).map_err(|e| repository_failure("open-repository", e))
 }
 
-type Printed = (serde_json::Value, String);
-
-fn to_json(v: &impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(v).expect("reports serialise")
-}
-
-fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
+fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
     match c {
         StoreCommand::Init { state, .. } => {
-            let (_, settings) = settings(state)?;
+            let (_, settings) = settings(&state)?;
             let r = RepositoryStore::init(&settings).map_err(|e| repository_failure("init", e))?;
-            let human = format!(
-                "repository {} created; key file {}, password file {} (keep copies of both \
-                 off this machine)",
-                r.repository, r.key_file, r.password_file
-            );
-            Ok((to_json(&r), human))
+            Ok(out.success(&r, || {
+                format!(
+                    "repository {} created; key file {}, password file {} (keep copies of both \
+                     off this machine)",
+                    r.repository, r.key_file, r.password_file
+                )
+            }))
         }
         StoreCommand::Backup {
             name,
@@ -186,13 +159,14 @@ fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
             state,
             ..
         } => {
-            let (panel, settings) = settings(state)?;
+            check_instance_name("NAME", &name)?;
+            let (_, settings) = settings(&state)?;
+            let controller = open_controller(&state)?;
             let store = open(&settings)?;
-            let engine = Engine::open(&panel.state_dir)
-                .map_err(|e| Failure::new(ErrorKind::Usage, "open-controller", e))?;
+            let engine = Engine::with_controller(controller);
             let source = engine
                 .repository_source(&name)
-                .map_err(|e| Failure::new(ErrorKind::InstanceNotFound, "find-instance", e))?;
+                .map_err(|e| Failure::from_problem(&e.problem()))?;
             let snap = store
                 .backup(&BackupInput {
                     instance: &name,
@@ -202,37 +176,41 @@ fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
                     databases: &source.instance.databases,
                 })
                 .map_err(|e| repository_failure("backup", e))?;
-            let human = format!(
-                "snapshot {} of {name}: {} files, {} bytes read, {} bytes added",
-                &snap.id[..8],
-                snap.files,
-                snap.bytes_read,
-                snap.bytes_added
-            );
-            Ok((serde_json::json!({"snapshot": snap}), human))
+            Ok(out.success(&json!({"snapshot": snap}), || {
+                format!(
+                    "snapshot {} of {name}: {} files, {} bytes read, {} bytes added",
+                    &snap.id[..8],
+                    snap.files,
+                    snap.bytes_read,
+                    snap.bytes_added
+                )
+            }))
         }
         StoreCommand::Snapshots { name, state, .. } => {
-            let (_, settings) = settings(state)?;
+            if let Some(name) = &name {
+                check_instance_name("NAME", name)?;
+            }
+            let (_, settings) = settings(&state)?;
             let store = open(&settings)?;
             let list = store
                 .snapshots(name.as_deref())
                 .map_err(|e| repository_failure("list", e))?;
-            let human = list
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}  {}  {}  {}  {} files  +{} bytes",
-                        &s.id[..8],
-                        s.instance,
-                        s.periodicity.map_or("-".to_owned(), |p| p.to_string()),
-                        s.time,
-                        s.files,
-                        s.bytes_added
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            Ok((serde_json::json!({"snapshots": list}), human))
+            Ok(out.success(&json!({"snapshots": list}), || {
+                list.iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {}  {}  {}  {} files  +{} bytes",
+                            &s.id[..8],
+                            s.instance,
+                            s.periodicity.map_or("-".to_owned(), |p| p.to_string()),
+                            s.time,
+                            s.files,
+                            s.bytes_added
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }))
         }
         StoreCommand::Restore {
             name,
@@ -242,7 +220,8 @@ fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
             state,
             ..
         } => {
-            let (_, settings) = settings(state)?;
+            check_instance_name("NAME", &name)?;
+            let (_, settings) = settings(&state)?;
             let store = open(&settings)?;
             let id = match (latest, snapshot) {
                 (_, Some(id)) => id,
@@ -251,11 +230,8 @@ fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
                         .latest(&name)
                         .map_err(|e| repository_failure("find-snapshot", e))?
                         .ok_or_else(|| {
-                            Failure::new(
-                                ErrorKind::InvalidBackup,
-                                "find-snapshot",
-                                format!("the repository has no snapshot of {name}"),
-                            )
+                            Failure::usage(format!("the repository has no snapshot of {name}"))
+                                .at("find-snapshot")
                         })?
                         .id
                 }
@@ -264,25 +240,26 @@ fn dispatch(c: StoreCommand) -> Result<Printed, Failure> {
             let staged = store
                 .restore_to_staging(&name, &id, &to)
                 .map_err(|e| repository_failure("restore", e))?;
-            let human = format!(
-                "snapshot {} of {name} restored into {} (staging folder; the instance is \
-                 unchanged)",
-                &staged.snapshot[..8],
-                staged.target
-            );
-            Ok((to_json(&staged), human))
+            Ok(out.success(&staged, || {
+                format!(
+                    "snapshot {} of {name} restored into {} (staging folder; the instance is \
+                     unchanged)",
+                    &staged.snapshot[..8],
+                    staged.target
+                )
+            }))
         }
         StoreCommand::Check {
             read_data, state, ..
         } => {
-            let (_, settings) = settings(state)?;
+            let (_, settings) = settings(&state)?;
             let store = open(&settings)?;
             store
                 .check(read_data)
                 .map_err(|e| repository_failure("check", e))?;
-            Ok((
-                serde_json::json!({"repository": store.describe(), "read_data": read_data}),
-                format!("repository {} is consistent", store.describe()),
+            Ok(out.success(
+                &json!({"repository": store.describe(), "read_data": read_data}),
+                || format!("repository {} is consistent", store.describe()),
             ))
         }
     }

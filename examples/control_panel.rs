@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use aps_controller::archive::{self, PartKind};
+use aps_controller::archive::PartKind;
 use aps_controller::operation::BackupRequest;
 use aps_controller::registry::{self, StateDir};
 use aps_controller::{Controller, ControllerConfig};
@@ -56,8 +56,11 @@ fn run(json: bool) -> Result<(), String> {
         .backup(&BackupRequest::new(&instance.name, &destination))
         .map_err(|e| e.to_string())?;
 
-    // 4. The report, and what the file holds (read back and verified).
-    let manifest = archive::verify(&report.file, None).map_err(|e| e.to_string())?;
+    // 4. The report, and what the file holds (read back, verified, and its tag checked: a
+    //    file this controller did not make would be refused as untrusted).
+    let manifest = controller
+        .verify_archive(&report.file, None)
+        .map_err(|e| e.to_string())?;
     if json {
         println!(
             "{}",

@@ -46,7 +46,13 @@ fn run(json: bool) -> Result<(), String> {
 
     // 1. The controller over its state folder; opening it rolls back what a killed run left.
     let state = StateDir::at(root.join("state"));
-    let controller = Controller::open(ControllerConfig::new(state.clone())).map_err(describe)?;
+    // The example makes the web folders itself: run as root, they are root's, and a tenant's
+    // scripts never run as root unless the configuration says so (controller.toml:
+    // `allow-root-scripts = true`). A real panel gives each instance its own account instead
+    // (`user = "…"`, or the owner of its web folder; docs/security.md).
+    let mut config = ControllerConfig::new(state.clone());
+    config.allow_root_scripts = true;
+    let controller = Controller::open(config).map_err(describe)?;
 
     // 2. Two instances of the same package, each with its own URL and web folder, registered
     //    through the registry API (validated against APP-META.xml; nothing stored on error).

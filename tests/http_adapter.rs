@@ -3,9 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use aps_controller::digest::sha256_file;
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
@@ -15,46 +12,12 @@ use support::{Sandbox, assert_success, fixture, json as stdout_json, repo};
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"s3cret-pw\"\nsite_title = \"Demo\"\n";
 
-/// A running `aps-controller serve`, stopped when dropped.
-struct Served {
-    child: Child,
-    base: String,
-    token: String,
-}
+use support::serve::{Served, serve_allowing};
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `serve` allowed to touch the whole sandbox and read the fixture packages.
 fn serve(sb: &Sandbox) -> Served {
-    let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
-    let token_file = sb.path("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let mut child = sb
-        .command(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-file",
-            token_file.as_str(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_owned();
-    Served { child, base, token }
+    let fixtures = support::repo().join("fixtures");
+    serve_allowing(sb, &[sb.root().as_str(), fixtures.as_str()])
 }
 
 impl Served {
@@ -74,7 +37,12 @@ impl Served {
         if status == 401 {
             assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
         }
-        (status, response.into_json().unwrap())
+        let body: Value = response.into_json().unwrap();
+        // Every answer is the one envelope of docs/envelope.schema.json.
+        support::schema::Envelope::get()
+            .check(&format!("{method} {path} -> {status}"), &body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (status, body)
     }
 
     fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
@@ -155,7 +123,23 @@ fn operations_answer_the_same_json_as_the_cli() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["kind"], "destination-refused");
     assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"force\": true") && !message.contains("--force"),
+        "phrased for HTTP: {message}"
+    );
     assert_eq!(sha256_file(&dest).unwrap().1, sha256);
+
+    // Without `to`: into the backup store under the standard name, as `backup blog` does.
+    let (status, v) = server.call("POST", "/v1/instances/blog/backup", json!({}));
+    assert_eq!(status, 200, "{v}");
+    let stored = v["file"].as_str().unwrap();
+    assert!(
+        stored.starts_with(sb.state().join("backups/blog/blog_manual_").as_str()),
+        "{v}"
+    );
+    assert_eq!(v["stored_as"].as_str(), stored.rsplit('/').next());
+    assert!(Utf8PathBuf::from(stored).is_file());
 
     // Restore from it: the sh fixture's (sufficient) restore copies the file it was given.
     let (status, v) = server.call(
@@ -200,12 +184,37 @@ fn bad_requests_are_refused_before_anything_runs() {
             json!({"to": dest, "compression": "lz4"}),
             "unknown compression",
         ),
-        (json!({}), "missing field `to`"),
+        (
+            json!({"timeout_secs": 0}),
+            "\"timeout_secs\" must be at least 1",
+        ),
+        (
+            json!({"recipients": ["age1nope"]}),
+            "\"recipients\": invalid age recipient",
+        ),
     ];
     for (body, expected) in cases {
         let (status, v) = server.call("POST", "/v1/instances/blog/backup", body.clone());
         assert_eq!(status, 400, "{body}: {v}");
-        assert_eq!(v["error"]["kind"], "bad-request");
+        assert_eq!(v["error"]["kind"], "usage");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    for (route, body, expected) in [
+        (
+            "/v1/instances/blog/restore",
+            json!({"from": dest, "timeout_secs": 0}),
+            "\"timeout_secs\" must be at least 1",
+        ),
+        (
+            "/v1/instances/blog/migrate",
+            json!({"to_instance": "blog"}),
+            "\"to_instance\" is \"blog\"",
+        ),
+    ] {
+        let (status, v) = server.call("POST", route, body.clone());
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["kind"], "usage");
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(expected), "{body}: {message}");
     }
@@ -242,12 +251,14 @@ fn instances_are_registered_and_removed_and_packages_checked() {
     assert_eq!(v["instance"]["name"], "shop");
     let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "invalid-instance");
+    assert_eq!(v["error"]["kind"], "usage");
+    let message = v["error"]["message"].as_str().unwrap();
+    // Phrased for HTTP: the JSON field, not the CLI flag.
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("already exists")
+        message.contains("already exists")
+            && message.contains("\"replace\": true")
+            && !message.contains("--replace"),
+        "{message}"
     );
     let (status, v) = server.call(
         "POST",
@@ -262,7 +273,7 @@ fn instances_are_registered_and_removed_and_packages_checked() {
     std::fs::write(&file, "name = \"bad\"\n").unwrap();
     let (status, v) = server.call("POST", "/v1/instances", json!({"file": file}));
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "invalid-instance");
+    assert_eq!(v["error"]["kind"], "usage");
 
     let (status, v) = server.call("DELETE", "/v1/instances/shop", Value::Null);
     assert_eq!(status, 200, "{v}");
@@ -288,7 +299,8 @@ fn instances_are_registered_and_removed_and_packages_checked() {
         json!({"path": sb.path("nowhere")}),
     );
     assert_eq!(status, 422, "{v}");
-    assert_eq!(v["error"]["kind"], "not-found");
+    assert_eq!(v["error"]["kind"], "usage");
+    assert_eq!(v["error"]["reason"], "not-found");
 }
 
 /// Two operations on one instance at once: the second is `busy` (409) while the first runs.
@@ -334,6 +346,7 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
     let sb = Sandbox::new();
     let strong = sb.path("strong");
     std::fs::write(&strong, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&strong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let out = sb.cli(&[
         "serve",
         "--listen",
@@ -346,7 +359,7 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
 
     let weak = sb.path("weak");
     std::fs::write(&weak, "secret\n").unwrap();
-    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&weak, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let out = sb.cli(&[
         "serve",
         "--listen",
@@ -357,6 +370,101 @@ fn refuses_to_listen_beyond_loopback_or_with_a_weak_token() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("at least 32 characters"), "{stderr}");
-    // Mode 0644: readable by others, which is worth a warning.
-    assert!(stderr.contains("can be read by other users"), "{stderr}");
+
+    // A strong token that others can read (mode 0644) is refused at start, not warned about:
+    // it grants whatever the controller may do.
+    std::fs::set_permissions(&strong, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = sb.cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        strong.as_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("can be read or written by other users"),
+        "{stderr}"
+    );
+}
+
+/// The adapter touches only what `--allow-dir` gave it: a destination outside (directly, by
+/// `..` or through a symlink planted inside) is refused with 403 before anything is created;
+/// one inside works.
+#[test]
+fn paths_outside_the_allowed_folders_are_refused() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    let store = sb.path("store");
+    let outside = sb.path("elsewhere");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, store.join("link")).unwrap();
+    let server = serve_allowing(&sb, &[store.as_str()]);
+
+    let escapes = [
+        outside.join("b.aps"),
+        store.join("../elsewhere/b.aps"),
+        store.join("link/b.aps"),
+    ];
+    for to in &escapes {
+        let (status, v) = server.call(
+            "POST",
+            "/v1/instances/blog/backup",
+            json!({"to": to, "force": true}),
+        );
+        assert_eq!(status, 403, "{to}: {v}");
+        assert_eq!(v["error"]["kind"], "path-not-allowed", "{v}");
+    }
+    assert!(
+        support::entries(&outside).is_empty(),
+        "nothing may be created outside"
+    );
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/blog/restore",
+        json!({"from": "/etc/shadow"}),
+    );
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances",
+        json!({"file": sb.path("blog.toml")}),
+    );
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+
+    // An INSTANCE.toml inside, but one others may change, is not registered either.
+    let toml = store.join("open.toml");
+    std::fs::copy(sb.path("blog.toml"), &toml).unwrap();
+    let text = std::fs::read_to_string(&toml)
+        .unwrap()
+        .replace("name = \"blog\"", "name = \"open\"");
+    std::fs::write(&toml, text).unwrap();
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));
+    assert_eq!(status, 201, "{v}");
+
+    let (status, v) = server.call(
+        "POST",
+        "/v1/instances/blog/backup",
+        json!({"to": store.join("b.aps")}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert!(store.join("b.aps").is_file());
 }

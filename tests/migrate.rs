@@ -185,13 +185,23 @@ fn migration_to_itself_or_to_another_package_is_refused_before_any_work() {
     };
     let before = shop.state();
     sb.register("blog", "sh-sample", SH_SETTINGS);
-    for (target, what) in [("shop", "itself"), ("blog", "other package")] {
-        let out = sb.cli(&["migrate", "shop", "--to-instance", target, "--json"]);
-        assert_eq!(out.status.code(), Some(17), "{what}: {out:?}");
-        let v = json(&out);
-        assert_eq!(v["error"]["kind"], "invalid-backup", "{what}");
-        assert_eq!(v["error"]["step"], "find-instance", "{what}");
-    }
+    // Itself: a usage mistake, caught before the controller is even opened.
+    let out = sb.cli(&["migrate", "shop", "--to-instance", "shop", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "itself: {out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "usage");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--to-instance"),
+        "{v}"
+    );
+    let out = sb.cli(&["migrate", "shop", "--to-instance", "blog", "--json"]);
+    assert_eq!(out.status.code(), Some(17), "other package: {out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "invalid-backup");
+    assert_eq!(v["error"]["step"], "find-instance");
     let out = sb.cli(&["migrate", "shop", "--to-instance", "nope", "--json"]);
     assert_eq!(out.status.code(), Some(4));
     assert_same(&shop.state(), &before, "source");
@@ -206,7 +216,8 @@ fn library_migrates_a_sufficient_package() {
     let sb = Sandbox::new();
     sb.register("blog", "sh-sample", SH_SETTINGS);
     let target_www = sb.register("blog-copy", "sh-sample", SH_SETTINGS);
-    let ctl = Controller::open(ControllerConfig::new(StateDir::at(sb.state()))).unwrap();
+    // The sandbox's controller.toml (root-owned web folders may run as root).
+    let ctl = Controller::open(ControllerConfig::load(StateDir::at(sb.state())).unwrap()).unwrap();
     let report = ctl
         .migrate(&MigrateRequest::new("blog", "blog-copy"))
         .unwrap();

@@ -163,8 +163,12 @@ fn cannot_run_exits_2_with_a_json_error() {
     assert_eq!(code, 2, "{out}");
     let v = json(&out);
     assert_eq!(
-        (v["ok"].as_bool(), v["error"]["kind"].as_str()),
-        (Some(false), Some("not-found"))
+        (
+            v["ok"].as_bool(),
+            v["error"]["kind"].as_str(),
+            v["error"]["reason"].as_str()
+        ),
+        (Some(false), Some("usage"), Some("not-found"))
     );
     // A limits file with a misspelt bound is refused rather than silently ignored.
     let dir = tempfile::tempdir().unwrap();

@@ -74,7 +74,10 @@ fn backups_and_prune_work_from_the_store_alone() {
     );
     let out = sb.cli(&["backups", "blog", "--json"]);
     assert_success(&out, "backups");
-    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["instance"], "blog");
+    let list = &v["backups"];
     let got: Vec<(String, String, u64)> = list
         .as_array()
         .unwrap()
@@ -98,10 +101,19 @@ fn backups_and_prune_work_from_the_store_alone() {
     );
     assert_eq!(list[1]["periodicity"], "manual");
     assert_eq!(list[1]["time"], "2026-01-03T02:00:00Z");
+    // Full paths, which `restore --from` and `verify` take as they are.
+    assert_eq!(
+        list[1]["path"],
+        sb.state()
+            .join("backups/blog/blog_manual_2026-01-03-02-00-00.aps.tar.gz.age")
+            .as_str()
+    );
 
     let out = sb.cli(&["prune", "--dry-run", "--json"]);
     assert_success(&out, "prune --dry-run");
-    let p = &json_lines(&out)[0];
+    let v = &json_lines(&out)[0];
+    assert_eq!(v["ok"], true);
+    let p = &v["stores"][0];
     assert_eq!(
         p["removed"],
         serde_json::json!(["blog/blog_daily_2026-01-01-02-00-00.aps.tar.zst"])
@@ -158,11 +170,18 @@ fn run_backs_up_every_instance_continues_past_a_failure_and_prunes_after_success
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = json_lines(&out);
+    assert_eq!(lines[0]["type"], "progress");
     assert_eq!(lines[0]["event"], "start");
     assert_eq!(lines[0]["total"], 3);
-    let summary = &lines.last().unwrap()["summary"];
+    let last = lines.last().unwrap();
     assert_eq!(
-        (summary["ok"].as_u64(), summary["failed"].as_u64()),
+        (&last["type"], &last["ok"]),
+        (&"summary".into(), &false.into())
+    );
+    assert_eq!(last["error"]["kind"], "internal", "{last}");
+    let summary = &last["summary"];
+    assert_eq!(
+        (summary["succeeded"].as_u64(), summary["failed"].as_u64()),
         (Some(2), Some(1))
     );
     let by_name = |n: &str| {
@@ -175,12 +194,11 @@ fn run_backs_up_every_instance_continues_past_a_failure_and_prunes_after_success
             .clone()
     };
     assert_eq!(by_name("broken")["failed_step"], "backup");
-    assert!(
-        by_name("broken")["error"]
-            .as_str()
-            .unwrap()
-            .contains("broken")
-    );
+    let error = &by_name("broken")["error"];
+    assert_eq!(error["kind"], "script-failed", "{error}");
+    assert_eq!(error["step"], "3.2-run-script", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(!message.contains("step 3.2-run-script"), "{message}");
     assert_eq!(
         by_name("blog")["pruned"],
         serde_json::json!(["blog/blog_daily_2020-01-01-00-00-00.aps.tar.gz"])
@@ -202,7 +220,7 @@ fn run_backs_up_every_instance_continues_past_a_failure_and_prunes_after_success
 }
 
 #[test]
-fn run_of_named_instances_only_and_unknown_names_fail() {
+fn run_of_named_instances_only_and_unknown_names_stop_it_before_any_backup() {
     let sb = Sandbox::new();
     sh(&sb, "blog", "normal");
     sh(&sb, "shop", "normal");
@@ -215,10 +233,14 @@ fn run_of_named_instances_only_and_unknown_names_fail() {
         "--instance",
         "ghost",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 ok, 1 failed"), "{stdout}");
+    assert_eq!(out.status.code(), Some(4), "instance-not-found");
     assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+    assert_eq!(store_files(&sb, "shop").len(), 0, "nothing started");
+
+    let out = sb.cli(&["run", "--periodicity", "manual", "--instance", "shop"]);
+    assert_success(&out, "run --instance shop");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 ok, 0 failed"), "{stdout}");
     assert_eq!(store_files(&sb, "blog").len(), 0);
     assert_eq!(store_files(&sb, "shop").len(), 1);
     assert!(store_files(&sb, "shop")[0].starts_with("shop_manual_"));
@@ -269,6 +291,8 @@ fn drill_restores_the_newest_good_backup_into_staging() {
     );
 
     let out = sb.cli(&["drill", "nobody", "--staging", "staging"]);
+    assert_eq!(out.status.code(), Some(4), "not registered");
+    let out = sb.cli(&["drill", "staging", "--staging", "blog"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no good backup"));
 }
@@ -299,8 +323,14 @@ fn drill_from_the_remote_copy_when_the_local_store_is_gone() {
     let out = sb.cli(&["backups", "blog", "--remote", "--json"]);
     assert_success(&out, "backups --remote");
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = &listed["backups"];
     assert_eq!(listed[0]["file"], newest.as_str(), "{listed}");
     assert_eq!(listed[0]["status"], "good");
+    let path = listed[0]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with("s3://") && path.ends_with(&format!("blog/{newest}")),
+        "{path}"
+    );
 
     std::fs::remove_dir_all(sb.state().join("backups")).unwrap();
     let out = sb.cli(&["drill", "blog", "--staging", "staging"]);
@@ -483,17 +513,19 @@ fn encrypted_backups_need_the_identity_to_verify_restore_and_drill() {
         "the web content is not readable in the file"
     );
 
-    // Without the identity: verify, restore and drill fail and say why.
+    // Without the identity: verify, restore and drill fail and say why (a missing identity
+    // is the caller's to give: usage, 2).
     let out = sb.cli(&["verify", file.as_str()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("is encrypted: give an age identity file"),
         "{err}"
     );
     let out = sb.cli(&["verify", "--instance", "site", "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(json_lines(&out)[0]["ok"], false);
+    assert_eq!(json_lines(&out)[0]["error"]["kind"], "usage");
     std::fs::write(www.join("index.html"), "changed").unwrap();
     let out = sb.cli(&["restore", "site", "--from", file.as_str()]);
     assert!(!out.status.success());
@@ -514,7 +546,7 @@ fn encrypted_backups_need_the_identity_to_verify_restore_and_drill() {
     std::fs::create_dir_all(&other).unwrap();
     let (wrong, _) = age_identity(&other);
     let out = sb.cli(&["verify", file.as_str(), "--identity", wrong.as_str()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not encrypted to any identity"));
 
     // With it: verify, restore and drill succeed.
@@ -574,10 +606,11 @@ fn a_tampered_backup_fails_verify_naming_the_part() {
     std::fs::write(&file, &bytes).unwrap();
 
     let out = sb.cli(&["verify", file.as_str(), "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(17), "invalid-backup");
     let v = &json_lines(&out)[0];
     assert_eq!(v["ok"], false);
-    let err = v["error"].as_str().unwrap();
+    assert_eq!(v["error"]["kind"], "invalid-backup");
+    let err = v["error"]["message"].as_str().unwrap();
     assert!(
         err.contains("did not verify") && err.contains("SHA-256") && err.contains("web"),
         "{err}"
@@ -609,7 +642,7 @@ fn a_script_backup_verifies_by_the_controllers_record_and_fails_once_changed() {
     bytes.push(b'\n');
     std::fs::write(&file, &bytes).unwrap();
     let out = sb.cli(&["verify", file.as_str()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(17));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no record of a backup-script's file"), "{err}");
 }

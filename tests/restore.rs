@@ -191,8 +191,10 @@ fn script_killed_by_a_signal_puts_the_instance_back() {
 
 /// Re-packs `file` into `out` with the same header (or `header`), every part taken from the
 /// original, `edit` applied to the extracted MySQL dump: the result is a valid archive whose
-/// hashes match its content, so only loading it can find what is wrong with it.
+/// hashes match its content, so only loading it can find what is wrong with it. Tagged with
+/// the key of `sb`'s controller, as if that controller had made it.
 fn repack(
+    sb: &Sandbox,
     file: &Utf8Path,
     out: &Utf8Path,
     header: Option<ManifestHeader>,
@@ -235,6 +237,9 @@ fn repack(
             }
         }
     }
+    writer.tag_with(
+        aps_controller::backup_key::load_or_create(&sb.state().join("backup-key")).unwrap(),
+    );
     writer.finish().unwrap();
     std::fs::remove_dir_all(&scratch).unwrap();
 }
@@ -249,7 +254,7 @@ fn dump_that_does_not_load_puts_the_instance_back() {
         return;
     };
     let broken = backups(&sb).join("broken.aps");
-    repack(&file, &broken, None, |dump| {
+    repack(&sb, &file, &broken, None, |dump| {
         let mut sql = std::fs::read(dump).unwrap();
         sql.extend_from_slice(b"\nINSERT INTO no_such_table VALUES (1);\n");
         std::fs::write(dump, sql).unwrap();
@@ -442,7 +447,7 @@ fn versions_follow_the_packages_update_rules() {
         let mut h = header.clone();
         h.version = version.into();
         h.release = release.into();
-        repack(&file, &out, Some(h), |_| {});
+        repack(&sb, &file, &out, Some(h), |_| {});
         out
     };
     // sh-databases 2.1.0-3 declares <upgrade match="/application/version < '2.1.0'"/>.
@@ -514,7 +519,14 @@ fn sufficient_backup_is_restored_by_the_script_and_checked_by_its_record() {
     );
     let env = env_dump(&www.join(".aps-restore-env"));
     assert_eq!(env["WEB___DIR"], www.as_str());
-    assert_eq!(env["BACKUP_FILE"], file.as_str());
+    // The script got a private copy, never the backup's own path (which whoever can write
+    // beside it could swap after the check); the copy went with the work folder.
+    assert_ne!(env["BACKUP_FILE"], file.as_str());
+    assert!(
+        env["BACKUP_FILE"].starts_with(sb.state().as_str()),
+        "{env:?}"
+    );
+    assert!(!exists(&env["BACKUP_FILE"]));
 
     let before = kit::tree_record(&www);
     let tampered = backups(&sb).join("tampered.bak");

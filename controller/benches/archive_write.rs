@@ -1,5 +1,7 @@
-//! Archive write throughput: the controller's writer (tar + zstd -3, every file hashed with
-//! SHA-256 on the way) against `tar -cf - . | zstd -3 -T0` over the same tree.
+//! Archive write and restore throughput: the controller's writer (tar + zstd -3, every file
+//! hashed with SHA-256 on the way) against `tar -cf - . | zstd -3 -T0` over the same tree, and
+//! the controller's restore of that archive (a verify pass, then the extraction by
+//! descriptor, hashing again) against `zstd -d | tar -x`.
 //!
 //!     cargo bench -p aps-controller --bench archive_write [-- SIZE_MIB [RUNS [VARIANT]]]
 //!
@@ -15,9 +17,15 @@
 //!   per core, at most 4);
 //! - `controller zstd-3 T1`: one zstd thread, what `aps-controller run` uses per backup (it
 //!   runs `--jobs` backups at once);
-//! - `tar | zstd -3 -T0`: the shell baseline (needs `tar` and `zstd` on PATH).
+//! - `tar | zstd -3 -T0`: the shell baseline (needs `tar` and `zstd` on PATH);
+//! - `controller restore`: `ArchiveReader::open` (verifies the whole archive) then
+//!   `extract_web_dir` of the `T0` archive into an empty folder;
+//! - `zstd -d | tar -x`: the shell baseline's archive unpacked into an empty folder.
 //!
-//! VARIANT (`t0`, `t1` or `shell`; default all three) runs one only, e.g. to read its peak RSS
+//! The restore variants need the archives their write variants made in the same run (`t0`
+//! and `shell`). Removing the previous run's restored folder is not timed.
+//!
+//! VARIANT (`t0`, `t1`, `shell`, `restore` or `untar`; default all) runs one only, e.g. to read its peak RSS
 //! alone. Run the binary directly (`target/release/deps/archive_write-…`), not through cargo,
 //! when reading RSS: Linux keeps `ru_maxrss` across `execve`, so a process started by cargo
 //! reports cargo's own peak if that was higher, and a forked child starts with its parent's.
@@ -29,7 +37,9 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aps_controller::archive::{ArchiveOptions, ArchiveWriter, Compression, ManifestHeader};
+use aps_controller::archive::{
+    ArchiveOptions, ArchiveReader, ArchiveWriter, Compression, ManifestHeader,
+};
 use camino::{Utf8Path, Utf8PathBuf};
 
 #[path = "../../benches/support/rusage.rs"]
@@ -65,6 +75,8 @@ fn main() {
         ("controller zstd-3 T0", Vec::new()),
         ("controller zstd-3 T1", Vec::new()),
         ("tar | zstd -3 -T0", Vec::new()),
+        ("controller restore", Vec::new()),
+        ("zstd -d | tar -x", Vec::new()),
     ];
     let wanted = |v: &str| only.as_deref().is_none_or(|o| o == v);
     for _ in 0..runs {
@@ -81,6 +93,18 @@ fn main() {
         if wanted("shell") {
             results[2].1.push(shell(&tree, &out.join("shell.tar.zst")));
         }
+        if wanted("restore") {
+            results[3].1.push(controller_restore(
+                &out.join("c0.aps.tar.zst"),
+                &out.join("restored-c"),
+            ));
+        }
+        if wanted("untar") {
+            results[4].1.push(shell_restore(
+                &out.join("shell.tar.zst"),
+                &out.join("restored-s"),
+            ));
+        }
     }
     let self_rss = maxrss(libc::RUSAGE_SELF);
     let child_rss = maxrss(libc::RUSAGE_CHILDREN);
@@ -90,6 +114,7 @@ fn main() {
         "variant", "wall s", "MiB/s in", "CPU s", "out MiB", "ratio"
     );
     let mut medians = Vec::new();
+    let results_copy = results.clone();
     for (name, mut rs) in results {
         if rs.is_empty() {
             continue;
@@ -107,7 +132,22 @@ fn main() {
         );
         medians.push(m);
     }
-    if medians.len() == 3 {
+    let median = |name: &str| {
+        let mut rs: Vec<Run> = results_copy
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default();
+        rs.sort_by_key(|r| r.wall);
+        rs.get(rs.len() / 2).copied()
+    };
+    if let (Some(c), Some(s)) = (median("controller restore"), median("zstd -d | tar -x")) {
+        println!(
+            "controller restore / zstd -d | tar -x wall time: {:.2}x",
+            c.wall.as_secs_f64() / s.wall.as_secs_f64()
+        );
+    }
+    if medians.len() >= 3 {
         let base_wall = medians[2].wall.as_secs_f64();
         println!(
             "controller/shell wall time: T0 {:.2}x, T1 {:.2}x; output size T0/shell {:.3}",
@@ -124,9 +164,12 @@ fn main() {
     for f in ["c0.aps.tar.zst", "c1.aps.tar.zst", "shell.tar.zst"] {
         let _ = std::fs::remove_file(out.join(f));
     }
+    for d in ["restored-c", "restored-s"] {
+        let _ = std::fs::remove_dir_all(out.join(d));
+    }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Run {
     wall: Duration,
     /// User + system time of this process (controller) or of the children (shell).
@@ -157,6 +200,47 @@ fn controller(tree: &Utf8Path, dest: &Utf8Path, workers: u32) -> Run {
         wall,
         cpu: cpu(libc::RUSAGE_SELF) - cpu0,
         out_bytes: std::fs::metadata(dest).unwrap().len(),
+    }
+}
+
+/// An empty folder to restore into (the previous run's removed first, untimed).
+fn fresh(dir: &Utf8Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+}
+
+fn controller_restore(archive: &Utf8Path, dest: &Utf8Path) -> Run {
+    fresh(dest);
+    let cpu0 = cpu(libc::RUSAGE_SELF);
+    let t0 = Instant::now();
+    let reader = ArchiveReader::open(archive, None).expect("open and verify");
+    reader.extract_web_dir("/", dest).expect("extract");
+    let wall = t0.elapsed();
+    Run {
+        wall,
+        cpu: cpu(libc::RUSAGE_SELF) - cpu0,
+        out_bytes: std::fs::metadata(archive).unwrap().len(),
+    }
+}
+
+fn shell_restore(archive: &Utf8Path, dest: &Utf8Path) -> Run {
+    fresh(dest);
+    let cpu0 = cpu(libc::RUSAGE_CHILDREN);
+    let t0 = Instant::now();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("zstd -q -d -c \"$1\" | tar -xf - -C \"$2\"")
+        .arg("sh")
+        .arg(archive.as_str())
+        .arg(dest.as_str())
+        .status()
+        .expect("run sh");
+    let wall = t0.elapsed();
+    assert!(status.success(), "zstd -d | tar -x failed: {status}");
+    Run {
+        wall,
+        cpu: cpu(libc::RUSAGE_CHILDREN) - cpu0,
+        out_bytes: std::fs::metadata(archive).unwrap().len(),
     }
 }
 

@@ -1,21 +1,35 @@
 //! Where a backup goes, checked before any script runs, and committed atomically
 //! (docs/scripts.md, "Destination and rollback").
 //!
-//! [`Destination::prepare`] refuses a destination whose parent folder is missing or not
-//! writable, that is a folder or a symlink (even a dangling one), or that exists without
-//! `force`. It then creates the temporary file `<dir>/.<name>.aps-partial-<operation id>` in
-//! the destination's own folder — that is `BACKUP_FILE` — so the final rename never crosses a file
-//! system. [`PreparedDestination::commit`] fsyncs the file, renames it onto the destination
-//! and fsyncs the folder; dropping a prepared destination without committing deletes the
-//! temporary file. The destination path therefore never holds a partial backup.
+//! [`Destination::check`] refuses a destination whose parent folder is missing, lies under a
+//! symlink a tenant could have placed, or may be written by someone other than the
+//! controller's user (unless it is the instance account's own folder, see
+//! [`Destination::check_for`]); and a destination that is a folder or a symlink (even a
+//! dangling one), or that exists without `force`. The folder is opened once and held.
+//!
+//! [`CheckedDestination::create`] then creates the temporary file
+//! `<dir>/.<name>.aps-partial-<operation id>` relative to the held folder with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW` — that is `BACKUP_FILE` — and holds it open, so the final rename
+//! never crosses a file system. [`PreparedDestination::commit`] checks that the temporary name
+//! still is that very file (same device and inode, a regular file: a script or tenant that
+//! replaced it, by a symlink or anything else, fails the backup), hashes and fsyncs it through
+//! the held descriptor, renames it relative to the held folder, checks the destination is that
+//! file, and fsyncs the folder. Dropping a prepared destination without committing deletes the
+//! temporary file. The destination path therefore never holds a partial backup, nor anything
+//! but the file the controller created.
 //!
 //! Writability is tested by really creating the temporary file: permission bits, read-only
 //! mounts, ACLs and quotas all answer through that one call, for whatever user we run as.
 
+use std::ffi::OsStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+
+use crate::account::Account;
 
 /// Marker in the temporary file's name, so leftovers can be recognised (and cleaned up).
 pub const PARTIAL_MARKER: &str = ".aps-partial-";
@@ -31,7 +45,7 @@ impl Destination {
         path: impl Into<Utf8PathBuf>,
         force: bool,
     ) -> Result<PreparedDestination, DestinationError> {
-        Self::check(path, force)?.create_temp("", 8)
+        Self::check(path, force)?.create_temp("", true)
     }
 
     /// Checks `path` as a backup destination without creating anything. Writability is only
@@ -39,6 +53,17 @@ impl Destination {
     pub fn check(
         path: impl Into<Utf8PathBuf>,
         force: bool,
+    ) -> Result<CheckedDestination, DestinationError> {
+        Self::check_for(path, force, None)
+    }
+
+    /// [`Destination::check`] for a backup of an instance running as `account`: a folder that
+    /// account owns is accepted too (its owner can write there, but gains nothing: the file is
+    /// created, checked and renamed through descriptors).
+    pub fn check_for(
+        path: impl Into<Utf8PathBuf>,
+        force: bool,
+        account: Option<&Account>,
     ) -> Result<CheckedDestination, DestinationError> {
         let path: Utf8PathBuf = path.into();
         let name = match path.file_name() {
@@ -50,11 +75,20 @@ impl Destination {
             _ => Utf8PathBuf::from("."),
         };
 
-        match std::fs::metadata(&parent) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => return Err(DestinationError::ParentNotAFolder { path, parent }),
+        let dir = match crate::archive::open_dir_nofollow(parent.as_std_path()) {
+            Ok(fd) => fd,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(DestinationError::MissingParent { path, parent });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Err(DestinationError::ParentNotAFolder { path, parent });
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Err(DestinationError::UnsafeFolder {
+                    path,
+                    parent,
+                    reason: e.to_string(),
+                });
             }
             Err(source) => {
                 return Err(DestinationError::Io {
@@ -62,38 +96,80 @@ impl Destination {
                     source,
                 });
             }
+        };
+        let st = rustix::fs::fstat(&dir).map_err(|e| DestinationError::Io {
+            path: parent.clone(),
+            source: e.into(),
+        })?;
+        if let Some(reason) = foreign_writers(&st, account) {
+            return Err(DestinationError::UnsafeFolder {
+                path,
+                parent,
+                reason,
+            });
         }
 
-        // symlink_metadata: a symlink is refused as such, dangling or not, whatever it points at.
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let target = std::fs::read_link(&path)
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                return Err(DestinationError::Symlink { path, target });
+        // Not followed: a symlink is refused as such, dangling or not, whatever it points at.
+        match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => match FileType::from_raw_mode(st.st_mode as _) {
+                FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    return Err(DestinationError::Symlink { path, target });
+                }
+                FileType::Directory => return Err(DestinationError::IsAFolder { path }),
+                FileType::RegularFile if !force => return Err(DestinationError::Exists { path }),
+                FileType::RegularFile => {}
+                _ => return Err(DestinationError::NotARegularFile { path }),
+            },
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => {
+                return Err(DestinationError::Io {
+                    path,
+                    source: e.into(),
+                });
             }
-            Ok(meta) if meta.is_dir() => return Err(DestinationError::IsAFolder { path }),
-            Ok(meta) if !meta.is_file() => return Err(DestinationError::NotARegularFile { path }),
-            Ok(_) if !force => return Err(DestinationError::Exists { path }),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(DestinationError::Io { path, source }),
         }
         Ok(CheckedDestination {
             path,
             name,
             parent,
+            dir,
             force,
         })
     }
 }
 
-/// A destination that passed [`Destination::check`]; nothing is created yet.
+/// Why a destination folder may be written by someone other than the controller's user, if
+/// it may: owned by another account (other than root and `account`), or writable by its group
+/// or by everyone.
+fn foreign_writers(st: &rustix::fs::Stat, account: Option<&Account>) -> Option<String> {
+    let me = rustix::process::geteuid().as_raw();
+    let mode = st.st_mode & 0o7777;
+    let owner_ok = st.st_uid == me || st.st_uid == 0 || account.is_some_and(|a| a.uid == st.st_uid);
+    if !owner_ok {
+        return Some(format!(
+            "it belongs to uid {}, neither the controller's user nor the instance's account",
+            st.st_uid
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "its mode {mode:o} lets its group or everyone write into it"
+        ));
+    }
+    None
+}
+
+/// A destination that passed [`Destination::check`], with its folder held open; nothing is
+/// created yet.
 #[derive(Debug)]
 pub struct CheckedDestination {
     path: Utf8PathBuf,
     name: String,
     parent: Utf8PathBuf,
+    dir: OwnedFd,
     force: bool,
 }
 
@@ -108,7 +184,7 @@ impl CheckedDestination {
     /// Creates [`temp_path`](Self::temp_path) (never an existing file: operation ids are
     /// unique, and a leftover of the same name is refused rather than reused).
     pub fn create(self, operation_id: &str) -> Result<PreparedDestination, DestinationError> {
-        self.create_temp(operation_id, 0)
+        self.create_temp(operation_id, false)
     }
 
     fn temp_prefix(&self, tag: &str) -> String {
@@ -116,55 +192,89 @@ impl CheckedDestination {
     }
 
     // Creating the file *is* the writability test (see the module documentation).
-    fn create_temp(
-        self,
-        tag: &str,
-        rand_bytes: usize,
-    ) -> Result<PreparedDestination, DestinationError> {
-        let CheckedDestination {
-            path,
-            parent,
-            force,
-            ..
-        } = &self;
-        let temp = tempfile::Builder::new()
-            .prefix(&self.temp_prefix(tag))
-            .rand_bytes(rand_bytes)
-            .tempfile_in(parent)
-            .map_err(|source| match source.kind() {
-                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-                    DestinationError::ParentNotWritable {
-                        path: path.clone(),
-                        parent: parent.clone(),
-                        source,
-                    }
+    fn create_temp(self, tag: &str, random: bool) -> Result<PreparedDestination, DestinationError> {
+        let mut attempt = 0u32;
+        let (temp_name, fd) = loop {
+            let temp_name = if random {
+                format!("{}{}", self.temp_prefix(tag), random_suffix(attempt))
+            } else {
+                self.temp_prefix(tag)
+            };
+            match rustix::fs::openat(
+                &self.dir,
+                temp_name.as_str(),
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            ) {
+                Ok(fd) => break (temp_name, fd),
+                Err(rustix::io::Errno::EXIST) if random && attempt < 100 => attempt += 1,
+                Err(e) => {
+                    let source = io::Error::from(e);
+                    return Err(match source.kind() {
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                            DestinationError::ParentNotWritable {
+                                path: self.path,
+                                parent: self.parent,
+                                source,
+                            }
+                        }
+                        _ => DestinationError::Io {
+                            path: self.parent.join(&temp_name),
+                            source,
+                        },
+                    });
                 }
-                _ => DestinationError::Io {
-                    path: parent.clone(),
-                    source,
-                },
-            })?;
-        let temp_path = Utf8PathBuf::from_path_buf(temp.path().to_path_buf())
-            .expect("a UTF-8 folder joined with a UTF-8 name is UTF-8");
+            }
+        };
+        let file = File::from(fd);
+        let st = rustix::fs::fstat(&file).map_err(|e| DestinationError::Io {
+            path: self.parent.join(&temp_name),
+            source: e.into(),
+        })?;
         Ok(PreparedDestination {
-            destination: path.clone(),
-            parent: parent.clone(),
-            temp_path,
-            temp,
-            force: *force,
+            temp_path: self.parent.join(&temp_name),
+            destination: self.path,
+            name: self.name,
+            parent: self.parent,
+            dir: self.dir,
+            temp_name,
+            file,
+            dev_ino: (st.st_dev, st.st_ino),
+            force: self.force,
+            committed: false,
         })
     }
 }
 
-/// A checked destination with its temporary file (`BACKUP_FILE`). Dropping it without
-/// [`commit`](Self::commit) deletes the temporary file.
+/// Twelve hex digits that differ between processes, calls and attempts (not secret: the file
+/// is created with O_EXCL, so a guessed name only costs an attempt).
+fn random_suffix(attempt: u32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u32(attempt);
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
+/// A checked destination with its temporary file (`BACKUP_FILE`), both held open: the folder
+/// and the file the controller created in it. Dropping it without [`commit`](Self::commit)
+/// deletes the temporary file.
 #[derive(Debug)]
 pub struct PreparedDestination {
     destination: Utf8PathBuf,
+    name: String,
     parent: Utf8PathBuf,
+    dir: OwnedFd,
+    temp_name: String,
     temp_path: Utf8PathBuf,
-    temp: tempfile::NamedTempFile,
+    file: File,
+    /// Device and inode of the file created: what the temporary name must still be at commit.
+    dev_ino: (u64, u64),
     force: bool,
+    committed: bool,
 }
 
 /// The backup file in its final place.
@@ -187,53 +297,115 @@ impl PreparedDestination {
         &self.destination
     }
 
-    /// The temporary file, open for writing (for the controller's own archive writer).
+    /// The temporary file, open for reading and writing (for the controller's own archive
+    /// writer, and to change its owner through the descriptor).
     pub fn file(&self) -> &File {
-        self.temp.as_file()
+        &self.file
     }
 
-    /// Fsyncs the temporary file, renames it onto the destination and fsyncs the folder.
+    /// The destination's folder, held open since the check.
+    pub fn folder(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Whether `name` in the held folder is, right now, the file this destination created.
+    fn is_ours(&self, name: &str) -> Result<(), String> {
+        match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => {
+                let kind = FileType::from_raw_mode(st.st_mode as _);
+                if kind == FileType::Symlink {
+                    let target = rustix::fs::readlinkat(&self.dir, name, Vec::new())
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Err(format!("it was replaced by a symlink to {target:?}"))
+                } else if kind != FileType::RegularFile {
+                    Err(format!("it was replaced by a {kind:?}"))
+                } else if (st.st_dev, st.st_ino) != self.dev_ino {
+                    Err("it was replaced by another file".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(format!("it is gone ({e})")),
+        }
+    }
+
+    /// Checks the temporary name still is the file created, hashes and fsyncs it through the
+    /// held descriptor, renames it onto the destination relative to the held folder, checks
+    /// the destination is that file, and fsyncs the folder. Any mismatch fails the backup:
+    /// nothing is put in place (an impostor renamed into place meanwhile is removed again).
     ///
     /// Without `force`, a destination that appeared since [`Destination::prepare`] is not
-    /// overwritten (hard-link-then-unlink would be atomic too, but the check-then-rename window
-    /// is only the length of a backup and `--force` is the escape).
-    pub fn commit(self) -> Result<CommittedFile, DestinationError> {
+    /// overwritten (`RENAME_NOREPLACE`).
+    pub fn commit(mut self) -> Result<CommittedFile, DestinationError> {
         let io_err = |path: &Utf8Path| {
             let path = path.to_owned();
             move |source| DestinationError::Io { path, source }
         };
-        // Reopen by path: the script may have replaced the file rather than writing into it.
-        let mut file = File::open(&self.temp_path).map_err(io_err(&self.temp_path))?;
-        let meta = file.metadata().map_err(io_err(&self.temp_path))?;
-        if !meta.is_file() {
-            return Err(DestinationError::NotARegularFile {
+        if let Err(reason) = self.is_ours(&self.temp_name) {
+            return Err(DestinationError::TempReplaced {
                 path: self.temp_path.clone(),
+                reason,
             });
         }
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(0))
+            .map_err(io_err(&self.temp_path))?;
         let (size, sha256) =
             crate::digest::sha256_reader(&mut file).map_err(io_err(&self.temp_path))?;
-        file.sync_all().map_err(io_err(&self.temp_path))?;
-        drop(file);
+        self.file.sync_all().map_err(io_err(&self.temp_path))?;
 
-        if !self.force && std::fs::symlink_metadata(&self.destination).is_ok() {
-            return Err(DestinationError::Exists {
-                path: self.destination.clone(),
+        let flags = if self.force {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        match rustix::fs::renameat_with(
+            &self.dir,
+            self.temp_name.as_str(),
+            &self.dir,
+            self.name.as_str(),
+            flags,
+        ) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST) => {
+                return Err(DestinationError::Exists {
+                    path: self.destination.clone(),
+                });
+            }
+            Err(e) => {
+                return Err(DestinationError::Io {
+                    path: self.destination.clone(),
+                    source: e.into(),
+                });
+            }
+        }
+        self.committed = true;
+        // The name could have been swapped between the check and the rename: then what was
+        // renamed is not ours, and must not stay as the backup.
+        if let Err(reason) = self.is_ours(&self.name) {
+            let _ = rustix::fs::unlinkat(&self.dir, self.name.as_str(), AtFlags::empty());
+            let _ = rustix::fs::unlinkat(&self.dir, self.temp_name.as_str(), AtFlags::empty());
+            return Err(DestinationError::TempReplaced {
+                path: self.temp_path.clone(),
+                reason,
             });
         }
-        // From here the temp file is ours to rename: stop the drop-time deletion first.
-        let (_, temp_path) = self.temp.into_parts();
-        temp_path
-            .persist(&self.destination)
-            .map_err(|e| DestinationError::Io {
-                path: self.destination.clone(),
-                source: e.error,
-            })?;
-        sync_dir(&self.parent).map_err(io_err(&self.parent))?;
+        rustix::fs::fsync(&self.dir).map_err(|e| io_err(&self.parent)(e.into()))?;
         Ok(CommittedFile {
-            path: self.destination,
+            path: self.destination.clone(),
             size,
             sha256,
         })
+    }
+}
+
+impl Drop for PreparedDestination {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Relative to the held folder; unlink never follows a symlink.
+            let _ = rustix::fs::unlinkat(&self.dir, OsStr::new(&self.temp_name), AtFlags::empty());
+        }
     }
 }
 
@@ -272,6 +444,16 @@ pub enum DestinationError {
     NotARegularFile { path: Utf8PathBuf },
     #[error("backup destination {path} already exists; use --force to replace it")]
     Exists { path: Utf8PathBuf },
+    #[error("cannot put a backup in {parent} (for {path}): {reason}")]
+    UnsafeFolder {
+        path: Utf8PathBuf,
+        parent: Utf8PathBuf,
+        reason: String,
+    },
+    #[error(
+        "the temporary backup file {path} is no longer the file the controller created: {reason}; nothing was put in place"
+    )]
+    TempReplaced { path: Utf8PathBuf, reason: String },
     #[error("I/O error on {path}: {source}")]
     Io {
         path: Utf8PathBuf,

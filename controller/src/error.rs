@@ -124,6 +124,31 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in the README's order.
+    pub const ALL: [ErrorKind; 16] = [
+        ErrorKind::InstanceNotFound,
+        ErrorKind::InvalidPackage,
+        ErrorKind::InterpreterMissing,
+        ErrorKind::DestinationRefused,
+        ErrorKind::ScriptFailed,
+        ErrorKind::TimedOut,
+        ErrorKind::Busy,
+        ErrorKind::ResourceFailed,
+        ErrorKind::InvalidBackup,
+        ErrorKind::UntrustedBackup,
+        ErrorKind::NoSpace,
+        ErrorKind::AccountRefused,
+        ErrorKind::PathNotAllowed,
+        ErrorKind::Interrupted,
+        ErrorKind::Usage,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]), if there is one.
+    pub fn named(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::InstanceNotFound => "instance-not-found",
@@ -177,6 +202,24 @@ pub enum OperationError {
         name: String,
         #[source]
         source: StoreError,
+    },
+    /// The script's backup file reached the file size bound of controller.toml (`[limits]
+    /// max-file-size-mb`): writing stopped there, so the file is taken to be cut short.
+    #[error(
+        "step {step}: the backup-script {script} wrote {limit_mb} MiB, the max-file-size-mb bound of controller.toml's [limits]; its file is cut short and not kept"
+    )]
+    FileSizeBound {
+        step: Step,
+        script: Utf8PathBuf,
+        limit_mb: u64,
+    },
+    /// The account the instance's work would run as is root (and controller.toml does not
+    /// say `allow-root-scripts = true`), or cannot be resolved. Nothing ran.
+    #[error("step {step}: instance {instance}: {reason}")]
+    AccountRefused {
+        step: Step,
+        instance: String,
+        reason: String,
     },
     #[error("step {step}: the instance registry failed: {source}")]
     Registry {
@@ -286,6 +329,52 @@ pub enum OperationError {
         #[source]
         source: std::io::Error,
     },
+    /// A signal (SIGINT, SIGTERM, SIGHUP) stopped the operation between two steps.
+    #[error(
+        "step {step}: stopped by {}{}; what the operation had done was rolled back",
+        crate::cancel::signal_name(*.signal),
+        cause.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+    )]
+    Interrupted {
+        step: Step,
+        signal: i32,
+        /// The failure the stop caused, when it surfaced as one (a cut stream, a stopped tool).
+        #[source]
+        cause: Option<Box<OperationError>>,
+    },
+    /// The free space at the destination is clearly too small for the backup's estimate
+    /// (docs/interruptions.md): refused before anything was written.
+    #[error(
+        "step {step}: not enough space for the backup in {place}: {} free, about {} needed \
+         (estimate {} before compression; see `backup --dry-run`)",
+        human_bytes(*.free),
+        human_bytes(*.needed),
+        human_bytes(*.estimate)
+    )]
+    NotEnoughSpace {
+        step: Step,
+        place: Utf8PathBuf,
+        free: u64,
+        needed: u64,
+        estimate: u64,
+    },
+    /// A disk or quota filled up: `source` is the failure as it happened, `place` the folder
+    /// whose file system was full.
+    #[error(
+        "step {}: no space left for {place} ({} free{}): {source}",
+        source.step(),
+        human_bytes(*.free),
+        needed.map(|n| format!(", about {} needed", human_bytes(n))).unwrap_or_default()
+    )]
+    NoSpace {
+        place: Utf8PathBuf,
+        /// Bytes free there when the failure was seen (before the rollback freed anything).
+        free: u64,
+        /// What the operation expected to need there, when it knows.
+        needed: Option<u64>,
+        #[source]
+        source: Box<OperationError>,
+    },
     /// A restore failed and putting the instance back failed too: the instance needs a person.
     #[error(
         "{original}; putting the instance back ALSO failed at step {}: {rollback} — the safety snapshot is kept at {snapshot}",
@@ -309,11 +398,172 @@ fn format_script_errors(errors: &[ScriptError]) -> String {
         .join("; ")
 }
 
+/// `1.5 GiB`, `300 KiB`, `12 bytes`: sizes in messages.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Whether an OS error code means a full disk or quota.
+fn is_no_space(code: Option<i32>) -> bool {
+    matches!(code, Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
+}
+
+/// What a tool or script prints when its disk is full (its own error is only an exit code):
+/// the C library's texts for ENOSPC, EDQUOT and EFBIG, MariaDB/MySQL's "table is full" (1114)
+/// and PostgreSQL's "could not extend file" (its data folder is full).
+fn says_no_space(stderr: &str) -> bool {
+    stderr.contains("No space left on device")
+        || stderr.contains("Disk quota exceeded")
+        || stderr.contains("File too large")
+        || stderr.contains("ERROR 1114")
+        || stderr.contains("could not extend file")
+}
+
+/// The kind a cause deep in the source chain imposes, whatever step it surfaced at: a
+/// cancellation (a stopped process, a stopped stream) is `interrupted`, a full disk `no-space`.
+fn cause_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    let mut found = None;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let run = e
+            .downcast_ref::<RunError>()
+            .or_else(|| e.downcast_ref::<Box<RunError>>().map(|b| &**b));
+        match run {
+            Some(RunError::Interrupted { .. }) => return Some(ErrorKind::Interrupted),
+            Some(run @ RunError::Exit { .. }) if says_no_space(&run.stderr_tail()) => {
+                found = Some(ErrorKind::NoSpace)
+            }
+            _ => {}
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if crate::cancel::Cancelled::in_io(io).is_some() {
+                return Some(ErrorKind::Interrupted);
+            }
+            if is_no_space(io.raw_os_error()) {
+                found = Some(ErrorKind::NoSpace);
+            }
+        }
+        if e.downcast_ref::<crate::cancel::Cancelled>().is_some() {
+            return Some(ErrorKind::Interrupted);
+        }
+        current = e.source();
+    }
+    found
+}
+
 impl OperationError {
     pub fn kind(&self) -> ErrorKind {
         match self {
+            OperationError::Interrupted { .. } => return ErrorKind::Interrupted,
+            OperationError::NoSpace { source, .. } => {
+                // A cancellation wins over the full disk it may have caused.
+                return match source.kind() {
+                    ErrorKind::Interrupted => ErrorKind::Interrupted,
+                    _ => ErrorKind::NoSpace,
+                };
+            }
+            OperationError::RollbackFailed { original, .. } => return original.kind(),
+            _ => {}
+        }
+        if let Some(kind) = cause_kind(self) {
+            return kind;
+        }
+        let kind = self.direct_kind();
+        // A database tool's failure keeps only its stderr excerpt, in the message.
+        if matches!(self, OperationError::Database { .. }) && says_no_space(&self.to_string()) {
+            return ErrorKind::NoSpace;
+        }
+        kind
+    }
+
+    /// This error as the interruption it is when `signal` had asked the operation to stop
+    /// before it failed: a stream cut by the token surfaces as a damaged archive, a stopped
+    /// tool as a failed one.
+    pub fn interrupted_by(self, signal: Option<i32>) -> Self {
+        match signal {
+            Some(signal) if self.kind() != ErrorKind::Interrupted => OperationError::Interrupted {
+                step: self.step(),
+                signal,
+                cause: Some(Box::new(self)),
+            },
+            _ => self,
+        }
+    }
+
+    /// The signal that stopped the operation, when one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            OperationError::Interrupted { signal, .. } => return Some(*signal),
+            OperationError::NoSpace { source, .. } => return source.signal(),
+            OperationError::RollbackFailed { original, .. } => return original.signal(),
+            _ => {}
+        }
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = current {
+            let run = e
+                .downcast_ref::<RunError>()
+                .or_else(|| e.downcast_ref::<Box<RunError>>().map(|b| &**b));
+            if let Some(RunError::Interrupted { signal, .. }) = run {
+                return Some(*signal);
+            }
+            if let Some(c) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(crate::cancel::Cancelled::in_io)
+            {
+                return Some(c.signal);
+            }
+            current = e.source();
+        }
+        None
+    }
+
+    /// When this is a full disk, the same error naming the fullest of `places` (the folders
+    /// the operation wrote to) with its free space, and what was `needed` there if known.
+    /// Call it before the rollback frees anything.
+    pub fn with_space_facts(self, places: &[&camino::Utf8Path], needed: Option<u64>) -> Self {
+        if self.kind() != ErrorKind::NoSpace || matches!(self, OperationError::NoSpace { .. }) {
+            return self;
+        }
+        // Known only from a database tool's message: the server's own disk is full, not one
+        // of ours; that message names the database and carries the server's words.
+        if matches!(self, OperationError::Database { .. }) && cause_kind(&self).is_none() {
+            return self;
+        }
+        let fullest = places
+            .iter()
+            .filter_map(|p| crate::estimate::free_space(p).ok().map(|free| (free, *p)))
+            .min_by_key(|(free, _)| *free);
+        match fullest {
+            Some((free, place)) => OperationError::NoSpace {
+                place: place.to_owned(),
+                free,
+                needed,
+                source: Box::new(self),
+            },
+            None => self,
+        }
+    }
+
+    fn direct_kind(&self) -> ErrorKind {
+        match self {
+            OperationError::Interrupted { .. } => ErrorKind::Interrupted,
+            OperationError::NoSpace { .. } | OperationError::NotEnoughSpace { .. } => {
+                ErrorKind::NoSpace
+            }
             OperationError::InstanceNotFound { .. } => ErrorKind::InstanceNotFound,
             OperationError::Busy { .. } => ErrorKind::Busy,
+            OperationError::AccountRefused { .. } => ErrorKind::AccountRefused,
+            OperationError::FileSizeBound { .. } => ErrorKind::ScriptFailed,
             OperationError::Package { .. } | OperationError::PackageUnusable { .. } => {
                 ErrorKind::InvalidPackage
             }
@@ -329,6 +579,10 @@ impl OperationError {
             OperationError::Database { .. } | OperationError::MissingWebDir { .. } => {
                 ErrorKind::ResourceFailed
             }
+            OperationError::Archive {
+                source: ArchiveError::Untrusted { .. },
+                ..
+            } => ErrorKind::UntrustedBackup,
             OperationError::Archive { step, .. } => match step {
                 Step::VerifyBackup | Step::CheckDestination => ErrorKind::InvalidBackup,
                 _ => ErrorKind::ResourceFailed,
@@ -347,7 +601,11 @@ impl OperationError {
             OperationError::InstanceNotFound { .. } => Step::FindInstance,
             OperationError::Busy { .. } => Step::Lock,
             OperationError::RollbackFailed { .. } => Step::Rollback,
+            OperationError::NoSpace { source, .. } => source.step(),
+            OperationError::Interrupted { step, .. } => *step,
             OperationError::Registry { step, .. }
+            | OperationError::AccountRefused { step, .. }
+            | OperationError::FileSizeBound { step, .. }
             | OperationError::Package { step, .. }
             | OperationError::PackageUnusable { step, .. }
             | OperationError::Interpreter { step, .. }
@@ -361,7 +619,8 @@ impl OperationError {
             | OperationError::Archive { step, .. }
             | OperationError::BackupMismatch { step, .. }
             | OperationError::Journal { step, .. }
-            | OperationError::Io { step, .. } => *step,
+            | OperationError::Io { step, .. }
+            | OperationError::NotEnoughSpace { step, .. } => *step,
         }
     }
 
@@ -373,6 +632,7 @@ impl OperationError {
                 (!tail.is_empty()).then_some(tail)
             }
             OperationError::RollbackFailed { original, .. } => original.script_stderr(),
+            OperationError::NoSpace { source, .. } => source.script_stderr(),
             _ => None,
         }
     }
@@ -386,6 +646,32 @@ impl OperationError {
         });
         if let Some(stderr) = self.script_stderr() {
             v["stderr_tail"] = stderr.into();
+        }
+        // Where the disk filled up, and how much room there was and was needed.
+        let space = match self {
+            OperationError::NoSpace {
+                place,
+                free,
+                needed,
+                ..
+            } => Some((place, *free, *needed)),
+            OperationError::NotEnoughSpace {
+                place,
+                free,
+                needed,
+                ..
+            } => Some((place, *free, Some(*needed))),
+            _ => None,
+        };
+        if let Some((place, free, needed)) = space {
+            v["place"] = place.as_str().into();
+            v["free_bytes"] = free.into();
+            if let Some(n) = needed {
+                v["needed_bytes"] = n.into();
+            }
+        }
+        if let Some(signal) = self.signal() {
+            v["signal"] = crate::cancel::signal_name(signal).into();
         }
         v
     }
@@ -402,5 +688,90 @@ impl OperationError {
             path,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io_failure(code: i32) -> OperationError {
+        OperationError::Io {
+            step: Step::RestoreResources,
+            what: "cannot write",
+            path: "/srv/www/a".into(),
+            source: std::io::Error::from_raw_os_error(code),
+        }
+    }
+
+    #[test]
+    fn full_disk_codes_are_no_space_whatever_the_step() {
+        for code in [libc::ENOSPC, libc::EDQUOT, libc::EFBIG] {
+            assert_eq!(io_failure(code).kind(), ErrorKind::NoSpace, "errno {code}");
+        }
+        assert_eq!(io_failure(libc::EACCES).kind(), ErrorKind::Internal);
+        // Deeper in the chain: an archive write error inside the operation error.
+        let archive = OperationError::Archive {
+            step: Step::BackupResources,
+            source: ArchiveError::WriteArchive {
+                part: "web-0".into(),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            },
+        };
+        assert_eq!(archive.kind(), ErrorKind::NoSpace);
+        assert_eq!(archive.step(), Step::BackupResources);
+    }
+
+    #[test]
+    fn a_database_server_with_a_full_disk_is_no_space() {
+        use crate::database::{DatabaseError, DbKind, Target};
+        let load = |stderr: &str| OperationError::Database {
+            step: Step::RestoreResources,
+            db_id: "main".into(),
+            source: DatabaseError::Load {
+                target: Box::new(Target {
+                    kind: DbKind::Mysql,
+                    database: "shop".into(),
+                    server: "127.0.0.1:3306".into(),
+                }),
+                file: "/w/load-main.sql".into(),
+                tool: "mysql".into(),
+                status: "exit code 1".into(),
+                stderr: stderr.into(),
+            },
+        };
+        let full = load("ERROR 1114 (HY000) at line 40: The table 'posts' is full");
+        assert_eq!(full.kind(), ErrorKind::NoSpace);
+        let pg =
+            load("ERROR:  could not extend file \"base/16384/16385\": No space left on device");
+        assert_eq!(pg.kind(), ErrorKind::NoSpace);
+        assert_eq!(
+            load("ERROR 1064 (42000): syntax error").kind(),
+            ErrorKind::ResourceFailed
+        );
+        // No local folder is blamed for the server's disk.
+        let here = camino::Utf8Path::new("/");
+        assert!(matches!(
+            full.with_space_facts(&[here], None),
+            OperationError::Database { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cut_stream_is_interrupted_and_names_its_signal() {
+        let cut = OperationError::Archive {
+            step: Step::BackupResources,
+            source: ArchiveError::WriteArchive {
+                part: "web-0".into(),
+                source: crate::cancel::Cancelled::io_error(libc::SIGTERM),
+            },
+        };
+        assert_eq!(cut.kind(), ErrorKind::Interrupted);
+        assert_eq!(cut.signal(), Some(libc::SIGTERM));
+        // A damaged-looking failure after a signal asked to stop is reported as the stop.
+        let other = io_failure(libc::EIO).interrupted_by(Some(libc::SIGINT));
+        assert_eq!(other.kind(), ErrorKind::Interrupted);
+        assert_eq!(other.step(), Step::RestoreResources);
+        assert_eq!(other.to_json()["signal"], "SIGINT");
     }
 }

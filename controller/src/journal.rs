@@ -125,15 +125,97 @@ pub struct EntryRecord {
     pub undone: Vec<UndoOutcome>,
 }
 
+/// How much history the journal keeps (docs/interruptions.md, "The journal's history").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalLimits {
+    /// `journal.log` is rotated to `journal.log.1` (older ones shift to `.2`, …) before a
+    /// line would make it larger than this.
+    pub log_max_bytes: u64,
+    /// Rotated logs kept (`journal.log.1` … `journal.log.N`); older ones are deleted.
+    pub log_keep: u32,
+    /// Closed entries (`closed/*.json`) older than this are deleted when the controller
+    /// starts; their log lines stay as long as the log files do.
+    pub closed_max_age: std::time::Duration,
+}
+
+impl Default for JournalLimits {
+    fn default() -> Self {
+        JournalLimits {
+            log_max_bytes: 4 * 1024 * 1024,
+            log_keep: 4,
+            closed_max_age: std::time::Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
 /// The journal folder (`<state>/journal`).
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: Utf8PathBuf,
+    limits: JournalLimits,
 }
 
 impl Journal {
     pub fn new(dir: impl Into<Utf8PathBuf>) -> Self {
-        Journal { dir: dir.into() }
+        Journal {
+            dir: dir.into(),
+            limits: JournalLimits::default(),
+        }
+    }
+
+    /// The same journal with other history limits.
+    pub fn with_limits(mut self, limits: JournalLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Every line of the log, oldest first (rotated files first), for `aps-controller log`.
+    /// Lines that cannot be parsed are skipped.
+    pub fn history(&self) -> Result<Vec<EntryRecord>, JournalError> {
+        let mut files: Vec<Utf8PathBuf> = (1..=self.limits.log_keep.max(MAX_ROTATED_SCAN))
+            .rev()
+            .map(|n| self.dir.join(format!("{LOG_FILE}.{n}")))
+            .collect();
+        files.push(self.dir.join(LOG_FILE));
+        let mut records = Vec::new();
+        for path in files {
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(JournalError::io(&path)(e)),
+            };
+            records.extend(
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<EntryRecord>(l).ok()),
+            );
+        }
+        Ok(records)
+    }
+
+    /// Deletes closed entries older than the limit; returns how many went.
+    pub fn prune_closed(&self) -> usize {
+        let closed = self.dir.join(CLOSED_DIR);
+        let Ok(read) = std::fs::read_dir(&closed) else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for item in read.flatten() {
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > self.limits.closed_max_age);
+            let name = item.file_name();
+            if old
+                && name.to_string_lossy().ends_with(".json")
+                && std::fs::remove_file(item.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     pub fn dir(&self) -> &Utf8Path {
@@ -184,6 +266,7 @@ impl Journal {
         let entry = JournalEntry {
             path: self.entry_path(&record.id),
             dir: self.dir.clone(),
+            limits: self.limits,
             record,
         };
         entry.persist()?;
@@ -287,6 +370,7 @@ impl Journal {
             let entry = JournalEntry {
                 path,
                 dir: self.dir.clone(),
+                limits: self.limits,
                 record,
             };
             let closed = entry.close(Outcome::Interrupted, None)?;
@@ -320,6 +404,7 @@ fn remove_missing_ok(result: io::Result<()>) -> Result<(), String> {
 pub struct JournalEntry {
     path: Utf8PathBuf,
     dir: Utf8PathBuf,
+    limits: JournalLimits,
     record: EntryRecord,
 }
 
@@ -352,7 +437,7 @@ impl JournalEntry {
         let mut record = self.record;
         record.outcome = Outcome::Ok;
         record.finished = Some(Timestamp::now());
-        append_log(&self.dir, &record)?;
+        append_log(&self.dir, &self.limits, &record)?;
         std::fs::remove_file(&self.path).map_err(JournalError::io(&self.path))?;
         sync_dir(&self.dir).map_err(JournalError::io(&self.dir))
     }
@@ -375,7 +460,7 @@ impl JournalEntry {
         std::fs::create_dir_all(&closed_dir).map_err(JournalError::io(&closed_dir))?;
         let closed_path = closed_dir.join(format!("{}.json", self.record.id));
         write_atomic(&closed_path, &self.record)?;
-        append_log(&self.dir, &self.record)?;
+        append_log(&self.dir, &self.limits, &self.record)?;
         std::fs::remove_file(&self.path).map_err(JournalError::io(&self.path))?;
         sync_dir(&self.dir).map_err(JournalError::io(&self.dir))?;
         Ok(RecoveredEntry {
@@ -406,13 +491,33 @@ fn write_atomic(path: &Utf8Path, value: &impl Serialize) -> Result<(), JournalEr
     sync_dir(dir).map_err(JournalError::io(dir))
 }
 
-fn append_log(dir: &Utf8Path, record: &EntryRecord) -> Result<(), JournalError> {
+/// Rotated logs looked at by [`Journal::history`] even when fewer are kept now.
+const MAX_ROTATED_SCAN: u32 = 16;
+
+fn append_log(
+    dir: &Utf8Path,
+    limits: &JournalLimits,
+    record: &EntryRecord,
+) -> Result<(), JournalError> {
     let path = dir.join(LOG_FILE);
     let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Io {
         path: path.clone(),
         source: io::Error::other(e),
     })?;
     line.push(b'\n');
+    // Rotation and appends of concurrent controllers are serialised by this lock.
+    let lock_path = dir.join(".log.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(JournalError::io(&lock_path))?;
+    lock.lock().map_err(JournalError::io(&lock_path))?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if size > 0 && size + line.len() as u64 > limits.log_max_bytes {
+        rotate(dir, limits.log_keep)?;
+    }
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -420,7 +525,28 @@ fn append_log(dir: &Utf8Path, record: &EntryRecord) -> Result<(), JournalError> 
         .map_err(JournalError::io(&path))?;
     // One write call with O_APPEND: lines of concurrent writers do not interleave.
     file.write_all(&line).map_err(JournalError::io(&path))?;
-    file.sync_data().map_err(JournalError::io(&path))
+    file.sync_data().map_err(JournalError::io(&path))?;
+    drop(lock);
+    Ok(())
+}
+
+/// `journal.log` → `journal.log.1` → `.2` …; the oldest beyond `keep` is deleted.
+fn rotate(dir: &Utf8Path, keep: u32) -> Result<(), JournalError> {
+    let numbered = |n: u32| dir.join(format!("{LOG_FILE}.{n}"));
+    let _ = std::fs::remove_file(numbered(keep.max(1)));
+    for n in (1..keep.max(1)).rev() {
+        let from = numbered(n);
+        if from.exists() {
+            std::fs::rename(&from, numbered(n + 1)).map_err(JournalError::io(&from))?;
+        }
+    }
+    let current = dir.join(LOG_FILE);
+    if keep == 0 {
+        std::fs::remove_file(&current).map_err(JournalError::io(&current))?;
+    } else {
+        std::fs::rename(&current, numbered(1)).map_err(JournalError::io(&current))?;
+    }
+    sync_dir(dir).map_err(JournalError::io(dir))
 }
 
 /// An entry closed by recovery.

@@ -11,17 +11,21 @@
 
 pub mod account;
 pub mod archive;
+pub mod backup_key;
+pub mod cancel;
 pub mod controller;
 pub mod database;
 pub mod destination;
 pub mod digest;
 pub mod environment;
 pub mod error;
+pub mod estimate;
 pub mod interpreter;
 pub mod journal;
 pub mod lock;
 pub mod operation;
 mod process;
+pub mod progress;
 pub mod registry;
 pub mod runner;
 pub mod secret;

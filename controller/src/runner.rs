@@ -20,11 +20,18 @@
 //! Environment *values* never appear in errors nor in `Debug` output: they carry passwords
 //! (`MYSQL_PWD`, `PGPASSWORD`, `DB_main_PASSWORD`).
 //!
-//! Not covered: a grandchild that leaves the process group (`setsid`) escapes the group kill;
-//! only a cgroup could catch it.
+//! - every process the child starts is ended with it, also those that left its process group
+//!   or session (`setsid`, double fork): the run gets a cgroup of its own when the controller
+//!   may create one (root, cgroup v2), else the controller is a child subreaper and kills what
+//!   is re-parented to it (see `process::Confinement` and docs/security.md);
+//! - with [`ProcessSpec::run_as`], the child drops to that account before `exec`
+//!   (`setgroups`, `setgid`, `setuid`, checked), its private HOME is owned by the account, and
+//!   files it is given (stdin, stdout) are opened by the controller beforehand; every child
+//!   gets `PR_SET_NO_NEW_PRIVS` (no set-user-ID program gives it more rights) and `umask 022`
+//!   (the controller's own 077 is for its state, not the tenant's web files).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -37,6 +44,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::account::Account;
+use crate::process::{Confinement, LIVE_CHILDREN};
 
 /// The fixed `PATH` every script and tool gets (docs/scripts.md, "Environment").
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -88,6 +98,8 @@ pub struct ProcessSpec {
     private_home: bool,
     home_parent: Option<Utf8PathBuf>,
     group_file: Option<Utf8PathBuf>,
+    account: Option<Account>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
 }
 
 // Hand-written so that environment values (passwords) never reach a log through `{:?}`.
@@ -102,6 +114,7 @@ impl fmt::Debug for ProcessSpec {
             .field("stdin", &self.stdin)
             .field("stdout", &self.stdout)
             .field("private_home", &self.private_home)
+            .field("account", &self.account.as_ref().map(|a| &a.name))
             .finish()
     }
 }
@@ -124,6 +137,8 @@ impl ProcessSpec {
             private_home: false,
             home_parent: None,
             group_file: None,
+            account: None,
+            rlimits: Vec::new(),
         }
     }
 
@@ -242,6 +257,37 @@ impl ProcessSpec {
         self
     }
 
+    /// Run the child as `account` (when it is not the controller's own account). Only a
+    /// controller running as root can do that; otherwise the run fails to start.
+    pub fn run_as(mut self, account: Account) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    /// Bounds the child with `setrlimit` (soft and hard limit alike) before it starts.
+    pub fn limits(mut self, limits: &crate::controller::ResourceLimits) -> Self {
+        let bounds = [
+            (
+                libc::RLIMIT_FSIZE,
+                limits
+                    .max_file_size_mb
+                    .map(|m| m.saturating_mul(1024 * 1024)),
+            ),
+            (libc::RLIMIT_NOFILE, limits.open_files),
+            (libc::RLIMIT_CPU, limits.cpu_secs),
+        ];
+        self.rlimits = bounds
+            .into_iter()
+            .filter_map(|(resource, value)| Some((resource, value?)))
+            .collect();
+        self
+    }
+
+    /// The account the child is to run as, if one was set.
+    pub fn get_account(&self) -> Option<&Account> {
+        self.account.as_ref()
+    }
+
     /// The program as given.
     pub fn program(&self) -> &OsStr {
         &self.program
@@ -304,6 +350,11 @@ impl ProcessSpec {
             source,
         };
 
+        // The account to switch to: none when it is the controller's own.
+        let drop_to = self.account.as_ref().filter(|a| {
+            a.uid != rustix::process::geteuid().as_raw()
+                || a.gid != rustix::process::getegid().as_raw()
+        });
         // Held until the end of this function: dropping it removes the private HOME.
         let home = if self.private_home && !self.env.contains_key(OsStr::new("HOME")) {
             let mut builder = tempfile::Builder::new();
@@ -311,11 +362,17 @@ impl ProcessSpec {
             builder
                 .prefix("aps-home-")
                 .permissions(std::fs::Permissions::from_mode(0o700));
+            // Another account's HOME goes to the system temp folder: the controller's own
+            // folders (the state folder) are closed to it.
             let dir = match &self.home_parent {
-                Some(parent) => builder.tempdir_in(parent),
-                None => builder.tempdir(),
+                Some(parent) if drop_to.is_none() => builder.tempdir_in(parent),
+                _ => builder.tempdir(),
             }
             .map_err(|e| setup_err("create the private HOME folder".to_owned(), e))?;
+            if let Some(account) = drop_to {
+                std::os::unix::fs::chown(dir.path(), Some(account.uid), Some(account.gid))
+                    .map_err(|e| setup_err("hand the private HOME to the account".to_owned(), e))?;
+            }
             Some(dir)
         } else {
             None
@@ -356,11 +413,76 @@ impl ProcessSpec {
         };
         cmd.stderr(Stdio::piped());
         cmd.process_group(0);
-        // SAFETY: the closure only makes async-signal-safe system calls (prctl, getppid, kill)
-        // and allocates nothing.
+        let confinement = Confinement::new();
+        let join_cgroup = confinement.procs_file().cloned();
+        let rlimits = self.rlimits.clone();
+        // Everything the closure needs is made here: after fork it may not allocate.
+        let switch = match drop_to {
+            Some(a) => {
+                let cwd = match &self.cwd {
+                    Some(dir) => Some(CString::new(dir.as_str()).map_err(|e| {
+                        setup_err("use the working directory".to_owned(), e.into())
+                    })?),
+                    None => None,
+                };
+                let groups: Vec<libc::gid_t> = a.groups.clone();
+                Some((a.uid, a.gid, groups, cwd))
+            }
+            None => None,
+        };
+        // SAFETY: the closure only makes async-signal-safe system calls (open, write, close,
+        // umask, setgroups, setgid, setuid, chdir, prctl, getppid, kill) and allocates nothing.
         let parent = std::process::id() as libc::pid_t;
         unsafe {
             cmd.pre_exec(move || {
+                if let Some(procs) = &join_cgroup {
+                    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fd < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+                    let err = io::Error::last_os_error();
+                    libc::close(fd);
+                    if written != 1 {
+                        return Err(err);
+                    }
+                }
+                libc::umask(0o022);
+                for &(resource, value) in &rlimits {
+                    let limit = libc::rlimit {
+                        rlim_cur: value as libc::rlim_t,
+                        rlim_max: value as libc::rlim_t,
+                    };
+                    if libc::setrlimit(resource, &limit) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if let Some((uid, gid, groups, cwd)) = &switch {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(*gid) != 0
+                        || libc::setuid(*uid) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                    // Never run a tenant's code with the controller's rights by mistake.
+                    if libc::getuid() != *uid
+                        || libc::geteuid() != *uid
+                        || libc::getegid() != *gid
+                        || (*uid != 0 && libc::setuid(0) == 0)
+                    {
+                        return Err(io::Error::from_raw_os_error(libc::EPERM));
+                    }
+                    // std changed folder as root; the account must be able to get there itself.
+                    if let Some(cwd) = cwd
+                        && libc::chdir(cwd.as_ptr()) != 0
+                    {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // After the switch: changing credentials clears the parent-death signal.
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
                     libc::SIGKILL as libc::c_ulong,
@@ -379,11 +501,24 @@ impl ProcessSpec {
             });
         }
 
-        let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
-            command: self.command_line(),
-            cwd: self.cwd_display(),
-            source,
-        })?;
+        // Registered under the lock: a subreaper sweep must never take it for an orphan.
+        let mut child = {
+            let mut live = LIVE_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+            let child = cmd.spawn().map_err(|source| RunError::Spawn {
+                command: self.command_line(),
+                cwd: self.cwd_display(),
+                source,
+            })?;
+            live.get_or_insert_with(Default::default).insert(child.id());
+            child
+        };
+        let child_pid = child.id();
+        let unregister = move || {
+            let mut live = LIVE_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(live) = live.as_mut() {
+                live.remove(&child_pid);
+            }
+        };
         if let Some(path) = &self.group_file {
             // Best effort: failing to write it only matters if the controller is then killed.
             let _ = std::fs::write(path, child.id().to_string());
@@ -403,11 +538,16 @@ impl ProcessSpec {
         }
         drop(pipe_tx);
 
-        let (timed_out, status) = self.wait(&mut child).map_err(|e| {
+        let waited = self.wait(&mut child).map_err(|e| {
             kill_group(child.id(), libc::SIGKILL);
             let _ = child.wait();
             setup_err("wait for the child".to_owned(), e)
-        })?;
+        });
+        unregister();
+        // Whatever the child started, in its group or not, ends with it.
+        confinement.end_all();
+        drop(confinement);
+        let (stopped, status) = waited?;
 
         // Wait for the pipes to close: once they do, every group member that held them is gone.
         let drain_deadline = Instant::now() + PIPE_DRAIN_LIMIT;
@@ -440,7 +580,15 @@ impl ProcessSpec {
         };
         drop(home);
 
-        if timed_out {
+        if let Stopped::Interrupted(signal) = stopped {
+            return Err(RunError::Interrupted {
+                command: self.command_line(),
+                cwd: self.cwd_display(),
+                signal,
+                output: Box::new(output),
+            });
+        }
+        if stopped == Stopped::TimedOut {
             return Err(RunError::Timeout {
                 command: self.command_line(),
                 cwd: self.cwd_display(),
@@ -481,9 +629,10 @@ impl ProcessSpec {
         })
     }
 
-    /// Waits for the group leader, enforcing the timeout; then kills what is left of the group
-    /// and reaps the leader. Returns whether the timeout fired.
-    fn wait(&self, child: &mut Child) -> io::Result<(bool, ExitStatus)> {
+    /// Waits for the group leader, enforcing the timeout and the cancellation token armed on
+    /// this thread ([`crate::cancel`]); then kills what is left of the group and reaps the
+    /// leader. Returns whether the timeout or a cancellation stopped it.
+    fn wait(&self, child: &mut Child) -> io::Result<(Stopped, ExitStatus)> {
         let pid = child.id();
         // A helper thread waits *without reaping* (WNOWAIT): the leader stays a zombie, so its
         // pid, which is also the group id, cannot be reused while we signal the group.
@@ -494,23 +643,38 @@ impl ProcessSpec {
                 let _ = exit_tx.send(wait_no_reap(pid));
             })?;
 
-        let mut timed_out = false;
-        let exited = match self.timeout {
-            None => exit_rx.recv().ok(),
-            Some(timeout) => match exit_rx.recv_timeout(timeout) {
-                Ok(r) => Some(r),
+        let cancel = crate::cancel::current();
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let mut stopped = Stopped::No;
+        let exited = loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // With a token to watch, wake up often enough to answer a signal at once.
+            let slice = match (&cancel, left) {
+                (Some(_), Some(left)) => left.min(CANCEL_POLL),
+                (Some(_), None) => CANCEL_POLL,
+                (None, Some(left)) => left,
+                (None, None) => break exit_rx.recv().ok(),
+            };
+            match exit_rx.recv_timeout(slice) {
+                Ok(r) => break Some(r),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if let Some(signal) = cancel.as_ref().and_then(crate::cancel::Cancel::signal) {
+                stopped = Stopped::Interrupted(signal);
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                stopped = Stopped::TimedOut;
+            } else {
+                continue;
+            }
+            kill_group(pid, libc::SIGTERM);
+            match exit_rx.recv_timeout(self.kill_grace) {
+                Ok(r) => break Some(r),
                 Err(_) => {
-                    timed_out = true;
-                    kill_group(pid, libc::SIGTERM);
-                    match exit_rx.recv_timeout(self.kill_grace) {
-                        Ok(r) => Some(r),
-                        Err(_) => {
-                            kill_group(pid, libc::SIGKILL);
-                            exit_rx.recv().ok()
-                        }
-                    }
+                    kill_group(pid, libc::SIGKILL);
+                    break exit_rx.recv().ok();
                 }
-            },
+            }
         };
         if let Some(Err(e)) = exited {
             return Err(e);
@@ -518,8 +682,19 @@ impl ProcessSpec {
         // Leftovers (daemonized helpers, `sleep &`) must not outlive the script.
         kill_group(pid, libc::SIGKILL);
         let status = child.wait()?;
-        Ok((timed_out, status))
+        Ok((stopped, status))
     }
+}
+
+/// How often the wait for a process checks the cancellation token.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// Why the runner stopped a process before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    No,
+    TimedOut,
+    Interrupted(i32),
 }
 
 /// Waits until `pid` has exited, leaving it a zombie (not reaped).
@@ -717,6 +892,15 @@ pub enum RunError {
         signal: i32,
         output: Box<ProcessOutput>,
     },
+    /// A signal to the controller (SIGINT, SIGTERM, SIGHUP) asked the operation to stop: the
+    /// process's whole group got SIGTERM, then SIGKILL after the grace period.
+    #[error("`{command}` in {cwd} was stopped because the controller got {}{}", crate::cancel::signal_name(*.signal), stderr_suffix(.output))]
+    Interrupted {
+        command: String,
+        cwd: String,
+        signal: i32,
+        output: Box<ProcessOutput>,
+    },
     /// The process ran past its timeout; its whole process group was killed.
     #[error("`{command}` in {cwd} timed out after {timeout:?} and was killed{}", stderr_suffix(.output))]
     Timeout {
@@ -735,7 +919,8 @@ impl RunError {
             | RunError::Setup { command, .. }
             | RunError::Exit { command, .. }
             | RunError::Signal { command, .. }
-            | RunError::Timeout { command, .. } => command,
+            | RunError::Timeout { command, .. }
+            | RunError::Interrupted { command, .. } => command,
         }
     }
 
@@ -746,7 +931,8 @@ impl RunError {
             | RunError::Setup { cwd, .. }
             | RunError::Exit { cwd, .. }
             | RunError::Signal { cwd, .. }
-            | RunError::Timeout { cwd, .. } => cwd,
+            | RunError::Timeout { cwd, .. }
+            | RunError::Interrupted { cwd, .. } => cwd,
         }
     }
 
@@ -755,7 +941,8 @@ impl RunError {
         match self {
             RunError::Exit { output, .. }
             | RunError::Signal { output, .. }
-            | RunError::Timeout { output, .. } => Some(output),
+            | RunError::Timeout { output, .. }
+            | RunError::Interrupted { output, .. } => Some(output),
             RunError::Spawn { .. } | RunError::Setup { .. } => None,
         }
     }

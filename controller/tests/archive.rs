@@ -738,7 +738,7 @@ fn hostile_entries_are_refused() {
     for (what, bytes) in plain_cases {
         let path = dir.join("hostile-tree.tar");
         fs::write(&path, &bytes).unwrap();
-        let err = restore_tree(&path, &dest).unwrap_err();
+        let err = restore_tree(&path, &dest, None).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -831,7 +831,7 @@ fn capture_and_restore_tree_round_trip() {
     let snap = f.dir.join("snapshot.tar");
     let captured = capture_tree(&f.web, &snap).unwrap();
     let dest = f.dir.join("back");
-    let restored = restore_tree(&snap, &dest).unwrap();
+    let restored = restore_tree(&snap, &dest, None).unwrap();
     assert_eq!(captured.sha256, restored.sha256);
     assert_eq!(
         (captured.files, captured.dirs, captured.symlinks),
@@ -839,7 +839,7 @@ fn capture_and_restore_tree_round_trip() {
     );
     assert_eq!(describe(f.web.as_std_path()), describe(dest.as_std_path()));
     // Restoring over an existing copy replaces files and symlinks in place.
-    let again = restore_tree(&snap, &dest).unwrap();
+    let again = restore_tree(&snap, &dest, None).unwrap();
     assert_eq!(again.sha256, captured.sha256);
     assert_eq!(describe(f.web.as_std_path()), describe(dest.as_std_path()));
 }
@@ -853,7 +853,7 @@ fn setuid_bits_are_not_restored() {
     write_file(src.join("suid").as_std_path(), b"x", 0o4755, T0);
     let snap = dir.join("s.tar");
     capture_tree(&src, &snap).unwrap();
-    restore_tree(&snap, &dir.join("dst")).unwrap();
+    restore_tree(&snap, &dir.join("dst"), None).unwrap();
     let mode = fs::metadata(dir.join("dst/suid")).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o755);
 }

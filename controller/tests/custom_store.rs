@@ -59,11 +59,10 @@ fn controller_works_over_a_panels_own_store() {
     std::fs::write(www.join("index.html"), "hello\n").unwrap();
 
     let state = StateDir::at(root.join("state"));
-    let controller = Controller::with_store(
-        ControllerConfig::new(state.clone()),
-        Box::<PanelTable>::default(),
-    )
-    .unwrap();
+    // The web folder is made by this test as root: let root-owned instances run.
+    let mut config = ControllerConfig::new(state.clone());
+    config.allow_root_scripts = true;
+    let controller = Controller::with_store(config, Box::<PanelTable>::default()).unwrap();
     let file = InstanceFile::parse(
         &format!(
             "name = \"blog\"\npackage = \"{}\"\nbase-url = \"https://blog.example.test/\"\n\

@@ -230,6 +230,8 @@ fn instance() -> Instance {
             ),
         ]),
         secret_settings: BTreeSet::from(["admin_password".into()]),
+        user: None,
+        group: None,
     }
 }
 

@@ -65,6 +65,8 @@ fn env() -> Env {
     let pkg = dir.join("pkgs/blog");
     std::fs::create_dir_all(pkg.join("scripts")).unwrap();
     std::fs::write(pkg.join("APP-META.xml"), APP_META).unwrap();
+    // Registration requires the web folders given in the file to exist.
+    std::fs::create_dir_all(dir.join("www/blog")).unwrap();
     let state = StateDir::at(dir.join("state"));
     Env {
         _tmp: tmp,

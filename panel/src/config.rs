@@ -8,6 +8,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use aps_controller::registry::validate::unknown_key;
+
 use crate::naming::{ArchiveFormat, Compression};
 use crate::periodicity::Periodicity;
 use crate::retention::{DEFAULT_KEEP, KeepRules, RetentionPolicy};
@@ -166,6 +168,73 @@ pub enum ConfigError {
     Invalid { path: Utf8PathBuf, message: String },
 }
 
+const TOP_KEYS: &[&str] = &[
+    "store",
+    "compression",
+    "age-recipients",
+    "jobs",
+    "retention",
+    "remote",
+];
+const KEEP_KEYS: &[&str] = &[
+    "keep",
+    "hourly",
+    "daily",
+    "weekly",
+    "monthly",
+    "bimonthly",
+    "shutdown",
+    "manual",
+    "keep-within",
+];
+const STORE_KEYS: &[&str] = &["kind", "path", "key-file", "password-file"];
+const REMOTE_KEYS: &[&str] = &[
+    "endpoint",
+    "bucket",
+    "prefix",
+    "region",
+    "access-key-id",
+    "secret-access-key-file",
+    "multipart-threshold-mib",
+    "part-size-mib",
+];
+
+/// Every key panel.toml does not know, as `line N: unknown key …; did you mean …? valid keys:
+/// …`. Syntax errors are left to the typed parse that follows.
+fn unknown_keys(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    let mut check = |section: &str, table: &toml::Table, valid: &[&str]| {
+        for key in table.keys() {
+            if !valid.contains(&key.as_str()) {
+                problems.push(unknown_key(text, section, key, valid));
+            }
+        }
+    };
+    check("", &table, TOP_KEYS);
+    if let Some(toml::Value::Table(retention)) = table.get("retention") {
+        let mut valid = KEEP_KEYS.to_vec();
+        valid.push("instances");
+        check("retention", retention, &valid);
+        if let Some(toml::Value::Table(instances)) = retention.get("instances") {
+            for (name, over) in instances {
+                if let toml::Value::Table(over) = over {
+                    check(&format!("retention.instances.{name}"), over, KEEP_KEYS);
+                }
+            }
+        }
+    }
+    if let Some(toml::Value::Table(store)) = table.get("store") {
+        check("store", store, STORE_KEYS);
+    }
+    if let Some(toml::Value::Table(remote)) = table.get("remote") {
+        check("remote", remote, REMOTE_KEYS);
+    }
+    problems
+}
+
 impl PanelConfig {
     /// Reads `<state>/panel.toml`; a missing file is the default configuration.
     pub fn load(state_dir: &Utf8Path) -> Result<Self, ConfigError> {
@@ -175,6 +244,14 @@ impl PanelConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PanelConfig::default()),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
+        // Every unknown key at once, with its line and the valid keys; then the types.
+        let unknown = unknown_keys(&text);
+        if !unknown.is_empty() {
+            return Err(ConfigError::Invalid {
+                path,
+                message: unknown.join("; "),
+            });
+        }
         let config: PanelConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.clone(),
             source: Box::new(e),
@@ -201,14 +278,14 @@ impl PanelConfig {
                 message: "jobs must be at least 1".to_owned(),
             });
         }
-        if let Some(bad) = config
-            .age_recipients
-            .iter()
-            .find(|r| !r.starts_with("age1"))
-        {
+        // Checked as the archive writer will parse them, so a bad key stops every command
+        // before any backup starts (not each instance's backup at its own step).
+        if let Err(e) = aps_controller::archive::check_recipients(&config.age_recipients) {
             return Err(ConfigError::Invalid {
                 path,
-                message: format!("age-recipients: {bad:?} is not an age recipient (age1…)"),
+                message: format!(
+                    "age-recipients: {e} (an age public key, age1…; `aps-controller key generate` makes a pair)"
+                ),
             });
         }
         Ok(config)
@@ -225,6 +302,19 @@ impl PanelConfig {
             })) => state_dir.join(p),
             _ => state_dir.join("backups"),
         }
+    }
+
+    /// Whether panel.toml names the archive store's folder (which must then exist).
+    pub fn archive_store_named(&self) -> bool {
+        matches!(
+            &self.store,
+            Some(StoreSetting::Folder(_))
+                | Some(StoreSetting::Table(StoreTable {
+                    kind: StoreKind::Archive,
+                    path: Some(_),
+                    ..
+                }))
+        )
     }
 
     pub fn store_kind(&self) -> StoreKind {
@@ -329,7 +419,7 @@ mod tests {
         let c = load(
             r#"
             compression = "gzip"
-            age-recipients = ["age1qqqq"]
+            age-recipients = ["age1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5z5tpwxqergd3c8g7rusqmwn7f2"]
             [retention]
             keep = 3
             daily = 10
@@ -376,12 +466,36 @@ mod tests {
         assert!(load("[store]\nkind = \"borg\"").is_err());
         let err = load("[store]\nkey-file = \"k\"").unwrap_err().to_string();
         assert!(err.contains("kind = \"repository\""), "{err}");
+        let err = load("[store]\nkind = \"repository\"\nkeyfile = \"k\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `keyfile` in [store]; did you mean `key-file`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_at_once_with_line_and_the_valid_keys() {
+        let err = load(
+            "compresion = \"gzip\"\n[retention]\ndayly = 3\n[retention.instances.blog]\nkeep = 1\nweeky = 2\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "line 1: unknown key `compresion` at the top level; did you mean `compression`?",
+            "line 3: unknown key `dayly` in [retention]; did you mean `daily`?",
+            "line 6: unknown key `weeky` in [retention.instances.blog]; did you mean `weekly`?",
+            "valid keys there: keep, hourly, daily",
+        ] {
+            assert!(err.contains(needle), "{needle}\n{err}");
+        }
     }
 
     #[test]
     fn rejects_mistakes_naming_the_file() {
         for (text, needle) in [
-            ("compresion = \"gzip\"", "unknown field"),
+            ("compresion = \"gzip\"", "unknown key `compresion`"),
             ("compression = \"xz\"", "unknown variant"),
             (
                 "[retention]\nkeep-within = \"soon\"",
@@ -390,7 +504,7 @@ mod tests {
             ("jobs = 0", "jobs must be at least 1"),
             (
                 "age-recipients = [\"ssh-ed25519 AAA\"]",
-                "not an age recipient",
+                "age-recipients: invalid age recipient",
             ),
         ] {
             let err = load(text).unwrap_err().to_string();

@@ -56,8 +56,16 @@ impl Panel {
                 ));
             }
         };
+        // Only a folder panel.toml names must exist already; the default one (also the one
+        // beside a repository store) is made when first written.
+        let local = if config.archive_store_named() {
+            LocalStore::configured(config.store_dir(state_dir))
+        } else {
+            LocalStore::new(config.store_dir(state_dir))
+        };
+        local.check_exists()?;
         Ok(Panel {
-            local: LocalStore::new(config.store_dir(state_dir)),
+            local,
             state_dir: state_dir.to_owned(),
             config,
             policy,

@@ -9,7 +9,9 @@ use serde::Serialize;
 use crate::context::{Panel, PanelError};
 use crate::engine::{Engine, Verification};
 use crate::listing::newest_good;
+use crate::problem::Problem;
 use crate::progress::{Event, Progress};
+use aps_controller::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub struct DrillOptions {
@@ -32,8 +34,9 @@ pub struct DrillReport {
     /// The step that failed: `restore` or `check`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<&'static str>,
+    /// Why the drill failed: the restore's error, or a check that could not run or said no.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Problem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<Verification>,
 }
@@ -104,7 +107,7 @@ pub fn drill(
         Ok(r) => r,
         Err(e) => {
             report.failed_step = Some("restore");
-            report.error = Some(e.to_string());
+            report.error = Some(e.problem());
             progress.finish();
             return Ok(report);
         }
@@ -122,12 +125,20 @@ pub fn drill(
             report.passed = v.passed;
             if !v.passed {
                 report.failed_step = Some("check");
+                // The restored instance does not match: the script said no, or the counts
+                // differ from the backup's manifest.
+                let kind = if v.method == "verification-script" {
+                    ErrorKind::ScriptFailed
+                } else {
+                    ErrorKind::InvalidBackup
+                };
+                report.error = Some(Problem::new(kind, Some("check"), v.detail.clone()));
             }
             report.verification = Some(v);
         }
         Err(e) => {
             report.failed_step = Some("check");
-            report.error = Some(e.to_string());
+            report.error = Some(e.problem());
         }
     }
     Ok(report)

@@ -12,12 +12,28 @@ use aps_controller::registry::{StateDir, StoreError};
 use aps_controller::{Controller, ControllerConfig, ErrorKind};
 
 use crate::naming::Compression;
+use crate::problem::{Problem, operation_message};
 
 /// How the controller's archive writer packs a backup (from panel.toml).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ArchiveChoice {
     pub compression: Compression,
     pub age_recipients: Vec<String>,
+}
+
+impl ArchiveChoice {
+    /// The controller's archive options; `zstd_workers` 0 is one per core (at most 4).
+    pub fn options(&self, zstd_workers: u32) -> ArchiveOptions {
+        ArchiveOptions {
+            compression: match self.compression {
+                Compression::Zstd => aps_controller::archive::Compression::ZSTD,
+                Compression::Gzip => aps_controller::archive::Compression::GZIP,
+                Compression::None => aps_controller::archive::Compression::None,
+            },
+            recipients: self.age_recipients.clone(),
+            zstd_workers,
+        }
+    }
 }
 
 /// Result of the package's verification-script, or of the manifest comparison.
@@ -36,15 +52,17 @@ pub enum EngineError {
         state_dir: Utf8PathBuf,
         message: String,
     },
-    #[error("{operation} of instance {instance} failed: {message}")]
+    #[error("{operation} of instance {instance} failed: {}", .problem.message)]
     Operation {
         operation: &'static str,
         instance: String,
-        message: String,
+        /// Kind and step of the controller's error.
+        problem: Problem,
     },
     #[error("archive {archive} did not verify: {message}")]
     Verify {
         archive: Utf8PathBuf,
+        kind: ErrorKind,
         message: String,
     },
     #[error("cannot list registered instances: {message}")]
@@ -60,6 +78,42 @@ pub struct RepositorySource {
     pub instance: aps_controller::registry::Instance,
     pub package: Option<crate::store::repository::PackageTags>,
     _lock: aps_controller::lock::InstanceLock,
+}
+
+impl EngineError {
+    /// The README's error kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Open { .. } | EngineError::StateDir(_) => ErrorKind::Usage,
+            EngineError::Operation { problem, .. } => kind_named(problem.kind),
+            EngineError::Verify { kind, .. } => *kind,
+            EngineError::Instances { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// As a problem of a report: kind, step and a message without the step.
+    pub fn problem(&self) -> Problem {
+        match self {
+            EngineError::Operation { problem, .. } => problem.clone(),
+            e => Problem::new(e.kind(), None, e.to_string()),
+        }
+    }
+}
+
+/// The kind whose name is `name` (names come from [`ErrorKind::as_str`]).
+fn kind_named(name: &str) -> ErrorKind {
+    ErrorKind::named(name).unwrap_or(ErrorKind::Internal)
+}
+
+fn operation_failed(
+    operation: &'static str,
+    instance: &str,
+) -> impl FnOnce(aps_controller::OperationError) -> EngineError {
+    move |e| EngineError::Operation {
+        operation,
+        instance: instance.to_owned(),
+        problem: Problem::new(e.kind(), Some(e.step().as_str()), operation_message(&e)),
+    }
 }
 
 /// The controller handle, shared by the worker threads of `run` (the controller is `Sync`).
@@ -85,18 +139,26 @@ impl Engine {
     /// the databases itself.
     #[cfg(feature = "repository")]
     pub fn repository_source(&self, name: &str) -> Result<RepositorySource, EngineError> {
-        let op_err = |message: String| EngineError::Operation {
+        let op_err = |kind: ErrorKind, message: String| EngineError::Operation {
             operation: "backup",
             instance: name.to_owned(),
-            message,
+            problem: Problem::new(kind, None, message),
         };
         let config = self.controller.config();
-        let lock = aps_controller::lock::InstanceLock::acquire(config.state.root(), name, "backup")
-            .map_err(|e| op_err(e.to_string()))?;
         let instance = self.controller.store().get(name).map_err(|e| match e {
-            StoreError::NotFound { .. } => op_err("not a registered instance".to_owned()),
-            e => op_err(e.to_string()),
+            StoreError::NotFound { .. } => op_err(
+                ErrorKind::InstanceNotFound,
+                "not a registered instance".to_owned(),
+            ),
+            e => op_err(ErrorKind::Internal, e.to_string()),
         })?;
+        let lock = aps_controller::lock::InstanceLock::acquire(config.state.root(), name, "backup")
+            .map_err(|e| match e {
+                aps_controller::lock::LockError::Busy { .. } => {
+                    op_err(ErrorKind::Busy, e.to_string())
+                }
+                e => op_err(ErrorKind::Internal, e.to_string()),
+            })?;
         // The tags are a convenience for listings: a package that cannot be opened any more
         // must not stop the backup of its instance's data.
         let package = aps_controller::registry::open_package(&config.state, &instance.package)
@@ -111,6 +173,19 @@ impl Engine {
             package,
             _lock: lock,
         })
+    }
+
+    /// The engine over a controller the caller already opened.
+    pub fn with_controller(controller: Controller) -> Self {
+        Engine { controller }
+    }
+
+    /// The controller's operations report their parts and bytes to `sink`.
+    pub fn set_progress(
+        &mut self,
+        sink: Option<std::sync::Arc<dyn aps_controller::progress::Progress>>,
+    ) {
+        self.controller.set_progress(sink);
     }
 
     /// Names of the registered instances, sorted.
@@ -128,6 +203,17 @@ impl Engine {
         Ok(names)
     }
 
+    /// The web folders of a registered instance (url-mapping → folder).
+    pub fn web_dirs(&self, instance: &str) -> Result<BTreeMap<String, Utf8PathBuf>, EngineError> {
+        self.controller
+            .store()
+            .get(instance)
+            .map(|i| i.web_dirs)
+            .map_err(|e| EngineError::Instances {
+                message: e.to_string(),
+            })
+    }
+
     /// Backs `instance` up into `destination` (which the controller writes via temp + rename).
     pub fn backup(
         &self,
@@ -136,23 +222,11 @@ impl Engine {
         archive: &ArchiveChoice,
     ) -> Result<BackupReport, EngineError> {
         let mut request = BackupRequest::new(instance, destination);
-        request.archive = ArchiveOptions {
-            compression: match archive.compression {
-                Compression::Zstd => aps_controller::archive::Compression::ZSTD,
-                Compression::Gzip => aps_controller::archive::Compression::GZIP,
-                Compression::None => aps_controller::archive::Compression::None,
-            },
-            recipients: archive.age_recipients.clone(),
-            // `run` already backs up `jobs` instances at once: one zstd thread each.
-            zstd_workers: 1,
-        };
+        // `run` already backs up `jobs` instances at once: one zstd thread each.
+        request.archive = archive.options(1);
         self.controller
             .backup(&request)
-            .map_err(|e| EngineError::Operation {
-                operation: "backup",
-                instance: instance.to_owned(),
-                message: e.to_string(),
-            })
+            .map_err(operation_failed("backup", instance))
     }
 
     pub fn restore(
@@ -165,27 +239,48 @@ impl Engine {
         request.identity = identity.map(Utf8Path::to_owned);
         self.controller
             .restore(&request)
-            .map_err(|e| EngineError::Operation {
-                operation: "restore",
-                instance: instance.to_owned(),
-                message: e.to_string(),
-            })
+            .map_err(operation_failed("restore", instance))
     }
 
     /// Checks a backup end to end and returns a summary: the controller's archive by its format,
-    /// manifest and every part's hash; a `sufficient` backup-script's own file (no manifest) by
-    /// its SHA-256 against the record the controller kept when it wrote it.
+    /// manifest, every part's hash and its authentication tag (made or imported here); a
+    /// `sufficient` backup-script's own file (no manifest) by its SHA-256 against the record
+    /// the controller kept (and tagged) when it wrote it.
     pub fn verify_archive(
         &self,
         archive: &Utf8Path,
         identity: Option<&Utf8Path>,
     ) -> Result<String, EngineError> {
-        let m = match aps_controller::archive::verify(archive, identity) {
+        // Intact and made (tagged) or imported by this controller: an archive from elsewhere
+        // is refused as untrusted.
+        let m = match self.controller.verify_archive(archive, identity) {
             Ok(m) => m,
-            Err(ArchiveError::NotAnArchive { .. }) => return self.verify_script_backup(archive),
+            Err(aps_controller::OperationError::Archive {
+                source: ArchiveError::NotAnArchive { .. },
+                ..
+            }) => return self.verify_script_backup(archive),
             Err(e) => {
+                // What the user got wrong (no such file, no or a wrong identity) is usage; a
+                // file that does not read back is a damaged backup.
+                use aps_controller::OperationError as Op;
+                let kind = match &e {
+                    Op::Archive {
+                        source: ArchiveError::Open { source, .. },
+                        ..
+                    } if source.kind() == std::io::ErrorKind::NotFound => ErrorKind::Usage,
+                    Op::Archive {
+                        source:
+                            ArchiveError::IdentityRequired { .. }
+                            | ArchiveError::IdentityFile { .. }
+                            | ArchiveError::WrongIdentity { .. },
+                        ..
+                    } => ErrorKind::Usage,
+                    _ if e.kind() == ErrorKind::UntrustedBackup => ErrorKind::UntrustedBackup,
+                    _ => ErrorKind::InvalidBackup,
+                };
                 return Err(EngineError::Verify {
                     archive: archive.to_owned(),
+                    kind,
                     message: e.to_string(),
                 });
             }
@@ -204,10 +299,21 @@ impl Engine {
     fn verify_script_backup(&self, file: &Utf8Path) -> Result<String, EngineError> {
         let fail = |message: String| EngineError::Verify {
             archive: file.to_owned(),
+            kind: ErrorKind::InvalidBackup,
             message,
         };
-        let (_, sha256) = aps_controller::digest::sha256_file(file)
-            .map_err(|e| fail(format!("cannot read it: {e}")))?;
+        let (_, sha256) = aps_controller::digest::sha256_file(file).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::Usage
+            } else {
+                ErrorKind::InvalidBackup
+            };
+            EngineError::Verify {
+                archive: file.to_owned(),
+                kind,
+                message: format!("cannot read it: {e}"),
+            }
+        })?;
         match self.controller.script_backup_record(&sha256) {
             Ok(Some(r)) => Ok(format!(
                 "the package's own backup file, SHA-256 {sha256} as recorded when instance {} \
@@ -256,13 +362,7 @@ impl Engine {
                 });
             }
             // The check itself could not run (instance gone, busy, no interpreter …).
-            Err(e) => {
-                return Err(EngineError::Operation {
-                    operation: "verification",
-                    instance: instance.to_owned(),
-                    message: e.to_string(),
-                });
-            }
+            Err(e) => return Err(operation_failed("verification", instance)(e)),
             Ok(None) => {}
         }
         // A `sufficient` backup-script's own file has no manifest: the restore having
@@ -279,7 +379,11 @@ impl Engine {
             StoreError::NotFound { .. } => EngineError::Operation {
                 operation: "check",
                 instance: instance.to_owned(),
-                message: "not a registered instance".to_owned(),
+                problem: Problem::new(
+                    ErrorKind::InstanceNotFound,
+                    None,
+                    "not a registered instance",
+                ),
             },
             e => EngineError::Instances {
                 message: e.to_string(),

@@ -9,7 +9,13 @@ use crate::store::{BackupStatus, Store, StoreError, StoredFile};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupEntry {
+    /// Where it is, in full: what `restore --from` and `verify` take (for a remote store,
+    /// `s3://bucket/prefix/key`).
+    pub path: String,
+    /// The store's file name (for a backup written with `--to`, its record's name).
     pub file: String,
+    /// Written outside the store (`backup --to FILE`); the store holds a record of it.
+    pub external: bool,
     pub periodicity: Option<Periodicity>,
     pub time: Option<Timestamp>,
     pub size: u64,
@@ -17,9 +23,11 @@ pub struct BackupEntry {
     pub format: Option<ArchiveFormat>,
 }
 
-impl From<StoredFile> for BackupEntry {
-    fn from(f: StoredFile) -> Self {
+impl BackupEntry {
+    fn new(store: &dyn Store, f: StoredFile) -> Self {
         BackupEntry {
+            path: store.location(&f),
+            external: f.location.is_some(),
             periodicity: f.name.as_ref().map(|n| n.periodicity),
             time: f.name.as_ref().map(|n| n.time),
             format: f.name.as_ref().map(|n| n.format),
@@ -32,13 +40,12 @@ impl From<StoredFile> for BackupEntry {
 
 /// Every file of `instance`, newest first; files without a time (unrecognised) last.
 pub fn list_backups(store: &dyn Store, instance: &str) -> Result<Vec<BackupEntry>, StoreError> {
-    let mut entries: Vec<BackupEntry> = store
-        .list(Some(instance))?
+    let mut files = store.list(Some(instance))?;
+    files.sort_by(|a, b| b.cmp_age(a));
+    Ok(files
         .into_iter()
-        .map(BackupEntry::from)
-        .collect();
-    entries.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.file.cmp(&a.file)));
-    Ok(entries)
+        .map(|f| BackupEntry::new(store, f))
+        .collect())
 }
 
 /// The newest good backup of `instance`, if any.

@@ -1,4 +1,6 @@
-//! Backup file names: `<instance>_<periodicity>_YYYY-MM-DD-HH-mm-SS<ext>`, time in UTC.
+//! Backup file names: `<instance>_<periodicity>_YYYY-MM-DD-HH-mm-SS[.N]<ext>`, time in UTC.
+//! `.N` (N ≥ 2) tells apart backups of one instance and periodicity made within one second;
+//! the store hands out the next free N when it reserves a name ([`crate::store::LocalStore`]).
 //!
 //! The name is the only record of a backup (the store is the source of truth), so it carries
 //! everything retention needs and parsing it must be exact.
@@ -76,6 +78,11 @@ impl ArchiveFormat {
         },
     ];
 
+    /// The format a file name's extension says, if it has one of ours.
+    pub fn of_file_name(name: &str) -> Option<ArchiveFormat> {
+        Self::strip(name).map(|(_, f)| f)
+    }
+
     fn strip(name: &str) -> Option<(&str, ArchiveFormat)> {
         Self::ALL
             .into_iter()
@@ -90,7 +97,14 @@ pub struct BackupName {
     pub periodicity: Periodicity,
     /// Whole seconds, UTC.
     pub time: Timestamp,
+    /// 1 for the first backup of its second (no suffix), then 2, 3 … (`.2`, `.3` …).
+    #[serde(default = "first_seq")]
+    pub seq: u32,
     pub format: ArchiveFormat,
+}
+
+fn first_seq() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,16 +147,30 @@ impl BackupName {
             instance: instance.to_owned(),
             periodicity,
             time,
+            seq: 1,
             format,
+        }
+    }
+
+    /// The same backup name with sequence number `seq` (1: no suffix).
+    pub fn with_seq(&self, seq: u32) -> Self {
+        BackupName {
+            seq: seq.max(1),
+            ..self.clone()
         }
     }
 
     pub fn file_name(&self) -> String {
         format!(
-            "{}_{}_{}{}",
+            "{}_{}_{}{}{}",
             self.instance,
             self.periodicity,
             self.time.to_zoned(TimeZone::UTC).strftime(TIME_FORMAT),
+            if self.seq > 1 {
+                format!(".{}", self.seq)
+            } else {
+                String::new()
+            },
             self.format.extension()
         )
     }
@@ -155,6 +183,21 @@ impl BackupName {
         })?;
         let time_err = || NameError::Time {
             name: name.to_owned(),
+        };
+        // `.N` after the time: digits only, N ≥ 2 (the first backup of a second has none).
+        let (stem, seq) = match stem.rsplit_once('.') {
+            Some((rest, n))
+                if !n.is_empty()
+                    && n.len() <= 9
+                    && n.bytes().all(|b| b.is_ascii_digit())
+                    && !n.starts_with('0') =>
+            {
+                match n.parse::<u32>() {
+                    Ok(seq) if seq >= 2 => (rest, seq),
+                    _ => return Err(time_err()),
+                }
+            }
+            _ => (stem, 1),
         };
         let split = stem.len().checked_sub(TIME_LEN + 1).ok_or_else(time_err)?;
         let (rest, time) = (&stem[..split], &stem[split..]);
@@ -179,6 +222,7 @@ impl BackupName {
             instance: instance.to_owned(),
             periodicity,
             time,
+            seq,
             format,
         })
     }
@@ -236,6 +280,30 @@ mod tests {
                 let n = BackupName::new("my_shop.v2-x", p, ts("2026-12-31T23:59:59Z"), format);
                 assert_eq!(BackupName::parse(&n.file_name()).unwrap(), n, "{n}");
             }
+        }
+    }
+
+    #[test]
+    fn sequence_suffix_tells_apart_backups_of_one_second() {
+        let first = BackupName::new(
+            "blog",
+            Periodicity::Manual,
+            ts("2026-01-02T03:04:05Z"),
+            ArchiveFormat::default(),
+        );
+        let second = first.with_seq(2);
+        assert_eq!(
+            second.file_name(),
+            "blog_manual_2026-01-02-03-04-05.2.aps.tar.zst"
+        );
+        assert_eq!(BackupName::parse(&second.file_name()).unwrap(), second);
+        assert_eq!(BackupName::parse(&first.file_name()).unwrap().seq, 1);
+        for bad in [
+            "blog_manual_2026-01-02-03-04-05.1.aps.tar.zst",
+            "blog_manual_2026-01-02-03-04-05.02.aps.tar.zst",
+            "blog_manual_2026-01-02-03-04-05.x.aps.tar.zst",
+        ] {
+            assert!(BackupName::parse(bad).is_err(), "{bad}");
         }
     }
 

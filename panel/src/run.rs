@@ -14,9 +14,11 @@ use crate::context::{Panel, PanelError};
 use crate::engine::Engine;
 use crate::naming::BackupName;
 use crate::periodicity::Periodicity;
+use crate::problem::Problem;
 use crate::progress::{Event, Progress};
 use crate::prune::{StorePrune, prune_store};
 use crate::store::Upload;
+use aps_controller::ErrorKind;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -42,8 +44,9 @@ pub struct InstanceOutcome {
     /// The first step that failed; later steps of the same instance are skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<Step>,
+    /// Kind, controller step and message of the failure.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<Problem>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<Utf8PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,7 +64,8 @@ pub struct InstanceOutcome {
 pub struct RunSummary {
     pub periodicity: Periodicity,
     pub started: Timestamp,
-    pub ok: usize,
+    /// Instances whose every step succeeded.
+    pub succeeded: usize,
     pub failed: usize,
     pub instances: Vec<InstanceOutcome>,
 }
@@ -112,14 +116,20 @@ pub fn run(
                         InstanceOutcome::failed(
                             instance,
                             Step::Backup,
-                            format!("no registered instance named {instance:?}"),
+                            Problem::new(
+                                ErrorKind::InstanceNotFound,
+                                None,
+                                format!(
+                                    "no registered instance named {instance:?}; `aps-controller instance list` shows them"
+                                ),
+                            ),
                             0,
                         )
                     };
                     progress.emit(Event::ItemDone {
                         item: instance,
                         ok: outcome.ok,
-                        error: outcome.error.as_deref(),
+                        error: outcome.error.as_ref().map(|p| p.message.as_str()),
                     });
                     results.lock().expect("results")[i] = Some(outcome);
                 }
@@ -133,18 +143,18 @@ pub fn run(
         .into_iter()
         .map(|o| o.expect("every item ran"))
         .collect();
-    let ok = instances.iter().filter(|o| o.ok).count();
+    let succeeded = instances.iter().filter(|o| o.ok).count();
     Ok(RunSummary {
         periodicity: options.periodicity,
         started,
-        ok,
-        failed: instances.len() - ok,
+        succeeded,
+        failed: instances.len() - succeeded,
         instances,
     })
 }
 
 impl InstanceOutcome {
-    fn failed(instance: &str, step: Step, error: String, duration_ms: u64) -> Self {
+    fn failed(instance: &str, step: Step, error: Problem, duration_ms: u64) -> Self {
         InstanceOutcome {
             instance: instance.to_owned(),
             ok: false,
@@ -175,16 +185,43 @@ fn back_up_one(
         clock.now(),
         panel.config.archive_format(),
     );
+    // A store inside the instance's own web folder: refused, as `backup` refuses it.
+    let store_file = panel.local.instance_dir(instance).join(name.file_name());
+    match engine.web_dirs(instance) {
+        Ok(dirs) => {
+            if let Some((mapping, dir)) = crate::manual::web_dir_containing(&store_file, &dirs) {
+                let message = crate::manual::inside_web_dir_message(
+                    "the backup store (panel.toml `store`)",
+                    panel.local.root(),
+                    &mapping,
+                    &dir,
+                );
+                return InstanceOutcome::failed(
+                    instance,
+                    Step::Backup,
+                    Problem::new(
+                        ErrorKind::DestinationRefused,
+                        Some("3.1-check-destination"),
+                        message,
+                    ),
+                    ms(t0),
+                );
+            }
+        }
+        Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e.problem(), ms(t0)),
+    }
+    // Held until the backup is written, so a second run in the same second takes `.2`.
     let report = panel
         .local
-        .destination(&name)
-        .map_err(|e| e.to_string())
-        .and_then(|dest| {
+        .reserve(&name)
+        .map_err(|e| store_problem(&e))
+        .and_then(|reserved| {
             engine
-                .backup(instance, &dest, &panel.archive_choice())
-                .map_err(|e| e.to_string())
+                .backup(instance, &reserved.path, &panel.archive_choice())
+                .map(|r| (r, reserved.name.clone()))
+                .map_err(|e| e.problem())
         });
-    let report = match report {
+    let (report, name) = match report {
         Ok(r) => r,
         Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e, ms(t0)),
     };
@@ -200,7 +237,7 @@ fn back_up_one(
         upload: None,
         pruned: Vec::new(),
     };
-    let fail = |o: &mut InstanceOutcome, step, e: String| {
+    let fail = |o: &mut InstanceOutcome, step, e: Problem| {
         o.ok = false;
         o.failed_step = Some(step);
         o.error = Some(e);
@@ -214,7 +251,7 @@ fn back_up_one(
         false,
     ) {
         Ok(p) => outcome.pruned.extend(removed_keys(&p)),
-        Err(e) => fail(&mut outcome, Step::Prune, e.to_string()),
+        Err(e) => fail(&mut outcome, Step::Prune, store_problem(&e)),
     }
     if let Some(remote) = &panel.remote {
         let key = format!("{instance}/{}", name.file_name());
@@ -232,15 +269,28 @@ fn back_up_one(
                     Ok(p) => outcome
                         .pruned
                         .extend(removed_keys(&p).map(|k| format!("remote:{k}"))),
-                    Err(e) if outcome.ok => fail(&mut outcome, Step::Prune, e.to_string()),
+                    Err(e) if outcome.ok => fail(&mut outcome, Step::Prune, store_problem(&e)),
                     Err(_) => {}
                 }
             }
-            Err(e) => fail(&mut outcome, Step::Upload, e.to_string()),
+            Err(e) => fail(
+                &mut outcome,
+                Step::Upload,
+                Problem::new(ErrorKind::ResourceFailed, None, e.to_string()),
+            ),
         }
     }
     outcome.duration_ms = ms(t0);
     outcome
+}
+
+/// A store that cannot be written or pruned: a missing configured store is the user's to fix.
+fn store_problem(e: &crate::store::StoreError) -> Problem {
+    let kind = match e {
+        crate::store::StoreError::Missing { .. } => ErrorKind::Usage,
+        _ => ErrorKind::Internal,
+    };
+    Problem::new(kind, None, e.to_string())
 }
 
 fn removed_keys(p: &StorePrune) -> impl Iterator<Item = String> + '_ {

@@ -19,11 +19,22 @@ command -v /usr/bin/time >/dev/null || { echo "needs /usr/bin/time (apt-get inst
 (cd "$REPO" && cargo build --release --quiet --bin aps-controller)
 
 STATE="$WORK/state"
-echo "registering $N sh-sample instances in $STATE …"
+# Run as root, the instances belong to aps-tenant1 (scripts/ci/test-user.sh) so every backup
+# drops to it, as in production; without that account their root-made web folders are
+# allowed to run as root explicitly.
+TENANT=
+if [ "$(id -u)" -eq 0 ] && id aps-tenant1 >/dev/null 2>&1; then
+    TENANT=aps-tenant1
+else
+    mkdir -p "$STATE"
+    echo 'allow-root-scripts = true' > "$STATE/controller.toml"
+fi
+echo "registering $N sh-sample instances in $STATE (account: ${TENANT:-none, run as root}) …"
 for i in $(seq -w 0 $((N - 1))); do
     name="site$i"
     mkdir -p "$WORK/www/$name/cache"
     printf '<h1>%s</h1>\n' "$name" > "$WORK/www/$name/index.html"
+    [ -z "$TENANT" ] || chown -R "$TENANT:" "$WORK/www/$name"
     cat > "$WORK/$name.toml" <<EOF
 name = "$name"
 package = "$REPO/fixtures/packages/sh-sample"

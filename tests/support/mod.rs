@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod schema;
+pub mod serve;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -25,7 +28,25 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox whose instances (web folders made by the test, as root) run as root: its
+    /// controller.toml allows it. The tests of the tenant accounts use [`Sandbox::for_tenants`].
     pub fn new() -> Self {
+        let sb = Self::bare();
+        sb.configure("");
+        sb
+    }
+
+    /// A sandbox with no controller.toml: a root-owned instance is refused, as in production.
+    /// Its folder is open for traversal (0711) so that other accounts reach what tests give
+    /// them inside.
+    pub fn for_tenants() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let sb = Self::bare();
+        std::fs::set_permissions(sb.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        sb
+    }
+
+    fn bare() -> Self {
         Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("aps-it-")
@@ -79,9 +100,16 @@ impl Sandbox {
         www
     }
 
-    /// Writes `controller.toml` in the state folder.
+    /// Writes `controller.toml` in the state folder. Unless `toml` sets it, it allows
+    /// root-owned instances (`allow-root-scripts = true`): the sandbox's web folders are made
+    /// by the test as root.
     pub fn configure(&self, toml: &str) {
         std::fs::create_dir_all(self.state()).unwrap();
+        let toml = if toml.contains("allow-root-scripts") {
+            toml.to_owned()
+        } else {
+            format!("allow-root-scripts = true\n{toml}")
+        };
         std::fs::write(self.state().join("controller.toml"), toml).unwrap();
     }
 }
@@ -176,4 +204,43 @@ pub fn databases(hint: &str) -> Option<Dbs> {
         mysql: create_database(DbKind::Mysql, hint)?,
         pg: create_database(DbKind::Postgresql, hint)?,
     })
+}
+
+/// `aps-controller ARGS… --help`, as printed on stdout.
+pub fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_aps-controller"))
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Subcommand names `ARGS… --help` lists under "Commands:" (without `help`).
+pub fn subcommands(args: &[&str]) -> Vec<String> {
+    help(args)
+        .split("Commands:")
+        .nth(1)
+        .unwrap_or("")
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Every command `--help` lists, as its words: a top-level command, or a group's subcommand.
+pub fn commands() -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for top in subcommands(&[]) {
+        let subs = subcommands(&[&top]);
+        if subs.is_empty() {
+            all.push(vec![top]);
+        } else {
+            all.extend(subs.into_iter().map(|s| vec![top.clone(), s]));
+        }
+    }
+    all
 }

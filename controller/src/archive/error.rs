@@ -142,6 +142,16 @@ pub enum ArchiveError {
         actual: u64,
     },
 
+    /// The archive is intact but nothing shows this controller made it: no tag, a tag of
+    /// another key, or a tag that does not match (kind `untrusted-backup`).
+    #[error(
+        "{archive} is not a backup this controller made: {reason}; if you know where it comes from, accept it with `aps-controller backup import {archive}`"
+    )]
+    Untrusted {
+        archive: Utf8PathBuf,
+        reason: String,
+    },
+
     #[error("{archive} holds no part named {part:?}")]
     NoSuchPart { archive: Utf8PathBuf, part: String },
 

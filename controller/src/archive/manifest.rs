@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Version of the layout described in `docs/backup-format.md`. Readers refuse a higher one.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2 added the `manifest.tag` entry after the manifest (a version-1 reader would take it for
+/// a stray entry); version 1 files are still read, and have no tag.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The `format` field of every manifest, so a stray JSON file is never taken for one.
 pub const FORMAT_NAME: &str = "aps-controller-backup";

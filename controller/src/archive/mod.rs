@@ -5,32 +5,45 @@
 //! In short: a POSIX tar stream, optionally compressed (zstd, gzip) and optionally encrypted to
 //! age recipients, holding `header.json` first, then the parts (`files/<name>` for the script's
 //! backup file and database dumps, `web/<n>/…` for each web folder), then `manifest.json` with
-//! the size and SHA-256 of every part. Everything is streamed; readers detect every layer by its
+//! the size and SHA-256 of every part, then (format version 2) `manifest.tag`, an HMAC-SHA-256
+//! of the manifest under the controller's key ([`TagKey`]), which is how restore knows the
+//! controller made the file. Everything is streamed; readers detect every layer by its
 //! magic bytes. [`verify`] checks it all in one pass; [`ArchiveReader`] verifies before it
 //! extracts anything.
 //!
 //! This module knows nothing of instances, scripts or databases: callers hand it paths.
 
 mod codec;
+mod dirfd;
 mod error;
 mod manifest;
 mod reader;
+mod tag;
 mod tree;
 mod writer;
+
+pub(crate) use reader::url_below;
 
 pub use codec::{
     ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
 };
+pub use dirfd::{
+    empty_dir_at, open_dir_beneath, open_dir_nofollow, open_or_create_dir, remove_at,
+    remove_dir_all_nofollow,
+};
 pub use error::ArchiveError;
 pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};
-pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader};
+pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader, verify_trusted};
+pub use tag::{ArchiveTag, ManifestSeal, TAG_ALGORITHM, TAG_KEY_LEN, TagKey};
 pub use tree::{TreeStats, capture_tree, capture_tree_to, restore_tree, restore_tree_from};
 pub use writer::ArchiveWriter;
 
 /// First entry: the [`ManifestHeader`] alone, so readers can refuse a newer format early.
 pub const HEADER_ENTRY: &str = "header.json";
-/// Last entry: the [`Manifest`].
+/// After the parts: the [`Manifest`].
 pub const MANIFEST_ENTRY: &str = "manifest.json";
+/// Last entry (format version 2): the [`ArchiveTag`] of the manifest.
+pub const TAG_ENTRY: &str = "manifest.tag";
 
 /// Part names become tar entry names `files/<name>`: keep them short and unsurprising.
 fn check_part_name(name: &str) -> Result<(), ArchiveError> {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -10,18 +11,20 @@ use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::codec::{open_source, read_error};
+use super::tag::{ArchiveTag, ManifestSeal, TagKey};
 use super::tree::{CopyError, TreeReader, TreeStats, copy_hashing, extract_err};
 use super::{
     ArchiveError, FORMAT_NAME, FORMAT_VERSION, HEADER_ENTRY, MANIFEST_ENTRY, Manifest,
-    ManifestHeader, PartKind, check_part_name,
+    ManifestHeader, PartKind, TAG_ENTRY, check_part_name,
 };
 
 /// Largest header or manifest entry read into memory (a manifest is a few KiB).
 const MAX_JSON: u64 = 16 * 1024 * 1024;
 
 /// Checks every part of the archive at `path` against its manifest in one streaming pass:
-/// sizes, SHA-256, folder/file/symlink counts, nothing missing, nothing extra, and the
-/// integrity of the compression and encryption layers. Returns the manifest.
+/// sizes, SHA-256, folder/file/symlink counts, order, nothing missing, nothing extra, and the
+/// integrity of the compression and encryption layers. Returns the manifest. It does not
+/// check who made the file: [`verify_trusted`] does.
 pub fn verify(path: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Manifest, ArchiveError> {
     let file = File::open(path).map_err(|e| ArchiveError::Open {
         archive: path.to_owned(),
@@ -37,7 +40,42 @@ pub fn verify_reader<R: Read + Send + 'static>(
     identity: Option<&Utf8Path>,
 ) -> Result<Manifest, ArchiveError> {
     let stream = open_source(Box::new(input), label, identity)?;
-    scan(stream, label, &Targets::default())
+    scan(stream, label, &Targets::default()).map(|(m, _)| m)
+}
+
+/// [`verify`], then the archive's tag checked against `key` (or, failing that, `trusted`
+/// says the manifest was imported): [`ArchiveError::Untrusted`] otherwise. Returns the
+/// manifest and what the archive says of its authenticity.
+pub fn verify_trusted(
+    path: &Utf8Path,
+    identity: Option<&Utf8Path>,
+    key: &TagKey,
+    trusted: &dyn Fn(&ManifestSeal) -> bool,
+) -> Result<(Manifest, ManifestSeal), ArchiveError> {
+    let file = File::open(path).map_err(|e| ArchiveError::Open {
+        archive: path.to_owned(),
+        source: e,
+    })?;
+    let stream = open_source(Box::new(file), path, identity)?;
+    let (manifest, seal) = scan(stream, path, &Targets::default())?;
+    check_trust(path, &seal, key, trusted)?;
+    Ok((manifest, seal))
+}
+
+fn check_trust(
+    path: &Utf8Path,
+    seal: &ManifestSeal,
+    key: &TagKey,
+    trusted: &dyn Fn(&ManifestSeal) -> bool,
+) -> Result<(), ArchiveError> {
+    match seal.check(key) {
+        Ok(()) => Ok(()),
+        Err(_) if trusted(seal) => Ok(()),
+        Err(reason) => Err(ArchiveError::Untrusted {
+            archive: path.to_owned(),
+            reason,
+        }),
+    }
 }
 
 /// Where restore puts parts, by mapping URL and by part name.
@@ -45,6 +83,7 @@ pub fn verify_reader<R: Read + Send + 'static>(
 pub struct ExtractPlan {
     web_dirs: BTreeMap<String, Utf8PathBuf>,
     files: BTreeMap<String, Utf8PathBuf>,
+    owner: Option<crate::account::Account>,
 }
 
 impl ExtractPlan {
@@ -55,6 +94,13 @@ impl ExtractPlan {
     /// Extract the web folder of `mapping_url` into `dest` (created if missing).
     pub fn web_dir(mut self, mapping_url: &str, dest: impl Into<Utf8PathBuf>) -> Self {
         self.web_dirs.insert(mapping_url.to_owned(), dest.into());
+        self
+    }
+
+    /// Give every file, folder and symlink created in web folders to `owner` (`None`: they
+    /// stay the controller's).
+    pub fn owner(mut self, owner: Option<&crate::account::Account>) -> Self {
+        self.owner = owner.cloned();
         self
     }
 
@@ -72,6 +118,8 @@ struct Targets {
     web: HashMap<String, Utf8PathBuf>,
     /// `files/<name>` → destination file.
     files: HashMap<String, Utf8PathBuf>,
+    /// Owner of what is created in web folders.
+    owner: Option<crate::account::Account>,
 }
 
 /// An archive opened for restore: already verified in full when `open` returns.
@@ -82,10 +130,27 @@ pub struct ArchiveReader {
     /// path is replaced meanwhile.
     file: File,
     manifest: Manifest,
+    seal: ManifestSeal,
 }
 
 impl ArchiveReader {
-    /// Opens and verifies the archive (a full pass); nothing is written.
+    /// Opens and verifies the archive (a full pass) and checks that `key` tagged it, or that
+    /// `trusted` accepts its manifest (an imported archive); nothing is written. An archive
+    /// that passes neither is [`ArchiveError::Untrusted`].
+    pub fn open_trusted(
+        path: &Utf8Path,
+        identity: Option<&Utf8Path>,
+        key: &TagKey,
+        trusted: &dyn Fn(&ManifestSeal) -> bool,
+    ) -> Result<Self, ArchiveError> {
+        let reader = Self::open(path, identity)?;
+        check_trust(path, &reader.seal, key, trusted)?;
+        Ok(reader)
+    }
+
+    /// Opens and verifies the archive (a full pass); nothing is written. Whoever made it:
+    /// for the controller's own private files (a safety snapshot); anything else goes through
+    /// [`open_trusted`](Self::open_trusted).
     pub fn open(path: &Utf8Path, identity: Option<&Utf8Path>) -> Result<Self, ArchiveError> {
         let open_err = |e| ArchiveError::Open {
             archive: path.to_owned(),
@@ -93,13 +158,14 @@ impl ArchiveReader {
         };
         let file = File::open(path).map_err(open_err)?;
         let pass = file.try_clone().map_err(open_err)?;
-        let stream = open_source(Box::new(pass), path, identity)?;
-        let manifest = scan(stream, path, &Targets::default())?;
+        let stream = open_source(Box::new(crate::cancel::Guarded::new(pass)), path, identity)?;
+        let (manifest, seal) = scan(stream, path, &Targets::default())?;
         Ok(ArchiveReader {
             path: path.to_owned(),
             identity: identity.map(ToOwned::to_owned),
             file,
             manifest,
+            seal,
         })
     }
 
@@ -112,10 +178,19 @@ impl ArchiveReader {
         &self.manifest
     }
 
+    /// The manifest's digest and the archive's tag, as read (checked only by
+    /// [`open_trusted`](Self::open_trusted)).
+    pub fn seal(&self) -> &ManifestSeal {
+        &self.seal
+    }
+
     /// Extracts what `plan` names in one pass over the archive, checking every hash again.
     /// A part the manifest does not hold is refused before anything is written.
     pub fn extract(&self, plan: &ExtractPlan) -> Result<(), ArchiveError> {
-        let mut targets = Targets::default();
+        let mut targets = Targets {
+            owner: plan.owner.clone(),
+            ..Targets::default()
+        };
         for (url, dest) in &plan.web_dirs {
             let part = self
                 .manifest
@@ -143,9 +218,13 @@ impl ArchiveReader {
         };
         let mut pass = self.file.try_clone().map_err(open_err)?;
         pass.seek(SeekFrom::Start(0)).map_err(open_err)?;
-        let stream = open_source(Box::new(pass), &self.path, self.identity.as_deref())?;
-        let again = scan(stream, &self.path, &targets)?;
-        if again != self.manifest {
+        let stream = open_source(
+            Box::new(crate::cancel::Guarded::new(pass)),
+            &self.path,
+            self.identity.as_deref(),
+        )?;
+        let (again, seal) = scan(stream, &self.path, &targets)?;
+        if again != self.manifest || seal != self.seal {
             return Err(ArchiveError::ManifestInvalid {
                 archive: self.path.clone(),
                 reason: "the manifest changed between the verify and extract passes".into(),
@@ -182,6 +261,15 @@ fn read_json<T: serde::de::DeserializeOwned, R: Read>(
     archive: &Utf8Path,
     what: &str,
 ) -> Result<T, ArchiveError> {
+    read_json_bytes(entry, archive, what).map(|(v, _)| v)
+}
+
+/// [`read_json`], also returning the entry's exact bytes (the manifest's, for its tag).
+fn read_json_bytes<T: serde::de::DeserializeOwned, R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    archive: &Utf8Path,
+    what: &str,
+) -> Result<(T, Vec<u8>), ArchiveError> {
     if entry.header().entry_type() != tar::EntryType::Regular || entry.size() > MAX_JSON {
         return Err(ArchiveError::ManifestInvalid {
             archive: archive.to_owned(),
@@ -199,10 +287,11 @@ fn read_json<T: serde::de::DeserializeOwned, R: Read>(
             detail: format!("{what} ends after {} of {} bytes", buf.len(), entry.size()),
         });
     }
-    serde_json::from_slice(&buf).map_err(|e| ArchiveError::ManifestInvalid {
+    let value = serde_json::from_slice(&buf).map_err(|e| ArchiveError::ManifestInvalid {
         archive: archive.to_owned(),
         reason: format!("{what}: {e}"),
-    })
+    })?;
+    Ok((value, buf))
 }
 
 /// Splits `web/<n>/<rel>` into (`web/<n>/`, rel).
@@ -221,17 +310,55 @@ fn web_entry(path: &[u8]) -> Option<(String, &[u8])> {
     Some((format!("web/{}/", lossy(&rest[..digits])), rel))
 }
 
+/// Where each web folder holds something other than a folder: hashes of those paths (a
+/// keyed hash, so a crafted archive cannot aim for a collision; one would only cause a
+/// refusal). Enough to refuse a nested mapping's part that would be written through a
+/// symlink (or over a file) of its parent's part, without keeping every path in memory.
+#[derive(Default)]
+struct NonFolders {
+    hasher: std::collections::hash_map::RandomState,
+    by_prefix: HashMap<String, HashSet<u64>>,
+}
+
+impl NonFolders {
+    fn add(&mut self, prefix: &str, rel: &[u8]) {
+        let h = self.hasher.hash_one(trim_slashes(rel));
+        self.by_prefix
+            .entry(prefix.to_owned())
+            .or_default()
+            .insert(h);
+    }
+
+    fn holds(&self, prefix: &str, rel: &[u8]) -> bool {
+        let h = self.hasher.hash_one(trim_slashes(rel));
+        self.by_prefix.get(prefix).is_some_and(|s| s.contains(&h))
+    }
+}
+
+fn trim_slashes(rel: &[u8]) -> &[u8] {
+    let mut r = rel;
+    while let [rest @ .., b'/'] = r {
+        r = rest;
+    }
+    r
+}
+
 /// The pass both verify and extract make. With empty targets nothing is written.
 fn scan(
     stream: Box<dyn Read + Send>,
     archive: &Utf8Path,
     targets: &Targets,
-) -> Result<Manifest, ArchiveError> {
+) -> Result<(Manifest, ManifestSeal), ArchiveError> {
     let mut tar = tar::Archive::new(stream);
     let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
+    // Part entries (`files/<name>`, `web/<n>/`) in the order they appear.
+    let mut order: Vec<String> = Vec::new();
+    let mut non_folders = NonFolders::default();
     let mut buf = Vec::new();
     let header: ManifestHeader;
     let manifest: Manifest;
+    let manifest_bytes: Vec<u8>;
+    let mut tag: Option<ArchiveTag> = None;
     {
         let mut entries = tar.entries().map_err(|e| read_error(archive, None, e))?;
         let mut next = |part: Option<&str>| match entries.next() {
@@ -298,7 +425,7 @@ fn scan(
             let path = entry.path_bytes().into_owned();
             if path == MANIFEST_ENTRY.as_bytes() {
                 close_web(&mut web, &mut observed)?;
-                manifest = read_json(&mut entry, archive, MANIFEST_ENTRY)?;
+                (manifest, manifest_bytes) = read_json_bytes(&mut entry, archive, MANIFEST_ENTRY)?;
                 break;
             }
             if let Some((prefix, rel)) = web_entry(&path) {
@@ -311,15 +438,20 @@ fn scan(
                             reason: "entries of one web folder must be contiguous".into(),
                         });
                     }
+                    order.push(prefix.clone());
                     let part = prefix.trim_end_matches('/');
                     let tree = TreeReader::new(
                         archive,
                         part,
                         targets.web.get(&prefix).map(|d| d.as_path()),
+                        targets.owner.as_ref(),
                     )?;
                     web = Some((prefix, tree));
                 }
-                let (_, tree) = web.as_mut().expect("set above");
+                let (prefix, tree) = web.as_mut().expect("set above");
+                if entry.header().entry_type() != tar::EntryType::Directory {
+                    non_folders.add(prefix, rel);
+                }
                 tree.entry(&path, rel, &mut entry)?;
                 continue;
             }
@@ -360,6 +492,7 @@ fn scan(
                         detail: format!("ends after {copied} of {size} bytes"),
                     });
                 }
+                order.push(key.clone());
                 observed.insert(
                     key,
                     Observed {
@@ -377,11 +510,26 @@ fn scan(
             });
         }
         drop(done_web);
-        if let Some(extra) = next(None)? {
+        let mut after = next(None)?;
+        // Format version 2: the manifest's tag, and nothing else, may follow it.
+        if header.format_version >= 2
+            && let Some(mut entry) = after.take_if(|e| &*e.path_bytes() == TAG_ENTRY.as_bytes())
+        {
+            if entry.size() > 64 * 1024 {
+                return Err(ArchiveError::ManifestInvalid {
+                    archive: archive.to_owned(),
+                    reason: format!("{TAG_ENTRY} is larger than 64 KiB"),
+                });
+            }
+            tag = Some(read_json(&mut entry, archive, TAG_ENTRY)?);
+            drop(entry);
+            after = next(None)?;
+        }
+        if let Some(extra) = after {
             return Err(ArchiveError::UnexpectedEntry {
                 archive: archive.to_owned(),
                 entry: lossy(&extra.path_bytes()),
-                reason: format!("nothing may follow {MANIFEST_ENTRY}"),
+                reason: format!("nothing but {TAG_ENTRY} may follow {MANIFEST_ENTRY}"),
             });
         }
     }
@@ -411,7 +559,92 @@ fn scan(
     io::copy(&mut rest, &mut io::sink()).map_err(|e| read_error(archive, None, e))?;
 
     check_manifest(archive, &header, &manifest, &observed)?;
-    Ok(manifest)
+    check_order(archive, &manifest, &order)?;
+    check_nested(archive, &manifest, &non_folders)?;
+    Ok((manifest, ManifestSeal::new(manifest_bytes, tag)))
+}
+
+/// The parts must appear in the manifest's order: a reader restoring them in archive order
+/// then does what the manifest (and its tag) says, in that order.
+fn check_order(
+    archive: &Utf8Path,
+    manifest: &Manifest,
+    order: &[String],
+) -> Result<(), ArchiveError> {
+    let listed = manifest.parts.iter().map(|p| p.entry.as_str());
+    if !listed.eq(order.iter().map(String::as_str)) {
+        return Err(ArchiveError::ManifestInvalid {
+            archive: archive.to_owned(),
+            reason: format!(
+                "the parts appear in the order {} but the manifest lists {}",
+                order.join(", "),
+                manifest
+                    .parts
+                    .iter()
+                    .map(|p| p.entry.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// A web part of a mapping below another mapping (`/media` below `/`) may be restored into a
+/// folder inside the parent's folder: refused when the parent's part holds a symlink (or a
+/// file) at that place or at any folder above it, which the nested part would be written
+/// through.
+fn check_nested(
+    archive: &Utf8Path,
+    manifest: &Manifest,
+    non_folders: &NonFolders,
+) -> Result<(), ArchiveError> {
+    let web: Vec<(&str, &str)> = manifest
+        .parts
+        .iter()
+        .filter_map(|p| match &p.kind {
+            PartKind::WebDir { mapping_url } => Some((mapping_url.as_str(), p.entry.as_str())),
+            _ => None,
+        })
+        .collect();
+    for (url, entry) in &web {
+        for (parent_url, parent_entry) in &web {
+            if parent_entry == entry {
+                continue;
+            }
+            let Some(rel) = url_below(url, parent_url) else {
+                continue;
+            };
+            let mut place = String::new();
+            for component in rel.split('/') {
+                if !place.is_empty() {
+                    place.push('/');
+                }
+                place.push_str(component);
+                if non_folders.holds(parent_entry, place.as_bytes()) {
+                    return Err(ArchiveError::UnsafePath {
+                        archive: archive.to_owned(),
+                        entry: format!("{parent_entry}{place}"),
+                        reason: "it is not a folder, yet the part of a nested mapping would be restored through it",
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `url` relative to mapping URL `parent` when it lies strictly below it (`/a/b` below `/a`
+/// → `a/b`'s last part `b`; below `/` → `a/b`). Empty, `.` and `..` components never match.
+pub(crate) fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
+    let parent = parent.trim_end_matches('/');
+    let rest = url.strip_prefix(parent)?.strip_prefix('/')?;
+    let rest = rest.trim_matches('/');
+    (!rest.is_empty()
+        && !rest
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == ".."))
+    .then_some(rest)
 }
 
 fn extract_file<R: Read>(

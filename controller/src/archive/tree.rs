@@ -1,21 +1,21 @@
 //! Web folders as tar entries: the walk that writes them, the canonical record stream their
 //! SHA-256 covers, and the extraction that puts them back without ever following a symlink.
 
-use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use rustix::fs::{AtFlags, Mode, OFlags, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use sha2::{Digest, Sha256};
 
 use super::ArchiveError;
 use super::codec::read_error;
+use super::dirfd;
+use crate::account::Account;
 
 /// What one folder tree held (writer) or holds (reader).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -176,64 +176,66 @@ fn tar_mtime(meta_mtime: i64) -> i64 {
     meta_mtime.max(0)
 }
 
-fn base_header(kind: tar::EntryType, meta: &fs::Metadata) -> (tar::Header, u32, i64) {
-    let mode = meta.mode() & 0o7777;
-    let mtime = tar_mtime(meta.mtime());
+// `struct stat` field types differ between architectures; the casts are no-ops on x86_64.
+#[allow(clippy::unnecessary_cast)]
+fn base_header(kind: tar::EntryType, st: &rustix::fs::Stat) -> (tar::Header, u32, i64) {
+    let mode = st.st_mode as u32 & 0o7777;
+    let mtime = tar_mtime(st.st_mtime as i64);
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
     h.set_mtime(mtime as u64);
-    h.set_uid(u64::from(meta.uid()));
-    h.set_gid(u64::from(meta.gid()));
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
     h.set_size(0);
     (h, mode, mtime)
 }
 
-fn nofollow_flag() -> i32 {
-    OFlags::NOFOLLOW.bits() as i32
+fn file_type(st: &rustix::fs::Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode as _)
 }
 
-/// Lists a folder through a descriptor opened with O_NOFOLLOW, so a folder swapped for a
-/// symlink mid-walk is refused instead of followed. Names come back sorted for a stable order.
-fn list_dir(path: &Path, follow: bool) -> io::Result<Vec<Vec<u8>>> {
-    let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    if !follow {
-        flags |= OFlags::NOFOLLOW;
-    }
-    let fd = rustix::fs::open(path, flags, Mode::empty())?;
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(&fd)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
-    }
-    names.sort_unstable();
+/// One folder being written: its descriptor, path below the root, and the children not yet
+/// written (sorted, popped from the end).
+struct Frame {
+    fd: OwnedFd,
+    rel: Vec<u8>,
+    pending: Vec<Vec<u8>>,
+}
+
+/// Lists the open folder `fd`; names come back in reverse sorted order (popped from the end).
+fn pending_names(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = dirfd::names(fd)?;
+    names.sort_unstable_by(|a, b| b.cmp(a));
     Ok(names)
 }
 
 /// Writes `root` as entries `prefix` (the root folder), `prefix + rel` … in pre-order with
 /// sorted siblings. `prefix` is `web/<n>/`, or empty for a plain tree tar (root entry `./`).
+///
+/// The root is opened with [`dirfd::open_dir_nofollow`] (a root that is a symlink, or lies
+/// under one a tenant could have placed, is refused); everything below is reached through the
+/// descriptors of the folders above it with `O_NOFOLLOW`, so a folder swapped for a symlink
+/// mid-walk is skipped or archived as the symlink it now is, never followed.
 pub(super) fn write_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     root: &Utf8Path,
     prefix: &[u8],
     part: &str,
 ) -> Result<TreeStats, ArchiveError> {
-    let source_err = |path: &Path, e: io::Error| ArchiveError::ReadSource {
+    let source_err = |rel: &[u8], e: io::Error| ArchiveError::ReadSource {
         part: part.to_owned(),
-        path: Utf8PathBuf::from(path.to_string_lossy().into_owned()),
+        path: if rel.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(lossy(rel))
+        },
         source: e,
     };
     let write_err = |e: io::Error| ArchiveError::WriteArchive {
         part: part.to_owned(),
         source: e,
     };
-    let mut hasher = TreeHasher::new();
-    let mut warnings = Vec::new();
-    // Pending (absolute path, path relative to root), popped from the end.
-    let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.as_std_path().to_owned(), Vec::new())];
     let entry_name = |rel: &[u8], dir: bool| -> Vec<u8> {
         let mut name = prefix.to_vec();
         if rel.is_empty() {
@@ -248,99 +250,134 @@ pub(super) fn write_tree<W: Write>(
         }
         name
     };
+    let mut hasher = TreeHasher::new();
+    let mut warnings = Vec::new();
+    let mut link_buf = Vec::new();
 
-    while let Some((abs, rel)) = stack.pop() {
-        let is_root = rel.is_empty();
-        // The root may be a symlink the caller chose; nothing below it is ever followed.
-        let meta = if is_root {
-            fs::metadata(&abs)
-        } else {
-            fs::symlink_metadata(&abs)
+    let root_fd = dirfd::open_dir_nofollow(root.as_std_path()).map_err(|e| source_err(b"", e))?;
+    let st = rustix::fs::fstat(&root_fd).map_err(|e| source_err(b"", e.into()))?;
+    let (mut h, mode, mtime) = base_header(tar::EntryType::Directory, &st);
+    builder
+        .append_data(&mut h, os(&entry_name(b"", true)), io::empty())
+        .map_err(write_err)?;
+    hasher.dir(b"", mode, mtime);
+    let pending = pending_names(root_fd.as_fd()).map_err(|e| source_err(b"", e))?;
+    let mut stack = vec![Frame {
+        fd: root_fd,
+        rel: Vec::new(),
+        pending,
+    }];
+
+    while let Some(frame) = stack.last_mut() {
+        let Some(name) = frame.pending.pop() else {
+            stack.pop();
+            continue;
         };
-        let meta = match meta {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !is_root => continue, // vanished
-            Err(e) => return Err(source_err(&abs, e)),
+        let dir = frame.fd.as_fd();
+        let mut rel = frame.rel.clone();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(&name);
+        let name = OsStr::from_bytes(&name);
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue, // vanished
+            Err(e) => return Err(source_err(&rel, e.into())),
         };
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            let names = match list_dir(&abs, is_root) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && !is_root => continue,
-                Err(e) => return Err(source_err(&abs, e)),
-            };
-            let (mut h, mode, mtime) = base_header(tar::EntryType::Directory, &meta);
-            builder
-                .append_data(&mut h, os(&entry_name(&rel, true)), io::empty())
-                .map_err(write_err)?;
-            hasher.dir(&rel, mode, mtime);
-            for name in names.into_iter().rev() {
-                let mut child_rel = rel.clone();
-                if !child_rel.is_empty() {
-                    child_rel.push(b'/');
+        match file_type(&st) {
+            FileType::Directory => {
+                let fd = match rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    // Vanished, or swapped for a symlink or file since the stat: what is there
+                    // now is not the folder that was seen; leave it out rather than follow it.
+                    Err(
+                        rustix::io::Errno::NOENT
+                        | rustix::io::Errno::LOOP
+                        | rustix::io::Errno::NOTDIR,
+                    ) => continue,
+                    Err(e) => return Err(source_err(&rel, e.into())),
+                };
+                // Describe what was opened, not what the stat saw a moment before.
+                let st = rustix::fs::fstat(&fd).map_err(|e| source_err(&rel, e.into()))?;
+                let pending = pending_names(fd.as_fd()).map_err(|e| source_err(&rel, e))?;
+                let (mut h, mode, mtime) = base_header(tar::EntryType::Directory, &st);
+                builder
+                    .append_data(&mut h, os(&entry_name(&rel, true)), io::empty())
+                    .map_err(write_err)?;
+                hasher.dir(&rel, mode, mtime);
+                stack.push(Frame { fd, rel, pending });
+            }
+            FileType::RegularFile => {
+                let fd = match rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => fd,
+                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => continue,
+                    Err(e) => return Err(source_err(&rel, e.into())),
+                };
+                let file = File::from(fd);
+                let st = rustix::fs::fstat(&file).map_err(|e| source_err(&rel, e.into()))?;
+                if file_type(&st) != FileType::RegularFile {
+                    continue;
                 }
-                child_rel.extend_from_slice(&name);
-                stack.push((abs.join(OsStr::from_bytes(&name)), child_rel));
-            }
-        } else if ft.is_file() {
-            let file = match fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nofollow_flag())
-                .open(&abs)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(source_err(&abs, e)),
-            };
-            // Describe what was opened, not what lstat saw a moment before.
-            let meta = file.metadata().map_err(|e| source_err(&abs, e))?;
-            if !meta.is_file() {
-                continue;
-            }
-            let size = meta.len();
-            let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &meta);
-            h.set_size(size);
-            hasher.file(&rel, mode, mtime, size);
-            let mut reader = HashingTake::new(
-                BufReader::with_capacity(COPY_BUF, file),
-                size,
-                &mut hasher.sha,
-                WhenShort::Pad,
-            );
-            if let Err(e) = builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader) {
-                return Err(match reader.error.take() {
-                    Some(src) => source_err(&abs, src),
-                    None => write_err(e),
-                });
-            }
-            if reader.padded > 0 {
-                warnings.push(format!(
-                    "{}: shrank by {} bytes while being read; padded with zeros",
-                    lossy(&rel),
-                    reader.padded
-                ));
-            } else {
-                let mut probe = [0u8; 1];
-                if matches!(reader.inner.read(&mut probe), Ok(1)) {
+                let size = st.st_size as u64;
+                let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &st);
+                h.set_size(size);
+                hasher.file(&rel, mode, mtime, size);
+                let mut reader = HashingTake::new(
+                    BufReader::with_capacity(COPY_BUF, file),
+                    size,
+                    &mut hasher.sha,
+                    WhenShort::Pad,
+                );
+                if let Err(e) =
+                    builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader)
+                {
+                    return Err(match reader.error.take() {
+                        Some(src) => source_err(&rel, src),
+                        None => write_err(e),
+                    });
+                }
+                if reader.padded > 0 {
                     warnings.push(format!(
-                        "{}: grew while being read; archived its first {size} bytes",
-                        lossy(&rel)
+                        "{}: shrank by {} bytes while being read; padded with zeros",
+                        lossy(&rel),
+                        reader.padded
                     ));
+                } else {
+                    let mut probe = [0u8; 1];
+                    if matches!(reader.inner.read(&mut probe), Ok(1)) {
+                        warnings.push(format!(
+                            "{}: grew while being read; archived its first {size} bytes",
+                            lossy(&rel)
+                        ));
+                    }
                 }
             }
-        } else if ft.is_symlink() {
-            let target = match fs::read_link(&abs) {
-                Ok(t) => t,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(source_err(&abs, e)),
-            };
-            let (mut h, mode, mtime) = base_header(tar::EntryType::Symlink, &meta);
-            builder
-                .append_link(&mut h, os(&entry_name(&rel, false)), &target)
-                .map_err(write_err)?;
-            hasher.symlink(&rel, mode, mtime, target.as_os_str().as_bytes());
-        } else {
-            hasher.stats.skipped_specials += 1;
+            FileType::Symlink => {
+                let target = match rustix::fs::readlinkat(dir, name, std::mem::take(&mut link_buf))
+                {
+                    Ok(t) => t.into_bytes(),
+                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => continue,
+                    Err(e) => return Err(source_err(&rel, e.into())),
+                };
+                let (mut h, mode, mtime) = base_header(tar::EntryType::Symlink, &st);
+                builder
+                    .append_link(&mut h, os(&entry_name(&rel, false)), os(&target))
+                    .map_err(write_err)?;
+                hasher.symlink(&rel, mode, mtime, &target);
+                link_buf = target;
+            }
+            _ => hasher.stats.skipped_specials += 1,
         }
     }
     let mut stats = hasher.finish();
@@ -428,9 +465,12 @@ impl TreeReader {
         archive: &Utf8Path,
         part: &str,
         dest: Option<&Utf8Path>,
+        owner: Option<&Account>,
     ) -> Result<Self, ArchiveError> {
         let extract = dest
-            .map(|d| Extractor::new(d).map_err(|e| extract_err(archive, part, d.as_str(), e)))
+            .map(|d| {
+                Extractor::new(d, owner).map_err(|e| extract_err(archive, part, d.as_str(), e))
+            })
             .transpose()?;
         Ok(TreeReader {
             hasher: TreeHasher::new(),
@@ -560,8 +600,8 @@ fn restored_dir_mode(mode: u32) -> u32 {
     mode & 0o3777
 }
 
-fn set_mtime_nofollow(path: &Path, mtime: i64) -> io::Result<()> {
-    let times = Timestamps {
+fn mtime_only(mtime: i64) -> Timestamps {
+    Timestamps {
         last_access: rustix::fs::Timespec {
             tv_sec: 0,
             tv_nsec: rustix::fs::UTIME_OMIT,
@@ -570,107 +610,156 @@ fn set_mtime_nofollow(path: &Path, mtime: i64) -> io::Result<()> {
             tv_sec: mtime,
             tv_nsec: 0,
         },
-    };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
+    }
 }
 
-/// Writes entries under a destination folder. Every parent is checked with lstat to be a real
-/// folder (never a symlink) before anything is created in it; files are created with
-/// O_NOFOLLOW|O_EXCL; an existing file or symlink in the way is unlinked (never followed).
+fn not_a_folder(dest: &Utf8Path, rel: &[u8]) -> io::Error {
+    io::Error::other(format!(
+        "{}/{} is not a folder (symlink or file); refusing to write through it",
+        dest,
+        lossy(rel)
+    ))
+}
+
+/// Writes entries under a destination folder through descriptors: the destination is opened
+/// once ([`dirfd::open_or_create_dir`]), every folder below it is opened from its parent's
+/// descriptor with `O_NOFOLLOW` and kept open while its entries are written, files are created
+/// with `O_CREAT|O_EXCL|O_NOFOLLOW` relative to their folder, and an existing file or symlink
+/// in the way is unlinked (never followed). A folder renamed or swapped for a symlink meanwhile
+/// therefore never redirects a write: writes go on into the folder that was opened.
 struct Extractor {
-    dest: PathBuf,
-    /// Folders known to be real folders (checked or created by us), below `dest`.
-    checked: HashSet<PathBuf>,
-    /// (path, mode, mtime) of every folder entry, applied in reverse at the end.
-    dirs: Vec<(PathBuf, u32, i64)>,
+    dest: Utf8PathBuf,
+    root: OwnedFd,
+    /// The open folders from the root down to the last entry's folder: (name, descriptor).
+    chain: Vec<(Vec<u8>, OwnedFd)>,
+    /// (path below the root, mode, mtime) of every folder entry, applied in reverse at the end.
+    dirs: Vec<(Vec<u8>, u32, i64)>,
+    /// Owner given to everything created.
+    owner: Option<(rustix::fs::Uid, rustix::fs::Gid)>,
 }
 
 impl Extractor {
-    fn new(dest: &Utf8Path) -> io::Result<Self> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dest)?;
-        // The caller's destination may itself be a symlink they chose; resolve it once.
-        let dest = fs::canonicalize(dest)?;
-        Ok(Extractor {
-            dest,
-            checked: HashSet::new(),
+    fn new(dest: &Utf8Path, owner: Option<&Account>) -> io::Result<Self> {
+        let (root, created) = dirfd::open_or_create_dir(dest.as_std_path())?;
+        let owner = owner.map(|a| {
+            (
+                rustix::fs::Uid::from_raw(a.uid),
+                rustix::fs::Gid::from_raw(a.gid),
+            )
+        });
+        let x = Extractor {
+            dest: dest.to_owned(),
+            root,
+            chain: Vec::new(),
             dirs: Vec::new(),
-        })
-    }
-
-    fn path_of(&self, rel: &[u8]) -> PathBuf {
-        if rel.is_empty() {
-            self.dest.clone()
-        } else {
-            self.dest.join(os(rel))
+            owner,
+        };
+        if created {
+            x.chown_fd(x.root.as_fd())?;
         }
+        Ok(x)
     }
 
-    /// Makes sure every folder above `rel` is a real folder, creating missing ones.
-    fn parents(&mut self, rel: &[u8]) -> io::Result<()> {
-        let mut end = 0;
-        while let Some(pos) = rel[end..].iter().position(|b| *b == b'/') {
-            end += pos;
-            let p = self.dest.join(os(&rel[..end]));
-            end += 1;
-            if self.checked.contains(&p) {
-                continue;
-            }
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_dir() => {}
-                Ok(_) => {
-                    return Err(io::Error::other(format!(
-                        "{} is not a folder (symlink or file); refusing to write through it",
-                        p.display()
-                    )));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new().mode(0o755).create(&p)?;
-                }
-                Err(e) => return Err(e),
-            }
-            self.checked.insert(p);
+    fn chown_fd(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        if let Some((uid, gid)) = self.owner {
+            rustix::fs::fchown(fd, Some(uid), Some(gid))?;
         }
         Ok(())
     }
 
-    /// Unlinks a file or symlink at `p`; refuses to replace a folder.
-    fn clear(&mut self, p: &Path) -> io::Result<()> {
-        match fs::symlink_metadata(p) {
-            Ok(m) if m.file_type().is_dir() => Err(io::Error::new(
+    /// The open folder holding `rel` (opened, or created, from the folders above it), and the
+    /// last component of `rel`.
+    fn parent<'r>(&mut self, rel: &'r [u8]) -> io::Result<(BorrowedFd<'_>, &'r [u8])> {
+        let (dirs, name) = match rel.iter().rposition(|b| *b == b'/') {
+            Some(pos) => (&rel[..pos], &rel[pos + 1..]),
+            None => (&rel[..0], rel),
+        };
+        let comps: Vec<&[u8]> = if dirs.is_empty() {
+            Vec::new()
+        } else {
+            dirs.split(|b| *b == b'/').collect()
+        };
+        let same = self
+            .chain
+            .iter()
+            .zip(&comps)
+            .take_while(|((have, _), want)| have.as_slice() == **want)
+            .count();
+        self.chain.truncate(same);
+        for (i, comp) in comps.iter().enumerate().skip(same) {
+            let above = match self.chain.last() {
+                Some((_, fd)) => fd.as_fd(),
+                None => self.root.as_fd(),
+            };
+            let fd = match rustix::fs::openat(
+                above,
+                OsStr::from_bytes(comp),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) => {
+                    // A folder the archive lists no entry for (not one of ours): made as tar does.
+                    rustix::fs::mkdirat(
+                        above,
+                        OsStr::from_bytes(comp),
+                        Mode::from_raw_mode(0o755),
+                    )?;
+                    let fd = dirfd::open_child_dir(above, comp)?;
+                    self.chown_fd(fd.as_fd())?;
+                    fd
+                }
+                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                    return Err(not_a_folder(&self.dest, &comps[..=i].join(&b'/')));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.chain.push((comp.to_vec(), fd));
+        }
+        let fd = match self.chain.last() {
+            Some((_, fd)) => fd.as_fd(),
+            None => self.root.as_fd(),
+        };
+        Ok((fd, name))
+    }
+
+    /// Unlinks a file or symlink `name` in `dir`; refuses to replace a folder.
+    fn clear(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+        match rustix::fs::unlinkat(dir, OsStr::from_bytes(name), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(rustix::io::Errno::ISDIR | rustix::io::Errno::PERM) => Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} is a folder in the way", p.display()),
+                format!("{} is a folder in the way", lossy(name)),
             )),
-            Ok(_) => {
-                self.checked.remove(p);
-                fs::remove_file(p)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     fn dir(&mut self, rel: &[u8], mode: u32, mtime: i64) -> io::Result<()> {
-        let p = self.path_of(rel);
         if !rel.is_empty() {
-            self.parents(rel)?;
-            match fs::symlink_metadata(&p) {
-                Ok(m) if m.file_type().is_dir() => {}
-                Ok(_) => {
-                    self.clear(&p)?;
-                    fs::DirBuilder::new().mode(0o700).create(&p)?;
+            let owner = self.owner;
+            let (parent, name) = self.parent(rel)?;
+            let os_name = OsStr::from_bytes(name);
+            let created = match rustix::fs::mkdirat(parent, os_name, Mode::from_raw_mode(0o700)) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::EXIST) => {
+                    let st = rustix::fs::statat(parent, os_name, AtFlags::SYMLINK_NOFOLLOW)?;
+                    if dirfd::is_dir(&st) {
+                        false
+                    } else {
+                        Self::clear(parent, name)?;
+                        rustix::fs::mkdirat(parent, os_name, Mode::from_raw_mode(0o700))?;
+                        true
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::DirBuilder::new().mode(0o700).create(&p)?;
-                }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
+            };
+            if created && let Some((uid, gid)) = owner {
+                let fd = dirfd::open_child_dir(parent, name)?;
+                rustix::fs::fchown(&fd, Some(uid), Some(gid))?;
             }
-            self.checked.insert(p.clone());
         }
-        self.dirs.push((p, mode, mtime));
+        self.dirs.push((rel.to_vec(), mode, mtime));
         Ok(())
     }
 
@@ -686,72 +775,95 @@ impl Extractor {
         archive: &Utf8Path,
         part: &str,
     ) -> Result<u64, ArchiveError> {
-        let p = self.path_of(rel);
-        let fail = |e| extract_err(archive, part, &p.to_string_lossy(), e);
-        self.parents(rel).map_err(fail)?;
-        self.clear(&p).map_err(fail)?;
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nofollow_flag())
-            .open(&p)
-            .map_err(fail)?;
-        let mut out = BufWriter::with_capacity(COPY_BUF, file);
+        let dest = self.dest.clone();
+        let fail = |e| extract_err(archive, part, &format!("{dest}/{}", lossy(rel)), e);
+        let owner = self.owner;
+        let (parent, name) = self.parent(rel).map_err(fail)?;
+        let os_name = OsStr::from_bytes(name);
+        let create = || {
+            rustix::fs::openat(
+                parent,
+                os_name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        let fd = match create() {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => {
+                Self::clear(parent, name).map_err(fail)?;
+                create().map_err(|e| fail(e.into()))?
+            }
+            Err(e) => return Err(fail(e.into())),
+        };
+        if let Some((uid, gid)) = owner {
+            rustix::fs::fchown(&fd, Some(uid), Some(gid)).map_err(|e| fail(e.into()))?;
+        }
+        let mut out = BufWriter::with_capacity(COPY_BUF, File::from(fd));
         let copied = match copy_hashing(src, sha, Some(&mut out), buf) {
             Ok(n) => n,
             Err(CopyError::Write(e)) => return Err(fail(e)),
             Err(CopyError::Read(e)) => return Err(read_error(archive, Some(part), e)),
         };
         let file = out.into_inner().map_err(|e| fail(e.into_error()))?;
-        file.set_permissions(fs::Permissions::from_mode(restored_mode(mode)))
-            .map_err(fail)?;
-        file.set_modified(system_time(mtime)).map_err(fail)?;
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(restored_mode(mode)))
+            .map_err(|e| fail(e.into()))?;
+        rustix::fs::futimens(&file, &mtime_only(mtime)).map_err(|e| fail(e.into()))?;
         Ok(copied)
     }
 
     fn symlink(&mut self, rel: &[u8], mtime: i64, target: &[u8]) -> io::Result<()> {
-        let p = self.path_of(rel);
-        self.parents(rel)?;
-        self.clear(&p)?;
-        std::os::unix::fs::symlink(os(target), &p)?;
-        set_mtime_nofollow(&p, mtime)
+        let owner = self.owner;
+        let (parent, name) = self.parent(rel)?;
+        let os_name = OsStr::from_bytes(name);
+        Self::clear(parent, name)?;
+        rustix::fs::symlinkat(OsStr::from_bytes(target), parent, os_name)?;
+        if let Some((uid, gid)) = owner {
+            // Through a descriptor of the link itself: whatever replaced the name meanwhile is
+            // refused rather than given away.
+            let fd = rustix::fs::openat(
+                parent,
+                os_name,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let st = rustix::fs::fstat(&fd)?;
+            if file_type(&st) != FileType::Symlink {
+                return Err(io::Error::other(format!(
+                    "{}/{} changed while being restored",
+                    self.dest,
+                    lossy(rel)
+                )));
+            }
+            rustix::fs::chownat(
+                &fd,
+                "",
+                Some(uid),
+                Some(gid),
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+        }
+        rustix::fs::utimensat(
+            parent,
+            os_name,
+            &mtime_only(mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(())
     }
 
     fn finish(self) -> Result<(), (String, io::Error)> {
-        for (p, mode, mtime) in self.dirs.iter().rev() {
-            let fail = |e| (p.to_string_lossy().into_owned(), e);
-            // Open with O_NOFOLLOW so a folder swapped for a symlink is not chmod-ed through.
-            let fd = rustix::fs::open(
-                p,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| fail(e.into()))?;
-            rustix::fs::fchmod(fd.as_fd(), Mode::from_raw_mode(restored_dir_mode(*mode)))
+        drop(self.chain);
+        for (rel, mode, mtime) in self.dirs.iter().rev() {
+            let fail = |e| (format!("{}/{}", self.dest, lossy(rel)), e);
+            // Reopened below the held root, never through a symlink, so a folder swapped for
+            // one is not chmod-ed through.
+            let fd = dirfd::open_dir_beneath(self.root.as_fd(), os(rel)).map_err(fail)?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(restored_dir_mode(*mode)))
                 .map_err(|e| fail(e.into()))?;
-            let times = Timestamps {
-                last_access: rustix::fs::Timespec {
-                    tv_sec: 0,
-                    tv_nsec: rustix::fs::UTIME_OMIT,
-                },
-                last_modification: rustix::fs::Timespec {
-                    tv_sec: *mtime,
-                    tv_nsec: 0,
-                },
-            };
-            rustix::fs::futimens(fd.as_fd(), &times).map_err(|e| fail(e.into()))?;
+            rustix::fs::futimens(&fd, &mtime_only(*mtime)).map_err(|e| fail(e.into()))?;
         }
         Ok(())
-    }
-}
-
-fn system_time(mtime: i64) -> std::time::SystemTime {
-    let base = std::time::UNIX_EPOCH;
-    if mtime >= 0 {
-        base + std::time::Duration::from_secs(mtime as u64)
-    } else {
-        base - std::time::Duration::from_secs(mtime.unsigned_abs())
     }
 }
 
@@ -783,13 +895,24 @@ pub fn capture_tree_to<W: Write>(dir: &Utf8Path, out: W) -> Result<TreeStats, Ar
 
 /// Extracts a plain tree tar (ours, or any tar of folders, files and symlinks) into `dest`,
 /// with the same safety as a backup's web folder. Entries outside the tree are refused before
-/// they are written; the returned digest equals [`capture_tree`]'s for one of ours.
-pub fn restore_tree(tar_path: &Utf8Path, dest: &Utf8Path) -> Result<TreeStats, ArchiveError> {
+/// they are written; the returned digest equals [`capture_tree`]'s for one of ours. With
+/// `owner`, every file, folder and symlink created is given to that account (through its
+/// descriptor, never following a symlink); `None` leaves them the controller's.
+pub fn restore_tree(
+    tar_path: &Utf8Path,
+    dest: &Utf8Path,
+    owner: Option<&Account>,
+) -> Result<TreeStats, ArchiveError> {
     let file = File::open(tar_path).map_err(|e| ArchiveError::Open {
         archive: tar_path.to_owned(),
         source: e,
     })?;
-    restore_tree_from(BufReader::with_capacity(COPY_BUF, file), tar_path, dest)
+    restore_tree_from(
+        BufReader::with_capacity(COPY_BUF, file),
+        tar_path,
+        dest,
+        owner,
+    )
 }
 
 /// [`restore_tree`] from any reader; `label` names the source in errors.
@@ -797,9 +920,10 @@ pub fn restore_tree_from<R: Read>(
     input: R,
     label: &Utf8Path,
     dest: &Utf8Path,
+    owner: Option<&Account>,
 ) -> Result<TreeStats, ArchiveError> {
     let mut archive = tar::Archive::new(input);
-    let mut tree = TreeReader::new(label, "tree", Some(dest))?;
+    let mut tree = TreeReader::new(label, "tree", Some(dest), owner)?;
     let entries = archive
         .entries()
         .map_err(|e| read_error(label, Some("tree"), e))?;

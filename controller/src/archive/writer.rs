@@ -8,10 +8,11 @@ use camino::Utf8Path;
 use sha2::{Digest, Sha256};
 
 use super::codec::{self, ArchiveOptions, Compress};
+use super::tag::{ArchiveTag, TagKey};
 use super::tree::{self, HashingTake, TreeStats, WhenShort};
 use super::{
     ArchiveError, FORMAT_NAME, FORMAT_VERSION, HEADER_ENTRY, MANIFEST_ENTRY, Manifest,
-    ManifestHeader, PartInfo, PartKind, check_part_name,
+    ManifestHeader, PartInfo, PartKind, TAG_ENTRY, check_part_name,
 };
 
 /// Streams one backup archive into `W`. Nothing is held in memory but buffers.
@@ -24,6 +25,7 @@ pub struct ArchiveWriter<W: Write> {
     parts: Vec<PartInfo>,
     web_count: usize,
     warnings: Vec<String>,
+    tag_key: Option<TagKey>,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -50,6 +52,7 @@ impl<W: Write> ArchiveWriter<W> {
             parts: Vec::new(),
             web_count: 0,
             warnings: Vec::new(),
+            tag_key: None,
         };
         let json = serde_json::to_vec_pretty(&w.header).expect("header serialises");
         w.append_bytes(HEADER_ENTRY, &json)?;
@@ -217,6 +220,13 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(self.parts.last().expect("just pushed"))
     }
 
+    /// Tag the archive with `key` when it is finished (a `manifest.tag` entry after the
+    /// manifest): the controller's proof that it made the file. Without a key the archive has
+    /// no tag, and restore refuses it unless it is imported.
+    pub fn tag_with(&mut self, key: TagKey) {
+        self.tag_key = Some(key);
+    }
+
     /// Files that changed while being archived (grew or shrank); the backup is still
     /// consistent with its manifest, but those files may be torn.
     pub fn warnings(&self) -> &[String] {
@@ -233,6 +243,11 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         self.append_bytes(MANIFEST_ENTRY, &json)?;
+        if let Some(key) = self.tag_key.take() {
+            let tag =
+                serde_json::to_vec_pretty(&ArchiveTag::new(&key, &json)).expect("tag serialises");
+            self.append_bytes(TAG_ENTRY, &tag)?;
+        }
         let builder = self.tar.take().ok_or(ArchiveError::WriterPoisoned)?;
         let close = |e| ArchiveError::WriteArchive {
             part: MANIFEST_ENTRY.into(),

@@ -9,7 +9,28 @@ use std::time::{Duration, Instant};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{Database, DatabaseError, DbKind};
+use crate::account::Account;
 use crate::runner::{ERROR_STDERR_LIMIT, ProcessOutput, ProcessSpec, RunError, SAFE_PATH};
+
+thread_local! {
+    /// The account the client tools of this thread run as (see [`super::as_account`]).
+    static TOOL_ACCOUNT: std::cell::RefCell<Option<Account>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the client tools started on this thread running as `account`.
+pub(crate) fn with_tool_account<R>(account: Option<&Account>, f: impl FnOnce() -> R) -> R {
+    let previous = TOOL_ACCOUNT.with(|a| a.replace(account.cloned()));
+    // Restored on unwind too, so a panic cannot leave a later run with this account.
+    struct Restore(Option<Account>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            TOOL_ACCOUNT.with(|a| *a.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
 
 /// Which database, on which server: what every error names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +175,10 @@ impl Tool {
 /// as a connection string). The database name itself is added by the caller (MySQL), since
 /// where it goes depends on the tool.
 pub(crate) fn spec(db: &Database, program: &Utf8Path) -> ProcessSpec {
-    let spec = ProcessSpec::for_tool(program.as_str());
+    let mut spec = ProcessSpec::for_tool(program.as_str());
+    if let Some(account) = TOOL_ACCOUNT.with(|a| a.borrow().clone()) {
+        spec = spec.run_as(account);
+    }
     match db.kind {
         DbKind::Mysql => spec
             // Must come first; keeps /etc/mysql/*.cnf from changing what the tools do.
@@ -235,7 +259,8 @@ fn classify(
 ) -> DatabaseError {
     let target = Target::of(db);
     let (status, output) = match &err {
-        RunError::Spawn { .. } | RunError::Setup { .. } => {
+        // A stopped tool keeps its RunError as the source: the operation's kind is found there.
+        RunError::Spawn { .. } | RunError::Setup { .. } | RunError::Interrupted { .. } => {
             return DatabaseError::Start {
                 action,
                 target,

@@ -19,6 +19,7 @@
 mod client;
 mod mysql;
 mod postgres;
+mod psql_scan;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -220,6 +221,14 @@ pub enum DatabaseError {
         target: Box<Target>,
         why: &'static str,
     },
+    /// The dump holds something that would act outside the database (a psql meta-command):
+    /// refused before the database is touched.
+    #[error("the dump {file} is refused, nothing was loaded: line {line}: {reason}")]
+    UnsafeDump {
+        file: Utf8PathBuf,
+        line: u64,
+        reason: String,
+    },
     /// Reading or writing a local file failed.
     #[error("could not {action} {path}: {source}")]
     Io {
@@ -240,6 +249,14 @@ impl DatabaseError {
             source,
         }
     }
+}
+
+/// Runs `f` with every client tool (`mysqldump`, `mysql`, `pg_dump`, `psql`) it starts on this
+/// thread running as `account` (the instance's system account; `None`: as the controller).
+/// The tools get their input and output as descriptors the controller opened, so they need no
+/// access to the controller's files.
+pub fn as_account<R>(account: Option<&crate::account::Account>, f: impl FnOnce() -> R) -> R {
+    client::with_tool_account(account, f)
 }
 
 /// Dumps the database into `out_file` (created mode 0600 or truncated) and describes the
@@ -309,6 +326,10 @@ pub fn load(db: &Database, from_file: &Utf8Path, timeout: Duration) -> Result<()
         path: from_file.to_owned(),
         source,
     })?;
+    // A dump that would act outside the database is refused before anything is dropped.
+    if db.kind == DbKind::Postgresql {
+        postgres::check_dump(from_file)?;
+    }
     let deadline = client::Deadline::new(timeout);
     wipe_within(db, &deadline)?;
     match db.kind {

@@ -56,8 +56,13 @@ pub(super) fn load(
     let spec = client::spec(db, &program)
         .args([
             "--batch",
-            // Client commands such as `\!` (run a shell command) are not obeyed from a dump.
+            // Client commands such as `\!` or `system` (run a shell command), `tee` (write a
+            // file) and `source` are not obeyed from a dump: the client sends them to the
+            // server, which refuses them as SQL.
             "--binary-mode",
+            // `LOAD DATA LOCAL INFILE '/etc/shadow'` in a dump would make the client, running
+            // as the controller's user, read the file into the tenant's table.
+            "--local-infile=0",
             "--connect-timeout=15",
             MAX_PACKET,
         ])

@@ -40,22 +40,41 @@ pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), Database
     Ok((spec, program.into_string()))
 }
 
+/// Refuses a dump holding a psql meta-command (see [`super::psql_scan`]).
+pub(super) fn check_dump(from: &Utf8Path) -> Result<(), DatabaseError> {
+    let file = std::fs::File::open(from).map_err(DatabaseError::io("read", from))?;
+    let reader = std::io::BufReader::with_capacity(256 * 1024, file);
+    match super::psql_scan::scan(reader).map_err(DatabaseError::io("read", from))? {
+        Ok(()) => Ok(()),
+        Err(refusal) => Err(DatabaseError::UnsafeDump {
+            file: from.to_owned(),
+            line: refusal.line,
+            reason: refusal.reason,
+        }),
+    }
+}
+
 pub(super) fn load(
     db: &Database,
     from: &Utf8Path,
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
     let program = Tool::Psql.find()?;
-    let spec = client::spec(db, &program).args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        // All or nothing: a dump that fails half-way leaves the database empty.
-        "--single-transaction",
-        "-f",
-        from.as_str(),
-    ]);
+    // Meta-commands were refused by `check_dump` (psql 15 has no `\restrict`).
+    let spec = client::spec(db, &program)
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            // All or nothing: a dump that fails half-way leaves the database empty.
+            "--single-transaction",
+            // Fed by the controller on stdin: psql may run as the instance's account, which
+            // cannot open the controller's private work folder.
+            "-f",
+            "-",
+        ])
+        .stdin_file(from);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
 }

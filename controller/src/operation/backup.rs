@@ -8,10 +8,12 @@ use aps_meta::model::Script;
 use camino::Utf8Path;
 
 use crate::archive::{ArchiveWriter, PartKind};
+use crate::cancel::Guarded;
 use crate::controller::{Controller, absolute};
 use crate::destination::{CommittedFile, Destination, PreparedDestination};
 use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
+use crate::estimate::SizeEstimate;
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
@@ -21,7 +23,11 @@ use crate::registry::{Instance, OpenedPackage};
 /// Backs up `request.instance` into `request.destination`.
 pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
+    ctl.check_cancel(Step::FindInstance)?;
     let instance = ctl.find_instance(&request.instance)?;
+    // Who runs the tenant's work: refused (root) before anything is locked, written or run.
+    let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "backup")?;
 
     // 1. Parse APP-META.xml.
@@ -42,8 +48,20 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     })?;
     // 3.1 Check the destination. Done before any work so that a refused destination costs
     // nothing and leaves nothing behind.
-    let checked = Destination::check(absolute(&request.destination), request.force)
-        .map_err(destination_refused)?;
+    // A folder the instance's account owns may be its destination; one others can write to
+    // is refused.
+    let checked = Destination::check_for(
+        absolute(&request.destination),
+        request.force,
+        account.as_ref(),
+    )
+    .map_err(destination_refused)?;
+    // Refused before anything is written when the destination clearly cannot hold it.
+    let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
+    let dest_dir = destination_dir(request);
+    let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
+    check_space(&dest_dir, &estimate, request, sufficient)?;
+    ctl.check_cancel(Step::CheckDestination)?;
     // The journal names the temporary destination before it exists: a controller killed at
     // any point after this leaves nothing the next start cannot find and delete.
     let operation = ctl.begin_operation(
@@ -64,11 +82,14 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         package: &package,
         script: script.as_ref().zip(interpreter.as_ref()),
         work: operation.work(),
+        account: account.as_ref(),
     };
-    let result = match script.as_ref() {
+    let result = crate::database::as_account(account.as_ref(), || match script.as_ref() {
         Some(s) if s.sufficient => plan.script_only(&destination),
-        _ => plan.controller_archive(&destination),
-    };
+        _ => plan.controller_archive(&destination, &estimate),
+    })
+    // A signal after the last byte still stops the backup: nothing is put in place.
+    .and_then(|()| ctl.check_cancel(Step::Finish));
 
     match result {
         Ok(()) => {
@@ -92,11 +113,106 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
             })
         }
         Err(error) => {
+            // Measured before the half-made file goes, to name the place that filled up.
+            let error = error.with_space_facts(
+                &[dest_dir.as_path(), operation.work()],
+                Some(estimate.total),
+            );
             // 3.3 Failure: delete the half-made file and what the controller wrote itself.
             drop(destination);
             Err(operation.fail(error))
         }
     }
+}
+
+/// The folder the backup file goes to.
+fn destination_dir(request: &BackupRequest) -> camino::Utf8PathBuf {
+    let path = absolute(&request.destination);
+    path.parent().map(ToOwned::to_owned).unwrap_or(path)
+}
+
+/// Refuses a backup whose estimate clearly exceeds the destination's free space.
+fn check_space(
+    dest_dir: &Utf8Path,
+    estimate: &SizeEstimate,
+    request: &BackupRequest,
+    sufficient: bool,
+) -> Result<(), OperationError> {
+    let needed = required_space(estimate, request, sufficient);
+    match crate::estimate::free_space(dest_dir) {
+        Ok(free) if free < needed => Err(OperationError::NotEnoughSpace {
+            step: Step::CheckDestination,
+            place: dest_dir.to_owned(),
+            free,
+            needed,
+            estimate: estimate.total,
+        }),
+        // Unknown free space is not a reason to refuse: the write itself will tell.
+        _ => Ok(()),
+    }
+}
+
+/// The free space below which the backup is refused. A `sufficient` script writes a file of
+/// its own making, perhaps compressed: only the compressed bound applies.
+fn required_space(estimate: &SizeEstimate, request: &BackupRequest, sufficient: bool) -> u64 {
+    let options = if sufficient {
+        crate::archive::ArchiveOptions::default()
+    } else {
+        request.archive.clone()
+    };
+    crate::estimate::required_space(estimate.total, &options)
+}
+
+/// What `backup --dry-run` shows: the checks of a backup, its size estimate and plan; nothing
+/// is written, locked or run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupPlan {
+    pub instance: String,
+    pub destination: camino::Utf8PathBuf,
+    /// `controller-archive` (the controller archives resources, the script adds its part),
+    /// or `script-only` (a `sufficient` script writes the whole file).
+    pub mode: &'static str,
+    pub script: Option<camino::Utf8PathBuf>,
+    pub estimate: SizeEstimate,
+    pub free: Option<u64>,
+    /// The free space below which the backup is refused.
+    pub required: u64,
+    pub fits: bool,
+}
+
+/// Steps 1 to 3.1 of a backup without side effects, plus the size estimate.
+pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, OperationError> {
+    let instance = ctl.find_instance(&request.instance)?;
+    let package = ctl.open_package(&instance)?;
+    let script = script_run::find_backup_script(&instance, &package)?;
+    if let Some(s) = &script {
+        script_run::resolve_interpreter(ctl, s)?;
+    }
+    crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
+        OperationError::Archive {
+            step: Step::BackupResources,
+            source,
+        }
+    })?;
+    let destination = absolute(&request.destination);
+    Destination::check(destination.clone(), request.force).map_err(destination_refused)?;
+    let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
+    let free = crate::estimate::free_space(&destination_dir(request)).ok();
+    let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
+    let required = required_space(&estimate, request, sufficient);
+    Ok(BackupPlan {
+        instance: instance.name.clone(),
+        destination,
+        mode: match &script {
+            Some(s) if s.sufficient => "script-only",
+            _ => "controller-archive",
+        },
+        script: script.map(|s| package.root.join("scripts").join(&s.name)),
+        fits: free.is_none_or(|f| f >= required),
+        estimate,
+        free,
+        required,
+    })
 }
 
 fn destination_refused(source: crate::destination::DestinationError) -> OperationError {
@@ -113,6 +229,7 @@ struct Plan<'a> {
     package: &'a OpenedPackage,
     script: Option<(&'a Script, &'a ResolvedInterpreter)>,
     work: &'a Utf8Path,
+    account: Option<&'a crate::account::Account>,
 }
 
 impl Plan<'_> {
@@ -122,6 +239,8 @@ impl Plan<'_> {
     /// disk in clear beyond the private work folder.
     fn script_only(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
         let (script, interpreter) = self.script.expect("sufficient implies a script");
+        self.ctl
+            .report_part("backup", &self.instance.name, "script", &script.name, None);
         let recipients = &self.request.archive.recipients;
         if recipients.is_empty() {
             return self.run_script(script, interpreter, destination.temp_path());
@@ -139,17 +258,43 @@ impl Plan<'_> {
 
     /// No script, or not `sufficient`: 1.1 the controller backs up the resources itself, then
     /// the script (if any) writes its own part, and all goes into one archive.
-    fn controller_archive(&self, destination: &PreparedDestination) -> Result<(), OperationError> {
+    fn controller_archive(
+        &self,
+        destination: &PreparedDestination,
+        estimate: &SizeEstimate,
+    ) -> Result<(), OperationError> {
         let work = self.work;
         let header = super::manifest_header(&self.package.meta, &self.instance.name);
-        let mut writer = ArchiveWriter::create(destination.file(), &self.request.archive, header)
-            .map_err(|source| OperationError::Archive {
-            step: Step::BackupResources,
-            source,
-        })?;
+        let key = self.ctl.backup_key(Step::BackupResources)?;
+        // Every write checks the cancellation token and counts bytes for the progress.
+        let out = Guarded::new(destination.file());
+        let mut writer =
+            ArchiveWriter::create(out, &self.request.archive, header).map_err(|source| {
+                OperationError::Archive {
+                    step: Step::BackupResources,
+                    source,
+                }
+            })?;
+        writer.tag_with(key);
+        let name = &self.instance.name;
+        // The bytes counted are those written to the archive: only without compression and
+        // encryption do they add up to the estimate, so only then is a total announced.
+        let plain = matches!(
+            self.request.archive.compression,
+            crate::archive::Compression::None
+        ) && self.request.archive.recipients.is_empty();
+        let total = |bytes: Option<u64>| bytes.filter(|_| plain);
 
         // 1.1 Databases, dumped with the servers' own tools.
         for (db_id, db) in &self.instance.databases {
+            self.ctl.check_cancel(Step::BackupResources)?;
+            let size = estimate
+                .databases
+                .iter()
+                .find(|d| &d.db_id == db_id)
+                .and_then(|d| d.bytes);
+            self.ctl
+                .report_part("backup", name, "database", db_id, total(size));
             let dump = work.join(format!("db-{}.sql", super::file_safe(db_id)));
             let info = crate::database::dump(db, &dump, self.ctl.timeout(self.request.timeout))
                 .map_err(|source| OperationError::Database {
@@ -176,6 +321,14 @@ impl Plan<'_> {
         }
         // 1.1 Web folders, with modes, symlinks and empty folders.
         for (url, dir) in super::archived_web_dirs(self.instance) {
+            self.ctl.check_cancel(Step::BackupResources)?;
+            let size = estimate
+                .web_dirs
+                .iter()
+                .find(|w| &w.mapping_url == url)
+                .map(|w| w.bytes);
+            self.ctl
+                .report_part("backup", name, "web-folder", url, total(size));
             if !dir.exists() {
                 return Err(OperationError::MissingWebDir {
                     step: Step::BackupResources,
@@ -193,6 +346,9 @@ impl Plan<'_> {
         }
         // 3.2 The script's own part.
         if let Some((script, interpreter)) = self.script {
+            self.ctl.check_cancel(Step::RunScript)?;
+            self.ctl
+                .report_part("backup", name, "script", &script.name, None);
             let script_file = work.join("script-backup");
             self.run_script(script, interpreter, &script_file)?;
             writer
@@ -226,6 +382,7 @@ impl Plan<'_> {
             },
             self.request.timeout,
             self.work,
+            self.account,
         )
     }
 }
@@ -238,7 +395,9 @@ fn record_script_backup(
     package: &OpenedPackage,
     file: &CommittedFile,
 ) -> Result<(), OperationError> {
+    let key = ctl.backup_key(Step::Finish)?;
     BackupRecord::for_script_backup(&package.meta, &instance.name, file)
+        .sign(&key)
         .save(&ctl.records_dir())
         .map_err(OperationError::io(
             Step::Finish,

@@ -20,6 +20,7 @@ pub fn migrate(
     request: &MigrateRequest,
 ) -> Result<MigrateReport, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
     if request.source == request.target {
         return Err(OperationError::BackupMismatch {
             step: Step::FindInstance,
@@ -117,6 +118,8 @@ fn backup_then_restore(
             archive: request.archive.clone(),
         })
         .map_err(|e| (None, e))?;
+    ctl.check_cancel(Step::VerifyBackup)
+        .map_err(|e| (Some(backup.clone()), e))?;
     match ctl.restore(&RestoreRequest {
         instance: request.target.clone(),
         source: file.to_owned(),

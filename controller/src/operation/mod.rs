@@ -3,10 +3,12 @@
 //! API.
 
 pub mod backup;
+pub mod import;
 pub mod migrate;
 pub mod record;
 pub mod restore;
 mod script_run;
+pub(crate) mod tenant;
 pub mod verify;
 
 use std::time::Duration;

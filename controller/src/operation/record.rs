@@ -1,6 +1,8 @@
 //! Records of backups made by `sufficient` scripts. Such a file is exactly what the script
 //! wrote, with no manifest of ours, so the controller keeps, in its state folder, the file's
 //! SHA-256 and the package it belongs to; restore looks the file up by its SHA-256.
+//! Each record carries an HMAC of its fields under the backup key (`tag`), so that a record
+//! is only believed when this controller (or one sharing its key) wrote it.
 
 use std::io::{self, Write};
 
@@ -8,7 +10,11 @@ use aps_meta::model::AppMeta;
 use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
+use crate::archive::TagKey;
 use crate::destination::{CommittedFile, sync_dir};
+
+/// The domain of a record's tag (see [`TagKey::record_tag`]).
+const RECORD_DOMAIN: &str = "script-backup-record";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -23,21 +29,68 @@ pub struct BackupRecord {
     /// Where it was written (informative: the file may have been moved since).
     pub file: String,
     pub created: String,
+    /// HMAC-SHA-256 of the fields above (all but `file`, which is informative) under the
+    /// backup key; absent in records written before tags existed, which are not believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 impl BackupRecord {
     pub fn for_script_backup(meta: &AppMeta, instance: &str, file: &CommittedFile) -> Self {
+        Self::for_file(meta, instance, &file.path, file.size, &file.sha256)
+    }
+
+    /// The record of a file of `size` bytes with SHA-256 `sha256` at `path`.
+    pub fn for_file(
+        meta: &AppMeta,
+        instance: &str,
+        path: &Utf8Path,
+        size: u64,
+        sha256: &str,
+    ) -> Self {
         BackupRecord {
-            sha256: file.sha256.clone(),
-            size: file.size,
+            sha256: sha256.to_owned(),
+            size,
             instance: instance.to_owned(),
             package_id: meta.id.clone(),
             package_name: meta.name.clone(),
             version: meta.version.clone(),
             release: meta.release.clone(),
-            file: file.path.to_string(),
+            file: path.to_string(),
             created: jiff::Timestamp::now().to_string(),
+            tag: None,
         }
+    }
+
+    fn tagged_fields(&self) -> [Vec<u8>; 8] {
+        [
+            self.sha256.clone().into_bytes(),
+            self.size.to_string().into_bytes(),
+            self.instance.clone().into_bytes(),
+            self.package_id.clone().unwrap_or_default().into_bytes(),
+            self.package_name.clone().into_bytes(),
+            self.version.clone().into_bytes(),
+            self.release.clone().into_bytes(),
+            self.created.clone().into_bytes(),
+        ]
+    }
+
+    /// Sets `tag` to `key`'s HMAC of the record.
+    pub fn sign(mut self, key: &TagKey) -> Self {
+        let fields = self.tagged_fields();
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        self.tag = Some(key.record_tag(RECORD_DOMAIN, &refs));
+        self
+    }
+
+    /// Whether `tag` is `key`'s HMAC of the record (compared in constant time).
+    pub fn is_authentic(&self, key: &TagKey) -> bool {
+        let Some(tag) = &self.tag else {
+            return false;
+        };
+        let fields = self.tagged_fields();
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        key.check_record_tag(RECORD_DOMAIN, &refs, tag)
     }
 
     /// Writes `<dir>/<sha256>.json` atomically.

@@ -3,11 +3,14 @@
 //! exists already. Nothing of the instance changes until the whole file is verified; before the
 //! first change a safety snapshot is taken, and any later failure puts the snapshot back.
 
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::time::Instant;
 
 use aps_meta::model::{AppMeta, Script};
 use camino::{Utf8Path, Utf8PathBuf};
 
+use crate::account::Account;
 use crate::archive::{
     ArchiveError, ArchiveOptions, ArchiveReader, ArchiveWriter, ExtractPlan, PartKind,
 };
@@ -18,7 +21,7 @@ use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
 use crate::operation::{RestoreReport, RestoreRequest, script_run};
-use crate::registry::{Instance, InstanceStore, OpenedPackage, open_package};
+use crate::registry::{Instance, InstanceStore, OpenedPackage};
 
 /// What the backup file turned out to be, once verified.
 enum Source {
@@ -29,6 +32,9 @@ enum Source {
         record: BackupRecord,
         /// Encrypted whole by the controller (age recipients at backup time).
         encrypted: bool,
+        /// The very file that was hashed, held open: the script gets a private copy of it
+        /// (checked against the record again), never the path, which the tenant may swap.
+        file: std::fs::File,
     },
 }
 
@@ -66,10 +72,25 @@ pub fn restore(
     request: &RestoreRequest,
 ) -> Result<RestoreReport, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
+    ctl.check_cancel(Step::FindInstance)?;
     // The standard requires the instance to exist already.
     let instance = ctl.find_instance(&request.instance)?;
+    // Who runs the tenant's work and owns what is restored: refused (root) before anything.
+    let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "restore")?;
+    crate::database::as_account(account.as_ref(), || {
+        restore_as(ctl, request, started, instance, account.as_ref())
+    })
+}
 
+fn restore_as(
+    ctl: &Controller,
+    request: &RestoreRequest,
+    started: Instant,
+    instance: Instance,
+    account: Option<&Account>,
+) -> Result<RestoreReport, OperationError> {
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
     let script = script_run::find_backup_script(&instance, &package)?;
@@ -80,8 +101,11 @@ pub fn restore(
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);
+    let size = std::fs::metadata(&file).ok().map(|m| m.len());
+    ctl.report_part("restore", &instance.name, "verify", file.as_str(), size);
     let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
+    ctl.check_cancel(Step::VerifyBackup)?;
 
     let mut operation = ctl.begin_operation(
         OperationKind::Restore,
@@ -91,6 +115,9 @@ pub fn restore(
     )?;
     let snapshot =
         (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar"));
+    if snapshot.is_some() {
+        ctl.report_part("restore", &instance.name, "safety-snapshot", "", None);
+    }
     let prepared = match &snapshot {
         // Persisted before the first change: a killed controller is rolled back from it.
         Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
@@ -104,7 +131,9 @@ pub fn restore(
         }),
         None => Ok(()),
     };
-    if let Err(error) = prepared {
+    if let Err(error) = prepared.and_then(|()| ctl.check_cancel(Step::SafetySnapshot)) {
+        // Nothing of the instance changed yet; a full disk can only be the work folder's.
+        let error = error.with_space_facts(&[operation.work()], None);
         return Err(operation.fail(error));
     }
 
@@ -116,11 +145,18 @@ pub fn restore(
         script: script.as_ref().zip(interpreter.as_ref()),
         file: &file,
         work: operation.work(),
+        account,
     };
     let result = match &source {
         Source::Archive(reader) => steps.restore_archive(reader),
-        Source::ScriptFile { encrypted, .. } => steps.restore_script_file(*encrypted),
-    };
+        Source::ScriptFile {
+            encrypted,
+            file,
+            record,
+        } => steps.restore_script_file(*encrypted, file, &record.sha256),
+    }
+    // A signal after the last step still puts the instance back: the restore did not finish.
+    .and_then(|()| ctl.check_cancel(Step::Finish));
 
     match result {
         Ok(()) => {
@@ -140,8 +176,17 @@ pub fn restore(
             })
         }
         Err(error) => {
+            // Measured before the rollback frees anything, to name the place that filled up.
+            let mut places: Vec<&Utf8Path> = instance.web_dirs.values().map(|d| &**d).collect();
+            places.push(operation.work());
+            let error = error.with_space_facts(&places, None);
+            if snapshot.is_some() {
+                ctl.report_part("restore", &instance.name, "rollback", "", None);
+            }
+            // A second signal must not cut the rollback short.
             if let Some(path) = &snapshot
-                && let Err(rollback) = put_back(ctl.config(), &instance, &package.meta, path)
+                && let Err(rollback) =
+                    crate::cancel::shielded(|| put_back(ctl.config(), &instance, path, account))
             {
                 // Keep the snapshot (and the journal entry) for a person to act on.
                 operation.fail_keeping_work(&rollback.to_string());
@@ -178,7 +223,8 @@ fn verify_source(
     if !metadata.is_file() {
         return Err(unusable("it is not a regular file".into()));
     }
-    std::fs::File::open(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
+    let held =
+        std::fs::File::open(file).map_err(|e| unusable(format!("it cannot be read: {e}")))?;
     let records = ctl.records_dir();
     let records_err = OperationError::io(
         Step::VerifyBackup,
@@ -190,13 +236,26 @@ fn verify_source(
     // hashed (records are few and small; backups may be large).
     let mut sha256 = None;
     if BackupRecord::any_with_size(&records, metadata.len()).map_err(records_err)? {
-        let (_, hash) = crate::digest::sha256_file(file)
+        let (_, hash) = crate::digest::sha256_reader(&mut &held)
             .map_err(|e| unusable(format!("it cannot be read: {e}")))?;
         if let Some(record) = BackupRecord::find(&records, &hash).map_err(OperationError::io(
             Step::VerifyBackup,
             "cannot read backup records in",
             records.clone(),
         ))? {
+            // A record is believed only with this controller's tag: anyone who could drop a
+            // record file could otherwise vouch for any file.
+            if !record.is_authentic(&ctl.backup_key(Step::VerifyBackup)?) {
+                return Err(OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source: ArchiveError::Untrusted {
+                        archive: file.to_owned(),
+                        reason: format!(
+                            "its record {records}/{hash}.json carries no valid tag of this controller's key"
+                        ),
+                    },
+                });
+            }
             let encrypted =
                 crate::archive::is_encrypted(file).map_err(|source| OperationError::Archive {
                     step: Step::VerifyBackup,
@@ -212,11 +271,19 @@ fn verify_source(
                     },
                 });
             }
-            return Ok(Source::ScriptFile { record, encrypted });
+            return Ok(Source::ScriptFile {
+                record,
+                encrypted,
+                file: held,
+            });
         }
         sha256 = Some(hash);
     }
-    match ArchiveReader::open(file, request.identity.as_deref()) {
+    // Made (tagged) by this controller, or imported: anything else is refused here, before
+    // the safety snapshot and any change.
+    let key = ctl.backup_key(Step::VerifyBackup)?;
+    let imported = |seal: &crate::archive::ManifestSeal| super::import::is_imported(ctl, seal);
+    match ArchiveReader::open_trusted(file, request.identity.as_deref(), &key, &imported) {
         Ok(reader) => Ok(Source::Archive(reader)),
         Err(ArchiveError::NotAnArchive { .. }) => Err(OperationError::BackupMismatch {
             step: Step::VerifyBackup,
@@ -326,6 +393,7 @@ struct Steps<'a> {
     script: Option<(&'a Script, &'a ResolvedInterpreter)>,
     file: &'a Utf8Path,
     work: &'a Utf8Path,
+    account: Option<&'a Account>,
 }
 
 impl Steps<'_> {
@@ -335,36 +403,69 @@ impl Steps<'_> {
         // `--timeout` bounds the script (the CLI documents it so); loading a large dump is
         // bounded by the configured default instead, so a short script timeout never turns a
         // slow but healthy load into a failure.
+        let size = std::fs::metadata(reader.path()).ok().map(|m| m.len());
+        let name = &self.instance.name;
+        self.ctl
+            .report_part("restore", name, "extract", reader.path().as_str(), size);
         let script_part = apply_archive(
             reader,
             self.instance,
             self.work,
             self.ctl.config().default_timeout,
             Step::RestoreResources,
+            self.account,
+            Some(self.ctl),
         )?;
         relocate_separate_mappings(reader, self.instance)?;
         if let (Some((script, interpreter)), Some(part)) = (self.script, script_part) {
+            self.ctl.check_cancel(Step::RunScript)?;
+            self.ctl
+                .report_part("restore", name, "script", &script.name, None);
             self.run_script(script, interpreter, &part)?;
         }
         Ok(())
     }
 
     /// `sufficient`: the controller provides the resources empty, the script fills them.
-    fn restore_script_file(&self, encrypted: bool) -> Result<(), OperationError> {
+    ///
+    /// The script never gets the backup's own path: whoever can write where it lies could
+    /// swap it after the check. It gets a private copy in the work folder, copied from the
+    /// descriptor that was hashed and checked against the record once more while copying.
+    fn restore_script_file(
+        &self,
+        encrypted: bool,
+        held: &std::fs::File,
+        sha256: &str,
+    ) -> Result<(), OperationError> {
+        let copy = self.work.join(if encrypted {
+            "script-backup.age"
+        } else {
+            "script-backup"
+        });
+        private_copy(held, &copy, sha256).map_err(|e| OperationError::BackupMismatch {
+            step: Step::VerifyBackup,
+            file: self.file.to_owned(),
+            instance: self.instance.name.clone(),
+            reason: e.to_string(),
+        })?;
         // Encrypted by the controller at backup time: the script gets the clear file, made in
         // the private work folder before anything is wiped (a wrong identity changes nothing).
         let file = if encrypted {
             let clear = self.work.join("script-backup");
-            crate::archive::decrypt_file(self.file, self.request.identity.as_deref(), &clear)
-                .map_err(|source| OperationError::Archive {
-                    step: Step::VerifyBackup,
-                    source,
-                })?;
+            let decrypted =
+                crate::archive::decrypt_file(&copy, self.request.identity.as_deref(), &clear)
+                    .map_err(|source| OperationError::Archive {
+                        step: Step::VerifyBackup,
+                        source,
+                    });
+            let _ = std::fs::remove_file(&copy);
+            decrypted?;
             clear
         } else {
-            self.file.to_owned()
+            copy
         };
         for (db_id, db) in &self.instance.databases {
+            self.ctl.check_cancel(Step::RestoreResources)?;
             crate::database::wipe(db, self.ctl.config().default_timeout).map_err(|source| {
                 OperationError::Database {
                     step: Step::RestoreResources,
@@ -393,8 +494,48 @@ impl Steps<'_> {
             },
             self.request.timeout,
             self.work,
+            self.account,
         )
     }
+}
+
+/// Copies the open file `held` (from its start) to the new file `dest` (0600, never through a
+/// symlink), checking that what was copied has SHA-256 `sha256`: the file may have been
+/// rewritten in place since it was checked.
+fn private_copy(held: &std::fs::File, dest: &Utf8Path, sha256: &str) -> std::io::Result<()> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut src = held;
+    src.seek(std::io::SeekFrom::Start(0))?;
+    let mut out = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dest)?;
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+    }
+    out.sync_all()?;
+    let actual = hex::encode(sha.finalize());
+    if actual != sha256 {
+        drop(out);
+        let _ = std::fs::remove_file(dest);
+        return Err(std::io::Error::other(format!(
+            "it changed after it was checked (SHA-256 now {actual}, recorded {sha256})"
+        )));
+    }
+    Ok(())
 }
 
 /// The safety snapshot: an uncompressed archive of the instance as it is now.
@@ -439,6 +580,14 @@ fn write_snapshot(
         super::manifest_header(meta, &instance.name),
     )
     .map_err(arch)?;
+    // Every archive the controller writes is tagged, its private snapshots too.
+    let key = config.backup_key().map_err(|e| OperationError::Io {
+        step: Step::SafetySnapshot,
+        what: "cannot use the backup key",
+        path: e.path().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    writer.tag_with(key);
     let dir = path.parent().expect("snapshot path has a folder");
     for (db_id, db) in &instance.databases {
         let dump = dir.join(format!("snapshot-{}.sql", super::file_safe(db_id)));
@@ -464,8 +613,9 @@ fn write_snapshot(
     }
     for (url, dir) in super::archived_web_dirs(instance) {
         // A folder that does not exist yet (a fresh staging instance) has nothing to keep; the
-        // rollback removes whatever the restore created there.
-        if dir.exists() {
+        // rollback removes whatever the restore created there. A symlink is not "missing":
+        // it reaches the writer, which refuses it by name.
+        if std::fs::symlink_metadata(dir).is_ok() {
             writer.add_web_dir(url, dir).map_err(arch)?;
         }
     }
@@ -481,10 +631,9 @@ fn write_snapshot(
 fn put_back(
     config: &ControllerConfig,
     instance: &Instance,
-    meta: &AppMeta,
     snapshot: &Utf8Path,
+    account: Option<&Account>,
 ) -> Result<(), OperationError> {
-    let _ = meta;
     let reader = ArchiveReader::open(snapshot, None).map_err(|source| OperationError::Archive {
         step: Step::Rollback,
         source,
@@ -496,6 +645,8 @@ fn put_back(
         work,
         config.default_timeout,
         Step::Rollback,
+        account,
+        None,
     )?;
     // Folders absent from the snapshot did not exist before the restore.
     for (url, dir) in super::archived_web_dirs(instance) {
@@ -504,12 +655,14 @@ fn put_back(
             .parts
             .iter()
             .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url } if mapping_url == url));
-        if !kept && dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(OperationError::io(
-                Step::Rollback,
-                "cannot remove the web folder created by the restore",
-                dir,
-            ))?;
+        if !kept && std::fs::symlink_metadata(dir).is_ok() {
+            crate::archive::remove_dir_all_nofollow(dir.as_std_path()).map_err(
+                OperationError::io(
+                    Step::Rollback,
+                    "cannot remove the web folder created by the restore",
+                    dir,
+                ),
+            )?;
         }
     }
     Ok(())
@@ -525,6 +678,8 @@ fn apply_archive(
     work: &Utf8Path,
     timeout: std::time::Duration,
     step: Step,
+    owner: Option<&Account>,
+    ctl: Option<&Controller>,
 ) -> Result<Option<Utf8PathBuf>, OperationError> {
     let arch = |source| OperationError::Archive { step, source };
     let mut plan = ExtractPlan::new();
@@ -556,8 +711,16 @@ fn apply_archive(
             }
         }
     }
+    // Restored files are the tenant's, never root's: given to the account through their
+    // descriptors as they are created (symlinks not followed).
+    let plan = plan.owner(owner.filter(|a| !a.is_current()));
     reader.extract(&plan).map_err(arch)?;
     for (db_id, db, dump) in dumps {
+        if let Some(ctl) = ctl {
+            ctl.check_cancel(step)?;
+            // The load tool reads the dump itself: no byte count, only that it runs.
+            ctl.report_part("restore", &instance.name, "database", &db_id, None);
+        }
         crate::database::load(db, &dump, timeout).map_err(|source| OperationError::Database {
             step,
             db_id: db_id.clone(),
@@ -590,37 +753,57 @@ fn relocate_separate_mappings(
             .iter()
             .filter(|(u, _)| *u != url && manifest.web_dir(u).is_some())
             .filter_map(|(u, d)| {
-                let rel = url_below(url, u)?;
-                Some((u.len(), d.join(rel)))
+                let rel = crate::archive::url_below(url, u)?;
+                Some((u.len(), (d.clone(), rel)))
             })
-            .max_by_key(|(len, _)| *len);
-        let Some((_, inner)) = parent else { continue };
-        if !std::fs::symlink_metadata(&inner).is_ok_and(|m| m.is_dir()) {
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, found)| found);
+        let Some((parent_dir, rel)) = parent else {
             continue;
-        }
+        };
         let io = |what| OperationError::io(Step::RestoreResources, what, dir);
-        empty_folder(dir).map_err(io("cannot empty web folder"))?;
-        for entry in std::fs::read_dir(&inner).map_err(io("cannot read the restored folder for"))? {
-            let entry = entry.map_err(io("cannot read the restored folder for"))?;
-            std::fs::rename(entry.path(), dir.as_std_path().join(entry.file_name())).map_err(
-                io("cannot move restored content (another file system?) into"),
-            )?;
+        // The restored copy lies in the tenant's folder: reached from the parent mapping's
+        // folder without following any symlink (a symlink there is never moved through).
+        let parent_fd = crate::archive::open_dir_nofollow(parent_dir.as_std_path())
+            .map_err(io("cannot open the parent mapping's folder for"))?;
+        let rel = std::path::Path::new(rel);
+        let inner = match crate::archive::open_dir_beneath(parent_fd.as_fd(), rel) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("cannot open the restored folder for")(e)),
+        };
+        let holder = crate::archive::open_dir_beneath(
+            parent_fd.as_fd(),
+            rel.parent().unwrap_or(std::path::Path::new("")),
+        )
+        .map_err(io("cannot open the restored folder for"))?;
+        let (target, _) = crate::archive::open_or_create_dir(dir.as_std_path())
+            .map_err(io("cannot open web folder"))?;
+        crate::archive::empty_dir_at(target.as_fd()).map_err(io("cannot empty web folder"))?;
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&inner)
+            .map_err(|e| io("cannot read the restored folder for")(e.into()))?
+        {
+            let entry = entry.map_err(|e| io("cannot read the restored folder for")(e.into()))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
         }
-        std::fs::remove_dir(&inner).map_err(io("cannot remove the restored copy beside"))?;
+        for name in names {
+            let name = std::ffi::OsStr::from_bytes(&name);
+            rustix::fs::renameat(&inner, name, &target, name).map_err(|e| {
+                io("cannot move restored content (another file system?) into")(e.into())
+            })?;
+        }
+        drop(inner);
+        let last = rel
+            .file_name()
+            .expect("a mapping below its parent has a name");
+        rustix::fs::unlinkat(&holder, last, rustix::fs::AtFlags::REMOVEDIR)
+            .map_err(|e| io("cannot remove the restored copy beside")(e.into()))?;
     }
     Ok(())
-}
-
-/// `url` relative to the mapping URL `parent` when it lies below it (`/a/b` below `/a` → `b`).
-fn url_below<'a>(url: &'a str, parent: &str) -> Option<&'a str> {
-    let parent = parent.trim_end_matches('/');
-    let rest = url.strip_prefix(parent)?.strip_prefix('/')?;
-    let rest = rest.trim_matches('/');
-    (!rest.is_empty()
-        && !rest
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == ".."))
-    .then_some(rest)
 }
 
 /// Journal recovery after a killed controller: put the instance back from its snapshot.
@@ -631,25 +814,22 @@ pub(crate) fn put_back_snapshot(
     instance: &str,
 ) -> Result<(), String> {
     let instance = store.get(instance).map_err(|e| e.to_string())?;
-    let package = open_package(&config.state, &instance.package).map_err(|e| e.to_string())?;
-    put_back(config, &instance, &package.meta, snapshot).map_err(|e| e.to_string())
+    // What the snapshot puts back belongs to the instance's account, as after a restore; an
+    // account that is refused now (root) leaves the files to the controller.
+    let account = crate::controller::resolve_account(config, &instance)
+        .ok()
+        .flatten();
+    crate::database::as_account(account.as_ref(), || {
+        put_back(config, &instance, snapshot, account.as_ref())
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Removes everything inside `dir` but keeps the folder itself (it may be a mount point, or
-/// carry ownership and mode set by the control panel).
+/// carry ownership and mode set by the control panel); creates it when missing. By descriptor:
+/// `dir` is refused when it is a symlink or lies under one a tenant could have placed, and
+/// nothing inside is followed (`crate::archive::empty_dir_at`).
 fn empty_folder(dir: &Utf8Path) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(dir),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            std::fs::remove_dir_all(entry.path())?;
-        } else {
-            std::fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
+    let (fd, _) = crate::archive::open_or_create_dir(dir.as_std_path())?;
+    crate::archive::empty_dir_at(std::os::fd::AsFd::as_fd(&fd))
 }

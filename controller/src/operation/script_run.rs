@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use aps_meta::model::Script;
 
+use crate::account::Account;
 use crate::controller::Controller;
 use crate::environment::{ScriptEnvironment, ScriptOperation, build_environment_with};
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
+use crate::operation::tenant::{HandOver, TenantDir};
 use crate::registry::{Instance, OpenedPackage};
 use crate::runner::ProcessOutput;
 use crate::structured_output::parse_configure_output;
@@ -90,6 +92,12 @@ fn find_declared_script(
 /// `BACKUP_FILE`), then `INTERPRETER scripts/NAME backup|restore` from `scripts/`, with that
 /// environment and nothing else. With `structured-output`, the script's stdout is read as the
 /// standard's output XML and the errors it reports become the operation's error.
+///
+/// With `account` (not the controller's own), the script runs as that account in its own
+/// run folder ([`TenantDir`]): `BACKUP_FILE` is a file there, a copy of the file to restore
+/// from, or for a backup an empty file whose content the controller copies into the
+/// operation's `BACKUP_FILE` path once the script succeeded.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_backup_script(
     ctl: &Controller,
     instance: &Instance,
@@ -98,11 +106,39 @@ pub(crate) fn run_backup_script(
     operation: ScriptOperation,
     timeout: Option<Duration>,
     work: &camino::Utf8Path,
+    account: Option<&Account>,
 ) -> Result<(), OperationError> {
-    let argument = match &operation {
-        ScriptOperation::Backup { .. } => "backup",
-        ScriptOperation::Restore { .. } => "restore",
+    let (argument, backup_file) = match &operation {
+        ScriptOperation::Backup { backup_file } => ("backup", backup_file.clone()),
+        ScriptOperation::Restore { backup_file } => ("restore", backup_file.clone()),
         other => unreachable!("the backup-script is run for backup and restore, not {other:?}"),
+    };
+    let account = account.filter(|a| !a.is_current());
+    let tenant = match account {
+        Some(a) => {
+            let hand_over = match &operation {
+                ScriptOperation::Backup { .. } => HandOver::Empty,
+                _ => HandOver::CopyOf(&backup_file),
+            };
+            let scripts = package.root.join("scripts");
+            Some(
+                TenantDir::new(a, &scripts, hand_over).map_err(OperationError::io(
+                    Step::RunScript,
+                    "cannot prepare the run folder of the instance's account for the scripts in",
+                    scripts,
+                ))?,
+            )
+        }
+        None => None,
+    };
+    let operation = match (&tenant, operation) {
+        (Some(t), ScriptOperation::Backup { .. }) => ScriptOperation::Backup {
+            backup_file: t.backup_file(),
+        },
+        (Some(t), ScriptOperation::Restore { .. }) => ScriptOperation::Restore {
+            backup_file: t.backup_file(),
+        },
+        (_, operation) => operation,
     };
     let env = build_environment_with(instance, &package.meta, operation, &ctl.config().host)
         .map_err(|source| OperationError::Environment {
@@ -114,8 +150,41 @@ pub(crate) fn run_backup_script(
         timeout,
         work,
         step: Step::RunScript,
+        account,
+        tenant: tenant.as_ref(),
+        instance: &instance.name,
     };
-    run_package_script(ctl, package, script, &env, &run).map(drop)
+    run_package_script(ctl, package, script, &env, &run)?;
+    let limit = ctl.config().limits_for(&instance.name).max_file_size_mb;
+    let written = match &tenant {
+        Some(t) => t.take_back().and_then(|f| f.metadata()).map(|m| m.len()),
+        None => std::fs::metadata(&backup_file).map(|m| m.len()),
+    };
+    // A child of the script killed by the bound may go unnoticed by a careless script: a
+    // file that reached the bound is taken to be cut short.
+    if argument == "backup"
+        && let (Some(limit_mb), Ok(len)) = (limit, written)
+        && len >= limit_mb.saturating_mul(1024 * 1024)
+    {
+        return Err(OperationError::FileSizeBound {
+            step: Step::RunScript,
+            script: package.root.join("scripts").join(&script.0.name),
+            limit_mb,
+        });
+    }
+    if let Some(tenant) = &tenant
+        && argument == "backup"
+    {
+        // The destination stays the controller's: the content is copied, never the file.
+        tenant
+            .take_back_into(&backup_file)
+            .map_err(OperationError::io(
+                Step::RunScript,
+                "cannot take back the file the backup-script wrote as BACKUP_FILE into",
+                backup_file,
+            ))?;
+    }
+    Ok(())
 }
 
 /// How one package script is run: its argument, timeout, the parent of its private HOME, and
@@ -125,6 +194,12 @@ pub(crate) struct ScriptRun<'a> {
     pub timeout: Option<Duration>,
     pub work: &'a camino::Utf8Path,
     pub step: Step,
+    /// Run as this account (when it is not the controller's own).
+    pub account: Option<&'a Account>,
+    /// The account's run folder: the script runs from its copy of `scripts/`, with its HOME.
+    pub tenant: Option<&'a TenantDir>,
+    /// The instance, whose resource bounds apply.
+    pub instance: &'a str,
 }
 
 /// [`run_backup_script`] for any package script: returns what a successful script printed.
@@ -140,17 +215,29 @@ pub(crate) fn run_package_script(
         timeout,
         work,
         step,
+        account,
+        tenant,
+        instance: _,
     } = *run;
     let scripts = package.root.join("scripts");
     let path = scripts.join(&script.name);
-    let spec = interpreter
-        .script_command(&path, [argument])
-        .current_dir(scripts.clone())
+    let run_from = tenant.map(TenantDir::scripts).unwrap_or(scripts);
+    let limits = ctl.config().limits_for(run.instance);
+    let mut spec = interpreter
+        .script_command(&run_from.join(&script.name), [argument])
+        .current_dir(run_from)
         .envs(env.iter())
         .timeout(ctl.timeout(timeout))
         .kill_grace(ctl.config().kill_grace)
+        .limits(&limits)
         .home_parent(work.to_owned())
         .record_group_in(work.join(crate::journal::SCRIPT_GROUP_FILE));
+    if let Some(tenant) = tenant {
+        spec = spec.env("HOME", tenant.home().as_str());
+    }
+    if let Some(account) = account {
+        spec = spec.run_as(account.clone());
+    }
     let outcome = spec.run();
     let output = match &outcome {
         Ok(output) => Some(output),

@@ -56,7 +56,9 @@ pub fn verify_instance(
     timeout: Option<Duration>,
 ) -> Result<Option<VerifyReport>, OperationError> {
     let started = Instant::now();
+    let _armed = ctl.arm_cancel();
     let instance = ctl.find_instance(instance)?;
+    let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "verify")?;
     let package = ctl.open_package(&instance)?;
     let Some(script) = script_run::find_verification_script(&instance, &package)? else {
@@ -82,11 +84,32 @@ pub fn verify_instance(
         Step::RunVerificationScript,
         |_| Vec::new(),
     )?;
+    let account = account.filter(|a| !a.is_current());
+    let tenant = match &account {
+        Some(a) => {
+            let scripts = package.root.join("scripts");
+            match super::tenant::TenantDir::new(a, &scripts, super::tenant::HandOver::None) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let error = OperationError::io(
+                        Step::RunVerificationScript,
+                        "cannot prepare the run folder of the instance's account for the scripts in",
+                        scripts,
+                    )(e);
+                    return Err(operation.fail(error));
+                }
+            }
+        }
+        None => None,
+    };
     let run = ScriptRun {
         argument: VERIFY_ARGUMENT,
         timeout,
         work: operation.work(),
         step: Step::RunVerificationScript,
+        account: account.as_ref(),
+        tenant: tenant.as_ref(),
+        instance: &instance.name,
     };
     let result = script_run::run_package_script(ctl, &package, (&script, &interpreter), &env, &run);
     match result {

@@ -24,6 +24,11 @@ pub struct InstanceFile {
     /// Setting id → TOML value as written; converted by validation.
     pub settings: BTreeMap<String, toml::Value>,
     pub databases: BTreeMap<String, Database>,
+    /// The system account the instance's scripts and tools run as (a user name, or a uid);
+    /// when absent, the owner of the root web folder at registration.
+    pub user: Option<String>,
+    /// Its group instead of the user's primary group.
+    pub group: Option<String>,
 }
 
 /// INSTANCE.toml could not be read or is not of the expected shape.
@@ -43,6 +48,17 @@ pub enum ParseError {
         column: usize,
         message: String,
     },
+    #[error(
+        "{}: {} problem(s):\n{}",
+        path.as_deref().map(Utf8Path::as_str).unwrap_or("<instance file>"),
+        problems.len(),
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Shape {
+        path: Option<Utf8PathBuf>,
+        /// Every unknown or missing key, with its line and the valid keys.
+        problems: Vec<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -57,6 +73,8 @@ struct RawFile {
     settings: BTreeMap<String, toml::Value>,
     #[serde(default)]
     databases: BTreeMap<String, RawDatabase>,
+    user: Option<String>,
+    group: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +116,10 @@ impl InstanceFile {
                 column,
                 message,
             },
+            ParseError::Shape { problems, .. } => ParseError::Shape {
+                path: Some(path.to_owned()),
+                problems,
+            },
             other => other,
         })
     }
@@ -105,6 +127,13 @@ impl InstanceFile {
     /// Parses INSTANCE.toml text. With `base_dir`, relative `package` and web-dir paths are
     /// joined to it; without it they stay relative (and validation refuses them).
     pub fn parse(text: &str, base_dir: Option<&Utf8Path>) -> Result<Self, ParseError> {
+        let problems = super::validate::shape_problems(text);
+        if !problems.is_empty() {
+            return Err(ParseError::Shape {
+                path: None,
+                problems,
+            });
+        }
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e
                 .span()
@@ -123,6 +152,8 @@ impl InstanceFile {
             _ => p,
         };
         Ok(InstanceFile {
+            user: raw.user,
+            group: raw.group,
             name: raw.name,
             package: resolve(raw.package),
             base_url: raw.base_url,
@@ -216,7 +247,29 @@ mod tests {
         let err = InstanceFile::parse(text, None).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("colour"), "{msg}");
-        assert!(msg.contains(":4:"), "{msg}");
+        assert!(msg.contains("line 4:"), "{msg}");
+    }
+
+    #[test]
+    fn every_unknown_and_missing_key_at_once_with_the_valid_keys() {
+        let text = "nmae = \"a\"\npackage = \"p\"\nbase-url = \"http://a/\"\n\
+                    [databases.main]\ntype = \"mysql\"\nname = \"d\"\nlogin = \"u\"\n\
+                    password = \"p\"\nhots = \"h\"\n";
+        let err = InstanceFile::parse(text, None).unwrap_err();
+        let ParseError::Shape { problems, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            problems,
+            &[
+                "line 1: unknown key `nmae` at the top level; did you mean `name`? (valid keys \
+                 there: name, package, base-url, user, group, web-dirs, settings, databases)",
+                "missing key `name` (required at the top level)",
+                "line 9: unknown key `hots` in [databases.main]; did you mean `host`? (valid \
+                 keys there: type, name, login, password, host, port, version, prefix)",
+                "missing key `host` in [databases.main]",
+            ]
+        );
     }
 
     #[test]

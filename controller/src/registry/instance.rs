@@ -26,6 +26,15 @@ pub struct Instance {
     /// kept in the private secrets file, not the record, and never shown.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub secret_settings: BTreeSet<String>,
+    /// The system account the instance's work runs as: `user` of INSTANCE.toml, else the
+    /// owner of the root web folder, recorded at registration (a name, or a uid without one).
+    /// `None` only in records made before accounts were recorded: then the owner of the root
+    /// web folder is read at each operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The group of INSTANCE.toml, if it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The instance's base URL, split as `BASE_URL_*` needs it.

@@ -11,7 +11,9 @@ pub mod store;
 pub mod validate;
 pub mod view;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::account::Account;
 
 pub use file::{InstanceFile, ParseError};
 pub use instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
@@ -64,6 +66,7 @@ pub fn register_file(
     } else {
         None
     };
+    problems.extend(validate::web_dirs_exist(file));
     // Reported with the rest; `put` checks again under the lock for a racing registration.
     if !replace && is_valid_instance_name(&file.name) {
         match store.get(&file.name) {
@@ -72,7 +75,7 @@ pub fn register_file(
             Err(e) => return Err(e.into()),
         }
     }
-    let instance = match validate(file, meta.as_ref()) {
+    let mut instance = match validate(file, meta.as_ref()) {
         Ok(i) if problems.is_empty() => i,
         Ok(_) => return Err(RegisterError::Invalid(problems)),
         Err(mut more) => {
@@ -80,6 +83,42 @@ pub fn register_file(
             return Err(RegisterError::Invalid(problems));
         }
     };
+    if let Err(problem) = record_account(&mut instance) {
+        return Err(RegisterError::Invalid(vec![problem]));
+    }
     store.put(&instance, replace)?;
     Ok(instance)
+}
+
+/// The root web folder: the `/` mapping's, else the first mapping's (by URL).
+pub fn root_web_dir(instance: &Instance) -> Option<&Utf8PathBuf> {
+    instance
+        .web_dirs
+        .get("/")
+        .or_else(|| instance.web_dirs.values().next())
+}
+
+/// Records the account the instance's work runs as: `user` of INSTANCE.toml (which must
+/// exist), else the owner of its root web folder now (read without following a symlink).
+fn record_account(instance: &mut Instance) -> Result<(), Problem> {
+    if instance.user.is_none() {
+        // No web folder, or one made later (a fresh staging instance): the owner is read
+        // when an operation runs (and without one, the operation is refused then).
+        let Some(root) = root_web_dir(instance) else {
+            return Ok(());
+        };
+        if std::fs::symlink_metadata(root).is_err() {
+            return Ok(());
+        }
+        let owner = Account::owner_name_of(root).map_err(|e| {
+            Problem::Account(format!(
+                "no `user` given and the owner of the root web folder is unknown: {e}"
+            ))
+        })?;
+        instance.user = Some(owner);
+    }
+    let user = instance.user.as_deref().unwrap_or_default();
+    Account::lookup(user, instance.group.as_deref())
+        .map(drop)
+        .map_err(|e| Problem::Account(e.to_string()))
 }

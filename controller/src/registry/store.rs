@@ -191,7 +191,8 @@ impl FileStore {
     /// Creates the folders, takes the store lock and repairs what a crash left behind.
     fn lock(&self) -> Result<Locked, StoreError> {
         let root = self.state.root();
-        fs::create_dir_all(root).map_err(io(root))?;
+        // The state folder is private (0700, umask 077), however it is first reached.
+        crate::controller::make_private(root).map_err(io(root))?;
         let inst = self.state.instances_dir();
         fs::create_dir_all(&inst).map_err(io(&inst))?;
         let sec = self.state.secrets_dir();
@@ -414,7 +415,7 @@ impl InstanceStore for FileStore {
         let mut bytes = serde_json::to_vec_pretty(&value).expect("record serialises");
         bytes.push(b'\n');
         // The commit point: from here on the new record (and, by recovery, its secrets) is it.
-        write_atomic(&inst_dir, &record_path, &bytes, 0o644)?;
+        write_atomic(&inst_dir, &record_path, &bytes, 0o600)?;
         let secrets_path = self.secrets_path(name);
         if had_secrets {
             let pending = self.pending_path(name);

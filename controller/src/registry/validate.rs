@@ -56,6 +56,27 @@ pub enum Problem {
     UnknownWebDir(String),
     #[error("web-dirs.{0:?}: this url-mapping is virtual and has no folder")]
     VirtualWebDir(String),
+    #[error(
+        "web-dirs.{url:?}: folder {path} does not exist; create it (the application's files \
+         belong there) or fix the path"
+    )]
+    WebDirMissing { url: String, path: Utf8PathBuf },
+    #[error("user: {0}")]
+    Account(String),
+}
+
+/// Web folders given in the file that are not folders on this machine, checked at
+/// registration (a record that points nowhere would fail every backup later). Kept out of
+/// [`validate`], which checks the file against its package alone.
+pub fn web_dirs_exist(file: &InstanceFile) -> Vec<Problem> {
+    file.web_dirs
+        .iter()
+        .filter(|(_, dir)| dir.is_absolute() && !dir.is_dir())
+        .map(|(url, dir)| Problem::WebDirMissing {
+            url: url.clone(),
+            path: dir.clone(),
+        })
+        .collect()
 }
 
 /// Checks `file` against the package metadata and builds the record.
@@ -120,6 +141,8 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             settings,
             databases: file.databases.clone(),
             secret_settings,
+            user: file.user.clone(),
+            group: file.group.clone(),
         }),
         _ => Err(problems),
     }
@@ -359,4 +382,116 @@ fn is_ancestor(parent: &str, child: &str) -> bool {
             || child
                 .strip_prefix(parent)
                 .is_some_and(|rest| rest.starts_with('/')))
+}
+
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "package",
+    "base-url",
+    "user",
+    "group",
+    "web-dirs",
+    "settings",
+    "databases",
+];
+const DATABASE_KEYS: &[&str] = &[
+    "type", "name", "login", "password", "host", "port", "version", "prefix",
+];
+
+/// Every unknown or missing key of an INSTANCE.toml at once, each with its line, the valid
+/// keys and the likely one meant (the typed parse stops at the first). Empty when the text is
+/// not TOML at all: the parse reports that, with its position.
+pub fn shape_problems(text: &str) -> Vec<String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for key in table.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())) {
+        problems.push(unknown_key(text, "", key, TOP_KEYS));
+    }
+    for key in ["name", "package", "base-url"] {
+        if !table.contains_key(key) {
+            problems.push(format!("missing key `{key}` (required at the top level)"));
+        }
+    }
+    if let Some(toml::Value::Table(dbs)) = table.get("databases") {
+        for (id, db) in dbs {
+            let toml::Value::Table(db) = db else {
+                continue;
+            };
+            let section = format!("databases.{id}");
+            for key in db.keys().filter(|k| !DATABASE_KEYS.contains(&k.as_str())) {
+                problems.push(unknown_key(text, &section, key, DATABASE_KEYS));
+            }
+            for key in ["type", "name", "login", "password", "host"] {
+                if !db.contains_key(key) {
+                    problems.push(format!("missing key `{key}` in [{section}]"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// `line N: unknown key `k` in [section]; did you mean `x`? (valid keys there: …)`.
+pub fn unknown_key(text: &str, section: &str, key: &str, valid: &[&str]) -> String {
+    let place = if section.is_empty() {
+        "at the top level".to_owned()
+    } else {
+        format!("in [{section}]")
+    };
+    let line = line_of_key(text, section, key)
+        .map(|n| format!("line {n}: "))
+        .unwrap_or_default();
+    let guess = did_you_mean(key, valid)
+        .map(|v| format!("; did you mean `{v}`?"))
+        .unwrap_or_default();
+    format!(
+        "{line}unknown key `{key}` {place}{guess} (valid keys there: {})",
+        valid.join(", ")
+    )
+}
+
+/// The valid key closest to `key`, when it is close (at most two edits).
+pub fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|v| (edit_distance(v, key), *v))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
+}
+
+/// The 1-based line where `key = …` is written under `[section]` (the text as written;
+/// dotted and inline forms are not searched).
+pub fn line_of_key(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            current = header.trim().to_owned();
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        if current == section && k.trim().trim_matches('"') == key {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }

@@ -40,14 +40,22 @@ pub fn masked_json(i: &Instance) -> Value {
             (id.clone(), v)
         })
         .collect();
-    json!({
+    let mut v = json!({
         "name": i.name,
         "package": i.package,
         "base-url": i.base_url.to_string(),
         "web-dirs": i.web_dirs,
         "settings": settings,
         "databases": databases,
-    })
+    });
+    // The account the instance's work runs as (recorded at registration).
+    if let Some(user) = &i.user {
+        v["user"] = json!(user);
+    }
+    if let Some(group) = &i.group {
+        v["group"] = json!(group);
+    }
+    v
 }
 
 /// The human view: the same data as [`masked_json`], as TOML (re-registrable once the

@@ -1,4 +1,13 @@
 //! The local folder store: `<root>/<instance>/<backup file>`.
+//!
+//! A backup the operator sent elsewhere (`backup NAME --to FILE`) is recorded here as
+//! `<root>/<instance>/<backup name>.aps-ref`, a one-line file holding that path, so that
+//! listing, `verify --instance`, `restore --latest` and drills see it. Retention removes only
+//! such a record, never a file outside the store.
+//!
+//! Names are handed out by [`LocalStore::reserve`]: it creates the marker
+//! `.<name>.aps-partial-reserved` with `O_EXCL`, so two backups started in the same second
+//! (in one process or two) get different names (`.2`, `.3` … after the time).
 
 use std::io;
 
@@ -7,14 +16,63 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::{Store, StoreError, StoredFile};
 use crate::naming::BackupName;
 
+/// Suffix of the record of a backup written outside the store.
+pub const RECORD_SUFFIX: &str = ".aps-ref";
+/// Suffix of a reservation marker; it contains the partial marker, so listings show it as a
+/// backup being written.
+const RESERVED_SUFFIX: &str = ".aps-partial-reserved";
+/// A record holds one path; anything longer is not ours.
+const MAX_RECORD_BYTES: u64 = 4096;
+
+/// A backup name held for one backup; the marker is removed when this is dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    pub name: BackupName,
+    /// `<root>/<instance>/<file name>`: where a backup into the store is written.
+    pub path: Utf8PathBuf,
+    marker: Utf8PathBuf,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.marker);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: Utf8PathBuf,
+    /// The default store (`<state>/backups`) is made when first written; a store named in
+    /// panel.toml must exist, so that a typo never fills a folder nobody looks at.
+    create_root: bool,
 }
 
 impl LocalStore {
+    /// A store whose root is created when first written.
     pub fn new(root: impl Into<Utf8PathBuf>) -> Self {
-        LocalStore { root: root.into() }
+        LocalStore {
+            root: root.into(),
+            create_root: true,
+        }
+    }
+
+    /// A store whose root must already exist.
+    pub fn configured(root: impl Into<Utf8PathBuf>) -> Self {
+        LocalStore {
+            root: root.into(),
+            create_root: false,
+        }
+    }
+
+    /// Refuses a configured store whose root does not exist.
+    pub fn check_exists(&self) -> Result<(), StoreError> {
+        if self.create_root || self.root.is_dir() {
+            Ok(())
+        } else {
+            Err(StoreError::Missing {
+                store: self.describe(),
+            })
+        }
     }
 
     pub fn root(&self) -> &Utf8Path {
@@ -25,18 +83,90 @@ impl LocalStore {
         self.root.join(instance)
     }
 
-    /// Where the controller is to write `name`; creates the instance folder.
-    pub fn destination(&self, name: &BackupName) -> Result<Utf8PathBuf, StoreError> {
+    /// Reserves `name`, or the same name with the next free sequence number, for one backup;
+    /// creates the instance folder. The store's root must exist.
+    pub fn reserve(&self, name: &BackupName) -> Result<Reservation, StoreError> {
+        self.check_exists()?;
         let dir = self.instance_dir(&name.instance);
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
             path: dir.clone(),
             source,
         })?;
-        Ok(dir.join(name.file_name()))
+        for seq in name.seq.max(1)..=u32::MAX {
+            let name = name.with_seq(seq);
+            let file = name.file_name();
+            let marker = dir.join(format!(".{file}{RESERVED_SUFFIX}"));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&marker)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => {
+                    return Err(StoreError::Write {
+                        path: marker,
+                        source,
+                    });
+                }
+            }
+            let path = dir.join(&file);
+            let record = dir.join(format!("{file}{RECORD_SUFFIX}"));
+            if path.symlink_metadata().is_ok() || record.symlink_metadata().is_ok() {
+                let _ = std::fs::remove_file(&marker);
+                continue;
+            }
+            return Ok(Reservation { name, path, marker });
+        }
+        Err(StoreError::Write {
+            path: dir,
+            source: io::Error::other("no free backup name left for this second"),
+        })
     }
 
+    /// Records a backup written to `location` (outside the store) under the reserved name;
+    /// returns the record's path.
+    pub fn record_external(
+        &self,
+        reservation: &Reservation,
+        location: &Utf8Path,
+    ) -> Result<Utf8PathBuf, StoreError> {
+        let record = Utf8PathBuf::from(format!("{}{RECORD_SUFFIX}", reservation.path));
+        let write = || -> io::Result<()> {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&record)?;
+            writeln!(f, "{location}")?;
+            f.sync_all()
+        };
+        write().map_err(|source| StoreError::Write {
+            path: record.clone(),
+            source,
+        })?;
+        Ok(record)
+    }
+
+    /// The backup file itself: in the store, or where a record points.
     pub fn path_of(&self, file: &StoredFile) -> Utf8PathBuf {
+        file.location
+            .clone()
+            .unwrap_or_else(|| self.entry_path(file))
+    }
+
+    /// The store's own entry: the backup file, or the record of an external one.
+    fn entry_path(&self, file: &StoredFile) -> Utf8PathBuf {
         self.root.join(&file.instance).join(&file.file_name)
+    }
+
+    fn read_record(path: &Utf8Path) -> io::Result<Utf8PathBuf> {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::fs::File::open(path)?
+            .take(MAX_RECORD_BYTES)
+            .read_to_string(&mut text)?;
+        Ok(Utf8PathBuf::from(text.trim_end_matches('\n')))
     }
 
     fn list_dir(&self, instance: &str, out: &mut Vec<StoredFile>) -> io::Result<()> {
@@ -54,7 +184,19 @@ impl LocalStore {
                 continue;
             }
             // Non-UTF-8 names cannot be ours.
-            if let Ok(name) = entry.file_name().into_string() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.ends_with(RECORD_SUFFIX) && !name.starts_with('.') {
+                let location = Self::read_record(&dir.join(&name))?;
+                // Not followed: a symlink there is not the file the controller wrote.
+                let size = location
+                    .symlink_metadata()
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                out.push(StoredFile::external(instance, &name, location, size));
+            } else {
                 out.push(StoredFile::classify(instance, &name, meta.len()));
             }
         }
@@ -65,6 +207,10 @@ impl LocalStore {
 impl Store for LocalStore {
     fn describe(&self) -> String {
         self.root.to_string()
+    }
+
+    fn location(&self, file: &StoredFile) -> String {
+        self.path_of(file).into_string()
     }
 
     fn list(&self, instance: Option<&str>) -> Result<Vec<StoredFile>, StoreError> {
@@ -96,7 +242,8 @@ impl Store for LocalStore {
     }
 
     fn remove(&self, file: &StoredFile) -> Result<(), StoreError> {
-        let path = self.path_of(file);
+        // For an external backup, its record: files outside the store are the operator's.
+        let path = self.entry_path(file);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             // Someone else pruned it first: the goal is reached.
@@ -172,5 +319,92 @@ mod tests {
         store.remove(&all[3]).unwrap();
         store.remove(&all[3]).unwrap();
         assert!(store.list(Some("shop")).unwrap().is_empty());
+    }
+
+    fn name_at(time: &str) -> BackupName {
+        BackupName::new(
+            "blog",
+            crate::Periodicity::Manual,
+            time.parse().unwrap(),
+            crate::ArchiveFormat::default(),
+        )
+    }
+
+    #[test]
+    fn reservations_in_one_second_get_different_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        let store = LocalStore::new(root);
+        let name = name_at("2026-01-02T03:04:05Z");
+        let a = store.reserve(&name).unwrap();
+        let b = store.reserve(&name).unwrap();
+        std::fs::write(&a.path, "x").unwrap();
+        drop(a);
+        // The first name is now a file, the second still reserved: the third gets `.3`.
+        let c = store.reserve(&name).unwrap();
+        let names: Vec<String> = [&b, &c]
+            .iter()
+            .map(|r| r.path.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "blog_manual_2026-01-02-03-04-05.2.aps.tar.zst",
+                "blog_manual_2026-01-02-03-04-05.3.aps.tar.zst"
+            ]
+        );
+        let listed = store.list(Some("blog")).unwrap();
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|f| f.status == BackupStatus::Partial)
+                .count(),
+            2,
+            "reserved names show as backups being written: {listed:?}"
+        );
+        drop((b, c));
+        assert_eq!(store.list(Some("blog")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn missing_root_is_refused_when_reserving() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap().join("nonexistent");
+        let err = LocalStore::configured(&root)
+            .reserve(&name_at("2026-01-02T03:04:05Z"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Missing { .. }), "{err}");
+        assert!(!root.exists(), "the store is not created silently");
+    }
+
+    #[test]
+    fn external_backups_are_listed_by_their_record_and_pruned_by_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(tmp.path()).unwrap();
+        let store = LocalStore::new(root.join("store"));
+        std::fs::create_dir(root.join("store")).unwrap();
+        let outside = root.join("elsewhere.aps.tar.zst");
+        std::fs::write(&outside, "backup").unwrap();
+        let r = store.reserve(&name_at("2026-01-02T03:04:05Z")).unwrap();
+        store.record_external(&r, &outside).unwrap();
+        drop(r);
+        let listed = store.list(Some("blog")).unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let f = &listed[0];
+        assert_eq!(f.status, BackupStatus::Good);
+        assert_eq!(f.size, 6);
+        assert_eq!(store.path_of(f), outside);
+        assert_eq!(store.location(f), outside.as_str());
+        // The file moved away: the record stays, and says so.
+        std::fs::rename(&outside, root.join("moved")).unwrap();
+        let f = store.list(Some("blog")).unwrap().remove(0);
+        assert_eq!(f.status, BackupStatus::Missing);
+        std::fs::rename(root.join("moved"), &outside).unwrap();
+        store.remove(&f).unwrap();
+        assert!(store.list(Some("blog")).unwrap().is_empty());
+        assert!(
+            outside.exists(),
+            "retention never deletes a file outside the store"
+        );
     }
 }

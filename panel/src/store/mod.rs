@@ -28,6 +28,8 @@ pub enum BackupStatus {
     Empty,
     /// Not a backup name (or in another instance's folder): left alone.
     Unrecognized,
+    /// A backup written elsewhere (`backup --to FILE`) whose file is no longer there.
+    Missing,
 }
 
 /// One file found in a store.
@@ -42,6 +44,10 @@ pub struct StoredFile {
     pub name: Option<BackupName>,
     pub size: u64,
     pub status: BackupStatus,
+    /// For a backup written outside the store (`backup NAME --to FILE`): that file. The store
+    /// keeps only a record of it, `<instance>/<backup name>.aps-ref`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<camino::Utf8PathBuf>,
 }
 
 impl StoredFile {
@@ -67,6 +73,36 @@ impl StoredFile {
             name,
             size,
             status,
+            location: None,
+        }
+    }
+
+    /// A record `<instance>/<record_name>` of a backup written to `location`; `size` is `None`
+    /// when that file is gone (or is no longer a regular file).
+    pub fn external(
+        instance: &str,
+        record_name: &str,
+        location: camino::Utf8PathBuf,
+        size: Option<u64>,
+    ) -> Self {
+        let name = record_name
+            .strip_suffix(local::RECORD_SUFFIX)
+            .and_then(|n| BackupName::parse(n).ok())
+            .filter(|n| n.instance == instance);
+        let status = match (&name, size) {
+            (None, _) => BackupStatus::Unrecognized,
+            (Some(_), None) => BackupStatus::Missing,
+            (Some(_), Some(0)) => BackupStatus::Empty,
+            (Some(_), Some(_)) => BackupStatus::Good,
+        };
+        StoredFile {
+            key: format!("{instance}/{record_name}"),
+            instance: instance.to_owned(),
+            file_name: record_name.to_owned(),
+            name,
+            size: size.unwrap_or(0),
+            status,
+            location: Some(location),
         }
     }
 
@@ -74,9 +110,10 @@ impl StoredFile {
         self.status == BackupStatus::Good
     }
 
-    /// Older to newer: by the time in the name, then by file name (two backups of one second).
+    /// Older to newer: by the time in the name and its sequence number (two backups of one
+    /// second), then by file name.
     pub fn cmp_age(&self, other: &Self) -> std::cmp::Ordering {
-        let time = |f: &Self| f.name.as_ref().map(|n| n.time);
+        let time = |f: &Self| f.name.as_ref().map(|n| (n.time, n.seq));
         time(self)
             .cmp(&time(other))
             .then_with(|| self.file_name.cmp(&other.file_name))
@@ -103,6 +140,15 @@ pub enum StoreError {
     },
     #[error("backup store {store}: {message}")]
     Remote { store: String, message: String },
+    #[error(
+        "backup store {store} does not exist; create it (`mkdir -p {store}`) or change `store` in panel.toml"
+    )]
+    Missing { store: String },
+    #[error("cannot write {path} in the backup store: {source}")]
+    Write {
+        path: camino::Utf8PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What retention and listing need from any store.
@@ -112,6 +158,8 @@ pub trait Store: Send + Sync {
     /// Every file of `instance`, or of every instance; sorted by key.
     fn list(&self, instance: Option<&str>) -> Result<Vec<StoredFile>, StoreError>;
     fn remove(&self, file: &StoredFile) -> Result<(), StoreError>;
+    /// Where a listed file is, in full: a path, or `s3://bucket/prefix/key`.
+    fn location(&self, file: &StoredFile) -> String;
 }
 
 #[cfg(test)]

@@ -235,6 +235,10 @@ impl Store for S3Store {
         Ok(out)
     }
 
+    fn location(&self, file: &StoredFile) -> String {
+        format!("{}/{}", self.describe().trim_end_matches('/'), file.key)
+    }
+
     fn remove(&self, file: &StoredFile) -> Result<(), StoreError> {
         self.runtime
             .block_on(self.store.delete(&self.path(&file.key)))

@@ -1,0 +1,111 @@
+//! `aps-controller backup import FILE`: accept a backup this controller did not make, after
+//! showing what it holds (docs/backup-format.md, "Backups from elsewhere").
+
+use std::process::ExitCode;
+
+use aps_controller::operation::import::{ImportReport, ImportRequest};
+use camino::Utf8PathBuf;
+
+use crate::common::{Failure, Out, StateArgs, open_controller};
+
+#[derive(clap::Subcommand)]
+pub enum BackupSubcommand {
+    /// Accept a backup file made elsewhere (another controller's key, an older controller, an
+    /// upload): it is checked end to end, what it holds is shown, and it is recorded as
+    /// trusted so that restore, migrate, drill and verify take it. The file is not changed.
+    Import(ImportArgs),
+}
+
+const IMPORT_EXAMPLES: &str = "\
+EXAMPLES:
+  # Show what a backup from elsewhere holds, recording nothing:
+  aps-controller backup import /srv/incoming/blog.aps.tar.zst --dry-run
+
+  # Accept it: restore, migrate, drill and verify take it from now on:
+  aps-controller backup import /srv/incoming/blog.aps.tar.zst
+
+  # A sufficient backup-script's own file, for the instance whose package made it:
+  aps-controller backup import /srv/incoming/blog.tgz --instance blog";
+
+#[derive(clap::Args)]
+#[command(after_help = IMPORT_EXAMPLES)]
+pub struct ImportArgs {
+    /// The backup file.
+    file: Utf8PathBuf,
+    /// age identity file, for an encrypted archive.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<Utf8PathBuf>,
+    /// For the file of a `sufficient` backup-script (not an aps-controller archive): the
+    /// instance whose package made it.
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// Only show what the file holds; record nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print one JSON object (docs/json.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+pub fn run(command: BackupSubcommand) -> ExitCode {
+    let BackupSubcommand::Import(args) = command;
+    let out = Out::new(args.json);
+    out.finish(import(out, args))
+}
+
+fn import(out: Out, args: ImportArgs) -> Result<ExitCode, Failure> {
+    let ctl = open_controller(&args.state)?;
+    let request = ImportRequest {
+        file: args.file,
+        identity: args.identity,
+        instance: args.instance,
+        dry_run: args.dry_run,
+    };
+    let r = ctl
+        .import_backup(&request)
+        .map_err(|e| Failure::from_operation(&e))?;
+    Ok(out.success(&r, || describe(&r)))
+}
+
+fn describe(r: &ImportReport) -> String {
+    let mut out = String::new();
+    match &r.manifest {
+        Some(m) => {
+            let h = &m.header;
+            out.push_str(&format!(
+                "{}: backup of instance {} of {} {}-{} ({}), made {} by controller {}\n",
+                r.file,
+                h.instance,
+                h.package_name,
+                h.version,
+                h.release,
+                if h.package_id.is_empty() {
+                    "no id"
+                } else {
+                    &h.package_id
+                },
+                h.created,
+                h.controller_version
+            ));
+            for p in &m.parts {
+                out.push_str(&format!(
+                    "  {:<24} {:>12} bytes  sha256 {}\n",
+                    p.name, p.size, p.sha256
+                ));
+            }
+            out.push_str(&format!("  manifest sha256 {}, tag: {}\n", r.sha256, r.tag));
+        }
+        None => out.push_str(&format!(
+            "{}: a backup-script's own file, sha256 {}\n",
+            r.file, r.sha256
+        )),
+    }
+    match (&r.record, r.tag) {
+        (_, "valid") => out.push_str("already this controller's own backup: nothing to do"),
+        (None, _) => out.push_str("dry run: nothing recorded"),
+        (Some(path), _) => out.push_str(&format!("imported: recorded as trusted in {path}")),
+    }
+    out
+}

@@ -1,0 +1,159 @@
+//! `aps-controller log [NAME] [--since WHEN] [--json]`: the history of operations from the
+//! journal's log (rotated files included) and the entries still open.
+
+use std::process::ExitCode;
+
+use aps_controller::journal::{EntryRecord, Outcome};
+use jiff::Timestamp;
+
+use aps_controller::error::ErrorKind;
+
+use crate::common::{Failure, Out, StateArgs, check_instance_name, open_controller};
+
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// Only the operations of this instance (a migration is listed under its source).
+    name: Option<String>,
+    /// Only operations started at or after WHEN: an RFC 3339 time (2026-12-01T10:00:00Z) or
+    /// an age such as 90m, 24h, 7d, 2w.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// One JSON object: {"ok":true,"operations":[…],"recovered":[…]} (docs/json.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+pub fn run(args: LogArgs) -> ExitCode {
+    let out = Out::new(args.json);
+    out.finish(log(out, args))
+}
+
+fn log(out: Out, args: LogArgs) -> Result<ExitCode, Failure> {
+    if let Some(name) = &args.name {
+        check_instance_name("NAME", name)?;
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()
+        .map_err(|message| Failure::usage(format!("--since: {message}")))?;
+    let ctl = open_controller(&args.state)?;
+    let journal = ctl.journal();
+    let mut records = journal
+        .history()
+        .map_err(|e| Failure::new(ErrorKind::Internal, e.to_string()))?;
+    // Still running (or left by a controller on another host): shown last, as `running`.
+    if let Ok(open) = journal.open_entries() {
+        records.extend(open.into_iter().flatten());
+    }
+    records.retain(|r| {
+        args.name.as_deref().is_none_or(|n| r.instance == n) && since.is_none_or(|s| r.started >= s)
+    });
+    records.sort_by_key(|r| r.started);
+    let operations: Vec<_> = records.iter().map(record_json).collect();
+    Ok(
+        out.success(&serde_json::json!({ "operations": operations }), || {
+            if records.is_empty() {
+                "no operations recorded".to_owned()
+            } else {
+                records
+                    .iter()
+                    .map(record_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }),
+    )
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Running => "running",
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+fn duration_ms(r: &EntryRecord) -> Option<i64> {
+    r.finished
+        .map(|f| f.duration_since(r.started).as_millis() as i64)
+}
+
+fn record_json(r: &EntryRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id,
+        "operation": r.kind,
+        "instance": r.instance,
+        "started": r.started,
+        "finished": r.finished,
+        "duration_ms": duration_ms(r),
+        "outcome": outcome_name(r.outcome),
+        // Closed by the recovery of a later command (the controller had been killed).
+        "recovered": r.outcome == Outcome::Interrupted && !r.undone.is_empty(),
+        "message": r.message,
+        "undone": r.undone,
+    })
+}
+
+fn record_line(r: &EntryRecord) -> String {
+    let duration = duration_ms(r)
+        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+        .unwrap_or_else(|| "-".into());
+    let mut line = format!(
+        "{}  {:<8} {:<20} {:<11} {:>9}",
+        r.started.strftime("%Y-%m-%d %H:%M:%SZ"),
+        r.kind.to_string(),
+        r.instance,
+        outcome_name(r.outcome),
+        duration
+    );
+    if r.outcome == Outcome::Interrupted && !r.undone.is_empty() {
+        let failed = r.undone.iter().filter(|u| u.error.is_some()).count();
+        line += &format!(
+            "  recovered: {} undone{}",
+            r.undone.len() - failed,
+            if failed > 0 {
+                format!(", {failed} FAILED")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if let Some(m) = &r.message {
+        line += &format!("  {m}");
+    }
+    line
+}
+
+/// An RFC 3339 time, or an age (`90m`, `24h`, `7d`, `2w`, `30s`) before now.
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor an age like 24h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ));
+        }
+    };
+    Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_secs(n.saturating_mul(seconds)))
+        .map_err(|e| format!("{text:?}: {e}"))
+}

@@ -1,0 +1,353 @@
+//! One JSON envelope: every command of the real binary, on success and on failure, with
+//! `--json`; every line it prints is checked against docs/envelope.schema.json (a JSON Schema
+//! validator, `boon`), and the commands run here are checked to be every command `--help`
+//! lists, so that a new command without a test of its JSON fails here.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use support::schema::Envelope as Schema;
+use support::{Sandbox, fixture, repo};
+
+const SH_SETTINGS: &str =
+    "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n";
+
+/// Runs one command with `--json`; every stdout line must be one schema-valid object, the
+/// last one the envelope with `ok` as expected, and the exit code 0 exactly when `ok`.
+struct Checker {
+    schema: &'static Schema,
+    covered: BTreeSet<String>,
+}
+
+impl Checker {
+    fn run(&mut self, sb: &Sandbox, args: &[&str], ok: bool) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out: Output = sb.cli(&all);
+        let what = format!("{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<Value> = stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "{what}: stdout line is not JSON ({e}): {l}\nstderr: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+            })
+            .collect();
+        assert!(
+            !lines.is_empty(),
+            "{what}: nothing on stdout; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in &lines {
+            self.schema
+                .check(&what, line)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        if lines.len() > 1 {
+            for line in &lines {
+                assert!(
+                    line["type"].is_string(),
+                    "{what}: a JSON line without type: {line}"
+                );
+            }
+        }
+        let last = lines.last().unwrap().clone();
+        assert_eq!(last["ok"], ok, "{what}: {last}");
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{what}: exit {:?} for {last}",
+            out.status.code()
+        );
+        // The covered command: the words before the first option or argument.
+        let words: Vec<&str> = args
+            .iter()
+            .take_while(|a| !a.starts_with('-'))
+            .copied()
+            .collect();
+        let name = match words.as_slice() {
+            [group @ ("instance" | "package" | "key" | "store"), sub, ..]
+            | [group @ "backup", sub @ "import", ..] => {
+                format!("{group} {sub}")
+            }
+            [cmd, ..] => (*cmd).to_owned(),
+            [] => String::new(),
+        };
+        self.covered.insert(name);
+        last
+    }
+}
+
+/// Command names `--help` lists (with the subcommands of groups).
+fn listed_commands() -> BTreeSet<String> {
+    let mut all: BTreeSet<String> = support::commands().iter().map(|c| c.join(" ")).collect();
+    // `backup NAME` runs by itself too; `backup import` is its one subcommand.
+    all.insert("backup".to_owned());
+    all
+}
+
+#[test]
+fn the_schema_rejects_the_old_shapes() {
+    let schema = Schema::load();
+    for bad in [
+        json!([{"file": "x"}]),
+        json!({"ok": 2}),
+        json!({"ok": false, "error": "a string"}),
+        json!({"ok": false, "error": {"kind": "no-such-kind", "message": "m"}}),
+        json!({"ok": false}),
+        json!({"event": "summary", "summary": {}}),
+        json!({"type": "summary", "ok": true, "summary": {"instances": [{"instance": "a", "ok": false, "error": "x"}]}}),
+    ] {
+        assert!(schema.check("bad", &bad).is_err(), "accepted {bad}");
+    }
+    schema
+        .check(
+            "good",
+            &json!({"ok": false, "error": {"kind": "usage", "message": "m"}}),
+        )
+        .unwrap();
+}
+
+#[test]
+fn every_command_answers_one_envelope_on_success_and_failure() {
+    let sb = Sandbox::new();
+    let mut c = Checker {
+        schema: Schema::get(),
+        covered: BTreeSet::new(),
+    };
+    let www = sb.path("www-blog");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("index.html"), "<h1>blog</h1>\n").unwrap();
+    let instance_file = |name: &str, www: &camino::Utf8Path| {
+        let file = sb.path(&format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"{name}\"\npackage = \"{}\"\nbase-url = \"http://{name}.example.test/\"\n\
+                 [web-dirs]\n\"/\" = \"{www}\"\n{SH_SETTINGS}behaviour = \"normal\"\n",
+                fixture("sh-sample")
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let blog = instance_file("blog", &www);
+    let staging_www = sb.path("www-staging");
+    std::fs::create_dir_all(&staging_www).unwrap();
+    let staging = instance_file("staging", &staging_www);
+    let broken = sb.path("broken.toml");
+    std::fs::write(&broken, "name = \"broken\"\ncolour = 1\n").unwrap();
+
+    // package check: valid, with errors, cannot run.
+    c.run(
+        &sb,
+        &["package", "check", fixture("sh-sample").as_str()],
+        true,
+    );
+    let v = c.run(
+        &sb,
+        &[
+            "package",
+            "check",
+            repo().join("fixtures/broken/missing-element").as_str(),
+        ],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "invalid-package");
+    c.run(
+        &sb,
+        &["package", "check", sb.path("nowhere").as_str()],
+        false,
+    );
+
+    // instance register / list / show / remove.
+    c.run(
+        &sb,
+        &["instance", "register", "--file", blog.as_str()],
+        true,
+    );
+    c.run(
+        &sb,
+        &["instance", "register", "--file", staging.as_str()],
+        true,
+    );
+    let v = c.run(
+        &sb,
+        &["instance", "register", "--file", broken.as_str()],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "usage");
+    c.run(&sb, &["instance", "list"], true);
+    c.run(&sb, &["instance", "show", "blog"], true);
+    let v = c.run(&sb, &["instance", "show", "nosuch"], false);
+    assert_eq!(v["error"]["kind"], "instance-not-found");
+    c.run(&sb, &["instance", "remove", "nosuch"], false);
+
+    // backup / restore / migrate.
+    let v = c.run(&sb, &["backup", "blog"], true);
+    let file = v["file"].as_str().unwrap().to_owned();
+    let v = c.run(
+        &sb,
+        &["backup", "blog", "--to", sb.path("no/such/dir/x").as_str()],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "destination-refused");
+    c.run(
+        &sb,
+        &["backup", "import", &file, "--instance", "blog", "--dry-run"],
+        true,
+    );
+    let v = c.run(
+        &sb,
+        &["backup", "import", sb.path("absent").as_str()],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "invalid-backup");
+    c.run(&sb, &["restore", "blog", "--from", &file], true);
+    c.run(&sb, &["restore", "blog", "--latest"], true);
+    c.run(
+        &sb,
+        &["restore", "blog", "--from", sb.path("absent").as_str()],
+        false,
+    );
+    c.run(&sb, &["migrate", "blog", "--to-instance", "staging"], true);
+    c.run(&sb, &["migrate", "blog", "--to-instance", "blog"], false);
+
+    // The panel's commands.
+    let v = c.run(&sb, &["run", "--periodicity", "daily"], true);
+    assert_eq!(v["type"], "summary");
+    c.run(
+        &sb,
+        &["run", "--periodicity", "daily", "--instance", "nosuch"],
+        false,
+    );
+    c.run(&sb, &["prune", "--dry-run"], true);
+    c.run(&sb, &["backups", "blog"], true);
+    c.run(&sb, &["backups", "nosuch"], false);
+    c.run(&sb, &["verify", "--instance", "blog"], true);
+    c.run(&sb, &["verify", sb.path("absent").as_str()], false);
+    c.run(&sb, &["drill", "blog", "--staging", "staging"], true);
+    c.run(&sb, &["drill", "blog", "--staging", "blog"], false);
+
+    // log: the history, and a bad --since.
+    let v = c.run(&sb, &["log", "blog"], true);
+    assert!(
+        v["operations"]
+            .as_array()
+            .is_some_and(|ops| !ops.is_empty()),
+        "{v}"
+    );
+    let v = c.run(&sb, &["log", "--since", "yesterday-ish"], false);
+    assert_eq!(v["error"]["kind"], "usage");
+
+    // The repository store (panel.toml [store] kind = "repository"), then back to the default.
+    c.run(&sb, &["store", "init"], false);
+    let panel = sb.state().join("panel.toml");
+    std::fs::write(&panel, "[store]\nkind = \"repository\"\n").unwrap();
+    c.run(&sb, &["store", "check"], false);
+    c.run(&sb, &["store", "init"], true);
+    c.run(&sb, &["store", "init"], false);
+    let v = c.run(&sb, &["store", "backup", "blog"], true);
+    assert!(v["snapshot"]["id"].is_string(), "{v}");
+    c.run(&sb, &["store", "backup", "nosuch"], false);
+    c.run(&sb, &["store", "snapshots"], true);
+    c.run(&sb, &["store", "snapshots", "Not A Name"], false);
+    let staged = sb.path("staged");
+    c.run(
+        &sb,
+        &[
+            "store",
+            "restore",
+            "blog",
+            "--latest",
+            "--to",
+            staged.as_str(),
+        ],
+        true,
+    );
+    c.run(
+        &sb,
+        &[
+            "store",
+            "restore",
+            "blog",
+            "--snapshot",
+            "ffffffff",
+            "--to",
+            staged.as_str(),
+        ],
+        false,
+    );
+    c.run(&sb, &["store", "check"], true);
+    std::fs::remove_file(&panel).unwrap();
+
+    // key generate.
+    let key = sb.path("key.txt");
+    c.run(&sb, &["key", "generate", "--out", key.as_str()], true);
+    c.run(&sb, &["key", "generate", "--out", key.as_str()], false);
+
+    // serve: its first line, and a refusal to start.
+    c.run(
+        &sb,
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--token-file",
+            key.as_str(),
+        ],
+        false,
+    );
+    let token = sb.path("token");
+    std::fs::write(&token, "t".repeat(40)).unwrap();
+    // serve refuses a token file that others can read.
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut child = sb
+        .command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            token.as_str(),
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line: Value = serde_json::from_str(&first).unwrap();
+    c.schema.check("serve", &line).unwrap();
+    assert_eq!(
+        (&line["ok"], &line["type"]),
+        (&json!(true), &json!("listening"))
+    );
+    c.covered.insert("serve".into());
+
+    // A mistake in the arguments themselves, with --json: the usage envelope.
+    let v = c.run(&sb, &["backup"], false);
+    assert_eq!(v["error"]["kind"], "usage");
+    c.run(&sb, &["instance", "remove", "staging"], true);
+
+    let listed = listed_commands();
+    let missing: Vec<&String> = listed.difference(&c.covered).collect();
+    assert!(
+        missing.is_empty(),
+        "commands without a JSON test: {missing:?}"
+    );
+}

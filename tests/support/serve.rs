@@ -1,0 +1,60 @@
+//! `aps-controller serve` started for a test: a private token file, the allowed folders, and
+//! the address it printed. Killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use super::Sandbox;
+
+pub struct Served {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve` on a free loopback port, allowed to touch the folders `allow`.
+pub fn serve_allowing(sb: &Sandbox, allow: &[&str]) -> Served {
+    let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
+    let token_file = sb.path("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    // serve refuses a token file others can read.
+    std::fs::set_permissions(
+        &token_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--token-file",
+        token_file.as_str(),
+    ];
+    for dir in allow {
+        args.extend(["--allow-dir", dir]);
+    }
+    let mut child = sb
+        .command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_owned();
+    Served { child, base, token }
+}

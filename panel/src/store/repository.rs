@@ -45,13 +45,14 @@ use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, KeyOptions,
-    LocalDestination, LocalSource, LocalSourceFilterOptions, LocalSourceSaveOptions, LsOptions,
-    OpenStatus, ParentOptions, ReadSource, ReadSourceEntry, ReadSourceOpen, Repository,
-    RepositoryOptions, RestoreOptions, RusticError, RusticResult, SnapshotOptions, StringList,
+    LocalDestination, LsOptions, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
+    ReadSourceOpen, Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult,
+    SnapshotOptions, StringList,
     repofile::{Metadata, Node, NodeType},
 };
 use serde::Serialize;
 
+use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::RepositorySettings;
 use crate::periodicity::Periodicity;
 
@@ -353,7 +354,7 @@ impl RepositoryStore {
         let home =
             Utf8PathBuf::try_from(home.path().to_path_buf()).expect("the temp folder is UTF-8");
         let source = InstanceSource::new(input, &home, &problems).map_err(self.err())?;
-        let offered = source.file_count;
+        let offered = source.offered.clone();
 
         let mut snap = SnapshotOptions::default()
             .to_snapshot()
@@ -385,6 +386,7 @@ impl RepositoryStore {
         };
         let mut problems = problems.take();
         let saved = snap.summary.as_ref().map_or(0, |s| s.total_files_processed);
+        let offered = offered.get();
         if problems.is_empty() && saved != offered {
             problems.push(format!(
                 "the snapshot holds {saved} files where {offered} were offered"
@@ -585,27 +587,22 @@ impl Problems {
     }
 }
 
-/// One web folder walked by the engine's local source, its paths moved under `/web/<name>`.
-struct WebRoot {
-    root: PathBuf,
-    snapshot_path: PathBuf,
-    source: LocalSource,
-}
-
 /// The instance as one source: its dumps, then its web folders, in path order (the engine
-/// builds trees from a sorted stream).
+/// builds trees from a sorted stream). Web folders are walked by descriptor
+/// ([`super::repository_web`]), never through a symlink.
 struct InstanceSource {
     dumps: Vec<(String, Database)>,
-    web: Vec<WebRoot>,
+    /// The walk of each web folder that is not inside another one, opened before anything
+    /// runs (so a refused web root stops the backup before any dump); taken by `entries`.
+    web: Mutex<Vec<WebWalk>>,
     home: Utf8PathBuf,
     problems: Problems,
-    file_count: u64,
+    /// Files offered so far (dumps and web files); the snapshot must hold exactly as many.
+    offered: Offered,
 }
 
 impl InstanceSource {
     fn new(input: &BackupInput<'_>, home: &Utf8Path, problems: &Problems) -> RusticResult<Self> {
-        let mut web = Vec::new();
-        let mut file_count = input.databases.len() as u64;
         // A folder inside another mapped folder is stored once, with the outer one (as the
         // archive store does). Sorted by the encoded name: the order the snapshot's tree needs.
         let dirs = input.web_dirs;
@@ -618,20 +615,15 @@ impl InstanceSource {
             })
             .map(|(url, dir)| (encode_url_path(url), dir))
             .collect();
+        let offered = Offered::default();
+        let mut web = Vec::new();
         for (name, dir) in roots {
-            let source = LocalSource::new(
-                LocalSourceSaveOptions::default(),
-                &Default::default(),
-                &LocalSourceFilterOptions::default(),
-                &[dir.as_std_path()],
-            )?;
-            // Counted as the engine's walk sees them (no symlink followed, hidden files too).
-            file_count += count_files(dir.as_std_path(), problems);
-            web.push(WebRoot {
-                root: dir.as_std_path().to_owned(),
-                snapshot_path: Path::new("/web").join(name),
-                source,
-            });
+            let walk =
+                WebWalk::open(dir, Path::new("/web").join(name), offered.clone()).map_err(|e| {
+                    problems.push(e.to_string());
+                    rustic_io("cannot open a web folder", e.source)
+                })?;
+            web.push(walk);
         }
         Ok(InstanceSource {
             dumps: input
@@ -639,41 +631,17 @@ impl InstanceSource {
                 .iter()
                 .map(|(id, db)| (id.clone(), db.clone()))
                 .collect(),
-            web,
+            web: Mutex::new(web),
             home: home.to_owned(),
             problems: problems.clone(),
-            file_count,
+            offered,
         })
     }
 }
 
-fn count_files(root: &Path, problems: &Problems) -> u64 {
-    let meta = match std::fs::symlink_metadata(root) {
-        Ok(m) => m,
-        Err(e) => {
-            problems.push(format!("cannot read {}: {e}", root.display()));
-            return 0;
-        }
-    };
-    // The engine counts every node that is not a folder (files, links, FIFOs…).
-    if !meta.is_dir() {
-        return 1;
-    }
-    let mut n = 0;
-    match std::fs::read_dir(root) {
-        Ok(entries) => {
-            for entry in entries.flatten() {
-                n += count_files(&entry.path(), problems);
-            }
-        }
-        Err(e) => problems.push(format!("cannot list {}: {e}", root.display())),
-    }
-    n
-}
-
 /// How the engine opens one entry.
 enum EntryOpen {
-    File { path: PathBuf, problems: Problems },
+    Web { file: WebFile, problems: Problems },
     Dump(Box<DumpJob>),
 }
 
@@ -693,29 +661,22 @@ impl ReadSourceOpen for EntryOpen {
 
     fn open(self) -> RusticResult<Self::Reader> {
         match self {
-            EntryOpen::File { path, problems } => {
-                // The final component is not followed (a tenant may have swapped the file
-                // for a link since the walk), and a non-regular file is never read (a FIFO
-                // would block the backup).
-                let opened = OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                    .open(&path)
-                    .and_then(|f| {
-                        if f.metadata()?.is_file() {
-                            Ok(f)
-                        } else {
-                            Err(io::Error::other("no longer a regular file"))
-                        }
-                    });
-                match opened {
-                    Ok(f) => Ok(Box::new(Watched {
+            EntryOpen::Web { file, problems } => {
+                let shown = file.shown.clone();
+                match file.open() {
+                    Ok(Some(f)) => Ok(Box::new(Watched {
                         inner: f,
-                        what: path.display().to_string(),
+                        what: shown.to_string(),
                         problems,
                     })),
+                    // Gone, or swapped for a symlink or something else since the walk: left
+                    // out (and out of the count), as the archive store leaves it out.
+                    Ok(None) => Err(rustic_io(
+                        "a web file vanished or was replaced since the walk; left out",
+                        io::Error::from(io::ErrorKind::NotFound),
+                    )),
                     Err(e) => {
-                        problems.push(format!("cannot open {}: {e}", path.display()));
+                        problems.push(format!("cannot open {shown}: {e}"));
                         Err(rustic_io("cannot open a web file", e))
                     }
                 }
@@ -862,6 +823,7 @@ impl ReadSource for InstanceSource {
             .dumps
             .iter()
             .map(|(id, db)| {
+                self.offered.add();
                 let name = format!("{id}.sql");
                 let meta = Metadata {
                     mode: Some(0o600),
@@ -881,31 +843,23 @@ impl ReadSource for InstanceSource {
             })
             .collect();
         let mut iter: Self::Iter = Box::new(dumps.into_iter());
-        for web in &self.web {
-            let root = web.root.clone();
-            let to = web.snapshot_path.clone();
+        let walks = std::mem::take(&mut *self.web.lock().unwrap_or_else(|e| e.into_inner()));
+        for walk in walks {
             let problems = self.problems.clone();
-            let moved = web.source.entries().map(move |entry| -> EntryResult {
-                let entry = entry.inspect_err(|e| {
-                    problems.push(format!("walking {}: {}", root.display(), e.display_log()));
+            let moved = walk.map(move |entry| -> EntryResult {
+                let entry = entry.map_err(|e| {
+                    problems.push(e.to_string());
+                    rustic_io("cannot walk a web folder", e.source)
                 })?;
-                let rel = entry.path.strip_prefix(&root).unwrap_or(Path::new(""));
-                let path = if rel.as_os_str().is_empty() {
-                    to.clone()
-                } else {
-                    to.join(rel)
-                };
-                let mut node = entry.node;
-                if rel.as_os_str().is_empty() {
-                    // The root takes its snapshot name (`%2F`), not the folder's own.
-                    let name = to.file_name().expect("a web root has a name");
-                    node = Node::new_node(name, node.node_type.clone(), node.meta.clone());
-                }
-                let open = entry.open.map(|_| EntryOpen::File {
-                    path: entry.path.clone(),
+                let open = entry.file.map(|file| EntryOpen::Web {
+                    file,
                     problems: problems.clone(),
                 });
-                Ok(ReadSourceEntry { path, node, open })
+                Ok(ReadSourceEntry {
+                    path: entry.path,
+                    node: entry.node,
+                    open,
+                })
             });
             iter = Box::new(iter.chain(moved));
         }

@@ -7,6 +7,7 @@
 pub mod local;
 #[cfg(feature = "repository")]
 pub mod repository;
+mod repository_restore;
 mod repository_web;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -44,14 +44,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, KeyOptions,
-    LocalDestination, LsOptions, OpenStatus, ParentOptions, ReadSource, ReadSourceEntry,
-    ReadSourceOpen, Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult,
-    SnapshotOptions, StringList,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, KeyOptions, OpenStatus,
+    ParentOptions, ReadSource, ReadSourceEntry, ReadSourceOpen, Repository, RepositoryOptions,
+    RusticError, RusticResult, SnapshotOptions, StringList,
     repofile::{Metadata, Node, NodeType},
 };
 use serde::Serialize;
 
+use super::repository_restore::{WriteOutError, write_out};
 use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::RepositorySettings;
 use crate::periodicity::Periodicity;
@@ -106,6 +106,13 @@ pub enum RepositoryError {
     },
     #[error("restore target {path} must be an empty folder or not exist yet")]
     TargetNotEmpty { path: Utf8PathBuf },
+    #[error("restoring snapshot {snapshot} of repository {repository} into {target}: {source}")]
+    WriteOut {
+        repository: String,
+        snapshot: String,
+        target: Utf8PathBuf,
+        source: WriteOutError,
+    },
 }
 
 /// What identifies the package of a backed-up instance, for the snapshot's tags.
@@ -489,13 +496,27 @@ impl RepositoryStore {
         let node = repo
             .node_from_snapshot_path(&snap.id, |_| true)
             .map_err(self.err())?;
-        let ls = repo.ls(&node, &LsOptions::default()).map_err(self.err())?;
-        let dest = LocalDestination::new(&format!("{target}/"), true, false).map_err(self.err())?;
-        let opts = RestoreOptions::default().no_ownership(true);
-        let plan = repo
-            .prepare_restore(&opts, ls.clone(), &dest, false)
-            .map_err(self.err())?;
-        repo.restore(plan, &opts, ls, &dest).map_err(self.err())?;
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(target)
+        {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(RepositoryError::Io {
+                    action: "create the restore target",
+                    path: target.to_owned(),
+                    source,
+                });
+            }
+        }
+        // Not the engine's restore: its memory grows with the data and it writes streamed
+        // dumps empty (repository_restore explains).
+        write_out(&repo, &node, target).map_err(|source| RepositoryError::WriteOut {
+            repository: self.describe(),
+            snapshot: snap.id.clone(),
+            target: target.to_owned(),
+            source,
+        })?;
 
         let mut staged = StagedRestore {
             snapshot: snap.id.clone(),

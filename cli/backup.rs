@@ -7,6 +7,7 @@ use aps_controller::Controller;
 use aps_controller::archive::check_recipients;
 use aps_controller::error::ErrorKind;
 use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
+use aps_panel::config::StoreKind;
 use aps_panel::manual::{self, ManualRequest};
 use aps_panel::{Compression, Panel};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -51,6 +52,9 @@ const RESTORE_EXAMPLES: &str = "\
 EXAMPLES:
   # The newest good backup of the store (what `aps-controller backups blog` lists first):
   aps-controller restore blog --latest
+
+  # With the repository store ([store] kind = \"repository\"): a snapshot `backups blog` lists:
+  aps-controller restore blog --snapshot 3f0c9a1e
 
   # A given file, encrypted, with the age identity that decrypts it:
   aps-controller restore blog --from /srv/backups/blog.aps.tar.zst.age --identity key.txt";
@@ -304,16 +308,21 @@ fn refuse_inside_web_dirs(
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["from", "latest"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from", "latest", "snapshot"])))]
 pub struct RestoreArgs {
     /// The registered instance to restore into.
     name: String,
     /// The backup file (`aps-controller backups NAME` prints their full paths).
     #[arg(long, value_name = "FILE")]
     from: Option<Utf8PathBuf>,
-    /// The newest good backup of NAME in the backup store (including those made with --to).
+    /// The newest good backup of NAME in the backup store (including those made with --to);
+    /// with the repository store, its newest snapshot.
     #[arg(long)]
     latest: bool,
+    /// A snapshot of NAME in the repository store (panel.toml [store] kind = "repository"):
+    /// its id or a unique prefix, as `aps-controller backups NAME` lists them.
+    #[arg(long, value_name = "ID")]
+    snapshot: Option<String>,
     /// Script timeout in seconds, at least 1 (default: controller.toml, else 3600).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<u64>,
@@ -387,6 +396,9 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     input.check()?;
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
+    if input.to.is_none() && panel.config.store_kind() == StoreKind::Repository {
+        return repository_backup(out, &ctl, &panel, &input);
+    }
     if input.dry_run {
         let plan = manual_backup_plan(&ctl, &panel, &input)?;
         return Ok(out.success(&plan, || describe_plan(&plan)));
@@ -428,12 +440,101 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     }))
 }
 
+/// `backup NAME` into the repository store: one snapshot (docs/repository.md).
+fn repository_backup(
+    out: Out,
+    ctl: &Controller,
+    panel: &Panel,
+    input: &BackupInput,
+) -> Result<ExitCode, Failure> {
+    let refuse = |what: &str| {
+        Err(Failure::usage(format!(
+            "{what} applies to archive files; panel.toml's store is a repository, which \
+             compresses and encrypts by itself (give --to FILE for an archive)"
+        )))
+    };
+    if input.dry_run {
+        return refuse("--dry-run");
+    }
+    if input.compression.is_some() || !input.recipients.is_empty() {
+        return refuse("--compression/--recipient");
+    }
+    let started = std::time::Instant::now();
+    let store = aps_panel::repository::open(panel)
+        .map_err(|p| Failure::from_problem(&p))?
+        .expect("the store kind is repository");
+    let snap = aps_panel::repository::backup(
+        panel,
+        ctl,
+        &store,
+        &input.instance,
+        aps_panel::Periodicity::Manual,
+    )
+    .map_err(|p| interrupted_exit(Failure::from_problem(&p)))?;
+    let duration_ms = started.elapsed().as_millis() as u64;
+    Ok(out.success(
+        &json!({
+            "instance": input.instance,
+            "repository": store.describe(),
+            "snapshot": snap,
+            "duration_ms": duration_ms,
+        }),
+        || {
+            format!(
+                "backed up {} as snapshot {} in {} ({} files, {} bytes read, {} bytes added) in {} ms",
+                input.instance,
+                &snap.id[..8],
+                store.describe(),
+                snap.files,
+                snap.bytes_read,
+                snap.bytes_added,
+                duration_ms
+            )
+        },
+    ))
+}
+
+/// An interrupted failure exits 128 + the signal (130 SIGINT, 143 SIGTERM).
+fn interrupted_exit(f: Failure) -> Failure {
+    if f.kind != ErrorKind::Interrupted.as_str() {
+        return f;
+    }
+    match aps_controller::cancel::Cancel::process()
+        .signal()
+        .and_then(|s| crate::signals::interrupted_exit_status(Some(s)))
+    {
+        Some(code) => f.exit_with(code),
+        None => f,
+    }
+}
+
 fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
     check_instance_name("NAME", &args.name)?;
+    let panel = match args.from {
+        Some(_) => None,
+        None => Some(open_panel(&args.state)?),
+    };
+    let repository = panel
+        .as_ref()
+        .is_some_and(|p| p.config.store_kind() == StoreKind::Repository);
+    if args.snapshot.is_some() && !repository {
+        return Err(Failure::usage(
+            "--snapshot names a snapshot of the repository store, but panel.toml's store is the \
+             archive store: give --from FILE or --latest",
+        ));
+    }
+    if repository && args.identity.is_some() {
+        return Err(Failure::usage(
+            "--identity decrypts archive files; a repository snapshot needs none",
+        ));
+    }
+    if let (true, Some(panel)) = (repository, &panel) {
+        return repository_restore(out, args, panel);
+    }
     let source = match args.from {
         Some(from) => from,
         None => {
-            let panel = open_panel(&args.state)?;
+            let panel = panel.expect("opened without --from");
             manual::latest(&panel, &args.name).map_err(|e| {
                 Failure::from_panel(&e).with(
                     "hint",
@@ -487,6 +588,91 @@ fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
             }
         )
     }))
+}
+
+/// `restore NAME --latest|--snapshot ID` from the repository store: every mistake is refused
+/// before anything is staged; the snapshot is made into a tagged archive in a private folder
+/// of the state folder (its manifest's tag checked first), which the controller's own restore
+/// then takes, with its safety snapshot and rollback. The folder is removed in every case.
+fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<ExitCode, Failure> {
+    let mut ctl = open_controller(&args.state)?;
+    ctl.store().get(&args.name).map_err(|e| {
+        Failure::new(
+            ErrorKind::InstanceNotFound,
+            format!("{e}; `aps-controller instance list` shows the registered instances"),
+        )
+        .at("find-instance")
+    })?;
+    let store = aps_panel::repository::open(panel)
+        .map_err(|p| Failure::from_problem(&p))?
+        .expect("the store kind is repository");
+    let staged =
+        aps_panel::repository::stage(panel, &ctl, &store, &args.name, args.snapshot.as_deref())
+            .map_err(|p| {
+                let f = Failure::from_problem(&p);
+                if p.kind == ErrorKind::Usage.as_str() {
+                    f.with(
+                        "hint",
+                        format!("`aps-controller backups {}` lists its snapshots", args.name),
+                    )
+                } else {
+                    interrupted_exit(f)
+                }
+            })?;
+    let progress = crate::progress::for_command(out.json);
+    ctl.set_progress(progress.clone());
+    let request = RestoreRequest {
+        instance: args.name,
+        source: staged.archive.clone(),
+        timeout: args.timeout.map(Duration::from_secs),
+        no_safety_snapshot: args.no_safety_snapshot,
+        identity: None,
+    };
+    let result = ctl.restore(&request);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    let r = result.map_err(|e| {
+        print_rolled_back(out, &e, || rolled_back_text(&request));
+        Failure::from_operation(&e)
+    })?;
+    let snapshot = staged.snapshot.clone();
+    drop(staged);
+    let mut v = success_json(&r);
+    v["snapshot"] = serde_json::to_value(&snapshot).expect("a snapshot serialises");
+    // The staged archive is gone: the snapshot is what was restored.
+    v["file"] = store.describe().into();
+    let fields: Map<String, Value> = v.as_object().cloned().unwrap_or_default();
+    Ok(out.success(&fields, || {
+        format!(
+            "restored {} from snapshot {} of {} (made with version {}-{}) in {} ms{}",
+            r.instance,
+            &snapshot.id[..8],
+            store.describe(),
+            r.from_version,
+            r.from_release,
+            r.duration_ms,
+            if r.safety_snapshot {
+                ""
+            } else {
+                " without a safety snapshot"
+            }
+        )
+    }))
+}
+
+fn rolled_back_text(request: &RestoreRequest) -> String {
+    if request.no_safety_snapshot {
+        format!(
+            "nothing could be put back (--no-safety-snapshot): instance {} is as the stopped restore left it",
+            request.instance
+        )
+    } else {
+        format!(
+            "instance {} is as it was before the restore (web folders and databases put back from the safety snapshot where they had changed)",
+            request.instance
+        )
+    }
 }
 
 fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {

@@ -79,7 +79,8 @@ pub enum PolicyCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// List an instance's backups, newest first: periodicity, time, size, status, full path.
+    /// List an instance's backups, newest first: periodicity, time, size, status, full path
+    /// (with the repository store: its snapshots, with id, time, periodicity and package).
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller backups blog\n  \
         aps-controller backups blog --remote --json")]
@@ -154,6 +155,50 @@ fn engine(panel: &Panel, controller: Option<Controller>) -> Result<Engine, Failu
             Engine::open(&panel.state_dir).map_err(|e| Failure::from_panel(&PanelError::Engine(e)))
         }
     }
+}
+
+/// `backups NAME` of the repository store: its snapshots, newest first.
+fn list_snapshots(
+    out: Out,
+    engine: &Engine,
+    repository: &aps_panel::store::repository::RepositoryStore,
+    name: &str,
+) -> Result<ExitCode, Failure> {
+    let mut snapshots = repository
+        .snapshots(Some(name))
+        .map_err(|e| Failure::from_problem(&aps_panel::repository::problem(&e, None)))?;
+    if snapshots.is_empty() {
+        require_registered(engine, name)?;
+    }
+    snapshots.reverse();
+    let body = json!({
+        "instance": name,
+        "store": repository.describe(),
+        "snapshots": snapshots,
+    });
+    Ok(out.success(&body, || {
+        let mut text = format!(
+            "{} snapshots of {name} in repository {}",
+            snapshots.len(),
+            repository.describe()
+        );
+        for s in &snapshots {
+            text += &format!(
+                "\n  {}  {:<10} {:<20} {:<40} {:>10} added",
+                &s.id[..8],
+                s.periodicity
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                s.time.strftime("%Y-%m-%d %H:%M:%SZ"),
+                s.package
+                    .as_ref()
+                    .map(|p| format!("{} {}-{}", p.id, p.version, p.release))
+                    .unwrap_or_else(|| "-".into()),
+                human_size(s.bytes_added)
+            );
+        }
+        text
+    }))
 }
 
 /// A long-running command's last JSON line: the envelope with `type` `summary`.
@@ -276,7 +321,16 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                             },
                             pruned_text(&o.pruned)
                         ),
-                        (None, None) => outln!("  ok      {}", o.instance),
+                        (None, None) => match &o.snapshot {
+                            Some(id) => outln!(
+                                "  ok      {}  snapshot {}  {} added  {:.1} s",
+                                o.instance,
+                                &id[..id.len().min(8)],
+                                human_size(o.size.unwrap_or(0)),
+                                o.duration_ms as f64 / 1000.0
+                            ),
+                            None => outln!("  ok      {}", o.instance),
+                        },
                     }
                 }
             }
@@ -359,6 +413,12 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             check_instance_name("NAME", &name)?;
             let (panel, controller) = open(&state)?;
             let engine = engine(&panel, controller)?;
+            if !remote
+                && let Some(repository) =
+                    aps_panel::repository::open(&panel).map_err(|p| Failure::from_problem(&p))?
+            {
+                return list_snapshots(out, &engine, &repository, &name);
+            }
             let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
             let entries = list_backups(store, &name).map_err(|e| Failure::from_panel(&e.into()))?;
             // A removed instance's backups are still listed; an unknown name without any is a

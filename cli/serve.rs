@@ -448,7 +448,19 @@ impl App {
             state_dir: Some(self.ctl.config().state.root().to_owned()),
         };
         let answer = open_panel(&state)
-            .and_then(|panel| manual_backup(&self.ctl, &panel, &input))
+            .and_then(|panel| {
+                // Not silently into the archive store when panel.toml chose the repository.
+                if input.to.is_none()
+                    && panel.config.store_kind() == aps_panel::config::StoreKind::Repository
+                {
+                    return Err(Failure::usage(
+                        "serve does not back up into the repository store yet \
+                         (docs/repository.md): give \"to\" for an archive file, or run \
+                         `aps-controller backup NAME`",
+                    ));
+                }
+                manual_backup(&self.ctl, &panel, &input)
+            })
             .map(|v| (200, v))
             .unwrap_or_else(failure_answer);
         Ok(answer)

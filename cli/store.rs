@@ -4,10 +4,9 @@
 
 use std::process::ExitCode;
 
-use aps_controller::ErrorKind;
 use aps_panel::config::RepositorySettings;
-use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
-use aps_panel::{Engine, Panel, Periodicity};
+use aps_panel::store::repository::{RepositoryError, RepositoryStore};
+use aps_panel::{Panel, Periodicity};
 use camino::Utf8PathBuf;
 use serde_json::json;
 
@@ -28,7 +27,8 @@ pub enum StoreCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Back NAME up as one snapshot: its web folders and its databases, dumps streamed in.
+    /// Back NAME up as one snapshot, as `backup NAME` does with the repository store, with the
+    /// periodicity given.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller store backup blog\n  \
         aps-controller store backup blog --periodicity daily --json")]
@@ -101,17 +101,7 @@ pub enum StoreCommand {
 }
 
 fn repository_failure(step: &'static str, e: RepositoryError) -> Failure {
-    let kind = match &e {
-        RepositoryError::NoSnapshot { .. } => ErrorKind::InvalidBackup,
-        RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
-        RepositoryError::Exists { .. }
-        | RepositoryError::NotInitialised { .. }
-        | RepositoryError::KeyExists { .. }
-        | RepositoryError::KeyFormat { .. } => ErrorKind::Usage,
-        RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
-        RepositoryError::Engine { .. } | RepositoryError::Io { .. } => ErrorKind::Internal,
-    };
-    Failure::new(kind, e.to_string()).at(step)
+    Failure::from_problem(&aps_panel::repository::problem(&e, Some(step)))
 }
 
 pub fn run(c: StoreCommand) -> ExitCode {
@@ -160,22 +150,12 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
             ..
         } => {
             check_instance_name("NAME", &name)?;
-            let (_, settings) = settings(&state)?;
+            let (panel, settings) = settings(&state)?;
             let controller = open_controller(&state)?;
             let store = open(&settings)?;
-            let engine = Engine::with_controller(controller);
-            let source = engine
-                .repository_source(&name)
-                .map_err(|e| Failure::from_problem(&e.problem()))?;
-            let snap = store
-                .backup(&BackupInput {
-                    instance: &name,
-                    periodicity,
-                    package: source.package.clone(),
-                    web_dirs: &source.instance.web_dirs,
-                    databases: &source.instance.databases,
-                })
-                .map_err(|e| repository_failure("backup", e))?;
+            let snap =
+                aps_panel::repository::backup(&panel, &controller, &store, &name, periodicity)
+                    .map_err(|p| Failure::from_problem(&p))?;
             Ok(out.success(&json!({"snapshot": snap}), || {
                 format!(
                     "snapshot {} of {name}: {} files, {} bytes read, {} bytes added",
@@ -227,12 +207,8 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
                 (_, Some(id)) => id,
                 (true, None) => {
                     store
-                        .latest(&name)
+                        .snapshot(&name, None)
                         .map_err(|e| repository_failure("find-snapshot", e))?
-                        .ok_or_else(|| {
-                            Failure::usage(format!("the repository has no snapshot of {name}"))
-                                .at("find-snapshot")
-                        })?
                         .id
                 }
                 (false, None) => unreachable!("clap requires --latest or --snapshot"),

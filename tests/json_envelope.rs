@@ -248,16 +248,41 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     let v = c.run(&sb, &["log", "--since", "yesterday-ish"], false);
     assert_eq!(v["error"]["kind"], "usage");
 
-    // The repository store (panel.toml [store] kind = "repository"), then back to the default.
+    // The repository store (panel.toml [store] kind = "repository"), then back to the default:
+    // an instance without a backup-script (the repository holds no script's file), with
+    // real databases.
     c.run(&sb, &["store", "init"], false);
+    let dbs = support::databases("jsonrepo").expect("the test database servers");
+    let plain = sb.register(
+        "plain",
+        "nobackup-sample",
+        &format!(
+            "[settings]\nadmin_password = \"pw\"\n{}{}",
+            support::db_toml("main", &dbs.mysql),
+            support::db_toml("stats", &dbs.pg)
+        ),
+    );
     let panel = sb.state().join("panel.toml");
     std::fs::write(&panel, "[store]\nkind = \"repository\"\n").unwrap();
     c.run(&sb, &["store", "check"], false);
     c.run(&sb, &["store", "init"], true);
     c.run(&sb, &["store", "init"], false);
-    let v = c.run(&sb, &["store", "backup", "blog"], true);
+    let v = c.run(&sb, &["backup", "plain"], true);
+    let id = v["snapshot"]["id"].as_str().unwrap().to_owned();
+    let v = c.run(&sb, &["backup", "blog"], false);
+    assert_eq!(
+        v["error"]["kind"], "usage",
+        "a backup-script's package: {v}"
+    );
+    let v = c.run(
+        &sb,
+        &["store", "backup", "plain", "--periodicity", "daily"],
+        true,
+    );
     assert!(v["snapshot"]["id"].is_string(), "{v}");
     c.run(&sb, &["store", "backup", "nosuch"], false);
+    let v = c.run(&sb, &["backups", "plain"], true);
+    assert_eq!(v["snapshots"].as_array().map(Vec::len), Some(2), "{v}");
     c.run(&sb, &["store", "snapshots"], true);
     c.run(&sb, &["store", "snapshots", "Not A Name"], false);
     let staged = sb.path("staged");
@@ -266,7 +291,7 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
         &[
             "store",
             "restore",
-            "blog",
+            "plain",
             "--latest",
             "--to",
             staged.as_str(),
@@ -278,7 +303,7 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
         &[
             "store",
             "restore",
-            "blog",
+            "plain",
             "--snapshot",
             "ffffffff",
             "--to",
@@ -286,8 +311,20 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
         ],
         false,
     );
+    let v = c.run(&sb, &["restore", "plain", "--snapshot", &id], true);
+    assert_eq!(v["snapshot"]["id"], id.as_str(), "{v}");
+    let v = c.run(&sb, &["restore", "plain", "--snapshot", "ffffffff"], false);
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    let v = c.run(
+        &sb,
+        &["run", "--periodicity", "daily", "--instance", "plain"],
+        true,
+    );
+    assert!(v["summary"]["instances"][0]["snapshot"].is_string(), "{v}");
     c.run(&sb, &["store", "check"], true);
     std::fs::remove_file(&panel).unwrap();
+    c.run(&sb, &["instance", "remove", "plain"], true);
+    let _ = plain;
 
     // key generate.
     let key = sb.path("key.txt");

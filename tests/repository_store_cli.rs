@@ -130,7 +130,7 @@ fn store_init_backup_snapshots_restore() {
     let out = sb.cli(&["store", "check", "--read-data", "--json"]);
     assert_success(&out, "store check");
 
-    // A snapshot id that is not there: invalid-backup, nothing written.
+    // A snapshot id that is not there: a mistake (usage), nothing written.
     let out = sb.cli(&[
         "store",
         "restore",
@@ -141,6 +141,6 @@ fn store_init_backup_snapshots_restore() {
         sb.path("nowhere").as_str(),
         "--json",
     ]);
-    assert_eq!(json(&out)["error"]["kind"], "invalid-backup", "{out:?}");
+    assert_eq!(json(&out)["error"]["kind"], "usage", "{out:?}");
     assert!(!sb.path("nowhere").exists());
 }

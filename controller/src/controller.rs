@@ -488,10 +488,7 @@ impl Controller {
     }
 
     /// Step 1: the instance's package, parsed.
-    pub(crate) fn open_package(
-        &self,
-        instance: &Instance,
-    ) -> Result<OpenedPackage, OperationError> {
+    pub fn open_package(&self, instance: &Instance) -> Result<OpenedPackage, OperationError> {
         open_package(&self.config.state, &instance.package).map_err(|source| {
             OperationError::Package {
                 step: Step::ParseMetadata,
@@ -542,10 +539,7 @@ impl Controller {
     /// The account `instance`'s work runs as, resolved before anything runs: `None` when the
     /// controller is not root (it then runs everything as itself). Root is refused unless
     /// `allow-root-scripts`; an account that no longer exists is refused.
-    pub(crate) fn instance_account(
-        &self,
-        instance: &Instance,
-    ) -> Result<Option<Account>, OperationError> {
+    pub fn instance_account(&self, instance: &Instance) -> Result<Option<Account>, OperationError> {
         resolve_account(&self.config, instance)
     }
 

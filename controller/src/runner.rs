@@ -78,10 +78,14 @@ enum StdinSource {
 }
 
 /// Where the child's stdout goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum StdoutSink {
     Capture,
     File(Utf8PathBuf),
+    /// A pipe the caller reads as the child writes (a dump streamed into the repository
+    /// store). Shared with clones of the spec; the caller drops the spec once the run is over,
+    /// so that its reader sees the end of the stream.
+    Pipe(Arc<std::os::fd::OwnedFd>),
 }
 
 /// A child process to run: see the module documentation.
@@ -230,17 +234,11 @@ impl ProcessSpec {
         self
     }
 
-    /// The program, arguments, environment and working folder as a [`Command`], without the
-    /// timeout, stdio and private-HOME handling of a run: for a caller that reads the child's
-    /// stdout as a stream itself (the repository store's database dumps). Such a caller gives
-    /// `HOME` with [`ProcessSpec::env`] and checks the exit status.
-    pub fn to_command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).env_clear().envs(&self.env);
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        cmd
+    /// Send the child's stdout into the write end of a pipe whose read end the caller holds
+    /// (and reads from another thread while [`run`](Self::run) waits); nothing is captured.
+    pub fn stdout_to_pipe(mut self, writer: std::io::PipeWriter) -> Self {
+        self.stdout = StdoutSink::Pipe(Arc::new(writer.into()));
+        self
     }
 
     /// Create the private `HOME` under this folder instead of the system temp folder.
@@ -409,6 +407,13 @@ impl ProcessSpec {
                     .map_err(|e| setup_err(format!("create {path} for the child's stdout"), e))?;
                 cmd.stdout(file);
                 Some(path.clone())
+            }
+            StdoutSink::Pipe(writer) => {
+                let writer = writer
+                    .try_clone()
+                    .map_err(|e| setup_err("pass the pipe for the child's stdout".to_owned(), e))?;
+                cmd.stdout(writer);
+                None
             }
         };
         cmd.stderr(Stdio::piped());

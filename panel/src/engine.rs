@@ -71,13 +71,98 @@ pub enum EngineError {
     StateDir(#[from] aps_controller::registry::StateDirError),
 }
 
-/// What the repository store reads of one instance, with the instance's lock held (so no
-/// backup, restore or migrate of it runs meanwhile) until this is dropped.
+/// What the repository store needs to back one instance up under the controller's rules, with
+/// the instance's lock held (so no backup, restore or migrate of it runs meanwhile) until this
+/// is dropped.
 #[cfg(feature = "repository")]
 pub struct RepositorySource {
     pub instance: aps_controller::registry::Instance,
     pub package: Option<crate::store::repository::PackageTags>,
+    /// The account the dump tools run as (`None`: the controller is not root).
+    pub account: Option<aps_controller::account::Account>,
+    /// The manifest header an archive backup of it would carry now.
+    pub header: aps_controller::archive::ManifestHeader,
+    /// The controller's backup key, which tags the snapshot's manifest.
+    pub key: aps_controller::archive::TagKey,
+    /// The configured bound of a dump.
+    pub dump_timeout: std::time::Duration,
     _lock: aps_controller::lock::InstanceLock,
+}
+
+/// The record of `name` (with its database passwords), its account (root refused, as for
+/// every operation), its package's identity and the backup key, under the instance's lock:
+/// for the repository store, which reads the web folders and streams the dumps itself.
+#[cfg(feature = "repository")]
+pub fn repository_source(
+    controller: &Controller,
+    name: &str,
+) -> Result<RepositorySource, EngineError> {
+    let op_err = |kind: ErrorKind, message: String| EngineError::Operation {
+        operation: "backup",
+        instance: name.to_owned(),
+        problem: Problem::new(kind, None, message),
+    };
+    let config = controller.config();
+    let instance = controller.store().get(name).map_err(|e| match e {
+        StoreError::NotFound { .. } => op_err(
+            ErrorKind::InstanceNotFound,
+            format!("{e}; `aps-controller instance list` shows the registered instances"),
+        ),
+        e => op_err(ErrorKind::Internal, e.to_string()),
+    })?;
+    let account = controller
+        .instance_account(&instance)
+        .map_err(operation_failed("backup", name))?;
+    let lock = aps_controller::lock::InstanceLock::acquire(config.state.root(), name, "backup")
+        .map_err(|e| match e {
+            aps_controller::lock::LockError::Busy { .. } => op_err(ErrorKind::Busy, e.to_string()),
+            e => op_err(ErrorKind::Internal, e.to_string()),
+        })?;
+    let package = controller
+        .open_package(&instance)
+        .map_err(operation_failed("backup", name))?;
+    // A backup-script's own file is not something the repository store holds yet: a snapshot
+    // without it would restore incompletely.
+    if package.meta.service.provision.backup_script.is_some() {
+        return Err(op_err(
+            ErrorKind::Usage,
+            format!(
+                "its package has a backup-script, which the repository store does not run: back \
+                 it up into an archive with `aps-controller backup {name} --to FILE`"
+            ),
+        ));
+    }
+    let header = aps_controller::operation::manifest_header(&package.meta, name);
+    let tags = crate::store::repository::PackageTags {
+        id: package
+            .meta
+            .id
+            .clone()
+            .unwrap_or_else(|| package.meta.name.clone()),
+        version: package.meta.version.clone(),
+        release: package.meta.release.clone(),
+    };
+    let key = backup_key(controller)?;
+    Ok(RepositorySource {
+        instance,
+        package: Some(tags),
+        account,
+        header,
+        key,
+        dump_timeout: config.default_timeout,
+        _lock: lock,
+    })
+}
+
+/// The controller's backup key (made on first use, or controller.toml's `backup-key-file`).
+pub fn backup_key(controller: &Controller) -> Result<aps_controller::archive::TagKey, EngineError> {
+    controller
+        .config()
+        .backup_key()
+        .map_err(|e| EngineError::Open {
+            state_dir: controller.config().state.root().to_owned(),
+            message: e.to_string(),
+        })
 }
 
 impl EngineError {
@@ -134,45 +219,15 @@ impl Engine {
         Ok(Engine { controller })
     }
 
-    /// The record of `name` (with its database passwords) and its package's identity, under
-    /// the instance's lock: for the repository store, which reads the web folders and dumps
-    /// the databases itself.
+    /// [`repository_source`] of this engine's controller.
     #[cfg(feature = "repository")]
     pub fn repository_source(&self, name: &str) -> Result<RepositorySource, EngineError> {
-        let op_err = |kind: ErrorKind, message: String| EngineError::Operation {
-            operation: "backup",
-            instance: name.to_owned(),
-            problem: Problem::new(kind, None, message),
-        };
-        let config = self.controller.config();
-        let instance = self.controller.store().get(name).map_err(|e| match e {
-            StoreError::NotFound { .. } => op_err(
-                ErrorKind::InstanceNotFound,
-                "not a registered instance".to_owned(),
-            ),
-            e => op_err(ErrorKind::Internal, e.to_string()),
-        })?;
-        let lock = aps_controller::lock::InstanceLock::acquire(config.state.root(), name, "backup")
-            .map_err(|e| match e {
-                aps_controller::lock::LockError::Busy { .. } => {
-                    op_err(ErrorKind::Busy, e.to_string())
-                }
-                e => op_err(ErrorKind::Internal, e.to_string()),
-            })?;
-        // The tags are a convenience for listings: a package that cannot be opened any more
-        // must not stop the backup of its instance's data.
-        let package = aps_controller::registry::open_package(&config.state, &instance.package)
-            .ok()
-            .map(|p| crate::store::repository::PackageTags {
-                id: p.meta.id.clone().unwrap_or_else(|| p.meta.name.clone()),
-                version: p.meta.version.clone(),
-                release: p.meta.release.clone(),
-            });
-        Ok(RepositorySource {
-            instance,
-            package,
-            _lock: lock,
-        })
+        repository_source(&self.controller, name)
+    }
+
+    /// The controller this engine calls.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
     }
 
     /// The engine over a controller the caller already opened.

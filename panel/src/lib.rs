@@ -18,6 +18,8 @@ pub mod periodicity;
 pub mod problem;
 pub mod progress;
 pub mod prune;
+#[cfg(feature = "repository")]
+pub mod repository;
 pub mod retention;
 pub mod run;
 pub mod store;

@@ -53,6 +53,9 @@ pub struct InstanceOutcome {
     pub size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The repository store's snapshot (full id); `size` is then the bytes it added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<Upload>,
@@ -87,6 +90,9 @@ pub fn run(
 ) -> Result<RunSummary, PanelError> {
     let started = clock.now();
     let registered = engine.instances()?;
+    // The repository store, opened once for every instance (retention and off-machine copies
+    // of snapshots are not part of `run` yet: docs/repository.md).
+    let repository = crate::repository::open(panel).map_err(|p| PanelError::Usage(p.message))?;
     let mut wanted: Vec<String> = if options.instances.is_empty() {
         registered.clone()
     } else {
@@ -110,7 +116,11 @@ pub fn run(
                         break;
                     };
                     progress.emit(Event::ItemStart { item: instance });
-                    let outcome = if registered.binary_search(instance).is_ok() {
+                    let outcome = if let (Ok(_), Some(store)) =
+                        (registered.binary_search(instance), &repository)
+                    {
+                        snapshot_one(panel, engine, store, instance, options.periodicity)
+                    } else if registered.binary_search(instance).is_ok() {
                         back_up_one(panel, engine, instance, options.periodicity, clock)
                     } else {
                         InstanceOutcome::failed(
@@ -163,9 +173,39 @@ impl InstanceOutcome {
             file: None,
             size: None,
             sha256: None,
+            snapshot: None,
             duration_ms,
             upload: None,
             pruned: Vec::new(),
+        }
+    }
+}
+
+/// One instance into the repository store: one snapshot.
+fn snapshot_one(
+    panel: &Panel,
+    engine: &Engine,
+    store: &crate::store::repository::RepositoryStore,
+    instance: &str,
+    periodicity: Periodicity,
+) -> InstanceOutcome {
+    let t0 = std::time::Instant::now();
+    match crate::repository::backup(panel, engine.controller(), store, instance, periodicity) {
+        Ok(snap) => InstanceOutcome {
+            instance: instance.to_owned(),
+            ok: true,
+            failed_step: None,
+            error: None,
+            file: None,
+            size: Some(snap.bytes_added),
+            sha256: None,
+            snapshot: Some(snap.id),
+            duration_ms: t0.elapsed().as_millis() as u64,
+            upload: None,
+            pruned: Vec::new(),
+        },
+        Err(e) => {
+            InstanceOutcome::failed(instance, Step::Backup, e, t0.elapsed().as_millis() as u64)
         }
     }
 }
@@ -233,6 +273,7 @@ fn back_up_one(
         file: Some(report.file.clone()),
         size: Some(report.size),
         sha256: Some(report.sha256.clone()),
+        snapshot: None,
         duration_ms: 0,
         upload: None,
         pruned: Vec::new(),

@@ -2,7 +2,8 @@
 //! unprivileged account `aps-test` from scripts/ci/test-user.sh) swaps a folder of its site for
 //! a symlink to another customer's folder in a loop while the controller (root) backs the site
 //! up into a repository. Nothing of the other customer's may ever land in a snapshot (a restore
-//! would hand it to the tenant). A web root that is a symlink is refused outright.
+//! would hand it to the tenant); backups that saw the folder change fail and keep nothing. A
+//! web root that is a symlink is refused outright.
 //!
 //! These tests need root (to act as the controller and to run the tenant as another account);
 //! run as another user they check nothing and say so.
@@ -14,6 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
+use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_panel::Periodicity;
 use aps_panel::config::RepositorySettings;
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
@@ -157,6 +159,17 @@ fn backup(store: &RepositoryStore, www: &Utf8Path) -> Result<String, RepositoryE
             package: None,
             web_dirs: &web_dirs,
             databases: &BTreeMap::new(),
+            header: ManifestHeader::new(
+                "http://example.org/blog",
+                "Blog",
+                "1.2",
+                "3",
+                "1.2",
+                "blog",
+            ),
+            key: &TagKey::new(vec![7; 32]).unwrap(),
+            account: None,
+            dump_timeout: std::time::Duration::from_secs(120),
         })
         .map(|s| s.id)
 }
@@ -211,10 +224,12 @@ fn folder_swapped_for_a_symlink_during_backups_never_leaks_into_a_snapshot() {
         swaps > 0,
         "the tenant never managed a swap: the race was not run"
     );
-    assert!(
-        !made.is_empty(),
-        "no backup completed under the attack: {failed:?}"
-    );
+    // A backup that saw the folder change fails and keeps nothing (the walk itself never
+    // follows the symlink: src/store/repository_web.rs attacks it directly).
+    for reason in &failed {
+        assert!(reason.contains("nothing was kept"), "{reason}");
+    }
+    assert_eq!(store.snapshots(Some("blog")).unwrap().len(), made.len());
 
     for id in &made {
         let target = w.base.join(format!("staged-{id}"));

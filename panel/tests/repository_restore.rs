@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use aps_controller::archive::capture_tree_to;
+use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_controller::database::Database;
 use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, DbKind};
@@ -78,6 +79,17 @@ fn a_staged_snapshot_is_the_backed_up_tree_modes_and_times_included() {
             package: None,
             web_dirs: &web_dirs,
             databases: &BTreeMap::new(),
+            header: ManifestHeader::new(
+                "http://example.org/blog",
+                "Blog",
+                "1.2",
+                "3",
+                "1.2",
+                "blog",
+            ),
+            key: &TagKey::new(vec![7; 32]).unwrap(),
+            account: None,
+            dump_timeout: std::time::Duration::from_secs(120),
         })
         .unwrap();
 
@@ -163,6 +175,17 @@ fn a_streamed_dump_of_many_chunks_comes_back_whole() {
             package: None,
             web_dirs: &web_dirs,
             databases: &dbs,
+            header: ManifestHeader::new(
+                "http://example.org/blog",
+                "Blog",
+                "1.2",
+                "3",
+                "1.2",
+                "blog",
+            ),
+            key: &TagKey::new(vec![7; 32]).unwrap(),
+            account: None,
+            dump_timeout: std::time::Duration::from_secs(120),
         })
         .unwrap();
     let staged = store

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use aps_controller::archive::{ManifestHeader, PartKind, TagKey};
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
@@ -132,7 +133,16 @@ fn backup(
         }),
         web_dirs: &site.web_dirs,
         databases: dbs,
+        header: ManifestHeader::new("http://example.org/blog", "Blog", "1.2", "3", "1.2", "blog"),
+        key: &key(7),
+        account: None,
+        dump_timeout: TIMEOUT,
     })
+}
+
+/// A backup key (every byte `b`).
+fn key(b: u8) -> TagKey {
+    TagKey::new(vec![b; 32]).unwrap()
 }
 
 #[cfg(unix)]
@@ -186,8 +196,9 @@ fn backup_change_backup_restores_each_snapshot_exactly() {
         tree(&site.web_dirs["/cache"]),
         rows(&db),
     );
-    // 200 web files, the link (stored as a link, not as the file it names) and the dump.
-    assert_eq!(first.files, 202, "{first:?}");
+    // 200 web files, the link (stored as a link, not as the file it names), the dump, and the
+    // manifest with its tag.
+    assert_eq!(first.files, 204, "{first:?}");
     assert_eq!(first.instance, "blog");
     assert_eq!(first.periodicity, Some(Periodicity::Daily));
     assert_eq!(first.package.as_ref().unwrap().release, "3");
@@ -211,6 +222,10 @@ fn backup_change_backup_restores_each_snapshot_exactly() {
     );
     assert_ne!(expect_first.0, expect_second.0);
     assert_ne!(expect_first.2, expect_second.2);
+    // The engine took every unchanged web file from the first snapshot without reading it;
+    // the 2 changed files, the dump (whose changed row kept its size) and the manifest and
+    // its tag were read.
+    assert_eq!(second.files_unchanged, second.files - 5, "{second:?}");
     // Deduplicated: the second snapshot adds a small part of what the first one did.
     assert!(
         second.bytes_added * 5 < first.bytes_added,
@@ -345,10 +360,50 @@ fn restic_lists_checks_and_restores_our_repository() {
         tree(&site.web_dirs["/cache"])
     );
     // The dump comes out through `restic dump`: `restic restore` writes a streamed file's
-    // node, saved with size 0 by the engine, as an empty file (a known gap, docs/policies.md).
+    // node, saved with size 0 by the engine, as an empty file (a known gap, docs/repository.md).
     let dump = site.root.join("restic-main.sql");
     std::fs::write(&dump, run(&["dump", &snap.id, "/databases/main.sql"])).unwrap();
     let fresh = create_database(DbKind::Mysql, "repo_restic_load").unwrap();
     database::load(&fresh, &dump, TIMEOUT).unwrap();
     assert_eq!(rows(&fresh), rows(&db));
+}
+
+/// A snapshot becomes a tagged archive holding exactly its manifest's parts with the key that
+/// made it, and is refused as untrusted with any other key; the private folder goes with it.
+#[test]
+fn a_staged_snapshot_is_an_archive_of_its_manifest_and_needs_the_key() {
+    let Some(db) = create_database(DbKind::Postgresql, "repo_stage") else {
+        return;
+    };
+    fill(&db);
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let dbs = BTreeMap::from([("stats".to_owned(), db.database().clone())]);
+    let snap = backup(&store, &site, &dbs).unwrap();
+    let work = site.root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+
+    let err = store
+        .stage_archive("blog", &snap, &work, &key(8))
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Untrusted { .. }), "{err}");
+    assert!(
+        std::fs::read_dir(&work).unwrap().next().is_none(),
+        "staging left behind"
+    );
+
+    let staged = store.stage_archive("blog", &snap, &work, &key(7)).unwrap();
+    let manifest = aps_controller::archive::verify(&staged.archive, None).unwrap();
+    let kinds: Vec<&PartKind> = manifest.parts.iter().map(|p| &p.kind).collect();
+    assert!(matches!(kinds[0], PartKind::DatabaseDump { db_id, .. } if db_id == "stats"));
+    assert_eq!(manifest.parts.len(), 3, "{manifest:?}");
+    let dir = staged.archive.parent().unwrap().to_owned();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&dir).unwrap().permissions())
+            & 0o777,
+        0o700
+    );
+    drop(staged);
+    assert!(!dir.exists(), "the staging folder is removed");
 }

@@ -300,20 +300,17 @@ pub fn dump(
     described
 }
 
-/// The dump tool of [`dump`], with the same arguments and clean environment, as a command
-/// whose standard output the caller reads: the repository store streams dumps into its
-/// snapshots and never writes them to a file. `home` is the tool's HOME (an empty private
-/// folder of the caller's). There is no timeout; the caller checks the exit status.
-/// Returns the command and the program's path.
-pub fn dump_command(
-    db: &Database,
-    home: &Utf8Path,
-) -> Result<(std::process::Command, String), DatabaseError> {
-    let (spec, program) = match db.kind {
-        DbKind::Mysql => mysql::dump_spec(db)?,
-        DbKind::Postgresql => postgres::dump_spec(db)?,
-    };
-    Ok((spec.env("HOME", home.as_str()).to_command(), program))
+/// The dump tool of [`dump`], with the same arguments and clean environment (and the account
+/// of [`as_account`], when the caller runs inside it), as a process whose standard output the
+/// caller takes ([`ProcessSpec::stdout_to_pipe`](crate::runner::ProcessSpec::stdout_to_pipe)):
+/// the repository store streams dumps into its snapshots and never writes them to a file.
+/// No timeout is set; the caller sets one and checks the result. Returns the spec and the
+/// program's path.
+pub fn dump_process(db: &Database) -> Result<(crate::runner::ProcessSpec, String), DatabaseError> {
+    match db.kind {
+        DbKind::Mysql => mysql::dump_spec(db),
+        DbKind::Postgresql => postgres::dump_spec(db),
+    }
 }
 
 /// Empties the database ([`wipe`]) and loads the dump `from_file` into it. PostgreSQL loads in

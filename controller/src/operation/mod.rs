@@ -24,7 +24,7 @@ pub use verify::VerifyReport;
 
 /// The manifest header of a backup of `instance`, a package `meta`, made now. Packages without
 /// an `id` (before 1.2) are identified by their name.
-pub(crate) fn manifest_header(meta: &AppMeta, instance: &str) -> ManifestHeader {
+pub fn manifest_header(meta: &AppMeta, instance: &str) -> ManifestHeader {
     let aps = match meta.aps_version {
         ApsVersion::V1_0 => "1.0",
         ApsVersion::V1_1 => "1.1",

@@ -4,8 +4,12 @@
 //!
 //! ```text
 //! /databases/<requirement id>.sql   the controller's dump, streamed from the dump tool
-//! /web/<url path, '/' as %2F>/…      each web folder (or mapped file) of the instance that
-//!                                    is not inside another one
+//! /web/<url path, '/' as %2F>/…      each web folder of the instance that is not inside
+//!                                    another one
+//! /manifest.json                    the controller's manifest of the parts (the archive
+//!                                    format's, docs/backup-format.md: each dump's size and
+//!                                    SHA-256, each web folder's canonical SHA-256 and counts)
+//! /manifest.tag                      its HMAC tag under the controller's backup key
 //! ```
 //!
 //! tagged `aps-instance=NAME`, `aps-periodicity=P` and, when known, `aps-package=ID`,
@@ -21,9 +25,13 @@
 //!   snapshot even when the command fails: dumps are read through [`DumpReader`], which fills
 //!   each buffer and turns a non-zero exit into a read error (and so a failed backup).
 //! - A stream without a parent check could be matched to the previous snapshot's node and
-//!   recorded as unchanged with 0 bytes read: every backup runs with `ParentOptions::force`,
-//!   so each file is read (unchanged chunks are still deduplicated, so this costs reading,
-//!   not space).
+//!   recorded as unchanged with 0 bytes read: the streamed nodes (dumps, manifest) carry the
+//!   time they were made in nanoseconds and a fresh inode-like number, which no parent node
+//!   has, so they are always read; web files are matched by the engine (size, mtime, ctime).
+//! - The web folders' manifest entries are computed by the controller's archive code, walking
+//!   by descriptor, before the engine reads them; a metadata walk before and after (names,
+//!   types, modes, sizes, inodes, mtimes and ctimes in nanoseconds) proves that both saw the
+//!   same tree, else the backup fails (the site changed while it was backed up).
 //! - `get_all_snapshots` is unsorted: listings are sorted by time, then id.
 //!
 //! Known gap: the engine saves a streamed file's node with size 0 (the size is known only at
@@ -34,11 +42,18 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
+use aps_controller::account::Account;
+use aps_controller::archive::{
+    ArchiveOptions, ArchiveTag, ArchiveWriter, FORMAT_NAME, Manifest, ManifestHeader, PartInfo,
+    PartKind, TAG_ALGORITHM, TagKey,
+};
 use aps_controller::database::{self, Database};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustic_backend::BackendOptions;
@@ -50,8 +65,10 @@ use rustic_core::{
     repofile::{Metadata, Node, NodeType},
 };
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use super::repository_restore::{WriteOutError, write_out};
+use super::repository_restore::write_out;
+pub use super::repository_restore::{WriteOutError, WriteOutStats};
 use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::RepositorySettings;
 use crate::periodicity::Periodicity;
@@ -113,6 +130,15 @@ pub enum RepositoryError {
         target: Utf8PathBuf,
         source: WriteOutError,
     },
+    #[error("repository {repository} has no snapshot of instance {instance}")]
+    NoSnapshots {
+        repository: String,
+        instance: String,
+    },
+    #[error("snapshot {snapshot} was not made by this controller: {reason}")]
+    Untrusted { snapshot: String, reason: String },
+    #[error("snapshot {snapshot} does not hold what its manifest says: {reason}")]
+    Damaged { snapshot: String, reason: String },
 }
 
 /// What identifies the package of a backed-up instance, for the snapshot's tags.
@@ -133,6 +159,14 @@ pub struct BackupInput<'a> {
     pub web_dirs: &'a BTreeMap<String, Utf8PathBuf>,
     /// Requirement id → database, dumped by the controller's dump tool.
     pub databases: &'a BTreeMap<String, Database>,
+    /// The controller's manifest header of this backup (package, instance, time).
+    pub header: ManifestHeader,
+    /// The controller's backup key: tags the snapshot's manifest.
+    pub key: &'a TagKey,
+    /// The instance's account: the dump tools run as it (`None`: as the controller).
+    pub account: Option<&'a Account>,
+    /// How long one dump tool may run.
+    pub dump_timeout: Duration,
 }
 
 /// One snapshot, as `backups` shows it.
@@ -146,6 +180,9 @@ pub struct SnapshotInfo {
     pub package: Option<PackageTags>,
     /// Files in the snapshot (web files and dumps).
     pub files: u64,
+    /// Files the engine took as unchanged from the instance's previous snapshot (same size,
+    /// mtime and ctime), without reading them; never a dump or the manifest.
+    pub files_unchanged: u64,
     /// Bytes read from the instance for this snapshot.
     pub bytes_read: u64,
     /// Bytes this snapshot added to the repository, after deduplication and compression.
@@ -169,6 +206,16 @@ pub struct StagedRestore {
     pub web_dirs: BTreeMap<String, Utf8PathBuf>,
     /// Requirement id → the dump file under `target`.
     pub dumps: BTreeMap<String, Utf8PathBuf>,
+}
+
+/// A snapshot made into a tagged archive for the controller's restore ([`RepositoryStore::stage_archive`]);
+/// its private folder is removed when this is dropped.
+#[derive(Debug)]
+pub struct StagedArchive {
+    _dir: tempfile::TempDir,
+    /// The uncompressed archive, tagged with the controller's key.
+    pub archive: Utf8PathBuf,
+    pub snapshot: SnapshotInfo,
 }
 
 pub struct RepositoryStore {
@@ -346,21 +393,53 @@ impl RepositoryStore {
         engine_err(&self.settings.path)
     }
 
-    /// Backs `input` up as one snapshot. Any file that could not be read, any walk error and
-    /// any dump that failed fails the whole backup, and its snapshot is removed again.
+    /// Backs `input` up as one snapshot. Any file that could not be read, any walk error, any
+    /// dump that failed and a web folder that changed while it was backed up fail the whole
+    /// backup, and its snapshot is removed again.
     pub fn backup(&self, input: &BackupInput<'_>) -> Result<SnapshotInfo, RepositoryError> {
         let problems = Problems::default();
-        let home = tempfile::Builder::new()
-            .prefix("aps-dump-home-")
-            .tempdir()
-            .map_err(|source| RepositoryError::Io {
-                action: "create a private HOME for the dump tools in",
-                path: std::env::temp_dir().to_string_lossy().into_owned().into(),
-                source,
+        let roots = web_roots(input.web_dirs);
+        // The manifest's web parts, by the archive's own code (by descriptor, as an archive
+        // backup reads them), and the state of each tree they describe.
+        let mut before = Vec::new();
+        let mut web_parts = Vec::new();
+        for (n, (name, url, dir)) in roots.iter().enumerate() {
+            let state = tree_state(dir).map_err(|e| {
+                self.incomplete(input.instance, vec![format!("web folder {dir}: {e}")])
             })?;
-        let home =
-            Utf8PathBuf::try_from(home.path().to_path_buf()).expect("the temp folder is UTF-8");
-        let source = InstanceSource::new(input, &home, &problems).map_err(self.err())?;
+            let stats = aps_controller::archive::capture_tree_to(dir, io::sink())
+                .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
+            before.push(state);
+            let part = format!("web/{n}");
+            web_parts.push(PartInfo {
+                entry: format!("{part}/"),
+                name: part,
+                kind: PartKind::WebDir {
+                    mapping_url: (*url).clone(),
+                },
+                size: stats.bytes,
+                sha256: stats.sha256,
+                file_count: Some(stats.files),
+                dir_count: Some(stats.dirs),
+                symlink_count: Some(stats.symlinks),
+            });
+            let _ = name;
+        }
+        let ledger = Arc::new(Ledger::new(input.databases.len()));
+        let manifest = Arc::new(ManifestMaker {
+            ledger: Arc::clone(&ledger),
+            header: input.header.clone(),
+            databases: input
+                .databases
+                .iter()
+                .map(|(id, db)| (id.clone(), db.kind.as_str().to_owned()))
+                .collect(),
+            web_parts,
+            key: input.key.clone(),
+            made: OnceLock::new(),
+        });
+        let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest)
+            .map_err(self.err())?;
         let offered = source.offered.clone();
 
         let mut snap = SnapshotOptions::default()
@@ -376,12 +455,12 @@ impl RepositoryStore {
             tags.add(format!("{TAG_RELEASE}{}", p.release));
         }
         snap.tags = tags;
-        // Never match a parent: a stream's node would be taken as unchanged, unread.
-        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        // The parent (the newest snapshot of this instance, by label) lets the engine skip
+        // unchanged web files; streamed nodes never match it (see `InstanceSource::entries`).
+        let opts = BackupOptions::default().parent_opts(ParentOptions::default());
         let repo = self.reopen()?.to_indexed_ids().map_err(self.err())?;
         let result = repo.archive(&opts, &source, snap, &[PathBuf::from("/")]);
         drop(source);
-        let _ = std::fs::remove_dir_all(&home);
 
         let snap = match result {
             Ok(snap) => snap,
@@ -398,6 +477,19 @@ impl RepositoryStore {
             problems.push(format!(
                 "the snapshot holds {saved} files where {offered} were offered"
             ));
+        }
+        if problems.is_empty() && manifest.made.get().is_none() {
+            problems.push("the snapshot's manifest was not written".to_owned());
+        }
+        for ((_, url, dir), state) in roots.iter().zip(&before) {
+            match tree_state(dir) {
+                Ok(after) if after == *state => {}
+                Ok(_) => problems.push(format!(
+                    "web folder {url} ({dir}) changed while it was backed up (a file, folder or \
+                     link was written, added, removed or renamed); run the backup again"
+                )),
+                Err(e) => problems.push(format!("web folder {dir}: {e}")),
+            }
         }
         if !problems.is_empty() {
             if let Err(e) = self.repo.delete_snapshots(&[snap.id]) {
@@ -438,6 +530,23 @@ impl RepositoryStore {
     /// The newest snapshot of `instance`.
     pub fn latest(&self, instance: &str) -> Result<Option<SnapshotInfo>, RepositoryError> {
         Ok(self.snapshots(Some(instance))?.pop())
+    }
+
+    /// Snapshot `id` (or a unique prefix of it) of `instance`, or with `None` its newest.
+    pub fn snapshot(
+        &self,
+        instance: &str,
+        id: Option<&str>,
+    ) -> Result<SnapshotInfo, RepositoryError> {
+        match id {
+            Some(id) => self.find(instance, id),
+            None => self
+                .latest(instance)?
+                .ok_or_else(|| RepositoryError::NoSnapshots {
+                    repository: self.describe(),
+                    instance: instance.to_owned(),
+                }),
+        }
     }
 
     fn find(&self, instance: &str, id: &str) -> Result<SnapshotInfo, RepositoryError> {
@@ -547,6 +656,135 @@ impl RepositoryStore {
         Ok(staged)
     }
 
+    /// Makes snapshot `snapshot` of `instance` into a tagged archive the controller's restore
+    /// takes: the snapshot is restored into a private folder made under `work_parent` (mode
+    /// 0700), its `manifest.tag` checked against `manifest.json` with `key` (refused as
+    /// [`RepositoryError::Untrusted`] when missing or wrong), then the staged dumps and web
+    /// folders are written, in the manifest's order, by the archive writer into an
+    /// uncompressed archive beside them, tagged with `key`; every part must come out with the
+    /// size, SHA-256 and counts the manifest holds ([`RepositoryError::Damaged`] otherwise).
+    /// The staged tree is removed once the archive is written; the archive goes when the
+    /// returned value is dropped.
+    pub fn stage_archive(
+        &self,
+        instance: &str,
+        snapshot: &SnapshotInfo,
+        work_parent: &Utf8Path,
+        key: &TagKey,
+    ) -> Result<StagedArchive, RepositoryError> {
+        let io_err = |action: &'static str, path: &Utf8Path| {
+            let path = path.to_owned();
+            move |source| RepositoryError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix(".repository-restore-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir_in(work_parent)
+            .map_err(io_err("create a staging folder in", work_parent))?;
+        let root = Utf8PathBuf::try_from(dir.path().to_path_buf())
+            .expect("the staging folder's path is UTF-8, as its parent's");
+        let tree = root.join("snapshot");
+        self.restore_to_staging(instance, &snapshot.id, &tree)?;
+        let short = &snapshot.id[..8];
+        let untrusted = |reason: String| RepositoryError::Untrusted {
+            snapshot: short.to_owned(),
+            reason,
+        };
+        let damaged = |reason: String| RepositoryError::Damaged {
+            snapshot: short.to_owned(),
+            reason,
+        };
+        let manifest_bytes = std::fs::read(tree.join("manifest.json"))
+            .map_err(|e| untrusted(format!("it has no readable manifest.json ({e})")))?;
+        let tag_bytes = std::fs::read(tree.join("manifest.tag"))
+            .map_err(|e| untrusted(format!("it has no readable manifest.tag ({e})")))?;
+        let tag: ArchiveTag = serde_json::from_slice(&tag_bytes)
+            .map_err(|e| untrusted(format!("its manifest.tag is not a tag ({e})")))?;
+        let valid = tag.algorithm == TAG_ALGORITHM
+            && hex::decode(&tag.tag).is_ok_and(|t| key.check_archive_tag(&manifest_bytes, &t));
+        if !valid {
+            return Err(untrusted(if tag.key_id != key.id() {
+                format!(
+                    "its tag was made with key {} but this controller's key is {}",
+                    tag.key_id,
+                    key.id()
+                )
+            } else {
+                "its tag does not match its manifest (altered after it was made)".to_owned()
+            }));
+        }
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| damaged(format!("its manifest.json cannot be read: {e}")))?;
+        if manifest.format != FORMAT_NAME {
+            return Err(damaged(format!(
+                "its manifest's format is {:?}",
+                manifest.format
+            )));
+        }
+
+        let archive = root.join("snapshot.aps.tar");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&archive)
+            .map_err(io_err("create", &archive))?;
+        let arch = |e: aps_controller::archive::ArchiveError| damaged(e.to_string());
+        let mut writer =
+            ArchiveWriter::create(&file, &ArchiveOptions::plain(), manifest.header.clone())
+                .map_err(arch)?;
+        writer.tag_with(key.clone());
+        for part in &manifest.parts {
+            match &part.kind {
+                PartKind::DatabaseDump { db_id, .. } => {
+                    let dump = tree.join("databases").join(format!("{db_id}.sql"));
+                    writer
+                        .add_file_part(&part.name, part.kind.clone(), &dump)
+                        .map_err(arch)?;
+                }
+                PartKind::WebDir { mapping_url } => {
+                    let folder = tree.join("web").join(encode_url_path(mapping_url));
+                    writer.add_web_dir(mapping_url, &folder).map_err(arch)?;
+                }
+                PartKind::ScriptBackup => {
+                    return Err(damaged(
+                        "it names a backup-script's file, which repository snapshots do not hold"
+                            .to_owned(),
+                    ));
+                }
+            }
+        }
+        let written = writer.finish().map_err(arch)?;
+        file.sync_all().map_err(io_err("sync", &archive))?;
+        for (made, listed) in written.parts.iter().zip(&manifest.parts) {
+            if made != listed {
+                return Err(damaged(format!(
+                    "part {} restored as {} bytes with SHA-256 {}, where the manifest says {} \
+                     bytes with SHA-256 {}",
+                    listed.name, made.size, made.sha256, listed.size, listed.sha256
+                )));
+            }
+        }
+        if written.parts.len() != manifest.parts.len() || written.header != manifest.header {
+            return Err(damaged(
+                "its parts or header differ from the manifest".to_owned(),
+            ));
+        }
+        // The archive holds it all now: the staged copy goes before the restore needs space.
+        aps_controller::archive::remove_dir_all_nofollow(tree.as_std_path())
+            .map_err(io_err("remove the staged snapshot", &tree))?;
+        Ok(StagedArchive {
+            _dir: dir,
+            archive,
+            snapshot: snapshot.clone(),
+        })
+    }
+
     /// The engine's structure check (indexes, packs, trees); `read_data` also reads and
     /// verifies every pack.
     pub fn check(&self, read_data: bool) -> Result<(), RepositoryError> {
@@ -578,6 +816,7 @@ fn info_of(snap: &SnapshotFile) -> Option<SnapshotInfo> {
         time: snap.time.timestamp(),
         package,
         files: summary.map_or(0, |s| s.total_files_processed),
+        files_unchanged: summary.map_or(0, |s| s.files_unmodified),
         bytes_read: summary.map_or(0, |s| s.total_bytes_processed),
         bytes_added: summary.map_or(0, |s| s.data_added_packed),
     })
@@ -608,37 +847,270 @@ impl Problems {
     }
 }
 
-/// The instance as one source: its dumps, then its web folders, in path order (the engine
-/// builds trees from a sorted stream). Web folders are walked by descriptor
-/// ([`super::repository_web`]), never through a symlink.
+/// The web folders a snapshot holds, as (snapshot name, URL path, folder), sorted by the
+/// snapshot name (the order the snapshot's tree needs): every mapping's folder but those
+/// inside another one (stored once, with the outer one, as the archive store does).
+fn web_roots(dirs: &BTreeMap<String, Utf8PathBuf>) -> Vec<(String, &String, &Utf8PathBuf)> {
+    let mut roots: Vec<_> = dirs
+        .iter()
+        .filter(|(url, dir)| {
+            !dirs.iter().any(|(other_url, other)| {
+                other_url != *url && dir.starts_with(other) && *dir != other
+            })
+        })
+        .map(|(url, dir)| (encode_url_path(url), url, dir))
+        .collect();
+    roots.sort();
+    roots
+}
+
+/// A digest of everything about the tree at `dir` that a change to it would change: for each
+/// entry (walked by descriptor, no symlink followed) its path, type, mode, inode, size,
+/// mtime and ctime in nanoseconds, and a link's target. Writing a file changes its ctime;
+/// adding, removing or renaming an entry changes its folder's.
+fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    fn record(sha: &mut Sha256, rel: &[u8], st: &rustix::fs::Stat) {
+        sha.update((rel.len() as u64).to_be_bytes());
+        sha.update(rel);
+        for v in [
+            u64::from(st.st_mode),
+            st.st_ino,
+            st.st_size as u64,
+            st.st_mtime as u64,
+            st.st_mtime_nsec as u64,
+            st.st_ctime as u64,
+            st.st_ctime_nsec as u64,
+        ] {
+            sha.update(v.to_be_bytes());
+        }
+    }
+    fn walk(fd: std::os::fd::BorrowedFd<'_>, rel: &[u8], sha: &mut Sha256) -> io::Result<()> {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(fd)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
+        }
+        names.sort();
+        for name in names {
+            let mut path = rel.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&name);
+            let os = std::ffi::OsStr::from_bytes(&name);
+            let st = rustix::fs::statat(fd, os, AtFlags::SYMLINK_NOFOLLOW)?;
+            record(sha, &path, &st);
+            match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+                rustix::fs::FileType::Symlink => {
+                    let target = rustix::fs::readlinkat(fd, os, Vec::new())?;
+                    sha.update(target.as_bytes());
+                }
+                rustix::fs::FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        fd,
+                        os,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )?;
+                    walk(sub.as_fd(), &path, sha)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    let fd = aps_controller::archive::open_dir_nofollow(dir.as_std_path())?;
+    let mut sha = Sha256::new();
+    record(&mut sha, b"", &rustix::fs::fstat(&fd)?);
+    walk(fd.as_fd(), b"", &mut sha)?;
+    Ok(sha.finalize().into())
+}
+
+/// The dumps of one backup: how many are still running, and the size and SHA-256 of each
+/// that completed. The manifest waits for all of them.
+struct Ledger {
+    state: Mutex<LedgerState>,
+    done: Condvar,
+}
+
+struct LedgerState {
+    pending: usize,
+    dumps: BTreeMap<String, (u64, String)>,
+    failed: Vec<String>,
+}
+
+impl Ledger {
+    fn new(pending: usize) -> Self {
+        Ledger {
+            state: Mutex::new(LedgerState {
+                pending,
+                dumps: BTreeMap::new(),
+                failed: Vec::new(),
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finish(&self, id: &str, result: Result<(u64, String), String>) {
+        let mut state = self.lock();
+        state.pending = state.pending.saturating_sub(1);
+        match result {
+            Ok(done) => {
+                state.dumps.insert(id.to_owned(), done);
+            }
+            Err(e) => state.failed.push(e),
+        }
+        self.done.notify_all();
+    }
+}
+
+/// One dump's place in the [`Ledger`]: reported exactly once, as failed if it is dropped
+/// before it finished (the engine gave up on it).
+struct DumpSlot {
+    ledger: Arc<Ledger>,
+    id: String,
+    reported: bool,
+}
+
+impl DumpSlot {
+    fn finish(&mut self, result: Result<(u64, String), String>) {
+        if !self.reported {
+            self.reported = true;
+            self.ledger.finish(&self.id, result);
+        }
+    }
+}
+
+impl Drop for DumpSlot {
+    fn drop(&mut self) {
+        self.finish(Err(format!(
+            "the dump of database {} was abandoned",
+            self.id
+        )));
+    }
+}
+
+/// `manifest.json` and `manifest.tag` of a snapshot, made once every dump has completed (the
+/// engine opens them after the dumps: they sort after `/databases`).
+struct ManifestMaker {
+    ledger: Arc<Ledger>,
+    header: ManifestHeader,
+    /// Requirement id → `mysql` / `postgresql`.
+    databases: BTreeMap<String, String>,
+    web_parts: Vec<PartInfo>,
+    key: TagKey,
+    made: OnceLock<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ManifestMaker {
+    fn get(&self) -> Result<&(Vec<u8>, Vec<u8>), String> {
+        if let Some(made) = self.made.get() {
+            return Ok(made);
+        }
+        let mut state = self.ledger.lock();
+        while state.pending > 0 {
+            state = self
+                .ledger
+                .done
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if !state.failed.is_empty() {
+            return Err(format!(
+                "no manifest without every dump: {}",
+                state.failed.join("; ")
+            ));
+        }
+        // As an archive backup lists them: the dumps, then the web folders.
+        let mut parts = Vec::new();
+        for (id, kind) in &self.databases {
+            let Some((size, sha256)) = state.dumps.get(id) else {
+                return Err(format!("the dump of database {id} did not complete"));
+            };
+            let name = format!("db-{}.sql", file_safe(id));
+            parts.push(PartInfo {
+                entry: format!("files/{name}"),
+                name,
+                kind: PartKind::DatabaseDump {
+                    db_id: id.clone(),
+                    kind: kind.clone(),
+                    row_counts: None,
+                },
+                size: *size,
+                sha256: sha256.clone(),
+                file_count: None,
+                dir_count: None,
+                symlink_count: None,
+            });
+        }
+        parts.extend(self.web_parts.iter().cloned());
+        drop(state);
+        let manifest = Manifest {
+            format: FORMAT_NAME.to_owned(),
+            header: self.header.clone(),
+            parts,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        let tag = serde_json::to_vec_pretty(&ArchiveTag::new(&self.key, &json))
+            .expect("a tag serialises");
+        Ok(self.made.get_or_init(|| (json, tag)))
+    }
+}
+
+/// A part name from a requirement id (ids may hold any character), as archive backups make it.
+fn file_safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The instance as one source: its dumps, the manifest, then its web folders, in path order
+/// (the engine builds trees from a sorted stream). Web folders are walked by descriptor
+/// ([`super::repository_web`]), never through a symlink: the engine's own local source walks
+/// and opens by path, which a tenant swapping a folder for a symlink could redirect.
 struct InstanceSource {
     dumps: Vec<(String, Database)>,
-    /// The walk of each web folder that is not inside another one, opened before anything
-    /// runs (so a refused web root stops the backup before any dump); taken by `entries`.
+    /// The walk of each web folder, opened before anything runs (a refused web root stops the
+    /// backup before any dump); taken by `entries`.
     web: Mutex<Vec<WebWalk>>,
-    home: Utf8PathBuf,
+    account: Option<Account>,
+    dump_timeout: Duration,
     problems: Problems,
-    /// Files offered so far (dumps and web files); the snapshot must hold exactly as many.
+    ledger: Arc<Ledger>,
+    manifest: Arc<ManifestMaker>,
+    /// Files offered (dumps, manifest, web files and links); the snapshot must hold as many.
     offered: Offered,
 }
 
 impl InstanceSource {
-    fn new(input: &BackupInput<'_>, home: &Utf8Path, problems: &Problems) -> RusticResult<Self> {
-        // A folder inside another mapped folder is stored once, with the outer one (as the
-        // archive store does). Sorted by the encoded name: the order the snapshot's tree needs.
-        let dirs = input.web_dirs;
-        let roots: BTreeMap<String, &Utf8PathBuf> = dirs
-            .iter()
-            .filter(|(url, dir)| {
-                !dirs.iter().any(|(other_url, other)| {
-                    other_url != *url && dir.starts_with(other) && *dir != other
-                })
-            })
-            .map(|(url, dir)| (encode_url_path(url), dir))
-            .collect();
+    fn new(
+        input: &BackupInput<'_>,
+        roots: &[(String, &String, &Utf8PathBuf)],
+        problems: &Problems,
+        ledger: &Arc<Ledger>,
+        manifest: &Arc<ManifestMaker>,
+    ) -> RusticResult<Self> {
         let offered = Offered::default();
+        // The dumps, manifest.json and manifest.tag.
+        for _ in 0..input.databases.len() + 2 {
+            offered.add();
+        }
         let mut web = Vec::new();
-        for (name, dir) in roots {
+        for (name, _, dir) in roots {
             let walk =
                 WebWalk::open(dir, Path::new("/web").join(name), offered.clone()).map_err(|e| {
                     problems.push(e.to_string());
@@ -653,8 +1125,11 @@ impl InstanceSource {
                 .map(|(id, db)| (id.clone(), db.clone()))
                 .collect(),
             web: Mutex::new(web),
-            home: home.to_owned(),
+            account: input.account.cloned(),
+            dump_timeout: input.dump_timeout,
             problems: problems.clone(),
+            ledger: Arc::clone(ledger),
+            manifest: Arc::clone(manifest),
             offered,
         })
     }
@@ -662,15 +1137,24 @@ impl InstanceSource {
 
 /// How the engine opens one entry.
 enum EntryOpen {
-    Web { file: WebFile, problems: Problems },
+    Web {
+        file: WebFile,
+        problems: Problems,
+    },
     Dump(Box<DumpJob>),
+    Manifest {
+        maker: Arc<ManifestMaker>,
+        tag: bool,
+    },
 }
 
 struct DumpJob {
     id: String,
     db: Database,
-    home: Utf8PathBuf,
+    account: Option<Account>,
+    timeout: Duration,
     problems: Problems,
+    slot: DumpSlot,
 }
 
 fn rustic_io(guidance: &'static str, e: io::Error) -> Box<RusticError> {
@@ -702,15 +1186,25 @@ impl ReadSourceOpen for EntryOpen {
                     }
                 }
             }
-            EntryOpen::Dump(job) => match DumpReader::start(&job) {
+            EntryOpen::Dump(job) => match DumpReader::start(*job) {
                 Ok(r) => Ok(Box::new(r)),
-                Err(message) => {
-                    job.problems.push(message.clone());
+                Err((message, problems)) => {
+                    problems.push(message.clone());
                     Err(rustic_io(
                         "cannot start a database dump",
                         io::Error::other(message),
                     ))
                 }
+            },
+            EntryOpen::Manifest { maker, tag } => match maker.get() {
+                Ok((json, tag_json)) => {
+                    let bytes = if tag { tag_json.clone() } else { json.clone() };
+                    Ok(Box::new(io::Cursor::new(bytes)))
+                }
+                Err(message) => Err(rustic_io(
+                    "cannot write the snapshot's manifest",
+                    io::Error::other(message),
+                )),
             },
         }
     }
@@ -732,56 +1226,85 @@ impl<R: Read> Read for Watched<R> {
     }
 }
 
-/// Reads a dump tool's stdout. Each read fills the caller's buffer (a pipe returns at most
-/// 64 KiB per read, and the engine's chunker slows down on short reads); end of stream is
-/// only reported after the tool exited 0, so a failed dump is a read error, never a short
-/// file in a saved snapshot.
+/// Reads a dump tool's stdout through a pipe while the controller's runner runs the tool (as
+/// the instance's account, confined, under a timeout, stopped by SIGINT/SIGTERM). Each read
+/// fills the caller's buffer (a pipe returns at most 64 KiB per read, and the engine's
+/// chunker slows down on short reads); end of stream is only reported after the tool exited
+/// 0, so a failed dump is a read error, never a short file in a saved snapshot. The bytes are
+/// counted and hashed for the manifest.
 struct DumpReader {
     label: String,
-    child: Child,
-    stdout: ChildStdout,
-    stderr: File,
+    pipe: io::PipeReader,
+    run: Option<std::thread::JoinHandle<Result<(), String>>>,
     problems: Problems,
+    slot: DumpSlot,
+    size: u64,
+    sha: Sha256,
     finished: bool,
 }
 
 impl DumpReader {
-    fn start(job: &DumpJob) -> Result<Self, String> {
-        let label = format!("database {} ({}, {})", job.id, job.db.name, job.db.server());
-        let (mut cmd, program) =
-            database::dump_command(&job.db, &job.home).map_err(|e| e.to_string())?;
-        // The tool's messages go to an unlinked file: a pipe could fill and stall the dump.
-        let stderr = tempfile::tempfile_in(&job.home)
-            .map_err(|e| format!("cannot dump {label}: no file for its messages: {e}"))?;
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr.try_clone().map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("cannot run {program} to dump {label}: {e}"))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        Ok(DumpReader {
-            label,
-            child,
-            stdout,
-            stderr,
-            problems: job.problems.clone(),
-            finished: false,
-        })
+    fn start(job: DumpJob) -> Result<Self, (String, Problems)> {
+        let DumpJob {
+            id,
+            db,
+            account,
+            timeout,
+            problems,
+            mut slot,
+        } = job;
+        let label = format!("database {id} ({}, {})", db.name, db.server());
+        let started = (|| {
+            let (spec, program) =
+                database::as_account(account.as_ref(), || database::dump_process(&db))
+                    .map_err(|e| e.to_string())?;
+            let (pipe, writer) =
+                io::pipe().map_err(|e| format!("cannot dump {label}: no pipe: {e}"))?;
+            let spec = spec.timeout(timeout).stdout_to_pipe(writer);
+            let what = format!("{program} ({label})");
+            let run = std::thread::Builder::new()
+                .name(format!("dump-{id}"))
+                .spawn(move || {
+                    let result = spec.run().map(|_| ()).map_err(|e| {
+                        let tail = e.stderr_tail();
+                        format!(
+                            "{e}{}",
+                            if tail.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {tail}")
+                            }
+                        )
+                    });
+                    // The spec holds the pipe's write end: the reader's end of stream.
+                    drop(spec);
+                    result
+                })
+                .map_err(|e| format!("cannot run {what}: {e}"))?;
+            Ok::<_, String>((pipe, run))
+        })();
+        match started {
+            Ok((pipe, run)) => Ok(DumpReader {
+                label,
+                pipe,
+                run: Some(run),
+                problems,
+                slot,
+                size: 0,
+                sha: Sha256::new(),
+                finished: false,
+            }),
+            Err(message) => {
+                slot.finish(Err(message.clone()));
+                Err((message, problems))
+            }
+        }
     }
 
     fn fail(&mut self, message: String) -> io::Error {
         self.problems.push(message.clone());
+        self.slot.finish(Err(message.clone()));
         io::Error::other(message)
-    }
-
-    fn stderr_tail(&mut self) -> String {
-        use std::io::{Seek, SeekFrom};
-        let len = self.stderr.metadata().map(|m| m.size()).unwrap_or(0);
-        let _ = self.stderr.seek(SeekFrom::Start(len.saturating_sub(2000)));
-        let mut text = String::new();
-        let _ = (&self.stderr).read_to_string(&mut text);
-        text.trim().to_owned()
     }
 }
 
@@ -792,7 +1315,7 @@ impl Read for DumpReader {
         }
         let mut filled = 0;
         while filled < buf.len() {
-            match self.stdout.read(&mut buf[filled..]) {
+            match self.pipe.read(&mut buf[filled..]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -802,33 +1325,37 @@ impl Read for DumpReader {
                 }
             }
         }
+        self.sha.update(&buf[..filled]);
+        self.size += filled as u64;
         if filled == 0 {
             self.finished = true;
-            let status = self.child.wait().map_err(|e| {
+            let ran = self
+                .run
+                .take()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("the dump's thread panicked".into()))
+                })
+                .unwrap_or(Ok(()));
+            if let Err(e) = ran {
                 let label = self.label.clone();
-                self.fail(format!("waiting for the dump of {label} failed: {e}"))
-            })?;
-            if !status.success() {
-                let tail = self.stderr_tail();
-                let label = self.label.clone();
-                return Err(self.fail(format!("the dump of {label} failed ({status}): {tail}")));
+                return Err(self.fail(format!("the dump of {label} failed: {e}")));
             }
+            let sha = hex::encode(std::mem::take(&mut self.sha).finalize());
+            self.slot.finish(Ok((self.size, sha)));
         }
         Ok(filled)
     }
 }
 
-impl Drop for DumpReader {
-    fn drop(&mut self) {
-        // Abandoned before its end (the backup failed elsewhere): stop the tool.
-        if !self.finished {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 type EntryResult = RusticResult<ReadSourceEntry<EntryOpen>>;
+
+/// A fresh number for a streamed node's inode: no parent node has it.
+fn fresh_inode() -> u64 {
+    let mut bytes = [0u8; 8];
+    let _ = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    u64::from_ne_bytes(bytes) | 1 << 63
+}
 
 impl ReadSource for InstanceSource {
     type Open = EntryOpen;
@@ -839,31 +1366,52 @@ impl ReadSource for InstanceSource {
     }
 
     fn entries(&self) -> Self::Iter {
-        let now = jiff::Timestamp::now();
-        let dumps: Vec<EntryResult> = self
-            .dumps
-            .iter()
-            .map(|(id, db)| {
-                self.offered.add();
-                let name = format!("{id}.sql");
-                let meta = Metadata {
-                    mode: Some(0o600),
-                    mtime: Some(now),
-                    ..Default::default()
-                };
-                Ok(ReadSourceEntry {
-                    path: Path::new("/databases").join(&name),
-                    node: Node::new_node(std::ffi::OsStr::new(&name), NodeType::File, meta),
-                    open: Some(EntryOpen::Dump(Box::new(DumpJob {
+        // Streamed nodes carry the time they are made, to the nanosecond, as mtime and ctime
+        // and a fresh inode-like number: the engine compares size, mtime and ctime with the
+        // parent snapshot's node, and must never take a stream for unchanged without reading
+        // it (their size is 0 until read).
+        let streamed = |name: &str| {
+            let now = jiff::Timestamp::now();
+            let meta = Metadata {
+                mode: Some(0o600),
+                mtime: Some(now),
+                ctime: Some(now),
+                inode: fresh_inode(),
+                ..Default::default()
+            };
+            Node::new_node(std::ffi::OsStr::new(name), NodeType::File, meta)
+        };
+        let mut entries: Vec<EntryResult> = Vec::new();
+        for (id, db) in &self.dumps {
+            let name = format!("{id}.sql");
+            entries.push(Ok(ReadSourceEntry {
+                path: Path::new("/databases").join(&name),
+                node: streamed(&name),
+                open: Some(EntryOpen::Dump(Box::new(DumpJob {
+                    id: id.clone(),
+                    db: db.clone(),
+                    account: self.account.clone(),
+                    timeout: self.dump_timeout,
+                    problems: self.problems.clone(),
+                    slot: DumpSlot {
+                        ledger: Arc::clone(&self.ledger),
                         id: id.clone(),
-                        db: db.clone(),
-                        home: self.home.clone(),
-                        problems: self.problems.clone(),
-                    }))),
-                })
-            })
-            .collect();
-        let mut iter: Self::Iter = Box::new(dumps.into_iter());
+                        reported: false,
+                    },
+                }))),
+            }));
+        }
+        for (name, tag) in [("manifest.json", false), ("manifest.tag", true)] {
+            entries.push(Ok(ReadSourceEntry {
+                path: Path::new("/").join(name),
+                node: streamed(name),
+                open: Some(EntryOpen::Manifest {
+                    maker: Arc::clone(&self.manifest),
+                    tag,
+                }),
+            }));
+        }
+        let mut iter: Self::Iter = Box::new(entries.into_iter());
         let walks = std::mem::take(&mut *self.web.lock().unwrap_or_else(|e| e.into_inner()));
         for walk in walks {
             let problems = self.problems.clone();

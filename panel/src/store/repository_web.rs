@@ -361,6 +361,125 @@ fn mode_to_go(mode: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    const TENANT: &str = "aps-test";
+    const SECRET: &[u8] = b"another customer's secret";
+
+    fn id(flag: &str) -> u32 {
+        let out = std::process::Command::new("id")
+            .arg(flag)
+            .arg(TENANT)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "user {TENANT} is missing: run scripts/ci/test-user.sh"
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// The walk itself under attack: the tenant (`aps-test`, a real account) swaps `www/sub`
+    /// with a symlink to another customer's folder holding the same names, as fast as it can,
+    /// while root walks the site and reads every file the walk offers, over and over. A
+    /// path-based walk reads the other customer's files here (the repository store's tests
+    /// showed it with the engine's local source); this one never may.
+    #[test]
+    fn a_folder_swapped_for_a_symlink_is_never_followed_by_the_walk() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("not root: this test needs to run the tenant as {TENANT}; nothing checked");
+            return;
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("aps-walk-")
+            .tempdir()
+            .unwrap();
+        let base = Utf8PathBuf::try_from(tmp.path().to_path_buf()).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (www, outside) = (base.join("www"), base.join("outside"));
+        for d in 0..8 {
+            for (root, body) in [(&www, &b"<?php // mine\n"[..]), (&outside, SECRET)] {
+                let dir = if *root == www {
+                    root.join(format!("sub/d{d}"))
+                } else {
+                    root.join(format!("d{d}"))
+                };
+                std::fs::create_dir_all(&dir).unwrap();
+                for f in 0..60 {
+                    std::fs::write(dir.join(format!("f{f}.php")), body).unwrap();
+                }
+            }
+        }
+        let (uid, gid) = (id("-u"), id("-g"));
+        let status = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}"), www.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let stop = base.join("stop");
+        let script = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+victim, bait, target, stop = [a.encode() for a in sys.argv[1:5]]
+os.symlink(target, bait)
+n = 0
+while not os.path.exists(stop):
+    for _ in range(200):
+        if libc.syscall(316, -100, victim, -100, bait, 2) == 0:
+            n += 1
+print(n, flush=True)
+"#;
+        let tenant = std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .args([
+                www.join("sub").as_str(),
+                www.join("bait").as_str(),
+                outside.as_str(),
+                stop.as_str(),
+            ])
+            .uid(uid)
+            .gid(gid)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut read_files = 0;
+        for _ in 0..40 {
+            let walk = WebWalk::open(&www, PathBuf::from("/web/%2F"), Offered::default()).unwrap();
+            for entry in walk {
+                let Ok(entry) = entry else { continue };
+                let Some(file) = entry.file else { continue };
+                let shown = file.shown.clone();
+                if let Ok(Some(mut f)) = file.open() {
+                    let mut body = Vec::new();
+                    f.read_to_end(&mut body).unwrap();
+                    assert_ne!(body, SECRET, "the walk read {shown} through the symlink");
+                    read_files += 1;
+                }
+            }
+        }
+        std::fs::write(&stop, b"").unwrap();
+        let out = tenant.wait_with_output().unwrap();
+        let swaps: u64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            swaps > 0,
+            "the tenant never managed a swap: the race was not run"
+        );
+        assert!(
+            read_files > 0,
+            "the walk never read a file: nothing was checked"
+        );
+    }
 
     #[test]
     fn modes_map_as_the_engine_maps_them() {

@@ -1,0 +1,115 @@
+//! The repository store through the front door: `backup NAME`, `run`, `backups NAME` and
+//! `restore NAME --latest | --snapshot ID` use it when panel.toml says
+//! `[store] kind = "repository"` (docs/repository.md). The store itself is
+//! [`crate::store::repository`]; this module joins it to the controller: the instance's
+//! record, account, lock and manifest header for a backup, and the staged, tagged archive the
+//! controller's own restore takes.
+
+use aps_controller::ErrorKind;
+
+use crate::context::Panel;
+use crate::periodicity::Periodicity;
+use crate::problem::Problem;
+use crate::store::repository::{
+    BackupInput, RepositoryError, RepositoryStore, SnapshotInfo, StagedArchive, WriteOutError,
+};
+
+/// The repository of panel.toml, opened; `None` when the store is the archive store.
+pub fn open(panel: &Panel) -> Result<Option<RepositoryStore>, Problem> {
+    match panel.config.repository(&panel.state_dir) {
+        None => Ok(None),
+        Some(settings) => RepositoryStore::open(&settings)
+            .map(Some)
+            .map_err(|e| problem(&e, Some("open-repository"))),
+    }
+}
+
+/// One snapshot of `instance`: its web folders and database dumps (the tools run as the
+/// instance's account), with the controller's tagged manifest, under the instance's lock.
+pub fn backup(
+    panel: &Panel,
+    ctl: &aps_controller::Controller,
+    store: &RepositoryStore,
+    instance: &str,
+    periodicity: Periodicity,
+) -> Result<SnapshotInfo, Problem> {
+    let source = crate::engine::repository_source(ctl, instance).map_err(|e| e.problem())?;
+    // The repository inside a web folder would be served on the web, as an archive store there.
+    if let Some(settings) = panel.config.repository(&panel.state_dir)
+        && let Some((mapping, dir)) =
+            crate::manual::web_dir_containing(&settings.path, &source.instance.web_dirs)
+    {
+        return Err(Problem::new(
+            ErrorKind::DestinationRefused,
+            Some("3.1-check-destination"),
+            crate::manual::inside_web_dir_message(
+                "the repository (panel.toml [store] path)",
+                &settings.path,
+                &mapping,
+                &dir,
+            ),
+        ));
+    }
+    store
+        .backup(&BackupInput {
+            instance,
+            periodicity,
+            package: source.package.clone(),
+            web_dirs: &source.instance.web_dirs,
+            databases: &source.instance.databases,
+            header: source.header.clone(),
+            key: &source.key,
+            account: source.account.as_ref(),
+            dump_timeout: source.dump_timeout,
+        })
+        .map_err(|e| problem(&e, Some("backup")))
+}
+
+/// Snapshot `id` (a unique prefix will do; `None`: the newest) of `instance` made into a
+/// tagged archive in a private folder of the state folder, for the controller's restore
+/// (which then takes its safety snapshot, writes by descriptor as the instance's account, and
+/// puts everything back on failure). The folder goes when the result is dropped.
+pub fn stage(
+    panel: &Panel,
+    ctl: &aps_controller::Controller,
+    store: &RepositoryStore,
+    instance: &str,
+    id: Option<&str>,
+) -> Result<StagedArchive, Problem> {
+    let snapshot = store
+        .snapshot(instance, id)
+        .map_err(|e| problem(&e, Some("find-snapshot")))?;
+    let key = crate::engine::backup_key(ctl).map_err(|e| e.problem())?;
+    store
+        .stage_archive(instance, &snapshot, &panel.state_dir, &key)
+        .map_err(|e| problem(&e, Some("stage-snapshot")))
+}
+
+/// A repository failure as the README's error kinds have it.
+pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
+    let interrupted = aps_controller::cancel::Cancel::process().signal().is_some();
+    let kind = match e {
+        RepositoryError::NotInitialised { .. }
+        | RepositoryError::KeyFormat { .. }
+        | RepositoryError::Exists { .. }
+        | RepositoryError::KeyExists { .. }
+        | RepositoryError::NoSnapshot { .. }
+        | RepositoryError::NoSnapshots { .. } => ErrorKind::Usage,
+        RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
+        RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,
+        RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
+        RepositoryError::Incomplete { .. } if interrupted => ErrorKind::Interrupted,
+        RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
+        RepositoryError::WriteOut { source, .. } => match source {
+            WriteOutError::Read { .. } | WriteOutError::BadPath { .. } => ErrorKind::InvalidBackup,
+            WriteOutError::Write { source, .. }
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                ErrorKind::NoSpace
+            }
+            WriteOutError::Write { .. } => ErrorKind::Internal,
+        },
+        RepositoryError::Engine { .. } | RepositoryError::Io { .. } => ErrorKind::Internal,
+    };
+    Problem::new(kind, step, e.to_string())
+}

@@ -175,6 +175,21 @@ fn backup_change_backup_restore_each_snapshot_through_the_front_door() {
     let out = s.cli(&["backups", "site"]);
     assert_eq!(json(&out)["snapshots"][0]["periodicity"], "daily");
     assert_eq!(json(&out)["snapshots"].as_array().unwrap().len(), 3);
+    // Nothing changed since run: this backup takes the web folder's manifest entry from the
+    // cache of the last one, without reading it; the restore checks it part for part.
+    let unchanged = s.state();
+    let snap = s.backup_snapshot();
+    assert_eq!(
+        snap["files_unchanged"].as_u64().unwrap(),
+        snap["files"].as_u64().unwrap() - 4,
+        "only the dumps and the manifest were read: {snap}"
+    );
+    assert!(s.sb.state().join("repository-cache/site.json").is_file());
+    assert_success(
+        &s.cli(&["restore", "site", "--latest"]),
+        "restore of the cached backup",
+    );
+    assert_eq!(s.state(), unchanged);
     // The Debian restic agrees the repository is consistent.
     let check = Command::new("restic")
         .args([

@@ -61,6 +61,7 @@ pub fn backup(
             key: &source.key,
             account: source.account.as_ref(),
             dump_timeout: source.dump_timeout,
+            cache: Some(&panel.state_dir.join("repository-cache")),
         })
         .map_err(|e| problem(&e, Some("backup")))
 }

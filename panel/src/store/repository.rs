@@ -167,6 +167,10 @@ pub struct BackupInput<'a> {
     pub account: Option<&'a Account>,
     /// How long one dump tool may run.
     pub dump_timeout: Duration,
+    /// A private folder remembering each web folder's state and manifest entry after a
+    /// backup, so that the next backup of an unchanged folder does not read it again for the
+    /// manifest (`None`: every folder is read).
+    pub cache: Option<&'a Utf8Path>,
 }
 
 /// One snapshot, as `backups` shows it.
@@ -206,6 +210,33 @@ pub struct StagedRestore {
     pub web_dirs: BTreeMap<String, Utf8PathBuf>,
     /// Requirement id → the dump file under `target`.
     pub dumps: BTreeMap<String, Utf8PathBuf>,
+}
+
+/// Staging folders are `<work_parent>/.repository-restore-<pid>-<random>`.
+const STAGING_PREFIX: &str = ".repository-restore-";
+
+/// Removes the staging folders of controllers that are no longer running (killed during a
+/// restore): their pid is in the name. Best effort, never through a symlink.
+fn remove_stale_staging(work_parent: &Utf8Path) {
+    let Ok(entries) = std::fs::read_dir(work_parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // Signal 0 checks that the process exists; ESRCH: it does not.
+        // SAFETY: kill(2) with signal 0 sends nothing; it only reads the pid's existence.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = aps_controller::archive::remove_dir_all_nofollow(&entry.path());
+        }
+    }
 }
 
 /// A snapshot made into a tagged archive for the controller's restore ([`RepositoryStore::stage_archive`]);
@@ -403,12 +434,40 @@ impl RepositoryStore {
         // backup reads them), and the state of each tree they describe.
         let mut before = Vec::new();
         let mut web_parts = Vec::new();
-        for (n, (name, url, dir)) in roots.iter().enumerate() {
+        let cached = input
+            .cache
+            .map(|dir| PartCache::load(dir, input.instance))
+            .unwrap_or_default();
+        let mut cache = PartCache::default();
+        for (n, (_, url, dir)) in roots.iter().enumerate() {
             let state = tree_state(dir).map_err(|e| {
                 self.incomplete(input.instance, vec![format!("web folder {dir}: {e}")])
             })?;
-            let stats = aps_controller::archive::capture_tree_to(dir, io::sink())
-                .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
+            let key = format!("{url} {dir}");
+            let state_hex = hex::encode(state);
+            // An unchanged tree (every entry's inode, size, mtime and ctime to the
+            // nanosecond, and every name) has the part it had: it is not read again.
+            let stats = match cached.parts.get(&key) {
+                Some(c) if c.state == state_hex => c.stats.clone(),
+                _ => {
+                    let t = aps_controller::archive::capture_tree_to(dir, io::sink())
+                        .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
+                    CachedStats {
+                        size: t.bytes,
+                        sha256: t.sha256,
+                        files: t.files,
+                        dirs: t.dirs,
+                        symlinks: t.symlinks,
+                    }
+                }
+            };
+            cache.parts.insert(
+                key,
+                CachedPart {
+                    state: state_hex,
+                    stats: stats.clone(),
+                },
+            );
             before.push(state);
             let part = format!("web/{n}");
             web_parts.push(PartInfo {
@@ -417,13 +476,12 @@ impl RepositoryStore {
                 kind: PartKind::WebDir {
                     mapping_url: (*url).clone(),
                 },
-                size: stats.bytes,
+                size: stats.size,
                 sha256: stats.sha256,
                 file_count: Some(stats.files),
                 dir_count: Some(stats.dirs),
                 symlink_count: Some(stats.symlinks),
             });
-            let _ = name;
         }
         let ledger = Arc::new(Ledger::new(input.databases.len()));
         let manifest = Arc::new(ManifestMaker {
@@ -500,6 +558,10 @@ impl RepositoryStore {
                 ));
             }
             return Err(self.incomplete(input.instance, problems));
+        }
+        if let Some(dir) = input.cache {
+            // Only a speed-up: a cache that cannot be written makes the next backup read all.
+            let _ = cache.save(dir, input.instance);
         }
         Ok(info_of(&snap).expect("a snapshot made here carries the instance tag"))
     }
@@ -680,8 +742,9 @@ impl RepositoryStore {
                 source,
             }
         };
+        remove_stale_staging(work_parent);
         let dir = tempfile::Builder::new()
-            .prefix(".repository-restore-")
+            .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
             .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir_in(work_parent)
             .map_err(io_err("create a staging folder in", work_parent))?;
@@ -870,6 +933,8 @@ fn web_roots(dirs: &BTreeMap<String, Utf8PathBuf>) -> Vec<(String, &String, &Utf
 /// adding, removing or renaming an entry changes its folder's.
 fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
     use rustix::fs::{AtFlags, Mode, OFlags};
+    // The stat fields' types differ between architectures: the casts stay.
+    #[allow(clippy::unnecessary_cast)]
     fn record(sha: &mut Sha256, rel: &[u8], st: &rustix::fs::Stat) {
         sha.update((rel.len() as u64).to_be_bytes());
         sha.update(rel);
@@ -928,6 +993,51 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
     record(&mut sha, b"", &rustix::fs::fstat(&fd)?);
     walk(fd.as_fd(), b"", &mut sha)?;
     Ok(sha.finalize().into())
+}
+
+/// The manifest entries of an instance's web folders at its last backup, each with the
+/// [`tree_state`] it was computed for, keyed by URL path and folder.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct PartCache {
+    parts: BTreeMap<String, CachedPart>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CachedPart {
+    state: String,
+    stats: CachedStats,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CachedStats {
+    size: u64,
+    sha256: String,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+}
+
+impl PartCache {
+    /// The cache of `instance`; empty when there is none or it cannot be read.
+    fn load(dir: &Utf8Path, instance: &str) -> Self {
+        std::fs::read(dir.join(format!("{instance}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Written to a temporary file (0600, in a 0700 folder) and renamed into place.
+    fn save(&self, dir: &Utf8Path, instance: &str) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cache-")
+            .tempfile_in(dir)?;
+        tmp.write_all(&serde_json::to_vec(self).expect("a cache serialises"))?;
+        tmp.persist(dir.join(format!("{instance}.json")))
+            .map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 /// The dumps of one backup: how many are still running, and the size and SHA-256 of each

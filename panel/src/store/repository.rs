@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex};
 
 use aps_controller::database::{self, Database};
 use camino::{Utf8Path, Utf8PathBuf};
-use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, KeyOptions,
@@ -52,8 +51,11 @@ use rustic_core::{
 };
 use serde::Serialize;
 
-use crate::config::RepositorySettings;
+use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;
+
+mod backend;
+pub mod verify;
 
 const TAG_INSTANCE: &str = "aps-instance=";
 const TAG_PERIODICITY: &str = "aps-periodicity=";
@@ -147,7 +149,8 @@ pub struct SnapshotInfo {
 /// What `store init` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct InitReport {
-    pub repository: Utf8PathBuf,
+    /// The folder, or `s3://bucket/prefix/`.
+    pub repository: String,
     pub key_file: Utf8PathBuf,
     pub password_file: Utf8PathBuf,
 }
@@ -178,9 +181,9 @@ impl std::fmt::Debug for RepositoryStore {
     }
 }
 
-fn engine_err(repository: &Utf8Path) -> impl Fn(Box<RusticError>) -> RepositoryError + '_ {
+fn engine_err(repository: String) -> impl Fn(Box<RusticError>) -> RepositoryError {
     move |e| RepositoryError::Engine {
-        repository: repository.to_string(),
+        repository: repository.clone(),
         message: e.display_log(),
     }
 }
@@ -190,12 +193,9 @@ fn repository_options() -> RepositoryOptions {
     RepositoryOptions::default().no_cache(true)
 }
 
-fn unopened(path: &Utf8Path) -> Result<Repository<()>, RepositoryError> {
-    let backends = BackendOptions::default()
-        .repository(path.as_str())
-        .to_backends()
-        .map_err(engine_err(path))?;
-    Repository::new(&repository_options(), &backends).map_err(engine_err(path))
+fn unopened(location: &RepositoryLocation) -> Result<Repository<()>, RepositoryError> {
+    let backends = backend::backends(location)?;
+    Repository::new(&repository_options(), &backends).map_err(engine_err(location.describe()))
 }
 
 /// Writes `bytes` to a new file of mode 0600; never replaces one.
@@ -249,7 +249,8 @@ impl RepositoryStore {
     /// (a random password, also stored in the repository as a restic key). Refuses when the
     /// repository or either file exists. The password's key derivation runs once, here.
     pub fn init(settings: &RepositorySettings) -> Result<InitReport, RepositoryError> {
-        let path = &settings.path;
+        let location = &settings.location;
+        let describe = location.describe();
         for (what, p) in [
             ("key file", &settings.key_file),
             ("password file", &settings.password_file),
@@ -261,10 +262,14 @@ impl RepositoryStore {
                 });
             }
         }
-        let repo = unopened(path)?;
-        if repo.config_id().map_err(engine_err(path))?.is_some() {
+        let repo = unopened(location)?;
+        if repo
+            .config_id()
+            .map_err(engine_err(describe.clone()))?
+            .is_some()
+        {
             return Err(RepositoryError::Exists {
-                repository: path.to_string(),
+                repository: describe,
             });
         }
         let key = MasterKey::new();
@@ -283,11 +288,11 @@ impl RepositoryStore {
                 &KeyOptions::default(),
                 &ConfigOptions::default(),
             )
-            .map_err(engine_err(path))?;
+            .map_err(engine_err(describe.clone()))?;
         repo.add_key(&password, &KeyOptions::default())
-            .map_err(engine_err(path))?;
+            .map_err(engine_err(describe.clone()))?;
         Ok(InitReport {
-            repository: path.clone(),
+            repository: describe,
             key_file: settings.key_file.clone(),
             password_file: settings.password_file.clone(),
         })
@@ -313,9 +318,9 @@ impl RepositoryStore {
                 path: settings.key_file.clone(),
                 message: e.to_string(),
             })?;
-        let repo = unopened(&settings.path)?
+        let repo = unopened(&settings.location)?
             .open(&Credentials::Masterkey(key.clone()))
-            .map_err(engine_err(&settings.path))?;
+            .map_err(engine_err(settings.location.describe()))?;
         Ok(RepositoryStore {
             settings: settings.clone(),
             key,
@@ -325,17 +330,17 @@ impl RepositoryStore {
 
     /// Another handle on the repository (the master key: no key derivation).
     fn reopen(&self) -> Result<Repository<OpenStatus>, RepositoryError> {
-        unopened(&self.settings.path)?
+        unopened(&self.settings.location)?
             .open(&Credentials::Masterkey(self.key.clone()))
             .map_err(self.err())
     }
 
     pub fn describe(&self) -> String {
-        self.settings.path.to_string()
+        self.settings.location.describe()
     }
 
-    fn err(&self) -> impl Fn(Box<RusticError>) -> RepositoryError + '_ {
-        engine_err(&self.settings.path)
+    fn err(&self) -> impl Fn(Box<RusticError>) -> RepositoryError + use<> {
+        engine_err(self.describe())
     }
 
     /// Backs `input` up as one snapshot. Any file that could not be read, any walk error and

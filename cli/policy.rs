@@ -218,14 +218,24 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
                 .map_err(|e| Failure::from_panel(&e))?;
             let failure = (!s.success()).then(|| {
-                Failure::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "{} of {} instances failed; `summary.instances[].error` says why",
-                        s.failed,
-                        s.instances.len()
+                let retention = s
+                    .repository_retention
+                    .as_ref()
+                    .and_then(|r| r.error.as_ref());
+                match retention {
+                    Some(e) if s.failed == 0 => Failure::new(
+                        ErrorKind::Internal,
+                        format!("retention in the repository failed: {e}"),
                     ),
-                )
+                    _ => Failure::new(
+                        ErrorKind::Internal,
+                        format!(
+                            "{} of {} instances failed; `summary.instances[].error` says why",
+                            s.failed,
+                            s.instances.len()
+                        ),
+                    ),
+                }
             });
             if json {
                 outln!(
@@ -277,6 +287,12 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                             pruned_text(&o.pruned)
                         ),
                         (None, None) => outln!("  ok      {}", o.instance),
+                    }
+                }
+                if let Some(r) = &s.repository_retention {
+                    outln!("{}", repository_retention_text(r));
+                    if let Some(e) = &r.error {
+                        eprintln!("aps-controller: retention in {} failed: {e}", r.repository);
                     }
                 }
             }
@@ -486,6 +502,40 @@ fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
             ),
         ))
     }
+}
+
+/// `  repository R: forgot 3 snapshots (blog 2, shop 1), kept 24; prune: …`.
+fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRetention) -> String {
+    let mut per: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for s in &r.forgotten {
+        *per.entry(s.instance.as_str()).or_default() += 1;
+    }
+    let per: Vec<String> = per.iter().map(|(i, n)| format!("{i} {n}")).collect();
+    let mut text = format!(
+        "  repository {}: forgot {} snapshot(s){}, kept {}",
+        r.repository,
+        r.forgotten.len(),
+        if per.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per.join(", "))
+        },
+        r.kept
+    );
+    match (&r.prune, &r.error) {
+        (Some(p), _) => {
+            text += &format!(
+                "; prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
+                p.deleted_packs,
+                human_size(p.deleted_bytes),
+                p.marked_packs + p.unindexed_packs,
+                p.repacked_packs
+            );
+        }
+        (None, Some(_)) => text += "; FAILED (details on stderr)",
+        (None, None) => {}
+    }
+    text
 }
 
 /// `  pruned local 2, remote 1`: retention's removals, the remote's keys marked `remote:`.

@@ -55,6 +55,7 @@ use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;
 
 mod backend;
+pub mod retention;
 pub mod verify;
 
 const TAG_INSTANCE: &str = "aps-instance=";

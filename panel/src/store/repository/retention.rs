@@ -17,6 +17,7 @@ use rustic_core::{PruneOptions, repofile::SnapshotId};
 use serde::Serialize;
 
 use super::{RepositoryError, RepositoryStore, SnapshotInfo};
+use crate::config::RepositorySettings;
 use crate::naming::{ArchiveFormat, BackupName};
 use crate::retention::{KeepReason, RetentionPolicy, plan_retention};
 use crate::store::{BackupStatus, StoredFile};
@@ -70,7 +71,11 @@ fn as_ranked(s: &SnapshotInfo) -> StoredFile {
 }
 
 /// Plans retention over `snapshots` (any instances) with the archive store's rules.
-pub fn plan(snapshots: &[SnapshotInfo], policy: &RetentionPolicy, now: Timestamp) -> SnapshotRetention {
+pub fn plan(
+    snapshots: &[SnapshotInfo],
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> SnapshotRetention {
     let by_id: BTreeMap<&str, &SnapshotInfo> =
         snapshots.iter().map(|s| (s.id.as_str(), s)).collect();
     let (ours, ignored): (Vec<&SnapshotInfo>, Vec<&SnapshotInfo>) =
@@ -78,7 +83,7 @@ pub fn plan(snapshots: &[SnapshotInfo], policy: &RetentionPolicy, now: Timestamp
     let ranked: Vec<StoredFile> = ours.into_iter().map(as_ranked).collect();
     let p = plan_retention(&ranked, policy, now);
     let back = |f: &StoredFile| (*by_id[f.key.as_str()]).clone();
-    SnapshotRetention {
+    let mut planned = SnapshotRetention {
         keep: p
             .keep
             .iter()
@@ -89,7 +94,12 @@ pub fn plan(snapshots: &[SnapshotInfo], policy: &RetentionPolicy, now: Timestamp
             .collect(),
         forget: p.remove.iter().map(back).collect(),
         ignored: ignored.iter().map(|s| s.id.clone()).collect(),
-    }
+    };
+    // Older to newer, as snapshots are listed everywhere else.
+    let age = |s: &SnapshotInfo| (s.instance.clone(), s.time, s.id.clone());
+    planned.keep.sort_by_key(|k| age(&k.snapshot));
+    planned.forget.sort_by_key(age);
+    planned
 }
 
 impl RepositoryStore {
@@ -138,4 +148,49 @@ impl RepositoryStore {
         self.repo.prune(&opts, plan).map_err(self.err())?;
         Ok(report)
     }
+}
+
+/// Retention after `run`, in the summary: what was forgotten and what the prune did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRetention {
+    pub repository: String,
+    /// The instances whose backup succeeded in this run: only they are thinned (a run of
+    /// failures never thins a repository).
+    pub instances: Vec<String>,
+    pub forgotten: Vec<SnapshotInfo>,
+    pub kept: usize,
+    /// `None` when retention stopped before the prune (see `error`).
+    pub prune: Option<PruneReport>,
+    /// Why retention did not finish; the snapshots forgotten before it stay forgotten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Forgets the snapshots of `instances` that `policy` does not keep, then prunes once. Called
+/// when every backup of the run has ended, so no backup of this run is writing meanwhile.
+pub fn after_run(
+    settings: &RepositorySettings,
+    instances: &[String],
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> RunRetention {
+    let mut report = RunRetention {
+        repository: settings.location.describe(),
+        instances: instances.to_vec(),
+        forgotten: Vec::new(),
+        kept: 0,
+        prune: None,
+        error: None,
+    };
+    let result = RepositoryStore::open(settings).and_then(|store| {
+        let done = store.forget_by_policy(Some(instances), policy, now, false)?;
+        report.kept = done.keep.len();
+        report.forgotten = done.forget;
+        report.prune = Some(store.prune()?);
+        Ok(())
+    });
+    if let Err(e) = result {
+        report.error = Some(e.to_string());
+    }
+    report
 }

@@ -59,17 +59,43 @@ pub enum PolicyCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Check a backup end to end (format, manifest, every part's hash); exit 17 when damaged.
+    /// Check a backup end to end (format, manifest, every part's hash), or the repository
+    /// store (--repository); exit 17 when damaged.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller verify --instance blog\n  \
+        aps-controller verify --repository\n  \
+        aps-controller verify --repository --read-sample daily/week --json\n  \
+        aps-controller verify --repository --read-all\n  \
         aps-controller verify /srv/backups/blog.aps.tar.zst.age --identity key.txt --json")]
     Verify {
-        /// The backup file; or use --instance for an instance's newest good backup.
-        #[arg(required_unless_present = "instance", conflicts_with = "instance")]
+        /// The backup file; or use --instance for an instance's newest good backup, or
+        /// --repository.
+        #[arg(
+            required_unless_present_any = ["instance", "repository"],
+            conflicts_with_all = ["instance", "repository"]
+        )]
         file: Option<Utf8PathBuf>,
         /// Verify the newest good backup of this registered instance in the backup store.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "repository")]
         instance: Option<String>,
+        /// Check the repository store (panel.toml [store] kind = "repository"): its structure
+        /// (config, keys, indexes, every snapshot's trees) and a random tenth of its pack files
+        /// read back and checked against their ids; exit 17 when anything is damaged.
+        #[arg(long)]
+        repository: bool,
+        /// With --repository: which pack files to read back instead of a random tenth:
+        /// `25%`, `1/7` (the first of 7 disjoint parts; `daily/week` takes today's part, so a
+        /// week of runs reads everything), `500MiB`, or `none` (structure only).
+        #[arg(
+            long,
+            value_name = "SUBSET",
+            requires = "repository",
+            conflicts_with = "read_all"
+        )]
+        read_sample: Option<String>,
+        /// With --repository: read every pack file back (the whole repository).
+        #[arg(long, requires = "repository")]
+        read_all: bool,
         /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
@@ -329,11 +355,19 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             )
         }
         PolicyCommand::Verify {
+            repository: true,
+            read_sample,
+            read_all,
+            state,
+            ..
+        } => verify_repository(out, &state, read_sample.as_deref(), read_all),
+        PolicyCommand::Verify {
             file,
             instance,
             identity,
             json: _,
             state,
+            ..
         } => {
             if let Some(i) = &instance {
                 check_instance_name("--instance", i)?;
@@ -502,6 +536,72 @@ fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
             ),
         ))
     }
+}
+
+/// `verify --repository`: the engine's check plus packs read back; damage is exit 17
+/// (`invalid-backup`) with every finding in `error.errors`.
+fn verify_repository(
+    out: Out,
+    state: &StateArgs,
+    read_sample: Option<&str>,
+    read_all: bool,
+) -> Result<ExitCode, Failure> {
+    use aps_panel::store::repository::RepositoryError;
+    use aps_panel::store::repository::verify::ReadData;
+    let read = match (read_all, read_sample) {
+        (true, _) => ReadData::All,
+        (false, Some(s)) => ReadData::parse_sample(s).map_err(Failure::usage)?,
+        (false, None) => ReadData::Sample(ReadData::DEFAULT_SAMPLE.to_owned()),
+    };
+    let (panel, _) = open(state)?;
+    let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
+        Failure::usage(format!(
+            "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
+            panel.state_dir
+        ))
+    })?;
+    let fail = |e: RepositoryError| {
+        let kind = match &e {
+            RepositoryError::NotInitialised { .. } | RepositoryError::KeyFormat { .. } => {
+                ErrorKind::Usage
+            }
+            _ => ErrorKind::Internal,
+        };
+        Failure::new(kind, e.to_string())
+            .at("check-repository")
+            .with("repository", settings.location.describe())
+    };
+    let store = aps_panel::store::repository::RepositoryStore::open(&settings).map_err(fail)?;
+    let report = store.verify(&read).map_err(fail)?;
+    if !report.is_ok() {
+        return Err(Failure::new(
+            ErrorKind::InvalidBackup,
+            format!(
+                "repository {} is damaged: {}",
+                report.repository,
+                report.errors.join("; ")
+            ),
+        )
+        .at("check-repository")
+        .with("repository", report.repository.clone())
+        .with("errors", report.errors.clone())
+        .with("warnings", report.warnings.clone()));
+    }
+    Ok(out.success(&report, || {
+        let read = match &report.read_data {
+            ReadData::None => "structure only".to_owned(),
+            ReadData::All => "every pack read back".to_owned(),
+            ReadData::Sample(s) => format!("packs read back: {s}"),
+        };
+        let mut text = format!(
+            "repository {}: ok, {} snapshot(s), {read}",
+            report.repository, report.snapshots
+        );
+        for w in &report.warnings {
+            text += &format!("\n  note: {w}");
+        }
+        text
+    }))
 }
 
 /// `  repository R: forgot 3 snapshots (blog 2, shop 1), kept 24; prune: …`.

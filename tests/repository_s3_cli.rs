@@ -1,4 +1,5 @@
-//! `aps-controller store init|snapshots|check` through the real binary, for a repository in a bucket of the loopback S3 server (panel.toml `[store.s3]`, the
+//! `aps-controller store init|snapshots|check` and `verify --repository` through the real
+//! binary, for a repository in a bucket of the loopback S3 server (panel.toml `[store.s3]`, the
 //! secret key in a file). Without a server the test fails, naming the script, unless
 //! APS_TEST_NO_S3=1.
 
@@ -47,6 +48,9 @@ fn store_init_and_check_in_a_bucket() {
     assert_eq!(json(&out)["snapshots"], serde_json::json!([]));
     let out = sb.cli(&["store", "check", "--read-data", "--json"]);
     assert_success(&out, "store check");
+    let out = sb.cli(&["verify", "--repository", "--read-all", "--json"]);
+    assert_success(&out, "verify --repository");
+    assert_eq!(json(&out)["repository"], expected.as_str());
 
     // A wrong secret: the bucket refuses, and the command says which repository.
     std::fs::write(&secret, "wrong\n").unwrap();

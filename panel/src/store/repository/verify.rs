@@ -36,6 +36,9 @@ impl ReadData {
 
     /// Checks a `--read-sample` value before anything runs.
     pub fn parse_sample(s: &str) -> Result<ReadData, String> {
+        if s == "none" {
+            return Ok(ReadData::None);
+        }
         let r = ReadData::Sample(s.to_owned());
         r.subset().map(|_| r)
     }

@@ -110,6 +110,16 @@ fn repository_failure(step: &'static str, e: RepositoryError) -> Failure {
         | RepositoryError::KeyFormat { .. } => ErrorKind::Usage,
         RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
         RepositoryError::Engine { .. } | RepositoryError::Io { .. } => ErrorKind::Internal,
+        RepositoryError::Interrupted { signal, .. } => {
+            // 128 + the signal (143 for SIGTERM), as for every interrupted operation.
+            let mut f = Failure::new(ErrorKind::Interrupted, e.to_string())
+                .at(step)
+                .with("signal", aps_controller::cancel::signal_name(*signal));
+            if let Some(code) = crate::signals::interrupted_exit_status(Some(*signal)) {
+                f.exit = code;
+            }
+            return f;
+        }
     };
     Failure::new(kind, e.to_string()).at(step)
 }

@@ -55,6 +55,7 @@ use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;
 
 mod backend;
+mod cancel;
 pub mod retention;
 pub mod verify;
 
@@ -108,6 +109,16 @@ pub enum RepositoryError {
     },
     #[error("restore target {path} must be an empty folder or not exist yet")]
     TargetNotEmpty { path: Utf8PathBuf },
+    #[error(
+        "backup of instance {instance} into repository {repository} {}: nothing was kept",
+        aps_controller::cancel::Cancelled { signal: *.signal }
+    )]
+    Interrupted {
+        instance: String,
+        repository: String,
+        /// The signal's number (15 for SIGTERM).
+        signal: i32,
+    },
 }
 
 /// What identifies the package of a backed-up instance, for the snapshot's tags.
@@ -360,6 +371,8 @@ impl RepositoryStore {
             Utf8PathBuf::try_from(home.path().to_path_buf()).expect("the temp folder is UTF-8");
         let source = InstanceSource::new(input, &home, &problems).map_err(self.err())?;
         let offered = source.file_count;
+        let stop = cancel::token();
+        let source = cancel::Cancellable::new(source, stop.clone(), &problems);
 
         let mut snap = SnapshotOptions::default()
             .to_snapshot()
@@ -381,6 +394,17 @@ impl RepositoryStore {
         drop(source);
         let _ = std::fs::remove_dir_all(&home);
 
+        if let Some(signal) = stop.signal() {
+            if let Ok(snap) = &result {
+                // Saved by the engine after the stop, from a source cut short: not a backup.
+                let _ = self.repo.delete_snapshots(&[snap.id]);
+            }
+            return Err(RepositoryError::Interrupted {
+                instance: input.instance.to_owned(),
+                repository: self.describe(),
+                signal,
+            });
+        }
         let snap = match result {
             Ok(snap) => snap,
             Err(e) => {
@@ -585,6 +609,13 @@ impl Problems {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(problem);
+    }
+    /// Records `problem` unless it is recorded already.
+    fn push_once(&self, problem: String) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.contains(&problem) {
+            all.push(problem);
+        }
     }
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))

@@ -45,7 +45,8 @@ pub enum PolicyCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Apply retention (panel.toml [retention]) to the backup store and the remote.
+    /// Apply retention (panel.toml [retention]) to the backup store and the remote, and to the
+    /// repository store's snapshots (then prune its data) when panel.toml chooses it.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller prune --dry-run\n  \
         aps-controller prune --json")]
@@ -348,11 +349,32 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 })?;
                 done.push(p);
             }
-            Ok(
-                out.success(&json!({ "dry_run": dry_run, "stores": done }), || {
-                    done.iter().map(print_prune).collect::<Vec<_>>().join("\n")
-                }),
-            )
+            // The repository store: the same policy over its snapshots, then one prune.
+            let repository = match panel.config.repository(&panel.state_dir) {
+                Some(settings) => Some(
+                    aps_panel::store::repository::retention::prune_all(
+                        &settings,
+                        &panel.policy,
+                        now,
+                        dry_run,
+                    )
+                    .map_err(|e| {
+                        Failure::new(ErrorKind::Internal, e.to_string())
+                            .with("repository", settings.location.describe())
+                            .with("stores", serde_json::to_value(&done).expect("serialise"))
+                    })?,
+                ),
+                None => None,
+            };
+            let mut report = json!({ "dry_run": dry_run, "stores": done });
+            if let Some(r) = &repository {
+                report["repository"] = serde_json::to_value(r).expect("serialise");
+            }
+            Ok(out.success(&report, || {
+                let mut lines: Vec<String> = done.iter().map(print_prune).collect();
+                lines.extend(repository.as_ref().map(print_repository_prune));
+                lines.join("\n")
+            }))
         }
         PolicyCommand::Verify {
             repository: true,
@@ -648,6 +670,30 @@ fn pruned_text(pruned: &[String]) -> String {
         (0, r) => format!("  pruned remote {r}"),
         (l, r) => format!("  pruned local {l}, remote {r}"),
     }
+}
+
+fn print_repository_prune(p: &aps_panel::store::repository::retention::RepositoryPrune) -> String {
+    let verb = if p.dry_run { "would forget" } else { "forgot" };
+    let mut text = format!(
+        "repository {}: kept {} snapshot(s), {verb} {}, ignored {}",
+        p.repository,
+        p.kept.len(),
+        p.forgotten.len(),
+        p.ignored.len()
+    );
+    for s in &p.forgotten {
+        text += &format!("\n  {verb} {} {} {}", &s.id[..8], s.instance, s.time);
+    }
+    if let Some(r) = &p.prune {
+        text += &format!(
+            "\n  prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
+            r.deleted_packs,
+            human_size(r.deleted_bytes),
+            r.marked_packs + r.unindexed_packs,
+            r.repacked_packs
+        );
+    }
+    text
 }
 
 fn print_prune(p: &StorePrune) -> String {

@@ -68,12 +68,47 @@ fn run_forgets_and_prunes_snapshots_beyond_the_policy() {
     assert_eq!(left, ids[2..]);
     assert_success(&sb.cli(&["store", "check", "--read-data"]), "store check");
 
-    // The human summary says it too.
+    // `prune` applies the same policy to every instance's snapshots; a dry run only says so.
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n[retention]\nkeep = 1\n",
+    )
+    .unwrap();
+    let out = sb.cli(&["prune", "--dry-run", "--json"]);
+    assert_success(&out, "prune --dry-run");
+    let v = json(&out);
+    let would: Vec<&str> = v["repository"]["forgotten"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(would, [ids[2].as_str()], "{v}");
+    assert_eq!(v["repository"]["prune"], serde_json::Value::Null);
+    let out = sb.cli(&["store", "snapshots", "blog", "--json"]);
+    assert_eq!(json(&out)["snapshots"].as_array().unwrap().len(), 2);
+    let out = sb.cli(&["prune"]);
+    assert_success(&out, "prune");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kept 1 snapshot(s), forgot 1") && text.contains("prune:"),
+        "{text}"
+    );
+    let out = sb.cli(&["store", "snapshots", "blog", "--json"]);
+    assert_eq!(json(&out)["snapshots"][0]["id"], ids[3].as_str());
+    assert_success(&sb.cli(&["verify", "--repository", "--read-all"]), "verify");
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n[retention]\nkeep = 2\n",
+    )
+    .unwrap();
+
+    // The human summary of run says it too.
     let out = sb.cli(&["run", "--periodicity", "daily"]);
     assert_success(&out, "run");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("repository ") && text.contains("kept 2") && text.contains("prune:"),
+        text.contains("repository ") && text.contains("kept 1") && text.contains("prune:"),
         "{text}"
     );
 }

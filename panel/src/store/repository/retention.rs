@@ -150,6 +150,39 @@ impl RepositoryStore {
     }
 }
 
+/// What `aps-controller prune` did to the repository (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryPrune {
+    pub repository: String,
+    pub dry_run: bool,
+    pub kept: Vec<KeptSnapshot>,
+    pub forgotten: Vec<SnapshotInfo>,
+    /// Snapshots without our tags, left alone.
+    pub ignored: Vec<String>,
+    /// `None` on a dry run.
+    pub prune: Option<PruneReport>,
+}
+
+/// Retention over every instance's snapshots, then one prune (none on a dry run).
+pub fn prune_all(
+    settings: &RepositorySettings,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<RepositoryPrune, RepositoryError> {
+    let store = RepositoryStore::open(settings)?;
+    let done = store.forget_by_policy(None, policy, now, dry_run)?;
+    let prune = if dry_run { None } else { Some(store.prune()?) };
+    Ok(RepositoryPrune {
+        repository: store.describe(),
+        dry_run,
+        kept: done.keep,
+        forgotten: done.forget,
+        ignored: done.ignored,
+        prune,
+    })
+}
+
 /// Retention after `run`, in the summary: what was forgotten and what the prune did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunRetention {

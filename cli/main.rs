@@ -84,6 +84,7 @@ fn main() -> ExitCode {
             | Command::Policy(
                 policy::PolicyCommand::Run { .. } | policy::PolicyCommand::Drill { .. }
             )
+            | Command::Store(store::StoreCommand::Backup { .. })
     ) {
         signals::install(|| {});
     }

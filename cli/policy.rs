@@ -45,7 +45,8 @@ pub enum PolicyCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Apply retention (panel.toml [retention]) to the backup store and the remote.
+    /// Apply retention (panel.toml [retention]) to the backup store and the remote, and to the
+    /// repository store's snapshots (then prune its data) when panel.toml chooses it.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller prune --dry-run\n  \
         aps-controller prune --json")]
@@ -59,17 +60,43 @@ pub enum PolicyCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Check a backup end to end (format, manifest, every part's hash); exit 17 when damaged.
+    /// Check a backup end to end (format, manifest, every part's hash), or the repository
+    /// store (--repository); exit 17 when damaged.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller verify --instance blog\n  \
+        aps-controller verify --repository\n  \
+        aps-controller verify --repository --read-sample daily/week --json\n  \
+        aps-controller verify --repository --read-all\n  \
         aps-controller verify /srv/backups/blog.aps.tar.zst.age --identity key.txt --json")]
     Verify {
-        /// The backup file; or use --instance for an instance's newest good backup.
-        #[arg(required_unless_present = "instance", conflicts_with = "instance")]
+        /// The backup file; or use --instance for an instance's newest good backup, or
+        /// --repository.
+        #[arg(
+            required_unless_present_any = ["instance", "repository"],
+            conflicts_with_all = ["instance", "repository"]
+        )]
         file: Option<Utf8PathBuf>,
         /// Verify the newest good backup of this registered instance in the backup store.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "repository")]
         instance: Option<String>,
+        /// Check the repository store (panel.toml [store] kind = "repository"): its structure
+        /// (config, keys, indexes, every snapshot's trees) and a random tenth of its pack files
+        /// read back and checked against their ids; exit 17 when anything is damaged.
+        #[arg(long)]
+        repository: bool,
+        /// With --repository: which pack files to read back instead of a random tenth:
+        /// `25%`, `1/7` (the first of 7 disjoint parts; `daily/week` takes today's part, so a
+        /// week of runs reads everything), `500MiB`, or `none` (structure only).
+        #[arg(
+            long,
+            value_name = "SUBSET",
+            requires = "repository",
+            conflicts_with = "read_all"
+        )]
+        read_sample: Option<String>,
+        /// With --repository: read every pack file back (the whole repository).
+        #[arg(long, requires = "repository")]
+        read_all: bool,
         /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
@@ -263,14 +290,24 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
                 .map_err(|e| Failure::from_panel(&e))?;
             let failure = (!s.success()).then(|| {
-                Failure::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "{} of {} instances failed; `summary.instances[].error` says why",
-                        s.failed,
-                        s.instances.len()
+                let retention = s
+                    .repository_retention
+                    .as_ref()
+                    .and_then(|r| r.error.as_ref());
+                match retention {
+                    Some(e) if s.failed == 0 => Failure::new(
+                        ErrorKind::Internal,
+                        format!("retention in the repository failed: {e}"),
                     ),
-                )
+                    _ => Failure::new(
+                        ErrorKind::Internal,
+                        format!(
+                            "{} of {} instances failed; `summary.instances[].error` says why",
+                            s.failed,
+                            s.instances.len()
+                        ),
+                    ),
+                }
             });
             if json {
                 outln!(
@@ -333,6 +370,12 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                         },
                     }
                 }
+                if let Some(r) = &s.repository_retention {
+                    outln!("{}", repository_retention_text(r));
+                    if let Some(e) = &r.error {
+                        eprintln!("aps-controller: retention in {} failed: {e}", r.repository);
+                    }
+                }
             }
             // Exit 1 when an instance failed (README, "Exit codes").
             Ok(if s.success() {
@@ -360,18 +403,47 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 })?;
                 done.push(p);
             }
-            Ok(
-                out.success(&json!({ "dry_run": dry_run, "stores": done }), || {
-                    done.iter().map(print_prune).collect::<Vec<_>>().join("\n")
-                }),
-            )
+            // The repository store: the same policy over its snapshots, then one prune.
+            let repository = match panel.config.repository(&panel.state_dir) {
+                Some(settings) => Some(
+                    aps_panel::store::repository::retention::prune_all(
+                        &settings,
+                        &panel.policy,
+                        now,
+                        dry_run,
+                    )
+                    .map_err(|e| {
+                        Failure::new(ErrorKind::Internal, e.to_string())
+                            .with("repository", settings.location.describe())
+                            .with("stores", serde_json::to_value(&done).expect("serialise"))
+                    })?,
+                ),
+                None => None,
+            };
+            let mut report = json!({ "dry_run": dry_run, "stores": done });
+            if let Some(r) = &repository {
+                report["repository"] = serde_json::to_value(r).expect("serialise");
+            }
+            Ok(out.success(&report, || {
+                let mut lines: Vec<String> = done.iter().map(print_prune).collect();
+                lines.extend(repository.as_ref().map(print_repository_prune));
+                lines.join("\n")
+            }))
         }
+        PolicyCommand::Verify {
+            repository: true,
+            read_sample,
+            read_all,
+            state,
+            ..
+        } => verify_repository(out, &state, read_sample.as_deref(), read_all),
         PolicyCommand::Verify {
             file,
             instance,
             identity,
             json: _,
             state,
+            ..
         } => {
             if let Some(i) = &instance {
                 check_instance_name("--instance", i)?;
@@ -548,6 +620,106 @@ fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
     }
 }
 
+/// `verify --repository`: the engine's check plus packs read back; damage is exit 17
+/// (`invalid-backup`) with every finding in `error.errors`.
+fn verify_repository(
+    out: Out,
+    state: &StateArgs,
+    read_sample: Option<&str>,
+    read_all: bool,
+) -> Result<ExitCode, Failure> {
+    use aps_panel::store::repository::RepositoryError;
+    use aps_panel::store::repository::verify::ReadData;
+    let read = match (read_all, read_sample) {
+        (true, _) => ReadData::All,
+        (false, Some(s)) => ReadData::parse_sample(s).map_err(Failure::usage)?,
+        (false, None) => ReadData::Sample(ReadData::DEFAULT_SAMPLE.to_owned()),
+    };
+    let (panel, _) = open(state)?;
+    let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
+        Failure::usage(format!(
+            "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
+            panel.state_dir
+        ))
+    })?;
+    let fail = |e: RepositoryError| {
+        let kind = match &e {
+            RepositoryError::NotInitialised { .. } | RepositoryError::KeyFormat { .. } => {
+                ErrorKind::Usage
+            }
+            _ => ErrorKind::Internal,
+        };
+        Failure::new(kind, e.to_string())
+            .at("check-repository")
+            .with("repository", settings.location.describe())
+    };
+    let store = aps_panel::store::repository::RepositoryStore::open(&settings).map_err(fail)?;
+    let report = store.verify(&read).map_err(fail)?;
+    if !report.is_ok() {
+        return Err(Failure::new(
+            ErrorKind::InvalidBackup,
+            format!(
+                "repository {} is damaged: {}",
+                report.repository,
+                report.errors.join("; ")
+            ),
+        )
+        .at("check-repository")
+        .with("repository", report.repository.clone())
+        .with("errors", report.errors.clone())
+        .with("warnings", report.warnings.clone()));
+    }
+    Ok(out.success(&report, || {
+        let read = match &report.read_data {
+            ReadData::None => "structure only".to_owned(),
+            ReadData::All => "every pack read back".to_owned(),
+            ReadData::Sample(s) => format!("packs read back: {s}"),
+        };
+        let mut text = format!(
+            "repository {}: ok, {} snapshot(s), {read}",
+            report.repository, report.snapshots
+        );
+        for w in &report.warnings {
+            text += &format!("\n  note: {w}");
+        }
+        text
+    }))
+}
+
+/// `  repository R: forgot 3 snapshots (blog 2, shop 1), kept 24; prune: …`.
+fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRetention) -> String {
+    let mut per: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for s in &r.forgotten {
+        *per.entry(s.instance.as_str()).or_default() += 1;
+    }
+    let per: Vec<String> = per.iter().map(|(i, n)| format!("{i} {n}")).collect();
+    let mut text = format!(
+        "  repository {}: forgot {} snapshot(s){}, kept {}",
+        r.repository,
+        r.forgotten.len(),
+        if per.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", per.join(", "))
+        },
+        r.kept
+    );
+    match (&r.prune, &r.error) {
+        (Some(p), _) => {
+            text += &format!(
+                "; prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
+                p.deleted_packs,
+                human_size(p.deleted_bytes),
+                p.marked_packs + p.unindexed_packs,
+                p.repacked_packs
+            );
+        }
+        (None, Some(_)) => text += "; FAILED (details on stderr)",
+        (None, None) => {}
+    }
+    text
+}
+
 /// `  pruned local 2, remote 1`: retention's removals, the remote's keys marked `remote:`.
 fn pruned_text(pruned: &[String]) -> String {
     let remote = pruned.iter().filter(|k| k.starts_with("remote:")).count();
@@ -558,6 +730,30 @@ fn pruned_text(pruned: &[String]) -> String {
         (0, r) => format!("  pruned remote {r}"),
         (l, r) => format!("  pruned local {l}, remote {r}"),
     }
+}
+
+fn print_repository_prune(p: &aps_panel::store::repository::retention::RepositoryPrune) -> String {
+    let verb = if p.dry_run { "would forget" } else { "forgot" };
+    let mut text = format!(
+        "repository {}: kept {} snapshot(s), {verb} {}, ignored {}",
+        p.repository,
+        p.kept.len(),
+        p.forgotten.len(),
+        p.ignored.len()
+    );
+    for s in &p.forgotten {
+        text += &format!("\n  {verb} {} {} {}", &s.id[..8], s.instance, s.time);
+    }
+    if let Some(r) = &p.prune {
+        text += &format!(
+            "\n  prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
+            r.deleted_packs,
+            human_size(r.deleted_bytes),
+            r.marked_packs + r.unindexed_packs,
+            r.repacked_packs
+        );
+    }
+    text
 }
 
 fn print_prune(p: &StorePrune) -> String {

@@ -35,11 +35,28 @@ pub struct PanelConfig {
 }
 
 /// `store = "folder"` (the archive store in that folder) or a `[store]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum StoreSetting {
     Folder(Utf8PathBuf),
     Table(StoreTable),
+}
+
+impl<'de> Deserialize<'de> for StoreSetting {
+    /// A table's own error (`missing field `bucket``), not serde's "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Folder(Utf8PathBuf),
+            Table(toml::Table),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Folder(p) => Ok(StoreSetting::Folder(p)),
+            Raw::Table(t) => StoreTable::deserialize(toml::Value::Table(t))
+                .map(StoreSetting::Table)
+                .map_err(|e| serde::de::Error::custom(format!("[store]: {}", e.message()))),
+        }
+    }
 }
 
 /// `[store]`: which kind of store `run` and `backup` write into, and where.
@@ -57,6 +74,63 @@ pub struct StoreTable {
     /// Repository only: the password `store init` writes (mode 0600), for the `restic` tool
     /// and for a person. Default `repository.password`.
     pub password_file: Option<Utf8PathBuf>,
+    /// Repository only: `[store.s3]`, the repository in an S3-compatible bucket instead of
+    /// the folder `path`.
+    pub s3: Option<RepositoryS3>,
+}
+
+/// `[store.s3]`: where in a bucket the repository lives, with the keys of `[remote]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RepositoryS3 {
+    /// `https://s3.example.com`; absent means AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix of the repository inside the bucket, e.g. `host1/repository`.
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Else the environment's `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// A file holding the secret key (kept out of panel.toml); else `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key_file: Option<Utf8PathBuf>,
+}
+
+impl RepositoryS3 {
+    /// `""` or `a/b/`: what every object key of the repository starts with.
+    pub fn key_prefix(&self) -> String {
+        let p = self.prefix.trim_matches('/');
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        }
+    }
+
+    /// `s3://bucket/prefix/`, for messages and reports.
+    pub fn describe(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key_prefix())
+    }
+}
+
+/// Where the repository store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryLocation {
+    /// A folder of this machine.
+    Folder(Utf8PathBuf),
+    /// A prefix of an S3-compatible bucket.
+    S3(RepositoryS3),
+}
+
+impl RepositoryLocation {
+    /// The folder, or `s3://bucket/prefix/`.
+    pub fn describe(&self) -> String {
+        match self {
+            RepositoryLocation::Folder(p) => p.to_string(),
+            RepositoryLocation::S3(s3) => s3.describe(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -72,7 +146,7 @@ pub enum StoreKind {
 /// Where the repository store lives, resolved against the state folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepositorySettings {
-    pub path: Utf8PathBuf,
+    pub location: RepositoryLocation,
     pub key_file: Utf8PathBuf,
     pub password_file: Utf8PathBuf,
 }
@@ -187,7 +261,15 @@ const KEEP_KEYS: &[&str] = &[
     "manual",
     "keep-within",
 ];
-const STORE_KEYS: &[&str] = &["kind", "path", "key-file", "password-file"];
+const STORE_KEYS: &[&str] = &["kind", "path", "key-file", "password-file", "s3"];
+const STORE_S3_KEYS: &[&str] = &[
+    "endpoint",
+    "bucket",
+    "prefix",
+    "region",
+    "access-key-id",
+    "secret-access-key-file",
+];
 const REMOTE_KEYS: &[&str] = &[
     "endpoint",
     "bucket",
@@ -228,6 +310,9 @@ fn unknown_keys(text: &str) -> Vec<String> {
     }
     if let Some(toml::Value::Table(store)) = table.get("store") {
         check("store", store, STORE_KEYS);
+        if let Some(toml::Value::Table(s3)) = store.get("s3") {
+            check("store.s3", s3, STORE_S3_KEYS);
+        }
     }
     if let Some(toml::Value::Table(remote)) = table.get("remote") {
         check("remote", remote, REMOTE_KEYS);
@@ -264,11 +349,23 @@ impl PanelConfig {
             })?;
         if let Some(StoreSetting::Table(t)) = &config.store
             && t.kind == StoreKind::Archive
-            && (t.key_file.is_some() || t.password_file.is_some())
+            && (t.key_file.is_some() || t.password_file.is_some() || t.s3.is_some())
         {
             return Err(ConfigError::Invalid {
                 path,
-                message: "store: key-file and password-file belong to kind = \"repository\""
+                message: "store: key-file, password-file and [store.s3] belong to kind = \
+                          \"repository\""
+                    .to_owned(),
+            });
+        }
+        if let Some(StoreSetting::Table(t)) = &config.store
+            && t.s3.is_some()
+            && t.path.is_some()
+        {
+            return Err(ConfigError::Invalid {
+                path,
+                message: "store: a repository is either in the folder `path` or in [store.s3], \
+                          not both"
                     .to_owned(),
             });
         }
@@ -335,7 +432,10 @@ impl PanelConfig {
                 None => state_dir.join(default),
             };
             RepositorySettings {
-                path: at(&t.path, "repository"),
+                location: match &t.s3 {
+                    Some(s3) => RepositoryLocation::S3(s3.clone()),
+                    None => RepositoryLocation::Folder(at(&t.path, "repository")),
+                },
                 key_file: at(&t.key_file, "repository.key"),
                 password_file: at(&t.password_file, "repository.password"),
             }
@@ -458,7 +558,7 @@ mod tests {
         assert_eq!(c.store_kind(), StoreKind::Repository);
         assert_eq!(c.store_dir(dir), dir.join("backups"));
         let r = c.repository(dir).unwrap();
-        assert_eq!(r.path, "/srv/repo");
+        assert_eq!(r.location, RepositoryLocation::Folder("/srv/repo".into()));
         assert_eq!(r.key_file, dir.join("repository.key"));
         assert_eq!(r.password_file, dir.join("repository.password"));
         let c = load("[store]\npath = \"arch\"").unwrap();
@@ -473,6 +573,44 @@ mod tests {
             err.contains("unknown key `keyfile` in [store]; did you mean `key-file`?"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn repository_in_a_bucket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        let c = load(
+            "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"b\"\nprefix = \"/host1/repo/\"\naccess-key-id = \"AK\"\n\
+             secret-access-key-file = \"/etc/s3-secret\"\n",
+        )
+        .unwrap();
+        let r = c.repository(dir).unwrap();
+        let RepositoryLocation::S3(s3) = &r.location else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s3.key_prefix(), "host1/repo/");
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(r.location.describe(), "s3://b/host1/repo/");
+        assert_eq!(r.key_file, dir.join("repository.key"), "keys stay local");
+        for (text, needle) in [
+            (
+                "[store]\nkind = \"repository\"\npath = \"r\"\n[store.s3]\nbucket = \"b\"\n",
+                "not both",
+            ),
+            (
+                "[store.s3]\nbucket = \"b\"\n",
+                "belong to kind = \"repository\"",
+            ),
+            (
+                "[store]\nkind = \"repository\"\n[store.s3]\nbucket = \"b\"\nsecret = \"x\"\n",
+                "unknown key `secret` in [store.s3]",
+            ),
+            ("[store]\nkind = \"repository\"\n[store.s3]\n", "bucket"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -36,15 +36,16 @@ pub fn backup(
     let source = crate::engine::repository_source(ctl, instance).map_err(|e| e.problem())?;
     // The repository inside a web folder would be served on the web, as an archive store there.
     if let Some(settings) = panel.config.repository(&panel.state_dir)
+        && let crate::config::RepositoryLocation::Folder(path) = &settings.location
         && let Some((mapping, dir)) =
-            crate::manual::web_dir_containing(&settings.path, &source.instance.web_dirs)
+            crate::manual::web_dir_containing(path, &source.instance.web_dirs)
     {
         return Err(Problem::new(
             ErrorKind::DestinationRefused,
             Some("3.1-check-destination"),
             crate::manual::inside_web_dir_message(
                 "the repository (panel.toml [store] path)",
-                &settings.path,
+                path,
                 &mapping,
                 &dir,
             ),
@@ -99,6 +100,7 @@ pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
         RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
         RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,
         RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
+        RepositoryError::Interrupted { .. } => ErrorKind::Interrupted,
         RepositoryError::Incomplete { .. } if interrupted => ErrorKind::Interrupted,
         RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
         RepositoryError::WriteOut { source, .. } => match source {

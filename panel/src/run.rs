@@ -71,10 +71,22 @@ pub struct RunSummary {
     pub succeeded: usize,
     pub failed: usize,
     pub instances: Vec<InstanceOutcome>,
+    /// With the repository store: retention over the repository once every backup ended.
+    #[cfg(feature = "repository")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository_retention: Option<crate::store::repository::retention::RunRetention>,
 }
 
 impl RunSummary {
     pub fn success(&self) -> bool {
+        #[cfg(feature = "repository")]
+        if self
+            .repository_retention
+            .as_ref()
+            .is_some_and(|r| r.error.is_some())
+        {
+            return false;
+        }
         self.failed == 0
     }
 }
@@ -153,6 +165,27 @@ pub fn run(
         .into_iter()
         .map(|o| o.expect("every item ran"))
         .collect();
+    // The repository is pruned once, after every backup of the run: a prune never runs beside
+    // a backup of this run (and its two-phase deletion covers backups of other processes).
+    #[cfg(feature = "repository")]
+    let repository_retention = panel
+        .config
+        .repository(&panel.state_dir)
+        .and_then(|settings| {
+            let ok: Vec<String> = instances
+                .iter()
+                .filter(|o| o.ok)
+                .map(|o| o.instance.clone())
+                .collect();
+            (!ok.is_empty()).then(|| {
+                crate::store::repository::retention::after_run(
+                    &settings,
+                    &ok,
+                    &panel.policy,
+                    clock.now(),
+                )
+            })
+        });
     let succeeded = instances.iter().filter(|o| o.ok).count();
     Ok(RunSummary {
         periodicity: options.periodicity,
@@ -160,6 +193,8 @@ pub fn run(
         succeeded,
         failed: instances.len() - succeeded,
         instances,
+        #[cfg(feature = "repository")]
+        repository_retention,
     })
 }
 

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 
 use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_panel::Periodicity;
-use aps_panel::config::RepositorySettings;
+use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -89,7 +89,7 @@ fn world(dirs: usize, per_dir: usize) -> World {
         }
     }
     let settings = RepositorySettings {
-        path: base.join("repo"),
+        location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
     };
@@ -170,6 +170,7 @@ fn backup(store: &RepositoryStore, www: &Utf8Path) -> Result<String, RepositoryE
             key: &TagKey::new(vec![7; 32]).unwrap(),
             account: None,
             dump_timeout: std::time::Duration::from_secs(120),
+            cache: None,
         })
         .map(|s| s.id)
 }

@@ -14,7 +14,7 @@ use aps_controller::database::Database;
 use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, DbKind};
 use aps_panel::Periodicity;
-use aps_panel::config::RepositorySettings;
+use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{BackupInput, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -65,7 +65,7 @@ fn a_staged_snapshot_is_the_backed_up_tree_modes_and_times_included() {
     }
 
     let settings = RepositorySettings {
-        path: base.join("repo"),
+        location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
     };
@@ -90,6 +90,7 @@ fn a_staged_snapshot_is_the_backed_up_tree_modes_and_times_included() {
             key: &TagKey::new(vec![7; 32]).unwrap(),
             account: None,
             dump_timeout: std::time::Duration::from_secs(120),
+            cache: None,
         })
         .unwrap();
 
@@ -160,7 +161,7 @@ fn a_streamed_dump_of_many_chunks_comes_back_whole() {
     std::fs::create_dir_all(&www).unwrap();
     std::fs::write(www.join("index.php"), b"<?php\n").unwrap();
     let settings = RepositorySettings {
-        path: base.join("repo"),
+        location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
     };
@@ -186,6 +187,7 @@ fn a_streamed_dump_of_many_chunks_comes_back_whole() {
             key: &TagKey::new(vec![7; 32]).unwrap(),
             account: None,
             dump_timeout: std::time::Duration::from_secs(120),
+            cache: None,
         })
         .unwrap();
     let staged = store

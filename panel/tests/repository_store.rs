@@ -11,7 +11,7 @@ use aps_controller::archive::{ManifestHeader, PartKind, TagKey};
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
-use aps_panel::config::RepositorySettings;
+use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{
     BackupInput, PackageTags, RepositoryError, RepositoryStore, SnapshotInfo,
 };
@@ -45,7 +45,7 @@ fn site() -> Site {
     std::fs::write(root.join("outside-secret"), "another tenant's data").unwrap();
     std::os::unix::fs::symlink(root.join("outside-secret"), docs.join("link")).unwrap();
     let settings = RepositorySettings {
-        path: root.join("repo"),
+        location: RepositoryLocation::Folder(root.join("repo")),
         key_file: root.join("keys/repository.key"),
         password_file: root.join("keys/repository.password"),
     };
@@ -156,10 +156,10 @@ fn mode(path: &Utf8Path) -> u32 {
 fn init_writes_private_keys_and_refuses_twice() {
     let site = site();
     let report = RepositoryStore::init(&site.settings).unwrap();
-    assert_eq!(report.repository, site.settings.path);
+    assert_eq!(report.repository, site.root.join("repo").as_str());
     assert_eq!(mode(&site.settings.key_file), 0o600);
     assert_eq!(mode(&site.settings.password_file), 0o600);
-    assert!(site.settings.path.join("config").is_file());
+    assert!(site.root.join("repo/config").is_file());
     let again = RepositoryStore::init(&site.settings).unwrap_err();
     assert!(
         matches!(again, RepositoryError::KeyExists { .. }),
@@ -332,7 +332,7 @@ fn restic_lists_checks_and_restores_our_repository() {
             .args([
                 "--no-cache",
                 "-r",
-                site.settings.path.as_str(),
+                site.root.join("repo").as_str(),
                 "--password-file",
             ])
             .arg(site.settings.password_file.as_str())

@@ -56,7 +56,6 @@ use aps_controller::archive::{
 };
 use aps_controller::database::{self, Database};
 use camino::{Utf8Path, Utf8PathBuf};
-use rustic_backend::BackendOptions;
 use rustic_core::repofile::{MasterKey, SnapshotFile};
 use rustic_core::{
     BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, KeyOptions, OpenStatus,
@@ -70,8 +69,13 @@ use sha2::{Digest, Sha256};
 use super::repository_restore::write_out;
 pub use super::repository_restore::{WriteOutError, WriteOutStats};
 use super::repository_web::{Offered, WebFile, WebWalk};
-use crate::config::RepositorySettings;
+use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;
+
+mod backend;
+mod cancel;
+pub mod retention;
+pub mod verify;
 
 const TAG_INSTANCE: &str = "aps-instance=";
 const TAG_PERIODICITY: &str = "aps-periodicity=";
@@ -139,6 +143,16 @@ pub enum RepositoryError {
     Untrusted { snapshot: String, reason: String },
     #[error("snapshot {snapshot} does not hold what its manifest says: {reason}")]
     Damaged { snapshot: String, reason: String },
+    #[error(
+        "backup of instance {instance} into repository {repository} {}: nothing was kept",
+        aps_controller::cancel::Cancelled { signal: *.signal }
+    )]
+    Interrupted {
+        instance: String,
+        repository: String,
+        /// The signal's number (15 for SIGTERM).
+        signal: i32,
+    },
 }
 
 /// What identifies the package of a backed-up instance, for the snapshot's tags.
@@ -196,7 +210,8 @@ pub struct SnapshotInfo {
 /// What `store init` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct InitReport {
-    pub repository: Utf8PathBuf,
+    /// The folder, or `s3://bucket/prefix/`.
+    pub repository: String,
     pub key_file: Utf8PathBuf,
     pub password_file: Utf8PathBuf,
 }
@@ -264,9 +279,9 @@ impl std::fmt::Debug for RepositoryStore {
     }
 }
 
-fn engine_err(repository: &Utf8Path) -> impl Fn(Box<RusticError>) -> RepositoryError + '_ {
+fn engine_err(repository: String) -> impl Fn(Box<RusticError>) -> RepositoryError {
     move |e| RepositoryError::Engine {
-        repository: repository.to_string(),
+        repository: repository.clone(),
         message: e.display_log(),
     }
 }
@@ -276,12 +291,9 @@ fn repository_options() -> RepositoryOptions {
     RepositoryOptions::default().no_cache(true)
 }
 
-fn unopened(path: &Utf8Path) -> Result<Repository<()>, RepositoryError> {
-    let backends = BackendOptions::default()
-        .repository(path.as_str())
-        .to_backends()
-        .map_err(engine_err(path))?;
-    Repository::new(&repository_options(), &backends).map_err(engine_err(path))
+fn unopened(location: &RepositoryLocation) -> Result<Repository<()>, RepositoryError> {
+    let backends = backend::backends(location)?;
+    Repository::new(&repository_options(), &backends).map_err(engine_err(location.describe()))
 }
 
 /// Writes `bytes` to a new file of mode 0600; never replaces one.
@@ -335,7 +347,8 @@ impl RepositoryStore {
     /// (a random password, also stored in the repository as a restic key). Refuses when the
     /// repository or either file exists. The password's key derivation runs once, here.
     pub fn init(settings: &RepositorySettings) -> Result<InitReport, RepositoryError> {
-        let path = &settings.path;
+        let location = &settings.location;
+        let describe = location.describe();
         for (what, p) in [
             ("key file", &settings.key_file),
             ("password file", &settings.password_file),
@@ -347,10 +360,14 @@ impl RepositoryStore {
                 });
             }
         }
-        let repo = unopened(path)?;
-        if repo.config_id().map_err(engine_err(path))?.is_some() {
+        let repo = unopened(location)?;
+        if repo
+            .config_id()
+            .map_err(engine_err(describe.clone()))?
+            .is_some()
+        {
             return Err(RepositoryError::Exists {
-                repository: path.to_string(),
+                repository: describe,
             });
         }
         let key = MasterKey::new();
@@ -369,11 +386,11 @@ impl RepositoryStore {
                 &KeyOptions::default(),
                 &ConfigOptions::default(),
             )
-            .map_err(engine_err(path))?;
+            .map_err(engine_err(describe.clone()))?;
         repo.add_key(&password, &KeyOptions::default())
-            .map_err(engine_err(path))?;
+            .map_err(engine_err(describe.clone()))?;
         Ok(InitReport {
-            repository: path.clone(),
+            repository: describe,
             key_file: settings.key_file.clone(),
             password_file: settings.password_file.clone(),
         })
@@ -399,9 +416,9 @@ impl RepositoryStore {
                 path: settings.key_file.clone(),
                 message: e.to_string(),
             })?;
-        let repo = unopened(&settings.path)?
+        let repo = unopened(&settings.location)?
             .open(&Credentials::Masterkey(key.clone()))
-            .map_err(engine_err(&settings.path))?;
+            .map_err(engine_err(settings.location.describe()))?;
         Ok(RepositoryStore {
             settings: settings.clone(),
             key,
@@ -411,17 +428,17 @@ impl RepositoryStore {
 
     /// Another handle on the repository (the master key: no key derivation).
     fn reopen(&self) -> Result<Repository<OpenStatus>, RepositoryError> {
-        unopened(&self.settings.path)?
+        unopened(&self.settings.location)?
             .open(&Credentials::Masterkey(self.key.clone()))
             .map_err(self.err())
     }
 
     pub fn describe(&self) -> String {
-        self.settings.path.to_string()
+        self.settings.location.describe()
     }
 
-    fn err(&self) -> impl Fn(Box<RusticError>) -> RepositoryError + '_ {
-        engine_err(&self.settings.path)
+    fn err(&self) -> impl Fn(Box<RusticError>) -> RepositoryError + use<> {
+        engine_err(self.describe())
     }
 
     /// Backs `input` up as one snapshot. Any file that could not be read, any walk error, any
@@ -499,6 +516,8 @@ impl RepositoryStore {
         let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest)
             .map_err(self.err())?;
         let offered = source.offered.clone();
+        let stop = cancel::token();
+        let source = cancel::Cancellable::new(source, stop.clone(), &problems);
 
         let mut snap = SnapshotOptions::default()
             .to_snapshot()
@@ -520,6 +539,17 @@ impl RepositoryStore {
         let result = repo.archive(&opts, &source, snap, &[PathBuf::from("/")]);
         drop(source);
 
+        if let Some(signal) = stop.signal() {
+            if let Ok(snap) = &result {
+                // Saved by the engine after the stop, from a source cut short: not a backup.
+                let _ = self.repo.delete_snapshots(&[snap.id]);
+            }
+            return Err(RepositoryError::Interrupted {
+                instance: input.instance.to_owned(),
+                repository: self.describe(),
+                signal,
+            });
+        }
         let snap = match result {
             Ok(snap) => snap,
             Err(e) => {
@@ -904,6 +934,13 @@ impl Problems {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(problem);
+    }
+    /// Records `problem` unless it is recorded already.
+    fn push_once(&self, problem: String) {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.contains(&problem) {
+            all.push(problem);
+        }
     }
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))

@@ -113,6 +113,17 @@ impl Failure {
             details: Map::new(),
         };
         f.exit = kind_exit(p.kind);
+        // An interrupted operation names its signal and exits with 128 + it, as
+        // `from_operation` does.
+        if p.kind == ErrorKind::Interrupted.as_str() {
+            let signal = aps_controller::cancel::Cancel::process().signal();
+            if let Some(signal) = signal {
+                f = f.with("signal", aps_controller::cancel::signal_name(signal));
+            }
+            if let Some(code) = crate::signals::interrupted_exit_status(signal) {
+                f.exit = code;
+            }
+        }
         f
     }
 

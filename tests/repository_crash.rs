@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 use support::{Sandbox, assert_success, json};
 
-const SH_SETTINGS: &str = "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\n\
-                           site_title = \"Demo\"\nbehaviour = \"normal\"\n";
 const WAIT: Duration = Duration::from_secs(180);
 
 /// A registered instance whose web folder holds `mib` MiB of incompressible files, and an
 /// initialised repository store.
-fn big_site(mib: usize) -> Sandbox {
+fn big_site(mib: usize) -> (Sandbox, support::Dbs) {
     let sb = Sandbox::new();
-    let www = sb.register("blog", "sh-sample", SH_SETTINGS);
+    // No backup-script (the repository store runs none) and real databases, dumped into it.
+    let (www, dbs) = support::register_without_script(&sb, "blog");
     for i in 0..mib / 4 {
         let dir = www.join(format!("media/{}", i % 8));
         std::fs::create_dir_all(&dir).unwrap();
@@ -36,7 +35,7 @@ fn big_site(mib: usize) -> Sandbox {
     )
     .unwrap();
     assert_success(&sb.cli(&["store", "init"]), "store init");
-    sb
+    (sb, dbs)
 }
 
 fn count_files(dir: &Utf8Path) -> usize {
@@ -55,10 +54,10 @@ fn count_files(dir: &Utf8Path) -> usize {
         .sum()
 }
 
-/// Starts `store backup blog --json` and waits until it has written `packs` pack files.
+/// Starts `backup blog --json` and waits until it has written `packs` pack files.
 fn start_backup(sb: &Sandbox, packs: usize) -> Child {
-    let child = sb
-        .command(&["store", "backup", "blog", "--json"])
+    let mut child = sb
+        .command(&["backup", "blog", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -67,6 +66,12 @@ fn start_backup(sb: &Sandbox, packs: usize) -> Child {
     let start = Instant::now();
     while count_files(&data) < packs {
         assert!(start.elapsed() < WAIT, "no pack written in time");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
+            let _ = std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut out);
+            panic!("the backup ended ({status}) before it wrote {packs} packs: {out}");
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(
@@ -121,7 +126,7 @@ fn assert_consistent(sb: &Sandbox, snapshots: usize) {
 
 /// The backup that follows an interruption completes, and restores the site exactly.
 fn assert_next_backup_works(sb: &Sandbox) {
-    let out = sb.cli(&["store", "backup", "blog", "--json"]);
+    let out = sb.cli(&["backup", "blog", "--json"]);
     assert_success(&out, "store backup after the interruption");
     assert_consistent(sb, 1);
     let target = sb.path("staging");
@@ -152,7 +157,7 @@ fn assert_next_backup_works(sb: &Sandbox) {
 
 #[test]
 fn kill_9_during_a_repository_backup_leaves_it_consistent() {
-    let sb = big_site(384);
+    let (sb, _dbs) = big_site(384);
     let mut child = start_backup(&sb, 3);
     kill(&child, "KILL");
     let status = child.wait().unwrap();
@@ -166,7 +171,7 @@ fn kill_9_during_a_repository_backup_leaves_it_consistent() {
 
 #[test]
 fn sigterm_during_a_repository_backup_exits_143_and_keeps_nothing() {
-    let sb = big_site(384);
+    let (sb, _dbs) = big_site(384);
     let child = start_backup(&sb, 3);
     let packs_at_signal = count_files(&sb.state().join("repository/data"));
     let signalled = Instant::now();

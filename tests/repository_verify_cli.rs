@@ -7,9 +7,6 @@ mod support;
 use camino::Utf8PathBuf;
 use support::{Sandbox, assert_success, json};
 
-const SH_SETTINGS: &str = "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\n\
-                           site_title = \"Demo\"\nbehaviour = \"normal\"\n";
-
 /// Every pack file of the repository, with its size.
 fn packs(repo: &camino::Utf8Path) -> Vec<(Utf8PathBuf, u64)> {
     let mut out = Vec::new();
@@ -26,7 +23,7 @@ fn packs(repo: &camino::Utf8Path) -> Vec<(Utf8PathBuf, u64)> {
 #[test]
 fn verify_repository_finds_a_damaged_and_a_missing_pack() {
     let sb = Sandbox::new();
-    let www = sb.register("blog", "sh-sample", SH_SETTINGS);
+    let (www, _dbs) = support::register_without_script(&sb, "blog");
 
     // Not the repository store: refused, nothing done.
     let out = sb.cli(&["verify", "--repository", "--json"]);

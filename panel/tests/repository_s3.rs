@@ -204,7 +204,10 @@ fn s3_repository_init_backup_list_restore_check() {
     let store = RepositoryStore::open(&site.settings).unwrap();
     let dbs = BTreeMap::from([("main".to_owned(), db.database().clone())]);
     let first = backup(&store, &site, &dbs).unwrap();
-    assert_eq!(first.files, 101, "100 web files and the dump: {first:?}");
+    assert_eq!(
+        first.files, 103,
+        "100 web files, the dump, the manifest and its tag: {first:?}"
+    );
     let expect_first = (tree(&site.web_dirs["/"]), rows(&db));
     assert!(objects_on_server(&site, "data") >= 1);
 

@@ -198,6 +198,24 @@ pub struct Dbs {
 }
 
 /// Fresh databases on both test servers, or `None` when the suite runs without servers.
+/// Registers `name`, an instance of `nobackup-sample` (no backup-script: what the repository
+/// store backs up) with real databases on the test servers; keep the databases alive while
+/// the instance is used. Returns its web folder.
+#[allow(dead_code)]
+pub fn register_without_script(sb: &Sandbox, name: &str) -> (Utf8PathBuf, Dbs) {
+    let dbs = databases(name).expect("the test database servers: scripts/ci/start-services.sh");
+    let www = sb.register(
+        name,
+        "nobackup-sample",
+        &format!(
+            "[settings]\nadmin_password = \"pw\"\n{}{}",
+            db_toml("main", &dbs.mysql),
+            db_toml("stats", &dbs.pg)
+        ),
+    );
+    (www, dbs)
+}
+
 pub fn databases(hint: &str) -> Option<Dbs> {
     use aps_controller::database::{DbKind, testing::create_database};
     Some(Dbs {

@@ -11,6 +11,8 @@ use crate::engine::{Engine, Verification};
 use crate::listing::newest_good;
 use crate::problem::Problem;
 use crate::progress::{Event, Progress};
+#[cfg(feature = "repository")]
+use crate::store::repository::RepositoryStore;
 use aps_controller::ErrorKind;
 
 #[derive(Debug, Clone)]
@@ -26,9 +28,10 @@ pub struct DrillOptions {
 pub struct DrillReport {
     pub instance: String,
     pub staging: String,
-    /// The backup drilled: a local path, or `<remote store>/<key>` with `remote`.
+    /// The backup drilled: a local path, `<remote store>/<key>` with `remote`, or
+    /// `<repository> snapshot <id>` with the repository store.
     pub backup: String,
-    /// `local` or `remote`.
+    /// `local`, `remote` or `repository`.
     pub store: &'static str,
     pub passed: bool,
     /// The step that failed: `restore` or `check`.
@@ -52,6 +55,18 @@ pub fn drill(
             "the staging instance must differ from {:?}: a drill overwrites it",
             o.instance
         )));
+    }
+    // The repository store: the newest snapshot, made into a tagged archive (as `restore
+    // --latest` does) that the controller's restore takes.
+    #[cfg(feature = "repository")]
+    let repository = if o.remote {
+        None
+    } else {
+        crate::repository::open(panel).map_err(|p| PanelError::Usage(p.message))?
+    };
+    #[cfg(feature = "repository")]
+    if let Some(repository) = repository {
+        return drill_snapshot(panel, engine, o, &repository, progress);
     }
     let store = panel.store(o.remote)?;
     let newest = newest_good(store, &o.instance)?.ok_or_else(|| PanelError::NoBackup {
@@ -82,6 +97,69 @@ pub fn drill(
             (path.clone(), path.into_string(), None)
         }
     };
+    let store = if o.remote { "remote" } else { "local" };
+    Ok(restore_and_check(
+        engine, o, &backup, shown, store, progress,
+    ))
+}
+
+/// A drill of the repository store's newest snapshot of the instance.
+#[cfg(feature = "repository")]
+fn drill_snapshot(
+    panel: &Panel,
+    engine: &Engine,
+    o: &DrillOptions,
+    repository: &RepositoryStore,
+    progress: &Progress,
+) -> Result<DrillReport, PanelError> {
+    let newest = repository
+        .latest(&o.instance)
+        .map_err(|e| PanelError::Usage(crate::repository::problem(&e, None).message))?
+        .ok_or_else(|| PanelError::NoBackup {
+            instance: o.instance.clone(),
+            store: repository.describe(),
+        })?;
+    let shown = format!("{} snapshot {}", repository.describe(), &newest.id[..8]);
+    let staged = crate::repository::stage(
+        panel,
+        engine.controller(),
+        repository,
+        &o.instance,
+        Some(&newest.id),
+    );
+    match staged {
+        Ok(staged) => Ok(restore_and_check(
+            engine,
+            o,
+            &staged.archive,
+            shown,
+            "repository",
+            progress,
+        )),
+        // A snapshot that cannot be staged (untrusted, damaged, unreadable) does not restore:
+        // the drill failed at its restore.
+        Err(problem) => Ok(DrillReport {
+            instance: o.instance.clone(),
+            staging: o.staging.clone(),
+            backup: shown,
+            store: "repository",
+            passed: false,
+            failed_step: Some("restore"),
+            error: Some(problem),
+            verification: None,
+        }),
+    }
+}
+
+/// Restores `backup` into the staging instance and checks the result.
+fn restore_and_check(
+    engine: &Engine,
+    o: &DrillOptions,
+    backup: &Utf8Path,
+    shown: String,
+    store: &'static str,
+    progress: &Progress,
+) -> DrillReport {
     progress.emit(Event::Start {
         operation: "drill",
         total: 2,
@@ -90,14 +168,14 @@ pub fn drill(
         instance: o.instance.clone(),
         staging: o.staging.clone(),
         backup: shown,
-        store: if o.remote { "remote" } else { "local" },
+        store,
         passed: false,
         failed_step: None,
         error: None,
         verification: None,
     };
     progress.emit(Event::ItemStart { item: "restore" });
-    let restored = engine.restore(&o.staging, &backup, o.identity.as_deref());
+    let restored = engine.restore(&o.staging, backup, o.identity.as_deref());
     progress.emit(Event::ItemDone {
         item: "restore",
         ok: restored.is_ok(),
@@ -109,7 +187,7 @@ pub fn drill(
             report.failed_step = Some("restore");
             report.error = Some(e.problem());
             progress.finish();
-            return Ok(report);
+            return report;
         }
     };
     progress.emit(Event::ItemStart { item: "check" });
@@ -141,5 +219,5 @@ pub fn drill(
             report.error = Some(e.problem());
         }
     }
-    Ok(report)
+    report
 }

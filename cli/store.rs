@@ -85,6 +85,7 @@ pub enum StoreCommand {
         state: StateArgs,
     },
     /// Check the repository's structure; with --read-data also read and verify every pack.
+    /// Exit 17 when anything is damaged (as `verify --repository`).
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller store check\n  \
         aps-controller store check --read-data --json")]
@@ -230,9 +231,28 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
         } => {
             let (_, settings) = settings(&state)?;
             let store = open(&settings)?;
-            store
-                .check(read_data)
+            use aps_panel::store::repository::verify::ReadData;
+            let read = if read_data {
+                ReadData::All
+            } else {
+                ReadData::None
+            };
+            let report = store
+                .verify(&read)
                 .map_err(|e| repository_failure("check", e))?;
+            // Damage is `invalid-backup` (17), as for `verify --repository`.
+            if !report.is_ok() {
+                return Err(Failure::new(
+                    ErrorKind::InvalidBackup,
+                    format!(
+                        "repository {} is damaged: {}",
+                        report.repository,
+                        report.errors.join("; ")
+                    ),
+                )
+                .at("check")
+                .with("errors", report.errors));
+            }
             Ok(out.success(
                 &json!({"repository": store.describe(), "read_data": read_data}),
                 || format!("repository {} is consistent", store.describe()),

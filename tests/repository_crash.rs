@@ -3,7 +3,10 @@
 //! consistent — the Debian `restic check` with the password file `store init` wrote, and our
 //! own check reading every pack — and holds no snapshot of the interrupted backup. SIGTERM
 //! exits 143 with the `interrupted` envelope. The next backup then completes and restores.
+//! The same kill -9 with the repository in a bucket of the loopback S3 server.
 
+#[path = "../panel/tests/support/s3_env.rs"]
+mod s3_env;
 mod support;
 
 use std::process::{Child, Command, Stdio};
@@ -199,4 +202,60 @@ fn sigterm_during_a_repository_backup_exits_143_and_keeps_nothing() {
     assert!(stderr.contains("SIGTERM received"), "{stderr}");
     assert_consistent(&sb, 0);
     assert_next_backup_works(&sb);
+}
+
+#[test]
+fn kill_9_during_a_backup_into_a_bucket_leaves_it_consistent() {
+    let Some(s3) = s3_env::s3_test_env("repo_kill") else {
+        return;
+    };
+    let sb = big_site(128);
+    let secret = sb.path("s3-secret");
+    std::fs::write(&secret, format!("{}\n", s3.secret_key)).unwrap();
+    // The same site, now with its repository in the bucket (new keys for it).
+    std::fs::remove_file(sb.state().join("repository.key")).unwrap();
+    std::fs::remove_file(sb.state().join("repository.password")).unwrap();
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        format!(
+            "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+             prefix = \"{}repo\"\naccess-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
+            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
+        ),
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init"]), "store init in the bucket");
+    // s3s-fs keeps bucket B in /tmp/aps-ci/s3/B (scripts/ci/s3-server.sh).
+    let on_server = Utf8Path::new("/tmp/aps-ci/s3")
+        .join(&s3.bucket)
+        .join(format!("{}repo", s3.prefix));
+    assert!(on_server.join("config").is_file(), "{on_server}");
+
+    let mut child = sb
+        .command(&["store", "backup", "blog", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while count_files(&on_server.join("data")) < 2 {
+        assert!(start.elapsed() < WAIT, "no pack uploaded in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        count_files(&on_server.join("snapshots")),
+        0,
+        "still writing"
+    );
+    kill(&child, "KILL");
+    child.wait().unwrap();
+
+    let out = sb.cli(&["verify", "--repository", "--read-all", "--json"]);
+    assert_success(&out, "verify --repository --read-all");
+    assert_eq!(json(&out)["snapshots"], 0);
+    let out = sb.cli(&["store", "backup", "blog", "--json"]);
+    assert_success(&out, "store backup after the kill");
+    let out = sb.cli(&["verify", "--repository", "--read-all", "--json"]);
+    assert_success(&out, "verify after the next backup");
+    assert_eq!(json(&out)["snapshots"], 1);
 }

@@ -105,6 +105,12 @@ fn verify_repository_finds_a_damaged_and_a_missing_pack() {
     let out = sb.cli(&["verify", "--repository", "--read-all"]);
     assert_eq!(out.status.code(), Some(17));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid-backup"));
+    let out = sb.cli(&["store", "check", "--read-data", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(17),
+        "store check says it too: {out:?}"
+    );
 
     // A pack that is gone is found without reading any data.
     std::fs::copy(&damaged, sb.path("kept-pack")).unwrap();

@@ -63,6 +63,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 #[derive(Debug)]
 pub struct S3Backend {
     store: AmazonS3,
+    bucket: String,
     /// `""` or `a/b/`: where the repository's objects start in the bucket.
     prefix: String,
     location: String,
@@ -95,6 +96,7 @@ impl S3Backend {
             .map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
         Ok(S3Backend {
             store,
+            bucket: c.bucket.clone(),
             prefix: c.key_prefix(),
             location: c.describe(),
         })
@@ -111,16 +113,7 @@ impl S3Backend {
 
     fn fail(&self, what: &'static str, path: &Path, e: object_store::Error) -> Box<RusticError> {
         RusticError::with_source(ErrorKind::Backend, what, e)
-            .attach_context("object", format!("{}{path}", self.bucket_url()))
-    }
-
-    fn bucket_url(&self) -> String {
-        // `s3://bucket/prefix/` → `s3://bucket/`, for naming an object by its full key.
-        let without_prefix = self
-            .location
-            .strip_suffix(&self.prefix)
-            .unwrap_or(&self.location);
-        format!("{}/", without_prefix.trim_end_matches('/'))
+            .attach_context("object", format!("s3://{}/{path}", self.bucket))
     }
 }
 

@@ -115,7 +115,7 @@ impl RepositoryStore {
         let all = self.snapshots(None)?;
         let wanted: Vec<SnapshotInfo> = all
             .into_iter()
-            .filter(|s| instances.is_none_or(|i| i.iter().any(|n| *n == s.instance)))
+            .filter(|s| instances.is_none_or(|i| i.contains(&s.instance)))
             .collect();
         let planned = plan(&wanted, policy, now);
         if !dry_run && !planned.forget.is_empty() {

@@ -243,7 +243,7 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
             // Damage is `invalid-backup` (17), as for `verify --repository`.
             if !report.is_ok() {
                 return Err(Failure::new(
-                    ErrorKind::InvalidBackup,
+                    aps_controller::ErrorKind::InvalidBackup,
                     format!(
                         "repository {} is damaged: {}",
                         report.repository,

@@ -209,7 +209,7 @@ fn kill_9_during_a_backup_into_a_bucket_leaves_it_consistent() {
     let Some(s3) = s3_env::s3_test_env("repo_kill") else {
         return;
     };
-    let sb = big_site(128);
+    let (sb, _dbs) = big_site(128);
     let secret = sb.path("s3-secret");
     std::fs::write(&secret, format!("{}\n", s3.secret_key)).unwrap();
     // The same site, now with its repository in the bucket (new keys for it).

@@ -36,7 +36,8 @@ pub enum OperationCommand {
 const BACKUP_EXAMPLES: &str = "\
 EXAMPLES:
   # Into the backup store (panel.toml `store`, else <state>/backups), named
-  # blog_manual_<UTC time>.aps.tar.zst, compressed and encrypted as panel.toml says:
+  # blog_manual_<UTC time>.aps.tar.zst, compressed and encrypted as panel.toml says
+  # (with [store] kind = \"repository\": one snapshot in the repository, docs/repository.md):
   aps-controller backup blog
 
   # Exactly into this file (its folder must exist); `backups blog` lists it too:

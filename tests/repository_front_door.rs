@@ -337,3 +337,74 @@ fn a_symlink_planted_in_the_web_folder_is_not_followed_by_a_restore() {
     assert!(meta.is_dir(), "the backed-up folder is back");
     assert_eq!(s.state(), backed_up);
 }
+
+/// An instance of the real non-root account `aps-tenant1` (scripts/ci/test-user.sh): its dumps
+/// stream from tools run as that account, and what a repository restore writes belongs to it.
+#[test]
+fn a_tenant_instance_is_backed_up_and_restored_as_its_account() {
+    use std::os::unix::fs::MetadataExt;
+    if !aps_controller::account::controller_is_root() {
+        eprintln!("not root: the tenant-account test needs root");
+        return;
+    }
+    let status = Command::new(support::repo().join("scripts/ci/test-user.sh"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let tenant = aps_controller::account::Account::lookup("aps-tenant1", None).unwrap();
+    let Some(dbs) = databases("repotenant") else {
+        return;
+    };
+    let sb = Sandbox::for_tenants();
+    let www = sb.path("www-site");
+    std::fs::create_dir_all(www.join("uploads")).unwrap();
+    std::fs::write(www.join("index.html"), "<h1>tenant</h1>\n").unwrap();
+    std::fs::write(www.join("uploads/a.txt"), "a\n").unwrap();
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", tenant.uid, tenant.gid))
+        .arg(www.as_str())
+        .output()
+        .unwrap();
+    assert_success(&chown, "chown -R");
+    let toml = sb.path("site.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "name = \"site\"\npackage = \"{}\"\nbase-url = \"http://site.example.test/\"\n\
+             [web-dirs]\n\"/\" = \"{www}\"\n[settings]\nadmin_password = \"pw\"\n{}{}",
+            support::fixture("nobackup-sample"),
+            db_toml("main", &dbs.mysql),
+            db_toml("stats", &dbs.pg)
+        ),
+    )
+    .unwrap();
+    assert_success(
+        &sb.cli(&["instance", "register", "--file", toml.as_str()]),
+        "register",
+    );
+    kit::populate_databases(&dbs.mysql, &dbs.pg);
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n",
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init", "--json"]), "store init");
+    assert_success(&sb.cli(&["backup", "site", "--json"]), "backup");
+    let before = (kit::tree_record(&www), kit::db_state(&dbs.mysql, &dbs.pg));
+
+    std::fs::remove_dir_all(www.join("uploads")).unwrap();
+    kit::run_sql(&dbs.mysql, "DELETE FROM posts;");
+    assert_success(
+        &sb.cli(&["restore", "site", "--latest", "--json"]),
+        "restore",
+    );
+    assert_eq!(
+        (kit::tree_record(&www), kit::db_state(&dbs.mysql, &dbs.pg)),
+        before
+    );
+    for path in [www.join("uploads"), www.join("uploads/a.txt")] {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (tenant.uid, tenant.gid), "{path}");
+    }
+}

@@ -25,7 +25,8 @@
 //! The restore variants need the archives their write variants made in the same run (`t0`
 //! and `shell`). Removing the previous run's restored folder is not timed.
 //!
-//! VARIANT (`t0`, `t1`, `shell`, `restore` or `untar`; default all) runs one only, e.g. to read its peak RSS
+//! VARIANT (`t0`, `t1`, `shell`, `restore` or `untar`, or several joined by commas, e.g.
+//! `t0,restore`; default all) runs those only, e.g. to read one's peak RSS
 //! alone. Run the binary directly (`target/release/deps/archive_write-…`), not through cargo,
 //! when reading RSS: Linux keeps `ru_maxrss` across `execve`, so a process started by cargo
 //! reports cargo's own peak if that was higher, and a forked child starts with its parent's.
@@ -78,7 +79,7 @@ fn main() {
         ("controller restore", Vec::new()),
         ("zstd -d | tar -x", Vec::new()),
     ];
-    let wanted = |v: &str| only.as_deref().is_none_or(|o| o == v);
+    let wanted = |v: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == v));
     for _ in 0..runs {
         if wanted("t0") {
             results[0]

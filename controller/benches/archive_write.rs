@@ -23,9 +23,11 @@
 //! - `zstd -d | tar -x`: the shell baseline's archive unpacked into an empty folder.
 //!
 //! The restore variants need the archives their write variants made in the same run (`t0`
-//! and `shell`). Removing the previous run's restored folder is not timed.
+//! and `shell`). Each run restores into a new folder; restored folders are removed after the last
+//! run (see the end of `main` for why not between runs).
 //!
-//! VARIANT (`t0`, `t1`, `shell`, `restore` or `untar`; default all) runs one only, e.g. to read its peak RSS
+//! VARIANT (`t0`, `t1`, `shell`, `restore` or `untar`, or several joined by commas, e.g.
+//! `t0,restore`; default all) runs those only, e.g. to read one's peak RSS
 //! alone. Run the binary directly (`target/release/deps/archive_write-…`), not through cargo,
 //! when reading RSS: Linux keeps `ru_maxrss` across `execve`, so a process started by cargo
 //! reports cargo's own peak if that was higher, and a forked child starts with its parent's.
@@ -78,8 +80,8 @@ fn main() {
         ("controller restore", Vec::new()),
         ("zstd -d | tar -x", Vec::new()),
     ];
-    let wanted = |v: &str| only.as_deref().is_none_or(|o| o == v);
-    for _ in 0..runs {
+    let wanted = |v: &str| only.as_deref().is_none_or(|o| o.split(',').any(|x| x == v));
+    for run in 0..runs {
         if wanted("t0") {
             results[0]
                 .1
@@ -96,13 +98,13 @@ fn main() {
         if wanted("restore") {
             results[3].1.push(controller_restore(
                 &out.join("c0.aps.tar.zst"),
-                &out.join("restored-c"),
+                &out.join(format!("restored-c-{}-{run}", std::process::id())),
             ));
         }
         if wanted("untar") {
             results[4].1.push(shell_restore(
                 &out.join("shell.tar.zst"),
-                &out.join("restored-s"),
+                &out.join(format!("restored-s-{}-{run}", std::process::id())),
             ));
         }
     }
@@ -164,8 +166,17 @@ fn main() {
     for f in ["c0.aps.tar.zst", "c1.aps.tar.zst", "shell.tar.zst"] {
         let _ = std::fs::remove_file(out.join(f));
     }
-    for d in ["restored-c", "restored-s"] {
-        let _ = std::fs::remove_dir_all(out.join(d));
+    // Restored trees go only now, after every timed run, and not at all with
+    // APS_BENCH_KEEP_RESTORED (a script running several benches removes them at its end):
+    // ext4 skips inodes freed in the last minutes when it allocates new ones, scanning past
+    // them, so deleting 40,000 files just before a restore makes that restore several times
+    // slower, whatever writes it.
+    if std::env::var_os("APS_BENCH_KEEP_RESTORED").is_none() {
+        for e in std::fs::read_dir(&out).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("restored-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 

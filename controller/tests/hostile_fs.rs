@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use aps_controller::account::Account;
 use aps_controller::archive::{
@@ -19,35 +19,13 @@ use aps_controller::archive::{
     empty_dir_at, open_dir_nofollow, restore_tree,
 };
 use aps_controller::destination::{Destination, DestinationError};
+use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
 use camino::{Utf8Path, Utf8PathBuf};
 
-const TENANT: &str = "aps-test";
 const PYTHON: &str = "/usr/bin/python3";
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// The tenant's account, looked up by name (created by scripts/ci/test-user.sh).
-fn tenant() -> Account {
-    let id = |flag: &str| -> u32 {
-        let out = Command::new("id").arg(flag).arg(TENANT).output().unwrap();
-        assert!(
-            out.status.success(),
-            "user {TENANT} is missing: run scripts/ci/test-user.sh"
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    Account {
-        name: TENANT.into(),
-        uid: id("-u"),
-        gid: id("-g"),
-        groups: Vec::new(),
-    }
 }
 
 /// A folder under /tmp that the tenant can traverse (mode 0755, root's).
@@ -115,51 +93,6 @@ fn big_tree(root: &Utf8Path, dirs: usize, per_dir: usize) {
     }
     std::fs::write(root.join("index.php"), b"<?php echo 1;\n").unwrap();
     symlink("sub/d00", root.join("link-inside")).unwrap();
-}
-
-/// Starts the tenant: as `aps-test`, makes `bait` a symlink to `target`, then swaps `victim`
-/// and `bait` with renameat2(RENAME_EXCHANGE) as fast as it can until `stop` exists, and
-/// prints how many swaps succeeded.
-fn swapper(victim: &Utf8Path, bait: &Utf8Path, target: &Utf8Path, stop: &Utf8Path) -> Child {
-    let who = tenant();
-    let script = r#"
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-victim, bait, target, stop = [a.encode() for a in sys.argv[1:5]]
-os.symlink(target, bait)
-AT_FDCWD, RENAME_EXCHANGE, SYS_renameat2 = -100, 2, 316
-n = 0
-while not os.path.exists(stop):
-    for _ in range(200):
-        if libc.syscall(SYS_renameat2, AT_FDCWD, victim, AT_FDCWD, bait, RENAME_EXCHANGE) == 0:
-            n += 1
-print(n, flush=True)
-"#;
-    Command::new(PYTHON)
-        .arg("-c")
-        .arg(script)
-        .args([
-            victim.as_str(),
-            bait.as_str(),
-            target.as_str(),
-            stop.as_str(),
-        ])
-        .uid(who.uid)
-        .gid(who.gid)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the tenant's swapper")
-}
-
-fn stop_swapper(child: Child, stop: &Utf8Path) -> u64 {
-    std::fs::write(stop, b"").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "swapper failed: {out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// While the tenant swaps `www/sub` with a symlink to another customer's folder in a loop,

@@ -10,35 +10,20 @@
 
 #![cfg(feature = "repository")]
 
-use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+mod common;
 
-use aps_controller::archive::{ManifestHeader, TagKey};
+use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 
-const TENANT: &str = "aps-test";
 const SECRET: &[u8] = b"another customer's secret";
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-fn id(flag: &str) -> u32 {
-    let out = Command::new("id").arg(flag).arg(TENANT).output().unwrap();
-    assert!(
-        out.status.success(),
-        "user {TENANT} is missing: run scripts/ci/test-user.sh"
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 struct World {
@@ -71,7 +56,8 @@ fn world(dirs: usize, per_dir: usize) -> World {
         }
     }
     std::fs::write(www.join("index.php"), b"<?php echo 1;\n").unwrap();
-    let (uid, gid) = (id("-u"), id("-g"));
+    let who = tenant();
+    let (uid, gid) = (who.uid, who.gid);
     for entry in walkdir(&www) {
         std::os::unix::fs::lchown(&entry, Some(uid), Some(gid)).unwrap();
     }
@@ -117,61 +103,17 @@ fn walkdir(root: &Utf8Path) -> Vec<Utf8PathBuf> {
     out
 }
 
-/// As the tenant: makes `bait` a symlink to `target`, then swaps `victim` and `bait` with
-/// renameat2(RENAME_EXCHANGE) as fast as it can until `stop` exists; prints how many swaps
-/// succeeded.
-fn swapper(victim: &Utf8Path, bait: &Utf8Path, target: &Utf8Path, stop: &Utf8Path) -> Child {
-    let script = r#"
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-victim, bait, target, stop = [a.encode() for a in sys.argv[1:5]]
-os.symlink(target, bait)
-AT_FDCWD, RENAME_EXCHANGE, SYS_renameat2 = -100, 2, 316
-n = 0
-while not os.path.exists(stop):
-    for _ in range(200):
-        if libc.syscall(SYS_renameat2, AT_FDCWD, victim, AT_FDCWD, bait, RENAME_EXCHANGE) == 0:
-            n += 1
-print(n, flush=True)
-"#;
-    Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .args([
-            victim.as_str(),
-            bait.as_str(),
-            target.as_str(),
-            stop.as_str(),
-        ])
-        .uid(id("-u"))
-        .gid(id("-g"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the tenant's swapper")
-}
-
 fn backup(store: &RepositoryStore, www: &Utf8Path) -> Result<String, RepositoryError> {
     let web_dirs = BTreeMap::from([("/".to_owned(), www.to_owned())]);
     store
-        .backup(&BackupInput {
-            instance: "blog",
-            periodicity: Periodicity::Daily,
-            package: None,
-            web_dirs: &web_dirs,
-            databases: &BTreeMap::new(),
-            header: ManifestHeader::new(
-                "http://example.org/blog",
-                "Blog",
-                "1.2",
-                "3",
-                "1.2",
-                "blog",
-            ),
-            key: &TagKey::new(vec![7; 32]).unwrap(),
-            account: None,
-            dump_timeout: std::time::Duration::from_secs(120),
-            cache: None,
-        })
+        .backup(&BackupInput::new(
+            "blog",
+            Periodicity::Daily,
+            &web_dirs,
+            &BTreeMap::new(),
+            common::header(),
+            &common::key(),
+        ))
         .map(|s| s.id)
 }
 
@@ -204,7 +146,7 @@ fn folder_swapped_for_a_symlink_during_backups_never_leaks_into_a_snapshot() {
     RepositoryStore::init(&w.settings).unwrap();
     let store = RepositoryStore::open(&w.settings).unwrap();
     let stop = w.base.join("stop");
-    let tenant = swapper(&w.www.join("sub"), &w.www.join("bait"), &w.outside, &stop);
+    let attacker = swapper(&w.www.join("sub"), &w.www.join("bait"), &w.outside, &stop);
     let mut made = Vec::new();
     let mut failed = Vec::new();
     for _ in 0..5 {
@@ -213,14 +155,7 @@ fn folder_swapped_for_a_symlink_during_backups_never_leaks_into_a_snapshot() {
             Err(e) => failed.push(e.to_string()),
         }
     }
-    std::fs::write(&stop, b"").unwrap();
-    let out = tenant.wait_with_output().unwrap();
-    assert!(out.status.success(), "swapper failed: {out:?}");
-    let swaps: u64 = String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let swaps = stop_swapper(attacker, &stop);
     assert!(
         swaps > 0,
         "the tenant never managed a swap: the race was not run"

@@ -5,11 +5,12 @@
 
 #![cfg(feature = "repository")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use aps_controller::archive::capture_tree_to;
-use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_controller::database::Database;
 use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, DbKind};
@@ -73,25 +74,14 @@ fn a_staged_snapshot_is_the_backed_up_tree_modes_and_times_included() {
     let store = RepositoryStore::open(&settings).unwrap();
     let web_dirs = BTreeMap::from([("/".to_owned(), www.clone())]);
     let snap = store
-        .backup(&BackupInput {
-            instance: "blog",
-            periodicity: Periodicity::Manual,
-            package: None,
-            web_dirs: &web_dirs,
-            databases: &BTreeMap::new(),
-            header: ManifestHeader::new(
-                "http://example.org/blog",
-                "Blog",
-                "1.2",
-                "3",
-                "1.2",
-                "blog",
-            ),
-            key: &TagKey::new(vec![7; 32]).unwrap(),
-            account: None,
-            dump_timeout: std::time::Duration::from_secs(120),
-            cache: None,
-        })
+        .backup(&BackupInput::new(
+            "blog",
+            Periodicity::Manual,
+            &web_dirs,
+            &BTreeMap::new(),
+            common::header(),
+            &common::key(),
+        ))
         .unwrap();
 
     let staged = store
@@ -170,25 +160,14 @@ fn a_streamed_dump_of_many_chunks_comes_back_whole() {
     let web_dirs = BTreeMap::from([("/".to_owned(), www)]);
     let dbs = BTreeMap::from([("main".to_owned(), db.clone())]);
     let snap = store
-        .backup(&BackupInput {
-            instance: "blog",
-            periodicity: Periodicity::Manual,
-            package: None,
-            web_dirs: &web_dirs,
-            databases: &dbs,
-            header: ManifestHeader::new(
-                "http://example.org/blog",
-                "Blog",
-                "1.2",
-                "3",
-                "1.2",
-                "blog",
-            ),
-            key: &TagKey::new(vec![7; 32]).unwrap(),
-            account: None,
-            dump_timeout: std::time::Duration::from_secs(120),
-            cache: None,
-        })
+        .backup(&BackupInput::new(
+            "blog",
+            Periodicity::Manual,
+            &web_dirs,
+            &dbs,
+            common::header(),
+            &common::key(),
+        ))
         .unwrap();
     let staged = store
         .restore_to_staging("blog", &snap.id, &base.join("staged"))

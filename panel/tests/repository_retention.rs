@@ -6,10 +6,11 @@
 
 #![cfg(feature = "repository")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::retention::plan;
 use aps_panel::store::repository::verify::ReadData;
@@ -97,50 +98,28 @@ fn a_year_of_backups_is_thinned_to_the_policy_and_checks_clean() {
         // Each backup changes the site: data only that snapshot holds.
         std::fs::write(www.join("today.txt"), format!("{time} {i}\n").repeat(200)).unwrap();
         let snap = store
-            .backup(&BackupInput {
-                instance: "blog",
-                periodicity: *periodicity,
-                package: None,
-                web_dirs: &web_dirs,
-                databases: &databases,
-                header: ManifestHeader::new(
-                    "http://example.org/blog",
-                    "Blog",
-                    "1.2",
-                    "3",
-                    "1.2",
-                    "blog",
-                ),
-                key: &TagKey::new(vec![7; 32]).unwrap(),
-                account: None,
-                dump_timeout: std::time::Duration::from_secs(120),
-                cache: None,
-            })
+            .backup(&BackupInput::new(
+                "blog",
+                *periodicity,
+                &web_dirs,
+                &databases,
+                common::header(),
+                &common::key(),
+            ))
             .unwrap();
         retime(&repo, &snap.id, *time);
     }
     // Another instance whose policy keeps nothing: its newest snapshot stays all the same.
     for d in 1..=3 {
         let snap = store
-            .backup(&BackupInput {
-                instance: "shop",
-                periodicity: Periodicity::Daily,
-                package: None,
-                web_dirs: &web_dirs,
-                databases: &databases,
-                header: ManifestHeader::new(
-                    "http://example.org/blog",
-                    "Blog",
-                    "1.2",
-                    "3",
-                    "1.2",
-                    "blog",
-                ),
-                key: &TagKey::new(vec![7; 32]).unwrap(),
-                account: None,
-                dump_timeout: std::time::Duration::from_secs(120),
-                cache: None,
-            })
+            .backup(&BackupInput::new(
+                "shop",
+                Periodicity::Daily,
+                &web_dirs,
+                &databases,
+                common::header(),
+                &common::key(),
+            ))
             .unwrap();
         retime(&repo, &snap.id, at(Date::constant(2026, 12, d), 2));
     }

@@ -5,11 +5,12 @@
 
 #![cfg(feature = "repository")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
@@ -126,18 +127,14 @@ fn backup(
     site: &Site,
     dbs: &BTreeMap<String, Database>,
 ) -> Result<SnapshotInfo, RepositoryError> {
-    store.backup(&BackupInput {
-        instance: "blog",
-        periodicity: Periodicity::Daily,
-        package: None,
-        web_dirs: &site.web_dirs,
-        databases: dbs,
-        header: ManifestHeader::new("http://example.org/blog", "Blog", "1.2", "3", "1.2", "blog"),
-        key: &TagKey::new(vec![7; 32]).unwrap(),
-        account: None,
-        dump_timeout: std::time::Duration::from_secs(120),
-        cache: None,
-    })
+    store.backup(&BackupInput::new(
+        "blog",
+        Periodicity::Daily,
+        &site.web_dirs,
+        dbs,
+        common::header(),
+        &common::key(),
+    ))
 }
 
 /// The objects under the repository's prefix, as the bucket's folder on the server's disk

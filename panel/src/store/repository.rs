@@ -187,6 +187,34 @@ pub struct BackupInput<'a> {
     pub cache: Option<&'a Utf8Path>,
 }
 
+impl<'a> BackupInput<'a> {
+    /// A backup of `instance`'s web folders and databases, its manifest tagged with `key`:
+    /// without package tags, the dump tools run as the controller with the controller's
+    /// default timeout, and every web folder read for the manifest (no cache). Set the other
+    /// fields as needed.
+    pub fn new(
+        instance: &'a str,
+        periodicity: Periodicity,
+        web_dirs: &'a BTreeMap<String, Utf8PathBuf>,
+        databases: &'a BTreeMap<String, Database>,
+        header: ManifestHeader,
+        key: &'a TagKey,
+    ) -> Self {
+        BackupInput {
+            instance,
+            periodicity,
+            package: None,
+            web_dirs,
+            databases,
+            header,
+            key,
+            account: None,
+            dump_timeout: aps_controller::controller::DEFAULT_TIMEOUT,
+            cache: None,
+        }
+    }
+}
+
 /// One snapshot, as `backups` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SnapshotInfo {

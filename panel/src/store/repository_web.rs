@@ -363,27 +363,10 @@ mod tests {
     use super::*;
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::CommandExt;
 
-    const TENANT: &str = "aps-test";
+    use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
+
     const SECRET: &[u8] = b"another customer's secret";
-
-    fn id(flag: &str) -> u32 {
-        let out = std::process::Command::new("id")
-            .arg(flag)
-            .arg(TENANT)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "user {TENANT} is missing: run scripts/ci/test-user.sh"
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    }
 
     /// The walk itself under attack: the tenant (`aps-test`, a real account) swaps `www/sub`
     /// with a symlink to another customer's folder holding the same names, as fast as it can,
@@ -416,39 +399,15 @@ mod tests {
                 }
             }
         }
-        let (uid, gid) = (id("-u"), id("-g"));
+        let who = tenant();
+        let (uid, gid) = (who.uid, who.gid);
         let status = std::process::Command::new("chown")
             .args(["-R", &format!("{uid}:{gid}"), www.as_str()])
             .status()
             .unwrap();
         assert!(status.success());
         let stop = base.join("stop");
-        let script = r#"
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-victim, bait, target, stop = [a.encode() for a in sys.argv[1:5]]
-os.symlink(target, bait)
-n = 0
-while not os.path.exists(stop):
-    for _ in range(200):
-        if libc.syscall(316, -100, victim, -100, bait, 2) == 0:
-            n += 1
-print(n, flush=True)
-"#;
-        let tenant = std::process::Command::new("/usr/bin/python3")
-            .arg("-c")
-            .arg(script)
-            .args([
-                www.join("sub").as_str(),
-                www.join("bait").as_str(),
-                outside.as_str(),
-                stop.as_str(),
-            ])
-            .uid(uid)
-            .gid(gid)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let attacker = swapper(&www.join("sub"), &www.join("bait"), &outside, &stop);
         let mut read_files = 0;
         for _ in 0..40 {
             let walk = WebWalk::open(&www, PathBuf::from("/web/%2F"), Offered::default()).unwrap();
@@ -464,13 +423,7 @@ print(n, flush=True)
                 }
             }
         }
-        std::fs::write(&stop, b"").unwrap();
-        let out = tenant.wait_with_output().unwrap();
-        let swaps: u64 = String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let swaps = stop_swapper(attacker, &stop);
         assert!(
             swaps > 0,
             "the tenant never managed a swap: the race was not run"

@@ -40,27 +40,14 @@ impl S3Store {
             store: describe.clone(),
             message,
         };
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(&c.bucket)
-            .with_region(&c.region);
-        if let Some(endpoint) = &c.endpoint {
-            // Self-hosted S3 servers rarely have per-bucket DNS names.
-            b = b
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        if let Some(id) = &c.access_key_id {
-            b = b.with_access_key_id(id);
-        }
-        if let Some(file) = &c.secret_access_key_file {
-            let secret = std::fs::read_to_string(file)
-                .map_err(|e| err(format!("cannot read secret-access-key-file {file}: {e}")))?;
-            b = b.with_secret_access_key(secret.trim());
-        }
-        let store = b
-            .build()
-            .map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
+        let store = client(
+            &c.bucket,
+            &c.region,
+            c.endpoint.as_deref(),
+            c.access_key_id.as_deref(),
+            c.secret_access_key_file.as_deref(),
+        )
+        .map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
         if c.part_size_mib < 5 {
             return Err(err(
                 "part-size-mib must be at least 5 (the S3 minimum part size)".to_owned(),
@@ -292,4 +279,36 @@ impl Remote for S3Store {
             .map_err(|e| self.error(key, "cannot write download of", e.error))?;
         Ok(())
     }
+}
+
+/// An S3 client for `bucket`, as panel.toml's S3 settings describe it (the off-machine copy's
+/// `[remote]` and the repository's `[store.s3]` alike): path-style requests to a self-hosted
+/// `endpoint` (plain `http://` only when it says so), the key id and the secret from its file,
+/// else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
+pub(crate) fn client(
+    bucket: &str,
+    region: &str,
+    endpoint: Option<&str>,
+    access_key_id: Option<&str>,
+    secret_access_key_file: Option<&camino::Utf8Path>,
+) -> Result<AmazonS3, String> {
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_region(region);
+    if let Some(endpoint) = endpoint {
+        // Self-hosted S3 servers rarely have per-bucket DNS names.
+        b = b
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if let Some(id) = access_key_id {
+        b = b.with_access_key_id(id);
+    }
+    if let Some(file) = secret_access_key_file {
+        let secret = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read secret-access-key-file {file}: {e}"))?;
+        b = b.with_secret_access_key(secret.trim());
+    }
+    b.build().map_err(|e| e.to_string())
 }

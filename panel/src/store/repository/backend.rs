@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectStore, PutPayload};
 use rustic_backend::BackendOptions;
@@ -73,27 +73,14 @@ impl S3Backend {
     /// Credentials as for `[remote]`: `access-key-id` / `secret-access-key-file`, else the
     /// environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub fn new(c: &RepositoryS3) -> Result<Self, String> {
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(&c.bucket)
-            .with_region(&c.region);
-        if let Some(endpoint) = &c.endpoint {
-            // Self-hosted S3 servers rarely have per-bucket DNS names.
-            b = b
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        if let Some(id) = &c.access_key_id {
-            b = b.with_access_key_id(id);
-        }
-        if let Some(file) = &c.secret_access_key_file {
-            let secret = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read secret-access-key-file {file}: {e}"))?;
-            b = b.with_secret_access_key(secret.trim());
-        }
-        let store = b
-            .build()
-            .map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
+        let store = crate::store::s3::client(
+            &c.bucket,
+            &c.region,
+            c.endpoint.as_deref(),
+            c.access_key_id.as_deref(),
+            c.secret_access_key_file.as_deref(),
+        )
+        .map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
         Ok(S3Backend {
             store,
             bucket: c.bucket.clone(),

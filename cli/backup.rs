@@ -559,36 +559,10 @@ fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
         p.finish();
     }
     let r = result.map_err(|e| {
-        print_rolled_back(out, &e, || {
-            if request.no_safety_snapshot {
-                format!(
-                    "nothing could be put back (--no-safety-snapshot): instance {} is as the stopped restore left it",
-                    request.instance
-                )
-            } else {
-                format!(
-                    "instance {} is as it was before the restore (web folders and databases put back from the safety snapshot where they had changed)",
-                    request.instance
-                )
-            }
-        });
+        print_rolled_back(out, &e, || rolled_back_text(&request));
         Failure::from_operation(&e)
     })?;
-    Ok(out.success(&r, || {
-        format!(
-            "restored {} from {} (made with version {}-{}) in {} ms{}",
-            r.instance,
-            r.file,
-            r.from_version,
-            r.from_release,
-            r.duration_ms,
-            if r.safety_snapshot {
-                ""
-            } else {
-                " without a safety snapshot"
-            }
-        )
-    }))
+    Ok(out.success(&r, || restored_text(&r, r.file.as_ref())))
 }
 
 /// `restore NAME --latest|--snapshot ID` from the repository store: every mistake is refused
@@ -645,21 +619,25 @@ fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<Exit
     v["file"] = store.describe().into();
     let fields: Map<String, Value> = v.as_object().cloned().unwrap_or_default();
     Ok(out.success(&fields, || {
-        format!(
-            "restored {} from snapshot {} of {} (made with version {}-{}) in {} ms{}",
-            r.instance,
-            &snapshot.id[..8],
-            store.describe(),
-            r.from_version,
-            r.from_release,
-            r.duration_ms,
-            if r.safety_snapshot {
-                ""
-            } else {
-                " without a safety snapshot"
-            }
-        )
+        let from = format!("snapshot {} of {}", &snapshot.id[..8], store.describe());
+        restored_text(&r, &from)
     }))
+}
+
+/// The text line of a successful restore from `from` (a file, or a repository's snapshot).
+fn restored_text(r: &aps_controller::operation::RestoreReport, from: &str) -> String {
+    format!(
+        "restored {} from {from} (made with version {}-{}) in {} ms{}",
+        r.instance,
+        r.from_version,
+        r.from_release,
+        r.duration_ms,
+        if r.safety_snapshot {
+            ""
+        } else {
+            " without a safety snapshot"
+        }
+    )
 }
 
 fn rolled_back_text(request: &RestoreRequest) -> String {

@@ -249,6 +249,31 @@ pub(crate) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// Names in the folder `dir` in reverse byte order: popped from the end, a walk meets them in
+/// ascending order (the order archives and snapshots list siblings in).
+pub fn pending_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut names = names(dir)?;
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
+/// Opens the folder `name` that a walk of `dir` just saw: `None` when it vanished, or was
+/// swapped for a symlink or a file since it was seen. It is then left out, never followed.
+pub fn open_walked_dir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<OwnedFd>> {
+    match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes everything inside the folder `dir` (kept itself: it may be a mount point, or carry
 /// an owner and mode the control panel set). Folders inside are opened with `O_NOFOLLOW` and
 /// emptied through their descriptor; a symlink is removed, never followed.

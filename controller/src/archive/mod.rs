@@ -28,8 +28,8 @@ pub use codec::{
     ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
 };
 pub use dirfd::{
-    empty_dir_at, open_dir_beneath, open_dir_nofollow, open_or_create_dir, remove_at,
-    remove_dir_all_nofollow,
+    empty_dir_at, open_dir_beneath, open_dir_nofollow, open_or_create_dir, open_walked_dir,
+    pending_names, remove_at, remove_dir_all_nofollow,
 };
 pub use error::ArchiveError;
 pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};

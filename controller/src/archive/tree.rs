@@ -203,13 +203,6 @@ struct Frame {
     pending: Vec<Vec<u8>>,
 }
 
-/// Lists the open folder `fd`; names come back in reverse sorted order (popped from the end).
-fn pending_names(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = dirfd::names(fd)?;
-    names.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(names)
-}
-
 /// Writes `root` as entries `prefix` (the root folder), `prefix + rel` … in pre-order with
 /// sorted siblings. `prefix` is `web/<n>/`, or empty for a plain tree tar (root entry `./`).
 ///
@@ -261,7 +254,7 @@ pub(super) fn write_tree<W: Write>(
         .append_data(&mut h, os(&entry_name(b"", true)), io::empty())
         .map_err(write_err)?;
     hasher.dir(b"", mode, mtime);
-    let pending = pending_names(root_fd.as_fd()).map_err(|e| source_err(b"", e))?;
+    let pending = dirfd::pending_names(root_fd.as_fd()).map_err(|e| source_err(b"", e))?;
     let mut stack = vec![Frame {
         fd: root_fd,
         rel: Vec::new(),
@@ -287,25 +280,15 @@ pub(super) fn write_tree<W: Write>(
         };
         match file_type(&st) {
             FileType::Directory => {
-                let fd = match rustix::fs::openat(
-                    dir,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    // Vanished, or swapped for a symlink or file since the stat: what is there
-                    // now is not the folder that was seen; leave it out rather than follow it.
-                    Err(
-                        rustix::io::Errno::NOENT
-                        | rustix::io::Errno::LOOP
-                        | rustix::io::Errno::NOTDIR,
-                    ) => continue,
-                    Err(e) => return Err(source_err(&rel, e.into())),
+                let fd = match dirfd::open_walked_dir(dir, name) {
+                    Ok(Some(fd)) => fd,
+                    // Not the folder that was seen: left out rather than followed.
+                    Ok(None) => continue,
+                    Err(e) => return Err(source_err(&rel, e)),
                 };
                 // Describe what was opened, not what the stat saw a moment before.
                 let st = rustix::fs::fstat(&fd).map_err(|e| source_err(&rel, e.into()))?;
-                let pending = pending_names(fd.as_fd()).map_err(|e| source_err(&rel, e))?;
+                let pending = dirfd::pending_names(fd.as_fd()).map_err(|e| source_err(&rel, e))?;
                 let (mut h, mode, mtime) = base_header(tar::EntryType::Directory, &st);
                 builder
                     .append_data(&mut h, os(&entry_name(&rel, true)), io::empty())

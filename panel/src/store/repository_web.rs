@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aps_controller::archive::open_dir_nofollow;
+use aps_controller::archive::{open_dir_nofollow, open_walked_dir, pending_names};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::{Metadata, Node, NodeType};
@@ -140,7 +140,7 @@ impl WebWalk {
         };
         let fd = open_dir_nofollow(root.as_std_path()).map_err(err)?;
         let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
-        let pending = sorted_names(fd.as_fd()).map_err(err)?;
+        let pending = pending_names(fd.as_fd()).map_err(err)?;
         let name = to.file_name().unwrap_or(OsStr::new("/")).to_owned();
         let first = WebEntry {
             path: to.clone(),
@@ -190,28 +190,18 @@ impl WebWalk {
             let path = self.to.join(&rel);
             match file_type(&st) {
                 FileType::Directory => {
-                    let fd = match rustix::fs::openat(
-                        dir.as_fd(),
-                        os_name,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        Ok(fd) => fd,
-                        // Vanished, or swapped for a symlink or a file since the stat: not the
-                        // folder that was seen; leave it out rather than follow it.
-                        Err(
-                            rustix::io::Errno::NOENT
-                            | rustix::io::Errno::LOOP
-                            | rustix::io::Errno::NOTDIR,
-                        ) => continue,
-                        Err(e) => return fail(e.into()),
+                    let fd = match open_walked_dir(dir.as_fd(), os_name) {
+                        Ok(Some(fd)) => fd,
+                        // Not the folder that was seen: left out rather than followed.
+                        Ok(None) => continue,
+                        Err(e) => return fail(e),
                     };
                     // Describe what was opened, not what the stat saw a moment before.
                     let st = match rustix::fs::fstat(&fd) {
                         Ok(st) => st,
                         Err(e) => return fail(e.into()),
                     };
-                    let pending = match sorted_names(fd.as_fd()) {
+                    let pending = match pending_names(fd.as_fd()) {
                         Ok(p) => p,
                         Err(e) => return fail(e),
                     };
@@ -274,20 +264,6 @@ impl Iterator for WebWalk {
         }
         self.step()
     }
-}
-
-fn sorted_names(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(fd)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
-    }
-    // Popped from the end: reverse order gives ascending.
-    names.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(names)
 }
 
 /// The node metadata the engine's local source would record for `st` (so that restic and

@@ -1016,16 +1016,11 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
         }
     }
     fn walk(fd: std::os::fd::BorrowedFd<'_>, rel: &[u8], sha: &mut Sha256) -> io::Result<()> {
-        let mut names = Vec::new();
-        for entry in rustix::fs::Dir::read_from(fd)? {
-            let entry = entry?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
-            }
-        }
-        names.sort();
-        for name in names {
+        // Popped in ascending order.
+        for name in aps_controller::archive::pending_names(fd)?
+            .into_iter()
+            .rev()
+        {
             let mut path = rel.to_vec();
             if !path.is_empty() {
                 path.push(b'/');

@@ -360,12 +360,25 @@ fn restic_lists_checks_and_restores_our_repository() {
         tree(&target.join("web/%2Fcache")),
         tree(&site.web_dirs["/cache"])
     );
-    // The dump comes out through `restic dump`: `restic restore` writes a streamed file's
-    // node, saved with size 0 by the engine, as an empty file (a known gap, docs/repository.md).
-    let dump = site.root.join("restic-main.sql");
-    std::fs::write(&dump, run(&["dump", &snap.id, "/databases/main.sql"])).unwrap();
+    // The streamed dump and manifest come out whole through `restic restore` (their nodes
+    // record the bytes read: third_party/rustic_core/PATCHED.md) and through `restic dump`.
+    let restored_dump = target.join("databases/main.sql");
+    let dumped = site.root.join("restic-main.sql");
+    std::fs::write(&dumped, run(&["dump", &snap.id, "/databases/main.sql"])).unwrap();
+    assert!(std::fs::metadata(&restored_dump).unwrap().len() > 0);
+    assert_eq!(
+        std::fs::read(&restored_dump).unwrap(),
+        std::fs::read(&dumped).unwrap()
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(target.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["parts"][0]["name"], "db-main.sql");
+    assert_eq!(
+        manifest["parts"][0]["size"],
+        std::fs::metadata(&restored_dump).unwrap().len()
+    );
     let fresh = create_database(DbKind::Mysql, "repo_restic_load").unwrap();
-    database::load(&fresh, &dump, TIMEOUT).unwrap();
+    database::load(&fresh, &restored_dump, TIMEOUT).unwrap();
     assert_eq!(rows(&fresh), rows(&db));
 }
 

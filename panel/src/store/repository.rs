@@ -738,8 +738,8 @@ impl RepositoryStore {
                 });
             }
         }
-        // Not the engine's restore: its memory grows with the data and it writes streamed
-        // dumps empty (repository_restore explains).
+        // Not the engine's restore: its memory grows with the data and it panics on a
+        // damaged pack (repository_restore explains).
         write_out(&repo, &node, target).map_err(|source| RepositoryError::WriteOut {
             repository: self.describe(),
             snapshot: snap.id.clone(),

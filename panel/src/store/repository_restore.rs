@@ -2,8 +2,9 @@
 //!
 //! Why not the engine's own restore: it reads packs with 20 threads and queues every decrypted
 //! blob for writing, so its memory grows with the data (618–822 MB peak on an 800 MB site);
-//! it panics on a read error (its pack reads are unwrapped); and it sizes each file from its
-//! node, which for a dump streamed into the snapshot says 0, so dumps would come back empty.
+//! and it panics on a read error (its pack reads are unwrapped); snapshots written before our
+//! engine fix (third_party/rustic_core/PATCHED.md) also record size 0 for a streamed dump,
+//! which the engine's restore writes empty.
 //! Here the snapshot's tree is streamed in order and each file's content is written with the
 //! engine's `dump` (which reads one file's blobs, a few at a time): memory stays bounded by a
 //! few blobs whatever the size of the site, every error is an error, and a file gets exactly

@@ -1176,3 +1176,46 @@ fn run_summary_names_uploads_and_separates_local_and_remote_pruning() {
     assert!(text.contains(&format!("uploaded {url}")), "{text}");
     assert!(text.contains("pruned local 1, remote 1"), "{text}");
 }
+
+/// A repository backup stopped by SIGTERM while the package's backup-script runs: the script
+/// is stopped, the command exits 143, and nothing reaches the repository (no snapshot) or
+/// stays in the state folder.
+#[test]
+fn repository_backup_stops_on_sigterm_during_the_backup_script() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n",
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init", "--json"]), "store init");
+    let Some(inst) = db_instance(
+        &sb,
+        "shop",
+        Site {
+            behaviour: "backup-waits",
+            ..Site::default()
+        },
+    ) else {
+        return;
+    };
+    inst.populate();
+    let run = Running::start(sb.command(&["backup", "shop", "--json"]));
+    let work = sb.state().join("work");
+    wait_for(
+        || {
+            std::fs::read_dir(&work).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().join("script-backup.running").exists())
+            })
+        },
+        "the backup script",
+    );
+    run.signal("TERM");
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "TERM");
+    let out = sb.cli(&["store", "snapshots", "shop", "--json"]);
+    assert_success(&out, "store snapshots");
+    assert_eq!(json(&out)["snapshots"], serde_json::json!([]));
+    assert_nothing_left(&sb);
+}

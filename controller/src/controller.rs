@@ -549,7 +549,7 @@ impl Controller {
 
     /// Where the controller records the SHA-256 of backups made by `sufficient` scripts, which
     /// carry no manifest of ours, so that restore can check them.
-    pub(crate) fn records_dir(&self) -> Utf8PathBuf {
+    pub fn records_dir(&self) -> Utf8PathBuf {
         self.config.state.root().join("backup-records")
     }
 }

@@ -12,7 +12,7 @@ use aps_controller::registry::{StateDir, StoreError};
 use aps_controller::{Controller, ControllerConfig, ErrorKind};
 
 use crate::naming::Compression;
-use crate::problem::{Problem, operation_message};
+use crate::problem::Problem;
 
 /// How the controller's archive writer packs a backup (from panel.toml).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,8 +84,12 @@ pub struct RepositorySource {
     pub header: aps_controller::archive::ManifestHeader,
     /// The controller's backup key, which tags the snapshot's manifest.
     pub key: aps_controller::archive::TagKey,
-    /// The configured bound of a dump.
+    /// The configured bound of a dump (and of the backup-script).
     pub dump_timeout: std::time::Duration,
+    /// The package's backup-script, checked (file and interpreter), when it declares one.
+    pub script: Option<aps_controller::operation::script_file::BackupScript>,
+    /// The instance's package, opened: the backup-script runs from it.
+    pub opened: aps_controller::registry::OpenedPackage,
     _lock: aps_controller::lock::InstanceLock,
 }
 
@@ -121,17 +125,11 @@ pub fn repository_source(
     let package = controller
         .open_package(&instance)
         .map_err(operation_failed("backup", name))?;
-    // A backup-script's own file is not something the repository store holds yet: a snapshot
-    // without it would restore incompletely.
-    if package.meta.service.provision.backup_script.is_some() {
-        return Err(op_err(
-            ErrorKind::Usage,
-            format!(
-                "its package has a backup-script, which the repository store does not run: back \
-                 it up into an archive with `aps-controller backup {name} --to FILE`"
-            ),
-        ));
-    }
+    // Its file goes into the snapshot; a missing script file or interpreter refuses the
+    // backup before any work, as for an archive backup.
+    let script =
+        aps_controller::operation::script_file::BackupScript::find(controller, &instance, &package)
+            .map_err(operation_failed("backup", name))?;
     let header = aps_controller::operation::manifest_header(&package.meta, name);
     let tags = crate::store::repository::PackageTags {
         id: package
@@ -150,6 +148,8 @@ pub fn repository_source(
         header,
         key,
         dump_timeout: config.default_timeout,
+        script,
+        opened: package,
         _lock: lock,
     })
 }
@@ -197,7 +197,7 @@ fn operation_failed(
     move |e| EngineError::Operation {
         operation,
         instance: instance.to_owned(),
-        problem: Problem::new(e.kind(), Some(e.step().as_str()), operation_message(&e)),
+        problem: Problem::from_operation(&e),
     }
 }
 

@@ -22,6 +22,11 @@ impl Problem {
             message: message.into(),
         }
     }
+
+    /// An operation's error: its kind, its step and its message without the step.
+    pub fn from_operation(e: &OperationError) -> Self {
+        Problem::new(e.kind(), Some(e.step().as_str()), operation_message(e))
+    }
 }
 
 impl std::fmt::Display for Problem {

@@ -10,9 +10,13 @@ use aps_controller::ErrorKind;
 use crate::context::Panel;
 use crate::periodicity::Periodicity;
 use crate::problem::Problem;
+use std::collections::BTreeMap;
+
 use crate::store::repository::{
-    BackupInput, RepositoryError, RepositoryStore, SnapshotInfo, StagedArchive, WriteOutError,
+    BackupInput, RepositoryError, RepositoryStore, ScriptPart, SnapshotInfo, StagedArchive,
+    StagedRecord, WriteOutError,
 };
+use aps_controller::operation::record::BackupRecord;
 
 /// The repository of panel.toml, opened; `None` when the store is the archive store.
 pub fn open(panel: &Panel) -> Result<Option<RepositoryStore>, Problem> {
@@ -51,18 +55,47 @@ pub fn backup(
             ),
         ));
     }
+    // The backup-script's file first (a failing script leaves no snapshot); with a
+    // `sufficient` script it is the whole backup, as in the archive store.
+    let script_file = match &source.script {
+        Some(script) => Some(
+            script
+                .run(
+                    ctl,
+                    &source.instance,
+                    &source.opened,
+                    source.account.as_ref(),
+                    Some(source.dump_timeout),
+                )
+                .map_err(|e| Problem::from_operation(&e))?,
+        ),
+        None => None,
+    };
+    let sufficient = source.script.as_ref().is_some_and(|s| s.sufficient());
+    let nothing = (BTreeMap::new(), BTreeMap::new());
+    let (web_dirs, databases) = if sufficient {
+        (&nothing.0, &nothing.1)
+    } else {
+        (&source.instance.web_dirs, &source.instance.databases)
+    };
     store
         .backup(&BackupInput {
             instance,
             periodicity,
             package: source.package.clone(),
-            web_dirs: &source.instance.web_dirs,
-            databases: &source.instance.databases,
+            web_dirs,
+            databases,
             header: source.header.clone(),
             key: &source.key,
             account: source.account.as_ref(),
             dump_timeout: source.dump_timeout,
             cache: Some(&panel.state_dir.join("repository-cache")),
+            script: script_file.as_ref().map(|f| ScriptPart {
+                file: &f.path,
+                size: f.size,
+                sha256: &f.sha256,
+                sufficient,
+            }),
         })
         .map_err(|e| problem(&e, Some("backup")))
 }
@@ -82,9 +115,37 @@ pub fn stage(
         .snapshot(instance, id)
         .map_err(|e| problem(&e, Some("find-snapshot")))?;
     let key = crate::engine::backup_key(ctl).map_err(|e| e.problem())?;
-    store
+    let mut staged = store
         .stage_archive(instance, &snapshot, &panel.state_dir, &key)
-        .map_err(|e| problem(&e, Some("stage-snapshot")))
+        .map_err(|e| problem(&e, Some("stage-snapshot")))?;
+    // A `sufficient` script's file carries no manifest of ours: the controller's restore
+    // knows it by a record of its SHA-256, written here for the staged file (its snapshot's
+    // manifest tag was checked) and removed with it, unless this controller already keeps
+    // one for the same content (an archive-store backup of it).
+    if let Some((header, size, sha256)) = &staged.script_file {
+        let records = ctl.records_dir();
+        let record_err = |e: std::io::Error| {
+            Problem::new(
+                ErrorKind::Internal,
+                Some("stage-snapshot"),
+                format!("cannot record the staged backup-script file in {records}: {e}"),
+            )
+        };
+        let kept = BackupRecord::find(&records, sha256)
+            .map_err(record_err)?
+            .is_some_and(|r| r.is_authentic(&key));
+        if !kept {
+            BackupRecord::for_header(header, &staged.archive, *size, sha256)
+                .sign(&key)
+                .save(&records)
+                .map_err(record_err)?;
+            staged.record = Some(StagedRecord {
+                records_dir: records.clone(),
+                sha256: sha256.clone(),
+            });
+        }
+    }
+    Ok(staged)
 }
 
 /// A repository failure as the README's error kinds have it.

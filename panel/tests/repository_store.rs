@@ -138,6 +138,7 @@ fn backup(
         account: None,
         dump_timeout: TIMEOUT,
         cache: None,
+        script: None,
     })
 }
 

@@ -7,6 +7,7 @@ pub mod import;
 pub mod migrate;
 pub mod record;
 pub mod restore;
+pub mod script_file;
 mod script_run;
 pub(crate) mod tenant;
 pub mod verify;

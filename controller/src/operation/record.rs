@@ -40,6 +40,29 @@ impl BackupRecord {
         Self::for_file(meta, instance, &file.path, file.size, &file.sha256)
     }
 
+    /// The record of a `sufficient` script's file kept elsewhere (a repository snapshot), of
+    /// the backup `header` describes, once its manifest's tag has been checked.
+    pub fn for_header(
+        header: &crate::archive::ManifestHeader,
+        path: &Utf8Path,
+        size: u64,
+        sha256: &str,
+    ) -> Self {
+        BackupRecord {
+            sha256: sha256.to_owned(),
+            size,
+            instance: header.instance.clone(),
+            // Packages without an `id` (before 1.2) have an empty one in the header.
+            package_id: Some(header.package_id.clone()).filter(|id| !id.is_empty()),
+            package_name: header.package_name.clone(),
+            version: header.version.clone(),
+            release: header.release.clone(),
+            file: path.to_string(),
+            created: jiff::Timestamp::now().to_string(),
+            tag: None,
+        }
+    }
+
     /// The record of a file of `size` bytes with SHA-256 `sha256` at `path`.
     pub fn for_file(
         meta: &AppMeta,

@@ -185,7 +185,27 @@ pub struct BackupInput<'a> {
     /// backup, so that the next backup of an unchanged folder does not read it again for the
     /// manifest (`None`: every folder is read).
     pub cache: Option<&'a Utf8Path>,
+    /// The file the package's backup-script wrote (`None`: no backup-script).
+    pub script: Option<ScriptPart<'a>>,
 }
+
+/// The file a backup-script wrote, held by the snapshot as `/script-backup`. With a
+/// `sufficient` script it is the whole backup (the caller then gives no web folders and no
+/// databases), and its manifest part is named [`SUFFICIENT_SCRIPT_PART`], so that a restore
+/// hands it to the script as the controller's restore hands a `sufficient` file.
+#[derive(Debug, Clone)]
+pub struct ScriptPart<'a> {
+    /// A file in a private folder of the controller.
+    pub file: &'a Utf8Path,
+    pub size: u64,
+    pub sha256: &'a str,
+    pub sufficient: bool,
+}
+
+/// The manifest part of a backup-script's file, as in an archive.
+const SCRIPT_PART: &str = "script-backup";
+/// The manifest part of a `sufficient` backup-script's file: the whole backup.
+pub const SUFFICIENT_SCRIPT_PART: &str = "sufficient-script-backup";
 
 impl<'a> BackupInput<'a> {
     /// A backup of `instance`'s web folders and databases, its manifest tagged with `key`:
@@ -211,6 +231,7 @@ impl<'a> BackupInput<'a> {
             account: None,
             dump_timeout: aps_controller::controller::DEFAULT_TIMEOUT,
             cache: None,
+            script: None,
         }
     }
 }
@@ -287,9 +308,32 @@ fn remove_stale_staging(work_parent: &Utf8Path) {
 #[derive(Debug)]
 pub struct StagedArchive {
     _dir: tempfile::TempDir,
-    /// The uncompressed archive, tagged with the controller's key.
+    /// The uncompressed archive, tagged with the controller's key; or, for a snapshot of a
+    /// `sufficient` backup-script, the script's file itself (see `script_file`).
     pub archive: Utf8PathBuf,
     pub snapshot: SnapshotInfo,
+    /// For a snapshot of a `sufficient` backup-script: the manifest's header and the file's
+    /// size and SHA-256, checked against the tagged manifest. The controller's restore knows
+    /// such a file by a record of its SHA-256, which the caller writes.
+    pub script_file: Option<(ManifestHeader, u64, String)>,
+    /// The record written for `script_file`, removed with the staged file.
+    pub record: Option<StagedRecord>,
+}
+
+/// A backup record written only for one staged file: removed when dropped.
+#[derive(Debug)]
+pub struct StagedRecord {
+    pub records_dir: Utf8PathBuf,
+    pub sha256: String,
+}
+
+impl Drop for StagedRecord {
+    fn drop(&mut self) {
+        let _ = aps_controller::operation::record::BackupRecord::remove(
+            &self.records_dir,
+            &self.sha256,
+        );
+    }
 }
 
 pub struct RepositoryStore {
@@ -538,6 +582,23 @@ impl RepositoryStore {
                 .map(|(id, db)| (id.clone(), db.kind.as_str().to_owned()))
                 .collect(),
             web_parts,
+            script_part: input.script.as_ref().map(|s| {
+                let name = if s.sufficient {
+                    SUFFICIENT_SCRIPT_PART
+                } else {
+                    SCRIPT_PART
+                };
+                PartInfo {
+                    name: name.to_owned(),
+                    kind: PartKind::ScriptBackup,
+                    entry: format!("files/{name}"),
+                    size: s.size,
+                    sha256: s.sha256.to_owned(),
+                    file_count: None,
+                    dir_count: None,
+                    symlink_count: None,
+                }
+            }),
             key: input.key.clone(),
             made: OnceLock::new(),
         });
@@ -847,6 +908,41 @@ impl RepositoryStore {
             )));
         }
 
+        if let Some(part) = manifest
+            .parts
+            .iter()
+            .find(|p| p.name == SUFFICIENT_SCRIPT_PART)
+        {
+            // A `sufficient` script's file is the whole backup: handed over as it is.
+            if manifest.parts.len() != 1 || part.kind != PartKind::ScriptBackup {
+                return Err(damaged(
+                    "its manifest names a sufficient backup-script's file beside other parts"
+                        .to_owned(),
+                ));
+            }
+            let staged = tree.join(SCRIPT_PART);
+            let (size, sha256) = aps_controller::digest::sha256_file(&staged)
+                .map_err(|e| damaged(format!("its backup-script's file cannot be read: {e}")))?;
+            if size != part.size || sha256 != part.sha256 {
+                return Err(damaged(format!(
+                    "its backup-script's file restored as {size} bytes with SHA-256 {sha256}, \
+                     where the manifest says {} bytes with SHA-256 {}",
+                    part.size, part.sha256
+                )));
+            }
+            let file = root.join(SCRIPT_PART);
+            std::fs::rename(&staged, &file).map_err(io_err("move the script's file to", &file))?;
+            aps_controller::archive::remove_dir_all_nofollow(tree.as_std_path())
+                .map_err(io_err("remove the staged snapshot", &tree))?;
+            return Ok(StagedArchive {
+                _dir: dir,
+                archive: file,
+                snapshot: snapshot.clone(),
+                script_file: Some((manifest.header, size, sha256)),
+                record: None,
+            });
+        }
+
         let archive = root.join("snapshot.aps.tar");
         let file = OpenOptions::new()
             .write(true)
@@ -873,10 +969,9 @@ impl RepositoryStore {
                     writer.add_web_dir(mapping_url, &folder).map_err(arch)?;
                 }
                 PartKind::ScriptBackup => {
-                    return Err(damaged(
-                        "it names a backup-script's file, which repository snapshots do not hold"
-                            .to_owned(),
-                    ));
+                    writer
+                        .add_file_part(&part.name, part.kind.clone(), &tree.join(SCRIPT_PART))
+                        .map_err(arch)?;
                 }
             }
         }
@@ -903,6 +998,8 @@ impl RepositoryStore {
             _dir: dir,
             archive,
             snapshot: snapshot.clone(),
+            script_file: None,
+            record: None,
         })
     }
 
@@ -1176,6 +1273,8 @@ struct ManifestMaker {
     /// Requirement id → `mysql` / `postgresql`.
     databases: BTreeMap<String, String>,
     web_parts: Vec<PartInfo>,
+    /// The backup-script's file, last as in an archive.
+    script_part: Option<PartInfo>,
     key: TagKey,
     made: OnceLock<(Vec<u8>, Vec<u8>)>,
 }
@@ -1222,6 +1321,7 @@ impl ManifestMaker {
             });
         }
         parts.extend(self.web_parts.iter().cloned());
+        parts.extend(self.script_part.iter().cloned());
         drop(state);
         let manifest = Manifest {
             format: FORMAT_NAME.to_owned(),
@@ -1262,6 +1362,8 @@ struct InstanceSource {
     problems: Problems,
     ledger: Arc<Ledger>,
     manifest: Arc<ManifestMaker>,
+    /// The backup-script's file and its size.
+    script: Option<(Utf8PathBuf, u64)>,
     /// Files offered (dumps, manifest, web files and links); the snapshot must hold as many.
     offered: Offered,
 }
@@ -1275,8 +1377,8 @@ impl InstanceSource {
         manifest: &Arc<ManifestMaker>,
     ) -> RusticResult<Self> {
         let offered = Offered::default();
-        // The dumps, manifest.json and manifest.tag.
-        for _ in 0..input.databases.len() + 2 {
+        // The dumps, manifest.json, manifest.tag and the script's file.
+        for _ in 0..input.databases.len() + 2 + usize::from(input.script.is_some()) {
             offered.add();
         }
         let mut web = Vec::new();
@@ -1300,6 +1402,7 @@ impl InstanceSource {
             problems: problems.clone(),
             ledger: Arc::clone(ledger),
             manifest: Arc::clone(manifest),
+            script: input.script.as_ref().map(|s| (s.file.to_owned(), s.size)),
             offered,
         })
     }
@@ -1316,6 +1419,8 @@ enum EntryOpen {
         maker: Arc<ManifestMaker>,
         tag: bool,
     },
+    /// The backup-script's file, in the controller's private work folder.
+    Script(Utf8PathBuf),
 }
 
 struct DumpJob {
@@ -1376,6 +1481,12 @@ impl ReadSourceOpen for EntryOpen {
                     io::Error::other(message),
                 )),
             },
+            EntryOpen::Script(path) => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map(|f| Box::new(f) as Box<dyn Read + Send>)
+                .map_err(|e| rustic_io("cannot open the backup-script's file", e)),
         }
     }
 }
@@ -1579,6 +1690,16 @@ impl ReadSource for InstanceSource {
                     maker: Arc::clone(&self.manifest),
                     tag,
                 }),
+            }));
+        }
+        // "/script-backup" sorts between the manifest and "/web".
+        if let Some((path, size)) = &self.script {
+            let mut node = streamed(SCRIPT_PART);
+            node.meta.size = *size;
+            entries.push(Ok(ReadSourceEntry {
+                path: Path::new("/").join(SCRIPT_PART),
+                node,
+                open: Some(EntryOpen::Script(path.clone())),
             }));
         }
         let mut iter: Self::Iter = Box::new(entries.into_iter());

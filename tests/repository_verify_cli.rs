@@ -112,6 +112,28 @@ fn verify_repository_finds_a_damaged_and_a_missing_pack() {
         "store check says it too: {out:?}"
     );
 
+    // A restore from the damaged snapshot stops while streaming it into the archive it
+    // stages, before the controller's restore has touched the instance: invalid-backup, the
+    // web folder as it was, no staging folder left.
+    std::fs::write(www.join("index.html"), "changed since the backup\n").unwrap();
+    let before = std::fs::read_dir(&www).unwrap().count();
+    let out = sb.cli(&["restore", "blog", "--latest", "--json"]);
+    assert_eq!(out.status.code(), Some(17), "{out:?}");
+    assert_eq!(json(&out)["error"]["kind"], "invalid-backup", "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "changed since the backup\n"
+    );
+    assert_eq!(std::fs::read_dir(&www).unwrap().count(), before);
+    assert!(
+        !std::fs::read_dir(sb.state()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".repository-restore-")),
+        "staging left behind"
+    );
+
     // A pack that is gone is found without reading any data.
     std::fs::copy(&damaged, sb.path("kept-pack")).unwrap();
     let other = packs(&repo)

@@ -36,7 +36,7 @@ pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartIn
 pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader, verify_trusted};
 pub use tag::{ArchiveTag, ManifestSeal, TAG_ALGORITHM, TAG_KEY_LEN, TagKey};
 pub use tree::{TreeStats, capture_tree, capture_tree_to, restore_tree, restore_tree_from};
-pub use writer::ArchiveWriter;
+pub use writer::{ArchiveWriter, WebPart};
 
 /// First entry: the [`ManifestHeader`] alone, so readers can refuse a newer format early.
 pub const HEADER_ENTRY: &str = "header.json";

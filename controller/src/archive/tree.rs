@@ -42,7 +42,7 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// The canonical record stream of a tree, hashed as it goes; see docs/backup-format.md.
 pub(super) struct TreeHasher {
-    sha: Sha256,
+    pub(super) sha: Sha256,
     stats: TreeStats,
 }
 
@@ -62,19 +62,19 @@ impl TreeHasher {
         self.sha.update(mtime.to_be_bytes());
     }
 
-    fn dir(&mut self, rel: &[u8], mode: u32, mtime: i64) {
+    pub(super) fn dir(&mut self, rel: &[u8], mode: u32, mtime: i64) {
         self.record(KIND_DIR, rel, mode, mtime);
         self.stats.dirs += 1;
     }
 
-    fn file(&mut self, rel: &[u8], mode: u32, mtime: i64, size: u64) {
+    pub(super) fn file(&mut self, rel: &[u8], mode: u32, mtime: i64, size: u64) {
         self.record(KIND_FILE, rel, mode, mtime);
         self.sha.update(size.to_be_bytes());
         self.stats.files += 1;
         self.stats.bytes += size;
     }
 
-    fn symlink(&mut self, rel: &[u8], mode: u32, mtime: i64, target: &[u8]) {
+    pub(super) fn symlink(&mut self, rel: &[u8], mode: u32, mtime: i64, target: &[u8]) {
         self.record(KIND_SYMLINK, rel, mode, mtime);
         self.sha.update((target.len() as u32).to_be_bytes());
         self.sha.update(target);
@@ -163,7 +163,7 @@ impl<R: Read> Read for HashingTake<'_, R> {
     }
 }
 
-fn os(bytes: &[u8]) -> &Path {
+pub(super) fn os(bytes: &[u8]) -> &Path {
     Path::new(OsStr::from_bytes(bytes))
 }
 
@@ -171,7 +171,7 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn tar_mtime(meta_mtime: i64) -> i64 {
+pub(super) fn tar_mtime(meta_mtime: i64) -> i64 {
     // ustar cannot hold times before 1970; such files come back stamped 1970-01-01.
     meta_mtime.max(0)
 }

@@ -1,7 +1,7 @@
 //! Writing an archive: header entry, parts streamed one by one (hashed as they go), manifest last.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use camino::Utf8Path;
@@ -128,7 +128,61 @@ impl<W: Write> ArchiveWriter<W> {
         if !meta.is_file() {
             return Err(src_err(io::Error::other("not a regular file")));
         }
-        let size = meta.len();
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        self.add_read_part(name, kind, meta.len(), &mut reader, path)
+    }
+
+    /// Adds a file part read from `content`, which must yield exactly `size` bytes (a dump or
+    /// script file kept elsewhere, e.g. in a repository snapshot); `shown` names the source in
+    /// errors. A source that ends early or goes on longer fails the part.
+    pub fn add_stream_part(
+        &mut self,
+        name: &str,
+        kind: PartKind,
+        size: u64,
+        content: &mut dyn Read,
+        shown: &Utf8Path,
+    ) -> Result<&PartInfo, ArchiveError> {
+        check_part_name(name)?;
+        if matches!(kind, PartKind::WebDir { .. }) {
+            return Err(ArchiveError::InvalidPartName {
+                name: name.to_owned(),
+                reason: "web folders are added with add_web_dir",
+            });
+        }
+        self.name_is_free(name)?;
+        self.builder()?;
+        self.add_read_part(name, kind, size, content, shown)?;
+        let mut probe = [0u8; 1];
+        match content.read(&mut probe) {
+            Ok(0) => Ok(self.parts.last().expect("just pushed")),
+            Ok(_) => {
+                self.tar = None;
+                Err(ArchiveError::SourceChanged {
+                    part: name.to_owned(),
+                    path: shown.to_string(),
+                    detail: format!("it holds more than the {size} bytes announced"),
+                })
+            }
+            Err(e) => {
+                self.tar = None;
+                Err(ArchiveError::ReadSource {
+                    part: name.to_owned(),
+                    path: shown.to_owned(),
+                    source: e,
+                })
+            }
+        }
+    }
+
+    fn add_read_part(
+        &mut self,
+        name: &str,
+        kind: PartKind,
+        size: u64,
+        content: &mut dyn Read,
+        path: &Utf8Path,
+    ) -> Result<&PartInfo, ArchiveError> {
         let entry = format!("files/{name}");
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Regular);
@@ -136,12 +190,7 @@ impl<W: Write> ArchiveWriter<W> {
         h.set_mtime(self.mtime());
         h.set_size(size);
         let mut sha = Sha256::new();
-        let mut reader = HashingTake::new(
-            BufReader::with_capacity(256 * 1024, file),
-            size,
-            &mut sha,
-            WhenShort::Fail,
-        );
+        let mut reader = HashingTake::new(content, size, &mut sha, WhenShort::Fail);
         let res =
             self.tar
                 .as_mut()
@@ -150,7 +199,11 @@ impl<W: Write> ArchiveWriter<W> {
         let (short, source_error) = (reader.short, reader.error.take());
         if let Some(e) = source_error {
             self.tar = None;
-            return Err(src_err(e));
+            return Err(ArchiveError::ReadSource {
+                part: name.to_owned(),
+                path: path.to_owned(),
+                source: e,
+            });
         }
         if short {
             // Padding a dump would silently corrupt it; a dump must be complete before it is added.
@@ -220,6 +273,39 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(self.parts.last().expect("just pushed"))
     }
 
+    /// Starts one url-mapping's web folder as part `web/<n>`, its entries given one by one by
+    /// the caller ([`WebPart`]) instead of walked on disk: a tree kept elsewhere (a repository
+    /// snapshot) becomes the part an archive backup of the same tree would hold. `mode` and
+    /// `mtime` (seconds) are the root folder's.
+    pub fn begin_web_part(
+        &mut self,
+        mapping_url: &str,
+        mode: u32,
+        mtime: i64,
+    ) -> Result<WebPart<'_, W>, ArchiveError> {
+        if self
+            .parts
+            .iter()
+            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url: m } if m == mapping_url))
+        {
+            return Err(ArchiveError::DuplicatePart {
+                name: mapping_url.to_owned(),
+            });
+        }
+        self.builder()?;
+        let name = format!("web/{}", self.web_count);
+        let mut part = WebPart {
+            prefix: format!("{name}/").into_bytes(),
+            name,
+            mapping_url: mapping_url.to_owned(),
+            hasher: tree::TreeHasher::new(),
+            writer: self,
+            finished: false,
+        };
+        part.dir(b"", mode, mtime)?;
+        Ok(part)
+    }
+
     /// Tag the archive with `key` when it is finished (a `manifest.tag` entry after the
     /// manifest): the controller's proof that it made the file. Without a key the archive has
     /// no tag, and restore refuses it unless it is imported.
@@ -261,5 +347,199 @@ impl<W: Write> ArchiveWriter<W> {
     /// [`finish_into_inner`](Self::finish_into_inner), dropping the output.
     pub fn finish(self) -> Result<Manifest, ArchiveError> {
         self.finish_into_inner().map(|(m, _)| m)
+    }
+}
+
+/// One web folder part being written from entries its caller gives
+/// ([`ArchiveWriter::begin_web_part`]). Entries must come as a walk of the folder gives them:
+/// pre-order, siblings sorted by their names' bytes; paths are relative to the folder, `/`
+/// separated. Any failure poisons the archive, and so does dropping an unfinished part.
+pub struct WebPart<'a, W: Write> {
+    writer: &'a mut ArchiveWriter<W>,
+    name: String,
+    prefix: Vec<u8>,
+    mapping_url: String,
+    hasher: tree::TreeHasher,
+    finished: bool,
+}
+
+impl<W: Write> WebPart<'_, W> {
+    fn entry_name(&self, rel: &[u8], dir: bool) -> Vec<u8> {
+        let mut name = self.prefix.clone();
+        if !rel.is_empty() {
+            name.extend_from_slice(rel);
+            if dir {
+                name.push(b'/');
+            }
+        }
+        name
+    }
+
+    fn header(kind: tar::EntryType, mode: u32, mtime: i64) -> (tar::Header, u32, i64) {
+        let mode = mode & 0o7777;
+        let mtime = tree::tar_mtime(mtime);
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(mtime as u64);
+        h.set_size(0);
+        (h, mode, mtime)
+    }
+
+    fn checked_rel<'r>(&mut self, rel: &'r [u8]) -> Result<&'r [u8], ArchiveError> {
+        match tree::check_rel(rel) {
+            Ok(r) if r.len() == rel.len() => Ok(r),
+            Ok(_) => Err(self.poison_bad(rel, "trailing `/`")),
+            Err(reason) => Err(self.poison_bad(rel, reason)),
+        }
+    }
+
+    fn poison_bad(&mut self, rel: &[u8], reason: &'static str) -> ArchiveError {
+        self.writer.tar = None;
+        ArchiveError::SourceChanged {
+            part: self.name.clone(),
+            path: String::from_utf8_lossy(rel).into_owned(),
+            detail: format!("unusable path: {reason}"),
+        }
+    }
+
+    fn written<T>(&mut self, res: io::Result<T>) -> Result<T, ArchiveError> {
+        let part = self.name.clone();
+        self.writer.check(res, &part)
+    }
+
+    /// A folder (the root is written by `begin_web_part`).
+    pub fn dir(&mut self, rel: &[u8], mode: u32, mtime: i64) -> Result<(), ArchiveError> {
+        let rel = if rel.is_empty() {
+            rel
+        } else {
+            self.checked_rel(rel)?
+        };
+        let (mut h, mode, mtime) = Self::header(tar::EntryType::Directory, mode, mtime);
+        let entry = self.entry_name(rel, true);
+        let res = self
+            .writer
+            .builder()?
+            .append_data(&mut h, tree::os(&entry), io::empty());
+        self.written(res)?;
+        self.hasher.dir(rel, mode, mtime);
+        Ok(())
+    }
+
+    /// A regular file of exactly `size` bytes read from `content`; one that ends early or goes
+    /// on longer fails the part.
+    pub fn file(
+        &mut self,
+        rel: &[u8],
+        mode: u32,
+        mtime: i64,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        let rel = self.checked_rel(rel)?;
+        let (mut h, mode, mtime) = Self::header(tar::EntryType::Regular, mode, mtime);
+        h.set_size(size);
+        self.hasher.file(rel, mode, mtime, size);
+        let entry = self.entry_name(rel, false);
+        let shown = || String::from_utf8_lossy(rel).into_owned();
+        let builder = self
+            .writer
+            .tar
+            .as_mut()
+            .ok_or(ArchiveError::WriterPoisoned)?;
+        let mut reader =
+            HashingTake::new(&mut *content, size, &mut self.hasher.sha, WhenShort::Fail);
+        let res = builder.append_data(&mut h, tree::os(&entry), &mut reader);
+        let (short, source_error) = (reader.short, reader.error.take());
+        let failure = match (source_error, short) {
+            (Some(source), _) => Some(ArchiveError::ReadSource {
+                part: self.name.clone(),
+                path: shown().into(),
+                source,
+            }),
+            (None, true) => Some(ArchiveError::SourceChanged {
+                part: self.name.clone(),
+                path: shown(),
+                detail: format!("it ended before the {size} bytes announced"),
+            }),
+            (None, false) => None,
+        };
+        if let Some(e) = failure {
+            self.writer.tar = None;
+            return Err(e);
+        }
+        self.written(res)?;
+        let mut probe = [0u8; 1];
+        match content.read(&mut probe) {
+            Ok(0) => Ok(()),
+            Ok(_) => {
+                self.writer.tar = None;
+                Err(ArchiveError::SourceChanged {
+                    part: self.name.clone(),
+                    path: shown(),
+                    detail: format!("it holds more than the {size} bytes announced"),
+                })
+            }
+            Err(source) => {
+                self.writer.tar = None;
+                Err(ArchiveError::ReadSource {
+                    part: self.name.clone(),
+                    path: shown().into(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// A symlink, kept as one.
+    pub fn symlink(
+        &mut self,
+        rel: &[u8],
+        mode: u32,
+        mtime: i64,
+        target: &[u8],
+    ) -> Result<(), ArchiveError> {
+        let rel = self.checked_rel(rel)?;
+        let (mut h, mode, mtime) = Self::header(tar::EntryType::Symlink, mode, mtime);
+        let entry = self.entry_name(rel, false);
+        let res = self
+            .writer
+            .builder()?
+            .append_link(&mut h, tree::os(&entry), tree::os(target));
+        self.written(res)?;
+        self.hasher.symlink(rel, mode, mtime, target);
+        Ok(())
+    }
+
+    /// The part is complete: it goes into the manifest.
+    pub fn finish(mut self) -> Result<PartInfo, ArchiveError> {
+        self.finished = true;
+        self.writer.builder()?;
+        let hasher = std::mem::replace(&mut self.hasher, tree::TreeHasher::new());
+        let stats = hasher.finish();
+        self.writer.web_count += 1;
+        let info = PartInfo {
+            name: self.name.clone(),
+            kind: PartKind::WebDir {
+                mapping_url: self.mapping_url.clone(),
+            },
+            entry: String::from_utf8(self.prefix.clone()).expect("web/<n>/ is ASCII"),
+            size: stats.bytes,
+            sha256: stats.sha256,
+            file_count: Some(stats.files),
+            dir_count: Some(stats.dirs),
+            symlink_count: Some(stats.symlinks),
+        };
+        self.writer.parts.push(info.clone());
+        Ok(info)
+    }
+}
+
+impl<W: Write> Drop for WebPart<'_, W> {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Entries of a part the manifest will not list: the archive cannot be finished.
+            self.writer.tar = None;
+        }
     }
 }

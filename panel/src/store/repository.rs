@@ -66,7 +66,7 @@ use rustic_core::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::repository_restore::write_out;
+use super::repository_restore::{self, StreamError, Streamed, stream_tree, write_out};
 pub use super::repository_restore::{WriteOutError, WriteOutStats};
 use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::{RepositoryLocation, RepositorySettings};
@@ -838,14 +838,14 @@ impl RepositoryStore {
     }
 
     /// Makes snapshot `snapshot` of `instance` into a tagged archive the controller's restore
-    /// takes: the snapshot is restored into a private folder made under `work_parent` (mode
-    /// 0700), its `manifest.tag` checked against `manifest.json` with `key` (refused as
-    /// [`RepositoryError::Untrusted`] when missing or wrong), then the staged dumps and web
-    /// folders are written, in the manifest's order, by the archive writer into an
-    /// uncompressed archive beside them, tagged with `key`; every part must come out with the
-    /// size, SHA-256 and counts the manifest holds ([`RepositoryError::Damaged`] otherwise).
-    /// The staged tree is removed once the archive is written; the archive goes when the
-    /// returned value is dropped.
+    /// takes, in a private folder made under `work_parent` (mode 0700). Its `manifest.tag` is
+    /// checked against its `manifest.json` with `key` first (refused as
+    /// [`RepositoryError::Untrusted`] when missing or wrong); then its dumps, web folders and
+    /// script file are streamed from the repository, in the manifest's order, by the archive
+    /// writer into an uncompressed archive tagged with `key`, without a staged copy on disk.
+    /// Every part must come out with the size, SHA-256 and counts the manifest holds
+    /// ([`RepositoryError::Damaged`] otherwise). A `sufficient` script's snapshot becomes the
+    /// script's file itself (`script_file`). The folder goes when the result is dropped.
     pub fn stage_archive(
         &self,
         instance: &str,
@@ -861,6 +861,7 @@ impl RepositoryStore {
                 source,
             }
         };
+        let snap = self.find(instance, &snapshot.id)?;
         remove_stale_staging(work_parent);
         let dir = tempfile::Builder::new()
             .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
@@ -869,8 +870,6 @@ impl RepositoryStore {
             .map_err(io_err("create a staging folder in", work_parent))?;
         let root = Utf8PathBuf::try_from(dir.path().to_path_buf())
             .expect("the staging folder's path is UTF-8, as its parent's");
-        let tree = root.join("snapshot");
-        self.restore_to_staging(instance, &snapshot.id, &tree)?;
         let short = &snapshot.id[..8];
         let untrusted = |reason: String| RepositoryError::Untrusted {
             snapshot: short.to_owned(),
@@ -880,9 +879,38 @@ impl RepositoryStore {
             snapshot: short.to_owned(),
             reason,
         };
-        let manifest_bytes = std::fs::read(tree.join("manifest.json"))
+        let write_out = |target: &Utf8Path| {
+            let target = target.to_owned();
+            let snapshot = snap.id.clone();
+            let repository = self.describe();
+            move |source| RepositoryError::WriteOut {
+                repository,
+                snapshot,
+                target,
+                source,
+            }
+        };
+        let repo = self.reopen()?.to_indexed().map_err(self.err())?;
+        let top = repo
+            .node_from_snapshot_path(&snap.id, |_| true)
+            .map_err(self.err())?;
+        let top_tree = top
+            .subtree
+            .ok_or_else(|| damaged("its root is not a folder".to_owned()))?;
+        let node = |path: &str| repo.node_from_path(top_tree, Path::new(path));
+        // The manifest and its tag are small; anything larger is not ours.
+        let small = |name: &str| -> Result<Vec<u8>, String> {
+            let n = node(name).map_err(|e| e.display_log())?;
+            if n.meta.size > 16 << 20 {
+                return Err(format!("{} bytes", n.meta.size));
+            }
+            let mut bytes = Vec::new();
+            repo.dump(&n, &mut bytes).map_err(|e| e.display_log())?;
+            Ok(bytes)
+        };
+        let manifest_bytes = small("manifest.json")
             .map_err(|e| untrusted(format!("it has no readable manifest.json ({e})")))?;
-        let tag_bytes = std::fs::read(tree.join("manifest.tag"))
+        let tag_bytes = small("manifest.tag")
             .map_err(|e| untrusted(format!("it has no readable manifest.tag ({e})")))?;
         let tag: ArchiveTag = serde_json::from_slice(&tag_bytes)
             .map_err(|e| untrusted(format!("its manifest.tag is not a tag ({e})")))?;
@@ -907,6 +935,20 @@ impl RepositoryStore {
                 manifest.format
             )));
         }
+        let part_node = |part: &PartInfo| {
+            let path = match &part.kind {
+                PartKind::DatabaseDump { db_id, .. } => format!("databases/{db_id}.sql"),
+                PartKind::WebDir { mapping_url } => format!("web/{}", encode_url_path(mapping_url)),
+                PartKind::ScriptBackup => SCRIPT_PART.to_owned(),
+            };
+            node(&path).map_err(|e| {
+                damaged(format!(
+                    "part {} ({path}) is missing: {}",
+                    part.name,
+                    e.display_log()
+                ))
+            })
+        };
 
         if let Some(part) = manifest
             .parts
@@ -920,9 +962,44 @@ impl RepositoryStore {
                         .to_owned(),
                 ));
             }
-            let staged = tree.join(SCRIPT_PART);
-            let (size, sha256) = aps_controller::digest::sha256_file(&staged)
-                .map_err(|e| damaged(format!("its backup-script's file cannot be read: {e}")))?;
+            let file_node = part_node(part)?;
+            let file = root.join(SCRIPT_PART);
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&file)
+                .map_err(io_err("create", &file))?;
+            let mut sha = Sha256::new();
+            let mut size = 0u64;
+            let copied = stream_tree(&repo, &file_node, |item| match item {
+                Streamed::File { content, .. } => {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = content.read(&mut buf)?;
+                        if n == 0 {
+                            return Ok(());
+                        }
+                        sha.update(&buf[..n]);
+                        size += n as u64;
+                        out.write_all(&buf[..n])?;
+                    }
+                }
+                _ => Ok(()),
+            });
+            match copied {
+                Ok(()) => {}
+                Err(StreamError::Read(e)) => return Err(write_out(&file)(e)),
+                Err(StreamError::Sink(e)) => {
+                    return Err(write_out(&file)(WriteOutError::Write {
+                        path: file.to_string(),
+                        source: e,
+                    }));
+                }
+            }
+            out.sync_all().map_err(io_err("sync", &file))?;
+            let sha256 = hex::encode(sha.finalize());
             if size != part.size || sha256 != part.sha256 {
                 return Err(damaged(format!(
                     "its backup-script's file restored as {size} bytes with SHA-256 {sha256}, \
@@ -930,10 +1007,6 @@ impl RepositoryStore {
                     part.size, part.sha256
                 )));
             }
-            let file = root.join(SCRIPT_PART);
-            std::fs::rename(&staged, &file).map_err(io_err("move the script's file to", &file))?;
-            aps_controller::archive::remove_dir_all_nofollow(tree.as_std_path())
-                .map_err(io_err("remove the staged snapshot", &tree))?;
             return Ok(StagedArchive {
                 _dir: dir,
                 archive: file,
@@ -951,27 +1024,78 @@ impl RepositoryStore {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&archive)
             .map_err(io_err("create", &archive))?;
-        let arch = |e: aps_controller::archive::ArchiveError| damaged(e.to_string());
+        // A failure writing the archive (a full disk) is the staging folder's; anything else
+        // the archive writer says is about the snapshot's content.
+        let arch = |e: aps_controller::archive::ArchiveError| match e {
+            aps_controller::archive::ArchiveError::WriteArchive { source, .. } => {
+                write_out(&archive)(WriteOutError::Write {
+                    path: archive.to_string(),
+                    source,
+                })
+            }
+            e => damaged(e.to_string()),
+        };
+        let streamed = |e: StreamError<aps_controller::archive::ArchiveError>| match e {
+            StreamError::Read(e) => write_out(&archive)(e),
+            StreamError::Sink(e) => arch(e),
+        };
         let mut writer =
             ArchiveWriter::create(&file, &ArchiveOptions::plain(), manifest.header.clone())
                 .map_err(arch)?;
         writer.tag_with(key.clone());
         for part in &manifest.parts {
+            let source = part_node(part)?;
             match &part.kind {
-                PartKind::DatabaseDump { db_id, .. } => {
-                    let dump = tree.join("databases").join(format!("{db_id}.sql"));
-                    writer
-                        .add_file_part(&part.name, part.kind.clone(), &dump)
-                        .map_err(arch)?;
-                }
                 PartKind::WebDir { mapping_url } => {
-                    let folder = tree.join("web").join(encode_url_path(mapping_url));
-                    writer.add_web_dir(mapping_url, &folder).map_err(arch)?;
-                }
-                PartKind::ScriptBackup => {
-                    writer
-                        .add_file_part(&part.name, part.kind.clone(), &tree.join(SCRIPT_PART))
+                    if source.node_type != NodeType::Dir {
+                        return Err(damaged(format!("part {} is not a folder", part.name)));
+                    }
+                    let mut web = writer
+                        .begin_web_part(
+                            mapping_url,
+                            repository_restore::posix_mode(&source).unwrap_or(0o755),
+                            source.meta.mtime.map_or(0, |t| t.as_second()),
+                        )
                         .map_err(arch)?;
+                    stream_tree(&repo, &source, |item| match item {
+                        Streamed::Dir { rel, mode, mtime } => {
+                            web.dir(rel.as_os_str().as_bytes(), mode, mtime)
+                        }
+                        Streamed::File {
+                            rel,
+                            mode,
+                            mtime,
+                            size,
+                            content,
+                        } => web.file(rel.as_os_str().as_bytes(), mode, mtime, size, content),
+                        Streamed::Symlink {
+                            rel,
+                            mode,
+                            mtime,
+                            target,
+                        } => web.symlink(rel.as_os_str().as_bytes(), mode, mtime, target),
+                    })
+                    .map_err(streamed)?;
+                    web.finish().map_err(arch)?;
+                }
+                PartKind::DatabaseDump { .. } | PartKind::ScriptBackup => {
+                    if source.node_type != NodeType::File {
+                        return Err(damaged(format!("part {} is not a file", part.name)));
+                    }
+                    let shown = Utf8PathBuf::from(format!("snapshot {short}: part {}", part.name));
+                    stream_tree(&repo, &source, |item| match item {
+                        Streamed::File { content, .. } => writer
+                            .add_stream_part(
+                                &part.name,
+                                part.kind.clone(),
+                                part.size,
+                                content,
+                                &shown,
+                            )
+                            .map(|_| ()),
+                        _ => Ok(()),
+                    })
+                    .map_err(streamed)?;
                 }
             }
         }
@@ -991,9 +1115,6 @@ impl RepositoryStore {
                 "its parts or header differ from the manifest".to_owned(),
             ));
         }
-        // The archive holds it all now: the staged copy goes before the restore needs space.
-        aps_controller::archive::remove_dir_all_nofollow(tree.as_std_path())
-            .map_err(io_err("remove the staged snapshot", &tree))?;
         Ok(StagedArchive {
             _dir: dir,
             archive,

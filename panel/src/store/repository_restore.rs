@@ -1,14 +1,15 @@
-//! Writing a snapshot out into a (controller-owned, empty) staging folder, one entry at a time.
+//! Reading a snapshot back, one entry at a time: [`write_out`] writes it into a
+//! (controller-owned, empty) folder for `store restore --to DIR`; [`stream_tree`] hands it,
+//! entry by entry with each file's content, to the archive writer that stages a restore.
 //!
 //! Why not the engine's own restore: it reads packs with 20 threads and queues every decrypted
 //! blob for writing, so its memory grows with the data (618–822 MB peak on an 800 MB site);
 //! and it panics on a read error (its pack reads are unwrapped); snapshots written before our
 //! engine fix (third_party/rustic_core/PATCHED.md) also record size 0 for a streamed dump,
-//! which the engine's restore writes empty.
-//! Here the snapshot's tree is streamed in order and each file's content is written with the
-//! engine's `dump` (which reads one file's blobs, a few at a time): memory stays bounded by a
-//! few blobs whatever the size of the site, every error is an error, and a file gets exactly
-//! the bytes its content holds.
+//! which the engine's restore writes empty. Here the snapshot's tree is streamed in order and
+//! each file's content is read with the engine's `dump` (which reads one file's blobs, a few
+//! at a time): memory stays bounded by a few blobs whatever the size of the site, every error
+//! is an error, and a file gets exactly the bytes its content holds.
 //!
 //! Modes (permission, setuid, setgid and sticky bits) and modification times are restored, as
 //! the archive store keeps them; owners are not (the staging folder is the controller's, and
@@ -165,7 +166,7 @@ impl<W: Write> Write for Counting<W> {
 }
 
 /// Permission, setuid, setgid and sticky bits from the restic format's Go file mode.
-fn posix_mode(node: &Node) -> Option<u32> {
+pub(super) fn posix_mode(node: &Node) -> Option<u32> {
     let go = node.meta.mode?;
     let mut mode = go & 0o777;
     if go & (1 << 23) != 0 {
@@ -230,4 +231,258 @@ fn finish(target: &Utf8Path, rel: &Path, node: &Node) -> io::Result<()> {
         )?;
     }
     set_times(target, rel, node)
+}
+
+/// One entry of a snapshot's tree as [`stream_tree`] hands it over, in the tree's order
+/// (pre-order, siblings sorted by name); paths are relative to the streamed folder.
+pub(super) enum Streamed<'a> {
+    Dir {
+        rel: &'a Path,
+        mode: u32,
+        mtime: i64,
+    },
+    File {
+        rel: &'a Path,
+        mode: u32,
+        mtime: i64,
+        size: u64,
+        content: &'a mut dyn io::Read,
+    },
+    Symlink {
+        rel: &'a Path,
+        mode: u32,
+        mtime: i64,
+        target: &'a [u8],
+    },
+}
+
+/// What the reader thread sends: an entry, then for a file its content and its end.
+enum Message {
+    Entry(PathBuf, Box<Node>),
+    Data(Vec<u8>),
+    End,
+}
+
+/// A failure of [`stream_tree`]: reading the snapshot, or what the caller's sink said.
+pub(super) enum StreamError<E> {
+    Read(WriteOutError),
+    Sink(E),
+}
+
+/// Streams the folder `root` of a snapshot (or, when `root` is a file, that one file, with an
+/// empty path) to `sink`, entry by entry, with each file's content: a reader thread lists the
+/// tree and reads each file through the engine (its blobs decrypted and decompressed, a few at
+/// a time) while the calling thread consumes it. Memory stays bounded by a few blobs in
+/// flight; nothing is written to disk here. Modes are POSIX modes, times whole seconds.
+pub(super) fn stream_tree<S: IndexedFull, E>(
+    repo: &Repository<S>,
+    root: &Node,
+    mut sink: impl FnMut(Streamed<'_>) -> Result<(), E>,
+) -> Result<(), StreamError<E>>
+where
+    Repository<S>: Sync,
+{
+    let failed: std::sync::Mutex<Option<WriteOutError>> = std::sync::Mutex::new(None);
+    // Set when the consumer stopped: the reader's failure to send is then not a read error.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Message>(4);
+    std::thread::scope(|scope| {
+        let failed = &failed;
+        let stopped = &stopped;
+        scope.spawn(move || {
+            let fail = |e: WriteOutError| {
+                if !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            };
+            let read_err = |path: &Path, source| WriteOutError::Read {
+                path: path.display().to_string(),
+                source,
+            };
+            let entries: Box<dyn Iterator<Item = rustic_core::RusticResult<(PathBuf, Node)>>> =
+                if root.node_type == NodeType::File {
+                    Box::new(std::iter::once(Ok((PathBuf::new(), root.clone()))))
+                } else {
+                    match repo.ls(root, &LsOptions::default()) {
+                        Ok(it) => Box::new(it),
+                        Err(e) => return fail(read_err(Path::new("/"), e)),
+                    }
+                };
+            for entry in entries {
+                let (rel, node) = match entry {
+                    Ok(e) => e,
+                    Err(e) => return fail(read_err(Path::new("/"), e)),
+                };
+                let is_file = node.node_type == NodeType::File;
+                let path = rel.clone();
+                if tx
+                    .send(Message::Entry(rel, Box::new(node.clone())))
+                    .is_err()
+                {
+                    return; // the consumer stopped
+                }
+                if is_file {
+                    let mut out = Sender { tx: &tx };
+                    if let Err(e) = repo.dump(&node, &mut out) {
+                        return fail(read_err(&path, e));
+                    }
+                    if tx.send(Message::End).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let result = consume(&rx, root, &mut sink);
+        if result.is_err() {
+            stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        // Unblocks the reader thread if the consumer stopped early.
+        drop(rx);
+        result
+    })
+    .map_err(|e| match e {
+        // A stop of the stream is the reader's failure when it recorded one.
+        StreamError::Sink(sink_error) => {
+            match failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some(read) => StreamError::Read(read),
+                None => StreamError::Sink(sink_error),
+            }
+        }
+        read => read,
+    })
+    .and_then(
+        |()| match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(read) => Err(StreamError::Read(read)),
+            None => Ok(()),
+        },
+    )
+}
+
+fn consume<E>(
+    rx: &std::sync::mpsc::Receiver<Message>,
+    root: &Node,
+    sink: &mut impl FnMut(Streamed<'_>) -> Result<(), E>,
+) -> Result<(), StreamError<E>> {
+    let root_is_file = root.node_type == NodeType::File;
+    while let Ok(message) = rx.recv() {
+        let Message::Entry(rel, node) = message else {
+            continue; // content of a file the sink did not read to its end
+        };
+        if rel.as_os_str().is_empty() && !root_is_file {
+            continue; // the folder itself: its caller knows it
+        }
+        if !root_is_file && !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(StreamError::Read(WriteOutError::BadPath {
+                path: rel.display().to_string(),
+            }));
+        }
+        let mode = posix_mode(&node).unwrap_or(0o600);
+        let mtime = node.meta.mtime.map_or(0, |t| t.as_second());
+        let item = match &node.node_type {
+            NodeType::Dir => sink(Streamed::Dir {
+                rel: &rel,
+                mode,
+                mtime,
+            }),
+            NodeType::File => {
+                let mut content = Receiver {
+                    rx,
+                    buf: Vec::new(),
+                    pos: 0,
+                    ended: false,
+                };
+                let r = sink(Streamed::File {
+                    rel: &rel,
+                    mode,
+                    mtime,
+                    size: node.meta.size,
+                    content: &mut content,
+                });
+                if r.is_ok() && !content.ended {
+                    // The sink read less than was sent: drain to the file's end.
+                    while !content.ended {
+                        if content.fill().is_err() {
+                            break;
+                        }
+                    }
+                }
+                r
+            }
+            NodeType::Symlink { .. } => {
+                let target = node.node_type.to_link().as_os_str().as_bytes().to_vec();
+                sink(Streamed::Symlink {
+                    rel: &rel,
+                    mode,
+                    mtime,
+                    target: &target,
+                })
+            }
+            // Our snapshots hold no devices, FIFOs or sockets; one from elsewhere is left out.
+            _ => Ok(()),
+        };
+        item.map_err(StreamError::Sink)?;
+    }
+    Ok(())
+}
+
+/// The reader thread's side of a file's content.
+struct Sender<'a> {
+    tx: &'a std::sync::mpsc::SyncSender<Message>,
+}
+
+impl Write for Sender<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tx
+            .send(Message::Data(buf.to_vec()))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the consumer stopped"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The consumer's side of a file's content: reads until the file's end marker.
+struct Receiver<'a> {
+    rx: &'a std::sync::mpsc::Receiver<Message>,
+    buf: Vec<u8>,
+    pos: usize,
+    ended: bool,
+}
+
+impl Receiver<'_> {
+    fn fill(&mut self) -> io::Result<()> {
+        match self.rx.recv() {
+            Ok(Message::Data(d)) => {
+                self.buf = d;
+                self.pos = 0;
+                Ok(())
+            }
+            Ok(Message::End) => {
+                self.ended = true;
+                Ok(())
+            }
+            Ok(Message::Entry(..)) => Err(io::Error::other("a file's content ended unmarked")),
+            // The reader thread stopped: it recorded why.
+            Err(_) => {
+                self.ended = true;
+                Err(io::Error::other("reading the snapshot failed"))
+            }
+        }
+    }
+}
+
+impl io::Read for Receiver<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.fill()?;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }

@@ -259,3 +259,61 @@ fn kill_9_during_a_backup_into_a_bucket_leaves_it_consistent() {
     assert_success(&out, "verify after the next backup");
     assert_eq!(json(&out)["snapshots"], 1);
 }
+
+/// SIGTERM while a repository restore streams the snapshot into its staged archive: the
+/// restore stops there (exit 143, `interrupted`), the instance was not touched, and the
+/// private staging folder is gone.
+#[test]
+fn sigterm_during_a_repository_restore_leaves_the_instance_untouched() {
+    let (sb, _dbs) = big_site(192);
+    assert_success(&sb.cli(&["backup", "blog", "--json"]), "backup");
+    let www = sb.path("www-blog");
+    std::fs::write(www.join("index.html"), "changed since the backup\n").unwrap();
+    let files_before = count_files(&www);
+
+    let child = sb
+        .command(&["restore", "blog", "--latest", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged_archive = || {
+        std::fs::read_dir(sb.state())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(".repository-restore-")
+            })
+            .filter_map(|e| std::fs::metadata(e.path().join("snapshot.aps.tar")).ok())
+            .map(|m| m.len())
+            .max()
+    };
+    let start = Instant::now();
+    while staged_archive().unwrap_or(0) < 16 << 20 {
+        assert!(start.elapsed() < WAIT, "nothing staged in time");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the instance was not touched"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "changed since the backup\n"
+    );
+    assert_eq!(count_files(&www), files_before);
+    assert_eq!(staged_archive(), None, "the staging folder is removed");
+}

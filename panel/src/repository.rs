@@ -161,7 +161,9 @@ pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
         RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
         RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,
         RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
-        RepositoryError::Interrupted { .. } => ErrorKind::Interrupted,
+        RepositoryError::Interrupted { .. } | RepositoryError::RestoreInterrupted { .. } => {
+            ErrorKind::Interrupted
+        }
         RepositoryError::Incomplete { .. } if interrupted => ErrorKind::Interrupted,
         RepositoryError::Incomplete { .. } => ErrorKind::ResourceFailed,
         RepositoryError::WriteOut { source, .. } => match source {

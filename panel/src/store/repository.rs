@@ -153,6 +153,16 @@ pub enum RepositoryError {
         /// The signal's number (15 for SIGTERM).
         signal: i32,
     },
+    #[error(
+        "restore of instance {instance} from snapshot {snapshot} {} while it was read from the \
+         repository: the instance was not touched",
+        aps_controller::cancel::Cancelled { signal: *.signal }
+    )]
+    RestoreInterrupted {
+        instance: String,
+        snapshot: String,
+        signal: i32,
+    },
 }
 
 /// What identifies the package of a backed-up instance, for the snapshot's tags.
@@ -890,6 +900,11 @@ impl RepositoryStore {
                 source,
             }
         };
+        let interrupted = |signal: i32| RepositoryError::RestoreInterrupted {
+            instance: instance.to_owned(),
+            snapshot: short.to_owned(),
+            signal,
+        };
         let repo = self.reopen()?.to_indexed().map_err(self.err())?;
         let top = repo
             .node_from_snapshot_path(&snap.id, |_| true)
@@ -990,6 +1005,7 @@ impl RepositoryStore {
             });
             match copied {
                 Ok(()) => {}
+                Err(StreamError::Cancelled(signal)) => return Err(interrupted(signal)),
                 Err(StreamError::Read(e)) => return Err(write_out(&file)(e)),
                 Err(StreamError::Sink(e)) => {
                     return Err(write_out(&file)(WriteOutError::Write {
@@ -1036,6 +1052,7 @@ impl RepositoryStore {
             e => damaged(e.to_string()),
         };
         let streamed = |e: StreamError<aps_controller::archive::ArchiveError>| match e {
+            StreamError::Cancelled(signal) => interrupted(signal),
             StreamError::Read(e) => write_out(&archive)(e),
             StreamError::Sink(e) => arch(e),
         };

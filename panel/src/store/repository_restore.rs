@@ -267,6 +267,16 @@ enum Message {
 pub(super) enum StreamError<E> {
     Read(WriteOutError),
     Sink(E),
+    /// SIGINT, SIGTERM or SIGHUP (the signal's number) stopped it.
+    Cancelled(i32),
+}
+
+/// The signal that asked this operation to stop, if any (the token armed on this thread, else
+/// the process's, which the CLI's signal handling sets).
+fn stop_signal() -> Option<i32> {
+    aps_controller::cancel::current()
+        .unwrap_or_else(|| aps_controller::cancel::Cancel::process().clone())
+        .signal()
 }
 
 /// Streams the folder `root` of a snapshot (or, when `root` is a file, that one file, with an
@@ -365,6 +375,9 @@ fn consume<E>(
 ) -> Result<(), StreamError<E>> {
     let root_is_file = root.node_type == NodeType::File;
     while let Ok(message) = rx.recv() {
+        if let Some(signal) = stop_signal() {
+            return Err(StreamError::Cancelled(signal));
+        }
         let Message::Entry(rel, node) = message else {
             continue; // content of a file the sink did not read to its end
         };
@@ -398,6 +411,9 @@ fn consume<E>(
                     size: node.meta.size,
                     content: &mut content,
                 });
+                if let Some(signal) = stop_signal() {
+                    return Err(StreamError::Cancelled(signal));
+                }
                 if r.is_ok() && !content.ended {
                     // The sink read less than was sent: drain to the file's end.
                     while !content.ended {
@@ -454,6 +470,10 @@ impl Receiver<'_> {
     fn fill(&mut self) -> io::Result<()> {
         match self.rx.recv() {
             Ok(Message::Data(d)) => {
+                // A large file stops within a blob, not at its end.
+                if let Some(signal) = stop_signal() {
+                    return Err(aps_controller::cancel::Cancelled::io_error(signal));
+                }
                 self.buf = d;
                 self.pos = 0;
                 Ok(())

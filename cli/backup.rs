@@ -581,7 +581,7 @@ fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<Exit
     let store = aps_panel::repository::open(panel)
         .map_err(|p| Failure::from_problem(&p))?
         .expect("the store kind is repository");
-    let staged =
+    let mut staged =
         aps_panel::repository::stage(panel, &ctl, &store, &args.name, args.snapshot.as_deref())
             .map_err(|p| {
                 let f = Failure::from_problem(&p);
@@ -603,7 +603,7 @@ fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<Exit
         no_safety_snapshot: args.no_safety_snapshot,
         identity: None,
     };
-    let result = ctl.restore(&request);
+    let result = aps_panel::repository::restore_staged(&ctl, &mut staged, &request);
     if let Some(p) = &progress {
         p.finish();
     }

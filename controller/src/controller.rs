@@ -374,6 +374,18 @@ impl Controller {
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
+    /// [`restore`](Self::restore) from an archive this process has just written at
+    /// `request.source` ([`crate::archive::ArchiveReader::written`]): no second verification
+    /// pass before the safety snapshot and the extraction, which checks every hash.
+    pub fn restore_written(
+        &self,
+        request: &RestoreRequest,
+        written: crate::archive::ArchiveReader,
+    ) -> Result<RestoreReport, OperationError> {
+        crate::operation::restore::restore_written(self, request, written)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))

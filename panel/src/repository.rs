@@ -148,6 +148,21 @@ pub fn stage(
     Ok(staged)
 }
 
+/// The controller's restore of `staged` into `request.instance` (`request.source` is
+/// `staged.archive`): an archive the staging wrote and hashed is not read a second time before
+/// the restore begins; a `sufficient` script's file goes through the controller's usual
+/// checks.
+pub fn restore_staged(
+    ctl: &aps_controller::Controller,
+    staged: &mut StagedArchive,
+    request: &aps_controller::operation::RestoreRequest,
+) -> Result<aps_controller::operation::RestoreReport, aps_controller::OperationError> {
+    match staged.written.take() {
+        Some(reader) => ctl.restore_written(request, reader),
+        None => ctl.restore(request),
+    }
+}
+
 /// A repository failure as the README's error kinds have it.
 pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
     let interrupted = aps_controller::cancel::Cancel::process().signal().is_some();

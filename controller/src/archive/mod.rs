@@ -17,7 +17,7 @@ mod codec;
 mod dirfd;
 mod error;
 mod manifest;
-mod reader;
+pub(crate) mod reader;
 mod tag;
 mod tree;
 mod writer;

@@ -62,7 +62,7 @@ pub fn verify_trusted(
     Ok((manifest, seal))
 }
 
-fn check_trust(
+pub(crate) fn check_trust(
     path: &Utf8Path,
     seal: &ManifestSeal,
     key: &TagKey,
@@ -163,6 +163,29 @@ impl ArchiveReader {
         Ok(ArchiveReader {
             path: path.to_owned(),
             identity: identity.map(ToOwned::to_owned),
+            file,
+            manifest,
+            seal,
+        })
+    }
+
+    /// An uncompressed, unencrypted archive this process has just written at `path` with
+    /// [`ArchiveWriter::finish_sealed`](super::ArchiveWriter::finish_sealed), in a folder only
+    /// the controller can write, taken as verified without a second full pass: the writer
+    /// hashed every part as it wrote it. Extraction still checks every hash, and that the
+    /// manifest and its seal are these, before it finishes.
+    pub fn written(
+        path: &Utf8Path,
+        manifest: Manifest,
+        seal: ManifestSeal,
+    ) -> Result<Self, ArchiveError> {
+        let file = File::open(path).map_err(|e| ArchiveError::Open {
+            archive: path.to_owned(),
+            source: e,
+        })?;
+        Ok(ArchiveReader {
+            path: path.to_owned(),
+            identity: None,
             file,
             manifest,
             seal,

@@ -8,7 +8,7 @@ use camino::Utf8Path;
 use sha2::{Digest, Sha256};
 
 use super::codec::{self, ArchiveOptions, Compress};
-use super::tag::{ArchiveTag, TagKey};
+use super::tag::{ArchiveTag, ManifestSeal, TagKey};
 use super::tree::{self, HashingTake, TreeStats, WhenShort};
 use super::{
     ArchiveError, FORMAT_NAME, FORMAT_VERSION, HEADER_ENTRY, MANIFEST_ENTRY, Manifest,
@@ -321,7 +321,15 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Writes the manifest and closes every layer (tar trailer, compression frame, age's last
     /// chunk). Returns the manifest and the output (e.g. to fsync a file).
-    pub fn finish_into_inner(mut self) -> Result<(Manifest, W), ArchiveError> {
+    pub fn finish_into_inner(self) -> Result<(Manifest, W), ArchiveError> {
+        self.finish_sealed().map(|(manifest, _, out)| (manifest, out))
+    }
+
+    /// [`finish_into_inner`](Self::finish_into_inner), with the manifest's seal (its exact
+    /// bytes and tag) as a reader of the finished archive would read it: with
+    /// [`ArchiveReader::written`](super::ArchiveReader::written) the archive can be restored
+    /// without a second verification pass.
+    pub fn finish_sealed(mut self) -> Result<(Manifest, ManifestSeal, W), ArchiveError> {
         let manifest = Manifest {
             format: FORMAT_NAME.to_owned(),
             header: self.header.clone(),
@@ -329,10 +337,12 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         self.append_bytes(MANIFEST_ENTRY, &json)?;
+        let mut archive_tag = None;
         if let Some(key) = self.tag_key.take() {
-            let tag =
-                serde_json::to_vec_pretty(&ArchiveTag::new(&key, &json)).expect("tag serialises");
+            let made = ArchiveTag::new(&key, &json);
+            let tag = serde_json::to_vec_pretty(&made).expect("tag serialises");
             self.append_bytes(TAG_ENTRY, &tag)?;
+            archive_tag = Some(made);
         }
         let builder = self.tar.take().ok_or(ArchiveError::WriterPoisoned)?;
         let close = |e| ArchiveError::WriteArchive {
@@ -341,7 +351,7 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let sink = builder.into_inner().map_err(close)?;
         let out = sink.finish().map_err(close)?;
-        Ok((manifest, out))
+        Ok((manifest, ManifestSeal::new(json, archive_tag), out))
     }
 
     /// [`finish_into_inner`](Self::finish_into_inner), dropping the output.

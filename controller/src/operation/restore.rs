@@ -71,6 +71,25 @@ pub fn restore(
     ctl: &Controller,
     request: &RestoreRequest,
 ) -> Result<RestoreReport, OperationError> {
+    restore_from(ctl, request, None)
+}
+
+/// [`restore`] from an archive this process has just written and hashed
+/// ([`ArchiveReader::written`], at `request.source`): its tag is checked, but it is not read
+/// a second time before the safety snapshot and the extraction (which checks every hash).
+pub fn restore_written(
+    ctl: &Controller,
+    request: &RestoreRequest,
+    written: ArchiveReader,
+) -> Result<RestoreReport, OperationError> {
+    restore_from(ctl, request, Some(written))
+}
+
+fn restore_from(
+    ctl: &Controller,
+    request: &RestoreRequest,
+    written: Option<ArchiveReader>,
+) -> Result<RestoreReport, OperationError> {
     let started = Instant::now();
     let _armed = ctl.arm_cancel();
     ctl.check_cancel(Step::FindInstance)?;
@@ -80,7 +99,7 @@ pub fn restore(
     let account = ctl.instance_account(&instance)?;
     let _lock = ctl.lock_instance(&instance.name, "restore")?;
     crate::database::as_account(account.as_ref(), || {
-        restore_as(ctl, request, started, instance, account.as_ref())
+        restore_as(ctl, request, started, instance, account.as_ref(), written)
     })
 }
 
@@ -90,6 +109,7 @@ fn restore_as(
     started: Instant,
     instance: Instance,
     account: Option<&Account>,
+    written: Option<ArchiveReader>,
 ) -> Result<RestoreReport, OperationError> {
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
@@ -101,9 +121,23 @@ fn restore_as(
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);
-    let size = std::fs::metadata(&file).ok().map(|m| m.len());
-    ctl.report_part("restore", &instance.name, "verify", file.as_str(), size);
-    let source = verify_source(ctl, &instance, &package.meta, &file, request)?;
+    let source = match written {
+        Some(reader) => {
+            let key = ctl.backup_key(Step::VerifyBackup)?;
+            crate::archive::reader::check_trust(&file, reader.seal(), &key, &|_| false).map_err(
+                |source| OperationError::Archive {
+                    step: Step::VerifyBackup,
+                    source,
+                },
+            )?;
+            Source::Archive(reader)
+        }
+        None => {
+            let size = std::fs::metadata(&file).ok().map(|m| m.len());
+            ctl.report_part("restore", &instance.name, "verify", file.as_str(), size);
+            verify_source(ctl, &instance, &package.meta, &file, request)?
+        }
+    };
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
     ctl.check_cancel(Step::VerifyBackup)?;
 

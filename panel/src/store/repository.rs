@@ -315,7 +315,6 @@ fn remove_stale_staging(work_parent: &Utf8Path) {
 
 /// A snapshot made into a tagged archive for the controller's restore ([`RepositoryStore::stage_archive`]);
 /// its private folder is removed when this is dropped.
-#[derive(Debug)]
 pub struct StagedArchive {
     _dir: tempfile::TempDir,
     /// The uncompressed archive, tagged with the controller's key; or, for a snapshot of a
@@ -328,6 +327,19 @@ pub struct StagedArchive {
     pub script_file: Option<(ManifestHeader, u64, String)>,
     /// The record written for `script_file`, removed with the staged file.
     pub record: Option<StagedRecord>,
+    /// The archive as its writer sealed it, for the controller's restore without a second
+    /// verification pass (`None` for a script's file).
+    pub written: Option<aps_controller::archive::ArchiveReader>,
+}
+
+impl std::fmt::Debug for StagedArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedArchive")
+            .field("archive", &self.archive)
+            .field("snapshot", &self.snapshot)
+            .field("script_file", &self.script_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A backup record written only for one staged file: removed when dropped.
@@ -1029,6 +1041,7 @@ impl RepositoryStore {
                 snapshot: snapshot.clone(),
                 script_file: Some((manifest.header, size, sha256)),
                 record: None,
+                written: None,
             });
         }
 
@@ -1116,7 +1129,7 @@ impl RepositoryStore {
                 }
             }
         }
-        let written = writer.finish().map_err(arch)?;
+        let (written, seal, _) = writer.finish_sealed().map_err(arch)?;
         file.sync_all().map_err(io_err("sync", &archive))?;
         for (made, listed) in written.parts.iter().zip(&manifest.parts) {
             if made != listed {
@@ -1132,12 +1145,15 @@ impl RepositoryStore {
                 "its parts or header differ from the manifest".to_owned(),
             ));
         }
+        let reader = aps_controller::archive::ArchiveReader::written(&archive, written, seal)
+            .map_err(|e| damaged(e.to_string()))?;
         Ok(StagedArchive {
             _dir: dir,
             archive,
             snapshot: snapshot.clone(),
             script_file: None,
             record: None,
+            written: Some(reader),
         })
     }
 

@@ -306,6 +306,7 @@ impl App {
             (Method::Post, ["v1", "instances"]) => self.register(&body),
             (Method::Get, ["v1", "instances", name]) => Ok(self.show(name)),
             (Method::Delete, ["v1", "instances", name]) => Ok(self.remove(name)),
+            (Method::Get, ["v1", "instances", name, "backups"]) => Ok(self.backups(name)),
             (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
             (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
             (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
@@ -314,7 +315,12 @@ impl App {
                 method,
                 ["v1", "instances"]
                 | ["v1", "instances", _]
-                | ["v1", "instances", _, "backup" | "restore" | "migrate"]
+                | [
+                    "v1",
+                    "instances",
+                    _,
+                    "backup" | "backups" | "restore" | "migrate",
+                ]
                 | ["v1", "packages", "check"],
             ) => Err(problem(
                 405,
@@ -416,6 +422,15 @@ impl App {
             Ok(instance) => (200, json!({"ok": true, "removed": instance.name})),
             Err(e) => store_problem(e),
         }
+    }
+
+    /// NAME's backups in the store, or its snapshots with the repository store, as
+    /// `backups NAME --json` lists them.
+    fn backups(&self, name: &str) -> Answer {
+        self.panel()
+            .and_then(|panel| crate::policy::backups_of(&self.ctl, &panel, name, false))
+            .map(|done| (200, success_json(&done.json)))
+            .unwrap_or_else(failure_answer)
     }
 
     fn backup(&self, name: &str, body: &[u8]) -> Handled {

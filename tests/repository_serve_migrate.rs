@@ -1,6 +1,6 @@
 //! The repository store through `serve` and `migrate`: the real `serve` process backs up into
 //! the repository and restores a snapshot (by prefix, or the newest) over HTTP, answering as
-//! the CLI's `--json` does; `migrate --snapshot|--latest` restores a snapshot of one instance
+//! the CLI's `--json` does (and lists them as `backups --json`); `migrate --snapshot|--latest` restores a snapshot of one instance
 //! into another through the controller's restore, leaving the source untouched, and a target
 //! restore that fails is put back. Every mistake is refused before any work, with its kind.
 //! Real repository, real MariaDB and PostgreSQL databases, real files.
@@ -206,6 +206,20 @@ fn serve_backs_up_into_the_repository_and_restores_snapshots() {
     assert_eq!(status, 200, "{second}");
     let second_id = second["snapshot"]["id"].as_str().unwrap().to_owned();
     assert_eq!(snapshots(&sb, "site")[0], second_id);
+    // The snapshots, newest first, as `backups site --json` lists them.
+    let (status, v) = server.call("GET", "/v1/instances/site/backups", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    let cli = cli_json(&sb, &["backups", "site"]);
+    assert_eq!(v["snapshots"], support::json(&cli)["snapshots"]);
+    assert_eq!(keys(&v), keys(&support::json(&cli)));
+    assert_eq!(v["snapshots"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["snapshots"][0]["id"], second_id.as_str());
+    refused(
+        server.call("GET", "/v1/instances/nosuch/backups", Value::Null),
+        404,
+        "instance-not-found",
+        "nosuch",
+    );
 
     // A snapshot that is not there, or one under the archive's identity: refused, nothing
     // changes.
@@ -562,6 +576,9 @@ fn snapshots_are_refused_with_the_archive_store() {
     let (status, v) = server.call("POST", "/v1/instances/blog/backup", json!({}));
     assert_eq!(status, 200, "{v}");
     let stored = Utf8PathBuf::from(v["file"].as_str().unwrap());
+    let (status, v) = server.call("GET", "/v1/instances/blog/backups", Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["backups"][0]["path"], stored.as_str(), "{v}");
     let (status, v) = server.call(
         "POST",
         "/v1/instances/blog/restore",

@@ -167,7 +167,7 @@ impl BackupInput {
 
     /// Whether the backup is a snapshot in the repository store: no `--to` (`"to"`) and
     /// panel.toml's store is the repository.
-    pub fn into_repository(&self, panel: &Panel) -> bool {
+    pub fn goes_to_repository(&self, panel: &Panel) -> bool {
         self.to.is_none() && panel.config.store_kind() == StoreKind::Repository
     }
 
@@ -418,7 +418,7 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     input.check()?;
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
-    if input.into_repository(&panel) {
+    if input.goes_to_repository(&panel) {
         let done = repository_backup(&ctl, &panel, &input).map_err(interrupted_exit)?;
         return Ok(out.success(&done, || done.text()));
     }
@@ -828,7 +828,7 @@ fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
         http: false,
     };
     input.check()?;
-    let panel = if input.from_snapshot() {
+    let panel = if input.uses_snapshot() {
         Some(open_panel(&args.state)?)
     } else {
         None
@@ -866,7 +866,7 @@ impl MigrateInput {
     }
 
     /// From a snapshot of the repository store rather than a live backup.
-    pub fn from_snapshot(&self) -> bool {
+    pub fn uses_snapshot(&self) -> bool {
         self.snapshot.is_some() || self.latest
     }
 
@@ -897,7 +897,7 @@ impl MigrateInput {
                 )
             )));
         }
-        if self.from_snapshot() && self.keep.is_some() {
+        if self.uses_snapshot() && self.keep.is_some() {
             return Err(Failure::usage(format!(
                 "{} keeps the intermediate backup of a live migration; a migration from a \
                  snapshot makes none (the snapshot stays in the repository)",
@@ -921,7 +921,7 @@ pub fn migrate_instance(
     out: Out,
 ) -> Result<Done, Failure> {
     input.check()?;
-    if input.from_snapshot() {
+    if input.uses_snapshot() {
         return snapshot_migrate(ctl, panel, input, out);
     }
     let mut request = MigrateRequest::new(input.source.clone(), input.target.clone());

@@ -465,7 +465,7 @@ impl App {
             .and_then(|panel| {
                 // Without "to", into the store panel.toml chose: with the repository, one
                 // snapshot, as `aps-controller backup NAME` makes.
-                if input.into_repository(&panel) {
+                if input.goes_to_repository(&panel) {
                     repository_backup(&self.ctl, &panel, &input).map(|done| success_json(&done))
                 } else {
                     manual_backup(&self.ctl, &panel, &input)
@@ -559,7 +559,7 @@ impl App {
         if let Some(keep) = &input.keep {
             self.allowed("keep", keep)?;
         }
-        let panel = if input.from_snapshot() {
+        let panel = if input.uses_snapshot() {
             Some(self.panel().map_err(failure_answer)?)
         } else {
             None

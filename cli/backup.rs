@@ -197,6 +197,14 @@ impl BackupInput {
                 self.field("--recipient", "\"recipients\"")
             )));
         }
+        // The CLI's parser refuses --force without --to; the same mistake over HTTP too.
+        if self.force && self.to.is_none() {
+            return Err(Failure::usage(format!(
+                "{} replaces an existing {} file; without it nothing is replaced",
+                self.field("--force", "\"force\": true"),
+                self.field("--to", "\"to\"")
+            )));
+        }
         if let Some(to) = &self.to
             && self.http
             && !to.is_absolute()

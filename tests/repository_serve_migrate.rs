@@ -139,6 +139,12 @@ fn serve_backs_up_into_the_repository_and_restores_snapshots() {
         "give \"to\" for an archive",
     );
     refused(
+        server.call("POST", backup, json!({"force": true})),
+        400,
+        "usage",
+        "\"force\": true replaces an existing \"to\" file",
+    );
+    refused(
         server.call("POST", "/v1/instances/nosuch/backup", json!({})),
         404,
         "instance-not-found",

@@ -28,7 +28,8 @@ pub enum OperationCommand {
     /// instance is put back as it was.
     #[command(after_help = RESTORE_EXAMPLES)]
     Restore(RestoreArgs),
-    /// Back up NAME and restore it into another registered instance.
+    /// Back up NAME and restore it into another registered instance (or restore one of
+    /// NAME's snapshots of the repository store into it).
     #[command(after_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
 }
@@ -63,7 +64,12 @@ EXAMPLES:
 const MIGRATE_EXAMPLES: &str = "\
 EXAMPLES:
   # Copy blog into the registered instance blog-staging (its own URL, folders, databases):
-  aps-controller migrate blog --to-instance blog-staging --keep /tmp/blog-migrate.aps.tar.zst";
+  aps-controller migrate blog --to-instance blog-staging --keep /tmp/blog-migrate.aps.tar.zst
+
+  # With the repository store: blog's newest snapshot, or one `backups blog` lists, into
+  # blog-staging (blog itself is not read):
+  aps-controller migrate blog --to-instance blog-staging --latest
+  aps-controller migrate blog --to-instance blog-staging --snapshot 3f0c9a1e --json";
 
 /// Script timeout in whole seconds, at least 1.
 pub fn parse_timeout(s: &str) -> Result<u64, String> {
@@ -159,6 +165,12 @@ impl BackupInput {
         if self.http { http } else { cli }
     }
 
+    /// Whether the backup is a snapshot in the repository store: no `--to` (`"to"`) and
+    /// panel.toml's store is the repository.
+    pub fn goes_to_repository(&self, panel: &Panel) -> bool {
+        self.to.is_none() && panel.config.store_kind() == StoreKind::Repository
+    }
+
     /// Everything that can be checked without touching anything.
     fn check(&self) -> Result<(Option<Compression>, Option<Vec<String>>), Failure> {
         check_instance_name(self.field("NAME", "the instance"), &self.instance)?;
@@ -183,6 +195,14 @@ impl BackupInput {
             return Err(Failure::usage(format!(
                 "{}: {e}; an age public key starts with age1 (`aps-controller key generate` makes one)",
                 self.field("--recipient", "\"recipients\"")
+            )));
+        }
+        // The CLI's parser refuses --force without --to; the same mistake over HTTP too.
+        if self.force && self.to.is_none() {
+            return Err(Failure::usage(format!(
+                "{} replaces an existing {} file; without it nothing is replaced",
+                self.field("--force", "\"force\": true"),
+                self.field("--to", "\"to\"")
             )));
         }
         if let Some(to) = &self.to
@@ -349,9 +369,18 @@ pub struct MigrateArgs {
     /// overwritten, and must differ from NAME.
     #[arg(long, value_name = "OTHER")]
     to_instance: String,
-    /// Keep the intermediate backup file here (else it is deleted).
+    /// Keep the intermediate backup file here (else it is deleted); not with --snapshot or
+    /// --latest, which make none.
     #[arg(long, value_name = "FILE")]
     keep: Option<Utf8PathBuf>,
+    /// Restore this snapshot of NAME in the repository store (panel.toml [store] kind =
+    /// "repository") instead of a live backup: its id or a unique prefix, as `aps-controller
+    /// backups NAME` lists them. NAME is not touched.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["latest", "keep"])]
+    snapshot: Option<String>,
+    /// Restore NAME's newest snapshot in the repository store instead of a live backup.
+    #[arg(long, conflicts_with = "keep")]
+    latest: bool,
     /// Script timeout in seconds, at least 1 (default: controller.toml, else 3600).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<u64>,
@@ -397,8 +426,9 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     input.check()?;
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
-    if input.to.is_none() && panel.config.store_kind() == StoreKind::Repository {
-        return repository_backup(out, &ctl, &panel, &input);
+    if input.goes_to_repository(&panel) {
+        let done = repository_backup(&ctl, &panel, &input).map_err(interrupted_exit)?;
+        return Ok(out.success(&done, || done.text()));
     }
     if input.dry_run {
         let plan = manual_backup_plan(&ctl, &panel, &input)?;
@@ -441,58 +471,75 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     }))
 }
 
-/// `backup NAME` into the repository store: one snapshot (docs/repository.md).
-fn repository_backup(
-    out: Out,
+/// `backup NAME` into the repository store, as [`repository_backup`] answers it.
+#[derive(serde::Serialize)]
+pub struct SnapshotBackup {
+    pub instance: String,
+    /// The repository's folder, or `s3://bucket/prefix/`.
+    pub repository: String,
+    pub snapshot: aps_panel::store::repository::SnapshotInfo,
+    pub duration_ms: u64,
+}
+
+impl SnapshotBackup {
+    pub fn text(&self) -> String {
+        let snap = &self.snapshot;
+        format!(
+            "backed up {} as snapshot {} in {} ({} files, {} bytes read, {} bytes added) in {} ms",
+            self.instance,
+            &snap.id[..8],
+            self.repository,
+            snap.files,
+            snap.bytes_read,
+            snap.bytes_added,
+            self.duration_ms
+        )
+    }
+}
+
+/// `backup NAME` (the CLI) and `POST …/backup` without "to" (`serve`) into the repository
+/// store: the archive-only options refused before any work, then one snapshot, periodicity
+/// manual (docs/repository.md).
+pub fn repository_backup(
     ctl: &Controller,
     panel: &Panel,
     input: &BackupInput,
-) -> Result<ExitCode, Failure> {
+) -> Result<SnapshotBackup, Failure> {
+    input.check()?;
     let refuse = |what: &str| {
         Err(Failure::usage(format!(
             "{what} applies to archive files; panel.toml's store is a repository, which \
-             compresses and encrypts by itself (give --to FILE for an archive)"
+             compresses and encrypts by itself (give {} for an archive)",
+            input.field("--to FILE", "\"to\"")
         )))
     };
     if input.dry_run {
         return refuse("--dry-run");
     }
     if input.compression.is_some() || !input.recipients.is_empty() {
-        return refuse("--compression/--recipient");
+        return refuse(input.field(
+            "--compression/--recipient",
+            "\"compression\"/\"recipients\"",
+        ));
     }
     let started = std::time::Instant::now();
     let store = aps_panel::repository::open(panel)
         .map_err(|p| Failure::from_problem(&p))?
         .expect("the store kind is repository");
-    let snap = aps_panel::repository::backup(
+    let snapshot = aps_panel::repository::backup(
         panel,
         ctl,
         &store,
         &input.instance,
         aps_panel::Periodicity::Manual,
     )
-    .map_err(|p| interrupted_exit(Failure::from_problem(&p)))?;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    Ok(out.success(
-        &json!({
-            "instance": input.instance,
-            "repository": store.describe(),
-            "snapshot": snap,
-            "duration_ms": duration_ms,
-        }),
-        || {
-            format!(
-                "backed up {} as snapshot {} in {} ({} files, {} bytes read, {} bytes added) in {} ms",
-                input.instance,
-                &snap.id[..8],
-                store.describe(),
-                snap.files,
-                snap.bytes_read,
-                snap.bytes_added,
-                duration_ms
-            )
-        },
-    ))
+    .map_err(|p| Failure::from_problem(&p))?;
+    Ok(SnapshotBackup {
+        instance: input.instance.clone(),
+        repository: store.describe(),
+        snapshot,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 /// An interrupted failure exits 128 + the signal (130 SIGINT, 143 SIGTERM).
@@ -510,104 +557,227 @@ fn interrupted_exit(f: Failure) -> Failure {
 }
 
 fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
-    check_instance_name("NAME", &args.name)?;
-    let panel = match args.from {
+    let input = RestoreInput {
+        instance: args.name,
+        from: args.from,
+        latest: args.latest,
+        snapshot: args.snapshot,
+        timeout_secs: args.timeout,
+        no_safety_snapshot: args.no_safety_snapshot,
+        identity: args.identity,
+        http: false,
+    };
+    input.check()?;
+    let panel = match input.from {
         Some(_) => None,
         None => Some(open_panel(&args.state)?),
     };
-    let repository = panel
-        .as_ref()
-        .is_some_and(|p| p.config.store_kind() == StoreKind::Repository);
-    if args.snapshot.is_some() && !repository {
-        return Err(Failure::usage(
-            "--snapshot names a snapshot of the repository store, but panel.toml's store is the \
-             archive store: give --from FILE or --latest",
-        ));
-    }
-    if repository && args.identity.is_some() {
-        return Err(Failure::usage(
-            "--identity decrypts archive files; a repository snapshot needs none",
-        ));
-    }
-    if let (true, Some(panel)) = (repository, &panel) {
-        return repository_restore(out, args, panel);
-    }
-    let source = match args.from {
-        Some(from) => from,
-        None => {
-            let panel = panel.expect("opened without --from");
-            manual::latest(&panel, &args.name).map_err(|e| {
-                Failure::from_panel(&e).with(
-                    "hint",
-                    format!("`aps-controller backups {}` lists its backups", args.name),
-                )
-            })?
-        }
-    };
+    input.check_store(panel.as_ref())?;
     let mut ctl = open_controller(&args.state)?;
     let progress = crate::progress::for_command(out.json);
     ctl.set_progress(progress.clone());
-    let request = RestoreRequest {
-        instance: args.name,
-        source,
-        timeout: args.timeout.map(Duration::from_secs),
-        no_safety_snapshot: args.no_safety_snapshot,
-        identity: args.identity,
-    };
-    let result = ctl.restore(&request);
+    let result = restore_instance(&ctl, panel.as_ref(), &input, out);
     if let Some(p) = &progress {
         p.finish();
     }
-    let r = result.map_err(|e| {
+    let done = result?;
+    Ok(out.success(&done.json, || done.text))
+}
+
+/// What a restore or a migration answers: the JSON fields of `--json` (and of `serve`), and
+/// the text line.
+pub struct Done {
+    pub json: Value,
+    pub text: String,
+}
+
+/// A restore's request, as the CLI and `serve` both describe it: exactly one of a file, the
+/// newest backup, or a repository snapshot.
+pub struct RestoreInput {
+    pub instance: String,
+    pub from: Option<Utf8PathBuf>,
+    pub latest: bool,
+    pub snapshot: Option<String>,
+    pub timeout_secs: Option<u64>,
+    pub no_safety_snapshot: bool,
+    pub identity: Option<Utf8PathBuf>,
+    /// `true` for HTTP: messages name JSON fields.
+    pub http: bool,
+}
+
+impl RestoreInput {
+    fn field(&self, cli: &'static str, http: &'static str) -> &'static str {
+        if self.http { http } else { cli }
+    }
+
+    /// Everything that can be checked without opening anything.
+    pub fn check(&self) -> Result<(), Failure> {
+        check_instance_name(self.field("NAME", "the instance"), &self.instance)?;
+        let sources = usize::from(self.from.is_some())
+            + usize::from(self.latest)
+            + usize::from(self.snapshot.is_some());
+        if sources != 1 {
+            return Err(Failure::usage(format!(
+                "give exactly one of {}",
+                self.field(
+                    "--from FILE, --latest and --snapshot ID",
+                    "\"from\", \"latest\": true and \"snapshot\""
+                )
+            )));
+        }
+        if self.timeout_secs == Some(0) {
+            return Err(Failure::usage(format!(
+                "{} must be at least 1 second",
+                self.field("--timeout", "\"timeout_secs\"")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The mistakes panel.toml's store kind shows: a snapshot of the archive store, an age
+    /// identity for a repository snapshot. `panel` is `None` only with a file.
+    pub fn check_store(&self, panel: Option<&Panel>) -> Result<(), Failure> {
+        let repository = panel.is_some_and(|p| p.config.store_kind() == StoreKind::Repository);
+        if self.snapshot.is_some() && !repository {
+            return Err(Failure::usage(format!(
+                "{} names a snapshot of the repository store, but panel.toml's store is the \
+                 archive store: give {}",
+                self.field("--snapshot", "\"snapshot\""),
+                self.field("--from FILE or --latest", "\"from\" or \"latest\": true")
+            )));
+        }
+        if repository && self.from.is_none() && self.identity.is_some() {
+            return Err(Failure::usage(format!(
+                "{} decrypts archive files; a repository snapshot needs none",
+                self.field("--identity", "\"identity\"")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A restore (the CLI and `serve`): from a file, from the archive store's newest good
+/// backup, or from a snapshot of the repository store, which is made into a tagged archive
+/// in a private folder of the state folder (its manifest's tag checked first) that the
+/// controller's own restore then takes, with its safety snapshot and rollback; the folder is
+/// removed in every case. Every mistake is refused before anything is staged or restored.
+/// `panel` is `None` only with a file. With `out` in text mode, an interrupted restore says
+/// what was put back.
+pub fn restore_instance(
+    ctl: &Controller,
+    panel: Option<&Panel>,
+    input: &RestoreInput,
+    out: Out,
+) -> Result<Done, Failure> {
+    input.check()?;
+    input.check_store(panel)?;
+    if let Some(panel) = panel
+        && input.from.is_none()
+        && panel.config.store_kind() == StoreKind::Repository
+    {
+        return snapshot_restore(ctl, panel, input, out);
+    }
+    let source = match (&input.from, panel) {
+        (Some(from), _) => from.clone(),
+        (None, Some(panel)) => manual::latest(panel, &input.instance).map_err(|e| {
+            Failure::from_panel(&e).with(
+                "hint",
+                format!(
+                    "`aps-controller backups {}` lists its backups",
+                    input.instance
+                ),
+            )
+        })?,
+        (None, None) => {
+            return Err(Failure::new(
+                ErrorKind::Internal,
+                "a restore without a file needs panel.toml's store, which was not opened",
+            ));
+        }
+    };
+    let request = RestoreRequest {
+        instance: input.instance.clone(),
+        source,
+        timeout: input.timeout_secs.map(Duration::from_secs),
+        no_safety_snapshot: input.no_safety_snapshot,
+        identity: input.identity.clone(),
+    };
+    let r = ctl.restore(&request).map_err(|e| {
         print_rolled_back(out, &e, || rolled_back_text(&request));
         Failure::from_operation(&e)
     })?;
-    Ok(out.success(&r, || restored_text(&r, r.file.as_ref())))
+    let text = restored_text(&r, r.file.as_ref());
+    Ok(Done {
+        json: success_json(&r),
+        text,
+    })
 }
 
-/// `restore NAME --latest|--snapshot ID` from the repository store: every mistake is refused
-/// before anything is staged; the snapshot is made into a tagged archive in a private folder
-/// of the state folder (its manifest's tag checked first), which the controller's own restore
-/// then takes, with its safety snapshot and rollback. The folder is removed in every case.
-fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<ExitCode, Failure> {
-    let mut ctl = open_controller(&args.state)?;
-    ctl.store().get(&args.name).map_err(|e| {
+/// The instance must be registered before a snapshot is looked for.
+fn require_instance(ctl: &Controller, name: &str) -> Result<(), Failure> {
+    ctl.store().get(name).map(drop).map_err(|e| {
         Failure::new(
             ErrorKind::InstanceNotFound,
             format!("{e}; `aps-controller instance list` shows the registered instances"),
         )
         .at("find-instance")
-    })?;
-    let store = aps_panel::repository::open(panel)
+    })
+}
+
+/// Snapshot `id` of `instance` (`None`: its newest) staged as a tagged archive; a snapshot
+/// that is not there says how to list them.
+fn stage_snapshot(
+    ctl: &Controller,
+    panel: &Panel,
+    store: &aps_panel::store::repository::RepositoryStore,
+    instance: &str,
+    id: Option<&str>,
+) -> Result<aps_panel::store::repository::StagedArchive, Failure> {
+    aps_panel::repository::stage(panel, ctl, store, instance, id).map_err(|p| {
+        let f = Failure::from_problem(&p);
+        if p.kind == ErrorKind::Usage.as_str() {
+            f.with(
+                "hint",
+                format!("`aps-controller backups {instance}` lists its snapshots"),
+            )
+        } else {
+            interrupted_exit(f)
+        }
+    })
+}
+
+fn open_repository(
+    panel: &Panel,
+) -> Result<aps_panel::store::repository::RepositoryStore, Failure> {
+    aps_panel::repository::open(panel)
         .map_err(|p| Failure::from_problem(&p))?
-        .expect("the store kind is repository");
-    let mut staged =
-        aps_panel::repository::stage(panel, &ctl, &store, &args.name, args.snapshot.as_deref())
-            .map_err(|p| {
-                let f = Failure::from_problem(&p);
-                if p.kind == ErrorKind::Usage.as_str() {
-                    f.with(
-                        "hint",
-                        format!("`aps-controller backups {}` lists its snapshots", args.name),
-                    )
-                } else {
-                    interrupted_exit(f)
-                }
-            })?;
-    let progress = crate::progress::for_command(out.json);
-    ctl.set_progress(progress.clone());
+        .ok_or_else(|| Failure::usage("panel.toml's store is not a repository"))
+}
+
+/// `restore NAME --latest|--snapshot ID` from the repository store.
+fn snapshot_restore(
+    ctl: &Controller,
+    panel: &Panel,
+    input: &RestoreInput,
+    out: Out,
+) -> Result<Done, Failure> {
+    require_instance(ctl, &input.instance)?;
+    let store = open_repository(panel)?;
+    let mut staged = stage_snapshot(
+        ctl,
+        panel,
+        &store,
+        &input.instance,
+        input.snapshot.as_deref(),
+    )?;
     let request = RestoreRequest {
-        instance: args.name,
+        instance: input.instance.clone(),
         source: staged.archive.clone(),
-        timeout: args.timeout.map(Duration::from_secs),
-        no_safety_snapshot: args.no_safety_snapshot,
+        timeout: input.timeout_secs.map(Duration::from_secs),
+        no_safety_snapshot: input.no_safety_snapshot,
         identity: None,
     };
-    let result = aps_panel::repository::restore_staged(&ctl, &mut staged, &request);
-    if let Some(p) = &progress {
-        p.finish();
-    }
-    let r = result.map_err(|e| {
+    let r = aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
         print_rolled_back(out, &e, || rolled_back_text(&request));
         Failure::from_operation(&e)
     })?;
@@ -617,11 +787,11 @@ fn repository_restore(out: Out, args: RestoreArgs, panel: &Panel) -> Result<Exit
     v["snapshot"] = serde_json::to_value(&snapshot).expect("a snapshot serialises");
     // The staged archive is gone: the snapshot is what was restored.
     v["file"] = store.describe().into();
-    let fields: Map<String, Value> = v.as_object().cloned().unwrap_or_default();
-    Ok(out.success(&fields, || {
-        let from = format!("snapshot {} of {}", &snapshot.id[..8], store.describe());
-        restored_text(&r, &from)
-    }))
+    let from = format!("snapshot {} of {}", &snapshot.id[..8], store.describe());
+    Ok(Done {
+        json: v,
+        text: restored_text(&r, &from),
+    })
 }
 
 /// The text line of a successful restore from `from` (a file, or a repository's snapshot).
@@ -655,27 +825,118 @@ fn rolled_back_text(request: &RestoreRequest) -> String {
 }
 
 fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
-    check_instance_name("NAME", &args.name)?;
-    check_instance_name("--to-instance", &args.to_instance)?;
-    if args.name == args.to_instance {
-        return Err(Failure::usage(format!(
-            "--to-instance is {0:?}, the instance being migrated: name another registered \
-             instance (register one with `aps-controller instance register --file …`)",
-            args.name
-        )));
-    }
+    let input = MigrateInput {
+        source: args.name,
+        target: args.to_instance,
+        keep: args.keep,
+        timeout_secs: args.timeout,
+        no_safety_snapshot: args.no_safety_snapshot,
+        snapshot: args.snapshot,
+        latest: args.latest,
+        http: false,
+    };
+    input.check()?;
+    let panel = if input.uses_snapshot() {
+        Some(open_panel(&args.state)?)
+    } else {
+        None
+    };
     let mut ctl = open_controller(&args.state)?;
     let progress = crate::progress::for_command(out.json);
     ctl.set_progress(progress.clone());
-    let mut request = MigrateRequest::new(args.name, args.to_instance);
-    request.keep = args.keep;
-    request.timeout = args.timeout.map(Duration::from_secs);
-    request.no_safety_snapshot = args.no_safety_snapshot;
-    let result = ctl.migrate(&request);
+    let result = migrate_instance(&ctl, panel.as_ref(), &input, out);
     if let Some(p) = &progress {
         p.finish();
     }
-    let r = result.map_err(|e| {
+    let done = result?;
+    Ok(out.success(&done.json, || done.text))
+}
+
+/// A migration's request, as the CLI and `serve` both describe it: from a live backup of
+/// the source (the default), or from one of its snapshots in the repository store.
+pub struct MigrateInput {
+    pub source: String,
+    pub target: String,
+    pub keep: Option<Utf8PathBuf>,
+    pub timeout_secs: Option<u64>,
+    pub no_safety_snapshot: bool,
+    /// A snapshot of the source (id or unique prefix) instead of a live backup.
+    pub snapshot: Option<String>,
+    /// The source's newest snapshot instead of a live backup.
+    pub latest: bool,
+    /// `true` for HTTP: messages name JSON fields.
+    pub http: bool,
+}
+
+impl MigrateInput {
+    fn field(&self, cli: &'static str, http: &'static str) -> &'static str {
+        if self.http { http } else { cli }
+    }
+
+    /// From a snapshot of the repository store rather than a live backup.
+    pub fn uses_snapshot(&self) -> bool {
+        self.snapshot.is_some() || self.latest
+    }
+
+    /// Everything that can be checked without opening anything.
+    pub fn check(&self) -> Result<(), Failure> {
+        check_instance_name(self.field("NAME", "the instance"), &self.source)?;
+        let target = self.field("--to-instance", "\"to_instance\"");
+        check_instance_name(target, &self.target)?;
+        if self.source == self.target {
+            return Err(Failure::usage(format!(
+                "{target} is {0:?}, the instance being migrated: name another registered \
+                 instance (register one with `aps-controller instance register --file …`)",
+                self.source
+            )));
+        }
+        if self.timeout_secs == Some(0) {
+            return Err(Failure::usage(format!(
+                "{} must be at least 1 second",
+                self.field("--timeout", "\"timeout_secs\"")
+            )));
+        }
+        if self.snapshot.is_some() && self.latest {
+            return Err(Failure::usage(format!(
+                "give one of {}",
+                self.field(
+                    "--snapshot ID and --latest",
+                    "\"snapshot\" and \"latest\": true"
+                )
+            )));
+        }
+        if self.uses_snapshot() && self.keep.is_some() {
+            return Err(Failure::usage(format!(
+                "{} keeps the intermediate backup of a live migration; a migration from a \
+                 snapshot makes none (the snapshot stays in the repository)",
+                self.field("--keep", "\"keep\"")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `migrate NAME --to-instance OTHER` (the CLI and `serve`): a live backup of NAME restored
+/// into OTHER by the controller, or with a snapshot, that snapshot of NAME staged from the
+/// repository store and restored into OTHER through the controller's restore (safety
+/// snapshot, rollback). Every mistake — a snapshot with the archive store, an unknown
+/// instance, the same instance twice, another package, an unknown snapshot — is refused before
+/// anything is staged. `panel` is needed only with a snapshot.
+pub fn migrate_instance(
+    ctl: &Controller,
+    panel: Option<&Panel>,
+    input: &MigrateInput,
+    out: Out,
+) -> Result<Done, Failure> {
+    input.check()?;
+    if input.uses_snapshot() {
+        return snapshot_migrate(ctl, panel, input, out);
+    }
+    let mut request = MigrateRequest::new(input.source.clone(), input.target.clone());
+    request.keep = input.keep.clone();
+    request.timeout = input.timeout_secs.map(Duration::from_secs);
+    request.no_safety_snapshot = input.no_safety_snapshot;
+    let r = ctl.migrate(&request).map_err(|e| {
         print_rolled_back(out, &e, || {
             format!(
                 "{} is as it was before (put back from its safety snapshot where it had changed), {}, {} was not changed",
@@ -689,19 +950,102 @@ fn migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
         });
         Failure::from_operation(&e)
     })?;
-    Ok(out.success(&r, || {
-        format!(
-            "migrated {} into {} ({} bytes) in {} ms{}",
-            r.source,
-            r.target,
-            r.backup.size,
-            r.duration_ms,
-            r.kept
-                .as_ref()
-                .map(|k| format!("; backup kept at {k}"))
-                .unwrap_or_default()
-        )
-    }))
+    let text = format!(
+        "migrated {} into {} ({} bytes) in {} ms{}",
+        r.source,
+        r.target,
+        r.backup.size,
+        r.duration_ms,
+        r.kept
+            .as_ref()
+            .map(|k| format!("; backup kept at {k}"))
+            .unwrap_or_default()
+    );
+    Ok(Done {
+        json: success_json(&r),
+        text,
+    })
+}
+
+/// A migration from a snapshot of the repository store, as [`migrate_instance`] answers it.
+#[derive(serde::Serialize)]
+struct SnapshotMigration {
+    source: String,
+    target: String,
+    repository: String,
+    snapshot: aps_panel::store::repository::SnapshotInfo,
+    restore: aps_controller::operation::RestoreReport,
+    duration_ms: u64,
+}
+
+fn snapshot_migrate(
+    ctl: &Controller,
+    panel: Option<&Panel>,
+    input: &MigrateInput,
+    out: Out,
+) -> Result<Done, Failure> {
+    let started = std::time::Instant::now();
+    let Some(panel) = panel.filter(|p| p.config.store_kind() == StoreKind::Repository) else {
+        return Err(Failure::usage(format!(
+            "{} names a snapshot of the repository store, but panel.toml's store is the \
+             archive store: without it, migrate makes a live backup of {}",
+            snapshot_field(input),
+            input.source
+        )));
+    };
+    // The checks of a live migration, before anything is staged.
+    ctl.check_migration(&input.source, &input.target)
+        .map_err(|e| Failure::from_operation(&e))?;
+    let store = open_repository(panel)?;
+    let mut staged = stage_snapshot(ctl, panel, &store, &input.source, input.snapshot.as_deref())?;
+    let request = RestoreRequest {
+        instance: input.target.clone(),
+        source: staged.archive.clone(),
+        timeout: input.timeout_secs.map(Duration::from_secs),
+        no_safety_snapshot: input.no_safety_snapshot,
+        identity: None,
+    };
+    let restore = aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
+        print_rolled_back(out, &e, || {
+            format!(
+                "{} is as it was before (put back from its safety snapshot where it had changed), {} was not changed",
+                input.target, input.source
+            )
+        });
+        Failure::from_operation(&e)
+    })?;
+    let snapshot = staged.snapshot.clone();
+    drop(staged);
+    let report = SnapshotMigration {
+        source: input.source.clone(),
+        target: input.target.clone(),
+        repository: store.describe(),
+        snapshot,
+        restore,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    let text = format!(
+        "migrated {} into {} from snapshot {} of {} in {} ms",
+        report.source,
+        report.target,
+        &report.snapshot.id[..8],
+        report.repository,
+        report.duration_ms
+    );
+    Ok(Done {
+        json: success_json(&report),
+        text,
+    })
+}
+
+/// How the snapshot was named: `--snapshot` or `--latest` (or their JSON fields).
+fn snapshot_field(input: &MigrateInput) -> &'static str {
+    match (input.snapshot.is_some(), input.http) {
+        (true, false) => "--snapshot",
+        (true, true) => "\"snapshot\"",
+        (false, false) => "--latest",
+        (false, true) => "\"latest\": true",
+    }
 }
 
 /// `backup --dry-run` in words.

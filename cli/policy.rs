@@ -184,48 +184,102 @@ fn engine(panel: &Panel, controller: Option<Controller>) -> Result<Engine, Failu
     }
 }
 
+/// `backups NAME [--remote]` (the CLI, and `serve`'s `GET …/backups`): NAME's backups in
+/// the store, newest first, or with the repository store its snapshots. A name that is not
+/// registered and has none is `instance-not-found`.
+pub fn backups_of(
+    ctl: &Controller,
+    panel: &Panel,
+    name: &str,
+    remote: bool,
+) -> Result<crate::backup::Done, Failure> {
+    check_instance_name("NAME", name)?;
+    if !remote
+        && let Some(repository) =
+            aps_panel::repository::open(panel).map_err(|p| Failure::from_problem(&p))?
+    {
+        return list_snapshots(ctl, &repository, name);
+    }
+    let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
+    let entries = list_backups(store, name).map_err(|e| Failure::from_panel(&e.into()))?;
+    // A removed instance's backups are still listed; an unknown name without any is a
+    // mistake worth saying so.
+    if entries.is_empty() {
+        require_registered(ctl, name)?;
+    }
+    let mut text = format!(
+        "{} backups of {name} in {}",
+        entries.len(),
+        store.describe()
+    );
+    for e in &entries {
+        text += &format!(
+            "\n  {:<10} {:<20} {:>10}  {:<12} {}",
+            e.periodicity
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.time
+                .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
+                .unwrap_or_else(|| "-".into()),
+            human_size(e.size),
+            serde_json::to_value(e.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            e.path
+        );
+    }
+    Ok(crate::backup::Done {
+        json: json!({
+            "instance": name,
+            "store": store.describe(),
+            "backups": entries,
+        }),
+        text,
+    })
+}
+
 /// `backups NAME` of the repository store: its snapshots, newest first.
 fn list_snapshots(
-    out: Out,
-    engine: &Engine,
+    ctl: &Controller,
     repository: &aps_panel::store::repository::RepositoryStore,
     name: &str,
-) -> Result<ExitCode, Failure> {
+) -> Result<crate::backup::Done, Failure> {
     let mut snapshots = repository
         .snapshots(Some(name))
         .map_err(|e| Failure::from_problem(&aps_panel::repository::problem(&e, None)))?;
     if snapshots.is_empty() {
-        require_registered(engine, name)?;
+        require_registered(ctl, name)?;
     }
     snapshots.reverse();
-    let body = json!({
-        "instance": name,
-        "store": repository.describe(),
-        "snapshots": snapshots,
-    });
-    Ok(out.success(&body, || {
-        let mut text = format!(
-            "{} snapshots of {name} in repository {}",
-            snapshots.len(),
-            repository.describe()
+    let mut text = format!(
+        "{} snapshots of {name} in repository {}",
+        snapshots.len(),
+        repository.describe()
+    );
+    for s in &snapshots {
+        text += &format!(
+            "\n  {}  {:<10} {:<20} {:<40} {:>10} added",
+            &s.id[..8],
+            s.periodicity
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.time.strftime("%Y-%m-%d %H:%M:%SZ"),
+            s.package
+                .as_ref()
+                .map(|p| format!("{} {}-{}", p.id, p.version, p.release))
+                .unwrap_or_else(|| "-".into()),
+            human_size(s.bytes_added)
         );
-        for s in &snapshots {
-            text += &format!(
-                "\n  {}  {:<10} {:<20} {:<40} {:>10} added",
-                &s.id[..8],
-                s.periodicity
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                s.time.strftime("%Y-%m-%d %H:%M:%SZ"),
-                s.package
-                    .as_ref()
-                    .map(|p| format!("{} {}-{}", p.id, p.version, p.release))
-                    .unwrap_or_else(|| "-".into()),
-                human_size(s.bytes_added)
-            );
-        }
-        text
-    }))
+    }
+    Ok(crate::backup::Done {
+        json: json!({
+            "instance": name,
+            "store": repository.describe(),
+            "snapshots": snapshots,
+        }),
+        text,
+    })
 }
 
 /// A long-running command's last JSON line: the envelope with `type` `summary`.
@@ -453,7 +507,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             let file = match (file, instance) {
                 (Some(f), _) => f,
                 (None, Some(i)) => {
-                    require_registered(&engine, &i)?;
+                    require_registered(engine.controller(), &i)?;
                     aps_panel::manual::latest(&panel, &i).map_err(|e| Failure::from_panel(&e))?
                 }
                 (None, None) => {
@@ -485,49 +539,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             check_instance_name("NAME", &name)?;
             let (panel, controller) = open(&state)?;
             let engine = engine(&panel, controller)?;
-            if !remote
-                && let Some(repository) =
-                    aps_panel::repository::open(&panel).map_err(|p| Failure::from_problem(&p))?
-            {
-                return list_snapshots(out, &engine, &repository, &name);
-            }
-            let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
-            let entries = list_backups(store, &name).map_err(|e| Failure::from_panel(&e.into()))?;
-            // A removed instance's backups are still listed; an unknown name without any is a
-            // mistake worth saying so.
-            if entries.is_empty() {
-                require_registered(&engine, &name)?;
-            }
-            let body = json!({
-                "instance": name,
-                "store": store.describe(),
-                "backups": entries,
-            });
-            Ok(out.success(&body, || {
-                let mut text = format!(
-                    "{} backups of {name} in {}",
-                    entries.len(),
-                    store.describe()
-                );
-                for e in &entries {
-                    text += &format!(
-                        "\n  {:<10} {:<20} {:>10}  {:<12} {}",
-                        e.periodicity
-                            .map(|p| p.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        e.time
-                            .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        human_size(e.size),
-                        serde_json::to_value(e.status)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        e.path
-                    );
-                }
-                text
-            }))
+            let done = backups_of(engine.controller(), &panel, &name, remote)?;
+            Ok(out.success(&done.json, || done.text))
         }
         PolicyCommand::Drill {
             name,
@@ -547,8 +560,8 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             }
             let (panel, controller) = open(&state)?;
             let engine = engine(&panel, controller)?;
-            require_registered(&engine, &name)?;
-            require_registered(&engine, &staging)?;
+            require_registered(engine.controller(), &name)?;
+            require_registered(engine.controller(), &staging)?;
             let progress = Progress::detect(json);
             let r = drill(
                 &panel,
@@ -604,11 +617,15 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
 }
 
 /// Exit 4 with `instance-not-found` for a name that is not registered.
-fn require_registered(engine: &Engine, name: &str) -> Result<(), Failure> {
-    let registered = engine
-        .instances()
-        .map_err(|e| Failure::from_panel(&PanelError::Engine(e)))?;
-    if registered.iter().any(|r| r == name) {
+fn require_registered(ctl: &Controller, name: &str) -> Result<(), Failure> {
+    let registered = ctl.instances().map_err(|e| {
+        Failure::from_panel(&PanelError::Engine(
+            aps_panel::engine::EngineError::Instances {
+                message: e.to_string(),
+            },
+        ))
+    })?;
+    if registered.iter().any(|r| r.name == name) {
         Ok(())
     } else {
         Err(Failure::new(

@@ -10,11 +10,10 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use aps_controller::controller::Controller;
-use aps_controller::error::{ErrorKind, OperationError};
-use aps_controller::operation::{MigrateRequest, RestoreRequest};
+use aps_controller::error::ErrorKind;
 use aps_controller::registry::{self, RegisterError, StoreError, view};
 use aps_meta::{Limits, check_package};
 use camino::Utf8PathBuf;
@@ -23,7 +22,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::backup::{BackupInput, manual_backup};
+use crate::backup::{
+    BackupInput, MigrateInput, RestoreInput, manual_backup, migrate_instance, repository_backup,
+    restore_instance,
+};
 use crate::common::{Failure, Out, StateArgs, open_controller, open_panel, success_json};
 use crate::instance::{register_failure, store_failure};
 
@@ -304,6 +306,7 @@ impl App {
             (Method::Post, ["v1", "instances"]) => self.register(&body),
             (Method::Get, ["v1", "instances", name]) => Ok(self.show(name)),
             (Method::Delete, ["v1", "instances", name]) => Ok(self.remove(name)),
+            (Method::Get, ["v1", "instances", name, "backups"]) => Ok(self.backups(name)),
             (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
             (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
             (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
@@ -312,7 +315,12 @@ impl App {
                 method,
                 ["v1", "instances"]
                 | ["v1", "instances", _]
-                | ["v1", "instances", _, "backup" | "restore" | "migrate"]
+                | [
+                    "v1",
+                    "instances",
+                    _,
+                    "backup" | "backups" | "restore" | "migrate",
+                ]
                 | ["v1", "packages", "check"],
             ) => Err(problem(
                 405,
@@ -416,6 +424,15 @@ impl App {
         }
     }
 
+    /// NAME's backups in the store, or its snapshots with the repository store, as
+    /// `backups NAME --json` lists them.
+    fn backups(&self, name: &str) -> Answer {
+        self.panel()
+            .and_then(|panel| crate::policy::backups_of(&self.ctl, &panel, name, false))
+            .map(|done| (200, success_json(&done.json)))
+            .unwrap_or_else(failure_answer)
+    }
+
     fn backup(&self, name: &str, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -443,56 +460,73 @@ impl App {
             http: true,
             dry_run: false,
         };
-        // panel.toml is read per request, so a change applies without a restart.
-        let state = crate::common::StateArgs {
-            state_dir: Some(self.ctl.config().state.root().to_owned()),
-        };
-        let answer = open_panel(&state)
+        let answer = self
+            .panel()
             .and_then(|panel| {
-                // Not silently into the archive store when panel.toml chose the repository.
-                if input.to.is_none()
-                    && panel.config.store_kind() == aps_panel::config::StoreKind::Repository
-                {
-                    return Err(Failure::usage(
-                        "serve does not back up into the repository store yet \
-                         (docs/repository.md): give \"to\" for an archive file, or run \
-                         `aps-controller backup NAME`",
-                    ));
+                // Without "to", into the store panel.toml chose: with the repository, one
+                // snapshot, as `aps-controller backup NAME` makes.
+                if input.goes_to_repository(&panel) {
+                    repository_backup(&self.ctl, &panel, &input).map(|done| success_json(&done))
+                } else {
+                    manual_backup(&self.ctl, &panel, &input)
                 }
-                manual_backup(&self.ctl, &panel, &input)
             })
             .map(|v| (200, v))
             .unwrap_or_else(failure_answer);
         Ok(answer)
     }
 
+    /// panel.toml, read per request so that a change applies without a restart.
+    fn panel(&self) -> Result<aps_panel::Panel, Failure> {
+        open_panel(&crate::common::StateArgs {
+            state_dir: Some(self.ctl.config().state.root().to_owned()),
+        })
+    }
+
     fn restore(&self, name: &str, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
-            from: Utf8PathBuf,
+            from: Option<Utf8PathBuf>,
+            /// A snapshot of the repository store (id or unique prefix).
+            snapshot: Option<String>,
+            /// The newest good backup of the store (the repository: its newest snapshot).
+            #[serde(default)]
+            latest: bool,
             timeout_secs: Option<u64>,
             #[serde(default)]
             no_safety_snapshot: bool,
             identity: Option<Utf8PathBuf>,
         }
         let b: Body = parse(body)?;
-        positive_timeout(b.timeout_secs)?;
+        let input = RestoreInput {
+            instance: name.to_owned(),
+            from: b.from,
+            latest: b.latest,
+            snapshot: b.snapshot,
+            timeout_secs: b.timeout_secs,
+            no_safety_snapshot: b.no_safety_snapshot,
+            identity: b.identity,
+            http: true,
+        };
+        input.check().map_err(failure_answer)?;
         let paths = [
-            Some(("from", &b.from)),
-            b.identity.as_ref().map(|p| ("identity", p)),
+            input.from.as_ref().map(|p| ("from", p)),
+            input.identity.as_ref().map(|p| ("identity", p)),
         ];
         for (field, path) in paths.into_iter().flatten() {
             self.allowed(field, path)?;
         }
-        let request = RestoreRequest {
-            instance: name.to_owned(),
-            source: b.from,
-            timeout: b.timeout_secs.map(Duration::from_secs),
-            no_safety_snapshot: b.no_safety_snapshot,
-            identity: b.identity,
+        let panel = match input.from {
+            Some(_) => None,
+            None => Some(self.panel().map_err(failure_answer)?),
         };
-        Ok(operation_answer(self.ctl.restore(&request)))
+        input.check_store(panel.as_ref()).map_err(failure_answer)?;
+        Ok(
+            restore_instance(&self.ctl, panel.as_ref(), &input, Out::new(true))
+                .map(|done| (200, success_json(&done.json)))
+                .unwrap_or_else(failure_answer),
+        )
     }
 
     fn migrate(&self, name: &str, body: &[u8]) -> Handled {
@@ -504,26 +538,38 @@ impl App {
             timeout_secs: Option<u64>,
             #[serde(default)]
             no_safety_snapshot: bool,
+            /// A snapshot of the source in the repository store instead of a live backup.
+            snapshot: Option<String>,
+            /// The source's newest snapshot instead of a live backup.
+            #[serde(default)]
+            latest: bool,
         }
         let b: Body = parse(body)?;
-        positive_timeout(b.timeout_secs)?;
-        if b.to_instance == name {
-            return Err(problem(
-                400,
-                "bad-request",
-                format!(
-                    "\"to_instance\" is {name:?}, the instance being migrated: name another registered instance"
-                ),
-            ));
-        }
-        if let Some(keep) = &b.keep {
+        let input = MigrateInput {
+            source: name.to_owned(),
+            target: b.to_instance,
+            keep: b.keep,
+            timeout_secs: b.timeout_secs,
+            no_safety_snapshot: b.no_safety_snapshot,
+            snapshot: b.snapshot,
+            latest: b.latest,
+            http: true,
+        };
+        input.check().map_err(failure_answer)?;
+        if let Some(keep) = &input.keep {
             self.allowed("keep", keep)?;
         }
-        let mut request = MigrateRequest::new(name, b.to_instance);
-        request.keep = b.keep;
-        request.timeout = b.timeout_secs.map(Duration::from_secs);
-        request.no_safety_snapshot = b.no_safety_snapshot;
-        Ok(operation_answer(self.ctl.migrate(&request)))
+        let panel = if input.uses_snapshot() {
+            Some(self.panel().map_err(failure_answer)?)
+        } else {
+            None
+        };
+        // Out in JSON mode: nothing is printed, the answer is the body.
+        Ok(
+            migrate_instance(&self.ctl, panel.as_ref(), &input, Out::new(true))
+                .map(|done| (200, success_json(&done.json)))
+                .unwrap_or_else(failure_answer),
+        )
     }
 }
 
@@ -590,19 +636,6 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Answer> {
     })
 }
 
-/// A script timeout of 0 would fail every operation at once: refused before anything runs.
-fn positive_timeout(timeout_secs: Option<u64>) -> Result<(), Answer> {
-    if timeout_secs == Some(0) {
-        Err(problem(
-            400,
-            "bad-request",
-            "\"timeout_secs\" must be at least 1 second",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// Paths in requests are the server's paths; a relative one would depend on its working folder.
 fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
     if path.is_absolute() {
@@ -613,13 +646,6 @@ fn absolute(field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
             "bad-request",
             format!("`{field}` is {path:?}; expected an absolute path"),
         ))
-    }
-}
-
-fn operation_answer<T: serde::Serialize>(result: Result<T, OperationError>) -> Answer {
-    match result {
-        Ok(report) => (200, success_json(&report)),
-        Err(e) => failure_answer(Failure::from_operation(&e)),
     }
 }
 

@@ -20,41 +20,6 @@ fn serve(sb: &Sandbox) -> Served {
     serve_allowing(sb, &[sb.root().as_str(), fixtures.as_str()])
 }
 
-impl Served {
-    /// Status and JSON body of `METHOD path` with the right token (or `token`).
-    fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: &str) -> (u16, Value) {
-        let mut request = ureq::request(method, &format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.set("Authorization", &format!("Bearer {token}"));
-        }
-        let response = match request.send_string(body) {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
-        assert_eq!(response.content_type(), "application/json");
-        let status = response.status();
-        if status == 401 {
-            assert_eq!(response.header("WWW-Authenticate"), Some("Bearer"));
-        }
-        let body: Value = response.into_json().unwrap();
-        // Every answer is the one envelope of docs/envelope.schema.json.
-        support::schema::Envelope::get()
-            .check(&format!("{method} {path} -> {status}"), &body)
-            .unwrap_or_else(|e| panic!("{e}"));
-        (status, body)
-    }
-
-    fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        self.call_as(Some(&self.token), method, path, &body)
-    }
-}
-
 fn sh(sb: &Sandbox, name: &str, behaviour: &str) -> Utf8PathBuf {
     sb.register(
         name,

@@ -421,6 +421,74 @@ fn migrate_signal_puts_the_target_back_and_leaves_no_intermediate_file() {
     assert_nothing_left(&sb);
 }
 
+/// migrate --latest from the repository store: SIGTERM while the target's PostgreSQL dump is
+/// loaded (held by a lock a test session keeps, so the signal arrives during the load for
+/// sure) puts the target back from its safety snapshot; the source is untouched and the
+/// staging folder of the snapshot is gone; exit 143.
+#[test]
+fn migrate_from_a_snapshot_signal_while_loading_puts_the_target_back() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n",
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init"]), "store init");
+    let (shop_www, shop_dbs) = support::register_without_script(&sb, "shop");
+    kit::populate_tree(&shop_www);
+    kit::populate_databases(&shop_dbs.mysql, &shop_dbs.pg);
+    let (staging_www, staging_dbs) = support::register_without_script(&sb, "staging");
+    std::fs::write(staging_www.join("old-staging.html"), "old").unwrap();
+    kit::run_sql(
+        &staging_dbs.pg,
+        "CREATE TABLE hits (id int); INSERT INTO hits VALUES (1);",
+    );
+    assert_success(&sb.cli(&["backup", "shop"]), "backup shop");
+    let state = |www: &Utf8Path, dbs: &support::Dbs| kit::State {
+        tree: kit::tree_record(www),
+        databases: kit::db_state(&dbs.mysql, &dbs.pg),
+    };
+    let shop_before = state(&shop_www, &shop_dbs);
+    let staging_before = state(&staging_www, &staging_dbs);
+    // A DROP (the load empties the database first) waits for this lock; pg_dump (the safety
+    // snapshot) does not.
+    let mut locker = psql_session(&staging_dbs.pg);
+    psql_send(
+        &mut locker,
+        "BEGIN; LOCK TABLE hits IN ACCESS SHARE MODE; SELECT 'locked';",
+    );
+    let mut run = Running::start(sb.command(&[
+        "migrate",
+        "shop",
+        "--to-instance",
+        "staging",
+        "--latest",
+        "--json",
+    ]));
+    run.wait_phase("database", Some("stats"));
+    run.signal("TERM");
+    run.wait_phase("rollback", None);
+    psql_send(&mut locker, "COMMIT;");
+    drop(locker.stdin.take());
+    let _ = locker.wait();
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "TERM");
+    kit::assert_same(
+        &state(&staging_www, &staging_dbs),
+        &staging_before,
+        "target not put back",
+    );
+    kit::assert_same(&state(&shop_www, &shop_dbs), &shop_before, "source changed");
+    assert_nothing_left(&sb);
+    assert!(
+        !entries(&sb.state())
+            .iter()
+            .any(|e| e.starts_with(".repository-restore-")),
+        "{:?}",
+        entries(&sb.state())
+    );
+}
+
 /// SIGINT while a restore extracts a 48 MiB web folder from the archive: the read stream is
 /// cut, and the safety snapshot puts the web folder back exactly.
 #[test]

@@ -391,6 +391,13 @@ impl Controller {
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
+    /// What [`Controller::migrate`] checks before any work: `source` and `target` are
+    /// registered, differ, and the target runs the same package at a version that takes the
+    /// source's data. For a migration whose data comes from elsewhere (a repository snapshot).
+    pub fn check_migration(&self, source: &str, target: &str) -> Result<(), OperationError> {
+        crate::operation::migrate::check_migration(self, source, target)
+    }
+
     /// Accepts a backup file from elsewhere (see [`crate::operation::import`]).
     pub fn import_backup(
         &self,

@@ -322,7 +322,8 @@ impl<W: Write> ArchiveWriter<W> {
     /// Writes the manifest and closes every layer (tar trailer, compression frame, age's last
     /// chunk). Returns the manifest and the output (e.g. to fsync a file).
     pub fn finish_into_inner(self) -> Result<(Manifest, W), ArchiveError> {
-        self.finish_sealed().map(|(manifest, _, out)| (manifest, out))
+        self.finish_sealed()
+            .map(|(manifest, _, out)| (manifest, out))
     }
 
     /// [`finish_into_inner`](Self::finish_into_inner), with the manifest's seal (its exact

@@ -21,19 +21,9 @@ pub fn migrate(
 ) -> Result<MigrateReport, OperationError> {
     let started = Instant::now();
     let _armed = ctl.arm_cancel();
-    if request.source == request.target {
-        return Err(OperationError::BackupMismatch {
-            step: Step::FindInstance,
-            file: Default::default(),
-            instance: request.target.clone(),
-            reason: "the target of a migration must be another instance".into(),
-        });
-    }
     // Both must exist, and the target must be able to take the source's data, before any work:
     // the restore would find out only after a possibly long backup.
-    let source = ctl.find_instance(&request.source)?;
-    let target = ctl.find_instance(&request.target)?;
-    check_compatible(ctl, &source, &target)?;
+    check_migration(ctl, &request.source, &request.target)?;
 
     let (file, keep) = match &request.keep {
         Some(path) => (absolute(path), true),
@@ -95,6 +85,25 @@ pub fn migrate(
             Err(error)
         }
     }
+}
+
+/// The checks of a migration before any work: another instance, both registered, compatible.
+pub(crate) fn check_migration(
+    ctl: &Controller,
+    source: &str,
+    target: &str,
+) -> Result<(), OperationError> {
+    if source == target {
+        return Err(OperationError::BackupMismatch {
+            step: Step::FindInstance,
+            file: Default::default(),
+            instance: target.to_owned(),
+            reason: "the target of a migration must be another instance".into(),
+        });
+    }
+    let source = ctl.find_instance(source)?;
+    let target = ctl.find_instance(target)?;
+    check_compatible(ctl, &source, &target)
 }
 
 type Reports = (

@@ -249,8 +249,7 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     assert_eq!(v["error"]["kind"], "usage");
 
     // The repository store (panel.toml [store] kind = "repository"), then back to the default:
-    // an instance without a backup-script (the repository holds no script's file), with
-    // real databases.
+    // an instance without a backup-script, with real databases.
     c.run(&sb, &["store", "init"], false);
     let dbs = support::databases("jsonrepo").expect("the test database servers");
     let plain = sb.register(
@@ -269,10 +268,12 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     c.run(&sb, &["store", "init"], false);
     let v = c.run(&sb, &["backup", "plain"], true);
     let id = v["snapshot"]["id"].as_str().unwrap().to_owned();
-    let v = c.run(&sb, &["backup", "blog"], false);
+    // A `sufficient` backup-script's package: its snapshot is the script's file and the
+    // manifest.
+    let v = c.run(&sb, &["backup", "blog"], true);
     assert_eq!(
-        v["error"]["kind"], "usage",
-        "a backup-script's package: {v}"
+        v["snapshot"]["files"], 3,
+        "a sufficient script's snapshot: {v}"
     );
     let v = c.run(
         &sb,

@@ -152,6 +152,8 @@ pub fn stage(
 /// `staged.archive`): an archive the staging wrote and hashed is not read a second time before
 /// the restore begins; a `sufficient` script's file goes through the controller's usual
 /// checks.
+// The controller's own error type, as `Controller::restore` returns it.
+#[allow(clippy::result_large_err)]
 pub fn restore_staged(
     ctl: &aps_controller::Controller,
     staged: &mut StagedArchive,

@@ -192,8 +192,16 @@ impl<'a, BE: DecryptFullBackend, I: ReadGlobalIndex> Archiver<'a, BE, I> {
                 },
             )
             // archive files in parallel
-            .parallel_map_scoped(s, |item| self.file_archiver.process(item, p))
-            .readahead_scoped(s)
+            // aps-controller patch: deeper queues between the stages. Upstream hands every
+            // entry from thread to thread through a rendezvous channel (readahead's default
+            // buffer of 0) and a queue of twice the threads, so an unchanged file, which costs
+            // almost nothing to process, costs two thread switches.
+            .parallel_map_scoped_custom(
+                s,
+                |o| o.buffer_size(256),
+                |item| self.file_archiver.process(item, p),
+            )
+            .readahead_scoped_custom(s, |o| o.buffer_size(256))
             .filter_map(|item| match item {
                 Ok(item) => Some(item),
                 Err(err) => {

@@ -46,6 +46,21 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// Waits until the sh-databases fixture's backup script runs (`backup-waits`): it says so
+/// beside its BACKUP_FILE in the operation's work folder.
+fn wait_for_backup_script(sb: &Sandbox, what: &str) {
+    let work = sb.state().join("work");
+    wait_for(
+        || {
+            std::fs::read_dir(&work).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.path().join("script-backup.running").exists())
+            })
+        },
+        what,
+    );
+}
+
 /// A running `aps-controller` whose stderr lines (progress lines with `--json`, the signal
 /// notes) are read as they come, so a test can wait for a phase.
 struct Running {
@@ -428,12 +443,7 @@ fn migrate_signal_puts_the_target_back_and_leaves_no_intermediate_file() {
 #[test]
 fn migrate_from_a_snapshot_signal_while_loading_puts_the_target_back() {
     let sb = Sandbox::new();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init"]), "store init");
+    sb.use_repository();
     let (shop_www, shop_dbs) = support::register_without_script(&sb, "shop");
     kit::populate_tree(&shop_www);
     kit::populate_databases(&shop_dbs.mysql, &shop_dbs.pg);
@@ -556,16 +566,7 @@ fn migrate_signal_during_the_source_backup() {
     let target_before = target.state();
     let run =
         Running::start(sb.command(&["migrate", "shop", "--to-instance", "staging", "--json"]));
-    let work = sb.state().join("work");
-    wait_for(
-        || {
-            std::fs::read_dir(&work).is_ok_and(|rd| {
-                rd.flatten()
-                    .any(|e| e.path().join("script-backup.running").exists())
-            })
-        },
-        "the source's backup script",
-    );
+    wait_for_backup_script(&sb, "the source's backup script");
     run.signal("TERM");
     let (code, stdout, stderr) = run.finish();
     assert_interrupted(code, &stdout, &stderr, "TERM");
@@ -1251,12 +1252,7 @@ fn run_summary_names_uploads_and_separates_local_and_remote_pruning() {
 #[test]
 fn repository_backup_stops_on_sigterm_during_the_backup_script() {
     let sb = Sandbox::new();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init", "--json"]), "store init");
+    sb.use_repository();
     let Some(inst) = db_instance(
         &sb,
         "shop",
@@ -1269,16 +1265,7 @@ fn repository_backup_stops_on_sigterm_during_the_backup_script() {
     };
     inst.populate();
     let run = Running::start(sb.command(&["backup", "shop", "--json"]));
-    let work = sb.state().join("work");
-    wait_for(
-        || {
-            std::fs::read_dir(&work).is_ok_and(|rd| {
-                rd.flatten()
-                    .any(|e| e.path().join("script-backup.running").exists())
-            })
-        },
-        "the backup script",
-    );
+    wait_for_backup_script(&sb, "the backup script");
     run.signal("TERM");
     let (code, stdout, stderr) = run.finish();
     assert_interrupted(code, &stdout, &stderr, "TERM");

@@ -32,12 +32,7 @@ fn big_site(mib: usize) -> (Sandbox, support::Dbs) {
             .unwrap();
         std::fs::write(dir.join(format!("f{i}.bin")), out.stdout).unwrap();
     }
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init"]), "store init");
+    sb.use_repository();
     (sb, dbs)
 }
 

@@ -9,12 +9,7 @@ use support::{Sandbox, assert_success, json, register_without_script};
 
 fn repository_sandbox() -> Sandbox {
     let sb = Sandbox::new();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init"]), "store init");
+    sb.use_repository();
     sb
 }
 

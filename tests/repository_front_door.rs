@@ -384,12 +384,7 @@ fn a_tenant_instance_is_backed_up_and_restored_as_its_account() {
         "register",
     );
     kit::populate_databases(&dbs.mysql, &dbs.pg);
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init", "--json"]), "store init");
+    sb.use_repository();
     assert_success(&sb.cli(&["backup", "site", "--json"]), "backup");
     let before = (kit::tree_record(&www), kit::db_state(&dbs.mysql, &dbs.pg));
 

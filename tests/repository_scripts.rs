@@ -14,15 +14,6 @@ use camino::Utf8Path;
 use serde_json::Value;
 use support::{Sandbox, assert_success, json};
 
-fn repository(sb: &Sandbox) {
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init", "--json"]), "store init");
-}
-
 fn cli(sb: &Sandbox, args: &[&str]) -> Output {
     let mut all = args.to_vec();
     all.push("--json");
@@ -74,7 +65,7 @@ fn records(sb: &Sandbox) -> Vec<String> {
 #[test]
 fn a_script_file_is_kept_beside_the_resources_and_handed_back_on_restore() {
     let sb = Sandbox::new();
-    repository(&sb);
+    sb.use_repository();
     let Some(inst) = kit::db_instance(&sb, "shop", kit::Site::default()) else {
         return;
     };
@@ -136,7 +127,7 @@ fn a_script_file_is_kept_beside_the_resources_and_handed_back_on_restore() {
 #[test]
 fn a_sufficient_script_file_is_the_whole_snapshot_and_restores_through_the_script() {
     let sb = Sandbox::new();
-    repository(&sb);
+    sb.use_repository();
     let www = sb.register(
         "blog",
         "sh-sample",
@@ -179,7 +170,7 @@ fn a_sufficient_script_file_is_the_whole_snapshot_and_restores_through_the_scrip
 #[test]
 fn a_failing_script_leaves_no_snapshot_and_nothing_behind() {
     let sb = Sandbox::new();
-    repository(&sb);
+    sb.use_repository();
     let Some(inst) = kit::db_instance(
         &sb,
         "shopfail",

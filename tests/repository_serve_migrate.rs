@@ -19,12 +19,7 @@ use support::{Dbs, Sandbox, assert_success, register_without_script};
 /// A sandbox whose store is an initialised repository.
 fn repository_sandbox() -> Sandbox {
     let sb = Sandbox::new();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init"]), "store init");
+    sb.use_repository();
     sb
 }
 

@@ -30,12 +30,7 @@ fn verify_repository_finds_a_damaged_and_a_missing_pack() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert_eq!(json(&out)["error"]["kind"], "usage");
 
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        "[store]\nkind = \"repository\"\n",
-    )
-    .unwrap();
-    assert_success(&sb.cli(&["store", "init"]), "store init");
+    sb.use_repository();
     // A few MiB that do not compress, so that there are several data packs.
     for i in 0..6u8 {
         let body: Vec<u8> = (0..700_000u32)

@@ -100,6 +100,18 @@ impl Sandbox {
         www
     }
 
+    /// Chooses the repository store (panel.toml `[store] kind = "repository"`, in the state
+    /// folder) and initialises it with `store init`.
+    pub fn use_repository(&self) {
+        std::fs::create_dir_all(self.state()).unwrap();
+        std::fs::write(
+            self.state().join("panel.toml"),
+            "[store]\nkind = \"repository\"\n",
+        )
+        .unwrap();
+        assert_success(&self.cli(&["store", "init", "--json"]), "store init");
+    }
+
     /// Writes `controller.toml` in the state folder. Unless `toml` sets it, it allows
     /// root-owned instances (`allow-root-scripts = true`): the sandbox's web folders are made
     /// by the test as root.

@@ -97,14 +97,21 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    /// Adds a regular file (the script's backup file, a database dump) as part `name`
-    /// (letters, digits, `.`, `_`, `-`; at most 100 bytes), streamed and hashed.
-    pub fn add_file_part(
-        &mut self,
-        name: &str,
-        kind: PartKind,
-        path: &Utf8Path,
-    ) -> Result<&PartInfo, ArchiveError> {
+    fn web_url_is_free(&self, mapping_url: &str) -> Result<(), ArchiveError> {
+        if self
+            .parts
+            .iter()
+            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url: m } if m == mapping_url))
+        {
+            return Err(ArchiveError::DuplicatePart {
+                name: mapping_url.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A file part's name and kind, before anything is written.
+    fn check_file_part(&mut self, name: &str, kind: &PartKind) -> Result<(), ArchiveError> {
         check_part_name(name)?;
         if matches!(kind, PartKind::WebDir { .. }) {
             return Err(ArchiveError::InvalidPartName {
@@ -114,6 +121,18 @@ impl<W: Write> ArchiveWriter<W> {
         }
         self.name_is_free(name)?;
         self.builder()?;
+        Ok(())
+    }
+
+    /// Adds a regular file (the script's backup file, a database dump) as part `name`
+    /// (letters, digits, `.`, `_`, `-`; at most 100 bytes), streamed and hashed.
+    pub fn add_file_part(
+        &mut self,
+        name: &str,
+        kind: PartKind,
+        path: &Utf8Path,
+    ) -> Result<&PartInfo, ArchiveError> {
+        self.check_file_part(name, &kind)?;
         let src_err = |e| ArchiveError::ReadSource {
             part: name.to_owned(),
             path: path.to_owned(),
@@ -143,34 +162,13 @@ impl<W: Write> ArchiveWriter<W> {
         content: &mut dyn Read,
         shown: &Utf8Path,
     ) -> Result<&PartInfo, ArchiveError> {
-        check_part_name(name)?;
-        if matches!(kind, PartKind::WebDir { .. }) {
-            return Err(ArchiveError::InvalidPartName {
-                name: name.to_owned(),
-                reason: "web folders are added with add_web_dir",
-            });
-        }
-        self.name_is_free(name)?;
-        self.builder()?;
+        self.check_file_part(name, &kind)?;
         self.add_read_part(name, kind, size, content, shown)?;
-        let mut probe = [0u8; 1];
-        match content.read(&mut probe) {
-            Ok(0) => Ok(self.parts.last().expect("just pushed")),
-            Ok(_) => {
-                self.tar = None;
-                Err(ArchiveError::SourceChanged {
-                    part: name.to_owned(),
-                    path: shown.to_string(),
-                    detail: format!("it holds more than the {size} bytes announced"),
-                })
-            }
+        match ended(content, name, shown.as_str(), size) {
+            Ok(()) => Ok(self.parts.last().expect("just pushed")),
             Err(e) => {
                 self.tar = None;
-                Err(ArchiveError::ReadSource {
-                    part: name.to_owned(),
-                    path: shown.to_owned(),
-                    source: e,
-                })
+                Err(e)
             }
         }
     }
@@ -235,15 +233,7 @@ impl<W: Write> ArchiveWriter<W> {
         mapping_url: &str,
         dir: &Utf8Path,
     ) -> Result<&PartInfo, ArchiveError> {
-        if self
-            .parts
-            .iter()
-            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url: m } if m == mapping_url))
-        {
-            return Err(ArchiveError::DuplicatePart {
-                name: mapping_url.to_owned(),
-            });
-        }
+        self.web_url_is_free(mapping_url)?;
         let name = format!("web/{}", self.web_count);
         let prefix = format!("{name}/");
         let builder = self.builder()?;
@@ -283,15 +273,7 @@ impl<W: Write> ArchiveWriter<W> {
         mode: u32,
         mtime: i64,
     ) -> Result<WebPart<'_, W>, ArchiveError> {
-        if self
-            .parts
-            .iter()
-            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url: m } if m == mapping_url))
-        {
-            return Err(ArchiveError::DuplicatePart {
-                name: mapping_url.to_owned(),
-            });
-        }
+        self.web_url_is_free(mapping_url)?;
         self.builder()?;
         let name = format!("web/{}", self.web_count);
         let mut part = WebPart {
@@ -480,26 +462,7 @@ impl<W: Write> WebPart<'_, W> {
             return Err(e);
         }
         self.written(res)?;
-        let mut probe = [0u8; 1];
-        match content.read(&mut probe) {
-            Ok(0) => Ok(()),
-            Ok(_) => {
-                self.writer.tar = None;
-                Err(ArchiveError::SourceChanged {
-                    part: self.name.clone(),
-                    path: shown(),
-                    detail: format!("it holds more than the {size} bytes announced"),
-                })
-            }
-            Err(source) => {
-                self.writer.tar = None;
-                Err(ArchiveError::ReadSource {
-                    part: self.name.clone(),
-                    path: shown().into(),
-                    source,
-                })
-            }
-        }
+        ended(content, &self.name, &shown(), size).inspect_err(|_| self.writer.tar = None)
     }
 
     /// A symlink, kept as one.
@@ -552,5 +515,24 @@ impl<W: Write> Drop for WebPart<'_, W> {
             // Entries of a part the manifest will not list: the archive cannot be finished.
             self.writer.tar = None;
         }
+    }
+}
+
+/// A source that gave the `size` bytes announced must end there: one that goes on longer (or
+/// fails on the last read) fails its part.
+fn ended(content: &mut dyn Read, part: &str, shown: &str, size: u64) -> Result<(), ArchiveError> {
+    let mut probe = [0u8; 1];
+    match content.read(&mut probe) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(ArchiveError::SourceChanged {
+            part: part.to_owned(),
+            path: shown.to_owned(),
+            detail: format!("it holds more than the {size} bytes announced"),
+        }),
+        Err(source) => Err(ArchiveError::ReadSource {
+            part: part.to_owned(),
+            path: shown.into(),
+            source,
+        }),
     }
 }

@@ -40,8 +40,8 @@ impl BackupRecord {
         Self::for_file(meta, instance, &file.path, file.size, &file.sha256)
     }
 
-    /// The record of a `sufficient` script's file kept elsewhere (a repository snapshot), of
-    /// the backup `header` describes, once its manifest's tag has been checked.
+    /// The record of a `sufficient` script's file of the backup `header` describes (also for
+    /// one kept in a repository snapshot, once its manifest's tag has been checked).
     pub fn for_header(
         header: &crate::archive::ManifestHeader,
         path: &Utf8Path,
@@ -71,18 +71,8 @@ impl BackupRecord {
         size: u64,
         sha256: &str,
     ) -> Self {
-        BackupRecord {
-            sha256: sha256.to_owned(),
-            size,
-            instance: instance.to_owned(),
-            package_id: meta.id.clone(),
-            package_name: meta.name.clone(),
-            version: meta.version.clone(),
-            release: meta.release.clone(),
-            file: path.to_string(),
-            created: jiff::Timestamp::now().to_string(),
-            tag: None,
-        }
+        let header = crate::operation::manifest_header(meta, instance);
+        Self::for_header(&header, path, size, sha256)
     }
 
     fn tagged_fields(&self) -> [Vec<u8>; 8] {

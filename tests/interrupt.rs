@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kit::{Site, db_instance, open_journal_entries, work_leftovers};
-use support::{Sandbox, assert_success, databases, db_toml, entries, exists, json, pid_alive};
+use support::{
+    Sandbox, Tmpfs, assert_success, databases, db_toml, entries, exists, json, pid_alive,
+};
 
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n";
@@ -736,46 +738,6 @@ fn every_command_recovers_and_reports_it() {
 
 // ---------------------------------------------------------------------------------------------
 // Full disk
-
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs {
-    dir: Utf8PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Utf8Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            // mode=0755: a destination folder others can write to is refused by itself.
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.as_str())
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            // Not root (or no mount permission): the full-disk tests need a real small disk.
-            eprintln!(
-                "skipped: cannot mount a tmpfs: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-        Some(Tmpfs {
-            dir: dir.to_owned(),
-        })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.as_str()).status();
-    }
-}
 
 fn random_file(path: &Utf8Path, size: usize) {
     let out = Command::new("head")

@@ -277,28 +277,9 @@ fn a_restore_that_fills_the_disk_puts_the_instance_back() {
     std::fs::write(s.www.join("big.bin"), big).unwrap();
     s.backup();
     // The web folder becomes a 2 MiB disk holding a small site; the databases change too.
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=2m,mode=0755",
-            "tmpfs",
-            s.www.as_str(),
-        ])
-        .output()
-        .unwrap();
-    if !mounted.status.success() {
-        eprintln!("skipped: cannot mount a tmpfs");
+    let Some(_disk) = support::Tmpfs::mount(&s.www, "2m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Utf8Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0.as_str()).status();
-        }
-    }
-    let _unmount = Unmount(&s.www);
+    };
     std::fs::write(s.www.join("index.html"), "<h1>small</h1>\n").unwrap();
     kit::run_sql(&s.dbs.mysql, "DELETE FROM posts WHERE id > 200;");
     let before = s.state();

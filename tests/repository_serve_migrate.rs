@@ -472,28 +472,9 @@ fn a_migration_from_a_snapshot_that_fails_puts_the_target_back() {
         .stdout;
     std::fs::write(shop.www.join("big.bin"), big).unwrap();
     assert_success(&sb.cli(&["backup", "shop"]), "backup shop");
-    let mounted = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=2m,mode=0755",
-            "tmpfs",
-            staging.www.as_str(),
-        ])
-        .output()
-        .unwrap();
-    if !mounted.status.success() {
-        eprintln!("skipped: cannot mount a tmpfs");
+    let Some(_disk) = support::Tmpfs::mount(&staging.www, "2m") else {
         return;
-    }
-    struct Unmount<'a>(&'a Utf8Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0.as_str()).status();
-        }
-    }
-    let _unmount = Unmount(&staging.www);
+    };
     std::fs::write(staging.www.join("index.html"), "<h1>staging</h1>\n").unwrap();
     kit::run_sql(
         &staging.dbs.mysql,

@@ -274,3 +274,44 @@ pub fn commands() -> Vec<Vec<String>> {
     }
     all
 }
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+pub struct Tmpfs {
+    dir: Utf8PathBuf,
+}
+
+impl Tmpfs {
+    /// `None` (said on stderr) when it cannot be mounted (not root).
+    pub fn mount(dir: &Utf8Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            // mode=0755: a destination folder others can write to is refused by itself.
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.as_str())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            // Not root (or no mount permission): the full-disk tests need a real small disk.
+            eprintln!(
+                "skipped: cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Some(Tmpfs {
+            dir: dir.to_owned(),
+        })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.as_str()).status();
+    }
+}

@@ -256,15 +256,17 @@ fn serve_backs_up_into_the_repository_and_restores_snapshots() {
     kit::assert_nothing_left_open(&sb.state());
 }
 
+/// The registered target of a migration, as its registration leaves it.
+fn staging_site(sb: &Sandbox) -> Site {
+    let (www, dbs) = register_without_script(sb, "staging");
+    Site { www, dbs }
+}
+
 #[test]
 fn migrate_restores_a_snapshot_of_the_source_into_the_target() {
     let sb = repository_sandbox();
     let shop = Site::new(&sb, "shop");
-    let (staging_www, staging_dbs) = register_without_script(&sb, "staging");
-    let staging = Site {
-        www: staging_www,
-        dbs: staging_dbs,
-    };
+    let staging = staging_site(&sb);
     std::fs::write(staging.www.join("old-staging.html"), "old").unwrap();
     kit::run_sql(
         &staging.dbs.mysql,
@@ -460,11 +462,7 @@ fn migrate_restores_a_snapshot_of_the_source_into_the_target() {
 fn a_migration_from_a_snapshot_that_fails_puts_the_target_back() {
     let sb = repository_sandbox();
     let shop = Site::new(&sb, "shop");
-    let (staging_www, staging_dbs) = register_without_script(&sb, "staging");
-    let staging = Site {
-        www: staging_www,
-        dbs: staging_dbs,
-    };
+    let staging = staging_site(&sb);
     let big = Command::new("head")
         .args(["-c", "3145728", "/dev/urandom"])
         .output()

@@ -149,7 +149,7 @@ fn walkdir(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
 /// The script runs as the instance's account (the owner of its root web folder, recorded at
 /// registration and shown by `instance show`); it cannot read a root-only file nor another
 /// tenant's web folder; what it detached is gone when the backup returns — with the run's
-/// cgroup and with the subreaper fallback alike.
+/// cgroup and with the subreaper fallback alike, and with a backup into the repository store.
 #[test]
 fn scripts_run_as_the_instance_account_and_reach_nothing_else() {
     let (Some(t1), Some(t2)) = (tenant("aps-tenant1"), tenant("aps-tenant2")) else {
@@ -211,6 +211,36 @@ fn scripts_run_as_the_instance_account_and_reach_nothing_else() {
         assert!(!exists(&seen["home"]), "the run folder is removed");
     }
     assert_private(&sb.state(), "after a backup");
+
+    // The same attack when the backup goes into the repository store: the script's file in
+    // the snapshot says the same, and nothing it detached survives.
+    sb.use_repository();
+    let out = sb.cli(&["backup", "one", "--json"]);
+    assert_success(&out, "backup into the repository");
+    let staged = sb.path("staged-one");
+    let out = sb.cli(&[
+        "store",
+        "restore",
+        "one",
+        "--latest",
+        "--to",
+        staged.as_str(),
+    ]);
+    assert_success(&out, "store restore");
+    let file = staged.join("script-backup");
+    let seen = lines(&file);
+    assert_eq!(seen["uid"], t1.uid.to_string(), "repository: {seen:?}");
+    assert_eq!(seen["root-secret"], "denied", "{seen:?}");
+    assert_eq!(seen["other"], "denied", "{seen:?}");
+    let content = std::fs::read_to_string(&file).unwrap();
+    assert!(!content.contains("ROOT-ONLY-SECRET") && !content.contains("TENANT-TWO"));
+    for leftover in ["setsid", "grandchild"] {
+        let pid: i32 = seen[leftover].parse().unwrap();
+        assert!(
+            !pid_alive(pid),
+            "repository: the {leftover} process {pid} outlived the backup"
+        );
+    }
 }
 
 /// What a restore writes belongs to the instance's account, whether the controller or the

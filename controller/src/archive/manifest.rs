@@ -96,6 +96,22 @@ pub struct PartInfo {
     pub symlink_count: Option<u64>,
 }
 
+impl PartInfo {
+    /// A file part (a dump, a script's file) named `name`, in the tar entry `files/<name>`.
+    pub fn file(name: &str, kind: PartKind, size: u64, sha256: String) -> Self {
+        PartInfo {
+            name: name.to_owned(),
+            kind,
+            entry: format!("files/{name}"),
+            size,
+            sha256,
+            file_count: None,
+            dir_count: None,
+            symlink_count: None,
+        }
+    }
+}
+
 /// The archive's table of contents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -213,16 +213,12 @@ impl<W: Write> ArchiveWriter<W> {
             });
         }
         self.check(res, name)?;
-        self.parts.push(PartInfo {
-            name: name.to_owned(),
+        self.parts.push(PartInfo::file(
+            name,
             kind,
-            entry,
             size,
-            sha256: hex::encode(sha.finalize()),
-            file_count: None,
-            dir_count: None,
-            symlink_count: None,
-        });
+            hex::encode(sha.finalize()),
+        ));
         Ok(self.parts.last().expect("just pushed"))
     }
 

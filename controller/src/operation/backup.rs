@@ -295,7 +295,7 @@ impl Plan<'_> {
                 .and_then(|d| d.bytes);
             self.ctl
                 .report_part("backup", name, "database", db_id, total(size));
-            let dump = work.join(format!("db-{}.sql", super::file_safe(db_id)));
+            let dump = work.join(super::dump_part_name(db_id));
             let info = crate::database::dump(db, &dump, self.ctl.timeout(self.request.timeout))
                 .map_err(|source| OperationError::Database {
                     step: Step::BackupResources,
@@ -304,7 +304,7 @@ impl Plan<'_> {
                 })?;
             writer
                 .add_file_part(
-                    &format!("db-{}.sql", super::file_safe(db_id)),
+                    &super::dump_part_name(db_id),
                     PartKind::DatabaseDump {
                         db_id: db_id.clone(),
                         kind: db.kind.as_str().to_owned(),

@@ -57,6 +57,12 @@ pub(crate) fn archived_web_dirs(
         .collect()
 }
 
+/// The archive part (and the work file) holding the dump of database requirement `db_id`:
+/// `db-<id>.sql`, the id made file-name-safe.
+pub fn dump_part_name(db_id: &str) -> String {
+    format!("db-{}.sql", file_safe(db_id))
+}
+
 /// A file-name-safe form of a db id (APP-META.xml ids may hold any character), for part and
 /// work-file names.
 pub(crate) fn file_safe(id: &str) -> String {

@@ -634,7 +634,7 @@ fn write_snapshot(
         })?;
         writer
             .add_file_part(
-                &format!("db-{}.sql", super::file_safe(db_id)),
+                &super::dump_part_name(db_id),
                 PartKind::DatabaseDump {
                     db_id: db_id.clone(),
                     kind: db.kind.as_str().to_owned(),

@@ -66,7 +66,9 @@ use rustic_core::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::repository_restore::{self, StreamError, Streamed, stream_tree, write_out};
+use super::repository_restore::{
+    StreamError, Streamed, mode_or, mtime_seconds, stream_tree, write_out,
+};
 pub use super::repository_restore::{WriteOutError, WriteOutStats};
 use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::{RepositoryLocation, RepositorySettings};
@@ -610,16 +612,7 @@ impl RepositoryStore {
                 } else {
                     SCRIPT_PART
                 };
-                PartInfo {
-                    name: name.to_owned(),
-                    kind: PartKind::ScriptBackup,
-                    entry: format!("files/{name}"),
-                    size: s.size,
-                    sha256: s.sha256.to_owned(),
-                    file_count: None,
-                    dir_count: None,
-                    symlink_count: None,
-                }
+                PartInfo::file(name, PartKind::ScriptBackup, s.size, s.sha256.to_owned())
             }),
             key: input.key.clone(),
             made: OnceLock::new(),
@@ -823,11 +816,18 @@ impl RepositoryStore {
         }
         // Not the engine's restore: its memory grows with the data and it panics on a
         // damaged pack (repository_restore explains).
-        write_out(&repo, &node, target).map_err(|source| RepositoryError::WriteOut {
-            repository: self.describe(),
-            snapshot: snap.id.clone(),
-            target: target.to_owned(),
-            source,
+        write_out(&repo, &node, target).map_err(|e| match e {
+            StreamError::Cancelled(signal) => RepositoryError::RestoreInterrupted {
+                instance: instance.to_owned(),
+                snapshot: snap.id[..8].to_owned(),
+                signal,
+            },
+            StreamError::Read(source) | StreamError::Sink(source) => RepositoryError::WriteOut {
+                repository: self.describe(),
+                snapshot: snap.id.clone(),
+                target: target.to_owned(),
+                source,
+            },
         })?;
 
         let mut staged = StagedRestore {
@@ -883,7 +883,6 @@ impl RepositoryStore {
                 source,
             }
         };
-        let snap = self.find(instance, &snapshot.id)?;
         remove_stale_staging(work_parent);
         let dir = tempfile::Builder::new()
             .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
@@ -903,7 +902,7 @@ impl RepositoryStore {
         };
         let write_out = |target: &Utf8Path| {
             let target = target.to_owned();
-            let snapshot = snap.id.clone();
+            let snapshot = snapshot.id.clone();
             let repository = self.describe();
             move |source| RepositoryError::WriteOut {
                 repository,
@@ -919,7 +918,7 @@ impl RepositoryStore {
         };
         let repo = self.reopen()?.to_indexed().map_err(self.err())?;
         let top = repo
-            .node_from_snapshot_path(&snap.id, |_| true)
+            .node_from_snapshot_path(&snapshot.id, |_| true)
             .map_err(self.err())?;
         let top_tree = top
             .subtree
@@ -1083,27 +1082,29 @@ impl RepositoryStore {
                     let mut web = writer
                         .begin_web_part(
                             mapping_url,
-                            repository_restore::posix_mode(&source).unwrap_or(0o755),
-                            source.meta.mtime.map_or(0, |t| t.as_second()),
+                            mode_or(&source, 0o755),
+                            mtime_seconds(&source),
                         )
                         .map_err(arch)?;
-                    stream_tree(&repo, &source, |item| match item {
-                        Streamed::Dir { rel, mode, mtime } => {
-                            web.dir(rel.as_os_str().as_bytes(), mode, mtime)
+                    stream_tree(&repo, &source, |item| {
+                        let (rel, node) = item.entry();
+                        let (rel, mode, mtime) = (
+                            rel.as_os_str().as_bytes(),
+                            mode_or(node, 0o600),
+                            mtime_seconds(node),
+                        );
+                        match item {
+                            Streamed::Dir { .. } => web.dir(rel, mode, mtime),
+                            Streamed::File { content, .. } => {
+                                web.file(rel, mode, mtime, node.meta.size, content)
+                            }
+                            Streamed::Symlink { .. } => web.symlink(
+                                rel,
+                                mode,
+                                mtime,
+                                node.node_type.to_link().as_os_str().as_bytes(),
+                            ),
                         }
-                        Streamed::File {
-                            rel,
-                            mode,
-                            mtime,
-                            size,
-                            content,
-                        } => web.file(rel.as_os_str().as_bytes(), mode, mtime, size, content),
-                        Streamed::Symlink {
-                            rel,
-                            mode,
-                            mtime,
-                            target,
-                        } => web.symlink(rel.as_os_str().as_bytes(), mode, mtime, target),
                     })
                     .map_err(streamed)?;
                     web.finish().map_err(arch)?;
@@ -1458,21 +1459,13 @@ impl ManifestMaker {
             let Some((size, sha256)) = state.dumps.get(id) else {
                 return Err(format!("the dump of database {id} did not complete"));
             };
-            let name = format!("db-{}.sql", file_safe(id));
-            parts.push(PartInfo {
-                entry: format!("files/{name}"),
-                name,
-                kind: PartKind::DatabaseDump {
-                    db_id: id.clone(),
-                    kind: kind.clone(),
-                    row_counts: None,
-                },
-                size: *size,
-                sha256: sha256.clone(),
-                file_count: None,
-                dir_count: None,
-                symlink_count: None,
-            });
+            let kind = PartKind::DatabaseDump {
+                db_id: id.clone(),
+                kind: kind.clone(),
+                row_counts: None,
+            };
+            let name = aps_controller::operation::dump_part_name(id);
+            parts.push(PartInfo::file(&name, kind, *size, sha256.clone()));
         }
         parts.extend(self.web_parts.iter().cloned());
         parts.extend(self.script_part.iter().cloned());
@@ -1487,19 +1480,6 @@ impl ManifestMaker {
             .expect("a tag serialises");
         Ok(self.made.get_or_init(|| (json, tag)))
     }
-}
-
-/// A part name from a requirement id (ids may hold any character), as archive backups make it.
-fn file_safe(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// The instance as one source: its dumps, the manifest, then its web folders, in path order

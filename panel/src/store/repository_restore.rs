@@ -57,112 +57,76 @@ pub struct WriteOutStats {
 }
 
 /// Writes the tree below `root` (a folder node of a snapshot) into `target`, which must exist
-/// and be empty.
+/// and be empty: [`stream_tree`] with a sink that makes each entry.
 pub(super) fn write_out<S: IndexedFull>(
     repo: &Repository<S>,
     root: &Node,
     target: &Utf8Path,
-) -> Result<WriteOutStats, WriteOutError> {
-    let read_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| WriteOutError::Read { path, source }
-    };
+) -> Result<WriteOutStats, StreamError<WriteOutError>>
+where
+    Repository<S>: Sync,
+{
     let write_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| WriteOutError::Write { path, source }
     };
     let mut stats = WriteOutStats::default();
     // Folders get their mode and time once everything inside them is written (writing a file
-    // changes its folder's mtime): the root and each folder, set when the walk leaves it.
-    let mut open_dirs: Vec<(PathBuf, Node)> = vec![(PathBuf::new(), root.clone())];
-    let entries = repo
-        .ls(root, &LsOptions::default())
-        .map_err(read_err(Path::new("/")))?;
-    for entry in entries {
-        let (rel, node) = entry.map_err(read_err(Path::new("/")))?;
-        if rel.as_os_str().is_empty() {
-            continue; // the root: the staging folder itself, which stays private
-        }
-        if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(WriteOutError::BadPath {
-                path: rel.display().to_string(),
-            });
-        }
+    // changes its folder's mtime): each folder, set when the stream leaves it. The root is the
+    // staging folder itself, which stays private.
+    let mut open_dirs: Vec<(PathBuf, Node)> = Vec::new();
+    let close_left = |open_dirs: &mut Vec<(PathBuf, Node)>, rel: Option<&Path>| {
         while let Some((dir, _)) = open_dirs.last() {
-            if rel.starts_with(dir) && rel != *dir {
+            if rel.is_some_and(|rel| rel.starts_with(dir) && rel != *dir) {
                 break;
             }
             let (dir, dir_node) = open_dirs.pop().expect("just looked");
-            if !dir.as_os_str().is_empty() {
-                finish(target, &dir, &dir_node).map_err(write_err(&dir))?;
-            }
+            finish(target, &dir, &dir_node).map_err(write_err(&dir))?;
         }
-        let dest = target.as_std_path().join(&rel);
-        match &node.node_type {
-            NodeType::Dir => {
+        Ok::<_, WriteOutError>(())
+    };
+    stream_tree(repo, root, |item| {
+        let (rel, node) = item.entry();
+        close_left(&mut open_dirs, Some(rel))?;
+        let dest = target.as_std_path().join(rel);
+        match item {
+            Streamed::Dir { .. } => {
                 std::fs::DirBuilder::new()
                     .mode(0o700)
                     .create(&dest)
-                    .map_err(write_err(&rel))?;
+                    .map_err(write_err(rel))?;
                 stats.dirs += 1;
-                open_dirs.push((rel, node));
+                open_dirs.push((rel.to_owned(), node.clone()));
             }
-            NodeType::File => {
+            Streamed::File { content, .. } => {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&dest)
-                    .map_err(write_err(&rel))?;
-                let mut out = Counting {
-                    inner: BufWriter::with_capacity(256 * 1024, file),
-                    bytes: 0,
-                };
-                repo.dump(&node, &mut out).map_err(read_err(&rel))?;
-                stats.bytes += out.bytes;
+                    .map_err(write_err(rel))?;
+                let mut out = BufWriter::with_capacity(256 * 1024, file);
+                stats.bytes += io::copy(content, &mut out).map_err(write_err(rel))?;
                 let file = out
-                    .inner
                     .into_inner()
-                    .map_err(|e| write_err(&rel)(e.into_error()))?;
-                set_mode_fd(&file, &node).map_err(write_err(&rel))?;
+                    .map_err(|e| write_err(rel)(e.into_error()))?;
+                set_mode_fd(&file, node).map_err(write_err(rel))?;
                 drop(file);
-                set_times(target, &rel, &node).map_err(write_err(&rel))?;
+                set_times(target, rel, node).map_err(write_err(rel))?;
                 stats.files += 1;
             }
-            NodeType::Symlink { .. } => {
-                let link = node.node_type.to_link();
-                std::os::unix::fs::symlink(link, &dest).map_err(write_err(&rel))?;
-                set_times(target, &rel, &node).map_err(write_err(&rel))?;
+            Streamed::Symlink { .. } => {
+                std::os::unix::fs::symlink(node.node_type.to_link(), &dest)
+                    .map_err(write_err(rel))?;
+                set_times(target, rel, node).map_err(write_err(rel))?;
                 stats.symlinks += 1;
             }
-            // Our snapshots hold no devices, FIFOs or sockets; one from elsewhere is left out.
-            _ => {}
         }
-    }
-    while let Some((dir, dir_node)) = open_dirs.pop() {
-        if !dir.as_os_str().is_empty() {
-            finish(target, &dir, &dir_node).map_err(write_err(&dir))?;
-        }
-    }
+        Ok(())
+    })?;
+    close_left(&mut open_dirs, None).map_err(StreamError::Sink)?;
     Ok(stats)
-}
-
-/// A writer that counts what went through.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Permission, setuid, setgid and sticky bits from the restic format's Go file mode.
@@ -238,22 +202,38 @@ fn finish(target: &Utf8Path, rel: &Path, node: &Node) -> io::Result<()> {
 pub(super) enum Streamed<'a> {
     Dir {
         rel: &'a Path,
-        mode: u32,
-        mtime: i64,
+        node: &'a Node,
     },
     File {
         rel: &'a Path,
-        mode: u32,
-        mtime: i64,
-        size: u64,
+        node: &'a Node,
         content: &'a mut dyn io::Read,
     },
     Symlink {
         rel: &'a Path,
-        mode: u32,
-        mtime: i64,
-        target: &'a [u8],
+        node: &'a Node,
     },
+}
+
+impl<'a> Streamed<'a> {
+    /// Its path and its node.
+    pub(super) fn entry(&self) -> (&'a Path, &'a Node) {
+        match *self {
+            Streamed::Dir { rel, node }
+            | Streamed::File { rel, node, .. }
+            | Streamed::Symlink { rel, node } => (rel, node),
+        }
+    }
+}
+
+/// A node's permission, setuid, setgid and sticky bits (`default` when it records none).
+pub(super) fn mode_or(node: &Node, default: u32) -> u32 {
+    posix_mode(node).unwrap_or(default)
+}
+
+/// A node's modification time in whole seconds (0 when it records none).
+pub(super) fn mtime_seconds(node: &Node) -> i64 {
+    node.meta.mtime.map_or(0, |t| t.as_second())
 }
 
 /// What the reader thread sends: an entry, then for a file its content and its end.
@@ -389,13 +369,10 @@ fn consume<E>(
                 path: rel.display().to_string(),
             }));
         }
-        let mode = posix_mode(&node).unwrap_or(0o600);
-        let mtime = node.meta.mtime.map_or(0, |t| t.as_second());
         let item = match &node.node_type {
             NodeType::Dir => sink(Streamed::Dir {
                 rel: &rel,
-                mode,
-                mtime,
+                node: &node,
             }),
             NodeType::File => {
                 let mut content = Receiver {
@@ -406,9 +383,7 @@ fn consume<E>(
                 };
                 let r = sink(Streamed::File {
                     rel: &rel,
-                    mode,
-                    mtime,
-                    size: node.meta.size,
+                    node: &node,
                     content: &mut content,
                 });
                 if let Some(signal) = stop_signal() {
@@ -424,15 +399,10 @@ fn consume<E>(
                 }
                 r
             }
-            NodeType::Symlink { .. } => {
-                let target = node.node_type.to_link().as_os_str().as_bytes().to_vec();
-                sink(Streamed::Symlink {
-                    rel: &rel,
-                    mode,
-                    mtime,
-                    target: &target,
-                })
-            }
+            NodeType::Symlink { .. } => sink(Streamed::Symlink {
+                rel: &rel,
+                node: &node,
+            }),
             // Our snapshots hold no devices, FIFOs or sockets; one from elsewhere is left out.
             _ => Ok(()),
         };

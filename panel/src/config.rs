@@ -76,17 +76,20 @@ pub struct StoreTable {
     pub password_file: Option<Utf8PathBuf>,
     /// Repository only: `[store.s3]`, the repository in an S3-compatible bucket instead of
     /// the folder `path`.
-    pub s3: Option<RepositoryS3>,
+    pub s3: Option<S3Bucket>,
 }
 
-/// `[store.s3]`: where in a bucket the repository lives, with the keys of `[remote]`.
+/// A prefix of an S3-compatible bucket and the credentials to reach it: `[store.s3]` (where
+/// the repository lives) and the bucket keys of `[remote]`. Unknown keys are refused by
+/// [`unknown_keys`] before these tables are read (serde's own refusal cannot be combined with
+/// `[remote]` flattening this table into its own).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RepositoryS3 {
+#[serde(rename_all = "kebab-case")]
+pub struct S3Bucket {
     /// `https://s3.example.com`; absent means AWS itself.
     pub endpoint: Option<String>,
     pub bucket: String,
-    /// Key prefix of the repository inside the bucket, e.g. `host1/repository`.
+    /// Key prefix inside the bucket, e.g. `host1/` or `host1/repository`.
     #[serde(default)]
     pub prefix: String,
     #[serde(default = "default_region")]
@@ -97,7 +100,7 @@ pub struct RepositoryS3 {
     pub secret_access_key_file: Option<Utf8PathBuf>,
 }
 
-impl RepositoryS3 {
+impl S3Bucket {
     /// `""` or `a/b/`: what every object key of the repository starts with.
     pub fn key_prefix(&self) -> String {
         let p = self.prefix.trim_matches('/');
@@ -120,7 +123,7 @@ pub enum RepositoryLocation {
     /// A folder of this machine.
     Folder(Utf8PathBuf),
     /// A prefix of an S3-compatible bucket.
-    S3(RepositoryS3),
+    S3(S3Bucket),
 }
 
 impl RepositoryLocation {
@@ -193,22 +196,13 @@ pub struct RetentionConfig {
     pub instances: BTreeMap<String, KeepConfig>,
 }
 
-/// An S3-compatible bucket that receives a copy of every backup.
+/// An S3-compatible bucket that receives a copy of every backup. Unknown keys: as for
+/// [`S3Bucket`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct RemoteConfig {
-    /// `https://s3.example.com`; absent means AWS itself.
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    /// Key prefix inside the bucket, e.g. `host1/`.
-    #[serde(default)]
-    pub prefix: String,
-    #[serde(default = "default_region")]
-    pub region: String,
-    /// Else the environment's `AWS_ACCESS_KEY_ID`.
-    pub access_key_id: Option<String>,
-    /// A file holding the secret key (kept out of panel.toml); else `AWS_SECRET_ACCESS_KEY`.
-    pub secret_access_key_file: Option<Utf8PathBuf>,
+    #[serde(flatten)]
+    pub bucket: S3Bucket,
     /// Files at least this big are uploaded in parts.
     #[serde(default = "default_multipart_threshold")]
     pub multipart_threshold_mib: u64,

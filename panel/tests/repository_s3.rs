@@ -14,7 +14,7 @@ use std::time::Duration;
 use aps_controller::database::testing::{TestDatabase, create_database};
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
-use aps_panel::config::{RepositoryLocation, RepositoryS3, RepositorySettings};
+use aps_panel::config::{RepositoryLocation, RepositorySettings, S3Bucket};
 use aps_panel::store::repository::verify::ReadData;
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore, SnapshotInfo};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -28,7 +28,7 @@ struct Site {
     _tmp: tempfile::TempDir,
     root: Utf8PathBuf,
     settings: RepositorySettings,
-    s3: RepositoryS3,
+    s3: S3Bucket,
     env: s3_env::S3TestEnv,
     web_dirs: BTreeMap<String, Utf8PathBuf>,
 }
@@ -47,7 +47,7 @@ fn site(test: &str) -> Option<Site> {
     }
     let secret = root.join("s3-secret");
     std::fs::write(&secret, format!("{}\n", env.secret_key)).unwrap();
-    let s3 = RepositoryS3 {
+    let s3 = S3Bucket {
         endpoint: Some(env.endpoint.clone()),
         bucket: env.bucket.clone(),
         prefix: format!("{}repository", env.prefix),

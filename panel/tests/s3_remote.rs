@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aps_panel::config::RemoteConfig;
+use aps_panel::config::{RemoteConfig, S3Bucket};
 use aps_panel::prune::prune_store;
 use aps_panel::retention::{KeepRules, RetentionPolicy};
 use aps_panel::store::s3::S3Store;
@@ -31,12 +31,14 @@ fn fixture(test: &str) -> Option<Fixture> {
     let secret = dir.join("secret");
     std::fs::write(&secret, env.secret_key + "\n").unwrap();
     let config = RemoteConfig {
-        endpoint: Some(env.endpoint),
-        bucket: env.bucket,
-        prefix: env.prefix,
-        region: "us-east-1".to_owned(),
-        access_key_id: Some(env.access_key),
-        secret_access_key_file: Some(secret),
+        bucket: S3Bucket {
+            endpoint: Some(env.endpoint),
+            bucket: env.bucket,
+            prefix: env.prefix,
+            region: "us-east-1".to_owned(),
+            access_key_id: Some(env.access_key),
+            secret_access_key_file: Some(secret),
+        },
         multipart_threshold_mib: 6,
         part_size_mib: 5,
     };

@@ -35,27 +35,17 @@ impl S3Store {
     /// Credentials: panel.toml's `access-key-id` / `secret-access-key-file`, else the
     /// environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub fn open(c: &RemoteConfig) -> Result<Self, StoreError> {
-        let describe = format!("s3://{}/{}", c.bucket, c.prefix);
+        let b = &c.bucket;
+        let describe = format!("s3://{}/{}", b.bucket, b.prefix);
         let err = |message: String| StoreError::Remote {
             store: describe.clone(),
             message,
         };
-        let store = client(
-            &c.bucket,
-            &c.region,
-            c.endpoint.as_deref(),
-            c.access_key_id.as_deref(),
-            c.secret_access_key_file.as_deref(),
-        )
-        .map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
+        let store = client(b).map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
         if c.part_size_mib < 5 {
             return Err(err(
                 "part-size-mib must be at least 5 (the S3 minimum part size)".to_owned(),
             ));
-        }
-        let mut prefix = c.prefix.trim_matches('/').to_owned();
-        if !prefix.is_empty() {
-            prefix.push('/');
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -65,8 +55,8 @@ impl S3Store {
             .map_err(|e| err(format!("cannot start the S3 client runtime: {e}")))?;
         Ok(S3Store {
             store,
-            bucket: c.bucket.clone(),
-            prefix,
+            bucket: b.bucket.clone(),
+            prefix: b.key_prefix(),
             multipart_threshold: c.multipart_threshold_mib * MIB,
             part_size: c.part_size_mib * MIB,
             runtime,
@@ -285,13 +275,12 @@ impl Remote for S3Store {
 /// `[remote]` and the repository's `[store.s3]` alike): path-style requests to a self-hosted
 /// `endpoint` (plain `http://` only when it says so), the key id and the secret from its file,
 /// else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
-pub(crate) fn client(
-    bucket: &str,
-    region: &str,
-    endpoint: Option<&str>,
-    access_key_id: Option<&str>,
-    secret_access_key_file: Option<&camino::Utf8Path>,
-) -> Result<AmazonS3, String> {
+pub(crate) fn client(c: &crate::config::S3Bucket) -> Result<AmazonS3, String> {
+    let (bucket, region, endpoint) = (&c.bucket, &c.region, c.endpoint.as_deref());
+    let (access_key_id, secret_access_key_file) = (
+        c.access_key_id.as_deref(),
+        c.secret_access_key_file.as_deref(),
+    );
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(region);

@@ -25,7 +25,7 @@ use rustic_core::{
 };
 
 use super::{RepositoryError, engine_err};
-use crate::config::{RepositoryLocation, RepositoryS3};
+use crate::config::{RepositoryLocation, S3Bucket};
 
 /// The engine's backends for `location`.
 pub(super) fn backends(
@@ -72,15 +72,9 @@ pub struct S3Backend {
 impl S3Backend {
     /// Credentials as for `[remote]`: `access-key-id` / `secret-access-key-file`, else the
     /// environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
-    pub fn new(c: &RepositoryS3) -> Result<Self, String> {
-        let store = crate::store::s3::client(
-            &c.bucket,
-            &c.region,
-            c.endpoint.as_deref(),
-            c.access_key_id.as_deref(),
-            c.secret_access_key_file.as_deref(),
-        )
-        .map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
+    pub fn new(c: &S3Bucket) -> Result<Self, String> {
+        let store =
+            crate::store::s3::client(c).map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
         Ok(S3Backend {
             store,
             bucket: c.bucket.clone(),

@@ -9,9 +9,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
-use aps_controller::database::testing::{TestDatabase, create_database};
+use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings, S3Bucket};
@@ -22,7 +21,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 #[path = "support/s3_env.rs"]
 mod s3_env;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+use common::{TIMEOUT, body, fill, rows, tree};
 
 struct Site {
     _tmp: tempfile::TempDir,
@@ -68,58 +67,6 @@ fn site(test: &str) -> Option<Site> {
         s3,
         env,
     })
-}
-
-/// Deterministic, poorly compressible content of 1–33 KiB.
-fn body(seed: u32, generation: u32) -> Vec<u8> {
-    let len = 1024 + (seed as usize * 7919) % (32 * 1024);
-    let mut x = u64::from(seed) * 2_654_435_761 + u64::from(generation) * 97 + 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// Relative path → a file's bytes (hex) or `dir`.
-fn tree(dir: &Utf8Path) -> BTreeMap<String, String> {
-    fn walk(base: &Utf8Path, dir: &Utf8Path, out: &mut BTreeMap<String, String>) {
-        for entry in dir.read_dir_utf8().unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            let rel = path.strip_prefix(base).unwrap().to_string();
-            if std::fs::symlink_metadata(path).unwrap().is_dir() {
-                out.insert(rel, "dir".to_owned());
-                walk(base, path, out);
-            } else {
-                out.insert(rel, hex::encode(std::fs::read(path).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-fn rows(db: &Database) -> String {
-    database::query(db, "SELECT id, body FROM notes ORDER BY id", TIMEOUT).unwrap()
-}
-
-fn fill(db: &TestDatabase) {
-    let values: Vec<String> = (0..100).map(|i| format!("({i}, 'note {i}')")).collect();
-    database::query(
-        db,
-        &format!(
-            "CREATE TABLE notes (id INT PRIMARY KEY, body TEXT NOT NULL);\
-             INSERT INTO notes VALUES {};",
-            values.join(",")
-        ),
-        TIMEOUT,
-    )
-    .unwrap();
 }
 
 fn backup(

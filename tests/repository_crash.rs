@@ -88,6 +88,23 @@ fn kill(child: &Child, signal: &str) {
     assert!(status.success());
 }
 
+/// The command ended as SIGTERM asked: exit 143, the `interrupted` envelope naming the signal
+/// with `says` in its message, the signal acknowledged on stderr.
+fn assert_stopped_by_sigterm(out: &std::process::Output, says: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(says),
+        "{v}"
+    );
+    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+}
+
 /// restic's check (reading every pack) and ours agree the repository is consistent, and it
 /// holds exactly `snapshots` snapshots.
 fn assert_consistent(sb: &Sandbox, snapshots: usize) {
@@ -180,21 +197,7 @@ fn sigterm_during_a_repository_backup_exits_143_and_keeps_nothing() {
         "stopped {:?} after SIGTERM, {packs_at_signal} pack files written by then",
         signalled.elapsed()
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["ok"], false, "{v}");
-    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
-    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("nothing was kept"),
-        "{v}"
-    );
-    assert!(stderr.contains("SIGTERM received"), "{stderr}");
+    assert_stopped_by_sigterm(&out, "nothing was kept");
     assert_consistent(&sb, 0);
     assert_next_backup_works(&sb);
 }
@@ -205,20 +208,16 @@ fn kill_9_during_a_backup_into_a_bucket_leaves_it_consistent() {
         return;
     };
     let (sb, _dbs) = big_site(128);
-    let secret = sb.path("s3-secret");
-    std::fs::write(&secret, format!("{}\n", s3.secret_key)).unwrap();
     // The same site, now with its repository in the bucket (new keys for it).
     std::fs::remove_file(sb.state().join("repository.key")).unwrap();
     std::fs::remove_file(sb.state().join("repository.password")).unwrap();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        format!(
-            "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
-             prefix = \"{}repo\"\naccess-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
-            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
-        ),
-    )
-    .unwrap();
+    sb.choose_s3_repository(
+        &s3.endpoint,
+        &s3.bucket,
+        &s3.prefix,
+        &s3.access_key,
+        &s3.secret_key,
+    );
     assert_success(&sb.cli(&["store", "init"]), "store init in the bucket");
     // s3s-fs keeps bucket B in /tmp/aps-ci/s3/B (scripts/ci/s3-server.sh).
     let on_server = Utf8Path::new("/tmp/aps-ci/s3")
@@ -292,19 +291,7 @@ fn sigterm_during_a_repository_restore_leaves_the_instance_untouched() {
     }
     kill(&child, "TERM");
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(143), "{stdout}\n{stderr}");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
-    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("the instance was not touched"),
-        "{v}"
-    );
+    assert_stopped_by_sigterm(&out, "the instance was not touched");
     assert_eq!(
         std::fs::read_to_string(www.join("index.html")).unwrap(),
         "changed since the backup\n"

@@ -16,17 +16,13 @@ fn store_init_and_check_in_a_bucket() {
         return;
     };
     let sb = Sandbox::new();
-    let secret = sb.path("s3-secret");
-    std::fs::write(&secret, format!("{}\n", s3.secret_key)).unwrap();
-    std::fs::write(
-        sb.state().join("panel.toml"),
-        format!(
-            "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"{}\"\nbucket = \"{}\"\n\
-             prefix = \"{}repo\"\naccess-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
-            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
-        ),
-    )
-    .unwrap();
+    sb.choose_s3_repository(
+        &s3.endpoint,
+        &s3.bucket,
+        &s3.prefix,
+        &s3.access_key,
+        &s3.secret_key,
+    );
 
     let out = sb.cli(&["store", "init", "--json"]);
     assert_success(&out, "store init");
@@ -53,7 +49,7 @@ fn store_init_and_check_in_a_bucket() {
     assert_eq!(json(&out)["repository"], expected.as_str());
 
     // A wrong secret: the bucket refuses, and the command says which repository.
-    std::fs::write(&secret, "wrong\n").unwrap();
+    std::fs::write(sb.path("s3-secret"), "wrong\n").unwrap();
     let out = sb.cli(&["store", "snapshots", "--json"]);
     assert!(!out.status.success(), "{out:?}");
     let v = json(&out);

@@ -256,7 +256,8 @@ const KEEP_KEYS: &[&str] = &[
     "keep-within",
 ];
 const STORE_KEYS: &[&str] = &["kind", "path", "key-file", "password-file", "s3"];
-const STORE_S3_KEYS: &[&str] = &[
+/// `[store.s3]`, and the bucket keys of `[remote]` ([`S3Bucket`]).
+const S3_BUCKET_KEYS: &[&str] = &[
     "endpoint",
     "bucket",
     "prefix",
@@ -264,16 +265,8 @@ const STORE_S3_KEYS: &[&str] = &[
     "access-key-id",
     "secret-access-key-file",
 ];
-const REMOTE_KEYS: &[&str] = &[
-    "endpoint",
-    "bucket",
-    "prefix",
-    "region",
-    "access-key-id",
-    "secret-access-key-file",
-    "multipart-threshold-mib",
-    "part-size-mib",
-];
+/// `[remote]`'s own keys besides [`S3_BUCKET_KEYS`].
+const REMOTE_UPLOAD_KEYS: &[&str] = &["multipart-threshold-mib", "part-size-mib"];
 
 /// Every key panel.toml does not know, as `line N: unknown key …; did you mean …? valid keys:
 /// …`. Syntax errors are left to the typed parse that follows.
@@ -305,11 +298,15 @@ fn unknown_keys(text: &str) -> Vec<String> {
     if let Some(toml::Value::Table(store)) = table.get("store") {
         check("store", store, STORE_KEYS);
         if let Some(toml::Value::Table(s3)) = store.get("s3") {
-            check("store.s3", s3, STORE_S3_KEYS);
+            check("store.s3", s3, S3_BUCKET_KEYS);
         }
     }
     if let Some(toml::Value::Table(remote)) = table.get("remote") {
-        check("remote", remote, REMOTE_KEYS);
+        check(
+            "remote",
+            remote,
+            &[S3_BUCKET_KEYS, REMOTE_UPLOAD_KEYS].concat(),
+        );
     }
     problems
 }

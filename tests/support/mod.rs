@@ -112,6 +112,31 @@ impl Sandbox {
         assert_success(&self.cli(&["store", "init", "--json"]), "store init");
     }
 
+    /// Chooses the repository store in a bucket (panel.toml `[store.s3]`, prefix
+    /// `<prefix>repo`, the secret key in a file of the sandbox); `store init` is left to the
+    /// test.
+    pub fn choose_s3_repository(
+        &self,
+        endpoint: &str,
+        bucket: &str,
+        prefix: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) {
+        let secret = self.path("s3-secret");
+        std::fs::write(&secret, format!("{secret_key}\n")).unwrap();
+        std::fs::create_dir_all(self.state()).unwrap();
+        std::fs::write(
+            self.state().join("panel.toml"),
+            format!(
+                "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"{endpoint}\"\n\
+                 bucket = \"{bucket}\"\nprefix = \"{prefix}repo\"\naccess-key-id = \"{access_key}\"\n\
+                 secret-access-key-file = \"{secret}\"\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// Writes `controller.toml` in the state folder. Unless `toml` sets it, it allows
     /// root-owned instances (`allow-root-scripts = true`): the sandbox's web folders are made
     /// by the test as root.

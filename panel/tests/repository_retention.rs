@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::retention::plan;
@@ -210,20 +209,10 @@ fn a_year_of_backups_is_thinned_to_the_policy_and_checks_clean() {
 }
 
 fn restic_check(settings: &RepositorySettings, repo: &Utf8Path) {
-    let restic = ["/usr/bin/restic", "/usr/local/bin/restic"]
-        .into_iter()
-        .find(|p| Utf8Path::new(p).exists())
-        .expect("restic is not installed: scripts/ci/install-deps.sh installs it");
-    let out = Command::new(restic)
-        .args(["--no-cache", "-r", repo.as_str(), "--password-file"])
-        .arg(settings.password_file.as_str())
-        .args(["check", "--read-data"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "restic check: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::restic(
+        repo.as_str(),
+        &settings.password_file,
+        &[],
+        &["check", "--read-data"],
     );
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, Database, DbKind};
@@ -226,10 +225,6 @@ fn restic_reads_our_s3_repository() {
     let Some(site) = site("repo-s3-restic") else {
         return;
     };
-    let restic = ["/usr/bin/restic", "/usr/local/bin/restic"]
-        .into_iter()
-        .find(|p| Utf8Path::new(p).exists())
-        .expect("restic is not installed: scripts/ci/install-deps.sh installs it");
     RepositoryStore::init(&site.settings).unwrap();
     let store = RepositoryStore::open(&site.settings).unwrap();
     let snap = backup(&store, &site, &BTreeMap::new()).unwrap();
@@ -241,20 +236,15 @@ fn restic_reads_our_s3_repository() {
         site.s3.key_prefix().trim_end_matches('/')
     );
     let run = |args: &[&str]| {
-        let out = Command::new(restic)
-            .env("AWS_ACCESS_KEY_ID", &site.env.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &site.env.secret_key)
-            .args(["--no-cache", "-r", &url, "--password-file"])
-            .arg(site.settings.password_file.as_str())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "restic {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::restic(
+            &url,
+            &site.settings.password_file,
+            &[
+                ("AWS_ACCESS_KEY_ID", &site.env.access_key),
+                ("AWS_SECRET_ACCESS_KEY", &site.env.secret_key),
+            ],
+            args,
+        )
     };
     let listed: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
     let listed = listed.as_array().unwrap();

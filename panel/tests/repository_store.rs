@@ -255,10 +255,6 @@ fn a_failing_dump_fails_the_backup_and_leaves_no_snapshot() {
 /// file, checks it, lists our snapshot and restores the same files.
 #[test]
 fn restic_lists_checks_and_restores_our_repository() {
-    let restic = ["/usr/bin/restic", "/usr/local/bin/restic"]
-        .into_iter()
-        .find(|p| Utf8Path::new(p).exists())
-        .expect("restic is not installed: scripts/ci/install-deps.sh installs it");
     let Some(db) = create_database(DbKind::Mysql, "repo_restic") else {
         return;
     };
@@ -269,25 +265,9 @@ fn restic_lists_checks_and_restores_our_repository() {
     let dbs = BTreeMap::from([("main".to_owned(), db.database().clone())]);
     let snap = backup(&store, &site, &dbs).unwrap();
 
-    let run = |args: &[&str]| {
-        let out = Command::new(restic)
-            .args([
-                "--no-cache",
-                "-r",
-                site.root.join("repo").as_str(),
-                "--password-file",
-            ])
-            .arg(site.settings.password_file.as_str())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "restic {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let repo = site.root.join("repo");
+    let run =
+        |args: &[&str]| common::restic(repo.as_str(), &site.settings.password_file, &[], args);
     run(&["check", "--read-data"]);
     let listed: serde_json::Value = serde_json::from_str(&run(&["snapshots", "--json"])).unwrap();
     let listed = listed.as_array().unwrap();

@@ -83,3 +83,27 @@ pub fn fill(db: &TestDatabase) {
     )
     .unwrap();
 }
+
+/// Runs the Debian `restic` tool (scripts/ci/install-deps.sh installs it) on repository `repo`
+/// (a folder or an `s3:` URL) with `password_file` and `env`, and returns its stdout; a
+/// failure fails the test with restic's output.
+pub fn restic(repo: &str, password_file: &Utf8Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let restic = ["/usr/bin/restic", "/usr/local/bin/restic"]
+        .into_iter()
+        .find(|p| Utf8Path::new(p).exists())
+        .expect("restic is not installed: scripts/ci/install-deps.sh installs it");
+    let out = std::process::Command::new(restic)
+        .envs(env.iter().copied())
+        .args(["--no-cache", "-r", repo, "--password-file"])
+        .arg(password_file.as_str())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restic {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -755,6 +755,43 @@ fn open_repository(
 }
 
 /// `restore NAME --latest|--snapshot ID` from the repository store.
+/// Snapshot `id` of instance `from` (`None`: its newest) staged from the repository store and
+/// restored into instance `into` through the controller's restore (`timeout_secs`,
+/// `no_safety_snapshot`); on failure `rolled_back` says what was put back. Returns the
+/// repository, the snapshot and the restore's report; the staging folder is gone by then.
+fn restore_snapshot_into(
+    ctl: &Controller,
+    panel: &Panel,
+    (from, id): (&str, Option<&str>),
+    into: &str,
+    (timeout_secs, no_safety_snapshot): (Option<u64>, bool),
+    out: Out,
+    rolled_back: impl FnOnce(&RestoreRequest) -> String,
+) -> Result<
+    (
+        String,
+        aps_panel::store::repository::SnapshotInfo,
+        aps_controller::operation::RestoreReport,
+    ),
+    Failure,
+> {
+    let store = open_repository(panel)?;
+    let mut staged = stage_snapshot(ctl, panel, &store, from, id)?;
+    let request = RestoreRequest {
+        instance: into.to_owned(),
+        source: staged.archive.clone(),
+        timeout: timeout_secs.map(Duration::from_secs),
+        no_safety_snapshot,
+        identity: None,
+    };
+    let report =
+        aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
+            print_rolled_back(out, &e, || rolled_back(&request));
+            Failure::from_operation(&e)
+        })?;
+    Ok((store.describe(), staged.snapshot.clone(), report))
+}
+
 fn snapshot_restore(
     ctl: &Controller,
     panel: &Panel,
@@ -762,32 +799,20 @@ fn snapshot_restore(
     out: Out,
 ) -> Result<Done, Failure> {
     require_instance(ctl, &input.instance)?;
-    let store = open_repository(panel)?;
-    let mut staged = stage_snapshot(
+    let (repository, snapshot, r) = restore_snapshot_into(
         ctl,
         panel,
-        &store,
+        (&input.instance, input.snapshot.as_deref()),
         &input.instance,
-        input.snapshot.as_deref(),
+        (input.timeout_secs, input.no_safety_snapshot),
+        out,
+        rolled_back_text,
     )?;
-    let request = RestoreRequest {
-        instance: input.instance.clone(),
-        source: staged.archive.clone(),
-        timeout: input.timeout_secs.map(Duration::from_secs),
-        no_safety_snapshot: input.no_safety_snapshot,
-        identity: None,
-    };
-    let r = aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
-        print_rolled_back(out, &e, || rolled_back_text(&request));
-        Failure::from_operation(&e)
-    })?;
-    let snapshot = staged.snapshot.clone();
-    drop(staged);
     let mut v = success_json(&r);
     v["snapshot"] = serde_json::to_value(&snapshot).expect("a snapshot serialises");
     // The staged archive is gone: the snapshot is what was restored.
-    v["file"] = store.describe().into();
-    let from = format!("snapshot {} of {}", &snapshot.id[..8], store.describe());
+    v["file"] = repository.clone().into();
+    let from = format!("snapshot {} of {repository}", &snapshot.id[..8]);
     Ok(Done {
         json: v,
         text: restored_text(&r, &from),
@@ -996,30 +1021,24 @@ fn snapshot_migrate(
     // The checks of a live migration, before anything is staged.
     ctl.check_migration(&input.source, &input.target)
         .map_err(|e| Failure::from_operation(&e))?;
-    let store = open_repository(panel)?;
-    let mut staged = stage_snapshot(ctl, panel, &store, &input.source, input.snapshot.as_deref())?;
-    let request = RestoreRequest {
-        instance: input.target.clone(),
-        source: staged.archive.clone(),
-        timeout: input.timeout_secs.map(Duration::from_secs),
-        no_safety_snapshot: input.no_safety_snapshot,
-        identity: None,
-    };
-    let restore = aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
-        print_rolled_back(out, &e, || {
+    let (repository, snapshot, restore) = restore_snapshot_into(
+        ctl,
+        panel,
+        (&input.source, input.snapshot.as_deref()),
+        &input.target,
+        (input.timeout_secs, input.no_safety_snapshot),
+        out,
+        |_| {
             format!(
                 "{} is as it was before (put back from its safety snapshot where it had changed), {} was not changed",
                 input.target, input.source
             )
-        });
-        Failure::from_operation(&e)
-    })?;
-    let snapshot = staged.snapshot.clone();
-    drop(staged);
+        },
+    )?;
     let report = SnapshotMigration {
         source: input.source.clone(),
         target: input.target.clone(),
-        repository: store.describe(),
+        repository,
         snapshot,
         restore,
         duration_ms: started.elapsed().as_millis() as u64,

@@ -66,10 +66,10 @@ use rustic_core::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub use super::repository_restore::WriteOutError;
 use super::repository_restore::{
     StreamError, Streamed, mode_or, mtime_seconds, stream_tree, write_out,
 };
-pub use super::repository_restore::{WriteOutError, WriteOutStats};
 use super::repository_web::{Offered, WebFile, WebWalk};
 use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;

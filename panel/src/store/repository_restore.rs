@@ -47,22 +47,13 @@ pub enum WriteOutError {
     BadPath { path: String },
 }
 
-/// What was written.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct WriteOutStats {
-    pub files: u64,
-    pub dirs: u64,
-    pub symlinks: u64,
-    pub bytes: u64,
-}
-
 /// Writes the tree below `root` (a folder node of a snapshot) into `target`, which must exist
 /// and be empty: [`stream_tree`] with a sink that makes each entry.
 pub(super) fn write_out<S: IndexedFull>(
     repo: &Repository<S>,
     root: &Node,
     target: &Utf8Path,
-) -> Result<WriteOutStats, StreamError<WriteOutError>>
+) -> Result<(), StreamError<WriteOutError>>
 where
     Repository<S>: Sync,
 {
@@ -70,7 +61,6 @@ where
         let path = path.display().to_string();
         move |source| WriteOutError::Write { path, source }
     };
-    let mut stats = WriteOutStats::default();
     // Folders get their mode and time once everything inside them is written (writing a file
     // changes its folder's mtime): each folder, set when the stream leaves it. The root is the
     // staging folder itself, which stays private.
@@ -95,7 +85,6 @@ where
                     .mode(0o700)
                     .create(&dest)
                     .map_err(write_err(rel))?;
-                stats.dirs += 1;
                 open_dirs.push((rel.to_owned(), node.clone()));
             }
             Streamed::File { content, .. } => {
@@ -107,26 +96,23 @@ where
                     .open(&dest)
                     .map_err(write_err(rel))?;
                 let mut out = BufWriter::with_capacity(256 * 1024, file);
-                stats.bytes += io::copy(content, &mut out).map_err(write_err(rel))?;
+                io::copy(content, &mut out).map_err(write_err(rel))?;
                 let file = out
                     .into_inner()
                     .map_err(|e| write_err(rel)(e.into_error()))?;
                 set_mode_fd(&file, node).map_err(write_err(rel))?;
                 drop(file);
                 set_times(target, rel, node).map_err(write_err(rel))?;
-                stats.files += 1;
             }
             Streamed::Symlink { .. } => {
                 std::os::unix::fs::symlink(node.node_type.to_link(), &dest)
                     .map_err(write_err(rel))?;
                 set_times(target, rel, node).map_err(write_err(rel))?;
-                stats.symlinks += 1;
             }
         }
         Ok(())
     })?;
-    close_left(&mut open_dirs, None).map_err(StreamError::Sink)?;
-    Ok(stats)
+    close_left(&mut open_dirs, None).map_err(StreamError::Sink)
 }
 
 /// Permission, setuid, setgid and sticky bits from the restic format's Go file mode.

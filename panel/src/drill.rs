@@ -120,12 +120,12 @@ fn drill_snapshot(
             store: repository.describe(),
         })?;
     let shown = format!("{} snapshot {}", repository.describe(), &newest.id[..8]);
-    let staged = crate::repository::stage(
+    let staged = crate::repository::stage_snapshot(
         panel,
         engine.controller(),
         repository,
         &o.instance,
-        Some(&newest.id),
+        &newest,
     );
     match staged {
         Ok(staged) => Ok(restore_and_check(

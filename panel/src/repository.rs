@@ -114,9 +114,21 @@ pub fn stage(
     let snapshot = store
         .snapshot(instance, id)
         .map_err(|e| problem(&e, Some("find-snapshot")))?;
+    stage_snapshot(panel, ctl, store, instance, &snapshot)
+}
+
+/// [`stage`] for a snapshot already found (by [`RepositoryStore::latest`] or
+/// [`RepositoryStore::snapshot`]).
+pub fn stage_snapshot(
+    panel: &Panel,
+    ctl: &aps_controller::Controller,
+    store: &RepositoryStore,
+    instance: &str,
+    snapshot: &SnapshotInfo,
+) -> Result<StagedArchive, Problem> {
     let key = crate::engine::backup_key(ctl).map_err(|e| e.problem())?;
     let mut staged = store
-        .stage_archive(instance, &snapshot, &panel.state_dir, &key)
+        .stage_archive(instance, snapshot, &panel.state_dir, &key)
         .map_err(|e| problem(&e, Some("stage-snapshot")))?;
     // A `sufficient` script's file carries no manifest of ours: the controller's restore
     // knows it by a record of its SHA-256, written here for the staged file (its snapshot's

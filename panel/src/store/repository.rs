@@ -763,11 +763,10 @@ impl RepositoryStore {
     /// Removes one snapshot of `instance` (its data goes at the next prune).
     pub fn forget(&self, instance: &str, id: &str) -> Result<(), RepositoryError> {
         let snap = self.find(instance, id)?;
-        let full = self
-            .repo
-            .get_snapshot_from_str(&snap.id, |_| true)
-            .map_err(self.err())?;
-        self.repo.delete_snapshots(&[full.id]).map_err(self.err())
+        let full: rustic_core::Id = snap.id.parse().map_err(self.err())?;
+        self.repo
+            .delete_snapshots(&[rustic_core::repofile::SnapshotId::from(full)])
+            .map_err(self.err())
     }
 
     /// Restores snapshot `id` of `instance` into `target` (created; must be empty): a staging

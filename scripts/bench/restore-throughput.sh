@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
+# shellcheck source=scripts/bench/common.sh
+. scripts/bench/common.sh
 
 small=0
 [ "${1:-}" = --small ] && small=1
@@ -47,26 +49,7 @@ www=$bench/www
 state=$bench/state
 
 echo "== generate web folder: $small_files small files, $large_files x $large_mib MiB"
-python3 - "$www" "$small_files" "$large_files" "$large_mib" <<'EOF'
-import os, sys, random
-www, n_small, n_large, large_mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-random.seed(42)
-words = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", "grüße".encode(), b"<?php", b"echo", b"$var;", b"\n"]
-os.makedirs(os.path.join(www, "uploads"), exist_ok=True)
-for i in range(n_small):
-    d = os.path.join(www, "wp-content", f"d{i // 500:03d}")
-    if i % 500 == 0:
-        os.makedirs(d, exist_ok=True)
-    size = random.randint(200, 16000)
-    # Text-like content (compressible, as PHP, HTML and CSS are) with a random part.
-    body = b" ".join(random.choice(words) for _ in range(size // 6)) + os.urandom(64)
-    with open(os.path.join(d, f"file-{i}.php"), "wb") as f:
-        f.write(body)
-for i in range(n_large):
-    with open(os.path.join(www, "uploads", f"video-{i}.mp4"), "wb") as f:
-        for _ in range(large_mib):
-            f.write(os.urandom(1 << 20))
-EOF
+gen_site "$www" "$small_files" "$large_files" "$large_mib" 16000
 web_bytes=$(du -sb "$www" | cut -f1)
 
 echo "== databases"

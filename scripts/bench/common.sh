@@ -1,0 +1,104 @@
+# Shared by the bench scripts (sourced, not run): the generated site, its databases, the
+# instance file, and timing under GNU time. Nothing here is committed data: every byte is made
+# under the bench folder at run time.
+
+# gen_site DIR SMALL_FILES LARGE_FILES LARGE_MIB MAX_SMALL_BYTES: text-like small files (as PHP,
+# HTML and CSS are, with a random tail) and a few incompressible large ones.
+gen_site() {
+    python3 - "$@" <<'PY'
+import os, sys, random
+www, n_small, n_large, large_mib, max_small = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+random.seed(42)
+words = [b"lorem", b"ipsum", b"dolor", b"sit", b"amet", "grüße".encode(), b"<?php", b"echo", b"$var;", b"\n"]
+os.makedirs(os.path.join(www, "uploads"), exist_ok=True)
+for i in range(n_small):
+    d = os.path.join(www, "wp-content", f"d{i // 500:03d}")
+    if i % 500 == 0:
+        os.makedirs(d, exist_ok=True)
+    size = random.randint(200, max_small)
+    body = b" ".join(random.choice(words) for _ in range(size // 6)) + os.urandom(64)
+    with open(os.path.join(d, f"file-{i}.php"), "wb") as f:
+        f.write(body)
+for i in range(n_large):
+    with open(os.path.join(www, "uploads", f"video-{i}.mp4"), "wb") as f:
+        for _ in range(large_mib):
+            f.write(os.urandom(1 << 20))
+PY
+}
+
+# make_databases NAME PASSWORD ROWS: a MariaDB database of ROWS rows and an empty PostgreSQL
+# one, both owned by a login NAME; drop_databases NAME removes them (call it from a trap).
+make_databases() {
+    local db=$1 pw=$2 rows=$3
+    MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD mariadb -h "$APS_TEST_MYSQL_HOST" -P "$APS_TEST_MYSQL_PORT" -u "$APS_TEST_MYSQL_USER" -e "
+      DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';
+      CREATE DATABASE $db CHARACTER SET utf8mb4; CREATE USER '$db'@'%' IDENTIFIED BY '$pw';
+      GRANT ALL ON $db.* TO '$db'@'%';
+      USE $db;
+      CREATE TABLE posts (id INT PRIMARY KEY, title VARCHAR(200), body TEXT, data BLOB)
+        ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+      SET SESSION max_recursive_iterations = 100000000;
+      INSERT INTO posts WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $rows)
+        SELECT n, CONCAT('Post ', n, ' – grüße'), REPEAT(CONCAT('text ', n, ' '), 20),
+               UNHEX(SHA2(n, 256)) FROM s;"
+    PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
+        -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" \
+        -c "CREATE ROLE $db LOGIN PASSWORD '$pw'" -c "CREATE DATABASE $db OWNER $db"
+}
+drop_databases() {
+    local db=$1
+    MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD mariadb -h "$APS_TEST_MYSQL_HOST" -P "$APS_TEST_MYSQL_PORT" -u "$APS_TEST_MYSQL_USER" \
+        -e "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';" || true
+    PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
+        -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" || true
+}
+
+# instance_toml FILE REPO WWW DB PASSWORD: the nobackup-sample instance "bench" (no
+# backup-script: the controller archives and restores everything itself).
+instance_toml() {
+    cat >"$1" <<TOML
+name = "bench"
+package = "$2/fixtures/packages/nobackup-sample"
+base-url = "http://bench.example.test/"
+[web-dirs]
+"/" = "$3"
+[settings]
+admin_password = "pw"
+[databases.main]
+type = "mysql"
+name = "$4"
+login = "$4"
+password = "$5"
+host = "$APS_TEST_MYSQL_HOST"
+port = $APS_TEST_MYSQL_PORT
+[databases.stats]
+type = "postgresql"
+name = "$4"
+login = "$4"
+password = "$5"
+host = "$APS_TEST_PG_HOST"
+port = $APS_TEST_PG_PORT
+TOML
+}
+
+# time_run DIR NAME CMD... : runs CMD under GNU time, output in DIR/NAME.*; prints
+# "wall_s max_rss_kib". A failing command stops the bench with its output.
+time_run() {
+    local dir=$1 name=$2
+    shift 2
+    /usr/bin/time -v -o "$dir/$name.time" "$@" >"$dir/$name.out" 2>&1 || {
+        cat "$dir/$name.out" >&2
+        exit 1
+    }
+    local wall rss
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$dir/$name.time" |
+        awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/$name.time")
+    echo "$wall $rss"
+}
+
+# median_spread "w r" ...: median wall, min-max of the walls, largest RSS (KiB).
+median_spread() {
+    printf '%s\n' "$@" | sort -n -k1,1 | awk '{w[NR]=$1; if ($2 > r) r = $2}
+        END { m = (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2; print m, w[1] "-" w[NR], r }'
+}

@@ -672,6 +672,7 @@ fn status_of(kind: ErrorKind) -> u16 {
         | ErrorKind::ScriptFailed
         | ErrorKind::TimedOut
         | ErrorKind::ResourceFailed
+        | ErrorKind::RollbackFailed
         | ErrorKind::Internal => 500,
     }
 }

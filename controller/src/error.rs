@@ -118,6 +118,9 @@ pub enum ErrorKind {
     PathNotAllowed,
     /// SIGINT, SIGTERM or SIGHUP stopped the operation; it was rolled back.
     Interrupted,
+    /// A restore failed and putting the instance back failed too: it needs a person, with the
+    /// safety snapshot the message names.
+    RollbackFailed,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -125,7 +128,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,
@@ -139,6 +142,7 @@ impl ErrorKind {
         ErrorKind::NoSpace,
         ErrorKind::AccountRefused,
         ErrorKind::PathNotAllowed,
+        ErrorKind::RollbackFailed,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -164,6 +168,7 @@ impl ErrorKind {
             ErrorKind::NoSpace => "no-space",
             ErrorKind::AccountRefused => "account-refused",
             ErrorKind::PathNotAllowed => "path-not-allowed",
+            ErrorKind::RollbackFailed => "rollback-failed",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -187,6 +192,7 @@ impl ErrorKind {
             ErrorKind::NoSpace => 19,
             ErrorKind::AccountRefused => 20,
             ErrorKind::PathNotAllowed => 21,
+            ErrorKind::RollbackFailed => 22,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,
@@ -472,7 +478,9 @@ impl OperationError {
                     _ => ErrorKind::NoSpace,
                 };
             }
-            OperationError::RollbackFailed { original, .. } => return original.kind(),
+            // Louder than whatever the restore failed of, a signal or a full disk included:
+            // the instance is half-restored until a person acts.
+            OperationError::RollbackFailed { .. } => return ErrorKind::RollbackFailed,
             _ => {}
         }
         if let Some(kind) = cause_kind(self) {
@@ -491,11 +499,19 @@ impl OperationError {
     /// tool as a failed one.
     pub fn interrupted_by(self, signal: Option<i32>) -> Self {
         match signal {
-            Some(signal) if self.kind() != ErrorKind::Interrupted => OperationError::Interrupted {
-                step: self.step(),
-                signal,
-                cause: Some(Box::new(self)),
-            },
+            // A failed rollback stays what it is: the instance needs a person either way.
+            Some(signal)
+                if !matches!(
+                    self.kind(),
+                    ErrorKind::Interrupted | ErrorKind::RollbackFailed
+                ) =>
+            {
+                OperationError::Interrupted {
+                    step: self.step(),
+                    signal,
+                    cause: Some(Box::new(self)),
+                }
+            }
             _ => self,
         }
     }
@@ -592,7 +608,7 @@ impl OperationError {
             | OperationError::Environment { .. }
             | OperationError::Journal { .. }
             | OperationError::Io { .. } => ErrorKind::Internal,
-            OperationError::RollbackFailed { original, .. } => original.kind(),
+            OperationError::RollbackFailed { .. } => ErrorKind::RollbackFailed,
         }
     }
 
@@ -672,6 +688,14 @@ impl OperationError {
         }
         if let Some(signal) = self.signal() {
             v["signal"] = crate::cancel::signal_name(signal).into();
+        }
+        // What the failed restore began with, kept for a person to put back.
+        if let OperationError::RollbackFailed {
+            original, snapshot, ..
+        } = self
+        {
+            v["snapshot"] = snapshot.as_str().into();
+            v["original_kind"] = original.kind().as_str().into();
         }
         v
     }

@@ -308,6 +308,18 @@ impl Journal {
             .collect())
     }
 
+    /// Closed entries (failed or interrupted, in `closed/`); unreadable ones are left out.
+    pub fn closed_entries(&self) -> Vec<EntryRecord> {
+        let Ok(read) = std::fs::read_dir(self.dir.join(CLOSED_DIR)) else {
+            return Vec::new();
+        };
+        read.flatten()
+            .filter(|item| item.file_name().to_string_lossy().ends_with(".json"))
+            .filter_map(|item| std::fs::read_to_string(item.path()).ok())
+            .filter_map(|text| serde_json::from_str::<EntryRecord>(&text).ok())
+            .collect()
+    }
+
     /// Rolls back every entry whose owner process is gone: undo actions in reverse order
     /// (`RestoreSnapshot` through `restore_snapshot(snapshot, instance)`), then the entry is
     /// closed as `interrupted`. Returns what was done, for the caller to print.
@@ -353,12 +365,25 @@ impl Journal {
                     end_leftover_group(&dir.join(SCRIPT_GROUP_FILE));
                 }
             }
+            // Snapshots that could not be put back: the folders holding them are kept.
+            let mut kept: Vec<Utf8PathBuf> = Vec::new();
             for action in record.undo.iter().rev() {
                 let result = match action {
                     UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
-                    UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
+                    UndoAction::DeleteDir(path) => {
+                        match kept.iter().find(|s| s.starts_with(path)) {
+                            Some(snapshot) => Err(format!(
+                                "kept: it holds the safety snapshot {snapshot}, which could not be put back"
+                            )),
+                            None => remove_missing_ok(std::fs::remove_dir_all(path)),
+                        }
+                    }
                     UndoAction::RestoreSnapshot { snapshot, instance } => {
-                        restore_snapshot(snapshot, instance)
+                        let result = restore_snapshot(snapshot, instance);
+                        if result.is_err() {
+                            kept.push(snapshot.clone());
+                        }
+                        result
                     }
                 };
                 record.undone.push(UndoOutcome {

@@ -159,9 +159,15 @@ fn failed_undo_is_reported_and_the_rest_still_runs() {
         "{entry}"
     );
     assert!(
-        !dir.join("work").exists(),
+        !dir.join(".site.tar.aps-partial-1234").exists(),
         "the other undo actions still ran"
     );
+    // The folder holding the snapshot that could not be put back is what a person needs.
+    assert!(
+        dir.join("work/sub/file").exists(),
+        "the snapshot's folder went"
+    );
+    assert!(entry.to_string().contains("kept"), "{entry}");
     assert!(entry.closed_path.exists());
 }
 

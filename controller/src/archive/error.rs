@@ -34,6 +34,18 @@ pub enum ArchiveError {
     #[error("cannot write the archive (part {part:?}): {source}")]
     WriteArchive { part: String, source: io::Error },
 
+    /// A path nested deeper than a restore can hold open (`tree::MAX_DEPTH`): refused at
+    /// backup time rather than made into a backup that cannot be restored.
+    #[error(
+        "{path} lies {depth} names deep in part {part:?}; the controller backs up and restores at most {max} levels (docs/security.md, \"Deep and long paths\"), so it refuses to make a backup it could not restore: move it higher up"
+    )]
+    TooDeep {
+        part: String,
+        path: String,
+        depth: usize,
+        max: usize,
+    },
+
     #[error("the archive writer failed earlier and cannot be used again")]
     WriterPoisoned,
 
@@ -178,6 +190,7 @@ impl ArchiveError {
         use ArchiveError::*;
         match self {
             ReadSource { part, .. }
+            | TooDeep { part, .. }
             | SourceChanged { part, .. }
             | WriteArchive { part, .. }
             | MissingPart { part, .. }

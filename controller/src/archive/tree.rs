@@ -40,6 +40,17 @@ const KIND_FILE: u8 = b'f';
 const KIND_SYMLINK: u8 = b'l';
 const COPY_BUF: usize = 256 * 1024;
 
+/// Most names a path below a web folder may have (docs/security.md, "Deep and long paths").
+/// Writing and restoring hold one open folder per level, so this bounds the descriptors one
+/// operation needs, well below the usual open-file limit of 1024 even with a few operations at
+/// once; real sites nest a few dozen levels at most. Length has no bound of its own: every
+/// path is walked one name at a time from its folder's descriptor.
+pub const MAX_DEPTH: usize = 128;
+/// Longest name one folder entry may have (`NAME_MAX` of Linux file systems).
+const MAX_NAME: usize = 255;
+/// Longest symlink target `symlinkat` takes (`PATH_MAX` with its NUL).
+const MAX_LINK_TARGET: usize = 4095;
+
 /// The canonical record stream of a tree, hashed as it goes; see docs/backup-format.md.
 pub(super) struct TreeHasher {
     pub(super) sha: Sha256,
@@ -171,6 +182,42 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `root/rel` for a message, its middle left out when long (a refused path may be 30 KB).
+fn shortened(root: &Utf8Path, rel: &[u8]) -> String {
+    const KEEP: usize = 160;
+    let rel = lossy(rel);
+    if rel.len() <= 2 * KEEP {
+        return format!("{root}/{rel}");
+    }
+    let head = rel.floor_char_boundary(KEEP);
+    let tail = rel.ceil_char_boundary(rel.len() - KEEP);
+    format!("{root}/{}…{}", &rel[..head], &rel[tail..])
+}
+
+/// What the extraction could not make, refused when the archive is read (before anything is
+/// changed): a path deeper than [`MAX_DEPTH`], a name longer than a file system holds.
+fn check_restorable(rel: &[u8]) -> Result<(), String> {
+    if rel.is_empty() {
+        return Ok(());
+    }
+    let mut depth = 0;
+    for comp in rel.split(|b| *b == b'/') {
+        depth += 1;
+        if comp.len() > MAX_NAME {
+            return Err(format!(
+                "a name of {} bytes; file systems hold at most {MAX_NAME}",
+                comp.len()
+            ));
+        }
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "it lies {depth} names deep; the controller restores at most {MAX_DEPTH}"
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn tar_mtime(meta_mtime: i64) -> i64 {
     // ustar cannot hold times before 1970; such files come back stamped 1970-01-01.
     meta_mtime.max(0)
@@ -261,7 +308,12 @@ pub(super) fn write_tree<W: Write>(
         pending,
     }];
 
-    while let Some(frame) = stack.last_mut() {
+    loop {
+        // Names in `rel` below: one per open frame.
+        let depth = stack.len();
+        let Some(frame) = stack.last_mut() else {
+            break;
+        };
         let Some(name) = frame.pending.pop() else {
             stack.pop();
             continue;
@@ -272,6 +324,15 @@ pub(super) fn write_tree<W: Write>(
             rel.push(b'/');
         }
         rel.extend_from_slice(&name);
+        // Refused here, what the restore could not hold open.
+        if depth > MAX_DEPTH {
+            return Err(ArchiveError::TooDeep {
+                part: part.to_owned(),
+                path: shortened(root, &rel),
+                depth,
+                max: MAX_DEPTH,
+            });
+        }
         let name = OsStr::from_bytes(&name);
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -476,6 +537,11 @@ impl TreeReader {
             entry: lossy(name),
             reason,
         })?;
+        check_restorable(rel).map_err(|reason| ArchiveError::UnexpectedEntry {
+            archive: self.archive.clone(),
+            entry: lossy(name),
+            reason,
+        })?;
         let header = entry.header();
         let kind = header.entry_type();
         let read_err = |e| read_error(&self.archive, Some(&self.part), e);
@@ -532,6 +598,12 @@ impl TreeReader {
                     .into_owned();
                 if target.is_empty() || target.contains(&0) {
                     return Err(unexpected("empty or NUL symlink target"));
+                }
+                if target.len() > MAX_LINK_TARGET {
+                    return Err(unexpected(&format!(
+                        "a symlink target of {} bytes; at most {MAX_LINK_TARGET}",
+                        target.len()
+                    )));
                 }
                 self.hasher.symlink(rel, mode, mtime, &target);
                 if let Some(x) = &mut self.extract {
@@ -657,6 +729,14 @@ impl Extractor {
             Some(pos) => (&rel[..pos], &rel[pos + 1..]),
             None => (&rel[..0], rel),
         };
+        Ok((self.descend(dirs, true)?, name))
+    }
+
+    /// The folder `dirs` below the root, opened one name at a time from the descriptor of the
+    /// folder above with `O_NOFOLLOW` (the open chain's common part reused): the kernel never
+    /// gets a whole path, so a tree deeper than `PATH_MAX` bytes is no different. With
+    /// `create`, a missing folder is made as tar does (0755, given to the owner).
+    fn descend(&mut self, dirs: &[u8], create: bool) -> io::Result<BorrowedFd<'_>> {
         let comps: Vec<&[u8]> = if dirs.is_empty() {
             Vec::new()
         } else {
@@ -681,7 +761,7 @@ impl Extractor {
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
-                Err(rustix::io::Errno::NOENT) => {
+                Err(rustix::io::Errno::NOENT) if create => {
                     // A folder the archive lists no entry for (not one of ours): made as tar does.
                     rustix::fs::mkdirat(
                         above,
@@ -699,11 +779,10 @@ impl Extractor {
             };
             self.chain.push((comp.to_vec(), fd));
         }
-        let fd = match self.chain.last() {
+        Ok(match self.chain.last() {
             Some((_, fd)) => fd.as_fd(),
             None => self.root.as_fd(),
-        };
-        Ok((fd, name))
+        })
     }
 
     /// Unlinks a file or symlink `name` in `dir`; refuses to replace a folder.
@@ -835,16 +914,19 @@ impl Extractor {
         Ok(())
     }
 
-    fn finish(self) -> Result<(), (String, io::Error)> {
-        drop(self.chain);
-        for (rel, mode, mtime) in self.dirs.iter().rev() {
-            let fail = |e| (format!("{}/{}", self.dest, lossy(rel)), e);
-            // Reopened below the held root, never through a symlink, so a folder swapped for
-            // one is not chmod-ed through.
-            let fd = dirfd::open_dir_beneath(self.root.as_fd(), os(rel)).map_err(fail)?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(restored_dir_mode(*mode)))
+    fn finish(mut self) -> Result<(), (String, io::Error)> {
+        let dirs = std::mem::take(&mut self.dirs);
+        // Children before their folder (reverse pre-order), so consecutive folders share most
+        // of the open chain: about one `openat` per folder, whatever the depth or length.
+        for (rel, mode, mtime) in dirs.iter().rev() {
+            let dest = self.dest.clone();
+            let fail = |e| (format!("{dest}/{}", lossy(rel)), e);
+            // Reopened name by name below the held root, never through a symlink, so a folder
+            // swapped for one is not chmod-ed through.
+            let fd = self.descend(rel, false).map_err(fail)?;
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(restored_dir_mode(*mode)))
                 .map_err(|e| fail(e.into()))?;
-            rustix::fs::futimens(&fd, &mtime_only(*mtime)).map_err(|e| fail(e.into()))?;
+            rustix::fs::futimens(fd, &mtime_only(*mtime)).map_err(|e| fail(e.into()))?;
         }
         Ok(())
     }

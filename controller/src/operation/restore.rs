@@ -195,6 +195,7 @@ fn restore_as(
     match result {
         Ok(()) => {
             operation.succeed();
+            remove_kept_snapshots(ctl, &instance.name);
             let (from_version, from_release) = source.version();
             Ok(RestoreReport {
                 instance: instance.name.clone(),
@@ -230,7 +231,36 @@ fn restore_as(
                     snapshot: path.clone(),
                 });
             }
-            Err(operation.fail(error))
+            let error = operation.fail(error);
+            if snapshot.is_some() {
+                remove_kept_snapshots(ctl, &instance.name);
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Once the instance is back — restored, or put back whole from this try's snapshot — the
+/// safety snapshots that earlier tries kept when their rollback failed (or a recovery after a
+/// kill could not put back) have served: their work folders are removed. Only folders
+/// directly in `<state>/work` that a closed restore entry of this instance names.
+fn remove_kept_snapshots(ctl: &Controller, instance: &str) {
+    let work = ctl.work_dir("");
+    for record in ctl.journal().closed_entries() {
+        let ours = record.kind == OperationKind::Restore
+            && record.undo.iter().any(
+                |a| matches!(a, UndoAction::RestoreSnapshot { instance: i, .. } if i == instance),
+            );
+        if !ours {
+            continue;
+        }
+        for action in &record.undo {
+            if let UndoAction::DeleteDir(dir) = action
+                && dir.parent() == Some(work.as_path())
+                && std::fs::symlink_metadata(dir).is_ok()
+            {
+                let _ = crate::archive::remove_dir_all_nofollow(dir.as_std_path());
+            }
         }
     }
 }

@@ -24,11 +24,12 @@ printf 'second line\\r\\033[2Kall fine \\342\\200\\256txet desrever\\n' >&2\n\
 exit 1\n";
 
 /// Fails with the bytes (and where) when `bytes` hold anything a terminal acts on: a C0
-/// control other than a line break, DEL, a C1 control, or a bidi control.
+/// control other than a line break or tab (the printers' own), DEL, a C1 control, or a bidi
+/// control.
 fn assert_terminal_safe(bytes: &[u8], what: &str) {
     let text = String::from_utf8_lossy(bytes);
     if let Some((at, c)) = text.char_indices().find(|&(_, c)| {
-        (c.is_control() && c != '\n')
+        (c.is_control() && c != '\n' && c != '\t')
             || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     }) {
         panic!("{what}: {c:?} at byte {at} reaches the terminal:\n{text}");
@@ -194,4 +195,45 @@ fn a_crafted_backup_header_is_shown_escaped_by_import_dry_run() {
         "{v}"
     );
     assert_eq!(v["manifest"]["header"]["package_name"], "sh-sample\u{202e}");
+}
+
+/// A package folder and a web folder whose names carry escapes (a tenant names its own
+/// folders): `instance list` and `instance show` spell them out.
+#[test]
+fn instance_list_and_show_escape_crafted_folder_names() {
+    let sb = Sandbox::new();
+    let pkg = sb.path("pkg\u{1b}[8m");
+    let out = Command::new("cp")
+        .args(["-R", fixture("sh-sample").as_str(), pkg.as_str()])
+        .output()
+        .unwrap();
+    assert_success(&out, "cp -R");
+    let www = sb.path("www\u{1b}]0;owned\u{7}\u{202e}");
+    std::fs::create_dir_all(&www).unwrap();
+    let toml = sb.path("blog.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "name = \"blog\"\npackage = {}\nbase-url = \"http://blog.example.test/\"\n\
+             [web-dirs]\n\"/\" = {}\n[settings]\nadmin_password = \"pw\"\n",
+            toml::Value::String(pkg.to_string()).to_string(),
+            toml::Value::String(www.to_string()).to_string()
+        ),
+    )
+    .unwrap();
+    assert_success(
+        &sb.cli(&["instance", "register", "--file", toml.as_str()]),
+        "instance register",
+    );
+    for args in [&["instance", "list"][..], &["instance", "show", "blog"]] {
+        let out = sb.cli(args);
+        assert_success(&out, "instance list/show");
+        assert_terminal_safe(&out.stdout, &args.join(" "));
+        assert_terminal_safe(&out.stderr, &args.join(" "));
+        let json = sb.cli(&[args, &["--json"]].concat());
+        assert_terminal_safe(&json.stdout, &format!("{} --json", args.join(" ")));
+    }
+    let list = sb.cli(&["instance", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("pkg\\x1b[8m"), "{text}");
 }

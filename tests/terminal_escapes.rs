@@ -216,8 +216,8 @@ fn instance_list_and_show_escape_crafted_folder_names() {
         format!(
             "name = \"blog\"\npackage = {}\nbase-url = \"http://blog.example.test/\"\n\
              [web-dirs]\n\"/\" = {}\n[settings]\nadmin_password = \"pw\"\n",
-            toml::Value::String(pkg.to_string()).to_string(),
-            toml::Value::String(www.to_string()).to_string()
+            toml::Value::String(pkg.to_string()),
+            toml::Value::String(www.to_string())
         ),
     )
     .unwrap();

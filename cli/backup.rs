@@ -448,7 +448,7 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
             || "the backup store's new file".to_owned(),
             |d| d.to_string(),
         );
-        eprintln!(
+        crate::common::errln!(
             "rolled back: the partial file beside {dest} and the work folder were deleted, {dest} was not touched; the lock is released"
         );
     }

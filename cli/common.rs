@@ -216,15 +216,8 @@ pub fn success_json<T: Serialize>(report: &T) -> Value {
     }
 }
 
-/// `println!` that survives a closed stdout (`… | head`): the work is done by then and the exit
-/// code must still say how it went, instead of a panic.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
-    }};
-}
-pub(crate) use outln;
+// Every text printer escapes what a terminal would act on (cli/terminal.rs).
+pub(crate) use crate::terminal::{errln, outln};
 
 /// How a command prints: `--json` or text.
 #[derive(Debug, Clone, Copy)]
@@ -256,9 +249,10 @@ impl Out {
         if self.json {
             outln!("{}", f.envelope());
         } else {
-            eprintln!("{}", f.human());
+            errln!("{}", f.human());
             if let Some(Value::String(tail)) = f.details.get("stderr_tail") {
-                eprintln!("script stderr (last lines):\n{tail}");
+                // The script's own lines stay lines; each is escaped (errln!).
+                errln!("script stderr (last lines):\n{tail}");
             }
         }
         ExitCode::from(f.exit)
@@ -271,7 +265,7 @@ impl Out {
 
     /// A warning: on stderr always (JSON carries it in the envelope's `warnings`).
     pub fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        errln!("warning: {message}");
     }
 }
 
@@ -295,12 +289,13 @@ static RECOVERED: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
 /// a cron user reads stderr), and the entries for the JSON envelope.
 pub fn report_recovered(report: &aps_controller::journal::RecoveryReport) {
     for entry in &report.entries {
-        eprintln!("note: {entry}");
+        errln!("note: {entry}");
     }
     for unreadable in &report.unreadable {
-        eprintln!(
+        errln!(
             "warning: unreadable journal entry {} left for a person: {}",
-            unreadable.path, unreadable.error
+            unreadable.path,
+            unreadable.error
         );
     }
     let _ = RECOVERED.set(report.entries.iter().map(recovered_json).collect());
@@ -328,7 +323,7 @@ pub fn recovered_array() -> Value {
 /// After an interrupted operation, in text mode: what the rollback did (`undone`).
 pub fn print_rolled_back(out: Out, error: &OperationError, undone: impl FnOnce() -> String) {
     if !out.json && error.kind() == ErrorKind::Interrupted {
-        eprintln!("rolled back: {}; the lock is released", undone());
+        errln!("rolled back: {}; the lock is released", undone());
     }
 }
 

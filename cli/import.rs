@@ -7,6 +7,7 @@ use aps_controller::operation::import::{ImportReport, ImportRequest};
 use camino::Utf8PathBuf;
 
 use crate::common::{Failure, Out, StateArgs, open_controller};
+use crate::terminal::escape;
 
 #[derive(clap::Subcommand)]
 pub enum BackupSubcommand {
@@ -74,32 +75,37 @@ fn describe(r: &ImportReport) -> String {
     match &r.manifest {
         Some(m) => {
             let h = &m.header;
+            // Every header field is the file's author's, not ours: one line each, escaped, so
+            // that none can hide or fake what the admin is asked to accept.
             out.push_str(&format!(
                 "{}: backup of instance {} of {} {}-{} ({}), made {} by controller {}\n",
-                r.file,
-                h.instance,
-                h.package_name,
-                h.version,
-                h.release,
+                escape(r.file.as_str()),
+                escape(&h.instance),
+                escape(&h.package_name),
+                escape(&h.version),
+                escape(&h.release),
                 if h.package_id.is_empty() {
-                    "no id"
+                    "no id".into()
                 } else {
-                    &h.package_id
+                    escape(&h.package_id)
                 },
                 h.created,
-                h.controller_version
+                escape(&h.controller_version)
             ));
             for p in &m.parts {
                 out.push_str(&format!(
                     "  {:<24} {:>12} bytes  sha256 {}\n",
-                    p.name, p.size, p.sha256
+                    escape(&p.name),
+                    p.size,
+                    escape(&p.sha256)
                 ));
             }
             out.push_str(&format!("  manifest sha256 {}, tag: {}\n", r.sha256, r.tag));
         }
         None => out.push_str(&format!(
             "{}: a backup-script's own file, sha256 {}\n",
-            r.file, r.sha256
+            escape(r.file.as_str()),
+            r.sha256
         )),
     }
     match (&r.record, r.tag) {

@@ -150,7 +150,7 @@ fn recover(dir: &StateDir) {
         .and_then(|config| Controller::open(config).map_err(|e| e.to_string()));
     match opened {
         Ok(controller) => crate::common::report_recovered(controller.recovered()),
-        Err(e) => eprintln!("warning: could not roll back interrupted operations: {e}"),
+        Err(e) => crate::common::errln!("warning: could not roll back interrupted operations: {e}"),
     }
 }
 
@@ -177,7 +177,15 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             let items: Vec<Value> = all.iter().map(view::summary_json).collect();
             Ok(out.success(&json!({ "instances": items }), || {
                 all.iter()
-                    .map(|i| format!("{}\t{}\t{}", i.name, i.base_url, i.package))
+                    .map(|i| {
+                        use crate::terminal::escape;
+                        format!(
+                            "{}\t{}\t{}",
+                            escape(&i.name),
+                            escape(&i.base_url.to_string()),
+                            escape(i.package.as_str())
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             }))

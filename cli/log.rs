@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use aps_controller::error::ErrorKind;
 
 use crate::common::{Failure, Out, StateArgs, check_instance_name, open_controller};
+use crate::terminal::escape;
 
 #[derive(clap::Args)]
 pub struct LogArgs {
@@ -107,7 +108,7 @@ fn record_line(r: &EntryRecord) -> String {
         "{}  {:<8} {:<20} {:<11} {:>9}",
         r.started.strftime("%Y-%m-%d %H:%M:%SZ"),
         r.kind.to_string(),
-        r.instance,
+        escape(&r.instance),
         outcome_name(r.outcome),
         duration
     );
@@ -123,8 +124,10 @@ fn record_line(r: &EntryRecord) -> String {
             }
         );
     }
+    // One line per operation: a recorded message (a script's stderr may be in it) is escaped
+    // whole, its own line breaks included.
     if let Some(m) = &r.message {
-        line += &format!("  {m}");
+        line += &format!("  {}", escape(m));
     }
     line
 }

@@ -12,6 +12,7 @@ mod progress;
 mod serve;
 mod signals;
 mod store;
+mod terminal;
 
 use std::process::ExitCode;
 

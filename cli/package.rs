@@ -116,8 +116,9 @@ fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCod
             .filter(|d| d.severity == Severity::Error)
             .count();
         let warnings = report.diagnostics.len() - errors;
+        // One line per diagnostic: what it quotes from the package is escaped whole.
         for d in &report.diagnostics {
-            outln!("{d}");
+            outln!("{}", crate::terminal::escape(&d.to_string()));
         }
         outln!(
             "{path}: {} ({errors} error(s), {warnings} warning(s))",

@@ -394,7 +394,10 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                                 .map(|s| format!("{s:?}").to_lowercase())
                                 .unwrap_or_default();
                             outln!("  FAILED  {}  ({step})", o.instance);
-                            eprintln!("aps-controller: {}: {step} failed: {e}", o.instance);
+                            crate::common::errln!(
+                                "aps-controller: {}: {step} failed: {e}",
+                                o.instance
+                            );
                         }
                         (Some(f), None) => outln!(
                             "  ok      {}  {f}  {}  {:.1} s{}{}",
@@ -427,7 +430,10 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 if let Some(r) = &s.repository_retention {
                     outln!("{}", repository_retention_text(r));
                     if let Some(e) = &r.error {
-                        eprintln!("aps-controller: retention in {} failed: {e}", r.repository);
+                        crate::common::errln!(
+                            "aps-controller: retention in {} failed: {e}",
+                            r.repository
+                        );
                     }
                 }
             }
@@ -601,7 +607,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                     outln!("  {}: {}", v.method, v.detail);
                 }
                 if let Some(e) = &r.error {
-                    eprintln!(
+                    crate::common::errln!(
                         "aps-controller: drill {}: {e}",
                         r.failed_step.unwrap_or("?")
                     );

@@ -95,6 +95,8 @@ impl Progress for Bar {
         } else {
             format!("{} {}", part.phase, part.name)
         };
+        // Part names come from the archive's manifest: escaped like every printed text.
+        let label = crate::terminal::escape(&label).into_owned();
         let style = match part.total {
             // A script's own writing is not seen byte by byte: only that it runs, and how long.
             _ if part.phase == "script" => {
@@ -113,8 +115,9 @@ impl Progress for Bar {
         self.bar.set_length(part.total.unwrap_or(0));
         self.bar.set_position(0);
         self.bar.reset_eta();
-        self.bar
-            .set_prefix(format!("{} {}", part.operation, part.instance));
+        self.bar.set_prefix(
+            crate::terminal::escape(&format!("{} {}", part.operation, part.instance)).into_owned(),
+        );
         self.bar.set_message(label);
         self.bar.enable_steady_tick(Duration::from_millis(200));
     }

@@ -265,7 +265,7 @@ impl App {
         let started = Instant::now();
         let (status, body) = self.answer(&mut request);
         // Logged without query string or headers: the token never reaches a log.
-        eprintln!(
+        crate::common::errln!(
             "{} {} -> {status} ({} ms)",
             request.method(),
             request.url().split('?').next().unwrap_or(""),

@@ -17,7 +17,7 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
         Ok(s) => s,
         Err(e) => {
             // Without it the default action (exit at once) stays, and the journal covers that.
-            eprintln!("warning: cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
+            crate::common::errln!("warning: cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
             return;
         }
     };
@@ -27,14 +27,14 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
             let cancel = Cancel::process();
             for signal in signals.forever() {
                 if cancel.is_requested() {
-                    eprintln!(
+                    crate::common::errln!(
                         "aps-controller: {} received again: ignored, the rollback goes on until it is complete",
                         signal_name(signal)
                     );
                     continue;
                 }
                 cancel.request(signal);
-                eprintln!(
+                crate::common::errln!(
                     "aps-controller: {} received: stopping and rolling back what the running operation did (further signals are ignored until that is done)",
                     signal_name(signal)
                 );
@@ -42,7 +42,7 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
             }
         });
     if let Err(e) = spawned {
-        eprintln!("warning: cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
+        crate::common::errln!("warning: cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
     }
 }
 

@@ -45,7 +45,7 @@ rm -rf "$bench"
 mkdir -p "$bench"
 on=disk
 if [ "$(id -u)" = 0 ] && [ "${APS_BENCH_TMPFS:-1}" = 1 ]; then
-    mount -t tmpfs -o size=8g tmpfs "$bench"
+    mount -t tmpfs -o size=8g,mode=0755 tmpfs "$bench"
     on=tmpfs
 fi
 db=apsba_$$

@@ -41,7 +41,7 @@ make_databases() {
       INSERT INTO posts WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < $rows)
         SELECT n, CONCAT('Post ', n, ' – grüße'), REPEAT(CONCAT('text ', n, ' '), 20),
                UNHEX(SHA2(n, 256)) FROM s;"
-    PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
+    PGOPTIONS=--client-min-messages=warning PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
         -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" \
         -c "CREATE ROLE $db LOGIN PASSWORD '$pw'" -c "CREATE DATABASE $db OWNER $db"
 }
@@ -49,7 +49,7 @@ drop_databases() {
     local db=$1
     MYSQL_PWD=$APS_TEST_MYSQL_PASSWORD mariadb -h "$APS_TEST_MYSQL_HOST" -P "$APS_TEST_MYSQL_PORT" -u "$APS_TEST_MYSQL_USER" \
         -e "DROP DATABASE IF EXISTS $db; DROP USER IF EXISTS '$db'@'%';" || true
-    PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
+    PGOPTIONS=--client-min-messages=warning PGPASSWORD=$APS_TEST_PG_PASSWORD psql -X -q -h "$APS_TEST_PG_HOST" -p "$APS_TEST_PG_PORT" -U "$APS_TEST_PG_USER" -d postgres \
         -c "DROP DATABASE IF EXISTS $db" -c "DROP ROLE IF EXISTS $db" || true
 }
 

@@ -154,6 +154,42 @@ fn a_backup_written_as_an_instance_file_is_never_registered_over_http() {
         problems.contains("web-dirs.") && problems.contains("belongs to \\\"root\\\""),
         "{v}"
     );
+    // A package named by a relative path through a symlink (root's) to a folder the tenant
+    // owns: checked where it leads, the tenant could swap its scripts at any time.
+    let tenant_pkg = package_with_script(
+        &sb,
+        "sh-sample",
+        "tenant-pkg",
+        "verify",
+        "#!/bin/sh
+",
+    );
+    std::os::unix::fs::chown(&tenant_pkg, Some(t1.uid), Some(t1.gid)).unwrap();
+    std::os::unix::fs::symlink(&tenant_pkg, incoming.join("pkg-link")).unwrap();
+    let relative = incoming.join("relative.toml");
+    std::fs::write(
+        &relative,
+        instance_toml(
+            "relative",
+            Utf8Path::new("pkg-link"),
+            &www,
+            "user = \"aps-tenant1\"\n",
+        ),
+    )
+    .unwrap();
+    let (status, v) = server.call("POST", "/v1/instances", json!({"file": relative}));
+    assert_eq!(
+        (status, &v["error"]["kind"]),
+        (403, &json!("path-not-allowed")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`package`"),
+        "{v}"
+    );
     assert_eq!(registered(&sb), ["shop"]);
     assert_eq!(support::entries(&secrets), ["secret.txt"]);
 

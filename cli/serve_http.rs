@@ -28,6 +28,8 @@ pub const MAX_QUEUED: usize = 64;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time an answer may take to be taken by the client.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a closing connection is read on for what the client still sends (bounded).
+const LINGER: Duration = Duration::from_secs(1);
 /// Request line and headers together.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A body over the limit is read (and dropped) up to this much before `413` is answered, so
@@ -125,6 +127,13 @@ fn write_reply(stream: &mut TcpStream, reply: &Reply) {
         .and_then(|()| stream.write_all(body.as_bytes()))
         .and_then(|()| stream.flush());
     let _ = stream.shutdown(Shutdown::Write);
+    // Closing with unread bytes would reset the connection, and the client could lose the
+    // answer (a refused head or body it was still sending): read on a little, bounded.
+    let _ = stream.set_read_timeout(Some(LINGER));
+    let _ = std::io::copy(
+        &mut (&*stream).take(MAX_DRAINED_BYTES),
+        &mut std::io::sink(),
+    );
 }
 
 /// Connections whose request is still coming, oldest first, by descriptor, so that the

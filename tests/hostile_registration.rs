@@ -511,3 +511,62 @@ fn a_backup_key_in_a_folder_a_tenant_owns_is_refused() {
     );
     assert!(!support::exists(&dest), "{v}");
 }
+
+/// Sends `request` on a fresh connection and returns everything the adapter answered.
+fn raw_exchange(addr: &str, request: &[u8]) -> String {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(request).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut c, &mut answer).unwrap();
+    answer
+}
+
+/// The listener that replaced tiny_http speaks what panels' clients send: `Expect:
+/// 100-continue` (curl, for bodies over 1 KiB) is honoured, and what it does not take — a
+/// chunked body, a head over 16 KiB — is answered with the envelope, not dropped.
+#[test]
+fn the_bounded_listener_answers_what_clients_send() {
+    let sb = Sandbox::new();
+    sb.register(
+        "blog",
+        "sh-sample",
+        &format!("{SETTINGS}behaviour = \"normal\"\n"),
+    );
+    let server = serve_with(&sb, &[sb.root().as_str()], &[]);
+    let addr = server.base.strip_prefix("http://").unwrap().to_owned();
+    let auth = format!("Authorization: Bearer {}\r\n", server.token);
+
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.write_all(
+        format!(
+            "GET /v1/instances HTTP/1.1\r\nHost: x\r\n{auth}Expect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut reader = BufReader::new(c.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    c.write_all(b"{}").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(rest.contains("HTTP/1.1 200 OK\r\n"), "{rest}");
+    let body: Value = serde_json::from_str(rest.rsplit("\r\n\r\n").next().unwrap()).unwrap();
+    assert_eq!(body["instances"][0]["name"], "blog", "{rest}");
+
+    let chunked = raw_exchange(
+        &addr,
+        format!("POST /v1/instances/blog/backup HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(chunked.starts_with("HTTP/1.1 411 "), "{chunked}");
+    assert!(chunked.contains("\"kind\":\"usage\""), "{chunked}");
+
+    let huge = format!(
+        "GET /v1/instances HTTP/1.1\r\n{auth}X-Filler: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let answer = raw_exchange(&addr, huge.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+}

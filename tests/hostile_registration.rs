@@ -570,3 +570,46 @@ fn the_bounded_listener_answers_what_clients_send() {
     let answer = raw_exchange(&addr, huge.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
 }
+
+/// A web folder the controller makes because it was missing is the instance account's, as
+/// registration requires of every web folder: the next operation on the instance still runs.
+#[test]
+fn a_web_folder_a_restore_makes_belongs_to_the_account() {
+    let sb = Sandbox::for_tenants();
+    let t1 = tenant1();
+    // sh-sample without `sufficient`: the controller archives and restores the web folder.
+    let pkg = package_with_script(&sb, "sh-sample", "archived-pkg", "configure", "#!/bin/sh\n");
+    let meta = pkg.join("APP-META.xml");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains("<sufficient/>"));
+    std::fs::write(&meta, text.replace("<sufficient/>", "")).unwrap();
+    let www = web_folder(&sb, "blog", &t1);
+    let file = sb.path("blog.toml");
+    std::fs::write(
+        &file,
+        instance_toml("blog", &pkg, &www, "user = \"aps-tenant1\"\n") + "behaviour = \"normal\"\n",
+    )
+    .unwrap();
+    assert_success(&register_cli(&sb, &file), "register blog");
+    let first = sb.path("first.bak");
+    assert_success(
+        &sb.cli(&["backup", "blog", "--to", first.as_str()]),
+        "backup",
+    );
+    std::fs::remove_dir_all(&www).unwrap();
+    assert_success(
+        &sb.cli(&[
+            "restore",
+            "blog",
+            "--from",
+            first.as_str(),
+            "--no-safety-snapshot",
+        ]),
+        "restore into a missing web folder",
+    );
+    assert_eq!(std::fs::metadata(&www).unwrap().uid(), t1.uid);
+    assert_success(
+        &sb.cli(&["backup", "blog", "--to", sb.path("second.bak").as_str()]),
+        "the next backup",
+    );
+}

@@ -64,13 +64,28 @@ fn main() {
         .unwrap();
         registry::register(controller.store(), &state, &toml, false).unwrap();
     }
-    registry::register(
-        controller.store(),
-        &state,
-        &repo.join("examples/demo/INSTANCE.toml"),
-        false,
-    )
-    .unwrap();
+    // The demo's web folder must belong to its account (`nobody`): a copy, given to it.
+    let mut demo_file =
+        registry::InstanceFile::load(&repo.join("examples/demo/INSTANCE.toml")).unwrap();
+    let demo_www = root.join("www-demo");
+    let copied = Command::new("cp")
+        .args([
+            "-R",
+            repo.join("examples/demo/www").as_str(),
+            demo_www.as_str(),
+        ])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    if aps_controller::account::controller_is_root() {
+        let owned = Command::new("chown")
+            .args(["-R", "nobody:", demo_www.as_str()])
+            .status()
+            .unwrap();
+        assert!(owned.success());
+    }
+    demo_file.web_dirs.insert("/".into(), demo_www);
+    registry::register_file(controller.store(), &state, &demo_file, false).unwrap();
 
     let out = root.join("out");
     std::fs::create_dir_all(&out).unwrap();

@@ -10,6 +10,7 @@ mod package;
 mod policy;
 mod progress;
 mod serve;
+mod serve_http;
 mod signals;
 mod store;
 mod terminal;

@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -20,7 +21,8 @@ use camino::Utf8PathBuf;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
+
+use crate::serve_http::{Reply, Request};
 
 use crate::backup::{
     BackupInput, MigrateInput, RestoreInput, manual_backup, migrate_instance, repository_backup,
@@ -30,7 +32,7 @@ use crate::common::{Failure, Out, StateArgs, open_controller, open_panel, succes
 use crate::instance::{register_failure, store_failure};
 
 /// Request bodies are small JSON objects; anything bigger is refused unread.
-const MAX_BODY_BYTES: u64 = 64 * 1024;
+pub const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Shortest token accepted: a guessable token would make the loopback port a local hole.
 const MIN_TOKEN_CHARS: usize = 32;
 
@@ -57,6 +59,12 @@ pub struct ServeArgs {
     /// panel.toml and `<state>/backups`.
     #[arg(long = "allow-dir", value_name = "DIR")]
     allow_dir: Vec<Utf8PathBuf>,
+    /// The folder INSTANCE.toml files registered over HTTP (`POST /v1/instances`) must lie
+    /// in; repeat for more. Without it, registration over HTTP is refused (403). It must
+    /// belong to root or the controller's user and not be writable by others; no backup
+    /// (`to`, `keep`) may be written into it.
+    #[arg(long = "register-dir", value_name = "DIR")]
+    register_dir: Vec<Utf8PathBuf>,
     #[command(flatten)]
     state: StateArgs,
 }
@@ -73,6 +81,10 @@ fn usage_error(message: impl std::fmt::Display) -> Failure {
     Failure::usage(message.to_string())
 }
 
+fn libc_o_nofollow() -> i32 {
+    libc::O_NOFOLLOW
+}
+
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     if !args.listen.ip().is_loopback() {
         return Err(usage_error(format!(
@@ -84,24 +96,15 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     // Opening the controller rolls back what a killed controller left unfinished.
     let ctl = open_controller(&args.state)?;
     let allowed = allowed_dirs(&args.allow_dir, ctl.config().state.root()).map_err(usage_error)?;
-    let server = Server::http(args.listen)
+    let register_dirs = register_dirs(&args.register_dir).map_err(usage_error)?;
+    let listener = std::net::TcpListener::bind(args.listen)
+        .map_err(|e| usage_error(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener
+        .local_addr()
         .map_err(|e| usage_error(format!("cannot listen on {}: {e}", args.listen)))?;
     // SIGTERM (systemd's stop), SIGINT, SIGHUP: running operations are rolled back (they
-    // check the process's token), every worker stops taking requests, and serve exits 0.
-    let server = std::sync::Arc::new(server);
-    {
-        let server = std::sync::Arc::clone(&server);
-        let workers = args.workers;
-        crate::signals::install(move || {
-            for _ in 0..workers {
-                server.unblock();
-            }
-        });
-    }
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .expect("Server::http listens on TCP");
+    // check the process's token), the listener stops taking requests, and serve exits 0.
+    crate::signals::install(move || crate::serve_http::wake(addr));
     let mut stdout = std::io::stdout();
     if args.json {
         let _ = writeln!(
@@ -118,32 +121,53 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         ctl,
         token,
         allowed,
+        register_dirs,
     };
+    let (queue, requests) = std::sync::mpsc::sync_channel(crate::serve_http::MAX_QUEUED);
+    let requests = std::sync::Mutex::new(requests);
+    let stopping = || aps_controller::cancel::Cancel::process().is_requested();
     std::thread::scope(|s| {
         for _ in 0..args.workers {
             s.spawn(|| {
-                // recv fails only when the listener is gone: nothing more will come.
-                while !aps_controller::cancel::Cancel::process().is_requested()
-                    && let Ok(request) = server.recv()
+                // `None` only when the listener has stopped: nothing more will come.
+                while !stopping()
+                    && let Some(request) = crate::serve_http::next(&requests)
                 {
                     app.handle(request);
                 }
             });
         }
+        crate::serve_http::accept_loop(listener, queue, stopping, |status, kind, message| {
+            problem(status, kind, message).1
+        });
     });
     Ok(())
 }
 
 fn read_token(path: &Utf8PathBuf) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--token-file {path}: {e}"))?;
     // The token grants whatever the controller may do (root's rights over every instance):
-    // a file others can read is refused, not warned about.
-    let meta = std::fs::metadata(path).map_err(|e| format!("--token-file {path}: {e}"))?;
-    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o077 != 0 {
+    // a file others can read, or that another user owns or could swap, is refused, not
+    // warned about. Read through one descriptor opened without following a symlink.
+    let mut file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(|e| format!("--token-file {path}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("--token-file {path}: {e}"))?;
+    if meta.permissions().mode() & 0o077 != 0 {
         return Err(format!(
             "--token-file {path} can be read or written by other users; `chmod 600` it so only the panel's user can"
         ));
     }
+    aps_controller::backup_key::private_file_problem(path, &meta)
+        .map_err(|why| format!("--token-file {path} cannot be used: {why}"))?;
+    let mut text = String::new();
+    (&mut file)
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("--token-file {path}: {e}"))?;
     let token = text.trim();
     if token.chars().count() < MIN_TOKEN_CHARS || token.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -158,6 +182,39 @@ struct App {
     token: String,
     /// Folders request paths must lie in, canonical.
     allowed: Vec<Utf8PathBuf>,
+    /// Folders INSTANCE.toml files registered over HTTP must lie in, canonical (none: no
+    /// registration over HTTP).
+    register_dirs: Vec<Utf8PathBuf>,
+}
+
+/// `--register-dir`s: existing folders of root or the controller's user that others cannot
+/// write, canonical.
+fn register_dirs(given: &[Utf8PathBuf]) -> Result<Vec<Utf8PathBuf>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = aps_controller::account::Account::current().uid;
+    given
+        .iter()
+        .map(|d| {
+            let d = aps_controller::controller::absolute(d);
+            let real = d
+                .canonicalize_utf8()
+                .map_err(|e| format!("--register-dir {d}: {e}"))?;
+            for folder in real.ancestors() {
+                let meta = std::fs::metadata(folder)
+                    .map_err(|e| format!("--register-dir {d}: {folder}: {e}"))?;
+                let sticky = meta.mode() & 0o1000 != 0;
+                let open = meta.mode() & 0o022 != 0 && !(sticky && folder != real);
+                if (meta.uid() != 0 && meta.uid() != me) || open {
+                    return Err(format!(
+                        "--register-dir {d}: {folder} belongs to uid {} with mode {:04o}; the folder and those above it must belong to root or the controller's user and not be writable by others, or others could place files there to register",
+                        meta.uid(),
+                        meta.mode() & 0o7777
+                    ));
+                }
+            }
+            Ok(real)
+        })
+        .collect()
 }
 
 /// `--allow-dir`s (which must exist), or the defaults, canonical.
@@ -261,36 +318,31 @@ fn failure_answer(f: Failure) -> Answer {
 }
 
 impl App {
-    fn handle(&self, mut request: Request) {
+    fn handle(&self, request: Request) {
         let started = Instant::now();
-        let (status, body) = self.answer(&mut request);
-        // Logged without query string or headers: the token never reaches a log.
+        let (status, body) = self.answer(&request);
+        // Logged without query string or headers: the token never reaches a log. The method
+        // is the client's text: only its letters are shown.
+        let method: String = request
+            .method
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(16)
+            .collect();
         crate::common::errln!(
-            "{} {} -> {status} ({} ms)",
-            request.method(),
-            request.url().split('?').next().unwrap_or(""),
+            "{method} {} -> {status} ({} ms)",
+            request.url.split('?').next().unwrap_or("").escape_debug(),
             started.elapsed().as_millis()
         );
-        let header = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-            .expect("a valid header");
-        let mut response = Response::from_string(body.to_string())
-            .with_status_code(status)
-            .with_header(header);
-        if status == 401 {
-            response.add_header(
-                Header::from_bytes(&b"WWW-Authenticate"[..], &b"Bearer"[..])
-                    .expect("a valid header"),
-            );
-        }
         // A client that went away gets nothing; the operation itself is complete either way.
-        let _ = request.respond(response);
+        request.respond(Reply { status, body });
     }
 
-    fn answer(&self, request: &mut Request) -> Answer {
+    fn answer(&self, request: &Request) -> Answer {
         self.route(request).unwrap_or_else(|refused| refused)
     }
 
-    fn route(&self, request: &mut Request) -> Handled {
+    fn route(&self, request: &Request) -> Handled {
         if !self.authorized(request) {
             return Err(problem(
                 401,
@@ -298,19 +350,19 @@ impl App {
                 "missing or wrong bearer token: send `Authorization: Bearer <the token of --token-file>`",
             ));
         }
-        let body = read_body(request)?;
-        let path = request.url().split('?').next().unwrap_or("").to_owned();
+        let body = &request.body;
+        let path = request.url.split('?').next().unwrap_or("").to_owned();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        match (request.method(), segments.as_slice()) {
-            (Method::Get, ["v1", "instances"]) => Ok(self.list()),
-            (Method::Post, ["v1", "instances"]) => self.register(&body),
-            (Method::Get, ["v1", "instances", name]) => Ok(self.show(name)),
-            (Method::Delete, ["v1", "instances", name]) => Ok(self.remove(name)),
-            (Method::Get, ["v1", "instances", name, "backups"]) => Ok(self.backups(name)),
-            (Method::Post, ["v1", "instances", name, "backup"]) => self.backup(name, &body),
-            (Method::Post, ["v1", "instances", name, "restore"]) => self.restore(name, &body),
-            (Method::Post, ["v1", "instances", name, "migrate"]) => self.migrate(name, &body),
-            (Method::Post, ["v1", "packages", "check"]) => self.check(&body),
+        match (request.method.as_str(), segments.as_slice()) {
+            ("GET", ["v1", "instances"]) => Ok(self.list()),
+            ("POST", ["v1", "instances"]) => self.register(body),
+            ("GET", ["v1", "instances", name]) => Ok(self.show(name)),
+            ("DELETE", ["v1", "instances", name]) => Ok(self.remove(name)),
+            ("GET", ["v1", "instances", name, "backups"]) => Ok(self.backups(name)),
+            ("POST", ["v1", "instances", name, "backup"]) => self.backup(name, body),
+            ("POST", ["v1", "instances", name, "restore"]) => self.restore(name, body),
+            ("POST", ["v1", "instances", name, "migrate"]) => self.migrate(name, body),
+            ("POST", ["v1", "packages", "check"]) => self.check(body),
             (
                 method,
                 ["v1", "instances"]
@@ -325,22 +377,28 @@ impl App {
             ) => Err(problem(
                 405,
                 "method-not-allowed",
-                format!("{method} is not allowed on {path}; see docs/http.md"),
+                format!(
+                    "{} is not allowed on {}; see docs/http.md",
+                    method.escape_debug(),
+                    path.escape_debug()
+                ),
             )),
             (method, _) => Err(problem(
                 404,
                 "no-such-route",
-                format!("no route {method} {path}; see docs/http.md"),
+                format!(
+                    "no route {} {}; see docs/http.md",
+                    method.escape_debug(),
+                    path.escape_debug()
+                ),
             )),
         }
     }
 
     fn authorized(&self, request: &Request) -> bool {
         request
-            .headers()
-            .iter()
-            .filter(|h| h.field.equiv("Authorization"))
-            .filter_map(|h| h.value.as_str().strip_prefix("Bearer "))
+            .headers_named("Authorization")
+            .filter_map(|v| v.strip_prefix("Bearer "))
             .any(|given| same_secret(given.trim().as_bytes(), self.token.as_bytes()))
     }
 
@@ -364,6 +422,66 @@ impl App {
                     .join(", ")
             ),
         ))
+    }
+
+    /// An INSTANCE.toml may be registered over HTTP only from a `--register-dir`: a file
+    /// anywhere else may have been written by root on a tenant's behalf (a backup's `to`).
+    fn registrable(&self, file: &Utf8PathBuf) -> Result<(), Answer> {
+        if self.register_dirs.is_empty() {
+            return Err(problem(
+                403,
+                "path-not-allowed",
+                "registration over HTTP is off: start `serve` with `--register-dir DIR` and put the INSTANCE.toml files to register there (or register with the CLI)",
+            ));
+        }
+        let inside = resolve(file)
+            .is_some_and(|real| self.register_dirs.iter().any(|d| real.starts_with(d)));
+        if inside {
+            return Ok(());
+        }
+        Err(problem(
+            403,
+            "path-not-allowed",
+            format!(
+                "`file` is {file}, which (with symlinks and `..` resolved) is not inside a folder of `--register-dir` ({})",
+                self.register_dirs
+                    .iter()
+                    .map(|d| d.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
+    /// A backup written at a path the controller reads as configuration would let a tenant
+    /// (whose `sufficient` script writes the file's content) choose that configuration: no
+    /// backup goes into a `--register-dir`, nor under a name the controller reads as an
+    /// instance file or a package.
+    fn never_configuration(&self, field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
+        let name = path.file_name().unwrap_or("").to_ascii_lowercase();
+        let read_as = [".toml", ".zip", ".xml"]
+            .into_iter()
+            .find(|suffix| name.ends_with(suffix));
+        if let Some(suffix) = read_as {
+            return Err(problem(
+                403,
+                "path-not-allowed",
+                format!(
+                    "`{field}` is {path}: a backup is never written under a {suffix} name, which the controller would read as an instance file or a package; choose another name (e.g. .aps.tar.zst)"
+                ),
+            ));
+        }
+        let real = resolve(path).unwrap_or_else(|| path.clone());
+        if let Some(dir) = self.register_dirs.iter().find(|d| real.starts_with(d)) {
+            return Err(problem(
+                403,
+                "path-not-allowed",
+                format!(
+                    "`{field}` is {path}, inside the --register-dir {dir}: a backup is never written where INSTANCE.toml files are registered from"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn list(&self) -> Answer {
@@ -396,12 +514,17 @@ impl App {
             replace: bool,
         }
         let b: Body = parse(body)?;
-        self.allowed("file", &b.file)?;
+        absolute("file", &b.file)?;
+        self.registrable(&b.file)?;
         owned_by_us("file", &b.file)?;
-        if let Ok(file) = registry::InstanceFile::load(&b.file)
-            && file.package.is_absolute()
-        {
-            owned_by_us("package", &file.package)?;
+        if let Ok(file) = registry::InstanceFile::load(&b.file) {
+            // Relative paths were resolved against the file's folder; symlinks are resolved
+            // here, so that what is checked is what will be opened.
+            let package = file
+                .package
+                .canonicalize_utf8()
+                .unwrap_or_else(|_| file.package.clone());
+            owned_by_us("package", &package)?;
         }
         let state = &self.ctl.config().state;
         Ok(
@@ -449,6 +572,7 @@ impl App {
         let b: Body = parse(body)?;
         if let Some(to) = &b.to {
             self.allowed("to", to)?;
+            self.never_configuration("to", to)?;
         }
         let input = BackupInput {
             instance: name.to_owned(),
@@ -558,6 +682,7 @@ impl App {
         input.check().map_err(failure_answer)?;
         if let Some(keep) = &input.keep {
             self.allowed("keep", keep)?;
+            self.never_configuration("keep", keep)?;
         }
         let panel = if input.uses_snapshot() {
             Some(self.panel().map_err(failure_answer)?)
@@ -591,33 +716,6 @@ impl App {
             },
         )
     }
-}
-
-/// The body, at most [`MAX_BODY_BYTES`].
-fn read_body(request: &mut Request) -> Result<Vec<u8>, Answer> {
-    let too_large = || {
-        problem(
-            413,
-            "body-too-large",
-            format!("request bodies are at most {MAX_BODY_BYTES} bytes"),
-        )
-    };
-    if request
-        .body_length()
-        .is_some_and(|n| n as u64 > MAX_BODY_BYTES)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| problem(400, "bad-request", format!("cannot read the body: {e}")))?;
-    if body.len() as u64 > MAX_BODY_BYTES {
-        return Err(too_large());
-    }
-    Ok(body)
 }
 
 /// A JSON object body; an empty body is `{}`.

@@ -45,7 +45,14 @@ fn run(json: bool) -> Result<(), String> {
 
     // 2. Register the instance (validated against the package's APP-META.xml). A panel would
     //    do this once, when it installs the application; the example replaces its own record.
-    let instance = registry::register(controller.store(), &state, &instance_file, true)
+    //    A web folder must belong to the account the instance's scripts run as (`nobody`
+    //    here), so the example works on a copy of examples/demo/www given to that account.
+    let mut file = registry::InstanceFile::load(&instance_file).map_err(|e| e.to_string())?;
+    let www = demo.join("www");
+    stage_web_folder(&repo.join("examples/demo/www"), &www, file.user.as_deref())
+        .map_err(|e| format!("cannot copy the demo's web folder to {www}: {e}"))?;
+    file.web_dirs.insert("/".into(), www);
+    let instance = registry::register_file(controller.store(), &state, &file, true)
         .map_err(|e| e.to_string())?;
 
     // 3. The panel names the destination; the controller does the rest and either produces a
@@ -93,6 +100,54 @@ fn run(json: bool) -> Result<(), String> {
             PartKind::ScriptBackup => "the backup-script's own file".to_owned(),
         };
         println!("  part    {:<14} {what} ({} bytes)", part.name, part.size);
+    }
+    Ok(())
+}
+
+/// A fresh copy of `from` at `to`, owned by `user` when the example runs as root.
+fn stage_web_folder(
+    from: &camino::Utf8Path,
+    to: &camino::Utf8Path,
+    user: Option<&str>,
+) -> std::io::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    copy_tree(from, to)?;
+    let owner = user
+        .filter(|_| aps_controller::account::controller_is_root())
+        .and_then(|u| aps_controller::account::Account::lookup(u, None).ok());
+    if let Some(a) = owner {
+        chown_tree(to, a.uid, a.gid)?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &camino::Utf8Path, to: &camino::Utf8Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.as_std_path().join(entry.file_name());
+        let source = camino::Utf8PathBuf::try_from(entry.path()).map_err(|e| e.into_io_error())?;
+        if entry.file_type()?.is_dir() {
+            let target = camino::Utf8PathBuf::try_from(target).map_err(|e| e.into_io_error())?;
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, target)?;
+        }
+    }
+    Ok(())
+}
+
+fn chown_tree(dir: &camino::Utf8Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = camino::Utf8PathBuf::try_from(entry?.path()).map_err(|e| e.into_io_error())?;
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            chown_tree(&path, uid, gid)?;
+        } else {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        }
     }
     Ok(())
 }

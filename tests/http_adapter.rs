@@ -12,7 +12,7 @@ use support::{Sandbox, assert_success, fixture, json as stdout_json, repo};
 const SH_SETTINGS: &str =
     "[settings]\nadmin_name = \"admin\"\nadmin_password = \"s3cret-pw\"\nsite_title = \"Demo\"\n";
 
-use support::serve::{Served, serve_allowing};
+use support::serve::{Served, serve_allowing, serve_with};
 
 /// `serve` allowed to touch the whole sandbox and read the fixture packages.
 fn serve(sb: &Sandbox) -> Served {
@@ -198,10 +198,18 @@ fn bad_requests_are_refused_before_anything_runs() {
 #[test]
 fn instances_are_registered_and_removed_and_packages_checked() {
     let sb = Sandbox::new();
-    let server = serve(&sb);
+    // Registration over HTTP takes files from --register-dir only.
+    let incoming = sb.path("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let fixtures = support::repo().join("fixtures");
+    let server = serve_with(
+        &sb,
+        &[sb.root().as_str(), fixtures.as_str()],
+        &[incoming.as_str()],
+    );
     let www = sb.path("www-shop");
     std::fs::create_dir_all(&www).unwrap();
-    let file = sb.path("shop.toml");
+    let file = incoming.join("shop.toml");
     std::fs::write(
         &file,
         format!(
@@ -366,7 +374,9 @@ fn paths_outside_the_allowed_folders_are_refused() {
     std::fs::create_dir_all(&store).unwrap();
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, store.join("link")).unwrap();
-    let server = serve_allowing(&sb, &[store.as_str()]);
+    let incoming = sb.path("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let server = serve_with(&sb, &[store.as_str()], &[incoming.as_str()]);
 
     let escapes = [
         outside.join("b.aps"),
@@ -407,8 +417,9 @@ fn paths_outside_the_allowed_folders_are_refused() {
         "{v}"
     );
 
-    // An INSTANCE.toml inside, but one others may change, is not registered either.
-    let toml = store.join("open.toml");
+    // An INSTANCE.toml inside --register-dir, but one others may change, is not registered
+    // either.
+    let toml = incoming.join("open.toml");
     std::fs::copy(sb.path("blog.toml"), &toml).unwrap();
     let text = std::fs::read_to_string(&toml)
         .unwrap()

@@ -126,6 +126,56 @@ impl Account {
     }
 }
 
+/// The user database's facts about `user` that privilege checks need: its uid, its primary
+/// group (from its passwd entry) and every group it belongs to (`getgrouplist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub uid: u32,
+    pub primary_gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl Membership {
+    /// `None` when the user database does not know `user` (a bare uid has no groups).
+    pub fn of(user: &str) -> Result<Option<Self>, AccountError> {
+        let entry = match passwd_by_name(user)? {
+            Some(e) => Some(e),
+            None => match user.parse::<u32>() {
+                Ok(uid) => passwd_by_uid(uid)?,
+                Err(_) => None,
+            },
+        };
+        Ok(entry.map(|e| Membership {
+            uid: e.uid,
+            primary_gid: e.gid,
+            groups: supplementary_groups(&e.name, e.gid),
+        }))
+    }
+}
+
+/// The name of group `gid`, if the group database has one.
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut found = None;
+    with_buffer(|buf| {
+        // SAFETY: every pointer is valid for the call; the result points into `buf`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc =
+            unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == 0 && !result.is_null() {
+            // SAFETY: getgrgid_r succeeded, so gr_name is a NUL-terminated string in `buf`.
+            found = Some(
+                unsafe { CStr::from_ptr(grp.gr_name) }
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        rc
+    })
+    .ok()?;
+    found
+}
+
 /// Gives everything below `dir` (not `dir` itself, whose owner and mode the control panel
 /// set) to `account`, walking by descriptor: no symlink is followed (a symlink itself is
 /// re-owned), a name swapped during the walk is never chowned through, and a file with more

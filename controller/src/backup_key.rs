@@ -64,27 +64,78 @@ pub fn load(path: &Utf8Path) -> Result<TagKey, BackupKeyError> {
         .open(path)
         .map_err(read)?;
     let meta = file.metadata().map_err(read)?;
-    if !meta.is_file() {
-        return Err(invalid("it is not a regular file".into()));
-    }
-    let euid = rustix::process::geteuid().as_raw();
-    if meta.uid() != euid {
-        return Err(invalid(format!(
-            "it belongs to uid {}, not to the controller's user (uid {euid})",
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o077 != 0 {
-        return Err(invalid(format!(
-            "its mode is {:04o}: others could read or change it (chmod 600 it)",
-            meta.mode() & 0o7777
-        )));
-    }
+    private_file_problem(path, &meta).map_err(invalid)?;
     let mut text = String::new();
     file.take(1024).read_to_string(&mut text).map_err(read)?;
     let secret = hex::decode(text.trim())
         .map_err(|_| invalid("it does not hold a key in hex digits".into()))?;
     TagKey::new(secret).ok_or_else(|| invalid("the key is shorter than 16 bytes".into()))
+}
+
+/// Why `path` (whose metadata, read without following a symlink, is `meta`) cannot hold a
+/// secret of the controller's: it must be a regular file of the controller's user that nobody
+/// else can read or write, in folders that only that user or root can change (each folder
+/// above it, as written and as resolved, checked). Otherwise another user could read the
+/// secret, or swap the file or a folder above it for one of its own. A sticky folder such
+/// as `/tmp` counts as closed: others cannot rename or delete what is ours in it.
+pub fn private_file_problem(path: &Utf8Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let euid = rustix::process::geteuid().as_raw();
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    if meta.uid() != euid {
+        return Err(format!(
+            "it belongs to {}, not to the controller's user (uid {euid}); `chown` it",
+            owner_text(meta.uid())
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "its mode is {:04o}: others could read or change it (chmod 600 it)",
+            meta.mode() & 0o7777
+        ));
+    }
+    let absolute = crate::controller::absolute(path);
+    let mut folders: Vec<Utf8PathBuf> = absolute
+        .ancestors()
+        .skip(1)
+        .map(Utf8Path::to_owned)
+        .collect();
+    if let Some(real) = absolute.parent().and_then(|p| p.canonicalize_utf8().ok()) {
+        folders.extend(real.ancestors().map(Utf8Path::to_owned));
+    }
+    for folder in folders {
+        let Ok(m) = std::fs::symlink_metadata(&folder) else {
+            continue;
+        };
+        if m.file_type().is_symlink() {
+            // Its target is among the resolved folders; the folder holding it is checked too.
+            continue;
+        }
+        if m.uid() != euid && m.uid() != 0 {
+            return Err(format!(
+                "the folder {folder} above it belongs to {}, who could replace it; keep it in \
+                 a folder only the controller's user or root can change",
+                owner_text(m.uid())
+            ));
+        }
+        let sticky = m.mode() & 0o1000 != 0;
+        if m.mode() & 0o022 != 0 && !sticky {
+            return Err(format!(
+                "the folder {folder} above it has mode {:04o}: others could replace the file; \
+                 `chmod go-w` it",
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn owner_text(uid: u32) -> String {
+    match crate::account::user_name(uid) {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 /// Reads the key at `path`, creating it first when it does not exist: 32 random bytes,

@@ -627,6 +627,23 @@ pub(crate) fn resolve_account(
             }
         )));
     }
+    // Records registered before these checks existed, or whose folders changed hands since.
+    let mut problems =
+        crate::registry::trust::account_problems(&account, instance.group.as_deref());
+    // A symlink in place of a web folder is the walk's business (never followed).
+    problems.extend(crate::registry::trust::web_dir_problems(
+        instance,
+        Some(&account),
+        config.state.root(),
+        false,
+    ));
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(refuse(format!(
+            "its record asks for what no instance may have (register it again once fixed): {}",
+            list.join("; ")
+        )));
+    }
     Ok(Some(account))
 }
 

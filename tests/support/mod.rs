@@ -151,6 +151,38 @@ impl Sandbox {
     }
 }
 
+/// A copy of `fixture` (a fixture package) at `sb/<name>` whose script `script` is `text`.
+pub fn package_with_script(
+    sb: &Sandbox,
+    fixture_name: &str,
+    name: &str,
+    script: &str,
+    text: &str,
+) -> Utf8PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let pkg = sb.path(name);
+    let out = Command::new("cp")
+        .args(["-R", fixture(fixture_name).as_str(), pkg.as_str()])
+        .output()
+        .unwrap();
+    assert_success(&out, "cp -R");
+    let path = pkg.join("scripts").join(script);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pkg
+}
+
+/// `chown -R UID:GID path`.
+pub fn chown_r(path: &Utf8Path, uid: u32, gid: u32) {
+    let out = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(path.as_str())
+        .output()
+        .unwrap();
+    assert_success(&out, "chown -R");
+}
+
 pub fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),

@@ -24,6 +24,12 @@ impl Drop for Served {
 
 /// Starts `serve` on a free loopback port, allowed to touch the folders `allow`.
 pub fn serve_allowing(sb: &Sandbox, allow: &[&str]) -> Served {
+    serve_with(sb, allow, &[])
+}
+
+/// [`serve_allowing`], also registering INSTANCE.toml files from the folders `register`
+/// (`--register-dir`).
+pub fn serve_with(sb: &Sandbox, allow: &[&str], register: &[&str]) -> Served {
     let token = "0123456789abcdef0123456789abcdef-test-token".to_owned();
     let token_file = sb.path("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
@@ -42,6 +48,9 @@ pub fn serve_allowing(sb: &Sandbox, allow: &[&str]) -> Served {
     ];
     for dir in allow {
         args.extend(["--allow-dir", dir]);
+    }
+    for dir in register {
+        args.extend(["--register-dir", dir]);
     }
     let mut child = sb
         .command(&args)

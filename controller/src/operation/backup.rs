@@ -61,6 +61,9 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     let dest_dir = destination_dir(request);
     let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
     check_space(&dest_dir, &estimate, request, sufficient)?;
+    // Every backup is tagged with the key at the end: a key that cannot be used (another
+    // user's, or in a folder another user could change) is refused before anything is written.
+    ctl.backup_key(Step::CheckDestination)?;
     ctl.check_cancel(Step::CheckDestination)?;
     // The journal names the temporary destination before it exists: a controller killed at
     // any point after this leaves nothing the next start cannot find and delete.

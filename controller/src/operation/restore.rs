@@ -753,7 +753,7 @@ fn apply_archive(
         match &part.kind {
             PartKind::WebDir { mapping_url } => {
                 if let Some(dir) = instance.web_dirs.get(mapping_url) {
-                    empty_folder(dir).map_err(OperationError::io(
+                    empty_folder(dir, owner).map_err(OperationError::io(
                         step,
                         "cannot empty web folder",
                         dir,
@@ -893,7 +893,15 @@ pub(crate) fn put_back_snapshot(
 /// carry ownership and mode set by the control panel); creates it when missing. By descriptor:
 /// `dir` is refused when it is a symlink or lies under one a tenant could have placed, and
 /// nothing inside is followed (`crate::archive::empty_dir_at`).
-fn empty_folder(dir: &Utf8Path) -> std::io::Result<()> {
-    let (fd, _) = crate::archive::open_or_create_dir(dir.as_std_path())?;
+/// A folder it creates is given to `owner`: a web folder belongs to the instance's account.
+fn empty_folder(dir: &Utf8Path, owner: Option<&Account>) -> std::io::Result<()> {
+    let (fd, created) = crate::archive::open_or_create_dir(dir.as_std_path())?;
+    if let (true, Some(a)) = (created, owner) {
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(a.uid)),
+            Some(rustix::fs::Gid::from_raw(a.gid)),
+        )?;
+    }
     crate::archive::empty_dir_at(std::os::fd::AsFd::as_fd(&fd))
 }

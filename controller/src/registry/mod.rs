@@ -8,6 +8,7 @@ pub mod file;
 pub mod instance;
 pub mod package;
 pub mod store;
+pub mod trust;
 pub mod validate;
 pub mod view;
 
@@ -83,8 +84,23 @@ pub fn register_file(
             return Err(RegisterError::Invalid(problems));
         }
     };
-    if let Err(problem) = record_account(&mut instance) {
-        return Err(RegisterError::Invalid(vec![problem]));
+    let account = record_account(&mut instance).map_err(|p| RegisterError::Invalid(vec![p]))?;
+    // What the record asks for, judged by its content (never by who owns the file).
+    let mut problems = Vec::new();
+    if let Some(account) = &account {
+        problems.extend(trust::account_problems(account, instance.group.as_deref()));
+    }
+    let owner_checked = account
+        .as_ref()
+        .filter(|_| crate::account::controller_is_root());
+    problems.extend(trust::web_dir_problems(
+        &instance,
+        owner_checked,
+        state.root(),
+        true,
+    ));
+    if !problems.is_empty() {
+        return Err(RegisterError::Invalid(problems));
     }
     store.put(&instance, replace)?;
     Ok(instance)
@@ -100,15 +116,16 @@ pub fn root_web_dir(instance: &Instance) -> Option<&Utf8PathBuf> {
 
 /// Records the account the instance's work runs as: `user` of INSTANCE.toml (which must
 /// exist), else the owner of its root web folder now (read without following a symlink).
-fn record_account(instance: &mut Instance) -> Result<(), Problem> {
+/// Returns it, or `None` when it is read later.
+fn record_account(instance: &mut Instance) -> Result<Option<Account>, Problem> {
     if instance.user.is_none() {
         // No web folder, or one made later (a fresh staging instance): the owner is read
         // when an operation runs (and without one, the operation is refused then).
         let Some(root) = root_web_dir(instance) else {
-            return Ok(());
+            return Ok(None);
         };
         if std::fs::symlink_metadata(root).is_err() {
-            return Ok(());
+            return Ok(None);
         }
         let owner = Account::owner_name_of(root).map_err(|e| {
             Problem::Account(format!(
@@ -119,6 +136,6 @@ fn record_account(instance: &mut Instance) -> Result<(), Problem> {
     }
     let user = instance.user.as_deref().unwrap_or_default();
     Account::lookup(user, instance.group.as_deref())
-        .map(drop)
+        .map(Some)
         .map_err(|e| Problem::Account(e.to_string()))
 }

@@ -63,6 +63,14 @@ pub enum Problem {
     WebDirMissing { url: String, path: Utf8PathBuf },
     #[error("user: {0}")]
     Account(String),
+    #[error("group: {0}")]
+    Group(String),
+    #[error("web-dirs.{url:?}: {path} {reason}")]
+    WebDirNotAllowed {
+        url: String,
+        path: Utf8PathBuf,
+        reason: String,
+    },
 }
 
 /// Web folders given in the file that are not folders on this machine, checked at

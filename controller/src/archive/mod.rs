@@ -35,7 +35,10 @@ pub use error::ArchiveError;
 pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartInfo, PartKind};
 pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader, verify_trusted};
 pub use tag::{ArchiveTag, ManifestSeal, TAG_ALGORITHM, TAG_KEY_LEN, TagKey};
-pub use tree::{TreeStats, capture_tree, capture_tree_to, restore_tree, restore_tree_from};
+pub use tree::{
+    TreeStats, WalkCount, WalkPolicy, capture_tree, capture_tree_to, capture_tree_with,
+    restore_tree, restore_tree_from,
+};
 pub use writer::{ArchiveWriter, WebPart};
 
 /// First entry: the [`ManifestHeader`] alone, so readers can refuse a newer format early.

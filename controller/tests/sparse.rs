@@ -59,14 +59,21 @@ fn holes_are_kept_from_walk_to_extraction() {
     fs::write(src.join("small"), b"dense").unwrap();
     let tar = dir.join("tree.tar");
     let captured = capture_tree(&src, &tar).unwrap();
-    assert!(fs::metadata(&tar).unwrap().len() < 1 << 20, "only data is stored");
+    assert!(
+        fs::metadata(&tar).unwrap().len() < 1 << 20,
+        "only data is stored"
+    );
     let dest = dir.join("dest");
     let restored = restore_tree(&tar, &dest, None).unwrap();
     assert_eq!(captured.sha256, restored.sha256);
     assert_eq!(restored.bytes, 2 * GIB + 5);
     let big = dest.join("big");
     assert_eq!(fs::metadata(&big).unwrap().len(), 2 * GIB);
-    assert!(allocated(&big) < 1 << 20, "{} bytes allocated", allocated(&big));
+    assert!(
+        allocated(&big) < 1 << 20,
+        "{} bytes allocated",
+        allocated(&big)
+    );
     assert_eq!(read_at(&big, 0, 5), b"start");
     assert_eq!(read_at(&big, GIB, 6), b"middle");
     assert_eq!(read_at(&big, 2 * GIB - 3, 3), b"end");
@@ -99,7 +106,11 @@ fn zero_blocks_of_a_dense_entry_are_restored_as_holes() {
     restore_tree(&tar, &dest, None).unwrap();
     let out = dest.join("zeros");
     assert_eq!(fs::read(&out).unwrap(), content);
-    assert!(allocated(&out) < 1 << 20, "{} bytes allocated", allocated(&out));
+    assert!(
+        allocated(&out) < 1 << 20,
+        "{} bytes allocated",
+        allocated(&out)
+    );
 }
 
 /// A tar of one sparse entry `name` with `map` (the text before the padding), `real` size
@@ -159,7 +170,12 @@ fn hostile_sparse_maps_are_refused() {
         ("overlapping", "2\n0\n4\n2\n1\n", 1000u64, &b"abcde"[..]),
         ("out of order", "2\n100\n1\n0\n1\n", 1000, b"ab"),
         ("beyond the size", "1\n999\n2\n", 1000, b"ab"),
-        ("more than u64", "1\n18446744073709551615\n2\n", u64::MAX, b"ab"),
+        (
+            "more than u64",
+            "1\n18446744073709551615\n2\n",
+            u64::MAX,
+            b"ab",
+        ),
         ("too many extents", "65537\n", 1000, b""),
         ("not a number", "1\nx\n1\n", 1000, b"a"),
         ("short of its size", "1\n0\n4\n", 1000, b"ab"),
@@ -209,10 +225,31 @@ fn the_walk_stops_at_its_bounds() {
     walk(policy(Some(600), Some(8))).unwrap();
     let err = walk(policy(None, Some(7))).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, ArchiveError::WalkLimit { limit: "max-files", .. }), "{text}");
-    assert!(text.contains("\"site\"") && text.contains(dir.join("b").as_str()), "{text}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::WalkLimit {
+                limit: "max-files",
+                ..
+            }
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"site\"") && text.contains(dir.join("b").as_str()),
+        "{text}"
+    );
     let err = walk(policy(Some(550), None)).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, ArchiveError::WalkLimit { limit: "max-instance-size", .. }), "{text}");
+    assert!(
+        matches!(
+            err,
+            ArchiveError::WalkLimit {
+                limit: "max-instance-size",
+                ..
+            }
+        ),
+        "{text}"
+    );
     assert!(text.contains(dir.join("b/f2").as_str()), "{text}");
 }

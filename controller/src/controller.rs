@@ -64,6 +64,11 @@ pub struct ResourceLimits {
     pub open_files: Option<u64>,
     /// CPU seconds (`RLIMIT_CPU`); wall time is bounded by the timeout.
     pub cpu_secs: Option<u64>,
+    /// Data bytes a walk of the instance's web folders may read (backup, safety snapshot,
+    /// estimate): a sparse file counts its data, not its holes.
+    pub max_instance_size: Option<u64>,
+    /// Entries (files, folders, symlinks) a walk of the instance's web folders may take.
+    pub max_files: Option<u64>,
 }
 
 impl ResourceLimits {
@@ -73,6 +78,8 @@ impl ResourceLimits {
             max_file_size_mb: over.max_file_size_mb.or(self.max_file_size_mb),
             open_files: over.open_files.or(self.open_files),
             cpu_secs: over.cpu_secs.or(self.cpu_secs),
+            max_instance_size: over.max_instance_size.or(self.max_instance_size),
+            max_files: over.max_files.or(self.max_files),
         }
     }
 }
@@ -83,6 +90,8 @@ struct LimitsFile {
     max_file_size_mb: Option<u64>,
     open_files: Option<u64>,
     cpu_secs: Option<u64>,
+    max_instance_size: Option<u64>,
+    max_files: Option<u64>,
     #[serde(default)]
     instances: std::collections::BTreeMap<String, ResourceLimits>,
 }
@@ -99,6 +108,8 @@ struct LimitsFile {
 /// max-file-size-mb = 10240   # RLIMIT_FSIZE
 /// open-files = 1024          # RLIMIT_NOFILE
 /// cpu-secs = 3600            # RLIMIT_CPU
+/// max-instance-size = 21474836480  # data bytes a walk of the web folders may read
+/// max-files = 1000000        # entries a walk of the web folders may take
 /// [limits.instances.blog]    # per instance, key by key
 /// max-file-size-mb = 2048
 /// journal-log-max-bytes = 4194304   # journal.log is rotated beyond this
@@ -170,6 +181,8 @@ impl ControllerConfig {
             max_file_size_mb: file.limits.max_file_size_mb,
             open_files: file.limits.open_files,
             cpu_secs: file.limits.cpu_secs,
+            max_instance_size: file.limits.max_instance_size,
+            max_files: file.limits.max_files,
         };
         config.instance_limits = file.limits.instances;
         if let Some(b) = file.journal_log_max_bytes {
@@ -220,6 +233,22 @@ impl ControllerConfig {
         match self.instance_limits.get(instance) {
             Some(over) => self.limits.overridden_by(over),
             None => self.limits,
+        }
+    }
+
+    /// How a walk of `instance`'s web folders is bounded, and whose hard links it reads: the
+    /// account's only (a hard link to anyone else's file would be read as root).
+    pub fn walk_policy(
+        &self,
+        instance: &str,
+        account: Option<&crate::account::Account>,
+    ) -> crate::archive::WalkPolicy {
+        let limits = self.limits_for(instance);
+        crate::archive::WalkPolicy {
+            instance: instance.to_owned(),
+            account_uid: account.map(|a| a.uid),
+            max_bytes: limits.max_instance_size,
+            max_files: limits.max_files,
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use crate::archive::{ArchiveOptions, Compression};
+use crate::archive::{ArchiveError, ArchiveOptions, Compression, WalkCount, WalkPolicy};
 use crate::database::{Database, DbKind};
 use crate::registry::Instance;
 
@@ -57,10 +57,23 @@ const SIZE_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Adds up the instance's web folders (the ones the archive holds) and databases.
 pub fn estimate_instance(instance: &Instance, timeout: Duration) -> SizeEstimate {
+    estimate_within(instance, timeout, &WalkPolicy::default())
+        .expect("a walk without bounds is never refused")
+}
+
+/// [`estimate_instance`], refused as soon as the walk crosses the instance's `[limits]`
+/// (`max-instance-size`, `max-files`): a backup that would cross them is refused before it
+/// starts, naming the path where the bound was crossed.
+pub fn estimate_within(
+    instance: &Instance,
+    timeout: Duration,
+    policy: &WalkPolicy,
+) -> Result<SizeEstimate, ArchiveError> {
     let timeout = timeout.min(SIZE_QUERY_TIMEOUT);
     let mut web_dirs = Vec::new();
+    let mut count = WalkCount::default();
     for (url, dir) in crate::operation::archived_web_dirs(instance) {
-        let (files, bytes) = tree_size(dir);
+        let (files, bytes) = tree_size(dir, policy, &mut count)?;
         web_dirs.push(WebDirSize {
             mapping_url: url.clone(),
             dir: dir.clone(),
@@ -84,11 +97,11 @@ pub fn estimate_instance(instance: &Instance, timeout: Duration) -> SizeEstimate
         + databases.iter().filter_map(|d| d.bytes).sum::<u64>()
         // header, manifest and the end-of-archive blocks
         + 8 * TAR_BLOCK;
-    SizeEstimate {
+    Ok(SizeEstimate {
         web_dirs,
         databases,
         total,
-    }
+    })
 }
 
 /// The free space below which a backup of `estimate` bytes with `options` is refused.
@@ -100,12 +113,20 @@ pub fn required_space(estimate: u64, options: &ArchiveOptions) -> u64 {
     bound + SPACE_MARGIN
 }
 
-/// Entries and archived bytes of the tree at `dir`: regular files' sizes rounded up to tar
-/// blocks, plus a header per entry. Symlinks are counted, never followed; unreadable parts
-/// count as nothing (the backup itself will report them).
-fn tree_size(dir: &Utf8Path) -> (u64, u64) {
+/// Entries and archived bytes of the tree at `dir`: regular files' data rounded up to tar
+/// blocks (a sparse file's allocated blocks, which is what its entry holds), plus a header per
+/// entry. Symlinks are counted, never followed; unreadable parts count as nothing (the backup
+/// itself will report them).
+fn tree_size(
+    dir: &Utf8Path,
+    policy: &WalkPolicy,
+    count: &mut WalkCount,
+) -> Result<(u64, u64), ArchiveError> {
     let mut files = 0;
     let mut bytes = 0;
+    if dir.symlink_metadata().is_ok() {
+        policy.count_entry(count, dir)?;
+    }
     let mut stack = vec![dir.as_std_path().to_owned()];
     while let Some(path) = stack.pop() {
         let Ok(read) = std::fs::read_dir(&path) else {
@@ -115,16 +136,22 @@ fn tree_size(dir: &Utf8Path) -> (u64, u64) {
             let Ok(meta) = entry.path().symlink_metadata() else {
                 continue;
             };
+            let shown = || Utf8PathBuf::from(entry.path().to_string_lossy().into_owned());
+            if meta.is_dir() || meta.is_file() || meta.is_symlink() {
+                policy.count_entry(count, &shown())?;
+            }
             bytes += TAR_BLOCK;
             if meta.is_dir() {
                 stack.push(entry.path());
             } else if meta.is_file() {
                 files += 1;
-                bytes += meta.size().div_ceil(TAR_BLOCK) * TAR_BLOCK;
+                let data = meta.size().min(meta.blocks().saturating_mul(512));
+                policy.count_bytes(count, data, &shown())?;
+                bytes += data.div_ceil(TAR_BLOCK) * TAR_BLOCK;
             }
         }
     }
-    (files, bytes)
+    Ok((files, bytes))
 }
 
 /// The data size of a database as its server reports it (tables' data, not indexes: a dump

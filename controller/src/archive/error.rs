@@ -31,6 +31,28 @@ pub enum ArchiveError {
         detail: String,
     },
 
+    #[error(
+        "instance {instance:?}: {path} crosses [limits] {limit} = {max} of controller.toml ({reached} by then); nothing was kept"
+    )]
+    WalkLimit {
+        instance: String,
+        limit: &'static str,
+        max: u64,
+        path: Utf8PathBuf,
+        reached: String,
+    },
+
+    #[error(
+        "instance {instance:?}: {path} is a hard link ({links} links) owned by uid {owner}, not by the instance's account (uid {account}); refusing to read it into a backup (remove the link, or give the file to the account)"
+    )]
+    ForeignHardLink {
+        instance: String,
+        path: Utf8PathBuf,
+        links: u64,
+        owner: u32,
+        account: u32,
+    },
+
     #[error("cannot write the archive (part {part:?}): {source}")]
     WriteArchive { part: String, source: io::Error },
 

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the layout described in `docs/backup-format.md`. Readers refuse a higher one.
 /// 2 added the `manifest.tag` entry after the manifest (a version-1 reader would take it for
-/// a stray entry); version 1 files are still read, and have no tag.
-pub const FORMAT_VERSION: u32 = 2;
+/// a stray entry); version 1 files are still read, and have no tag. 3 added sparse files
+/// (GNU's PAX sparse format 1.0 and the `s` record of the canonical stream): a version-2
+/// reader would take such an archive for a damaged one.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The `format` field of every manifest, so a stray JSON file is never taken for one.
 pub const FORMAT_NAME: &str = "aps-controller-backup";

@@ -38,7 +38,23 @@ pub struct TreeStats {
 const KIND_DIR: u8 = b'd';
 const KIND_FILE: u8 = b'f';
 const KIND_SYMLINK: u8 = b'l';
+const KIND_SPARSE: u8 = b's';
 const COPY_BUF: usize = 256 * 1024;
+/// Most data extents a sparse file entry may list: bounds the map a reader holds in memory.
+/// A file with more is archived whole (its holes read as zeros).
+pub(super) const MAX_EXTENTS: usize = 1 << 16;
+/// The PAX keys of a GNU sparse file, format 1.0 (what `tar --sparse --format=pax` writes).
+const PAX_SPARSE_MAJOR: &str = "GNU.sparse.major";
+const PAX_SPARSE_MINOR: &str = "GNU.sparse.minor";
+const PAX_SPARSE_NAME: &str = "GNU.sparse.name";
+const PAX_SPARSE_REALSIZE: &str = "GNU.sparse.realsize";
+
+/// One data extent of a sparse file: `len` bytes at `offset`; everything else is a hole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Extent {
+    pub offset: u64,
+    pub len: u64,
+}
 
 /// Most names a path below a web folder may have (docs/security.md, "Deep and long paths").
 /// Writing and restoring hold one open folder per level, so this bounds the descriptors one
@@ -81,6 +97,27 @@ impl TreeHasher {
     pub(super) fn file(&mut self, rel: &[u8], mode: u32, mtime: i64, size: u64) {
         self.record(KIND_FILE, rel, mode, mtime);
         self.sha.update(size.to_be_bytes());
+        self.stats.files += 1;
+        self.stats.bytes += size;
+    }
+
+    /// A sparse file: its apparent size and data extents are hashed, then only the extents'
+    /// bytes (as they follow), so holes cost nothing to hash.
+    pub(super) fn sparse_file(
+        &mut self,
+        rel: &[u8],
+        mode: u32,
+        mtime: i64,
+        size: u64,
+        extents: &[Extent],
+    ) {
+        self.record(KIND_SPARSE, rel, mode, mtime);
+        self.sha.update(size.to_be_bytes());
+        self.sha.update((extents.len() as u64).to_be_bytes());
+        for e in extents {
+            self.sha.update(e.offset.to_be_bytes());
+            self.sha.update(e.len.to_be_bytes());
+        }
         self.stats.files += 1;
         self.stats.bytes += size;
     }
@@ -238,6 +275,22 @@ fn base_header(kind: tar::EntryType, st: &rustix::fs::Stat) -> (tar::Header, u32
     (h, mode, mtime)
 }
 
+/// The header of a sparse entry: POSIX ustar (GNU tar reads the PAX sparse keys only before
+/// a ustar header, not an old-GNU one).
+#[allow(clippy::unnecessary_cast)]
+fn sparse_header(st: &rustix::fs::Stat) -> (tar::Header, u32, i64) {
+    let mode = st.st_mode as u32 & 0o7777;
+    let mtime = tar_mtime(st.st_mtime as i64);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_mtime(mtime as u64);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_size(0);
+    (h, mode, mtime)
+}
+
 fn file_type(st: &rustix::fs::Stat) -> FileType {
     FileType::from_raw_mode(st.st_mode as _)
 }
@@ -262,6 +315,8 @@ pub(super) fn write_tree<W: Write>(
     root: &Utf8Path,
     prefix: &[u8],
     part: &str,
+    policy: &WalkPolicy,
+    count: &mut WalkCount,
 ) -> Result<TreeStats, ArchiveError> {
     let source_err = |rel: &[u8], e: io::Error| ArchiveError::ReadSource {
         part: part.to_owned(),
@@ -294,8 +349,16 @@ pub(super) fn write_tree<W: Write>(
     let mut warnings = Vec::new();
     let mut link_buf = Vec::new();
 
+    let full = |rel: &[u8]| {
+        if rel.is_empty() {
+            root.to_owned()
+        } else {
+            root.join(lossy(rel))
+        }
+    };
     let root_fd = dirfd::open_dir_nofollow(root.as_std_path()).map_err(|e| source_err(b"", e))?;
     let st = rustix::fs::fstat(&root_fd).map_err(|e| source_err(b"", e.into()))?;
+    policy.entry(count, &full(b""))?;
     let (mut h, mode, mtime) = base_header(tar::EntryType::Directory, &st);
     builder
         .append_data(&mut h, os(&entry_name(b"", true)), io::empty())
@@ -339,6 +402,12 @@ pub(super) fn write_tree<W: Write>(
             Err(rustix::io::Errno::NOENT) => continue, // vanished
             Err(e) => return Err(source_err(&rel, e.into())),
         };
+        if matches!(
+            file_type(&st),
+            FileType::Directory | FileType::RegularFile | FileType::Symlink
+        ) {
+            policy.entry(count, &full(&rel))?;
+        }
         match file_type(&st) {
             FileType::Directory => {
                 let fd = match dirfd::open_walked_dir(dir, name) {
@@ -368,12 +437,38 @@ pub(super) fn write_tree<W: Write>(
                     Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => continue,
                     Err(e) => return Err(source_err(&rel, e.into())),
                 };
-                let file = File::from(fd);
+                let mut file = File::from(fd);
                 let st = rustix::fs::fstat(&file).map_err(|e| source_err(&rel, e.into()))?;
                 if file_type(&st) != FileType::RegularFile {
                     continue;
                 }
+                // What the descriptor shows: a hard link to a file the tenant cannot read
+                // would be read here as root.
+                policy.check_links(&st, &full(&rel))?;
                 let size = st.st_size as u64;
+                let extents = data_extents(&mut file, &st).map_err(|e| source_err(&rel, e))?;
+                let data = extents
+                    .as_ref()
+                    .map_or(size, |x| x.iter().map(|e| e.len).sum());
+                policy.bytes(count, data, &full(&rel))?;
+                if let Some(extents) = extents {
+                    let (h, mode, mtime) = sparse_header(&st);
+                    hasher.sparse_file(&rel, mode, mtime, size, &extents);
+                    let name = entry_name(&rel, false);
+                    let padded =
+                        write_sparse(builder, h, &name, size, &extents, file, &mut hasher.sha)
+                            .map_err(|e| match e {
+                                CopyError::Read(e) => source_err(&rel, e),
+                                CopyError::Write(e) => write_err(e),
+                            })?;
+                    if padded > 0 {
+                        warnings.push(format!(
+                            "{}: shrank by {padded} bytes while being read; padded with zeros",
+                            lossy(&rel)
+                        ));
+                    }
+                    continue;
+                }
                 let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &st);
                 h.set_size(size);
                 hasher.file(&rel, mode, mtime, size);
@@ -429,6 +524,275 @@ pub(super) fn write_tree<W: Write>(
     Ok(stats)
 }
 
+/// What a walk of one instance's web folders may read, and whose hard links it may read. One
+/// policy covers every folder of one archive: its bounds are the whole instance's.
+#[derive(Debug, Clone, Default)]
+pub struct WalkPolicy {
+    /// Named in errors.
+    pub instance: String,
+    /// The instance's account: a regular file with more than one link must belong to it.
+    /// `None`: links are not checked (a tree that is not a tenant's).
+    pub account_uid: Option<u32>,
+    /// `[limits] max-instance-size`: data bytes the walk may read (a sparse file's data
+    /// extents, not its holes).
+    pub max_bytes: Option<u64>,
+    /// `[limits] max-files`: entries (files, folders, symlinks, the roots included).
+    pub max_files: Option<u64>,
+}
+
+/// What one archive's walks have taken so far, against its [`WalkPolicy`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalkCount {
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl WalkPolicy {
+    /// Counts one entry; an error when it crosses `max-files`.
+    pub fn count_entry(&self, count: &mut WalkCount, path: &Utf8Path) -> Result<(), ArchiveError> {
+        self.entry(count, path)
+    }
+
+    /// Counts `data` bytes read; an error when they cross `max-instance-size`.
+    pub fn count_bytes(
+        &self,
+        count: &mut WalkCount,
+        data: u64,
+        path: &Utf8Path,
+    ) -> Result<(), ArchiveError> {
+        self.bytes(count, data, path)
+    }
+
+    fn entry(&self, count: &mut WalkCount, path: &Utf8Path) -> Result<(), ArchiveError> {
+        count.entries += 1;
+        match self.max_files {
+            Some(max) if count.entries > max => Err(ArchiveError::WalkLimit {
+                instance: self.instance.clone(),
+                limit: "max-files",
+                max,
+                path: path.to_owned(),
+                reached: format!("{} entries", count.entries),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn bytes(&self, count: &mut WalkCount, data: u64, path: &Utf8Path) -> Result<(), ArchiveError> {
+        count.bytes = count.bytes.saturating_add(data);
+        match self.max_bytes {
+            Some(max) if count.bytes > max => Err(ArchiveError::WalkLimit {
+                instance: self.instance.clone(),
+                limit: "max-instance-size",
+                max,
+                path: path.to_owned(),
+                reached: format!("{} bytes of data", count.bytes),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    #[allow(clippy::unnecessary_cast)]
+    fn check_links(&self, st: &rustix::fs::Stat, path: &Utf8Path) -> Result<(), ArchiveError> {
+        match self.account_uid {
+            Some(account) if st.st_nlink as u64 > 1 && st.st_uid != account => {
+                Err(ArchiveError::ForeignHardLink {
+                    instance: self.instance.clone(),
+                    path: path.to_owned(),
+                    links: st.st_nlink as u64,
+                    owner: st.st_uid,
+                    account,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The data extents of a file with fewer allocated blocks than its size (`SEEK_DATA` /
+/// `SEEK_HOLE`), or `None` to read it whole: not sparse, a file system without hole
+/// reporting, too many extents, or a file changing under the walk. The file's offset is left
+/// at 0.
+#[allow(clippy::unnecessary_cast)]
+fn data_extents(file: &mut File, st: &rustix::fs::Stat) -> io::Result<Option<Vec<Extent>>> {
+    use std::io::Seek;
+    let size = st.st_size as u64;
+    if size == 0 || (st.st_blocks as u64).saturating_mul(512) >= size {
+        return Ok(None);
+    }
+    let mut extents = Vec::new();
+    let mut pos = 0u64;
+    let found = loop {
+        if pos >= size {
+            break true;
+        }
+        let start = match rustix::fs::seek(&*file, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(o) => o,
+            Err(rustix::io::Errno::NXIO) => break true, // only a hole is left
+            Err(_) => break false,
+        };
+        if start >= size {
+            break true;
+        }
+        let end = match rustix::fs::seek(&*file, rustix::fs::SeekFrom::Hole(start)) {
+            Ok(o) => o.min(size),
+            Err(_) => break false,
+        };
+        if end <= start || extents.len() == MAX_EXTENTS {
+            break false;
+        }
+        extents.push(Extent {
+            offset: start,
+            len: end - start,
+        });
+        pos = end;
+    };
+    file.seek(io::SeekFrom::Start(0))?;
+    let whole = extents.len() == 1 && extents[0].offset == 0 && extents[0].len == size;
+    // A file ending in a hole ends its map with an empty extent at its size, as GNU tar's
+    // does (its extraction takes the size from there).
+    if extents.last().is_none_or(|e| e.offset + e.len < size) {
+        extents.push(Extent {
+            offset: size,
+            len: 0,
+        });
+    }
+    Ok((found && !whole).then_some(extents))
+}
+
+/// One PAX extended header record: `"<len> <key>=<value>\n"`, `len` counting itself.
+fn pax_record(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + rest.to_string().len();
+    if len.to_string().len() + rest != len {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(format!("{len} {key}=").as_bytes());
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+/// The map at the start of a sparse entry's data: the extent count, then each extent's offset
+/// and length, one decimal number a line, padded with zeros to a 512-byte block.
+fn sparse_map(extents: &[Extent]) -> Vec<u8> {
+    let mut map = format!("{}\n", extents.len()).into_bytes();
+    for e in extents {
+        map.extend_from_slice(format!("{}\n{}\n", e.offset, e.len).as_bytes());
+    }
+    map.resize(map.len().div_ceil(512) * 512, 0);
+    map
+}
+
+/// Writes a sparse file as GNU tar's PAX sparse format 1.0 (what `tar --sparse --format=pax`
+/// writes, and what GNU tar and bsdtar extract as a sparse file): a PAX header naming the real
+/// size, then a regular entry holding the map and the data extents only. Returns the zeros
+/// padded in for data that vanished while being read.
+fn write_sparse<W: Write>(
+    builder: &mut tar::Builder<W>,
+    mut h: tar::Header,
+    name: &[u8],
+    size: u64,
+    extents: &[Extent],
+    file: File,
+    sha: &mut Sha256,
+) -> Result<u64, CopyError> {
+    let mut pax = Vec::new();
+    pax_record(&mut pax, PAX_SPARSE_MAJOR, b"1");
+    pax_record(&mut pax, PAX_SPARSE_MINOR, b"0");
+    pax_record(&mut pax, PAX_SPARSE_NAME, name);
+    pax_record(&mut pax, PAX_SPARSE_REALSIZE, size.to_string().as_bytes());
+    // A name too long for the ustar header goes into the PAX header (readers take `path`).
+    let fits = h.set_path(os(name)).is_ok();
+    if !fits {
+        pax_record(&mut pax, "path", name);
+        let short = &name[..name.len().min(99)];
+        h.as_old_mut().name[..short.len()].copy_from_slice(short);
+    }
+    let mut ph = tar::Header::new_ustar();
+    ph.set_entry_type(tar::EntryType::XHeader);
+    ph.set_path("././@PaxHeader").map_err(CopyError::Write)?;
+    ph.set_mode(0o644);
+    ph.set_mtime(0);
+    ph.set_size(pax.len() as u64);
+    ph.set_cksum();
+    builder.append(&ph, &pax[..]).map_err(CopyError::Write)?;
+    let map = sparse_map(extents);
+    let data: u64 = extents.iter().map(|e| e.len).sum();
+    h.set_size(map.len() as u64 + data);
+    h.set_cksum();
+    let mut src = SparseSource {
+        map: io::Cursor::new(map),
+        file,
+        extents,
+        next: 0,
+        left: 0,
+        sha,
+        padded: 0,
+        error: None,
+    };
+    if let Err(e) = builder.append(&h, &mut src) {
+        return Err(match src.error.take() {
+            Some(e) => CopyError::Read(e),
+            None => CopyError::Write(e),
+        });
+    }
+    Ok(src.padded)
+}
+
+/// The data of a sparse entry: its map, then each extent read at its offset and hashed. A
+/// source that ends early is padded with zeros, as a dense web file is.
+struct SparseSource<'a> {
+    map: io::Cursor<Vec<u8>>,
+    file: File,
+    extents: &'a [Extent],
+    next: usize,
+    left: u64,
+    sha: &'a mut Sha256,
+    padded: u64,
+    error: Option<io::Error>,
+}
+
+impl Read for SparseSource<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Seek;
+        let n = self.map.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        while self.left == 0 {
+            let Some(e) = self.extents.get(self.next) else {
+                return Ok(0);
+            };
+            self.next += 1;
+            self.left = e.len;
+            if let Err(err) = self.file.seek(io::SeekFrom::Start(e.offset)) {
+                let copy = io::Error::new(err.kind(), err.to_string());
+                self.error = Some(err);
+                return Err(copy);
+            }
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = match self.file.read(&mut buf[..want]) {
+            Ok(0) => {
+                buf[..want].fill(0);
+                self.padded += want as u64;
+                want
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.error = Some(e);
+                return Err(copy);
+            }
+        };
+        self.sha.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading
 
@@ -452,6 +816,163 @@ pub(super) fn check_rel(rel: &[u8]) -> Result<&[u8], &'static str> {
         }
     }
     Ok(rel)
+}
+
+/// A regular entry's data as the extractor writes it: dense, or a sparse file's extents
+/// (after its map) and real size.
+pub(super) struct FileData<'a> {
+    src: &'a mut dyn Read,
+    layout: Option<(u64, &'a [Extent])>,
+}
+
+/// Writes at its own position, seeking over every aligned block of zeros instead of writing
+/// it: the file gets holes there once its length is set.
+struct HoleWriter {
+    file: File,
+    pos: u64,
+}
+
+const HOLE_BLOCK: usize = 4096;
+
+impl Write for HoleWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut i = 0;
+        while i < buf.len() {
+            // Up to the next block boundary of the file, so holes stay block-aligned.
+            let to_edge = HOLE_BLOCK - (self.pos % HOLE_BLOCK as u64) as usize;
+            let n = to_edge.min(buf.len() - i);
+            let chunk = &buf[i..i + n];
+            if n < HOLE_BLOCK || chunk.iter().any(|b| *b != 0) {
+                // Data: this block and every following non-zero one in one write.
+                let mut j = i + n;
+                while j < buf.len() {
+                    let m = HOLE_BLOCK.min(buf.len() - j);
+                    if m == HOLE_BLOCK && buf[j..j + m].iter().all(|b| *b == 0) {
+                        break;
+                    }
+                    j += m;
+                }
+                self.file.write_all_at(&buf[i..j], self.pos)?;
+                self.pos += (j - i) as u64;
+                i = j;
+            } else {
+                self.pos += n as u64;
+                i += n;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The real size of a GNU PAX sparse 1.0 entry (`GNU.sparse.major=1`, `minor=0`), `None` for
+/// an ordinary file; other sparse formats and a `GNU.sparse.name` other than the entry's own
+/// name are refused.
+fn sparse_size<R: Read>(entry: &mut tar::Entry<'_, R>, name: &[u8]) -> Result<Option<u64>, String> {
+    let Some(pax) = entry
+        .pax_extensions()
+        .map_err(|e| format!("unreadable PAX header: {e}"))?
+    else {
+        return Ok(None);
+    };
+    let (mut major, mut minor, mut sname, mut real) = (None, None, None, None);
+    for ext in pax {
+        let ext = ext.map_err(|e| format!("unreadable PAX header: {e}"))?;
+        let value = ext.value_bytes();
+        match ext.key_bytes() {
+            b"GNU.sparse.major" => major = Some(value.to_vec()),
+            b"GNU.sparse.minor" => minor = Some(value.to_vec()),
+            b"GNU.sparse.name" => sname = Some(value.to_vec()),
+            b"GNU.sparse.realsize" => real = Some(value.to_vec()),
+            k if k.starts_with(b"GNU.sparse.") => {
+                return Err("only GNU's PAX sparse format 1.0 is read".into());
+            }
+            _ => {}
+        }
+    }
+    if major.is_none() && minor.is_none() && sname.is_none() && real.is_none() {
+        return Ok(None);
+    }
+    if major.as_deref() != Some(b"1") || minor.as_deref() != Some(b"0") {
+        return Err("only GNU's PAX sparse format 1.0 is read".into());
+    }
+    if sname.as_deref().is_some_and(|n| n != name) {
+        return Err("its GNU.sparse.name differs from its name".into());
+    }
+    let real = real
+        .and_then(|r| decimal(&r))
+        .ok_or("a sparse file without a valid GNU.sparse.realsize")?;
+    Ok(Some(real))
+}
+
+fn decimal(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+pub(super) enum SparseMapError {
+    Read(io::Error),
+    Bad(String),
+}
+
+/// Reads a sparse entry's map (whole 512-byte blocks) and checks it: at most
+/// [`MAX_EXTENTS`] extents, in order, not overlapping, within the real size. Returns the
+/// extents and the map's length in the entry.
+fn read_sparse_map(src: &mut dyn Read, real: u64) -> Result<(Vec<Extent>, u64), SparseMapError> {
+    let bad = |r: &str| SparseMapError::Bad(format!("bad sparse map: {r}"));
+    let mut text = Vec::new();
+    let mut numbers: Vec<u64> = Vec::new();
+    let mut line_start = 0;
+    let mut wanted: Option<usize> = None;
+    loop {
+        let mut block = [0u8; 512];
+        src.read_exact(&mut block).map_err(SparseMapError::Read)?;
+        text.extend_from_slice(&block);
+        while let Some(nl) = text[line_start..].iter().position(|b| *b == b'\n') {
+            let n =
+                decimal(&text[line_start..line_start + nl]).ok_or_else(|| bad("not a number"))?;
+            line_start += nl + 1;
+            numbers.push(n);
+            if wanted.is_none() {
+                let count = usize::try_from(n).ok().filter(|c| *c <= MAX_EXTENTS);
+                wanted = Some(1 + 2 * count.ok_or_else(|| bad("too many extents"))?);
+            }
+            if Some(numbers.len()) == wanted {
+                break;
+            }
+        }
+        if Some(numbers.len()) == wanted {
+            break;
+        }
+        // A number is at most 20 digits: a longer line is not a map.
+        if text.len() - line_start > 21 {
+            return Err(bad("not a number"));
+        }
+    }
+    if text[line_start..].iter().any(|b| *b != 0) {
+        return Err(bad("not padded with zeros"));
+    }
+    let mut extents = Vec::with_capacity(numbers.len() / 2);
+    let mut end = 0u64;
+    for pair in numbers[1..].chunks(2) {
+        let (offset, len) = (pair[0], pair[1]);
+        let stop = offset
+            .checked_add(len)
+            .filter(|s| *s <= real)
+            .ok_or_else(|| bad("an extent beyond the file's size"))?;
+        if offset < end {
+            return Err(bad("extents out of order or overlapping"));
+        }
+        end = stop;
+        extents.push(Extent { offset, len });
+    }
+    Ok((extents, text.len() as u64))
 }
 
 /// Which side of a copy failed: the archive (read) or the destination (write).
@@ -552,12 +1073,72 @@ impl TreeReader {
             entry: lossy(name),
             reason: reason.to_owned(),
         };
+        let sparse = match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                sparse_size(entry, name).map_err(|r| unexpected(&r))?
+            }
+            _ => None,
+        };
         match kind {
             tar::EntryType::Directory => {
                 self.hasher.dir(rel, mode, mtime);
                 if let Some(x) = &mut self.extract {
                     x.dir(rel, mode, mtime)
                         .map_err(|e| extract_err(&self.archive, &self.part, &lossy(rel), e))?;
+                }
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous if sparse.is_some() => {
+                if rel.is_empty() {
+                    return Err(unexpected("the tree's root must be a folder"));
+                }
+                let real = sparse.expect("checked above");
+                let (extents, map_len) = read_sparse_map(entry, real).map_err(|e| match e {
+                    SparseMapError::Read(e) => read_error(&self.archive, Some(&self.part), e),
+                    SparseMapError::Bad(r) => unexpected(&r),
+                })?;
+                let data: u64 = extents.iter().map(|e| e.len).sum();
+                if map_len.checked_add(data) != Some(entry.size()) {
+                    return Err(unexpected(
+                        "the sparse map's extents do not add up to the entry's size",
+                    ));
+                }
+                self.hasher.sparse_file(rel, mode, mtime, real, &extents);
+                match &mut self.extract {
+                    None => {
+                        for e in &extents {
+                            let copied = copy_hashing(
+                                &mut (&mut *entry).take(e.len),
+                                &mut self.hasher.sha,
+                                None,
+                                &mut self.buf,
+                            )
+                            .map_err(|e| {
+                                read_error(&self.archive, Some(&self.part), e.into_read())
+                            })?;
+                            if copied != e.len {
+                                return Err(ArchiveError::Truncated {
+                                    archive: self.archive.clone(),
+                                    part: Some(self.part.clone()),
+                                    detail: format!("{} ends inside its data", lossy(name)),
+                                });
+                            }
+                        }
+                    }
+                    Some(x) => {
+                        x.file(
+                            rel,
+                            mode,
+                            mtime,
+                            FileData {
+                                src: entry,
+                                layout: Some((real, &extents)),
+                            },
+                            &mut self.hasher.sha,
+                            &mut self.buf,
+                            &self.archive,
+                            &self.part,
+                        )?;
+                    }
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -573,7 +1154,10 @@ impl TreeReader {
                         rel,
                         mode,
                         mtime,
-                        entry,
+                        FileData {
+                            src: entry,
+                            layout: None,
+                        },
                         &mut self.hasher.sha,
                         &mut self.buf,
                         &self.archive,
@@ -825,13 +1409,16 @@ impl Extractor {
         Ok(())
     }
 
+    /// Writes a file; runs of zeros (a sparse entry's holes, and zero blocks of any file)
+    /// become holes: skipped with a seek and `set_len`, never written. Returns the data bytes
+    /// copied.
     #[allow(clippy::too_many_arguments)]
     fn file(
         &mut self,
         rel: &[u8],
         mode: u32,
         mtime: i64,
-        src: &mut dyn Read,
+        data: FileData<'_>,
         sha: &mut Sha256,
         buf: &mut Vec<u8>,
         archive: &Utf8Path,
@@ -861,13 +1448,42 @@ impl Extractor {
         if let Some((uid, gid)) = owner {
             rustix::fs::fchown(&fd, Some(uid), Some(gid)).map_err(|e| fail(e.into()))?;
         }
-        let mut out = BufWriter::with_capacity(COPY_BUF, File::from(fd));
-        let copied = match copy_hashing(src, sha, Some(&mut out), buf) {
-            Ok(n) => n,
-            Err(CopyError::Write(e)) => return Err(fail(e)),
-            Err(CopyError::Read(e)) => return Err(read_error(archive, Some(part), e)),
+        let mut out = HoleWriter {
+            file: File::from(fd),
+            pos: 0,
         };
-        let file = out.into_inner().map_err(|e| fail(e.into_error()))?;
+        let copy =
+            |src: &mut dyn Read, out: &mut HoleWriter, sha: &mut Sha256, buf: &mut Vec<u8>| {
+                match copy_hashing(src, sha, Some(out as &mut dyn Write), buf) {
+                    Ok(n) => Ok(n),
+                    Err(CopyError::Write(e)) => Err(fail(e)),
+                    Err(CopyError::Read(e)) => Err(read_error(archive, Some(part), e)),
+                }
+            };
+        let (copied, end) = match data.layout {
+            None => {
+                let n = copy(data.src, &mut out, sha, buf)?;
+                (n, n)
+            }
+            Some((real, extents)) => {
+                let mut total = 0;
+                for e in extents {
+                    out.pos = e.offset;
+                    let n = copy(&mut (&mut *data.src).take(e.len), &mut out, sha, buf)?;
+                    if n != e.len {
+                        return Err(ArchiveError::Truncated {
+                            archive: archive.to_owned(),
+                            part: Some(part.to_owned()),
+                            detail: format!("{}/{} ends inside its data", self.dest, lossy(rel)),
+                        });
+                    }
+                    total += n;
+                }
+                (total, real)
+            }
+        };
+        let file = out.file;
+        file.set_len(end).map_err(fail)?;
         rustix::fs::fchmod(&file, Mode::from_raw_mode(restored_mode(mode)))
             .map_err(|e| fail(e.into()))?;
         rustix::fs::futimens(&file, &mtime_only(mtime)).map_err(|e| fail(e.into()))?;
@@ -947,8 +1563,18 @@ pub fn capture_tree(dir: &Utf8Path, tar_path: &Utf8Path) -> Result<TreeStats, Ar
 
 /// [`capture_tree`] into any writer.
 pub fn capture_tree_to<W: Write>(dir: &Utf8Path, out: W) -> Result<TreeStats, ArchiveError> {
+    capture_tree_with(dir, out, &WalkPolicy::default())
+}
+
+/// [`capture_tree_to`] under a [`WalkPolicy`]: an instance's hard-link rule and bounds.
+pub fn capture_tree_with<W: Write>(
+    dir: &Utf8Path,
+    out: W,
+    policy: &WalkPolicy,
+) -> Result<TreeStats, ArchiveError> {
     let mut builder = tar::Builder::new(BufWriter::with_capacity(COPY_BUF, out));
-    let stats = write_tree(&mut builder, dir, b"", dir.as_str())?;
+    let mut count = WalkCount::default();
+    let stats = write_tree(&mut builder, dir, b"", dir.as_str(), policy, &mut count)?;
     let write_err = |e| ArchiveError::WriteArchive {
         part: dir.to_string(),
         source: e,

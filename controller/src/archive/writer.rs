@@ -26,6 +26,8 @@ pub struct ArchiveWriter<W: Write> {
     web_count: usize,
     warnings: Vec<String>,
     tag_key: Option<TagKey>,
+    walk: tree::WalkPolicy,
+    walked: tree::WalkCount,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -53,6 +55,8 @@ impl<W: Write> ArchiveWriter<W> {
             web_count: 0,
             warnings: Vec::new(),
             tag_key: None,
+            walk: tree::WalkPolicy::default(),
+            walked: tree::WalkCount::default(),
         };
         let json = serde_json::to_vec_pretty(&w.header).expect("header serialises");
         w.append_bytes(HEADER_ENTRY, &json)?;
@@ -232,8 +236,15 @@ impl<W: Write> ArchiveWriter<W> {
         self.web_url_is_free(mapping_url)?;
         let name = format!("web/{}", self.web_count);
         let prefix = format!("{name}/");
-        let builder = self.builder()?;
-        let stats: TreeStats = match tree::write_tree(builder, dir, prefix.as_bytes(), &name) {
+        let builder = self.tar.as_mut().ok_or(ArchiveError::WriterPoisoned)?;
+        let stats: TreeStats = match tree::write_tree(
+            builder,
+            dir,
+            prefix.as_bytes(),
+            &name,
+            &self.walk,
+            &mut self.walked,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 // A source error can come after entries were written: the stream is unusable.
@@ -282,6 +293,12 @@ impl<W: Write> ArchiveWriter<W> {
         };
         part.dir(b"", mode, mtime)?;
         Ok(part)
+    }
+
+    /// The rule and bounds of the instance's walk ([`WalkPolicy`](super::WalkPolicy)) for the
+    /// web folders added from now on; its bounds count across all of them.
+    pub fn walk_policy(&mut self, policy: super::WalkPolicy) {
+        self.walk = policy;
     }
 
     /// Tag the archive with `key` when it is finished (a `manifest.tag` entry after the

@@ -56,8 +56,17 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
         account.as_ref(),
     )
     .map_err(destination_refused)?;
-    // Refused before anything is written when the destination clearly cannot hold it.
-    let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
+    // Refused before anything is written when the destination clearly cannot hold it, or
+    // the web folders cross the instance's [limits].
+    let estimate = crate::estimate::estimate_within(
+        &instance,
+        ctl.timeout(request.timeout),
+        &ctl.config().walk_policy(&instance.name, account.as_ref()),
+    )
+    .map_err(|source| OperationError::Archive {
+        step: Step::BackupResources,
+        source,
+    })?;
     let dest_dir = destination_dir(request);
     let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
     check_space(&dest_dir, &estimate, request, sufficient)?;
@@ -199,7 +208,15 @@ pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, Ope
     })?;
     let destination = absolute(&request.destination);
     Destination::check(destination.clone(), request.force).map_err(destination_refused)?;
-    let estimate = crate::estimate::estimate_instance(&instance, ctl.timeout(request.timeout));
+    let estimate = crate::estimate::estimate_within(
+        &instance,
+        ctl.timeout(request.timeout),
+        &ctl.config().walk_policy(&instance.name, None),
+    )
+    .map_err(|source| OperationError::Archive {
+        step: Step::BackupResources,
+        source,
+    })?;
     let free = crate::estimate::free_space(&destination_dir(request)).ok();
     let sufficient = script.as_ref().is_some_and(|s| s.sufficient);
     let required = required_space(&estimate, request, sufficient);
@@ -279,6 +296,11 @@ impl Plan<'_> {
                 }
             })?;
         writer.tag_with(key);
+        writer.walk_policy(
+            self.ctl
+                .config()
+                .walk_policy(&self.instance.name, self.account),
+        );
         let name = &self.instance.name;
         // The bytes counted are those written to the archive: only without compression and
         // encryption do they add up to the estimate, so only then is a total announced.

@@ -148,7 +148,7 @@ fn restore_as(
         |_| Vec::new(),
     )?;
     let snapshot =
-        (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar"));
+        (!request.no_safety_snapshot).then(|| operation.work().join("safety-snapshot.aps.tar.zst"));
     if snapshot.is_some() {
         ctl.report_part("restore", &instance.name, "safety-snapshot", "", None);
     }
@@ -602,14 +602,15 @@ fn private_copy(held: &std::fs::File, dest: &Utf8Path, sha256: &str) -> std::io:
     Ok(())
 }
 
-/// The safety snapshot: an uncompressed archive of the instance as it is now.
+/// The safety snapshot: a compressed archive of the instance as it is now.
 fn take_snapshot(
     ctl: &Controller,
     instance: &Instance,
     meta: &AppMeta,
     path: &Utf8Path,
 ) -> Result<(), OperationError> {
-    write_snapshot(ctl.config(), instance, meta, path).map_err(|e| match e {
+    let account = ctl.instance_account(instance)?;
+    write_snapshot(ctl.config(), instance, meta, path, account.as_ref()).map_err(|e| match e {
         OperationError::Archive { source, .. } => OperationError::Archive {
             step: Step::SafetySnapshot,
             source,
@@ -628,6 +629,7 @@ fn write_snapshot(
     instance: &Instance,
     meta: &AppMeta,
     path: &Utf8Path,
+    account: Option<&Account>,
 ) -> Result<(), OperationError> {
     let arch = |source| OperationError::Archive {
         step: Step::SafetySnapshot,
@@ -638,12 +640,19 @@ fn write_snapshot(
         "cannot create",
         path,
     ))?;
+    // Compressed (on one thread, beside the restore), and holes kept as holes: a snapshot
+    // needs about what the site's data takes, not its apparent size.
+    let options = ArchiveOptions {
+        zstd_workers: 1,
+        ..ArchiveOptions::default()
+    };
     let mut writer = ArchiveWriter::create(
         &file,
-        &ArchiveOptions::plain(),
+        &options,
         super::manifest_header(meta, &instance.name),
     )
     .map_err(arch)?;
+    writer.walk_policy(config.walk_policy(&instance.name, account));
     // Every archive the controller writes is tagged, its private snapshots too.
     let key = config.backup_key().map_err(|e| OperationError::Io {
         step: Step::SafetySnapshot,

@@ -387,7 +387,44 @@ fn repository_options() -> RepositoryOptions {
     RepositoryOptions::default().no_cache(true)
 }
 
+/// A local repository is the controller's alone, wherever it is: everything written into it
+/// from now on (by this handle and by the engine) is made 0700/0600 through the umask, and
+/// the folder itself is closed (0700) when it is looser, which also closes what an older
+/// version left 0755/0644 inside. Encrypted packs still tell their sizes and names.
+fn keep_private(location: &RepositoryLocation) -> Result<(), RepositoryError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let RepositoryLocation::Folder(path) = location else {
+        return Ok(());
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(RepositoryError::Io {
+                action: "read the repository folder",
+                path: path.clone(),
+                source,
+            });
+        }
+    };
+    if meta.is_dir()
+        && meta.mode() & 0o077 != 0
+        && meta.uid() == rustix::process::geteuid().as_raw()
+    {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| RepositoryError::Io {
+                action: "make the repository folder private",
+                path: path.clone(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
 fn unopened(location: &RepositoryLocation) -> Result<Repository<()>, RepositoryError> {
+    keep_private(location)?;
     let backends = backend::backends(location)?;
     Repository::new(&repository_options(), &backends).map_err(engine_err(location.describe()))
 }
@@ -563,7 +600,12 @@ impl RepositoryStore {
             let stats = match cached.parts.get(&key) {
                 Some(c) if c.state == state_hex => c.stats.clone(),
                 _ => {
-                    let t = aps_controller::archive::capture_tree_to(dir, io::sink())
+                    let policy = aps_controller::archive::WalkPolicy {
+                        instance: input.instance.to_owned(),
+                        account_uid: input.account.map(|a| a.uid),
+                        ..Default::default()
+                    };
+                    let t = aps_controller::archive::capture_tree_with(dir, io::sink(), &policy)
                         .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
                     CachedStats {
                         size: t.bytes,
@@ -1067,9 +1109,14 @@ impl RepositoryStore {
             StreamError::Read(e) => write_out(&archive)(e),
             StreamError::Sink(e) => arch(e),
         };
+        // Compressed: runs of zeros (a sparse file's holes, which the engine keeps as one
+        // deduplicated chunk) must not take their apparent size in the state folder.
+        let options = ArchiveOptions {
+            zstd_workers: 1,
+            ..ArchiveOptions::default()
+        };
         let mut writer =
-            ArchiveWriter::create(&file, &ArchiveOptions::plain(), manifest.header.clone())
-                .map_err(arch)?;
+            ArchiveWriter::create(&file, &options, manifest.header.clone()).map_err(arch)?;
         writer.tag_with(key.clone());
         for part in &manifest.parts {
             let source = part_node(part)?;
@@ -1516,11 +1563,12 @@ impl InstanceSource {
         }
         let mut web = Vec::new();
         for (name, _, dir) in roots {
-            let walk =
-                WebWalk::open(dir, Path::new("/web").join(name), offered.clone()).map_err(|e| {
+            let walk = WebWalk::open(dir, Path::new("/web").join(name), offered.clone())
+                .map_err(|e| {
                     problems.push(e.to_string());
                     rustic_io("cannot open a web folder", e.source)
-                })?;
+                })?
+                .only_links_of(input.account.map(|a| a.uid));
             web.push(walk);
         }
         Ok(InstanceSource {

@@ -76,6 +76,8 @@ pub(super) struct WebFile {
     /// The file's path, for messages.
     pub shown: Utf8PathBuf,
     offered: Offered,
+    /// The instance's account: the only owner a file with several links may have.
+    account_uid: Option<u32>,
 }
 
 impl WebFile {
@@ -101,6 +103,19 @@ impl WebFile {
         if file_type(&st) != FileType::RegularFile {
             self.offered.remove();
             return Ok(None);
+        }
+        // Checked on what was opened: a hard link to a file the tenant cannot read (another
+        // tenant's, root's) would otherwise be read as root into the tenant's snapshot.
+        #[allow(clippy::unnecessary_cast)]
+        if let Some(account) = self.account_uid
+            && st.st_nlink as u64 > 1
+            && st.st_uid != account
+        {
+            return Err(io::Error::other(format!(
+                "a hard link ({} links) owned by uid {}, not by the instance's account (uid \
+                 {account}); refusing to read it (remove the link, or give the file to the account)",
+                st.st_nlink, st.st_uid
+            )));
         }
         // Reads of a regular file never block; clear NONBLOCK anyway so a read is a plain read.
         rustix::fs::fcntl_setfl(&fd, OFlags::RDONLY)?;
@@ -128,9 +143,16 @@ pub(super) struct WebWalk {
     first: Option<Result<WebEntry, WalkError>>,
     stack: Vec<Frame>,
     offered: Offered,
+    account_uid: Option<u32>,
 }
 
 impl WebWalk {
+    /// Refuse files with more than one link unless `uid` (the instance's account) owns them.
+    pub fn only_links_of(mut self, uid: Option<u32>) -> Self {
+        self.account_uid = uid;
+        self
+    }
+
     /// Opens the web folder `root` (refused when it is a symlink or lies under one a tenant
     /// could have placed) to be stored at `to` in the snapshot.
     pub fn open(root: &Utf8Path, to: PathBuf, offered: Offered) -> Result<Self, WalkError> {
@@ -157,6 +179,7 @@ impl WebWalk {
                 pending,
             }],
             offered,
+            account_uid: None,
         })
     }
 
@@ -225,6 +248,7 @@ impl WebWalk {
                         name,
                         shown: self.shown(&rel),
                         offered: self.offered.clone(),
+                        account_uid: self.account_uid,
                     };
                     return Some(Ok(WebEntry {
                         path,

@@ -180,8 +180,19 @@ fn a_signal_after_the_backup_is_committed_keeps_it_and_says_so() {
         .unwrap();
     assert!(status.success());
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // Progress lines come first; the signal's own line says it was handled.
     let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
+    loop {
+        let mut l = String::new();
+        assert!(
+            stderr.read_line(&mut l).unwrap() > 0,
+            "stderr ended: {line}"
+        );
+        line.push_str(&l);
+        if l.contains("received") {
+            break;
+        }
+    }
     drop(held);
     let out = child.wait_with_output().unwrap();
     let mut rest = String::new();

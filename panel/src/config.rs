@@ -663,8 +663,8 @@ mod tests {
         let dir = Utf8Path::from_path(tmp.path()).unwrap();
         let c = load(
             "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
-             bucket = \"b\"\nprefix = \"/host1/repo/\"\naccess-key-id = \"AK\"\n\
-             secret-access-key-file = \"/etc/s3-secret\"\n",
+             bucket = \"b\"\nprefix = \"/host1/repo/\"\n\
+             use-instance-metadata = true\n",
         )
         .unwrap();
         let r = c.repository(dir).unwrap();
@@ -689,6 +689,10 @@ mod tests {
                 "unknown key `secret` in [store.s3]",
             ),
             ("[store]\nkind = \"repository\"\n[store.s3]\n", "bucket"),
+            (
+                "[store]\nkind = \"repository\"\n[store.s3]\nbucket = \"b\"\n",
+                "no access key given for s3://b/: set access-key-id in [store.s3]",
+            ),
         ] {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

@@ -36,6 +36,8 @@ pub struct PanelConfig {
 
 /// `store = "folder"` (the archive store in that folder) or a `[store]` table.
 #[derive(Debug, Clone)]
+// Read once per command: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreSetting {
     Folder(Utf8PathBuf),
     Table(StoreTable),

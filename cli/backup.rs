@@ -424,10 +424,13 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
         dry_run: args.dry_run,
     };
     input.check()?;
+    // One operation: a signal after its backup is committed keeps it (cli/signals.rs).
+    crate::signals::one_operation();
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
     if input.goes_to_repository(&panel) {
-        let done = repository_backup(&ctl, &panel, &input).map_err(interrupted_exit)?;
+        let mut done = repository_backup(&ctl, &panel, &input).map_err(interrupted_exit)?;
+        done.duration_ms = crate::common::command_ms();
         return Ok(out.success(&done, || done.text()));
     }
     if input.dry_run {
@@ -458,7 +461,10 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
             out.warn(w);
         }
     }
-    let fields: Map<String, Value> = v.as_object().cloned().unwrap_or_default();
+    let mut fields: Map<String, Value> = v.as_object().cloned().unwrap_or_default();
+    // The whole command, as the person waited for it (not only the operation inside).
+    fields.insert("duration_ms".to_owned(), crate::common::command_ms().into());
+    let v = Value::Object(fields.clone());
     Ok(out.success(&fields, || {
         format!(
             "backed up {} to {} ({} bytes, sha256 {}) in {} ms",
@@ -677,8 +683,28 @@ pub fn restore_instance(
     {
         return snapshot_restore(ctl, panel, input, out);
     }
+    // An unknown instance is named as such (exit 4), before its backups are looked for.
+    require_instance(ctl, &input.instance)?;
     let source = match (&input.from, panel) {
-        (Some(from), _) => from.clone(),
+        (Some(from), _) => {
+            // A file that is not there is a wrong argument, not a damaged backup.
+            if let Err(e) = from.symlink_metadata()
+                && e.kind() == std::io::ErrorKind::NotFound
+            {
+                return Err(Failure::usage(format!(
+                    "{} {from}: no such file",
+                    input.field("--from", "\"from\"")
+                ))
+                .with(
+                    "hint",
+                    format!(
+                        "`aps-controller backups {}` lists its backups with their paths",
+                        input.instance
+                    ),
+                ));
+            }
+            from.clone()
+        }
         (None, Some(panel)) => manual::latest(panel, &input.instance).map_err(|e| {
             Failure::from_panel(&e).with(
                 "hint",

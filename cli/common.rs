@@ -23,6 +23,18 @@ pub struct StateArgs {
     pub state_dir: Option<Utf8PathBuf>,
 }
 
+/// When the command started (first called at the top of `main`): reported durations cover
+/// the whole command — opening the state, recovery, the stores — not only the operation.
+pub fn command_started() -> std::time::Instant {
+    static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(std::time::Instant::now)
+}
+
+/// Milliseconds since [`command_started`].
+pub fn command_ms() -> u64 {
+    command_started().elapsed().as_millis() as u64
+}
+
 /// Exit code when the command itself could not run (bad arguments, unreadable state).
 pub const EXIT_USAGE: u8 = 2;
 
@@ -254,6 +266,10 @@ impl Out {
                 // The script's own lines stay lines; each is escaped (errln!).
                 errln!("script stderr (last lines):\n{tail}");
             }
+            // What to do next is for the person too, not only for programs reading JSON.
+            if let Some(Value::String(hint)) = f.details.get("hint") {
+                errln!("hint: {hint}");
+            }
         }
         ExitCode::from(f.exit)
     }
@@ -330,7 +346,11 @@ pub fn print_rolled_back(out: Out, error: &OperationError, undone: impl FnOnce()
 /// panel.toml and the stores it names (checked: a configured store must exist).
 pub fn open_panel(state: &StateArgs) -> Result<Panel, Failure> {
     let dir = state_dir(state)?;
-    Panel::open(dir.root()).map_err(|e| Failure::from_panel(&e))
+    let panel = Panel::open(dir.root()).map_err(|e| Failure::from_panel(&e))?;
+    for marker in &panel.stale_reservations {
+        errln!("note: removed {marker}, the name reservation of a backup that was killed");
+    }
+    Ok(panel)
 }
 
 /// Instance names as the registry takes them; checked before anything runs.

@@ -74,6 +74,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    common::command_started();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return parse_error(e),

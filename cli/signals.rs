@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use aps_controller::cancel::{Cancel, signal_name};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Starts listening for the three signals; `on_first` runs once, on the first of them (after
 /// the token is set), for a command that must also stop waiting for new work (`serve`).
@@ -33,7 +34,21 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
                     );
                     continue;
                 }
-                cancel.request(signal);
+                let asked = if ONE_OPERATION.load(Ordering::SeqCst) {
+                    cancel.request_unless_committed(signal)
+                } else {
+                    cancel.request(signal);
+                    true
+                };
+                if !asked {
+                    // The backup is already in place: rolling back would destroy a good
+                    // backup, and claiming to would be false. The command finishes as usual.
+                    crate::common::errln!(
+                        "aps-controller: {} received after the backup was committed: the backup is kept, nothing is rolled back; finishing",
+                        signal_name(signal)
+                    );
+                    continue;
+                }
                 crate::common::errln!(
                     "aps-controller: {} received: stopping and rolling back what the running operation did (further signals are ignored until that is done)",
                     signal_name(signal)
@@ -44,6 +59,14 @@ pub fn install(on_first: impl Fn() + Send + 'static) {
     if let Err(e) = spawned {
         crate::common::errln!("warning: cannot handle SIGINT/SIGTERM/SIGHUP: {e}");
     }
+}
+
+/// Set by a command that runs one operation (`backup`): a signal that comes after the
+/// operation committed its result is not a request to stop ([`Cancel::commit_with`]).
+static ONE_OPERATION: AtomicBool = AtomicBool::new(false);
+
+pub fn one_operation() {
+    ONE_OPERATION.store(true, Ordering::SeqCst);
 }
 
 /// The exit code of an interrupted command: 128 + the signal (130 for SIGINT, 143 for SIGTERM,

@@ -24,6 +24,9 @@ use crate::progress::Meter;
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
     signal: Arc<AtomicUsize>,
+    /// Whether an operation of this token has made its result final ([`Cancel::commit_with`]);
+    /// the lock orders a commit against a signal's request.
+    committed: Arc<std::sync::Mutex<bool>>,
 }
 
 impl Cancel {
@@ -52,6 +55,41 @@ impl Cancel {
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
+    }
+
+    /// Runs `commit`, the step that makes an operation's result final (a rename into place),
+    /// unless a stop was asked first (`Err(signal)`: the operation rolls back as usual). Once
+    /// it succeeded, [`Cancel::request_unless_committed`] no longer asks anything to stop:
+    /// there is nothing left to roll back.
+    pub fn commit_with<T, E>(
+        &self,
+        commit: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Result<T, E>, i32> {
+        let mut committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(signal) = self.signal() {
+            return Err(signal);
+        }
+        let result = commit();
+        if result.is_ok() {
+            *committed = true;
+        }
+        Ok(result)
+    }
+
+    /// Whether an operation of this token committed its result.
+    pub fn is_committed(&self) -> bool {
+        *self.committed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Cancel::request`], unless an operation of this token already committed its result
+    /// (then `false`, and nothing is asked to stop). For a command that runs one operation.
+    pub fn request_unless_committed(&self, signal: i32) -> bool {
+        let committed = self.committed.lock().unwrap_or_else(|e| e.into_inner());
+        if *committed {
+            return false;
+        }
+        self.request(signal);
+        true
     }
 
     /// The signal that asked to stop, if any did.

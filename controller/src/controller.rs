@@ -164,7 +164,7 @@ impl ControllerConfig {
         };
         let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.clone(),
-            message: e.to_string(),
+            message: crate::registry::validate::toml_problem(&text, &e),
         })?;
         let mut config = Self::new(state);
         if let Some(t) = file.timeout_secs {

@@ -101,6 +101,15 @@ impl Destination {
             path: parent.clone(),
             source: e.into(),
         })?;
+        // Not followed: a symlink is refused as such, dangling or not, whatever it points at.
+        let found = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+        // A folder given where a file is meant is the person's mistake to hear about first,
+        // not the mode of the folder above it.
+        if let Ok(st) = &found
+            && FileType::from_raw_mode(st.st_mode as _) == FileType::Directory
+        {
+            return Err(DestinationError::IsAFolder { path });
+        }
         if let Some(reason) = foreign_writers(&st, account) {
             return Err(DestinationError::UnsafeFolder {
                 path,
@@ -108,9 +117,7 @@ impl Destination {
                 reason,
             });
         }
-
-        // Not followed: a symlink is refused as such, dangling or not, whatever it points at.
-        match rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        match found {
             Ok(st) => match FileType::from_raw_mode(st.st_mode as _) {
                 FileType::Symlink => {
                     let target = rustix::fs::readlinkat(&dir, name.as_str(), Vec::new())

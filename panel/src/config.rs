@@ -36,6 +36,8 @@ pub struct PanelConfig {
 
 /// `store = "folder"` (the archive store in that folder) or a `[store]` table.
 #[derive(Debug, Clone)]
+// Read once per command: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreSetting {
     Folder(Utf8PathBuf),
     Table(StoreTable),
@@ -98,6 +100,22 @@ pub struct S3Bucket {
     pub access_key_id: Option<String>,
     /// A file holding the secret key (kept out of panel.toml); else `AWS_SECRET_ACCESS_KEY`.
     pub secret_access_key_file: Option<Utf8PathBuf>,
+    /// Take the credentials from the cloud machine's instance-metadata endpoint (EC2's
+    /// `169.254.169.254`) when no key is given. Off by default: without it, missing keys are
+    /// refused before any request instead of asking an endpoint most hosts do not have.
+    #[serde(default)]
+    pub use_instance_metadata: bool,
+}
+
+/// The keys an S3 client signs with, as [`S3Bucket::credentials`] resolved them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Credentials {
+    Keys {
+        access_key_id: String,
+        secret_access_key: String,
+    },
+    /// `use-instance-metadata = true` and no key given: the client asks the endpoint.
+    InstanceMetadata,
 }
 
 impl S3Bucket {
@@ -108,6 +126,65 @@ impl S3Bucket {
             String::new()
         } else {
             format!("{p}/")
+        }
+    }
+
+    /// The key id (`access-key-id`, else `AWS_ACCESS_KEY_ID`) and the secret
+    /// (`secret-access-key-file`, else `AWS_SECRET_ACCESS_KEY`), checked before any request:
+    /// a missing, unreadable or empty one is refused naming the key of `section` (`remote` or
+    /// `store.s3`) to set.
+    pub fn credentials(&self, section: &str) -> Result<S3Credentials, String> {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let id = match &self.access_key_id {
+            Some(id) if id.trim().is_empty() => {
+                return Err(format!("[{section}] access-key-id is empty"));
+            }
+            Some(id) => Some(id.trim().to_owned()),
+            None => env("AWS_ACCESS_KEY_ID"),
+        };
+        let secret = match &self.secret_access_key_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    format!("[{section}] secret-access-key-file {file} cannot be read: {e}")
+                })?;
+                let text = text.trim();
+                if text.is_empty() {
+                    return Err(format!(
+                        "[{section}] secret-access-key-file {file} is empty; put the secret \
+                         access key in it"
+                    ));
+                }
+                Some(text.to_owned())
+            }
+            None => env("AWS_SECRET_ACCESS_KEY"),
+        };
+        match (id, secret) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(S3Credentials::Keys {
+                access_key_id,
+                secret_access_key,
+            }),
+            (None, None) if self.use_instance_metadata => Ok(S3Credentials::InstanceMetadata),
+            (None, _) => Err(format!(
+                "no access key given for {}: set access-key-id in [{section}] of panel.toml \
+                 (or AWS_ACCESS_KEY_ID in the environment){}",
+                self.describe(),
+                if self.use_instance_metadata {
+                    ", together with the secret"
+                } else {
+                    "; on a cloud machine whose instance-metadata endpoint hands out \
+                     credentials, set use-instance-metadata = true instead"
+                }
+            )),
+            (Some(_), None) => Err(format!(
+                "no secret access key given for {}: set secret-access-key-file in [{section}] \
+                 of panel.toml to a file holding it (or AWS_SECRET_ACCESS_KEY in the environment)",
+                self.describe()
+            )),
         }
     }
 
@@ -264,6 +341,7 @@ const S3_BUCKET_KEYS: &[&str] = &[
     "region",
     "access-key-id",
     "secret-access-key-file",
+    "use-instance-metadata",
 ];
 /// `[remote]`'s own keys besides [`S3_BUCKET_KEYS`].
 const REMOTE_UPLOAD_KEYS: &[&str] = &["multipart-threshold-mib", "part-size-mib"];
@@ -328,9 +406,9 @@ impl PanelConfig {
                 message: unknown.join("; "),
             });
         }
-        let config: PanelConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config: PanelConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.clone(),
-            source: Box::new(e),
+            message: aps_controller::registry::validate::toml_problem(&text, &e),
         })?;
         config
             .retention_policy()
@@ -359,6 +437,21 @@ impl PanelConfig {
                           not both"
                     .to_owned(),
             });
+        }
+        // Missing S3 keys are a mistake in the settings, said before any request is made
+        // (object_store would otherwise ask the instance-metadata endpoint and fail with
+        // its HTTP error).
+        let buckets = [
+            config.remote.as_ref().map(|r| ("remote", &r.bucket)),
+            match &config.store {
+                Some(StoreSetting::Table(t)) => t.s3.as_ref().map(|b| ("store.s3", b)),
+                _ => None,
+            },
+        ];
+        for (section, bucket) in buckets.into_iter().flatten() {
+            if let Err(message) = bucket.credentials(section) {
+                return Err(ConfigError::Invalid { path, message });
+            }
         }
         if config.jobs == Some(0) {
             return Err(ConfigError::Invalid {
@@ -572,8 +665,8 @@ mod tests {
         let dir = Utf8Path::from_path(tmp.path()).unwrap();
         let c = load(
             "[store]\nkind = \"repository\"\n[store.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
-             bucket = \"b\"\nprefix = \"/host1/repo/\"\naccess-key-id = \"AK\"\n\
-             secret-access-key-file = \"/etc/s3-secret\"\n",
+             bucket = \"b\"\nprefix = \"/host1/repo/\"\n\
+             use-instance-metadata = true\n",
         )
         .unwrap();
         let r = c.repository(dir).unwrap();
@@ -598,6 +691,10 @@ mod tests {
                 "unknown key `secret` in [store.s3]",
             ),
             ("[store]\nkind = \"repository\"\n[store.s3]\n", "bucket"),
+            (
+                "[store]\nkind = \"repository\"\n[store.s3]\nbucket = \"b\"\n",
+                "no access key given for s3://b/: set access-key-id in [store.s3]",
+            ),
         ] {
             let err = load(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");

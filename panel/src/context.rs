@@ -33,6 +33,8 @@ pub struct Panel {
     pub local: LocalStore,
     /// The off-machine copy, when panel.toml has a `[remote]`.
     pub remote: Option<Box<dyn Remote>>,
+    /// Name reservations of backups killed before they finished, removed on opening.
+    pub stale_reservations: Vec<Utf8PathBuf>,
 }
 
 impl Panel {
@@ -64,7 +66,9 @@ impl Panel {
             LocalStore::new(config.store_dir(state_dir))
         };
         local.check_exists()?;
+        let stale_reservations = local.remove_stale_reservations();
         Ok(Panel {
+            stale_reservations,
             local,
             state_dir: state_dir.to_owned(),
             config,

@@ -186,6 +186,7 @@ pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
         | RepositoryError::Exists { .. }
         | RepositoryError::KeyExists { .. }
         | RepositoryError::NoSnapshot { .. }
+        | RepositoryError::AmbiguousSnapshot { .. }
         | RepositoryError::NoSnapshots { .. } => ErrorKind::Usage,
         RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
         RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,

@@ -52,6 +52,7 @@ fn site(test: &str) -> Option<Site> {
         region: "us-east-1".to_owned(),
         access_key_id: Some(env.access_key.clone()),
         secret_access_key_file: Some(secret),
+        use_instance_metadata: false,
     };
     let settings = RepositorySettings {
         location: RepositoryLocation::S3(s3.clone()),

@@ -38,6 +38,7 @@ fn fixture(test: &str) -> Option<Fixture> {
             region: "us-east-1".to_owned(),
             access_key_id: Some(env.access_key),
             secret_access_key_file: Some(secret),
+            use_instance_metadata: false,
         },
         multipart_threshold_mib: 6,
         part_size_mib: 5,

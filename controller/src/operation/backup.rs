@@ -105,13 +105,23 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
 
     match result {
         Ok(()) => {
-            // 3.3 Success: the file goes in place atomically, then it is reported.
-            let committed = destination
-                .commit()
-                .map_err(|source| OperationError::Destination {
-                    step: Step::Finish,
-                    source,
-                })?;
+            // 3.3 Success: the file goes in place atomically, then it is reported. A signal
+            // either comes first (and the backup rolls back) or finds it committed (and it is
+            // kept): never both.
+            let commit = || destination.commit();
+            let committed = match crate::cancel::current() {
+                Some(cancel) => cancel.commit_with(commit),
+                None => Ok(commit()),
+            }
+            .map_err(|signal| OperationError::Interrupted {
+                step: Step::Finish,
+                signal,
+                cause: None,
+            })?
+            .map_err(|source| OperationError::Destination {
+                step: Step::Finish,
+                source,
+            })?;
             if script.as_ref().is_some_and(|s| s.sufficient) {
                 record_script_backup(ctl, &instance, &package, &committed)?;
             }

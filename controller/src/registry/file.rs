@@ -139,11 +139,20 @@ impl InstanceFile {
                 .span()
                 .map(|s| line_column(text, s.start))
                 .unwrap_or((0, 0));
+            // The key as well as the position: `key `port` in [databases.main]: invalid type…`.
+            let place = e
+                .span()
+                .map(|s| super::validate::toml_place(text, s.start).1)
+                .unwrap_or_default();
+            let message = super::validate::toml_message(&e);
             ParseError::Toml {
                 path: None,
                 line,
                 column,
-                message: e.message().to_string(),
+                message: match place.strip_prefix(", ") {
+                    Some(place) => format!("{place}: {message}"),
+                    None => message,
+                },
             }
         })?;
         let resolve = |p: Utf8PathBuf| match base_dir {

@@ -460,6 +460,55 @@ pub fn unknown_key(text: &str, section: &str, key: &str, valid: &[&str]) -> Stri
     )
 }
 
+/// A typed TOML parse's error as a person reads it: `line N, key `k` in [section]: what is
+/// wrong`, never the parser's own multi-line rendering (with its source excerpt and carets).
+/// The line and the key come from the error's position in `text`.
+pub fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    let message = toml_message(e);
+    match e.span() {
+        Some(span) => {
+            let (line, place) = toml_place(text, span.start);
+            format!("line {line}{place}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// The error's own words, one line; serde says "field" where the files say "key".
+pub fn toml_message(e: &toml::de::Error) -> String {
+    e.message()
+        .trim()
+        .replace("missing field", "missing key")
+        .replace("unknown field", "unknown key")
+}
+
+/// The 1-based line of byte `offset` of `text`, and `, key `k` in [section]` for the key
+/// written on that line (or `, in [section]` for a table header), as far as it can be told.
+pub fn toml_place(text: &str, offset: usize) -> (usize, String) {
+    let start = offset.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let mut section = String::new();
+    let mut key = None;
+    for (i, line) in text.lines().enumerate().take(line_no) {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[').and_then(|h| h.split(']').next()) {
+            section = header.trim_matches('[').trim().to_owned();
+            key = None;
+        } else if i + 1 == line_no
+            && let Some((k, _)) = t.split_once('=')
+        {
+            key = Some(k.trim().trim_matches('"').to_owned());
+        }
+    }
+    let place = match (key, section.is_empty()) {
+        (Some(k), true) => format!(", key `{k}`"),
+        (Some(k), false) => format!(", key `{k}` in [{section}]"),
+        (None, false) => format!(", in [{section}]"),
+        (None, true) => String::new(),
+    };
+    (line_no, place)
+}
+
 /// The valid key closest to `key`, when it is close (at most two edits).
 pub fn did_you_mean<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
     valid

@@ -31,12 +31,21 @@ pub struct Reservation {
     /// `<root>/<instance>/<file name>`: where a backup into the store is written.
     pub path: Utf8PathBuf,
     marker: Utf8PathBuf,
+    /// The marker, open and `flock`ed for the reservation's life: a marker whose lock can be
+    /// taken was left by a process that is gone (the kernel drops a dead process's locks).
+    _held: std::fs::File,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.marker);
     }
+}
+
+/// Whether `name` is a reservation marker (or the file one is made from): never a backup, so
+/// never listed.
+fn is_reservation(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(RESERVED_SUFFIX)
 }
 
 #[derive(Debug, Clone)]
@@ -92,23 +101,44 @@ impl LocalStore {
             path: dir.clone(),
             source,
         })?;
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let write_err = |path: &Utf8Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Write { path, source }
+        };
         for seq in name.seq.max(1)..=u32::MAX {
             let name = name.with_seq(seq);
             let file = name.file_name();
             let marker = dir.join(format!(".{file}{RESERVED_SUFFIX}"));
-            match std::fs::OpenOptions::new()
+            // The marker appears already locked: made and locked under a name of this
+            // process's own, then linked (which fails when the name is taken), so a sweep of
+            // stale markers can never take a live one for a dead one's.
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let making = dir.join(format!(
+                ".aps-reserving-{}-{n}{RESERVED_SUFFIX}",
+                std::process::id()
+            ));
+            let held = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&marker)
-            {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(source) => {
-                    return Err(StoreError::Write {
-                        path: marker,
-                        source,
-                    });
+                .open(&making)
+                .map_err(write_err(&making))?;
+            let linked = held
+                .lock()
+                .and_then(|()| std::fs::hard_link(&making, &marker));
+            let _ = std::fs::remove_file(&making);
+            match linked {
+                Ok(()) => {}
+                // Taken, or (NotFound) our file swept before we locked it: the next name.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::AlreadyExists | io::ErrorKind::NotFound
+                    ) =>
+                {
+                    continue;
                 }
+                Err(source) => return Err(write_err(&marker)(source)),
             }
             let path = dir.join(&file);
             let record = dir.join(format!("{file}{RECORD_SUFFIX}"));
@@ -116,12 +146,59 @@ impl LocalStore {
                 let _ = std::fs::remove_file(&marker);
                 continue;
             }
-            return Ok(Reservation { name, path, marker });
+            return Ok(Reservation {
+                name,
+                path,
+                marker,
+                _held: held,
+            });
         }
         Err(StoreError::Write {
             path: dir,
             source: io::Error::other("no free backup name left for this second"),
         })
+    }
+
+    /// Removes the reservation markers whose process is gone (killed during a backup: a
+    /// marker is `flock`ed by its live owner, and the kernel drops a dead one's lock); returns
+    /// what was removed. Markers of live backups are left alone.
+    pub fn remove_stale_reservations(&self) -> Vec<Utf8PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut removed = Vec::new();
+        let Ok(instances) = std::fs::read_dir(&self.root) else {
+            return removed;
+        };
+        for dir in instances.flatten() {
+            if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(dir.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let Ok(path) = Utf8PathBuf::from_path_buf(entry.path()) else {
+                    continue;
+                };
+                if !is_reservation(&name) {
+                    continue;
+                }
+                let Ok(file) = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                else {
+                    continue;
+                };
+                // Removed while we hold its lock, so no owner can be in between.
+                if file.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+        removed
     }
 
     /// Records a backup written to `location` (outside the store) under the reserved name;
@@ -187,6 +264,11 @@ impl LocalStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
+            if is_reservation(&name) {
+                // A name held for a backup, not a backup (the backup's own partial file shows
+                // while it is written).
+                continue;
+            }
             if name.ends_with(RECORD_SUFFIX) && !name.starts_with('.') {
                 let location = Self::read_record(&dir.join(&name))?;
                 // Not followed: a symlink there is not the file the controller wrote.
@@ -359,9 +441,10 @@ mod tests {
                 .iter()
                 .filter(|f| f.status == BackupStatus::Partial)
                 .count(),
-            2,
-            "reserved names show as backups being written: {listed:?}"
+            0,
+            "reserved names are never listed (issue 23): {listed:?}"
         );
+        assert_eq!(store.remove_stale_reservations(), Vec::<Utf8PathBuf>::new());
         drop((b, c));
         assert_eq!(store.list(Some("blog")).unwrap().len(), 1);
     }

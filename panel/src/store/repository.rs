@@ -127,6 +127,18 @@ pub enum RepositoryError {
         instance: String,
         id: String,
     },
+    /// A prefix that more than one snapshot id starts with: the candidates, to pick from.
+    #[error(
+        "snapshot id {id} of instance {instance} is ambiguous in repository {repository}: it \
+         begins {}; give more characters of the id",
+        .candidates.join(", ")
+    )]
+    AmbiguousSnapshot {
+        repository: String,
+        instance: String,
+        id: String,
+        candidates: Vec<String>,
+    },
     #[error("restore target {path} must be an empty folder or not exist yet")]
     TargetNotEmpty { path: Utf8PathBuf },
     #[error("restoring snapshot {snapshot} of repository {repository} into {target}: {source}")]
@@ -788,16 +800,23 @@ impl RepositoryStore {
     }
 
     fn find(&self, instance: &str, id: &str) -> Result<SnapshotInfo, RepositoryError> {
-        let mut found = self
+        let mut found: Vec<SnapshotInfo> = self
             .snapshots(Some(instance))?
             .into_iter()
-            .filter(|s| !id.is_empty() && s.id.starts_with(id));
-        match (found.next(), found.next()) {
-            (Some(s), None) => Ok(s),
-            _ => Err(RepositoryError::NoSnapshot {
+            .filter(|s| !id.is_empty() && s.id.starts_with(id))
+            .collect();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(RepositoryError::NoSnapshot {
                 repository: self.describe(),
                 instance: instance.to_owned(),
                 id: id.to_owned(),
+            }),
+            _ => Err(RepositoryError::AmbiguousSnapshot {
+                repository: self.describe(),
+                instance: instance.to_owned(),
+                id: id.to_owned(),
+                candidates: found.iter().map(|s| s.id[..8].to_owned()).collect(),
             }),
         }
     }

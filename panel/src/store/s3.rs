@@ -41,7 +41,8 @@ impl S3Store {
             store: describe.clone(),
             message,
         };
-        let store = client(b).map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
+        let store =
+            client(b, "remote").map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
         if c.part_size_mib < 5 {
             return Err(err(
                 "part-size-mib must be at least 5 (the S3 minimum part size)".to_owned(),
@@ -275,12 +276,8 @@ impl Remote for S3Store {
 /// `[remote]` and the repository's `[store.s3]` alike): path-style requests to a self-hosted
 /// `endpoint` (plain `http://` only when it says so), the key id and the secret from its file,
 /// else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
-pub(crate) fn client(c: &crate::config::S3Bucket) -> Result<AmazonS3, String> {
+pub(crate) fn client(c: &crate::config::S3Bucket, section: &str) -> Result<AmazonS3, String> {
     let (bucket, region, endpoint) = (&c.bucket, &c.region, c.endpoint.as_deref());
-    let (access_key_id, secret_access_key_file) = (
-        c.access_key_id.as_deref(),
-        c.secret_access_key_file.as_deref(),
-    );
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(region);
@@ -291,13 +288,18 @@ pub(crate) fn client(c: &crate::config::S3Bucket) -> Result<AmazonS3, String> {
             .with_virtual_hosted_style_request(false)
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let Some(id) = access_key_id {
-        b = b.with_access_key_id(id);
-    }
-    if let Some(file) = secret_access_key_file {
-        let secret = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read secret-access-key-file {file}: {e}"))?;
-        b = b.with_secret_access_key(secret.trim());
+    // Keys given (or refused) here, so that the client never falls back on the
+    // instance-metadata endpoint unless panel.toml asks for it.
+    match c.credentials(section)? {
+        crate::config::S3Credentials::Keys {
+            access_key_id,
+            secret_access_key,
+        } => {
+            b = b
+                .with_access_key_id(access_key_id)
+                .with_secret_access_key(secret_access_key);
+        }
+        crate::config::S3Credentials::InstanceMetadata => {}
     }
     b.build().map_err(|e| e.to_string())
 }

@@ -73,8 +73,8 @@ impl S3Backend {
     /// Credentials as for `[remote]`: `access-key-id` / `secret-access-key-file`, else the
     /// environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
     pub fn new(c: &S3Bucket) -> Result<Self, String> {
-        let store =
-            crate::store::s3::client(c).map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
+        let store = crate::store::s3::client(c, "store.s3")
+            .map_err(|e| format!("invalid [store.s3] settings: {e}"))?;
         Ok(S3Backend {
             store,
             bucket: c.bucket.clone(),

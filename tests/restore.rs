@@ -370,14 +370,20 @@ fn tampered_or_truncated_backup_is_refused_before_any_change() {
         );
         assert!(work_leftovers(&sb.state()).is_empty(), "{what}");
     }
-    // A missing file and a folder are refused as well, naming the file.
-    for f in [backups(&sb).join("missing.aps"), backups(&sb)] {
-        let out = restore(&sb, "shop", &f, &[]);
-        assert_eq!(out.status.code(), Some(17), "{f}: {out:?}");
-        let v = json(&out);
-        assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains(f.as_str()));
-    }
+    // A missing file is a mistake in the arguments (usage, exit 2), not a damaged backup; a
+    // folder is refused as a backup that cannot be read. Both name the file.
+    let missing = backups(&sb).join("missing.aps");
+    let out = restore(&sb, "shop", &missing, &[]);
+    assert_eq!(out.status.code(), Some(2), "{missing}: {out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(missing.as_str()));
+    let folder = backups(&sb);
+    let out = restore(&sb, "shop", &folder, &[]);
+    assert_eq!(out.status.code(), Some(17), "{folder}: {out:?}");
+    let v = json(&out);
+    assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(folder.as_str()));
     kit::assert_same(&inst.state(), &before, "after refusals");
 }
 

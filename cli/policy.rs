@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use aps_controller::Controller;
+use aps_controller::error::human_bytes;
 
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::list_backups;
@@ -221,7 +222,7 @@ pub fn backups_of(
             e.time
                 .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
                 .unwrap_or_else(|| "-".into()),
-            human_size(e.size),
+            human_bytes(e.size),
             serde_json::to_value(e.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -269,7 +270,7 @@ fn list_snapshots(
                 .as_ref()
                 .map(|p| format!("{} {}-{}", p.id, p.version, p.release))
                 .unwrap_or_else(|| "-".into()),
-            human_size(s.bytes_added)
+            human_bytes(s.bytes_added)
         );
     }
     Ok(crate::backup::Done {
@@ -402,14 +403,14 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                         (Some(f), None) => outln!(
                             "  ok      {}  {f}  {}  {:.1} s{}{}",
                             o.instance,
-                            human_size(o.size.unwrap_or(0)),
+                            human_bytes(o.size.unwrap_or(0)),
                             o.duration_ms as f64 / 1000.0,
                             match (&o.upload, &panel.remote) {
                                 (Some(u), Some(r)) => format!(
                                     "  uploaded {}{}, {}",
                                     r.describe(),
                                     u.key,
-                                    human_size(u.size)
+                                    human_bytes(u.size)
                                 ),
                                 _ => String::new(),
                             },
@@ -420,7 +421,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                                 "  ok      {}  snapshot {}  {} added  {:.1} s",
                                 o.instance,
                                 &id[..id.len().min(8)],
-                                human_size(o.size.unwrap_or(0)),
+                                human_bytes(o.size.unwrap_or(0)),
                                 o.duration_ms as f64 / 1000.0
                             ),
                             None => outln!("  ok      {}", o.instance),
@@ -732,7 +733,7 @@ fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRet
             text += &format!(
                 "; prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
                 p.deleted_packs,
-                human_size(p.deleted_bytes),
+                human_bytes(p.deleted_bytes),
                 p.marked_packs + p.unindexed_packs,
                 p.repacked_packs
             );
@@ -771,7 +772,7 @@ fn print_repository_prune(p: &aps_panel::store::repository::retention::Repositor
         text += &format!(
             "\n  prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
             r.deleted_packs,
-            human_size(r.deleted_bytes),
+            human_bytes(r.deleted_bytes),
             r.marked_packs + r.unindexed_packs,
             r.repacked_packs
         );
@@ -792,18 +793,4 @@ fn print_prune(p: &StorePrune) -> String {
         text += &format!("\n  {verb} {k}");
     }
     text
-}
-
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut u) = (n as f64, 0);
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -9,13 +9,16 @@ use aps_controller::error::ErrorKind;
 use camino::Utf8PathBuf;
 use clap::CommandFactory;
 
-use crate::common::{Failure, Out, outln};
+use crate::common::{Failure, Out};
 
 #[derive(clap::Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     shell: clap_complete::Shell,
+    /// One JSON object with the script: {"ok":true,"shell":…,"script":…} (docs/json.md).
+    #[arg(long)]
+    json: bool,
     /// Accepted as by every command; nothing of the state folder is read.
     #[command(flatten)]
     _state: crate::common::StateArgs,
@@ -27,6 +30,10 @@ pub struct ManArgs {
     /// folder, made if missing; without it, the main page is printed on stdout.
     #[arg(long, value_name = "DIR")]
     out: Option<Utf8PathBuf>,
+    /// One JSON object: {"ok":true,"dir":…,"pages":[…]} with --out, else {"ok":true,
+    /// "page":…} (docs/json.md).
+    #[arg(long)]
+    json: bool,
     /// Accepted as by every command; nothing of the state folder is read.
     #[command(flatten)]
     _state: crate::common::StateArgs,
@@ -48,13 +55,20 @@ pub fn completions(args: CompletionsArgs) -> ExitCode {
             String::from_utf8_lossy(&script).replace("aps__subcmd__controller", "aps__controller");
         script = text.into_bytes();
     }
+    if args.json {
+        let script = String::from_utf8_lossy(&script);
+        return Out::new(true).success(
+            &serde_json::json!({"shell": args.shell.to_string(), "script": script}),
+            String::new,
+        );
+    }
     // A script for a shell to load, byte for byte (made of our own definitions, no tenant
     // text): not through the terminal escaping of `outln!`, which would spell out its tabs.
     write_stdout(&script)
 }
 
 pub fn man(args: ManArgs) -> ExitCode {
-    let out = Out::new(false);
+    let out = Out::new(args.json);
     let Some(dir) = args.out else {
         let mut page = Vec::new();
         if let Err(e) = clap_mangen::Man::new(command()).render(&mut page) {
@@ -62,6 +76,10 @@ pub fn man(args: ManArgs) -> ExitCode {
                 ErrorKind::Internal,
                 format!("cannot render the manual page: {e}"),
             ));
+        }
+        if args.json {
+            let page = String::from_utf8_lossy(&page);
+            return out.success(&serde_json::json!({ "page": page }), String::new);
         }
         // roff for `man -l -`, byte for byte, as the completion scripts.
         return write_stdout(&page);
@@ -74,15 +92,23 @@ pub fn man(args: ManArgs) -> ExitCode {
                 format!("cannot write the manual pages into {dir}: {e}"),
             )
         });
-    match written {
-        Ok(()) => {
-            outln!(
-                "manual pages written into {dir} (read one with `man -l {dir}/aps-controller.1`)"
-            );
-            ExitCode::SUCCESS
-        }
-        Err(f) => out.failure(&f),
-    }
+    let mut pages: Vec<String> = match written.and_then(|()| {
+        std::fs::read_dir(&dir)
+            .map_err(|e| Failure::new(ErrorKind::Internal, format!("cannot list {dir}: {e}")))
+    }) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("aps-controller") && n.ends_with(".1"))
+            .collect(),
+        Err(f) => return out.failure(&f),
+    };
+    pages.sort();
+    out.success(&serde_json::json!({ "dir": dir, "pages": pages }), || {
+        format!(
+            "{} manual pages written into {dir} (read one with `man -l {dir}/aps-controller.1`)",
+            pages.len()
+        )
+    })
 }
 
 fn write_stdout(bytes: &[u8]) -> ExitCode {

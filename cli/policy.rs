@@ -158,7 +158,7 @@ pub fn run(c: PolicyCommand) -> ExitCode {
         | PolicyCommand::Backups { json, .. }
         | PolicyCommand::Drill { json, .. } => *json,
     });
-    let code = out.finish(dispatch(out, c));
+    let code = out.finish(logged(out, c));
     // Stopped by a signal: whatever ran was rolled back; say so in the exit code.
     aps_controller::cancel::Cancel::process()
         .signal()
@@ -298,7 +298,57 @@ fn summary_line(ok: bool, summary: Value, error: Option<&Failure>) -> Value {
     envelope(ok, fields)
 }
 
-fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
+/// `run`, `prune` (not `--dry-run`) and `drill` each leave one entry in the journal's history,
+/// shown by `aps-controller log`: open while they run, then `ok` or `failed` with what they
+/// did. The backups, restores and uploads they run are entries of their own.
+fn logged(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
+    use aps_controller::journal::OperationKind;
+    let what = match &c {
+        PolicyCommand::Run {
+            instances, state, ..
+        } => Some((
+            OperationKind::Run,
+            if instances.is_empty() {
+                "all".to_owned()
+            } else {
+                instances.join(",")
+            },
+            state,
+        )),
+        PolicyCommand::Prune {
+            dry_run: false,
+            state,
+            ..
+        } => Some((OperationKind::Prune, "all".to_owned(), state)),
+        PolicyCommand::Drill { name, state, .. } => {
+            Some((OperationKind::Drill, name.clone(), state))
+        }
+        _ => None,
+    };
+    // Bad arguments are refused before an entry is opened; a state folder that cannot be
+    // opened fails the command itself the same way.
+    let entry = what.and_then(|(kind, instance, state)| {
+        crate::common::open_controller(state)
+            .ok()?
+            .journal()
+            .begin(kind, &instance)
+            .ok()
+    });
+    let mut note = None;
+    let result = dispatch(out, c, &mut note);
+    if let Some(entry) = entry {
+        let _ = match (&result, note) {
+            (Ok(code), note) if *code == ExitCode::SUCCESS => {
+                entry.finish_ok_saying(note.as_deref())
+            }
+            (Ok(_), note) => entry.finish_failed(note.as_deref().unwrap_or("failed")),
+            (Err(f), _) => entry.finish_failed(&f.message),
+        };
+    }
+    result
+}
+
+fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<ExitCode, Failure> {
     match c {
         PolicyCommand::Run {
             periodicity,
@@ -344,6 +394,21 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             };
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
                 .map_err(|e| Failure::from_panel(&e))?;
+            *note = Some(format!(
+                "{}: {} ok, {} failed{}",
+                s.periodicity,
+                s.succeeded,
+                s.failed,
+                s.instances
+                    .iter()
+                    .filter(|o| !o.ok)
+                    .map(|o| format!(
+                        "; {}: {}",
+                        o.instance,
+                        o.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+                    ))
+                    .collect::<String>()
+            ));
             let failure = (!s.success()).then(|| {
                 let retention = s
                     .repository_retention
@@ -481,6 +546,13 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 ),
                 None => None,
             };
+            *note = Some(
+                done.iter()
+                    .map(print_prune)
+                    .chain(repository.as_ref().map(print_repository_prune))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
             let mut report = json!({ "dry_run": dry_run, "stores": done });
             if let Some(r) = &repository {
                 report["repository"] = serde_json::to_value(r).expect("serialise");
@@ -582,6 +654,16 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 &progress,
             )
             .map_err(|e| Failure::from_panel(&e))?;
+            *note = Some(format!(
+                "into {}: {} ({}){}",
+                r.staging,
+                if r.passed { "passed" } else { "FAILED" },
+                r.backup,
+                r.error
+                    .as_ref()
+                    .map(|e| format!("; {}: {e}", r.failed_step.unwrap_or("?")))
+                    .unwrap_or_default()
+            ));
             // Exit 1 when the drill failed (README, "Exit codes"); `error.kind` says how.
             let failure = r
                 .error

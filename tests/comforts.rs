@@ -2,6 +2,8 @@
 //! pages generated from the argument definitions, loaded by a real bash and rendered by a real
 //! `man`; one unit for sizes in every text output.
 
+#[path = "../panel/tests/support/s3_env.rs"]
+mod s3_env;
 mod support;
 
 use std::process::Command;
@@ -155,4 +157,104 @@ fn every_size_in_text_output_has_one_unit() {
     // The JSON keeps exact byte counts.
     let out = sb.cli(&["backups", "blog", "--json"]);
     assert_eq!(json(&out)["backups"][0]["size"], size);
+}
+
+/// `log` shows the policy commands too: each `run`, each upload of a backup to the remote
+/// store, each `prune` and each `drill`, in text and JSON, failures with their reason.
+#[test]
+fn log_covers_run_upload_prune_and_drill() {
+    let Some(s3) = s3_env::s3_test_env("log_policy") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let settings = "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\n\
+                    site_title = \"Demo\"\nbehaviour = \"normal\"\n";
+    sb.register("blog", "sh-sample", settings);
+    sb.register("staging", "sh-sample", settings);
+    let secret = sb.path("s3-secret");
+    std::fs::write(&secret, &s3.secret_key).unwrap();
+    std::fs::create_dir_all(sb.state()).unwrap();
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        format!(
+            "[remote]\nendpoint = \"{}\"\nbucket = \"{}\"\nprefix = \"{}\"\n\
+             access-key-id = \"{}\"\nsecret-access-key-file = \"{secret}\"\n",
+            s3.endpoint, s3.bucket, s3.prefix, s3.access_key
+        ),
+    )
+    .unwrap();
+    assert_success(
+        &sb.cli(&["run", "--periodicity", "daily", "--instance", "blog"]),
+        "run",
+    );
+    assert_success(&sb.cli(&["prune"]), "prune");
+    assert_success(&sb.cli(&["drill", "blog", "--staging", "staging"]), "drill");
+    let log = json(&sb.cli(&["log", "--json"]));
+    let ops = log["operations"].as_array().unwrap();
+    let find = |kind: &str| -> Vec<&serde_json::Value> {
+        ops.iter().filter(|o| o["operation"] == kind).collect()
+    };
+    let run = find("run");
+    assert_eq!(run.len(), 1, "{log}");
+    assert_eq!(run[0]["instance"], "blog", "{log}");
+    assert_eq!(run[0]["outcome"], "ok", "{log}");
+    assert!(
+        run[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("daily: 1 ok, 0 failed"),
+        "{log}"
+    );
+    let upload = find("upload");
+    assert_eq!(upload.len(), 1, "{log}");
+    assert_eq!(upload[0]["instance"], "blog", "{log}");
+    assert_eq!(upload[0]["outcome"], "ok", "{log}");
+    let message = upload[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("s3://") && message.contains("blog/blog_daily_"),
+        "{log}"
+    );
+    let prune = find("prune");
+    assert_eq!(prune.len(), 1, "{log}");
+    assert_eq!(prune[0]["outcome"], "ok", "{log}");
+    let drills = find("drill");
+    assert_eq!(drills.len(), 1, "{log}");
+    assert_eq!(drills[0]["instance"], "blog", "{log}");
+    assert_eq!(drills[0]["outcome"], "ok", "{log}");
+    assert!(
+        drills[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("into staging: passed"),
+        "{log}"
+    );
+    // The same in text, one line each.
+    let out = sb.cli(&["log"]);
+    assert_success(&out, "log");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in ["run ", "upload ", "prune ", "drill "] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(kind.trim())),
+            "{kind} in {text}"
+        );
+    }
+
+    // A failed drill is recorded as failed, with the reason.
+    std::fs::remove_dir_all(sb.state().join("backups")).unwrap();
+    let out = sb.cli(&["drill", "blog", "--staging", "staging"]);
+    assert!(!out.status.success(), "{out:?}");
+    let log = json(&sb.cli(&["log", "blog", "--json"]));
+    let last = log["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|o| o["operation"] == "drill")
+        .unwrap()
+        .clone();
+    assert_eq!(last["outcome"], "failed", "{log}");
+    assert!(
+        last["message"].as_str().unwrap().contains("no good backup"),
+        "{log}"
+    );
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use aps_controller::Controller;
 use aps_controller::archive::check_recipients;
 use aps_controller::error::ErrorKind;
+use aps_controller::error::human_bytes;
 use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
 use aps_panel::config::StoreKind;
 use aps_panel::manual::{self, ManualRequest};
@@ -354,6 +355,10 @@ pub struct RestoreArgs {
     /// age identity file (AGE-SECRET-KEY-…) for an encrypted backup.
     #[arg(long, value_name = "FILE")]
     identity: Option<Utf8PathBuf>,
+    /// The --from file may be a backup of another instance: NAME is then overwritten with
+    /// that instance's web folders and databases (without it, such a file is refused).
+    #[arg(long)]
+    from_other_instance: bool,
     /// Print one JSON object (docs/json.md).
     #[arg(long)]
     json: bool,
@@ -467,10 +472,10 @@ fn backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     let v = Value::Object(fields.clone());
     Ok(out.success(&fields, || {
         format!(
-            "backed up {} to {} ({} bytes, sha256 {}) in {} ms",
+            "backed up {} to {} ({}, sha256 {}) in {} ms",
             v["instance"].as_str().unwrap_or_default(),
             v["file"].as_str().unwrap_or_default(),
-            v["size"],
+            human_bytes(v["size"].as_u64().unwrap_or_default()),
             v["sha256"].as_str().unwrap_or_default(),
             v["duration_ms"]
         )
@@ -491,13 +496,13 @@ impl SnapshotBackup {
     pub fn text(&self) -> String {
         let snap = &self.snapshot;
         format!(
-            "backed up {} as snapshot {} in {} ({} files, {} bytes read, {} bytes added) in {} ms",
+            "backed up {} as snapshot {} in {} ({} files, {} read, {} added) in {} ms",
             self.instance,
             &snap.id[..8],
             self.repository,
             snap.files,
-            snap.bytes_read,
-            snap.bytes_added,
+            human_bytes(snap.bytes_read),
+            human_bytes(snap.bytes_added),
             self.duration_ms
         )
     }
@@ -571,6 +576,7 @@ fn restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
         timeout_secs: args.timeout,
         no_safety_snapshot: args.no_safety_snapshot,
         identity: args.identity,
+        from_other_instance: args.from_other_instance,
         http: false,
     };
     input.check()?;
@@ -607,6 +613,8 @@ pub struct RestoreInput {
     pub timeout_secs: Option<u64>,
     pub no_safety_snapshot: bool,
     pub identity: Option<Utf8PathBuf>,
+    /// The backup may be another instance's (`--from-other-instance`).
+    pub from_other_instance: bool,
     /// `true` for HTTP: messages name JSON fields.
     pub http: bool,
 }
@@ -727,16 +735,38 @@ pub fn restore_instance(
         timeout: input.timeout_secs.map(Duration::from_secs),
         no_safety_snapshot: input.no_safety_snapshot,
         identity: input.identity.clone(),
+        from_other_instance: input.from_other_instance,
     };
     let r = ctl.restore(&request).map_err(|e| {
         print_rolled_back(out, &e, || rolled_back_text(&request));
-        Failure::from_operation(&e)
+        other_instance_failure(&e, input.http)
     })?;
     let text = restored_text(&r, r.file.as_ref());
     Ok(Done {
         json: success_json(&r),
         text,
     })
+}
+
+/// A failed restore as the CLI (or, with `http`, `serve`) reports it: a refused backup of
+/// another instance names the flag (or the JSON field) that allows it.
+fn other_instance_failure(e: &aps_controller::error::OperationError, http: bool) -> Failure {
+    let f = Failure::from_operation(e);
+    if !matches!(
+        e,
+        aps_controller::error::OperationError::OtherInstanceBackup { .. }
+    ) {
+        return f;
+    }
+    let (flag, field) = ("--from-other-instance", "\"from_other_instance\": true");
+    if http {
+        Failure {
+            message: f.message.replace(flag, field),
+            ..f
+        }
+    } else {
+        f
+    }
 }
 
 /// The instance must be registered before a snapshot is looked for.
@@ -809,6 +839,8 @@ fn restore_snapshot_into(
         timeout: timeout_secs.map(Duration::from_secs),
         no_safety_snapshot,
         identity: None,
+        // A migration's (`from` is the source); a restore stages only its own snapshots.
+        from_other_instance: from != into,
     };
     let report =
         aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
@@ -848,8 +880,12 @@ fn snapshot_restore(
 /// The text line of a successful restore from `from` (a file, or a repository's snapshot).
 fn restored_text(r: &aps_controller::operation::RestoreReport, from: &str) -> String {
     format!(
-        "restored {} from {from} (made with version {}-{}) in {} ms{}",
+        "restored {} from {from}: the backup of {} made {} (package version {}-{}), in {} ms{}",
         r.instance,
+        r.source_instance,
+        r.backup_created
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "at an unknown time".into()),
         r.from_version,
         r.from_release,
         r.duration_ms,
@@ -1002,10 +1038,10 @@ pub fn migrate_instance(
         Failure::from_operation(&e)
     })?;
     let text = format!(
-        "migrated {} into {} ({} bytes) in {} ms{}",
+        "migrated {} into {} ({}) in {} ms{}",
         r.source,
         r.target,
-        r.backup.size,
+        human_bytes(r.backup.size),
         r.duration_ms,
         r.kept
             .as_ref()
@@ -1095,7 +1131,6 @@ fn snapshot_field(input: &MigrateInput) -> &'static str {
 
 /// `backup --dry-run` in words.
 fn describe_plan(plan: &aps_controller::operation::backup::BackupPlan) -> String {
-    use aps_controller::error::human_bytes;
     let mut text = format!(
         "backup of {} to {} ({}{}): nothing written\n",
         plan.instance,

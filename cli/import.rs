@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use aps_controller::error::human_bytes;
 use aps_controller::operation::import::{ImportReport, ImportRequest};
 use camino::Utf8PathBuf;
 
@@ -94,9 +95,9 @@ fn describe(r: &ImportReport) -> String {
             ));
             for p in &m.parts {
                 out.push_str(&format!(
-                    "  {:<24} {:>12} bytes  sha256 {}\n",
+                    "  {:<24} {:>10}  sha256 {}\n",
                     escape(&p.name),
-                    p.size,
+                    human_bytes(p.size),
                     escape(&p.sha256)
                 ));
             }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod common;
+mod generate;
 mod import;
 mod instance;
 mod key;
@@ -71,6 +72,20 @@ enum Command {
         # All operations since a given time, for a program:\n  \
         aps-controller log --since 2026-12-01T00:00:00Z --json")]
     Log(log::LogArgs),
+    /// Print the shell completion script of aps-controller for bash, zsh, fish, elvish or
+    /// powershell.
+    #[command(after_help = "EXAMPLES:\n  \
+        # bash, for every user (or `source <(aps-controller completions bash)` in ~/.bashrc):\n  \
+        aps-controller completions bash > /etc/bash_completion.d/aps-controller\n\n  \
+        aps-controller completions zsh > ~/.zfunc/_aps-controller\n  \
+        aps-controller completions fish > ~/.config/fish/completions/aps-controller.fish")]
+    Completions(generate::CompletionsArgs),
+    /// Manual pages (roff) generated from these definitions: the main page on stdout, or one
+    /// page per command into a folder.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller man | man -l -\n  \
+        aps-controller man --out /usr/local/share/man/man1 && mandb")]
+    Man(generate::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +115,8 @@ fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Key(c) => key::run(c),
         Command::Log(a) => log::run(a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use aps_controller::Controller;
+use aps_controller::error::human_bytes;
 
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::list_backups;
@@ -157,7 +158,7 @@ pub fn run(c: PolicyCommand) -> ExitCode {
         | PolicyCommand::Backups { json, .. }
         | PolicyCommand::Drill { json, .. } => *json,
     });
-    let code = out.finish(dispatch(out, c));
+    let code = out.finish(logged(out, c));
     // Stopped by a signal: whatever ran was rolled back; say so in the exit code.
     aps_controller::cancel::Cancel::process()
         .signal()
@@ -221,7 +222,7 @@ pub fn backups_of(
             e.time
                 .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
                 .unwrap_or_else(|| "-".into()),
-            human_size(e.size),
+            human_bytes(e.size),
             serde_json::to_value(e.status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -269,7 +270,7 @@ fn list_snapshots(
                 .as_ref()
                 .map(|p| format!("{} {}-{}", p.id, p.version, p.release))
                 .unwrap_or_else(|| "-".into()),
-            human_size(s.bytes_added)
+            human_bytes(s.bytes_added)
         );
     }
     Ok(crate::backup::Done {
@@ -297,7 +298,57 @@ fn summary_line(ok: bool, summary: Value, error: Option<&Failure>) -> Value {
     envelope(ok, fields)
 }
 
-fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
+/// `run`, `prune` (not `--dry-run`) and `drill` each leave one entry in the journal's history,
+/// shown by `aps-controller log`: open while they run, then `ok` or `failed` with what they
+/// did. The backups, restores and uploads they run are entries of their own.
+fn logged(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
+    use aps_controller::journal::OperationKind;
+    let what = match &c {
+        PolicyCommand::Run {
+            instances, state, ..
+        } => Some((
+            OperationKind::Run,
+            if instances.is_empty() {
+                "all".to_owned()
+            } else {
+                instances.join(",")
+            },
+            state,
+        )),
+        PolicyCommand::Prune {
+            dry_run: false,
+            state,
+            ..
+        } => Some((OperationKind::Prune, "all".to_owned(), state)),
+        PolicyCommand::Drill { name, state, .. } => {
+            Some((OperationKind::Drill, name.clone(), state))
+        }
+        _ => None,
+    };
+    // Bad arguments are refused before an entry is opened; a state folder that cannot be
+    // opened fails the command itself the same way.
+    let entry = what.and_then(|(kind, instance, state)| {
+        crate::common::open_controller(state)
+            .ok()?
+            .journal()
+            .begin(kind, &instance)
+            .ok()
+    });
+    let mut note = None;
+    let result = dispatch(out, c, &mut note);
+    if let Some(entry) = entry {
+        let _ = match (&result, note) {
+            (Ok(code), note) if *code == ExitCode::SUCCESS => {
+                entry.finish_ok_saying(note.as_deref())
+            }
+            (Ok(_), note) => entry.finish_failed(note.as_deref().unwrap_or("failed")),
+            (Err(f), _) => entry.finish_failed(&f.message),
+        };
+    }
+    result
+}
+
+fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<ExitCode, Failure> {
     match c {
         PolicyCommand::Run {
             periodicity,
@@ -343,6 +394,21 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
             };
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
                 .map_err(|e| Failure::from_panel(&e))?;
+            *note = Some(format!(
+                "{}: {} ok, {} failed{}",
+                s.periodicity,
+                s.succeeded,
+                s.failed,
+                s.instances
+                    .iter()
+                    .filter(|o| !o.ok)
+                    .map(|o| format!(
+                        "; {}: {}",
+                        o.instance,
+                        o.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+                    ))
+                    .collect::<String>()
+            ));
             let failure = (!s.success()).then(|| {
                 let retention = s
                     .repository_retention
@@ -402,14 +468,14 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                         (Some(f), None) => outln!(
                             "  ok      {}  {f}  {}  {:.1} s{}{}",
                             o.instance,
-                            human_size(o.size.unwrap_or(0)),
+                            human_bytes(o.size.unwrap_or(0)),
                             o.duration_ms as f64 / 1000.0,
                             match (&o.upload, &panel.remote) {
                                 (Some(u), Some(r)) => format!(
                                     "  uploaded {}{}, {}",
                                     r.describe(),
                                     u.key,
-                                    human_size(u.size)
+                                    human_bytes(u.size)
                                 ),
                                 _ => String::new(),
                             },
@@ -420,7 +486,7 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                                 "  ok      {}  snapshot {}  {} added  {:.1} s",
                                 o.instance,
                                 &id[..id.len().min(8)],
-                                human_size(o.size.unwrap_or(0)),
+                                human_bytes(o.size.unwrap_or(0)),
                                 o.duration_ms as f64 / 1000.0
                             ),
                             None => outln!("  ok      {}", o.instance),
@@ -480,6 +546,13 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 ),
                 None => None,
             };
+            *note = Some(
+                done.iter()
+                    .map(print_prune)
+                    .chain(repository.as_ref().map(print_repository_prune))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
             let mut report = json!({ "dry_run": dry_run, "stores": done });
             if let Some(r) = &repository {
                 report["repository"] = serde_json::to_value(r).expect("serialise");
@@ -581,6 +654,16 @@ fn dispatch(out: Out, c: PolicyCommand) -> Result<ExitCode, Failure> {
                 &progress,
             )
             .map_err(|e| Failure::from_panel(&e))?;
+            *note = Some(format!(
+                "into {}: {} ({}){}",
+                r.staging,
+                if r.passed { "passed" } else { "FAILED" },
+                r.backup,
+                r.error
+                    .as_ref()
+                    .map(|e| format!("; {}: {e}", r.failed_step.unwrap_or("?")))
+                    .unwrap_or_default()
+            ));
             // Exit 1 when the drill failed (README, "Exit codes"); `error.kind` says how.
             let failure = r
                 .error
@@ -732,7 +815,7 @@ fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRet
             text += &format!(
                 "; prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
                 p.deleted_packs,
-                human_size(p.deleted_bytes),
+                human_bytes(p.deleted_bytes),
                 p.marked_packs + p.unindexed_packs,
                 p.repacked_packs
             );
@@ -771,7 +854,7 @@ fn print_repository_prune(p: &aps_panel::store::repository::retention::Repositor
         text += &format!(
             "\n  prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
             r.deleted_packs,
-            human_size(r.deleted_bytes),
+            human_bytes(r.deleted_bytes),
             r.marked_packs + r.unindexed_packs,
             r.repacked_packs
         );
@@ -792,18 +875,4 @@ fn print_prune(p: &StorePrune) -> String {
         text += &format!("\n  {verb} {k}");
     }
     text
-}
-
-fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut u) = (n as f64, 0);
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -621,6 +621,9 @@ impl App {
             #[serde(default)]
             no_safety_snapshot: bool,
             identity: Option<Utf8PathBuf>,
+            /// The file may be a backup of another instance (`--from-other-instance`).
+            #[serde(default)]
+            from_other_instance: bool,
         }
         let b: Body = parse(body)?;
         let input = RestoreInput {
@@ -631,6 +634,7 @@ impl App {
             timeout_secs: b.timeout_secs,
             no_safety_snapshot: b.no_safety_snapshot,
             identity: b.identity,
+            from_other_instance: b.from_other_instance,
             http: true,
         };
         input.check().map_err(failure_answer)?;

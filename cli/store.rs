@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use aps_controller::error::human_bytes;
 use aps_panel::config::RepositorySettings;
 use aps_panel::store::repository::{RepositoryError, RepositoryStore};
 use aps_panel::{Panel, Periodicity};
@@ -159,11 +160,11 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
                     .map_err(|p| Failure::from_problem(&p))?;
             Ok(out.success(&json!({"snapshot": snap}), || {
                 format!(
-                    "snapshot {} of {name}: {} files, {} bytes read, {} bytes added",
+                    "snapshot {} of {name}: {} files, {} read, {} added",
                     &snap.id[..8],
                     snap.files,
-                    snap.bytes_read,
-                    snap.bytes_added
+                    human_bytes(snap.bytes_read),
+                    human_bytes(snap.bytes_added)
                 )
             }))
         }
@@ -180,13 +181,13 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
                 list.iter()
                     .map(|s| {
                         format!(
-                            "{}  {}  {}  {}  {} files  +{} bytes",
+                            "{}  {}  {}  {}  {} files  +{}",
                             &s.id[..8],
                             s.instance,
                             s.periodicity.map_or("-".to_owned(), |p| p.to_string()),
                             s.time,
                             s.files,
-                            s.bytes_added
+                            human_bytes(s.bytes_added)
                         )
                     })
                     .collect::<Vec<_>>()

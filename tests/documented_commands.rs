@@ -99,8 +99,8 @@ fn options_without_description(help: &str) -> Vec<String> {
     missing
 }
 
-/// Splits a shell line into words (quotes honoured, comments dropped), fills placeholders and
-/// moves absolute paths under `root`.
+/// Splits a shell line into words (quotes honoured, comments, pipes and redirections dropped),
+/// fills placeholders and moves absolute paths under `root`.
 fn words(line: &str, root: &Utf8PathBuf) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
@@ -115,6 +115,8 @@ fn words(line: &str, root: &Utf8PathBuf) -> Vec<String> {
                 in_word = true;
             }
             (None, '#') if !in_word => break,
+            // A pipe or a redirection ends the command (`aps-controller man | man -l -`).
+            (None, '|' | '>' | '<' | '&' | ';') if !in_word => break,
             (None, c) if c.is_whitespace() => {
                 if in_word {
                     words.push(std::mem::take(&mut word));

@@ -332,6 +332,17 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     c.run(&sb, &["key", "generate", "--out", key.as_str()], true);
     c.run(&sb, &["key", "generate", "--out", key.as_str()], false);
 
+    // completions and man: the generated text inside the envelope.
+    let v = c.run(&sb, &["completions", "bash"], true);
+    assert!(v["script"].as_str().unwrap().contains("complete -F"), "{v}");
+    let v = c.run(&sb, &["man"], true);
+    assert!(v["page"].as_str().unwrap().contains(".TH"), "{v}");
+    let man_dir = sb.path("man1");
+    let v = c.run(&sb, &["man", "--out", man_dir.as_str()], true);
+    assert!(v["pages"].as_array().unwrap().len() > 20, "{v}");
+    // A folder that cannot be made (under a file): refused.
+    c.run(&sb, &["man", "--out", key.join("x").as_str()], false);
+
     // serve: its first line, and a refusal to start.
     c.run(
         &sb,

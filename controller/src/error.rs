@@ -321,6 +321,18 @@ pub enum OperationError {
         instance: String,
         reason: String,
     },
+    /// A restore of another instance's backup that did not say `from_other_instance`.
+    #[error(
+        "step {step}: backup file {file} is a backup of instance {source_instance} (made {}), not of {instance}: restoring it would replace {instance}'s web folders and databases with {source_instance}'s, so nothing was changed; give --from-other-instance to restore it into {instance} anyway, or copy one instance into another with `aps-controller migrate {source_instance} --to-instance {instance}`",
+        created.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "at an unknown time".into())
+    )]
+    OtherInstanceBackup {
+        step: Step,
+        file: Utf8PathBuf,
+        instance: String,
+        source_instance: String,
+        created: Option<jiff::Timestamp>,
+    },
     #[error("step {step}: the operation journal failed: {source}")]
     Journal {
         step: Step,
@@ -404,11 +416,12 @@ fn format_script_errors(errors: &[ScriptError]) -> String {
         .join("; ")
 }
 
-/// `1.5 GiB`, `300 KiB`, `12 bytes`: sizes in messages.
+/// `1.5 GiB`, `300.0 KiB`, `12 B`: every size shown to a person (messages and the CLI's
+/// text output), in binary units with one decimal.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
-        return format!("{n} bytes");
+        return format!("{n} B");
     }
     let mut value = n as f64 / 1024.0;
     let mut unit = 0;
@@ -604,6 +617,8 @@ impl OperationError {
                 _ => ErrorKind::ResourceFailed,
             },
             OperationError::BackupMismatch { .. } => ErrorKind::InvalidBackup,
+            // The file is sound; the command lacked the flag that says it is meant.
+            OperationError::OtherInstanceBackup { .. } => ErrorKind::Usage,
             OperationError::Registry { .. }
             | OperationError::Environment { .. }
             | OperationError::Journal { .. }
@@ -634,6 +649,7 @@ impl OperationError {
             | OperationError::MissingWebDir { step, .. }
             | OperationError::Archive { step, .. }
             | OperationError::BackupMismatch { step, .. }
+            | OperationError::OtherInstanceBackup { step, .. }
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
             | OperationError::NotEnoughSpace { step, .. } => *step,
@@ -725,6 +741,21 @@ mod tests {
             what: "cannot write",
             path: "/srv/www/a".into(),
             source: std::io::Error::from_raw_os_error(code),
+        }
+    }
+
+    #[test]
+    fn sizes_are_binary_units_with_one_decimal() {
+        for (n, text) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536 * 1024, "1.5 MiB"),
+            (5 * 1024 * 1024 * 1024 + 1, "5.0 GiB"),
+            (3 << 40, "3.0 TiB"),
+            (u64::MAX, "16777216.0 TiB"),
+        ] {
+            assert_eq!(human_bytes(n), text, "{n}");
         }
     }
 

@@ -43,6 +43,15 @@ pub enum OperationKind {
     /// Running the package's verification-script: journaled so that the script's private HOME
     /// is removed even when the controller is killed meanwhile.
     Verify,
+    /// The policy commands, recorded for `aps-controller log` (they undo nothing themselves:
+    /// the backups and restores they run have their own entries). `run`: all its instances.
+    Run,
+    /// The off-site copy of one backup, after `run` made it.
+    Upload,
+    /// Retention applied by `prune`.
+    Prune,
+    /// A restore drill of an instance into its staging instance.
+    Drill,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -52,6 +61,10 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Restore => "restore",
             OperationKind::Migrate => "migrate",
             OperationKind::Verify => "verify",
+            OperationKind::Run => "run",
+            OperationKind::Upload => "upload",
+            OperationKind::Prune => "prune",
+            OperationKind::Drill => "drill",
         })
     }
 }
@@ -459,9 +472,15 @@ impl JournalEntry {
 
     /// The operation succeeded: the entry is removed and logged.
     pub fn finish_ok(self) -> Result<(), JournalError> {
+        self.finish_ok_saying(None)
+    }
+
+    /// [`JournalEntry::finish_ok`] with what was done, for `log` (`uploaded … 1.2 MiB`).
+    pub fn finish_ok_saying(self, message: Option<&str>) -> Result<(), JournalError> {
         let mut record = self.record;
         record.outcome = Outcome::Ok;
         record.finished = Some(Timestamp::now());
+        record.message = message.map(str::to_owned);
         append_log(&self.dir, &self.limits, &record)?;
         std::fs::remove_file(&self.path).map_err(JournalError::io(&self.path))?;
         sync_dir(&self.dir).map_err(JournalError::io(&self.dir))

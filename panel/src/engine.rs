@@ -292,6 +292,8 @@ impl Engine {
     ) -> Result<RestoreReport, EngineError> {
         let mut request = RestoreRequest::new(instance, source);
         request.identity = identity.map(Utf8Path::to_owned);
+        // Drills restore a backup into their staging instance, never into its own instance.
+        request.from_other_instance = true;
         self.controller
             .restore(&request)
             .map_err(operation_failed("restore", instance))

@@ -331,7 +331,26 @@ fn back_up_one(
     }
     if let Some(remote) = &panel.remote {
         let key = format!("{instance}/{}", name.file_name());
-        match remote.upload(&report.file, &key, &report.sha256) {
+        // In the history that `aps-controller log` shows; a journal that cannot be written
+        // does not stop the copy (the backup before it would have failed already).
+        let logged = engine
+            .controller()
+            .journal()
+            .begin(aps_controller::journal::OperationKind::Upload, instance)
+            .ok();
+        let uploaded = remote.upload(&report.file, &key, &report.sha256);
+        if let Some(entry) = logged {
+            let _ = match &uploaded {
+                Ok(u) => entry.finish_ok_saying(Some(&format!(
+                    "{}{} ({})",
+                    remote.describe(),
+                    u.key,
+                    aps_controller::error::human_bytes(u.size)
+                ))),
+                Err(e) => entry.finish_failed(&e.to_string()),
+            };
+        }
+        match uploaded {
             Ok(u) => {
                 outcome.upload = Some(u);
                 // The remote is pruned only once it holds this backup.

@@ -135,6 +135,7 @@ fn backup_then_restore(
         timeout: request.timeout,
         no_safety_snapshot: request.no_safety_snapshot,
         identity: request.identity.clone(),
+        from_other_instance: true,
     }) {
         Ok(restore) => Ok((backup, restore)),
         Err(e) => Err((Some(backup), e)),

@@ -124,6 +124,10 @@ pub struct RestoreRequest {
     pub no_safety_snapshot: bool,
     /// age identity file, for encrypted archives.
     pub identity: Option<Utf8PathBuf>,
+    /// The backup may be another instance's (a migration, a drill into a staging instance,
+    /// `restore --from-other-instance`); without it such a backup is refused before anything
+    /// changes, since it would overwrite this instance with another's site.
+    pub from_other_instance: bool,
 }
 
 impl RestoreRequest {
@@ -134,6 +138,7 @@ impl RestoreRequest {
             timeout: None,
             no_safety_snapshot: false,
             identity: None,
+            from_other_instance: false,
         }
     }
 }
@@ -142,6 +147,11 @@ impl RestoreRequest {
 pub struct RestoreReport {
     pub instance: String,
     pub file: Utf8PathBuf,
+    /// The instance the backup was made of (its manifest, or the record of a `sufficient`
+    /// script's file): `instance` itself unless the restore allowed another's.
+    pub source_instance: String,
+    /// When the backup was made (UTC); `None` only for an old record whose time is unreadable.
+    pub backup_created: Option<jiff::Timestamp>,
     /// The version and release of the package the backup was made with. When they differ
     /// from the instance's (an older version its update rules accept), the control panel runs
     /// the configuration script's `upgrade FROM_VERSION FROM_RELEASE` next.

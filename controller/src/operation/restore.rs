@@ -64,6 +64,17 @@ impl Source {
         let (_, _, version, release) = self.package();
         (version, release)
     }
+
+    /// The instance the backup was made of, and when.
+    fn origin(&self) -> (String, Option<jiff::Timestamp>) {
+        match self {
+            Source::Archive(r) => {
+                let h = &r.manifest().header;
+                (h.instance.clone(), Some(h.created))
+            }
+            Source::ScriptFile { record: r, .. } => (r.instance.clone(), r.created.parse().ok()),
+        }
+    }
 }
 
 /// Restores `request.instance` from `request.source`.
@@ -139,6 +150,17 @@ fn restore_as(
         }
     };
     check_restorable(&instance, &package.meta, script.as_ref(), &file, &source)?;
+    let (source_instance, backup_created) = source.origin();
+    // Another instance's backup overwrites this one with another site: only when asked for.
+    if source_instance != instance.name && !request.from_other_instance {
+        return Err(OperationError::OtherInstanceBackup {
+            step: Step::VerifyBackup,
+            file,
+            instance: instance.name.clone(),
+            source_instance,
+            created: backup_created,
+        });
+    }
     ctl.check_cancel(Step::VerifyBackup)?;
 
     let mut operation = ctl.begin_operation(
@@ -200,6 +222,8 @@ fn restore_as(
             Ok(RestoreReport {
                 instance: instance.name.clone(),
                 file,
+                source_instance,
+                backup_created,
                 from_version,
                 from_release,
                 safety_snapshot: snapshot.is_some(),

@@ -240,7 +240,7 @@ pub fn accept_loop(
                 if out_of_files {
                     evict_oldest(&pending);
                 }
-                eprintln!("accept: {e}; still listening");
+                crate::common::errln!("accept: {e}; still listening");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -32,6 +32,51 @@ pub(crate) fn with_tool_account<R>(account: Option<&Account>, f: impl FnOnce() -
     f()
 }
 
+/// The account a dump tool runs as, made up for one run: a uid of its own from
+/// [`DUMP_UIDS`] that no user, file or other process has (no passwd entry), no groups. The
+/// tenant (another uid) can neither `ptrace` it, nor open its `/proc/PID/mem`, nor signal it,
+/// so it cannot change a dump the controller then tags; and it reaches no one's private files,
+/// unlike the tenant's account or root without capabilities (which still owns root's files).
+/// `None` when the controller is not root (it cannot switch; its tools run as itself).
+pub(crate) fn dump_account() -> Option<Account> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let mut bytes = [0u8; 4];
+    for _ in 0..64 {
+        if std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .is_err()
+        {
+            break;
+        }
+        let uid = DUMP_UIDS.start + u32::from_le_bytes(bytes) % (DUMP_UIDS.end - DUMP_UIDS.start);
+        if crate::account::user_name(uid).is_none() {
+            return Some(Account {
+                name: format!("aps-dump-{uid}"),
+                uid,
+                gid: uid,
+                groups: Vec::new(),
+            });
+        }
+    }
+    None
+}
+
+/// Where the uids of [`dump_account`] come from: far above the accounts a system makes
+/// (useradd stops at 60000, systemd's dynamic users at 65519, container ranges at a few
+/// million), below 2^31 (some tools take uids as signed).
+pub const DUMP_UIDS: std::ops::Range<u32> = 0x6000_0000..0x7000_0000;
+
+/// Runs `f` with the client tools it starts running as a fresh [`dump_account`] (when the
+/// controller may switch accounts).
+pub(crate) fn as_dump_account<R>(f: impl FnOnce() -> R) -> R {
+    match dump_account() {
+        Some(account) => with_tool_account(Some(&account), f),
+        None => f(),
+    }
+}
+
 /// Which database, on which server: what every error names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

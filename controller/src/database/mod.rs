@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
-pub use client::Target;
+pub use client::{DUMP_UIDS, Target};
+pub use psql_scan::{Refusal as DumpRefusal, scan as scan_postgres_dump};
 
 /// The server kind of a database resource (`type` in INSTANCE.toml, `DB_<id>_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -251,8 +252,9 @@ impl DatabaseError {
     }
 }
 
-/// Runs `f` with every client tool (`mysqldump`, `mysql`, `pg_dump`, `psql`) it starts on this
-/// thread running as `account` (the instance's system account; `None`: as the controller).
+/// Runs `f` with every client tool it starts on this thread running as `account` (the
+/// instance's system account; `None`: as the controller): `mysql` and `psql`, which load dumps
+/// and run queries. The dump tools run as an account of their own ([`dump`]).
 /// The tools get their input and output as descriptors the controller opened, so they need no
 /// access to the controller's files.
 pub fn as_account<R>(account: Option<&crate::account::Account>, f: impl FnOnce() -> R) -> R {
@@ -261,7 +263,19 @@ pub fn as_account<R>(account: Option<&crate::account::Account>, f: impl FnOnce()
 
 /// Dumps the database into `out_file` (created mode 0600 or truncated) and describes the
 /// result. On failure `out_file` is removed: a partial dump is never left behind.
+///
+/// The dump tool and the queries describing its result run as an account of their own made up
+/// for this run (when the controller is root), not as [`as_account`]'s: the tenant could
+/// otherwise `ptrace` them and write what it likes into a dump the controller then vouches for.
 pub fn dump(
+    db: &Database,
+    out_file: &Utf8Path,
+    timeout: Duration,
+) -> Result<DumpInfo, DatabaseError> {
+    client::as_dump_account(|| dump_as_is(db, out_file, timeout))
+}
+
+fn dump_as_is(
     db: &Database,
     out_file: &Utf8Path,
     timeout: Duration,
@@ -300,17 +314,17 @@ pub fn dump(
     described
 }
 
-/// The dump tool of [`dump`], with the same arguments and clean environment (and the account
-/// of [`as_account`], when the caller runs inside it), as a process whose standard output the
+/// The dump tool of [`dump`], with the same arguments, clean environment and account of its
+/// own, as a process whose standard output the
 /// caller takes ([`ProcessSpec::stdout_to_pipe`](crate::runner::ProcessSpec::stdout_to_pipe)):
 /// the repository store streams dumps into its snapshots and never writes them to a file.
 /// No timeout is set; the caller sets one and checks the result. Returns the spec and the
 /// program's path.
 pub fn dump_process(db: &Database) -> Result<(crate::runner::ProcessSpec, String), DatabaseError> {
-    match db.kind {
+    client::as_dump_account(|| match db.kind {
         DbKind::Mysql => mysql::dump_spec(db),
         DbKind::Postgresql => postgres::dump_spec(db),
-    }
+    })
 }
 
 /// Empties the database ([`wipe`]) and loads the dump `from_file` into it. PostgreSQL loads in
@@ -324,14 +338,23 @@ pub fn load(db: &Database, from_file: &Utf8Path, timeout: Duration) -> Result<()
         source,
     })?;
     // A dump that would act outside the database is refused before anything is dropped.
-    if db.kind == DbKind::Postgresql {
-        postgres::check_dump(from_file)?;
-    }
+    let restricting = db.kind == DbKind::Postgresql && postgres::psql_restricts()?;
+    let checked = match db.kind {
+        DbKind::Postgresql => Some(postgres::check_dump(from_file, restricting)?),
+        DbKind::Mysql => None,
+    };
     let deadline = client::Deadline::new(timeout);
     wipe_within(db, &deadline)?;
-    match db.kind {
-        DbKind::Mysql => mysql::load(db, from_file, &deadline),
-        DbKind::Postgresql => postgres::load(db, from_file, &deadline),
+    match (db.kind, &checked) {
+        (DbKind::Postgresql, Some(copy)) => {
+            let copy = Utf8Path::from_path(copy.path()).ok_or_else(|| DatabaseError::Io {
+                action: "use the copy (path is not UTF-8) of",
+                path: from_file.to_owned(),
+                source: std::io::Error::other(copy.path().display().to_string()),
+            })?;
+            postgres::load(db, from_file, copy, restricting, &deadline)
+        }
+        _ => mysql::load(db, from_file, &deadline),
     }
 }
 

@@ -40,12 +40,33 @@ pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), Database
     Ok((spec, program.into_string()))
 }
 
-/// Refuses a dump holding a psql meta-command (see [`super::psql_scan`]).
-pub(super) fn check_dump(from: &Utf8Path) -> Result<(), DatabaseError> {
+/// Refuses a dump that is not what pg_dump writes or holds a psql meta-command (see
+/// [`super::psql_scan`]); otherwise returns the copy psql is to load, beside the dump (the
+/// temp folder may be too small for a large one). `restricting`: psql has `\restrict`
+/// ([`psql_restricts`]).
+pub(super) fn check_dump(
+    from: &Utf8Path,
+    restricting: bool,
+) -> Result<tempfile::NamedTempFile, DatabaseError> {
+    let dir = from
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .unwrap_or(Utf8Path::new("."));
+    let copy = tempfile::Builder::new()
+        .prefix(".aps-load-")
+        .tempfile_in(dir)
+        .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
+        .map_err(DatabaseError::io(
+            "create a temporary copy of the dump beside",
+            from,
+        ))?;
     let file = std::fs::File::open(from).map_err(DatabaseError::io("read", from))?;
     let reader = std::io::BufReader::with_capacity(256 * 1024, file);
-    match super::psql_scan::scan(reader).map_err(DatabaseError::io("read", from))? {
-        Ok(()) => Ok(()),
+    let writer = std::io::BufWriter::with_capacity(256 * 1024, copy.as_file());
+    match super::psql_scan::scan_into(reader, !restricting, writer)
+        .map_err(DatabaseError::io("read and copy", from))?
+    {
+        Ok(()) => Ok(copy),
         Err(refusal) => Err(DatabaseError::UnsafeDump {
             file: from.to_owned(),
             line: refusal.line,
@@ -54,29 +75,81 @@ pub(super) fn check_dump(from: &Utf8Path) -> Result<(), DatabaseError> {
     }
 }
 
+/// Whether `psql` (`psql (PostgreSQL) 15.18 (Debian …)`) has `\restrict`: 13.22, 14.19, 15.14,
+/// 16.10, 17.6 and later.
+fn restricts(version_line: &str) -> bool {
+    let Some(rest) = version_line.split("(PostgreSQL) ").nth(1) else {
+        return false;
+    };
+    let number = |s: &str| -> Option<u32> {
+        let digits: String = s.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    let Some(major) = number(rest) else {
+        return false;
+    };
+    let minor = rest
+        .strip_prefix(&major.to_string())
+        .and_then(|r| r.strip_prefix('.'))
+        .and_then(number);
+    match (major, minor) {
+        (19.., _) | (18, Some(_)) => true,
+        (17, Some(m)) => m >= 6,
+        (16, Some(m)) => m >= 10,
+        (15, Some(m)) => m >= 14,
+        (14, Some(m)) => m >= 19,
+        (13, Some(m)) => m >= 22,
+        _ => false,
+    }
+}
+
+/// Whether the psql that loads dumps has `\restrict` (it then refuses every meta-command
+/// itself, whatever the scan missed).
+pub(super) fn psql_restricts() -> Result<bool, DatabaseError> {
+    let program = Tool::Psql.find()?;
+    let out = ProcessSpec::for_tool(program.as_str())
+        .arg("--version")
+        .timeout(std::time::Duration::from_secs(30))
+        .run();
+    Ok(out.is_ok_and(|o| restricts(&o.stdout_lossy())))
+}
+
+/// Loads `copy`, what [`check_dump`] made of the dump `from` (named in errors).
 pub(super) fn load(
     db: &Database,
     from: &Utf8Path,
+    copy: &Utf8Path,
+    restricting: bool,
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
     let program = Tool::Psql.find()?;
-    // Meta-commands were refused by `check_dump` (psql 15 has no `\restrict`).
-    let spec = client::spec(db, &program)
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            // All or nothing: a dump that fails half-way leaves the database empty.
-            "--single-transaction",
-            // Fed by the controller on stdin: psql may run as the instance's account, which
-            // cannot open the controller's private work folder.
-            "-f",
-            "-",
-        ])
-        .stdin_file(from);
+    let mut spec = client::spec(db, &program).args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        // All or nothing: a dump that fails half-way leaves the database empty.
+        "--single-transaction",
+    ]);
+    if restricting {
+        // Before the dump: every meta-command in it is refused by psql itself. The key is
+        // random, so the dump cannot hold the `\unrestrict KEY` that would lift it.
+        spec = spec.arg("-c").arg(format!("\\restrict {}", random_key()?));
+    }
+    // Fed by the controller on stdin: psql may run as the instance's account, which
+    // cannot open the controller's private work folder.
+    let spec = spec.args(["-f", "-"]).stdin_file(copy);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
+}
+
+fn random_key() -> Result<String, DatabaseError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(DatabaseError::io("read", Utf8Path::new("/dev/urandom")))?;
+    Ok(hex::encode(bytes))
 }
 
 /// Everything a wipe drops, as (pass, DROP statement, label). Schemas other than `public` go
@@ -189,4 +262,23 @@ SELECT encode(convert_to(CASE WHEN n.nspname = 'public' THEN c.relname
         counts.insert(client::unhex(db, "psql", ACTION, name)?, n);
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn restrict_is_known_by_version() {
+        for (line, has) in [
+            ("psql (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", true),
+            ("psql (PostgreSQL) 15.13", false),
+            ("psql (PostgreSQL) 17.6", true),
+            ("psql (PostgreSQL) 16.9", false),
+            ("psql (PostgreSQL) 18.1", true),
+            ("psql (PostgreSQL) 18beta1", false),
+            ("psql (PostgreSQL) 12.22", false),
+            ("nonsense", false),
+        ] {
+            assert_eq!(super::restricts(line), has, "{line}");
+        }
+    }
 }

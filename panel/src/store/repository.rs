@@ -616,7 +616,9 @@ impl RepositoryStore {
             .unwrap_or_default();
         let mut cache = PartCache::default();
         for (n, ((_, url, dir), state)) in roots.iter().zip(&before).enumerate() {
-            let key = format!("{url} {dir}");
+            // "2": a sparse file is described as a regular file since then; an entry cached
+            // before (described as an archive's sparse entry) is not taken.
+            let key = format!("2 {url} {dir}");
             let state_hex = hex::encode(state);
             // An unchanged tree (every entry's inode, size, mtime and ctime to the
             // nanosecond, and every name) has the part it had: it is not read again.

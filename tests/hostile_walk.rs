@@ -3,7 +3,8 @@
 //! archive (and to GNU tar), the safety snapshot and the restored site; `[limits]`
 //! `max-instance-size` and `max-files` stop a walk with a clear error and nothing written; a
 //! hard link to a root-only file is refused by the archive store and the repository store; a
-//! repository made outside the state folder is private.
+//! repository made outside the state folder is private. The same bounds hold for a backup
+//! into the repository store, and a sparse file comes back from it sparse.
 
 mod support;
 
@@ -268,6 +269,120 @@ fn walk_limits_stop_backups_and_safety_snapshots() {
     let out = sb.cli(&["restore", "walled", "--from", dest.as_str(), "--json"]);
     assert_limit_refused(&out, "max-files = 12", &www, "safety-snapshot");
     assert!(exists(www.join("more/a")), "the site is unchanged");
+}
+
+/// `[limits]` bound the repository store's walk too: a backup into the repository crossing
+/// `max-files` or `max-instance-size` is refused with the same error and keeps no snapshot,
+/// and the repository stays consistent. There a sparse file counts its size: the engine
+/// chunks and hashes its holes as zeros, so a site the archive store takes within 1 MiB (its
+/// 1 GiB sparse file holds 4 KiB of data) is too big for the repository store.
+#[test]
+fn walk_limits_stop_repository_backups() {
+    let Some(t) = tenant() else { return };
+    let sb = Sandbox::for_tenants();
+    sb.use_repository();
+    let www = register(&sb, "walled", &sb.path("www-walled"), &t);
+    assert_success(
+        &as_tenant(
+            &www,
+            "for i in 1 2 3 4 5 6 7 8; do head -c 1000 /dev/urandom > f$i; done && \
+             truncate -s 1G sparse.bin && printf data | dd of=sparse.bin conv=notrunc status=none",
+        ),
+        "the tenant's files",
+    );
+    let backup = || sb.cli(&["backup", "walled", "--json"]);
+    let nothing_kept = || {
+        let listed = json(&sb.cli(&["backups", "walled", "--json"]));
+        assert_eq!(
+            listed["snapshots"].as_array().map(Vec::len),
+            Some(0),
+            "{listed}"
+        );
+        let verified = sb.cli(&["verify", "--repository", "--read-all", "--json"]);
+        assert_success(&verified, "verify --repository");
+    };
+
+    sb.configure("allow-root-scripts = false\n[limits]\nmax-files = 5\n");
+    assert_limit_refused(&backup(), "max-files = 5", &www, "backup");
+    nothing_kept();
+
+    sb.configure("allow-root-scripts = false\n[limits]\nmax-instance-size = 1048576\n");
+    let out = backup();
+    assert_limit_refused(&out, "max-instance-size = 1048576", &www, "backup");
+    let message = json(&out)["error"]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("sparse.bin"), "{message}");
+    nothing_kept();
+    // The archive store reads the sparse file's data only: within the same bound.
+    let dest = backups(&sb).join("walled.aps.tar.zst");
+    assert_success(
+        &sb.cli(&["backup", "walled", "--to", dest.as_str(), "--json"]),
+        "archive backup within 1 MiB of data",
+    );
+
+    // The instance's own bound takes the sparse file's size.
+    sb.configure(
+        "allow-root-scripts = false\n[limits]\nmax-instance-size = 1048576\nmax-files = 5\n\
+         [limits.instances.walled]\nmax-instance-size = 1074790400\nmax-files = 20\n",
+    );
+    assert_success(&backup(), "repository backup within the instance's bounds");
+    let listed = json(&sb.cli(&["backups", "walled", "--json"]));
+    assert_eq!(
+        listed["snapshots"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+}
+
+/// Attack 5 in the repository store: the tenant's 1 GiB sparse file (3 small extents) goes
+/// into a snapshot and comes back, over the live site, as the same sparse file into a 64 MiB
+/// web folder (a dense restore needs 1 GiB), the state folder (repository, staging archive,
+/// safety snapshot) on a 64 MiB tmpfs too.
+#[test]
+fn sparse_file_in_a_repository_backup_restores_sparse() {
+    let Some(t) = tenant() else { return };
+    let sb = Sandbox::for_tenants();
+    let Some(_state) = Tmpfs::mount(&sb.state(), "64m") else {
+        return;
+    };
+    let Some(_site) = Tmpfs::mount(&sb.path("www-sparse"), "64m") else {
+        return;
+    };
+    sb.use_repository();
+    let www = register(&sb, "sparse", &sb.path("www-sparse"), &t);
+    let marks = [(0, "HEAD"), (GIB / 2 + 4096, "MIDDLE"), (GIB - 4, "TAIL")];
+    let mut script = format!("truncate -s {GIB} big.bin");
+    for (offset, mark) in marks {
+        script.push_str(&format!(
+            " && printf {mark} | dd of=big.bin bs=1 seek={offset} conv=notrunc status=none"
+        ));
+    }
+    assert_success(&as_tenant(&www, &script), "the tenant's sparse file");
+    let big = www.join("big.bin");
+    let check = |what: &str| {
+        assert_eq!(std::fs::metadata(&big).unwrap().len(), GIB, "{what}");
+        assert!(
+            allocated(&big) <= 1 << 20,
+            "{what}: {} bytes allocated for 3 small extents: the holes were written",
+            allocated(&big)
+        );
+        for (offset, mark) in marks {
+            assert_eq!(read_at(&big, offset, mark.len()), mark.as_bytes(), "{what}");
+        }
+        assert_eq!(read_at(&big, GIB / 2, 4096), [0; 4096], "{what}: a hole");
+    };
+    check("the tenant's file");
+
+    assert_success(&sb.cli(&["backup", "sparse", "--json"]), "backup");
+    std::fs::write(www.join("index.html"), "changed\n").unwrap();
+    std::fs::remove_file(&big).unwrap();
+    let out = sb.cli(&["restore", "sparse", "--latest", "--json"]);
+    assert_success(&out, "restore --latest");
+    check("the restored file");
+    assert_eq!(std::fs::metadata(&big).unwrap().uid(), t.uid);
+    assert_eq!(
+        std::fs::read_to_string(www.join("index.html")).unwrap(),
+        "<h1>sparse</h1>\n"
+    );
 }
 
 /// Sets a sysctl for the duration of a test and puts the old value back when dropped, even

@@ -249,6 +249,7 @@ impl ControllerConfig {
             account_uid: account.map(|a| a.uid),
             max_bytes: limits.max_instance_size,
             max_files: limits.max_files,
+            holes_as_data: false,
         }
     }
 }

@@ -214,6 +214,7 @@ fn the_walk_stops_at_its_bounds() {
         account_uid: None,
         max_bytes,
         max_files,
+        holes_as_data: false,
     };
     let walk = |p: WalkPolicy| {
         let mut w = ArchiveWriter::create(Vec::new(), &ArchiveOptions::plain(), header()).unwrap();

@@ -96,6 +96,8 @@ pub fn backup(
                 sha256: &f.sha256,
                 sufficient,
             }),
+            // The archive store's bounds, for the same instance (docs/security.md).
+            walk: ctl.config().walk_policy(instance, source.account.as_ref()),
         })
         .map_err(|e| problem(&e, Some("backup")))
 }

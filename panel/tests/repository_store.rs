@@ -80,6 +80,7 @@ fn backup(
         dump_timeout: TIMEOUT,
         cache: None,
         script: None,
+        walk: Default::default(),
     })
 }
 

@@ -36,8 +36,8 @@ pub use manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, ManifestHeader, PartIn
 pub use reader::{ArchiveReader, ExtractPlan, verify, verify_reader, verify_trusted};
 pub use tag::{ArchiveTag, ManifestSeal, TAG_ALGORITHM, TAG_KEY_LEN, TagKey};
 pub use tree::{
-    MAX_DEPTH, TreeStats, WalkCount, WalkPolicy, capture_tree, capture_tree_to, capture_tree_with,
-    restore_tree, restore_tree_from,
+    HoleAwareFile, MAX_DEPTH, TreeStats, WalkCount, WalkPolicy, capture_tree,
+    capture_tree_counting, capture_tree_to, capture_tree_with, restore_tree, restore_tree_from,
 };
 pub use writer::{ArchiveWriter, WebPart};
 

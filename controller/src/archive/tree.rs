@@ -446,6 +446,32 @@ pub(super) fn write_tree<W: Write>(
                 // would be read here as root.
                 policy.check_links(&st, &full(&rel))?;
                 let size = st.st_size as u64;
+                if policy.holes_as_data {
+                    policy.bytes(count, size, &full(&rel))?;
+                    let whole = HoleAwareFile::new(file, &st).map_err(|e| source_err(&rel, e))?;
+                    let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &st);
+                    h.set_size(size);
+                    hasher.file(&rel, mode, mtime, size);
+                    let mut reader = HashingTake::new(
+                        BufReader::with_capacity(COPY_BUF, whole),
+                        size,
+                        &mut hasher.sha,
+                        WhenShort::Fail,
+                    );
+                    if let Err(e) =
+                        builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader)
+                    {
+                        return Err(match reader.error.take() {
+                            Some(src) => source_err(&rel, src),
+                            None if reader.short => source_err(
+                                &rel,
+                                io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
+                            ),
+                            None => write_err(e),
+                        });
+                    }
+                    continue;
+                }
                 let extents = data_extents(&mut file, &st).map_err(|e| source_err(&rel, e))?;
                 let data = extents
                     .as_ref()
@@ -538,6 +564,11 @@ pub struct WalkPolicy {
     pub max_bytes: Option<u64>,
     /// `[limits] max-files`: entries (files, folders, symlinks, the roots included).
     pub max_files: Option<u64>,
+    /// The walk feeds a consumer that processes a sparse file's holes as zeros (the
+    /// repository store's engine chunks and hashes every byte): sparse files are recorded
+    /// and hashed as regular files (their holes made in memory, never read from the disk),
+    /// and their size, not only their data, counts toward `max_bytes`.
+    pub holes_as_data: bool,
 }
 
 /// What one archive's walks have taken so far, against its [`WalkPolicy`].
@@ -657,6 +688,94 @@ fn data_extents(file: &mut File, st: &rustix::fs::Stat) -> io::Result<Option<Vec
         });
     }
     Ok((found && !whole).then_some(extents))
+}
+
+/// A regular file read whole, as a reader that never `read()`s its holes: the holes'
+/// zeros come from memory, only the data extents (`SEEK_DATA`/`SEEK_HOLE`, as the archive's
+/// sparse entries find them) come from the disk. Reads stop at the size the file had when it
+/// was opened; a file that shrinks meanwhile is an error (`UnexpectedEof`), not a short read.
+/// For a consumer that needs every byte (the repository engine chunks and hashes them).
+pub struct HoleAwareFile {
+    file: File,
+    size: u64,
+    /// Data extents, in order; `None`: the file is read whole (not sparse).
+    extents: Option<Vec<Extent>>,
+    pos: u64,
+    /// First extent not wholly before `pos`.
+    next: usize,
+}
+
+impl HoleAwareFile {
+    /// `file` opened for reading, its offset at 0; `st` its `fstat`.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn new(mut file: File, st: &rustix::fs::Stat) -> io::Result<Self> {
+        let extents = data_extents(&mut file, st)?;
+        Ok(HoleAwareFile {
+            file,
+            size: st.st_size as u64,
+            extents,
+            pos: 0,
+            next: 0,
+        })
+    }
+
+    /// Bytes of the file's size that are data on the disk (all of them when not sparse):
+    /// what reading it costs the disk.
+    pub fn data_bytes(&self) -> u64 {
+        self.extents
+            .as_ref()
+            .map_or(self.size, |x| x.iter().map(|e| e.len).sum())
+    }
+
+    /// The size it had when opened: how many bytes it reads.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Read for HoleAwareFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.size - self.pos;
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        // Where the data ends (and holes begin) from `pos`, or where the next data begins.
+        let (data, until) = match &self.extents {
+            None => (true, self.size),
+            Some(extents) => {
+                while self.next < extents.len()
+                    && extents[self.next].offset + extents[self.next].len <= self.pos
+                {
+                    self.next += 1;
+                }
+                match extents.get(self.next) {
+                    Some(e) if e.offset <= self.pos => (true, e.offset + e.len),
+                    Some(e) => (false, e.offset.min(self.size)),
+                    None => (false, self.size),
+                }
+            }
+        };
+        let n = want.min(usize::try_from(until - self.pos).unwrap_or(usize::MAX));
+        if !data {
+            buf[..n].fill(0);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        let got = self.file.read_at(&mut buf[..n], self.pos)?;
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file shrank while being read ({} bytes of {})",
+                    self.pos, self.size
+                ),
+            ));
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
 }
 
 /// One PAX extended header record: `"<len> <key>=<value>\n"`, `len` counting itself.
@@ -826,7 +945,10 @@ pub(super) struct FileData<'a> {
 }
 
 /// Writes at its own position, seeking over every aligned block of zeros instead of writing
-/// it: the file gets holes there once its length is set.
+/// it: the file gets holes there once its length is set. The file is new (every byte not
+/// written reads as zero), so zeros are never written at all, even those of a block that a
+/// write only begins or ends: the block stays a hole when the rest of it is zeros too, however
+/// the reader above cut its buffers (a decompressor's are not block-aligned).
 struct HoleWriter {
     file: File,
     pos: u64,
@@ -843,12 +965,12 @@ impl Write for HoleWriter {
             let to_edge = HOLE_BLOCK - (self.pos % HOLE_BLOCK as u64) as usize;
             let n = to_edge.min(buf.len() - i);
             let chunk = &buf[i..i + n];
-            if n < HOLE_BLOCK || chunk.iter().any(|b| *b != 0) {
+            if chunk.iter().any(|b| *b != 0) {
                 // Data: this block and every following non-zero one in one write.
                 let mut j = i + n;
                 while j < buf.len() {
                     let m = HOLE_BLOCK.min(buf.len() - j);
-                    if m == HOLE_BLOCK && buf[j..j + m].iter().all(|b| *b == 0) {
+                    if buf[j..j + m].iter().all(|b| *b == 0) {
                         break;
                     }
                     j += m;
@@ -1572,9 +1694,19 @@ pub fn capture_tree_with<W: Write>(
     out: W,
     policy: &WalkPolicy,
 ) -> Result<TreeStats, ArchiveError> {
+    capture_tree_counting(dir, out, policy, &mut WalkCount::default())
+}
+
+/// [`capture_tree_with`] adding to `count`: the bounds then hold for several trees (an
+/// instance's web folders) together.
+pub fn capture_tree_counting<W: Write>(
+    dir: &Utf8Path,
+    out: W,
+    policy: &WalkPolicy,
+    count: &mut WalkCount,
+) -> Result<TreeStats, ArchiveError> {
     let mut builder = tar::Builder::new(BufWriter::with_capacity(COPY_BUF, out));
-    let mut count = WalkCount::default();
-    let stats = write_tree(&mut builder, dir, b"", dir.as_str(), policy, &mut count)?;
+    let stats = write_tree(&mut builder, dir, b"", dir.as_str(), policy, count)?;
     let write_err = |e| ArchiveError::WriteArchive {
         part: dir.to_string(),
         source: e,

@@ -70,7 +70,7 @@ pub use super::repository_restore::WriteOutError;
 use super::repository_restore::{
     StreamError, Streamed, mode_or, mtime_seconds, stream_tree, write_out,
 };
-use super::repository_web::{Offered, WebFile, WebWalk};
+use super::repository_web::{Offered, WalkBudget, WebFile, WebWalk};
 use crate::config::{RepositoryLocation, RepositorySettings};
 use crate::periodicity::Periodicity;
 
@@ -211,6 +211,10 @@ pub struct BackupInput<'a> {
     pub cache: Option<&'a Utf8Path>,
     /// The file the package's backup-script wrote (`None`: no backup-script).
     pub script: Option<ScriptPart<'a>>,
+    /// What the walks of the web folders may read (controller.toml's `[limits]`, as the
+    /// controller's `walk_policy` gives them for the instance). Its `account_uid`, when
+    /// `None`, is `account`'s: a hard link must belong to the instance's account.
+    pub walk: aps_controller::archive::WalkPolicy,
 }
 
 /// The file a backup-script wrote, held by the snapshot as `/script-backup`. With a
@@ -256,6 +260,10 @@ impl<'a> BackupInput<'a> {
             dump_timeout: aps_controller::controller::DEFAULT_TIMEOUT,
             cache: None,
             script: None,
+            walk: aps_controller::archive::WalkPolicy {
+                instance: instance.to_owned(),
+                ..Default::default()
+            },
         }
     }
 }
@@ -592,33 +600,50 @@ impl RepositoryStore {
     pub fn backup(&self, input: &BackupInput<'_>) -> Result<SnapshotInfo, RepositoryError> {
         let problems = Problems::default();
         let roots = web_roots(input.web_dirs);
-        // The manifest's web parts, by the archive's own code (by descriptor, as an archive
-        // backup reads them), and the state of each tree they describe.
+        let mut policy = input.walk.clone();
+        if policy.account_uid.is_none() {
+            policy.account_uid = input.account.map(|a| a.uid);
+        }
+        // The engine chunks and hashes every byte of a sparse file: the manifest describes it
+        // as the regular file the engine stores (and a restore streams back), and its size is
+        // what it costs.
+        policy.holes_as_data = true;
+        // The bounds first, on every web folder together, by the walk that takes their state
+        // (metadata only): nothing is read, dumped or written when they are crossed. Sizes,
+        // not data, count here: the engine reads a sparse file's holes as zeros.
+        let mut counted = aps_controller::archive::WalkCount::default();
         let mut before = Vec::new();
+        for (_, _, dir) in &roots {
+            let state = tree_state(dir, Some((&policy, &mut counted)))
+                .map_err(|e| self.incomplete(input.instance, vec![e.message(dir)]))?;
+            before.push(state);
+        }
+        // The manifest's web parts, by the archive's own code (by descriptor, as an archive
+        // backup reads them, under the same bounds).
+        let mut manifest_count = aps_controller::archive::WalkCount::default();
         let mut web_parts = Vec::new();
         let cached = input
             .cache
             .map(|dir| PartCache::load(dir, input.instance))
             .unwrap_or_default();
         let mut cache = PartCache::default();
-        for (n, (_, url, dir)) in roots.iter().enumerate() {
-            let state = tree_state(dir).map_err(|e| {
-                self.incomplete(input.instance, vec![format!("web folder {dir}: {e}")])
-            })?;
-            let key = format!("{url} {dir}");
+        for (n, ((_, url, dir), state)) in roots.iter().zip(&before).enumerate() {
+            // "2": a sparse file is described as a regular file since then; an entry cached
+            // before (described as an archive's sparse entry) is not taken.
+            let key = format!("2 {url} {dir}");
             let state_hex = hex::encode(state);
             // An unchanged tree (every entry's inode, size, mtime and ctime to the
             // nanosecond, and every name) has the part it had: it is not read again.
             let stats = match cached.parts.get(&key) {
                 Some(c) if c.state == state_hex => c.stats.clone(),
                 _ => {
-                    let policy = aps_controller::archive::WalkPolicy {
-                        instance: input.instance.to_owned(),
-                        account_uid: input.account.map(|a| a.uid),
-                        ..Default::default()
-                    };
-                    let t = aps_controller::archive::capture_tree_with(dir, io::sink(), &policy)
-                        .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
+                    let t = aps_controller::archive::capture_tree_counting(
+                        dir,
+                        io::sink(),
+                        &policy,
+                        &mut manifest_count,
+                    )
+                    .map_err(|e| self.incomplete(input.instance, vec![e.to_string()]))?;
                     CachedStats {
                         size: t.bytes,
                         sha256: t.sha256,
@@ -635,7 +660,6 @@ impl RepositoryStore {
                     stats: stats.clone(),
                 },
             );
-            before.push(state);
             let part = format!("web/{n}");
             web_parts.push(PartInfo {
                 entry: format!("{part}/"),
@@ -671,7 +695,8 @@ impl RepositoryStore {
             key: input.key.clone(),
             made: OnceLock::new(),
         });
-        let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest)
+        let budget = WalkBudget::new(policy);
+        let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest, budget)
             .map_err(self.err())?;
         let offered = source.offered.clone();
         let stop = cancel::token();
@@ -728,13 +753,13 @@ impl RepositoryStore {
             problems.push("the snapshot's manifest was not written".to_owned());
         }
         for ((_, url, dir), state) in roots.iter().zip(&before) {
-            match tree_state(dir) {
+            match tree_state(dir, None) {
                 Ok(after) if after == *state => {}
                 Ok(_) => problems.push(format!(
                     "web folder {url} ({dir}) changed while it was backed up (a file, folder or \
                      link was written, added, removed or renamed); run the backup again"
                 )),
-                Err(e) => problems.push(format!("web folder {dir}: {e}")),
+                Err(e) => problems.push(e.message(dir)),
             }
         }
         if !problems.is_empty() {
@@ -1309,12 +1334,71 @@ fn web_roots(dirs: &BTreeMap<String, Utf8PathBuf>) -> Vec<(String, &String, &Utf
     roots
 }
 
+/// Why [`tree_state`] stopped.
+enum StateError {
+    Io(io::Error),
+    /// A bound of `[limits]` crossed.
+    Limit(aps_controller::archive::ArchiveError),
+}
+
+impl StateError {
+    fn message(&self, dir: &Utf8Path) -> String {
+        match self {
+            StateError::Io(e) => format!("web folder {dir}: {e}"),
+            StateError::Limit(e) => e.to_string(),
+        }
+    }
+}
+
+impl From<io::Error> for StateError {
+    fn from(e: io::Error) -> Self {
+        StateError::Io(e)
+    }
+}
+
+impl From<rustix::io::Errno> for StateError {
+    fn from(e: rustix::io::Errno) -> Self {
+        StateError::Io(e.into())
+    }
+}
+
+/// A walk's bounds and what it has counted so far.
+type Bounds<'a> = Option<(
+    &'a aps_controller::archive::WalkPolicy,
+    &'a mut aps_controller::archive::WalkCount,
+)>;
+
 /// A digest of everything about the tree at `dir` that a change to it would change: for each
 /// entry (walked by descriptor, no symlink followed) its path, type, mode, inode, size,
 /// mtime and ctime in nanoseconds, and a link's target. Writing a file changes its ctime;
-/// adding, removing or renaming an entry changes its folder's.
-fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
+/// adding, removing or renaming an entry changes its folder's. With `bounds`, every folder,
+/// file and symlink counts toward `max-files` and every file's size toward
+/// `max-instance-size`, checked as the walk goes.
+fn tree_state(dir: &Utf8Path, mut bounds: Bounds<'_>) -> Result<[u8; 32], StateError> {
     use rustix::fs::{AtFlags, Mode, OFlags};
+    // The stat fields' types differ between architectures: the casts stay.
+    #[allow(clippy::unnecessary_cast)]
+    fn count(
+        bounds: &mut Bounds<'_>,
+        path: &Utf8Path,
+        st: &rustix::fs::Stat,
+    ) -> Result<(), StateError> {
+        let Some((policy, count)) = bounds else {
+            return Ok(());
+        };
+        match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::RegularFile => {
+                policy.count_entry(count, path).map_err(StateError::Limit)?;
+                policy
+                    .count_bytes(count, st.st_size as u64, path)
+                    .map_err(StateError::Limit)
+            }
+            rustix::fs::FileType::Directory | rustix::fs::FileType::Symlink => {
+                policy.count_entry(count, path).map_err(StateError::Limit)
+            }
+            _ => Ok(()),
+        }
+    }
     // The stat fields' types differ between architectures: the casts stay.
     #[allow(clippy::unnecessary_cast)]
     fn record(sha: &mut Sha256, rel: &[u8], st: &rustix::fs::Stat) {
@@ -1332,7 +1416,13 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
             sha.update(v.to_be_bytes());
         }
     }
-    fn walk(fd: std::os::fd::BorrowedFd<'_>, rel: &[u8], sha: &mut Sha256) -> io::Result<()> {
+    fn walk(
+        fd: std::os::fd::BorrowedFd<'_>,
+        root: &Utf8Path,
+        rel: &[u8],
+        sha: &mut Sha256,
+        bounds: &mut Bounds<'_>,
+    ) -> Result<(), StateError> {
         // Popped in ascending order.
         for name in aps_controller::archive::pending_names(fd)?
             .into_iter()
@@ -1345,6 +1435,11 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
             path.extend_from_slice(&name);
             let os = std::ffi::OsStr::from_bytes(&name);
             let st = rustix::fs::statat(fd, os, AtFlags::SYMLINK_NOFOLLOW)?;
+            count(
+                bounds,
+                &root.join(String::from_utf8_lossy(&path).as_ref()),
+                &st,
+            )?;
             record(sha, &path, &st);
             match rustix::fs::FileType::from_raw_mode(st.st_mode) {
                 rustix::fs::FileType::Symlink => {
@@ -1358,7 +1453,7 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
                         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::empty(),
                     )?;
-                    walk(sub.as_fd(), &path, sha)?;
+                    walk(sub.as_fd(), root, &path, sha, bounds)?;
                 }
                 _ => {}
             }
@@ -1367,8 +1462,10 @@ fn tree_state(dir: &Utf8Path) -> io::Result<[u8; 32]> {
     }
     let fd = aps_controller::archive::open_dir_nofollow(dir.as_std_path())?;
     let mut sha = Sha256::new();
-    record(&mut sha, b"", &rustix::fs::fstat(&fd)?);
-    walk(fd.as_fd(), b"", &mut sha)?;
+    let st = rustix::fs::fstat(&fd)?;
+    count(&mut bounds, dir, &st)?;
+    record(&mut sha, b"", &st);
+    walk(fd.as_fd(), dir, b"", &mut sha, &mut bounds)?;
     Ok(sha.finalize().into())
 }
 
@@ -1574,6 +1671,7 @@ impl InstanceSource {
         problems: &Problems,
         ledger: &Arc<Ledger>,
         manifest: &Arc<ManifestMaker>,
+        budget: Arc<WalkBudget>,
     ) -> RusticResult<Self> {
         let offered = Offered::default();
         // The dumps, manifest.json, manifest.tag and the script's file.
@@ -1582,12 +1680,16 @@ impl InstanceSource {
         }
         let mut web = Vec::new();
         for (name, _, dir) in roots {
-            let walk = WebWalk::open(dir, Path::new("/web").join(name), offered.clone())
-                .map_err(|e| {
-                    problems.push(e.to_string());
-                    rustic_io("cannot open a web folder", e.source)
-                })?
-                .only_links_of(input.account.map(|a| a.uid));
+            let walk = WebWalk::open(
+                dir,
+                Path::new("/web").join(name),
+                offered.clone(),
+                Arc::clone(&budget),
+            )
+            .map_err(|e| {
+                problems.push(e.to_string());
+                rustic_io("cannot open a web folder", e.into_io())
+            })?;
             web.push(walk);
         }
         Ok(InstanceSource {
@@ -1656,8 +1758,13 @@ impl ReadSourceOpen for EntryOpen {
                         io::Error::from(io::ErrorKind::NotFound),
                     )),
                     Err(e) => {
-                        problems.push(format!("cannot open {shown}: {e}"));
-                        Err(rustic_io("cannot open a web file", e))
+                        problems.push_once(match &e {
+                            super::repository_web::WalkError::Io { source, .. } => {
+                                format!("cannot open {shown}: {source}")
+                            }
+                            refused => refused.to_string(),
+                        });
+                        Err(rustic_io("cannot open a web file", e.into_io()))
                     }
                 }
             }
@@ -1908,8 +2015,8 @@ impl ReadSource for InstanceSource {
             let problems = self.problems.clone();
             let moved = walk.map(move |entry| -> EntryResult {
                 let entry = entry.map_err(|e| {
-                    problems.push(e.to_string());
-                    rustic_io("cannot walk a web folder", e.source)
+                    problems.push_once(e.to_string());
+                    rustic_io("cannot walk a web folder", e.into_io())
                 })?;
                 let open = entry.file.map(|file| EntryOpen::Web {
                     file,

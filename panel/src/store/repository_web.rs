@@ -10,6 +10,13 @@
 //! descriptor with `O_NOFOLLOW` and checked to be a regular file. A name swapped for a symlink
 //! meanwhile is left out, never followed.
 //!
+//! It is bounded as the archive's walk is, by the instance's [`WalkPolicy`] (controller.toml's
+//! `[limits]`): every entry counts toward `max-files`, and every file the engine reads counts
+//! its size toward `max-instance-size` when it is opened, before a byte of it is read. The
+//! size, not only the data: the engine chunks and hashes a sparse file's holes as zeros, so
+//! what it costs follows the size. The holes are never read from the disk, though: the engine
+//! gets a [`HoleAwareFile`], which makes their zeros in memory.
+//!
 //! What it offers matches the archive store too: folders, regular files and symlinks (kept as
 //! symlinks); sockets, FIFOs and devices are left out; a file that vanishes between the walk
 //! and its reading is left out. Extended attributes are not kept (the archive store does not
@@ -21,10 +28,13 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use aps_controller::archive::{open_dir_nofollow, open_walked_dir, pending_names};
+use aps_controller::archive::{
+    ArchiveError, HoleAwareFile, WalkCount, WalkPolicy, open_dir_nofollow, open_walked_dir,
+    pending_names,
+};
 use camino::{Utf8Path, Utf8PathBuf};
 use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::{Metadata, Node, NodeType};
@@ -37,16 +47,75 @@ pub(super) struct WebEntry {
     pub file: Option<WebFile>,
 }
 
-/// A walk error: the web path it happened at, and what went wrong.
+/// A walk error: what went wrong at which web path, or a bound of the walk crossed.
 #[derive(Debug)]
-pub(super) struct WalkError {
-    pub path: Utf8PathBuf,
-    pub source: io::Error,
+pub(super) enum WalkError {
+    Io {
+        path: Utf8PathBuf,
+        source: io::Error,
+    },
+    /// `[limits]` crossed, or a hard link not the instance's account's: the message.
+    Refused(String),
+}
+
+impl WalkError {
+    /// For the engine, which takes I/O errors.
+    pub fn into_io(self) -> io::Error {
+        match self {
+            WalkError::Io { source, .. } => source,
+            WalkError::Refused(e) => io::Error::other(e),
+        }
+    }
 }
 
 impl std::fmt::Display for WalkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot read {}: {}", self.path, self.source)
+        match self {
+            WalkError::Io { path, source } => write!(f, "cannot read {path}: {source}"),
+            WalkError::Refused(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The bounds of one backup's walk (every web folder of the instance together) and what it
+/// has taken so far.
+#[derive(Debug, Default)]
+pub(super) struct WalkBudget {
+    policy: WalkPolicy,
+    count: Mutex<WalkCount>,
+    /// The first bound crossed: every later entry and file is refused with it (the engine
+    /// goes on asking; nothing more is read, and the error names where it happened).
+    crossed: std::sync::OnceLock<String>,
+}
+
+impl WalkBudget {
+    pub fn new(policy: WalkPolicy) -> Arc<Self> {
+        Arc::new(WalkBudget {
+            policy,
+            count: Mutex::default(),
+            crossed: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn count(&self) -> std::sync::MutexGuard<'_, WalkCount> {
+        self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, counted: Result<(), ArchiveError>) -> Result<(), WalkError> {
+        if let Some(first) = self.crossed.get() {
+            return Err(WalkError::Refused(first.clone()));
+        }
+        counted.map_err(|e| WalkError::Refused(self.crossed.get_or_init(|| e.to_string()).clone()))
+    }
+
+    fn entry(&self, path: &Utf8Path) -> Result<(), WalkError> {
+        let counted = self.policy.count_entry(&mut self.count(), path);
+        self.check(counted)
+    }
+
+    fn bytes(&self, bytes: u64, path: &Utf8Path) -> Result<(), WalkError> {
+        let counted = self.policy.count_bytes(&mut self.count(), bytes, path);
+        self.check(counted)
     }
 }
 
@@ -76,14 +145,18 @@ pub(super) struct WebFile {
     /// The file's path, for messages.
     pub shown: Utf8PathBuf,
     offered: Offered,
-    /// The instance's account: the only owner a file with several links may have.
-    account_uid: Option<u32>,
+    budget: Arc<WalkBudget>,
 }
 
 impl WebFile {
-    /// Opens the file. `Ok(None)` when it is gone or is no longer a regular file (it is then
-    /// left out of the snapshot and of the count, as the archive store leaves it out).
-    pub fn open(self) -> io::Result<Option<File>> {
+    /// Opens the file, its size counted toward `max-instance-size`. `Ok(None)` when it is
+    /// gone or is no longer a regular file (it is then left out of the snapshot and of the
+    /// count, as the archive store leaves it out).
+    pub fn open(self) -> Result<Option<HoleAwareFile>, WalkError> {
+        let io_err = |source: io::Error| WalkError::Io {
+            path: self.shown.clone(),
+            source,
+        };
         let opened = rustix::fs::openat(
             self.dir.as_fd(),
             OsStr::from_bytes(&self.name),
@@ -97,9 +170,9 @@ impl WebFile {
                 self.offered.remove();
                 return Ok(None);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(io_err(e.into())),
         };
-        let st = rustix::fs::fstat(&fd)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| io_err(e.into()))?;
         if file_type(&st) != FileType::RegularFile {
             self.offered.remove();
             return Ok(None);
@@ -107,19 +180,30 @@ impl WebFile {
         // Checked on what was opened: a hard link to a file the tenant cannot read (another
         // tenant's, root's) would otherwise be read as root into the tenant's snapshot.
         #[allow(clippy::unnecessary_cast)]
-        if let Some(account) = self.account_uid
+        if let Some(account) = self.budget.policy.account_uid
             && st.st_nlink as u64 > 1
             && st.st_uid != account
         {
-            return Err(io::Error::other(format!(
-                "a hard link ({} links) owned by uid {}, not by the instance's account (uid \
-                 {account}); refusing to read it (remove the link, or give the file to the account)",
-                st.st_nlink, st.st_uid
-            )));
+            return Err(WalkError::Refused(
+                ArchiveError::ForeignHardLink {
+                    instance: self.budget.policy.instance.clone(),
+                    path: self.shown.clone(),
+                    links: st.st_nlink as u64,
+                    owner: st.st_uid,
+                    account,
+                }
+                .to_string(),
+            ));
         }
+        // The size the engine will read (holes included), counted before any of it is read;
+        // the reader stops there even if the file grows meanwhile.
+        #[allow(clippy::unnecessary_cast)]
+        self.budget.bytes(st.st_size as u64, &self.shown)?;
         // Reads of a regular file never block; clear NONBLOCK anyway so a read is a plain read.
-        rustix::fs::fcntl_setfl(&fd, OFlags::RDONLY)?;
-        Ok(Some(File::from(fd)))
+        rustix::fs::fcntl_setfl(&fd, OFlags::RDONLY).map_err(|e| io_err(e.into()))?;
+        HoleAwareFile::new(File::from(fd), &st)
+            .map(Some)
+            .map_err(io_err)
     }
 }
 
@@ -143,23 +227,24 @@ pub(super) struct WebWalk {
     first: Option<Result<WebEntry, WalkError>>,
     stack: Vec<Frame>,
     offered: Offered,
-    account_uid: Option<u32>,
+    budget: Arc<WalkBudget>,
 }
 
 impl WebWalk {
-    /// Refuse files with more than one link unless `uid` (the instance's account) owns them.
-    pub fn only_links_of(mut self, uid: Option<u32>) -> Self {
-        self.account_uid = uid;
-        self
-    }
-
     /// Opens the web folder `root` (refused when it is a symlink or lies under one a tenant
-    /// could have placed) to be stored at `to` in the snapshot.
-    pub fn open(root: &Utf8Path, to: PathBuf, offered: Offered) -> Result<Self, WalkError> {
-        let err = |source| WalkError {
+    /// could have placed) to be stored at `to` in the snapshot, within `budget` (shared by
+    /// the instance's web folders): the root counts as an entry.
+    pub fn open(
+        root: &Utf8Path,
+        to: PathBuf,
+        offered: Offered,
+        budget: Arc<WalkBudget>,
+    ) -> Result<Self, WalkError> {
+        let err = |source| WalkError::Io {
             path: root.to_owned(),
             source,
         };
+        budget.entry(root)?;
         let fd = open_dir_nofollow(root.as_std_path()).map_err(err)?;
         let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
         let pending = pending_names(fd.as_fd()).map_err(err)?;
@@ -179,7 +264,7 @@ impl WebWalk {
                 pending,
             }],
             offered,
-            account_uid: None,
+            budget,
         })
     }
 
@@ -200,7 +285,7 @@ impl WebWalk {
             let rel = frame.rel.join(OsStr::from_bytes(&name));
             let os_name = OsStr::from_bytes(&name);
             let fail = |source: io::Error| {
-                Some(Err(WalkError {
+                Some(Err(WalkError::Io {
                     path: self.shown(&rel),
                     source,
                 }))
@@ -211,6 +296,15 @@ impl WebWalk {
                 Err(e) => return fail(e.into()),
             };
             let path = self.to.join(&rel);
+            if matches!(
+                file_type(&st),
+                FileType::Directory | FileType::RegularFile | FileType::Symlink
+            ) && let Err(e) = self.budget.entry(&self.shown(&rel))
+            {
+                // Crossed: nothing more is walked.
+                self.stack.clear();
+                return Some(Err(e));
+            }
             match file_type(&st) {
                 FileType::Directory => {
                     let fd = match open_walked_dir(dir.as_fd(), os_name) {
@@ -248,7 +342,7 @@ impl WebWalk {
                         name,
                         shown: self.shown(&rel),
                         offered: self.offered.clone(),
-                        account_uid: self.account_uid,
+                        budget: Arc::clone(&self.budget),
                     };
                     return Some(Ok(WebEntry {
                         path,
@@ -410,7 +504,13 @@ mod tests {
         let attacker = swapper(&www.join("sub"), &www.join("bait"), &outside, &stop);
         let mut read_files = 0;
         for _ in 0..40 {
-            let walk = WebWalk::open(&www, PathBuf::from("/web/%2F"), Offered::default()).unwrap();
+            let walk = WebWalk::open(
+                &www,
+                PathBuf::from("/web/%2F"),
+                Offered::default(),
+                WalkBudget::new(WalkPolicy::default()),
+            )
+            .unwrap();
             for entry in walk {
                 let Ok(entry) = entry else { continue };
                 let Some(file) = entry.file else { continue };
@@ -432,6 +532,127 @@ mod tests {
             read_files > 0,
             "the walk never read a file: nothing was checked"
         );
+    }
+
+    /// Bytes this process has read through read(2) and the like (`rchar` of /proc/self/io).
+    fn bytes_read_by_syscalls() -> u64 {
+        let io = std::fs::read_to_string("/proc/self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The engine reads a 1 GiB sparse file (two small extents) through the walk's reader:
+    /// every byte comes out, the holes as zeros, but only the data is read from the disk.
+    #[test]
+    fn a_sparse_file_is_read_without_reading_its_holes() {
+        const GIB: u64 = 1 << 30;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::try_from(tmp.path().to_path_buf()).unwrap();
+        let big = std::fs::File::create(root.join("big.bin")).unwrap();
+        big.set_len(GIB).unwrap();
+        use std::os::unix::fs::FileExt;
+        big.write_all_at(b"HEAD", 0).unwrap();
+        big.write_all_at(b"TAIL", GIB - 4).unwrap();
+        drop(big);
+        let walk = WebWalk::open(
+            &root,
+            PathBuf::from("/web/%2F"),
+            Offered::default(),
+            WalkBudget::new(WalkPolicy::default()),
+        )
+        .unwrap();
+        let file = walk
+            .filter_map(|e| e.unwrap().file)
+            .next()
+            .expect("the walk offers the file");
+        let mut reader = file.open().unwrap().expect("a regular file");
+        let before = bytes_read_by_syscalls();
+        let (mut total, mut head, mut tail, mut middle) = (0u64, Vec::new(), Vec::new(), None);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            if total == 0 {
+                head.extend_from_slice(&buf[..4]);
+            }
+            if total + n as u64 == GIB {
+                tail.extend_from_slice(&buf[n - 4..n]);
+            }
+            if middle.is_none() && total >= GIB / 2 {
+                middle = Some(buf[..n].iter().all(|b| *b == 0));
+            }
+            total += n as u64;
+        }
+        let read = bytes_read_by_syscalls() - before;
+        assert_eq!(total, GIB);
+        assert_eq!((&head[..], &tail[..]), (&b"HEAD"[..], &b"TAIL"[..]));
+        assert_eq!(middle, Some(true), "a hole reads zeros");
+        assert!(
+            read < 1 << 20,
+            "{read} bytes read from the disk for 8 bytes of data: the holes were read"
+        );
+    }
+
+    /// `[limits]` hold inside the engine's walk itself (a tree that grew after the checks
+    /// before it): entries count toward `max-files` as they are offered, a file's size toward
+    /// `max-instance-size` when it is opened, before any of it is read; once crossed, every
+    /// later entry and file is refused with the first error.
+    #[test]
+    fn the_walk_stops_at_its_bounds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Utf8PathBuf::try_from(tmp.path().to_path_buf()).unwrap();
+        for name in ["a", "b", "c", "d"] {
+            std::fs::write(root.join(name), [7u8; 1000]).unwrap();
+        }
+        let policy = |max_bytes, max_files| WalkPolicy {
+            instance: "site".into(),
+            max_bytes,
+            max_files,
+            ..Default::default()
+        };
+        let walk = |p| {
+            WebWalk::open(
+                &root,
+                PathBuf::from("/web/%2F"),
+                Offered::default(),
+                WalkBudget::new(p),
+            )
+            .unwrap()
+        };
+        // The root and three files; the fourth crosses, and the walk ends there.
+        let entries: Vec<_> = walk(policy(None, Some(4))).collect();
+        assert_eq!(entries.len(), 5);
+        let Err(e) = &entries[4] else {
+            panic!("the fifth entry crossed max-files")
+        };
+        let message = e.to_string();
+        assert!(message.contains("max-files = 4"), "{message}");
+        assert!(message.contains(root.join("d").as_str()), "{message}");
+        assert!(message.contains("\"site\""), "{message}");
+
+        let files: Vec<WebFile> = walk(policy(Some(2500), None))
+            .filter_map(|e| e.unwrap().file)
+            .collect();
+        let opened: Vec<String> = files
+            .into_iter()
+            .map(|f| match f.open() {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            })
+            .collect();
+        assert_eq!(opened[..2], ["ok", "ok"]);
+        assert!(
+            opened[2].contains("max-instance-size = 2500"),
+            "{}",
+            opened[2]
+        );
+        assert!(opened[2].contains(root.join("c").as_str()), "{}", opened[2]);
+        assert_eq!(opened[3], opened[2], "refused with the first error");
     }
 
     #[test]

@@ -203,11 +203,21 @@ pub fn check_instance(
     for (url, dir) in &instance.web_dirs {
         let name = format!("web-dirs.{url:?}");
         let mut found: Vec<String> = Vec::new();
+        let mut shown = dir.to_string();
         match std::fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.push(format!(
-                "{dir} does not exist: a backup would find nothing there; create it or register \
-                 the instance again with the right folder"
-            )),
+            // The root folder was there at registration; a child mapping's may be made later.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && super::root_web_dir(instance) == Some(dir) =>
+            {
+                found.push(format!(
+                    "{dir} does not exist: a backup would find nothing there; create it or \
+                     register the instance again with the right folder"
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                shown = format!("{dir} (not there yet: a restore makes it)");
+            }
             Err(e) => found.push(format!("{dir}: {e}")),
             Ok(_) => {}
         }
@@ -222,7 +232,7 @@ pub fn check_instance(
                 .map(|p| strip_key(&p.to_string())),
         );
         checks.push(if found.is_empty() {
-            Check::ok(name, dir.to_string())
+            Check::ok(name, shown)
         } else {
             Check::problem(name, ErrorKind::AccountRefused, found.join("; "))
         });

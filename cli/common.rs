@@ -198,6 +198,7 @@ pub fn for_http(message: &str) -> String {
     message
         .replace("--force", "\"force\": true")
         .replace("--replace", "\"replace\": true")
+        .replace("--no-connect", "\"no_connect\": true")
         .replace("--no-safety-snapshot", "\"no_safety_snapshot\": true")
 }
 

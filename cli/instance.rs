@@ -13,7 +13,7 @@ use aps_controller::registry::{
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 
-use crate::common::{Failure, Out, check_instance_name};
+use crate::common::{Failure, Out, check_instance_name, outln};
 
 /// Options every instance subcommand takes.
 #[derive(clap::Args, Debug)]
@@ -30,10 +30,11 @@ pub struct StateArgs {
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
-    /// Register an instance described by an INSTANCE.toml (validated against its package;
+    /// Register an instance described by an INSTANCE.toml (validated against its package,
+    /// its web folders and databases not another instance's, each database's login tried;
     /// every problem is reported at once and nothing is stored).
     #[command(
-        after_help = "EXAMPLES:\n  aps-controller instance register --file examples/demo/INSTANCE.toml\n  aps-controller instance register --file blog.toml --replace --json"
+        after_help = "EXAMPLES:\n  aps-controller instance register --file examples/demo/INSTANCE.toml\n  aps-controller instance register --file blog.toml --replace --json\n  aps-controller instance register --file blog.toml --no-connect   # its database is made later"
     )]
     Register {
         /// The INSTANCE.toml file (docs/instance-file.md).
@@ -42,6 +43,25 @@ pub enum InstanceCommand {
         /// Overwrite an instance of the same name.
         #[arg(long)]
         replace: bool,
+        /// Do not connect to the databases to try their logins (for a database that does not
+        /// exist yet); `aps-controller instance check NAME` tries them later.
+        #[arg(long)]
+        no_connect: bool,
+        /// Print one JSON object (docs/json.md).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Check a registered instance again as registration does: its account, its web folders
+    /// (there, not a system folder, owned by its account, no other instance's), its databases
+    /// (no other instance's, the login works). Exits non-zero on any problem.
+    #[command(
+        after_help = "EXAMPLES:\n  aps-controller instance check blog\n  aps-controller instance check blog --json"
+    )]
+    Check {
+        /// The registered instance.
+        name: String,
         /// Print one JSON object (docs/json.md).
         #[arg(long)]
         json: bool,
@@ -89,6 +109,7 @@ pub enum InstanceCommand {
 pub fn run(c: InstanceCommand) -> ExitCode {
     let out = Out::new(match &c {
         InstanceCommand::Register { json, .. }
+        | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
         | InstanceCommand::Show { json, .. }
         | InstanceCommand::Remove { json, .. } => *json,
@@ -159,17 +180,39 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
         InstanceCommand::Register {
             file,
             replace,
+            no_connect,
             json: _,
             state,
         } => {
             let (dir, store) = open(state)?;
+            // The tools run as an operation would run them, which controller.toml decides.
+            let config = if no_connect {
+                None
+            } else {
+                Some(
+                    ControllerConfig::load(dir.clone())
+                        .map_err(|e| Failure::usage(e.to_string()))?,
+                )
+            };
+            let options = registry::RegisterOptions {
+                replace,
+                connect: config.as_ref(),
+            };
             let inst =
-                registry::register(&store, &dir, &file, replace).map_err(register_failure)?;
+                registry::register_with(&store, &dir, &file, &options).map_err(register_failure)?;
             Ok(
                 out.success(&json!({"instance": view::summary_json(&inst)}), || {
                     format!("registered instance {}", inst.name)
                 }),
             )
+        }
+        InstanceCommand::Check {
+            name,
+            json: _,
+            state,
+        } => {
+            check_instance_name("NAME", &name)?;
+            check(out, &name, &state)
         }
         InstanceCommand::List { json: _, state } => {
             let (_, store) = open(state)?;
@@ -217,4 +260,64 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             }))
         }
     }
+}
+
+/// `instance check NAME`: every check on a line (`ok` or `problem`), then a summary; with
+/// `--json` the envelope with `checks`. A problem fails with the kind an operation would meet
+/// (of the first problem: account and folders `account-refused`, a login `resource-failed`,
+/// a folder or database shared with another instance `usage`) and its exit code.
+fn check(out: Out, name: &str, state: &StateArgs) -> Result<ExitCode, Failure> {
+    let controller = crate::common::open_controller(&crate::common::StateArgs {
+        state_dir: state.state_dir.clone(),
+    })?;
+    let store = controller.store();
+    let instance = store.get(name).map_err(store_failure)?;
+    let others = store.list().map_err(store_failure)?;
+    let checks = registry::check::check_instance(
+        controller.config(),
+        &instance,
+        &others,
+        registry::check::CONNECT_TIMEOUT,
+    );
+    let problems: Vec<&registry::check::Check> = checks.iter().filter(|c| !c.ok).collect();
+    if !out.json {
+        for c in &checks {
+            outln!(
+                "{:<8} {}: {}",
+                if c.ok { "ok" } else { "problem" },
+                c.check,
+                c.message
+            );
+        }
+    }
+    let Some(first) = problems.first() else {
+        return Ok(
+            out.success(&json!({"instance": name, "checks": checks}), || {
+                format!("instance {name}: all {} checks passed", checks.len())
+            }),
+        );
+    };
+    let list: Vec<String> = problems
+        .iter()
+        .map(|c| format!("{}: {}", c.check, c.message))
+        .collect();
+    let failure = Failure::new(
+        first.kind.unwrap_or(ErrorKind::Usage),
+        format!(
+            "instance {name}: {} problem(s) in {} check(s): {}",
+            problems.len(),
+            checks.len(),
+            list.join("; ")
+        ),
+    )
+    .at("check")
+    .with("problems", list);
+    if out.json {
+        let mut envelope = failure.envelope();
+        envelope["instance"] = name.into();
+        envelope["checks"] = serde_json::to_value(&checks).expect("checks serialize");
+        outln!("{envelope}");
+        return Ok(ExitCode::from(failure.exit));
+    }
+    Err(failure)
 }

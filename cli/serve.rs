@@ -512,6 +512,9 @@ impl App {
             file: Utf8PathBuf,
             #[serde(default)]
             replace: bool,
+            /// As `--no-connect`: the databases' logins are not tried.
+            #[serde(default)]
+            no_connect: bool,
         }
         let b: Body = parse(body)?;
         absolute("file", &b.file)?;
@@ -526,9 +529,13 @@ impl App {
                 .unwrap_or_else(|_| file.package.clone());
             owned_by_us("package", &package)?;
         }
-        let state = &self.ctl.config().state;
+        let config = self.ctl.config();
+        let options = registry::RegisterOptions {
+            replace: b.replace,
+            connect: (!b.no_connect).then_some(config),
+        };
         Ok(
-            match registry::register(self.ctl.store(), state, &b.file, b.replace) {
+            match registry::register_with(self.ctl.store(), &config.state, &b.file, &options) {
                 Ok(instance) => (
                     201,
                     json!({"ok": true, "instance": view::summary_json(&instance)}),

@@ -423,7 +423,10 @@ fn paths_outside_the_allowed_folders_are_refused() {
     std::fs::copy(sb.path("blog.toml"), &toml).unwrap();
     let text = std::fs::read_to_string(&toml)
         .unwrap()
-        .replace("name = \"blog\"", "name = \"open\"");
+        .replace("name = \"blog\"", "name = \"open\"")
+        // Registration refuses a web folder another instance has: a folder of its own.
+        .replace("www-blog", "www-open");
+    std::fs::create_dir_all(sb.path("www-open")).unwrap();
     std::fs::write(&toml, text).unwrap();
     std::fs::set_permissions(&toml, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
     let (status, v) = server.call("POST", "/v1/instances", json!({"file": toml}));

@@ -187,6 +187,9 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     assert_eq!(v["error"]["kind"], "usage");
     c.run(&sb, &["instance", "list"], true);
     c.run(&sb, &["instance", "show", "blog"], true);
+    c.run(&sb, &["instance", "check", "blog"], true);
+    let v = c.run(&sb, &["instance", "check", "nosuch"], false);
+    assert_eq!(v["error"]["kind"], "instance-not-found");
     let v = c.run(&sb, &["instance", "show", "nosuch"], false);
     assert_eq!(v["error"]["kind"], "instance-not-found");
     c.run(&sb, &["instance", "remove", "nosuch"], false);

@@ -395,10 +395,15 @@ fn backup_of_another_package_is_refused() {
     let Some((inst, _)) = backed_up(&sb, "normal") else {
         return;
     };
-    // nobackup-sample needs the same two kinds of databases: reuse shop's (read only here).
+    // nobackup-sample needs the same two kinds of databases: its own (registration refuses
+    // another instance's database).
     let other_toml = sb.path("other.toml");
-    let shop_toml = std::fs::read_to_string(&inst.toml).unwrap();
-    let dbs = &shop_toml[shop_toml.find("[databases.main]").unwrap()..];
+    let other_dbs = support::databases("other").expect("the test database servers");
+    let dbs = format!(
+        "{}{}",
+        support::db_toml("main", &other_dbs.mysql),
+        support::db_toml("stats", &other_dbs.pg)
+    );
     let other_www = sb.path("other-www");
     std::fs::create_dir_all(other_www.join("uploads")).unwrap();
     std::fs::write(other_www.join("index.html"), "other").unwrap();

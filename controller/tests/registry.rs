@@ -205,7 +205,7 @@ host = "h"
     ));
     assert!(has(&|p| matches!(p, Problem::MissingWebDir(u) if u == "/")));
     assert!(has(
-        &|p| matches!(p, Problem::UnknownSetting(s) if s == "colour")
+        &|p| matches!(p, Problem::UnknownSetting { id: s, .. } if s == "colour")
     ));
     assert!(has(
         &|p| matches!(p, Problem::InvalidSettingValue { id, .. } if id == "posts")
@@ -226,7 +226,7 @@ host = "h"
         &|p| matches!(p, Problem::DatabaseFieldEmpty { id, field: "login" } if id == "main")
     ));
     assert!(has(
-        &|p| matches!(p, Problem::UnknownDatabase(id) if id == "other")
+        &|p| matches!(p, Problem::UnknownDatabase { id, .. } if id == "other")
     ));
     assert!(has(&|p| matches!(p, Problem::MissingDatabaseChoice(_))));
     assert!(!e.state.instances_dir().join("blog.json").exists());

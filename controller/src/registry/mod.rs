@@ -1,9 +1,11 @@
 //! The instance registry: instance records, INSTANCE.toml, and their durable storage.
 //!
 //! [`register`] is the one entry point that turns an INSTANCE.toml into a stored record:
-//! parse, open the package, validate everything (all problems at once), then store.
-//! Nothing is stored when anything is wrong.
+//! parse, open the package, validate everything (all problems at once), refuse web folders and
+//! databases another instance uses, connect to each database when asked ([`RegisterOptions`]),
+//! then store. Nothing is stored when anything is wrong.
 
+pub mod check;
 pub mod file;
 pub mod instance;
 pub mod package;
@@ -33,25 +35,67 @@ pub enum RegisterError {
     Store(#[from] StoreError),
 }
 
-/// Parses, validates and stores the instance described by the INSTANCE.toml at `path`.
-/// `.app.zip` packages are unpacked under `state` (see [`open_package`]).
+/// How [`register_with`] registers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RegisterOptions<'a> {
+    /// Overwrite an instance of the same name.
+    pub replace: bool,
+    /// Connect to each database with its login and run a trivial query, the client tools
+    /// running as the instance's work would under this configuration (the CLI and `serve` do,
+    /// unless told `--no-connect`); a login that does not work is a problem of the file.
+    /// `None`: offline (a database made later).
+    pub connect: Option<&'a crate::controller::ControllerConfig>,
+}
+
+/// Parses, validates and stores the instance described by the INSTANCE.toml at `path`, offline
+/// (no database is connected to: [`register_with`] does that). `.app.zip` packages are unpacked
+/// under `state` (see [`open_package`]).
 pub fn register(
     store: &dyn InstanceStore,
     state: &StateDir,
     path: &Utf8Path,
     replace: bool,
 ) -> Result<Instance, RegisterError> {
-    let file = InstanceFile::load(path)?;
-    register_file(store, state, &file, replace)
+    let options = RegisterOptions {
+        replace,
+        connect: None,
+    };
+    register_with(store, state, path, &options)
 }
 
-/// [`register`] for an already parsed file.
+/// [`register`], connecting to the databases when `options` say so.
+pub fn register_with(
+    store: &dyn InstanceStore,
+    state: &StateDir,
+    path: &Utf8Path,
+    options: &RegisterOptions<'_>,
+) -> Result<Instance, RegisterError> {
+    let file = InstanceFile::load(path)?;
+    register_file_with(store, state, &file, options)
+}
+
+/// [`register`] for an already parsed file (offline).
 pub fn register_file(
     store: &dyn InstanceStore,
     state: &StateDir,
     file: &InstanceFile,
     replace: bool,
 ) -> Result<Instance, RegisterError> {
+    let options = RegisterOptions {
+        replace,
+        connect: None,
+    };
+    register_file_with(store, state, file, &options)
+}
+
+/// [`register_with`] for an already parsed file.
+pub fn register_file_with(
+    store: &dyn InstanceStore,
+    state: &StateDir,
+    file: &InstanceFile,
+    options: &RegisterOptions<'_>,
+) -> Result<Instance, RegisterError> {
+    let replace = options.replace;
     let mut problems = Vec::new();
     let meta = if file.package.is_absolute() {
         match open_package(state, &file.package) {
@@ -99,11 +143,66 @@ pub fn register_file(
         state.root(),
         true,
     ));
+    let account_usable = problems.is_empty();
+    // Checked before `put`, not under its lock: two registrations racing for one folder can
+    // both pass (the registry's lock belongs to the store, which panels may implement).
+    problems.extend(check::conflicts(&instance, &store.list()?));
+    if let Some(config) = options.connect
+        && account_usable
+    {
+        problems.extend(connect_problems(config, &instance));
+    }
     if !problems.is_empty() {
         return Err(RegisterError::Invalid(problems));
     }
     store.put(&instance, replace)?;
     Ok(instance)
+}
+
+/// Each database's login tried as the tools will run it: the instance's account, resolved as an
+/// operation resolves it (never as root, unless `allow-root-scripts`).
+fn connect_problems(
+    config: &crate::controller::ControllerConfig,
+    instance: &Instance,
+) -> Vec<Problem> {
+    if instance.databases.is_empty() {
+        return Vec::new();
+    }
+    let account = match crate::controller::resolve_account(config, instance) {
+        Ok(account) => account,
+        Err(e) => {
+            let reason = match &e {
+                crate::error::OperationError::AccountRefused { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            return instance
+                .databases
+                .keys()
+                .map(|id| Problem::DatabaseConnect {
+                    id: id.clone(),
+                    message: format!(
+                        "the login cannot be checked: the tools would run as the instance's \
+                         account, and {reason}; or register with --no-connect"
+                    ),
+                })
+                .collect();
+        }
+    };
+    instance
+        .databases
+        .iter()
+        .filter_map(|(id, db)| {
+            let e = check::connect(db, account.as_ref(), check::CONNECT_TIMEOUT).err()?;
+            Some(Problem::DatabaseConnect {
+                id: id.clone(),
+                message: format!(
+                    "{}; or register with --no-connect to skip this check (a database made \
+                     later)",
+                    check::connect_message(id, db, &e)
+                ),
+            })
+        })
+        .collect()
 }
 
 /// The root web folder: the `/` mapping's, else the first mapping's (by URL).

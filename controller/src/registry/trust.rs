@@ -123,7 +123,7 @@ pub fn system_path_reason(dir: &Utf8Path, state: &Utf8Path) -> Option<String> {
 }
 
 /// `path` with symlinks and `..` resolved as far as it exists, the rest appended.
-fn resolve_existing(path: &Utf8Path) -> Option<Utf8PathBuf> {
+pub(crate) fn resolve_existing(path: &Utf8Path) -> Option<Utf8PathBuf> {
     let mut existing = path.to_owned();
     let mut rest = Vec::new();
     loop {

@@ -22,8 +22,9 @@ pub enum Problem {
     RelativePath { what: String, path: Utf8PathBuf },
     #[error("package {path}: {message}")]
     Package { path: Utf8PathBuf, message: String },
-    #[error("settings.{0}: the package declares no such setting")]
-    UnknownSetting(String),
+    /// `hint`: `; did you mean `x`?`, or the ids the package declares (see [`unknown_id_hint`]).
+    #[error("settings.{id}: the package declares no such setting{hint}")]
+    UnknownSetting { id: String, hint: String },
     #[error("settings.{0}: required (no default value, not optional) but not given")]
     MissingSetting(String),
     #[error("settings.{id}: {message}")]
@@ -38,8 +39,8 @@ pub enum Problem {
         .0.iter().map(|a| format!("[{}]", a.join(", "))).collect::<Vec<_>>().join(" or ")
     )]
     MissingDatabaseChoice(Vec<Vec<String>>),
-    #[error("databases.{0}: the package has no database requirement with this id")]
-    UnknownDatabase(String),
+    #[error("databases.{id}: the package has no database requirement with this id{hint}")]
+    UnknownDatabase { id: String, hint: String },
     #[error("databases.{id}: the package requires server type {required:?}, got {given:?}")]
     DatabaseType {
         id: String,
@@ -71,6 +72,52 @@ pub enum Problem {
         path: Utf8PathBuf,
         reason: String,
     },
+    /// Two instances over one folder: a restore of one empties and refills the other's files.
+    #[error(
+        "web-dirs.{url:?}: {path} {how} {other_path}, the web folder {other_url:?} of instance \
+         {other:?}; a restore of either would replace the other's files: give each instance \
+         folders of its own"
+    )]
+    WebDirTaken {
+        url: String,
+        path: Utf8PathBuf,
+        /// `is`, `lies inside` or `holds`.
+        how: &'static str,
+        other: String,
+        other_url: String,
+        other_path: Utf8PathBuf,
+    },
+    /// Two instances in one database: a restore of one wipes the whole database.
+    #[error(
+        "databases.{id}: {target} is already database {other_id:?} of instance {other:?}; a \
+         restore of either empties the whole database (table prefixes too): give each instance \
+         a database of its own"
+    )]
+    DatabaseTaken {
+        id: String,
+        /// `MySQL/MariaDB database `x` on host:port`.
+        target: String,
+        other: String,
+        other_id: String,
+    },
+    /// The login did not work (or the server did not answer): `message` has the server's
+    /// words and what to change.
+    #[error("databases.{id}: {message}")]
+    DatabaseConnect { id: String, message: String },
+}
+
+/// What follows "no such setting" (or database id): the declared id closest to `given` (at
+/// most two edits), else the declared ids, so a typo is fixed without opening APP-META.xml.
+pub fn unknown_id_hint(given: &str, declared: &[&str]) -> String {
+    if let Some(close) = did_you_mean(given, declared) {
+        return format!("; did you mean `{close}`?");
+    }
+    match declared.len() {
+        0 => " (it declares none)".to_owned(),
+        // A package with hundreds of settings: the list would bury the message.
+        1..=20 => format!(" (it declares: {})", declared.join(", ")),
+        n => format!(" ({n} are declared; APP-META.xml lists them)"),
+    }
 }
 
 /// Web folders given in the file that are not folders on this machine, checked at
@@ -180,7 +227,12 @@ fn check_settings(
     let mut out = BTreeMap::new();
     for (id, value) in &file.settings {
         let Some(setting) = by_id.get(id.as_str()) else {
-            problems.push(Problem::UnknownSetting(id.clone()));
+            let mut ids: Vec<&str> = by_id.keys().copied().collect();
+            ids.sort_unstable();
+            problems.push(Problem::UnknownSetting {
+                id: id.clone(),
+                hint: unknown_id_hint(id, &ids),
+            });
             continue;
         };
         let shape = |message: &str| Problem::SettingShape {
@@ -257,7 +309,11 @@ fn check_databases(file: &InstanceFile, meta: &AppMeta, problems: &mut Vec<Probl
     let all = service.all_databases();
     for (id, db) in &file.databases {
         let Some(req) = all.iter().find(|r| r.id == *id) else {
-            problems.push(Problem::UnknownDatabase(id.clone()));
+            let ids: Vec<&str> = all.iter().map(|r| r.id.as_str()).collect();
+            problems.push(Problem::UnknownDatabase {
+                id: id.clone(),
+                hint: unknown_id_hint(id, &ids),
+            });
             continue;
         };
         if let Some(required) = &req.server_type

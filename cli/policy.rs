@@ -133,7 +133,9 @@ pub enum PolicyCommand {
         /// A registered instance of the same package; it is overwritten.
         #[arg(long, value_name = "OTHER")]
         staging: String,
-        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
+        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups [default: panel.toml
+        /// `identity-file`]. Without either, an encrypted backup's age header alone is checked
+        /// and the drill is reported PARTIAL.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
         /// Drill the newest good backup of the off-machine copy (panel.toml [remote]): it is

@@ -199,6 +199,7 @@ pub fn for_http(message: &str) -> String {
         .replace("--force", "\"force\": true")
         .replace("--replace", "\"replace\": true")
         .replace("--no-safety-snapshot", "\"no_safety_snapshot\": true")
+        .replace("--identity FILE", "\"identity\": FILE")
 }
 
 /// The exit code of a kind named in the README's table (1 for anything else).

@@ -404,6 +404,18 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                     ),
                 ));
             }
+            let (state_dir, state_source) = crate::config::resolve(&state)?;
+            let state_words = crate::config::describe_state(&state_dir, state_source);
+            // A timer looking at another state folder than the one registrations went to
+            // would otherwise back up nothing, every night, without a word (stderr: cron
+            // mails it, the journal keeps it).
+            if registered.is_empty() {
+                out.warn(&format!(
+                    "no instance is registered in the {state_words}: nothing to back up \
+                     (register with the same --state-dir or APS_CONTROLLER_STATE_DIR; \
+                     `aps-controller config show` says which folder a command uses)"
+                ));
+            }
             let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
             let progress = std::sync::Arc::new(Progress::detect(json));
             if !matches!(*progress, Progress::Quiet) {
@@ -454,17 +466,15 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                 }
             });
             if json {
-                outln!(
-                    "{}",
-                    summary_line(
-                        s.success(),
-                        serde_json::to_value(&s).expect("reports serialise"),
-                        failure.as_ref()
-                    )
-                );
+                let mut summary = serde_json::to_value(&s).expect("reports serialise");
+                if let Some(obj) = summary.as_object_mut() {
+                    obj.insert("state_dir".into(), state_dir.root().as_str().into());
+                    obj.insert("state_source".into(), state_source.as_str().into());
+                }
+                outln!("{}", summary_line(s.success(), summary, failure.as_ref()));
             } else {
                 outln!(
-                    "backup {}: {} ok, {} failed",
+                    "backup {}: {} ok, {} failed ({state_words})",
                     s.periodicity,
                     s.succeeded,
                     s.failed

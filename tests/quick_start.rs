@@ -7,8 +7,8 @@
 //!
 //! - `cargo install --path . --root /usr/local` → a symlink `<sandbox>/usr/local/bin/aps-controller`
 //!   to the binary under test (a real install would rebuild the workspace: minutes);
-//! - the absolute paths under `/etc/`, `/srv/`, `/usr/local/` and `/var/` → the same paths under
-//!   the sandbox, and the state folder is given by `APS_CONTROLLER_STATE_DIR` (root's default,
+//! - the absolute paths under `/etc/`, `/run/`, `/srv/`, `/usr/local/` and `/var/` → the same
+//!   paths under the sandbox, and the state folder is given by `APS_CONTROLLER_STATE_DIR` (root's default,
 //!   `/var/lib/aps-controller`, moved into the sandbox): nothing outside it is written;
 //! - `useradd … site1` is not run and `site1` is the existing test account `aps-tenant1`
 //!   (scripts/ci/test-user.sh), a real non-root account;
@@ -19,7 +19,10 @@
 //! - `systemctl …` is not run (no systemd here): instead the service the quick start copied
 //!   runs its `ExecStart=` with only its `Environment=` and systemd's default `PATH`, for the
 //!   periodicity the quick start enables, and a backup of that periodicity must appear
-//!   (`<sandbox>/etc/systemd/system` is made first, as a machine with systemd has it).
+//!   (`<sandbox>/etc/systemd/system` is made first, as a machine with systemd has it);
+//! - `crontab -u root examples/crontab` is not run (it would replace root's crontab): its entry
+//!   for that periodicity runs through `sh` with only the crontab's variables, as cron runs it,
+//!   and `/run/` is moved into the sandbox too.
 
 mod support;
 
@@ -34,6 +37,7 @@ use support::{Sandbox, assert_success, repo};
 const SECTION: &str = "## Quick start (installed binary)";
 const INSTALL: &str = "cargo install --path . --root /usr/local";
 const ACCOUNT: &str = "site1";
+const CRONTAB: &str = "crontab -u root examples/crontab";
 const TENANT: &str = "aps-tenant1";
 /// systemd's `PATH` for system services.
 const SYSTEMD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -68,7 +72,7 @@ fn quick_start_blocks(readme: &str) -> Vec<String> {
     blocks
 }
 
-/// Puts absolute paths under `/etc/`, `/srv/`, `/usr/local/` and `/var/` under `root`, where they
+/// Puts absolute paths under `/etc/`, `/run/`, `/srv/`, `/usr/local/` and `/var/` under `root`, where they
 /// start a word (after a space, a quote, `=` or the line's start).
 fn into_sandbox(text: &str, root: &Utf8Path) -> String {
     let mut out = String::new();
@@ -78,7 +82,7 @@ fn into_sandbox(text: &str, root: &Utf8Path) -> String {
         let starts_word = prev.is_none_or(|p| p.is_whitespace() || "\"'=".contains(p));
         if ch == '/'
             && starts_word
-            && ["/etc/", "/srv/", "/usr/local/", "/var/"]
+            && ["/etc/", "/run/", "/srv/", "/usr/local/", "/var/"]
                 .iter()
                 .any(|p| rest.starts_with(p))
         {
@@ -279,6 +283,40 @@ fn the_readme_quick_start_runs_as_written() {
     assert_success(&out, &format!("the unit's ExecStart={exec} with {env:?}"));
     let made = files_starting(&state, &format!("{name}_{periodicity}_"));
     assert_eq!(made.len(), 1, "{periodicity} backups in {state}: {made:?}");
+
+    // Without systemd: the crontab the quick start names, its entry for that periodicity run
+    // by `sh` with only the crontab's variables, as cron does.
+    assert!(readme[readme.find(SECTION).unwrap()..].contains(CRONTAB));
+    let crontab = std::fs::read_to_string(repo().join("examples/crontab")).unwrap();
+    let mut cron_env = Vec::new();
+    let mut entry = None;
+    for line in crontab.lines().filter(|l| !l.starts_with('#')) {
+        let line = into_sandbox(line, &root);
+        if let Some((key, value)) = line.split_once('=').filter(|(k, _)| !k.contains(' ')) {
+            cron_env.push((key.to_owned(), value.to_owned()));
+        } else if line.contains(&format!("--periodicity {periodicity} ")) {
+            // The five time fields, then the command.
+            entry = Some(
+                line.split_whitespace()
+                    .skip(5)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+    }
+    let entry = entry.unwrap_or_else(|| panic!("examples/crontab has no {periodicity} entry"));
+    std::fs::create_dir_all(root.join("run")).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&entry)
+        .env_clear()
+        .envs(cron_env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert_success(&out, &format!("crontab: {entry} with {cron_env:?}"));
+    let made = files_starting(&state, &format!("{name}_{periodicity}_"));
+    assert_eq!(made.len(), 2, "{periodicity} backups in {state}: {made:?}");
 
     // Nothing of a real installation was touched.
     for (place, existed) in REAL_PLACES.iter().zip(before) {

@@ -13,13 +13,16 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// `--state-dir`, else `APS_CONTROLLER_STATE_DIR`, else the per-user default.
+/// `--state-dir`, else `APS_CONTROLLER_STATE_DIR`, else the default of root or of a user.
+/// The variable is read by [`StateDir::resolve_explained`], not by clap, so that `config show`
+/// can say which of the two chose the folder.
 #[derive(clap::Args, Debug, Clone)]
 pub struct StateArgs {
     /// State folder (instances, journal, locks, panel.toml, the default backup store).
-    /// Default: $APS_CONTROLLER_STATE_DIR, else $XDG_STATE_HOME/aps-controller, else
-    /// ~/.local/state/aps-controller.
-    #[arg(long, value_name = "DIR", env = "APS_CONTROLLER_STATE_DIR")]
+    /// Default: $APS_CONTROLLER_STATE_DIR, else for root /var/lib/aps-controller, else
+    /// $XDG_STATE_HOME/aps-controller, else ~/.local/state/aps-controller
+    /// (`aps-controller config show` says which).
+    #[arg(long, value_name = "DIR")]
     pub state_dir: Option<Utf8PathBuf>,
 }
 
@@ -200,6 +203,7 @@ pub fn for_http(message: &str) -> String {
         .replace("--replace", "\"replace\": true")
         .replace("--no-connect", "\"no_connect\": true")
         .replace("--no-safety-snapshot", "\"no_safety_snapshot\": true")
+        .replace("--identity FILE", "\"identity\": FILE")
 }
 
 /// The exit code of a kind named in the README's table (1 for anything else).

@@ -40,7 +40,9 @@ pub struct ManArgs {
 }
 
 fn command() -> clap::Command {
-    crate::Cli::command()
+    // The top-level examples are added at run time in main (with this host's state folder);
+    // the generated pages carry the examples without the host-specific line.
+    crate::Cli::command().after_help(crate::AFTER_HELP)
 }
 
 pub fn completions(args: CompletionsArgs) -> ExitCode {

@@ -18,13 +18,10 @@ use crate::common::{Failure, Out, check_instance_name, outln};
 /// Options every instance subcommand takes.
 #[derive(clap::Args, Debug)]
 pub struct StateArgs {
-    /// State folder [default: $XDG_STATE_HOME/aps-controller or ~/.local/state/aps-controller].
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "APS_CONTROLLER_STATE_DIR",
-        global = true
-    )]
+    /// State folder. Default: $APS_CONTROLLER_STATE_DIR, else for root
+    /// /var/lib/aps-controller, else $XDG_STATE_HOME/aps-controller, else
+    /// ~/.local/state/aps-controller (`aps-controller config show` says which).
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<Utf8PathBuf>,
 }
 
@@ -153,9 +150,16 @@ pub fn register_failure(e: RegisterError) -> Failure {
 }
 
 fn open(state: StateArgs) -> Result<(StateDir, FileStore), Failure> {
-    let dir = StateDir::resolve(state.state_dir).map_err(|e| Failure::usage(e.to_string()))?;
+    open_explained(state).map(|(dir, store, _)| (dir, store))
+}
+
+fn open_explained(
+    state: StateArgs,
+) -> Result<(StateDir, FileStore, aps_controller::registry::StateSource), Failure> {
+    let (dir, source) =
+        StateDir::resolve_explained(state.state_dir).map_err(|e| Failure::usage(e.to_string()))?;
     recover(&dir);
-    Ok((dir.clone(), FileStore::new(dir)))
+    Ok((dir.clone(), FileStore::new(dir), source))
 }
 
 /// Every command first rolls back what a killed controller left unfinished (docs/scripts.md):
@@ -184,7 +188,7 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             json: _,
             state,
         } => {
-            let (dir, store) = open(state)?;
+            let (dir, store, source) = open_explained(state)?;
             // The tools run as an operation would run them, which controller.toml decides.
             let config = if no_connect {
                 None
@@ -200,11 +204,21 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             };
             let inst =
                 registry::register_with(&store, &dir, &file, &options).map_err(register_failure)?;
-            Ok(
-                out.success(&json!({"instance": view::summary_json(&inst)}), || {
-                    format!("registered instance {}", inst.name)
+            // Where it went: the run of a timer with another state folder would not see it.
+            Ok(out.success(
+                &json!({
+                    "instance": view::summary_json(&inst),
+                    "state_dir": dir.root(),
+                    "state_source": source.as_str(),
                 }),
-            )
+                || {
+                    format!(
+                        "registered instance {} in the {}",
+                        inst.name,
+                        crate::config::describe_state(&dir, source)
+                    )
+                },
+            ))
         }
         InstanceCommand::Check {
             name,

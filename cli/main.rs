@@ -3,6 +3,7 @@
 mod backup;
 mod common;
 mod generate;
+mod config;
 mod import;
 mod instance;
 mod key;
@@ -18,21 +19,25 @@ mod terminal;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// The top-level help's closing text; the state folder this user would get is added at run
+/// time (`--help` is where a new administrator looks first).
+const AFTER_HELP: &str = "EXAMPLES:\n  \
+    aps-controller instance register --file examples/demo/INSTANCE.toml\n  \
+    aps-controller backup demo-blog\n  \
+    aps-controller backups demo-blog\n  \
+    aps-controller restore demo-blog --latest\n  \
+    aps-controller run --periodicity daily\n  \
+    aps-controller config show\n\n\
+    Every command takes --json (one JSON object: docs/json.md) and --state-dir DIR.\n\
+    Exit codes: README, \"Exit codes\".";
 
 #[derive(Parser)]
 #[command(
     name = "aps-controller",
     version,
-    about = "APS application instances: backup, restore, migrate, policies",
-    after_help = "EXAMPLES:\n  \
-        aps-controller instance register --file examples/demo/INSTANCE.toml\n  \
-        aps-controller backup demo-blog\n  \
-        aps-controller backups demo-blog\n  \
-        aps-controller restore demo-blog --latest\n  \
-        aps-controller run --periodicity daily\n\n\
-        Every command takes --json (one JSON object: docs/json.md) and --state-dir DIR.\n\
-        Exit codes: README, \"Exit codes\"."
+    about = "APS application instances: backup, restore, migrate, policies"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -64,6 +69,10 @@ enum Command {
     /// Encryption keys for backups (age).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// The state folder, the store and the effective configuration (show); every problem of
+    /// controller.toml, panel.toml and the registry (check).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// The history of operations (all, or of instance NAME): what ran, when, how it ended,
     /// how long it took, what was rolled back.
     #[command(after_help = "EXAMPLES:\n  \
@@ -90,7 +99,19 @@ enum Command {
 
 fn main() -> ExitCode {
     common::command_started();
-    let cli = match Cli::try_parse() {
+    let state = match aps_controller::registry::StateDir::resolve_explained(None) {
+        Ok((dir, source)) => format!(
+            "State folder (without --state-dir): {} ({}).",
+            dir.root(),
+            source.describe()
+        ),
+        Err(e) => format!("State folder: {e}."),
+    };
+    let parsed = Cli::command()
+        .after_help(format!("{AFTER_HELP}\n{state}"))
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return parse_error(e),
     };
@@ -117,6 +138,7 @@ fn main() -> ExitCode {
         Command::Log(a) => log::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
+        Command::Config(c) => config::run(c),
     }
 }
 

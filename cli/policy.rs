@@ -134,7 +134,9 @@ pub enum PolicyCommand {
         /// A registered instance of the same package; it is overwritten.
         #[arg(long, value_name = "OTHER")]
         staging: String,
-        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups.
+        /// age identity file (AGE-SECRET-KEY-…), for encrypted backups [default: panel.toml
+        /// `identity-file`]. Without either, an encrypted backup's age header alone is checked
+        /// and the drill is reported PARTIAL.
         #[arg(long, value_name = "FILE")]
         identity: Option<Utf8PathBuf>,
         /// Drill the newest good backup of the off-machine copy (panel.toml [remote]): it is
@@ -199,7 +201,7 @@ pub fn backups_of(
         && let Some(repository) =
             aps_panel::repository::open(panel).map_err(|p| Failure::from_problem(&p))?
     {
-        return list_snapshots(ctl, &repository, name);
+        return list_snapshots(ctl, panel, &repository, name);
     }
     let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
     let entries = list_backups(store, name).map_err(|e| Failure::from_panel(&e.into()))?;
@@ -213,7 +215,21 @@ pub fn backups_of(
         entries.len(),
         store.describe()
     );
-    for e in &entries {
+    text += &archive_lines(&entries);
+    Ok(crate::backup::Done {
+        json: json!({
+            "instance": name,
+            "store": store.describe(),
+            "backups": entries,
+        }),
+        text,
+    })
+}
+
+/// One line per backup file: periodicity, time, size, status, full path.
+fn archive_lines(entries: &[aps_panel::listing::BackupEntry]) -> String {
+    let mut text = String::new();
+    for e in entries {
         text += &format!(
             "\n  {:<10} {:<20} {:>10}  {:<12} {}",
             e.periodicity
@@ -230,26 +246,23 @@ pub fn backups_of(
             e.path
         );
     }
-    Ok(crate::backup::Done {
-        json: json!({
-            "instance": name,
-            "store": store.describe(),
-            "backups": entries,
-        }),
-        text,
-    })
+    text
 }
 
-/// `backups NAME` of the repository store: its snapshots, newest first.
+/// `backups NAME` of the repository store: its snapshots, newest first, then the archives
+/// still in the archive store's folder (made before the switch to the repository), newest
+/// first, so that a switch hides none of them.
 fn list_snapshots(
     ctl: &Controller,
+    panel: &Panel,
     repository: &aps_panel::store::repository::RepositoryStore,
     name: &str,
 ) -> Result<crate::backup::Done, Failure> {
     let mut snapshots = repository
         .snapshots(Some(name))
         .map_err(|e| Failure::from_problem(&aps_panel::repository::problem(&e, None)))?;
-    if snapshots.is_empty() {
+    let archives = list_backups(&panel.local, name).map_err(|e| Failure::from_panel(&e.into()))?;
+    if snapshots.is_empty() && archives.is_empty() {
         require_registered(ctl, name)?;
     }
     snapshots.reverse();
@@ -273,11 +286,22 @@ fn list_snapshots(
             human_bytes(s.bytes_added)
         );
     }
+    if !archives.is_empty() {
+        text += &format!(
+            "\n{} archives of {name} in {} (the archive store, from before the repository; \
+             restore one with --from PATH)",
+            archives.len(),
+            panel.local.describe()
+        );
+        text += &archive_lines(&archives);
+    }
     Ok(crate::backup::Done {
         json: json!({
             "instance": name,
             "store": repository.describe(),
             "snapshots": snapshots,
+            "archive_store": panel.local.describe(),
+            "archives": archives,
         }),
         text,
     })
@@ -380,6 +404,18 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                     ),
                 ));
             }
+            let (state_dir, state_source) = crate::config::resolve(&state)?;
+            let state_words = crate::config::describe_state(&state_dir, state_source);
+            // A timer looking at another state folder than the one registrations went to
+            // would otherwise back up nothing, every night, without a word (stderr: cron
+            // mails it, the journal keeps it).
+            if registered.is_empty() {
+                out.warn(&format!(
+                    "no instance is registered in the {state_words}: nothing to back up \
+                     (register with the same --state-dir or APS_CONTROLLER_STATE_DIR; \
+                     `aps-controller config show` says which folder a command uses)"
+                ));
+            }
             let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
             let progress = std::sync::Arc::new(Progress::detect(json));
             if !matches!(*progress, Progress::Quiet) {
@@ -430,17 +466,15 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                 }
             });
             if json {
-                outln!(
-                    "{}",
-                    summary_line(
-                        s.success(),
-                        serde_json::to_value(&s).expect("reports serialise"),
-                        failure.as_ref()
-                    )
-                );
+                let mut summary = serde_json::to_value(&s).expect("reports serialise");
+                if let Some(obj) = summary.as_object_mut() {
+                    obj.insert("state_dir".into(), state_dir.root().as_str().into());
+                    obj.insert("state_source".into(), state_source.as_str().into());
+                }
+                outln!("{}", summary_line(s.success(), summary, failure.as_ref()));
             } else {
                 outln!(
-                    "backup {}: {} ok, {} failed",
+                    "backup {}: {} ok, {} failed ({state_words})",
                     s.periodicity,
                     s.succeeded,
                     s.failed
@@ -593,6 +627,8 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                     return Err(Failure::usage("give FILE or --instance NAME"));
                 }
             };
+            // `--identity`, else panel.toml's `identity-file`.
+            let identity = identity.or_else(|| panel.config.identity_file(&panel.state_dir));
             let detail = engine
                 .verify_archive(&file, identity.as_deref())
                 .map_err(|e| {
@@ -683,11 +719,21 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                     "drill {} → {}: {} ({})",
                     r.instance,
                     r.staging,
-                    if r.passed { "PASS" } else { "FAIL" },
+                    match (r.passed, r.complete) {
+                        (true, true) => "PASS",
+                        (true, false) => "PARTIAL",
+                        (false, _) => "FAIL",
+                    },
                     r.backup
                 );
                 if let Some(v) = &r.verification {
                     outln!("  {}: {}", v.method, v.detail);
+                }
+                if !r.unchecked.is_empty() {
+                    outln!(
+                        "  not checked without the identity: {}",
+                        r.unchecked.join("; ")
+                    );
                 }
                 if let Some(e) = &r.error {
                     crate::common::errln!(

@@ -74,7 +74,11 @@ impl Checker {
             .copied()
             .collect();
         let name = match words.as_slice() {
-            [group @ ("instance" | "package" | "key" | "store"), sub, ..]
+            [
+                group @ ("instance" | "package" | "key" | "store" | "config"),
+                sub,
+                ..,
+            ]
             | [group @ "backup", sub @ "import", ..] => {
                 format!("{group} {sub}")
             }
@@ -390,6 +394,15 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
         (&json!(true), &json!("listening"))
     );
     c.covered.insert("serve".into());
+
+    // config show / check: a good state, then a panel.toml that does not load.
+    c.run(&sb, &["config", "show"], true);
+    c.run(&sb, &["config", "check"], true);
+    std::fs::write(sb.state().join("panel.toml"), "jobs = \"two\"\n").unwrap();
+    let v = c.run(&sb, &["config", "check"], false);
+    assert_eq!(v["error"]["kind"], "usage");
+    c.run(&sb, &["config", "show"], false);
+    std::fs::remove_file(sb.state().join("panel.toml")).unwrap();
 
     // A mistake in the arguments themselves, with --json: the usage envelope.
     let v = c.run(&sb, &["backup"], false);

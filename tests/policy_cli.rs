@@ -538,8 +538,11 @@ fn encrypted_backups_need_the_identity_to_verify_restore_and_drill() {
         std::fs::read_to_string(www.join("index.html")).unwrap(),
         "changed"
     );
+    // The drill checks what it can without the identity and says what it could not
+    // (issue 23: drills without secrets on the host; tests/policies_kept.rs).
     let out = sb.cli(&["drill", "site", "--staging", "staging"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL"));
 
     // A wrong identity is not enough either.
     let other = sb.path("other");

@@ -471,24 +471,51 @@ fn relative_paths_without_a_folder_are_refused() {
 
 #[test]
 fn state_dir_resolution_order() {
-    // One test touches the environment, so no other test races it.
-    let flag = StateDir::resolve(Some("/flag".into())).unwrap();
-    assert_eq!(flag.root(), "/flag");
-    unsafe {
-        std::env::set_var("APS_CONTROLLER_STATE_DIR", "/from-env");
-        std::env::set_var("XDG_STATE_HOME", "/xdg");
-        std::env::set_var("HOME", "/home/u");
+    use aps_controller::registry::StateSource;
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        }
+    };
+    let all = vars(&[
+        ("APS_CONTROLLER_STATE_DIR", "/from-env"),
+        ("XDG_STATE_HOME", "/xdg"),
+        ("HOME", "/home/u"),
+    ]);
+    let no_env = vars(&[("XDG_STATE_HOME", "/xdg"), ("HOME", "/home/u")]);
+    let no_xdg = vars(&[("XDG_STATE_HOME", ""), ("HOME", "/home/u")]);
+    let resolve = |flag: Option<&str>, env: &dyn Fn(&str) -> Option<std::ffi::OsString>, root| {
+        let (dir, source) = StateDir::resolve_in(flag.map(Into::into), env, root).unwrap();
+        (dir.root().to_string(), source)
+    };
+    for root in [false, true] {
+        assert_eq!(
+            resolve(Some("/flag"), &all, root),
+            ("/flag".into(), StateSource::Flag)
+        );
+        assert_eq!(
+            resolve(None, &all, root),
+            ("/from-env".into(), StateSource::Env)
+        );
     }
-    assert_eq!(StateDir::resolve(None).unwrap().root(), "/from-env");
-    unsafe { std::env::remove_var("APS_CONTROLLER_STATE_DIR") };
+    // Root's default is the one the shipped units and crontab use, whatever XDG says.
     assert_eq!(
-        StateDir::resolve(None).unwrap().root(),
-        "/xdg/aps-controller"
+        resolve(None, &no_env, true),
+        ("/var/lib/aps-controller".into(), StateSource::RootDefault)
     );
-    unsafe { std::env::set_var("XDG_STATE_HOME", "") };
     assert_eq!(
-        StateDir::resolve(None).unwrap().root(),
-        "/home/u/.local/state/aps-controller"
+        resolve(None, &no_env, false),
+        ("/xdg/aps-controller".into(), StateSource::XdgStateHome)
+    );
+    assert_eq!(
+        resolve(None, &no_xdg, false),
+        (
+            "/home/u/.local/state/aps-controller".into(),
+            StateSource::HomeDefault
+        )
     );
     let rel = StateDir::resolve(Some("rel/state".into())).unwrap();
     assert!(rel.root().is_absolute() && rel.root().ends_with("rel/state"));

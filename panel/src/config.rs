@@ -27,6 +27,9 @@ pub struct PanelConfig {
     /// age recipients (`age1…`); when any is given, archives are encrypted (`.age`).
     #[serde(default)]
     pub age_recipients: Vec<String>,
+    /// The age identity `drill` and `verify` use when `--identity` is not given (relative to
+    /// the state folder); checked like the controller's other secret files.
+    pub identity_file: Option<Utf8PathBuf>,
     /// Default parallelism of `run`.
     pub jobs: Option<usize>,
     #[serde(default)]
@@ -317,6 +320,7 @@ const TOP_KEYS: &[&str] = &[
     "store",
     "compression",
     "age-recipients",
+    "identity-file",
     "jobs",
     "retention",
     "remote",
@@ -438,6 +442,9 @@ impl PanelConfig {
                     .to_owned(),
             });
         }
+        if let Err(message) = config.check_policies_apply(&text) {
+            return Err(ConfigError::Invalid { path, message });
+        }
         // Missing S3 keys are a mistake in the settings, said before any request is made
         // (object_store would otherwise ask the instance-metadata endpoint and fail with
         // its HTTP error).
@@ -451,6 +458,25 @@ impl PanelConfig {
         for (section, bucket) in buckets.into_iter().flatten() {
             if let Err(message) = bucket.credentials(section) {
                 return Err(ConfigError::Invalid { path, message });
+            }
+        }
+        if let Some(file) = config.identity_file(state_dir) {
+            // Whoever can read it reads every encrypted backup; whoever can replace it decides
+            // what a drill believes: the rules of the backup key (docs/security.md).
+            let problem = match std::fs::symlink_metadata(&file) {
+                Ok(meta) => aps_controller::backup_key::private_file_problem(&file, &meta),
+                Err(e) => Err(format!("it cannot be read: {e}")),
+            };
+            if let Err(problem) = problem {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: format!(
+                        "{}identity-file {file}: {problem}",
+                        aps_controller::registry::validate::line_of_key(&text, "", "identity-file")
+                            .map(|n| format!("line {n}: "))
+                            .unwrap_or_default()
+                    ),
+                });
             }
         }
         if config.jobs == Some(0) {
@@ -470,6 +496,56 @@ impl PanelConfig {
             });
         }
         Ok(config)
+    }
+
+    /// With the repository store, the keys that would only act on archive files the store
+    /// never makes: refused with what to do instead, so that no promise of panel.toml (an
+    /// off-site copy, encryption) is dropped silently. `compression` stays: it still packs
+    /// `backup --to FILE` archives, and the repository compresses by itself.
+    fn check_policies_apply(&self, text: &str) -> Result<(), String> {
+        if self.store_kind() != StoreKind::Repository {
+            return Ok(());
+        }
+        let at = |section: &str, key: &str| {
+            aps_controller::registry::validate::line_of_key(text, section, key)
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default()
+        };
+        let mut problems = Vec::new();
+        if self.remote.is_some() {
+            let line = text
+                .lines()
+                .position(|l| l.trim().starts_with("[remote]"))
+                .map(|n| format!("line {}: ", n + 1))
+                .unwrap_or_default();
+            problems.push(format!(
+                "{line}[remote] does not apply to the repository store: it receives a copy of \
+                 each archive file, and the repository store makes none, so nothing would ever \
+                 be uploaded. For an off-site copy put the repository itself in the bucket with \
+                 [store.s3] (bucket, prefix, endpoint, region, access-key-id, \
+                 secret-access-key-file: the keys [remote] has; docs/repository.md), or keep \
+                 the archive store"
+            ));
+        }
+        if !self.age_recipients.is_empty() {
+            problems.push(format!(
+                "{}age-recipients does not apply to the repository store: the repository \
+                 encrypts every snapshot itself, with the key in its key-file (keep a copy of \
+                 it off the machine; docs/repository.md). Remove age-recipients; to encrypt an \
+                 archive written with `backup NAME --to FILE`, give --recipient AGE1…",
+                at("", "age-recipients")
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// `identity-file`, resolved against the state folder.
+    pub fn identity_file(&self, state_dir: &Utf8Path) -> Option<Utf8PathBuf> {
+        self.identity_file.as_ref().map(|f| state_dir.join(f))
     }
 
     /// The archive store's folder (also used beside a repository, e.g. by `--to` defaults).

@@ -405,6 +405,42 @@ pub fn is_encrypted(path: &Utf8Path) -> Result<bool, ArchiveError> {
     Ok(head.starts_with(AGE_MAGIC) || head.starts_with(AGE_ARMOR))
 }
 
+/// What can be checked of an age file without its identity: that it is a binary age file
+/// whose header (its recipients' stanzas) is well formed and made for X25519 recipients, as
+/// the controller encrypts. `Ok(false)`: the file is not encrypted. Everything else — the
+/// header's MAC, the payload, the archive's tag and manifest inside — needs the identity.
+pub fn check_age_header(path: &Utf8Path) -> Result<bool, ArchiveError> {
+    let file = std::fs::File::open(path).map_err(|source| ArchiveError::Open {
+        archive: path.to_owned(),
+        source,
+    })?;
+    let (head, stream) = peek(Box::new(file)).map_err(|e| read_error(path, None, e))?;
+    if head.starts_with(AGE_ARMOR) {
+        return Err(ArchiveError::Decrypt {
+            archive: path.to_owned(),
+            reason: "it is ASCII-armoured: the controller writes binary age files".into(),
+        });
+    }
+    if !head.starts_with(AGE_MAGIC) {
+        return Ok(false);
+    }
+    let decryptor = age::Decryptor::new(BufReader::with_capacity(IO_BUF, stream)).map_err(|e| {
+        ArchiveError::Decrypt {
+            archive: path.to_owned(),
+            reason: format!("its age header is damaged: {e}"),
+        }
+    })?;
+    if decryptor.is_scrypt() {
+        return Err(ArchiveError::Decrypt {
+            archive: path.to_owned(),
+            reason: "it is encrypted with a passphrase, not to age recipients as the \
+                     controller encrypts"
+                .into(),
+        });
+    }
+    Ok(true)
+}
+
 /// Decrypts the age file `src` with `identity` into `dest` (created 0600); the reverse of
 /// [`encrypt_file`]. On failure `dest` is removed.
 pub fn decrypt_file(

@@ -81,7 +81,10 @@ pub enum ArchiveError {
     #[error("{archive} is not an aps-controller backup (no age, zstd, gzip or tar header)")]
     NotAnArchive { archive: Utf8PathBuf },
 
-    #[error("{archive} is encrypted: give an age identity file to read it")]
+    #[error(
+        "{archive} is encrypted: give an age identity file to read it (--identity FILE: the \
+         AGE-SECRET-KEY-… file `aps-controller key generate` made)"
+    )]
     IdentityRequired { archive: Utf8PathBuf },
 
     #[error("cannot use age identity file {identity}: {reason}")]

@@ -25,7 +25,8 @@ mod writer;
 pub(crate) use reader::url_below;
 
 pub use codec::{
-    ArchiveOptions, Compression, check_recipients, decrypt_file, encrypt_file, is_encrypted,
+    ArchiveOptions, Compression, check_age_header, check_recipients, decrypt_file, encrypt_file,
+    is_encrypted,
 };
 pub use dirfd::{
     empty_dir_at, open_dir_beneath, open_dir_nofollow, open_or_create_dir, open_walked_dir,

@@ -21,7 +21,9 @@ use crate::account::Account;
 pub use file::{InstanceFile, ParseError};
 pub use instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
 pub use package::{OpenedPackage, PackageOpenError, open_package};
-pub use store::{FileStore, InstanceStore, StateDir, StateDirError, StoreError};
+pub use store::{
+    FileStore, InstanceStore, ROOT_STATE_DIR, StateDir, StateDirError, StateSource, StoreError,
+};
 pub use validate::{Problem, validate};
 
 /// Registration failed; nothing was stored.

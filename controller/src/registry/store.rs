@@ -49,31 +49,99 @@ pub enum StateDirError {
     },
 }
 
+/// The default state folder of root: the FHS place for a daemon's state, where the shipped
+/// systemd units and crontab (examples/) look, so that what root registers by hand is what the
+/// nightly run backs up.
+pub const ROOT_STATE_DIR: &str = "/var/lib/aps-controller";
+
+/// Where the state folder came from: shown by `config show`, `instance register` and `run`, so
+/// that a person can tell why two commands see different instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateSource {
+    /// `--state-dir`.
+    Flag,
+    /// `$APS_CONTROLLER_STATE_DIR`.
+    Env,
+    /// [`ROOT_STATE_DIR`]: root, no flag, no variable.
+    RootDefault,
+    /// `$XDG_STATE_HOME/aps-controller` (not root).
+    XdgStateHome,
+    /// `$HOME/.local/state/aps-controller` (not root).
+    HomeDefault,
+}
+
+impl StateSource {
+    /// A stable word for `--json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateSource::Flag => "flag",
+            StateSource::Env => "env",
+            StateSource::RootDefault => "default-root",
+            StateSource::XdgStateHome => "xdg-state-home",
+            StateSource::HomeDefault => "default-home",
+        }
+    }
+
+    /// Said to a person, after the path.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StateSource::Flag => "from --state-dir",
+            StateSource::Env => "from $APS_CONTROLLER_STATE_DIR",
+            StateSource::RootDefault => "the default for root",
+            StateSource::XdgStateHome => "from $XDG_STATE_HOME, the default for a non-root user",
+            StateSource::HomeDefault => "the default for a non-root user without $XDG_STATE_HOME",
+        }
+    }
+}
+
 impl StateDir {
-    /// `--state-dir`, else `$APS_CONTROLLER_STATE_DIR`, else `$XDG_STATE_HOME/aps-controller`,
-    /// else `$HOME/.local/state/aps-controller`. Empty variables count as unset; a relative
-    /// result is made absolute against the current folder (records hold absolute paths and
-    /// scripts run elsewhere).
+    /// `--state-dir`, else `$APS_CONTROLLER_STATE_DIR`, else for root [`ROOT_STATE_DIR`], else
+    /// `$XDG_STATE_HOME/aps-controller`, else `$HOME/.local/state/aps-controller`. Empty
+    /// variables count as unset; a relative result is made absolute against the current
+    /// folder (records hold absolute paths and scripts run elsewhere).
     pub fn resolve(cli_flag: Option<Utf8PathBuf>) -> Result<Self, StateDirError> {
+        Self::resolve_explained(cli_flag).map(|(dir, _)| dir)
+    }
+
+    /// [`StateDir::resolve`], and where the folder came from.
+    pub fn resolve_explained(
+        cli_flag: Option<Utf8PathBuf>,
+    ) -> Result<(Self, StateSource), StateDirError> {
+        let root = rustix::process::geteuid().is_root();
+        Self::resolve_in(cli_flag, |k| std::env::var_os(k), root)
+    }
+
+    /// The rule itself, over a given environment and a given answer to "is this root?" (the
+    /// effective user id, as the file system sees it).
+    pub fn resolve_in(
+        cli_flag: Option<Utf8PathBuf>,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+        is_root: bool,
+    ) -> Result<(Self, StateSource), StateDirError> {
         let env = |k: &str| -> Result<Option<Utf8PathBuf>, StateDirError> {
-            match std::env::var_os(k) {
+            match env(k) {
                 Some(v) if !v.is_empty() => Utf8PathBuf::from_path_buf(v.into())
                     .map(Some)
                     .map_err(StateDirError::NotUtf8),
                 _ => Ok(None),
             }
         };
-        let root = match cli_flag.filter(|p| !p.as_str().is_empty()) {
-            Some(p) => p,
-            None => match env("APS_CONTROLLER_STATE_DIR")? {
-                Some(p) => p,
-                None => match env("XDG_STATE_HOME")? {
-                    Some(p) => p.join("aps-controller"),
-                    None => env("HOME")?
-                        .ok_or(StateDirError::Unresolved)?
-                        .join(".local/state/aps-controller"),
-                },
-            },
+        let (root, source) = if let Some(p) = cli_flag.filter(|p| !p.as_str().is_empty()) {
+            (p, StateSource::Flag)
+        } else if let Some(p) = env("APS_CONTROLLER_STATE_DIR")? {
+            (p, StateSource::Env)
+        } else if is_root {
+            // Not $XDG_STATE_HOME: a `sudo -E` or a login session would otherwise move root's
+            // state away from where the timer looks.
+            (Utf8PathBuf::from(ROOT_STATE_DIR), StateSource::RootDefault)
+        } else if let Some(p) = env("XDG_STATE_HOME")? {
+            (p.join("aps-controller"), StateSource::XdgStateHome)
+        } else {
+            let home = env("HOME")?.ok_or(StateDirError::Unresolved)?;
+            (
+                home.join(".local/state/aps-controller"),
+                StateSource::HomeDefault,
+            )
         };
         let root = if root.is_relative() {
             let cwd = std::env::current_dir().map_err(|source| StateDirError::CurrentDir {
@@ -85,7 +153,7 @@ impl StateDir {
         } else {
             root
         };
-        Ok(StateDir { root })
+        Ok((StateDir { root }, source))
     }
 
     /// A state folder at exactly this path (tests, panels that manage their own).

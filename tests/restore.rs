@@ -377,13 +377,23 @@ fn tampered_or_truncated_backup_is_refused_before_any_change() {
     assert_eq!(out.status.code(), Some(2), "{missing}: {out:?}");
     let v = json(&out);
     assert_eq!(v["error"]["kind"], "usage", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains(missing.as_str()));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(missing.as_str())
+    );
     let folder = backups(&sb);
     let out = restore(&sb, "shop", &folder, &[]);
     assert_eq!(out.status.code(), Some(17), "{folder}: {out:?}");
     let v = json(&out);
     assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains(folder.as_str()));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(folder.as_str())
+    );
     kit::assert_same(&inst.state(), &before, "after refusals");
 }
 

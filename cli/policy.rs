@@ -22,8 +22,9 @@ use crate::common::{Failure, Out, StateArgs, check_instance_name, envelope, open
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Back up every registered instance (or the named ones) for a periodicity into the backup
-    /// store, then copy off the machine and apply retention. Meant for systemd timers and cron.
+    /// Back up every registered instance but the staging ones (or the named ones) for a
+    /// periodicity into the backup store, then copy off the machine and apply retention. Meant
+    /// for systemd timers and cron.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller run --periodicity daily\n  \
         aps-controller run --periodicity hourly --instance blog --instance shop --jobs 4\n  \
@@ -131,7 +132,8 @@ pub enum PolicyCommand {
     Drill {
         /// The instance whose newest good backup is drilled.
         name: String,
-        /// A registered instance of the same package; it is overwritten.
+        /// A registered instance of the same package; it is overwritten. Mark it `role =
+        /// "staging"` in its INSTANCE.toml (the drill warns otherwise; `run` leaves it out).
         #[arg(long, value_name = "OTHER")]
         staging: String,
         /// age identity file (AGE-SECRET-KEY-…), for encrypted backups [default: panel.toml

@@ -49,8 +49,8 @@ fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
 }
 
 /// The trap of the issue: the staging instance a drill overwrites was backed up by every
-/// nightly `run` (and its backups pruned the real ones' retention slots nowhere, but filled
-/// the store). A nightly run now backs up the normal instance only and names what it left out.
+/// nightly `run`, filling the store with backups of a copy. A nightly run now backs up the
+/// normal instance only and names what it left out.
 #[test]
 fn nightly_run_leaves_the_staging_instance_out_and_says_so() {
     let sb = Sandbox::new();

@@ -236,11 +236,15 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
                 all.iter()
                     .map(|i| {
                         use crate::terminal::escape;
+                        // A fourth column only for a staging instance.
                         format!(
-                            "{}\t{}\t{}",
+                            "{}\t{}\t{}{}",
                             escape(&i.name),
                             escape(&i.base_url.to_string()),
-                            escape(i.package.as_str())
+                            escape(i.package.as_str()),
+                            i.role
+                                .map(|r| format!("\t{}", r.as_str()))
+                                .unwrap_or_default()
                         )
                     })
                     .collect::<Vec<_>>()

@@ -22,8 +22,9 @@ use crate::common::{Failure, Out, StateArgs, check_instance_name, envelope, open
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Back up every registered instance (or the named ones) for a periodicity into the backup
-    /// store, then copy off the machine and apply retention. Meant for systemd timers and cron.
+    /// Back up every registered instance but the staging ones (or the named ones) for a
+    /// periodicity into the backup store, then copy off the machine and apply retention. Meant
+    /// for systemd timers and cron.
     #[command(after_help = "EXAMPLES:\n  \
         aps-controller run --periodicity daily\n  \
         aps-controller run --periodicity hourly --instance blog --instance shop --jobs 4\n  \
@@ -131,7 +132,8 @@ pub enum PolicyCommand {
     Drill {
         /// The instance whose newest good backup is drilled.
         name: String,
-        /// A registered instance of the same package; it is overwritten.
+        /// A registered instance of the same package; it is overwritten. Mark it `role =
+        /// "staging"` in its INSTANCE.toml (the drill warns otherwise; `run` leaves it out).
         #[arg(long, value_name = "OTHER")]
         staging: String,
         /// age identity file (AGE-SECRET-KEY-…), for encrypted backups [default: panel.toml
@@ -431,7 +433,7 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
             let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
                 .map_err(|e| Failure::from_panel(&e))?;
             *note = Some(format!(
-                "{}: {} ok, {} failed{}",
+                "{}: {} ok, {} failed{}{}",
                 s.periodicity,
                 s.succeeded,
                 s.failed,
@@ -443,7 +445,12 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                         o.instance,
                         o.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
                     ))
-                    .collect::<String>()
+                    .collect::<String>(),
+                if s.staging_left_out.is_empty() {
+                    String::new()
+                } else {
+                    format!("; staging left out: {}", s.staging_left_out.join(", "))
+                }
             ));
             let failure = (!s.success()).then(|| {
                 let retention = s
@@ -526,6 +533,19 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                             None => outln!("  ok      {}", o.instance),
                         },
                     }
+                }
+                if !s.staging_left_out.is_empty() {
+                    outln!(
+                        "  left out {} staging instance{} (role = \"staging\"; name it with \
+                         --instance to back it up): {}",
+                        s.staging_left_out.len(),
+                        if s.staging_left_out.len() == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        s.staging_left_out.join(", ")
+                    );
                 }
                 if let Some(r) = &s.repository_retention {
                     outln!("{}", repository_retention_text(r));
@@ -677,6 +697,24 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
             let engine = engine(&panel, controller)?;
             require_registered(engine.controller(), &name)?;
             require_registered(engine.controller(), &staging)?;
+            // Drills set up before roles existed keep working; the person is told before the
+            // restore starts.
+            let unmarked = engine
+                .controller()
+                .store()
+                .get(&staging)
+                .is_ok_and(|i| !i.is_staging())
+                .then(|| {
+                    format!(
+                        "--staging {staging:?} is not marked as a staging instance: a drill \
+                         overwrites its web folders and databases, and `run` backs it up like \
+                         any other; if it is one, add `role = \"staging\"` to its \
+                         INSTANCE.toml and register it again with --replace"
+                    )
+                });
+            if let Some(w) = &unmarked {
+                out.warn(w);
+            }
             let progress = Progress::detect(json);
             let r = drill(
                 &panel,
@@ -706,14 +744,15 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                 .as_ref()
                 .map(|p| Failure::from_problem(p).exit_with(1));
             if json {
-                outln!(
-                    "{}",
-                    summary_line(
-                        r.passed,
-                        serde_json::to_value(&r).expect("reports serialise"),
-                        failure.as_ref()
-                    )
+                let mut line = summary_line(
+                    r.passed,
+                    serde_json::to_value(&r).expect("reports serialise"),
+                    failure.as_ref(),
                 );
+                if let Some(w) = unmarked {
+                    line["warnings"] = serde_json::json!([w]);
+                }
+                outln!("{line}");
             } else {
                 outln!(
                     "drill {} → {}: {} ({})",

@@ -232,6 +232,7 @@ fn instance() -> Instance {
         secret_settings: BTreeSet::from(["admin_password".into()]),
         user: None,
         group: None,
+        role: None,
     }
 }
 

@@ -71,6 +71,9 @@ pub struct RunSummary {
     pub succeeded: usize,
     pub failed: usize,
     pub instances: Vec<InstanceOutcome>,
+    /// Instances marked `role = "staging"` that this run did not back up (a run of every
+    /// instance leaves them out; one named with `--instance` is backed up).
+    pub staging_left_out: Vec<String>,
     /// With the repository store: retention over the repository once every backup ended.
     #[cfg(feature = "repository")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,13 +104,33 @@ pub fn run(
     progress: &Progress,
 ) -> Result<RunSummary, PanelError> {
     let started = clock.now();
-    let registered = engine.instances()?;
+    let records =
+        engine
+            .controller()
+            .instances()
+            .map_err(|e| crate::engine::EngineError::Instances {
+                message: e.to_string(),
+            })?;
+    let mut registered: Vec<String> = records.iter().map(|i| i.name.clone()).collect();
+    registered.sort();
+    let mut staging_left_out: Vec<String> = records
+        .iter()
+        .filter(|i| i.is_staging())
+        .map(|i| i.name.clone())
+        .collect();
+    staging_left_out.sort();
     // The repository store, opened once for every instance (retention and off-machine copies
     // of snapshots are not part of `run` yet: docs/repository.md).
     let repository = crate::repository::open(panel).map_err(|p| PanelError::Usage(p.message))?;
+    // Every instance but the staging ones (a drill overwrites those), or what was named.
     let mut wanted: Vec<String> = if options.instances.is_empty() {
-        registered.clone()
+        registered
+            .iter()
+            .filter(|n| staging_left_out.binary_search(n).is_err())
+            .cloned()
+            .collect()
     } else {
+        staging_left_out.clear();
         options.instances.clone()
     };
     wanted.sort();
@@ -193,6 +216,7 @@ pub fn run(
         succeeded,
         failed: instances.len() - succeeded,
         instances,
+        staging_left_out,
         #[cfg(feature = "repository")]
         repository_retention,
     })

@@ -29,6 +29,8 @@ pub struct InstanceFile {
     pub user: Option<String>,
     /// Its group instead of the user's primary group.
     pub group: Option<String>,
+    /// `role = "staging"`, the only role (checked with the file's shape).
+    pub role: Option<super::instance::Role>,
 }
 
 /// INSTANCE.toml could not be read or is not of the expected shape.
@@ -75,6 +77,7 @@ struct RawFile {
     databases: BTreeMap<String, RawDatabase>,
     user: Option<String>,
     group: Option<String>,
+    role: Option<super::instance::Role>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +166,7 @@ impl InstanceFile {
         Ok(InstanceFile {
             user: raw.user,
             group: raw.group,
+            role: raw.role,
             name: raw.name,
             package: resolve(raw.package),
             base_url: raw.base_url,
@@ -272,7 +276,7 @@ mod tests {
             problems,
             &[
                 "line 1: unknown key `nmae` at the top level; did you mean `name`? (valid keys \
-                 there: name, package, base-url, user, group, web-dirs, settings, databases)",
+                 there: name, package, base-url, user, group, role, web-dirs, settings, databases)",
                 "missing key `name` (required at the top level)",
                 "line 9: unknown key `hots` in [databases.main]; did you mean `host`? (valid \
                  keys there: type, name, login, password, host, port, version, prefix)",

@@ -35,6 +35,33 @@ pub struct Instance {
     /// The group of INSTANCE.toml, if it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// `role = "staging"` of INSTANCE.toml: an instance drills restore into, which `run` leaves
+    /// out when it backs up every instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// What an instance is for, when it is not an ordinary one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// A copy that drills (and migrations) overwrite: backing it up would only fill the store.
+    Staging,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Staging => "staging",
+        }
+    }
+}
+
+impl Instance {
+    /// Whether INSTANCE.toml marked it `role = "staging"`.
+    pub fn is_staging(&self) -> bool {
+        self.role == Some(Role::Staging)
+    }
 }
 
 /// The instance's base URL, split as `BASE_URL_*` needs it.

@@ -198,6 +198,7 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             secret_settings,
             user: file.user.clone(),
             group: file.group.clone(),
+            role: file.role,
         }),
         _ => Err(problems),
     }
@@ -454,6 +455,7 @@ const TOP_KEYS: &[&str] = &[
     "base-url",
     "user",
     "group",
+    "role",
     "web-dirs",
     "settings",
     "databases",
@@ -477,6 +479,15 @@ pub fn shape_problems(text: &str) -> Vec<String> {
         if !table.contains_key(key) {
             problems.push(format!("missing key `{key}` (required at the top level)"));
         }
+    }
+    // One role only: anything else is refused here, with its line, not by the parser's words.
+    if let Some(role) = table.get("role").filter(|r| r.as_str() != Some("staging")) {
+        let line =
+            line_of_key(text, "", "role").map_or_else(String::new, |l| format!("line {l}: "));
+        problems.push(format!(
+            "{line}role = {role}: the only role is \"staging\" (an instance a drill restores \
+             into, left out of `run`); leave `role` out for any other instance"
+        ));
     }
     if let Some(toml::Value::Table(dbs)) = table.get("databases") {
         for (id, db) in dbs {

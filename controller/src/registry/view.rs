@@ -55,6 +55,9 @@ pub fn masked_json(i: &Instance) -> Value {
     if let Some(group) = &i.group {
         v["group"] = json!(group);
     }
+    if let Some(role) = i.role {
+        v["role"] = json!(role.as_str());
+    }
     v
 }
 
@@ -67,9 +70,13 @@ pub fn masked_toml(i: &Instance) -> String {
 
 /// The summary `instance list --json` prints per instance.
 pub fn summary_json(i: &Instance) -> Value {
-    json!({
+    let mut v = json!({
         "name": i.name,
         "package": i.package,
         "base-url": i.base_url.to_string(),
-    })
+    });
+    if let Some(role) = i.role {
+        v["role"] = json!(role.as_str());
+    }
+    v
 }

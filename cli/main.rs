@@ -2,8 +2,8 @@
 
 mod backup;
 mod common;
-mod generate;
 mod config;
+mod generate;
 mod import;
 mod instance;
 mod key;

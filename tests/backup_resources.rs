@@ -251,7 +251,9 @@ fn unreachable_database_fails_the_backup_and_leaves_nothing() {
     let sb = Sandbox::new();
     let mut mysql = dbs.mysql.database().clone();
     mysql.password = aps_controller::secret::Secret::new("wrong password");
-    sb.register(
+    // Registration would refuse the login now; --no-connect stands for a password changed on
+    // the server after registration, which only the backup meets.
+    sb.register_with(
         "shop",
         "sh-databases",
         &format!(
@@ -259,6 +261,7 @@ fn unreachable_database_fails_the_backup_and_leaves_nothing() {
             db_toml("main", &mysql),
             db_toml("stats", &dbs.pg)
         ),
+        &["--no-connect"],
     );
     let dest = sb.path("shop.aps");
     let out = sb.cli(&["backup", "shop", "--to", dest.as_str(), "--json"]);

@@ -84,6 +84,17 @@ impl Sandbox {
     /// Writes an INSTANCE.toml for `package` with a fresh web root `www-<name>/` holding a
     /// couple of files, registers it, and returns the web root.
     pub fn register(&self, name: &str, package: &str, extra_toml: &str) -> Utf8PathBuf {
+        self.register_with(name, package, extra_toml, &[])
+    }
+
+    /// [`Sandbox::register`] with more arguments for `instance register` (e.g. `--no-connect`).
+    pub fn register_with(
+        &self,
+        name: &str,
+        package: &str,
+        extra_toml: &str,
+        args: &[&str],
+    ) -> Utf8PathBuf {
         let www = self.path(&format!("www-{name}"));
         std::fs::create_dir_all(www.join("cache")).unwrap();
         std::fs::write(www.join("index.html"), format!("<h1>{name}</h1>\n")).unwrap();
@@ -95,7 +106,9 @@ impl Sandbox {
         );
         let file = self.path(&format!("{name}.toml"));
         std::fs::write(&file, toml).unwrap();
-        let out = self.cli(&["instance", "register", "--file", file.as_str()]);
+        let mut register = vec!["instance", "register", "--file", file.as_str()];
+        register.extend_from_slice(args);
+        let out = self.cli(&register);
         assert_success(&out, "instance register");
         www
     }

@@ -14,6 +14,8 @@
 #   backup --to FILE       (the archive store's whole backup: walk, dumps, zstd, hashes, tag)
 #   restore --from FILE    (verification, safety snapshot, web folder and databases put back)
 # Prints the median wall time with its spread and the peak RSS of each, and NEW/OLD ratios.
+# APS_BENCH_RESTORE_ARGS adds arguments to both restores (e.g. --no-safety-snapshot, to see
+# what the safety snapshot costs).
 # Needs the test servers (scripts/ci/start-services.sh) and GNU time (apt-get install time).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,7 +79,7 @@ one() {
     [ "$side" = old ] && bin=$old || bin=$new
     rm -f "$bench/$side.aps"
     results[backup-$side]+="$(time_run "$bench" "backup-$side-$i" "$bin" backup bench --to "$bench/$side.aps" --state-dir "$bench/state-$side" --json);"
-    results[restore-$side]+="$(time_run "$bench" "restore-$side-$i" "$bin" restore bench --from "$bench/$side.aps" --state-dir "$bench/state-$side" --json);"
+    results[restore-$side]+="$(time_run "$bench" "restore-$side-$i" "$bin" restore bench --from "$bench/$side.aps" ${APS_BENCH_RESTORE_ARGS:-} --state-dir "$bench/state-$side" --json);"
 }
 for ((i = 1; i <= runs; i++)); do
     echo "== round $i of $runs"

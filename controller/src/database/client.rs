@@ -77,6 +77,23 @@ pub(crate) fn as_dump_account<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// An empty temporary file for the copy of the dump `from` that a load reads: beside the dump
+/// (the temp folder may be too small for a large one), else in the temp folder.
+pub(crate) fn load_copy_beside(from: &Utf8Path) -> Result<tempfile::NamedTempFile, DatabaseError> {
+    let dir = from
+        .parent()
+        .filter(|d| !d.as_str().is_empty())
+        .unwrap_or(Utf8Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".aps-load-")
+        .tempfile_in(dir)
+        .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
+        .map_err(DatabaseError::io(
+            "create a temporary copy of the dump beside",
+            from,
+        ))
+}
+
 /// Which database, on which server: what every error names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

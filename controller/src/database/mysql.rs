@@ -79,19 +79,7 @@ pub(super) fn load(
 /// copied untouched; line numbers in the client's errors stay those of the original.
 fn without_definers(from: &Utf8Path) -> Result<tempfile::NamedTempFile, DatabaseError> {
     use std::io::{BufRead, BufReader, BufWriter, Write};
-    // Beside the dump: the temp folder may be too small for a large one.
-    let dir = from
-        .parent()
-        .filter(|d| !d.as_str().is_empty())
-        .unwrap_or(Utf8Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".aps-load-")
-        .tempfile_in(dir)
-        .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
-        .map_err(DatabaseError::io(
-            "create a temporary copy of the dump beside",
-            from,
-        ))?;
+    let tmp = client::load_copy_beside(from)?;
     let mut reader =
         BufReader::new(std::fs::File::open(from).map_err(DatabaseError::io("read", from))?);
     let mut writer = BufWriter::new(tmp.as_file());

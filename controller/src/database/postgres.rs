@@ -48,18 +48,7 @@ pub(super) fn check_dump(
     from: &Utf8Path,
     restricting: bool,
 ) -> Result<tempfile::NamedTempFile, DatabaseError> {
-    let dir = from
-        .parent()
-        .filter(|d| !d.as_str().is_empty())
-        .unwrap_or(Utf8Path::new("."));
-    let copy = tempfile::Builder::new()
-        .prefix(".aps-load-")
-        .tempfile_in(dir)
-        .or_else(|_| tempfile::Builder::new().prefix("aps-load-").tempfile())
-        .map_err(DatabaseError::io(
-            "create a temporary copy of the dump beside",
-            from,
-        ))?;
+    let copy = super::client::load_copy_beside(from)?;
     let file = std::fs::File::open(from).map_err(DatabaseError::io("read", from))?;
     let reader = std::io::BufReader::with_capacity(256 * 1024, file);
     let writer = std::io::BufWriter::with_capacity(256 * 1024, copy.as_file());

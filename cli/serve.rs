@@ -242,6 +242,19 @@ fn allowed_dirs(
         .collect())
 }
 
+/// Whether `path`, with symlinks and `..` resolved, lies inside one of `dirs`.
+fn resolved_inside(path: &camino::Utf8Path, dirs: &[Utf8PathBuf]) -> bool {
+    resolve(path).is_some_and(|real| dirs.iter().any(|d| real.starts_with(d)))
+}
+
+/// `dirs` as a message names them.
+fn listed(dirs: &[Utf8PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `path` with symlinks and `..` resolved as far as it exists, the rest appended (a rest
 /// holding `..` or `.` gives `None`: it cannot be placed without the folders existing).
 fn resolve(path: &camino::Utf8Path) -> Option<Utf8PathBuf> {
@@ -405,9 +418,7 @@ impl App {
     /// `path` must be absolute and, resolved, lie inside one of the allowed folders.
     fn allowed(&self, field: &str, path: &Utf8PathBuf) -> Result<(), Answer> {
         absolute(field, path)?;
-        let inside =
-            resolve(path).is_some_and(|real| self.allowed.iter().any(|d| real.starts_with(d)));
-        if inside {
+        if resolved_inside(path, &self.allowed) {
             return Ok(());
         }
         Err(problem(
@@ -415,11 +426,7 @@ impl App {
             "path-not-allowed",
             format!(
                 "`{field}` is {path}, which (with symlinks and `..` resolved) is not inside a folder the adapter may touch ({}); start `serve` with `--allow-dir` for it",
-                self.allowed
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                listed(&self.allowed)
             ),
         ))
     }
@@ -434,9 +441,7 @@ impl App {
                 "registration over HTTP is off: start `serve` with `--register-dir DIR` and put the INSTANCE.toml files to register there (or register with the CLI)",
             ));
         }
-        let inside = resolve(file)
-            .is_some_and(|real| self.register_dirs.iter().any(|d| real.starts_with(d)));
-        if inside {
+        if resolved_inside(file, &self.register_dirs) {
             return Ok(());
         }
         Err(problem(
@@ -444,11 +449,7 @@ impl App {
             "path-not-allowed",
             format!(
                 "`file` is {file}, which (with symlinks and `..` resolved) is not inside a folder of `--register-dir` ({})",
-                self.register_dirs
-                    .iter()
-                    .map(|d| d.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                listed(&self.register_dirs)
             ),
         ))
     }

@@ -307,11 +307,6 @@ pub enum ConfigError {
         path: Utf8PathBuf,
         source: std::io::Error,
     },
-    #[error("panel config {path} is not valid: {source}")]
-    Parse {
-        path: Utf8PathBuf,
-        source: Box<toml::de::Error>,
-    },
     #[error("panel config {path}: {message}")]
     Invalid { path: Utf8PathBuf, message: String },
 }

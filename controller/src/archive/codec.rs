@@ -62,7 +62,7 @@ impl Default for ArchiveOptions {
 }
 
 impl ArchiveOptions {
-    /// No compression, no encryption: what a safety snapshot taken before a restore wants.
+    /// No compression, no encryption: a plain tar (estimates, crafted test archives).
     pub fn plain() -> Self {
         ArchiveOptions {
             compression: Compression::None,

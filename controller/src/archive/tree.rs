@@ -175,6 +175,21 @@ impl<'a, R> HashingTake<'a, R> {
     }
 }
 
+impl<R> HashingTake<'_, R> {
+    /// What made an append through this reader fail: the source (a read error, or its early
+    /// end under [`WhenShort::Fail`]) or the archive.
+    pub(super) fn blame(&mut self, append: io::Error) -> CopyError {
+        match self.error.take() {
+            Some(e) => CopyError::Read(e),
+            None if self.short => CopyError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                append.to_string(),
+            )),
+            None => CopyError::Write(append),
+        }
+    }
+}
+
 impl<R: Read> Read for HashingTake<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 || buf.is_empty() {
@@ -331,6 +346,10 @@ pub(super) fn write_tree<W: Write>(
         part: part.to_owned(),
         source: e,
     };
+    let copy_err = |rel: &[u8], e: CopyError| match e {
+        CopyError::Read(e) => source_err(rel, e),
+        CopyError::Write(e) => write_err(e),
+    };
     let entry_name = |rel: &[u8], dir: bool| -> Vec<u8> {
         let mut name = prefix.to_vec();
         if rel.is_empty() {
@@ -461,14 +480,7 @@ pub(super) fn write_tree<W: Write>(
                     if let Err(e) =
                         builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader)
                     {
-                        return Err(match reader.error.take() {
-                            Some(src) => source_err(&rel, src),
-                            None if reader.short => source_err(
-                                &rel,
-                                io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()),
-                            ),
-                            None => write_err(e),
-                        });
+                        return Err(copy_err(&rel, reader.blame(e)));
                     }
                     continue;
                 }
@@ -483,10 +495,7 @@ pub(super) fn write_tree<W: Write>(
                     let name = entry_name(&rel, false);
                     let padded =
                         write_sparse(builder, h, &name, size, &extents, file, &mut hasher.sha)
-                            .map_err(|e| match e {
-                                CopyError::Read(e) => source_err(&rel, e),
-                                CopyError::Write(e) => write_err(e),
-                            })?;
+                            .map_err(|e| copy_err(&rel, e))?;
                     if padded > 0 {
                         warnings.push(format!(
                             "{}: shrank by {padded} bytes while being read; padded with zeros",
@@ -507,10 +516,7 @@ pub(super) fn write_tree<W: Write>(
                 if let Err(e) =
                     builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader)
                 {
-                    return Err(match reader.error.take() {
-                        Some(src) => source_err(&rel, src),
-                        None => write_err(e),
-                    });
+                    return Err(copy_err(&rel, reader.blame(e)));
                 }
                 if reader.padded > 0 {
                     warnings.push(format!(

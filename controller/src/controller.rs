@@ -354,7 +354,13 @@ impl Controller {
     /// controller is not root (it then runs everything as itself). Root is refused unless
     /// `allow-root-scripts`; an account that no longer exists is refused.
     pub fn instance_account(&self, instance: &Instance) -> Result<Option<Account>, OperationError> {
-        resolve_account(&self.config, instance)
+        self.config
+            .instance_account(instance)
+            .map_err(|refused| OperationError::AccountRefused {
+                step: Step::FindInstance,
+                instance: instance.name.clone(),
+                reason: refused.reason,
+            })
     }
 
     pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
@@ -366,20 +372,6 @@ impl Controller {
     pub fn records_dir(&self) -> Utf8PathBuf {
         self.config.state.root().join("backup-records")
     }
-}
-
-/// [`Controller::instance_account`] for code that has only the configuration (recovery).
-pub(crate) fn resolve_account(
-    config: &ControllerConfig,
-    instance: &Instance,
-) -> Result<Option<Account>, OperationError> {
-    config
-        .instance_account(instance)
-        .map_err(|refused| OperationError::AccountRefused {
-            step: Step::FindInstance,
-            instance: instance.name.clone(),
-            reason: refused.reason,
-        })
 }
 
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {

@@ -4,7 +4,8 @@
 
 use crate::diagnostic::{Diagnostic, Location, codes};
 use crate::limits::Limits;
-use crate::listing::{ListingError, verify_listing};
+use crate::listing::ListingError;
+use crate::listing_verify::verify_listing;
 use crate::model::{AppMeta, ApsVersion, Script, Service, Setting, SettingType};
 use crate::package::{Package, PackageError};
 use crate::setting_value::{compile_regex, validate_setting_value};

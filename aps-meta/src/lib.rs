@@ -11,8 +11,10 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod digest;
 pub mod limits;
 pub mod listing;
+pub mod listing_verify;
 pub mod meta_parse;
 pub mod model;
 pub mod package;
@@ -25,7 +27,8 @@ pub use check::{CheckError, CheckReport, check_package};
 pub use compact_str::CompactString;
 pub use diagnostic::{Diagnostic, Location, Severity};
 pub use limits::Limits;
-pub use listing::{ListEntry, ListingError, ListingReport, parse_app_list, verify_listing};
+pub use listing::{ListEntry, ListingError, parse_app_list};
+pub use listing_verify::{ListingReport, SizeMismatch, verify_listing};
 pub use meta_parse::{
     IMPLICIT_SERVICE_ID, MetaError, parse_app_meta, parse_app_meta_bytes,
     parse_app_meta_with_limits,

@@ -8,7 +8,7 @@ use crate::diagnostic::{Diagnostic, Location, codes};
 use crate::limits::Limits;
 use crate::model::*;
 use crate::version_match;
-use crate::xml::{self, XmlReadError};
+use crate::xml;
 use compact_str::CompactString;
 use roxmltree::Node;
 
@@ -82,6 +82,8 @@ pub enum MetaError {
     },
 }
 
+xml::read_errors_as!(MetaError);
+
 impl MetaError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -152,35 +154,6 @@ impl MetaError {
             message = rest.to_string();
         }
         Diagnostic::error(self.code(), loc, message)
-    }
-
-    pub(crate) fn from_read(file: &str, e: XmlReadError) -> Self {
-        let file = file.to_string();
-        match e {
-            XmlReadError::NotUtf8 { line, column } => MetaError::NotUtf8 { file, line, column },
-            XmlReadError::Dtd { line, column } => MetaError::DtdRefused { file, line, column },
-            XmlReadError::NotWellFormed {
-                line,
-                column,
-                message,
-            } => MetaError::NotWellFormed {
-                file,
-                line,
-                column,
-                message,
-            },
-            XmlReadError::TooManyNodes { limit } => MetaError::TooManyNodes { file, limit },
-            XmlReadError::TooDeep {
-                line,
-                column,
-                limit,
-            } => MetaError::TooDeep {
-                file,
-                line,
-                column,
-                limit,
-            },
-        }
     }
 }
 

@@ -234,6 +234,48 @@ pub(crate) fn find_placeholder(s: &str) -> Option<&str> {
     None
 }
 
+/// `from_read(file, error)` for an error enum that has the variants `NotUtf8`, `DtdRefused`,
+/// `NotWellFormed`, `TooManyNodes` and `TooDeep`, each naming the `file`: one mapping of
+/// [`XmlReadError`] for every XML file the crate reads.
+macro_rules! read_errors_as {
+    ($error:ident) => {
+        impl $error {
+            pub(crate) fn from_read(file: &str, e: $crate::xml::XmlReadError) -> Self {
+                use $crate::xml::XmlReadError;
+                let file = file.to_string();
+                match e {
+                    XmlReadError::NotUtf8 { line, column } => {
+                        $error::NotUtf8 { file, line, column }
+                    }
+                    XmlReadError::Dtd { line, column } => $error::DtdRefused { file, line, column },
+                    XmlReadError::NotWellFormed {
+                        line,
+                        column,
+                        message,
+                    } => $error::NotWellFormed {
+                        file,
+                        line,
+                        column,
+                        message,
+                    },
+                    XmlReadError::TooManyNodes { limit } => $error::TooManyNodes { file, limit },
+                    XmlReadError::TooDeep {
+                        line,
+                        column,
+                        limit,
+                    } => $error::TooDeep {
+                        file,
+                        line,
+                        column,
+                        limit,
+                    },
+                }
+            }
+        }
+    };
+}
+pub(crate) use read_errors_as;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,7 +95,7 @@ pub fn private_file_problem(path: &Utf8Path, meta: &std::fs::Metadata) -> Result
             meta.mode() & 0o7777
         ));
     }
-    let absolute = crate::controller::absolute(path);
+    let absolute = crate::paths::absolute(path);
     let mut folders: Vec<Utf8PathBuf> = absolute
         .ancestors()
         .skip(1)

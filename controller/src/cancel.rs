@@ -34,7 +34,7 @@ impl Cancel {
         Cancel::default()
     }
 
-    /// The token of the process: what [`crate::controller::Controller`] uses unless told
+    /// The token of the process: what the `Controller` uses unless told
     /// otherwise, and what the CLI's signal handling sets.
     pub fn process() -> &'static Cancel {
         static PROCESS: OnceLock<Cancel> = OnceLock::new();
@@ -157,7 +157,7 @@ pub fn shielded<T>(f: impl FnOnce() -> T) -> T {
 
 /// The error a cancelled stream returns: an `io::Error` of kind `Other` carrying this, so that
 /// `write_all`/`read_exact` do not retry it (they retry `ErrorKind::Interrupted`), and
-/// [`crate::error::OperationError::kind`] finds it in the source chain.
+/// `OperationError::kind` finds it in the source chain.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped by {}", signal_name(*.signal))]
 pub struct Cancelled {

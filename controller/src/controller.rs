@@ -7,252 +7,22 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::account::Account;
 use crate::cancel::Cancel;
-use crate::environment::HostFacts;
-use crate::error::{OperationError, Step};
-use crate::interpreter::InterpreterTable;
-use crate::journal::{
-    Journal, JournalEntry, JournalLimits, OperationKind, RecoveryReport, UndoAction,
+pub use crate::config::{
+    AccountRefused, ConfigError, ControllerConfig, DEFAULT_KILL_GRACE, DEFAULT_TIMEOUT,
+    ResourceLimits,
 };
+use crate::error::{OperationError, Step};
+use crate::journal::{Journal, JournalEntry, OperationKind, RecoveryReport, UndoAction};
 use crate::lock::InstanceLock;
 use crate::operation::{
     BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
     VerifyReport,
 };
+pub use crate::paths::{absolute, make_private};
 use crate::progress::{Meter, Part, Progress};
 use crate::registry::{
     FileStore, Instance, InstanceStore, OpenedPackage, StateDir, StoreError, open_package,
 };
-
-/// Script timeout when the request names none (docs/scripts.md: 3600 s).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Time between SIGTERM and SIGKILL for a script that overran its timeout.
-pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
-
-/// How the controller runs. Everything has a documented default.
-#[derive(Debug, Clone)]
-pub struct ControllerConfig {
-    pub state: StateDir,
-    /// `script-language` → interpreter.
-    pub interpreters: InterpreterTable,
-    pub default_timeout: Duration,
-    pub kill_grace: Duration,
-    /// Facts about the host passed to scripts (`PHP_VERSION`).
-    pub host: HostFacts,
-    /// The key that tags backups (controller.toml `backup-key-file`); `None`: `backup-key` in
-    /// the state folder, created on first use. See [`crate::backup_key`].
-    pub backup_key_file: Option<Utf8PathBuf>,
-    /// Let a tenant's work run as root when the instance's account is root. Off by default:
-    /// an instance whose account is root is refused (`account-refused`) before anything runs.
-    pub allow_root_scripts: bool,
-    /// Resource bounds of package scripts (`[limits]`); none by default.
-    pub limits: ResourceLimits,
-    /// Per-instance bounds (`[limits.instances.NAME]`), overriding `limits` key by key.
-    pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
-    /// How much history the operation journal keeps.
-    pub journal_limits: JournalLimits,
-}
-
-/// Bounds set with `setrlimit` on a package script before it starts; `None`: inherited from
-/// the controller (normally unlimited). Exceeding the file size kills the script (SIGXFSZ),
-/// exceeding the CPU time too (SIGXCPU, then SIGKILL): the operation fails and is rolled back.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ResourceLimits {
-    /// Largest file the script may write, in MiB (`RLIMIT_FSIZE`): bounds a backup file.
-    pub max_file_size_mb: Option<u64>,
-    /// Open files at once (`RLIMIT_NOFILE`).
-    pub open_files: Option<u64>,
-    /// CPU seconds (`RLIMIT_CPU`); wall time is bounded by the timeout.
-    pub cpu_secs: Option<u64>,
-    /// Data bytes a walk of the instance's web folders may read (backup, safety snapshot,
-    /// estimate): a sparse file counts its data, not its holes.
-    pub max_instance_size: Option<u64>,
-    /// Entries (files, folders, symlinks) a walk of the instance's web folders may take.
-    pub max_files: Option<u64>,
-}
-
-impl ResourceLimits {
-    /// `self`, with `over`'s keys where it has them.
-    pub fn overridden_by(self, over: &ResourceLimits) -> ResourceLimits {
-        ResourceLimits {
-            max_file_size_mb: over.max_file_size_mb.or(self.max_file_size_mb),
-            open_files: over.open_files.or(self.open_files),
-            cpu_secs: over.cpu_secs.or(self.cpu_secs),
-            max_instance_size: over.max_instance_size.or(self.max_instance_size),
-            max_files: over.max_files.or(self.max_files),
-        }
-    }
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct LimitsFile {
-    max_file_size_mb: Option<u64>,
-    open_files: Option<u64>,
-    cpu_secs: Option<u64>,
-    max_instance_size: Option<u64>,
-    max_files: Option<u64>,
-    #[serde(default)]
-    instances: std::collections::BTreeMap<String, ResourceLimits>,
-}
-
-/// `<state>/controller.toml`: everything optional.
-///
-/// ```toml
-/// timeout-secs = 3600        # script timeout when a request names none
-/// kill-grace-secs = 10       # SIGTERM → SIGKILL
-/// php-version = "8.2"        # exported as PHP_VERSION
-/// backup-key-file = "/etc/aps-controller/backup-key"  # shared by a fleet; default <state>/backup-key
-/// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
-/// [limits]                   # setrlimit on package scripts; absent = unlimited
-/// max-file-size-mb = 10240   # RLIMIT_FSIZE
-/// open-files = 1024          # RLIMIT_NOFILE
-/// cpu-secs = 3600            # RLIMIT_CPU
-/// max-instance-size = 21474836480  # data bytes a walk of the web folders may read
-/// max-files = 1000000        # entries a walk of the web folders may take
-/// [limits.instances.blog]    # per instance, key by key
-/// max-file-size-mb = 2048
-/// journal-log-max-bytes = 4194304   # journal.log is rotated beyond this
-/// journal-log-keep = 4              # rotated logs kept
-/// journal-closed-max-days = 90      # closed journal entries kept this long
-/// [interpreters]             # script-language → program [args…]; name on PATH or absolute
-/// php = "/usr/bin/php8.2"
-/// python = "python3 -I"
-/// ```
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-struct ConfigFile {
-    timeout_secs: Option<u64>,
-    kill_grace_secs: Option<u64>,
-    php_version: Option<String>,
-    backup_key_file: Option<Utf8PathBuf>,
-    #[serde(default)]
-    allow_root_scripts: bool,
-    #[serde(default)]
-    limits: LimitsFile,
-    journal_log_max_bytes: Option<u64>,
-    journal_log_keep: Option<u32>,
-    journal_closed_max_days: Option<u64>,
-    #[serde(default)]
-    interpreters: std::collections::BTreeMap<String, String>,
-}
-
-/// `controller.toml` could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: Utf8PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path} is not a valid controller configuration: {message}")]
-    Invalid { path: Utf8PathBuf, message: String },
-}
-
-impl ControllerConfig {
-    /// The name of the configuration file inside the state folder.
-    pub const FILE_NAME: &'static str = "controller.toml";
-
-    /// Defaults, overridden by `<state>/controller.toml` when it exists.
-    pub fn load(state: StateDir) -> Result<Self, ConfigError> {
-        let path = state.root().join(Self::FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::new(state)),
-            Err(source) => return Err(ConfigError::Read { path, source }),
-        };
-        let file: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.clone(),
-            message: crate::registry::validate::toml_problem(&text, &e),
-        })?;
-        let mut config = Self::new(state);
-        if let Some(t) = file.timeout_secs {
-            config.default_timeout = Duration::from_secs(t);
-        }
-        if let Some(g) = file.kill_grace_secs {
-            config.kill_grace = Duration::from_secs(g);
-        }
-        config.host.php_version = file.php_version;
-        // Relative to the state folder, like everything else the file names.
-        config.backup_key_file = file.backup_key_file.map(|p| config.state.root().join(p));
-        config.allow_root_scripts = file.allow_root_scripts;
-        config.limits = ResourceLimits {
-            max_file_size_mb: file.limits.max_file_size_mb,
-            open_files: file.limits.open_files,
-            cpu_secs: file.limits.cpu_secs,
-            max_instance_size: file.limits.max_instance_size,
-            max_files: file.limits.max_files,
-        };
-        config.instance_limits = file.limits.instances;
-        if let Some(b) = file.journal_log_max_bytes {
-            config.journal_limits.log_max_bytes = b;
-        }
-        if let Some(k) = file.journal_log_keep {
-            config.journal_limits.log_keep = k;
-        }
-        if let Some(d) = file.journal_closed_max_days {
-            config.journal_limits.closed_max_age = Duration::from_secs(d * 24 * 3600);
-        }
-        for (language, command) in &file.interpreters {
-            config.interpreters = config.interpreters.with_override(language, command);
-        }
-        Ok(config)
-    }
-
-    /// Defaults for a state folder.
-    pub fn new(state: StateDir) -> Self {
-        ControllerConfig {
-            state,
-            interpreters: InterpreterTable::new(),
-            default_timeout: DEFAULT_TIMEOUT,
-            kill_grace: DEFAULT_KILL_GRACE,
-            host: HostFacts::default(),
-            backup_key_file: None,
-            allow_root_scripts: false,
-            limits: ResourceLimits::default(),
-            instance_limits: Default::default(),
-            journal_limits: JournalLimits::default(),
-        }
-    }
-
-    /// The key that tags this controller's backups: controller.toml's `backup-key-file` (which
-    /// must exist: a fleet's shared key is never made up on one machine), else `backup-key` in
-    /// the state folder, created on first use.
-    pub fn backup_key(&self) -> Result<crate::archive::TagKey, crate::backup_key::BackupKeyError> {
-        match &self.backup_key_file {
-            Some(path) => crate::backup_key::load(path),
-            None => crate::backup_key::load_or_create(
-                &self.state.root().join(crate::backup_key::KEY_FILE_NAME),
-            ),
-        }
-    }
-
-    /// The bounds of `instance`'s scripts.
-    pub fn limits_for(&self, instance: &str) -> ResourceLimits {
-        match self.instance_limits.get(instance) {
-            Some(over) => self.limits.overridden_by(over),
-            None => self.limits,
-        }
-    }
-
-    /// How a walk of `instance`'s web folders is bounded, and whose hard links it reads: the
-    /// account's only (a hard link to anyone else's file would be read as root).
-    pub fn walk_policy(
-        &self,
-        instance: &str,
-        account: Option<&crate::account::Account>,
-    ) -> crate::archive::WalkPolicy {
-        let limits = self.limits_for(instance);
-        crate::archive::WalkPolicy {
-            instance: instance.to_owned(),
-            account_uid: account.map(|a| a.uid),
-            max_bytes: limits.max_instance_size,
-            max_files: limits.max_files,
-            holes_as_data: false,
-        }
-    }
-}
 
 /// The controller. Cheap to share between threads by reference.
 pub struct Controller {
@@ -317,11 +87,6 @@ impl Controller {
 
     pub fn store(&self) -> &(dyn InstanceStore + Send + Sync) {
         self.store.as_ref()
-    }
-
-    /// Replaces the cancellation token operations check (default: [`Cancel::process`]).
-    pub fn set_cancel(&mut self, cancel: Cancel) {
-        self.cancel = cancel;
     }
 
     pub fn cancel(&self) -> &Cancel {
@@ -589,7 +354,13 @@ impl Controller {
     /// controller is not root (it then runs everything as itself). Root is refused unless
     /// `allow-root-scripts`; an account that no longer exists is refused.
     pub fn instance_account(&self, instance: &Instance) -> Result<Option<Account>, OperationError> {
-        resolve_account(&self.config, instance)
+        self.config
+            .instance_account(instance)
+            .map_err(|refused| OperationError::AccountRefused {
+                step: Step::FindInstance,
+                instance: instance.name.clone(),
+                reason: refused.reason,
+            })
     }
 
     pub(crate) fn timeout(&self, requested: Option<Duration>) -> Duration {
@@ -603,96 +374,8 @@ impl Controller {
     }
 }
 
-/// Everything the controller creates from now on is private to it (umask 077: folders 0700,
-/// files 0600): records, secrets, journal, locks, work folders, safety snapshots and backups
-/// hold passwords and whole databases. Its children set their own umask (022) before exec.
-/// The state folder itself is created, or tightened, to 0700.
-pub fn make_private(state_root: &Utf8Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    std::fs::create_dir_all(state_root)?;
-    let meta = std::fs::metadata(state_root)?;
-    if meta.permissions().mode() & 0o077 != 0
-        && std::os::unix::fs::MetadataExt::uid(&meta) == rustix::process::geteuid().as_raw()
-    {
-        std::fs::set_permissions(state_root, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// [`Controller::instance_account`] for code that has only the configuration (recovery).
-pub(crate) fn resolve_account(
-    config: &ControllerConfig,
-    instance: &Instance,
-) -> Result<Option<Account>, OperationError> {
-    if !crate::account::controller_is_root() {
-        return Ok(None);
-    }
-    let refuse = |reason: String| OperationError::AccountRefused {
-        step: Step::FindInstance,
-        instance: instance.name.clone(),
-        reason,
-    };
-    // Records made before accounts were recorded: the root web folder's owner, now.
-    let user = match &instance.user {
-        Some(user) => user.clone(),
-        None => {
-            let root = crate::registry::root_web_dir(instance)
-                .ok_or_else(|| refuse("it has no `user` and no web folder".into()))?;
-            Account::owner_name_of(root).map_err(|e| refuse(e.to_string()))?
-        }
-    };
-    let account = Account::lookup(&user, instance.group.as_deref())
-        .map_err(|e| refuse(format!("its account cannot be used: {e}")))?;
-    if account.is_root() && !config.allow_root_scripts {
-        return Err(refuse(format!(
-            "its account is root ({}), and a tenant's scripts and tools never run as root \
-                 unless controller.toml says `allow-root-scripts = true`; give the instance its \
-                 own account (`user = \"NAME\"` in INSTANCE.toml, or chown its root web folder \
-                 and register it again)",
-            if instance.user.is_some() {
-                "`user` of the instance"
-            } else {
-                "owner of its root web folder"
-            }
-        )));
-    }
-    // Records registered before these checks existed, or whose folders changed hands since.
-    let mut problems =
-        crate::registry::trust::account_problems(&account, instance.group.as_deref());
-    // A symlink in place of a web folder is the walk's business (never followed).
-    problems.extend(crate::registry::trust::web_dir_problems(
-        instance,
-        Some(&account),
-        config.state.root(),
-        false,
-    ));
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(refuse(format!(
-            "its record asks for what no instance may have (register it again once fixed): {}",
-            list.join("; ")
-        )));
-    }
-    Ok(Some(account))
-}
-
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {
     state.root().join("journal")
-}
-
-/// `path` made absolute against the current folder (the CLI's paths are relative to it).
-pub fn absolute(path: &Utf8Path) -> Utf8PathBuf {
-    if path.is_absolute() {
-        return path.to_owned();
-    }
-    match std::env::current_dir()
-        .ok()
-        .and_then(|d| Utf8PathBuf::from_path_buf(d).ok())
-    {
-        Some(cwd) => cwd.join(path),
-        None => path.to_owned(),
-    }
 }
 
 /// A running operation: its open journal entry and its work folder, closed together.

@@ -416,10 +416,7 @@ impl Drop for PreparedDestination {
     }
 }
 
-/// Fsyncs a folder so a rename or creation in it survives a crash.
-pub fn sync_dir(dir: &Utf8Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub use crate::durable::sync_dir;
 
 /// Why a destination is refused, or could not be committed.
 #[derive(Debug, thiserror::Error)]

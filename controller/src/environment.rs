@@ -22,7 +22,7 @@ use std::fmt;
 use aps_meta::model::{AppMeta, Setting, SettingType};
 use camino::Utf8PathBuf;
 
-use crate::registry::{Instance, SettingValue};
+use crate::registry::instance::{Instance, SettingValue};
 
 /// The operation a script is run for: it decides which variables are passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,11 +147,6 @@ impl ScriptEnvironment {
 
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
-    }
-
-    /// The clear-text map, e.g. for `Command::envs`.
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.vars
     }
 
     /// Whether the value of `name` is masked in `Debug`/`Display`.

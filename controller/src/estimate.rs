@@ -72,7 +72,7 @@ pub fn estimate_within(
     let timeout = timeout.min(SIZE_QUERY_TIMEOUT);
     let mut web_dirs = Vec::new();
     let mut count = WalkCount::default();
-    for (url, dir) in crate::operation::archived_web_dirs(instance) {
+    for (url, dir) in instance.archived_web_dirs() {
         let (files, bytes) = tree_size(dir, policy, &mut count)?;
         web_dirs.push(WebDirSize {
             mapping_url: url.clone(),

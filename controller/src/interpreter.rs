@@ -10,7 +10,7 @@
 //! itself runs with the fixed [`crate::runner::SAFE_PATH`], which may not contain it.
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
@@ -129,7 +129,7 @@ impl InterpreterTable {
                 .ok()
                 .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
                 .unwrap_or_else(|| path.to_owned());
-            if !is_executable(&absolute) {
+            if !crate::paths::is_program(&absolute) {
                 return Err(InterpreterError::NotExecutable {
                     language: language.to_owned(),
                     program: absolute,
@@ -142,10 +142,12 @@ impl InterpreterTable {
                 .clone()
                 .or_else(|| std::env::var_os("PATH"))
                 .unwrap_or_default();
-            find_on_path(&command.program, &search).ok_or_else(|| InterpreterError::NotFound {
-                language: language.to_owned(),
-                program: command.program.clone(),
-                search_path: search.to_string_lossy().into_owned(),
+            crate::paths::find_program(&command.program, &search).ok_or_else(|| {
+                InterpreterError::NotFound {
+                    language: language.to_owned(),
+                    program: command.program.clone(),
+                    search_path: search.to_string_lossy().into_owned(),
+                }
             })?
         };
         Ok(ResolvedInterpreter {
@@ -180,30 +182,6 @@ impl ResolvedInterpreter {
             .arg(script.as_str())
             .args(script_args)
     }
-}
-
-fn find_on_path(name: &str, search: &OsStr) -> Option<Utf8PathBuf> {
-    std::env::split_paths(search)
-        // An empty PATH entry means the current folder: never for an interpreter.
-        .filter(|dir| dir.is_absolute())
-        .filter_map(|dir| Utf8PathBuf::from_path_buf(dir.join(name)).ok())
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Utf8Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    if !meta.is_file() {
-        return false;
-    }
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // access(X_OK) answers for the controller's real user; for root it needs one x bit set.
-    // SAFETY: c_path is a valid NUL-terminated string.
-    unsafe { libc::access(c_path.as_ptr(), libc::X_OK) == 0 }
 }
 
 /// Why no interpreter can run a script.

@@ -1,5 +1,5 @@
 //! A script's stdout read as the standard's output XML: `configure-output` (configuration and
-//! verification scripts with `structured-output`) and `resource-output` (resource script).
+//! verification scripts with `structured-output`).
 //!
 //! Namespaces are matched by URI, never by prefix. DTDs are refused (no entity expansion from
 //! a script's output). Choices: stdout that is empty or only whitespace is "nothing reported"
@@ -11,8 +11,6 @@ use roxmltree::{Document, Node, ParsingOptions, TextPos};
 
 /// `configure-output` namespace.
 pub const CONFIGURE_OUTPUT_NS: &str = "http://apstandard.com/ns/1/configure-output";
-/// `resource-output` namespace.
-pub const RESOURCE_OUTPUT_NS: &str = "http://apstandard.com/ns/1/resource-output";
 
 /// How many bytes of the output an error quotes.
 const HEAD_LEN: usize = 200;
@@ -35,14 +33,6 @@ pub struct ScriptError {
     pub setting_id: Option<String>,
     pub message: String,
     pub system: Option<String>,
-}
-
-/// One `resources/resource`: a usage counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceValue {
-    pub id: String,
-    /// As written (counters are integers, sizes may be floats).
-    pub value: String,
 }
 
 /// Why a script's output could not be read. Every variant quotes the start of the output so
@@ -121,24 +111,6 @@ pub fn parse_configure_output(stdout: &[u8]) -> Result<StructuredOutput, OutputE
         }
     }
     Ok(out)
-}
-
-/// Parses a resource script's stdout as `resource-output`.
-pub fn parse_resource_output(stdout: &[u8]) -> Result<Vec<ResourceValue>, OutputError> {
-    let Some(text) = prepare(stdout)? else {
-        return Ok(Vec::new());
-    };
-    let parsed = parse_doc(text, stdout)?;
-    let root = checked_root(&parsed.doc, "resources", RESOURCE_OUTPUT_NS, stdout)?;
-    children(root, RESOURCE_OUTPUT_NS)
-        .filter(|n| n.has_tag_name((RESOURCE_OUTPUT_NS, "resource")))
-        .map(|r| {
-            Ok(ResourceValue {
-                id: required_attribute(&parsed, r, "resource", "id")?,
-                value: required_attribute(&parsed, r, "resource", "value")?,
-            })
-        })
-        .collect()
 }
 
 /// UTF-8 text without a BOM, or `None` when there is nothing but whitespace.
@@ -378,7 +350,6 @@ mod tests {
             parse_configure_output(b" \n\t").unwrap(),
             StructuredOutput::default()
         );
-        assert_eq!(parse_resource_output(b"\n").unwrap(), vec![]);
     }
 
     #[test]
@@ -458,49 +429,5 @@ mod tests {
                 column: 3,
             }
         );
-    }
-
-    #[test]
-    fn reads_resource_output() {
-        let xml = r#"<?xml version="1.0"?>
-<resources xmlns="http://apstandard.com/ns/1/resource-output">
- <resource id="num_domains" value="3"/>
- <resource id="disk_usage" value="12.5"/>
-</resources>
-"#;
-        assert_eq!(
-            parse_resource_output(xml.as_bytes()).unwrap(),
-            vec![
-                ResourceValue {
-                    id: "num_domains".into(),
-                    value: "3".into()
-                },
-                ResourceValue {
-                    id: "disk_usage".into(),
-                    value: "12.5".into()
-                },
-            ]
-        );
-        let missing = r#"<resources xmlns="http://apstandard.com/ns/1/resource-output"><resource id="n"/></resources>"#;
-        let err = parse_resource_output(missing.as_bytes()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                OutputError::MissingAttribute {
-                    attribute: "value",
-                    line: 1,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-        let configure = r#"<output xmlns="http://apstandard.com/ns/1/configure-output"/>"#;
-        assert!(matches!(
-            parse_resource_output(configure.as_bytes()),
-            Err(OutputError::WrongRoot {
-                expected_name: "resources",
-                ..
-            })
-        ));
     }
 }

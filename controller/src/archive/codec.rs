@@ -27,17 +27,6 @@ impl Compression {
     pub const ZSTD: Compression = Compression::Zstd { level: 3 };
     /// gzip at level 6, gzip's own default.
     pub const GZIP: Compression = Compression::Gzip { level: 6 };
-
-    /// `zstd`, `gzip` or `none` (as the CLI, the HTTP adapter and panel.toml name them), at
-    /// the default levels.
-    pub fn from_name(name: &str) -> Option<Compression> {
-        match name {
-            "zstd" => Some(Compression::ZSTD),
-            "gzip" => Some(Compression::GZIP),
-            "none" => Some(Compression::None),
-            _ => None,
-        }
-    }
 }
 
 /// How to write an archive.

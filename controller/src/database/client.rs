@@ -212,22 +212,20 @@ impl Tool {
             dirs.extend(versioned.into_iter().map(|(_, d)| d));
         }
         dirs.extend(SAFE_PATH.split(':').map(Utf8PathBuf::from));
+        let search = dirs
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(":");
         for name in self.names() {
-            for dir in &dirs {
-                let candidate = dir.join(name);
-                if candidate.is_file() {
-                    return Ok(candidate);
-                }
+            if let Some(found) = crate::paths::find_program(name, search.as_ref()) {
+                return Ok(found);
             }
         }
         Err(DatabaseError::ToolMissing {
             kind: self.kind(),
             program: self.names().join(" or "),
-            searched: dirs
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(":"),
+            searched: search,
         })
     }
 }

@@ -281,10 +281,10 @@ fn dump_as_is(
     timeout: Duration,
 ) -> Result<DumpInfo, DatabaseError> {
     let deadline = client::Deadline::new(timeout);
-    let tool = match db.kind {
-        DbKind::Mysql => mysql::dump(db, out_file, &deadline),
-        DbKind::Postgresql => postgres::dump(db, out_file, &deadline),
-    };
+    let tool = dump_spec(db).and_then(|(spec, program)| {
+        client::run(db, spec.stdout_to_file(out_file), "dump", &deadline, None)?;
+        Ok(program)
+    });
     let tool = match tool {
         Ok(tool) => tool,
         Err(e) => {
@@ -321,10 +321,15 @@ fn dump_as_is(
 /// No timeout is set; the caller sets one and checks the result. Returns the spec and the
 /// program's path.
 pub fn dump_process(db: &Database) -> Result<(crate::runner::ProcessSpec, String), DatabaseError> {
-    client::as_dump_account(|| match db.kind {
+    client::as_dump_account(|| dump_spec(db))
+}
+
+/// The engine's dump command (stdout not yet directed) and the program it runs.
+fn dump_spec(db: &Database) -> Result<(crate::runner::ProcessSpec, String), DatabaseError> {
+    match db.kind {
         DbKind::Mysql => mysql::dump_spec(db),
         DbKind::Postgresql => postgres::dump_spec(db),
-    })
+    }
 }
 
 /// Empties the database ([`wipe`]) and loads the dump `from_file` into it. PostgreSQL loads in

@@ -12,17 +12,6 @@ use crate::runner::ProcessSpec;
 /// row with a large BLOB must not fail the dump or its load on the client side.
 const MAX_PACKET: &str = "--max-allowed-packet=1073741824";
 
-/// Writes the dump; returns the program used.
-pub(super) fn dump(
-    db: &Database,
-    out: &Utf8Path,
-    deadline: &Deadline,
-) -> Result<String, DatabaseError> {
-    let (spec, program) = dump_spec(db)?;
-    client::run(db, spec.stdout_to_file(out), "dump", deadline, None)?;
-    Ok(program)
-}
-
 /// The dump command (stdout not yet directed) and the program it runs.
 pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
     let program = Tool::MysqlDump.find()?;

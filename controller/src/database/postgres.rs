@@ -8,17 +8,6 @@ use super::client::{self, Deadline, Target, Tool};
 use super::{Database, DatabaseError};
 use crate::runner::ProcessSpec;
 
-/// Writes the dump; returns the program used.
-pub(super) fn dump(
-    db: &Database,
-    out: &Utf8Path,
-    deadline: &Deadline,
-) -> Result<String, DatabaseError> {
-    let (spec, program) = dump_spec(db)?;
-    client::run(db, spec.stdout_to_file(out), "dump", deadline, None)?;
-    Ok(program)
-}
-
 /// The dump command (stdout not yet directed) and the program it runs.
 pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
     let program = Tool::PgDump.find()?;

@@ -9,7 +9,7 @@ use camino::Utf8Path;
 
 use crate::archive::{ArchiveWriter, PartKind};
 use crate::cancel::Guarded;
-use crate::controller::{Controller, absolute};
+use crate::controller::Controller;
 use crate::destination::{CommittedFile, Destination, PreparedDestination};
 use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
@@ -18,6 +18,7 @@ use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
 use crate::operation::{BackupReport, BackupRequest, script_run};
+use crate::paths::absolute;
 use crate::registry::{Instance, OpenedPackage};
 
 /// Backs up `request.instance` into `request.destination`.
@@ -355,7 +356,7 @@ impl Plan<'_> {
             let _ = std::fs::remove_file(&dump);
         }
         // 1.1 Web folders, with modes, symlinks and empty folders.
-        for (url, dir) in super::archived_web_dirs(self.instance) {
+        for (url, dir) in self.instance.archived_web_dirs() {
             self.ctl.check_cancel(Step::BackupResources)?;
             let size = estimate
                 .web_dirs

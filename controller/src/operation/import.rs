@@ -13,9 +13,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::{ArchiveError, Manifest, ManifestSeal, TagKey};
-use crate::controller::{Controller, absolute};
+use crate::controller::Controller;
 use crate::error::{OperationError, Step};
 use crate::operation::record::BackupRecord;
+use crate::paths::absolute;
 
 const IMPORT_DOMAIN: &str = "imported-archive";
 

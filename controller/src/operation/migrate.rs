@@ -9,11 +9,12 @@
 
 use std::time::Instant;
 
-use crate::controller::{Controller, absolute};
+use crate::controller::Controller;
 use crate::error::{OperationError, Step};
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
 use crate::operation::{BackupRequest, MigrateReport, MigrateRequest, RestoreRequest};
+use crate::paths::absolute;
 
 pub fn migrate(
     ctl: &Controller,

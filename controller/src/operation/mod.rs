@@ -41,22 +41,6 @@ pub fn manifest_header(meta: &AppMeta, instance: &str) -> ManifestHeader {
     )
 }
 
-/// The web folders the controller archives: every mapping's folder except those inside another
-/// mapping's folder (a child mapping's folder usually sits in its parent's, which already holds
-/// it; archiving it twice would also restore it twice).
-pub(crate) fn archived_web_dirs(
-    instance: &crate::registry::Instance,
-) -> Vec<(&String, &camino::Utf8PathBuf)> {
-    let dirs = &instance.web_dirs;
-    dirs.iter()
-        .filter(|(url, dir)| {
-            !dirs.iter().any(|(other_url, other)| {
-                other_url != *url && dir.starts_with(other) && *dir != other
-            })
-        })
-        .collect()
-}
-
 /// The archive part (and the work file) holding the dump of database requirement `db_id`:
 /// `db-<id>.sql`, the id made file-name-safe.
 pub fn dump_part_name(db_id: &str) -> String {

@@ -11,7 +11,8 @@ use camino::Utf8Path;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::TagKey;
-use crate::destination::{CommittedFile, sync_dir};
+use crate::destination::CommittedFile;
+use crate::durable::sync_dir;
 
 /// The domain of a record's tag (see [`TagKey::record_tag`]).
 const RECORD_DOMAIN: &str = "script-backup-record";

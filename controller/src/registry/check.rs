@@ -12,9 +12,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::instance::Instance;
 use super::validate::Problem;
 use crate::account::Account;
-use crate::controller::ControllerConfig;
+use crate::config::ControllerConfig;
 use crate::database::{self, Database, DatabaseError};
-use crate::error::ErrorKind;
+use crate::error::kind::ErrorKind;
 
 /// The whole time one database's check may take: the tools' own connect timeout is 15 s, so a
 /// server that does not answer is reported within this, never a hang of the registration.
@@ -208,7 +208,7 @@ pub fn check_instance(
             // The root folder was there at registration; a child mapping's may be made later.
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
-                    && super::root_web_dir(instance) == Some(dir) =>
+                    && instance.root_web_dir() == Some(dir) =>
             {
                 found.push(format!(
                     "{dir} does not exist: a backup would find nothing there; create it or \
@@ -310,7 +310,7 @@ fn account_check(config: &ControllerConfig, instance: &Instance) -> (Option<Acco
             ),
         );
     }
-    match crate::controller::resolve_account(config, instance) {
+    match config.instance_account(instance) {
         Ok(account) => {
             let shown = account.as_ref().map_or_else(
                 || "the controller".to_owned(),
@@ -318,12 +318,9 @@ fn account_check(config: &ControllerConfig, instance: &Instance) -> (Option<Acco
             );
             (account, Check::ok(name, format!("runs as {shown}")))
         }
-        Err(e) => {
-            let reason = match &e {
-                crate::error::OperationError::AccountRefused { reason, .. } => reason.clone(),
-                other => other.to_string(),
-            };
-            (None, Check::problem(name, e.kind(), reason))
-        }
+        Err(refused) => (
+            None,
+            Check::problem(name, ErrorKind::AccountRefused, refused.reason),
+        ),
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use camino::{Utf8Component, Utf8Path, Utf8PathBuf};
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::paths::normalize;
 use serde::Deserialize;
 
 use crate::database::{Database, DbKind};
@@ -102,7 +104,7 @@ impl InstanceFile {
             path: path.to_owned(),
             source,
         })?;
-        let abs = absolute(path).map_err(|source| ParseError::Read {
+        let abs = crate::paths::absolute_normalized(path).map_err(|source| ParseError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -130,7 +132,7 @@ impl InstanceFile {
     /// Parses INSTANCE.toml text. With `base_dir`, relative `package` and web-dir paths are
     /// joined to it; without it they stay relative (and validation refuses them).
     pub fn parse(text: &str, base_dir: Option<&Utf8Path>) -> Result<Self, ParseError> {
-        let problems = super::validate::shape_problems(text);
+        let problems = super::toml_report::shape_problems(text);
         if !problems.is_empty() {
             return Err(ParseError::Shape {
                 path: None,
@@ -145,9 +147,9 @@ impl InstanceFile {
             // The key as well as the position: `key `port` in [databases.main]: invalid type…`.
             let place = e
                 .span()
-                .map(|s| super::validate::toml_place(text, s.start).1)
+                .map(|s| super::toml_report::toml_place(text, s.start).1)
                 .unwrap_or_default();
-            let message = super::validate::toml_message(&e);
+            let message = super::toml_report::toml_message(&e);
             ParseError::Toml {
                 path: None,
                 line,
@@ -207,38 +209,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
-}
-
-fn absolute(p: &Utf8Path) -> std::io::Result<Utf8PathBuf> {
-    if p.is_absolute() {
-        return Ok(p.to_owned());
-    }
-    let cwd = std::env::current_dir()?;
-    let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "current folder is not UTF-8",
-        )
-    })?;
-    Ok(normalize(&cwd.join(p)))
-}
-
-/// Lexical normalisation (`.` dropped, `..` pops): web folders may not exist yet, so the
-/// filesystem cannot be asked, and the stored path should not carry `..` noise.
-pub(crate) fn normalize(p: &Utf8Path) -> Utf8PathBuf {
-    let mut out = Utf8PathBuf::new();
-    for c in p.components() {
-        match c {
-            Utf8Component::CurDir => {}
-            Utf8Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other.as_str()),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -62,6 +62,27 @@ impl Instance {
     pub fn is_staging(&self) -> bool {
         self.role == Some(Role::Staging)
     }
+
+    /// The root web folder: the `/` mapping's, else the first mapping's (by URL).
+    pub fn root_web_dir(&self) -> Option<&Utf8PathBuf> {
+        self.web_dirs
+            .get("/")
+            .or_else(|| self.web_dirs.values().next())
+    }
+
+    /// The web folders the controller archives: every mapping's folder except those inside another
+    /// mapping's folder (a child mapping's folder usually sits in its parent's, which already holds
+    /// it; archiving it twice would also restore it twice).
+    pub fn archived_web_dirs(&self) -> Vec<(&String, &Utf8PathBuf)> {
+        let dirs = &self.web_dirs;
+        dirs.iter()
+            .filter(|(url, dir)| {
+                !dirs.iter().any(|(other_url, other)| {
+                    other_url != *url && dir.starts_with(other) && *dir != other
+                })
+            })
+            .collect()
+    }
 }
 
 /// The instance's base URL, split as `BASE_URL_*` needs it.

@@ -10,21 +10,22 @@ pub mod file;
 pub mod instance;
 pub mod package;
 pub mod store;
+pub mod toml_report;
 pub mod trust;
 pub mod validate;
 pub mod view;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use crate::account::Account;
 
-pub use file::{InstanceFile, ParseError};
-pub use instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
-pub use package::{OpenedPackage, PackageOpenError, open_package};
-pub use store::{
+pub use self::file::{InstanceFile, ParseError};
+pub use self::instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
+pub use self::package::{OpenedPackage, PackageOpenError, open_package};
+pub use self::store::{
     FileStore, InstanceStore, ROOT_STATE_DIR, StateDir, StateDirError, StateSource, StoreError,
 };
-pub use validate::{Problem, validate};
+pub use self::validate::{Problem, validate};
 
 /// Registration failed; nothing was stored.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub struct RegisterOptions<'a> {
     /// running as the instance's work would under this configuration (the CLI and `serve` do,
     /// unless told `--no-connect`); a login that does not work is a problem of the file.
     /// `None`: offline (a database made later).
-    pub connect: Option<&'a crate::controller::ControllerConfig>,
+    pub connect: Option<&'a crate::config::ControllerConfig>,
 }
 
 /// Parses, validates and stores the instance described by the INSTANCE.toml at `path`, offline
@@ -163,20 +164,14 @@ pub fn register_file_with(
 
 /// Each database's login tried as the tools will run it: the instance's account, resolved as an
 /// operation resolves it (never as root, unless `allow-root-scripts`).
-fn connect_problems(
-    config: &crate::controller::ControllerConfig,
-    instance: &Instance,
-) -> Vec<Problem> {
+fn connect_problems(config: &crate::config::ControllerConfig, instance: &Instance) -> Vec<Problem> {
     if instance.databases.is_empty() {
         return Vec::new();
     }
-    let account = match crate::controller::resolve_account(config, instance) {
+    let account = match config.instance_account(instance) {
         Ok(account) => account,
-        Err(e) => {
-            let reason = match &e {
-                crate::error::OperationError::AccountRefused { reason, .. } => reason.clone(),
-                other => other.to_string(),
-            };
+        Err(refused) => {
+            let reason = refused.reason;
             return instance
                 .databases
                 .keys()
@@ -207,14 +202,6 @@ fn connect_problems(
         .collect()
 }
 
-/// The root web folder: the `/` mapping's, else the first mapping's (by URL).
-pub fn root_web_dir(instance: &Instance) -> Option<&Utf8PathBuf> {
-    instance
-        .web_dirs
-        .get("/")
-        .or_else(|| instance.web_dirs.values().next())
-}
-
 /// Records the account the instance's work runs as: `user` of INSTANCE.toml (which must
 /// exist), else the owner of its root web folder now (read without following a symlink).
 /// Returns it, or `None` when it is read later.
@@ -222,7 +209,7 @@ fn record_account(instance: &mut Instance) -> Result<Option<Account>, Problem> {
     if instance.user.is_none() {
         // No web folder, or one made later (a fresh staging instance): the owner is read
         // when an operation runs (and without one, the operation is refused then).
-        let Some(root) = root_web_dir(instance) else {
+        let Some(root) = instance.root_web_dir() else {
             return Ok(None);
         };
         if std::fs::symlink_metadata(root).is_err() {

@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -149,7 +148,7 @@ impl StateDir {
                 source,
             })?;
             let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(StateDirError::NotUtf8)?;
-            super::file::normalize(&cwd.join(root))
+            crate::paths::normalize(&cwd.join(root))
         } else {
             root
         };
@@ -260,7 +259,7 @@ impl FileStore {
     fn lock(&self) -> Result<Locked, StoreError> {
         let root = self.state.root();
         // The state folder is private (0700, umask 077), however it is first reached.
-        crate::controller::make_private(root).map_err(io(root))?;
+        crate::paths::make_private(root).map_err(io(root))?;
         let inst = self.state.instances_dir();
         fs::create_dir_all(&inst).map_err(io(&inst))?;
         let sec = self.state.secrets_dir();
@@ -472,18 +471,18 @@ impl InstanceStore for FileStore {
             }
         }
         let sec_dir = self.state.secrets_dir();
-        let inst_dir = self.state.instances_dir();
+        let _inst_dir = self.state.instances_dir();
         let had_secrets =
             !secrets.database_passwords.is_empty() || !secrets.setting_values.is_empty();
         if had_secrets {
             let bytes = serde_json::to_vec_pretty(&secrets).expect("secrets serialise");
             obj.insert(SECRETS_DIGEST_KEY.into(), sha256_hex(&bytes).into());
-            write_atomic(&sec_dir, &self.pending_path(name), &bytes, 0o600)?;
+            write_atomic(&self.pending_path(name), &bytes, 0o600)?;
         }
         let mut bytes = serde_json::to_vec_pretty(&value).expect("record serialises");
         bytes.push(b'\n');
         // The commit point: from here on the new record (and, by recovery, its secrets) is it.
-        write_atomic(&inst_dir, &record_path, &bytes, 0o600)?;
+        write_atomic(&record_path, &bytes, 0o600)?;
         let secrets_path = self.secrets_path(name);
         if had_secrets {
             let pending = self.pending_path(name);
@@ -535,26 +534,18 @@ fn remove_if_exists(p: &Utf8Path) -> Result<(), StoreError> {
 }
 
 fn sync_dir(dir: &Utf8Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+    crate::durable::sync_dir(dir).map_err(io(dir))
 }
 
-/// temp file in `dir` (created with `mode`, so secrets are never readable by others, not even
-/// briefly) → write → fsync → rename onto `dest` → fsync `dir`.
-pub(crate) fn write_atomic(
-    dir: &Utf8Path,
-    dest: &Utf8Path,
-    bytes: &[u8],
-    mode: u32,
-) -> Result<(), StoreError> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TMP_PREFIX)
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(dest))?;
-    tmp.as_file().sync_all().map_err(io(dest))?;
-    // umask may have narrowed the mode; the record must stay readable to the panel's users.
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(mode)).map_err(io(dest))?;
-    tmp.persist(dest).map_err(|e| io(dest)(e.error))?;
-    sync_dir(dir)
+/// [`crate::durable::write_atomic`] with the store's temporary names (removed at the next lock
+/// when a crash left them).
+pub(crate) fn write_atomic(dest: &Utf8Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let temp = crate::durable::TempName {
+        prefix: TMP_PREFIX,
+        suffix: "",
+    };
+    crate::durable::write_atomic(dest, bytes, mode, temp).map_err(|e| StoreError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }

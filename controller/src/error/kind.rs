@@ -1,0 +1,108 @@
+//! The classes of failure the control panel tells apart: `kind` in JSON and the exit code.
+
+use serde::Serialize;
+
+/// The class of a failure, as the control panel sees it (`kind` in JSON, and the exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    InstanceNotFound,
+    InvalidPackage,
+    InterpreterMissing,
+    DestinationRefused,
+    ScriptFailed,
+    TimedOut,
+    Busy,
+    ResourceFailed,
+    InvalidBackup,
+    /// A backup file this controller did not make (no or a wrong authentication tag).
+    UntrustedBackup,
+    /// A disk or quota filled up (ENOSPC, EDQUOT, EFBIG) during the operation.
+    NoSpace,
+    /// The tenant's work would run as root (or an account that cannot be used).
+    AccountRefused,
+    /// A path outside the folders the HTTP adapter was allowed to touch.
+    PathNotAllowed,
+    /// SIGINT, SIGTERM or SIGHUP stopped the operation; it was rolled back.
+    Interrupted,
+    /// A restore failed and putting the instance back failed too: it needs a person, with the
+    /// safety snapshot the message names.
+    RollbackFailed,
+    /// The command was given bad arguments or input; nothing ran.
+    Usage,
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, in the README's order.
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::InstanceNotFound,
+        ErrorKind::InvalidPackage,
+        ErrorKind::InterpreterMissing,
+        ErrorKind::DestinationRefused,
+        ErrorKind::ScriptFailed,
+        ErrorKind::TimedOut,
+        ErrorKind::Busy,
+        ErrorKind::ResourceFailed,
+        ErrorKind::InvalidBackup,
+        ErrorKind::UntrustedBackup,
+        ErrorKind::NoSpace,
+        ErrorKind::AccountRefused,
+        ErrorKind::PathNotAllowed,
+        ErrorKind::RollbackFailed,
+        ErrorKind::Interrupted,
+        ErrorKind::Usage,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind named `name` ([`ErrorKind::as_str`]), if there is one.
+    pub fn named(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InstanceNotFound => "instance-not-found",
+            ErrorKind::InvalidPackage => "invalid-package",
+            ErrorKind::InterpreterMissing => "interpreter-missing",
+            ErrorKind::DestinationRefused => "destination-refused",
+            ErrorKind::ScriptFailed => "script-failed",
+            ErrorKind::TimedOut => "timed-out",
+            ErrorKind::Busy => "busy",
+            ErrorKind::ResourceFailed => "resource-failed",
+            ErrorKind::InvalidBackup => "invalid-backup",
+            ErrorKind::UntrustedBackup => "untrusted-backup",
+            ErrorKind::NoSpace => "no-space",
+            ErrorKind::AccountRefused => "account-refused",
+            ErrorKind::PathNotAllowed => "path-not-allowed",
+            ErrorKind::RollbackFailed => "rollback-failed",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    /// The documented exit code of the CLI for this kind (README, "Exit codes").
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Internal => 1,
+            ErrorKind::InstanceNotFound => 4,
+            ErrorKind::InvalidPackage => 10,
+            ErrorKind::InterpreterMissing => 11,
+            ErrorKind::DestinationRefused => 12,
+            ErrorKind::ScriptFailed => 13,
+            ErrorKind::TimedOut => 14,
+            ErrorKind::Busy => 15,
+            ErrorKind::ResourceFailed => 16,
+            ErrorKind::InvalidBackup => 17,
+            ErrorKind::UntrustedBackup => 18,
+            ErrorKind::NoSpace => 19,
+            ErrorKind::AccountRefused => 20,
+            ErrorKind::PathNotAllowed => 21,
+            ErrorKind::RollbackFailed => 22,
+            // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
+            ErrorKind::Interrupted => 130,
+            ErrorKind::Usage => 2,
+        }
+    }
+}

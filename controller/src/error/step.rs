@@ -1,0 +1,82 @@
+//! The steps of an operation, as an error names where it failed.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A step of an operation, numbered as in the controller guide's scenario where it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Look the instance up in the registry.
+    FindInstance,
+    /// Take the per-instance lock.
+    Lock,
+    /// 1: parse the package's APP-META.xml.
+    ParseMetadata,
+    /// 1.1: find `//service/provision/backup-script` (and whether it is `sufficient`).
+    FindBackupScript,
+    /// 1.1: the controller backs up the instance's resources itself.
+    BackupResources,
+    /// 1.2: resolve the interpreter of `script-language`.
+    ResolveInterpreter,
+    /// 2: build the environment variables.
+    BuildEnvironment,
+    /// 3.1: check the destination (backup) or the source file (restore).
+    CheckDestination,
+    /// Restore: read and verify the backup file before anything changes.
+    VerifyBackup,
+    /// Restore: take the safety snapshot of the instance.
+    SafetySnapshot,
+    /// Restore: put the web folders and databases back from the backup.
+    RestoreResources,
+    /// 3.2: run the backup script (`backup` or `restore`).
+    RunScript,
+    /// Verify: find `//service/provision/verification-script` and check its file.
+    FindVerificationScript,
+    /// Verify: run the verification-script against the instance as it stands.
+    RunVerificationScript,
+    /// 3.3: write the result in place and report.
+    Finish,
+    /// Putting the instance back after a failed restore.
+    Rollback,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::FindInstance => "find-instance",
+            Step::Lock => "lock",
+            Step::ParseMetadata => "1-parse-metadata",
+            Step::FindBackupScript => "1.1-find-backup-script",
+            Step::BackupResources => "1.1-backup-resources",
+            Step::ResolveInterpreter => "1.2-resolve-interpreter",
+            Step::BuildEnvironment => "2-build-environment",
+            Step::CheckDestination => "3.1-check-destination",
+            Step::VerifyBackup => "verify-backup",
+            Step::SafetySnapshot => "safety-snapshot",
+            Step::RestoreResources => "restore-resources",
+            Step::RunScript => "3.2-run-script",
+            Step::FindVerificationScript => "find-verification-script",
+            Step::RunVerificationScript => "run-verification-script",
+            Step::Finish => "3.3-finish",
+            Step::Rollback => "rollback",
+        }
+    }
+}
+
+impl Step {
+    /// Which package script a script failure at this step is about, for messages.
+    pub(super) fn script_role(self) -> &'static str {
+        match self {
+            Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
+            _ => "backup script",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

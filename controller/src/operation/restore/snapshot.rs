@@ -1,0 +1,173 @@
+//! The safety snapshot: taken before a restore changes anything, put back when it fails (and
+//! by the journal's recovery after a crash).
+
+use aps_meta::model::AppMeta;
+use camino::Utf8Path;
+
+use crate::account::Account;
+use crate::archive::{ArchiveOptions, ArchiveReader, ArchiveWriter, Compression, PartKind};
+use crate::controller::{Controller, ControllerConfig};
+use crate::error::{OperationError, Step};
+
+use super::apply::*;
+use crate::registry::{Instance, InstanceStore};
+
+/// The safety snapshot: a compressed archive of the instance as it is now.
+pub(super) fn take_snapshot(
+    ctl: &Controller,
+    instance: &Instance,
+    meta: &AppMeta,
+    path: &Utf8Path,
+) -> Result<(), OperationError> {
+    let account = ctl.instance_account(instance)?;
+    write_snapshot(ctl.config(), instance, meta, path, account.as_ref()).map_err(|e| match e {
+        OperationError::Archive { source, .. } => OperationError::Archive {
+            step: Step::SafetySnapshot,
+            source,
+        },
+        OperationError::Database { db_id, source, .. } => OperationError::Database {
+            step: Step::SafetySnapshot,
+            db_id,
+            source,
+        },
+        other => other,
+    })
+}
+
+pub(super) fn write_snapshot(
+    config: &ControllerConfig,
+    instance: &Instance,
+    meta: &AppMeta,
+    path: &Utf8Path,
+    account: Option<&Account>,
+) -> Result<(), OperationError> {
+    let arch = |source| OperationError::Archive {
+        step: Step::SafetySnapshot,
+        source,
+    };
+    let file = std::fs::File::create(path).map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot create",
+        path,
+    ))?;
+    // Compressed, and holes kept as holes: a snapshot needs about what the site's data takes,
+    // not its apparent size. zstd's fastest level on every core: nothing else runs while it is
+    // taken, and a restore should cost about what it did when snapshots were plain copies.
+    let options = ArchiveOptions {
+        compression: Compression::Zstd { level: -3 },
+        ..ArchiveOptions::default()
+    };
+    let mut writer = ArchiveWriter::create(
+        &file,
+        &options,
+        crate::operation::manifest_header(meta, &instance.name),
+    )
+    .map_err(arch)?;
+    writer.walk_policy(config.walk_policy(&instance.name, account));
+    // Every archive the controller writes is tagged, its private snapshots too.
+    let key = config.backup_key().map_err(|e| OperationError::Io {
+        step: Step::SafetySnapshot,
+        what: "cannot use the backup key",
+        path: e.path().to_owned(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    writer.tag_with(key);
+    let dir = path.parent().expect("snapshot path has a folder");
+    for (db_id, db) in &instance.databases {
+        let dump = dir.join(format!(
+            "snapshot-{}.sql",
+            crate::operation::file_safe(db_id)
+        ));
+        let info = crate::database::dump(db, &dump, config.default_timeout).map_err(|source| {
+            OperationError::Database {
+                step: Step::SafetySnapshot,
+                db_id: db_id.clone(),
+                source,
+            }
+        })?;
+        writer
+            .add_file_part(
+                &crate::operation::dump_part_name(db_id),
+                PartKind::DatabaseDump {
+                    db_id: db_id.clone(),
+                    kind: db.kind.as_str().to_owned(),
+                    row_counts: Some(info.row_counts),
+                },
+                &dump,
+            )
+            .map_err(arch)?;
+        let _ = std::fs::remove_file(&dump);
+    }
+    for (url, dir) in instance.archived_web_dirs() {
+        // A folder that does not exist yet (a fresh staging instance) has nothing to keep; the
+        // rollback removes whatever the restore created there. A symlink is not "missing":
+        // it reaches the writer, which refuses it by name.
+        if std::fs::symlink_metadata(dir).is_ok() {
+            writer.add_web_dir(url, dir).map_err(arch)?;
+        }
+    }
+    writer.finish().map_err(arch)?;
+    file.sync_all().map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot sync",
+        path,
+    ))
+}
+
+/// Puts the instance back exactly as the snapshot holds it.
+pub(super) fn put_back(
+    config: &ControllerConfig,
+    instance: &Instance,
+    snapshot: &Utf8Path,
+    account: Option<&Account>,
+) -> Result<(), OperationError> {
+    let reader = ArchiveReader::open(snapshot, None).map_err(|source| OperationError::Archive {
+        step: Step::Rollback,
+        source,
+    })?;
+    let work = snapshot.parent().expect("snapshot path has a folder");
+    apply_archive(
+        &reader,
+        instance,
+        work,
+        config.default_timeout,
+        Step::Rollback,
+        account,
+        None,
+    )?;
+    // Folders absent from the snapshot did not exist before the restore.
+    for (url, dir) in instance.archived_web_dirs() {
+        let kept = reader
+            .manifest()
+            .parts
+            .iter()
+            .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url } if mapping_url == url));
+        if !kept && std::fs::symlink_metadata(dir).is_ok() {
+            crate::archive::remove_dir_all_nofollow(dir.as_std_path()).map_err(
+                OperationError::io(
+                    Step::Rollback,
+                    "cannot remove the web folder created by the restore",
+                    dir,
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Journal recovery after a killed controller: put the instance back from its snapshot.
+pub(crate) fn put_back_snapshot(
+    config: &ControllerConfig,
+    store: &dyn InstanceStore,
+    snapshot: &Utf8Path,
+    instance: &str,
+) -> Result<(), String> {
+    let instance = store.get(instance).map_err(|e| e.to_string())?;
+    // What the snapshot puts back belongs to the instance's account, as after a restore; an
+    // account that is refused now (root) leaves the files to the controller.
+    let account = config.instance_account(&instance).ok().flatten();
+    crate::database::as_account(account.as_ref(), || {
+        put_back(config, &instance, snapshot, account.as_ref())
+    })
+    .map_err(|e| e.to_string())
+}

@@ -49,6 +49,24 @@ pub struct DrillReport {
     pub verification: Option<Verification>,
 }
 
+impl DrillReport {
+    /// A drill of `shown` that has not passed yet, nor failed.
+    fn begun(o: &DrillOptions, shown: String, store: &'static str) -> Self {
+        DrillReport {
+            instance: o.instance.clone(),
+            staging: o.staging.clone(),
+            backup: shown,
+            store,
+            passed: false,
+            complete: true,
+            unchecked: Vec::new(),
+            failed_step: None,
+            error: None,
+            verification: None,
+        }
+    }
+}
+
 pub fn drill(
     panel: &Panel,
     engine: &Engine,
@@ -134,16 +152,9 @@ fn drill_store(
         // A snapshot that cannot be staged (untrusted, damaged, unreadable) does not restore:
         // the drill failed at its restore.
         Err(problem) => Ok(DrillReport {
-            instance: o.instance.clone(),
-            staging: o.staging.clone(),
-            backup: shown,
-            store,
-            passed: false,
-            complete: true,
-            unchecked: Vec::new(),
             failed_step: Some("restore"),
             error: Some(problem),
-            verification: None,
+            ..DrillReport::begun(o, shown, store)
         }),
     }
 }
@@ -188,16 +199,9 @@ fn header_only(
     checked: Result<bool, aps_controller::archive::ArchiveError>,
 ) -> DrillReport {
     let mut report = DrillReport {
-        instance: o.instance.clone(),
-        staging: o.staging.clone(),
-        backup: shown,
-        store,
-        passed: false,
         complete: false,
         unchecked: UNCHECKED_WITHOUT_IDENTITY.to_vec(),
-        failed_step: None,
-        error: None,
-        verification: None,
+        ..DrillReport::begun(o, shown, store)
     };
     match checked {
         Ok(_) => {
@@ -236,18 +240,7 @@ fn restore_and_check(
         operation: "drill",
         total: 2,
     });
-    let mut report = DrillReport {
-        instance: o.instance.clone(),
-        staging: o.staging.clone(),
-        backup: shown,
-        store,
-        passed: false,
-        complete: true,
-        unchecked: Vec::new(),
-        failed_step: None,
-        error: None,
-        verification: None,
-    };
+    let mut report = DrillReport::begun(o, shown, store);
     progress.emit(Event::ItemStart { item: "restore" });
     let restored = engine.restore(&o.staging, backup, o.identity.as_deref());
     progress.emit(Event::ItemDone {

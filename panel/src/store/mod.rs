@@ -13,10 +13,6 @@ pub mod files;
 pub mod local;
 #[cfg(feature = "repository")]
 pub mod repository;
-#[cfg(feature = "repository")]
-mod repository_restore;
-#[cfg(feature = "repository")]
-mod repository_web;
 #[cfg(feature = "s3")]
 pub mod s3;
 

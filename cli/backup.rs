@@ -8,7 +8,6 @@ use aps_controller::archive::check_recipients;
 use aps_controller::error::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::operation::{BackupRequest, MigrateRequest, RestoreRequest};
-use aps_panel::config::StoreKind;
 use aps_panel::manual::{self, ManualRequest};
 use aps_panel::{Compression, Panel};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -166,10 +165,10 @@ impl BackupInput {
         if self.http { http } else { cli }
     }
 
-    /// Whether the backup is a snapshot in the repository store: no `--to` (`"to"`) and
-    /// panel.toml's store is the repository.
+    /// Whether the backup is a snapshot the store makes itself: no `--to` (`"to"`) and
+    /// panel.toml's store keeps snapshots (the repository).
     pub fn goes_to_repository(&self, panel: &Panel) -> bool {
-        self.to.is_none() && panel.config.store_kind() == StoreKind::Repository
+        self.to.is_none() && panel.store.keeps_snapshots()
     }
 
     /// Everything that can be checked without touching anything.
@@ -534,20 +533,30 @@ pub fn repository_backup(
         ));
     }
     let started = std::time::Instant::now();
-    let store = aps_panel::repository::open(panel)
-        .map_err(|p| Failure::from_problem(&p))?
-        .expect("the store kind is repository");
-    let snapshot = aps_panel::repository::backup(
-        panel,
-        ctl,
-        &store,
-        &input.instance,
-        aps_panel::Periodicity::Manual,
-    )
-    .map_err(|p| Failure::from_problem(&p))?;
+    let cx = panel.cx();
+    panel
+        .store
+        .open(&cx)
+        .map_err(|p| Failure::from_problem(&p))?;
+    let made = panel
+        .store
+        .backup(
+            &cx,
+            ctl,
+            &input.instance,
+            aps_panel::Periodicity::Manual,
+            &aps_panel::SystemClock,
+        )
+        .map_err(|p| Failure::from_problem(&p))?;
+    let aps_panel::store::Made::Snapshot(snapshot) = made else {
+        return Err(Failure::new(
+            ErrorKind::Internal,
+            "the store made a file, not a snapshot",
+        ));
+    };
     Ok(SnapshotBackup {
         instance: input.instance.clone(),
-        repository: store.describe(),
+        repository: panel.store.describe(&cx),
         snapshot,
         duration_ms: started.elapsed().as_millis() as u64,
     })
@@ -651,7 +660,7 @@ impl RestoreInput {
     /// The mistakes panel.toml's store kind shows: a snapshot of the archive store, an age
     /// identity for a repository snapshot. `panel` is `None` only with a file.
     pub fn check_store(&self, panel: Option<&Panel>) -> Result<(), Failure> {
-        let repository = panel.is_some_and(|p| p.config.store_kind() == StoreKind::Repository);
+        let repository = panel.is_some_and(|p| p.store.keeps_snapshots());
         if self.snapshot.is_some() && !repository {
             return Err(Failure::usage(format!(
                 "{} names a snapshot of the repository store, but panel.toml's store is the \
@@ -687,7 +696,7 @@ pub fn restore_instance(
     input.check_store(panel)?;
     if let Some(panel) = panel
         && input.from.is_none()
-        && panel.config.store_kind() == StoreKind::Repository
+        && panel.store.keeps_snapshots()
     {
         return snapshot_restore(ctl, panel, input, out);
     }
@@ -785,29 +794,28 @@ fn require_instance(ctl: &Controller, name: &str) -> Result<(), Failure> {
 fn stage_snapshot(
     ctl: &Controller,
     panel: &Panel,
-    store: &aps_panel::store::repository::RepositoryStore,
     instance: &str,
     id: Option<&str>,
-) -> Result<aps_panel::store::repository::StagedArchive, Failure> {
-    aps_panel::repository::stage(panel, ctl, store, instance, id).map_err(|p| {
-        let f = Failure::from_problem(&p);
-        if p.kind == ErrorKind::Usage.as_str() {
-            f.with(
-                "hint",
-                format!("`aps-controller backups {instance}` lists its snapshots"),
-            )
-        } else {
-            interrupted_exit(f)
-        }
-    })
-}
-
-fn open_repository(
-    panel: &Panel,
-) -> Result<aps_panel::store::repository::RepositoryStore, Failure> {
-    aps_panel::repository::open(panel)
-        .map_err(|p| Failure::from_problem(&p))?
-        .ok_or_else(|| Failure::usage("panel.toml's store is not a repository"))
+) -> Result<aps_panel::store::Staged, Failure> {
+    let cx = panel.cx();
+    panel
+        .store
+        .open(&cx)
+        .map_err(|p| Failure::from_problem(&p))?;
+    let found = panel.store.find(&cx, instance, id);
+    found
+        .and_then(|found| panel.store.stage(&cx, ctl, instance, &found))
+        .map_err(|p| {
+            let f = Failure::from_problem(&p);
+            if p.kind == ErrorKind::Usage.as_str() {
+                f.with(
+                    "hint",
+                    format!("`aps-controller backups {instance}` lists its snapshots"),
+                )
+            } else {
+                interrupted_exit(f)
+            }
+        })
 }
 
 /// `restore NAME --latest|--snapshot ID` from the repository store.
@@ -831,8 +839,7 @@ fn restore_snapshot_into(
     ),
     Failure,
 > {
-    let store = open_repository(panel)?;
-    let mut staged = stage_snapshot(ctl, panel, &store, from, id)?;
+    let mut staged = stage_snapshot(ctl, panel, from, id)?;
     let request = RestoreRequest {
         instance: into.to_owned(),
         source: staged.archive.clone(),
@@ -842,12 +849,17 @@ fn restore_snapshot_into(
         // A migration's (`from` is the source); a restore stages only its own snapshots.
         from_other_instance: from != into,
     };
-    let report =
-        aps_panel::repository::restore_staged(ctl, &mut staged, &request).map_err(|e| {
-            print_rolled_back(out, &e, || rolled_back(&request));
-            Failure::from_operation(&e)
-        })?;
-    Ok((store.describe(), staged.snapshot.clone(), report))
+    let report = staged.restore(ctl, &request).map_err(|e| {
+        print_rolled_back(out, &e, || rolled_back(&request));
+        Failure::from_operation(&e)
+    })?;
+    let snapshot = staged.snapshot.clone().ok_or_else(|| {
+        Failure::new(
+            ErrorKind::Internal,
+            "the store staged a file, not a snapshot",
+        )
+    })?;
+    Ok((panel.store.describe(&panel.cx()), snapshot, report))
 }
 
 fn snapshot_restore(
@@ -1072,7 +1084,7 @@ fn snapshot_migrate(
     out: Out,
 ) -> Result<Done, Failure> {
     let started = std::time::Instant::now();
-    let Some(panel) = panel.filter(|p| p.config.store_kind() == StoreKind::Repository) else {
+    let Some(panel) = panel.filter(|p| p.store.keeps_snapshots()) else {
         return Err(Failure::usage(format!(
             "{} names a snapshot of the repository store, but panel.toml's store is the \
              archive store: without it, migrate makes a live backup of {}",

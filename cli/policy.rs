@@ -9,10 +9,10 @@ use aps_controller::error::human_bytes;
 
 use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::listing::list_backups;
-use aps_panel::progress::{OperationProgress, Progress};
-use aps_panel::prune::{StorePrune, prune_store};
+use aps_panel::progress::OperationProgress;
+use aps_panel::prune::StorePrune;
 use aps_panel::run::{RunOptions, run as run_backups};
-use aps_panel::{Engine, Panel, PanelError, Periodicity, Store, SystemClock};
+use aps_panel::{ArchiveFiles, Engine, Panel, PanelError, Periodicity, SystemClock};
 use camino::Utf8PathBuf;
 
 use aps_controller::ErrorKind;
@@ -199,29 +199,34 @@ pub fn backups_of(
     remote: bool,
 ) -> Result<crate::backup::Done, Failure> {
     check_instance_name("NAME", name)?;
-    if !remote
-        && let Some(repository) =
-            aps_panel::repository::open(panel).map_err(|p| Failure::from_problem(&p))?
-    {
-        return list_snapshots(ctl, panel, &repository, name);
+    let (store, snapshots, entries) = if remote {
+        let store = panel.files(remote).map_err(|e| Failure::from_panel(&e))?;
+        let entries = list_backups(store, name).map_err(|e| Failure::from_panel(&e.into()))?;
+        (store.describe(), None, entries)
+    } else {
+        let listing = panel
+            .store
+            .list(&panel.cx(), name)
+            .map_err(|p| Failure::from_problem(&p))?;
+        // A removed instance's backups are still listed; an unknown name without any is a
+        // mistake worth saying so.
+        if listing.is_empty() {
+            require_registered(ctl, name)?;
+        }
+        (listing.store, listing.snapshots, listing.archives)
+    };
+    if let Some(snapshots) = snapshots {
+        return Ok(list_snapshots(panel, &store, snapshots, entries, name));
     }
-    let store = panel.store(remote).map_err(|e| Failure::from_panel(&e))?;
-    let entries = list_backups(store, name).map_err(|e| Failure::from_panel(&e.into()))?;
-    // A removed instance's backups are still listed; an unknown name without any is a
-    // mistake worth saying so.
-    if entries.is_empty() {
+    if remote && entries.is_empty() {
         require_registered(ctl, name)?;
     }
-    let mut text = format!(
-        "{} backups of {name} in {}",
-        entries.len(),
-        store.describe()
-    );
+    let mut text = format!("{} backups of {name} in {store}", entries.len());
     text += &archive_lines(&entries);
     Ok(crate::backup::Done {
         json: json!({
             "instance": name,
-            "store": store.describe(),
+            "store": store,
             "backups": entries,
         }),
         text,
@@ -255,23 +260,15 @@ fn archive_lines(entries: &[aps_panel::listing::BackupEntry]) -> String {
 /// still in the archive store's folder (made before the switch to the repository), newest
 /// first, so that a switch hides none of them.
 fn list_snapshots(
-    ctl: &Controller,
     panel: &Panel,
-    repository: &aps_panel::store::repository::RepositoryStore,
+    repository: &str,
+    snapshots: Vec<aps_panel::store::repository::SnapshotInfo>,
+    archives: Vec<aps_panel::listing::BackupEntry>,
     name: &str,
-) -> Result<crate::backup::Done, Failure> {
-    let mut snapshots = repository
-        .snapshots(Some(name))
-        .map_err(|e| Failure::from_problem(&aps_panel::repository::problem(&e, None)))?;
-    let archives = list_backups(&panel.local, name).map_err(|e| Failure::from_panel(&e.into()))?;
-    if snapshots.is_empty() && archives.is_empty() {
-        require_registered(ctl, name)?;
-    }
-    snapshots.reverse();
+) -> crate::backup::Done {
     let mut text = format!(
-        "{} snapshots of {name} in repository {}",
-        snapshots.len(),
-        repository.describe()
+        "{} snapshots of {name} in repository {repository}",
+        snapshots.len()
     );
     for s in &snapshots {
         text += &format!(
@@ -297,16 +294,16 @@ fn list_snapshots(
         );
         text += &archive_lines(&archives);
     }
-    Ok(crate::backup::Done {
+    crate::backup::Done {
         json: json!({
             "instance": name,
-            "store": repository.describe(),
+            "store": repository,
             "snapshots": snapshots,
             "archive_store": panel.local.describe(),
             "archives": archives,
         }),
         text,
-    })
+    }
 }
 
 /// A long-running command's last JSON line: the envelope with `type` `summary`.
@@ -419,8 +416,8 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                 ));
             }
             let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
-            let progress = std::sync::Arc::new(Progress::detect(json));
-            if !matches!(*progress, Progress::Quiet) {
+            let progress = crate::progress::for_panel(json);
+            if !progress.is_hidden() {
                 engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
                     std::sync::Arc::clone(&progress),
                 ))));
@@ -430,7 +427,7 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                 instances,
                 jobs,
             };
-            let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
+            let s = run_backups(&panel, &engine, &options, &SystemClock, progress.as_ref())
                 .map_err(|e| Failure::from_panel(&e))?;
             *note = Some(format!(
                 "{}: {} ok, {} failed{}{}",
@@ -571,35 +568,14 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
         } => {
             let (panel, _) = open(&state)?;
             let now = jiff::Timestamp::now();
-            let mut stores: Vec<&dyn Store> = vec![&panel.local];
-            if let Some(r) = &panel.remote {
-                stores.push(r.as_ref());
-            }
-            let mut done = Vec::new();
-            for store in stores {
-                let p = prune_store(store, None, &panel.policy, now, dry_run).map_err(|e| {
-                    Failure::new(ErrorKind::Internal, e.to_string())
-                        .with("stores", serde_json::to_value(&done).expect("serialise"))
-                })?;
-                done.push(p);
-            }
-            // The repository store: the same policy over its snapshots, then one prune.
-            let repository = match panel.config.repository(&panel.state_dir) {
-                Some(settings) => Some(
-                    aps_panel::store::repository::retention::prune_all(
-                        &settings,
-                        &panel.policy,
-                        now,
-                        dry_run,
-                    )
-                    .map_err(|e| {
-                        Failure::new(ErrorKind::Internal, e.to_string())
-                            .with("repository", settings.location.describe())
-                            .with("stores", serde_json::to_value(&done).expect("serialise"))
-                    })?,
-                ),
-                None => None,
-            };
+            let pruned = panel.store.prune(&panel.cx(), now, dry_run).map_err(|e| {
+                let mut f = Failure::new(ErrorKind::Internal, e.message);
+                if let Some(r) = e.repository {
+                    f = f.with("repository", r);
+                }
+                f.with("stores", serde_json::to_value(&e.done).expect("serialise"))
+            })?;
+            let (done, repository) = (pruned.stores, pruned.repository);
             *note = Some(
                 done.iter()
                     .map(print_prune)
@@ -715,7 +691,7 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
             if let Some(w) = &unmarked {
                 out.warn(w);
             }
-            let progress = Progress::detect(json);
+            let progress = crate::progress::for_panel(json);
             let r = drill(
                 &panel,
                 &engine,
@@ -725,7 +701,7 @@ fn dispatch(out: Out, c: PolicyCommand, note: &mut Option<String>) -> Result<Exi
                     identity,
                     remote,
                 },
-                &progress,
+                progress.as_ref(),
             )
             .map_err(|e| Failure::from_panel(&e))?;
             *note = Some(format!(
@@ -819,7 +795,6 @@ fn verify_repository(
     read_sample: Option<&str>,
     read_all: bool,
 ) -> Result<ExitCode, Failure> {
-    use aps_panel::store::repository::RepositoryError;
     use aps_panel::store::repository::verify::ReadData;
     let read = match (read_all, read_sample) {
         (true, _) => ReadData::All,
@@ -827,25 +802,13 @@ fn verify_repository(
         (false, None) => ReadData::Sample(ReadData::DEFAULT_SAMPLE.to_owned()),
     };
     let (panel, _) = open(state)?;
-    let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
-        Failure::usage(format!(
-            "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
-            panel.state_dir
-        ))
+    let report = panel.store.verify(&panel.cx(), &read).map_err(|e| {
+        let f = Failure::from_problem(&e.problem);
+        match e.repository {
+            Some(r) => f.with("repository", r),
+            None => f,
+        }
     })?;
-    let fail = |e: RepositoryError| {
-        let kind = match &e {
-            RepositoryError::NotInitialised { .. } | RepositoryError::KeyFormat { .. } => {
-                ErrorKind::Usage
-            }
-            _ => ErrorKind::Internal,
-        };
-        Failure::new(kind, e.to_string())
-            .at("check-repository")
-            .with("repository", settings.location.describe())
-    };
-    let store = aps_panel::store::repository::RepositoryStore::open(&settings).map_err(fail)?;
-    let report = store.verify(&read).map_err(fail)?;
     if !report.is_ok() {
         return Err(Failure::new(
             ErrorKind::InvalidBackup,

@@ -161,7 +161,7 @@ fn folder_swapped_for_a_symlink_during_backups_never_leaks_into_a_snapshot() {
         "the tenant never managed a swap: the race was not run"
     );
     // A backup that saw the folder change fails and keeps nothing (the walk itself never
-    // follows the symlink: src/store/repository_web.rs attacks it directly).
+    // follows the symlink: src/store/repository/web.rs attacks it directly).
     for reason in &failed {
         assert!(reason.contains("nothing was kept"), "{reason}");
     }

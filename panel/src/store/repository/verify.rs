@@ -6,7 +6,7 @@
 use rustic_core::{CheckOptions, ReadSubsetOption};
 use serde::Serialize;
 
-use super::{RepositoryError, RepositoryStore};
+use crate::store::repository::{RepositoryError, RepositoryStore};
 
 /// How much pack data `verify` reads back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,6 +63,14 @@ impl VerifyReport {
 }
 
 impl RepositoryStore {
+    /// The engine's structure check (indexes, packs, trees); `read_data` also reads and
+    /// verifies every pack.
+    pub fn check(&self, read_data: bool) -> Result<(), RepositoryError> {
+        let opts = CheckOptions::default().read_data(read_data);
+        let results = self.repo.check(opts).map_err(self.err())?;
+        results.is_ok().map_err(self.err())
+    }
+
     /// Checks the repository; damage is reported in the report (errors), not as an `Err`,
     /// which is kept for a check that could not run at all.
     pub fn verify(&self, read: &ReadData) -> Result<VerifyReport, RepositoryError> {

@@ -22,6 +22,8 @@ pub mod prune;
 pub mod repository;
 pub mod retention;
 pub mod run;
+#[cfg(feature = "repository")]
+pub mod service;
 pub mod store;
 
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -1,0 +1,90 @@
+//! An instance's backups (`aps-controller backups NAME`, `GET /v1/instances/NAME/backups`):
+//! the archive store's files newest first, or with the repository store its snapshots.
+
+use aps_controller::Controller;
+use serde::Serialize;
+
+use super::{Field, ServiceError, check_instance_name, require_registered};
+use crate::context::Panel;
+use crate::listing::{BackupEntry, list_backups};
+use crate::store::Store;
+use crate::store::repository::{RepositoryStore, SnapshotInfo};
+
+/// Which backups: those of `instance`, in the local store or the remote copy.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub instance: String,
+    /// The remote copy (panel.toml [remote]) instead of the local store.
+    pub remote: bool,
+}
+
+/// An instance's backups, newest first.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BackupList {
+    /// Archive files, in the archive store or the remote copy.
+    Archives {
+        instance: String,
+        /// The store, as people read it.
+        store: String,
+        backups: Vec<BackupEntry>,
+    },
+    /// The repository store's snapshots, then the archives still in the archive store's
+    /// folder (made before the switch to the repository), so that a switch hides none.
+    Snapshots {
+        instance: String,
+        store: String,
+        snapshots: Vec<SnapshotInfo>,
+        archive_store: String,
+        archives: Vec<BackupEntry>,
+    },
+}
+
+/// The instance's backups. A name that is not registered and has none is
+/// `instance-not-found`; a removed instance's backups are still listed.
+pub fn backups(
+    ctl: &Controller,
+    panel: &Panel,
+    request: &Request,
+) -> Result<BackupList, ServiceError> {
+    let name = request.instance.as_str();
+    check_instance_name(Field::Instance, name)?;
+    if !request.remote
+        && let Some(repository) = crate::repository::open(panel)?
+    {
+        return list_snapshots(ctl, panel, &repository, name);
+    }
+    let store = panel.store(request.remote)?;
+    let entries = list_backups(store, name).map_err(crate::PanelError::from)?;
+    if entries.is_empty() {
+        require_registered(ctl, name)?;
+    }
+    Ok(BackupList::Archives {
+        instance: name.to_owned(),
+        store: store.describe(),
+        backups: entries,
+    })
+}
+
+fn list_snapshots(
+    ctl: &Controller,
+    panel: &Panel,
+    repository: &RepositoryStore,
+    name: &str,
+) -> Result<BackupList, ServiceError> {
+    let mut snapshots = repository
+        .snapshots(Some(name))
+        .map_err(|e| crate::repository::problem(&e, None))?;
+    let archives = list_backups(&panel.local, name).map_err(crate::PanelError::from)?;
+    if snapshots.is_empty() && archives.is_empty() {
+        require_registered(ctl, name)?;
+    }
+    snapshots.reverse();
+    Ok(BackupList::Snapshots {
+        instance: name.to_owned(),
+        store: repository.describe(),
+        snapshots,
+        archive_store: panel.local.describe(),
+        archives,
+    })
+}

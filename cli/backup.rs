@@ -8,7 +8,9 @@ use aps_controller::error::human_bytes;
 use aps_panel::service::backup::{self, Outcome};
 use camino::Utf8PathBuf;
 
-use crate::common::{Failure, Out, StateArgs, cli_failure, open_controller, open_panel};
+use crate::common::{
+    Failure, Out, StateArgs, cli_failure, open_controller, open_panel, with_progress,
+};
 
 pub const BACKUP_EXAMPLES: &str = "\
 EXAMPLES:
@@ -115,21 +117,14 @@ fn run_backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
     // Progress of the controller's archive backup (a plan or a snapshot draws none).
-    let progress = if request.goes_to_repository(&panel) || request.dry_run {
-        None
-    } else {
-        crate::progress::for_command(out.json)
-    };
-    ctl.set_progress(progress.clone());
-    let result = backup::backup(&ctl, &panel, &request).map_err(cli_failure);
-    if let Some(p) = &progress {
-        p.finish();
-    }
+    let archive = !request.goes_to_repository(&panel) && !request.dry_run;
+    let result = with_progress(out, &mut ctl, archive, |ctl| {
+        backup::backup(ctl, &panel, &request).map_err(cli_failure)
+    });
     if let Err(f) = &result
         && f.kind == ErrorKind::Interrupted.as_str()
         && !out.json
-        && !request.dry_run
-        && !request.goes_to_repository(&panel)
+        && archive
     {
         let dest = request.to.as_ref().map_or_else(
             || "the backup store's new file".to_owned(),

@@ -9,7 +9,6 @@ use aps_panel::service::backups::BackupList;
 use crate::common::{Failure, Out, StateArgs, check_instance_name, cli_failure};
 use crate::policy::{engine, finish, open};
 
-/// `backups`'s arguments.
 #[derive(clap::Args)]
 pub struct BackupsArgs {
     /// The instance (registered, or removed but with backups left in the store).

@@ -179,6 +179,31 @@ impl Failure {
                 (f, &None)
             }
             ServiceError::Problem { problem, hint } => (Self::from_problem(problem), hint),
+            ServiceError::Unverified { file, error } => {
+                (Self::from_panel(error).with("file", file.as_str()), &None)
+            }
+            ServiceError::Repository {
+                kind,
+                repository,
+                error,
+            } => (
+                Self::new(*kind, error.to_string())
+                    .at("check-repository")
+                    .with("repository", repository.clone()),
+                &None,
+            ),
+            ServiceError::Damaged {
+                repository,
+                errors,
+                warnings,
+            } => (
+                Self::new(ErrorKind::InvalidBackup, e.to_string())
+                    .at("check-repository")
+                    .with("repository", repository.clone())
+                    .with("errors", errors.clone())
+                    .with("warnings", warnings.clone()),
+                &None,
+            ),
             ServiceError::Panel { error, hint } => (Self::from_panel(error), hint),
         };
         if matches!(e, ServiceError::Problem { .. } | ServiceError::Panel { .. }) {
@@ -248,6 +273,9 @@ impl Wording for Flags {
             Field::NoConnect => "--no-connect",
             Field::ToInstance => "--to-instance",
             Field::Keep => "--keep",
+            Field::Staging => "--staging",
+            Field::InstanceOption => "--instance",
+            Field::File => "FILE",
         }
     }
 }
@@ -400,6 +428,27 @@ pub fn print_rolled_back(out: Out, error: &ServiceError, undone: impl FnOnce() -
     {
         errln!("rolled back: {}; the lock is released", undone());
     }
+}
+
+/// Runs `operation` on the controller with its progress drawn for this command (a bar on a
+/// terminal, JSON lines with `--json`) when `draw`, the drawing finished after.
+pub fn with_progress<T>(
+    out: Out,
+    ctl: &mut Controller,
+    draw: bool,
+    operation: impl FnOnce(&Controller) -> T,
+) -> T {
+    let progress = if draw {
+        crate::progress::for_command(out.json)
+    } else {
+        None
+    };
+    ctl.set_progress(progress.clone());
+    let result = operation(ctl);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    result
 }
 
 /// panel.toml and the stores it names (checked: a configured store must exist).

@@ -4,15 +4,14 @@
 use std::process::ExitCode;
 
 use aps_controller::journal::OperationKind;
-use aps_panel::drill::{DrillOptions, drill};
 use aps_panel::progress::Progress;
+use aps_panel::service::drill;
 
 use camino::Utf8PathBuf;
 
-use crate::common::{Failure, Out, StateArgs, check_instance_name, outln};
-use crate::policy::{engine, finish, logged, open, require_registered, summary_line};
+use crate::common::{Failure, Flags, Out, StateArgs, cli_failure, outln};
+use crate::policy::{engine, finish, logged, open, summary_line};
 
-/// `drill`'s arguments.
 #[derive(clap::Args)]
 pub struct DrillArgs {
     /// The instance whose newest good backup is drilled.
@@ -54,49 +53,24 @@ fn run_drill(out: Out, args: DrillArgs, note: &mut Option<String>) -> Result<Exi
         json,
         state,
     } = args;
-    check_instance_name("NAME", &name)?;
-    check_instance_name("--staging", &staging)?;
-    if name == staging {
-        return Err(Failure::usage(format!(
-            "--staging is {name:?}, the instance being drilled: a drill overwrites the \
-             staging instance, so name another registered instance of the same package"
-        )));
-    }
+    let request = drill::Request {
+        instance: name,
+        staging,
+        identity,
+        remote,
+    };
+    request.check().map_err(cli_failure)?;
     let (panel, controller) = open(&state)?;
     let engine = engine(&panel, controller)?;
-    require_registered(engine.controller(), &name)?;
-    require_registered(engine.controller(), &staging)?;
-    // Drills set up before roles existed keep working; the person is told before the
-    // restore starts.
-    let unmarked = engine
-        .controller()
-        .store()
-        .get(&staging)
-        .is_ok_and(|i| !i.is_staging())
-        .then(|| {
-            format!(
-                "--staging {staging:?} is not marked as a staging instance: a drill \
-                 overwrites its web folders and databases, and `run` backs it up like \
-                 any other; if it is one, add `role = \"staging\"` to its \
-                 INSTANCE.toml and register it again with --replace"
-            )
-        });
+    let unmarked = request
+        .prepare(engine.controller())
+        .map_err(cli_failure)?
+        .map(|w| w.say(&Flags));
     if let Some(w) = &unmarked {
         out.warn(w);
     }
     let progress = Progress::detect(json);
-    let r = drill(
-        &panel,
-        &engine,
-        &DrillOptions {
-            instance: name,
-            staging,
-            identity,
-            remote,
-        },
-        &progress,
-    )
-    .map_err(|e| Failure::from_panel(&e))?;
+    let r = drill::drill(&panel, &engine, &request, &progress).map_err(cli_failure)?;
     *note = Some(format!(
         "into {}: {} ({}){}",
         r.staging,

@@ -11,18 +11,8 @@ use aps_controller::registry::{self, FileStore, InstanceStore, StateDir, view};
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 
-use crate::common::{Failure, Out, check_instance_name, outln};
+use crate::common::{Failure, Out, StateArgs, check_instance_name, outln};
 use crate::failures::{register_failure, store_failure};
-
-/// Options every instance subcommand takes.
-#[derive(clap::Args, Debug)]
-pub struct StateArgs {
-    /// State folder. Default: $APS_CONTROLLER_STATE_DIR, else for root
-    /// /var/lib/aps-controller, else $XDG_STATE_HOME/aps-controller, else
-    /// ~/.local/state/aps-controller (`aps-controller config show` says which).
-    #[arg(long, value_name = "DIR", global = true)]
-    pub state_dir: Option<Utf8PathBuf>,
-}
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
@@ -249,9 +239,7 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
 /// (of the first problem: account and folders `account-refused`, a login `resource-failed`,
 /// a folder or database shared with another instance `usage`) and its exit code.
 fn check(out: Out, name: &str, state: &StateArgs) -> Result<ExitCode, Failure> {
-    let controller = crate::common::open_controller(&crate::common::StateArgs {
-        state_dir: state.state_dir.clone(),
-    })?;
+    let controller = crate::common::open_controller(state)?;
     let store = controller.store();
     let instance = store.get(name).map_err(store_failure)?;
     let others = store.list().map_err(store_failure)?;

@@ -10,6 +10,7 @@ use camino::Utf8PathBuf;
 use crate::backup::parse_timeout;
 use crate::common::{
     Failure, Out, StateArgs, cli_failure, open_controller, open_panel, print_rolled_back,
+    with_progress,
 };
 
 pub const MIGRATE_EXAMPLES: &str = "\
@@ -77,12 +78,9 @@ fn run_migrate(out: Out, args: MigrateArgs) -> Result<ExitCode, Failure> {
         None
     };
     let mut ctl = open_controller(&args.state)?;
-    let progress = crate::progress::for_command(out.json);
-    ctl.set_progress(progress.clone());
-    let result = migrate::migrate(&ctl, panel.as_ref(), &request);
-    if let Some(p) = &progress {
-        p.finish();
-    }
+    let result = with_progress(out, &mut ctl, true, |ctl| {
+        migrate::migrate(ctl, panel.as_ref(), &request)
+    });
     let done = result.map_err(|e| {
         print_rolled_back(out, &e, || rolled_back_text(&request));
         cli_failure(e)

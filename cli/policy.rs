@@ -11,7 +11,7 @@ use aps_controller::journal::OperationKind;
 use aps_panel::{Engine, Panel, PanelError};
 use serde_json::{Map, Value};
 
-use crate::common::{Failure, Out, StateArgs, cli_failure, envelope, open_panel};
+use crate::common::{Failure, Out, StateArgs, envelope, open_panel};
 
 /// The command's result printed, its exit code — or, stopped by a signal, 128 + the signal:
 /// whatever ran was rolled back.
@@ -86,9 +86,4 @@ pub fn logged(
         };
     }
     result
-}
-
-/// Exit 4 with `instance-not-found` for a name that is not registered.
-pub fn require_registered(ctl: &Controller, name: &str) -> Result<(), Failure> {
-    aps_panel::service::require_registered(ctl, name).map_err(cli_failure)
 }

@@ -13,7 +13,6 @@ use serde_json::json;
 use crate::common::{Failure, Out, StateArgs};
 use crate::policy::{finish, logged, open};
 
-/// `prune`'s arguments.
 #[derive(clap::Args)]
 pub struct PruneArgs {
     /// Show what would be removed; remove nothing.

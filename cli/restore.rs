@@ -9,6 +9,7 @@ use camino::Utf8PathBuf;
 use crate::backup::parse_timeout;
 use crate::common::{
     Failure, Out, StateArgs, cli_failure, open_controller, open_panel, print_rolled_back,
+    with_progress,
 };
 
 pub const RESTORE_EXAMPLES: &str = "\
@@ -83,12 +84,9 @@ fn run_restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
     };
     request.check_store(panel.as_ref()).map_err(cli_failure)?;
     let mut ctl = open_controller(&args.state)?;
-    let progress = crate::progress::for_command(out.json);
-    ctl.set_progress(progress.clone());
-    let result = restore::restore(&ctl, panel.as_ref(), &request);
-    if let Some(p) = &progress {
-        p.finish();
-    }
+    let result = with_progress(out, &mut ctl, true, |ctl| {
+        restore::restore(ctl, panel.as_ref(), &request)
+    });
     let done = result.map_err(|e| {
         print_rolled_back(out, &e, || {
             rolled_back_text(&request.instance, request.no_safety_snapshot)

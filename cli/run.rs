@@ -7,13 +7,12 @@ use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
 use aps_panel::progress::{OperationProgress, Progress};
-use aps_panel::run::{RunOptions, run as run_backups};
-use aps_panel::{PanelError, Periodicity, SystemClock};
+use aps_panel::service::run;
+use aps_panel::{Periodicity, SystemClock};
 
-use crate::common::{Failure, Out, StateArgs, check_instance_name, outln};
+use crate::common::{Failure, Out, StateArgs, cli_failure, outln};
 use crate::policy::{engine, finish, logged, open, summary_line};
 
-/// `run`'s arguments.
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// hourly, daily, weekly, monthly, bimonthly, shutdown, manual or all: the name of the
@@ -58,29 +57,15 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
         json,
         state,
     } = args;
-    for name in &instances {
-        check_instance_name("--instance", name)?;
-    }
+    let request = run::Request {
+        periodicity,
+        instances,
+        jobs: jobs.map(|j| j as usize),
+    };
+    request.check().map_err(cli_failure)?;
     let (panel, controller) = open(&state)?;
     let mut engine = engine(&panel, controller)?;
-    // Unknown names are refused before any backup starts.
-    let registered = engine
-        .instances()
-        .map_err(|e| Failure::from_panel(&PanelError::Engine(e)))?;
-    let unknown: Vec<String> = instances
-        .iter()
-        .filter(|i| registered.binary_search(i).is_err())
-        .map(|u| format!("{u:?}"))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(Failure::new(
-            ErrorKind::InstanceNotFound,
-            format!(
-                "--instance names no registered instance: {}; `aps-controller instance list` shows them",
-                unknown.join(", ")
-            ),
-        ));
-    }
+    let registered = request.prepare(&engine).map_err(cli_failure)?;
     let (state_dir, state_source) = crate::config::resolve(&state)?;
     let state_words = crate::config::describe_state(&state_dir, state_source);
     // A timer looking at another state folder than the one registrations went to
@@ -93,20 +78,13 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
              `aps-controller config show` says which folder a command uses)"
         ));
     }
-    let jobs = jobs.map(|j| j as usize).or(panel.config.jobs).unwrap_or(2);
     let progress = std::sync::Arc::new(Progress::detect(json));
     if !matches!(*progress, Progress::Quiet) {
         engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
             std::sync::Arc::clone(&progress),
         ))));
     }
-    let options = RunOptions {
-        periodicity,
-        instances,
-        jobs,
-    };
-    let s = run_backups(&panel, &engine, &options, &SystemClock, &progress)
-        .map_err(|e| Failure::from_panel(&e))?;
+    let s = run::run(&panel, &engine, &request, &SystemClock, &progress).map_err(cli_failure)?;
     *note = Some(format!(
         "{}: {} ok, {} failed{}{}",
         s.periodicity,

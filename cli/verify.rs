@@ -3,15 +3,13 @@
 
 use std::process::ExitCode;
 
-use aps_controller::ErrorKind;
-use aps_panel::PanelError;
 use camino::Utf8PathBuf;
-use serde_json::json;
 
-use crate::common::{Failure, Out, StateArgs, check_instance_name};
-use crate::policy::{engine, finish, open, require_registered};
+use aps_panel::service::verify;
 
-/// `verify`'s arguments.
+use crate::common::{Failure, Out, StateArgs, cli_failure};
+use crate::policy::{engine, finish, open};
+
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The backup file; or use --instance for an instance's newest good backup, or
@@ -54,41 +52,24 @@ pub struct VerifyArgs {
 
 pub fn run(args: VerifyArgs) -> ExitCode {
     let out = Out::new(args.json);
-    finish(out, verify(out, args))
+    finish(out, verify_archive(out, args))
 }
 
-fn verify(out: Out, args: VerifyArgs) -> Result<ExitCode, Failure> {
+fn verify_archive(out: Out, args: VerifyArgs) -> Result<ExitCode, Failure> {
     if args.repository {
         return verify_repository(out, &args.state, args.read_sample.as_deref(), args.read_all);
     }
-    let VerifyArgs {
-        file,
-        instance,
-        identity,
-        state,
-        ..
-    } = args;
-    if let Some(i) = &instance {
-        check_instance_name("--instance", i)?;
-    }
-    let (panel, controller) = open(&state)?;
-    let engine = engine(&panel, controller)?;
-    let file = match (file, instance) {
-        (Some(f), _) => f,
-        (None, Some(i)) => {
-            require_registered(engine.controller(), &i)?;
-            aps_panel::manual::latest(&panel, &i).map_err(|e| Failure::from_panel(&e))?
-        }
-        (None, None) => {
-            return Err(Failure::usage("give FILE or --instance NAME"));
-        }
+    let request = verify::ArchiveRequest {
+        file: args.file,
+        instance: args.instance,
+        identity: args.identity,
     };
-    // `--identity`, else panel.toml's `identity-file`.
-    let identity = identity.or_else(|| panel.config.identity_file(&panel.state_dir));
-    let detail = engine
-        .verify_archive(&file, identity.as_deref())
-        .map_err(|e| Failure::from_panel(&PanelError::Engine(e)).with("file", file.as_str()))?;
-    Ok(out.success(&json!({ "file": file, "detail": detail }), || {
+    request.check().map_err(cli_failure)?;
+    let (panel, controller) = open(&args.state)?;
+    let engine = engine(&panel, controller)?;
+    let done = verify::verify_archive(&panel, &engine, &request).map_err(cli_failure)?;
+    let (file, detail) = (&done.file, &done.detail);
+    Ok(out.success(&done, || {
         format!(
             "{file}: ok{}",
             if detail.is_empty() {
@@ -108,7 +89,6 @@ fn verify_repository(
     read_sample: Option<&str>,
     read_all: bool,
 ) -> Result<ExitCode, Failure> {
-    use aps_panel::store::repository::RepositoryError;
     use aps_panel::store::repository::verify::ReadData;
     let read = match (read_all, read_sample) {
         (true, _) => ReadData::All,
@@ -116,39 +96,7 @@ fn verify_repository(
         (false, None) => ReadData::Sample(ReadData::DEFAULT_SAMPLE.to_owned()),
     };
     let (panel, _) = open(state)?;
-    let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
-        Failure::usage(format!(
-            "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
-            panel.state_dir
-        ))
-    })?;
-    let fail = |e: RepositoryError| {
-        let kind = match &e {
-            RepositoryError::NotInitialised { .. } | RepositoryError::KeyFormat { .. } => {
-                ErrorKind::Usage
-            }
-            _ => ErrorKind::Internal,
-        };
-        Failure::new(kind, e.to_string())
-            .at("check-repository")
-            .with("repository", settings.location.describe())
-    };
-    let store = aps_panel::store::repository::RepositoryStore::open(&settings).map_err(fail)?;
-    let report = store.verify(&read).map_err(fail)?;
-    if !report.is_ok() {
-        return Err(Failure::new(
-            ErrorKind::InvalidBackup,
-            format!(
-                "repository {} is damaged: {}",
-                report.repository,
-                report.errors.join("; ")
-            ),
-        )
-        .at("check-repository")
-        .with("repository", report.repository.clone())
-        .with("errors", report.errors.clone())
-        .with("warnings", report.warnings.clone()));
-    }
+    let report = verify::verify_repository(&panel, &read).map_err(cli_failure)?;
     Ok(out.success(&report, || {
         let read = match &report.read_data {
             ReadData::None => "structure only".to_owned(),

@@ -67,6 +67,9 @@ impl Wording for JsonFields {
             Field::NoConnect => "\"no_connect\": true",
             Field::ToInstance => "\"to_instance\"",
             Field::Keep => "\"keep\"",
+            Field::Staging => "\"staging\"",
+            Field::InstanceOption => "\"instance\"",
+            Field::File => "\"file\"",
         }
     }
 }

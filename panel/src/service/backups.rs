@@ -4,7 +4,7 @@
 use aps_controller::Controller;
 use serde::Serialize;
 
-use super::{Field, ServiceError, check_instance_name, require_registered};
+use super::{ServiceError, check_instance_name, require_registered};
 use crate::context::Panel;
 use crate::listing::{BackupEntry, list_backups};
 use crate::store::Store;
@@ -48,7 +48,8 @@ pub fn backups(
     request: &Request,
 ) -> Result<BackupList, ServiceError> {
     let name = request.instance.as_str();
-    check_instance_name(Field::Instance, name)?;
+    // Both front ends have always called it NAME here (HTTP too, unlike its other routes).
+    check_instance_name("NAME", name)?;
     if !request.remote
         && let Some(repository) = crate::repository::open(panel)?
     {

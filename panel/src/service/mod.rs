@@ -1,5 +1,5 @@
 //! The operations as a control panel asks for them — backup, restore, migrate, list backups,
-//! import, the log — one module each, with a typed request and a typed result, called by both front ends: the
+//! import, the log, run, drill — one module each, with a typed request and a typed result, called by both front ends: the
 //! CLI (`aps-controller backup …`) and the HTTP adapter (`aps-controller serve`).
 //!
 //! The service decides; the front ends word. A refusal names the request's fields as a
@@ -8,14 +8,19 @@
 
 pub mod backup;
 pub mod backups;
+pub mod drill;
 pub mod import;
 pub mod log;
 pub mod migrate;
 pub mod restore;
+pub mod run;
+pub mod verify;
 
 use aps_controller::Controller;
 use aps_controller::ErrorKind;
 use aps_controller::error::OperationError;
+
+use camino::Utf8PathBuf;
 
 use crate::context::PanelError;
 use crate::problem::Problem;
@@ -52,6 +57,12 @@ pub enum Field {
     NoConnect,
     ToInstance,
     Keep,
+    /// A drill's staging instance.
+    Staging,
+    /// An instance named by an option (`run`'s and `verify`'s `--instance`).
+    InstanceOption,
+    /// A backup file named by itself (`verify FILE`).
+    File,
 }
 
 /// How a front end names a request's fields.
@@ -180,6 +191,9 @@ impl Wording for Neutral {
             Field::FromOtherInstance => "from_other_instance",
             Field::ToInstance => "to_instance",
             Field::Keep => "keep",
+            Field::Staging => "staging",
+            Field::InstanceOption => "instance",
+            Field::File => "file",
         }
     }
 }
@@ -232,6 +246,27 @@ pub enum ServiceError {
         problem: Problem,
         hint: Option<String>,
     },
+    /// An archive that could not be verified (damaged, unreadable, no identity).
+    #[error("{file}: {error}")]
+    Unverified {
+        file: Utf8PathBuf,
+        error: PanelError,
+    },
+    /// The repository store could not be opened or checked.
+    #[error("repository {repository}: {error}")]
+    Repository {
+        /// `usage` for a repository not made yet or a wrong key, else `internal`.
+        kind: ErrorKind,
+        repository: String,
+        error: crate::store::repository::RepositoryError,
+    },
+    /// The repository store is damaged: every finding.
+    #[error("repository {repository} is damaged: {}", .errors.join("; "))]
+    Damaged {
+        repository: String,
+        errors: Vec<String>,
+        warnings: Vec<String>,
+    },
     /// panel.toml or the store.
     #[error("{error}")]
     Panel {
@@ -278,7 +313,10 @@ impl ServiceError {
             ServiceError::Refused { hint, .. }
             | ServiceError::Problem { hint, .. }
             | ServiceError::Panel { hint, .. } => *hint = Some(text),
-            ServiceError::Operation { .. } => {}
+            ServiceError::Operation { .. }
+            | ServiceError::Unverified { .. }
+            | ServiceError::Repository { .. }
+            | ServiceError::Damaged { .. } => {}
         }
         self
     }

@@ -250,7 +250,7 @@ pub enum ServiceError {
     #[error("{file}: {error}")]
     Unverified {
         file: Utf8PathBuf,
-        error: PanelError,
+        error: Box<PanelError>,
     },
     /// The repository store could not be opened or checked.
     #[error("repository {repository}: {error}")]
@@ -258,7 +258,7 @@ pub enum ServiceError {
         /// `usage` for a repository not made yet or a wrong key, else `internal`.
         kind: ErrorKind,
         repository: String,
-        error: crate::store::repository::RepositoryError,
+        error: Box<crate::store::repository::RepositoryError>,
     },
     /// The repository store is damaged: every finding.
     #[error("repository {repository} is damaged: {}", .errors.join("; "))]
@@ -270,7 +270,7 @@ pub enum ServiceError {
     /// panel.toml or the store.
     #[error("{error}")]
     Panel {
-        error: PanelError,
+        error: Box<PanelError>,
         hint: Option<String>,
     },
 }
@@ -324,7 +324,10 @@ impl ServiceError {
 
 impl From<PanelError> for ServiceError {
     fn from(error: PanelError) -> Self {
-        ServiceError::Panel { error, hint: None }
+        ServiceError::Panel {
+            error: Box::new(error),
+            hint: None,
+        }
     }
 }
 

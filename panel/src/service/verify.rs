@@ -68,7 +68,7 @@ pub fn verify_archive(
         Ok(detail) => Ok(VerifiedArchive { file, detail }),
         Err(e) => Err(ServiceError::Unverified {
             file,
-            error: PanelError::Engine(e),
+            error: Box::new(PanelError::Engine(e)),
         }),
     }
 }
@@ -90,7 +90,7 @@ pub fn verify_repository(panel: &Panel, read: &ReadData) -> Result<VerifyReport,
             _ => ErrorKind::Internal,
         },
         repository: settings.location.describe(),
-        error,
+        error: Box::new(error),
     };
     let store = RepositoryStore::open(&settings).map_err(fail)?;
     let report = store.verify(read).map_err(fail)?;

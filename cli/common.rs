@@ -182,16 +182,16 @@ impl Failure {
             ServiceError::Unverified { file, error } => {
                 (Self::from_panel(error).with("file", file.as_str()), &None)
             }
-            ServiceError::Repository {
-                kind,
+            ServiceError::Unchecked {
+                problem,
                 repository,
-                error,
-            } => (
-                Self::new(*kind, error.to_string())
-                    .at("check-repository")
-                    .with("repository", repository.clone()),
-                &None,
-            ),
+            } => {
+                let f = Self::from_problem(problem);
+                match repository {
+                    Some(r) => (f.with("repository", r.clone()), &None),
+                    None => (f, &None),
+                }
+            }
             ServiceError::Damaged {
                 repository,
                 errors,

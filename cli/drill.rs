@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use aps_controller::journal::OperationKind;
-use aps_panel::progress::Progress;
 use aps_panel::service::drill;
 
 use camino::Utf8PathBuf;
@@ -69,8 +68,8 @@ fn run_drill(out: Out, args: DrillArgs, note: &mut Option<String>) -> Result<Exi
     if let Some(w) = &unmarked {
         out.warn(w);
     }
-    let progress = Progress::detect(json);
-    let r = drill::drill(&panel, &engine, &request, &progress).map_err(cli_failure)?;
+    let progress = crate::progress::for_panel(json);
+    let r = drill::drill(&panel, &engine, &request, progress.as_ref()).map_err(cli_failure)?;
     *note = Some(format!(
         "into {}: {} ({}){}",
         r.staging,

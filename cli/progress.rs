@@ -1,6 +1,8 @@
-//! Progress of `backup`, `restore` and `migrate`: a bar per part (bytes, rate, ETA) when stderr
-//! is a terminal, JSON lines on stderr with `--json` (stdout keeps exactly one JSON object, the
-//! result), nothing otherwise (cron).
+//! Progress drawn. `backup`, `restore` and `migrate`: a bar per part (bytes, rate, ETA) when
+//! stderr is a terminal, JSON lines on stderr with `--json` (stdout keeps exactly one JSON
+//! object, the result), nothing otherwise (cron). `run` and `drill` (the panel's events): a
+//! bar over the instances on a terminal, JSON lines on stdout with `--json`, nothing in cron
+//! (there only the final summary is printed, and errors go to stderr).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -8,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aps_controller::progress::{Part, Progress};
+use aps_panel::progress::Event;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// JSON byte counts are printed at most this often.
@@ -128,5 +131,75 @@ impl Progress for Bar {
 
     fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+/// The panel's reporter for `run` and `drill`: `--json` → JSON lines on stdout; else a bar
+/// when stderr is a terminal; else nothing.
+pub fn for_panel(json: bool) -> Arc<dyn aps_panel::progress::Progress> {
+    if json {
+        Arc::new(EventLines(Mutex::new(std::io::stdout())))
+    } else if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        Arc::new(EventBar(bar))
+    } else {
+        Arc::new(aps_panel::progress::Quiet)
+    }
+}
+
+/// Each event as a line `{"type": "progress", "event": …}` on stdout.
+struct EventLines(Mutex<std::io::Stdout>);
+
+impl aps_panel::progress::Progress for EventLines {
+    fn emit(&self, event: Event<'_>) {
+        // Every JSON line of a long-running command says what it is: `type`.
+        let mut value = serde_json::to_value(&event).expect("events serialise");
+        value["type"] = "progress".into();
+        let line = value.to_string();
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // A closed stdout must not abort a backup run.
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// One bar over the items (instances, a drill's steps).
+struct EventBar(ProgressBar);
+
+impl aps_panel::progress::Progress for EventBar {
+    fn emit(&self, event: Event<'_>) {
+        let bar = &self.0;
+        match event {
+            Event::Start { operation, total } => {
+                bar.set_prefix(operation.to_owned());
+                bar.set_length(total);
+            }
+            Event::ItemStart { item } => bar.set_message(item.to_owned()),
+            Event::Part {
+                instance,
+                phase,
+                name,
+                ..
+            } => bar.set_message(format!("{instance}: {phase} {name}")),
+            Event::Bytes { done } => bar.set_prefix(format!(
+                "backup, {} archived",
+                aps_controller::error::human_bytes(done)
+            )),
+            Event::ItemDone { item, ok, error } => {
+                if !ok {
+                    bar.println(format!("{item}: {}", error.unwrap_or("failed")));
+                }
+                bar.inc(1);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }

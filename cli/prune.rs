@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
-use aps_panel::Store;
-use aps_panel::prune::{StorePrune, prune_store};
+use aps_panel::prune::StorePrune;
 use serde_json::json;
 
 use crate::common::{Failure, Out, StateArgs};
@@ -41,35 +40,14 @@ fn prune(out: Out, args: PruneArgs, note: &mut Option<String>) -> Result<ExitCod
     } = args;
     let (panel, _) = open(&state)?;
     let now = jiff::Timestamp::now();
-    let mut stores: Vec<&dyn Store> = vec![&panel.local];
-    if let Some(r) = &panel.remote {
-        stores.push(r.as_ref());
-    }
-    let mut done = Vec::new();
-    for store in stores {
-        let p = prune_store(store, None, &panel.policy, now, dry_run).map_err(|e| {
-            Failure::new(ErrorKind::Internal, e.to_string())
-                .with("stores", serde_json::to_value(&done).expect("serialise"))
-        })?;
-        done.push(p);
-    }
-    // The repository store: the same policy over its snapshots, then one prune.
-    let repository = match panel.config.repository(&panel.state_dir) {
-        Some(settings) => Some(
-            aps_panel::store::repository::retention::prune_all(
-                &settings,
-                &panel.policy,
-                now,
-                dry_run,
-            )
-            .map_err(|e| {
-                Failure::new(ErrorKind::Internal, e.to_string())
-                    .with("repository", settings.location.describe())
-                    .with("stores", serde_json::to_value(&done).expect("serialise"))
-            })?,
-        ),
-        None => None,
-    };
+    let pruned = panel.store.prune(&panel.cx(), now, dry_run).map_err(|e| {
+        let mut f = Failure::new(ErrorKind::Internal, e.message);
+        if let Some(r) = e.repository {
+            f = f.with("repository", r);
+        }
+        f.with("stores", serde_json::to_value(&e.done).expect("serialise"))
+    })?;
+    let (done, repository) = (pruned.stores, pruned.repository);
     *note = Some(
         done.iter()
             .map(print_prune)

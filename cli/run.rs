@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
-use aps_panel::progress::{OperationProgress, Progress};
+use aps_panel::progress::OperationProgress;
 use aps_panel::service::run;
 use aps_panel::{Periodicity, SystemClock};
 
@@ -78,13 +78,14 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
              `aps-controller config show` says which folder a command uses)"
         ));
     }
-    let progress = std::sync::Arc::new(Progress::detect(json));
-    if !matches!(*progress, Progress::Quiet) {
+    let progress = crate::progress::for_panel(json);
+    if !progress.is_hidden() {
         engine.set_progress(Some(std::sync::Arc::new(OperationProgress::new(
             std::sync::Arc::clone(&progress),
         ))));
     }
-    let s = run::run(&panel, &engine, &request, &SystemClock, &progress).map_err(cli_failure)?;
+    let s = run::run(&panel, &engine, &request, &SystemClock, progress.as_ref())
+        .map_err(cli_failure)?;
     *note = Some(format!(
         "{}: {} ok, {} failed{}{}",
         s.periodicity,

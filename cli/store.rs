@@ -103,7 +103,10 @@ pub enum StoreCommand {
 }
 
 fn repository_failure(step: &'static str, e: RepositoryError) -> Failure {
-    Failure::from_problem(&aps_panel::repository::problem(&e, Some(step)))
+    Failure::from_problem(&aps_panel::store::repository::front::problem(
+        &e,
+        Some(step),
+    ))
 }
 
 pub fn run(c: StoreCommand) -> ExitCode {
@@ -155,9 +158,14 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
             let (panel, settings) = settings(&state)?;
             let controller = open_controller(&state)?;
             let store = open(&settings)?;
-            let snap =
-                aps_panel::repository::backup(&panel, &controller, &store, &name, periodicity)
-                    .map_err(|p| Failure::from_problem(&p))?;
+            let snap = aps_panel::store::repository::front::backup(
+                &panel.cx(),
+                &controller,
+                &store,
+                &name,
+                periodicity,
+            )
+            .map_err(|p| Failure::from_problem(&p))?;
             Ok(out.success(&json!({"snapshot": snap}), || {
                 format!(
                     "snapshot {} of {name}: {} files, {} read, {} added",

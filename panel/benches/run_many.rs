@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use aps_controller::registry::{self, StateDir};
 use aps_controller::{Controller, ControllerConfig};
-use aps_panel::progress::Progress;
+use aps_panel::progress::Quiet;
 use aps_panel::run::{RunOptions, run};
 use aps_panel::{Engine, Panel, Periodicity, SystemClock};
 use camino::Utf8PathBuf;
@@ -86,7 +86,7 @@ fn main() {
     };
     let (self0, children0) = (cpu(libc::RUSAGE_SELF), cpu(libc::RUSAGE_CHILDREN));
     let t0 = Instant::now();
-    let summary = run(&panel, &engine, &options, &SystemClock, &Progress::Quiet).unwrap();
+    let summary = run(&panel, &engine, &options, &SystemClock, &Quiet).unwrap();
     let wall = t0.elapsed();
     let own = cpu(libc::RUSAGE_SELF) - self0;
     let scripts = cpu(libc::RUSAGE_CHILDREN) - children0;

@@ -578,23 +578,40 @@ impl PanelConfig {
 
     /// The repository store's settings when `[store] kind = "repository"`, else `None`.
     pub fn repository(&self, state_dir: &Utf8Path) -> Option<RepositorySettings> {
-        let Some(StoreSetting::Table(t)) = &self.store else {
-            return None;
+        (self.store_kind() == StoreKind::Repository).then(|| self.repository_settings(state_dir))
+    }
+
+    /// Where the repository store is, and its key files, resolved against the state folder.
+    pub fn repository_settings(&self, state_dir: &Utf8Path) -> RepositorySettings {
+        let t = match &self.store {
+            Some(StoreSetting::Table(t)) => Some(t),
+            _ => None,
         };
-        (t.kind == StoreKind::Repository).then(|| {
-            let at = |p: &Option<Utf8PathBuf>, default: &str| match p {
-                Some(p) => state_dir.join(p),
-                None => state_dir.join(default),
-            };
-            RepositorySettings {
-                location: match &t.s3 {
-                    Some(s3) => RepositoryLocation::S3(s3.clone()),
-                    None => RepositoryLocation::Folder(at(&t.path, "repository")),
-                },
-                key_file: at(&t.key_file, "repository.key"),
-                password_file: at(&t.password_file, "repository.password"),
-            }
-        })
+        let at = |p: Option<&Utf8PathBuf>, default: &str| match p {
+            Some(p) => state_dir.join(p),
+            None => state_dir.join(default),
+        };
+        RepositorySettings {
+            location: match t.and_then(|t| t.s3.as_ref()) {
+                Some(s3) => RepositoryLocation::S3(s3.clone()),
+                None => {
+                    RepositoryLocation::Folder(at(t.and_then(|t| t.path.as_ref()), "repository"))
+                }
+            },
+            key_file: at(t.and_then(|t| t.key_file.as_ref()), "repository.key"),
+            password_file: at(
+                t.and_then(|t| t.password_file.as_ref()),
+                "repository.password",
+            ),
+        }
+    }
+
+    /// How the controller packs an archive file, as panel.toml says.
+    pub fn archive_choice(&self) -> crate::engine::ArchiveChoice {
+        crate::engine::ArchiveChoice {
+            compression: self.compression,
+            age_recipients: self.age_recipients.clone(),
+        }
     }
 
     pub fn archive_format(&self) -> ArchiveFormat {

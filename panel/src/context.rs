@@ -3,28 +3,11 @@
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::config::{ConfigError, PanelConfig};
-use crate::engine::{ArchiveChoice, EngineError};
+use crate::engine::ArchiveChoice;
+pub use crate::error::PanelError;
 use crate::retention::RetentionPolicy;
-use crate::store::{LocalStore, Remote, Store, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PanelError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("{0}")]
-    Usage(String),
-    #[error("cannot make a scratch folder in {path}: {source}")]
-    Scratch {
-        path: Utf8PathBuf,
-        source: std::io::Error,
-    },
-    #[error("instance {instance} has no good backup in {store}")]
-    NoBackup { instance: String, store: String },
-}
+use crate::store::files::{ArchiveFiles, Remote};
+use crate::store::{LocalStore, Store, StoreCx};
 
 pub struct Panel {
     pub state_dir: Utf8PathBuf,
@@ -33,6 +16,9 @@ pub struct Panel {
     pub local: LocalStore,
     /// The off-machine copy, when panel.toml has a `[remote]`.
     pub remote: Option<Box<dyn Remote>>,
+    /// The store panel.toml chose (`[store] kind`): what every backup, listing, restore,
+    /// retention, verify and drill asks; [`crate::store::chosen`].
+    pub store: Box<dyn Store>,
     /// Name reservations of backups killed before they finished, removed on opening.
     pub stale_reservations: Vec<Utf8PathBuf>,
 }
@@ -67,7 +53,9 @@ impl Panel {
         };
         local.check_exists()?;
         let stale_reservations = local.remove_stale_reservations();
+        let store = crate::store::chosen(&config, state_dir);
         Ok(Panel {
+            store,
             stale_reservations,
             local,
             state_dir: state_dir.to_owned(),
@@ -77,9 +65,9 @@ impl Panel {
         })
     }
 
-    /// The local store, or with `remote` the off-machine copy (an error when panel.toml has no
-    /// `[remote]`).
-    pub fn store(&self, remote: bool) -> Result<&dyn Store, PanelError> {
+    /// The archive store's folder, or with `remote` the off-machine copy (an error when
+    /// panel.toml has no `[remote]`).
+    pub fn files(&self, remote: bool) -> Result<&dyn ArchiveFiles, PanelError> {
         match (&self.remote, remote) {
             (Some(r), true) => Ok(r.as_ref()),
             (None, true) => Err(PanelError::Usage("panel.toml has no [remote]".to_owned())),
@@ -88,9 +76,17 @@ impl Panel {
     }
 
     pub fn archive_choice(&self) -> ArchiveChoice {
-        ArchiveChoice {
-            compression: self.config.compression,
-            age_recipients: self.config.age_recipients.clone(),
+        self.config.archive_choice()
+    }
+
+    /// What [`Panel::store`]'s calls work with.
+    pub fn cx(&self) -> StoreCx<'_> {
+        StoreCx {
+            state_dir: &self.state_dir,
+            config: &self.config,
+            policy: &self.policy,
+            local: &self.local,
+            remote: self.remote.as_deref(),
         }
     }
 }

@@ -8,11 +8,10 @@ use serde::Serialize;
 
 use crate::context::{Panel, PanelError};
 use crate::engine::{Engine, Verification};
-use crate::listing::newest_good;
 use crate::problem::Problem;
 use crate::progress::{Event, Progress};
-#[cfg(feature = "repository")]
-use crate::store::repository::RepositoryStore;
+use crate::store::files::newest_good;
+use crate::store::{DrillBackup, Found};
 use aps_controller::ErrorKind;
 
 #[derive(Debug, Clone)]
@@ -54,7 +53,7 @@ pub fn drill(
     panel: &Panel,
     engine: &Engine,
     o: &DrillOptions,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<DrillReport, PanelError> {
     if o.instance == o.staging {
         return Err(PanelError::Usage(format!(
@@ -71,59 +70,102 @@ pub fn drill(
         ..o.clone()
     };
     let o = &resolved;
-    // The repository store: the newest snapshot, made into a tagged archive (as `restore
-    // --latest` does) that the controller's restore takes.
-    #[cfg(feature = "repository")]
-    let repository = if o.remote {
-        None
-    } else {
-        crate::repository::open(panel).map_err(|p| PanelError::Usage(p.message))?
-    };
-    #[cfg(feature = "repository")]
-    if let Some(repository) = repository {
-        return drill_snapshot(panel, engine, o, &repository, progress);
+    if !o.remote {
+        return drill_store(panel, engine, o, progress);
     }
-    let store = panel.store(o.remote)?;
+    let store = panel.files(true)?;
     let newest = newest_good(store, &o.instance)?.ok_or_else(|| PanelError::NoBackup {
         instance: o.instance.clone(),
         store: store.describe(),
     })?;
-    // A remote backup is restored from a download in a scratch folder of the state folder,
+    // The remote backup is restored from a download in a scratch folder of the state folder,
     // deleted when the drill ends (whatever its outcome).
-    let (backup, shown, _download) = match (&panel.remote, o.remote) {
-        (Some(remote), true) => {
-            let scratch = tempfile::Builder::new()
-                .prefix(".drill-download-")
-                .tempdir_in(&panel.state_dir)
-                .map_err(|source| PanelError::Scratch {
-                    path: panel.state_dir.clone(),
-                    source,
-                })?;
-            let dir = Utf8Path::from_path(scratch.path())
-                .expect("a folder made in a UTF-8 folder is UTF-8")
-                .to_owned();
-            let path = dir.join(&newest.file_name);
-            remote.download(&newest.key, &path)?;
-            let shown = format!("{}/{}", store.describe().trim_end_matches('/'), newest.key);
-            (path, shown, Some(scratch))
-        }
-        _ => {
-            let path = panel.local.path_of(&newest);
-            (path.clone(), path.into_string(), None)
-        }
-    };
-    let store = if o.remote { "remote" } else { "local" };
+    let scratch = tempfile::Builder::new()
+        .prefix(".drill-download-")
+        .tempdir_in(&panel.state_dir)
+        .map_err(|source| PanelError::Scratch {
+            path: panel.state_dir.clone(),
+            source,
+        })?;
+    let dir = Utf8Path::from_path(scratch.path())
+        .expect("a folder made in a UTF-8 folder is UTF-8")
+        .to_owned();
+    let backup = dir.join(&newest.file_name);
+    let remote = panel.remote.as_ref().expect("files(true) is the remote");
+    remote.download(&newest.key, &backup)?;
+    let shown = format!("{}/{}", store.describe().trim_end_matches('/'), newest.key);
+    Ok(drill_file(engine, o, &backup, shown, "remote", progress))
+}
+
+/// A drill of the newest good backup of the store panel.toml chose.
+fn drill_store(
+    panel: &Panel,
+    engine: &Engine,
+    o: &DrillOptions,
+    progress: &dyn Progress,
+) -> Result<DrillReport, PanelError> {
+    let cx = panel.cx();
+    let DrillBackup {
+        found,
+        shown,
+        store,
+    } = panel
+        .store
+        .drill_backup(&cx, &o.instance)?
+        .ok_or_else(|| PanelError::NoBackup {
+            instance: o.instance.clone(),
+            store: panel.store.describe(&cx),
+        })?;
+    if let Found::File(path) = &found {
+        return Ok(drill_file(engine, o, path, shown, store, progress));
+    }
+    match panel
+        .store
+        .stage(&cx, engine.controller(), &o.instance, &found)
+    {
+        Ok(staged) => Ok(restore_and_check(
+            engine,
+            o,
+            &staged.archive,
+            shown,
+            store,
+            progress,
+        )),
+        // A snapshot that cannot be staged (untrusted, damaged, unreadable) does not restore:
+        // the drill failed at its restore.
+        Err(problem) => Ok(DrillReport {
+            instance: o.instance.clone(),
+            staging: o.staging.clone(),
+            backup: shown,
+            store,
+            passed: false,
+            complete: true,
+            unchecked: Vec::new(),
+            failed_step: Some("restore"),
+            error: Some(problem),
+            verification: None,
+        }),
+    }
+}
+
+/// A drill of an archive file.
+fn drill_file(
+    engine: &Engine,
+    o: &DrillOptions,
+    backup: &Utf8Path,
+    shown: String,
+    store: &'static str,
+    progress: &dyn Progress,
+) -> DrillReport {
     // An encrypted archive without its identity: what can be checked without decrypting,
     // and the staging instance left alone.
     if o.identity.is_none() {
-        match aps_controller::archive::check_age_header(&backup) {
+        match aps_controller::archive::check_age_header(backup) {
             Ok(false) => {}
-            checked => return Ok(header_only(o, shown, store, checked)),
+            checked => return header_only(o, shown, store, checked),
         }
     }
-    Ok(restore_and_check(
-        engine, o, &backup, shown, store, progress,
-    ))
+    restore_and_check(engine, o, backup, shown, store, progress)
 }
 
 /// What cannot be known of an encrypted archive without its identity: its authentication
@@ -181,56 +223,6 @@ fn header_only(
     report
 }
 
-/// A drill of the repository store's newest snapshot of the instance.
-#[cfg(feature = "repository")]
-fn drill_snapshot(
-    panel: &Panel,
-    engine: &Engine,
-    o: &DrillOptions,
-    repository: &RepositoryStore,
-    progress: &Progress,
-) -> Result<DrillReport, PanelError> {
-    let newest = repository
-        .latest(&o.instance)
-        .map_err(|e| PanelError::Usage(crate::repository::problem(&e, None).message))?
-        .ok_or_else(|| PanelError::NoBackup {
-            instance: o.instance.clone(),
-            store: repository.describe(),
-        })?;
-    let shown = format!("{} snapshot {}", repository.describe(), &newest.id[..8]);
-    let staged = crate::repository::stage_snapshot(
-        panel,
-        engine.controller(),
-        repository,
-        &o.instance,
-        &newest,
-    );
-    match staged {
-        Ok(staged) => Ok(restore_and_check(
-            engine,
-            o,
-            &staged.archive,
-            shown,
-            "repository",
-            progress,
-        )),
-        // A snapshot that cannot be staged (untrusted, damaged, unreadable) does not restore:
-        // the drill failed at its restore.
-        Err(problem) => Ok(DrillReport {
-            instance: o.instance.clone(),
-            staging: o.staging.clone(),
-            backup: shown,
-            store: "repository",
-            passed: false,
-            complete: true,
-            unchecked: Vec::new(),
-            failed_step: Some("restore"),
-            error: Some(problem),
-            verification: None,
-        }),
-    }
-}
-
 /// Restores `backup` into the staging instance and checks the result.
 fn restore_and_check(
     engine: &Engine,
@@ -238,7 +230,7 @@ fn restore_and_check(
     backup: &Utf8Path,
     shown: String,
     store: &'static str,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> DrillReport {
     progress.emit(Event::Start {
         operation: "drill",

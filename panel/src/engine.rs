@@ -36,6 +36,14 @@ impl ArchiveChoice {
     }
 }
 
+/// What identifies the package of a backed-up instance, for the snapshot's tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PackageTags {
+    pub id: String,
+    pub version: String,
+    pub release: String,
+}
+
 /// Result of the package's verification-script, or of the manifest comparison.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
@@ -77,7 +85,7 @@ pub enum EngineError {
 #[cfg(feature = "repository")]
 pub struct RepositorySource {
     pub instance: aps_controller::registry::Instance,
-    pub package: Option<crate::store::repository::PackageTags>,
+    pub package: Option<PackageTags>,
     /// The account the dump tools run as (`None`: the controller is not root).
     pub account: Option<aps_controller::account::Account>,
     /// The manifest header an archive backup of it would carry now.
@@ -91,6 +99,21 @@ pub struct RepositorySource {
     /// The instance's package, opened: the backup-script runs from it.
     pub opened: aps_controller::registry::OpenedPackage,
     _lock: aps_controller::lock::InstanceLock,
+}
+
+/// Backs `instance` up into `destination` for `run` (which backs up several at once).
+pub fn backup(
+    controller: &Controller,
+    instance: &str,
+    destination: &Utf8Path,
+    archive: &ArchiveChoice,
+) -> Result<BackupReport, EngineError> {
+    let mut request = BackupRequest::new(instance, destination);
+    // `run` already backs up `jobs` instances at once: one zstd thread each.
+    request.archive = archive.options(1);
+    controller
+        .backup(&request)
+        .map_err(operation_failed("backup", instance))
 }
 
 /// The record of `name` (with its database passwords), its account (root refused, as for
@@ -131,7 +154,7 @@ pub fn repository_source(
         aps_controller::operation::script_file::BackupScript::find(controller, &instance, &package)
             .map_err(operation_failed("backup", name))?;
     let header = aps_controller::operation::manifest_header(&package.meta, name);
-    let tags = crate::store::repository::PackageTags {
+    let tags = PackageTags {
         id: package
             .meta
             .id
@@ -276,12 +299,7 @@ impl Engine {
         destination: &Utf8Path,
         archive: &ArchiveChoice,
     ) -> Result<BackupReport, EngineError> {
-        let mut request = BackupRequest::new(instance, destination);
-        // `run` already backs up `jobs` instances at once: one zstd thread each.
-        request.archive = archive.options(1);
-        self.controller
-            .backup(&request)
-            .map_err(operation_failed("backup", instance))
+        backup(&self.controller, instance, destination, archive)
     }
 
     pub fn restore(

@@ -4,13 +4,16 @@
 //!
 //! Each operation is one module with an options struct and one entry function returning a
 //! serialisable report (`run`, `prune`, `listing`, `drill`); the CLI only maps arguments and
-//! prints. Every controller call goes through [`engine`].
+//! prints. The store panel.toml chose is one [`store::Store`], whatever its kind. Calls into
+//! the controller go through [`engine`], except the stores' own (an instance's record,
+//! account and lock, the journal), which only they need.
 
 pub mod clock;
 pub mod config;
 pub mod context;
 pub mod drill;
 pub mod engine;
+pub mod error;
 pub mod listing;
 pub mod manual;
 pub mod naming;
@@ -18,13 +21,12 @@ pub mod periodicity;
 pub mod problem;
 pub mod progress;
 pub mod prune;
-#[cfg(feature = "repository")]
-pub mod repository;
 pub mod retention;
 pub mod run;
 #[cfg(feature = "repository")]
 pub mod service;
 pub mod store;
+pub mod web_dirs;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::PanelConfig;
@@ -33,4 +35,4 @@ pub use engine::Engine;
 pub use naming::{ArchiveFormat, BackupName, Compression};
 pub use periodicity::Periodicity;
 pub use retention::{KeepReason, KeepRules, RetentionPlan, RetentionPolicy, plan_retention};
-pub use store::{BackupStatus, LocalStore, Store, StoreError, StoredFile};
+pub use store::{ArchiveFiles, BackupStatus, LocalStore, Store, StoreError, StoredFile};

@@ -1,6 +1,6 @@
 //! Backup file names: `<instance>_<periodicity>_YYYY-MM-DD-HH-mm-SS[.N]<ext>`, time in UTC.
 //! `.N` (N ≥ 2) tells apart backups of one instance and periodicity made within one second;
-//! the store hands out the next free N when it reserves a name ([`crate::store::LocalStore`]).
+//! the store hands out the next free N when it reserves a name (the local store's `reserve`).
 //!
 //! The name is the only record of a backup (the store is the source of truth), so it carries
 //! everything retention needs and parsing it must be exact.
@@ -123,15 +123,8 @@ pub enum NameError {
     Instance { name: String },
 }
 
-/// `[a-z0-9][a-z0-9._-]{0,62}`, as the controller's registry requires.
-pub fn is_valid_instance_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-}
+/// `[a-z0-9][a-z0-9._-]{0,62}`: the controller's registry's rule, the one rule.
+pub use aps_controller::registry::is_valid_instance_name;
 
 impl BackupName {
     /// A name for a backup taken at `time` (sub-second part dropped: names have seconds).

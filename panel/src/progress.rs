@@ -1,7 +1,6 @@
-//! Progress of long operations: a bar on a terminal, JSON lines with `--json`, nothing in cron
-//! (there only the final summary is printed, and errors go to stderr).
+//! Progress of long operations, reported as [`Event`]s through [`Progress`]; the front end
+//! draws them (the CLI: cli/progress.rs).
 
-use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -35,88 +34,40 @@ pub enum Event<'a> {
     Bytes { done: u64 },
 }
 
-pub enum Progress {
-    Quiet,
-    Json(Mutex<std::io::Stdout>),
-    Bar(indicatif::ProgressBar),
+/// Where `run` and `drill` report their progress (rustic's `Progress`, by events): the front
+/// end draws it — the CLI a bar on a terminal, JSON lines with `--json`, nothing in cron.
+pub trait Progress: Send + Sync {
+    fn emit(&self, event: Event<'_>);
+    /// The operation ended: clear what was drawn before the summary is printed.
+    fn finish(&self) {}
+    /// Whether nothing is shown (then no one needs the controller's part-by-part events).
+    fn is_hidden(&self) -> bool {
+        false
+    }
 }
 
-impl Progress {
-    /// `--json` → JSON lines; else a bar when stderr is a terminal; else quiet.
-    pub fn detect(json: bool) -> Self {
-        if json {
-            Progress::Json(Mutex::new(std::io::stdout()))
-        } else if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {elapsed} {wide_msg}",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
-            );
-            Progress::Bar(bar)
-        } else {
-            Progress::Quiet
-        }
-    }
+/// Progress shown nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
 
-    pub fn emit(&self, event: Event<'_>) {
-        match self {
-            Progress::Quiet => {}
-            Progress::Json(out) => {
-                // Every JSON line of a long-running command says what it is: `type`.
-                let mut value = serde_json::to_value(&event).expect("events serialise");
-                value["type"] = "progress".into();
-                let line = value.to_string();
-                let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
-                // A closed stdout must not abort a backup run.
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-            }
-            Progress::Bar(bar) => match event {
-                Event::Start { operation, total } => {
-                    bar.set_prefix(operation.to_owned());
-                    bar.set_length(total);
-                }
-                Event::ItemStart { item } => bar.set_message(item.to_owned()),
-                Event::Part {
-                    instance,
-                    phase,
-                    name,
-                    ..
-                } => bar.set_message(format!("{instance}: {phase} {name}")),
-                Event::Bytes { done } => {
-                    bar.set_prefix(format!("backup, {} archived", human_bytes(done)))
-                }
-                Event::ItemDone { item, ok, error } => {
-                    if !ok {
-                        bar.println(format!("{item}: {}", error.unwrap_or("failed")));
-                    }
-                    bar.inc(1);
-                }
-            },
-        }
-    }
+impl Progress for Quiet {
+    fn emit(&self, _event: Event<'_>) {}
 
-    /// Clears the bar before the summary is printed.
-    pub fn finish(&self) {
-        if let Progress::Bar(bar) = self {
-            bar.finish_and_clear();
-        }
+    fn is_hidden(&self) -> bool {
+        true
     }
 }
 
 /// `Progress` as the controller's progress sink: `run` and `drill` show which part of which
 /// instance runs and how many bytes went through, not only how many instances are done.
 pub struct OperationProgress {
-    inner: std::sync::Arc<Progress>,
+    inner: std::sync::Arc<dyn Progress>,
     done: std::sync::atomic::AtomicU64,
     last: Mutex<Option<std::time::Instant>>,
 }
 
 impl OperationProgress {
-    pub fn new(inner: std::sync::Arc<Progress>) -> Self {
+    pub fn new(inner: std::sync::Arc<dyn Progress>) -> Self {
         OperationProgress {
             inner,
             done: std::sync::atomic::AtomicU64::new(0),
@@ -148,8 +99,4 @@ impl aps_controller::progress::Progress for OperationProgress {
         drop(last);
         self.inner.emit(Event::Bytes { done });
     }
-}
-
-fn human_bytes(n: u64) -> String {
-    aps_controller::error::human_bytes(n)
 }

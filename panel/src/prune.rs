@@ -4,7 +4,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::retention::{Kept, RetentionPolicy, plan_retention};
-use crate::store::{Store, StoreError, StoredFile};
+use crate::store::files::{ArchiveFiles, Remote, StoreError, StoredFile};
+use crate::store::repository::retention::RepositoryPrune;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StorePrune {
@@ -19,7 +20,7 @@ pub struct StorePrune {
 /// Plans retention over `instance` (or every instance) of `store` and removes what the plan
 /// says, unless `dry_run`. Stops at the first removal that fails.
 pub fn prune_store(
-    store: &dyn Store,
+    store: &dyn ArchiveFiles,
     instance: Option<&str>,
     policy: &RetentionPolicy,
     now: Timestamp,
@@ -41,6 +42,53 @@ pub fn prune_store(
         removed,
         ignored: plan.ignored,
     })
+}
+
+/// What `prune` did to the store panel.toml chose (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct Pruned {
+    /// The stores of archive files: the local folder, then the off-machine copy.
+    pub stores: Vec<StorePrune>,
+    /// The repository store: its snapshots, then one prune.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryPrune>,
+}
+
+/// A `prune` that stopped: why, what it did before, and the repository it stopped at.
+#[derive(Debug)]
+pub struct PruneFailure {
+    pub message: String,
+    pub done: Vec<StorePrune>,
+    pub repository: Option<String>,
+}
+
+/// Retention over every instance of the local folder, then of the off-machine copy; stops at
+/// the first store that fails.
+pub fn prune_files(
+    local: &dyn ArchiveFiles,
+    remote: Option<&dyn Remote>,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<Vec<StorePrune>, PruneFailure> {
+    let mut stores: Vec<&dyn ArchiveFiles> = vec![local];
+    if let Some(r) = remote {
+        stores.push(r);
+    }
+    let mut done = Vec::new();
+    for store in stores {
+        match prune_store(store, None, policy, now, dry_run) {
+            Ok(p) => done.push(p),
+            Err(e) => {
+                return Err(PruneFailure {
+                    message: e.to_string(),
+                    done,
+                    repository: None,
+                });
+            }
+        }
+    }
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Retention: which backups of an instance to keep, as a pure function of what the store holds,
-//! the policy and the time. Deleting is the caller's job (see [`crate::prune`]).
+//! the policy and the time. Deleting is the caller's job (`prune`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::periodicity::Periodicity;
-use crate::store::StoredFile;
+use crate::store::files::StoredFile;
 
 pub const DEFAULT_KEEP: usize = 7;
 

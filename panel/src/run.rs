@@ -12,12 +12,12 @@ use serde::Serialize;
 use crate::clock::Clock;
 use crate::context::{Panel, PanelError};
 use crate::engine::Engine;
-use crate::naming::BackupName;
 use crate::periodicity::Periodicity;
 use crate::problem::Problem;
 use crate::progress::{Event, Progress};
-use crate::prune::{StorePrune, prune_store};
-use crate::store::Upload;
+pub use crate::store::Step;
+use crate::store::repository::retention::RunRetention;
+use crate::store::{Made, Upload};
 use aps_controller::ErrorKind;
 
 #[derive(Debug, Clone)]
@@ -26,15 +26,6 @@ pub struct RunOptions {
     /// Empty: every registered instance.
     pub instances: Vec<String>,
     pub jobs: usize,
-}
-
-/// The step an instance failed at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Step {
-    Backup,
-    Upload,
-    Prune,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,14 +66,12 @@ pub struct RunSummary {
     /// instance leaves them out; one named with `--instance` is backed up).
     pub staging_left_out: Vec<String>,
     /// With the repository store: retention over the repository once every backup ended.
-    #[cfg(feature = "repository")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub repository_retention: Option<crate::store::repository::retention::RunRetention>,
+    pub repository_retention: Option<RunRetention>,
 }
 
 impl RunSummary {
     pub fn success(&self) -> bool {
-        #[cfg(feature = "repository")]
         if self
             .repository_retention
             .as_ref()
@@ -101,7 +90,7 @@ pub fn run(
     engine: &Engine,
     options: &RunOptions,
     clock: &dyn Clock,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<RunSummary, PanelError> {
     let started = clock.now();
     let records =
@@ -119,9 +108,12 @@ pub fn run(
         .map(|i| i.name.clone())
         .collect();
     staging_left_out.sort();
-    // The repository store, opened once for every instance (retention and off-machine copies
-    // of snapshots are not part of `run` yet: docs/repository.md).
-    let repository = crate::repository::open(panel).map_err(|p| PanelError::Usage(p.message))?;
+    // The store, opened once for every instance (for the repository store, retention and
+    // off-machine copies of snapshots are not part of `run` yet: docs/repository.md).
+    panel
+        .store
+        .open(&panel.cx())
+        .map_err(|p| PanelError::Usage(p.message))?;
     // Every instance but the staging ones (a drill overwrites those), or what was named.
     let mut wanted: Vec<String> = if options.instances.is_empty() {
         registered
@@ -151,11 +143,7 @@ pub fn run(
                         break;
                     };
                     progress.emit(Event::ItemStart { item: instance });
-                    let outcome = if let (Ok(_), Some(store)) =
-                        (registered.binary_search(instance), &repository)
-                    {
-                        snapshot_one(panel, engine, store, instance, options.periodicity)
-                    } else if registered.binary_search(instance).is_ok() {
+                    let outcome = if registered.binary_search(instance).is_ok() {
                         back_up_one(panel, engine, instance, options.periodicity, clock)
                     } else {
                         InstanceOutcome::failed(
@@ -188,27 +176,17 @@ pub fn run(
         .into_iter()
         .map(|o| o.expect("every item ran"))
         .collect();
-    // The repository is pruned once, after every backup of the run: a prune never runs beside
-    // a backup of this run (and its two-phase deletion covers backups of other processes).
-    #[cfg(feature = "repository")]
-    let repository_retention = panel
-        .config
-        .repository(&panel.state_dir)
-        .and_then(|settings| {
-            let ok: Vec<String> = instances
-                .iter()
-                .filter(|o| o.ok)
-                .map(|o| o.instance.clone())
-                .collect();
-            (!ok.is_empty()).then(|| {
-                crate::store::repository::retention::after_run(
-                    &settings,
-                    &ok,
-                    &panel.policy,
-                    clock.now(),
-                )
-            })
-        });
+    // Retention the store does once every backup of the run ended, over those that succeeded.
+    let ok: Vec<String> = instances
+        .iter()
+        .filter(|o| o.ok)
+        .map(|o| o.instance.clone())
+        .collect();
+    let repository_retention = if ok.is_empty() {
+        None
+    } else {
+        panel.store.after_run(&panel.cx(), &ok, clock.now())
+    };
     let succeeded = instances.iter().filter(|o| o.ok).count();
     Ok(RunSummary {
         periodicity: options.periodicity,
@@ -217,7 +195,6 @@ pub fn run(
         failed: instances.len() - succeeded,
         instances,
         staging_left_out,
-        #[cfg(feature = "repository")]
         repository_retention,
     })
 }
@@ -240,35 +217,7 @@ impl InstanceOutcome {
     }
 }
 
-/// One instance into the repository store: one snapshot.
-fn snapshot_one(
-    panel: &Panel,
-    engine: &Engine,
-    store: &crate::store::repository::RepositoryStore,
-    instance: &str,
-    periodicity: Periodicity,
-) -> InstanceOutcome {
-    let t0 = std::time::Instant::now();
-    match crate::repository::backup(panel, engine.controller(), store, instance, periodicity) {
-        Ok(snap) => InstanceOutcome {
-            instance: instance.to_owned(),
-            ok: true,
-            failed_step: None,
-            error: None,
-            file: None,
-            size: Some(snap.bytes_added),
-            sha256: None,
-            snapshot: Some(snap.id),
-            duration_ms: t0.elapsed().as_millis() as u64,
-            upload: None,
-            pruned: Vec::new(),
-        },
-        Err(e) => {
-            InstanceOutcome::failed(instance, Step::Backup, e, t0.elapsed().as_millis() as u64)
-        }
-    }
-}
-
+/// One instance into the store: the backup, then what the store does after it.
 fn back_up_one(
     panel: &Panel,
     engine: &Engine,
@@ -278,50 +227,10 @@ fn back_up_one(
 ) -> InstanceOutcome {
     let t0 = std::time::Instant::now();
     let ms = |t0: std::time::Instant| t0.elapsed().as_millis() as u64;
-    let name = BackupName::new(
-        instance,
-        periodicity,
-        clock.now(),
-        panel.config.archive_format(),
-    );
-    // A store inside the instance's own web folder: refused, as `backup` refuses it.
-    let store_file = panel.local.instance_dir(instance).join(name.file_name());
-    match engine.web_dirs(instance) {
-        Ok(dirs) => {
-            if let Some((mapping, dir)) = crate::manual::web_dir_containing(&store_file, &dirs) {
-                let message = crate::manual::inside_web_dir_message(
-                    "the backup store (panel.toml `store`)",
-                    panel.local.root(),
-                    &mapping,
-                    &dir,
-                );
-                return InstanceOutcome::failed(
-                    instance,
-                    Step::Backup,
-                    Problem::new(
-                        ErrorKind::DestinationRefused,
-                        Some("3.1-check-destination"),
-                        message,
-                    ),
-                    ms(t0),
-                );
-            }
-        }
-        Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e.problem(), ms(t0)),
-    }
-    // Held until the backup is written, so a second run in the same second takes `.2`.
-    let report = panel
-        .local
-        .reserve(&name)
-        .map_err(|e| store_problem(&e))
-        .and_then(|reserved| {
-            engine
-                .backup(instance, &reserved.path, &panel.archive_choice())
-                .map(|r| (r, reserved.name.clone()))
-                .map_err(|e| e.problem())
-        });
-    let (report, name) = match report {
-        Ok(r) => r,
+    let cx = panel.cx();
+    let ctl = engine.controller();
+    let made = match panel.store.backup(&cx, ctl, instance, periodicity, clock) {
+        Ok(made) => made,
         Err(e) => return InstanceOutcome::failed(instance, Step::Backup, e, ms(t0)),
     };
     let mut outcome = InstanceOutcome {
@@ -329,89 +238,33 @@ fn back_up_one(
         ok: true,
         failed_step: None,
         error: None,
-        file: Some(report.file.clone()),
-        size: Some(report.size),
-        sha256: Some(report.sha256.clone()),
+        file: None,
+        size: None,
+        sha256: None,
         snapshot: None,
         duration_ms: 0,
         upload: None,
         pruned: Vec::new(),
     };
-    let fail = |o: &mut InstanceOutcome, step, e: Problem| {
-        o.ok = false;
-        o.failed_step = Some(step);
-        o.error = Some(e);
-    };
-    // Retention only after a successful backup, so a run of failures never thins the store.
-    match prune_store(
-        &panel.local,
-        Some(instance),
-        &panel.policy,
-        clock.now(),
-        false,
-    ) {
-        Ok(p) => outcome.pruned.extend(removed_keys(&p)),
-        Err(e) => fail(&mut outcome, Step::Prune, store_problem(&e)),
+    match &made {
+        Made::File(report) => {
+            outcome.file = Some(report.file.clone());
+            outcome.size = Some(report.size);
+            outcome.sha256 = Some(report.sha256.clone());
+        }
+        Made::Snapshot(snap) => {
+            outcome.size = Some(snap.bytes_added);
+            outcome.snapshot = Some(snap.id.clone());
+        }
     }
-    if let Some(remote) = &panel.remote {
-        let key = format!("{instance}/{}", name.file_name());
-        // In the history that `aps-controller log` shows; a journal that cannot be written
-        // does not stop the copy (the backup before it would have failed already).
-        let logged = engine
-            .controller()
-            .journal()
-            .begin(aps_controller::journal::OperationKind::Upload, instance)
-            .ok();
-        let uploaded = remote.upload(&report.file, &key, &report.sha256);
-        if let Some(entry) = logged {
-            let _ = match &uploaded {
-                Ok(u) => entry.finish_ok_saying(Some(&format!(
-                    "{}{} ({})",
-                    remote.describe(),
-                    u.key,
-                    aps_controller::error::human_bytes(u.size)
-                ))),
-                Err(e) => entry.finish_failed(&e.to_string()),
-            };
-        }
-        match uploaded {
-            Ok(u) => {
-                outcome.upload = Some(u);
-                // The remote is pruned only once it holds this backup.
-                match prune_store(
-                    remote.as_ref(),
-                    Some(instance),
-                    &panel.policy,
-                    clock.now(),
-                    false,
-                ) {
-                    Ok(p) => outcome
-                        .pruned
-                        .extend(removed_keys(&p).map(|k| format!("remote:{k}"))),
-                    Err(e) if outcome.ok => fail(&mut outcome, Step::Prune, store_problem(&e)),
-                    Err(_) => {}
-                }
-            }
-            Err(e) => fail(
-                &mut outcome,
-                Step::Upload,
-                Problem::new(ErrorKind::ResourceFailed, None, e.to_string()),
-            ),
-        }
+    let after = panel.store.after_backup(&cx, ctl, instance, &made, clock);
+    outcome.pruned = after.pruned;
+    outcome.upload = after.upload;
+    if let Some((step, e)) = after.failed {
+        outcome.ok = false;
+        outcome.failed_step = Some(step);
+        outcome.error = Some(e);
     }
     outcome.duration_ms = ms(t0);
     outcome
-}
-
-/// A store that cannot be written or pruned: a missing configured store is the user's to fix.
-fn store_problem(e: &crate::store::StoreError) -> Problem {
-    let kind = match e {
-        crate::store::StoreError::Missing { .. } => ErrorKind::Usage,
-        _ => ErrorKind::Internal,
-    };
-    Problem::new(kind, None, e.to_string())
-}
-
-fn removed_keys(p: &StorePrune) -> impl Iterator<Item = String> + '_ {
-    p.removed.iter().cloned()
 }

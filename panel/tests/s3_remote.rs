@@ -9,7 +9,7 @@ use aps_panel::config::{RemoteConfig, S3Bucket};
 use aps_panel::prune::prune_store;
 use aps_panel::retention::{KeepRules, RetentionPolicy};
 use aps_panel::store::s3::S3Store;
-use aps_panel::store::{BackupStatus, Remote, Store};
+use aps_panel::store::{ArchiveFiles, BackupStatus, Remote};
 use aps_panel::{ArchiveFormat, BackupName, Periodicity};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};

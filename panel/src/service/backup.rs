@@ -13,7 +13,6 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use super::{Field, ServiceError, Words, check_instance_name, check_timeout, words};
-use crate::config::StoreKind;
 use crate::context::Panel;
 use crate::manual::{self, ManualPlan, ManualRequest};
 use crate::naming::Compression;
@@ -87,10 +86,10 @@ pub fn compression_named(name: &str) -> Result<Compression, String> {
 }
 
 impl Request {
-    /// Whether the backup is a snapshot in the repository store: no `to` and panel.toml's
-    /// store is the repository.
+    /// Whether the backup is a snapshot the store makes itself: no `to` and panel.toml's
+    /// store keeps snapshots (the repository).
     pub fn goes_to_repository(&self, panel: &Panel) -> bool {
-        self.to.is_none() && panel.config.store_kind() == StoreKind::Repository
+        self.to.is_none() && panel.store.keeps_snapshots()
     }
 
     /// Everything that can be checked without touching anything.
@@ -255,17 +254,26 @@ fn repository_backup(
         return refuse(words![Field::Compression, "/", Field::Recipients]);
     }
     let started = std::time::Instant::now();
-    let store = crate::repository::open(panel)?.expect("the store kind is repository");
-    let snapshot = crate::repository::backup(
-        panel,
+    let cx = panel.cx();
+    panel.store.open(&cx)?;
+    let made = panel.store.backup(
+        &cx,
         ctl,
-        &store,
         &request.instance,
         crate::Periodicity::Manual,
+        &crate::SystemClock,
     )?;
+    let crate::store::Made::Snapshot(snapshot) = made else {
+        return Err(ServiceError::Refused {
+            kind: ErrorKind::Internal,
+            step: None,
+            message: words!["the store made a file, not a snapshot"],
+            hint: None,
+        });
+    };
     Ok(SnapshotBackup {
         instance: request.instance.clone(),
-        repository: store.describe(),
+        repository: panel.store.describe(&cx),
         snapshot,
         duration_ms: started.elapsed().as_millis() as u64,
     })

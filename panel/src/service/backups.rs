@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::{ServiceError, check_instance_name, require_registered};
 use crate::context::Panel;
 use crate::listing::{BackupEntry, list_backups};
-use crate::store::Store;
-use crate::store::repository::{RepositoryStore, SnapshotInfo};
+use crate::store::ArchiveFiles;
+use crate::store::repository::SnapshotInfo;
 
 /// Which backups: those of `instance`, in the local store or the remote copy.
 #[derive(Debug, Clone, Default)]
@@ -50,42 +50,36 @@ pub fn backups(
     let name = request.instance.as_str();
     // Both front ends have always called it NAME here (HTTP too, unlike its other routes).
     check_instance_name("NAME", name)?;
-    if !request.remote
-        && let Some(repository) = crate::repository::open(panel)?
-    {
-        return list_snapshots(ctl, panel, &repository, name);
+    if request.remote {
+        let files = panel.files(true)?;
+        let backups = list_backups(files, name).map_err(crate::PanelError::from)?;
+        if backups.is_empty() {
+            require_registered(ctl, name)?;
+        }
+        return Ok(BackupList::Archives {
+            instance: name.to_owned(),
+            store: files.describe(),
+            backups,
+        });
     }
-    let store = panel.store(request.remote)?;
-    let entries = list_backups(store, name).map_err(crate::PanelError::from)?;
-    if entries.is_empty() {
+    let listing = panel.store.list(&panel.cx(), name)?;
+    // A removed instance's backups are still listed; an unknown name without any is a
+    // mistake worth saying so.
+    if listing.is_empty() {
         require_registered(ctl, name)?;
     }
-    Ok(BackupList::Archives {
-        instance: name.to_owned(),
-        store: store.describe(),
-        backups: entries,
-    })
-}
-
-fn list_snapshots(
-    ctl: &Controller,
-    panel: &Panel,
-    repository: &RepositoryStore,
-    name: &str,
-) -> Result<BackupList, ServiceError> {
-    let mut snapshots = repository
-        .snapshots(Some(name))
-        .map_err(|e| crate::repository::problem(&e, None))?;
-    let archives = list_backups(&panel.local, name).map_err(crate::PanelError::from)?;
-    if snapshots.is_empty() && archives.is_empty() {
-        require_registered(ctl, name)?;
-    }
-    snapshots.reverse();
-    Ok(BackupList::Snapshots {
-        instance: name.to_owned(),
-        store: repository.describe(),
-        snapshots,
-        archive_store: panel.local.describe(),
-        archives,
+    Ok(match listing.snapshots {
+        Some(snapshots) => BackupList::Snapshots {
+            instance: name.to_owned(),
+            store: listing.store,
+            snapshots,
+            archive_store: panel.local.describe(),
+            archives: listing.archives,
+        },
+        None => BackupList::Archives {
+            instance: name.to_owned(),
+            store: listing.store,
+            backups: listing.archives,
+        },
     })
 }

@@ -71,7 +71,7 @@ pub fn drill(
     panel: &Panel,
     engine: &Engine,
     request: &Request,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<DrillReport, ServiceError> {
     crate::drill::drill(
         panel,

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::restore::restore_snapshot_into;
 use super::{Field, ServiceError, check_instance_name, check_timeout, words};
-use crate::config::StoreKind;
 use crate::context::Panel;
 use crate::store::repository::SnapshotInfo;
 
@@ -119,7 +118,7 @@ fn snapshot_migrate(
     request: &Request,
 ) -> Result<SnapshotMigration, ServiceError> {
     let started = std::time::Instant::now();
-    let Some(panel) = panel.filter(|p| p.config.store_kind() == StoreKind::Repository) else {
+    let Some(panel) = panel.filter(|p| p.store.keeps_snapshots()) else {
         let named = if request.snapshot.is_some() {
             Field::Snapshot
         } else {

@@ -252,13 +252,11 @@ pub enum ServiceError {
         file: Utf8PathBuf,
         error: Box<PanelError>,
     },
-    /// The repository store could not be opened or checked.
-    #[error("repository {repository}: {error}")]
-    Repository {
-        /// `usage` for a repository not made yet or a wrong key, else `internal`.
-        kind: ErrorKind,
-        repository: String,
-        error: Box<crate::store::repository::RepositoryError>,
+    /// The store's own check could not run (`repository`: the repository it concerns).
+    #[error("{problem}")]
+    Unchecked {
+        problem: Problem,
+        repository: Option<String>,
     },
     /// The repository store is damaged: every finding.
     #[error("repository {repository} is damaged: {}", .errors.join("; "))]
@@ -315,7 +313,7 @@ impl ServiceError {
             | ServiceError::Panel { hint, .. } => *hint = Some(text),
             ServiceError::Operation { .. }
             | ServiceError::Unverified { .. }
-            | ServiceError::Repository { .. }
+            | ServiceError::Unchecked { .. }
             | ServiceError::Damaged { .. } => {}
         }
         self

@@ -11,9 +11,9 @@ use camino::Utf8PathBuf;
 use serde::Serialize;
 
 use super::{Field, ServiceError, check_instance_name, check_timeout, require_instance, words};
-use crate::config::StoreKind;
 use crate::context::Panel;
-use crate::store::repository::{RepositoryStore, SnapshotInfo, StagedArchive};
+use crate::store::Staged;
+use crate::store::repository::SnapshotInfo;
 
 /// A restore as a front end asks for it: exactly one of a file, the newest backup, or a
 /// repository snapshot.
@@ -88,7 +88,7 @@ impl Request {
     /// The mistakes panel.toml's store kind shows: a snapshot of the archive store, an age
     /// identity for a repository snapshot. `panel` is `None` only with a file.
     pub fn check_store(&self, panel: Option<&Panel>) -> Result<(), ServiceError> {
-        let repository = panel.is_some_and(|p| p.config.store_kind() == StoreKind::Repository);
+        let repository = panel.is_some_and(|p| p.store.keeps_snapshots());
         if self.snapshot.is_some() && !repository {
             return Err(ServiceError::usage(words![
                 Field::Snapshot,
@@ -134,7 +134,7 @@ pub fn restore(
     request.check_store(panel)?;
     if let Some(panel) = panel
         && request.from.is_none()
-        && panel.config.store_kind() == StoreKind::Repository
+        && panel.store.keeps_snapshots()
     {
         require_instance(ctl, &request.instance)?;
         let (from_snapshot, report) = restore_snapshot_into(
@@ -204,8 +204,7 @@ pub(crate) fn restore_snapshot_into(
     into: &str,
     (timeout_secs, no_safety_snapshot): (Option<u64>, bool),
 ) -> Result<(FromSnapshot, RestoreReport), ServiceError> {
-    let store = open_repository(panel)?;
-    let mut staged = stage_snapshot(ctl, panel, &store, from, id)?;
+    let mut staged = stage_snapshot(ctl, panel, from, id)?;
     let request = RestoreRequest {
         instance: into.to_owned(),
         source: staged.archive.clone(),
@@ -215,12 +214,22 @@ pub(crate) fn restore_snapshot_into(
         // A migration's (`from` is the source); a restore stages only its own snapshots.
         from_other_instance: from != into,
     };
-    let report = crate::repository::restore_staged(ctl, &mut staged, &request)
+    let report = staged
+        .restore(ctl, &request)
         .map_err(ServiceError::operation)?;
+    let snapshot = staged
+        .snapshot
+        .clone()
+        .ok_or_else(|| ServiceError::Refused {
+            kind: ErrorKind::Internal,
+            step: None,
+            message: words!["the store staged a file, not a snapshot"],
+            hint: None,
+        })?;
     Ok((
         FromSnapshot {
-            repository: store.describe(),
-            snapshot: staged.snapshot.clone(),
+            repository: panel.store.describe(&panel.cx()),
+            snapshot,
         },
         report,
     ))
@@ -231,24 +240,24 @@ pub(crate) fn restore_snapshot_into(
 fn stage_snapshot(
     ctl: &Controller,
     panel: &Panel,
-    store: &RepositoryStore,
     instance: &str,
     id: Option<&str>,
-) -> Result<StagedArchive, ServiceError> {
-    crate::repository::stage(panel, ctl, store, instance, id).map_err(|p| {
-        let usage = p.kind == ErrorKind::Usage.as_str();
-        let e = ServiceError::from(p);
-        if usage {
-            e.with_hint(format!(
-                "`aps-controller backups {instance}` lists its snapshots"
-            ))
-        } else {
-            e
-        }
-    })
-}
-
-fn open_repository(panel: &Panel) -> Result<RepositoryStore, ServiceError> {
-    crate::repository::open(panel)?
-        .ok_or_else(|| ServiceError::usage(words!["panel.toml's store is not a repository"]))
+) -> Result<Staged, ServiceError> {
+    let cx = panel.cx();
+    panel.store.open(&cx)?;
+    panel
+        .store
+        .find(&cx, instance, id)
+        .and_then(|found| panel.store.stage(&cx, ctl, instance, &found))
+        .map_err(|p| {
+            let usage = p.kind == ErrorKind::Usage.as_str();
+            let e = ServiceError::from(p);
+            if usage {
+                e.with_hint(format!(
+                    "`aps-controller backups {instance}` lists its snapshots"
+                ))
+            } else {
+                e
+            }
+        })
 }

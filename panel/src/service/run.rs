@@ -66,7 +66,7 @@ pub fn run(
     engine: &Engine,
     request: &Request,
     clock: &dyn Clock,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Result<RunSummary, ServiceError> {
     let options = RunOptions {
         periodicity: request.periodicity,

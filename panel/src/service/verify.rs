@@ -1,7 +1,6 @@
 //! Verification (`aps-controller verify FILE | --instance NAME | --repository`): a backup
 //! checked end to end (format, manifest, every part's hash), or the repository store.
 
-use aps_controller::ErrorKind;
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
@@ -9,7 +8,6 @@ use super::{Field, ServiceError, check_instance_name, require_registered, words}
 use crate::context::{Panel, PanelError};
 use crate::engine::Engine;
 use crate::store::repository::verify::{ReadData, VerifyReport};
-use crate::store::repository::{RepositoryError, RepositoryStore};
 
 /// One archive: `file`, or the newest good backup of `instance` in the backup store.
 #[derive(Debug, Clone, Default)]
@@ -73,27 +71,16 @@ pub fn verify_archive(
     }
 }
 
-/// The repository store checked: its structure and the pack files `read` names read back;
-/// damage is [`ServiceError::Damaged`] with every finding.
+/// The store's own check (the repository store's): its structure and the pack files `read`
+/// names read back; damage is [`ServiceError::Damaged`] with every finding.
 pub fn verify_repository(panel: &Panel, read: &ReadData) -> Result<VerifyReport, ServiceError> {
-    let settings = panel.config.repository(&panel.state_dir).ok_or_else(|| {
-        ServiceError::usage(words![format!(
-            "{}/panel.toml does not choose the repository store: add [store] kind = \"repository\"",
-            panel.state_dir
-        )])
-    })?;
-    let fail = |error: RepositoryError| ServiceError::Repository {
-        kind: match &error {
-            RepositoryError::NotInitialised { .. } | RepositoryError::KeyFormat { .. } => {
-                ErrorKind::Usage
-            }
-            _ => ErrorKind::Internal,
-        },
-        repository: settings.location.describe(),
-        error: Box::new(error),
-    };
-    let store = RepositoryStore::open(&settings).map_err(fail)?;
-    let report = store.verify(read).map_err(fail)?;
+    let report = panel
+        .store
+        .verify(&panel.cx(), read)
+        .map_err(|e| ServiceError::Unchecked {
+            problem: e.problem,
+            repository: e.repository,
+        })?;
     if !report.is_ok() {
         return Err(ServiceError::Damaged {
             repository: report.repository.clone(),

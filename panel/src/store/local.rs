@@ -13,11 +13,10 @@ use std::io;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{Store, StoreError, StoredFile};
+pub use super::files::RECORD_SUFFIX;
+use super::files::{ArchiveFiles, StoreError, StoredFile};
 use crate::naming::BackupName;
 
-/// Suffix of the record of a backup written outside the store.
-pub const RECORD_SUFFIX: &str = ".aps-ref";
 /// Suffix of a reservation marker; it contains the partial marker, so listings show it as a
 /// backup being written.
 const RESERVED_SUFFIX: &str = ".aps-partial-reserved";
@@ -286,7 +285,7 @@ impl LocalStore {
     }
 }
 
-impl Store for LocalStore {
+impl ArchiveFiles for LocalStore {
     fn describe(&self) -> String {
         self.root.to_string()
     }

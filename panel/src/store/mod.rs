@@ -1,9 +1,15 @@
-//! Backup stores: a local folder (where the controller writes) and, optionally, an
-//! S3-compatible bucket (the off-machine copy). Both hold `<instance>/<backup file name>`.
+//! Backup stores. [`Store`] is what every command asks of the store panel.toml chose — a
+//! backup into it, its backups, finding and staging one for a restore, retention, verify, a
+//! drill's backup — and [`chosen`] is the one place the kinds are listed:
+//! - the archive store ([`archive`]): archive files in a local folder ([`local`]), each copied
+//!   off the machine when panel.toml has a `[remote]` ([`s3`]);
+//! - the repository store ([`repository`]): a restic-format repository, local or in S3.
 //!
-//! A store is the source of truth: nothing else records which backups exist, so listing it
-//! and parsing the names rebuilds everything retention and `backups` need.
+//! A new kind is its own module implementing [`Store`] plus one line in [`chosen`].
+//! [`files`] is the listing of archive files that the local folder and the S3 copy answer.
 
+pub mod archive;
+pub mod files;
 pub mod local;
 #[cfg(feature = "repository")]
 pub mod repository;
@@ -14,203 +20,231 @@ mod repository_web;
 #[cfg(feature = "s3")]
 pub mod s3;
 
+use aps_controller::Controller;
+use aps_controller::error::OperationError;
+use aps_controller::operation::{BackupReport, RestoreReport, RestoreRequest};
+use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use crate::naming::{self, BackupName};
+use crate::clock::Clock;
+use crate::config::{PanelConfig, StoreKind};
+use crate::error::PanelError;
+use crate::periodicity::Periodicity;
+use crate::problem::Problem;
+use crate::prune::{PruneFailure, Pruned};
+use crate::retention::RetentionPolicy;
+use repository::SnapshotInfo;
+use repository::retention::RunRetention;
+use repository::verify::{ReadData, VerifyReport};
 
+pub use files::{ArchiveFiles, BackupStatus, Remote, StoreError, StoredFile, Upload};
 pub use local::LocalStore;
 
-/// What a listed file is, as far as the name and size tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// The store panel.toml chose: the one place the kinds are listed, one line each.
+pub fn chosen(config: &PanelConfig, state_dir: &Utf8Path) -> Box<dyn Store> {
+    match config.store_kind() {
+        StoreKind::Archive => Box::new(archive::ArchiveStore),
+        StoreKind::Repository => Box::new(repository::front::RepositoryFront::new(
+            config.repository_settings(state_dir),
+        )),
+    }
+}
+
+/// What a store's calls work with: panel.toml and the stores of archive files it names (the
+/// archive store's folder is there beside a repository too: archives from before it).
+#[derive(Clone, Copy)]
+pub struct StoreCx<'a> {
+    pub state_dir: &'a Utf8Path,
+    pub config: &'a PanelConfig,
+    pub policy: &'a RetentionPolicy,
+    pub local: &'a LocalStore,
+    /// The off-machine copy, when panel.toml has a `[remote]`.
+    pub remote: Option<&'a dyn Remote>,
+}
+
+/// The step of an instance of `run` that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum BackupStatus {
-    /// A complete backup: parsed name, non-empty, in its instance's folder.
-    Good,
-    /// A controller temp file (`.<name>.aps-partial-*`): being written, or left by a crash.
-    Partial,
-    /// A final name holding zero bytes: never a valid archive.
-    Empty,
-    /// Not a backup name (or in another instance's folder): left alone.
-    Unrecognized,
-    /// A backup written elsewhere (`backup --to FILE`) whose file is no longer there.
-    Missing,
+pub enum Step {
+    Backup,
+    Upload,
+    Prune,
 }
 
-/// One file found in a store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredFile {
-    /// `<instance>/<file name>`: what the store needs to find the file again.
-    pub key: String,
-    /// The folder it was found in.
-    pub instance: String,
-    pub file_name: String,
-    /// Parsed name, when the status is `good` or `empty` (and partials whose inner name parses).
-    pub name: Option<BackupName>,
-    pub size: u64,
-    pub status: BackupStatus,
-    /// For a backup written outside the store (`backup NAME --to FILE`): that file. The store
-    /// keeps only a record of it, `<instance>/<backup name>.aps-ref`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<camino::Utf8PathBuf>,
+/// What a backup into a store made.
+#[derive(Debug)]
+pub enum Made {
+    /// An archive file the controller wrote (its report).
+    File(BackupReport),
+    /// A snapshot; its `bytes_added` is what it added to the store.
+    Snapshot(SnapshotInfo),
 }
 
-impl StoredFile {
-    /// Classifies a file found as `<instance>/<file_name>`.
-    pub fn classify(instance: &str, file_name: &str, size: u64) -> Self {
-        let (name, status) = if naming::is_partial(file_name) {
-            let inner = file_name[1..]
-                .split(naming::PARTIAL_MARKER)
-                .next()
-                .and_then(|n| BackupName::parse(n).ok());
-            (inner, BackupStatus::Partial)
-        } else {
-            match BackupName::parse(file_name) {
-                Ok(n) if n.instance == instance && size == 0 => (Some(n), BackupStatus::Empty),
-                Ok(n) if n.instance == instance => (Some(n), BackupStatus::Good),
-                _ => (None, BackupStatus::Unrecognized),
-            }
-        };
-        StoredFile {
-            key: format!("{instance}/{file_name}"),
-            instance: instance.to_owned(),
-            file_name: file_name.to_owned(),
-            name,
-            size,
-            status,
-            location: None,
+/// What a store did after one successful backup of `run`: retention of that instance, the
+/// off-machine copy.
+#[derive(Debug, Default)]
+pub struct AfterBackup {
+    /// Keys removed by retention (`remote:` before those of the off-machine copy).
+    pub pruned: Vec<String>,
+    pub upload: Option<Upload>,
+    /// The step that failed last, and why.
+    pub failed: Option<(Step, Problem)>,
+}
+
+/// What a store holds of one instance.
+#[derive(Debug)]
+pub struct Listing {
+    /// The store, as [`Store::describe`] names it.
+    pub store: String,
+    /// Its snapshots, newest first; `None` for a store of archive files.
+    pub snapshots: Option<Vec<SnapshotInfo>>,
+    /// Archive files, newest first: the store's own, or beside a store of snapshots those
+    /// still in the archive folder from before it.
+    pub archives: Vec<files::BackupEntry>,
+}
+
+impl Listing {
+    pub fn is_empty(&self) -> bool {
+        self.archives.is_empty() && self.snapshots.as_ref().is_none_or(Vec::is_empty)
+    }
+}
+
+/// A backup found in a store: a file, or a snapshot.
+#[derive(Debug, Clone)]
+pub enum Found {
+    File(Utf8PathBuf),
+    Snapshot(SnapshotInfo),
+}
+
+/// A backup made ready for the controller's restore (for a snapshot, a tagged archive in a
+/// private folder of the state folder, removed when this is dropped).
+#[derive(Debug)]
+pub struct Staged {
+    /// What the controller's restore reads.
+    pub archive: Utf8PathBuf,
+    /// The snapshot it was staged from.
+    pub snapshot: Option<SnapshotInfo>,
+    held: Option<repository::StagedArchive>,
+}
+
+impl Staged {
+    /// A file that needs no staging.
+    pub fn file(archive: Utf8PathBuf) -> Self {
+        Staged {
+            archive,
+            snapshot: None,
+            held: None,
         }
     }
 
-    /// A record `<instance>/<record_name>` of a backup written to `location`; `size` is `None`
-    /// when that file is gone (or is no longer a regular file).
-    pub fn external(
-        instance: &str,
-        record_name: &str,
-        location: camino::Utf8PathBuf,
-        size: Option<u64>,
-    ) -> Self {
-        let name = record_name
-            .strip_suffix(local::RECORD_SUFFIX)
-            .and_then(|n| BackupName::parse(n).ok())
-            .filter(|n| n.instance == instance);
-        let status = match (&name, size) {
-            (None, _) => BackupStatus::Unrecognized,
-            (Some(_), None) => BackupStatus::Missing,
-            (Some(_), Some(0)) => BackupStatus::Empty,
-            (Some(_), Some(_)) => BackupStatus::Good,
-        };
-        StoredFile {
-            key: format!("{instance}/{record_name}"),
-            instance: instance.to_owned(),
-            file_name: record_name.to_owned(),
-            name,
-            size: size.unwrap_or(0),
-            status,
-            location: Some(location),
+    /// The controller's restore of this backup (`request.source` is [`Staged::archive`]).
+    // The controller's own error type, as `Controller::restore` returns it.
+    #[allow(clippy::result_large_err)]
+    pub fn restore(
+        &mut self,
+        ctl: &Controller,
+        request: &RestoreRequest,
+    ) -> Result<RestoreReport, OperationError> {
+        match &mut self.held {
+            Some(staged) => repository::front::restore_staged(ctl, staged, request),
+            None => ctl.restore(request),
         }
     }
-
-    pub fn is_good(&self) -> bool {
-        self.status == BackupStatus::Good
-    }
-
-    /// Older to newer: by the time in the name and its sequence number (two backups of one
-    /// second), then by file name.
-    pub fn cmp_age(&self, other: &Self) -> std::cmp::Ordering {
-        let time = |f: &Self| f.name.as_ref().map(|n| (n.time, n.seq));
-        time(self)
-            .cmp(&time(other))
-            .then_with(|| self.file_name.cmp(&other.file_name))
-    }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot list backup store {store}: {source}")]
-    List {
-        store: String,
-        source: std::io::Error,
-    },
-    #[error("cannot remove {key} from backup store {store}: {source}")]
-    Remove {
-        store: String,
-        key: String,
-        source: std::io::Error,
-    },
-    #[error("cannot create folder {path} in the backup store: {source}")]
-    CreateDir {
-        path: camino::Utf8PathBuf,
-        source: std::io::Error,
-    },
-    #[error("backup store {store}: {message}")]
-    Remote { store: String, message: String },
-    #[error(
-        "backup store {store} does not exist; create it (`mkdir -p {store}`) or change `store` in panel.toml"
-    )]
-    Missing { store: String },
-    #[error("cannot write {path} in the backup store: {source}")]
-    Write {
-        path: camino::Utf8PathBuf,
-        source: std::io::Error,
-    },
+/// Why `verify` of a store failed: the problem, and the repository it concerns.
+#[derive(Debug)]
+pub struct VerifyFailure {
+    pub problem: Problem,
+    pub repository: Option<String>,
 }
 
-/// What retention and listing need from any store.
+/// A drill's backup: the newest good one of an instance, as reports name it.
+#[derive(Debug)]
+pub struct DrillBackup {
+    pub found: Found,
+    /// A path, or `<repository> snapshot <id prefix>`.
+    pub shown: String,
+    /// The store's word in the drill report: `local` or `repository`.
+    pub store: &'static str,
+}
+
+/// What every command asks of the store panel.toml chose. Errors are [`Problem`]s (kind,
+/// step, message) as the commands report them.
 pub trait Store: Send + Sync {
-    /// A human name for messages: a path or `s3://bucket/prefix`.
-    fn describe(&self) -> String;
-    /// Every file of `instance`, or of every instance; sorted by key.
-    fn list(&self, instance: Option<&str>) -> Result<Vec<StoredFile>, StoreError>;
-    fn remove(&self, file: &StoredFile) -> Result<(), StoreError>;
-    /// Where a listed file is, in full: a path, or `s3://bucket/prefix/key`.
-    fn location(&self, file: &StoredFile) -> String;
-}
+    /// A human name for messages: a folder or `s3://bucket/prefix/`.
+    fn describe(&self, cx: &StoreCx<'_>) -> String;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// Whether the store keeps snapshots, found by id (`--snapshot`), which it makes itself;
+    /// else it keeps archive files, which the archive options (`--compression`,
+    /// `--recipient`, `--identity`, `--dry-run`) concern and `backup NAME` writes through
+    /// the manual plan (`manual`).
+    fn keeps_snapshots(&self) -> bool;
 
-    #[test]
-    fn classifies_names() {
-        let good = StoredFile::classify("blog", "blog_daily_2026-01-02-03-04-05.aps.tar.zst", 10);
-        assert_eq!(good.status, BackupStatus::Good);
-        assert_eq!(good.key, "blog/blog_daily_2026-01-02-03-04-05.aps.tar.zst");
-        let empty = StoredFile::classify("blog", "blog_daily_2026-01-02-03-04-05.aps.tar.zst", 0);
-        assert_eq!(empty.status, BackupStatus::Empty);
-        let partial = StoredFile::classify(
-            "blog",
-            ".blog_daily_2026-01-02-03-04-05.aps.tar.zst.aps-partial-Ab12",
-            10,
-        );
-        assert_eq!(partial.status, BackupStatus::Partial);
-        assert_eq!(partial.name.unwrap().instance, "blog");
-        let elsewhere = StoredFile::classify("shop", "blog_daily_2026-01-02-03-04-05.aps.tar", 10);
-        assert_eq!(elsewhere.status, BackupStatus::Unrecognized);
-        let junk = StoredFile::classify("blog", "notes.txt", 10);
-        assert_eq!(junk.status, BackupStatus::Unrecognized);
-    }
-}
+    /// Opens what the later calls need, once (`run` fails as a whole when it cannot).
+    fn open(&self, cx: &StoreCx<'_>) -> Result<(), Problem>;
 
-/// A store that receives copies of local backups.
-pub trait Remote: Store {
-    /// Uploads `local` as `key` (`<instance>/<file>`) and checks the stored copy against
-    /// `sha256` (lowercase hex of the local file) before returning.
-    fn upload(
+    /// One backup of `instance` into the store (by `run`, and `backup NAME` of a store of
+    /// snapshots).
+    fn backup(
         &self,
-        local: &camino::Utf8Path,
-        key: &str,
-        sha256: &str,
-    ) -> Result<Upload, StoreError>;
-    /// Downloads `key` to `to` (written via temp + rename).
-    fn download(&self, key: &str, to: &camino::Utf8Path) -> Result<(), StoreError>;
-}
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        periodicity: Periodicity,
+        clock: &dyn Clock,
+    ) -> Result<Made, Problem>;
 
-/// A checked upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Upload {
-    pub key: String,
-    pub size: u64,
-    pub sha256: String,
-    /// Parts used; 1 for a single PUT.
-    pub parts: u64,
+    /// What `run` does after one successful backup of `instance`.
+    fn after_backup(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        made: &Made,
+        clock: &dyn Clock,
+    ) -> AfterBackup;
+
+    /// Retention once every backup of a run ended, over the instances whose backup
+    /// succeeded (never empty); `None` when the store has none to do then.
+    fn after_run(
+        &self,
+        cx: &StoreCx<'_>,
+        succeeded: &[String],
+        now: jiff::Timestamp,
+    ) -> Option<RunRetention>;
+
+    /// What the store holds of `instance` (`backups NAME`).
+    fn list(&self, cx: &StoreCx<'_>, instance: &str) -> Result<Listing, Problem>;
+
+    /// Backup `id` of `instance` (a unique prefix will do; `None`: the newest); one that is
+    /// not there is an error.
+    fn find(&self, cx: &StoreCx<'_>, instance: &str, id: Option<&str>) -> Result<Found, Problem>;
+
+    /// `found` made ready for the controller's restore.
+    fn stage(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        found: &Found,
+    ) -> Result<Staged, Problem>;
+
+    /// Retention over every instance (`prune`): plan, and unless `dry_run` apply.
+    fn prune(
+        &self,
+        cx: &StoreCx<'_>,
+        now: jiff::Timestamp,
+        dry_run: bool,
+    ) -> Result<Pruned, PruneFailure>;
+
+    /// The store's own check (`verify --repository`), reading back `read` of its data.
+    fn verify(&self, cx: &StoreCx<'_>, read: &ReadData) -> Result<VerifyReport, VerifyFailure>;
+
+    /// The newest good backup of `instance` for a drill; `None` when it has none.
+    fn drill_backup(
+        &self,
+        cx: &StoreCx<'_>,
+        instance: &str,
+    ) -> Result<Option<DrillBackup>, PanelError>;
 }

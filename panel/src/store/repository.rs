@@ -76,6 +76,7 @@ use crate::periodicity::Periodicity;
 
 mod backend;
 mod cancel;
+pub mod front;
 pub mod retention;
 pub mod verify;
 
@@ -179,13 +180,7 @@ pub enum RepositoryError {
     },
 }
 
-/// What identifies the package of a backed-up instance, for the snapshot's tags.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PackageTags {
-    pub id: String,
-    pub version: String,
-    pub release: String,
-}
+pub use crate::engine::PackageTags;
 
 /// What one backup of an instance holds.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use object_store::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{Remote, Store, StoreError, StoredFile, Upload};
+use super::files::{ArchiveFiles, Remote, StoreError, StoredFile, Upload};
 use crate::config::RemoteConfig;
 
 const MIB: u64 = 1024 * 1024;
@@ -180,7 +180,7 @@ fn attributes(sha256: &str) -> Attributes {
     a
 }
 
-impl Store for S3Store {
+impl ArchiveFiles for S3Store {
     fn describe(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.prefix)
     }

@@ -24,8 +24,8 @@ use rustic_core::{
     WriteBackend,
 };
 
-use super::{RepositoryError, engine_err};
 use crate::config::{RepositoryLocation, S3Bucket};
+use crate::store::repository::{RepositoryError, engine_err};
 
 /// The engine's backends for `location`.
 pub(super) fn backends(

@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use aps_controller::cancel::{self, Cancel, Cancelled, signal_name};
 use rustic_core::{ReadSource, ReadSourceEntry, ReadSourceOpen, RusticResult};
 
-use super::{Problems, rustic_io};
+use crate::store::repository::{Problems, rustic_io};
 
 /// The token this backup obeys: the one armed on the calling thread, else the process's (the
 /// CLI's signal handling sets it).

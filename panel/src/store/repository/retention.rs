@@ -16,11 +16,11 @@ use jiff::Timestamp;
 use rustic_core::{PruneOptions, repofile::SnapshotId};
 use serde::Serialize;
 
-use super::{RepositoryError, RepositoryStore, SnapshotInfo};
 use crate::config::RepositorySettings;
 use crate::naming::{ArchiveFormat, BackupName};
 use crate::retention::{KeepReason, RetentionPolicy, plan_retention};
-use crate::store::{BackupStatus, StoredFile};
+use crate::store::files::{BackupStatus, StoredFile};
+use crate::store::repository::{RepositoryError, RepositoryStore, SnapshotInfo};
 
 /// How long a pack marked for deletion stays before a prune deletes it: longer than any backup
 /// runs (the engine's default).

@@ -6,7 +6,7 @@
 use rustic_core::{CheckOptions, ReadSubsetOption};
 use serde::Serialize;
 
-use super::{RepositoryError, RepositoryStore};
+use crate::store::repository::{RepositoryError, RepositoryStore};
 
 /// How much pack data `verify` reads back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

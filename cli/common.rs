@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use aps_controller::controller::{Controller, ControllerConfig};
 use aps_controller::error::{ErrorKind, OperationError};
 use aps_controller::registry::StateDir;
+use aps_panel::service::{Field, ServiceError, Wording, Words};
 use aps_panel::{Panel, PanelError};
 use camino::Utf8PathBuf;
 use serde::Serialize;
@@ -159,10 +160,59 @@ impl Failure {
         }
     }
 
-    /// Rephrased for HTTP clients: JSON fields instead of CLI flags.
-    pub fn for_http(mut self) -> Self {
-        self.message = for_http(&self.message);
-        self
+    /// A refusal or failure of the service layer, its fields named by `wording` (the CLI's
+    /// flags, or `serve`'s JSON fields).
+    pub fn from_service(e: &ServiceError, wording: &dyn Wording) -> Self {
+        let (mut f, hint) = match e {
+            ServiceError::Refused {
+                kind,
+                step,
+                message,
+                hint,
+            } => {
+                let f = Self::new(*kind, message.say(wording));
+                (step.map_or(f.clone(), |s| f.at(s)), hint)
+            }
+            ServiceError::Operation { error, message, .. } => {
+                let mut f = Self::from_operation(error);
+                f.message = message.say(wording);
+                (f, &None)
+            }
+            ServiceError::Problem { problem, hint } => (Self::from_problem(problem), hint),
+            ServiceError::Unverified { file, error } => {
+                (Self::from_panel(error).with("file", file.as_str()), &None)
+            }
+            ServiceError::Unchecked {
+                problem,
+                repository,
+            } => {
+                let f = Self::from_problem(problem);
+                match repository {
+                    Some(r) => (f.with("repository", r.clone()), &None),
+                    None => (f, &None),
+                }
+            }
+            ServiceError::Damaged {
+                repository,
+                errors,
+                warnings,
+            } => (
+                Self::new(ErrorKind::InvalidBackup, e.to_string())
+                    .at("check-repository")
+                    .with("repository", repository.clone())
+                    .with("errors", errors.clone())
+                    .with("warnings", warnings.clone()),
+                &None,
+            ),
+            ServiceError::Panel { error, hint } => (Self::from_panel(error), hint),
+        };
+        if matches!(e, ServiceError::Problem { .. } | ServiceError::Panel { .. }) {
+            f.message = Words::from_library(&f.message).say(wording);
+        }
+        if let Some(hint) = hint {
+            f = f.with("hint", hint.clone());
+        }
+        f
     }
 
     /// The error object: `{"kind","step"?,"message",…details}`.
@@ -196,14 +246,43 @@ impl Failure {
     }
 }
 
-/// Messages of the libraries name CLI flags; an HTTP client sends JSON fields instead.
-pub fn for_http(message: &str) -> String {
-    message
-        .replace("--force", "\"force\": true")
-        .replace("--replace", "\"replace\": true")
-        .replace("--no-connect", "\"no_connect\": true")
-        .replace("--no-safety-snapshot", "\"no_safety_snapshot\": true")
-        .replace("--identity FILE", "\"identity\": FILE")
+/// The CLI's names of the service requests' fields: its arguments and flags.
+pub struct Flags;
+
+impl Wording for Flags {
+    fn field(&self, field: Field) -> &'static str {
+        match field {
+            Field::Instance => "NAME",
+            Field::To => "--to",
+            Field::ToFile => "--to FILE",
+            Field::Force => "--force",
+            Field::Timeout => "--timeout",
+            Field::Compression => "--compression",
+            Field::Recipients => "--recipient",
+            Field::DryRun => "--dry-run",
+            Field::From => "--from",
+            Field::FromFile => "--from FILE",
+            Field::Latest => "--latest",
+            Field::Snapshot => "--snapshot",
+            Field::SnapshotId => "--snapshot ID",
+            Field::Identity => "--identity",
+            Field::IdentityFile => "--identity FILE",
+            Field::NoSafetySnapshot => "--no-safety-snapshot",
+            Field::FromOtherInstance => "--from-other-instance",
+            Field::Replace => "--replace",
+            Field::NoConnect => "--no-connect",
+            Field::ToInstance => "--to-instance",
+            Field::Keep => "--keep",
+            Field::Staging => "--staging",
+            Field::InstanceOption => "--instance",
+            Field::File => "FILE",
+        }
+    }
+}
+
+/// A service error as the CLI says it.
+pub fn cli_failure(e: ServiceError) -> Failure {
+    Failure::from_service(&e, &Flags)
 }
 
 /// The exit code of a kind named in the README's table (1 for anything else).
@@ -341,11 +420,35 @@ pub fn recovered_array() -> Value {
     Value::Array(RECOVERED.get().cloned().unwrap_or_default())
 }
 
-/// After an interrupted operation, in text mode: what the rollback did (`undone`).
-pub fn print_rolled_back(out: Out, error: &OperationError, undone: impl FnOnce() -> String) {
-    if !out.json && error.kind() == ErrorKind::Interrupted {
+/// After an operation of the controller that a signal stopped, in text mode: what the
+/// rollback did (`undone`).
+pub fn print_rolled_back(out: Out, error: &ServiceError, undone: impl FnOnce() -> String) {
+    if !out.json
+        && matches!(error, ServiceError::Operation { error, .. } if error.kind() == ErrorKind::Interrupted)
+    {
         errln!("rolled back: {}; the lock is released", undone());
     }
+}
+
+/// Runs `operation` on the controller with its progress drawn for this command (a bar on a
+/// terminal, JSON lines with `--json`) when `draw`, the drawing finished after.
+pub fn with_progress<T>(
+    out: Out,
+    ctl: &mut Controller,
+    draw: bool,
+    operation: impl FnOnce(&Controller) -> T,
+) -> T {
+    let progress = if draw {
+        crate::progress::for_command(out.json)
+    } else {
+        None
+    };
+    ctl.set_progress(progress.clone());
+    let result = operation(ctl);
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    result
 }
 
 /// panel.toml and the stores it names (checked: a configured store must exist).
@@ -358,15 +461,8 @@ pub fn open_panel(state: &StateArgs) -> Result<Panel, Failure> {
     Ok(panel)
 }
 
-/// Instance names as the registry takes them; checked before anything runs.
+/// Instance names as the registry takes them (the service's one rule); checked before
+/// anything runs.
 pub fn check_instance_name(flag: &str, name: &str) -> Result<(), Failure> {
-    if aps_panel::naming::is_valid_instance_name(name) {
-        Ok(())
-    } else {
-        Err(Failure::usage(format!(
-            "{flag} {name:?} is not an instance name: lowercase letters, digits, '.', '_' and \
-             '-', starting with a letter or digit, at most 63 characters \
-             (`aps-controller instance list` shows the registered ones)"
-        )))
-    }
+    aps_panel::service::check_instance_name(flag, name).map_err(cli_failure)
 }

@@ -4,10 +4,11 @@
 use std::process::ExitCode;
 
 use aps_controller::error::human_bytes;
-use aps_controller::operation::import::{ImportReport, ImportRequest};
+use aps_controller::operation::import::ImportReport;
+use aps_panel::service::import::Request as ImportRequest;
 use camino::Utf8PathBuf;
 
-use crate::common::{Failure, Out, StateArgs, open_controller};
+use crate::common::{Failure, Out, StateArgs, cli_failure, open_controller};
 use crate::terminal::escape;
 
 #[derive(clap::Subcommand)]
@@ -65,9 +66,7 @@ fn import(out: Out, args: ImportArgs) -> Result<ExitCode, Failure> {
         instance: args.instance,
         dry_run: args.dry_run,
     };
-    let r = ctl
-        .import_backup(&request)
-        .map_err(|e| Failure::from_operation(&e))?;
+    let r = aps_panel::service::import::import(&ctl, &request).map_err(cli_failure)?;
     Ok(out.success(&r, || describe(&r)))
 }
 

@@ -7,23 +7,12 @@ use std::process::ExitCode;
 
 use aps_controller::ErrorKind;
 use aps_controller::controller::{Controller, ControllerConfig};
-use aps_controller::registry::{
-    self, FileStore, InstanceStore, RegisterError, StateDir, StoreError, view,
-};
+use aps_controller::registry::{self, FileStore, InstanceStore, StateDir, view};
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
 
-use crate::common::{Failure, Out, check_instance_name, outln};
-
-/// Options every instance subcommand takes.
-#[derive(clap::Args, Debug)]
-pub struct StateArgs {
-    /// State folder. Default: $APS_CONTROLLER_STATE_DIR, else for root
-    /// /var/lib/aps-controller, else $XDG_STATE_HOME/aps-controller, else
-    /// ~/.local/state/aps-controller (`aps-controller config show` says which).
-    #[arg(long, value_name = "DIR", global = true)]
-    pub state_dir: Option<Utf8PathBuf>,
-}
+use crate::common::{Failure, Out, StateArgs, check_instance_name, outln};
+use crate::failures::{register_failure, store_failure};
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
@@ -112,41 +101,6 @@ pub fn run(c: InstanceCommand) -> ExitCode {
         | InstanceCommand::Remove { json, .. } => *json,
     });
     out.finish(run_inner(out, c))
-}
-
-/// The failure of a registry call, with the README's kinds.
-pub fn store_failure(e: StoreError) -> Failure {
-    match e {
-        StoreError::NotFound { .. } => Failure::new(
-            ErrorKind::InstanceNotFound,
-            format!("{e}; `aps-controller instance list` shows the registered instances"),
-        ),
-        StoreError::AlreadyExists { .. } | StoreError::InvalidName { .. } => {
-            Failure::usage(e.to_string())
-        }
-        StoreError::Io { .. } | StoreError::Corrupt { .. } => {
-            Failure::new(ErrorKind::Internal, e.to_string())
-        }
-    }
-}
-
-/// The failure of `register`: every problem of the file at once, also as `problems`.
-pub fn register_failure(e: RegisterError) -> Failure {
-    match e {
-        RegisterError::Store(s) => store_failure(s),
-        RegisterError::Invalid(problems) => {
-            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-            Failure::usage(RegisterError::Invalid(problems).to_string()).with("problems", list)
-        }
-        RegisterError::Parse(registry::ParseError::Shape { path, problems }) => {
-            let list = problems.clone();
-            Failure::usage(
-                RegisterError::Parse(registry::ParseError::Shape { path, problems }).to_string(),
-            )
-            .with("problems", list)
-        }
-        e @ RegisterError::Parse(_) => Failure::usage(e.to_string()),
-    }
 }
 
 fn open(state: StateArgs) -> Result<(StateDir, FileStore), Failure> {
@@ -285,9 +239,7 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
 /// (of the first problem: account and folders `account-refused`, a login `resource-failed`,
 /// a folder or database shared with another instance `usage`) and its exit code.
 fn check(out: Out, name: &str, state: &StateArgs) -> Result<ExitCode, Failure> {
-    let controller = crate::common::open_controller(&crate::common::StateArgs {
-        state_dir: state.state_dir.clone(),
-    })?;
+    let controller = crate::common::open_controller(state)?;
     let store = controller.store();
     let instance = store.get(name).map_err(store_failure)?;
     let others = store.list().map_err(store_failure)?;

@@ -1,14 +1,13 @@
-//! `aps-controller log [NAME] [--since WHEN] [--json]`: the history of operations from the
-//! journal's log (rotated files included) and the entries still open.
+//! `aps-controller log [NAME] [--since WHEN] [--json]`: the service's
+//! [`aps_panel::service::log`] (the journal's history), in words.
 
 use std::process::ExitCode;
 
-use aps_controller::journal::{EntryRecord, Outcome};
+use aps_controller::journal::Outcome;
+use aps_panel::service::log::{self, Operation};
 use jiff::Timestamp;
 
-use aps_controller::error::ErrorKind;
-
-use crate::common::{Failure, Out, StateArgs, check_instance_name, open_controller};
+use crate::common::{Failure, Out, StateArgs, check_instance_name, cli_failure, open_controller};
 use crate::terminal::escape;
 
 #[derive(clap::Args)]
@@ -42,77 +41,42 @@ fn log(out: Out, args: LogArgs) -> Result<ExitCode, Failure> {
         .transpose()
         .map_err(|message| Failure::usage(format!("--since: {message}")))?;
     let ctl = open_controller(&args.state)?;
-    let journal = ctl.journal();
-    let mut records = journal
-        .history()
-        .map_err(|e| Failure::new(ErrorKind::Internal, e.to_string()))?;
-    // Still running (or left by a controller on another host): shown last, as `running`.
-    if let Ok(open) = journal.open_entries() {
-        records.extend(open.into_iter().flatten());
-    }
-    records.retain(|r| {
-        args.name.as_deref().is_none_or(|n| r.instance == n) && since.is_none_or(|s| r.started >= s)
-    });
-    records.sort_by_key(|r| r.started);
-    let operations: Vec<_> = records.iter().map(record_json).collect();
-    Ok(
-        out.success(&serde_json::json!({ "operations": operations }), || {
-            if records.is_empty() {
-                "no operations recorded".to_owned()
-            } else {
-                records
-                    .iter()
-                    .map(record_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            }
-        }),
+    let history = log::log(
+        &ctl,
+        &log::Request {
+            instance: args.name,
+            since,
+        },
     )
+    .map_err(cli_failure)?;
+    Ok(out.success(&history, || {
+        if history.operations.is_empty() {
+            "no operations recorded".to_owned()
+        } else {
+            history
+                .operations
+                .iter()
+                .map(record_line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    }))
 }
 
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Running => "running",
-        Outcome::Ok => "ok",
-        Outcome::Failed => "failed",
-        Outcome::Interrupted => "interrupted",
-    }
-}
-
-fn duration_ms(r: &EntryRecord) -> Option<i64> {
-    r.finished
-        .map(|f| f.duration_since(r.started).as_millis() as i64)
-}
-
-fn record_json(r: &EntryRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": r.id,
-        "operation": r.kind,
-        "instance": r.instance,
-        "started": r.started,
-        "finished": r.finished,
-        "duration_ms": duration_ms(r),
-        "outcome": outcome_name(r.outcome),
-        // Closed by the recovery of a later command (the controller had been killed).
-        "recovered": r.outcome == Outcome::Interrupted && !r.undone.is_empty(),
-        "message": r.message,
-        "undone": r.undone,
-    })
-}
-
-fn record_line(r: &EntryRecord) -> String {
-    let duration = duration_ms(r)
+fn record_line(r: &Operation) -> String {
+    let duration = r
+        .duration_ms
         .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
         .unwrap_or_else(|| "-".into());
     let mut line = format!(
         "{}  {:<8} {:<20} {:<11} {:>9}",
         r.started.strftime("%Y-%m-%d %H:%M:%SZ"),
-        r.kind.to_string(),
+        r.operation.to_string(),
         escape(&r.instance),
         outcome_name(r.outcome),
         duration
     );
-    if r.outcome == Outcome::Interrupted && !r.undone.is_empty() {
+    if r.recovered {
         let failed = r.undone.iter().filter(|u| u.error.is_some()).count();
         line += &format!(
             "  recovered: {} undone{}",
@@ -130,6 +94,15 @@ fn record_line(r: &EntryRecord) -> String {
         line += &format!("  {}", escape(m));
     }
     line
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Running => "running",
+        Outcome::Ok => "ok",
+        Outcome::Failed => "failed",
+        Outcome::Interrupted => "interrupted",
+    }
 }
 
 /// An RFC 3339 time, or an age (`90m`, `24h`, `7d`, `2w`, `30s`) before now.

@@ -1,21 +1,28 @@
 //! The `aps-controller` command. Thin glue: parse arguments, call the libraries, print.
 
 mod backup;
+mod backups;
 mod common;
 mod config;
+mod drill;
+mod failures;
 mod generate;
 mod import;
 mod instance;
 mod key;
 mod log;
+mod migrate;
 mod package;
 mod policy;
 mod progress;
+mod prune;
+mod restore;
+mod run;
 mod serve;
-mod serve_http;
 mod signals;
 mod store;
 mod terminal;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -52,10 +59,52 @@ enum Command {
     /// Register, list, show and remove instances.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
-    #[command(flatten)]
-    Operation(backup::OperationCommand),
-    #[command(flatten)]
-    Policy(policy::PolicyCommand),
+    /// Back up an instance into the backup store, or into FILE (complete, or nothing at all);
+    /// `backup import FILE` accepts a backup made elsewhere.
+    #[command(after_help = backup::BACKUP_EXAMPLES)]
+    Backup(backup::BackupCommand),
+    /// Restore an instance from a backup file, or from its newest good backup; on failure the
+    /// instance is put back as it was.
+    #[command(after_help = restore::RESTORE_EXAMPLES)]
+    Restore(restore::RestoreArgs),
+    /// Back up NAME and restore it into another registered instance (or restore one of
+    /// NAME's snapshots of the repository store into it).
+    #[command(after_help = migrate::MIGRATE_EXAMPLES)]
+    Migrate(migrate::MigrateArgs),
+    /// Back up every registered instance but the staging ones (or the named ones) for a
+    /// periodicity into the backup store, then copy off the machine and apply retention. Meant
+    /// for systemd timers and cron.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller run --periodicity daily\n  \
+        aps-controller run --periodicity hourly --instance blog --instance shop --jobs 4\n  \
+        aps-controller run --periodicity daily --json   # JSON lines, the last one the summary")]
+    Run(run::RunArgs),
+    /// Apply retention (panel.toml [retention]) to the backup store and the remote, and to the
+    /// repository store's snapshots (then prune its data) when panel.toml chooses it.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller prune --dry-run\n  \
+        aps-controller prune --json")]
+    Prune(prune::PruneArgs),
+    /// Check a backup end to end (format, manifest, every part's hash), or the repository
+    /// store (--repository); exit 17 when damaged.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller verify --instance blog\n  \
+        aps-controller verify --repository\n  \
+        aps-controller verify --repository --read-sample daily/week --json\n  \
+        aps-controller verify --repository --read-all\n  \
+        aps-controller verify /srv/backups/blog.aps.tar.zst.age --identity key.txt --json")]
+    Verify(verify::VerifyArgs),
+    /// List an instance's backups, newest first: periodicity, time, size, status, full path
+    /// (with the repository store: its snapshots, with id, time, periodicity and package).
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller backups blog\n  \
+        aps-controller backups blog --remote --json")]
+    Backups(backups::BackupsArgs),
+    /// Restore the newest good backup of NAME into the staging instance and check it.
+    #[command(after_help = "EXAMPLES:\n  \
+        aps-controller drill blog --staging blog-staging\n  \
+        aps-controller drill blog --staging blog-staging --remote --identity key.txt --json")]
+    Drill(drill::DrillArgs),
     /// The repository store (panel.toml [store] kind = "repository"): init, backup, snapshots,
     /// restore into a staging folder, check.
     #[command(subcommand)]
@@ -119,10 +168,11 @@ fn main() -> ExitCode {
     // (`serve` installs its own, which also stops taking requests).
     if matches!(
         cli.command,
-        Command::Operation(_)
-            | Command::Policy(
-                policy::PolicyCommand::Run { .. } | policy::PolicyCommand::Drill { .. }
-            )
+        Command::Backup(_)
+            | Command::Restore(_)
+            | Command::Migrate(_)
+            | Command::Run(_)
+            | Command::Drill(_)
             | Command::Store(store::StoreCommand::Backup { .. })
     ) {
         signals::install(|| {});
@@ -130,8 +180,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Package(c) => package::run(c),
         Command::Instance(c) => instance::run(c),
-        Command::Operation(c) => backup::run(c),
-        Command::Policy(c) => policy::run(c),
+        Command::Backup(c) => backup::run(c),
+        Command::Restore(a) => restore::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Prune(a) => prune::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Backups(a) => backups::run(a),
+        Command::Drill(a) => drill::run(a),
         Command::Store(c) => store::run(c),
         Command::Serve(a) => serve::run(a),
         Command::Key(c) => key::run(c),

@@ -5,12 +5,11 @@
 //! not run (path missing, unreadable, bad `--limits` file).
 use std::process::ExitCode;
 
-use aps_meta::{CheckError, CheckReport, Limits, Severity, check_package};
+use aps_meta::{Limits, Severity, check_package};
 use camino::{Utf8Path, Utf8PathBuf};
 
-use aps_controller::ErrorKind;
-
 use crate::common::{Failure, Out, outln};
+use crate::failures::{check_failure, report_json};
 
 #[derive(clap::Subcommand)]
 pub enum PackageCommand {
@@ -48,50 +47,6 @@ fn read_limits(path: &Utf8Path) -> Result<Limits, String> {
     serde_json::from_str(&text).map_err(|e| {
         format!("{path}: {e}; expected a JSON object of Limits fields such as {{\"max_zip_members\": 5000}}")
     })
-}
-
-/// `{"ok":true,"path":…,"aps_version":…,"errors":0,"warnings":n,"diagnostics":[…]}`; with
-/// errors `ok` is false and `error` (kind `invalid-package`) says how many. For `--json` and
-/// `serve`.
-pub fn report_json(report: &CheckReport) -> serde_json::Value {
-    let errors = report
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let mut v = serde_json::json!({
-        "ok": report.ok(),
-        "path": report.path,
-        "aps_version": report.aps_version,
-        "errors": errors,
-        "warnings": report.diagnostics.len() - errors,
-        "diagnostics": report.diagnostics,
-    });
-    if !report.ok() {
-        v["error"] = Failure::new(
-            ErrorKind::InvalidPackage,
-            format!(
-                "the package has {errors} error(s); `diagnostics` lists them with their codes \
-                 (aps-meta/DIAGNOSTICS.md)"
-            ),
-        )
-        .error_json();
-    }
-    v
-}
-
-/// Why a check could not run, as the envelope's failure (kind `usage`, `reason` the detail).
-pub fn check_failure(e: &CheckError) -> Failure {
-    Failure::usage(e.to_string()).with("reason", check_error_kind(e))
-}
-
-/// `kind` of a check that could not run, for `--json` and `serve`.
-pub fn check_error_kind(e: &CheckError) -> &'static str {
-    match e {
-        CheckError::NotFound { .. } => "not-found",
-        CheckError::NotAPackage { .. } => "not-a-package",
-        CheckError::Io { .. } => "io",
-    }
 }
 
 fn check(path: &Utf8Path, json: bool, limits_file: Option<&Utf8Path>) -> ExitCode {

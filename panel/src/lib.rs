@@ -23,6 +23,8 @@ pub mod progress;
 pub mod prune;
 pub mod retention;
 pub mod run;
+#[cfg(feature = "repository")]
+pub mod service;
 pub mod store;
 pub mod web_dirs;
 

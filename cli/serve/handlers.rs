@@ -1,0 +1,272 @@
+//! The handlers: each takes a request's body, checks its paths ([`super::guard`]) and calls the
+//! service layer (or, for the registry and package checks, the libraries) — never the CLI's
+//! commands.
+
+use aps_controller::registry::{self, RegisterError, view};
+use aps_meta::{Limits, check_package};
+use aps_panel::service::{backup, backups, migrate, restore};
+use camino::Utf8PathBuf;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::answer::{
+    Answer, Handled, failure_answer, library_words, parse, service_answer, store_problem,
+};
+use super::guard::{absolute, owned_by_us};
+use crate::common::{Failure, open_panel, success_json};
+
+/// A service error as HTTP clients read it, for the failure paths that also carry failures of
+/// opening panel.toml.
+fn service_failure(e: aps_panel::service::ServiceError) -> Failure {
+    Failure::from_service(&e, &super::answer::JsonFields)
+}
+
+impl App {
+    pub(super) fn list(&self) -> Answer {
+        match self.ctl.store().list() {
+            Ok(all) => {
+                let items: Vec<Value> = all.iter().map(view::summary_json).collect();
+                (200, json!({"ok": true, "instances": items}))
+            }
+            Err(e) => store_problem(e),
+        }
+    }
+
+    pub(super) fn show(&self, name: &str) -> Answer {
+        match self.ctl.store().get(name) {
+            Ok(instance) => {
+                let mut v = view::masked_json(&instance);
+                v["ok"] = true.into();
+                (200, v)
+            }
+            Err(e) => store_problem(e),
+        }
+    }
+
+    pub(super) fn register(&self, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            file: Utf8PathBuf,
+            #[serde(default)]
+            replace: bool,
+            /// As `--no-connect`: the databases' logins are not tried.
+            #[serde(default)]
+            no_connect: bool,
+        }
+        let b: Body = parse(body)?;
+        absolute("file", &b.file)?;
+        self.registrable(&b.file)?;
+        owned_by_us("file", &b.file)?;
+        if let Ok(file) = registry::InstanceFile::load(&b.file) {
+            // Relative paths were resolved against the file's folder; symlinks are resolved
+            // here, so that what is checked is what will be opened.
+            let package = file
+                .package
+                .canonicalize_utf8()
+                .unwrap_or_else(|_| file.package.clone());
+            owned_by_us("package", &package)?;
+        }
+        let config = self.ctl.config();
+        let options = registry::RegisterOptions {
+            replace: b.replace,
+            connect: (!b.no_connect).then_some(config),
+        };
+        Ok(
+            match registry::register_with(self.ctl.store(), &config.state, &b.file, &options) {
+                Ok(instance) => (
+                    201,
+                    json!({"ok": true, "instance": view::summary_json(&instance)}),
+                ),
+                Err(RegisterError::Store(e)) => store_problem(e),
+                // The file is the client's mistake: 422 with every problem (`problems`).
+                Err(e) => (
+                    422,
+                    library_words(crate::failures::register_failure(e)).envelope(),
+                ),
+            },
+        )
+    }
+
+    pub(super) fn remove(&self, name: &str) -> Answer {
+        match self.ctl.store().remove(name) {
+            Ok(instance) => (200, json!({"ok": true, "removed": instance.name})),
+            Err(e) => store_problem(e),
+        }
+    }
+
+    /// NAME's backups in the store, or its snapshots with the repository store, as
+    /// `backups NAME --json` lists them.
+    pub(super) fn backups(&self, name: &str) -> Answer {
+        let request = backups::Request {
+            instance: name.to_owned(),
+            remote: false,
+        };
+        self.panel()
+            .and_then(|panel| {
+                backups::backups(&self.ctl, &panel, &request).map_err(service_failure)
+            })
+            .map(|list| (200, success_json(&list)))
+            .unwrap_or_else(failure_answer)
+    }
+
+    pub(super) fn backup(&self, name: &str, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            /// Absent: into the backup store, as `aps-controller backup NAME` does.
+            to: Option<Utf8PathBuf>,
+            #[serde(default)]
+            force: bool,
+            timeout_secs: Option<u64>,
+            compression: Option<String>,
+            #[serde(default)]
+            recipients: Vec<String>,
+        }
+        let b: Body = parse(body)?;
+        if let Some(to) = &b.to {
+            self.allowed("to", to)?;
+            self.never_configuration("to", to)?;
+        }
+        let request = backup::Request {
+            instance: name.to_owned(),
+            to: b.to,
+            force: b.force,
+            timeout_secs: b.timeout_secs,
+            compression: b.compression,
+            recipients: b.recipients,
+            dry_run: false,
+            absolute_paths: true,
+        };
+        // Without "to", into the store panel.toml chose: with the repository, one snapshot, as
+        // `aps-controller backup NAME` makes.
+        let answer = self
+            .panel()
+            .and_then(|panel| {
+                match backup::backup(&self.ctl, &panel, &request).map_err(service_failure)? {
+                    backup::Outcome::Archive(done) => Ok(success_json(&done)),
+                    backup::Outcome::Snapshot(done) => Ok(success_json(&done)),
+                    backup::Outcome::Plan(plan) => Ok(success_json(&plan)),
+                }
+            })
+            .map(|v| (200, v))
+            .unwrap_or_else(failure_answer);
+        Ok(answer)
+    }
+
+    /// panel.toml, read per request so that a change applies without a restart.
+    fn panel(&self) -> Result<aps_panel::Panel, Failure> {
+        open_panel(&crate::common::StateArgs {
+            state_dir: Some(self.ctl.config().state.root().to_owned()),
+        })
+    }
+
+    pub(super) fn restore(&self, name: &str, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            from: Option<Utf8PathBuf>,
+            /// A snapshot of the repository store (id or unique prefix).
+            snapshot: Option<String>,
+            /// The newest good backup of the store (the repository: its newest snapshot).
+            #[serde(default)]
+            latest: bool,
+            timeout_secs: Option<u64>,
+            #[serde(default)]
+            no_safety_snapshot: bool,
+            identity: Option<Utf8PathBuf>,
+            /// The file may be a backup of another instance (`--from-other-instance`).
+            #[serde(default)]
+            from_other_instance: bool,
+        }
+        let b: Body = parse(body)?;
+        let request = restore::Request {
+            instance: name.to_owned(),
+            from: b.from,
+            latest: b.latest,
+            snapshot: b.snapshot,
+            timeout_secs: b.timeout_secs,
+            no_safety_snapshot: b.no_safety_snapshot,
+            identity: b.identity,
+            from_other_instance: b.from_other_instance,
+        };
+        request.check().map_err(service_answer)?;
+        let paths = [
+            request.from.as_ref().map(|p| ("from", p)),
+            request.identity.as_ref().map(|p| ("identity", p)),
+        ];
+        for (field, path) in paths.into_iter().flatten() {
+            self.allowed(field, path)?;
+        }
+        let panel = if request.needs_panel() {
+            Some(self.panel().map_err(failure_answer)?)
+        } else {
+            None
+        };
+        request
+            .check_store(panel.as_ref())
+            .map_err(service_answer)?;
+        Ok(restore::restore(&self.ctl, panel.as_ref(), &request)
+            .map(|done| (200, success_json(&done)))
+            .unwrap_or_else(service_answer))
+    }
+
+    pub(super) fn migrate(&self, name: &str, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            to_instance: String,
+            keep: Option<Utf8PathBuf>,
+            timeout_secs: Option<u64>,
+            #[serde(default)]
+            no_safety_snapshot: bool,
+            /// A snapshot of the source in the repository store instead of a live backup.
+            snapshot: Option<String>,
+            /// The source's newest snapshot instead of a live backup.
+            #[serde(default)]
+            latest: bool,
+        }
+        let b: Body = parse(body)?;
+        let request = migrate::Request {
+            source: name.to_owned(),
+            target: b.to_instance,
+            keep: b.keep,
+            timeout_secs: b.timeout_secs,
+            no_safety_snapshot: b.no_safety_snapshot,
+            snapshot: b.snapshot,
+            latest: b.latest,
+        };
+        request.check().map_err(service_answer)?;
+        if let Some(keep) = &request.keep {
+            self.allowed("keep", keep)?;
+            self.never_configuration("keep", keep)?;
+        }
+        let panel = if request.uses_snapshot() {
+            Some(self.panel().map_err(failure_answer)?)
+        } else {
+            None
+        };
+        Ok(migrate::migrate(&self.ctl, panel.as_ref(), &request)
+            .map(|done| (200, success_json(&done)))
+            .unwrap_or_else(service_answer))
+    }
+
+    pub(super) fn check(&self, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            path: Utf8PathBuf,
+            limits: Option<Limits>,
+        }
+        let b: Body = parse(body)?;
+        self.allowed("path", &b.path)?;
+        Ok(
+            match check_package(&b.path, &b.limits.unwrap_or_default()) {
+                // The check ran: 200 whatever it found; `ok` says whether the package is valid.
+                Ok(report) => (200, crate::failures::report_json(&report)),
+                Err(e) => (422, crate::failures::check_failure(&e).envelope()),
+            },
+        )
+    }
+}

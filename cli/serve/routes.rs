@@ -1,0 +1,162 @@
+//! The routes, in one table: a route is added in one place, and a path the table knows with
+//! another method is answered 405 (method not allowed) from the same table.
+
+use std::time::Instant;
+
+use super::App;
+use super::answer::{Answer, Handled, problem};
+use super::http::{Reply, Request};
+
+/// A path segment of a route: a fixed word, or the instance's name.
+#[derive(Clone, Copy)]
+enum Segment {
+    Word(&'static str),
+    Name,
+}
+
+use Segment::{Name, Word};
+
+/// A handler: the app, the instance's name (routes with [`Segment::Name`]), the body.
+type Handler = fn(&App, &str, &[u8]) -> Handled;
+
+struct Route {
+    method: &'static str,
+    path: &'static [Segment],
+    handler: Handler,
+}
+
+/// Every route (docs/http.md).
+const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: &[Word("v1"), Word("instances")],
+        handler: |app, _, _| Ok(app.list()),
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances")],
+        handler: |app, _, body| app.register(body),
+    },
+    Route {
+        method: "GET",
+        path: &[Word("v1"), Word("instances"), Name],
+        handler: |app, name, _| Ok(app.show(name)),
+    },
+    Route {
+        method: "DELETE",
+        path: &[Word("v1"), Word("instances"), Name],
+        handler: |app, name, _| Ok(app.remove(name)),
+    },
+    Route {
+        method: "GET",
+        path: &[Word("v1"), Word("instances"), Name, Word("backups")],
+        handler: |app, name, _| Ok(app.backups(name)),
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("backup")],
+        handler: App::backup,
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("restore")],
+        handler: App::restore,
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("migrate")],
+        handler: App::migrate,
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("packages"), Word("check")],
+        handler: |app, _, body| app.check(body),
+    },
+];
+
+impl Route {
+    /// The instance's name when `segments` is this route's path ("" for a path without one).
+    fn matches<'a>(&self, segments: &[&'a str]) -> Option<&'a str> {
+        if segments.len() != self.path.len() {
+            return None;
+        }
+        let mut name = "";
+        for (given, segment) in segments.iter().zip(self.path) {
+            match segment {
+                Word(w) if given == w => {}
+                Word(_) => return None,
+                Name => name = given,
+            }
+        }
+        Some(name)
+    }
+}
+
+impl App {
+    pub(super) fn handle(&self, request: Request) {
+        let started = Instant::now();
+        let (status, body) = self.answer(&request);
+        // Logged without query string or headers: the token never reaches a log. The method
+        // is the client's text: only its letters are shown.
+        let method: String = request
+            .method
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(16)
+            .collect();
+        crate::common::errln!(
+            "{method} {} -> {status} ({} ms)",
+            request.url.split('?').next().unwrap_or("").escape_debug(),
+            started.elapsed().as_millis()
+        );
+        // A client that went away gets nothing; the operation itself is complete either way.
+        request.respond(Reply { status, body });
+    }
+
+    fn answer(&self, request: &Request) -> Answer {
+        self.route(request).unwrap_or_else(|refused| refused)
+    }
+
+    fn route(&self, request: &Request) -> Handled {
+        if !self.authorized(request) {
+            return Err(problem(
+                401,
+                "unauthorized",
+                "missing or wrong bearer token: send `Authorization: Bearer <the token of --token-file>`",
+            ));
+        }
+        let path = request.url.split('?').next().unwrap_or("").to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = request.method.as_str();
+        let mut known_path = false;
+        for route in ROUTES {
+            if let Some(name) = route.matches(&segments) {
+                if route.method == method {
+                    return (route.handler)(self, name, &request.body);
+                }
+                known_path = true;
+            }
+        }
+        Err(if known_path {
+            problem(
+                405,
+                "method-not-allowed",
+                format!(
+                    "{} is not allowed on {}; see docs/http.md",
+                    method.escape_debug(),
+                    path.escape_debug()
+                ),
+            )
+        } else {
+            problem(
+                404,
+                "no-such-route",
+                format!(
+                    "no route {} {}; see docs/http.md",
+                    method.escape_debug(),
+                    path.escape_debug()
+                ),
+            )
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! The periodic backups (`aps-controller run --periodicity P`): every instance but the staging
+//! ones (or the named ones) into the backup store, the off-machine copy, retention
+//! ([`crate::run`]).
+
+use aps_controller::ErrorKind;
+
+use super::{Field, ServiceError, check_instance_name, words};
+use crate::clock::Clock;
+use crate::context::{Panel, PanelError};
+use crate::engine::Engine;
+use crate::periodicity::Periodicity;
+use crate::progress::Progress;
+use crate::run::{RunOptions, RunSummary};
+
+/// A run as a front end asks for it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub periodicity: Periodicity,
+    /// Empty: every registered instance but the staging ones.
+    pub instances: Vec<String>,
+    /// Backups at once; `None` takes panel.toml's `jobs`, else 2.
+    pub jobs: Option<usize>,
+}
+
+impl Request {
+    /// Everything that can be checked without opening anything.
+    pub fn check(&self) -> Result<(), ServiceError> {
+        for name in &self.instances {
+            check_instance_name(Field::InstanceOption, name)?;
+        }
+        Ok(())
+    }
+
+    /// Unknown names are refused before any backup starts. Returns the registered instances
+    /// (none: the caller may say that the state folder holds nothing to back up).
+    pub fn prepare(&self, engine: &Engine) -> Result<Vec<String>, ServiceError> {
+        let registered = engine.instances().map_err(PanelError::Engine)?;
+        let unknown: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|i| registered.binary_search(i).is_err())
+            .map(|u| format!("{u:?}"))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ServiceError::Refused {
+                kind: ErrorKind::InstanceNotFound,
+                step: None,
+                message: words![
+                    Field::InstanceOption,
+                    format!(
+                        " names no registered instance: {}; `aps-controller instance list` \
+                         shows them",
+                        unknown.join(", ")
+                    )
+                ],
+                hint: None,
+            });
+        }
+        Ok(registered)
+    }
+}
+
+/// The run; instances that failed are in the summary, not an error.
+pub fn run(
+    panel: &Panel,
+    engine: &Engine,
+    request: &Request,
+    clock: &dyn Clock,
+    progress: &dyn Progress,
+) -> Result<RunSummary, ServiceError> {
+    let options = RunOptions {
+        periodicity: request.periodicity,
+        instances: request.instances.clone(),
+        jobs: request.jobs.or(panel.config.jobs).unwrap_or(2),
+    };
+    crate::run::run(panel, engine, &options, clock, progress).map_err(ServiceError::from)
+}

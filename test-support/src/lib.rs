@@ -60,6 +60,12 @@ pub struct Sandbox {
     pub dir: TempDir,
 }
 
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Sandbox {
     /// A sandbox whose instances (web folders made by the test, as root) run as root: its
     /// controller.toml allows it. The tests of the tenant accounts use [`Sandbox::for_tenants`].

@@ -1,7 +1,7 @@
 //! The backup scenario, step by step, through the real `aps-controller` binary, real
 //! interpreters and real processes (fixture packages in fixtures/packages/).
 
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 
@@ -166,7 +166,8 @@ fn refused_destinations_leave_everything_as_it_was() {
 }
 
 /// Step 3.1 as a user who may not write the destination's folder (root ignores modes, so the
-/// controller runs as the unprivileged `aps-test` user made by scripts/ci/test-user.sh).
+/// controller runs as the unprivileged `aps-test` user made by scripts/ci/test-user.sh). It
+/// runs a copy of the binary in the sandbox: the build folder may be one only root can enter.
 #[test]
 fn unwritable_destination_folder_is_refused() {
     let uid = test_user_uid();
@@ -179,6 +180,7 @@ fn unwritable_destination_folder_is_refused() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
+    let exe = support::reachable_copy(&support::cli_exe(), &sb.root());
     let dir = backups_dir(&sb); // root's, mode 0755: not writable for aps-test
     let dest = dir.join("blog.bak");
     let out = std::process::Command::new("setpriv")
@@ -190,7 +192,7 @@ fn unwritable_destination_folder_is_refused() {
             "--clear-groups",
             "--",
         ])
-        .arg(env!("CARGO_BIN_EXE_aps-controller"))
+        .arg(exe)
         .args([
             "backup",
             "blog",

@@ -3,7 +3,7 @@
 //! MariaDB and PostgreSQL test servers. The dumps are loaded back by hand, with the servers'
 //! own clients, to prove the data is really there. Also: every script language runs.
 
-mod support;
+use test_support as support;
 
 use std::process::Command;
 use std::time::Duration;

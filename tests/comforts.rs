@@ -2,9 +2,8 @@
 //! pages generated from the argument definitions, loaded by a real bash and rendered by a real
 //! `man`; one unit for sizes in every text output.
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
-mod support;
+use test_support as support;
+use test_support::s3_env;
 
 use std::process::Command;
 

@@ -6,7 +6,7 @@
 //! Optional parts (`[--timeout SECS]`) are run too, with their placeholders filled in; absolute
 //! paths are moved under the sandbox, so nothing outside it is touched.
 
-mod support;
+use test_support as support;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -3,9 +3,8 @@
 //! reservations of killed backups are removed and never listed, and each wrong message of
 //! the issue now says the exact thing, with its kind and exit code.
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
-mod support;
+use test_support as support;
+use test_support::s3_env;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

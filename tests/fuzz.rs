@@ -18,9 +18,8 @@
 //! count of every target (docs/fuzzing.md). Crashes found are kept as regression tests at the
 //! end of this file.
 
-#[path = "support/craft.rs"]
-mod craft;
-mod support;
+use test_support as support;
+use test_support::craft;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -3,11 +3,9 @@
 //! the dump tries to make the client run a command, read a file or run another file, as the
 //! account that loads it (root here: the sandbox allows root scripts, the worst case).
 
-#[path = "support/craft.rs"]
-mod craft;
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::craft;
+use test_support::restore_kit as kit;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;

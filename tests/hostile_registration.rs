@@ -9,7 +9,7 @@
 //! - 6: a thousand idle or half-sent connections must not stop the adapter.
 //! - 9: a token file or backup key that a tenant owns, or whose folder it owns, is refused.
 
-mod support;
+use test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -452,7 +452,7 @@ fn serve_once(sb: &Sandbox, token_file: &Utf8Path) -> (String, Option<i32>, Stri
 #[test]
 fn a_token_file_a_tenant_owns_or_could_swap_is_refused() {
     let sb = Sandbox::for_tenants();
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     let token = "0123456789abcdef0123456789abcdef-test-token\n";
 
     let owned = sb.path("tenant-token");
@@ -485,7 +485,7 @@ fn a_token_file_a_tenant_owns_or_could_swap_is_refused() {
 #[test]
 fn a_backup_key_in_a_folder_a_tenant_owns_is_refused() {
     let sb = Sandbox::new();
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     sb.register(
         "blog",
         "sh-sample",

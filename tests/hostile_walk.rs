@@ -6,12 +6,12 @@
 //! repository made outside the state folder is private. The same bounds hold for a backup
 //! into the repository store, and a sparse file comes back from it sparse.
 
-mod support;
+use test_support as support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Output};
 
-use aps_controller::account::{Account, controller_is_root};
+use aps_controller::account::Account;
 use camino::{Utf8Path, Utf8PathBuf};
 use support::{Sandbox, Tmpfs, assert_success, exists, fixture, json};
 
@@ -20,8 +20,7 @@ const SETTINGS: &str = "[settings]\nadmin_password = \"correct horse\"\n";
 const GIB: u64 = 1 << 30;
 
 fn tenant() -> Option<Account> {
-    if !controller_is_root() {
-        eprintln!("not root: these tests need root and scripts/ci/test-user.sh");
+    if !support::needs_root("the tenant's walk") {
         return None;
     }
     let status = Command::new(support::repo().join("scripts/ci/test-user.sh"))

@@ -1,7 +1,7 @@
 //! `aps-controller serve`: the real binary listening on loopback, driven over real HTTP (ureq)
 //! with the fixture packages and their real scripts.
 
-mod support;
+use test_support as support;
 
 use aps_controller::digest::sha256_file;
 use camino::Utf8PathBuf;

@@ -5,11 +5,9 @@
 //! disk is `no-space` (exit 19) naming the place, the journal's log rotates, and
 //! `backup --dry-run`'s estimate matches the real size.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
+use test_support::s3_env;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

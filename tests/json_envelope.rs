@@ -3,7 +3,7 @@
 //! validator, `boon`), and the commands run here are checked to be every command `--help`
 //! lists, so that a new command without a test of its JSON fails here.
 
-mod support;
+use test_support as support;
 
 use std::collections::BTreeSet;
 use std::process::Output;

@@ -6,27 +6,25 @@
 //! snapshot until the instance is back; a tree deeper than the restore can hold is refused at
 //! backup time.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 
-use aps_controller::account::{Account, controller_is_root};
+use aps_controller::account::Account;
 use camino::{Utf8Path, Utf8PathBuf};
 use kit::{open_journal_entries, work_leftovers};
 use support::{Sandbox, Tmpfs, assert_success, exists, fixture, json};
 
 /// The tenant's account, or `None` (said) when the tests do not run as root.
 fn tenant() -> Option<Account> {
-    if !controller_is_root() {
-        eprintln!("not root: the long-path attack needs root and scripts/ci/test-user.sh");
+    if !support::needs_root("the long-path attack") {
         return None;
     }
-    Some(aps_controller::tenant_testing::tenant())
+    Some(test_support::tenant::tenant())
 }
 
 /// Runs the Python `script` with `args`, as `who` (the tenant) or as root; its stdout.

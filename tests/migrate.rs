@@ -3,9 +3,8 @@
 //! source's data, the source is untouched, the restore script saw the target's environment,
 //! and a failed migration leaves the target as it was. Plus the library API.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use aps_controller::archive;
 use aps_controller::operation::MigrateRequest;

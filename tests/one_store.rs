@@ -3,7 +3,7 @@
 //! `restore --latest` and `drill` see both; every mistake is refused before any work, with the
 //! README's exit code. Through the real binary, on the real sh fixture package.
 
-mod support;
+use test_support as support;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::Value;

@@ -3,9 +3,8 @@
 //! anything of the target changes; every restore names the instance the backup was made of
 //! and when. Real binary, real MariaDB and PostgreSQL databases, real package scripts.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use camino::Utf8PathBuf;
 use kit::{Site, assert_same, db_instance};

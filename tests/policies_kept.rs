@@ -5,7 +5,7 @@
 //! checks what it can and says what it could not, and `identity-file` is held to the rules of
 //! the controller's other secrets.
 
-mod support;
+use test_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
@@ -13,8 +13,7 @@ use std::process::{Command, Output};
 use camino::Utf8Path;
 use support::{Sandbox, age_identity, assert_success, json, register_without_script};
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
+use test_support::s3_env;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -218,7 +217,7 @@ fn drill_of_an_encrypted_archive_without_the_identity_checks_what_it_can() {
 
 /// Runs `sh -c SCRIPT` as the tenant account (its own groups only); whether it succeeded.
 fn as_tenant(script: &str) -> bool {
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     Command::new("runuser")
         .args(["-u", &tenant.name, "--", "sh", "-c", script])
         .status()
@@ -236,7 +235,7 @@ fn chown(path: &Utf8Path, uid: u32, gid: u32) {
 /// and `verify` work without `--identity`.
 #[test]
 fn identity_file_is_refused_when_a_tenant_could_read_or_replace_it() {
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     let sb = Sandbox::for_tenants();
     sb.configure("");
     let (identity, recipient) = age_identity(&sb.root());

@@ -1,7 +1,7 @@
 //! The panel's commands (`run`, `prune`, `backups`, `verify`, `drill`) through the real
 //! `aps-controller` binary, the real controller and the fixture packages.
 
-mod support;
+use test_support as support;
 
 use std::time::Duration;
 
@@ -10,8 +10,7 @@ use camino::Utf8PathBuf;
 
 use support::{Dbs, Sandbox, age_identity, assert_success, databases, db_toml};
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
+use test_support::s3_env;
 
 fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)

@@ -24,13 +24,13 @@
 //!   for that periodicity runs through `sh` with only the crontab's variables, as cron runs it,
 //!   and `/run/` is moved into the sandbox too.
 
-mod support;
+use test_support as support;
 
 use std::process::Command;
 
 use aps_controller::database::DbKind;
-use aps_controller::database::testing::{ServerLogin, TestServers};
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::database::{ServerLogin, TestServers};
 
 use support::{Sandbox, assert_success, repo};
 

@@ -3,7 +3,7 @@
 //! not exist, web folders and databases of another instance, a misspelt setting; and
 //! `instance check` on an instance whose database password was changed after registration.
 
-mod support;
+use test_support as support;
 
 use std::process::Output;
 use std::time::Duration;

@@ -5,9 +5,8 @@
 //! exits 143 with the `interrupted` envelope. The next backup then completes and restores.
 //! The same kill -9 with the repository in a bucket of the loopback S3 server.
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
-mod support;
+use test_support as support;
+use test_support::s3_env;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! real repository, real databases). A snapshot this controller cannot vouch for fails the
 //! drill at its restore, with the staging instance untouched.
 
-mod support;
+use test_support as support;
 
 use support::{Sandbox, assert_success, json, register_without_script};
 

@@ -6,9 +6,8 @@
 //! changes, a restore that fills the disk puts the instance back, and a symlink planted in the
 //! web folder is not followed.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::process::{Command, Output};
 
@@ -324,8 +323,7 @@ fn a_symlink_planted_in_the_web_folder_is_not_followed_by_a_restore() {
 #[test]
 fn a_tenant_instance_is_backed_up_and_restored_as_its_account() {
     use std::os::unix::fs::MetadataExt;
-    if !aps_controller::account::controller_is_root() {
-        eprintln!("not root: the tenant-account test needs root");
+    if !support::needs_root("the tenant-account test") {
         return;
     }
     let status = Command::new(support::repo().join("scripts/ci/test-user.sh"))

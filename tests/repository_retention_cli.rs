@@ -2,7 +2,7 @@
 //! backup ended, and says what it forgot and pruned in its summary (real binary, real
 //! repository).
 
-mod support;
+use test_support as support;
 
 use support::{Sandbox, assert_success, json};
 

@@ -3,10 +3,9 @@
 //! secret key in a file). Without a server the test fails, naming the script, unless
 //! APS_TEST_NO_S3=1.
 
-mod support;
+use test_support as support;
 
-#[path = "../panel/tests/support/s3_env.rs"]
-mod s3_env;
+use test_support::s3_env;
 
 use support::{Sandbox, assert_success, json};
 

@@ -4,9 +4,8 @@
 //! exactly as a restore from an archive does. A failing or interrupted script leaves no
 //! snapshot and nothing in the state folder.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::process::Output;
 

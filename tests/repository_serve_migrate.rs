@@ -5,9 +5,8 @@
 //! restore that fails is put back. Every mistake is refused before any work, with its kind.
 //! Real repository, real MariaDB and PostgreSQL databases, real files.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! `aps-controller store …` through the real binary: a registered instance with real databases
 //! backed up into a repository, listed, and restored into a staging folder.
 
-mod support;
+use test_support as support;
 
 use std::time::Duration;
 

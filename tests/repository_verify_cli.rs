@@ -2,7 +2,7 @@
 //! one passes, a pack file damaged on disk is found by reading it back (exit 17, the pack
 //! named), a missing one by the structure check alone; mistakes are refused before any work.
 
-mod support;
+use test_support as support;
 
 use camino::Utf8PathBuf;
 use support::{Sandbox, assert_success, json};

@@ -3,9 +3,8 @@
 //! (script exit, timeout, signal, an unloadable dump, kill -9 of the controller), and backup
 //! files refused before anything changes.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::process::Stdio;
 

@@ -2,7 +2,7 @@
 //! left out of a nightly `run`, and the drill's warning for a target that is not marked
 //! (real binary, the sh fixture package).
 
-mod support;
+use test_support as support;
 
 use support::schema::Envelope as Schema;
 use support::{Sandbox, assert_success, json};

@@ -4,7 +4,7 @@
 //! Real processes of the real binary, as root and as the real account `aps-tenant1`; the real
 //! /var/lib/aps-controller is only ever looked at, never written.
 
-mod support;
+use test_support as support;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};

@@ -2,12 +2,12 @@
 //! run through the real binary, as root, against instances owned by the real non-root
 //! accounts `aps-tenant1` and `aps-tenant2` (made by scripts/ci/test-user.sh).
 
-mod support;
+use test_support as support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 
-use aps_controller::account::{Account, controller_is_root};
+use aps_controller::account::Account;
 use camino::{Utf8Path, Utf8PathBuf};
 use support::{Sandbox, assert_success, exists, fixture, json, pid_alive};
 
@@ -48,8 +48,7 @@ exit 2
 "#;
 
 fn tenant(name: &str) -> Option<Account> {
-    if !controller_is_root() {
-        eprintln!("not root: the tenant-account tests need root and scripts/ci/test-user.sh");
+    if !support::needs_root("the tenant-account tests") {
         return None;
     }
     let status = Command::new(support::repo().join("scripts/ci/test-user.sh"))

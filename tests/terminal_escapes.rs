@@ -5,14 +5,12 @@
 //! whose header carries them (`backup import --dry-run`). What reaches the terminal must hold
 //! no byte a terminal acts on, show the escapes spelled out, and keep the excerpt's lines.
 
-#[path = "support/craft.rs"]
-mod craft;
-mod support;
+use test_support as support;
+use test_support::craft;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 
-use aps_controller::account::controller_is_root;
 use aps_controller::archive::{ManifestHeader, PartKind};
 use camino::Utf8PathBuf;
 use support::{Sandbox, assert_success, fixture, json};
@@ -39,11 +37,10 @@ fn assert_terminal_safe(bytes: &[u8], what: &str) {
 /// A copy of sh-sample with [`HOSTILE_SCRIPT`] as its backup-script, registered as `name` with
 /// a web folder of the tenant's and `user` = the tenant: the script runs as the tenant.
 fn hostile_instance(sb: &Sandbox, name: &str) -> Option<()> {
-    if !controller_is_root() {
-        eprintln!("not root: this test runs the script as the tenant's account");
+    if !support::needs_root("running the script as the tenant's account") {
         return None;
     }
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     let pkg = sb.path("hostile-pkg");
     let out = Command::new("cp")
         .args(["-R", fixture("sh-sample").as_str(), pkg.as_str()])

@@ -33,8 +33,6 @@ pub mod registry;
 pub mod runner;
 pub mod secret;
 pub mod structured_output;
-#[cfg(any(test, feature = "testing"))]
-pub mod tenant_testing;
 
 pub use controller::{Controller, ControllerConfig};
 pub use error::{ErrorKind, OperationError, Step};

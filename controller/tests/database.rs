@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aps_controller::database::testing::{TestDatabase, TestServers};
 use aps_controller::database::{self, Database, DatabaseError, DbKind};
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::database::{TestDatabase, TestServers};
 
 const T: Duration = Duration::from_secs(300);
 
@@ -548,7 +548,7 @@ fn uid_of(pid: i32) -> u32 {
 /// writing. Returns what each gave: `ok` or `errno N`.
 fn tenant_attacks(pid: i32) -> String {
     use std::os::unix::process::CommandExt;
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     let script = r#"
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -593,7 +593,7 @@ fn dump_tools_are_out_of_the_tenants_reach(kind: DbKind) {
         &db,
         "CREATE TABLE t (n INT); INSERT INTO t VALUES (1), (2);",
     );
-    let tenant = aps_controller::tenant_testing::tenant();
+    let tenant = test_support::tenant::tenant();
     let (_dir, dir) = tmp();
     let out = dir.join("dump.sql");
     let holder = Holder::lock(&db);

@@ -196,7 +196,8 @@ fn path_without_file_name_is_refused() {
 
 /// Root writes into a 0555 folder, so the refusal is checked by a copy of this test binary
 /// running as the unprivileged `aps-test` user (created by scripts/ci/test-user.sh); as a
-/// non-root user the check runs in-process.
+/// non-root user the check runs in-process. The copy lies in the test's own folder: the build
+/// folder may be one only root can enter.
 #[test]
 fn unwritable_parent_is_refused() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
@@ -223,7 +224,8 @@ fn unwritable_parent_is_refused() {
     }
 
     ensure_test_user();
-    let exe = std::env::current_exe().unwrap();
+    let exe = Utf8PathBuf::from_path_buf(std::env::current_exe().unwrap()).unwrap();
+    let exe = test_support::reachable_copy(&exe, &base_path);
     let out = Command::new("runuser")
         .args(["-u", TEST_USER, "--"])
         .arg(&exe)

@@ -19,14 +19,11 @@ use aps_controller::archive::{
     empty_dir_at, open_dir_nofollow, restore_tree,
 };
 use aps_controller::destination::{Destination, DestinationError};
-use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::needs_root;
+use test_support::tenant::{TENANT, stop_swapper, swapper, tenant};
 
 const PYTHON: &str = "/usr/bin/python3";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 /// A folder under /tmp that the tenant can traverse (mode 0755, root's).
 fn base() -> (tempfile::TempDir, Utf8PathBuf) {
@@ -101,8 +98,7 @@ fn big_tree(root: &Utf8Path, dirs: usize, per_dir: usize) {
 /// is ever written, removed or read through the symlink.
 #[test]
 fn folder_swapped_for_a_symlink_during_restore_never_redirects_a_write() {
-    if !is_root() {
-        eprintln!("not root: the tenant's attack needs root to run it as {TENANT}; skipped");
+    if !needs_root(&format!("the tenant's attack as {TENANT}")) {
         return;
     }
     let who = tenant();
@@ -157,8 +153,7 @@ fn folder_swapped_for_a_symlink_during_restore_never_redirects_a_write() {
 /// what they point at), and the tree comes back the same.
 #[test]
 fn restore_gives_what_it_creates_to_the_owner() {
-    if !is_root() {
-        eprintln!("not root: cannot give files to {TENANT}; skipped");
+    if !needs_root(&format!("giving files to {TENANT}")) {
         return;
     }
     let who = tenant();
@@ -219,7 +214,7 @@ fn symlinked_web_roots_are_refused_at_backup_and_restore() {
     check_refused(&base, &www, &www, &src);
 
     // 2. The web root lies under a symlink the tenant placed in its own folder.
-    if is_root() {
+    if needs_root("a symlink the tenant placed") {
         let who = tenant();
         let home = base.join("home");
         std::fs::create_dir(&home).unwrap();
@@ -269,8 +264,7 @@ fn check_refused(base: &Utf8Path, www: &Utf8Path, named: &Utf8Path, src: &Utf8Pa
 /// puts nothing in place.
 #[test]
 fn symlink_renamed_over_the_temporary_file_fails_the_backup() {
-    if !is_root() {
-        eprintln!("not root: the tenant's attack needs root to run it as {TENANT}; skipped");
+    if !needs_root(&format!("the tenant's attack as {TENANT}")) {
         return;
     }
     let who = tenant();

@@ -9,7 +9,7 @@
 //! A short run is part of the test suite; a longer one:
 //!
 //! ```sh
-//! APS_PSQL_FUZZ_CASES=5000 cargo nextest run --features aps-controller/testing --test psql_fuzz
+//! APS_PSQL_FUZZ_CASES=5000 cargo nextest run --test psql_fuzz
 //! ```
 //!
 //! Every failure found is kept as a case of `a_copy_psql_does_not_read_data_for_is_refused`
@@ -18,11 +18,11 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use aps_controller::database::testing::{TestDatabase, TestServers};
 use aps_controller::database::{self, DbKind};
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+use test_support::database::{TestDatabase, TestServers};
 
 /// The pieces dumps are made of. `{M}` becomes a marker path: a meta-command that runs leaves
 /// a file there (or, for `\gexec`, the table `gexec_ran`).

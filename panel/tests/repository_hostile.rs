@@ -10,21 +10,17 @@
 
 #![cfg(feature = "repository")]
 
-mod common;
+use test_support::repository as common;
 
-use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
+use test_support::tenant::{TENANT, stop_swapper, swapper, tenant};
 
 const SECRET: &[u8] = b"another customer's secret";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 struct World {
     _tmp: tempfile::TempDir,
@@ -138,8 +134,7 @@ fn contents(root: &Utf8Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn folder_swapped_for_a_symlink_during_backups_never_leaks_into_a_snapshot() {
-    if !is_root() {
-        eprintln!("not root: this test needs to run the tenant as {TENANT}; nothing checked");
+    if !test_support::needs_root(&format!("running the tenant as {TENANT}")) {
         return;
     }
     let w = world(12, 120);

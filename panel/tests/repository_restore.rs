@@ -5,19 +5,19 @@
 
 #![cfg(feature = "repository")]
 
-mod common;
+use test_support::repository as common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use aps_controller::archive::capture_tree_to;
 use aps_controller::database::Database;
-use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
 use aps_panel::store::repository::{BackupInput, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::database::create_database;
 
 fn set_mode(path: &Utf8Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -6,7 +6,7 @@
 
 #![cfg(feature = "repository")]
 
-mod common;
+use test_support::repository as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

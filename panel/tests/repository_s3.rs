@@ -5,20 +5,19 @@
 
 #![cfg(feature = "repository")]
 
-mod common;
+use test_support::repository as common;
 
 use std::collections::BTreeMap;
 
-use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings, S3Bucket};
 use aps_panel::store::repository::verify::ReadData;
 use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore, SnapshotInfo};
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::database::create_database;
 
-#[path = "support/s3_env.rs"]
-mod s3_env;
+use test_support::s3_env;
 
 use common::{TIMEOUT, body, fill, rows, tree};
 

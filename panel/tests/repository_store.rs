@@ -3,13 +3,12 @@
 
 #![cfg(feature = "repository")]
 
-mod common;
+use test_support::repository as common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use aps_controller::archive::{ManifestHeader, PartKind, TagKey};
-use aps_controller::database::testing::create_database;
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
@@ -17,6 +16,7 @@ use aps_panel::store::repository::{
     BackupInput, PackageTags, RepositoryError, RepositoryStore, SnapshotInfo,
 };
 use camino::{Utf8Path, Utf8PathBuf};
+use test_support::database::create_database;
 
 use common::{TIMEOUT, body, fill, rows, tree};
 

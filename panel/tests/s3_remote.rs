@@ -14,8 +14,7 @@ use aps_panel::{ArchiveFormat, BackupName, Periodicity};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
-#[path = "support/s3_env.rs"]
-mod s3_env;
+use test_support::s3_env;
 
 struct Fixture {
     store: S3Store,

@@ -20,8 +20,6 @@ mod client;
 mod mysql;
 mod postgres;
 mod psql_scan;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
 use std::collections::BTreeMap;
 use std::fmt;

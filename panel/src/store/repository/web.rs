@@ -458,7 +458,7 @@ mod tests {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
 
-    use aps_controller::tenant_testing::{TENANT, stop_swapper, swapper, tenant};
+    use test_support::tenant::{TENANT, stop_swapper, swapper, tenant};
 
     const SECRET: &[u8] = b"another customer's secret";
 
@@ -469,8 +469,7 @@ mod tests {
     /// showed it with the engine's local source); this one never may.
     #[test]
     fn a_folder_swapped_for_a_symlink_is_never_followed_by_the_walk() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("not root: this test needs to run the tenant as {TENANT}; nothing checked");
+        if !test_support::needs_root(&format!("running the tenant as {TENANT}")) {
             return;
         }
         let tmp = tempfile::Builder::new()

@@ -3,10 +3,6 @@
 //! right), tagged with a key of the test's choice — the test state's own key (what the
 //! controller made), another controller's, or none.
 
-#![allow(dead_code)]
-
-// Included with `#[path = "support/craft.rs"] mod craft;` beside `mod support;`.
-
 use std::io::Read;
 
 use aps_controller::archive::{

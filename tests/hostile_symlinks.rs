@@ -2,9 +2,8 @@
 //! script that leaves `BACKUP_FILE` as a symlink to a file only root may read; a web root
 //! replaced by a symlink to another customer's folder before a backup or a restore.
 
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::restore_kit as kit;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 

@@ -11,7 +11,7 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn load() -> Self {
-        let path = super::repo().join("docs/envelope.schema.json");
+        let path = crate::repo().join("docs/envelope.schema.json");
         let text = std::fs::read_to_string(&path).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
         let mut schemas = boon::Schemas::new();

@@ -1,10 +1,19 @@
-//! Shared by the workspace's integration tests: a private state folder, instances registered
-//! from fixture packages, and the real `aps-controller` binary.
+//! The helpers the workspace's tests share (a dev-dependency only, never shipped): a sandbox
+//! with a private state folder, instances registered from fixture packages and the real
+//! `aps-controller` binary; real database servers ([`database`]), a hostile tenant
+//! ([`tenant`]), restore kits, crafted archives, the S3 server, `serve`, the JSON schema.
 
-#![allow(dead_code)]
-
+pub mod craft;
+pub mod database;
+pub mod repository;
+pub mod restore_kit;
+pub mod root;
+pub mod s3_env;
 pub mod schema;
 pub mod serve;
+pub mod tenant;
+
+pub use root::{needs_root, reachable_copy, skipped_on_purpose};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,9 +22,33 @@ use std::process::{Command, Output};
 use camino::{Utf8Path, Utf8PathBuf};
 use tempfile::TempDir;
 
-/// The repository root (this package's manifest folder).
+/// The repository root (the folder above this crate's).
 pub fn repo() -> Utf8PathBuf {
-    Utf8PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Utf8Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("test-support lies inside the repository")
+        .to_owned()
+}
+
+/// The `aps-controller` binary cargo built for the running test: `CARGO_BIN_EXE_aps-controller`
+/// (set for a test of the root package while it runs), else beside the test binary's `deps/`
+/// folder, where cargo puts it.
+pub fn cli_exe() -> Utf8PathBuf {
+    if let Ok(exe) = std::env::var("CARGO_BIN_EXE_aps-controller") {
+        return exe.into();
+    }
+    let me = std::env::current_exe().expect("the test binary's path");
+    let me = Utf8PathBuf::from_path_buf(me).expect("a UTF-8 build folder");
+    let exe = me
+        .parent()
+        .and_then(Utf8Path::parent)
+        .map(|dir| dir.join("aps-controller"))
+        .expect("the test binary lies in a build folder's deps/");
+    assert!(
+        exe.is_file(),
+        "{exe} is missing: the aps-controller binary is built for the root package's tests"
+    );
+    exe
 }
 
 pub fn fixture(name: &str) -> Utf8PathBuf {
@@ -25,6 +58,12 @@ pub fn fixture(name: &str) -> Utf8PathBuf {
 /// A sandbox: a state folder, a place for web folders and backups, and the CLI.
 pub struct Sandbox {
     pub dir: TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Sandbox {
@@ -73,7 +112,7 @@ impl Sandbox {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aps-controller"));
+        let mut cmd = Command::new(cli_exe());
         cmd.args(args)
             .arg("--state-dir")
             .arg(self.state().as_str())
@@ -275,15 +314,13 @@ pub fn age_identity(dir: &Utf8Path) -> (Utf8PathBuf, String) {
 
 /// A fresh MariaDB and PostgreSQL database, each with its own login, for one test.
 pub struct Dbs {
-    pub mysql: aps_controller::database::testing::TestDatabase,
-    pub pg: aps_controller::database::testing::TestDatabase,
+    pub mysql: database::TestDatabase,
+    pub pg: database::TestDatabase,
 }
 
-/// Fresh databases on both test servers, or `None` when the suite runs without servers.
 /// Registers `name`, an instance of `nobackup-sample` (no backup-script: what the repository
 /// store backs up) with real databases on the test servers; keep the databases alive while
 /// the instance is used. Returns its web folder.
-#[allow(dead_code)]
 pub fn register_without_script(sb: &Sandbox, name: &str) -> (Utf8PathBuf, Dbs) {
     let dbs = databases(name).expect("the test database servers: scripts/ci/start-services.sh");
     let www = sb.register(
@@ -298,8 +335,10 @@ pub fn register_without_script(sb: &Sandbox, name: &str) -> (Utf8PathBuf, Dbs) {
     (www, dbs)
 }
 
+/// Fresh databases on both test servers, or `None` when the suite runs without servers.
 pub fn databases(hint: &str) -> Option<Dbs> {
-    use aps_controller::database::{DbKind, testing::create_database};
+    use crate::database::create_database;
+    use aps_controller::database::DbKind;
     Some(Dbs {
         mysql: create_database(DbKind::Mysql, hint)?,
         pg: create_database(DbKind::Postgresql, hint)?,
@@ -308,7 +347,7 @@ pub fn databases(hint: &str) -> Option<Dbs> {
 
 /// `aps-controller ARGS… --help`, as printed on stdout.
 pub fn help(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_aps-controller"))
+    let out = Command::new(cli_exe())
         .args(args)
         .arg("--help")
         .output()
@@ -351,8 +390,12 @@ pub struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// `None` (said on stderr) when it cannot be mounted (not root).
+    /// `None` (said on stderr) when the run skips root tests or the mount fails; not root
+    /// otherwise fails the test ([`needs_root`]).
     pub fn mount(dir: &Utf8Path, size: &str) -> Option<Tmpfs> {
+        if !needs_root("a tmpfs") {
+            return None;
+        }
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
             // mode=0755: a destination folder others can write to is refused by itself.

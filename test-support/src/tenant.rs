@@ -1,4 +1,4 @@
-//! A hostile tenant for tests of any crate (cargo feature `testing`): the unprivileged account
+//! A hostile tenant for tests of any crate: the unprivileged account
 //! `aps-test` (made by scripts/ci/test-user.sh) and its folder-for-symlink swapper, so that each
 //! defence against a tenant's race is tested with a real account and a real race, the same one
 //! everywhere.
@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use camino::Utf8Path;
 
-use crate::account::Account;
+use aps_controller::account::Account;
 
 /// The tenant's account name.
 pub const TENANT: &str = "aps-test";

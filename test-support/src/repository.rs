@@ -1,12 +1,10 @@
 //! What the repository store's tests share: a manifest header and a backup key, generated
 //! file contents, a tree's record, and a small table of notes in a test database.
-// Each test crate uses some of these.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aps_controller::database::testing::TestDatabase;
+use crate::database::TestDatabase;
 use aps_controller::database::{self, Database};
 use camino::Utf8Path;
 

@@ -4,11 +4,9 @@
 //! a symlink for a nested mapping's part to be written through; dumps that try to run a
 //! command or read a file of the controller's machine; `backup import` of a foreign archive.
 
-#[path = "support/craft.rs"]
-mod craft;
-#[path = "support/restore_kit.rs"]
-mod kit;
-mod support;
+use test_support as support;
+use test_support::craft;
+use test_support::restore_kit as kit;
 
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::process::Output;

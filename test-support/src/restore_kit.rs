@@ -1,24 +1,19 @@
-//! Shared by tests/restore.rs and tests/migrate.rs: instances of the sh-databases fixture with a
+//! Restore kits, shared by the restore, migrate and hostile-backup tests: instances of the sh-databases fixture with a
 //! MariaDB and a PostgreSQL database of their own on the real test servers, a web folder full of
 //! hard cases, and exact records of an instance's state (tree + query results) to compare
 //! before and after.
-
-#![allow(dead_code)]
-
-// Included by each test crate with `#[path = "support/restore_kit.rs"] mod kit;` beside
-// `mod support;`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::time::Duration;
 
-use aps_controller::database::testing::{TestDatabase, TestServers};
+use crate::database::{TestDatabase, TestServers};
 use aps_controller::database::{self, Database, DbKind};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
-use crate::support::{self, Sandbox, assert_success};
+use crate::{self as support, Sandbox, assert_success};
 
 const DB_TIMEOUT: Duration = Duration::from_secs(120);
 

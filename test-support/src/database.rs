@@ -1,4 +1,4 @@
-//! Real database servers for tests of any crate (cargo feature `testing`).
+//! Real database servers for tests of any crate: a fresh database and login per test.
 //!
 //! `scripts/ci/start-services.sh` starts MariaDB and PostgreSQL on loopback and writes their
 //! admin logins to `/tmp/aps-ci/services.env`; environment variables of the same names
@@ -6,7 +6,8 @@
 //! file, and `APS_TEST_SERVICES_ENV` names another file.
 //!
 //! ```no_run
-//! use aps_controller::database::{DbKind, testing::TestServers};
+//! use aps_controller::database::DbKind;
+//! use test_support::database::TestServers;
 //! let Some(servers) = TestServers::from_env() else { return }; // only with APS_TEST_NO_DB=1
 //! let db = servers.create_database(DbKind::Mysql, "my_test"); // a fresh database and login
 //! // … use `db` (derefs to `Database`); both are dropped with it.
@@ -21,9 +22,8 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::client::{self, Deadline};
-use super::{Database, DbKind};
-use crate::secret::Secret;
+use aps_controller::database::{self, Database, DbKind};
+use aps_controller::secret::Secret;
 
 /// Where start-services.sh writes the connection facts.
 pub const DEFAULT_SERVICES_ENV: &str = "/tmp/aps-ci/services.env";
@@ -56,8 +56,7 @@ impl TestServers {
     /// The servers from the environment and the services file. `None` only when
     /// `APS_TEST_NO_DB=1`; panics (failing the test) when neither server is configured.
     pub fn from_env() -> Option<Self> {
-        if std::env::var("APS_TEST_NO_DB").is_ok_and(|v| v == "1") {
-            eprintln!("APS_TEST_NO_DB=1: database test skipped");
+        if crate::skipped_on_purpose("APS_TEST_NO_DB", "database test") {
             return None;
         }
         let path = std::env::var("APS_TEST_SERVICES_ENV").unwrap_or_else(|_| {
@@ -149,7 +148,7 @@ impl TestServers {
                  CREATE DATABASE \"{name}\" OWNER \"{name}\" ENCODING 'UTF8' TEMPLATE template0;\n"
             ),
         };
-        if let Err(e) = client::query(&admin, &sql, &Deadline::new(ADMIN_TIMEOUT), "create") {
+        if let Err(e) = database::query(&admin, &sql, ADMIN_TIMEOUT) {
             panic!(
                 "could not create a {kind} test database on {} as `{}`: {e}\n{HINT}",
                 admin.server(),
@@ -223,7 +222,7 @@ impl Drop for TestDatabase {
             ),
         };
         // Never panic here: it may run while a failed test unwinds.
-        if let Err(e) = client::query(&self.admin, &sql, &Deadline::new(ADMIN_TIMEOUT), "drop") {
+        if let Err(e) = database::query(&self.admin, &sql, ADMIN_TIMEOUT) {
             eprintln!("could not drop test database `{name}`: {e}");
         }
     }

@@ -6,7 +6,7 @@ use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
-use super::Sandbox;
+use crate::Sandbox;
 
 pub struct Served {
     pub child: Child,
@@ -96,7 +96,7 @@ impl Served {
         }
         let body: Value = response.into_json().unwrap();
         // Every answer is the one envelope of docs/envelope.schema.json.
-        super::schema::Envelope::get()
+        crate::schema::Envelope::get()
             .check(&format!("{method} {path} -> {status}"), &body)
             .unwrap_or_else(|e| panic!("{e}"));
         (status, body)

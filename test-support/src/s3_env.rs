@@ -1,5 +1,5 @@
 //! The loopback S3 server of scripts/ci/s3-server.sh, as tests find it: shared by the panel's
-//! store tests and the CLI's drill test (included with `#[path]`).
+//! store tests and the CLI's tests.
 
 use std::collections::BTreeMap;
 
@@ -18,8 +18,7 @@ pub struct S3TestEnv {
 /// The server's address and credentials. `None` only when APS_TEST_NO_S3=1; otherwise a missing
 /// or silent server fails the test, naming the script that starts it.
 pub fn s3_test_env(test: &str) -> Option<S3TestEnv> {
-    if std::env::var("APS_TEST_NO_S3").as_deref() == Ok("1") {
-        eprintln!("APS_TEST_NO_S3=1: skipping {test}");
+    if crate::skipped_on_purpose("APS_TEST_NO_S3", test) {
         return None;
     }
     let text = std::fs::read_to_string(ENV_FILE).unwrap_or_else(|e| {

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -186,6 +186,7 @@ pub fn accept_loop(
 ) {
     let cap = pending_cap();
     let pending = Arc::new(Mutex::new(Pending::default()));
+    let readers = Arc::new(Readers::default());
     while !stop() {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -204,10 +205,14 @@ pub fn accept_loop(
                     p.open.push_back((id, stream.as_raw_fd()));
                     id
                 };
+                // An evicted reader ends only once it is scheduled: wait for a thread to end
+                // rather than start more than `cap` of them (a flood would pile them up).
+                let slot = Readers::take(&readers, cap, &stop);
                 let reader = {
                     let pending = Arc::clone(&pending);
                     let queue = queue.clone();
                     move || {
+                        let _slot = slot;
                         let mut stream = stream;
                         let received = read_request(&mut stream, problem);
                         // Out of the list before the descriptor can be closed (`Pending`).
@@ -256,6 +261,40 @@ fn evict_oldest(pending: &Mutex<Pending>) {
     let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, old)) = p.open.pop_front() {
         shutdown_fd(old);
+    }
+}
+
+/// Reader threads alive, evicted ones included, so that their number stays under the cap.
+#[derive(Default)]
+struct Readers {
+    alive: Mutex<usize>,
+    ended: Condvar,
+}
+
+/// One reader thread's place among [`Readers`], given back when the thread ends (or when its
+/// closure is dropped because no thread could be started).
+struct ReaderSlot(Arc<Readers>);
+
+impl Readers {
+    fn take(readers: &Arc<Readers>, cap: usize, stop: &impl Fn() -> bool) -> ReaderSlot {
+        let mut alive = readers.alive.lock().unwrap_or_else(|e| e.into_inner());
+        while *alive >= cap && !stop() {
+            alive = readers
+                .ended
+                .wait_timeout(alive, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *alive += 1;
+        ReaderSlot(Arc::clone(readers))
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        let mut alive = self.0.alive.lock().unwrap_or_else(|e| e.into_inner());
+        *alive = alive.saturating_sub(1);
+        self.0.ended.notify_one();
     }
 }
 

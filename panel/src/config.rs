@@ -8,7 +8,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use aps_controller::registry::validate::unknown_key;
+use aps_controller::registry::validate::{keys_of, unknown_key};
 
 use crate::naming::{ArchiveFormat, Compression};
 use crate::periodicity::Periodicity;
@@ -267,11 +267,21 @@ impl KeepConfig {
     }
 }
 
+/// `[retention]`: the keep counts of every instance, and `instances.<name>` overriding them.
+/// Two flattened parts, so that [`unknown_keys`] can list the keys of each from its struct.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RetentionConfig {
     #[serde(flatten)]
     pub all: KeepConfig,
+    #[serde(flatten)]
+    pub overrides: InstanceOverrides,
+}
+
+/// `[retention.instances.<name>]`: one instance's keep counts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InstanceOverrides {
     #[serde(default)]
     pub instances: BTreeMap<String, KeepConfig>,
 }
@@ -283,6 +293,14 @@ pub struct RetentionConfig {
 pub struct RemoteConfig {
     #[serde(flatten)]
     pub bucket: S3Bucket,
+    #[serde(flatten)]
+    pub upload: UploadSizes,
+}
+
+/// `[remote]`'s own keys besides the bucket's: how big the upload's parts are.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UploadSizes {
     /// Files at least this big are uploaded in parts.
     #[serde(default = "default_multipart_threshold")]
     pub multipart_threshold_mib: u64,
@@ -311,46 +329,15 @@ pub enum ConfigError {
     Invalid { path: Utf8PathBuf, message: String },
 }
 
-const TOP_KEYS: &[&str] = &[
-    "store",
-    "compression",
-    "age-recipients",
-    "identity-file",
-    "jobs",
-    "retention",
-    "remote",
-];
-const KEEP_KEYS: &[&str] = &[
-    "keep",
-    "hourly",
-    "daily",
-    "weekly",
-    "monthly",
-    "bimonthly",
-    "shutdown",
-    "manual",
-    "keep-within",
-];
-const STORE_KEYS: &[&str] = &["kind", "path", "key-file", "password-file", "s3"];
-/// `[store.s3]`, and the bucket keys of `[remote]` ([`S3Bucket`]).
-const S3_BUCKET_KEYS: &[&str] = &[
-    "endpoint",
-    "bucket",
-    "prefix",
-    "region",
-    "access-key-id",
-    "secret-access-key-file",
-    "use-instance-metadata",
-];
-/// `[remote]`'s own keys besides [`S3_BUCKET_KEYS`].
-const REMOTE_UPLOAD_KEYS: &[&str] = &["multipart-threshold-mib", "part-size-mib"];
-
 /// Every key panel.toml does not know, as `line N: unknown key …; did you mean …? valid keys:
 /// …`. Syntax errors are left to the typed parse that follows.
 fn unknown_keys(text: &str) -> Vec<String> {
     let Ok(table) = text.parse::<toml::Table>() else {
         return Vec::new();
     };
+    // Each table's valid keys are its struct's fields (a flattened struct's, part by part).
+    let keep_keys = keys_of::<KeepConfig>();
+    let s3_bucket_keys = keys_of::<S3Bucket>();
     let mut problems = Vec::new();
     let mut check = |section: &str, table: &toml::Table, valid: &[&str]| {
         for key in table.keys() {
@@ -359,30 +346,32 @@ fn unknown_keys(text: &str) -> Vec<String> {
             }
         }
     };
-    check("", &table, TOP_KEYS);
+    check("", &table, keys_of::<PanelConfig>());
     if let Some(toml::Value::Table(retention)) = table.get("retention") {
-        let mut valid = KEEP_KEYS.to_vec();
-        valid.push("instances");
-        check("retention", retention, &valid);
+        check(
+            "retention",
+            retention,
+            &[keep_keys, keys_of::<InstanceOverrides>()].concat(),
+        );
         if let Some(toml::Value::Table(instances)) = retention.get("instances") {
             for (name, over) in instances {
                 if let toml::Value::Table(over) = over {
-                    check(&format!("retention.instances.{name}"), over, KEEP_KEYS);
+                    check(&format!("retention.instances.{name}"), over, keep_keys);
                 }
             }
         }
     }
     if let Some(toml::Value::Table(store)) = table.get("store") {
-        check("store", store, STORE_KEYS);
+        check("store", store, keys_of::<StoreTable>());
         if let Some(toml::Value::Table(s3)) = store.get("s3") {
-            check("store.s3", s3, S3_BUCKET_KEYS);
+            check("store.s3", s3, s3_bucket_keys);
         }
     }
     if let Some(toml::Value::Table(remote)) = table.get("remote") {
         check(
             "remote",
             remote,
-            &[S3_BUCKET_KEYS, REMOTE_UPLOAD_KEYS].concat(),
+            &[s3_bucket_keys, keys_of::<UploadSizes>()].concat(),
         );
     }
     problems
@@ -652,7 +641,7 @@ impl PanelConfig {
             Ok(KeepRules { keep, within })
         };
         let mut instances = BTreeMap::new();
-        for (name, over) in &self.retention.instances {
+        for (name, over) in &self.retention.overrides.instances {
             instances.insert(
                 name.clone(),
                 resolve(Some(over)).map_err(|m| format!("instances.{name}: {m}"))?,
@@ -804,6 +793,66 @@ mod tests {
         ] {
             assert!(err.contains(needle), "{needle}\n{err}");
         }
+    }
+
+    /// The valid keys a message lists are the struct's own fields, in their order: a field
+    /// added to a struct is accepted, and listed, without any other list to update.
+    #[test]
+    fn valid_keys_are_the_structs_fields() {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        #[allow(dead_code)]
+        struct Grown {
+            keep: Option<usize>,
+            a_new_field: Option<usize>,
+        }
+        assert_eq!(keys_of::<Grown>(), ["keep", "a-new-field"]);
+        assert_eq!(
+            keys_of::<PanelConfig>(),
+            [
+                "store",
+                "compression",
+                "age-recipients",
+                "identity-file",
+                "jobs",
+                "retention",
+                "remote"
+            ]
+        );
+        assert_eq!(
+            keys_of::<StoreTable>().join(", "),
+            "kind, path, key-file, password-file, s3"
+        );
+        for (text, valid) in [
+            (
+                "[store]
+kind = \"archive\"
+kid = 1
+",
+                keys_of::<StoreTable>().to_vec(),
+            ),
+            (
+                "[retention]
+keep = 1
+kep = 1
+",
+                [keys_of::<KeepConfig>(), keys_of::<InstanceOverrides>()].concat(),
+            ),
+            (
+                "[remote]
+bucket = \"b\"
+buckt = 1
+",
+                [keys_of::<S3Bucket>(), keys_of::<UploadSizes>()].concat(),
+            ),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            let listed = format!("(valid keys there: {})", valid.join(", "));
+            assert!(err.ends_with(&listed), "{text}: {err}");
+        }
+        // A flattened struct is read as a map: its keys are listed part by part instead.
+        assert!(keys_of::<RetentionConfig>().is_empty());
+        assert!(keys_of::<RemoteConfig>().is_empty());
     }
 
     #[test]

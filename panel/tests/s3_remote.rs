@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aps_panel::config::{RemoteConfig, S3Bucket};
+use aps_panel::config::{RemoteConfig, S3Bucket, UploadSizes};
 use aps_panel::prune::prune_store;
 use aps_panel::retention::{KeepRules, RetentionPolicy};
 use aps_panel::store::s3::S3Store;
@@ -39,8 +39,10 @@ fn fixture(test: &str) -> Option<Fixture> {
             secret_access_key_file: Some(secret),
             use_instance_metadata: false,
         },
-        multipart_threshold_mib: 6,
-        part_size_mib: 5,
+        upload: UploadSizes {
+            multipart_threshold_mib: 6,
+            part_size_mib: 5,
+        },
     };
     Some(Fixture {
         store: S3Store::open(&config).unwrap(),

@@ -65,26 +65,29 @@ pub enum ParseError {
     },
 }
 
+/// INSTANCE.toml's keys, in the order its messages list them
+/// ([`super::toml_report::keys_of`]).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawFile {
+pub(super) struct RawFile {
     name: String,
     package: Utf8PathBuf,
     base_url: String,
+    user: Option<String>,
+    group: Option<String>,
+    role: Option<super::instance::Role>,
     #[serde(default)]
     web_dirs: BTreeMap<String, Utf8PathBuf>,
     #[serde(default)]
     settings: BTreeMap<String, toml::Value>,
     #[serde(default)]
     databases: BTreeMap<String, RawDatabase>,
-    user: Option<String>,
-    group: Option<String>,
-    role: Option<super::instance::Role>,
 }
 
+/// `[databases.ID]`'s keys, likewise.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDatabase {
+pub(super) struct RawDatabase {
     #[serde(rename = "type")]
     kind: DbKind,
     name: String,

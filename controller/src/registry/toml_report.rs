@@ -1,21 +1,6 @@
 //! TOML problems told to a person: the file's line and key, the valid keys and the one likely
 //! meant. Used for INSTANCE.toml, controller.toml and the panel's panel.toml.
 
-const TOP_KEYS: &[&str] = &[
-    "name",
-    "package",
-    "base-url",
-    "user",
-    "group",
-    "role",
-    "web-dirs",
-    "settings",
-    "databases",
-];
-const DATABASE_KEYS: &[&str] = &[
-    "type", "name", "login", "password", "host", "port", "version", "prefix",
-];
-
 /// Every unknown or missing key of an INSTANCE.toml at once, each with its line, the valid
 /// keys and the likely one meant (the typed parse stops at the first). Empty when the text is
 /// not TOML at all: the parse reports that, with its position.
@@ -23,9 +8,11 @@ pub fn shape_problems(text: &str) -> Vec<String> {
     let Ok(table) = text.parse::<toml::Table>() else {
         return Vec::new();
     };
+    let top_keys = keys_of::<super::file::RawFile>();
+    let database_keys = keys_of::<super::file::RawDatabase>();
     let mut problems = Vec::new();
-    for key in table.keys().filter(|k| !TOP_KEYS.contains(&k.as_str())) {
-        problems.push(unknown_key(text, "", key, TOP_KEYS));
+    for key in table.keys().filter(|k| !top_keys.contains(&k.as_str())) {
+        problems.push(unknown_key(text, "", key, top_keys));
     }
     for key in ["name", "package", "base-url"] {
         if !table.contains_key(key) {
@@ -47,8 +34,8 @@ pub fn shape_problems(text: &str) -> Vec<String> {
                 continue;
             };
             let section = format!("databases.{id}");
-            for key in db.keys().filter(|k| !DATABASE_KEYS.contains(&k.as_str())) {
-                problems.push(unknown_key(text, &section, key, DATABASE_KEYS));
+            for key in db.keys().filter(|k| !database_keys.contains(&k.as_str())) {
+                problems.push(unknown_key(text, &section, key, database_keys));
             }
             for key in ["type", "name", "login", "password", "host"] {
                 if !db.contains_key(key) {
@@ -58,6 +45,62 @@ pub fn shape_problems(text: &str) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The keys a struct's derived `Deserialize` accepts, in declaration order and as written in
+/// the file (renames applied): what serde hands a deserializer in `deserialize_struct`. The
+/// valid-key lists of the messages come from here, so that the structs stay the one schema.
+/// Empty for a type that is not a plain struct (a map, or a struct with `#[serde(flatten)]`,
+/// which serde reads as a map and whose keys it cannot list).
+pub fn keys_of<'de, T: serde::Deserialize<'de>>() -> &'static [&'static str] {
+    let mut fields = None;
+    // The introspector stops every deserialization with an error once it has the fields.
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields.unwrap_or_default()
+}
+
+/// A deserializer that records the field names of the first struct asked of it, and no value.
+struct FieldNames<'a>(&'a mut Option<&'static [&'static str]>);
+
+#[derive(Debug)]
+struct Stop;
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field names recorded")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl serde::de::Error for Stop {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        Stop
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = Stop;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+        Err(Stop)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Stop> {
+        *self.0 = Some(fields);
+        Err(Stop)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
 }
 
 /// `line N: unknown key `k` in [section]; did you mean `x`? (valid keys there: …)`.

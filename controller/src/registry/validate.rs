@@ -11,7 +11,8 @@ use crate::database::DbKind;
 
 // Kept here too: the panel and the CLI name them from `validate`.
 pub use super::toml_report::{
-    did_you_mean, line_of_key, shape_problems, toml_message, toml_place, toml_problem, unknown_key,
+    did_you_mean, keys_of, line_of_key, shape_problems, toml_message, toml_place, toml_problem,
+    unknown_key,
 };
 
 /// One thing wrong with an instance file. Each names the key to fix.

@@ -43,7 +43,7 @@ impl S3Store {
         };
         let store =
             client(b, "remote").map_err(|e| err(format!("invalid [remote] settings: {e}")))?;
-        if c.part_size_mib < 5 {
+        if c.upload.part_size_mib < 5 {
             return Err(err(
                 "part-size-mib must be at least 5 (the S3 minimum part size)".to_owned(),
             ));
@@ -58,8 +58,8 @@ impl S3Store {
             store,
             bucket: b.bucket.clone(),
             prefix: b.key_prefix(),
-            multipart_threshold: c.multipart_threshold_mib * MIB,
-            part_size: c.part_size_mib * MIB,
+            multipart_threshold: c.upload.multipart_threshold_mib * MIB,
+            part_size: c.upload.part_size_mib * MIB,
             runtime,
         })
     }

@@ -4,9 +4,11 @@
 //!
 //! Each operation is one module with an options struct and one entry function returning a
 //! serialisable report (`run`, `prune`, `listing`, `drill`); the CLI only maps arguments and
-//! prints. The store panel.toml chose is one [`store::Store`], whatever its kind. Calls into
-//! the controller go through [`engine`], except the stores' own (an instance's record,
-//! account and lock, the journal), which only they need.
+//! prints. The store panel.toml chose is one [`store::Store`], whatever its kind. Both front
+//! ends (the CLI and the HTTP adapter) call [`service`], one typed request and result per
+//! operation. Periodic runs reach the controller through [`engine`]; the service's manual
+//! operations and the stores call it directly (an instance's record, account and lock, the
+//! journal, `Controller::backup`/`migrate`).
 
 pub mod clock;
 pub mod config;

@@ -56,7 +56,7 @@ impl TestServers {
     /// The servers from the environment and the services file. `None` only when
     /// `APS_TEST_NO_DB=1`; panics (failing the test) when neither server is configured.
     pub fn from_env() -> Option<Self> {
-        if crate::skipped_on_purpose("APS_TEST_NO_DB", "database test") {
+        if crate::root::skipped_on_purpose("APS_TEST_NO_DB", "database test") {
             return None;
         }
         let path = std::env::var("APS_TEST_SERVICES_ENV").unwrap_or_else(|_| {

@@ -52,7 +52,7 @@ pub fn completions(args: CompletionsArgs) -> ExitCode {
         // clap_complete (4.6) spells the state of a subcommand of a hyphenated program two
         // ways in its bash script: the loop arrives at `aps__controller__subcmd__restore`,
         // the case arms say `aps__subcmd__controller__subcmd__restore`, so no option of a
-        // subcommand would ever complete. One spelling for both (tests/comforts.rs checks).
+        // subcommand would ever complete. One spelling for both (tests/commands/comforts.rs checks).
         let text =
             String::from_utf8_lossy(&script).replace("aps__subcmd__controller", "aps__controller");
         script = text.into_bytes();

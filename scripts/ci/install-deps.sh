@@ -10,7 +10,7 @@ LOG="$LOG_DIR/install-deps.log"
 
 # restic: the repository store's interoperability test (our repositories open with the
 # Debian restic tool). groff-base, man-db: the generated manual pages are rendered by `man -l`
-# (tests/comforts.rs).
+# (tests/commands/comforts.rs).
 PACKAGES=(mariadb-server mariadb-client postgresql postgresql-client php-cli perl python3 zstd restic groff-base man-db)
 
 step() { printf 'install-deps: %s\n' "$*"; }

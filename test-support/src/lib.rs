@@ -13,7 +13,7 @@ pub mod schema;
 pub mod serve;
 pub mod tenant;
 
-pub use root::{needs_root, reachable_copy, skipped_on_purpose};
+pub use root::{needs_root, reachable_copy, reachable_tree, skipped_on_purpose};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -134,6 +134,18 @@ impl Sandbox {
         extra_toml: &str,
         args: &[&str],
     ) -> Utf8PathBuf {
+        self.register_from(name, &fixture(package), extra_toml, args)
+    }
+
+    /// [`Sandbox::register_with`] from the package folder `package` (e.g. a copy of a
+    /// fixture that another account can read) instead of a fixture of the repository.
+    pub fn register_from(
+        &self,
+        name: &str,
+        package: &Utf8Path,
+        extra_toml: &str,
+        args: &[&str],
+    ) -> Utf8PathBuf {
         let www = self.path(&format!("www-{name}"));
         std::fs::create_dir_all(www.join("cache")).unwrap();
         std::fs::write(www.join("index.html"), format!("<h1>{name}</h1>\n")).unwrap();
@@ -141,7 +153,7 @@ impl Sandbox {
         let toml = format!(
             "name = \"{name}\"\npackage = \"{}\"\nbase-url = \"http://{name}.example.test/blog/\"\n\
              [web-dirs]\n\"/\" = \"{www}\"\n{extra_toml}",
-            fixture(package)
+            package
         );
         let file = self.path(&format!("{name}.toml"));
         std::fs::write(&file, toml).unwrap();

@@ -41,3 +41,38 @@ pub fn reachable_copy(exe: &Utf8Path, dir: &Utf8Path) -> Utf8PathBuf {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     copy
 }
+
+/// A copy of the folder `tree` (e.g. a fixture package) at `dir/<its name>`, folders 0755 and
+/// files readable by all (keeping their exec bits), for another account to read: like [`reachable_copy`], the
+/// repository may lie in a folder only root can enter. Symbolic links are refused, not
+/// followed: fixtures hold none.
+pub fn reachable_tree(tree: &Utf8Path, dir: &Utf8Path) -> Utf8PathBuf {
+    let copy = dir.join(tree.file_name().expect("a folder's path names it"));
+    copy_tree(tree, &copy);
+    copy
+}
+
+fn copy_tree(from: &Utf8Path, to: &Utf8Path) {
+    std::fs::create_dir(to).unwrap_or_else(|e| panic!("create {to}: {e}"));
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in from
+        .read_dir_utf8()
+        .unwrap_or_else(|e| panic!("read {from}: {e}"))
+    {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(entry.path(), &target);
+        } else if kind.is_file() {
+            // std::fs::copy keeps the mode bits (a script's exec bit).
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {} to {target}: {e}", entry.path()));
+            let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode | 0o444))
+                .unwrap();
+        } else {
+            panic!("{}: neither a folder nor a file", entry.path());
+        }
+    }
+}

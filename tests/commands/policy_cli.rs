@@ -538,7 +538,7 @@ fn encrypted_backups_need_the_identity_to_verify_restore_and_drill() {
         "changed"
     );
     // The drill checks what it can without the identity and says what it could not
-    // (issue 23: drills without secrets on the host; tests/policies_kept.rs).
+    // (issue 23: drills without secrets on the host; tests/stores/policies_kept.rs).
     let out = sb.cli(&["drill", "site", "--staging", "staging"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL"));

@@ -167,12 +167,19 @@ fn refused_destinations_leave_everything_as_it_was() {
 
 /// Step 3.1 as a user who may not write the destination's folder (root ignores modes, so the
 /// controller runs as the unprivileged `aps-test` user made by scripts/ci/test-user.sh). It
-/// runs a copy of the binary in the sandbox: the build folder may be one only root can enter.
+/// runs a copy of the binary and of the package in the sandbox: the build folder and the
+/// clone may lie in a folder only root can enter.
 #[test]
 fn unwritable_destination_folder_is_refused() {
     let uid = test_user_uid();
     let sb = Sandbox::new();
-    sh_instance(&sb, "blog", "normal");
+    let package = support::reachable_tree(&support::fixture("sh-sample"), &sb.root());
+    sb.register_from(
+        "blog",
+        &package,
+        &format!("{SH_SETTINGS}behaviour = \"normal\"\n"),
+        &[],
+    );
     // The unprivileged controller needs its own state folder and read access to the sandbox.
     chown_recursive(&sb.state(), uid);
     std::fs::set_permissions(

@@ -17,6 +17,7 @@ use crate::estimate::SizeEstimate;
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
+use crate::operation::script_file::BackupScript;
 use crate::operation::{BackupReport, BackupRequest, script_run};
 use crate::paths::absolute;
 use crate::registry::{Instance, OpenedPackage};
@@ -33,13 +34,11 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
 
     // 1. Parse APP-META.xml.
     let package = ctl.open_package(&instance)?;
-    // 1.1 Find the backup script and whether it is `sufficient`.
-    let script = script_run::find_backup_script(&instance, &package)?;
-    // 1.2 Resolve its interpreter: refused before anything is written or run.
-    let interpreter = script
-        .as_ref()
-        .map(|s| script_run::resolve_interpreter(ctl, s))
-        .transpose()?;
+    // 1.1 Find the backup script and whether it is `sufficient`; 1.2 resolve its interpreter:
+    // refused before anything is written or run.
+    let (script, interpreter) = BackupScript::find(ctl, &instance, &package)?
+        .map(BackupScript::into_parts)
+        .unzip();
     // Bad age recipients are the request's mistake: refused before anything is written.
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
@@ -207,10 +206,7 @@ pub struct BackupPlan {
 pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, OperationError> {
     let instance = ctl.find_instance(&request.instance)?;
     let package = ctl.open_package(&instance)?;
-    let script = script_run::find_backup_script(&instance, &package)?;
-    if let Some(s) = &script {
-        script_run::resolve_interpreter(ctl, s)?;
-    }
+    let script = BackupScript::find(ctl, &instance, &package)?.map(|s| s.into_parts().0);
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
             step: Step::BackupResources,

@@ -74,6 +74,11 @@ impl BackupScript {
         }))
     }
 
+    /// The script and its interpreter, for the operations that run it themselves.
+    pub(crate) fn into_parts(self) -> (Script, ResolvedInterpreter) {
+        (self.script, self.interpreter)
+    }
+
     /// The script's file name in `scripts/`.
     pub fn name(&self) -> &str {
         &self.script.name

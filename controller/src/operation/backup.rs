@@ -17,7 +17,6 @@ use crate::estimate::SizeEstimate;
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
 use crate::operation::record::BackupRecord;
-use crate::operation::script_file::BackupScript;
 use crate::operation::{BackupReport, BackupRequest, script_run};
 use crate::paths::absolute;
 use crate::registry::{Instance, OpenedPackage};
@@ -36,9 +35,8 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
     let package = ctl.open_package(&instance)?;
     // 1.1 Find the backup script and whether it is `sufficient`; 1.2 resolve its interpreter:
     // refused before anything is written or run.
-    let (script, interpreter) = BackupScript::find(ctl, &instance, &package)?
-        .map(BackupScript::into_parts)
-        .unzip();
+    let (script, interpreter) =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.unzip();
     // Bad age recipients are the request's mistake: refused before anything is written.
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
@@ -206,7 +204,8 @@ pub struct BackupPlan {
 pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, OperationError> {
     let instance = ctl.find_instance(&request.instance)?;
     let package = ctl.open_package(&instance)?;
-    let script = BackupScript::find(ctl, &instance, &package)?.map(|s| s.into_parts().0);
+    let script =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.map(|(s, _)| s);
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
             step: Step::BackupResources,

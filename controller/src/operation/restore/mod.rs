@@ -17,7 +17,6 @@ use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::journal::{OperationKind, UndoAction};
-use crate::operation::script_file::BackupScript;
 use crate::operation::{RestoreReport, RestoreRequest, script_run};
 use crate::paths::absolute;
 use crate::registry::{Instance, OpenedPackage};
@@ -79,9 +78,8 @@ fn restore_as(
 ) -> Result<RestoreReport, OperationError> {
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
-    let (script, interpreter) = BackupScript::find(ctl, &instance, &package)?
-        .map(BackupScript::into_parts)
-        .unzip();
+    let (script, interpreter) =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.unzip();
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);

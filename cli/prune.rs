@@ -7,6 +7,7 @@ use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
 use aps_panel::prune::StorePrune;
+use aps_panel::store::repository::retention::PruneReport;
 use serde_json::json;
 
 use crate::common::{Failure, Out, StateArgs};
@@ -79,15 +80,21 @@ fn print_repository_prune(p: &aps_panel::store::repository::retention::Repositor
         text += &format!("\n  {verb} {} {} {}", &s.id[..8], s.instance, s.time);
     }
     if let Some(r) = &p.prune {
-        text += &format!(
-            "\n  prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
-            r.deleted_packs,
-            human_bytes(r.deleted_bytes),
-            r.marked_packs + r.unindexed_packs,
-            r.repacked_packs
-        );
+        text += &format!("\n  {}", pack_prune_text(r));
     }
     text
+}
+
+/// `prune: 3 pack(s) deleted (1.2 MiB), …`: what a repository's prune did, for `prune` and
+/// `run` alike.
+pub(crate) fn pack_prune_text(r: &PruneReport) -> String {
+    format!(
+        "prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
+        r.deleted_packs,
+        human_bytes(r.deleted_bytes),
+        r.marked_packs + r.unindexed_packs,
+        r.repacked_packs
+    )
 }
 
 fn print_prune(p: &StorePrune) -> String {

@@ -232,15 +232,7 @@ fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRet
         r.kept
     );
     match (&r.prune, &r.error) {
-        (Some(p), _) => {
-            text += &format!(
-                "; prune: {} pack(s) deleted ({}), {} marked for the next prune, {} repacked",
-                p.deleted_packs,
-                human_bytes(p.deleted_bytes),
-                p.marked_packs + p.unindexed_packs,
-                p.repacked_packs
-            );
-        }
+        (Some(p), _) => text += &format!("; {}", crate::prune::pack_prune_text(p)),
         (None, Some(_)) => text += "; FAILED (details on stderr)",
         (None, None) => {}
     }

@@ -1,6 +1,7 @@
 //! What a request must pass before a handler runs: the bearer token, and the folders the
 //! paths it names may lie in.
 
+use aps_controller::paths::resolve_existing as resolve;
 use camino::{Utf8Path, Utf8PathBuf};
 use subtle::ConstantTimeEq;
 
@@ -19,25 +20,6 @@ pub(super) fn listed(dirs: &[Utf8PathBuf]) -> String {
         .map(|d| d.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `path` with symlinks and `..` resolved as far as it exists, the rest appended (a rest
-/// holding `..` or `.` gives `None`: it cannot be placed without the folders existing).
-pub(super) fn resolve(path: &Utf8Path) -> Option<Utf8PathBuf> {
-    let mut existing = path.to_owned();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize_utf8() {
-            let mut out = real;
-            for c in rest.iter().rev() {
-                out.push(c);
-            }
-            return Some(out);
-        }
-        let name = existing.file_name()?.to_owned();
-        rest.push(name);
-        existing = existing.parent()?.to_owned();
-    }
 }
 
 /// An INSTANCE.toml, package or folder holding them that someone other than root or the

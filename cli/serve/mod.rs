@@ -27,7 +27,7 @@ use serde_json::json;
 
 use crate::common::{Failure, Out, StateArgs, open_controller};
 use answer::problem;
-use guard::resolve;
+use aps_controller::paths::resolve_existing as resolve;
 
 /// Request bodies are small JSON objects; anything bigger is refused unread.
 pub const MAX_BODY_BYTES: u64 = 64 * 1024;

@@ -22,6 +22,26 @@ pub fn absolute(path: &Utf8Path) -> Utf8PathBuf {
     }
 }
 
+/// `path` with symlinks and `..` resolved as far as it exists, the rest appended. A `..` in the
+/// part that does not exist gives `None`: it cannot be placed without the folders existing (a
+/// `.` there is dropped, as `Utf8Path` reads it). One rule for the registry's system-folder check and the
+/// HTTP adapter's allowed folders.
+pub fn resolve_existing(path: &Utf8Path) -> Option<Utf8PathBuf> {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize_utf8() {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                out.push(c);
+            }
+            return Some(out);
+        }
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?.to_owned();
+    }
+}
+
 /// `path` made absolute against the current folder and [`normalize`]d; an error when the
 /// current folder cannot be read or is not UTF-8 (a stored path must be exact).
 pub fn absolute_normalized(path: &Utf8Path) -> std::io::Result<Utf8PathBuf> {

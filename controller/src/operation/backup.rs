@@ -33,13 +33,10 @@ pub fn backup(ctl: &Controller, request: &BackupRequest) -> Result<BackupReport,
 
     // 1. Parse APP-META.xml.
     let package = ctl.open_package(&instance)?;
-    // 1.1 Find the backup script and whether it is `sufficient`.
-    let script = script_run::find_backup_script(&instance, &package)?;
-    // 1.2 Resolve its interpreter: refused before anything is written or run.
-    let interpreter = script
-        .as_ref()
-        .map(|s| script_run::resolve_interpreter(ctl, s))
-        .transpose()?;
+    // 1.1 Find the backup script and whether it is `sufficient`; 1.2 resolve its interpreter:
+    // refused before anything is written or run.
+    let (script, interpreter) =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.unzip();
     // Bad age recipients are the request's mistake: refused before anything is written.
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
@@ -207,10 +204,8 @@ pub struct BackupPlan {
 pub fn plan(ctl: &Controller, request: &BackupRequest) -> Result<BackupPlan, OperationError> {
     let instance = ctl.find_instance(&request.instance)?;
     let package = ctl.open_package(&instance)?;
-    let script = script_run::find_backup_script(&instance, &package)?;
-    if let Some(s) = &script {
-        script_run::resolve_interpreter(ctl, s)?;
-    }
+    let script =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.map(|(s, _)| s);
     crate::archive::check_recipients(&request.archive.recipients).map_err(|source| {
         OperationError::Archive {
             step: Step::BackupResources,

@@ -64,14 +64,14 @@ impl BackupScript {
         instance: &Instance,
         package: &OpenedPackage,
     ) -> Result<Option<Self>, OperationError> {
-        let Some(script) = script_run::find_backup_script(instance, package)? else {
-            return Ok(None);
-        };
-        let interpreter = script_run::resolve_interpreter(ctl, &script)?;
-        Ok(Some(BackupScript {
-            script,
-            interpreter,
-        }))
+        Ok(
+            script_run::backup_script_with_interpreter(ctl, instance, package)?.map(
+                |(script, interpreter)| BackupScript {
+                    script,
+                    interpreter,
+                },
+            ),
+        )
     }
 
     /// The script's file name in `scripts/`.

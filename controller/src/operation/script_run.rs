@@ -45,6 +45,19 @@ pub(crate) fn find_backup_script(
     )
 }
 
+/// 1.1 + 1.2: the backup-script, if the package declares one, with its interpreter.
+pub(crate) fn backup_script_with_interpreter(
+    ctl: &Controller,
+    instance: &Instance,
+    package: &OpenedPackage,
+) -> Result<Option<(Script, ResolvedInterpreter)>, OperationError> {
+    let Some(script) = find_backup_script(instance, package)? else {
+        return Ok(None);
+    };
+    let interpreter = resolve_interpreter(ctl, &script)?;
+    Ok(Some((script, interpreter)))
+}
+
 /// The root service's verification-script, if it declares one, checked the same way.
 pub(crate) fn find_verification_script(
     instance: &Instance,

@@ -69,7 +69,7 @@ pub fn conflicts(instance: &Instance, others: &[Instance]) -> Vec<Problem> {
 /// a symlink to another instance's folder is that folder.
 fn forms(dir: &Utf8Path) -> Vec<Utf8PathBuf> {
     let mut out = vec![dir.to_owned()];
-    if let Some(real) = super::trust::resolve_existing(dir)
+    if let Some(real) = crate::paths::resolve_existing(dir)
         && real != dir
     {
         out.push(real);

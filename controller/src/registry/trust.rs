@@ -7,11 +7,12 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use super::instance::Instance;
 use super::validate::Problem;
 use crate::account::{Account, Membership, group_name};
+use crate::paths::resolve_existing;
 
 /// Groups that give their members rights over the system or over every tenant: reading
 /// `/etc/shadow` (shadow) or logs (adm, systemd-journal), raw disks and memory (disk, kmem),
@@ -120,23 +121,6 @@ pub fn system_path_reason(dir: &Utf8Path, state: &Utf8Path) -> Option<String> {
         }
     }
     None
-}
-
-/// `path` with symlinks and `..` resolved as far as it exists, the rest appended.
-pub(crate) fn resolve_existing(path: &Utf8Path) -> Option<Utf8PathBuf> {
-    let mut existing = path.to_owned();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize_utf8() {
-            let mut out = real;
-            for c in rest.iter().rev() {
-                out.push(c);
-            }
-            return Some(out);
-        }
-        rest.push(existing.file_name()?.to_owned());
-        existing = existing.parent()?.to_owned();
-    }
 }
 
 fn is_privileged_group(gid: u32) -> Option<String> {

@@ -31,10 +31,6 @@ impl Store for ArchiveStore {
         false
     }
 
-    fn open(&self, _cx: &StoreCx<'_>) -> Result<(), Problem> {
-        Ok(())
-    }
-
     fn backup(
         &self,
         cx: &StoreCx<'_>,

@@ -177,8 +177,11 @@ pub trait Store: Send + Sync {
     /// the manual plan (`manual`).
     fn keeps_snapshots(&self) -> bool;
 
-    /// Opens what the later calls need, once (`run` fails as a whole when it cannot).
-    fn open(&self, cx: &StoreCx<'_>) -> Result<(), Problem>;
+    /// Opens what the later calls need, once (`run` fails as a whole when it cannot). By
+    /// default there is nothing to open.
+    fn open(&self, _cx: &StoreCx<'_>) -> Result<(), Problem> {
+        Ok(())
+    }
 
     /// One backup of `instance` into the store (by `run`, and `backup NAME` of a store of
     /// snapshots).
@@ -191,15 +194,18 @@ pub trait Store: Send + Sync {
         clock: &dyn Clock,
     ) -> Result<Made, Problem>;
 
-    /// What `run` does after one successful backup of `instance`.
+    /// What `run` does after one successful backup of `instance`. By default nothing: the
+    /// store's retention and copies wait for [`after_run`](Self::after_run).
     fn after_backup(
         &self,
-        cx: &StoreCx<'_>,
-        ctl: &Controller,
-        instance: &str,
-        made: &Made,
-        clock: &dyn Clock,
-    ) -> AfterBackup;
+        _cx: &StoreCx<'_>,
+        _ctl: &Controller,
+        _instance: &str,
+        _made: &Made,
+        _clock: &dyn Clock,
+    ) -> AfterBackup {
+        AfterBackup::default()
+    }
 
     /// Retention once every backup of a run ended, over the instances whose backup
     /// succeeded (never empty); `None` when the store has none to do then.

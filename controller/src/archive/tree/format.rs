@@ -107,32 +107,32 @@ pub(in crate::archive) fn tar_mtime(meta_mtime: i64) -> i64 {
     meta_mtime.max(0)
 }
 
+/// The header of an ordinary entry (old GNU).
+pub(in crate::archive) fn base_header(
+    kind: tar::EntryType,
+    st: &rustix::fs::Stat,
+) -> (tar::Header, u32, i64) {
+    stat_header(tar::Header::new_gnu(), kind, st)
+}
+
+/// The header of a sparse entry: POSIX ustar (GNU tar reads the PAX sparse keys only before
+/// a ustar header, not an old-GNU one).
+pub(in crate::archive) fn sparse_header(st: &rustix::fs::Stat) -> (tar::Header, u32, i64) {
+    stat_header(tar::Header::new_ustar(), tar::EntryType::Regular, st)
+}
+
+/// `h` given `kind` and the mode, time and owner of `st`, size 0; with the mode and time it
+/// holds.
 // `struct stat` field types differ between architectures; the casts are no-ops on x86_64.
 #[allow(clippy::unnecessary_cast)]
-pub(in crate::archive) fn base_header(
+fn stat_header(
+    mut h: tar::Header,
     kind: tar::EntryType,
     st: &rustix::fs::Stat,
 ) -> (tar::Header, u32, i64) {
     let mode = st.st_mode as u32 & 0o7777;
     let mtime = tar_mtime(st.st_mtime as i64);
-    let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_mtime(mtime as u64);
-    h.set_uid(u64::from(st.st_uid));
-    h.set_gid(u64::from(st.st_gid));
-    h.set_size(0);
-    (h, mode, mtime)
-}
-
-/// The header of a sparse entry: POSIX ustar (GNU tar reads the PAX sparse keys only before
-/// a ustar header, not an old-GNU one).
-#[allow(clippy::unnecessary_cast)]
-pub(in crate::archive) fn sparse_header(st: &rustix::fs::Stat) -> (tar::Header, u32, i64) {
-    let mode = st.st_mode as u32 & 0o7777;
-    let mtime = tar_mtime(st.st_mtime as i64);
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(mode);
     h.set_mtime(mtime as u64);
     h.set_uid(u64::from(st.st_uid));

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use super::{format::*, hash::*};
 
@@ -212,34 +212,28 @@ pub(in crate::archive) fn write_sparse<W: Write>(
     h.set_cksum();
     let mut src = SparseSource {
         map: io::Cursor::new(map),
-        file,
         extents,
         next: 0,
-        left: 0,
-        sha,
-        padded: 0,
-        error: None,
+        // Sized per extent as the read reaches it.
+        take: HashingTake::new(file, 0, sha, WhenShort::Pad),
     };
     if let Err(e) = builder.append(&h, &mut src) {
-        return Err(match src.error.take() {
+        return Err(match src.take.error.take() {
             Some(e) => CopyError::Read(e),
             None => CopyError::Write(e),
         });
     }
-    Ok(src.padded)
+    Ok(src.take.padded)
 }
 
-/// The data of a sparse entry: its map, then each extent read at its offset and hashed. A
-/// source that ends early is padded with zeros, as a dense web file is.
+/// The data of a sparse entry: its map, then each extent read at its offset and hashed by the
+/// same [`HashingTake`] a dense web file goes through (a source that ends early is padded with
+/// zeros, as a dense web file is).
 pub(in crate::archive) struct SparseSource<'a> {
     pub(in crate::archive) map: io::Cursor<Vec<u8>>,
-    pub(in crate::archive) file: File,
     pub(in crate::archive) extents: &'a [Extent],
     pub(in crate::archive) next: usize,
-    pub(in crate::archive) left: u64,
-    pub(in crate::archive) sha: &'a mut Sha256,
-    pub(in crate::archive) padded: u64,
-    pub(in crate::archive) error: Option<io::Error>,
+    pub(in crate::archive) take: HashingTake<'a, File>,
 }
 
 impl Read for SparseSource<'_> {
@@ -249,38 +243,19 @@ impl Read for SparseSource<'_> {
         if n > 0 || buf.is_empty() {
             return Ok(n);
         }
-        while self.left == 0 {
+        while self.take.remaining == 0 {
             let Some(e) = self.extents.get(self.next) else {
                 return Ok(0);
             };
             self.next += 1;
-            self.left = e.len;
-            if let Err(err) = self.file.seek(io::SeekFrom::Start(e.offset)) {
+            self.take.remaining = e.len;
+            if let Err(err) = self.take.inner.seek(io::SeekFrom::Start(e.offset)) {
                 let copy = io::Error::new(err.kind(), err.to_string());
-                self.error = Some(err);
+                self.take.error = Some(err);
                 return Err(copy);
             }
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
-        let n = match self.file.read(&mut buf[..want]) {
-            Ok(0) => {
-                buf[..want].fill(0);
-                self.padded += want as u64;
-                want
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                let copy = io::Error::new(e.kind(), e.to_string());
-                self.error = Some(e);
-                return Err(copy);
-            }
-        };
-        self.sha.update(&buf[..n]);
-        self.left -= n as u64;
-        Ok(n)
+        self.take.read(buf)
     }
 }
 

@@ -78,11 +78,8 @@ fn restore_as(
 ) -> Result<RestoreReport, OperationError> {
     // 1. Parse APP-META.xml; 1.1 find the backup script; 1.2 resolve its interpreter.
     let package = ctl.open_package(&instance)?;
-    let script = script_run::find_backup_script(&instance, &package)?;
-    let interpreter = script
-        .as_ref()
-        .map(|s| script_run::resolve_interpreter(ctl, s))
-        .transpose()?;
+    let (script, interpreter) =
+        script_run::backup_script_with_interpreter(ctl, &instance, &package)?.unzip();
 
     // 3.1 The file must be readable; then verified completely before anything changes.
     let file = absolute(&request.source);

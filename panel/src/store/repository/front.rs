@@ -22,9 +22,7 @@ use crate::store::repository::{
     BackupInput, RepositoryError, RepositoryStore, ScriptPart, SnapshotInfo, StagedArchive,
     StagedRecord, WriteOutError,
 };
-use crate::store::{
-    AfterBackup, DrillBackup, Found, Listing, Made, Staged, Store, StoreCx, VerifyFailure,
-};
+use crate::store::{DrillBackup, Found, Listing, Made, Staged, Store, StoreCx, VerifyFailure};
 use crate::web_dirs::{inside_web_dir_message, web_dir_containing};
 
 /// The repository panel.toml names, opened on first use and then kept.
@@ -75,18 +73,6 @@ impl Store for RepositoryFront {
         _clock: &dyn Clock,
     ) -> Result<Made, Problem> {
         backup(cx, ctl, self.opened()?, instance, periodicity).map(Made::Snapshot)
-    }
-
-    /// Retention and off-machine copies of snapshots wait for the end of the run.
-    fn after_backup(
-        &self,
-        _cx: &StoreCx<'_>,
-        _ctl: &Controller,
-        _instance: &str,
-        _made: &Made,
-        _clock: &dyn Clock,
-    ) -> AfterBackup {
-        AfterBackup::default()
     }
 
     /// The repository is pruned once, after every backup of the run: a prune never runs beside

@@ -32,15 +32,9 @@ runs=${RUNS:-3}
 bench=${APS_BEFORE_AFTER_DIR:-/tmp/aps-before-after}
 # shellcheck disable=SC1090
 . "${APS_CI_STATE_DIR:-/tmp/aps-ci}/services.env"
-for tool in /usr/bin/time mariadb psql python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install time)" >&2; exit 2; }
-done
+need_tools /usr/bin/time mariadb psql python3
 
-if [ "$small" = 1 ]; then
-    small_files=3000 large_files=4 large_mib=8 rows=20000
-else
-    small_files=30000 large_files=4 large_mib=80 rows=20000
-fi
+site_sizes "$small"
 
 mountpoint -q "$bench" && umount "$bench"
 rm -rf "$bench"

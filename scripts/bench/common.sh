@@ -2,6 +2,24 @@
 # instance file, and timing under GNU time. Nothing here is committed data: every byte is made
 # under the bench folder at run time.
 
+# need_tools TOOL…: exits 2 naming the first missing tool.
+need_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install time)" >&2; exit 2; }
+    done
+}
+
+# site_sizes SMALL(0|1): sets small_files, large_files, large_mib and rows for the generated
+# instance (`--small`: 3,000 small files and 4 x 8 MiB; else 30,000 and 4 x 80 MiB).
+site_sizes() {
+    if [ "$1" = 1 ]; then
+        small_files=3000 large_files=4 large_mib=8 rows=20000
+    else
+        small_files=30000 large_files=4 large_mib=80 rows=20000
+    fi
+}
+
 # gen_site DIR SMALL_FILES LARGE_FILES LARGE_MIB MAX_SMALL_BYTES: text-like small files (as PHP,
 # HTML and CSS are, with a random tail) and a few incompressible large ones.
 gen_site() {

@@ -31,15 +31,9 @@ env_file=${APS_CI_STATE_DIR:-/tmp/aps-ci}/services.env
 # shellcheck disable=SC1090
 . "$env_file"
 
-for tool in /usr/bin/time mariadb psql python3; do
-    command -v "$tool" >/dev/null || { echo "missing: $tool (apt-get install time)" >&2; exit 2; }
-done
+need_tools /usr/bin/time mariadb psql python3
 
-if [ "$small" = 1 ]; then
-    small_files=3000 large_files=4 large_mib=8 rows=20000
-else
-    small_files=30000 large_files=4 large_mib=80 rows=20000
-fi
+site_sizes "$small"
 
 # APS_BENCH_BIN=path/to/aps-controller skips the release build (e.g. a debug binary for a
 # quick, indicative run; say so beside its numbers).

@@ -25,7 +25,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
@@ -387,32 +386,7 @@ impl Sandbox {
 
     /// Every entry but `in/…` and the input file: path → type, mode, size, content.
     fn outside(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let root = self.root();
-        let mut stack = vec![root.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap();
-                let rel = p.strip_prefix(&root).unwrap().to_string();
-                if rel == "in" || rel == "input" {
-                    continue;
-                }
-                let m = std::fs::symlink_metadata(&p).unwrap();
-                let content = if m.is_file() {
-                    String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()
-                } else {
-                    String::new()
-                };
-                out.insert(
-                    rel,
-                    format!("{:?} {:o} {} {content}", m.file_type(), m.mode(), m.len()),
-                );
-                if m.is_dir() {
-                    stack.push(p);
-                }
-            }
-        }
-        out
+        test_support::tree_state(&self.root(), &["in", "input"])
     }
 }
 

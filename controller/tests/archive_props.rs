@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 
 use aps_controller::archive::{
     ArchiveReader, ExtractPlan, Manifest, ManifestHeader, PartInfo, PartKind, TagKey, verify_reader,
@@ -46,34 +45,7 @@ impl Sandbox {
 
     /// Every entry outside `in/` and the archive: path → (type, mode, size, content hash).
     fn outside(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let root = self.root();
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).unwrap() {
-                let p = Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap();
-                let rel = p.strip_prefix(&root).unwrap().to_string();
-                if rel == "in" || rel == "archive" {
-                    continue;
-                }
-                let m = std::fs::symlink_metadata(&p).unwrap();
-                let content = if m.is_file() {
-                    hex::encode(Sha256::digest(std::fs::read(&p).unwrap()))
-                } else if m.is_symlink() {
-                    std::fs::read_link(&p).unwrap().display().to_string()
-                } else {
-                    String::new()
-                };
-                out.insert(
-                    rel,
-                    format!("{:?} {:o} {} {content}", m.file_type(), m.mode(), m.len()),
-                );
-                if m.is_dir() {
-                    stack.push(p);
-                }
-            }
-        }
-        out
+        test_support::tree_state(&self.root(), &["in", "archive"])
     }
 }
 

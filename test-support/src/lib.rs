@@ -287,6 +287,41 @@ pub fn entries(dir: &Utf8Path) -> Vec<String> {
     names
 }
 
+/// Every entry under `root` but the top-level names in `skip`, not following symlinks: relative
+/// path → type, mode, size and content (a file's SHA-256, a symlink's target). Two states that
+/// compare equal mean nothing there was made, changed or removed.
+pub fn tree_state(root: &Utf8Path, skip: &[&str]) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string();
+            if skip.contains(&rel.as_str()) {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let content = if m.is_file() {
+                hex::encode(Sha256::digest(std::fs::read(&p).unwrap()))
+            } else if m.is_symlink() {
+                std::fs::read_link(&p).unwrap().display().to_string()
+            } else {
+                String::new()
+            };
+            out.insert(
+                rel,
+                format!("{:?} {:o} {} {content}", m.file_type(), m.mode(), m.len()),
+            );
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
 pub fn pid_alive(pid: i32) -> bool {
     // /proc/PID exists for zombies too; a zombie is not running.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

@@ -8,6 +8,15 @@ use serde_json::Value;
 
 use crate::Sandbox;
 
+/// The first line `serve` prints on stdout (`listening on …`; empty when it exited first).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 pub struct Served {
     pub child: Child,
     /// `http://127.0.0.1:PORT`.
@@ -58,10 +67,7 @@ pub fn serve_with(sb: &Sandbox, allow: &[&str], register: &[&str]) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     let base = line
         .trim()
         .strip_prefix("listening on ")

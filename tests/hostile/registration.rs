@@ -432,10 +432,7 @@ fn serve_once(sb: &Sandbox, token_file: &Utf8Path) -> (String, Option<i32>, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = support::serve::first_line(&mut child);
     if !line.is_empty() {
         let _ = child.kill();
     }

@@ -137,11 +137,11 @@ impl Request {
 /// The backup the request asks for: checked, planned (the store's name, or `to`), made and
 /// recorded; with the repository store (and no `to`), one snapshot, periodicity manual.
 pub fn backup(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Outcome, ServiceError> {
-    request.check()?;
+    let (compression, recipients) = request.check()?;
     if request.goes_to_repository(panel) {
         return repository_backup(ctl, panel, request).map(Outcome::Snapshot);
     }
-    let (plan, controller_request) = prepare(ctl, panel, request)?;
+    let (plan, controller_request) = prepare(ctl, panel, request, compression, recipients)?;
     if request.dry_run {
         // The store's name is held only for this answer: dropping the plan releases it.
         return ctl
@@ -171,13 +171,15 @@ pub fn backup(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Outc
     }))
 }
 
-/// Where a manual backup goes and how, checked, with the store's name held for it.
+/// Where a manual backup goes and how (the request already checked), with the store's name
+/// held for it.
 fn prepare(
     ctl: &Controller,
     panel: &Panel,
     request: &Request,
+    compression: Option<Compression>,
+    recipients: Option<Vec<String>>,
 ) -> Result<(ManualPlan, aps_controller::operation::BackupRequest), ServiceError> {
-    let (compression, recipients) = request.check()?;
     let instance = ctl
         .store()
         .get(&request.instance)

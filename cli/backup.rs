@@ -117,7 +117,7 @@ fn run_backup(out: Out, args: BackupArgs) -> Result<ExitCode, Failure> {
     let panel = open_panel(&args.state)?;
     let mut ctl = open_controller(&args.state)?;
     // Progress of the controller's archive backup (a plan or a snapshot draws none).
-    let archive = !request.goes_to_repository(&panel) && !request.dry_run;
+    let archive = request.writes_archive(&panel);
     let result = with_progress(out, &mut ctl, archive, |ctl| {
         backup::backup(ctl, &panel, &request).map_err(cli_failure)
     });

@@ -101,7 +101,7 @@ fn archive_lines(entries: &[aps_panel::listing::BackupEntry]) -> String {
 fn snapshots_text(
     name: &str,
     repository: &str,
-    snapshots: &[aps_panel::store::repository::SnapshotInfo],
+    snapshots: &[aps_panel::store::SnapshotInfo],
     archive_store: &str,
     archives: &[aps_panel::listing::BackupEntry],
 ) -> String {

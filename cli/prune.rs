@@ -7,7 +7,7 @@ use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
 use aps_panel::prune::StorePrune;
-use aps_panel::store::repository::retention::PruneReport;
+use aps_panel::store::{PruneReport, RepositoryPrune};
 use serde_json::json;
 
 use crate::common::{Failure, Out, StateArgs};
@@ -67,7 +67,7 @@ fn prune(out: Out, args: PruneArgs, note: &mut Option<String>) -> Result<ExitCod
     }))
 }
 
-fn print_repository_prune(p: &aps_panel::store::repository::retention::RepositoryPrune) -> String {
+fn print_repository_prune(p: &RepositoryPrune) -> String {
     let verb = if p.dry_run { "would forget" } else { "forgot" };
     let mut text = format!(
         "repository {}: kept {} snapshot(s), {verb} {}, ignored {}",

@@ -214,7 +214,7 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
 }
 
 /// `  repository R: forgot 3 snapshots (blog 2, shop 1), kept 24; prune: …`.
-fn repository_retention_text(r: &aps_panel::store::repository::retention::RunRetention) -> String {
+fn repository_retention_text(r: &aps_panel::store::RunRetention) -> String {
     let mut per: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for s in &r.forgotten {
         *per.entry(s.instance.as_str()).or_default() += 1;

@@ -240,7 +240,7 @@ fn dispatch(out: Out, c: StoreCommand) -> Result<ExitCode, Failure> {
         } => {
             let (_, settings) = settings(&state)?;
             let store = open(&settings)?;
-            use aps_panel::store::repository::verify::ReadData;
+            use aps_panel::store::ReadData;
             let read = if read_data {
                 ReadData::All
             } else {

@@ -89,7 +89,7 @@ fn verify_repository(
     read_sample: Option<&str>,
     read_all: bool,
 ) -> Result<ExitCode, Failure> {
-    use aps_panel::store::repository::verify::ReadData;
+    use aps_panel::store::ReadData;
     let read = match (read_all, read_sample) {
         (true, _) => ReadData::All,
         (false, Some(s)) => ReadData::parse_sample(s).map_err(Failure::usage)?,

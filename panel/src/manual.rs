@@ -4,17 +4,22 @@
 //! Without `to` the backup goes into the local store under the standard name with periodicity
 //! `manual`; with `to` it is written exactly there and recorded in the store
 //! ([`crate::store::local`]), so that `backups`, `verify --instance`, `restore --latest` and
-//! drills see it. The caller runs the controller's backup on [`ManualPlan::destination`] (so
-//! that its typed error reaches the user unchanged) and then calls [`ManualPlan::finish`].
+//! drills see it. [`carry_out`] runs the controller's backup on [`ManualPlan::destination`]
+//! (its typed error reaches the user unchanged) and then [`ManualPlan::finish`]: the archive
+//! store's manual backup and the service's backup into a file both end there.
 
+use std::time::Duration;
+
+use aps_controller::{Controller, ErrorKind};
 use camino::Utf8PathBuf;
 use jiff::Timestamp;
 
-use crate::context::{Panel, PanelError};
 use crate::engine::ArchiveChoice;
+use crate::error::PanelError;
 use crate::naming::{ArchiveFormat, BackupName, Compression};
 use crate::periodicity::Periodicity;
-use crate::store::local::Reservation;
+use crate::store::local::{LocalStore, Reservation};
+use crate::store::outcome::{ArchiveBackup, Outcome, Refusal};
 pub use crate::web_dirs::{inside_web_dir_message, web_dir_containing};
 
 /// What the request names; `None` takes panel.toml's choice.
@@ -45,25 +50,24 @@ impl ManualPlan {
 
     /// After a successful backup: records a `--to` backup in the store (returns the record),
     /// and releases the name.
-    pub fn finish(self, panel: &Panel) -> Result<Option<Utf8PathBuf>, PanelError> {
+    pub fn finish(self, local: &LocalStore) -> Result<Option<Utf8PathBuf>, PanelError> {
         if !self.external {
             return Ok(None);
         }
         Ok(Some(
-            panel
-                .local
-                .record_external(&self.reservation, &self.destination)?,
+            local.record_external(&self.reservation, &self.destination)?,
         ))
     }
 }
 
-/// Decides destination, name and packing, and reserves the name; writes nothing else.
+/// Decides destination, name and packing (`config`: panel.toml's), and reserves the name in
+/// `local`; writes nothing else.
 pub fn plan(
-    panel: &Panel,
+    local: &LocalStore,
+    config: ArchiveChoice,
     request: &ManualRequest,
     now: Timestamp,
 ) -> Result<ManualPlan, PanelError> {
-    let config = panel.archive_choice();
     let archive = ArchiveChoice {
         compression: request.compression.unwrap_or(config.compression),
         age_recipients: request.recipients.clone().unwrap_or(config.age_recipients),
@@ -96,7 +100,7 @@ pub fn plan(
         },
     };
     let name = BackupName::new(&request.instance, Periodicity::Manual, now, format);
-    let reservation = panel.local.reserve(&name)?;
+    let reservation = local.reserve(&name)?;
     Ok(ManualPlan {
         destination: request
             .to
@@ -109,6 +113,47 @@ pub fn plan(
     })
 }
 
+/// `plan` carried out for `instance`: the controller's backup on its destination (with
+/// `dry_run` only its plan; dropping the plan then releases the name), then the record of a
+/// backup into a file of the request's.
+pub fn carry_out(
+    ctl: &Controller,
+    local: &LocalStore,
+    instance: &str,
+    plan: ManualPlan,
+    (force, timeout, dry_run): (bool, Option<Duration>, bool),
+) -> Result<Outcome, Refusal> {
+    let controller_request = aps_controller::operation::BackupRequest {
+        instance: instance.to_owned(),
+        destination: plan.destination.clone(),
+        force,
+        timeout,
+        archive: plan.archive.options(0),
+    };
+    if dry_run {
+        return Ok(Outcome::Plan(Box::new(
+            ctl.plan_backup(&controller_request)?,
+        )));
+    }
+    let report = ctl.backup(&controller_request)?;
+    let stored_as = plan.name().file_name();
+    let warnings = plan.warnings.clone();
+    let record = plan.finish(local).map_err(|e| Refusal::Refused {
+        kind: ErrorKind::Internal,
+        step: None,
+        message: format!(
+            "the backup was written to {} but could not be recorded in the store: {e}",
+            report.file
+        ),
+    })?;
+    Ok(Outcome::Archive(ArchiveBackup {
+        report,
+        stored_as,
+        record,
+        warnings,
+    }))
+}
+
 fn serde_plain(c: Compression) -> &'static str {
     match c {
         Compression::Zstd => "zstd",
@@ -119,12 +164,11 @@ fn serde_plain(c: Compression) -> &'static str {
 
 /// The newest good backup of `instance` in the local store (its full path), for
 /// `restore --latest` and `verify --instance`.
-pub fn latest(panel: &Panel, instance: &str) -> Result<Utf8PathBuf, PanelError> {
-    let newest = crate::listing::newest_good(&panel.local, instance)?.ok_or_else(|| {
-        PanelError::NoBackup {
+pub fn latest(local: &LocalStore, instance: &str) -> Result<Utf8PathBuf, PanelError> {
+    let newest =
+        crate::store::files::newest_good(local, instance)?.ok_or_else(|| PanelError::NoBackup {
             instance: instance.to_owned(),
-            store: panel.local.root().to_string(),
-        }
-    })?;
-    Ok(panel.local.path_of(&newest))
+            store: local.root().to_string(),
+        })?;
+    Ok(local.path_of(&newest))
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::retention::{Kept, RetentionPolicy, plan_retention};
 use crate::store::files::{ArchiveFiles, Remote, StoreError, StoredFile};
-use crate::store::repository::retention::RepositoryPrune;
+use crate::store::snapshot::RepositoryPrune;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StorePrune {

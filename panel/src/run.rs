@@ -16,7 +16,7 @@ use crate::periodicity::Periodicity;
 use crate::problem::Problem;
 use crate::progress::{Event, Progress};
 pub use crate::store::Step;
-use crate::store::repository::retention::RunRetention;
+use crate::store::snapshot::RunRetention;
 use crate::store::{Made, Upload};
 use aps_controller::ErrorKind;
 

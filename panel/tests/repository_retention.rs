@@ -11,8 +11,8 @@ use test_support::repository as common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
+use aps_panel::store::ReadData;
 use aps_panel::store::repository::retention::plan;
-use aps_panel::store::repository::verify::ReadData;
 use aps_panel::store::repository::{BackupInput, RepositoryStore};
 use aps_panel::{KeepReason, KeepRules, Periodicity, RetentionPolicy};
 use camino::{Utf8Path, Utf8PathBuf};

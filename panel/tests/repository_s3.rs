@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings, S3Bucket};
-use aps_panel::store::repository::verify::ReadData;
-use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore, SnapshotInfo};
+use aps_panel::store::repository::{BackupInput, RepositoryError, RepositoryStore};
+use aps_panel::store::{ReadData, SnapshotInfo};
 use camino::{Utf8Path, Utf8PathBuf};
 use test_support::database::create_database;
 

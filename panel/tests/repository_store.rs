@@ -12,9 +12,8 @@ use aps_controller::archive::{ManifestHeader, PartKind, TagKey};
 use aps_controller::database::{self, Database, DbKind};
 use aps_panel::Periodicity;
 use aps_panel::config::{RepositoryLocation, RepositorySettings};
-use aps_panel::store::repository::{
-    BackupInput, PackageTags, RepositoryError, RepositoryStore, SnapshotInfo,
-};
+use aps_panel::store::SnapshotInfo;
+use aps_panel::store::repository::{BackupInput, PackageTags, RepositoryError, RepositoryStore};
 use camino::{Utf8Path, Utf8PathBuf};
 use test_support::database::create_database;
 

@@ -7,16 +7,13 @@ use std::time::Duration;
 use aps_controller::Controller;
 use aps_controller::ErrorKind;
 use aps_controller::archive::check_recipients;
-use aps_controller::operation::BackupReport;
-use aps_controller::operation::backup::BackupPlan;
 use camino::{Utf8Path, Utf8PathBuf};
-use serde::Serialize;
 
 use super::{Field, ServiceError, Words, check_instance_name, check_timeout, words};
 use crate::context::Panel;
-use crate::manual::{self, ManualPlan, ManualRequest};
+use crate::manual::{self, ManualRequest};
 use crate::naming::Compression;
-use crate::store::repository::SnapshotInfo;
+use crate::store::ManualBackup;
 
 /// A manual backup as a front end asks for it.
 #[derive(Debug, Clone, Default)]
@@ -38,40 +35,8 @@ pub struct Request {
     pub absolute_paths: bool,
 }
 
-/// What a manual backup made.
-#[derive(Debug)]
-pub enum Outcome {
-    /// An archive file, in the archive store or at `to`.
-    Archive(ArchiveBackup),
-    /// One snapshot in the repository store.
-    Snapshot(SnapshotBackup),
-    /// `dry_run`: nothing was written.
-    Plan(Box<BackupPlan>),
-}
-
-/// An archive backup: the controller's report, the store's name for it and, for `to`, the
-/// record that makes the store list it.
-#[derive(Debug, Serialize)]
-pub struct ArchiveBackup {
-    #[serde(flatten)]
-    pub report: BackupReport,
-    pub stored_as: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<Utf8PathBuf>,
-    /// Things the person may want to know that did not stop the backup.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// A backup into the repository store.
-#[derive(Debug, Serialize)]
-pub struct SnapshotBackup {
-    pub instance: String,
-    /// The repository's folder, or `s3://bucket/prefix/`.
-    pub repository: String,
-    pub snapshot: SnapshotInfo,
-    pub duration_ms: u64,
-}
+/// What a manual backup made: the store's outcome, whatever its kind.
+pub use crate::store::outcome::{ArchiveBackup, Outcome, SnapshotBackup};
 
 /// `zstd`, `gzip` or `none` as the front ends name them.
 pub fn compression_named(name: &str) -> Result<Compression, String> {
@@ -86,10 +51,11 @@ pub fn compression_named(name: &str) -> Result<Compression, String> {
 }
 
 impl Request {
-    /// Whether the backup is a snapshot the store makes itself: no `to` and panel.toml's
-    /// store keeps snapshots (the repository).
-    pub fn goes_to_repository(&self, panel: &Panel) -> bool {
-        self.to.is_none() && panel.store.keeps_snapshots()
+    /// Whether the backup writes an archive file through the controller (not a plan, not
+    /// what panel.toml's store makes itself): its progress is the controller's, and an
+    /// interrupted one leaves a partial file that the rollback deletes.
+    pub fn writes_archive(&self, panel: &Panel) -> bool {
+        !self.dry_run && (self.to.is_some() || panel.store.manual_writes_archive())
     }
 
     /// Everything that can be checked without touching anything.
@@ -134,82 +100,52 @@ impl Request {
     }
 }
 
-/// The backup the request asks for: checked, planned (the store's name, or `to`), made and
-/// recorded; with the repository store (and no `to`), one snapshot, periodicity manual.
+/// The backup the request asks for: checked, then into `to` (planned, made and recorded) or
+/// into the store panel.toml chose, which decides what a manual backup into it is.
 pub fn backup(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Outcome, ServiceError> {
     let (compression, recipients) = request.check()?;
-    if request.goes_to_repository(panel) {
-        return repository_backup(ctl, panel, request).map(Outcome::Snapshot);
-    }
-    let (plan, controller_request) = prepare(ctl, panel, request, compression, recipients)?;
-    if request.dry_run {
-        // The store's name is held only for this answer: dropping the plan releases it.
-        return ctl
-            .plan_backup(&controller_request)
-            .map(|p| Outcome::Plan(Box::new(p)))
-            .map_err(ServiceError::operation);
-    }
-    let report = ctl
-        .backup(&controller_request)
-        .map_err(ServiceError::operation)?;
-    let stored_as = plan.name().file_name();
-    let warnings = plan.warnings.clone();
-    let record = plan.finish(panel).map_err(|e| ServiceError::Refused {
-        kind: ErrorKind::Internal,
-        step: None,
-        message: words![format!(
-            "the backup was written to {} but could not be recorded in the store: {e}",
-            report.file
-        )],
-        hint: None,
-    })?;
-    Ok(Outcome::Archive(ArchiveBackup {
-        report,
-        stored_as,
-        record,
-        warnings,
-    }))
-}
-
-/// Where a manual backup goes and how (the request already checked), with the store's name
-/// held for it.
-fn prepare(
-    ctl: &Controller,
-    panel: &Panel,
-    request: &Request,
-    compression: Option<Compression>,
-    recipients: Option<Vec<String>>,
-) -> Result<(ManualPlan, aps_controller::operation::BackupRequest), ServiceError> {
+    let Some(to) = &request.to else {
+        return Ok(panel.store.manual_backup(
+            &panel.cx(),
+            ctl,
+            &ManualBackup {
+                instance: &request.instance,
+                timeout: request.timeout_secs.map(Duration::from_secs),
+                compression,
+                recipients,
+                dry_run: request.dry_run,
+            },
+        )?);
+    };
+    // A file of the operator's choice is not the store's: refused inside the web folders,
+    // named and recorded in the archive folder.
     let instance = ctl
         .store()
         .get(&request.instance)
         .map_err(|e| super::not_found(e.to_string()))?;
-    match &request.to {
-        Some(to) => refuse_inside_web_dirs(to, &instance.web_dirs, words![Field::To])?,
-        None => refuse_inside_web_dirs(
-            &panel.local.instance_dir(&request.instance),
-            &instance.web_dirs,
-            words!["the backup store (panel.toml `store`)"],
-        )?,
-    }
+    refuse_inside_web_dirs(to, &instance.web_dirs, words![Field::To])?;
     let plan = manual::plan(
-        panel,
+        &panel.local,
+        panel.archive_choice(),
         &ManualRequest {
             instance: request.instance.clone(),
-            to: request.to.clone(),
+            to: Some(to.clone()),
             compression,
             recipients,
         },
         jiff::Timestamp::now(),
     )?;
-    let controller_request = aps_controller::operation::BackupRequest {
-        instance: request.instance.clone(),
-        destination: plan.destination.clone(),
-        force: request.force,
-        timeout: request.timeout_secs.map(Duration::from_secs),
-        archive: plan.archive.options(0),
-    };
-    Ok((plan, controller_request))
+    Ok(manual::carry_out(
+        ctl,
+        &panel.local,
+        &request.instance,
+        plan,
+        (
+            request.force,
+            request.timeout_secs.map(Duration::from_secs),
+            request.dry_run,
+        ),
+    )?)
 }
 
 fn refuse_inside_web_dirs(
@@ -230,53 +166,4 @@ fn refuse_inside_web_dirs(
             })
         }
     }
-}
-
-/// A backup into the repository store: the archive-only options refused before any work,
-/// then one snapshot, periodicity manual (docs/repository.md).
-fn repository_backup(
-    ctl: &Controller,
-    panel: &Panel,
-    request: &Request,
-) -> Result<SnapshotBackup, ServiceError> {
-    let refuse = |what: Words| {
-        let mut message = what;
-        message.push_text(
-            " applies to archive files; panel.toml's store is a repository, which compresses \
-             and encrypts by itself (give ",
-        );
-        message.push_field(Field::ToFile);
-        message.push_text(" for an archive)");
-        Err(ServiceError::usage(message))
-    };
-    if request.dry_run {
-        return refuse(words![Field::DryRun]);
-    }
-    if request.compression.is_some() || !request.recipients.is_empty() {
-        return refuse(words![Field::Compression, "/", Field::Recipients]);
-    }
-    let started = std::time::Instant::now();
-    let cx = panel.cx();
-    panel.store.open(&cx)?;
-    let made = panel.store.backup(
-        &cx,
-        ctl,
-        &request.instance,
-        crate::Periodicity::Manual,
-        &crate::SystemClock,
-    )?;
-    let crate::store::Made::Snapshot(snapshot) = made else {
-        return Err(ServiceError::Refused {
-            kind: ErrorKind::Internal,
-            step: None,
-            message: words!["the store made a file, not a snapshot"],
-            hint: None,
-        });
-    };
-    Ok(SnapshotBackup {
-        instance: request.instance.clone(),
-        repository: panel.store.describe(&cx),
-        snapshot,
-        duration_ms: started.elapsed().as_millis() as u64,
-    })
 }

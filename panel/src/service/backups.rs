@@ -7,8 +7,7 @@ use serde::Serialize;
 use super::{ServiceError, check_instance_name, require_registered};
 use crate::context::Panel;
 use crate::listing::{BackupEntry, list_backups};
-use crate::store::ArchiveFiles;
-use crate::store::repository::SnapshotInfo;
+use crate::store::{ArchiveFiles, SnapshotInfo};
 
 /// Which backups: those of `instance`, in the local store or the remote copy.
 #[derive(Debug, Clone, Default)]

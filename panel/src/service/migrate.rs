@@ -9,10 +9,10 @@ use aps_controller::operation::{MigrateReport, MigrateRequest, RestoreReport};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use super::restore::restore_snapshot_into;
+use super::restore::restore_from_store;
 use super::{Field, ServiceError, check_instance_name, check_timeout, words};
 use crate::context::Panel;
-use crate::store::repository::SnapshotInfo;
+use crate::store::{SnapshotInfo, Unsupported, Wanted};
 
 /// A migration as a front end asks for it: from a live backup of the source (the default), or
 /// from one of its snapshots in the repository store.
@@ -118,31 +118,51 @@ fn snapshot_migrate(
     request: &Request,
 ) -> Result<SnapshotMigration, ServiceError> {
     let started = std::time::Instant::now();
-    let Some(panel) = panel.filter(|p| p.store.keeps_snapshots()) else {
-        let named = if request.snapshot.is_some() {
-            Field::Snapshot
-        } else {
-            Field::Latest
-        };
-        return Err(ServiceError::usage(words![
-            named,
-            format!(
-                " names a snapshot of the repository store, but panel.toml's store is the \
-                 archive store: without it, migrate makes a live backup of {}",
-                request.source
-            )
-        ]));
+    let internal = |message: &'static str| ServiceError::Refused {
+        kind: aps_controller::ErrorKind::Internal,
+        step: None,
+        message: words![message],
+        hint: None,
     };
+    let Some(panel) = panel else {
+        return Err(internal(
+            "a migration from a snapshot needs panel.toml's store, which was not opened",
+        ));
+    };
+    let wanted = Wanted {
+        id: request.snapshot.as_deref(),
+        identity: false,
+        migration: true,
+    };
+    if let Err(refused) = panel.store.check_wanted(&wanted) {
+        return Err(match refused {
+            Unsupported::Snapshots { store_is } => ServiceError::usage(words![
+                if request.snapshot.is_some() {
+                    Field::Snapshot
+                } else {
+                    Field::Latest
+                },
+                format!(
+                    " names a snapshot of the repository store, but panel.toml's store is \
+                     {store_is}: without it, migrate makes a live backup of {}",
+                    request.source
+                )
+            ]),
+            other => super::unsupported(other),
+        });
+    }
     // The checks of a live migration, before anything is staged.
     ctl.check_migration(&request.source, &request.target)
         .map_err(ServiceError::operation)?;
-    let (from, restore) = restore_snapshot_into(
+    let (from, restore) = restore_from_store(
         ctl,
         panel,
         (&request.source, request.snapshot.as_deref()),
         &request.target,
         (request.timeout_secs, request.no_safety_snapshot),
+        (None, false),
     )?;
+    let from = from.ok_or_else(|| internal("the store staged a file, not a snapshot"))?;
     Ok(SnapshotMigration {
         source: request.source.clone(),
         target: request.target.clone(),

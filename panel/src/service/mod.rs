@@ -24,6 +24,7 @@ use camino::Utf8PathBuf;
 
 use crate::context::PanelError;
 use crate::problem::Problem;
+use crate::store::{Refusal, Unsupported};
 
 /// A field of a request, as a refusal names it. Several spellings of one field exist because
 /// the CLI names some flags with their value (`--to FILE`) in some sentences only.
@@ -336,6 +337,62 @@ impl From<Problem> for ServiceError {
             hint: None,
         }
     }
+}
+
+impl From<Refusal> for ServiceError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unsupported(u) => unsupported(u),
+            Refusal::InstanceNotFound(what) => not_found(what),
+            Refusal::Refused {
+                kind,
+                step,
+                message,
+            } => ServiceError::Refused {
+                kind,
+                step,
+                message: words![message],
+                hint: None,
+            },
+            Refusal::Operation(error) => ServiceError::operation(*error),
+            Refusal::Problem { problem, hint } => ServiceError::Problem { problem, hint },
+            Refusal::Panel { error, hint } => ServiceError::Panel { error, hint },
+        }
+    }
+}
+
+/// What a store does not take, with the request's fields named around the store's words (a
+/// migration words a snapshot its own way, `migrate.rs`).
+pub(crate) fn unsupported(u: Unsupported) -> ServiceError {
+    ServiceError::usage(match u {
+        Unsupported::ArchiveOption { dry_run, store_is } => {
+            let mut message = if dry_run {
+                words![Field::DryRun]
+            } else {
+                words![Field::Compression, "/", Field::Recipients]
+            };
+            message.push_text(&format!(
+                " applies to archive files; panel.toml's store is {store_is} (give "
+            ));
+            message.push_field(Field::ToFile);
+            message.push_text(" for an archive)");
+            message
+        }
+        Unsupported::Snapshots { store_is } => words![
+            Field::Snapshot,
+            format!(
+                " names a snapshot of the repository store, but panel.toml's store is \
+                 {store_is}: give "
+            ),
+            Field::FromFile,
+            " or ",
+            Field::Latest
+        ],
+        Unsupported::Identity { backup_is } => words![
+            Field::Identity,
+            format!(" decrypts archive files; {backup_is} needs none")
+        ],
+    })
 }
 
 /// The instance-name rule, checked before anything runs (`field` says where the name came

@@ -1,6 +1,7 @@
 //! A restore (`aps-controller restore NAME`, `POST /v1/instances/NAME/restore`): from a backup
-//! file, from the archive store's newest good backup, or from a snapshot of the repository
-//! store, through the controller's restore (safety snapshot, rollback).
+//! file, or from a backup panel.toml's store finds and stages (the archive store's newest good
+//! file, a snapshot of the repository store), through the controller's restore (safety
+//! snapshot, rollback).
 
 use std::time::Duration;
 
@@ -10,10 +11,11 @@ use aps_controller::operation::{RestoreReport, RestoreRequest};
 use camino::Utf8PathBuf;
 use serde::Serialize;
 
-use super::{Field, ServiceError, check_instance_name, check_timeout, require_instance, words};
+use super::{
+    Field, ServiceError, check_instance_name, check_timeout, require_instance, unsupported, words,
+};
 use crate::context::Panel;
-use crate::store::Staged;
-use crate::store::repository::SnapshotInfo;
+use crate::store::{SnapshotInfo, Wanted};
 
 /// A restore as a front end asks for it: exactly one of a file, the newest backup, or a
 /// repository snapshot.
@@ -85,27 +87,20 @@ impl Request {
         self.from.is_none()
     }
 
-    /// The mistakes panel.toml's store kind shows: a snapshot of the archive store, an age
-    /// identity for a repository snapshot. `panel` is `None` only with a file.
+    /// The mistakes panel.toml's store shows before anything is opened (a snapshot of a store
+    /// of archive files, an age identity for a snapshot). `panel` is `None` only with a file.
     pub fn check_store(&self, panel: Option<&Panel>) -> Result<(), ServiceError> {
-        let repository = panel.is_some_and(|p| p.store.keeps_snapshots());
-        if self.snapshot.is_some() && !repository {
-            return Err(ServiceError::usage(words![
-                Field::Snapshot,
-                " names a snapshot of the repository store, but panel.toml's store is the \
-                 archive store: give ",
-                Field::FromFile,
-                " or ",
-                Field::Latest
-            ]));
-        }
-        if repository && self.from.is_none() && self.identity.is_some() {
-            return Err(ServiceError::usage(words![
-                Field::Identity,
-                " decrypts archive files; a repository snapshot needs none"
-            ]));
-        }
-        Ok(())
+        let Some(panel) = panel.filter(|_| self.from.is_none()) else {
+            return Ok(());
+        };
+        panel
+            .store
+            .check_wanted(&Wanted {
+                id: self.snapshot.as_deref(),
+                identity: self.identity.is_some(),
+                migration: false,
+            })
+            .map_err(unsupported)
     }
 
     fn controller_request(&self, source: Utf8PathBuf) -> RestoreRequest {
@@ -120,11 +115,10 @@ impl Request {
     }
 }
 
-/// The restore the request asks for. From a snapshot of the repository store, it is made into
-/// a tagged archive in a private folder of the state folder (its manifest's tag checked first)
-/// that the controller's own restore then takes; the folder is removed in every case. Every
-/// mistake is refused before anything is staged or restored. `panel` is `None` only with a
-/// file.
+/// The restore the request asks for: from the file, or from the backup panel.toml's store
+/// finds and stages (a snapshot is made into a tagged archive in a private folder of the state
+/// folder, its manifest's tag checked first, removed in every case). Every mistake is refused
+/// before anything is staged or restored. `panel` is `None` only with a file.
 pub fn restore(
     ctl: &Controller,
     panel: Option<&Panel>,
@@ -132,23 +126,6 @@ pub fn restore(
 ) -> Result<Restored, ServiceError> {
     request.check()?;
     request.check_store(panel)?;
-    if let Some(panel) = panel
-        && request.from.is_none()
-        && panel.store.keeps_snapshots()
-    {
-        require_instance(ctl, &request.instance)?;
-        let (from_snapshot, report) = restore_snapshot_into(
-            ctl,
-            panel,
-            (&request.instance, request.snapshot.as_deref()),
-            &request.instance,
-            (request.timeout_secs, request.no_safety_snapshot),
-        )?;
-        return Ok(Restored {
-            report,
-            from_snapshot: Some(from_snapshot),
-        });
-    }
     // An unknown instance is named as such (exit 4), before its backups are looked for.
     require_instance(ctl, &request.instance)?;
     let source = match (&request.from, panel) {
@@ -168,12 +145,20 @@ pub fn restore(
             }
             from.clone()
         }
-        (None, Some(panel)) => crate::manual::latest(panel, &request.instance).map_err(|e| {
-            ServiceError::from(e).with_hint(format!(
-                "`aps-controller backups {}` lists its backups",
-                request.instance
-            ))
-        })?,
+        (None, Some(panel)) => {
+            let (from_snapshot, report) = restore_from_store(
+                ctl,
+                panel,
+                (&request.instance, request.snapshot.as_deref()),
+                &request.instance,
+                (request.timeout_secs, request.no_safety_snapshot),
+                (request.identity.clone(), request.from_other_instance),
+            )?;
+            return Ok(Restored {
+                report,
+                from_snapshot,
+            });
+        }
         (None, None) => {
             return Err(ServiceError::Refused {
                 kind: ErrorKind::Internal,
@@ -194,70 +179,35 @@ pub fn restore(
     })
 }
 
-/// Snapshot `id` of instance `from` (`None`: its newest) staged from the repository store and
+/// Backup `id` of instance `from` (`None`: its newest) taken from panel.toml's store and
 /// restored into instance `into` through the controller's restore (`timeout_secs`,
-/// `no_safety_snapshot`). The staging folder is gone when this returns.
-pub(crate) fn restore_snapshot_into(
+/// `no_safety_snapshot`; `identity`, and whether the request allows another instance's
+/// backup). The snapshot it came from, if it was one. The staging folder is gone when this
+/// returns.
+pub(crate) fn restore_from_store(
     ctl: &Controller,
     panel: &Panel,
     (from, id): (&str, Option<&str>),
     into: &str,
     (timeout_secs, no_safety_snapshot): (Option<u64>, bool),
-) -> Result<(FromSnapshot, RestoreReport), ServiceError> {
-    let mut staged = stage_snapshot(ctl, panel, from, id)?;
+    (identity, from_other_instance): (Option<Utf8PathBuf>, bool),
+) -> Result<(Option<FromSnapshot>, RestoreReport), ServiceError> {
+    let cx = panel.cx();
+    let mut staged = panel.store.take(&cx, ctl, from, id)?;
     let request = RestoreRequest {
         instance: into.to_owned(),
         source: staged.archive.clone(),
         timeout: timeout_secs.map(Duration::from_secs),
         no_safety_snapshot,
-        identity: None,
-        // A migration's (`from` is the source); a restore stages only its own snapshots.
-        from_other_instance: from != into,
+        identity,
+        from_other_instance: staged.from_other_instance(from, into, from_other_instance),
     };
     let report = staged
         .restore(ctl, &request)
         .map_err(ServiceError::operation)?;
-    let snapshot = staged
-        .snapshot
-        .clone()
-        .ok_or_else(|| ServiceError::Refused {
-            kind: ErrorKind::Internal,
-            step: None,
-            message: words!["the store staged a file, not a snapshot"],
-            hint: None,
-        })?;
-    Ok((
-        FromSnapshot {
-            repository: panel.store.describe(&panel.cx()),
-            snapshot,
-        },
-        report,
-    ))
-}
-
-/// Snapshot `id` of `instance` (`None`: its newest) staged as a tagged archive; a snapshot
-/// that is not there says how to list them.
-fn stage_snapshot(
-    ctl: &Controller,
-    panel: &Panel,
-    instance: &str,
-    id: Option<&str>,
-) -> Result<Staged, ServiceError> {
-    let cx = panel.cx();
-    panel.store.open(&cx)?;
-    panel
-        .store
-        .find(&cx, instance, id)
-        .and_then(|found| panel.store.stage(&cx, ctl, instance, &found))
-        .map_err(|p| {
-            let usage = p.kind == ErrorKind::Usage.as_str();
-            let e = ServiceError::from(p);
-            if usage {
-                e.with_hint(format!(
-                    "`aps-controller backups {instance}` lists its snapshots"
-                ))
-            } else {
-                e
-            }
-        })
+    let from_snapshot = staged.snapshot.clone().map(|snapshot| FromSnapshot {
+        repository: panel.store.describe(&cx),
+        snapshot,
+    });
+    Ok((from_snapshot, report))
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Field, ServiceError, check_instance_name, require_registered, words};
 use crate::context::{Panel, PanelError};
 use crate::engine::Engine;
-use crate::store::repository::verify::{ReadData, VerifyReport};
+use crate::store::{ReadData, VerifyReport};
 
 /// One archive: `file`, or the newest good backup of `instance` in the backup store.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +46,7 @@ pub fn verify_archive(
         (Some(f), _) => f.clone(),
         (None, Some(i)) => {
             require_registered(engine.controller(), i)?;
-            crate::manual::latest(panel, i)?
+            crate::manual::latest(&panel.local, i)?
         }
         (None, None) => {
             return Err(ServiceError::usage(words![

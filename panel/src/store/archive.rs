@@ -5,13 +5,13 @@
 use aps_controller::{Controller, ErrorKind};
 
 use super::files::{ArchiveFiles, list_backups, newest_good};
-use super::repository::retention::RunRetention;
-use super::repository::verify::{ReadData, VerifyReport};
 use super::{
-    AfterBackup, DrillBackup, Found, Listing, Made, Staged, Step, Store, StoreCx, VerifyFailure,
+    AfterBackup, DrillBackup, Found, Listing, Made, ManualBackup, Outcome, ReadData, Refusal,
+    RunRetention, Staged, Step, Store, StoreCx, Unsupported, VerifyFailure, VerifyReport, Wanted,
 };
 use crate::clock::Clock;
 use crate::error::PanelError;
+use crate::manual::{self, ManualRequest};
 use crate::naming::BackupName;
 use crate::periodicity::Periodicity;
 use crate::problem::Problem;
@@ -27,8 +27,85 @@ impl Store for ArchiveStore {
         cx.local.describe()
     }
 
-    fn keeps_snapshots(&self) -> bool {
-        false
+    fn manual_writes_archive(&self) -> bool {
+        true
+    }
+
+    /// The manual plan: the standard name with periodicity manual, reserved in the folder,
+    /// then the controller's archive (or only its plan).
+    fn manual_backup(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        request: &ManualBackup<'_>,
+    ) -> Result<Outcome, Refusal> {
+        let instance = ctl
+            .store()
+            .get(request.instance)
+            .map_err(|e| Refusal::InstanceNotFound(e.to_string()))?;
+        let folder = cx.local.instance_dir(request.instance);
+        if let Some((mapping, dir)) = web_dir_containing(&folder, &instance.web_dirs) {
+            return Err(Refusal::Refused {
+                kind: ErrorKind::DestinationRefused,
+                step: Some("3.1-check-destination"),
+                message: inside_web_dir_message(
+                    "the backup store (panel.toml `store`)",
+                    &folder,
+                    &mapping,
+                    &dir,
+                ),
+            });
+        }
+        let plan = manual::plan(
+            cx.local,
+            cx.config.archive_choice(),
+            &ManualRequest {
+                instance: request.instance.to_owned(),
+                to: None,
+                compression: request.compression,
+                recipients: request.recipients.clone(),
+            },
+            jiff::Timestamp::now(),
+        )?;
+        manual::carry_out(
+            ctl,
+            cx.local,
+            request.instance,
+            plan,
+            (false, request.timeout, request.dry_run),
+        )
+    }
+
+    fn check_wanted(&self, wanted: &Wanted<'_>) -> Result<(), Unsupported> {
+        if wanted.id.is_some() || wanted.migration {
+            return Err(Unsupported::Snapshots {
+                store_is: "the archive store",
+            });
+        }
+        Ok(())
+    }
+
+    /// Its newest good file (there are no ids here: [`Store::check_wanted`] refused one).
+    fn take(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        id: Option<&str>,
+    ) -> Result<Staged, Refusal> {
+        if id.is_some() {
+            // Refused before by `check_wanted`; `find` says why.
+            let found = self.find(cx, instance, id)?;
+            return Ok(self.stage(cx, ctl, instance, &found)?);
+        }
+        manual::latest(cx.local, instance)
+            .map(Staged::file)
+            .map_err(|e| Refusal::Panel {
+                error: Box::new(e),
+                hint: Some(format!(
+                    "`aps-controller backups {instance}` lists its backups"
+                )),
+            })
     }
 
     fn backup(

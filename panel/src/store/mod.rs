@@ -5,16 +5,21 @@
 //!   off the machine when panel.toml has a `[remote]` ([`s3`]);
 //! - the repository store ([`repository`]): a restic-format repository, local or in S3.
 //!
-//! A new kind is its own module implementing [`Store`] plus one line in [`chosen`].
+//! A new kind is its own module implementing [`Store`] plus one line in [`chosen`]. What
+//! crosses the trait is neutral: [`outcome`] (a manual backup, a restore's source, a store's
+//! refusals), [`snapshot`] (a snapshot and what retention did to them), [`verify`].
 //! [`files`] is the listing of archive files that the local folder and the S3 copy answer.
 
 pub mod archive;
 pub mod files;
 pub mod local;
+pub mod outcome;
 #[cfg(feature = "repository")]
 pub mod repository;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod snapshot;
+pub mod verify;
 
 use aps_controller::Controller;
 use aps_controller::error::OperationError;
@@ -29,12 +34,14 @@ use crate::periodicity::Periodicity;
 use crate::problem::Problem;
 use crate::prune::{PruneFailure, Pruned};
 use crate::retention::RetentionPolicy;
-use repository::SnapshotInfo;
-use repository::retention::RunRetention;
-use repository::verify::{ReadData, VerifyReport};
 
 pub use files::{ArchiveFiles, BackupStatus, Remote, StoreError, StoredFile, Upload};
 pub use local::LocalStore;
+pub use outcome::{
+    ArchiveBackup, ManualBackup, Outcome, Refusal, SnapshotBackup, Unsupported, Wanted,
+};
+pub use snapshot::{KeptSnapshot, PruneReport, RepositoryPrune, RunRetention, SnapshotInfo};
+pub use verify::{ReadData, VerifyFailure, VerifyReport};
 
 /// The store panel.toml chose: the one place the kinds are listed, one line each.
 pub fn chosen(config: &PanelConfig, state_dir: &Utf8Path) -> Box<dyn Store> {
@@ -133,6 +140,13 @@ impl Staged {
         }
     }
 
+    /// Whether the controller may restore another instance's backup: always into another
+    /// instance (a migration); into the same one only when the request allows it (`asked`) and
+    /// the backup is a file, not a snapshot found by the instance's own tag.
+    pub fn from_other_instance(&self, from: &str, into: &str, asked: bool) -> bool {
+        from != into || (asked && self.held.is_none())
+    }
+
     /// The controller's restore of this backup (`request.source` is [`Staged::archive`]).
     // The controller's own error type, as `Controller::restore` returns it.
     #[allow(clippy::result_large_err)]
@@ -146,13 +160,6 @@ impl Staged {
             None => ctl.restore(request),
         }
     }
-}
-
-/// Why `verify` of a store failed: the problem, and the repository it concerns.
-#[derive(Debug)]
-pub struct VerifyFailure {
-    pub problem: Problem,
-    pub repository: Option<String>,
 }
 
 /// A drill's backup: the newest good one of an instance, as reports name it.
@@ -171,11 +178,36 @@ pub trait Store: Send + Sync {
     /// A human name for messages: a folder or `s3://bucket/prefix/`.
     fn describe(&self, cx: &StoreCx<'_>) -> String;
 
-    /// Whether the store keeps snapshots, found by id (`--snapshot`), which it makes itself;
-    /// else it keeps archive files, which the archive options (`--compression`,
-    /// `--recipient`, `--identity`, `--dry-run`) concern and `backup NAME` writes through
-    /// the manual plan (`manual`).
-    fn keeps_snapshots(&self) -> bool;
+    /// Whether a manual backup into the store is an archive file the controller writes: the
+    /// controller's progress is then its progress, and an interrupted one leaves a partial
+    /// file that the rollback deletes. By default it is not.
+    fn manual_writes_archive(&self) -> bool {
+        false
+    }
+
+    /// A manual backup into the store (`backup NAME` without a file of its own): what it is
+    /// is the store's to decide (the archive store: the manual plan and an archive file, or
+    /// with `dry_run` only the plan; the repository: one snapshot, periodicity manual).
+    fn manual_backup(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        request: &ManualBackup<'_>,
+    ) -> Result<Outcome, Refusal>;
+
+    /// Refuses, before anything is opened, what a restore or a migration cannot take from the
+    /// store.
+    fn check_wanted(&self, wanted: &Wanted<'_>) -> Result<(), Unsupported>;
+
+    /// Backup `id` of `instance` (`None`: its newest) found and made ready for the
+    /// controller's restore or migration; a refusal says how to list what is there.
+    fn take(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        id: Option<&str>,
+    ) -> Result<Staged, Refusal>;
 
     /// Opens what the later calls need, once (`run` fails as a whole when it cannot). By
     /// default there is nothing to open.

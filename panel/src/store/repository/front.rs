@@ -16,13 +16,16 @@ use crate::periodicity::Periodicity;
 use crate::problem::Problem;
 use crate::prune::{PruneFailure, Pruned, prune_files};
 use crate::store::files::list_backups;
-use crate::store::repository::retention::{RunRetention, after_run, prune_all};
-use crate::store::repository::verify::{ReadData, VerifyReport};
+use crate::store::repository::retention::{after_run, prune_all};
 use crate::store::repository::{
-    BackupInput, RepositoryError, RepositoryStore, ScriptPart, SnapshotInfo, StagedArchive,
-    StagedRecord, WriteOutError,
+    BackupInput, RepositoryError, RepositoryStore, ScriptPart, StagedArchive, StagedRecord,
+    WriteOutError,
 };
-use crate::store::{DrillBackup, Found, Listing, Made, Staged, Store, StoreCx, VerifyFailure};
+use crate::store::{
+    DrillBackup, Found, Listing, Made, ManualBackup, Outcome, ReadData, Refusal, RunRetention,
+    SnapshotBackup, SnapshotInfo, Staged, Store, StoreCx, Unsupported, VerifyFailure, VerifyReport,
+    Wanted,
+};
 use crate::web_dirs::{inside_web_dir_message, web_dir_containing};
 
 /// The repository panel.toml names, opened on first use and then kept.
@@ -56,8 +59,65 @@ impl Store for RepositoryFront {
         self.settings.location.describe()
     }
 
-    fn keeps_snapshots(&self) -> bool {
-        true
+    /// One snapshot, periodicity manual (docs/repository.md); the options of archive files
+    /// are refused before any work.
+    fn manual_backup(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        request: &ManualBackup<'_>,
+    ) -> Result<Outcome, Refusal> {
+        let store_is = "a repository, which compresses and encrypts by itself";
+        if request.dry_run {
+            return Err(Unsupported::ArchiveOption {
+                dry_run: true,
+                store_is,
+            }
+            .into());
+        }
+        if request.compression.is_some() || request.recipients.is_some() {
+            return Err(Unsupported::ArchiveOption {
+                dry_run: false,
+                store_is,
+            }
+            .into());
+        }
+        let started = std::time::Instant::now();
+        let opened = self.opened()?;
+        let snapshot = backup(cx, ctl, opened, request.instance, Periodicity::Manual)?;
+        Ok(Outcome::Snapshot(SnapshotBackup {
+            instance: request.instance.to_owned(),
+            repository: self.describe(cx),
+            snapshot,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    fn check_wanted(&self, wanted: &Wanted<'_>) -> Result<(), Unsupported> {
+        if wanted.identity {
+            return Err(Unsupported::Identity {
+                backup_is: "a repository snapshot",
+            });
+        }
+        Ok(())
+    }
+
+    /// The snapshot, staged; one that is not there says how to list them.
+    fn take(
+        &self,
+        cx: &StoreCx<'_>,
+        ctl: &Controller,
+        instance: &str,
+        id: Option<&str>,
+    ) -> Result<Staged, Refusal> {
+        self.opened()?;
+        self.find(cx, instance, id)
+            .and_then(|found| self.stage(cx, ctl, instance, &found))
+            .map_err(|problem| {
+                let hint = (problem.kind == ErrorKind::Usage.as_str())
+                    .then(|| format!("`aps-controller backups {instance}` lists its snapshots"));
+                Refusal::Problem { problem, hint }
+            })
     }
 
     fn open(&self, _cx: &StoreCx<'_>) -> Result<(), Problem> {

@@ -76,6 +76,7 @@ mod stream;
 pub mod verify;
 mod web;
 
+use crate::store::snapshot::SnapshotInfo;
 pub use stage::{StagedArchive, StagedRecord, StagedRestore};
 
 const TAG_INSTANCE: &str = "aps-instance=";
@@ -259,26 +260,6 @@ impl<'a> BackupInput<'a> {
             },
         }
     }
-}
-
-/// One snapshot, as `backups` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotInfo {
-    /// Full id (64 hex digits); any unique prefix names it too.
-    pub id: String,
-    pub instance: String,
-    pub periodicity: Option<Periodicity>,
-    pub time: jiff::Timestamp,
-    pub package: Option<PackageTags>,
-    /// Files in the snapshot (web files and dumps).
-    pub files: u64,
-    /// Files the engine took as unchanged from the instance's previous snapshot (same size,
-    /// mtime and ctime), without reading them; never a dump or the manifest.
-    pub files_unchanged: u64,
-    /// Bytes read from the instance for this snapshot.
-    pub bytes_read: u64,
-    /// Bytes this snapshot added to the repository, after deduplication and compression.
-    pub bytes_added: u64,
 }
 
 /// What `store init` did.

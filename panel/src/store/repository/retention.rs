@@ -18,20 +18,14 @@ use serde::Serialize;
 
 use crate::config::RepositorySettings;
 use crate::naming::{ArchiveFormat, BackupName};
-use crate::retention::{KeepReason, RetentionPolicy, plan_retention};
+use crate::retention::{RetentionPolicy, plan_retention};
 use crate::store::files::{BackupStatus, StoredFile};
 use crate::store::repository::{RepositoryError, RepositoryStore, SnapshotInfo};
+use crate::store::snapshot::{KeptSnapshot, PruneReport, RepositoryPrune, RunRetention};
 
 /// How long a pack marked for deletion stays before a prune deletes it: longer than any backup
 /// runs (the engine's default).
 pub const KEEP_MARKED_HOURS: i64 = 23;
-
-/// One kept snapshot and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KeptSnapshot {
-    pub snapshot: SnapshotInfo,
-    pub reasons: Vec<KeepReason>,
-}
 
 /// What retention decided (and, unless a dry run, did).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -41,20 +35,6 @@ pub struct SnapshotRetention {
     pub forget: Vec<SnapshotInfo>,
     /// Snapshots without an instance or periodicity tag of ours: never counted, never removed.
     pub ignored: Vec<String>,
-}
-
-/// What a prune did to the repository's pack files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PruneReport {
-    /// Packs deleted now: marked by an earlier prune at least 23 h ago.
-    pub deleted_packs: u64,
-    pub deleted_bytes: u64,
-    /// Packs no snapshot needs any more, marked now; a later prune deletes them.
-    pub marked_packs: u64,
-    /// Packs whose still-used part was copied into new packs.
-    pub repacked_packs: u64,
-    /// Pack files no index lists (left by an interrupted backup), marked too.
-    pub unindexed_packs: u64,
 }
 
 /// A snapshot in the shape retention ranks: its time, the periodicity from its tag, and a
@@ -150,19 +130,6 @@ impl RepositoryStore {
     }
 }
 
-/// What `aps-controller prune` did to the repository (or, on a dry run, would do).
-#[derive(Debug, Clone, Serialize)]
-pub struct RepositoryPrune {
-    pub repository: String,
-    pub dry_run: bool,
-    pub kept: Vec<KeptSnapshot>,
-    pub forgotten: Vec<SnapshotInfo>,
-    /// Snapshots without our tags, left alone.
-    pub ignored: Vec<String>,
-    /// `None` on a dry run.
-    pub prune: Option<PruneReport>,
-}
-
 /// Retention over every instance's snapshots, then one prune (none on a dry run).
 pub fn prune_all(
     settings: &RepositorySettings,
@@ -181,22 +148,6 @@ pub fn prune_all(
         ignored: done.ignored,
         prune,
     })
-}
-
-/// Retention after `run`, in the summary: what was forgotten and what the prune did.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunRetention {
-    pub repository: String,
-    /// The instances whose backup succeeded in this run: only they are thinned (a run of
-    /// failures never thins a repository).
-    pub instances: Vec<String>,
-    pub forgotten: Vec<SnapshotInfo>,
-    pub kept: usize,
-    /// `None` when retention stopped before the prune (see `error`).
-    pub prune: Option<PruneReport>,
-    /// Why retention did not finish; the snapshots forgotten before it stay forgotten.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Forgets the snapshots of `instances` that `policy` does not keep, then prunes once. Called

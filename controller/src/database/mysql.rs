@@ -4,17 +4,143 @@ use std::collections::BTreeMap;
 
 use camino::Utf8Path;
 
-use super::client::{self, Deadline, Target, Tool, mysql_db_arg};
-use super::{Database, DatabaseError};
+use super::client::{self, Deadline, Target};
+use super::engine::{CheckedDump, DbEngine, Failure};
+use super::{Database, DatabaseError, DbKind};
 use crate::runner::ProcessSpec;
+
+/// MySQL and MariaDB (one engine: the same tools, SQL and variables).
+pub(super) struct Mysql;
+
+impl DbEngine for Mysql {
+    fn kind(&self) -> DbKind {
+        DbKind::Mysql
+    }
+
+    fn type_name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn human_name(&self) -> &'static str {
+        "MySQL/MariaDB"
+    }
+
+    fn server_types(&self) -> &'static [&'static str] {
+        // MariaDB is served by the same tools and variables as MySQL.
+        &["mysql", "mariadb"]
+    }
+
+    fn default_port(&self) -> u16 {
+        3306
+    }
+
+    fn client_programs(&self) -> &'static [&'static str] {
+        // MariaDB's own names first: MariaDB 11 prints a deprecation warning for the `mysql*`
+        // names; Oracle MySQL only has those.
+        &["mariadb", "mysql"]
+    }
+
+    fn dump_programs(&self) -> &'static [&'static str] {
+        &["mariadb-dump", "mysqldump"]
+    }
+
+    fn connect(&self, spec: ProcessSpec, db: &Database) -> ProcessSpec {
+        spec
+            // Must come first; keeps /etc/mysql/*.cnf from changing what the tools do.
+            .arg("--no-defaults")
+            .arg(format!("--host={}", db.host))
+            .arg(format!("--port={}", db.port))
+            .arg(format!("--user={}", db.login))
+            .arg("--default-character-set=utf8mb4")
+            .env("MYSQL_PWD", db.password.expose())
+    }
+
+    fn query_spec(&self, db: &Database) -> Result<ProcessSpec, DatabaseError> {
+        let program = self.find_client()?;
+        Ok(client::spec(db, &program)
+            .args(["--batch", "--skip-column-names", "--connect-timeout=15"])
+            .arg(db_arg(db)?))
+    }
+
+    fn classify(&self, lower: &str) -> Option<Failure> {
+        let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+        // 1045: bad login/password; 1044: the login may not use this database.
+        if any(&["error 1045", "error: 1045", "error 1044", "error: 1044"]) {
+            Some(Failure::Authentication)
+        } else if any(&["error 1049", "error: 1049"]) {
+            Some(Failure::NoSuchDatabase)
+        } else if any(&[
+            "can't connect to",
+            "unknown server host",
+            "unknown mysql server host",
+            "reading initial communication packet",
+        ]) {
+            Some(Failure::Unreachable)
+        } else {
+            None
+        }
+    }
+
+    fn dump_spec(&self, db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+        dump_spec(db)
+    }
+
+    fn check_dump(&self, _from: &Utf8Path) -> Result<CheckedDump, DatabaseError> {
+        // The client obeys no client command from a dump (`--binary-mode`, see `load`).
+        Ok(CheckedDump::default())
+    }
+
+    fn load(
+        &self,
+        db: &Database,
+        from: &Utf8Path,
+        _checked: CheckedDump,
+        deadline: &Deadline,
+    ) -> Result<(), DatabaseError> {
+        load(db, from, deadline)
+    }
+
+    fn wipe(&self, db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+        wipe(db, deadline)
+    }
+
+    fn row_counts(
+        &self,
+        db: &Database,
+        deadline: &Deadline,
+    ) -> Result<BTreeMap<String, u64>, DatabaseError> {
+        row_counts(db, deadline)
+    }
+
+    fn version_query(&self) -> &'static str {
+        "SELECT VERSION();"
+    }
+
+    fn size_query(&self) -> &'static str {
+        "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables \
+         WHERE table_schema = DATABASE()"
+    }
+}
+
+/// The database name as the last argument; refused when a tool would take it for an option.
+fn db_arg(db: &Database) -> Result<&str, DatabaseError> {
+    if db.name.is_empty() || db.name.starts_with('-') {
+        return Err(DatabaseError::InvalidName {
+            target: Target::of(db),
+            why: "a MySQL database name that is empty or starts with `-` cannot be passed to \
+                  the client tools",
+        });
+    }
+    Ok(&db.name)
+}
 
 /// Largest packet the clients accept (the server's `max_allowed_packet` still applies): a
 /// row with a large BLOB must not fail the dump or its load on the client side.
 const MAX_PACKET: &str = "--max-allowed-packet=1073741824";
 
 /// The dump command (stdout not yet directed) and the program it runs.
-pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
-    let program = Tool::MysqlDump.find()?;
+fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+    let program = Mysql.find_dump()?;
     let spec = client::spec(db, &program)
         .args([
             // A consistent InnoDB snapshot without locking the instance's tables.
@@ -30,16 +156,12 @@ pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), Database
             "--skip-dump-date",
             MAX_PACKET,
         ])
-        .arg(mysql_db_arg(db)?);
+        .arg(db_arg(db)?);
     Ok((spec, program.into_string()))
 }
 
-pub(super) fn load(
-    db: &Database,
-    from: &Utf8Path,
-    deadline: &Deadline,
-) -> Result<(), DatabaseError> {
-    let program = Tool::MysqlClient.find()?;
+fn load(db: &Database, from: &Utf8Path, deadline: &Deadline) -> Result<(), DatabaseError> {
+    let program = Mysql.find_client()?;
     let copy = without_definers(from)?;
     let copy_path = Utf8Path::from_path(copy.path()).unwrap_or(from);
     let spec = client::spec(db, &program)
@@ -55,7 +177,7 @@ pub(super) fn load(
             "--connect-timeout=15",
             MAX_PACKET,
         ])
-        .arg(mysql_db_arg(db)?)
+        .arg(db_arg(db)?)
         .stdin_file(copy_path);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
@@ -179,7 +301,7 @@ fn objects(
         .collect()
 }
 
-pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
     let found = objects(db, deadline, "list the objects of")?;
     if found.is_empty() {
         return Ok(());
@@ -212,10 +334,7 @@ pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseErr
     Ok(())
 }
 
-pub(super) fn row_counts(
-    db: &Database,
-    deadline: &Deadline,
-) -> Result<BTreeMap<String, u64>, DatabaseError> {
+fn row_counts(db: &Database, deadline: &Deadline) -> Result<BTreeMap<String, u64>, DatabaseError> {
     const ACTION: &str = "count the rows of";
     let tables = client::query(
         db,

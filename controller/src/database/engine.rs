@@ -31,6 +31,16 @@ pub(crate) struct CheckedDump {
     pub(crate) restricting: bool,
 }
 
+/// One SQL statement batch of provisioning, run on an admin connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AdminStep {
+    /// What it does, for errors: "create the database `x`".
+    pub(crate) what: String,
+    pub(crate) sql: String,
+    /// What takes it back when a later step fails; `None` when nothing needs taking back.
+    pub(crate) undo: Option<String>,
+}
+
 /// One database engine. Implemented once per engine module; object safe, so that
 /// [`DbKind::engine`] returns `&'static dyn DbEngine`.
 pub(crate) trait DbEngine: Sync {
@@ -105,6 +115,28 @@ pub(crate) trait DbEngine: Sync {
     /// The query whose one line of output is the data size of the current database in
     /// bytes (tables' data, not indexes).
     fn size_query(&self) -> &'static str;
+
+    /// The database an admin connection opens: one every server has and any login may use.
+    fn admin_database(&self) -> &'static str;
+
+    /// The longest name the engine takes for a database and for a user alike.
+    fn max_name_len(&self) -> usize;
+
+    /// `text` as a quoted string literal, whatever it holds.
+    fn quote_literal(&self, text: &str) -> String;
+
+    /// The query whose one line is `D\tU`: how many databases named `database` and users
+    /// named `user` (any host) the server has.
+    fn exists_query(&self, database: &str, user: &str) -> String;
+
+    /// The steps that create the database `database` and the user `user` (password
+    /// `password`) whose rights are all on that database and none elsewhere.
+    fn create_steps(&self, database: &str, user: &str, password: &str) -> Vec<AdminStep>;
+
+    /// The steps that drop them; each succeeds when its object is already gone.
+    /// `user_exists`: whether the user is there now (some engines need it to drop first
+    /// what the user owns).
+    fn drop_steps(&self, database: &str, user: &str, user_exists: bool) -> Vec<AdminStep>;
 
     /// The interactive client's program, found.
     fn find_client(&self) -> Result<Utf8PathBuf, DatabaseError> {

@@ -20,6 +20,7 @@ mod client;
 mod engine;
 mod mysql;
 mod postgres;
+pub mod provision;
 mod psql_scan;
 
 use std::collections::BTreeMap;

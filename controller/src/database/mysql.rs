@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use camino::Utf8Path;
 
 use super::client::{self, Deadline, Target};
-use super::engine::{CheckedDump, DbEngine, Failure};
+use super::engine::{AdminStep, CheckedDump, DbEngine, Failure};
 use super::{Database, DatabaseError, DbKind};
 use crate::runner::ProcessSpec;
 
@@ -120,6 +120,93 @@ impl DbEngine for Mysql {
         "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables \
          WHERE table_schema = DATABASE()"
     }
+
+    fn admin_database(&self) -> &'static str {
+        // Every login may open it, whatever its grants.
+        "information_schema"
+    }
+
+    fn max_name_len(&self) -> usize {
+        // MySQL's user names (MariaDB takes 80); a database name may have 64.
+        32
+    }
+
+    fn quote_literal(&self, text: &str) -> String {
+        // Both doubled: right under the default sql_mode, and still one closed literal (with
+        // doubled backslashes) under NO_BACKSLASH_ESCAPES.
+        format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+    }
+
+    fn exists_query(&self, database: &str, user: &str) -> String {
+        format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}), \
+             (SELECT COUNT(*) FROM mysql.user WHERE User = {});",
+            self.quote_literal(database),
+            self.quote_literal(user)
+        )
+    }
+
+    fn create_steps(&self, database: &str, user: &str, password: &str) -> Vec<AdminStep> {
+        let account = account(user);
+        vec![
+            AdminStep {
+                what: format!("create the database {}", quote(database)),
+                sql: format!(
+                    "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;",
+                    quote(database)
+                ),
+                undo: Some(format!("DROP DATABASE IF EXISTS {};", quote(database))),
+            },
+            AdminStep {
+                what: format!("create the user {account}"),
+                sql: format!(
+                    "CREATE USER {account} IDENTIFIED BY {};",
+                    self.quote_literal(password)
+                ),
+                undo: Some(format!("DROP USER IF EXISTS {account};")),
+            },
+            AdminStep {
+                what: format!("grant {account} all rights on {}", quote(database)),
+                // `_` and `%` in a database-level GRANT are wildcards: unescaped, `a_b` would
+                // grant `aXb` too.
+                sql: format!(
+                    "GRANT ALL PRIVILEGES ON {}.* TO {account};",
+                    quote(&grant_pattern(database))
+                ),
+                undo: None,
+            },
+        ]
+    }
+
+    fn drop_steps(&self, database: &str, user: &str, _user_exists: bool) -> Vec<AdminStep> {
+        let account = account(user);
+        vec![
+            AdminStep {
+                what: format!("drop the database {}", quote(database)),
+                sql: format!("DROP DATABASE IF EXISTS {};", quote(database)),
+                undo: None,
+            },
+            AdminStep {
+                what: format!("drop the user {account}"),
+                sql: format!("DROP USER IF EXISTS {account};"),
+                undo: None,
+            },
+        ]
+    }
+}
+
+/// The account of a provisioned user: any client host (the server's own access rules still
+/// apply; see docs/databases.md).
+fn account(user: &str) -> String {
+    format!("{}@'%'", quote(user))
+}
+
+/// `database` as a literal pattern of a database-level GRANT (`\`, `_` and `%` escaped).
+fn grant_pattern(database: &str) -> String {
+    database
+        .replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
 }
 
 /// The database name as the last argument; refused when a tool would take it for an option.
@@ -382,7 +469,16 @@ fn row_counts(db: &Database, deadline: &Deadline) -> Result<BTreeMap<String, u64
 
 #[cfg(test)]
 mod tests {
-    use super::strip_definers;
+    use super::{Mysql, grant_pattern, quote, strip_definers};
+    use crate::database::DbEngine;
+
+    #[test]
+    fn hostile_text_stays_one_identifier_or_literal() {
+        assert_eq!(quote("a`b; DROP"), "`a``b; DROP`");
+        assert_eq!(Mysql.quote_literal("x' OR '1"), "'x'' OR ''1'");
+        assert_eq!(Mysql.quote_literal("a\\'b"), "'a\\\\''b'");
+        assert_eq!(grant_pattern("a_b%c\\d"), "a\\_b\\%c\\\\d");
+    }
 
     #[test]
     fn definers_become_current_user() {

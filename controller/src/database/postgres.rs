@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::client::{self, Deadline, Target};
-use super::engine::{CheckedDump, DbEngine, Failure};
+use super::engine::{AdminStep, CheckedDump, DbEngine, Failure};
 use super::{Database, DatabaseError, DbKind};
 use crate::runner::ProcessSpec;
 
@@ -171,6 +171,82 @@ impl DbEngine for Postgresql {
          AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
          AND n.nspname NOT LIKE 'pg_toast%'"
     }
+
+    fn admin_database(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn max_name_len(&self) -> usize {
+        // NAMEDATALEN - 1, in bytes; longer names are cut by the server.
+        63
+    }
+
+    fn quote_literal(&self, text: &str) -> String {
+        // An escape string: its meaning does not depend on standard_conforming_strings.
+        format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+    }
+
+    fn exists_query(&self, database: &str, user: &str) -> String {
+        format!(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname = {}), \
+             (SELECT count(*) FROM pg_roles WHERE rolname = {});",
+            self.quote_literal(database),
+            self.quote_literal(user)
+        )
+    }
+
+    fn create_steps(&self, database: &str, user: &str, password: &str) -> Vec<AdminStep> {
+        let (db, role) = (quote_identifier(database), quote_identifier(user));
+        vec![
+            AdminStep {
+                what: format!("create the role {role}"),
+                sql: format!(
+                    "CREATE ROLE {role} LOGIN PASSWORD {};",
+                    self.quote_literal(password)
+                ),
+                undo: Some(format!("DROP ROLE IF EXISTS {role};")),
+            },
+            AdminStep {
+                what: format!("create the database {db} owned by {role}"),
+                sql: format!(
+                    "CREATE DATABASE {db} OWNER {role} ENCODING 'UTF8' TEMPLATE template0;"
+                ),
+                undo: Some(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);")),
+            },
+            AdminStep {
+                // By default every role may connect to a new database and make temporary
+                // tables in it: another tenant's login among them.
+                what: format!("revoke the rights of PUBLIC on the database {db}"),
+                sql: format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC;"),
+                undo: None,
+            },
+        ]
+    }
+
+    fn drop_steps(&self, database: &str, user: &str, user_exists: bool) -> Vec<AdminStep> {
+        let (db, role) = (quote_identifier(database), quote_identifier(user));
+        let mut steps = vec![AdminStep {
+            what: format!("drop the database {db}"),
+            // Ends the sessions still connected to it (PostgreSQL 13 and later).
+            sql: format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);"),
+            undo: None,
+        }];
+        if user_exists {
+            steps.push(AdminStep {
+                // What the role made outside its database (in the maintenance database, or
+                // rights granted to it) would keep DROP ROLE from succeeding.
+                what: format!("drop the role {role}"),
+                sql: format!("DROP OWNED BY {role};\nDROP ROLE IF EXISTS {role};"),
+                undo: None,
+            });
+        }
+        steps
+    }
+}
+
+/// `name` as a quoted PostgreSQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The dump command (stdout not yet directed) and the program it runs.
@@ -406,6 +482,16 @@ SELECT encode(convert_to(CASE WHEN n.nspname = 'public' THEN c.relname
 
 #[cfg(test)]
 mod tests {
+    use super::{Postgresql, quote_identifier};
+    use crate::database::DbEngine;
+
+    #[test]
+    fn hostile_text_stays_one_identifier_or_literal() {
+        assert_eq!(quote_identifier("a\"b; DROP"), "\"a\"\"b; DROP\"");
+        assert_eq!(Postgresql.quote_literal("x' OR '1"), "E'x'' OR ''1'");
+        assert_eq!(Postgresql.quote_literal("a\\'b"), "E'a\\\\''b'");
+    }
+
     #[test]
     fn restrict_is_known_by_version() {
         for (line, has) in [

@@ -122,8 +122,20 @@ pub(crate) trait DbEngine: Sync {
     /// The longest name the engine takes for a database and for a user alike.
     fn max_name_len(&self) -> usize;
 
-    /// `text` as a quoted string literal, whatever it holds.
-    fn quote_literal(&self, text: &str) -> String;
+    /// What comes before the opening quote of a string literal whose backslashes escape
+    /// (PostgreSQL's `E`; MySQL's literals escape by default).
+    fn escape_literal_prefix(&self) -> &'static str;
+
+    /// `text` as a quoted string literal, whatever it holds: backslashes and quotes doubled.
+    /// Under MySQL's NO_BACKSLASH_ESCAPES it still is one closed literal (with its backslashes
+    /// doubled).
+    fn quote_literal(&self, text: &str) -> String {
+        format!(
+            "{}'{}'",
+            self.escape_literal_prefix(),
+            text.replace('\\', "\\\\").replace('\'', "''")
+        )
+    }
 
     /// The query whose one line is `D\tU`: how many databases named `database` and users
     /// named `user` (any host) the server has.

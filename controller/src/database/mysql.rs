@@ -131,10 +131,8 @@ impl DbEngine for Mysql {
         32
     }
 
-    fn quote_literal(&self, text: &str) -> String {
-        // Both doubled: right under the default sql_mode, and still one closed literal (with
-        // doubled backslashes) under NO_BACKSLASH_ESCAPES.
-        format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+    fn escape_literal_prefix(&self) -> &'static str {
+        ""
     }
 
     fn exists_query(&self, database: &str, user: &str) -> String {

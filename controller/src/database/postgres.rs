@@ -181,9 +181,9 @@ impl DbEngine for Postgresql {
         63
     }
 
-    fn quote_literal(&self, text: &str) -> String {
+    fn escape_literal_prefix(&self) -> &'static str {
         // An escape string: its meaning does not depend on standard_conforming_strings.
-        format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+        "E"
     }
 
     fn exists_query(&self, database: &str, user: &str) -> String {

@@ -22,15 +22,18 @@ pub enum Override {
     IdentityFile,
     /// Restore another instance's backup (`RestoreRequest::from_other_instance`).
     FromOtherInstance,
+    /// The instance whose package made a `sufficient` script's file (`ImportRequest::instance`).
+    Instance,
 }
 
 impl Override {
-    pub const ALL: [Override; 5] = [
+    pub const ALL: [Override; 6] = [
         Override::Force,
         Override::Replace,
         Override::NoConnect,
         Override::IdentityFile,
         Override::FromOtherInstance,
+        Override::Instance,
     ];
 
     /// The Rust API's name of the option: what `Display` says outside [`spelled`].
@@ -41,6 +44,7 @@ impl Override {
             Override::NoConnect => "no_connect",
             Override::IdentityFile => "identity",
             Override::FromOtherInstance => "from_other_instance",
+            Override::Instance => "instance",
         }
     }
 

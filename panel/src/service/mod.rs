@@ -171,6 +171,7 @@ impl From<Override> for Field {
             Override::NoConnect => Field::NoConnect,
             Override::IdentityFile => Field::IdentityFile,
             Override::FromOtherInstance => Field::FromOtherInstance,
+            Override::Instance => Field::InstanceOption,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use aps_controller::controller::{Controller, ControllerConfig};
 use aps_controller::error::{ErrorKind, OperationError};
 use aps_controller::registry::StateDir;
-use aps_panel::service::{Field, ServiceError, Wording, Words};
+use aps_panel::service::{Field, ServiceError, Wording, worded};
 use aps_panel::{Panel, PanelError};
 use camino::Utf8PathBuf;
 use serde::Serialize;
@@ -161,8 +161,12 @@ impl Failure {
     }
 
     /// A refusal or failure of the service layer, its fields named by `wording` (the CLI's
-    /// flags, or `serve`'s JSON fields).
+    /// flags, or `serve`'s JSON fields) — the controller's overrides too.
     pub fn from_service(e: &ServiceError, wording: &dyn Wording) -> Self {
+        worded(wording, || Self::from_service_worded(e, wording))
+    }
+
+    fn from_service_worded(e: &ServiceError, wording: &dyn Wording) -> Self {
         let (mut f, hint) = match e {
             ServiceError::Refused {
                 kind,
@@ -173,11 +177,7 @@ impl Failure {
                 let f = Self::new(*kind, message.say(wording));
                 (step.map_or(f.clone(), |s| f.at(s)), hint)
             }
-            ServiceError::Operation { error, message, .. } => {
-                let mut f = Self::from_operation(error);
-                f.message = message.say(wording);
-                (f, &None)
-            }
+            ServiceError::Operation { error, .. } => (Self::from_operation(error), &None),
             ServiceError::Problem { problem, hint } => (Self::from_problem(problem), hint),
             ServiceError::Unverified { file, error } => {
                 (Self::from_panel(error).with("file", file.as_str()), &None)
@@ -206,9 +206,6 @@ impl Failure {
             ),
             ServiceError::Panel { error, hint } => (Self::from_panel(error), hint),
         };
-        if matches!(e, ServiceError::Problem { .. } | ServiceError::Panel { .. }) {
-            f.message = Words::from_library(&f.message).say(wording);
-        }
         if let Some(hint) = hint {
             f = f.with("hint", hint.clone());
         }

@@ -177,7 +177,13 @@ fn main() -> ExitCode {
     ) {
         signals::install(|| {});
     }
-    match cli.command {
+    // Every controller error formatted by a command names its overrides as the CLI's flags
+    // (`serve`'s threads name them as JSON fields).
+    aps_panel::service::worded(&common::Flags, || dispatch(cli.command))
+}
+
+fn dispatch(command: Command) -> ExitCode {
+    match command {
         Command::Package(c) => package::run(c),
         Command::Instance(c) => instance::run(c),
         Command::Backup(c) => backup::run(c),

@@ -3,7 +3,7 @@
 
 use aps_controller::error::ErrorKind;
 use aps_controller::registry::StoreError;
-use aps_panel::service::{Field, ServiceError, Wording, Words};
+use aps_panel::service::{Field, ServiceError, Wording};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -34,13 +34,6 @@ pub fn service_answer(e: ServiceError) -> Answer {
 pub fn failure_answer(f: Failure) -> Answer {
     let status = status_of_kind(f.kind);
     (status, f.envelope())
-}
-
-/// A failure worded by the registry (registration, the instance store), whose messages name
-/// the CLI's flags: they name the JSON fields instead.
-pub fn library_words(mut f: Failure) -> Failure {
-    f.message = Words::from_library(&f.message).say(&JsonFields);
-    f
 }
 
 /// The service requests' fields as an HTTP client sends them.
@@ -125,8 +118,5 @@ pub fn store_problem(e: StoreError) -> Answer {
         StoreError::InvalidName { .. } => 400,
         StoreError::Io { .. } | StoreError::Corrupt { .. } => 500,
     };
-    (
-        status,
-        library_words(crate::failures::store_failure(e)).envelope(),
-    )
+    (status, crate::failures::store_failure(e).envelope())
 }

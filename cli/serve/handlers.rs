@@ -10,9 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
-use super::answer::{
-    Answer, Handled, failure_answer, library_words, parse, service_answer, store_problem,
-};
+use super::answer::{Answer, Handled, failure_answer, parse, service_answer, store_problem};
 use super::guard::{absolute, owned_by_us};
 use crate::common::{Failure, open_panel, success_json};
 
@@ -81,10 +79,7 @@ impl App {
                 ),
                 Err(RegisterError::Store(e)) => store_problem(e),
                 // The file is the client's mistake: 422 with every problem (`problems`).
-                Err(e) => (
-                    422,
-                    library_words(crate::failures::register_failure(e)).envelope(),
-                ),
+                Err(e) => (422, crate::failures::register_failure(e).envelope()),
             },
         )
     }

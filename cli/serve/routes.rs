@@ -114,7 +114,10 @@ impl App {
     }
 
     fn answer(&self, request: &Request) -> Answer {
-        self.route(request).unwrap_or_else(|refused| refused)
+        // The controller's overrides named as the JSON fields that set them.
+        aps_panel::service::worded(&super::answer::JsonFields, || {
+            self.route(request).unwrap_or_else(|refused| refused)
+        })
     }
 
     fn route(&self, request: &Request) -> Handled {

@@ -446,7 +446,10 @@ pub enum DestinationError {
     Symlink { path: Utf8PathBuf, target: String },
     #[error("backup destination {path} exists and is not a regular file")]
     NotARegularFile { path: Utf8PathBuf },
-    #[error("backup destination {path} already exists; use --force to replace it")]
+    #[error(
+        "backup destination {path} already exists; use {} to replace it",
+        crate::error::Override::Force
+    )]
     Exists { path: Utf8PathBuf },
     #[error("cannot put a backup in {parent} (for {path}): {reason}")]
     UnsafeFolder {

@@ -209,10 +209,11 @@ fn header_only(
             report.verification = Some(Verification {
                 passed: true,
                 method: "age-header",
-                detail: "an age file with a well-formed header for X25519 recipients; the rest \
-                         is encrypted: a full drill needs --identity FILE or identity-file in \
-                         panel.toml"
-                    .to_owned(),
+                detail: format!(
+                    "an age file with a well-formed header for X25519 recipients; the rest is \
+                     encrypted: a full drill needs {} or identity-file in panel.toml",
+                    aps_controller::error::Override::IdentityFile
+                ),
             });
         }
         Err(e) => {

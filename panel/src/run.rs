@@ -135,10 +135,12 @@ pub fn run(
     let queue = Mutex::new(wanted.iter().enumerate().collect::<VecDeque<_>>());
     let results: Mutex<Vec<Option<InstanceOutcome>>> = Mutex::new(vec![None; wanted.len()]);
     let jobs = options.jobs.clamp(1, wanted.len().max(1));
+    // The workers format their errors as the caller's front end spells the overrides.
+    let spelling = aps_controller::error::current_spelling();
     std::thread::scope(|s| {
         for _ in 0..jobs {
             s.spawn(|| {
-                loop {
+                aps_controller::error::spelled_as(spelling, || loop {
                     let Some((i, instance)) = queue.lock().expect("queue").pop_front() else {
                         break;
                     };
@@ -165,7 +167,7 @@ pub fn run(
                         error: outcome.error.as_ref().map(|p| p.message.as_str()),
                     });
                     results.lock().expect("results")[i] = Some(outcome);
-                }
+                })
             });
         }
     });

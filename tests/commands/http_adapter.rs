@@ -88,10 +88,17 @@ fn operations_answer_the_same_json_as_the_cli() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["kind"], "destination-refused");
     assert_eq!(v["error"]["step"], "3.1-check-destination", "{v}");
-    let message = v["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("\"force\": true") && !message.contains("--force"),
-        "phrased for HTTP: {message}"
+    // The same refusal, each front end naming the override its own way.
+    assert_eq!(
+        v["error"]["message"],
+        format!("backup destination {dest} already exists; use \"force\": true to replace it"),
+        "phrased for HTTP: {v}"
+    );
+    let cli = sb.cli(&["backup", "blog", "--to", dest.as_str(), "--json"]);
+    assert_eq!(
+        stdout_json(&cli)["error"]["message"],
+        format!("backup destination {dest} already exists; use --force to replace it"),
+        "phrased for the CLI"
     );
     assert_eq!(sha256_file(&dest).unwrap().1, sha256);
 
@@ -446,4 +453,40 @@ fn paths_outside_the_allowed_folders_are_refused() {
     );
     assert_eq!(status, 200, "{v}");
     assert!(store.join("b.aps").is_file());
+}
+
+#[test]
+fn an_encrypted_backup_without_its_identity_names_the_option_each_front_end_takes() {
+    let sb = Sandbox::new();
+    sh(&sb, "blog", "normal");
+    let (_identity, recipient) = support::age_identity(&sb.root());
+    let file = sb.path("blog.aps.tar.zst.age");
+    assert_success(
+        &sb.cli(&[
+            "backup",
+            "blog",
+            "--to",
+            file.as_str(),
+            "--recipient",
+            &recipient,
+        ]),
+        "backup --recipient",
+    );
+    let expected = |option: &str| {
+        format!(
+            "{file} is encrypted: give an age identity file to read it ({option}: the \
+             AGE-SECRET-KEY-… file `aps-controller key generate` made)"
+        )
+    };
+    let server = serve(&sb);
+    let (status, v) = server.call("POST", "/v1/instances/blog/restore", json!({"from": file}));
+    assert_eq!(v["error"]["kind"], "invalid-backup", "{v}");
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["message"], expected("\"identity\": FILE"), "{v}");
+    let cli = sb.cli(&["restore", "blog", "--from", file.as_str(), "--json"]);
+    assert_eq!(
+        stdout_json(&cli)["error"]["message"],
+        expected("--identity FILE"),
+        "phrased for the CLI"
+    );
 }

@@ -218,6 +218,12 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
         false,
     );
     assert_eq!(v["error"]["kind"], "invalid-backup");
+    // A file that is not an archive, without `--instance`: the option is named as a flag.
+    let plain = sb.path("plain.bak");
+    std::fs::write(&plain, "a sufficient script's own file").unwrap();
+    let v = c.run(&sb, &["backup", "import", plain.as_str()], false);
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.ends_with("made it with --instance"), "{message}");
     c.run(&sb, &["restore", "blog", "--from", &file], true);
     c.run(&sb, &["restore", "blog", "--latest"], true);
     c.run(

@@ -82,8 +82,9 @@ pub enum ArchiveError {
     NotAnArchive { archive: Utf8PathBuf },
 
     #[error(
-        "{archive} is encrypted: give an age identity file to read it (--identity FILE: the \
-         AGE-SECRET-KEY-… file `aps-controller key generate` made)"
+        "{archive} is encrypted: give an age identity file to read it ({}: the \
+         AGE-SECRET-KEY-… file `aps-controller key generate` made)",
+        crate::error::Override::IdentityFile
     )]
     IdentityRequired { archive: Utf8PathBuf },
 

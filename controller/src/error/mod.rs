@@ -16,9 +16,11 @@ use crate::runner::RunError;
 use crate::structured_output::{OutputError, ScriptError};
 
 pub mod kind;
+pub mod overrides;
 mod step;
 
 pub use kind::ErrorKind;
+pub use overrides::{Override, current_spelling, spelled, spelled_as};
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
@@ -144,8 +146,9 @@ pub enum OperationError {
     },
     /// A restore of another instance's backup that did not say `from_other_instance`.
     #[error(
-        "step {step}: backup file {file} is a backup of instance {source_instance} (made {}), not of {instance}: restoring it would replace {instance}'s web folders and databases with {source_instance}'s, so nothing was changed; give --from-other-instance to restore it into {instance} anyway, or copy one instance into another with `aps-controller migrate {source_instance} --to-instance {instance}`",
-        created.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "at an unknown time".into())
+        "step {step}: backup file {file} is a backup of instance {source_instance} (made {}), not of {instance}: restoring it would replace {instance}'s web folders and databases with {source_instance}'s, so nothing was changed; give {} to restore it into {instance} anyway, or copy one instance into another with `aps-controller migrate {source_instance} --to-instance {instance}`",
+        created.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "at an unknown time".into()),
+        Override::FromOtherInstance
     )]
     OtherInstanceBackup {
         step: Step,
@@ -474,6 +477,23 @@ impl OperationError {
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
             | OperationError::NotEnoughSpace { step, .. } => *step,
+        }
+    }
+
+    /// The option of the request that lets this refused operation run, when the message
+    /// suggests one (`force` over an existing backup file).
+    pub fn allowed_by(&self) -> Option<Override> {
+        match self {
+            OperationError::Destination {
+                source: DestinationError::Exists { .. },
+                ..
+            } => Some(Override::Force),
+            OperationError::OtherInstanceBackup { .. } => Some(Override::FromOtherInstance),
+            OperationError::Archive {
+                source: ArchiveError::IdentityRequired { .. },
+                ..
+            } => Some(Override::IdentityFile),
+            _ => None,
         }
     }
 

@@ -192,7 +192,10 @@ fn import_script_file(
             step: Step::VerifyBackup,
             file: file.to_owned(),
             instance: "(none given)".into(),
-            reason: "it is not an aps-controller archive; if it is the file of a `sufficient` backup-script, name the instance whose package made it with --instance".into(),
+            reason: format!(
+                "it is not an aps-controller archive; if it is the file of a `sufficient` backup-script, name the instance whose package made it with {}",
+                crate::error::Override::Instance
+            ),
         });
     };
     let instance = ctl.find_instance(instance)?;

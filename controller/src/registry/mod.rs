@@ -18,6 +18,7 @@ pub mod view;
 use camino::Utf8Path;
 
 use crate::account::Account;
+use crate::error::Override;
 
 pub use self::file::{InstanceFile, ParseError};
 pub use self::instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
@@ -163,7 +164,8 @@ pub fn register_file_with(
 }
 
 /// Each database's login tried as the tools will run it: the instance's account, resolved as an
-/// operation resolves it (never as root, unless `allow-root-scripts`).
+/// operation resolves it (never as root, unless `allow-root-scripts`). The suggested
+/// [`Override::NoConnect`] is spelled now, as the registering front end spells it.
 fn connect_problems(config: &crate::config::ControllerConfig, instance: &Instance) -> Vec<Problem> {
     if instance.databases.is_empty() {
         return Vec::new();
@@ -179,7 +181,8 @@ fn connect_problems(config: &crate::config::ControllerConfig, instance: &Instanc
                     id: id.clone(),
                     message: format!(
                         "the login cannot be checked: the tools would run as the instance's \
-                         account, and {reason}; or register with --no-connect"
+                         account, and {reason}; or register with {}",
+                        Override::NoConnect
                     ),
                 })
                 .collect();
@@ -193,9 +196,10 @@ fn connect_problems(config: &crate::config::ControllerConfig, instance: &Instanc
             Some(Problem::DatabaseConnect {
                 id: id.clone(),
                 message: format!(
-                    "{}; or register with --no-connect to skip this check (a database made \
+                    "{}; or register with {} to skip this check (a database made \
                      later)",
-                    check::connect_message(id, db, &e)
+                    check::connect_message(id, db, &e),
+                    Override::NoConnect
                 ),
             })
         })

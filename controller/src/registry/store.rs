@@ -183,7 +183,10 @@ impl StateDir {
 pub enum StoreError {
     #[error("no instance named {name:?}")]
     NotFound { name: String },
-    #[error("an instance named {name:?} already exists (use --replace to overwrite it)")]
+    #[error(
+        "an instance named {name:?} already exists (use {} to overwrite it)",
+        crate::error::Override::Replace
+    )]
     AlreadyExists { name: String },
     #[error("invalid instance name {name:?}: expected [a-z0-9][a-z0-9._-]{{0,62}}")]
     InvalidName { name: String },

@@ -20,7 +20,10 @@ pub use super::toml_report::{
 pub enum Problem {
     #[error("name {0:?} is invalid: expected [a-z0-9][a-z0-9._-]{{0,62}}")]
     InvalidName(String),
-    #[error("an instance named {0:?} already exists (register with --replace to overwrite it)")]
+    #[error(
+        "an instance named {0:?} already exists (register with {replace} to overwrite it)",
+        replace = crate::error::Override::Replace
+    )]
     AlreadyExists(String),
     #[error(transparent)]
     BaseUrl(#[from] BaseUrlError),

@@ -18,7 +18,7 @@ pub mod verify;
 
 use aps_controller::Controller;
 use aps_controller::ErrorKind;
-use aps_controller::error::OperationError;
+use aps_controller::error::{OperationError, Override};
 
 use camino::Utf8PathBuf;
 
@@ -99,17 +99,6 @@ impl From<Field> for Piece {
     }
 }
 
-/// The overrides the controller's messages name, as the CLI spells them (longest first where
-/// one starts another).
-const LIBRARY_FLAGS: [(&str, Field); 6] = [
-    ("--force", Field::Force),
-    ("--replace", Field::Replace),
-    ("--no-connect", Field::NoConnect),
-    ("--no-safety-snapshot", Field::NoSafetySnapshot),
-    ("--identity FILE", Field::IdentityFile),
-    ("--from-other-instance", Field::FromOtherInstance),
-];
-
 /// `words![Field::Force, " replaces an existing ", Field::To, " file"]`.
 macro_rules! words {
     ($($piece:expr),+ $(,)?) => {
@@ -120,32 +109,6 @@ pub(crate) use words;
 
 impl Words {
     fn from_pieces(pieces: Vec<Piece>) -> Self {
-        Words(pieces)
-    }
-
-    /// A library's message, with the overrides it names as CLI flags marked as fields: the
-    /// libraries below the service word their overrides for the CLI (`--force`); here they
-    /// become fields again, so that each front end names them its own way.
-    pub fn from_library(text: &str) -> Self {
-        let mut pieces = vec![Piece::Text(text.to_owned())];
-        for (spelled, field) in LIBRARY_FLAGS {
-            pieces = pieces
-                .into_iter()
-                .flat_map(|piece| match piece {
-                    Piece::Text(t) => {
-                        let mut out = Vec::new();
-                        for (i, part) in t.split(spelled).enumerate() {
-                            if i > 0 {
-                                out.push(Piece::Field(field));
-                            }
-                            out.push(Piece::from(part));
-                        }
-                        out
-                    }
-                    field => vec![field],
-                })
-                .collect();
-        }
         Words(pieces)
     }
 
@@ -199,6 +162,28 @@ impl Wording for Neutral {
     }
 }
 
+/// The request field that is the controller's override: a front end spells the override as
+/// it names the field.
+impl From<Override> for Field {
+    fn from(o: Override) -> Self {
+        match o {
+            Override::Force => Field::Force,
+            Override::Replace => Field::Replace,
+            Override::NoConnect => Field::NoConnect,
+            Override::IdentityFile => Field::IdentityFile,
+            Override::FromOtherInstance => Field::FromOtherInstance,
+            Override::Instance => Field::InstanceOption,
+        }
+    }
+}
+
+/// Runs `f` with the controller's overrides spelled as `wording` names their fields: an error
+/// of the controller or the registry formatted inside says `--force` for the CLI,
+/// `"force": true` for HTTP (and the Rust API's name, `force`, outside).
+pub fn worded<T>(wording: &dyn Wording, f: impl FnOnce() -> T) -> T {
+    aps_controller::error::spelled(&|o| wording.field(o.into()), f)
+}
+
 impl From<Field> for Words {
     fn from(field: Field) -> Self {
         Words(vec![Piece::Field(field)])
@@ -232,14 +217,12 @@ pub enum ServiceError {
     },
     /// The controller's operation failed. `allowed_by` names the request field that lets the
     /// refused operation run (`force` over an existing file, `from_other_instance` for another
-    /// instance's backup); the controller's own message names it as a CLI flag.
+    /// instance's backup); the error's message names it as the front end spells it when
+    /// formatted inside [`worded`].
     #[error("{error}")]
     Operation {
         error: Box<OperationError>,
         allowed_by: Option<Field>,
-        /// The controller's message without its step (the error object carries the step),
-        /// `allowed_by` marked as a field.
-        message: Words,
     },
     /// A failure inside the panel (the repository store, the engine), as its report shows it.
     #[error("{problem}")]
@@ -285,25 +268,9 @@ impl ServiceError {
     }
 
     pub(crate) fn operation(error: OperationError) -> Self {
-        use aps_controller::archive::ArchiveError;
-        use aps_controller::destination::DestinationError;
-        let allowed_by = match &error {
-            OperationError::Destination {
-                source: DestinationError::Exists { .. },
-                ..
-            } => Some(Field::Force),
-            OperationError::OtherInstanceBackup { .. } => Some(Field::FromOtherInstance),
-            OperationError::Archive {
-                source: ArchiveError::IdentityRequired { .. },
-                ..
-            } => Some(Field::IdentityFile),
-            _ => None,
-        };
-        let message = Words::from_library(&crate::problem::operation_message(&error));
         ServiceError::Operation {
+            allowed_by: error.allowed_by().map(Field::from),
             error: Box::new(error),
-            allowed_by,
-            message,
         }
     }
 
@@ -479,20 +446,20 @@ mod tests {
     }
 
     #[test]
-    fn a_library_message_names_its_overrides_as_fields() {
-        let w = Words::from_library("x exists; use --force to replace it (or --identity FILE)");
-        assert_eq!(
-            w.say(&Json),
-            "x exists; use \"force\": true to replace it (or \"identity\": FILE)"
-        );
-        assert_eq!(
-            w.to_string(),
-            "x exists; use force to replace it (or identity)"
-        );
-        assert_eq!(
-            Words::from_library("nothing to mark").say(&Json),
-            "nothing to mark"
-        );
+    fn a_controller_error_is_worded_by_the_front_end() {
+        let e = ServiceError::operation(OperationError::Archive {
+            step: aps_controller::Step::VerifyBackup,
+            source: aps_controller::archive::ArchiveError::IdentityRequired {
+                archive: "b.aps.age".into(),
+            },
+        });
+        let ServiceError::Operation { error, allowed_by } = &e else {
+            panic!("an operation's error")
+        };
+        assert_eq!(*allowed_by, Some(Field::IdentityFile));
+        let text = worded(&Json, || error.to_string());
+        assert!(text.contains("read it (\"identity\": FILE: the"), "{text}");
+        assert!(error.to_string().contains("read it (identity: the"), "{e}");
     }
 
     #[test]

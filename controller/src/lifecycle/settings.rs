@@ -537,12 +537,7 @@ fn secret_ids(declared: &[&Setting], values: &BTreeMap<String, SettingValue>) ->
     let is_secret = |id: &str| declared.iter().any(|d| d.id == id && d.is_secret());
     declared
         .iter()
-        .filter(|s| {
-            s.is_secret()
-                || s.value_of_setting
-                    .as_deref()
-                    .is_some_and(|target| is_secret(target))
-        })
+        .filter(|s| s.is_secret() || s.value_of_setting.as_deref().is_some_and(&is_secret))
         .filter(|s| values.contains_key(s.id.as_str()))
         .map(|s| s.id.to_string())
         .collect()

@@ -43,6 +43,8 @@ pub struct ControllerConfig {
     pub journal_limits: JournalLimits,
     /// The servers databases may be created on (`[database-servers.NAME]`), by name.
     pub database_servers: std::collections::BTreeMap<String, DatabaseServer>,
+    /// PHP extensions the sites' PHP has (`php-extensions`), for packages' requirements.
+    pub php_extensions: Vec<String>,
 }
 
 /// `[database-servers.NAME]`: a server the controller may create databases and users on.
@@ -76,6 +78,7 @@ struct LimitsFile {
 /// timeout-secs = 3600        # script timeout when a request names none
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
+/// php-extensions = ["mysqli", "gd"]  # what install checks a package's php:extension against
 /// backup-key-file = "/etc/aps-controller/backup-key"  # shared by a fleet; default <state>/backup-key
 /// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
 /// [limits]                   # setrlimit on package scripts; absent = unlimited
@@ -106,6 +109,8 @@ struct ConfigFile {
     timeout_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
     php_version: Option<String>,
+    #[serde(default)]
+    php_extensions: Vec<String>,
     backup_key_file: Option<Utf8PathBuf>,
     #[serde(default)]
     allow_root_scripts: bool,
@@ -157,6 +162,7 @@ impl ControllerConfig {
             config.kill_grace = Duration::from_secs(g);
         }
         config.host.php_version = file.php_version;
+        config.php_extensions = file.php_extensions;
         // Relative to the state folder, like everything else the file names.
         config.backup_key_file = file.backup_key_file.map(|p| config.state.root().join(p));
         config.allow_root_scripts = file.allow_root_scripts;
@@ -205,6 +211,7 @@ impl ControllerConfig {
             instance_limits: Default::default(),
             journal_limits: JournalLimits::default(),
             database_servers: Default::default(),
+            php_extensions: Vec::new(),
         }
     }
 

@@ -448,7 +448,7 @@ pub enum DestinationError {
     NotARegularFile { path: Utf8PathBuf },
     #[error(
         "backup destination {path} already exists; use {} to replace it",
-        crate::error::Override::Force
+        crate::overrides::Override::Force
     )]
     Exists { path: Utf8PathBuf },
     #[error("cannot put a backup in {parent} (for {path}): {reason}")]

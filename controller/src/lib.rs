@@ -27,6 +27,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod lock;
 pub mod operation;
+mod overrides;
 pub mod paths;
 mod process;
 pub mod progress;

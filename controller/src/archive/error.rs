@@ -84,7 +84,7 @@ pub enum ArchiveError {
     #[error(
         "{archive} is encrypted: give an age identity file to read it ({}: the \
          AGE-SECRET-KEY-… file `aps-controller key generate` made)",
-        crate::error::Override::IdentityFile
+        crate::overrides::Override::IdentityFile
     )]
     IdentityRequired { archive: Utf8PathBuf },
 

@@ -16,11 +16,10 @@ use crate::runner::RunError;
 use crate::structured_output::{OutputError, ScriptError};
 
 pub mod kind;
-pub mod overrides;
 mod step;
 
+pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
-pub use overrides::{Override, current_spelling, spelled, spelled_as};
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.

@@ -194,7 +194,7 @@ fn import_script_file(
             instance: "(none given)".into(),
             reason: format!(
                 "it is not an aps-controller archive; if it is the file of a `sufficient` backup-script, name the instance whose package made it with {}",
-                crate::error::Override::Instance
+                crate::overrides::Override::Instance
             ),
         });
     };

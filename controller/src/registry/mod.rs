@@ -18,7 +18,7 @@ pub mod view;
 use camino::Utf8Path;
 
 use crate::account::Account;
-use crate::error::Override;
+use crate::overrides::Override;
 
 pub use self::file::{InstanceFile, ParseError};
 pub use self::instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};

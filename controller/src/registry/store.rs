@@ -185,7 +185,7 @@ pub enum StoreError {
     NotFound { name: String },
     #[error(
         "an instance named {name:?} already exists (use {} to overwrite it)",
-        crate::error::Override::Replace
+        crate::overrides::Override::Replace
     )]
     AlreadyExists { name: String },
     #[error("invalid instance name {name:?}: expected [a-z0-9][a-z0-9._-]{{0,62}}")]

@@ -22,7 +22,7 @@ pub enum Problem {
     InvalidName(String),
     #[error(
         "an instance named {0:?} already exists (register with {replace} to overwrite it)",
-        replace = crate::error::Override::Replace
+        replace = crate::overrides::Override::Replace
     )]
     AlreadyExists(String),
     #[error(transparent)]

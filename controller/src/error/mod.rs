@@ -16,9 +16,11 @@ use crate::runner::RunError;
 use crate::structured_output::{OutputError, ScriptError};
 
 pub mod kind;
+mod refusal;
 mod step;
 
 pub use kind::ErrorKind;
+pub use refusal::InstallRefusal;
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
@@ -214,6 +216,22 @@ pub enum OperationError {
         #[source]
         source: Box<OperationError>,
     },
+    /// An install refused at one of its checks; nothing was made.
+    #[error("step {step}: install of {instance} refused: {refusal}")]
+    InstallRefused {
+        step: Step,
+        instance: String,
+        refusal: InstallRefusal,
+    },
+    /// An install failed and undoing what it had made failed too: the leftovers are named.
+    #[error(
+        "{original}; undoing the install ALSO failed, these are left for a person to remove: {}",
+        leftovers.join("; ")
+    )]
+    InstallUndoFailed {
+        original: Box<OperationError>,
+        leftovers: Vec<String>,
+    },
     /// A restore failed and putting the instance back failed too: the instance needs a person.
     #[error(
         "{original}; putting the instance back ALSO failed at step {}: {rollback} — the safety snapshot is kept at {snapshot}",
@@ -314,7 +332,9 @@ impl OperationError {
             }
             // Louder than whatever the restore failed of, a signal or a full disk included:
             // the instance is half-restored until a person acts.
-            OperationError::RollbackFailed { .. } => return ErrorKind::RollbackFailed,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                return ErrorKind::RollbackFailed;
+            }
             _ => {}
         }
         if let Some(kind) = cause_kind(self) {
@@ -444,7 +464,10 @@ impl OperationError {
             | OperationError::Environment { .. }
             | OperationError::Journal { .. }
             | OperationError::Io { .. } => ErrorKind::Internal,
-            OperationError::RollbackFailed { .. } => ErrorKind::RollbackFailed,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                ErrorKind::RollbackFailed
+            }
+            OperationError::InstallRefused { refusal, .. } => refusal.kind(),
         }
     }
 
@@ -452,7 +475,9 @@ impl OperationError {
         match self {
             OperationError::InstanceNotFound { .. } => Step::FindInstance,
             OperationError::Busy { .. } => Step::Lock,
-            OperationError::RollbackFailed { .. } => Step::Rollback,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                Step::Rollback
+            }
             OperationError::NoSpace { source, .. } => source.step(),
             OperationError::Interrupted { step, .. } => *step,
             OperationError::Registry { step, .. }
@@ -473,7 +498,8 @@ impl OperationError {
             | OperationError::OtherInstanceBackup { step, .. }
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
-            | OperationError::NotEnoughSpace { step, .. } => *step,
+            | OperationError::NotEnoughSpace { step, .. }
+            | OperationError::InstallRefused { step, .. } => *step,
         }
     }
 
@@ -484,7 +510,8 @@ impl OperationError {
                 let tail = source.stderr_tail();
                 (!tail.is_empty()).then_some(tail)
             }
-            OperationError::RollbackFailed { original, .. } => original.script_stderr(),
+            OperationError::RollbackFailed { original, .. }
+            | OperationError::InstallUndoFailed { original, .. } => original.script_stderr(),
             OperationError::NoSpace { source, .. } => source.script_stderr(),
             _ => None,
         }
@@ -533,6 +560,19 @@ impl OperationError {
         {
             v["snapshot"] = snapshot.as_str().into();
             v["original_kind"] = original.kind().as_str().into();
+        }
+        match self {
+            OperationError::InstallRefused { refusal, .. } => {
+                v["problems"] = refusal.problems().into();
+            }
+            OperationError::InstallUndoFailed {
+                original,
+                leftovers,
+            } => {
+                v["leftovers"] = leftovers.clone().into();
+                v["original_kind"] = original.kind().as_str().into();
+            }
+            _ => {}
         }
         v
     }

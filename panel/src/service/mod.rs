@@ -10,6 +10,7 @@ pub mod backup;
 pub mod backups;
 pub mod drill;
 pub mod import;
+pub mod install;
 pub mod log;
 pub mod migrate;
 pub mod restore;
@@ -63,6 +64,22 @@ pub enum Field {
     InstanceOption,
     /// A backup file named by itself (`verify FILE`).
     File,
+    /// Install: the package folder or `.app.zip`.
+    Package,
+    /// Install: the new instance's name.
+    Name,
+    /// Install: the base URL.
+    BaseUrl,
+    /// Install: the root url-mapping's folder.
+    WebRoot,
+    /// Install: the account the instance's work runs as.
+    User,
+    /// Install: one `ID=VALUE` setting.
+    Setting,
+    /// Install: the settings file.
+    SettingsFile,
+    /// Install: one `ID=SERVER` or `ID=existing:FILE` database.
+    Database,
 }
 
 /// How a front end names a request's fields.
@@ -100,8 +117,13 @@ impl From<Field> for Piece {
 
 /// The overrides the controller's messages name, as the CLI spells them (longest first where
 /// one starts another).
-const LIBRARY_FLAGS: [(&str, Field); 6] = [
+const LIBRARY_FLAGS: [(&str, Field); 11] = [
     ("--force", Field::Force),
+    ("--settings-file", Field::SettingsFile),
+    ("--setting", Field::Setting),
+    ("--database", Field::Database),
+    ("--name", Field::Name),
+    ("--user", Field::User),
     ("--replace", Field::Replace),
     ("--no-connect", Field::NoConnect),
     ("--no-safety-snapshot", Field::NoSafetySnapshot),
@@ -194,6 +216,14 @@ impl Wording for Neutral {
             Field::Staging => "staging",
             Field::InstanceOption => "instance",
             Field::File => "file",
+            Field::Package => "package",
+            Field::Name => "name",
+            Field::BaseUrl => "base_url",
+            Field::WebRoot => "web_root",
+            Field::User => "user",
+            Field::Setting => "settings",
+            Field::SettingsFile => "settings_file",
+            Field::Database => "databases",
         }
     }
 }

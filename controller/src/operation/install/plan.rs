@@ -193,6 +193,22 @@ pub(super) fn check(
             })?
         }
     });
+    // The web root is judged first, against the account named: its refusal says what to do
+    // about the folder, which the account's own check would only call a bad record.
+    let named = match (&instance.user, crate::account::controller_is_root()) {
+        (Some(user), true) => {
+            Some(
+                Account::lookup(user, None).map_err(|e| OperationError::AccountRefused {
+                    step: Step::CheckWebRoot,
+                    instance: name.to_owned(),
+                    reason: format!("its account cannot be used: {e}"),
+                })?,
+            )
+        }
+        _ => None,
+    };
+    let content = root_content(&package);
+    check_web_root(ctl, request, &instance, named.as_ref(), content.as_deref())?;
     let account = ctl.instance_account(&instance).map_err(|e| match e {
         OperationError::AccountRefused {
             instance, reason, ..

@@ -3,4 +3,5 @@
 //! `kill -9` in each phase undone by the next command. One test binary for the subject.
 
 mod install;
+mod install_http;
 mod install_kill;

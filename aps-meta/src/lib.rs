@@ -6,7 +6,8 @@
 //! the controller's job.
 //!
 //! Entry points: [`Package::open_dir`], [`parse_app_meta`], [`verify_listing`], [`unpack_zip`],
-//! [`check_package`], [`setting_value::validate_setting_value`], [`version_match`].
+//! [`check_package`], [`setting_value::validate_setting_value`],
+//! [`setting_generate::generate_setting_value`], [`version_match`].
 //! Diagnostic codes are listed in `DIAGNOSTICS.md` and in [`diagnostic::codes`].
 
 pub mod check;
@@ -18,6 +19,7 @@ pub mod listing_verify;
 pub mod meta_parse;
 pub mod model;
 pub mod package;
+pub mod setting_generate;
 pub mod setting_value;
 pub mod version_match;
 mod xml;
@@ -35,5 +37,6 @@ pub use meta_parse::{
 };
 pub use model::*;
 pub use package::{Package, PackageError};
+pub use setting_generate::{GenerateError, generate_setting_value};
 pub use setting_value::{SettingValueError, validate_setting_value};
 pub use zip::unpack_zip;

@@ -39,6 +39,8 @@ pub struct ControllerConfig {
     pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
     /// How much history the operation journal keeps.
     pub journal_limits: JournalLimits,
+    /// PHP extensions the sites' PHP has (`php-extensions`), for packages' requirements.
+    pub php_extensions: Vec<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -59,6 +61,7 @@ struct LimitsFile {
 /// timeout-secs = 3600        # script timeout when a request names none
 /// kill-grace-secs = 10       # SIGTERM → SIGKILL
 /// php-version = "8.2"        # exported as PHP_VERSION
+/// php-extensions = ["mysqli", "gd"]  # what install checks a package's php:extension against
 /// backup-key-file = "/etc/aps-controller/backup-key"  # shared by a fleet; default <state>/backup-key
 /// allow-root-scripts = false # run scripts of an instance whose account is root (as root)
 /// [limits]                   # setrlimit on package scripts; absent = unlimited
@@ -82,6 +85,8 @@ struct ConfigFile {
     timeout_secs: Option<u64>,
     kill_grace_secs: Option<u64>,
     php_version: Option<String>,
+    #[serde(default)]
+    php_extensions: Vec<String>,
     backup_key_file: Option<Utf8PathBuf>,
     #[serde(default)]
     allow_root_scripts: bool,
@@ -131,6 +136,7 @@ impl ControllerConfig {
             config.kill_grace = Duration::from_secs(g);
         }
         config.host.php_version = file.php_version;
+        config.php_extensions = file.php_extensions;
         // Relative to the state folder, like everything else the file names.
         config.backup_key_file = file.backup_key_file.map(|p| config.state.root().join(p));
         config.allow_root_scripts = file.allow_root_scripts;
@@ -170,6 +176,7 @@ impl ControllerConfig {
             limits: ResourceLimits::default(),
             instance_limits: Default::default(),
             journal_limits: JournalLimits::default(),
+            php_extensions: Vec::new(),
         }
     }
 

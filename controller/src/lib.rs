@@ -24,6 +24,7 @@ pub mod error;
 pub mod estimate;
 pub mod interpreter;
 pub mod journal;
+pub mod lifecycle;
 pub mod lock;
 pub mod operation;
 pub mod paths;

@@ -9,9 +9,17 @@ use test_support as support;
 use support::tenant::tenant;
 use support::{Sandbox, assert_success, fixture, json, needs_root, tree_state};
 
-/// A sandbox for the tenant with `www/`, the tenant's folder the web roots go into.
+/// A sandbox for the tenant with `www/`, the tenant's folder the web roots go into. Its
+/// controller.toml says what this host offers packages: the PHP the sites run, and the system's
+/// python3 (the tenant must reach the interpreter, which one in root's home folder is not).
 pub(crate) fn tenant_sandbox() -> (Sandbox, Utf8PathBuf) {
     let sb = Sandbox::for_tenants();
+    std::fs::create_dir_all(sb.state()).unwrap();
+    std::fs::write(
+        sb.state().join("controller.toml"),
+        "allow-root-scripts = false\nphp-version = \"8.2\"\n[interpreters]\npython = \"/usr/bin/python3\"\n",
+    )
+    .unwrap();
     let www = sb.path("www");
     std::fs::create_dir(&www).unwrap();
     let t = tenant();
@@ -109,18 +117,27 @@ fn sh_sample_installs_as_the_tenant_and_is_recorded_last() {
     assert!(!root.exists(), "a dry run made the web root");
     assert!(instances(&sb).is_empty());
 
+    // A settings file, and --setting over it.
+    let settings = sb.path("settings.toml");
+    std::fs::write(
+        &settings,
+        "admin_password = \"s3cret\"\nlocale = \"en-US\"\ndomains = [\"c.example\"]\n",
+    )
+    .unwrap();
     let out = install(
         &sb,
         &package,
         "demo",
         &root,
         &[
-            "--setting",
-            "admin_password=s3cret",
+            "--settings-file",
+            settings.as_str(),
             "--setting",
             "domains=a.example",
             "--setting",
             "domains=b.example",
+            "--setting",
+            "locale=de-DE",
         ],
     );
     assert_success(&out, "install");
@@ -244,25 +261,30 @@ fn each_refusal_names_its_problems_and_makes_nothing() {
     }
     assert_eq!(v["error"]["step"], "install-settings");
 
-    // A requirement: a database server controller.toml does not name.
+    // A requirement: a database server controller.toml does not name, and a database for a
+    // requirement the package does not have. (A copy: the fixture's APP-LIST.xml is stale.)
+    let databases = sb.path("databases");
+    copy_package(&fixture("sh-databases"), &databases);
     let v = refused(
         &sb,
         &www,
-        &package,
+        &databases,
         &root,
         &[
             "--setting",
             "admin_password=pw",
             "--database",
             "main=nosuch",
+            "--database",
+            "mian=nosuch",
         ],
         23,
         "requirement-unmet",
     );
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("nosuch"),
-        "{v}"
-    );
+    let problems = v["error"]["problems"].to_string();
+    assert!(problems.contains("nosuch"), "{v}");
+    assert!(problems.contains("mian"), "{v}");
+    assert!(problems.contains("stats"), "{v}");
 
     // An interpreter this host lacks, named before anything runs.
     let odd = sb.path("odd-language");

@@ -154,6 +154,64 @@ fn lifecycle_php_installs_from_its_folder_and_its_zip() {
         assert_eq!(psql(stats.database(), "SELECT count(*) FROM hits"), "4");
     }
     assert_eq!(instances(&sb), ["php-dir", "php-zip"]);
+
+    // `uniq="global"`: a site_code another instance of the application holds is refused.
+    let (main, stats) = (
+        fresh(DbKind::Mysql, "php-dup"),
+        fresh(DbKind::Postgresql, "php-dup"),
+    );
+    let before = tree_state(&www, &[]);
+    let out = install(
+        &sb,
+        &lifecycle("lifecycle-php"),
+        "php-dup",
+        &www.join("php-dup"),
+        &[
+            "--setting",
+            "admin_password=correct horse",
+            "--setting",
+            "admin_email=admin@example.test",
+            "--setting",
+            "site_code=php-dir",
+            "--database",
+            &existing(&sb, "main", &main),
+            "--database",
+            &existing(&sb, "stats", &stats),
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(24), "{v}");
+    assert!(
+        v["error"]["problems"].to_string().contains("site_code"),
+        "{v}"
+    );
+    assert_eq!(tree_state(&www, &[]), before);
+
+    // A host that declares no PHP version cannot judge `php:version min="7.4"`.
+    std::fs::write(
+        sb.state().join("controller.toml"),
+        "allow-root-scripts = false\n",
+    )
+    .unwrap();
+    let out = install(
+        &sb,
+        &lifecycle("lifecycle-php"),
+        "php-dup",
+        &www.join("php-dup"),
+        &[
+            "--setting",
+            "site_code=other",
+            "--database",
+            &existing(&sb, "main", &main),
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(23), "{v}");
+    let problems = v["error"]["problems"].to_string();
+    assert!(
+        problems.contains("7.4") && problems.contains("stats"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -187,13 +245,6 @@ fn lifecycle_py_installs_its_schema() {
         return;
     }
     let (sb, www) = tenant_sandbox();
-    // The tenant must reach the interpreter: the system's, not one in root's home folder.
-    std::fs::create_dir_all(sb.state()).unwrap();
-    std::fs::write(
-        sb.state().join("controller.toml"),
-        "allow-root-scripts = false\n[interpreters]\npython = \"/usr/bin/python3\"\n",
-    )
-    .unwrap();
     let main = fresh(aps_controller::database::DbKind::Postgresql, "py");
     let out = install(
         &sb,

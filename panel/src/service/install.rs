@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use aps_controller::Controller;
 use aps_controller::database::{Database, DbKind};
+use aps_controller::lifecycle::GivenSettings;
 use aps_controller::operation::install::{DatabaseChoice, InstallReport, InstallRequest};
-use aps_controller::registry::SettingValue;
 use aps_controller::secret::Secret;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{Field, ServiceError, check_instance_name, check_timeout, words};
+use super::{Field, ServiceError, Words, check_instance_name, check_timeout, words};
 
 /// An install as a front end asks for it.
 #[derive(Debug, Clone, Default)]
@@ -46,9 +46,6 @@ impl Request {
             if path.is_some_and(|p| p.as_str().is_empty()) {
                 return Err(ServiceError::usage(words![field, " must not be empty"]));
             }
-        }
-        for pair in &self.settings {
-            split_pair(Field::Setting, pair)?;
         }
         for pair in &self.databases {
             split_pair(Field::Database, pair)?;
@@ -90,64 +87,20 @@ fn split_pair(field: Field, pair: &str) -> Result<(String, String), ServiceError
 }
 
 /// The settings file first, then the `ID=VALUE`s over it (an id given twice is a list).
-fn settings(request: &Request) -> Result<BTreeMap<String, SettingValue>, ServiceError> {
-    let mut out = match &request.settings_file {
-        Some(file) => settings_file(file)?,
-        None => BTreeMap::new(),
-    };
-    let mut given: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pair in &request.settings {
-        let (id, value) = split_pair(Field::Setting, pair)?;
-        given.entry(id).or_default().push(value);
-    }
-    for (id, mut values) in given {
-        let value = if values.len() == 1 {
-            SettingValue::Single(values.remove(0))
-        } else {
-            SettingValue::List(values)
-        };
-        out.insert(id, value);
-    }
-    Ok(out)
-}
-
-fn settings_file(file: &Utf8Path) -> Result<BTreeMap<String, SettingValue>, ServiceError> {
-    let refuse =
-        |what: String| ServiceError::usage(words![Field::SettingsFile, format!(" {file}: {what}")]);
-    let text = std::fs::read_to_string(file).map_err(|e| refuse(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| refuse(e.message().to_owned()))?;
-    let scalar = |v: &toml::Value| match v {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    };
-    let mut out = BTreeMap::new();
-    for (id, value) in &table {
-        let value =
-            match value {
-                toml::Value::Array(items) => SettingValue::List(
-                    items
-                        .iter()
-                        .map(|i| {
-                            scalar(i).ok_or_else(|| {
-                                refuse(format!(
-                                    "{id}: list elements must be strings, numbers or booleans"
-                                ))
-                            })
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                other => SettingValue::Single(scalar(other).ok_or_else(|| {
-                    refuse(format!("{id}: give a string, number, boolean or list"))
-                })?),
+fn settings(request: &Request) -> Result<GivenSettings, ServiceError> {
+    let file = match &request.settings_file {
+        Some(file) => {
+            let refuse = |e: &dyn std::fmt::Display| {
+                ServiceError::usage(words![Field::SettingsFile, format!(" {file}: {e}")])
             };
-        out.insert(id.clone(), value);
-    }
-    Ok(out)
+            let text = std::fs::read_to_string(file).map_err(|e| refuse(&e))?;
+            GivenSettings::from_toml(&text).map_err(|e| refuse(&e))?
+        }
+        None => GivenSettings::new(),
+    };
+    let given = GivenSettings::from_arguments(&request.settings)
+        .map_err(|e| ServiceError::usage(Words::from_library(&e.to_string())))?;
+    Ok(file.overridden_by(given))
 }
 
 /// `ID=SERVER` or `ID=existing:FILE`.

@@ -30,6 +30,7 @@ use crate::controller::{Controller, Operation};
 use crate::database::Database;
 use crate::error::{OperationError, Step};
 use crate::journal::{OperationKind, UndoAction};
+use crate::lifecycle::GivenSettings;
 use crate::registry::SettingValue;
 
 pub use files::FilesMade;
@@ -57,8 +58,8 @@ pub struct InstallRequest {
     /// The account the instance's work runs as; `None`: the owner of the web root (or of its
     /// parent when the web root is new).
     pub user: Option<String>,
-    /// Setting id → value as the person gave it; the package's defaults fill the rest.
-    pub settings: BTreeMap<String, SettingValue>,
+    /// The setting values the person gave; the package's defaults fill the rest.
+    pub settings: GivenSettings,
     /// `db` requirement id → where its database comes from.
     pub databases: BTreeMap<String, DatabaseChoice>,
     /// Install into a web root that already holds files (never over them).
@@ -82,7 +83,7 @@ impl InstallRequest {
             base_url: base_url.into(),
             web_root: web_root.into(),
             user: None,
-            settings: BTreeMap::new(),
+            settings: GivenSettings::new(),
             databases: BTreeMap::new(),
             force: false,
             dry_run: false,

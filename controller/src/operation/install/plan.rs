@@ -11,6 +11,10 @@ use crate::account::Account;
 use crate::controller::Controller;
 use crate::error::{InstallRefusal, OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
+use crate::lifecycle::{
+    DatabaseChoice as HostChoice, HostOffer, RequirementReport, is_same_application,
+    resolve_install,
+};
 use crate::lock::InstanceLock;
 use crate::registry::file::InstanceFile;
 use crate::registry::validate::Problem;
@@ -36,7 +40,7 @@ pub(super) struct Plan {
     _lock: InstanceLock,
 }
 
-fn refused(step: Step, name: &str, refusal: InstallRefusal) -> OperationError {
+fn refused_at(step: Step, name: &str, refusal: InstallRefusal) -> OperationError {
     OperationError::InstallRefused {
         step,
         instance: name.to_owned(),
@@ -52,7 +56,7 @@ pub(super) fn check(
 ) -> Result<Plan, OperationError> {
     clock.start();
     let name = request.name.as_str();
-    let refuse = |step, refusal| refused(step, name, refusal);
+    let refuse = |step, refusal| refused_at(step, name, refusal);
     if !is_valid_instance_name(name) {
         return Err(refuse(
             Step::CheckPackage,
@@ -79,120 +83,98 @@ pub(super) fn check(
     clock.lap(Step::CheckPackage);
 
     let meta = &package.meta;
-    let mut unmet = Vec::new();
-    let configure = match meta.service.provision.configuration_script.clone() {
-        Some(script) => Some(script),
-        None => {
-            unmet.push(
-                "the package declares no configuration-script, which every APS package has".into(),
-            );
-            None
-        }
+    let requirements = check_requirements(ctl, request, meta)?;
+    let interpreter = |script: Option<&Script>| {
+        let script = script?;
+        let found = requirements
+            .interpreters
+            .iter()
+            .find(|(name, _)| *name == script.name)?;
+        Some((script.clone(), found.1.clone()))
     };
-    let mut interpreter =
-        |script: &Script, role: &str| match ctl.config().interpreters.resolve(&script.language) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                unmet.push(format!(
-                    "the {role}'s script-language {:?}: {e}",
-                    script.language
-                ));
-                None
-            }
-        };
-    let configure = configure.and_then(|s| interpreter(&s, "configuration-script").map(|i| (s, i)));
-    let verification = meta
-        .service
-        .provision
-        .verification_script
-        .clone()
-        .map(|s| interpreter(&s, "verification-script").map(|i| (s, i)));
-    let mut databases = BTreeMap::new();
-    for (id, choice) in &request.databases {
-        match choice {
-            DatabaseChoice::Existing(db) => {
-                databases.insert(id.clone(), db.clone());
-            }
-            // SEAM(w-engine): a server of controller.toml's [database-servers] is looked up
-            // here and its type and version checked against the requirement.
-            DatabaseChoice::Server(server) => {
-                return Err(refuse(
-                    Step::CheckRequirements,
-                    InstallRefusal::Database {
-                        id: id.clone(),
-                        reason: format!(
-                            "controller.toml names no database server {server:?} (this controller has no [database-servers] yet)"
-                        ),
-                    },
-                ));
-            }
-        }
-    }
-    // SEAM(w-settings): the PHP version and extensions, and db server versions, are checked
-    // here by the requirement checks.
-    if let Some(size) = installed_size(meta)
-        && let Some((place, free)) = free_space_near(&request.web_root)
-        && free < size
-    {
-        unmet.push(format!(
-            "installed-size: the package needs about {} and {place} has {} free",
-            crate::error::human_bytes(size),
-            crate::error::human_bytes(free)
-        ));
-    }
-    let file = instance_file(request, meta, &databases);
-    let validated = crate::registry::validate(&file, Some(meta));
-    let (database_problems, setting_problems): (Vec<Problem>, Vec<Problem>) = match &validated {
-        Ok(_) => (Vec::new(), Vec::new()),
-        Err(problems) => problems.iter().cloned().partition(is_database_problem),
-    };
-    unmet.extend(database_problems.iter().map(ToString::to_string));
-    if !unmet.is_empty() {
+    let Some(configure) = interpreter(meta.service.provision.configuration_script.as_ref()) else {
         return Err(refuse(
             Step::CheckRequirements,
-            InstallRefusal::Requirements { problems: unmet },
+            InstallRefusal::Requirements {
+                problems: vec![
+                    "the package declares no configuration-script, which install runs".into(),
+                ],
+            },
         ));
-    }
-    // Each interpreter resolved above, or its problem refused the install.
-    let (Some(configure), verification) = (configure, verification.map(Option::unwrap)) else {
-        unreachable!("an unresolved script was refused with the requirements");
     };
-    clock.lap(Step::CheckRequirements);
-
-    let mut instance = match validated {
-        Ok(instance) => instance,
-        Err(_) => {
-            return Err(refuse(
+    let verification = interpreter(meta.service.provision.verification_script.as_ref());
+    let mut databases = BTreeMap::new();
+    for (id, choice) in &request.databases {
+        // SEAM(w-engine): a database on a server of controller.toml is created in the
+        // databases step; only `existing:` ones are known here.
+        if let DatabaseChoice::Existing(db) = choice {
+            databases.insert(id.clone(), db.clone());
+        }
+    }
+    // Registration's checks judge what the settings do not: the base URL, the web folders
+    // of the mappings, the databases given against the requirements. The settings are left
+    // out of it (`bare`): they are resolved below, with `uniq` and hidden settings.
+    let mut bare = meta.clone();
+    bare.global_settings.clear();
+    bare.service.settings.clear();
+    let file = instance_file(request, &databases);
+    let instance = crate::registry::validate(&file, Some(&bare)).map_err(|problems| {
+        let (databases, others): (Vec<Problem>, Vec<Problem>) =
+            problems.into_iter().partition(is_database_problem);
+        match databases.is_empty() {
+            false => refuse(
+                Step::CheckRequirements,
+                InstallRefusal::Requirements {
+                    problems: databases.iter().map(ToString::to_string).collect(),
+                },
+            ),
+            true => refuse(
                 Step::ResolveSettings,
                 InstallRefusal::Settings {
-                    problems: setting_problems.iter().map(ToString::to_string).collect(),
+                    problems: others.iter().map(ToString::to_string).collect(),
                 },
-            ));
+            ),
         }
+    })?;
+    clock.lap(Step::CheckRequirements);
+
+    let user = match &request.user {
+        Some(user) => user.clone(),
+        None => web_root_owner(request).map_err(|reason| {
+            refuse(
+                Step::CheckWebRoot,
+                InstallRefusal::WebRoot {
+                    dir: request.web_root.clone(),
+                    reason,
+                },
+            )
+        })?,
     };
+    let given = &request.settings;
+    let others: Vec<Instance> = ctl
+        .instances()?
+        .into_iter()
+        .filter(|other| {
+            crate::registry::open_package(&ctl.config().state, &other.package)
+                .is_ok_and(|p| is_same_application(meta, &p.meta))
+        })
+        .collect();
+    let resolved = resolve_install(meta, given, Some(&user), &others).map_err(|refused| {
+        refuse(
+            Step::ResolveSettings,
+            InstallRefusal::Settings {
+                problems: refused.problems.iter().map(ToString::to_string).collect(),
+            },
+        )
+    })?;
+    let mut instance = instance;
+    instance.settings = resolved.values;
+    instance.secret_settings = resolved.secret;
     clock.lap(Step::ResolveSettings);
 
     let web_root = request.web_root.clone();
     let web_root_exists = std::fs::symlink_metadata(&web_root).is_ok();
-    instance.user = Some(match &request.user {
-        Some(user) => user.clone(),
-        None => {
-            let owned = if web_root_exists {
-                web_root.clone()
-            } else {
-                web_root.parent().unwrap_or(Utf8Path::new("/")).to_owned()
-            };
-            Account::owner_name_of(&owned).map_err(|e| {
-                refuse(
-                    Step::CheckWebRoot,
-                    InstallRefusal::WebRoot {
-                        dir: web_root.clone(),
-                        reason: format!("no --user given and the owner of {owned} is unknown: {e}"),
-                    },
-                )
-            })?
-        }
-    });
+    instance.user = Some(user);
     // The web root is judged first, against the account named: its refusal says what to do
     // about the folder, which the account's own check would only call a bad record.
     let named = match (&instance.user, crate::account::controller_is_root()) {
@@ -260,7 +242,7 @@ fn check_package(
         Err(e) => vec![e.to_string()],
     };
     if !problems.is_empty() {
-        return Err(refused(
+        return Err(refused_at(
             Step::CheckPackage,
             &request.name,
             InstallRefusal::PackageInvalid {
@@ -277,46 +259,94 @@ fn check_package(
     })
 }
 
-/// The request as an INSTANCE.toml would say it, so registration's own checks judge it.
+/// The request as an INSTANCE.toml would say it (without its settings), so registration's
+/// own checks judge it.
 fn instance_file(
     request: &InstallRequest,
-    meta: &aps_meta::AppMeta,
     databases: &BTreeMap<String, crate::database::Database>,
 ) -> InstanceFile {
-    let is_list = |id: &str| {
-        meta.service
-            .all_settings()
-            .into_iter()
-            .chain(meta.all_global_settings())
-            .any(|s| s.id.as_str() == id && matches!(s.kind, aps_meta::SettingType::List { .. }))
-    };
-    let settings = request
-        .settings
-        .iter()
-        .map(|(id, value)| {
-            let value = match value {
-                // One value given for a list setting is a list of one.
-                SettingValue::Single(s) if is_list(id) => {
-                    toml::Value::Array(vec![toml::Value::String(s.clone())])
-                }
-                SettingValue::Single(s) => toml::Value::String(s.clone()),
-                SettingValue::List(items) => {
-                    toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect())
-                }
-            };
-            (id.clone(), value)
-        })
-        .collect();
     InstanceFile {
         name: request.name.clone(),
         package: request.package.clone(),
         base_url: request.base_url.clone(),
         web_dirs: BTreeMap::from([("/".to_owned(), request.web_root.clone())]),
-        settings,
+        settings: BTreeMap::new(),
         databases: databases.clone(),
         user: request.user.clone(),
         group: None,
         role: None,
+    }
+}
+
+/// The account named by no `--user`: the owner of the web root, or of its parent when the
+/// web root is new.
+fn web_root_owner(request: &InstallRequest) -> Result<String, String> {
+    let dir = &request.web_root;
+    let owned = if std::fs::symlink_metadata(dir).is_ok() {
+        dir.clone()
+    } else {
+        dir.parent().unwrap_or(Utf8Path::new("/")).to_owned()
+    };
+    Account::owner_name_of(&owned)
+        .map_err(|e| format!("no --user given and the owner of {owned} is unknown: {e}"))
+}
+
+/// This host's offer to the package: interpreters, PHP, database servers, free space.
+fn check_requirements(
+    ctl: &Controller,
+    request: &InstallRequest,
+    meta: &aps_meta::AppMeta,
+) -> Result<RequirementReport, OperationError> {
+    let config = ctl.config();
+    let offer = HostOffer {
+        interpreters: config.interpreters.clone(),
+        php_version: config.host.php_version.clone(),
+        php_extensions: config.php_extensions.clone(),
+        // SEAM(w-engine): the servers of controller.toml's [database-servers], with their
+        // probed versions.
+        database_servers: Vec::new(),
+        database_choices: request
+            .databases
+            .iter()
+            .map(|(id, choice)| {
+                let choice = match choice {
+                    DatabaseChoice::Server(server) => HostChoice::Server(server.clone()),
+                    DatabaseChoice::Existing(_) => HostChoice::Existing,
+                };
+                (id.clone(), choice)
+            })
+            .collect(),
+        free_bytes: free_space_near(&request.web_root).map(|(_, free)| free),
+    };
+    let declared: Vec<&str> = meta
+        .service
+        .all_databases()
+        .into_iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    // A database given for no requirement is a typo that must not pass silently.
+    let mut problems: Vec<String> = request
+        .databases
+        .keys()
+        .filter(|id| !declared.contains(&id.as_str()))
+        .map(|id| {
+            format!(
+                "--database {id}: the package has no database requirement {id:?}{}",
+                crate::registry::validate::unknown_id_hint(id, &declared)
+            )
+        })
+        .collect();
+    let report = crate::lifecycle::check_requirements(meta, &offer);
+    if let Err(refused) = &report {
+        problems.extend(refused.unmet.iter().map(ToString::to_string));
+    }
+    match report {
+        Ok(report) if problems.is_empty() => Ok(report),
+        _ => Err(refused_at(
+            Step::CheckRequirements,
+            &request.name,
+            InstallRefusal::Requirements { problems },
+        )),
     }
 }
 
@@ -332,12 +362,6 @@ fn is_database_problem(problem: &Problem) -> bool {
             | Problem::DatabasePrefixNotAllowed(_)
             | Problem::DatabaseFieldEmpty { .. }
     )
-}
-
-/// `installed-size` when it is a number of bytes (real packages hold template text there).
-fn installed_size(meta: &aps_meta::AppMeta) -> Option<u64> {
-    let mapping = meta.service.provision.url_mapping.as_ref()?;
-    mapping.installed_size.as_deref()?.trim().parse().ok()
 }
 
 /// The free space of the file system the web root will be on (its nearest existing folder).
@@ -394,7 +418,7 @@ fn check_web_root(
     content: Option<&Utf8Path>,
 ) -> Result<(), OperationError> {
     let dir = &request.web_root;
-    let refuse = |refusal| refused(Step::CheckWebRoot, &request.name, refusal);
+    let refuse = |refusal| refused_at(Step::CheckWebRoot, &request.name, refusal);
     let cannot = |reason: String| {
         refuse(InstallRefusal::WebRoot {
             dir: dir.clone(),

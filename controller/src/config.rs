@@ -5,6 +5,8 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 
 use crate::account::Account;
+use crate::database::DbKind;
+use crate::database::provision::{DatabaseServer, ProvisionError};
 use crate::environment::HostFacts;
 use crate::interpreter::InterpreterTable;
 use crate::journal::JournalLimits;
@@ -41,6 +43,21 @@ pub struct ControllerConfig {
     pub journal_limits: JournalLimits,
     /// PHP extensions the sites' PHP has (`php-extensions`), for packages' requirements.
     pub php_extensions: Vec<String>,
+    /// The servers databases may be created on (`[database-servers.NAME]`), by name.
+    pub database_servers: std::collections::BTreeMap<String, DatabaseServer>,
+}
+
+/// `[database-servers.NAME]`: a server the controller may create databases and users on.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct DatabaseServerFile {
+    #[serde(rename = "type")]
+    kind: DbKind,
+    host: String,
+    port: Option<u16>,
+    admin_login: String,
+    admin_password_file: Utf8PathBuf,
+    version: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -78,6 +95,13 @@ struct LimitsFile {
 /// [interpreters]             # script-language → program [args…]; name on PATH or absolute
 /// php = "/usr/bin/php8.2"
 /// python = "python3 -I"
+/// [database-servers.main]    # where `install` creates databases; NAME: letters, digits, . _ -
+/// type = "mysql"             # mysql (MySQL or MariaDB) | postgresql
+/// host = "127.0.0.1"
+/// port = 3306                # default 3306 (mysql), 5432 (postgresql)
+/// admin-login = "aps_admin"  # may create and drop databases and users
+/// admin-password-file = "/etc/aps-controller/main.password"  # root's, mode 0600; read at use
+/// version = "10.11"          # reported instead of asking the server
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -97,6 +121,8 @@ struct ConfigFile {
     journal_closed_max_days: Option<u64>,
     #[serde(default)]
     interpreters: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    database_servers: std::collections::BTreeMap<String, DatabaseServerFile>,
 }
 
 /// `controller.toml` could not be read.
@@ -160,6 +186,14 @@ impl ControllerConfig {
         for (language, command) in &file.interpreters {
             config.interpreters = config.interpreters.with_override(language, command);
         }
+        for (name, server) in file.database_servers {
+            let server =
+                database_server(&config, name, server).map_err(|message| ConfigError::Invalid {
+                    path: path.clone(),
+                    message,
+                })?;
+            config.database_servers.insert(server.name.clone(), server);
+        }
         Ok(config)
     }
 
@@ -177,7 +211,18 @@ impl ControllerConfig {
             instance_limits: Default::default(),
             journal_limits: JournalLimits::default(),
             php_extensions: Vec::new(),
+            database_servers: Default::default(),
         }
+    }
+
+    /// The database server controller.toml names `name`.
+    pub fn database_server(&self, name: &str) -> Result<&DatabaseServer, ProvisionError> {
+        self.database_servers
+            .get(name)
+            .ok_or_else(|| ProvisionError::UnknownServer {
+                server: name.to_owned(),
+                configured: self.database_servers.keys().cloned().collect(),
+            })
     }
 
     /// The key that tags this controller's backups: controller.toml's `backup-key-file` (which
@@ -216,6 +261,44 @@ impl ControllerConfig {
             holes_as_data: false,
         }
     }
+}
+
+/// A `[database-servers.NAME]` table checked: the name is 1 to 64 letters, digits, `.`, `_` or
+/// `-` (it is typed in `--database ID=NAME`), host and login are not empty, and a relative
+/// password file is in the state folder.
+fn database_server(
+    config: &ControllerConfig,
+    name: String,
+    file: DatabaseServerFile,
+) -> Result<DatabaseServer, String> {
+    let table = format!("[database-servers.{name}]");
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !valid_name {
+        return Err(format!(
+            "{table}: a database server's name is 1 to 64 letters, digits, `.`, `_` or `-`"
+        ));
+    }
+    for (key, value) in [("host", &file.host), ("admin-login", &file.admin_login)] {
+        if value.trim().is_empty() {
+            return Err(format!("{table}: `{key}` is empty"));
+        }
+    }
+    if file.admin_password_file.as_str().is_empty() {
+        return Err(format!("{table}: `admin-password-file` is empty"));
+    }
+    Ok(DatabaseServer {
+        port: file.port.unwrap_or(file.kind.default_port()),
+        kind: file.kind,
+        host: file.host,
+        admin_login: file.admin_login,
+        admin_password_file: config.state.root().join(file.admin_password_file),
+        version: file.version,
+        name,
+    })
 }
 
 /// Why an instance's work may not run under its account; `reason` says what to change.

@@ -400,6 +400,17 @@ impl UndoHandler for Undoer<'_> {
             Err(e) => Err(e.to_string()),
         }
     }
+
+    fn drop_database(
+        &mut self,
+        created: &crate::database::provision::CreatedDatabase,
+    ) -> Result<(), String> {
+        let server = self
+            .config
+            .database_server(&created.server)
+            .map_err(|e| e.to_string())?;
+        crate::database::provision::drop(server, created).map_err(|e| e.to_string())
+    }
 }
 
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {
@@ -456,6 +467,7 @@ impl Operation {
                     handler.restore_snapshot(snapshot, instance)
                 }
                 UndoAction::Unregister { instance } => handler.unregister(instance),
+                UndoAction::DropDatabase(created) => handler.drop_database(created),
                 other => crate::journal::undo_on_disk(other).unwrap_or(Ok(())),
             };
             if let Err(e) = result {

@@ -14,7 +14,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
 use crate::archive::{ArchiveError, ArchiveOptions, Compression, WalkCount, WalkPolicy};
-use crate::database::{Database, DbKind};
+use crate::database::Database;
 use crate::registry::Instance;
 
 /// A tar header and the padding of the last block, per archived entry.
@@ -157,18 +157,7 @@ fn tree_size(
 /// The data size of a database as its server reports it (tables' data, not indexes: a dump
 /// holds the rows, and the indexes are rebuilt from them).
 fn database_size(db: &Database, timeout: Duration) -> Result<u64, String> {
-    let sql = match db.kind {
-        DbKind::Mysql => {
-            "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables \
-             WHERE table_schema = DATABASE()"
-        }
-        DbKind::Postgresql => {
-            "SELECT COALESCE(SUM(pg_relation_size(c.oid)), 0) FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' \
-             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%'"
-        }
-    };
+    let sql = db.kind.engine().size_query();
     let out = crate::database::query(db, sql, timeout).map_err(|e| e.to_string())?;
     out.trim()
         .parse::<u64>()

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use aps_controller::database::{self, Database, DbKind};
 use aps_controller::secret::Secret;
+use camino::Utf8Path;
 
 /// Where start-services.sh writes the connection facts.
 pub const DEFAULT_SERVICES_ENV: &str = "/tmp/aps-ci/services.env";
@@ -127,6 +128,35 @@ impl TestServers {
             version: None,
             prefix: None,
         }
+    }
+
+    /// Writes the admin password of the `kind` server into `dir/NAME.admin-password` (mode
+    /// 0600) and returns the controller.toml table `[database-servers.NAME]` that names it,
+    /// for a test's controller.toml. Panics when the file cannot be written.
+    pub fn server_section(&self, kind: DbKind, name: &str, dir: &Utf8Path) -> String {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let login = self.login(kind);
+        let password_file = dir.join(format!("{name}.admin-password"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&password_file)
+            .and_then(|mut f| writeln!(f, "{}", login.password.expose()))
+            .unwrap_or_else(|e| panic!("could not write {password_file}: {e}"));
+        // TOML basic strings: backslash and quote escaped.
+        let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        format!(
+            "[database-servers.{name}]\ntype = {}\nhost = {}\nport = {}\nadmin-login = {}\n\
+             admin-password-file = {}\n",
+            quoted(kind.as_str()),
+            quoted(&login.host),
+            login.port,
+            quoted(&login.user),
+            quoted(password_file.as_str()),
+        )
     }
 
     /// Creates a fresh, empty database and a login of its own (random password) that has all

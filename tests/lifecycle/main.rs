@@ -3,6 +3,7 @@
 //! `kill -9` in each phase undone by the next command. One test binary for the subject.
 
 mod install;
+mod install_databases;
 mod install_fixtures;
 mod install_http;
 mod install_kill;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+use super::engine::Failure;
 use super::{Database, DatabaseError, DbKind};
 use crate::account::Account;
 use crate::runner::{ERROR_STDERR_LIMIT, ProcessOutput, ProcessSpec, RunError, SAFE_PATH};
@@ -161,116 +162,39 @@ impl Deadline {
     }
 }
 
-/// The client programs used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tool {
-    MysqlClient,
-    MysqlDump,
-    Psql,
-    PgDump,
+/// Finds one of `names` (preferred first) in `dirs`, then in the directories of
+/// [`SAFE_PATH`], the PATH tools get.
+pub(crate) fn find_program(
+    kind: DbKind,
+    names: &[&str],
+    mut dirs: Vec<Utf8PathBuf>,
+) -> Result<Utf8PathBuf, DatabaseError> {
+    dirs.extend(SAFE_PATH.split(':').map(Utf8PathBuf::from));
+    let search = dirs
+        .iter()
+        .map(|d| d.as_str())
+        .collect::<Vec<_>>()
+        .join(":");
+    for name in names {
+        if let Some(found) = crate::paths::find_program(name, search.as_ref()) {
+            return Ok(found);
+        }
+    }
+    Err(DatabaseError::ToolMissing {
+        kind,
+        program: names.join(" or "),
+        searched: search,
+    })
 }
 
-impl Tool {
-    fn kind(self) -> DbKind {
-        match self {
-            Tool::MysqlClient | Tool::MysqlDump => DbKind::Mysql,
-            Tool::Psql | Tool::PgDump => DbKind::Postgresql,
-        }
-    }
-
-    /// Program names, preferred first. MariaDB's own names first: MariaDB 11 prints a
-    /// deprecation warning for the `mysql*` names; Oracle MySQL only has those.
-    fn names(self) -> &'static [&'static str] {
-        match self {
-            Tool::MysqlClient => &["mariadb", "mysql"],
-            Tool::MysqlDump => &["mariadb-dump", "mysqldump"],
-            Tool::Psql => &["psql"],
-            Tool::PgDump => &["pg_dump"],
-        }
-    }
-
-    /// Finds the program: for PostgreSQL the newest `/usr/lib/postgresql/N/bin` first (a newer
-    /// pg_dump dumps older servers, never the reverse; Debian's wrapper in /usr/bin picks by
-    /// its own rules), then the directories of [`SAFE_PATH`], the PATH tools get.
-    pub(crate) fn find(self) -> Result<Utf8PathBuf, DatabaseError> {
-        let mut dirs: Vec<Utf8PathBuf> = Vec::new();
-        if self.kind() == DbKind::Postgresql
-            && let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql")
-        {
-            let mut versioned: Vec<(u32, Utf8PathBuf)> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    let major: u32 = name.parse().ok()?;
-                    Some((
-                        major,
-                        Utf8PathBuf::from(format!("/usr/lib/postgresql/{name}/bin")),
-                    ))
-                })
-                .collect();
-            versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
-            dirs.extend(versioned.into_iter().map(|(_, d)| d));
-        }
-        dirs.extend(SAFE_PATH.split(':').map(Utf8PathBuf::from));
-        let search = dirs
-            .iter()
-            .map(|d| d.as_str())
-            .collect::<Vec<_>>()
-            .join(":");
-        for name in self.names() {
-            if let Some(found) = crate::paths::find_program(name, search.as_ref()) {
-                return Ok(found);
-            }
-        }
-        Err(DatabaseError::ToolMissing {
-            kind: self.kind(),
-            program: self.names().join(" or "),
-            searched: search,
-        })
-    }
-}
-
-/// A spec for `tool` connected to `db`: the password in the environment, the rest as
-/// arguments (MySQL) or environment (PostgreSQL, whose `-d` would parse a name holding `=`
-/// as a connection string). The database name itself is added by the caller (MySQL), since
-/// where it goes depends on the tool.
+/// A spec for `program` connected to `db` ([`super::DbEngine::connect`]), running as the
+/// thread's tool account.
 pub(crate) fn spec(db: &Database, program: &Utf8Path) -> ProcessSpec {
     let mut spec = ProcessSpec::for_tool(program.as_str());
     if let Some(account) = TOOL_ACCOUNT.with(|a| a.borrow().clone()) {
         spec = spec.run_as(account);
     }
-    match db.kind {
-        DbKind::Mysql => spec
-            // Must come first; keeps /etc/mysql/*.cnf from changing what the tools do.
-            .arg("--no-defaults")
-            .arg(format!("--host={}", db.host))
-            .arg(format!("--port={}", db.port))
-            .arg(format!("--user={}", db.login))
-            .arg("--default-character-set=utf8mb4")
-            .env("MYSQL_PWD", db.password.expose()),
-        DbKind::Postgresql => spec
-            .env("PGHOST", &db.host)
-            .env("PGPORT", db.port.to_string())
-            .env("PGUSER", &db.login)
-            .env("PGDATABASE", &db.name)
-            .env("PGPASSWORD", db.password.expose())
-            .env("PGCONNECT_TIMEOUT", "15")
-            .env("PGAPPNAME", "aps-controller")
-            .env("PGCLIENTENCODING", "UTF8"),
-    }
-}
-
-/// The MySQL database name as the last argument; refused when a tool would take it for an
-/// option.
-pub(crate) fn mysql_db_arg(db: &Database) -> Result<&str, DatabaseError> {
-    if db.name.is_empty() || db.name.starts_with('-') {
-        return Err(DatabaseError::InvalidName {
-            target: Target::of(db),
-            why: "a MySQL database name that is empty or starts with `-` cannot be passed to \
-                  the client tools",
-        });
-    }
-    Ok(&db.name)
+    db.kind.engine().connect(spec, db)
 }
 
 /// Runs the spec within the deadline; `load_file` marks a dump load, whose failures become
@@ -341,60 +265,30 @@ fn classify(
         RunError::Signal { signal, output, .. } => (format!("killed by signal {signal}"), output),
     };
     let stderr = excerpt(output);
-    let lower = stderr.to_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    let auth = match db.kind {
-        // 1045: bad login/password; 1044: the login may not use this database.
-        DbKind::Mysql => any(&["error 1045", "error: 1045", "error 1044", "error: 1044"]),
-        DbKind::Postgresql => {
-            any(&[
-                "password authentication failed",
-                "no password supplied",
-                "pg_hba.conf",
-            ]) || (lower.contains("fatal:") && lower.contains("role \""))
+    match db.kind.engine().classify(&stderr.to_lowercase()) {
+        Some(Failure::Authentication) => {
+            return DatabaseError::Authentication {
+                target,
+                login: db.login.clone(),
+                tool,
+                stderr,
+            };
         }
-    };
-    if auth {
-        return DatabaseError::Authentication {
-            target,
-            login: db.login.clone(),
-            tool,
-            stderr,
-        };
-    }
-    let missing_db = match db.kind {
-        DbKind::Mysql => any(&["error 1049", "error: 1049"]),
-        DbKind::Postgresql => lower.contains("fatal:") && lower.contains("database \""),
-    };
-    if missing_db {
-        return DatabaseError::NoSuchDatabase {
-            target,
-            tool,
-            stderr,
-        };
-    }
-    let unreachable = match db.kind {
-        DbKind::Mysql => any(&[
-            "can't connect to",
-            "unknown server host",
-            "unknown mysql server host",
-            "reading initial communication packet",
-        ]),
-        DbKind::Postgresql => {
-            any(&[
-                "connection refused",
-                "could not translate host name",
-                "timeout expired",
-                "no such file or directory",
-            ]) && !lower.contains("error:  ")
+        Some(Failure::NoSuchDatabase) => {
+            return DatabaseError::NoSuchDatabase {
+                target,
+                tool,
+                stderr,
+            };
         }
-    };
-    if unreachable {
-        return DatabaseError::Unreachable {
-            target,
-            tool,
-            stderr,
-        };
+        Some(Failure::Unreachable) => {
+            return DatabaseError::Unreachable {
+                target,
+                tool,
+                stderr,
+            };
+        }
+        None => {}
     }
     match load_file {
         Some(file) => DatabaseError::Load {
@@ -440,31 +334,12 @@ pub(crate) fn query(
         .map_err(DatabaseError::io("create a temporary output file in", &tmp))?;
     let out_path = utf8(out_file.path(), &tmp)?;
 
-    let spec = match db.kind {
-        DbKind::Mysql => {
-            let program = Tool::MysqlClient.find()?;
-            spec(db, &program)
-                .args(["--batch", "--skip-column-names", "--connect-timeout=15"])
-                .arg(mysql_db_arg(db)?)
-        }
-        DbKind::Postgresql => {
-            let program = Tool::Psql.find()?;
-            spec(db, &program).args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-F",
-                "\t",
-                "-P",
-                "null=\\N",
-            ])
-        }
-    }
-    .stdin_file(sql_path.clone())
-    .stdout_to_file(out_path.clone());
+    let spec = db
+        .kind
+        .engine()
+        .query_spec(db)?
+        .stdin_file(sql_path.clone())
+        .stdout_to_file(out_path.clone());
     run(db, spec, action, deadline, None)?;
     let bytes = std::fs::read(&out_path).map_err(DatabaseError::io("read", &out_path))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())

@@ -17,8 +17,10 @@
 //! creating the database: an instance's login usually may not create databases.
 
 mod client;
+mod engine;
 mod mysql;
 mod postgres;
+pub mod provision;
 mod psql_scan;
 
 use std::collections::BTreeMap;
@@ -29,11 +31,15 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+pub(crate) use engine::DbEngine;
 
 pub use client::{DUMP_UIDS, Target};
 pub use psql_scan::{Refusal as DumpRefusal, scan as scan_postgres_dump};
 
 /// The server kind of a database resource (`type` in INSTANCE.toml, `DB_<id>_TYPE`).
+///
+/// The engines are listed here, in three adjacent places (the variant, [`DbKind::ALL`] and
+/// [`DbKind::engine`]); everything else about an engine is its own module's [`DbEngine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DbKind {
@@ -43,22 +49,43 @@ pub enum DbKind {
 }
 
 impl DbKind {
+    /// Every kind, in the order engines are tried when a name could mean several.
+    pub const ALL: &'static [DbKind] = &[DbKind::Mysql, DbKind::Postgresql];
+
+    /// The engine that serves this kind: the one place a kind becomes its engine.
+    pub(crate) fn engine(self) -> &'static dyn DbEngine {
+        match self {
+            DbKind::Mysql => &mysql::Mysql,
+            DbKind::Postgresql => &postgres::Postgresql,
+        }
+    }
+
     /// The value of `DB_<id>_TYPE`, as the standard's `db:server-type` spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DbKind::Mysql => "mysql",
-            DbKind::Postgresql => "postgresql",
-        }
+        self.engine().type_name()
+    }
+
+    /// The port a record or a server entry without one means (3306, 5432).
+    pub fn default_port(self) -> u16 {
+        self.engine().default_port()
+    }
+
+    /// The kind an APP-META.xml `db:server-type` asks for (`mysql`, `mariadb`, `postgresql`,
+    /// `postgres`, `pgsql`; case and surrounding blanks ignored), or `None` for a type no
+    /// engine serves.
+    pub fn from_server_type(required: &str) -> Option<DbKind> {
+        let required = required.trim().to_ascii_lowercase();
+        DbKind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.engine().server_types().contains(&required.as_str()))
     }
 }
 
 impl fmt::Display for DbKind {
     /// The name a person knows the server by (for messages).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DbKind::Mysql => "MySQL/MariaDB",
-            DbKind::Postgresql => "PostgreSQL",
-        })
+        f.write_str(self.engine().human_name())
     }
 }
 
@@ -324,10 +351,7 @@ pub fn dump_process(db: &Database) -> Result<(crate::runner::ProcessSpec, String
 
 /// The engine's dump command (stdout not yet directed) and the program it runs.
 fn dump_spec(db: &Database) -> Result<(crate::runner::ProcessSpec, String), DatabaseError> {
-    match db.kind {
-        DbKind::Mysql => mysql::dump_spec(db),
-        DbKind::Postgresql => postgres::dump_spec(db),
-    }
+    db.kind.engine().dump_spec(db)
 }
 
 /// Empties the database ([`wipe`]) and loads the dump `from_file` into it. PostgreSQL loads in
@@ -341,24 +365,11 @@ pub fn load(db: &Database, from_file: &Utf8Path, timeout: Duration) -> Result<()
         source,
     })?;
     // A dump that would act outside the database is refused before anything is dropped.
-    let restricting = db.kind == DbKind::Postgresql && postgres::psql_restricts()?;
-    let checked = match db.kind {
-        DbKind::Postgresql => Some(postgres::check_dump(from_file, restricting)?),
-        DbKind::Mysql => None,
-    };
+    let engine = db.kind.engine();
+    let checked = engine.check_dump(from_file)?;
     let deadline = client::Deadline::new(timeout);
     wipe_within(db, &deadline)?;
-    match (db.kind, &checked) {
-        (DbKind::Postgresql, Some(copy)) => {
-            let copy = Utf8Path::from_path(copy.path()).ok_or_else(|| DatabaseError::Io {
-                action: "use the copy (path is not UTF-8) of",
-                path: from_file.to_owned(),
-                source: std::io::Error::other(copy.path().display().to_string()),
-            })?;
-            postgres::load(db, from_file, copy, restricting, &deadline)
-        }
-        _ => mysql::load(db, from_file, &deadline),
-    }
+    engine.load(db, from_file, checked, &deadline)
 }
 
 /// Drops every table, view, sequence, routine, event and type in the database (for
@@ -390,30 +401,21 @@ pub fn query(db: &Database, sql: &str, timeout: Duration) -> Result<String, Data
 }
 
 fn wipe_within(db: &Database, deadline: &client::Deadline) -> Result<(), DatabaseError> {
-    match db.kind {
-        DbKind::Mysql => mysql::wipe(db, deadline),
-        DbKind::Postgresql => postgres::wipe(db, deadline),
-    }
+    db.kind.engine().wipe(db, deadline)
 }
 
 fn row_counts_within(
     db: &Database,
     deadline: &client::Deadline,
 ) -> Result<BTreeMap<String, u64>, DatabaseError> {
-    match db.kind {
-        DbKind::Mysql => mysql::row_counts(db, deadline),
-        DbKind::Postgresql => postgres::row_counts(db, deadline),
-    }
+    db.kind.engine().row_counts(db, deadline)
 }
 
 fn server_version_within(
     db: &Database,
     deadline: &client::Deadline,
 ) -> Result<String, DatabaseError> {
-    let sql = match db.kind {
-        DbKind::Mysql => "SELECT VERSION();",
-        DbKind::Postgresql => "SHOW server_version;",
-    };
+    let sql = db.kind.engine().version_query();
     let out = client::query(db, sql, deadline, "read the version of")?;
     Ok(out.trim().to_owned())
 }

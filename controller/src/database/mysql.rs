@@ -4,17 +4,228 @@ use std::collections::BTreeMap;
 
 use camino::Utf8Path;
 
-use super::client::{self, Deadline, Target, Tool, mysql_db_arg};
-use super::{Database, DatabaseError};
+use super::client::{self, Deadline, Target};
+use super::engine::{AdminStep, CheckedDump, DbEngine, Failure};
+use super::{Database, DatabaseError, DbKind};
 use crate::runner::ProcessSpec;
+
+/// MySQL and MariaDB (one engine: the same tools, SQL and variables).
+pub(super) struct Mysql;
+
+impl DbEngine for Mysql {
+    fn kind(&self) -> DbKind {
+        DbKind::Mysql
+    }
+
+    fn type_name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn human_name(&self) -> &'static str {
+        "MySQL/MariaDB"
+    }
+
+    fn server_types(&self) -> &'static [&'static str] {
+        // MariaDB is served by the same tools and variables as MySQL.
+        &["mysql", "mariadb"]
+    }
+
+    fn default_port(&self) -> u16 {
+        3306
+    }
+
+    fn client_programs(&self) -> &'static [&'static str] {
+        // MariaDB's own names first: MariaDB 11 prints a deprecation warning for the `mysql*`
+        // names; Oracle MySQL only has those.
+        &["mariadb", "mysql"]
+    }
+
+    fn dump_programs(&self) -> &'static [&'static str] {
+        &["mariadb-dump", "mysqldump"]
+    }
+
+    fn connect(&self, spec: ProcessSpec, db: &Database) -> ProcessSpec {
+        spec
+            // Must come first; keeps /etc/mysql/*.cnf from changing what the tools do.
+            .arg("--no-defaults")
+            .arg(format!("--host={}", db.host))
+            .arg(format!("--port={}", db.port))
+            .arg(format!("--user={}", db.login))
+            .arg("--default-character-set=utf8mb4")
+            .env("MYSQL_PWD", db.password.expose())
+    }
+
+    fn query_spec(&self, db: &Database) -> Result<ProcessSpec, DatabaseError> {
+        let program = self.find_client()?;
+        Ok(client::spec(db, &program)
+            .args(["--batch", "--skip-column-names", "--connect-timeout=15"])
+            .arg(db_arg(db)?))
+    }
+
+    fn classify(&self, lower: &str) -> Option<Failure> {
+        let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+        // 1045: bad login/password; 1044: the login may not use this database.
+        if any(&["error 1045", "error: 1045", "error 1044", "error: 1044"]) {
+            Some(Failure::Authentication)
+        } else if any(&["error 1049", "error: 1049"]) {
+            Some(Failure::NoSuchDatabase)
+        } else if any(&[
+            "can't connect to",
+            "unknown server host",
+            "unknown mysql server host",
+            "reading initial communication packet",
+        ]) {
+            Some(Failure::Unreachable)
+        } else {
+            None
+        }
+    }
+
+    fn dump_spec(&self, db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+        dump_spec(db)
+    }
+
+    fn check_dump(&self, _from: &Utf8Path) -> Result<CheckedDump, DatabaseError> {
+        // The client obeys no client command from a dump (`--binary-mode`, see `load`).
+        Ok(CheckedDump::default())
+    }
+
+    fn load(
+        &self,
+        db: &Database,
+        from: &Utf8Path,
+        _checked: CheckedDump,
+        deadline: &Deadline,
+    ) -> Result<(), DatabaseError> {
+        load(db, from, deadline)
+    }
+
+    fn wipe(&self, db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+        wipe(db, deadline)
+    }
+
+    fn row_counts(
+        &self,
+        db: &Database,
+        deadline: &Deadline,
+    ) -> Result<BTreeMap<String, u64>, DatabaseError> {
+        row_counts(db, deadline)
+    }
+
+    fn version_query(&self) -> &'static str {
+        "SELECT VERSION();"
+    }
+
+    fn size_query(&self) -> &'static str {
+        "SELECT COALESCE(SUM(data_length), 0) FROM information_schema.tables \
+         WHERE table_schema = DATABASE()"
+    }
+
+    fn admin_database(&self) -> &'static str {
+        // Every login may open it, whatever its grants.
+        "information_schema"
+    }
+
+    fn max_name_len(&self) -> usize {
+        // MySQL's user names (MariaDB takes 80); a database name may have 64.
+        32
+    }
+
+    fn escape_literal_prefix(&self) -> &'static str {
+        ""
+    }
+
+    fn exists_query(&self, database: &str, user: &str) -> String {
+        format!(
+            "SELECT (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}), \
+             (SELECT COUNT(*) FROM mysql.user WHERE User = {});",
+            self.quote_literal(database),
+            self.quote_literal(user)
+        )
+    }
+
+    fn create_steps(&self, database: &str, user: &str, password: &str) -> Vec<AdminStep> {
+        let account = account(user);
+        vec![
+            AdminStep {
+                what: format!("create the database {}", quote(database)),
+                sql: format!(
+                    "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;",
+                    quote(database)
+                ),
+                undo: Some(format!("DROP DATABASE IF EXISTS {};", quote(database))),
+            },
+            AdminStep {
+                what: format!("create the user {account}"),
+                sql: format!(
+                    "CREATE USER {account} IDENTIFIED BY {};",
+                    self.quote_literal(password)
+                ),
+                undo: Some(format!("DROP USER IF EXISTS {account};")),
+            },
+            AdminStep {
+                what: format!("grant {account} all rights on {}", quote(database)),
+                // `_` and `%` in a database-level GRANT are wildcards: unescaped, `a_b` would
+                // grant `aXb` too.
+                sql: format!(
+                    "GRANT ALL PRIVILEGES ON {}.* TO {account};",
+                    quote(&grant_pattern(database))
+                ),
+                undo: None,
+            },
+        ]
+    }
+
+    fn drop_steps(&self, database: &str, user: &str, _user_exists: bool) -> Vec<AdminStep> {
+        let account = account(user);
+        vec![
+            AdminStep {
+                what: format!("drop the database {}", quote(database)),
+                sql: format!("DROP DATABASE IF EXISTS {};", quote(database)),
+                undo: None,
+            },
+            AdminStep {
+                what: format!("drop the user {account}"),
+                sql: format!("DROP USER IF EXISTS {account};"),
+                undo: None,
+            },
+        ]
+    }
+}
+
+/// The account of a provisioned user: any client host (the server's own access rules still
+/// apply; see docs/databases.md).
+fn account(user: &str) -> String {
+    format!("{}@'%'", quote(user))
+}
+
+/// `database` as a literal pattern of a database-level GRANT (`\`, `_` and `%` escaped).
+fn grant_pattern(database: &str) -> String {
+    database
+        .replace('\\', "\\\\")
+        .replace('_', "\\_")
+        .replace('%', "\\%")
+}
+
+/// The database name as the last argument; refused when a tool would take it for an option.
+fn db_arg(db: &Database) -> Result<&str, DatabaseError> {
+    if db.name.is_empty() || db.name.starts_with('-') {
+        return Err(DatabaseError::InvalidName {
+            target: Target::of(db),
+            why: "a MySQL database name that is empty or starts with `-` cannot be passed to \
+                  the client tools",
+        });
+    }
+    Ok(&db.name)
+}
 
 /// Largest packet the clients accept (the server's `max_allowed_packet` still applies): a
 /// row with a large BLOB must not fail the dump or its load on the client side.
 const MAX_PACKET: &str = "--max-allowed-packet=1073741824";
 
 /// The dump command (stdout not yet directed) and the program it runs.
-pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
-    let program = Tool::MysqlDump.find()?;
+fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+    let program = Mysql.find_dump()?;
     let spec = client::spec(db, &program)
         .args([
             // A consistent InnoDB snapshot without locking the instance's tables.
@@ -30,16 +241,12 @@ pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), Database
             "--skip-dump-date",
             MAX_PACKET,
         ])
-        .arg(mysql_db_arg(db)?);
+        .arg(db_arg(db)?);
     Ok((spec, program.into_string()))
 }
 
-pub(super) fn load(
-    db: &Database,
-    from: &Utf8Path,
-    deadline: &Deadline,
-) -> Result<(), DatabaseError> {
-    let program = Tool::MysqlClient.find()?;
+fn load(db: &Database, from: &Utf8Path, deadline: &Deadline) -> Result<(), DatabaseError> {
+    let program = Mysql.find_client()?;
     let copy = without_definers(from)?;
     let copy_path = Utf8Path::from_path(copy.path()).unwrap_or(from);
     let spec = client::spec(db, &program)
@@ -55,7 +262,7 @@ pub(super) fn load(
             "--connect-timeout=15",
             MAX_PACKET,
         ])
-        .arg(mysql_db_arg(db)?)
+        .arg(db_arg(db)?)
         .stdin_file(copy_path);
     client::run(db, spec, "load", deadline, Some(from))?;
     Ok(())
@@ -179,7 +386,7 @@ fn objects(
         .collect()
 }
 
-pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
     let found = objects(db, deadline, "list the objects of")?;
     if found.is_empty() {
         return Ok(());
@@ -212,10 +419,7 @@ pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseErr
     Ok(())
 }
 
-pub(super) fn row_counts(
-    db: &Database,
-    deadline: &Deadline,
-) -> Result<BTreeMap<String, u64>, DatabaseError> {
+fn row_counts(db: &Database, deadline: &Deadline) -> Result<BTreeMap<String, u64>, DatabaseError> {
     const ACTION: &str = "count the rows of";
     let tables = client::query(
         db,
@@ -263,7 +467,16 @@ pub(super) fn row_counts(
 
 #[cfg(test)]
 mod tests {
-    use super::strip_definers;
+    use super::{Mysql, grant_pattern, quote, strip_definers};
+    use crate::database::DbEngine;
+
+    #[test]
+    fn hostile_text_stays_one_identifier_or_literal() {
+        assert_eq!(quote("a`b; DROP"), "`a``b; DROP`");
+        assert_eq!(Mysql.quote_literal("x' OR '1"), "'x'' OR ''1'");
+        assert_eq!(Mysql.quote_literal("a\\'b"), "'a\\\\''b'");
+        assert_eq!(grant_pattern("a_b%c\\d"), "a\\_b\\%c\\\\d");
+    }
 
     #[test]
     fn definers_become_current_user() {

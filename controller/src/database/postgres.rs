@@ -2,15 +2,256 @@
 
 use std::collections::BTreeMap;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
-use super::client::{self, Deadline, Target, Tool};
-use super::{Database, DatabaseError};
+use super::client::{self, Deadline, Target};
+use super::engine::{AdminStep, CheckedDump, DbEngine, Failure};
+use super::{Database, DatabaseError, DbKind};
 use crate::runner::ProcessSpec;
 
+/// PostgreSQL.
+pub(super) struct Postgresql;
+
+impl DbEngine for Postgresql {
+    fn kind(&self) -> DbKind {
+        DbKind::Postgresql
+    }
+
+    fn type_name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn human_name(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    fn server_types(&self) -> &'static [&'static str] {
+        &["postgresql", "postgres", "pgsql"]
+    }
+
+    fn default_port(&self) -> u16 {
+        5432
+    }
+
+    fn client_programs(&self) -> &'static [&'static str] {
+        &["psql"]
+    }
+
+    fn dump_programs(&self) -> &'static [&'static str] {
+        &["pg_dump"]
+    }
+
+    /// The newest `/usr/lib/postgresql/N/bin` first: a newer pg_dump dumps older servers,
+    /// never the reverse (Debian's wrapper in /usr/bin picks by its own rules).
+    fn program_dirs(&self) -> Vec<Utf8PathBuf> {
+        let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") else {
+            return Vec::new();
+        };
+        let mut versioned: Vec<(u32, Utf8PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let major: u32 = name.parse().ok()?;
+                Some((
+                    major,
+                    Utf8PathBuf::from(format!("/usr/lib/postgresql/{name}/bin")),
+                ))
+            })
+            .collect();
+        versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
+        versioned.into_iter().map(|(_, d)| d).collect()
+    }
+
+    /// All in the environment: `-d` would parse a name holding `=` as a connection string.
+    fn connect(&self, spec: ProcessSpec, db: &Database) -> ProcessSpec {
+        spec.env("PGHOST", &db.host)
+            .env("PGPORT", db.port.to_string())
+            .env("PGUSER", &db.login)
+            .env("PGDATABASE", &db.name)
+            .env("PGPASSWORD", db.password.expose())
+            .env("PGCONNECT_TIMEOUT", "15")
+            .env("PGAPPNAME", "aps-controller")
+            .env("PGCLIENTENCODING", "UTF8")
+    }
+
+    fn query_spec(&self, db: &Database) -> Result<ProcessSpec, DatabaseError> {
+        let program = self.find_client()?;
+        Ok(client::spec(db, &program).args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-F",
+            "\t",
+            "-P",
+            "null=\\N",
+        ]))
+    }
+
+    fn classify(&self, lower: &str) -> Option<Failure> {
+        let any = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
+        if any(&[
+            "password authentication failed",
+            "no password supplied",
+            "pg_hba.conf",
+        ]) || (lower.contains("fatal:") && lower.contains("role \""))
+        {
+            Some(Failure::Authentication)
+        } else if lower.contains("fatal:") && lower.contains("database \"") {
+            Some(Failure::NoSuchDatabase)
+        } else if any(&[
+            "connection refused",
+            "could not translate host name",
+            "timeout expired",
+            "no such file or directory",
+        ]) && !lower.contains("error:  ")
+        {
+            Some(Failure::Unreachable)
+        } else {
+            None
+        }
+    }
+
+    fn dump_spec(&self, db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+        dump_spec(db)
+    }
+
+    fn check_dump(&self, from: &Utf8Path) -> Result<CheckedDump, DatabaseError> {
+        let restricting = psql_restricts()?;
+        Ok(CheckedDump {
+            copy: Some(check_dump(from, restricting)?),
+            restricting,
+        })
+    }
+
+    fn load(
+        &self,
+        db: &Database,
+        from: &Utf8Path,
+        checked: CheckedDump,
+        deadline: &Deadline,
+    ) -> Result<(), DatabaseError> {
+        let Some(copy) = &checked.copy else {
+            // check_dump always makes the copy; loading the unchecked dump is never an option.
+            return Err(DatabaseError::Io {
+                action: "find the checked copy of",
+                path: from.to_owned(),
+                source: std::io::Error::other("the dump was not checked"),
+            });
+        };
+        let copy = Utf8Path::from_path(copy.path()).ok_or_else(|| DatabaseError::Io {
+            action: "use the copy (path is not UTF-8) of",
+            path: from.to_owned(),
+            source: std::io::Error::other(copy.path().display().to_string()),
+        })?;
+        load(db, from, copy, checked.restricting, deadline)
+    }
+
+    fn wipe(&self, db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+        wipe(db, deadline)
+    }
+
+    fn row_counts(
+        &self,
+        db: &Database,
+        deadline: &Deadline,
+    ) -> Result<BTreeMap<String, u64>, DatabaseError> {
+        row_counts(db, deadline)
+    }
+
+    fn version_query(&self) -> &'static str {
+        "SHOW server_version;"
+    }
+
+    fn size_query(&self) -> &'static str {
+        "SELECT COALESCE(SUM(pg_relation_size(c.oid)), 0) FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' \
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+         AND n.nspname NOT LIKE 'pg_toast%'"
+    }
+
+    fn admin_database(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn max_name_len(&self) -> usize {
+        // NAMEDATALEN - 1, in bytes; longer names are cut by the server.
+        63
+    }
+
+    fn escape_literal_prefix(&self) -> &'static str {
+        // An escape string: its meaning does not depend on standard_conforming_strings.
+        "E"
+    }
+
+    fn exists_query(&self, database: &str, user: &str) -> String {
+        format!(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname = {}), \
+             (SELECT count(*) FROM pg_roles WHERE rolname = {});",
+            self.quote_literal(database),
+            self.quote_literal(user)
+        )
+    }
+
+    fn create_steps(&self, database: &str, user: &str, password: &str) -> Vec<AdminStep> {
+        let (db, role) = (quote_identifier(database), quote_identifier(user));
+        vec![
+            AdminStep {
+                what: format!("create the role {role}"),
+                sql: format!(
+                    "CREATE ROLE {role} LOGIN PASSWORD {};",
+                    self.quote_literal(password)
+                ),
+                undo: Some(format!("DROP ROLE IF EXISTS {role};")),
+            },
+            AdminStep {
+                what: format!("create the database {db} owned by {role}"),
+                sql: format!(
+                    "CREATE DATABASE {db} OWNER {role} ENCODING 'UTF8' TEMPLATE template0;"
+                ),
+                undo: Some(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);")),
+            },
+            AdminStep {
+                // By default every role may connect to a new database and make temporary
+                // tables in it: another tenant's login among them.
+                what: format!("revoke the rights of PUBLIC on the database {db}"),
+                sql: format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC;"),
+                undo: None,
+            },
+        ]
+    }
+
+    fn drop_steps(&self, database: &str, user: &str, user_exists: bool) -> Vec<AdminStep> {
+        let (db, role) = (quote_identifier(database), quote_identifier(user));
+        let mut steps = vec![AdminStep {
+            what: format!("drop the database {db}"),
+            // Ends the sessions still connected to it (PostgreSQL 13 and later).
+            sql: format!("DROP DATABASE IF EXISTS {db} WITH (FORCE);"),
+            undo: None,
+        }];
+        if user_exists {
+            steps.push(AdminStep {
+                // What the role made outside its database (in the maintenance database, or
+                // rights granted to it) would keep DROP ROLE from succeeding.
+                what: format!("drop the role {role}"),
+                sql: format!("DROP OWNED BY {role};\nDROP ROLE IF EXISTS {role};"),
+                undo: None,
+            });
+        }
+        steps
+    }
+}
+
+/// `name` as a quoted PostgreSQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The dump command (stdout not yet directed) and the program it runs.
-pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
-    let program = Tool::PgDump.find()?;
+fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), DatabaseError> {
+    let program = Postgresql.find_dump()?;
     let spec = client::spec(db, &program).args([
         // Plain SQL: loads with psql alone, into a later server version too, and a person
         // can read it. (The custom format's selective/parallel restore is not needed.)
@@ -33,7 +274,7 @@ pub(super) fn dump_spec(db: &Database) -> Result<(ProcessSpec, String), Database
 /// [`super::psql_scan`]); otherwise returns the copy psql is to load, beside the dump (the
 /// temp folder may be too small for a large one). `restricting`: psql has `\restrict`
 /// ([`psql_restricts`]).
-pub(super) fn check_dump(
+fn check_dump(
     from: &Utf8Path,
     restricting: bool,
 ) -> Result<tempfile::NamedTempFile, DatabaseError> {
@@ -83,8 +324,8 @@ fn restricts(version_line: &str) -> bool {
 
 /// Whether the psql that loads dumps has `\restrict` (it then refuses every meta-command
 /// itself, whatever the scan missed).
-pub(super) fn psql_restricts() -> Result<bool, DatabaseError> {
-    let program = Tool::Psql.find()?;
+fn psql_restricts() -> Result<bool, DatabaseError> {
+    let program = Postgresql.find_client()?;
     let out = ProcessSpec::for_tool(program.as_str())
         .arg("--version")
         .timeout(std::time::Duration::from_secs(30))
@@ -93,14 +334,14 @@ pub(super) fn psql_restricts() -> Result<bool, DatabaseError> {
 }
 
 /// Loads `copy`, what [`check_dump`] made of the dump `from` (named in errors).
-pub(super) fn load(
+fn load(
     db: &Database,
     from: &Utf8Path,
     copy: &Utf8Path,
     restricting: bool,
     deadline: &Deadline,
 ) -> Result<(), DatabaseError> {
-    let program = Tool::Psql.find()?;
+    let program = Postgresql.find_client()?;
     let mut spec = client::spec(db, &program).args([
         "-X",
         "-q",
@@ -188,7 +429,7 @@ fn leftovers(db: &Database, deadline: &Deadline) -> Result<Vec<String>, Database
         .collect()
 }
 
-pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
+fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseError> {
     // \gexec runs each DROP as its own statement (and transaction): one transaction dropping
     // thousands of tables could run out of lock table slots.
     let sql = format!(
@@ -205,10 +446,7 @@ pub(super) fn wipe(db: &Database, deadline: &Deadline) -> Result<(), DatabaseErr
     Ok(())
 }
 
-pub(super) fn row_counts(
-    db: &Database,
-    deadline: &Deadline,
-) -> Result<BTreeMap<String, u64>, DatabaseError> {
+fn row_counts(db: &Database, deadline: &Deadline) -> Result<BTreeMap<String, u64>, DatabaseError> {
     const ACTION: &str = "count the rows of";
     // query_to_xml runs one exact COUNT(*) per table inside this single query, quoting names
     // on the server (%I).
@@ -244,6 +482,16 @@ SELECT encode(convert_to(CASE WHEN n.nspname = 'public' THEN c.relname
 
 #[cfg(test)]
 mod tests {
+    use super::{Postgresql, quote_identifier};
+    use crate::database::DbEngine;
+
+    #[test]
+    fn hostile_text_stays_one_identifier_or_literal() {
+        assert_eq!(quote_identifier("a\"b; DROP"), "\"a\"\"b; DROP\"");
+        assert_eq!(Postgresql.quote_literal("x' OR '1"), "E'x'' OR ''1'");
+        assert_eq!(Postgresql.quote_literal("a\\'b"), "E'a\\\\''b'");
+    }
+
     #[test]
     fn restrict_is_known_by_version() {
         for (line, has) in [

@@ -129,6 +129,14 @@ pub enum OperationError {
         #[source]
         source: DatabaseError,
     },
+    /// A database the install creates could not be made (or its server not used).
+    #[error("step {step}: database {db_id:?}: {source}")]
+    Provision {
+        step: Step,
+        db_id: String,
+        #[source]
+        source: crate::database::provision::ProvisionError,
+    },
     #[error("step {step}: {source}")]
     Archive {
         step: Step,
@@ -446,9 +454,9 @@ impl OperationError {
             OperationError::Script { .. }
             | OperationError::ScriptReported { .. }
             | OperationError::ScriptOutput { .. } => ErrorKind::ScriptFailed,
-            OperationError::Database { .. } | OperationError::MissingWebDir { .. } => {
-                ErrorKind::ResourceFailed
-            }
+            OperationError::Database { .. }
+            | OperationError::MissingWebDir { .. }
+            | OperationError::Provision { .. } => ErrorKind::ResourceFailed,
             OperationError::Archive {
                 source: ArchiveError::Untrusted { .. },
                 ..
@@ -492,6 +500,7 @@ impl OperationError {
             | OperationError::ScriptReported { step, .. }
             | OperationError::ScriptOutput { step, .. }
             | OperationError::Database { step, .. }
+            | OperationError::Provision { step, .. }
             | OperationError::MissingWebDir { step, .. }
             | OperationError::Archive { step, .. }
             | OperationError::BackupMismatch { step, .. }

@@ -62,6 +62,10 @@ pub enum UndoAction {
     /// opened without following a symlink a tenant could have placed, and nothing under it is
     /// followed either (an install's files in a tenant's web root).
     RemoveEntry { dir: Utf8PathBuf, name: String },
+    /// Drop a database and its user an install created (`server` names them in
+    /// controller.toml); done through the recovery handler. Journaled with the names chosen,
+    /// before the create: dropping what was never made is a no-op.
+    DropDatabase(crate::database::provision::CreatedDatabase),
     /// Remove the record of `instance` from the registry (an install recorded it but was
     /// stopped before it could close its entry); done through the recovery handler.
     Unregister { instance: String },
@@ -77,6 +81,11 @@ impl std::fmt::Display for UndoAction {
             }
             UndoAction::RemoveEntry { dir, name } => write!(f, "remove {name} from {dir}"),
             UndoAction::Unregister { instance } => write!(f, "unregister instance {instance}"),
+            UndoAction::DropDatabase(db) => write!(
+                f,
+                "drop database {} and user {} on server {}",
+                db.database, db.login, db.server
+            ),
         }
     }
 }

@@ -19,6 +19,17 @@ pub trait UndoHandler {
     /// Puts `instance` back from `snapshot` ([`UndoAction::RestoreSnapshot`]).
     fn restore_snapshot(&mut self, snapshot: &Utf8Path, instance: &str) -> Result<(), String>;
 
+    /// Drops a database and user an install created ([`UndoAction::DropDatabase`]).
+    fn drop_database(
+        &mut self,
+        created: &crate::database::provision::CreatedDatabase,
+    ) -> Result<(), String> {
+        Err(format!(
+            "this recovery cannot drop database {} and user {} on server {}; drop them by hand",
+            created.database, created.login, created.server
+        ))
+    }
+
     /// Removes the record of `instance` ([`UndoAction::Unregister`]).
     fn unregister(&mut self, instance: &str) -> Result<(), String> {
         Err(format!(
@@ -40,7 +51,9 @@ pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
         UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
         UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
         UndoAction::RemoveEntry { dir, name } => remove_entry(dir, name),
-        UndoAction::RestoreSnapshot { .. } | UndoAction::Unregister { .. } => return None,
+        UndoAction::RestoreSnapshot { .. }
+        | UndoAction::Unregister { .. }
+        | UndoAction::DropDatabase(_) => return None,
     })
 }
 
@@ -132,6 +145,7 @@ impl Journal {
                         result
                     }
                     UndoAction::Unregister { instance } => handler.unregister(instance),
+                    UndoAction::DropDatabase(created) => handler.drop_database(created),
                     other => undo_on_disk(other).unwrap_or(Ok(())),
                 };
                 record.undone.push(UndoOutcome {

@@ -185,10 +185,7 @@ impl InstanceFile {
                 .databases
                 .into_iter()
                 .map(|(id, d)| {
-                    let port = d.port.unwrap_or(match d.kind {
-                        DbKind::Mysql => 3306,
-                        DbKind::Postgresql => 5432,
-                    });
+                    let port = d.port.unwrap_or(d.kind.default_port());
                     let db = Database {
                         kind: d.kind,
                         name: d.name,

@@ -340,12 +340,7 @@ fn check_databases(file: &InstanceFile, meta: &AppMeta, problems: &mut Vec<Probl
 }
 
 fn server_type_matches(required: &str, kind: DbKind) -> bool {
-    match required.trim().to_ascii_lowercase().as_str() {
-        // MariaDB is served by the same tools and variables as MySQL.
-        "mysql" | "mariadb" => kind == DbKind::Mysql,
-        "postgresql" | "postgres" | "pgsql" => kind == DbKind::Postgresql,
-        _ => false,
-    }
+    DbKind::from_server_type(required) == Some(kind)
 }
 
 fn check_requirements(reqs: &Requirements, file: &InstanceFile, problems: &mut Vec<Problem>) {

@@ -1,22 +1,42 @@
-//! The install's databases: each `db` requirement's database, taken as given (`existing:`)
-//! or created on a server of controller.toml.
+//! The install's databases: each `db` requirement's database, taken as given (`existing:`,
+//! never dropped by an undo) or created on a server of controller.toml, its drop journaled
+//! under the names chosen before the create.
 
 use super::DatabaseMade;
 use super::plan::Plan;
 use crate::controller::{Controller, Operation};
-use crate::error::OperationError;
+use crate::database::provision::{self, ProvisionSpec};
+use crate::error::{OperationError, Step};
+use crate::journal::UndoAction;
 
-/// Provides every database the plan names and reports them.
-///
-/// SEAM(w-engine): a [`super::DatabaseChoice::Server`] is created here through the server's
-/// admin connection, its drop registered with the journal (`op.add_undo`) before the create,
-/// and its login put into `plan.instance.databases`. Until then the checks refuse it, so only
-/// `existing:` databases reach this step.
+/// Creates the databases the plan names, records them in the instance to be, and reports
+/// every database the instance uses.
 pub(super) fn provide(
-    _ctl: &Controller,
+    ctl: &Controller,
     plan: &mut Plan,
-    _op: &mut Operation,
+    op: &mut Operation,
 ) -> Result<Vec<DatabaseMade>, OperationError> {
+    for (id, server) in plan.to_create.clone() {
+        ctl.check_cancel(Step::CreateDatabases)?;
+        let fail = |source: provision::ProvisionError| OperationError::Provision {
+            step: Step::CreateDatabases,
+            db_id: id.clone(),
+            source,
+        };
+        let server = ctl.config().database_server(&server).map_err(fail)?;
+        let spec = ProvisionSpec {
+            instance: &plan.instance.name,
+            requirement: &id,
+        };
+        let names = provision::choose_names(server, spec).map_err(fail)?;
+        op.add_undo(
+            UndoAction::DropDatabase(names.clone()),
+            Step::CreateDatabases,
+        )?;
+        let made = provision::create_named(server, &names).map_err(fail)?;
+        plan.instance.databases.insert(id.clone(), made.database);
+        plan.created_databases.push(id);
+    }
     Ok(plan
         .instance
         .databases

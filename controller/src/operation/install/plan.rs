@@ -12,8 +12,8 @@ use crate::controller::Controller;
 use crate::error::{InstallRefusal, OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::lifecycle::{
-    DatabaseChoice as HostChoice, HostOffer, RequirementReport, is_same_application,
-    resolve_install,
+    DatabaseChoice as HostChoice, DatabaseServerFact, HostOffer, RequirementReport,
+    is_same_application, resolve_install,
 };
 use crate::lock::InstanceLock;
 use crate::registry::file::InstanceFile;
@@ -34,7 +34,9 @@ pub(super) struct Plan {
     pub(super) content: Option<Utf8PathBuf>,
     /// Web-root-relative folders the package declares writable.
     pub(super) writable: Vec<String>,
-    /// The requirement ids whose database the install creates (none until provisioning).
+    /// Requirement id → the server of controller.toml its database is created on.
+    pub(super) to_create: Vec<(String, String)>,
+    /// The requirement ids whose database the install created.
     pub(super) created_databases: Vec<String>,
     /// Held until the install ends: no other operation on this name meanwhile.
     _lock: InstanceLock,
@@ -105,11 +107,38 @@ pub(super) fn check(
     let verification = interpreter(meta.service.provision.verification_script.as_ref());
     let mut databases = BTreeMap::new();
     for (id, choice) in &request.databases {
-        // SEAM(w-engine): a database on a server of controller.toml is created in the
-        // databases step; only `existing:` ones are known here.
         if let DatabaseChoice::Existing(db) = choice {
             databases.insert(id.clone(), db.clone());
         }
+    }
+    // The databases to create, each on the server the requirements check chose (the one
+    // named, or the first suitable one).
+    let mut to_create = Vec::new();
+    for (id, server) in &requirements.databases {
+        let Some(server) = server else { continue };
+        let server = ctl.config().database_server(server).map_err(|e| {
+            refuse(
+                Step::CheckRequirements,
+                InstallRefusal::Requirements {
+                    problems: vec![e.to_string()],
+                },
+            )
+        })?;
+        // Stands in for the database until it is made, so registration's checks see it given.
+        databases.insert(
+            id.clone(),
+            crate::database::Database {
+                kind: server.kind,
+                name: "(made by the install)".into(),
+                login: "(made by the install)".into(),
+                password: crate::secret::Secret::new(""),
+                host: server.host.clone(),
+                port: server.port,
+                version: None,
+                prefix: None,
+            },
+        );
+        to_create.push((id.clone(), server.name.clone()));
     }
     // Registration's checks judge what the settings do not: the base URL, the web folders
     // of the mappings, the databases given against the requirements. The settings are left
@@ -221,6 +250,7 @@ pub(super) fn check(
         web_root_exists,
         content,
         writable,
+        to_create,
         created_databases: Vec::new(),
         _lock: lock,
     })
@@ -302,8 +332,6 @@ fn check_requirements(
         interpreters: config.interpreters.clone(),
         php_version: config.host.php_version.clone(),
         php_extensions: config.php_extensions.clone(),
-        // SEAM(w-engine): the servers of controller.toml's [database-servers], with their
-        // probed versions.
         database_servers: Vec::new(),
         database_choices: request
             .databases
@@ -324,18 +352,35 @@ fn check_requirements(
         .into_iter()
         .map(|r| r.id.as_str())
         .collect();
+    let mut offer = offer;
+    let mut problems = Vec::new();
+    // Each server's version, asked only when the package needs a database at all (it checks
+    // the admin login too).
+    if !declared.is_empty() {
+        for server in config.database_servers.values() {
+            match crate::database::provision::server_version(server) {
+                Ok(version) => offer.database_servers.push(DatabaseServerFact {
+                    name: server.name.clone(),
+                    kind: server.kind.as_str().to_owned(),
+                    version,
+                }),
+                Err(e) => problems.push(format!("database server {}: {e}", server.name)),
+            }
+        }
+    }
     // A database given for no requirement is a typo that must not pass silently.
-    let mut problems: Vec<String> = request
-        .databases
-        .keys()
-        .filter(|id| !declared.contains(&id.as_str()))
-        .map(|id| {
-            format!(
-                "--database {id}: the package has no database requirement {id:?}{}",
-                crate::registry::validate::unknown_id_hint(id, &declared)
-            )
-        })
-        .collect();
+    problems.extend(
+        request
+            .databases
+            .keys()
+            .filter(|id| !declared.contains(&id.as_str()))
+            .map(|id| {
+                format!(
+                    "--database {id}: the package has no database requirement {id:?}{}",
+                    crate::registry::validate::unknown_id_hint(id, &declared)
+                )
+            }),
+    );
     let report = crate::lifecycle::check_requirements(meta, &offer);
     if let Err(refused) = &report {
         problems.extend(refused.unmet.iter().map(ToString::to_string));

@@ -107,6 +107,40 @@ fn install(
     install_cmd(sb, package, name, root, args).output().unwrap()
 }
 
+/// Drops the databases an installed instance of a test holds (its server's admin, as
+/// controller.toml names it), passed or failed: nothing removes instances yet.
+struct DropMade {
+    state: camino::Utf8PathBuf,
+    instance: &'static str,
+}
+
+impl Drop for DropMade {
+    fn drop(&mut self) {
+        use aps_controller::database::provision::{self, CreatedDatabase};
+        let Ok(instance) = FileStore::new(StateDir::at(self.state.clone())).get(self.instance)
+        else {
+            return;
+        };
+        let config =
+            aps_controller::ControllerConfig::load(StateDir::at(self.state.clone())).unwrap();
+        for (server, db) in [
+            ("maria", instance.databases.get("main")),
+            ("pg", instance.databases.get("stats")),
+        ] {
+            let (Some(db), Ok(server)) = (db, config.database_server(server)) else {
+                continue;
+            };
+            let created = CreatedDatabase {
+                server: server.name.clone(),
+                kind: db.kind,
+                database: db.name.clone(),
+                login: db.login.clone(),
+            };
+            let _ = provision::drop(server, &created);
+        }
+    }
+}
+
 #[test]
 fn lifecycle_php_gets_a_database_on_each_server_usable_with_the_recorded_logins() {
     let Some((sb, www, servers)) = with_servers("databases created by the install") else {
@@ -128,6 +162,10 @@ fn lifecycle_php_gets_a_database_on_each_server_usable_with_the_recorded_logins(
             "main=maria",
         ],
     );
+    let _cleanup = DropMade {
+        state: sb.state(),
+        instance: "prov-php",
+    };
     assert_success(&out, "install with databases made");
     let v = json(&out);
     assert_eq!(v["databases"][0]["created"], true, "{v}");

@@ -38,53 +38,25 @@ pub(super) fn run(
     timeout: Option<Duration>,
 ) -> Result<Ran, OperationError> {
     let account = account.filter(|a| !a.is_current());
-    let (script, interpreter) = plan.configure.clone();
-    let output = run_script(
-        ctl,
-        plan,
-        op,
-        account,
-        (&script, &interpreter),
-        ScriptOperation::Install,
-        "install",
-        Step::RunConfigure,
-        timeout,
-    )?;
     let mut computed = BTreeMap::new();
-    if script.structured_output && !output.stdout_tail.is_empty() {
-        // Errors were already turned into the install's failure by the runner.
-        let parsed = parse_configure_output(&output.stdout_tail).map_err(|source| {
-            OperationError::ScriptOutput {
-                step: Step::RunConfigure,
-                script: plan.package.root.join("scripts").join(&script.name),
-                source,
-            }
-        })?;
-        let meta = &plan.package.meta;
-        let declared: Vec<_> = meta
-            .service
-            .all_settings()
-            .into_iter()
-            .chain(meta.all_global_settings())
-            .collect();
-        for (id, values) in parsed.settings {
-            // A value for a setting the package does not declare would never reach a script.
-            let Some(setting) = declared.iter().find(|s| s.id.as_str() == id) else {
-                continue;
-            };
-            let value = match (&setting.kind, values.as_slice()) {
-                (SettingType::List { .. }, _) => SettingValue::List(values.clone()),
-                (_, [one]) => SettingValue::Single(one.clone()),
-                (_, _) => SettingValue::Single(values.concat()),
-            };
-            if setting.is_secret() {
-                plan.instance.secret_settings.insert(id.clone());
-            }
-            plan.instance.settings.insert(id.clone(), value.clone());
-            computed.insert(id, value);
+    let mut stdout = String::new();
+    if let Some((script, interpreter)) = plan.configure.clone() {
+        let output = run_script(
+            ctl,
+            plan,
+            op,
+            account,
+            (&script, &interpreter),
+            ScriptOperation::Install,
+            "install",
+            Step::RunConfigure,
+            timeout,
+        )?;
+        if script.structured_output && !output.stdout_tail.is_empty() {
+            computed = store_computed(plan, &script, &output.stdout_tail)?;
         }
+        stdout = excerpt(&output.stdout_lossy());
     }
-    let stdout = excerpt(&output.stdout_lossy());
     let mut verified = false;
     if let Some((script, interpreter)) = plan.verification.clone() {
         ctl.check_cancel(Step::RunVerificationScript)?;
@@ -106,6 +78,45 @@ pub(super) fn run(
         computed,
         verified,
     })
+}
+
+/// The settings a structured configure-output returned, stored into the instance to be (only
+/// those the package declares: any other would never reach a script).
+fn store_computed(
+    plan: &mut Plan,
+    script: &aps_meta::model::Script,
+    stdout: &[u8],
+) -> Result<BTreeMap<String, SettingValue>, OperationError> {
+    // Errors were already turned into the install's failure by the runner.
+    let parsed = parse_configure_output(stdout).map_err(|source| OperationError::ScriptOutput {
+        step: Step::RunConfigure,
+        script: plan.package.root.join("scripts").join(&script.name),
+        source,
+    })?;
+    let meta = &plan.package.meta;
+    let declared: Vec<_> = meta
+        .service
+        .all_settings()
+        .into_iter()
+        .chain(meta.all_global_settings())
+        .collect();
+    let mut computed = BTreeMap::new();
+    for (id, values) in parsed.settings {
+        let Some(setting) = declared.iter().find(|s| s.id.as_str() == id) else {
+            continue;
+        };
+        let value = match (&setting.kind, values.as_slice()) {
+            (SettingType::List { .. }, _) => SettingValue::List(values.clone()),
+            (_, [one]) => SettingValue::Single(one.clone()),
+            (_, _) => SettingValue::Single(values.concat()),
+        };
+        if setting.is_secret() {
+            plan.instance.secret_settings.insert(id.clone());
+        }
+        plan.instance.settings.insert(id.clone(), value.clone());
+        computed.insert(id, value);
+    }
+    Ok(computed)
 }
 
 /// One package script against the instance to be, as its account, from a fresh run folder.

@@ -26,7 +26,7 @@ pub(super) struct Plan {
     /// The record to be: settings resolved, web folders, databases, account.
     pub(super) instance: Instance,
     pub(super) account: Option<Account>,
-    pub(super) configure: (Script, ResolvedInterpreter),
+    pub(super) configure: Option<(Script, ResolvedInterpreter)>,
     pub(super) verification: Option<(Script, ResolvedInterpreter)>,
     pub(super) web_root: Utf8PathBuf,
     pub(super) web_root_exists: bool,
@@ -94,16 +94,8 @@ pub(super) fn check(
             .find(|(name, _)| *name == script.name)?;
         Some((script.clone(), found.1.clone()))
     };
-    let Some(configure) = interpreter(meta.service.provision.configuration_script.as_ref()) else {
-        return Err(refuse(
-            Step::CheckRequirements,
-            InstallRefusal::Requirements {
-                problems: vec![
-                    "the package declares no configuration-script, which install runs".into(),
-                ],
-            },
-        ));
-    };
+    // A package without one runs no script at install (docs/lifecycle.md, "Requirements").
+    let configure = interpreter(meta.service.provision.configuration_script.as_ref());
     let verification = interpreter(meta.service.provision.verification_script.as_ref());
     let mut databases = BTreeMap::new();
     for (id, choice) in &request.databases {

@@ -84,28 +84,21 @@ fn install(out: Out, args: InstallArgs) -> Result<ExitCode, Failure> {
 }
 
 fn human(r: &InstallReport) -> String {
+    let what = format!(
+        "instance {} of {} {}-{} at {} into {}",
+        escape(&r.instance),
+        escape(&r.application),
+        escape(&r.version),
+        escape(&r.release),
+        escape(&r.base_url),
+        escape(r.web_root.as_str()),
+    );
     let mut text = if r.dry_run {
-        format!(
-            "dry run: instance {} of {} {}-{} can be installed at {} into {}; nothing was made",
-            escape(&r.instance),
-            escape(&r.application),
-            escape(&r.version),
-            escape(&r.release),
-            escape(&r.base_url),
-            escape(r.web_root.as_str()),
-        )
+        format!("dry run: {what} can be installed; nothing was made")
     } else {
         format!(
-            "installed instance {} of {} {}-{} at {} into {} ({} files, {} folders) in {} ms",
-            escape(&r.instance),
-            escape(&r.application),
-            escape(&r.version),
-            escape(&r.release),
-            escape(&r.base_url),
-            escape(r.web_root.as_str()),
-            r.files.files,
-            r.files.folders,
-            r.duration_ms,
+            "installed {what} ({} files, {} folders) in {} ms",
+            r.files.files, r.files.folders, r.duration_ms
         )
     };
     if let Some(account) = &r.account {

@@ -4,12 +4,13 @@
 
 use std::process::Command;
 
-use aps_controller::database::{Database, DbKind};
+use aps_controller::database::DbKind;
 use aps_controller::registry::{FileStore, InstanceStore, StateDir};
 use camino::Utf8Path;
 use test_support as support;
 
 use super::install::{install_cmd, instances, tenant_sandbox};
+use super::install_fixtures::sql;
 use support::database::TestServers;
 use support::{Sandbox, assert_success, json, needs_root, repo, tree_state};
 
@@ -46,8 +47,8 @@ fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
         ),
     };
     let mut out = Vec::new();
-    for (what, sql) in [("database", databases), ("user", users)] {
-        let rows = query(&admin, sql);
+    for (what, query) in [("database", databases), ("user", users)] {
+        let rows = sql(&admin, query);
         out.extend(
             rows.lines()
                 .filter(|l| l.starts_with(prefix))
@@ -56,45 +57,6 @@ fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-fn query(db: &Database, sql: &str) -> String {
-    let out = match db.kind {
-        DbKind::Mysql => Command::new("mysql")
-            .env("MYSQL_PWD", db.password.expose())
-            .args([
-                "-h",
-                &db.host,
-                "-P",
-                &db.port.to_string(),
-                "-u",
-                &db.login,
-                "-N",
-                "-B",
-                &db.name,
-                "-e",
-                sql,
-            ])
-            .output(),
-        DbKind::Postgresql => Command::new("psql")
-            .env("PGPASSWORD", db.password.expose())
-            .args([
-                "-h",
-                &db.host,
-                "-p",
-                &db.port.to_string(),
-                "-U",
-                &db.login,
-                "-d",
-                &db.name,
-                "-tAc",
-                sql,
-            ])
-            .output(),
-    }
-    .unwrap();
-    assert_success(&out, sql);
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn install(
@@ -178,10 +140,10 @@ fn lifecycle_php_gets_a_database_on_each_server_usable_with_the_recorded_logins(
     assert_eq!((main.kind, stats.kind), (DbKind::Mysql, DbKind::Postgresql));
     assert!(main.password.expose().len() >= 24);
     assert_eq!(
-        query(main, "SELECT site_code FROM site WHERE id = 1"),
+        sql(main, "SELECT site_code FROM site WHERE id = 1"),
         "prov-php"
     );
-    assert_eq!(query(stats, "SELECT count(*) FROM hits"), "4");
+    assert_eq!(sql(stats, "SELECT count(*) FROM hits"), "4");
     // The login reaches its own database only.
     let mut other = main.clone();
     other.name = "mysql".into();

@@ -4,7 +4,6 @@
 //! Their databases are given as `existing:` ones, made for each test on the test servers.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use test_support as support;
@@ -48,48 +47,9 @@ fn install(
         .unwrap()
 }
 
-/// A query through the client, with the login the instance was given.
-fn mysql(db: &aps_controller::database::Database, sql: &str) -> String {
-    let out = Command::new("mysql")
-        .env("MYSQL_PWD", db.password.expose())
-        .args([
-            "-h",
-            &db.host,
-            "-P",
-            &db.port.to_string(),
-            "-u",
-            &db.login,
-            "-N",
-            "-B",
-            &db.name,
-            "-e",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert_success(&out, sql);
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn psql(db: &aps_controller::database::Database, sql: &str) -> String {
-    let out = Command::new("psql")
-        .env("PGPASSWORD", db.password.expose())
-        .args([
-            "-h",
-            &db.host,
-            "-p",
-            &db.port.to_string(),
-            "-U",
-            &db.login,
-            "-d",
-            &db.name,
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .unwrap();
-    assert_success(&out, sql);
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// A query with the login the instance was given, its rows trimmed.
+pub(crate) fn sql(db: &aps_controller::database::Database, query: &str) -> String {
+    support::restore_kit::run_sql(db, query).trim().to_owned()
 }
 
 #[test]
@@ -148,10 +108,10 @@ fn lifecycle_php_installs_from_its_folder_and_its_zip() {
             "{record}"
         );
         assert_eq!(
-            mysql(main.database(), "SELECT site_code FROM site WHERE id = 1"),
+            sql(main.database(), "SELECT site_code FROM site WHERE id = 1"),
             name
         );
-        assert_eq!(psql(stats.database(), "SELECT count(*) FROM hits"), "4");
+        assert_eq!(sql(stats.database(), "SELECT count(*) FROM hits"), "4");
     }
     assert_eq!(instances(&sb), ["php-dir", "php-zip"]);
 
@@ -254,12 +214,9 @@ fn lifecycle_py_installs_its_schema() {
         &["--database", &existing(&sb, "main", &main)],
     );
     assert_success(&out, "install lifecycle-py 1.0");
+    assert_eq!(sql(main.database(), "SELECT name FROM items"), "First item");
     assert_eq!(
-        psql(main.database(), "SELECT name FROM items"),
-        "First item"
-    );
-    assert_eq!(
-        psql(
+        sql(
             main.database(),
             "SELECT value FROM app_meta WHERE key = 'schema'"
         ),
@@ -312,10 +269,7 @@ fn lifecycle_sh_faulty_failing_at_install_or_verification_leaves_no_file_and_no_
             "fail-at={fail_at} recorded the instance"
         );
         // An existing database is the person's: what the script wrote there stays.
-        assert_eq!(
-            mysql(main.database(), "SELECT count(*) FROM op_install"),
-            "1"
-        );
+        assert_eq!(sql(main.database(), "SELECT count(*) FROM op_install"), "1");
     }
     // Without a failure, the same package installs.
     let main = fresh(aps_controller::database::DbKind::Mysql, "faulty-ok");

@@ -37,18 +37,5 @@ pub(super) fn provide(
         plan.instance.databases.insert(id.clone(), made.database);
         plan.created_databases.push(id);
     }
-    Ok(plan
-        .instance
-        .databases
-        .iter()
-        .map(|(id, db)| DatabaseMade {
-            id: id.clone(),
-            kind: db.kind.as_str(),
-            name: db.name.clone(),
-            login: db.login.clone(),
-            host: db.host.clone(),
-            port: db.port,
-            created: plan.created_databases.contains(id),
-        })
-        .collect())
+    Ok(plan.databases_report())
 }

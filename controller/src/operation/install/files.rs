@@ -261,15 +261,9 @@ fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<&Account>, mode: u32) -> io:
     Ok(())
 }
 
+/// The names in `dir`, in ascending byte order.
 fn sorted_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(name.to_vec());
-        }
-    }
-    names.sort();
+    let mut names = crate::archive::pending_names(dir)?;
+    names.reverse();
     Ok(names)
 }

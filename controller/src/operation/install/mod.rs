@@ -1,8 +1,9 @@
 //! Install: a new instance made from a package, in the standard's order (§8.2), every step
 //! journaled as it is made so that a failure, a signal or a `kill -9` undoes all of it.
 //!
-//! 1. checks, nothing made ([`plan`]): the package as `package check` checks it, the name, the
-//!    account, the requirements, the settings, the database choices, the web root;
+//! 1. checks, nothing made ([`plan`], the web root in [`webroot`]): the package as `package
+//!    check` checks it, the name, the account, the requirements, the settings, the database
+//!    choices, the web root;
 //! 2. files ([`files`]): the root url-mapping's content unpacked into the web root by
 //!    descriptor, owned by the instance's account;
 //! 3. databases ([`databases`]);
@@ -19,6 +20,7 @@ mod configure;
 mod databases;
 mod files;
 mod plan;
+mod webroot;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -571,6 +571,33 @@ fn an_existing_database_is_used_as_given_and_never_dropped() {
         "#!/bin/sh\nset -e\nMYSQL_PWD=\"$DB_main_PASSWORD\" mysql -h \"$DB_main_HOST\" -P \"$DB_main_PORT\" -u \"$DB_main_LOGIN\" \"$DB_main_NAME\" -e 'CREATE TABLE installed (id INT)'\nPGPASSWORD=\"$DB_stats_PASSWORD\" psql -h \"$DB_stats_HOST\" -p \"$DB_stats_PORT\" -U \"$DB_stats_LOGIN\" -d \"$DB_stats_NAME\" -qc 'CREATE TABLE installed (id INT)'\necho tables made\n",
     )
     .unwrap();
+    // A login that does not work is refused before anything is made.
+    let wrong = sb.path("wrong.toml");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let password = dbs.mysql.database().password.expose().to_owned();
+    std::fs::write(&wrong, text.replace(&password, "not-the-password")).unwrap();
+    let before = tree_state(&www, &[]);
+    let bad = format!("main=existing:{wrong}");
+    let stats_given = format!("stats=existing:{}", files[1]);
+    let out = install(
+        &sb,
+        &package,
+        "dbs",
+        &www.join("dbs"),
+        &[
+            "--setting",
+            "admin_password=pw",
+            "--database",
+            &bad,
+            "--database",
+            &stats_given,
+        ],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(23), "{v}");
+    assert!(v["error"]["problems"].to_string().contains("main"), "{v}");
+    assert_eq!(tree_state(&www, &[]), before);
+
     let main = format!("main=existing:{}", files[0]);
     let stats = format!("stats=existing:{}", files[1]);
     let out = install(

@@ -231,6 +231,32 @@ pub(super) fn check(
         account.as_ref(),
         content.as_deref(),
     )?;
+    // An `existing:` database's login is tried as the scripts will use it: as the account.
+    let unreachable: Vec<String> = request
+        .databases
+        .iter()
+        .filter_map(|(id, choice)| match choice {
+            DatabaseChoice::Existing(db) => {
+                let check = crate::registry::check::connect(
+                    db,
+                    account.as_ref(),
+                    crate::registry::check::CONNECT_TIMEOUT,
+                );
+                check
+                    .err()
+                    .map(|e| crate::registry::check::connect_message(id, db, &e))
+            }
+            DatabaseChoice::Server(_) => None,
+        })
+        .collect();
+    if !unreachable.is_empty() {
+        return Err(refuse(
+            Step::CheckRequirements,
+            InstallRefusal::Requirements {
+                problems: unreachable,
+            },
+        ));
+    }
     clock.lap(Step::CheckWebRoot);
     let writable = writable_folders(&package);
     Ok(Plan {

@@ -52,7 +52,7 @@ pub(crate) fn install_cmd(
     sb.command(&all)
 }
 
-fn install(
+pub(crate) fn install(
     sb: &Sandbox,
     package: &Utf8Path,
     name: &str,

@@ -9,7 +9,7 @@ use aps_controller::registry::{FileStore, InstanceStore, StateDir};
 use camino::Utf8Path;
 use test_support as support;
 
-use super::install::{install_cmd, instances, tenant_sandbox};
+use super::install::{install, install_cmd, instances, tenant_sandbox};
 use super::install_fixtures::sql;
 use support::database::TestServers;
 use support::{Sandbox, assert_success, json, needs_root, repo, tree_state};
@@ -57,16 +57,6 @@ fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-fn install(
-    sb: &Sandbox,
-    package: &Utf8Path,
-    name: &str,
-    root: &Utf8Path,
-    args: &[&str],
-) -> std::process::Output {
-    install_cmd(sb, package, name, root, args).output().unwrap()
 }
 
 /// Drops the databases an installed instance of a test holds (its server's admin, as

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use camino::{Utf8Path, Utf8PathBuf};
 use test_support as support;
 
-use super::install::{instances, tenant_sandbox};
+use super::install::{install, instances, tenant_sandbox};
 use support::database::TestDatabase;
 use support::tenant::tenant;
 use support::{Sandbox, assert_success, json, needs_root, repo, tree_state};
@@ -33,18 +33,6 @@ fn existing(sb: &Sandbox, id: &str, db: &TestDatabase) -> String {
 fn fresh(kind: aps_controller::database::DbKind, hint: &str) -> TestDatabase {
     support::database::create_database(kind, hint)
         .expect("the test database servers: scripts/ci/start-services.sh")
-}
-
-fn install(
-    sb: &Sandbox,
-    package: &Utf8Path,
-    name: &str,
-    root: &Utf8Path,
-    args: &[&str],
-) -> std::process::Output {
-    super::install::install_cmd(sb, package, name, root, args)
-        .output()
-        .unwrap()
 }
 
 /// A query with the login the instance was given, its rows trimmed.

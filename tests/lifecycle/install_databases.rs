@@ -6,7 +6,6 @@ use std::process::Command;
 
 use aps_controller::database::DbKind;
 use aps_controller::registry::{FileStore, InstanceStore, StateDir};
-use camino::Utf8Path;
 use test_support as support;
 
 use super::install::{install, install_cmd, instances, tenant_sandbox};

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 use test_support as support;
 
 use super::install::{install, instances, tenant_sandbox};

@@ -5,5 +5,6 @@
 mod install;
 mod install_databases;
 mod install_fixtures;
+mod install_hostile;
 mod install_http;
 mod install_kill;

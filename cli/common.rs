@@ -273,6 +273,14 @@ impl Wording for Flags {
             Field::Staging => "--staging",
             Field::InstanceOption => "--instance",
             Field::File => "FILE",
+            Field::Package => "PACKAGE",
+            Field::Name => "--name",
+            Field::BaseUrl => "--base-url",
+            Field::WebRoot => "--web-root",
+            Field::User => "--user",
+            Field::Setting => "--setting",
+            Field::SettingsFile => "--settings-file",
+            Field::Database => "--database",
         }
     }
 }

@@ -16,6 +16,12 @@ use crate::failures::{register_failure, store_failure};
 
 #[derive(clap::Subcommand)]
 pub enum InstanceCommand {
+    /// Install a new instance from a package: requirements and settings checked, the files
+    /// unpacked into the web root as the instance's account, the databases provided,
+    /// `configure install` and the verification-script run, the instance recorded last.
+    /// Any failure undoes everything it made (docs/lifecycle.md, "Install").
+    #[command(after_help = crate::install::EXAMPLES)]
+    Install(crate::install::InstallArgs),
     /// Register an instance described by an INSTANCE.toml (validated against its package,
     /// its web folders and databases not another instance's, each database's login tried;
     /// every problem is reported at once and nothing is stored).
@@ -93,7 +99,12 @@ pub enum InstanceCommand {
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
+    let c = match c {
+        InstanceCommand::Install(args) => return crate::install::run(args),
+        other => other,
+    };
     let out = Out::new(match &c {
+        InstanceCommand::Install(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
@@ -135,6 +146,7 @@ fn recover(dir: &StateDir) {
 
 fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
     match c {
+        InstanceCommand::Install(args) => Ok(crate::install::run(args)),
         InstanceCommand::Register {
             file,
             replace,

@@ -8,6 +8,7 @@ mod drill;
 mod failures;
 mod generate;
 mod import;
+mod install;
 mod instance;
 mod key;
 mod log;
@@ -173,6 +174,7 @@ fn main() -> ExitCode {
             | Command::Migrate(_)
             | Command::Run(_)
             | Command::Drill(_)
+            | Command::Instance(instance::InstanceCommand::Install(_))
             | Command::Store(store::StoreCommand::Backup { .. })
     ) {
         signals::install(|| {});

@@ -63,6 +63,14 @@ impl Wording for JsonFields {
             Field::Staging => "\"staging\"",
             Field::InstanceOption => "\"instance\"",
             Field::File => "\"file\"",
+            Field::Package => "\"package\"",
+            Field::Name => "\"name\"",
+            Field::BaseUrl => "\"base_url\"",
+            Field::WebRoot => "\"web_root\"",
+            Field::User => "\"user\"",
+            Field::Setting => "\"settings\"",
+            Field::SettingsFile => "\"settings_file\"",
+            Field::Database => "\"databases\"",
         }
     }
 }
@@ -92,12 +100,14 @@ fn status_of_kind(kind: &str) -> u16 {
 fn status_of(kind: ErrorKind) -> u16 {
     match kind {
         ErrorKind::InstanceNotFound => 404,
-        ErrorKind::Busy => 409,
+        ErrorKind::Busy | ErrorKind::InstanceExists => 409,
         ErrorKind::DestinationRefused
         | ErrorKind::InvalidBackup
         | ErrorKind::UntrustedBackup
         | ErrorKind::AccountRefused
-        | ErrorKind::InvalidPackage => 422,
+        | ErrorKind::InvalidPackage
+        | ErrorKind::RequirementUnmet
+        | ErrorKind::InvalidSettings => 422,
         ErrorKind::PathNotAllowed => 403,
         ErrorKind::Usage => 400,
         ErrorKind::NoSpace => 507,

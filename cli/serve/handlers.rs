@@ -4,7 +4,7 @@
 
 use aps_controller::registry::{self, RegisterError, view};
 use aps_meta::{Limits, check_package};
-use aps_panel::service::{backup, backups, migrate, restore};
+use aps_panel::service::{backup, backups, install, migrate, restore};
 use camino::Utf8PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -40,6 +40,90 @@ impl App {
             }
             Err(e) => store_problem(e),
         }
+    }
+
+    /// `POST /v1/instances`: a body naming a `package` installs one; a body naming a `file`
+    /// (an INSTANCE.toml) registers one, as before.
+    pub(super) fn create(&self, body: &[u8]) -> Handled {
+        let installs = serde_json::from_slice::<Value>(body)
+            .ok()
+            .is_some_and(|v| v.get("package").is_some());
+        if installs {
+            self.install(body)
+        } else {
+            self.register(body)
+        }
+    }
+
+    /// The install, as `instance install --json` does it, its paths inside `--allow-dir`.
+    fn install(&self, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum SettingBody {
+            One(String),
+            Many(Vec<String>),
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            package: Utf8PathBuf,
+            name: String,
+            base_url: String,
+            web_root: Utf8PathBuf,
+            user: Option<String>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, SettingBody>,
+            settings_file: Option<Utf8PathBuf>,
+            /// Requirement id → `SERVER` or `existing:/abs/file`.
+            #[serde(default)]
+            databases: std::collections::BTreeMap<String, String>,
+            #[serde(default)]
+            force: bool,
+            #[serde(default)]
+            dry_run: bool,
+            timeout_secs: Option<u64>,
+        }
+        let b: Body = parse(body)?;
+        self.allowed("package", &b.package)?;
+        self.allowed("web_root", &b.web_root)?;
+        if let Some(file) = &b.settings_file {
+            self.allowed("settings_file", file)?;
+        }
+        for value in b.databases.values() {
+            if let Some(file) = value.strip_prefix("existing:") {
+                self.allowed("databases", &Utf8PathBuf::from(file))?;
+            }
+        }
+        let mut settings = Vec::new();
+        for (id, value) in &b.settings {
+            match value {
+                SettingBody::One(v) => settings.push(format!("{id}={v}")),
+                SettingBody::Many(vs) => settings.extend(vs.iter().map(|v| format!("{id}={v}"))),
+            }
+        }
+        let request = install::Request {
+            package: b.package,
+            name: b.name,
+            base_url: b.base_url,
+            web_root: b.web_root,
+            user: b.user,
+            settings,
+            settings_file: b.settings_file,
+            databases: b
+                .databases
+                .iter()
+                .map(|(id, v)| format!("{id}={v}"))
+                .collect(),
+            force: b.force,
+            dry_run: b.dry_run,
+            timeout_secs: b.timeout_secs,
+        };
+        request.check().map_err(service_answer)?;
+        let status = if request.dry_run { 200 } else { 201 };
+        Ok(match install::install(&self.ctl, &request) {
+            Ok(report) => (status, success_json(&report)),
+            Err(e) => failure_answer(service_failure(e)),
+        })
     }
 
     pub(super) fn register(&self, body: &[u8]) -> Handled {

@@ -35,7 +35,7 @@ const ROUTES: &[Route] = &[
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances")],
-        handler: |app, _, body| app.register(body),
+        handler: |app, _, body| app.create(body),
     },
     Route {
         method: "GET",

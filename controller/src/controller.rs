@@ -12,7 +12,9 @@ pub use crate::config::{
     ResourceLimits,
 };
 use crate::error::{OperationError, Step};
-use crate::journal::{Journal, JournalEntry, OperationKind, RecoveryReport, UndoAction};
+use crate::journal::{
+    Journal, JournalEntry, OperationKind, RecoveryReport, UndoAction, UndoHandler,
+};
 use crate::lock::InstanceLock;
 use crate::operation::{
     BackupReport, BackupRequest, MigrateReport, MigrateRequest, RestoreReport, RestoreRequest,
@@ -60,13 +62,9 @@ impl Controller {
         journal.prune_closed();
         // Leftovers of a killed controller are undone before anything else runs (docs/scripts.md).
         let recovered = journal
-            .recover_interrupted(|snapshot, instance| {
-                crate::operation::restore::put_back_snapshot(
-                    &config,
-                    store.as_ref(),
-                    snapshot,
-                    instance,
-                )
+            .recover_interrupted_with(Undoer {
+                config: &config,
+                store: store.as_ref(),
             })
             .map_err(|source| OperationError::Journal {
                 step: Step::Rollback,
@@ -178,6 +176,17 @@ impl Controller {
         written: crate::archive::ArchiveReader,
     ) -> Result<RestoreReport, OperationError> {
         crate::operation::restore::restore_written(self, request, written)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
+    /// Installs a new instance from a package (see [`crate::operation::install`]): checks,
+    /// files, databases, `configure install`, the verification-script, the record last;
+    /// anything that fails is undone whole.
+    pub fn install(
+        &self,
+        request: &crate::operation::install::InstallRequest,
+    ) -> Result<crate::operation::install::InstallReport, OperationError> {
+        crate::operation::install::install(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
@@ -374,6 +383,36 @@ impl Controller {
     }
 }
 
+/// Does the undo actions the journal needs the operations or the store for.
+struct Undoer<'a> {
+    config: &'a ControllerConfig,
+    store: &'a (dyn InstanceStore + Send + Sync),
+}
+
+impl UndoHandler for Undoer<'_> {
+    fn restore_snapshot(&mut self, snapshot: &Utf8Path, instance: &str) -> Result<(), String> {
+        crate::operation::restore::put_back_snapshot(self.config, self.store, snapshot, instance)
+    }
+
+    fn unregister(&mut self, instance: &str) -> Result<(), String> {
+        match self.store.remove(instance) {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn drop_database(
+        &mut self,
+        created: &crate::database::provision::CreatedDatabase,
+    ) -> Result<(), String> {
+        let server = self
+            .config
+            .database_server(&created.server)
+            .map_err(|e| e.to_string())?;
+        crate::database::provision::drop(server, created).map_err(|e| e.to_string())
+    }
+}
+
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {
     state.root().join("journal")
 }
@@ -410,6 +449,32 @@ impl Operation {
     pub(crate) fn succeed(self) {
         let _ = std::fs::remove_dir_all(&self.work);
         let _ = self.journal.finish_ok();
+    }
+
+    /// Undoes, newest first, every action registered so far except the work folder's removal
+    /// (which closing the entry does): what a killed run's recovery would do, done now.
+    /// Returns each action that failed, with why, for the error.
+    pub(crate) fn undo_now(&self, ctl: &Controller) -> Vec<String> {
+        let mut handler = Undoer {
+            config: &ctl.config,
+            store: ctl.store.as_ref(),
+        };
+        let mut failed = Vec::new();
+        for action in self.journal.record().undo.iter().rev() {
+            let result = match action {
+                UndoAction::DeleteDir(dir) if *dir == self.work => continue,
+                UndoAction::RestoreSnapshot { snapshot, instance } => {
+                    handler.restore_snapshot(snapshot, instance)
+                }
+                UndoAction::Unregister { instance } => handler.unregister(instance),
+                UndoAction::DropDatabase(created) => handler.drop_database(created),
+                other => crate::journal::undo_on_disk(other).unwrap_or(Ok(())),
+            };
+            if let Err(e) = result {
+                failed.push(format!("{action}: {e}"));
+            }
+        }
+        failed
     }
 
     /// Failure, after the caller undid its changes: the work folder is removed and the entry

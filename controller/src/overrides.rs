@@ -24,16 +24,31 @@ pub enum Override {
     FromOtherInstance,
     /// The instance whose package made a `sufficient` script's file (`ImportRequest::instance`).
     Instance,
+    /// The new instance's name (`InstallRequest::name`).
+    Name,
+    /// The account an instance runs as (`InstallRequest::user`).
+    User,
+    /// One setting's value (`InstallRequest::settings`).
+    Setting,
+    /// A file of settings (the service's `settings_file`).
+    SettingsFile,
+    /// The database a requirement takes (`InstallRequest::databases`).
+    Database,
 }
 
 impl Override {
-    pub const ALL: [Override; 6] = [
+    pub const ALL: [Override; 11] = [
         Override::Force,
         Override::Replace,
         Override::NoConnect,
         Override::IdentityFile,
         Override::FromOtherInstance,
         Override::Instance,
+        Override::Name,
+        Override::User,
+        Override::Setting,
+        Override::SettingsFile,
+        Override::Database,
     ];
 
     /// The Rust API's name of the option: what `Display` says outside [`spelled`].
@@ -45,6 +60,11 @@ impl Override {
             Override::IdentityFile => "identity",
             Override::FromOtherInstance => "from_other_instance",
             Override::Instance => "instance",
+            Override::Name => "name",
+            Override::User => "user",
+            Override::Setting => "settings",
+            Override::SettingsFile => "settings_file",
+            Override::Database => "databases",
         }
     }
 

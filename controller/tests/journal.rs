@@ -211,3 +211,61 @@ fn entry_of_this_process_is_left_alone() {
     assert_eq!(report.still_running, [entry.id().to_owned()]);
     entry.finish_ok().unwrap();
 }
+
+/// An install's undo removes names in a tenant's web root by descriptor: a folder the tenant
+/// swapped for a symlink to someone else's folder is refused, never followed, and a symlink
+/// named by the undo goes itself, not what it points at.
+#[test]
+fn remove_entry_never_follows_a_tenants_symlink() {
+    if std::env::var_os(DOOMED_ENV).is_some()
+        || !test_support::needs_root("a symlink of the tenant account")
+    {
+        return;
+    }
+    let tenant = test_support::tenant::tenant();
+    let (_keep, dir) = tempdir();
+    let www = dir.join("www");
+    let victim = dir.join("victim");
+    for d in [&www, &victim] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(victim.join("index.html"), "another tenant's").unwrap();
+    test_support::chown_r(&www, tenant.uid, tenant.gid);
+    // The tenant's symlink in its own web root, to the victim's folder.
+    let site = www.join("site");
+    std::os::unix::fs::symlink(&victim, &site).unwrap();
+    std::os::unix::fs::lchown(&site, Some(tenant.uid), Some(tenant.gid)).unwrap();
+
+    let journal = Journal::new(dir.join("journal"));
+    let mut entry = journal.begin(OperationKind::Install, "site").unwrap();
+    for (dir, name) in [(www.clone(), "site"), (site.clone(), "index.html")] {
+        entry
+            .add_undo(UndoAction::RemoveEntry {
+                dir,
+                name: name.into(),
+            })
+            .unwrap();
+    }
+    // Left open, as a killed install leaves it; this process is its owner, so the record is
+    // rewritten with a pid that is gone.
+    let path = entry.path().to_owned();
+    drop(entry);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    record["pid"] = u32::MAX.into();
+    std::fs::write(&path, record.to_string()).unwrap();
+
+    let report = journal.recover_interrupted(|_, _| Ok(())).unwrap();
+    let entry = &report.entries[0];
+    assert!(!entry.fully_undone(), "{entry}");
+    let undone = &entry.record.undone;
+    // Newest first: a name inside the symlinked folder, refused rather than followed; then
+    // the symlink itself, removed.
+    assert!(undone[0].error.is_some(), "{entry}");
+    assert_eq!(undone[1].error, None, "{entry}");
+    assert!(!site.exists() && std::fs::symlink_metadata(&site).is_err());
+    assert_eq!(
+        std::fs::read_to_string(victim.join("index.html")).unwrap(),
+        "another tenant's"
+    );
+}

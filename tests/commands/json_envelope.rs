@@ -415,6 +415,35 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     assert_eq!(v["error"]["kind"], "usage");
     c.run(&sb, &["instance", "remove", "staging"], true);
 
+    // instance install: its checks (a dry run), a refusal naming the setting, then for real.
+    let package = fixture("sh-sample");
+    let web_root = sb.path("www-installed");
+    let install = |extra: &[&'static str]| {
+        let mut args = vec![
+            "instance",
+            "install",
+            package.as_str(),
+            "--name",
+            "installed",
+            "--base-url",
+            "https://installed.example/",
+            "--web-root",
+            web_root.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+    let v = c.run(
+        &sb,
+        &install(&["--setting", "admin_password=pw", "--dry-run"]),
+        true,
+    );
+    assert_eq!(v["dry_run"], true, "{v}");
+    let v = c.run(&sb, &install(&[]), false);
+    assert_eq!(v["error"]["kind"], "invalid-settings", "{v}");
+    let v = c.run(&sb, &install(&["--setting", "admin_password=pw"]), true);
+    assert_eq!(v["instance"], "installed", "{v}");
+
     let listed = listed_commands();
     let missing: Vec<&String> = listed.difference(&c.covered).collect();
     assert!(

@@ -28,6 +28,13 @@ pub enum ErrorKind {
     /// A restore failed and putting the instance back failed too: it needs a person, with the
     /// safety snapshot the message names.
     RollbackFailed,
+    /// An install's package asks for what this host lacks (an interpreter, a PHP version or
+    /// extension, a database server, free space); nothing was made.
+    RequirementUnmet,
+    /// An install's settings are missing or invalid for the package; nothing was made.
+    InvalidSettings,
+    /// An install names an instance that is already registered; nothing was made.
+    InstanceExists,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -35,7 +42,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,
@@ -50,6 +57,9 @@ impl ErrorKind {
         ErrorKind::AccountRefused,
         ErrorKind::PathNotAllowed,
         ErrorKind::RollbackFailed,
+        ErrorKind::RequirementUnmet,
+        ErrorKind::InvalidSettings,
+        ErrorKind::InstanceExists,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -76,6 +86,9 @@ impl ErrorKind {
             ErrorKind::AccountRefused => "account-refused",
             ErrorKind::PathNotAllowed => "path-not-allowed",
             ErrorKind::RollbackFailed => "rollback-failed",
+            ErrorKind::RequirementUnmet => "requirement-unmet",
+            ErrorKind::InvalidSettings => "invalid-settings",
+            ErrorKind::InstanceExists => "instance-exists",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -100,6 +113,9 @@ impl ErrorKind {
             ErrorKind::AccountRefused => 20,
             ErrorKind::PathNotAllowed => 21,
             ErrorKind::RollbackFailed => 22,
+            ErrorKind::RequirementUnmet => 23,
+            ErrorKind::InvalidSettings => 24,
+            ErrorKind::InstanceExists => 25,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

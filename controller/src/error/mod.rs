@@ -16,10 +16,12 @@ use crate::runner::RunError;
 use crate::structured_output::{OutputError, ScriptError};
 
 pub mod kind;
+mod refusal;
 mod step;
 
 pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
+pub use refusal::InstallRefusal;
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
@@ -128,6 +130,14 @@ pub enum OperationError {
         #[source]
         source: DatabaseError,
     },
+    /// A database the install creates could not be made (or its server not used).
+    #[error("step {step}: database {db_id:?}: {source}")]
+    Provision {
+        step: Step,
+        db_id: String,
+        #[source]
+        source: crate::database::provision::ProvisionError,
+    },
     #[error("step {step}: {source}")]
     Archive {
         step: Step,
@@ -215,6 +225,22 @@ pub enum OperationError {
         needed: Option<u64>,
         #[source]
         source: Box<OperationError>,
+    },
+    /// An install refused at one of its checks; nothing was made.
+    #[error("step {step}: install of {instance} refused: {refusal}")]
+    InstallRefused {
+        step: Step,
+        instance: String,
+        refusal: InstallRefusal,
+    },
+    /// An install failed and undoing what it had made failed too: the leftovers are named.
+    #[error(
+        "{original}; undoing the install ALSO failed, these are left for a person to remove: {}",
+        leftovers.join("; ")
+    )]
+    InstallUndoFailed {
+        original: Box<OperationError>,
+        leftovers: Vec<String>,
     },
     /// A restore failed and putting the instance back failed too: the instance needs a person.
     #[error(
@@ -316,7 +342,9 @@ impl OperationError {
             }
             // Louder than whatever the restore failed of, a signal or a full disk included:
             // the instance is half-restored until a person acts.
-            OperationError::RollbackFailed { .. } => return ErrorKind::RollbackFailed,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                return ErrorKind::RollbackFailed;
+            }
             _ => {}
         }
         if let Some(kind) = cause_kind(self) {
@@ -428,9 +456,9 @@ impl OperationError {
             OperationError::Script { .. }
             | OperationError::ScriptReported { .. }
             | OperationError::ScriptOutput { .. } => ErrorKind::ScriptFailed,
-            OperationError::Database { .. } | OperationError::MissingWebDir { .. } => {
-                ErrorKind::ResourceFailed
-            }
+            OperationError::Database { .. }
+            | OperationError::MissingWebDir { .. }
+            | OperationError::Provision { .. } => ErrorKind::ResourceFailed,
             OperationError::Archive {
                 source: ArchiveError::Untrusted { .. },
                 ..
@@ -446,7 +474,10 @@ impl OperationError {
             | OperationError::Environment { .. }
             | OperationError::Journal { .. }
             | OperationError::Io { .. } => ErrorKind::Internal,
-            OperationError::RollbackFailed { .. } => ErrorKind::RollbackFailed,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                ErrorKind::RollbackFailed
+            }
+            OperationError::InstallRefused { refusal, .. } => refusal.kind(),
         }
     }
 
@@ -454,7 +485,9 @@ impl OperationError {
         match self {
             OperationError::InstanceNotFound { .. } => Step::FindInstance,
             OperationError::Busy { .. } => Step::Lock,
-            OperationError::RollbackFailed { .. } => Step::Rollback,
+            OperationError::RollbackFailed { .. } | OperationError::InstallUndoFailed { .. } => {
+                Step::Rollback
+            }
             OperationError::NoSpace { source, .. } => source.step(),
             OperationError::Interrupted { step, .. } => *step,
             OperationError::Registry { step, .. }
@@ -469,13 +502,15 @@ impl OperationError {
             | OperationError::ScriptReported { step, .. }
             | OperationError::ScriptOutput { step, .. }
             | OperationError::Database { step, .. }
+            | OperationError::Provision { step, .. }
             | OperationError::MissingWebDir { step, .. }
             | OperationError::Archive { step, .. }
             | OperationError::BackupMismatch { step, .. }
             | OperationError::OtherInstanceBackup { step, .. }
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
-            | OperationError::NotEnoughSpace { step, .. } => *step,
+            | OperationError::NotEnoughSpace { step, .. }
+            | OperationError::InstallRefused { step, .. } => *step,
         }
     }
 
@@ -503,7 +538,8 @@ impl OperationError {
                 let tail = source.stderr_tail();
                 (!tail.is_empty()).then_some(tail)
             }
-            OperationError::RollbackFailed { original, .. } => original.script_stderr(),
+            OperationError::RollbackFailed { original, .. }
+            | OperationError::InstallUndoFailed { original, .. } => original.script_stderr(),
             OperationError::NoSpace { source, .. } => source.script_stderr(),
             _ => None,
         }
@@ -552,6 +588,19 @@ impl OperationError {
         {
             v["snapshot"] = snapshot.as_str().into();
             v["original_kind"] = original.kind().as_str().into();
+        }
+        match self {
+            OperationError::InstallRefused { refusal, .. } => {
+                v["problems"] = refusal.problems().into();
+            }
+            OperationError::InstallUndoFailed {
+                original,
+                leftovers,
+            } => {
+                v["leftovers"] = leftovers.clone().into();
+                v["original_kind"] = original.kind().as_str().into();
+            }
+            _ => {}
         }
         v
     }

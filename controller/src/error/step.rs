@@ -40,6 +40,22 @@ pub enum Step {
     Finish,
     /// Putting the instance back after a failed restore.
     Rollback,
+    /// Install: the package checked as `package check` checks it, the name and account.
+    CheckPackage,
+    /// Install: the package's requirements against this host (before anything is made).
+    CheckRequirements,
+    /// Install: the settings resolved and validated against the package's types.
+    ResolveSettings,
+    /// Install: the web root checked (a folder, empty unless forced, nothing followed).
+    CheckWebRoot,
+    /// Install: the root url-mapping's files unpacked into the web root.
+    DeployFiles,
+    /// Install: the databases created (or the existing ones taken).
+    CreateDatabases,
+    /// Install: `configure install` run as the instance's account.
+    RunConfigure,
+    /// Install: the instance recorded in the registry, last.
+    RecordInstance,
 }
 
 impl Step {
@@ -61,6 +77,14 @@ impl Step {
             Step::RunVerificationScript => "run-verification-script",
             Step::Finish => "3.3-finish",
             Step::Rollback => "rollback",
+            Step::CheckPackage => "install-check-package",
+            Step::CheckRequirements => "install-requirements",
+            Step::ResolveSettings => "install-settings",
+            Step::CheckWebRoot => "install-web-root",
+            Step::DeployFiles => "install-files",
+            Step::CreateDatabases => "install-databases",
+            Step::RunConfigure => "install-configure",
+            Step::RecordInstance => "install-record",
         }
     }
 }
@@ -70,6 +94,7 @@ impl Step {
     pub(super) fn script_role(self) -> &'static str {
         match self {
             Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
+            Step::RunConfigure => "configuration script",
             _ => "backup script",
         }
     }

@@ -30,7 +30,10 @@ pub use self::record::{
     CLOSED_DIR, EntryRecord, JournalLimits, LOG_FILE, OperationKind, Outcome, UndoAction,
     UndoOutcome,
 };
-pub use self::recover::{RecoveredEntry, RecoveryReport, SCRIPT_GROUP_FILE, UnreadableEntry};
+pub(crate) use self::recover::undo_on_disk;
+pub use self::recover::{
+    RecoveredEntry, RecoveryReport, SCRIPT_GROUP_FILE, UndoHandler, UnreadableEntry,
+};
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,8 @@ pub enum OperationKind {
     Prune,
     /// A restore drill of an instance into its staging instance.
     Drill,
+    /// A new instance made from a package: everything it made is undone unless it finished.
+    Install,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -37,6 +39,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Upload => "upload",
             OperationKind::Prune => "prune",
             OperationKind::Drill => "drill",
+            OperationKind::Install => "install",
         })
     }
 }
@@ -55,6 +58,17 @@ pub enum UndoAction {
         snapshot: Utf8PathBuf,
         instance: String,
     },
+    /// Remove `name` (with everything under it) from the folder `dir`, by descriptor: `dir` is
+    /// opened without following a symlink a tenant could have placed, and nothing under it is
+    /// followed either (an install's files in a tenant's web root).
+    RemoveEntry { dir: Utf8PathBuf, name: String },
+    /// Drop a database and its user an install created (`server` names them in
+    /// controller.toml); done through the recovery handler. Journaled with the names chosen,
+    /// before the create: dropping what was never made is a no-op.
+    DropDatabase(crate::database::provision::CreatedDatabase),
+    /// Remove the record of `instance` from the registry (an install recorded it but was
+    /// stopped before it could close its entry); done through the recovery handler.
+    Unregister { instance: String },
 }
 
 impl std::fmt::Display for UndoAction {
@@ -65,6 +79,13 @@ impl std::fmt::Display for UndoAction {
             UndoAction::RestoreSnapshot { snapshot, instance } => {
                 write!(f, "put instance {instance} back from snapshot {snapshot}")
             }
+            UndoAction::RemoveEntry { dir, name } => write!(f, "remove {name} from {dir}"),
+            UndoAction::Unregister { instance } => write!(f, "unregister instance {instance}"),
+            UndoAction::DropDatabase(db) => write!(
+                f,
+                "drop database {} and user {} on server {}",
+                db.database, db.login, db.server
+            ),
         }
     }
 }

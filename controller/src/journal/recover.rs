@@ -12,6 +12,65 @@ use super::owner::owner_alive;
 use super::record::*;
 use crate::process::read_stat;
 
+/// The undo actions the journal cannot do by itself: they need the operation code (a
+/// restore's snapshot) or the instance store. A closure is a handler that only puts snapshots
+/// back.
+pub trait UndoHandler {
+    /// Puts `instance` back from `snapshot` ([`UndoAction::RestoreSnapshot`]).
+    fn restore_snapshot(&mut self, snapshot: &Utf8Path, instance: &str) -> Result<(), String>;
+
+    /// Drops a database and user an install created ([`UndoAction::DropDatabase`]).
+    fn drop_database(
+        &mut self,
+        created: &crate::database::provision::CreatedDatabase,
+    ) -> Result<(), String> {
+        Err(format!(
+            "this recovery cannot drop database {} and user {} on server {}; drop them by hand",
+            created.database, created.login, created.server
+        ))
+    }
+
+    /// Removes the record of `instance` ([`UndoAction::Unregister`]).
+    fn unregister(&mut self, instance: &str) -> Result<(), String> {
+        Err(format!(
+            "this recovery cannot unregister instance {instance}; run `aps-controller instance remove {instance}`"
+        ))
+    }
+}
+
+impl<F: FnMut(&Utf8Path, &str) -> Result<(), String>> UndoHandler for F {
+    fn restore_snapshot(&mut self, snapshot: &Utf8Path, instance: &str) -> Result<(), String> {
+        self(snapshot, instance)
+    }
+}
+
+/// Does one undo action that needs nothing but the file system (`None` for the others, which
+/// the caller's [`UndoHandler`] does).
+pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
+    Some(match action {
+        UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
+        UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
+        UndoAction::RemoveEntry { dir, name } => remove_entry(dir, name),
+        UndoAction::RestoreSnapshot { .. }
+        | UndoAction::Unregister { .. }
+        | UndoAction::DropDatabase(_) => return None,
+    })
+}
+
+/// [`UndoAction::RemoveEntry`]: a folder that is gone (or never was made) is fine.
+fn remove_entry(dir: &Utf8Path, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("refused: {name:?} is not a name inside {dir}"));
+    }
+    let fd = match crate::archive::open_dir_nofollow(dir.as_std_path()) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{dir}: {e}")),
+    };
+    crate::archive::remove_at(std::os::fd::AsFd::as_fd(&fd), name.as_bytes())
+        .map_err(|e| format!("{dir}/{name}: {e}"))
+}
+
 impl Journal {
     /// Rolls back every entry whose owner process is gone: undo actions in reverse order
     /// (`RestoreSnapshot` through `restore_snapshot(snapshot, instance)`), then the entry is
@@ -22,7 +81,16 @@ impl Journal {
     /// deleted here).
     pub fn recover_interrupted(
         &self,
-        mut restore_snapshot: impl FnMut(&Utf8Path, &str) -> Result<(), String>,
+        restore_snapshot: impl FnMut(&Utf8Path, &str) -> Result<(), String>,
+    ) -> Result<RecoveryReport, JournalError> {
+        self.recover_interrupted_with(restore_snapshot)
+    }
+
+    /// [`Journal::recover_interrupted`] with a handler for every undo action the journal
+    /// cannot do by itself (snapshots, records).
+    pub fn recover_interrupted_with(
+        &self,
+        mut handler: impl UndoHandler,
     ) -> Result<RecoveryReport, JournalError> {
         let mut report = RecoveryReport::default();
         if !self.dir.exists() {
@@ -62,22 +130,23 @@ impl Journal {
             let mut kept: Vec<Utf8PathBuf> = Vec::new();
             for action in record.undo.iter().rev() {
                 let result = match action {
-                    UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
-                    UndoAction::DeleteDir(path) => {
-                        match kept.iter().find(|s| s.starts_with(path)) {
-                            Some(snapshot) => Err(format!(
-                                "kept: it holds the safety snapshot {snapshot}, which could not be put back"
-                            )),
-                            None => remove_missing_ok(std::fs::remove_dir_all(path)),
-                        }
+                    UndoAction::DeleteDir(path) if kept.iter().any(|s| s.starts_with(path)) => {
+                        let snapshot = kept.iter().find(|s| s.starts_with(path));
+                        Err(format!(
+                            "kept: it holds the safety snapshot {}, which could not be put back",
+                            snapshot.map(|s| s.as_str()).unwrap_or_default()
+                        ))
                     }
                     UndoAction::RestoreSnapshot { snapshot, instance } => {
-                        let result = restore_snapshot(snapshot, instance);
+                        let result = handler.restore_snapshot(snapshot, instance);
                         if result.is_err() {
                             kept.push(snapshot.clone());
                         }
                         result
                     }
+                    UndoAction::Unregister { instance } => handler.unregister(instance),
+                    UndoAction::DropDatabase(created) => handler.drop_database(created),
+                    other => undo_on_disk(other).unwrap_or(Ok(())),
                 };
                 record.undone.push(UndoOutcome {
                     action: action.clone(),

@@ -15,7 +15,10 @@ pub struct GivenSettings {
 /// Why given settings could not be read (before any package is consulted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsFileError {
-    #[error("--setting {argument:?}: expected ID=VALUE (the setting id, `=`, then its value)")]
+    #[error(
+        "{} {argument:?}: expected ID=VALUE (the setting id, `=`, then its value)",
+        crate::overrides::Override::Setting
+    )]
     Argument { argument: String },
     #[error("settings file: {message}")]
     Toml { message: String },

@@ -89,9 +89,10 @@ impl fmt::Display for SettingProblem {
             }
             SettingProblem::Missing { id, name } => write!(
                 f,
-                "setting {} is required and has no default: give it with --setting {id}=VALUE \
+                "setting {} is required and has no default: give it with {} {id}=VALUE \
                  or in the settings file",
-                named(id, name)
+                named(id, name),
+                crate::overrides::Override::Setting
             ),
             SettingProblem::Invalid { error, .. } => write!(f, "{error}"),
             SettingProblem::NotSettable { id, kind } => write!(

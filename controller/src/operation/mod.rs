@@ -4,6 +4,7 @@
 
 pub mod backup;
 pub mod import;
+pub mod install;
 pub mod migrate;
 pub mod record;
 pub mod restore;

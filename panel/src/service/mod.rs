@@ -10,6 +10,7 @@ pub mod backup;
 pub mod backups;
 pub mod drill;
 pub mod import;
+pub mod install;
 pub mod log;
 pub mod migrate;
 pub mod restore;
@@ -64,6 +65,22 @@ pub enum Field {
     InstanceOption,
     /// A backup file named by itself (`verify FILE`).
     File,
+    /// Install: the package folder or `.app.zip`.
+    Package,
+    /// Install: the new instance's name.
+    Name,
+    /// Install: the base URL.
+    BaseUrl,
+    /// Install: the root url-mapping's folder.
+    WebRoot,
+    /// Install: the account the instance's work runs as.
+    User,
+    /// Install: one `ID=VALUE` setting.
+    Setting,
+    /// Install: the settings file.
+    SettingsFile,
+    /// Install: one `ID=SERVER` or `ID=existing:FILE` database.
+    Database,
 }
 
 /// How a front end names a request's fields.
@@ -158,6 +175,14 @@ impl Wording for Neutral {
             Field::Staging => "staging",
             Field::InstanceOption => "instance",
             Field::File => "file",
+            Field::Package => "package",
+            Field::Name => "name",
+            Field::BaseUrl => "base_url",
+            Field::WebRoot => "web_root",
+            Field::User => "user",
+            Field::Setting => "settings",
+            Field::SettingsFile => "settings_file",
+            Field::Database => "databases",
         }
     }
 }
@@ -173,6 +198,11 @@ impl From<Override> for Field {
             Override::IdentityFile => Field::IdentityFile,
             Override::FromOtherInstance => Field::FromOtherInstance,
             Override::Instance => Field::InstanceOption,
+            Override::Name => Field::Name,
+            Override::User => Field::User,
+            Override::Setting => Field::Setting,
+            Override::SettingsFile => Field::SettingsFile,
+            Override::Database => Field::Database,
         }
     }
 }

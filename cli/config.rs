@@ -141,6 +141,13 @@ fn controller_settings(config: &ControllerConfig, file: &Option<toml::Table>) ->
                 .map_or("(not set)".to_owned(), |v| format!("{v:?}")),
         ),
         (
+            "php-extensions",
+            match config.php_extensions.as_slice() {
+                [] => "(not set)".to_owned(),
+                list => format!("{list:?}"),
+            },
+        ),
+        (
             "backup-key-file",
             format!(
                 "{:?}",

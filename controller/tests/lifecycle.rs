@@ -305,9 +305,15 @@ fn password_settings_are_secret_ids() {
     let mut key = Setting::new("api_key", SettingType::String);
     key.class = Some("password".into());
     key.optional = true;
-    let meta = package(vec![pw, key]);
+    let mut copy = Setting::new("ftp_password", SettingType::String);
+    copy.value_of_setting = Some("admin_password".into());
+    let meta = package(vec![pw, key, copy]);
     let r = resolve_install(&meta, &args(&["admin_password=s3cret-1"]), None, &[]).unwrap();
-    assert_eq!(r.secret, BTreeSet::from(["admin_password".to_string()]));
+    // A copy of a password is as secret as the password.
+    assert_eq!(
+        r.secret,
+        BTreeSet::from(["admin_password".to_string(), "ftp_password".to_string()])
+    );
 }
 
 fn configurable() -> AppMeta {
@@ -540,6 +546,37 @@ fn every_unmet_requirement_is_named_in_one_refusal() {
             .unmet
             .iter()
             .any(|u| matches!(u, UnmetRequirement::PhpVersionUnknown { .. }))
+    );
+}
+
+#[test]
+fn the_offer_of_a_configured_controller() {
+    let state = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::try_from(state.path().to_path_buf()).unwrap();
+    std::fs::write(
+        root.join("controller.toml"),
+        "php-version = \"8.3\"\nphp-extensions = [\"gd\", \"intl\"]\n",
+    )
+    .unwrap();
+    let config = aps_controller::ControllerConfig::load(
+        aps_controller::registry::store::StateDir::at(root.clone()),
+    )
+    .unwrap();
+    let offer = HostOffer::from_config(&config, vec![], &root.join("www/not-yet"));
+    assert_eq!(offer.php_version.as_deref(), Some("8.3"));
+    assert_eq!(offer.php_extensions, ["gd", "intl"]);
+    assert!(offer.free_bytes.is_some_and(|b| b > 0));
+    let mut meta = package(vec![]);
+    meta.service.requirements.php = Some(PhpRequirement {
+        extensions: vec!["gd".into(), "imagick".into()],
+        ..PhpRequirement::default()
+    });
+    let refused = check_requirements(&meta, &offer).unwrap_err();
+    assert_eq!(
+        refused.unmet,
+        vec![UnmetRequirement::PhpExtensions {
+            missing: vec!["imagick".into()]
+        }]
     );
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::registry::instance::SettingValue;
+use crate::registry::validate::scalar_text;
 
 /// Values by setting id, as given: not yet checked against any package.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -117,16 +118,6 @@ impl GivenSettings {
     /// Every given id with its value, sorted by id.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &SettingValue)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v))
-    }
-}
-
-fn scalar_text(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
     }
 }
 

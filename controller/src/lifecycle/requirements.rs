@@ -9,6 +9,9 @@ use std::fmt;
 use aps_meta::model::{AppMeta, DbRequirement, PhpRequirement, Requirements};
 use aps_meta::version_match::compare_versions;
 
+use camino::Utf8Path;
+
+use crate::config::ControllerConfig;
 use crate::interpreter::{InterpreterTable, ResolvedInterpreter};
 
 /// One database server the controller may create databases on (a `[database-servers.NAME]`
@@ -45,6 +48,26 @@ pub struct HostOffer {
     pub database_choices: BTreeMap<String, DatabaseChoice>,
     /// Bytes free on the web root's file system (`None`: not measured).
     pub free_bytes: Option<u64>,
+}
+
+impl HostOffer {
+    /// What controller.toml declares (interpreters, `php-version`, `php-extensions`), the
+    /// database servers given, and the free space where `web_root` is or will be (`None` when
+    /// it cannot be measured: then `installed-size` is a warning, not a check).
+    pub fn from_config(
+        config: &ControllerConfig,
+        database_servers: Vec<DatabaseServerFact>,
+        web_root: &Utf8Path,
+    ) -> Self {
+        HostOffer {
+            interpreters: config.interpreters.clone(),
+            php_version: config.host.php_version.clone(),
+            php_extensions: config.php_extensions.clone(),
+            database_servers,
+            database_choices: BTreeMap::new(),
+            free_bytes: crate::estimate::free_space(web_root).ok(),
+        }
+    }
 }
 
 /// Requirements met, and how.

@@ -531,10 +531,14 @@ fn check_uniq(
     }
 }
 
+/// Password settings, and settings whose value follows one (`value-of-setting`): a copy of a
+/// password is as secret as the password.
 fn secret_ids(declared: &[&Setting], values: &BTreeMap<String, SettingValue>) -> BTreeSet<String> {
+    let is_secret = |id: &str| declared.iter().any(|d| d.id == id && d.is_secret());
     declared
         .iter()
-        .filter(|s| s.is_secret() && values.contains_key(s.id.as_str()))
+        .filter(|s| s.is_secret() || s.value_of_setting.as_deref().is_some_and(&is_secret))
+        .filter(|s| values.contains_key(s.id.as_str()))
         .map(|s| s.id.to_string())
         .collect()
 }

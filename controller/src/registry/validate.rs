@@ -210,7 +210,9 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
     }
 }
 
-fn scalar_text(v: &toml::Value) -> Option<String> {
+/// A TOML scalar as the text a setting holds (`8080`, `true`); `None` for tables, arrays
+/// and dates. Also reads settings files (`lifecycle::given`).
+pub(crate) fn scalar_text(v: &toml::Value) -> Option<String> {
     match v {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Boolean(b) => Some(b.to_string()),

@@ -422,3 +422,38 @@ fn database_servers_are_read_from_controller_toml() {
         );
     }
 }
+
+/// A requirement's server type and minimum version against a real server.
+#[test]
+fn a_requirement_is_met_or_its_misses_are_named() {
+    let Some(s) = setup(DbKind::Postgresql) else {
+        return;
+    };
+    let req = |server_type: Option<&str>, min: Option<&str>| aps_meta::DbRequirement {
+        id: "main".to_owned(),
+        default_name: None,
+        can_use_tables_prefix: false,
+        server_type: server_type.map(str::to_owned),
+        server_min_version: min.map(str::to_owned),
+    };
+    let met = |r| provision::unmet(&s.server, &r).unwrap();
+    assert!(met(req(None, None)).is_empty());
+    assert!(met(req(Some("pgsql"), Some("9.6"))).is_empty());
+    let missed = met(req(Some("mysql"), Some("99.1")));
+    assert_eq!(missed.len(), 2, "{missed:?}");
+    assert!(
+        missed[0].contains("needs a `mysql` server; `main` is PostgreSQL"),
+        "{missed:?}"
+    );
+    assert!(
+        missed[1].contains("needs version 99.1 or later; `main` has 1"),
+        "{missed:?}"
+    );
+    // `version` of controller.toml stands for the server's own answer.
+    let declared = DatabaseServer {
+        version: Some("unknown".to_owned()),
+        ..s.server.clone()
+    };
+    let missed = provision::unmet(&declared, &req(None, Some("9.6"))).unwrap();
+    assert!(missed[0].contains("cannot be compared"), "{missed:?}");
+}

@@ -179,6 +179,41 @@ pub fn version_satisfies(version: &str, min: &str) -> Option<bool> {
     Some(padded(&have) >= padded(&need))
 }
 
+/// What keeps `server` from serving the `db` requirement `req`, in words (empty: nothing):
+/// a `server-type` no engine of the server's kind serves, a version below
+/// `server-min-version`, or a version that cannot be compared. Asks the server its version
+/// (or takes `version` of controller.toml) only when the requirement names a minimum.
+pub fn unmet(
+    server: &DatabaseServer,
+    req: &aps_meta::DbRequirement,
+) -> Result<Vec<String>, ProvisionError> {
+    let mut unmet = Vec::new();
+    if let Some(required) = &req.server_type
+        && DbKind::from_server_type(required) != Some(server.kind)
+    {
+        unmet.push(format!(
+            "database `{}` needs a `{required}` server; `{}` is {}",
+            req.id, server.name, server.kind
+        ));
+    }
+    if let Some(min) = &req.server_min_version {
+        let version = server_version(server)?;
+        match version_satisfies(&version, min) {
+            Some(true) => {}
+            Some(false) => unmet.push(format!(
+                "database `{}` needs version {min} or later; `{}` has {version}",
+                req.id, server.name
+            )),
+            None => unmet.push(format!(
+                "database `{}` needs version {min} or later; the version `{version}` of `{}` \
+                 cannot be compared with it (set `version` of [database-servers.{}])",
+                req.id, server.name, server.name
+            )),
+        }
+    }
+    Ok(unmet)
+}
+
 /// Picks free names for `spec` on `server` without creating anything: `INSTANCE_ID` made of
 /// `[a-z0-9_]` (every other character becomes `_`), cut to the engine's length limit, then
 /// `_2`, `_3` … until neither a database nor a user has the name.

@@ -1,15 +1,15 @@
 //! A `kill -9` of the controller in each phase of an install: the next command rolls it back
 //! (`recovered` in its envelope) and nothing of the install is left — no file, no record, no
-//! process of the script.
+//! process of the script. A SIGTERM is undone by the install itself, at once.
 
 use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 use test_support as support;
 
-use super::install::{copy_package, install_cmd, instances, tenant_sandbox, with_configure};
+use super::install::{bulk_package, install_cmd, instances, tenant_sandbox, with_configure};
 use support::tenant::tenant;
-use support::{Sandbox, assert_success, fixture, json, needs_root, tree_state};
+use support::{Sandbox, assert_success, json, needs_root, tree_state};
 
 fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -93,15 +93,7 @@ fn kill_9_while_the_files_are_written_is_undone_by_the_next_command() {
     }
     let (sb, www) = tenant_sandbox();
     // Many files, so that the kill lands while they are written.
-    let package = sb.path("bulk");
-    copy_package(&fixture("sh-sample"), &package);
-    for d in 0..100 {
-        let dir = package.join(format!("htdocs/bulk/d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..200 {
-            std::fs::write(dir.join(format!("f{f:03}.txt")), format!("{d}/{f}")).unwrap();
-        }
-    }
+    let package = bulk_package(&sb, "bulk", 100, 200);
     // An existing web root with the tenant's file: only what the install made may go.
     let root = www.join("bulk");
     std::fs::create_dir(&root).unwrap();
@@ -148,4 +140,48 @@ fn count(dir: &Utf8Path) -> usize {
         if p.is_dir() { count(&p) } else { 1 }
     })
     .sum()
+}
+
+#[test]
+fn sigterm_during_configure_install_undoes_it_at_once() {
+    if !needs_root("an install as the tenant account") {
+        return;
+    }
+    let (sb, www) = tenant_sandbox();
+    let package = with_configure(
+        &sb,
+        "term",
+        "#!/bin/sh\ntouch \"$WEB___DIR/cache/started\"\nexec sleep 120\n",
+    );
+    let root = www.join("term");
+    let before = tree_state(&www, &[]);
+    let child = install_cmd(
+        &sb,
+        &package,
+        "term",
+        &root,
+        &["--setting", "admin_password=pw"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for(
+        || root.join("cache/started").exists(),
+        "configure install to start",
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(143), "{v}");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
+    assert_eq!(tree_state(&www, &[]), before, "the install left something");
+    // Undone by itself: the next command has nothing to recover.
+    let next = json(&sb.cli(&["instance", "list", "--json"]));
+    assert_eq!(next["recovered"], serde_json::json!([]), "{next}");
+    assert!(instances(&sb).is_empty());
 }

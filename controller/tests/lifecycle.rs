@@ -110,7 +110,7 @@ fn every_problem_is_reported_at_once_naming_the_setting() {
         text.contains("`admin_name` (Administrator) is required"),
         "{text}"
     );
-    assert!(text.contains("--setting admin_name=VALUE"), "{text}");
+    assert!(text.contains("settings admin_name=VALUE"), "{text}");
     assert!(
         text.contains("`port`: value \"70000\" is out of range"),
         "{text}"

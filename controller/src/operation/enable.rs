@@ -116,7 +116,7 @@ pub fn set_enabled(
         instance: instance.name.clone(),
         status,
         previous,
-        configure_output: run::excerpt(output.as_ref()),
+        configure_output: run::stdout_excerpt(output.as_ref()),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }

@@ -138,7 +138,7 @@ pub fn configure(
         settings: run::masked(&instance.settings, &instance.secret_settings),
         computed_settings: run::masked(&computed, &instance.secret_settings),
         script_ran: output.is_some(),
-        configure_output: run::excerpt(output.as_ref()),
+        configure_output: run::stdout_excerpt(output.as_ref()),
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
 }

@@ -205,18 +205,20 @@ pub(crate) fn masked(
         .collect()
 }
 
-/// The last [`EXCERPT`] bytes of what a script printed, trimmed, cut at a character boundary.
-pub(crate) fn excerpt(output: Option<&ProcessOutput>) -> String {
-    let Some(output) = output else {
-        return String::new();
-    };
-    let text = output.stdout_lossy();
+/// The last [`EXCERPT`] bytes of `text`, trimmed, cut at a character boundary: what a
+/// report keeps of a script's stdout.
+pub(crate) fn excerpt(text: &str) -> String {
     let text = text.trim();
     let mut start = text.len().saturating_sub(EXCERPT);
     while !text.is_char_boundary(start) {
         start += 1;
     }
     text[start..].to_owned()
+}
+
+/// [`excerpt`] of a script's stdout; empty when no script ran.
+pub(crate) fn stdout_excerpt(output: Option<&ProcessOutput>) -> String {
+    output.map_or_else(String::new, |o| excerpt(&o.stdout_lossy()))
 }
 
 /// Stores `instance` over its record, the operation's last step: until then the record is

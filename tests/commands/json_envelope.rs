@@ -448,13 +448,25 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     // sh-sample's configuration script has no status-control.
     let v = c.run(
         &sb,
-        &["instance", "configure", "installed", "--setting", "site_title=Renamed"],
+        &[
+            "instance",
+            "configure",
+            "installed",
+            "--setting",
+            "site_title=Renamed",
+        ],
         true,
     );
     assert_eq!(v["changed"], serde_json::json!(["site_title"]), "{v}");
     let v = c.run(
         &sb,
-        &["instance", "configure", "installed", "--setting", "nosuch=1"],
+        &[
+            "instance",
+            "configure",
+            "installed",
+            "--setting",
+            "nosuch=1",
+        ],
         false,
     );
     assert_eq!(v["error"]["kind"], "invalid-settings", "{v}");

@@ -1,4 +1,5 @@
-//! `aps-controller instance …`: register, list, show and remove instances.
+//! `aps-controller instance …`: register, list, show and remove instances; install,
+//! configure, enable and disable them (each in its own file).
 //!
 //! Exit codes (README): 0 ok, 2 usage (invalid INSTANCE.toml, duplicate or bad name),
 //! 4 no such instance, 1 the registry itself failed.
@@ -96,15 +97,35 @@ pub enum InstanceCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Change an instance's settings: the changes checked as at install (an
+    /// installation-only setting cannot change), `configure configure` run as the instance's
+    /// account, the new settings recorded only once it succeeded (docs/lifecycle.md,
+    /// "Configure").
+    #[command(after_help = crate::configure::EXAMPLES)]
+    Configure(crate::configure::ConfigureArgs),
+    /// Switch an instance back on with its package's `configure enable` (only packages that
+    /// declare status-control); recorded once it succeeded.
+    #[command(after_help = crate::enable::ENABLE_EXAMPLES)]
+    Enable(crate::enable::EnableArgs),
+    /// Switch an instance off with its package's `configure disable` (only packages that
+    /// declare status-control); recorded once it succeeded, shown by `instance list`. A
+    /// disabled instance is still backed up.
+    #[command(after_help = crate::enable::DISABLE_EXAMPLES)]
+    Disable(crate::enable::EnableArgs),
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
     let c = match c {
         InstanceCommand::Install(args) => return crate::install::run(args),
+        InstanceCommand::Configure(args) => return crate::configure::run(args),
+        InstanceCommand::Enable(args) => return crate::enable::run(args, true),
+        InstanceCommand::Disable(args) => return crate::enable::run(args, false),
         other => other,
     };
     let out = Out::new(match &c {
         InstanceCommand::Install(args) => args.json,
+        InstanceCommand::Configure(args) => args.json,
+        InstanceCommand::Enable(args) | InstanceCommand::Disable(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
@@ -147,6 +168,9 @@ fn recover(dir: &StateDir) {
 fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
     match c {
         InstanceCommand::Install(args) => Ok(crate::install::run(args)),
+        InstanceCommand::Configure(args) => Ok(crate::configure::run(args)),
+        InstanceCommand::Enable(args) => Ok(crate::enable::run(args, true)),
+        InstanceCommand::Disable(args) => Ok(crate::enable::run(args, false)),
         InstanceCommand::Register {
             file,
             replace,
@@ -202,15 +226,19 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
                 all.iter()
                     .map(|i| {
                         use crate::terminal::escape;
-                        // A fourth column only for a staging instance.
+                        // More columns only for a staging or a disabled instance.
                         format!(
-                            "{}\t{}\t{}{}",
+                            "{}\t{}\t{}{}{}",
                             escape(&i.name),
                             escape(&i.base_url.to_string()),
                             escape(i.package.as_str()),
                             i.role
                                 .map(|r| format!("\t{}", r.as_str()))
-                                .unwrap_or_default()
+                                .unwrap_or_default(),
+                            match i.status.is_enabled() {
+                                true => String::new(),
+                                false => format!("\t{}", i.status.as_str()),
+                            }
                         )
                     })
                     .collect::<Vec<_>>()

@@ -4,7 +4,9 @@ mod backup;
 mod backups;
 mod common;
 mod config;
+mod configure;
 mod drill;
+mod enable;
 mod failures;
 mod generate;
 mod import;
@@ -175,6 +177,9 @@ fn main() -> ExitCode {
             | Command::Run(_)
             | Command::Drill(_)
             | Command::Instance(instance::InstanceCommand::Install(_))
+            | Command::Instance(instance::InstanceCommand::Configure(_))
+            | Command::Instance(instance::InstanceCommand::Enable(_))
+            | Command::Instance(instance::InstanceCommand::Disable(_))
             | Command::Store(store::StoreCommand::Backup { .. })
     ) {
         signals::install(|| {});

@@ -2,9 +2,11 @@
 //! service layer (or, for the registry and package checks, the libraries) — never the CLI's
 //! commands.
 
+use std::collections::BTreeMap;
+
 use aps_controller::registry::{self, RegisterError, view};
 use aps_meta::{Limits, check_package};
-use aps_panel::service::{backup, backups, install, migrate, restore};
+use aps_panel::service::{backup, backups, configure, enable, install, migrate, restore};
 use camino::Utf8PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,12 +60,6 @@ impl App {
     /// The install, as `instance install --json` does it, its paths inside `--allow-dir`.
     fn install(&self, body: &[u8]) -> Handled {
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum SettingBody {
-            One(String),
-            Many(Vec<String>),
-        }
-        #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
             package: Utf8PathBuf,
@@ -72,7 +68,7 @@ impl App {
             web_root: Utf8PathBuf,
             user: Option<String>,
             #[serde(default)]
-            settings: std::collections::BTreeMap<String, SettingBody>,
+            settings: BTreeMap<String, SettingBody>,
             settings_file: Option<Utf8PathBuf>,
             /// Requirement id → `SERVER` or `existing:/abs/file`.
             #[serde(default)]
@@ -94,13 +90,7 @@ impl App {
                 self.allowed("databases", &Utf8PathBuf::from(file))?;
             }
         }
-        let mut settings = Vec::new();
-        for (id, value) in &b.settings {
-            match value {
-                SettingBody::One(v) => settings.push(format!("{id}={v}")),
-                SettingBody::Many(vs) => settings.extend(vs.iter().map(|v| format!("{id}={v}"))),
-            }
-        }
+        let settings = setting_pairs(&b.settings);
         let request = install::Request {
             package: b.package,
             name: b.name,
@@ -348,4 +338,70 @@ impl App {
             },
         )
     }
+
+    /// `PATCH /v1/instances/NAME/settings`: the configure, as `instance configure --json`
+    /// does it; a settings file inside `--allow-dir`.
+    pub(super) fn configure(&self, name: &str, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            #[serde(default)]
+            settings: BTreeMap<String, SettingBody>,
+            settings_file: Option<Utf8PathBuf>,
+            timeout_secs: Option<u64>,
+        }
+        let b: Body = parse(body)?;
+        if let Some(file) = &b.settings_file {
+            self.allowed("settings_file", file)?;
+        }
+        let request = configure::Request {
+            instance: name.to_owned(),
+            settings: setting_pairs(&b.settings),
+            settings_file: b.settings_file,
+            timeout_secs: b.timeout_secs,
+        };
+        request.check().map_err(service_answer)?;
+        Ok(configure::configure(&self.ctl, &request)
+            .map(|done| (200, success_json(&done)))
+            .unwrap_or_else(service_answer))
+    }
+
+    /// `POST /v1/instances/NAME/enable` and `…/disable`, as `instance enable|disable --json`.
+    pub(super) fn set_enabled(&self, name: &str, body: &[u8], enabled: bool) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            timeout_secs: Option<u64>,
+        }
+        let b: Body = parse(body)?;
+        let request = enable::Request {
+            instance: name.to_owned(),
+            enabled,
+            timeout_secs: b.timeout_secs,
+        };
+        request.check().map_err(service_answer)?;
+        Ok(enable::set_enabled(&self.ctl, &request)
+            .map(|done| (200, success_json(&done)))
+            .unwrap_or_else(service_answer))
+    }
+}
+
+/// A setting's value in a JSON body: one string, or a list setting's elements.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SettingBody {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A body's `settings` as the service takes them: `ID=VALUE`, an id repeated for a list.
+fn setting_pairs(settings: &BTreeMap<String, SettingBody>) -> Vec<String> {
+    let mut pairs = Vec::new();
+    for (id, value) in settings {
+        match value {
+            SettingBody::One(v) => pairs.push(format!("{id}={v}")),
+            SettingBody::Many(vs) => pairs.extend(vs.iter().map(|v| format!("{id}={v}"))),
+        }
+    }
+    pairs
 }

@@ -72,6 +72,21 @@ const ROUTES: &[Route] = &[
         path: &[Word("v1"), Word("packages"), Word("check")],
         handler: |app, _, body| app.check(body),
     },
+    Route {
+        method: "PATCH",
+        path: &[Word("v1"), Word("instances"), Name, Word("settings")],
+        handler: App::configure,
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("enable")],
+        handler: |app, name, body| app.set_enabled(name, body, true),
+    },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("disable")],
+        handler: |app, name, body| app.set_enabled(name, body, false),
+    },
 ];
 
 impl Route {

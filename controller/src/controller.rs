@@ -190,6 +190,28 @@ impl Controller {
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
+    /// Changes an instance's settings through its package's `configure configure` (see
+    /// [`crate::operation::configure`]): the changes checked as at install, the new settings
+    /// recorded only once the script succeeded.
+    pub fn configure(
+        &self,
+        request: &crate::operation::configure::ConfigureRequest,
+    ) -> Result<crate::operation::configure::ConfigureReport, OperationError> {
+        crate::operation::configure::configure(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
+    /// Switches an instance on or off through its package's `configure enable|disable` (see
+    /// [`crate::operation::enable`]), where the package declares `status-control`; the status
+    /// recorded only once the script succeeded.
+    pub fn set_enabled(
+        &self,
+        request: &crate::operation::enable::EnableRequest,
+    ) -> Result<crate::operation::enable::EnableReport, OperationError> {
+        crate::operation::enable::set_enabled(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))

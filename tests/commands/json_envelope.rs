@@ -444,6 +444,38 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     let v = c.run(&sb, &install(&["--setting", "admin_password=pw"]), true);
     assert_eq!(v["instance"], "installed", "{v}");
 
+    // instance configure, enable, disable: a change, a refusal naming its problems, and
+    // sh-sample's configuration script has no status-control.
+    let v = c.run(
+        &sb,
+        &[
+            "instance",
+            "configure",
+            "installed",
+            "--setting",
+            "site_title=Renamed",
+        ],
+        true,
+    );
+    assert_eq!(v["changed"], serde_json::json!(["site_title"]), "{v}");
+    let v = c.run(
+        &sb,
+        &[
+            "instance",
+            "configure",
+            "installed",
+            "--setting",
+            "nosuch=1",
+        ],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "invalid-settings", "{v}");
+    assert_eq!(v["error"]["problems"].as_array().unwrap().len(), 1, "{v}");
+    let v = c.run(&sb, &["instance", "disable", "installed"], false);
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    let v = c.run(&sb, &["instance", "enable", "nosuch"], false);
+    assert_eq!(v["error"]["kind"], "instance-not-found", "{v}");
+
     let listed = listed_commands();
     let missing: Vec<&String> = listed.difference(&c.covered).collect();
     assert!(

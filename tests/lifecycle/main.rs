@@ -2,6 +2,8 @@
 //! they come, configure, enable/disable, upgrade, remove), each failure undone whole, and a
 //! `kill -9` in each phase undone by the next command. One test binary for the subject.
 
+mod configure;
+mod enable;
 mod install;
 mod install_databases;
 mod install_fixtures;

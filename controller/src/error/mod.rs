@@ -21,7 +21,7 @@ mod step;
 
 pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
-pub use refusal::InstallRefusal;
+pub use refusal::{ConfigureRefusal, InstallRefusal};
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
@@ -232,6 +232,15 @@ pub enum OperationError {
         step: Step,
         instance: String,
         refusal: InstallRefusal,
+    },
+    /// A configure, enable or disable refused at its checks; nothing ran.
+    #[error("step {step}: {operation} of {instance} refused: {refusal}")]
+    ConfigureRefused {
+        step: Step,
+        /// `configure`, `enable` or `disable`.
+        operation: &'static str,
+        instance: String,
+        refusal: ConfigureRefusal,
     },
     /// An install failed and undoing what it had made failed too: the leftovers are named.
     #[error(
@@ -478,6 +487,7 @@ impl OperationError {
                 ErrorKind::RollbackFailed
             }
             OperationError::InstallRefused { refusal, .. } => refusal.kind(),
+            OperationError::ConfigureRefused { refusal, .. } => refusal.kind(),
         }
     }
 
@@ -510,7 +520,8 @@ impl OperationError {
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
             | OperationError::NotEnoughSpace { step, .. }
-            | OperationError::InstallRefused { step, .. } => *step,
+            | OperationError::InstallRefused { step, .. }
+            | OperationError::ConfigureRefused { step, .. } => *step,
         }
     }
 
@@ -591,6 +602,9 @@ impl OperationError {
         }
         match self {
             OperationError::InstallRefused { refusal, .. } => {
+                v["problems"] = refusal.problems().into();
+            }
+            OperationError::ConfigureRefused { refusal, .. } => {
                 v["problems"] = refusal.problems().into();
             }
             OperationError::InstallUndoFailed {

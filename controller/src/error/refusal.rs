@@ -1,5 +1,5 @@
-//! Why an install was refused before anything was made: each refusal lists every problem
-//! found at its step and says what to do.
+//! Why an install, a configure, an enable or a disable was refused before anything was made
+//! or run: each refusal lists every problem found at its step and says what to do.
 
 use camino::Utf8PathBuf;
 
@@ -112,4 +112,41 @@ fn sample(names: &[String]) -> String {
         text.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
     text
+}
+
+/// A configure, enable or disable refused at its checks: nothing ran and the record is as it
+/// was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigureRefusal {
+    #[error(
+        "{} problem(s) with the settings, nothing was run and the record is unchanged; give each with {} ID=VALUE or in {}:\n{}",
+        problems.len(), Override::Setting, Override::SettingsFile, bullet(problems)
+    )]
+    Settings { problems: Vec<String> },
+    #[error(
+        "its package {application} ({package}) declares no status-control in its configuration-script: the package has no way to switch the site on or off, so the controller cannot either; the instance stays as it is"
+    )]
+    NoStatusControl {
+        application: String,
+        package: Utf8PathBuf,
+    },
+}
+
+impl ConfigureRefusal {
+    /// The class of the refusal, as the control panel sees it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ConfigureRefusal::Settings { .. } => ErrorKind::InvalidSettings,
+            // The request asks for what this instance's package does not offer.
+            ConfigureRefusal::NoStatusControl { .. } => ErrorKind::Usage,
+        }
+    }
+
+    /// Each problem on its own, for JSON (`problems`).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigureRefusal::Settings { problems } => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
 }

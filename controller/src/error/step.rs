@@ -56,6 +56,18 @@ pub enum Step {
     RunConfigure,
     /// Install: the instance recorded in the registry, last.
     RecordInstance,
+    /// Configure: the changed settings checked against the package (nothing run yet).
+    ConfigureSettings,
+    /// Configure: `configure configure` run as the instance's account.
+    ConfigureScript,
+    /// Configure: the new settings recorded, once the script succeeded.
+    ConfigureRecord,
+    /// Enable/disable: the package's `status-control` checked (nothing run yet).
+    StatusControl,
+    /// Enable/disable: `configure enable` or `configure disable` run as the instance's account.
+    StatusScript,
+    /// Enable/disable: the new status recorded, once the script succeeded.
+    StatusRecord,
 }
 
 impl Step {
@@ -85,6 +97,12 @@ impl Step {
             Step::CreateDatabases => "install-databases",
             Step::RunConfigure => "install-configure",
             Step::RecordInstance => "install-record",
+            Step::ConfigureSettings => "configure-settings",
+            Step::ConfigureScript => "configure-script",
+            Step::ConfigureRecord => "configure-record",
+            Step::StatusControl => "status-control",
+            Step::StatusScript => "status-script",
+            Step::StatusRecord => "status-record",
         }
     }
 }
@@ -94,7 +112,9 @@ impl Step {
     pub(super) fn script_role(self) -> &'static str {
         match self {
             Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
-            Step::RunConfigure => "configuration script",
+            Step::RunConfigure | Step::ConfigureScript | Step::StatusScript => {
+                "configuration script"
+            }
             _ => "backup script",
         }
     }

@@ -26,6 +26,13 @@ pub enum OperationKind {
     Drill,
     /// A new instance made from a package: everything it made is undone unless it finished.
     Install,
+    /// `configure configure` with changed settings: an interrupted one is closed with its
+    /// script's process group ended; the record keeps the old settings (they are written last).
+    Configure,
+    /// `configure enable`, likewise: the record keeps the old status.
+    Enable,
+    /// `configure disable`, likewise.
+    Disable,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -40,6 +47,9 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Prune => "prune",
             OperationKind::Drill => "drill",
             OperationKind::Install => "install",
+            OperationKind::Configure => "configure",
+            OperationKind::Enable => "enable",
+            OperationKind::Disable => "disable",
         })
     }
 }

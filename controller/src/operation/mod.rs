@@ -1,8 +1,11 @@
 //! Operations on instances, one file each, each a top-down sequence of the standard's steps:
-//! [`backup`], [`restore`], [`migrate`], [`verify`]. Request and report types are the library's
+//! [`backup`], [`restore`], [`migrate`], [`verify`], and the lifecycle's [`install`],
+//! [`configure`] and [`enable`] (enable and disable). Request and report types are the library's
 //! API.
 
 pub mod backup;
+pub mod configure;
+pub mod enable;
 pub mod import;
 pub mod install;
 pub mod migrate;

@@ -39,6 +39,33 @@ pub struct Instance {
     /// out when it backs up every instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// Whether `configure disable` switched the instance off. Records made before the status
+    /// was recorded hold none and read as enabled; an enabled record stores none either.
+    #[serde(default, skip_serializing_if = "InstanceStatus::is_enabled")]
+    pub status: InstanceStatus,
+}
+
+/// Whether an instance serves its users, as its package's `configure enable|disable` last
+/// left it (only packages with `status-control` can be disabled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InstanceStatus {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Enabled => "enabled",
+            InstanceStatus::Disabled => "disabled",
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        *self == InstanceStatus::Enabled
+    }
 }
 
 /// What an instance is for, when it is not an ordinary one.

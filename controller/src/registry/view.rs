@@ -58,14 +58,31 @@ pub fn masked_json(i: &Instance) -> Value {
     if let Some(role) = i.role {
         v["role"] = json!(role.as_str());
     }
+    // Not a key of INSTANCE.toml: the package's `configure disable` sets it, not a file.
+    if !i.status.is_enabled() {
+        v["status"] = json!(i.status.as_str());
+    }
     v
 }
 
 /// The human view: the same data as [`masked_json`], as TOML (re-registrable once the
-/// passwords are filled in).
+/// passwords are filled in). A disabled instance's status is a comment above it, since
+/// INSTANCE.toml has no such key.
 pub fn masked_toml(i: &Instance) -> String {
-    let v: toml::Value = serde_json::from_value(masked_json(i)).expect("JSON objects map to TOML");
-    toml::to_string(&v).expect("a TOML table serialises")
+    let mut json = masked_json(i);
+    if let Some(table) = json.as_object_mut() {
+        table.remove("status");
+    }
+    let v: toml::Value = serde_json::from_value(json).expect("JSON objects map to TOML");
+    let text = toml::to_string(&v).expect("a TOML table serialises");
+    match i.status.is_enabled() {
+        true => text,
+        false => format!(
+            "# status: {} (`aps-controller instance enable {}`)\n{text}",
+            i.status.as_str(),
+            i.name
+        ),
+    }
 }
 
 /// The summary `instance list --json` prints per instance.
@@ -74,6 +91,7 @@ pub fn summary_json(i: &Instance) -> Value {
         "name": i.name,
         "package": i.package,
         "base-url": i.base_url.to_string(),
+        "status": i.status.as_str(),
     });
     if let Some(role) = i.role {
         v["role"] = json!(role.as_str());

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 
 use aps_controller::Controller;
 use aps_controller::database::{Database, DbKind};
-use aps_controller::lifecycle::GivenSettings;
 use aps_controller::operation::install::{DatabaseChoice, InstallReport, InstallRequest};
 use aps_controller::secret::Secret;
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::{Field, ServiceError, Words, check_instance_name, check_timeout, words};
+use super::{Field, ServiceError, check_instance_name, check_timeout, words};
 
 /// An install as a front end asks for it.
 #[derive(Debug, Clone, Default)]
@@ -64,7 +63,8 @@ pub fn install(ctl: &Controller, request: &Request) -> Result<InstallReport, Ser
         absolute(&request.web_root)?,
     );
     install.user = request.user.clone();
-    install.settings = settings(request)?;
+    install.settings =
+        super::configure::given_settings(&request.settings, request.settings_file.as_deref())?;
     install.databases = databases(request)?;
     install.force = request.force;
     install.dry_run = request.dry_run;
@@ -84,23 +84,6 @@ fn split_pair(field: Field, pair: &str) -> Result<(String, String), ServiceError
             format!(" {pair:?} is not ID=VALUE")
         ])),
     }
-}
-
-/// The settings file first, then the `ID=VALUE`s over it (an id given twice is a list).
-fn settings(request: &Request) -> Result<GivenSettings, ServiceError> {
-    let file = match &request.settings_file {
-        Some(file) => {
-            let refuse = |e: &dyn std::fmt::Display| {
-                ServiceError::usage(words![Field::SettingsFile, format!(" {file}: {e}")])
-            };
-            let text = std::fs::read_to_string(file).map_err(|e| refuse(&e))?;
-            GivenSettings::from_toml(&text).map_err(|e| refuse(&e))?
-        }
-        None => GivenSettings::new(),
-    };
-    let given = GivenSettings::from_arguments(&request.settings)
-        .map_err(|e| ServiceError::usage(Words::from(e.to_string().as_str())))?;
-    Ok(file.overridden_by(given))
 }
 
 /// `ID=SERVER` or `ID=existing:FILE`.

@@ -1,5 +1,6 @@
 //! The operations as a control panel asks for them — backup, restore, migrate, list backups,
-//! import, the log, run, drill — one module each, with a typed request and a typed result, called by both front ends: the
+//! import, the log, run, drill, and the lifecycle's install, configure, enable/disable — one
+//! module each, with a typed request and a typed result, called by both front ends: the
 //! CLI (`aps-controller backup …`) and the HTTP adapter (`aps-controller serve`).
 //!
 //! The service decides; the front ends word. A refusal names the request's fields as a
@@ -8,7 +9,9 @@
 
 pub mod backup;
 pub mod backups;
+pub mod configure;
 pub mod drill;
+pub mod enable;
 pub mod import;
 pub mod install;
 pub mod log;

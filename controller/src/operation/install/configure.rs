@@ -4,17 +4,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aps_meta::model::SettingType;
-
 use super::plan::Plan;
 use crate::account::Account;
 use crate::controller::{Controller, Operation};
 use crate::environment::{ScriptOperation, build_environment_with};
 use crate::error::{OperationError, Step};
+use crate::operation::configure::run::{excerpt, returned_settings};
 use crate::operation::script_run::{ScriptRun, run_package_script};
 use crate::operation::tenant::{HandOver, TenantDir};
 use crate::registry::SettingValue;
-use crate::structured_output::parse_configure_output;
 
 /// What the scripts said.
 pub(super) struct Ran {
@@ -24,9 +22,6 @@ pub(super) struct Ran {
     pub(super) computed: BTreeMap<String, SettingValue>,
     pub(super) verified: bool,
 }
-
-/// At most this much of the script's stdout goes into the report.
-const EXCERPT: usize = 4096;
 
 /// Runs `configure install`, stores the settings it returned, then runs the
 /// verification-script when the package declares one.
@@ -88,35 +83,16 @@ fn store_computed(
     stdout: &[u8],
 ) -> Result<BTreeMap<String, SettingValue>, OperationError> {
     // Errors were already turned into the install's failure by the runner.
-    let parsed = parse_configure_output(stdout).map_err(|source| OperationError::ScriptOutput {
-        step: Step::RunConfigure,
-        script: plan.package.root.join("scripts").join(&script.name),
-        source,
-    })?;
-    let meta = &plan.package.meta;
-    let declared: Vec<_> = meta
-        .service
-        .all_settings()
-        .into_iter()
-        .chain(meta.all_global_settings())
-        .collect();
-    let mut computed = BTreeMap::new();
-    for (id, values) in parsed.settings {
-        let Some(setting) = declared.iter().find(|s| s.id.as_str() == id) else {
-            continue;
-        };
-        let value = match (&setting.kind, values.as_slice()) {
-            (SettingType::List { .. }, _) => SettingValue::List(values.clone()),
-            (_, [one]) => SettingValue::Single(one.clone()),
-            (_, _) => SettingValue::Single(values.concat()),
-        };
-        if setting.is_secret() {
-            plan.instance.secret_settings.insert(id.clone());
+    let returned = returned_settings(&plan.package.meta, stdout).map_err(|source| {
+        OperationError::ScriptOutput {
+            step: Step::RunConfigure,
+            script: plan.package.root.join("scripts").join(&script.name),
+            source,
         }
-        plan.instance.settings.insert(id.clone(), value.clone());
-        computed.insert(id, value);
-    }
-    Ok(computed)
+    })?;
+    plan.instance.secret_settings.extend(returned.secret);
+    plan.instance.settings.extend(returned.values.clone());
+    Ok(returned.values)
 }
 
 /// One package script against the instance to be, as its account, from a fresh run folder.
@@ -163,14 +139,4 @@ fn run_script(
         instance: &plan.instance.name,
     };
     run_package_script(ctl, &plan.package, script, &env, &run)
-}
-
-/// The last [`EXCERPT`] bytes of `text`, trimmed, cut at a character boundary.
-fn excerpt(text: &str) -> String {
-    let text = text.trim();
-    let mut start = text.len().saturating_sub(EXCERPT);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
 }

@@ -229,7 +229,8 @@ pub fn damage(
             folder
                 .entries
                 .iter()
-                .filter(|(_, e)| e.kind == FileKind::File)
+                // A file mapping (`""`) is left alone: it is the package's, not data.
+                .filter(|(rel, e)| e.kind == FileKind::File && !rel.is_empty())
                 .map(move |(rel, _)| (url, &folder.path, rel))
         })
         .collect();

@@ -64,6 +64,9 @@ pub(super) fn capture_folder(
         path: path.to_owned(),
         source: Box::new(source),
     };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return capture_file(path, account_uid);
+    }
     let (reader, writer) =
         std::io::pipe().map_err(ConformanceError::io("open a pipe to capture", path))?;
     let policy = WalkPolicy {
@@ -87,6 +90,40 @@ pub(super) fn capture_folder(
             entries: read?,
         }),
     }
+}
+
+/// A url-mapping that is one file: opened without following a symlink, hashed whole.
+fn capture_file(
+    path: &Utf8Path,
+    account_uid: Option<u32>,
+) -> Result<FolderState, ConformanceError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(ConformanceError::io("open", path))?;
+    let meta = file
+        .metadata()
+        .map_err(ConformanceError::io("read", path))?;
+    let mut sha = Sha256::new();
+    let size = std::io::copy(&mut file, &mut sha).map_err(ConformanceError::io("read", path))?;
+    let owner = match account_uid {
+        Some(account) if account == meta.uid() => Owner::Account,
+        _ => Owner::Uid(meta.uid()),
+    };
+    let state = FileState {
+        kind: FileKind::File,
+        mode: meta.mode() & 0o7777,
+        owner,
+        size: Some(size),
+        sha256: Some(hex::encode(sha.finalize())),
+        target: None,
+    };
+    Ok(FolderState {
+        path: path.to_owned(),
+        entries: [(String::new(), state)].into(),
+    })
 }
 
 fn read_entries(

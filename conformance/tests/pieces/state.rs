@@ -48,11 +48,14 @@ fn round_trip(kind: DbKind) {
     .unwrap();
     symlink("index.php", root.join("home.php")).unwrap();
     std::fs::create_dir(root.join("upload")).unwrap();
+    std::fs::write(root.join("robots.txt"), "User-agent: *\n").unwrap();
     aps_controller::account::chown_tree(&root, &account).unwrap();
 
     let web_dirs: BTreeMap<String, Utf8PathBuf> = [
         ("/".to_owned(), root.clone()),
         ("/upload".to_owned(), root.join("upload")),
+        // A url-mapping of one file.
+        ("/robots.txt".to_owned(), root.join("robots.txt")),
     ]
     .into();
     let writable: BTreeMap<String, Utf8PathBuf> =
@@ -70,6 +73,12 @@ fn round_trip(kind: DbKind) {
     // The capture saw what is there, each file once (the nested folder apart).
     let top = &seeded_capture.folders["/"].entries;
     assert!(!top.keys().any(|k| k.starts_with("upload")), "{top:?}");
+    assert!(
+        !top.contains_key("robots.txt"),
+        "captured under its own mapping"
+    );
+    let robots = &seeded_capture.folders["/robots.txt"].entries[""];
+    assert_eq!((robots.kind, robots.size), (FileKind::File, Some(14)));
     let config = &top["conf/deep/config.php"];
     assert_eq!(
         (config.kind, config.mode, config.owner),

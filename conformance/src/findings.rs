@@ -181,6 +181,8 @@ impl OutsideFiles {
     }
 }
 
+// `struct stat` field types differ between architectures; the casts are no-ops on x86_64.
+#[allow(clippy::unnecessary_cast)]
 fn walk(
     dir: &OwnedFd,
     path: &Utf8Path,

@@ -160,6 +160,16 @@ pub struct Finding {
     pub source: Option<String>,
 }
 
+impl Finding {
+    /// One line: the step, the message and where it comes from.
+    pub fn line(&self) -> String {
+        match &self.source {
+            Some(source) => format!("{}: {} ({source})", self.step, self.message),
+            None => format!("{}: {}", self.step, self.message),
+        }
+    }
+}
+
 /// Passed, failed and skipped rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
@@ -250,12 +260,7 @@ impl Report {
         if !self.findings.is_empty() {
             out.push_str("\nFINDINGS\n");
             for f in &self.findings {
-                let source = f
-                    .source
-                    .as_deref()
-                    .map(|s| format!(" ({s})"))
-                    .unwrap_or_default();
-                out.push_str(&format!("- {}: {}{source}\n", f.step, f.message));
+                out.push_str(&format!("- {}\n", f.line()));
             }
         }
         let c = self.counts();

@@ -248,18 +248,7 @@ pub fn sweep(base: &Utf8Path) -> Result<Vec<String>, ConformanceError> {
         if kept_file(base, &name).exists() {
             continue;
         }
-        let lock_path = lock_file(base, &name);
-        let lock = match OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc_nofollow())
-            .open(&lock_path)
-        {
-            Ok(lock) => lock,
-            Err(e) => return Err(ConformanceError::io("open the sandbox lock", &lock_path)(e)),
-        };
+        let lock = open_lock(base, &name)?;
         if lock.try_lock().is_err() {
             continue; // a live run's
         }
@@ -281,14 +270,7 @@ pub fn remove_named(base: &Utf8Path, name: &str) -> Result<bool, ConformanceErro
     if !exists {
         return Ok(false);
     }
-    let lock = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc_nofollow())
-        .open(&lock_path)
-        .map_err(ConformanceError::io("open the sandbox lock", &lock_path))?;
+    let lock = open_lock(base, name)?;
     if lock.try_lock().is_err() {
         return Err(ConformanceError::Folder {
             path: base.join(name),
@@ -403,6 +385,19 @@ fn check_base(base: &Utf8Path) -> Result<(), ConformanceError> {
         )));
     }
     Ok(())
+}
+
+/// The lock file of the sandbox `name` (made when a crash left none), not yet locked.
+fn open_lock(base: &Utf8Path, name: &str) -> Result<File, ConformanceError> {
+    let path = lock_file(base, name);
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc_nofollow())
+        .open(&path)
+        .map_err(ConformanceError::io("open the sandbox lock", &path))
 }
 
 fn lock_file(base: &Utf8Path, name: &str) -> Utf8PathBuf {

@@ -113,13 +113,16 @@ fn write_at(
     file.sync_all()
 }
 
-/// The awkward rows: label, body (text, `None` for NULL) and data (bytes).
-fn seed_rows() -> Vec<(
+/// The awkward rows.
+/// One seed row: id, label, body (text, `None` for NULL) and data (bytes).
+type SeedRow = (
     i32,
     Option<&'static str>,
     Option<&'static str>,
     Option<Vec<u8>>,
-)> {
+);
+
+fn seed_rows() -> Vec<SeedRow> {
     vec![
         (
             1,

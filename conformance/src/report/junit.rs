@@ -76,12 +76,7 @@ pub(super) fn render(report: &Report) -> String {
     if !report.findings.is_empty() {
         let mut text = String::from("findings:");
         for f in &report.findings {
-            let source = f
-                .source
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default();
-            text.push_str(&format!("\n- {}: {}{source}", f.step, f.message));
+            text.push_str(&format!("\n- {}", f.line()));
         }
         let _ = writeln!(x, "    <system-out>{}</system-out>", esc(&text));
     }

@@ -3,22 +3,16 @@
 use std::os::unix::process::CommandExt;
 
 use aps_conformance::findings::{OutsideFiles, end_processes_of, processes_of};
-use aps_conformance::sandbox::{Sandbox, SandboxOptions};
 use camino::Utf8Path;
 
-use crate::{base, sh_as};
+use crate::sh_as;
 
 #[test]
 fn a_process_the_account_left_running_is_found_and_ended() {
     if !test_support::needs_root("making accounts") {
         return;
     }
-    let base = base();
-    let sandbox = Sandbox::create(&SandboxOptions {
-        base: base.path.clone(),
-        keep: false,
-    })
-    .unwrap();
+    let (_base, sandbox) = crate::sandbox();
     let account = sandbox.account().clone();
     assert_eq!(processes_of(account.uid), vec![]);
     // A daemon a script started in a session of its own, out of its process group.
@@ -56,12 +50,7 @@ fn files_written_outside_the_instance_folders_are_found_and_the_web_root_is_not(
     if !test_support::needs_root("making accounts") {
         return;
     }
-    let base = base();
-    let sandbox = Sandbox::create(&SandboxOptions {
-        base: base.path.clone(),
-        keep: false,
-    })
-    .unwrap();
+    let (_base, sandbox) = crate::sandbox();
     let account = sandbox.account().clone();
     let home = sandbox.home().to_owned();
     let web_root = sandbox.web_root().to_owned();

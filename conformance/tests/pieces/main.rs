@@ -25,6 +25,17 @@ pub fn base() -> Base {
     Base { _dir: dir, path }
 }
 
+/// A fresh base folder and a sandbox in it (not kept).
+pub fn sandbox() -> (Base, aps_conformance::sandbox::Sandbox) {
+    let base = base();
+    let options = aps_conformance::sandbox::SandboxOptions {
+        base: base.path.clone(),
+        keep: false,
+    };
+    let sandbox = aps_conformance::sandbox::Sandbox::create(&options).unwrap();
+    (base, sandbox)
+}
+
 /// Whether the user `name` exists.
 pub fn user_exists(name: &str) -> bool {
     std::process::Command::new("id")

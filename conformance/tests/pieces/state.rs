@@ -7,12 +7,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::Duration;
 
 use aps_conformance::capture::{Capture, CaptureOptions, Difference, FileKind, Owner, diff};
-use aps_conformance::sandbox::{Sandbox, SandboxOptions};
 use aps_conformance::seed::{self, MARKER_NAME};
 use aps_controller::database::{self, Database, DbKind};
 use camino::Utf8PathBuf;
-
-use crate::base;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -29,12 +26,7 @@ fn round_trip(kind: DbKind) {
     let Some(db) = test_support::database::create_database(kind, "conf") else {
         return;
     };
-    let base = base();
-    let sandbox = Sandbox::create(&SandboxOptions {
-        base: base.path.clone(),
-        keep: false,
-    })
-    .unwrap();
+    let (_base, sandbox) = crate::sandbox();
     let account = sandbox.account().clone();
     let root = sandbox.web_root().to_owned();
     // A small site: files, a private config, a symlink, a writable upload folder.

@@ -400,6 +400,18 @@ pub fn query(db: &Database, sql: &str, timeout: Duration) -> Result<String, Data
     client::query(db, sql, &client::Deadline::new(timeout), "query")
 }
 
+/// [`query`] run as an account of its own made up for this one run, as the dump tools are
+/// ([`dump`]), whatever [`as_account`] set: for reads the controller itself vouches for (the
+/// conformance checks' capture of a tenant's database), which the tenant must not be able to
+/// `ptrace` or signal.
+pub fn query_as_own_account(
+    db: &Database,
+    sql: &str,
+    timeout: Duration,
+) -> Result<String, DatabaseError> {
+    client::as_dump_account(|| query(db, sql, timeout))
+}
+
 fn wipe_within(db: &Database, deadline: &client::Deadline) -> Result<(), DatabaseError> {
     db.kind.engine().wipe(db, deadline)
 }

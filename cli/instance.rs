@@ -96,15 +96,23 @@ pub enum InstanceCommand {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Upgrade an instance to a newer version of its package: the rule checked, a safety
+    /// backup taken, the new files swapped in (writable folders kept), `configure upgrade`
+    /// run, the record updated; any failure puts the instance back whole (docs/lifecycle.md,
+    /// "Upgrade").
+    #[command(after_help = crate::upgrade::EXAMPLES)]
+    Upgrade(crate::upgrade::UpgradeArgs),
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
     let c = match c {
         InstanceCommand::Install(args) => return crate::install::run(args),
+        InstanceCommand::Upgrade(args) => return crate::upgrade::run(args),
         other => other,
     };
     let out = Out::new(match &c {
         InstanceCommand::Install(args) => args.json,
+        InstanceCommand::Upgrade(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
@@ -147,6 +155,7 @@ fn recover(dir: &StateDir) {
 fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
     match c {
         InstanceCommand::Install(args) => Ok(crate::install::run(args)),
+        InstanceCommand::Upgrade(args) => Ok(crate::upgrade::run(args)),
         InstanceCommand::Register {
             file,
             replace,

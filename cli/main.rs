@@ -23,6 +23,7 @@ mod serve;
 mod signals;
 mod store;
 mod terminal;
+mod upgrade;
 mod verify;
 
 use std::process::ExitCode;
@@ -176,6 +177,7 @@ fn main() -> ExitCode {
             | Command::Drill(_)
             | Command::Instance(instance::InstanceCommand::Install(_))
             | Command::Store(store::StoreCommand::Backup { .. })
+            | Command::Instance(instance::InstanceCommand::Upgrade(_))
     ) {
         signals::install(|| {});
     }

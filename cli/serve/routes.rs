@@ -72,6 +72,11 @@ const ROUTES: &[Route] = &[
         path: &[Word("v1"), Word("packages"), Word("check")],
         handler: |app, _, body| app.check(body),
     },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("upgrade")],
+        handler: App::upgrade,
+    },
 ];
 
 impl Route {

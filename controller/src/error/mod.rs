@@ -19,11 +19,13 @@ pub mod kind;
 pub mod overrides;
 mod refusal;
 mod step;
+mod upgrade_refusal;
 
 pub use kind::ErrorKind;
 pub use overrides::{Override, current_spelling, spelled, spelled_as};
 pub use refusal::InstallRefusal;
 pub use step::Step;
+pub use upgrade_refusal::UpgradeRefusal;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +255,13 @@ pub enum OperationError {
         rollback: Box<OperationError>,
         snapshot: Utf8PathBuf,
     },
+    /// An upgrade refused at one of its checks; nothing of the instance changed.
+    #[error("step {step}: upgrade of {instance} refused: {refusal}")]
+    UpgradeRefused {
+        step: Step,
+        instance: String,
+        refusal: UpgradeRefusal,
+    },
 }
 
 fn format_script_errors(errors: &[ScriptError]) -> String {
@@ -479,6 +488,7 @@ impl OperationError {
                 ErrorKind::RollbackFailed
             }
             OperationError::InstallRefused { refusal, .. } => refusal.kind(),
+            OperationError::UpgradeRefused { refusal, .. } => refusal.kind(),
         }
     }
 
@@ -511,7 +521,8 @@ impl OperationError {
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
             | OperationError::NotEnoughSpace { step, .. }
-            | OperationError::InstallRefused { step, .. } => *step,
+            | OperationError::InstallRefused { step, .. }
+            | OperationError::UpgradeRefused { step, .. } => *step,
         }
     }
 
@@ -592,6 +603,9 @@ impl OperationError {
         }
         match self {
             OperationError::InstallRefused { refusal, .. } => {
+                v["problems"] = refusal.problems().into();
+            }
+            OperationError::UpgradeRefused { refusal, .. } => {
                 v["problems"] = refusal.problems().into();
             }
             OperationError::InstallUndoFailed {

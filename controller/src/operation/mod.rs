@@ -11,6 +11,7 @@ pub mod restore;
 pub mod script_file;
 mod script_run;
 pub(crate) mod tenant;
+pub mod upgrade;
 pub mod verify;
 
 use std::time::Duration;

@@ -424,7 +424,7 @@ fn free_space_near(dir: &Utf8Path) -> Option<(Utf8PathBuf, u64)> {
 }
 
 /// The root mapping's package folder: `path` of `url="/"`, when it is a folder.
-fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
+pub(crate) fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
     let mapping = package.meta.service.provision.url_mapping.as_ref()?;
     let root = mapping
         .mappings
@@ -435,7 +435,7 @@ fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
 }
 
 /// Web-root-relative folders of the mappings the package declares `writable`.
-fn writable_folders(package: &OpenedPackage) -> Vec<String> {
+pub(crate) fn writable_folders(package: &OpenedPackage) -> Vec<String> {
     fn walk(m: &Mapping, parent: &str, out: &mut Vec<String>) {
         let rel = [parent, m.url.trim_matches('/')]
             .into_iter()

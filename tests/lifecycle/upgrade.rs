@@ -273,7 +273,7 @@ fn a_failing_configure_upgrade_is_put_back_whole() {
     let out = upgrade(&sb, "faulty", &lifecycle("lifecycle-sh-faulty-1.1"), &[]);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(13), "{v}");
-    assert_eq!(v["error"]["step"], "install-configure", "{v}");
+    assert_eq!(v["error"]["step"], "upgrade-configure", "{v}");
     assert!(
         v["error"]["stderr_tail"]
             .as_str()

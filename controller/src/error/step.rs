@@ -56,6 +56,14 @@ pub enum Step {
     RunConfigure,
     /// Install: the instance recorded in the registry, last.
     RecordInstance,
+    /// Upgrade: the new package, its rule, requirements and settings checked.
+    UpgradeCheck,
+    /// Upgrade: the new files staged beside the web root and swapped in.
+    UpgradeFiles,
+    /// Upgrade: `configure upgrade OLD_VERSION OLD_RELEASE` run as the instance's account.
+    UpgradeConfigure,
+    /// Upgrade: the record updated (package, settings).
+    UpgradeRecord,
 }
 
 impl Step {
@@ -85,6 +93,10 @@ impl Step {
             Step::CreateDatabases => "install-databases",
             Step::RunConfigure => "install-configure",
             Step::RecordInstance => "install-record",
+            Step::UpgradeCheck => "upgrade-check",
+            Step::UpgradeFiles => "upgrade-files",
+            Step::UpgradeConfigure => "upgrade-configure",
+            Step::UpgradeRecord => "upgrade-record",
         }
     }
 }
@@ -94,7 +106,7 @@ impl Step {
     pub(super) fn script_role(self) -> &'static str {
         match self {
             Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
-            Step::RunConfigure => "configuration script",
+            Step::RunConfigure | Step::UpgradeConfigure => "configuration script",
             _ => "backup script",
         }
     }

@@ -100,7 +100,7 @@ pub fn upgrade(
     let _armed = ctl.arm_cancel();
     let mut clock = Clock::new();
     let plan = plan::check(ctl, request)?;
-    clock.lap(Step::CheckPackage);
+    clock.lap(Step::UpgradeCheck);
     let mut report = plan.report(request);
     if request.dry_run {
         report.phases = clock.phases;
@@ -182,13 +182,13 @@ fn change(
     let name = &plan.old.name;
     ctl.report_part("upgrade", name, "files", "", None);
     let leftover = swap::swap(ctl, plan, op)?;
-    clock.lap(Step::DeployFiles);
-    ctl.check_cancel(Step::RunConfigure)?;
+    clock.lap(Step::UpgradeFiles);
+    ctl.check_cancel(Step::UpgradeConfigure)?;
 
     ctl.report_part("upgrade", name, "configure", "upgrade", None);
     report.configure_output = plan.run_configure(ctl, op, request.timeout)?;
-    clock.lap(Step::RunConfigure);
-    ctl.check_cancel(Step::RecordInstance)?;
+    clock.lap(Step::UpgradeConfigure);
+    ctl.check_cancel(Step::UpgradeRecord)?;
 
     // The old record is saved beside the snapshot, and its put-back journaled, before the
     // new one replaces it.
@@ -199,15 +199,15 @@ fn change(
             instance: name.clone(),
             copy,
         },
-        Step::RecordInstance,
+        Step::UpgradeRecord,
     )?;
     ctl.store()
         .put(&plan.new, true)
         .map_err(|source| OperationError::Registry {
-            step: Step::RecordInstance,
+            step: Step::UpgradeRecord,
             source,
         })?;
-    clock.lap(Step::RecordInstance);
+    clock.lap(Step::UpgradeRecord);
     // The old version's files: nothing to put back any more once the record is the new one.
     swap::remove_leftover(&leftover);
     ctl.check_cancel(Step::Finish)
@@ -219,7 +219,7 @@ fn save_record(old: &crate::registry::Instance, copy: &Utf8Path) -> Result<(), O
     store
         .put(old, true)
         .map_err(|source| OperationError::Registry {
-            step: Step::RecordInstance,
+            step: Step::UpgradeRecord,
             source,
         })
 }

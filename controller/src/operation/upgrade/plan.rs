@@ -65,7 +65,7 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     let (was, meta) = (&old_package.meta, &package.meta);
     if !is_same_application(was, meta) {
         return Err(refuse(
-            Step::CheckPackage,
+            Step::UpgradeCheck,
             UpgradeRefusal::OtherApplication {
                 package: request.package.clone(),
                 installed: shown(was),
@@ -75,7 +75,7 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     }
     let rule = matching_rule(meta, &was.version, &was.release).map_err(|rules| {
         refuse(
-            Step::CheckPackage,
+            Step::UpgradeCheck,
             UpgradeRefusal::NoRuleMatches {
                 package: request.package.clone(),
                 installed: shown(was),
@@ -87,7 +87,7 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
 
     let web_root = old.root_web_dir().cloned().ok_or_else(|| {
         refuse(
-            Step::CheckRequirements,
+            Step::UpgradeCheck,
             UpgradeRefusal::WebRoot {
                 dir: Utf8PathBuf::from("/"),
                 reason: "the instance has no web folder for the root url-mapping".into(),
@@ -96,21 +96,21 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     })?;
     let configure = check_requirements(ctl, &old, meta, &web_root).map_err(|problems| {
         refuse(
-            Step::CheckRequirements,
+            Step::UpgradeCheck,
             UpgradeRefusal::Requirements { problems },
         )
     })?;
 
     let (new, settings_added, settings_dropped) =
         new_record(ctl, &old, meta, &request.settings, &request.package).map_err(|problems| {
-            refuse(Step::ResolveSettings, UpgradeRefusal::Settings { problems })
+            refuse(Step::UpgradeCheck, UpgradeRefusal::Settings { problems })
         })?;
 
     match std::fs::symlink_metadata(&web_root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(refuse(
-                Step::CheckWebRoot,
+                Step::UpgradeCheck,
                 UpgradeRefusal::WebRoot {
                     dir: web_root,
                     reason: "it is not a folder (a symlink is never followed)".into(),
@@ -119,7 +119,7 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
         }
         Err(e) => {
             return Err(refuse(
-                Step::CheckWebRoot,
+                Step::UpgradeCheck,
                 UpgradeRefusal::WebRoot {
                     dir: web_root,
                     reason: e.to_string(),
@@ -129,7 +129,7 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     }
     if web_root.parent().is_none() || web_root.file_name().is_none() {
         return Err(refuse(
-            Step::CheckWebRoot,
+            Step::UpgradeCheck,
             UpgradeRefusal::WebRoot {
                 dir: web_root,
                 reason: "the new files are staged beside it, so it must have a parent folder"
@@ -189,7 +189,7 @@ fn check_package(
     };
     if !problems.is_empty() {
         return Err(refused(
-            Step::CheckPackage,
+            Step::UpgradeCheck,
             name,
             UpgradeRefusal::PackageInvalid {
                 package: path.clone(),
@@ -199,7 +199,7 @@ fn check_package(
     }
     crate::registry::open_package(&ctl.config().state, path).map_err(|source| {
         OperationError::Package {
-            step: Step::CheckPackage,
+            step: Step::UpgradeCheck,
             source,
         }
     })
@@ -442,7 +442,7 @@ impl Plan {
         let Some((script, interpreter)) = &self.configure else {
             return Ok(String::new());
         };
-        let step = Step::RunConfigure;
+        let step = Step::UpgradeConfigure;
         let env = build_environment_with(
             &self.new,
             &self.package.meta,

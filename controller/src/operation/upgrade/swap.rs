@@ -40,7 +40,7 @@ pub(super) fn swap(
     op: &mut Operation,
 ) -> Result<Leftover, OperationError> {
     let web_root = &plan.web_root;
-    let step = Step::DeployFiles;
+    let step = Step::UpgradeFiles;
     let io_err =
         |what: &'static str, path: &Utf8Path| OperationError::io(step, what, path.to_owned());
     let parent = web_root
@@ -208,7 +208,7 @@ impl Carry<'_> {
         }
         for name in sorted_names(old)? {
             self.ctl
-                .check_cancel(Step::DeployFiles)
+                .check_cancel(Step::UpgradeFiles)
                 .map_err(Moved::Stopped)?;
             let os = std::ffi::OsStr::from_bytes(&name);
             let here = rel_join(rel, &String::from_utf8_lossy(&name));

@@ -114,7 +114,7 @@ pub(super) fn swap(
             "",
         )
         .map_err(|e| match e {
-            Moved::Stopped(error) => error,
+            Moved::Stopped(error) => *error,
             Moved::Io(error) => {
                 io_err("cannot move the instance's own files over to", &staged_path)(error)
             }
@@ -169,7 +169,7 @@ pub(super) fn remove_leftover(leftover: &Leftover) {
 }
 
 enum Moved {
-    Stopped(OperationError),
+    Stopped(Box<OperationError>),
     Io(io::Error),
 }
 
@@ -209,7 +209,7 @@ impl Carry<'_> {
         for name in sorted_names(old)? {
             self.ctl
                 .check_cancel(Step::UpgradeFiles)
-                .map_err(Moved::Stopped)?;
+                .map_err(|e| Moved::Stopped(Box::new(e)))?;
             let os = std::ffi::OsStr::from_bytes(&name);
             let here = rel_join(rel, &String::from_utf8_lossy(&name));
             let kind = |dir: BorrowedFd<'_>| {

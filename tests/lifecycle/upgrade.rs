@@ -9,33 +9,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use test_support as support;
 
 use super::install::{copy_package, install, tenant_sandbox};
-use super::install_fixtures::sql;
+use super::install_fixtures::{existing, fresh, lifecycle, servers, sql};
 use aps_controller::database::DbKind;
 use support::database::TestDatabase;
 use support::tenant::tenant;
-use support::{Sandbox, assert_success, json, needs_root, repo, tree_state};
-
-fn lifecycle(name: &str) -> Utf8PathBuf {
-    repo().join("fixtures/lifecycle").join(name)
-}
-
-fn servers(what: &str) -> bool {
-    needs_root(what) && !support::skipped_on_purpose("APS_TEST_NO_DB", what)
-}
-
-fn fresh(kind: DbKind, hint: &str) -> TestDatabase {
-    support::database::create_database(kind, hint)
-        .expect("the test database servers: scripts/ci/start-services.sh")
-}
-
-/// `--database ID=existing:FILE` for a test database, its file written into the sandbox.
-fn existing(sb: &Sandbox, id: &str, db: &TestDatabase) -> String {
-    let toml = support::db_toml(id, db.database());
-    let body = toml.split_once('\n').unwrap().1;
-    let path = sb.path(&format!("db-{id}-{}.toml", db.database().name));
-    std::fs::write(&path, body).unwrap();
-    format!("{id}=existing:{path}")
-}
+use support::{Sandbox, assert_success, json, tree_state};
 
 fn upgrade_cmd(
     sb: &Sandbox,

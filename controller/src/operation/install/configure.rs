@@ -166,7 +166,7 @@ fn run_script(
 }
 
 /// The last [`EXCERPT`] bytes of `text`, trimmed, cut at a character boundary.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let text = text.trim();
     let mut start = text.len().saturating_sub(EXCERPT);
     while !text.is_char_boundary(start) {

@@ -35,9 +35,10 @@ use crate::journal::{OperationKind, UndoAction};
 use crate::lifecycle::GivenSettings;
 use crate::registry::SettingValue;
 
+pub(crate) use configure::excerpt;
 pub use files::FilesMade;
 pub(crate) use files::{copy_entry, set_owner_mode, sorted_names};
-pub(crate) use plan::{root_content, writable_folders};
+pub(crate) use plan::{package_problems, root_content, writable_folders};
 
 /// Where a `db` requirement's database comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,15 +281,7 @@ fn check_package(
     request: &InstallRequest,
 ) -> Result<OpenedPackage, OperationError> {
     let path = &request.package;
-    let problems = match aps_meta::check_package(path, &aps_meta::Limits::default()) {
-        Ok(report) => report
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| format!("{} {}", d.code, d.message))
-            .collect(),
-        Err(e) => vec![e.to_string()],
-    };
+    let problems = package_problems(path);
     if !problems.is_empty() {
         return Err(refused_at(
             Step::CheckPackage,
@@ -306,6 +298,19 @@ fn check_package(
             source,
         }
     })
+}
+
+/// The errors `package check` reports of the package at `path` (its warnings pass).
+pub(crate) fn package_problems(path: &camino::Utf8Path) -> Vec<String> {
+    match aps_meta::check_package(path, &aps_meta::Limits::default()) {
+        Ok(report) => report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    }
 }
 
 /// The request as an INSTANCE.toml would say it (without its settings), so registration's

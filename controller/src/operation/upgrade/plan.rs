@@ -178,15 +178,7 @@ fn check_package(
     name: &str,
 ) -> Result<OpenedPackage, OperationError> {
     let path = &request.package;
-    let problems: Vec<String> = match aps_meta::check_package(path, &aps_meta::Limits::default()) {
-        Ok(report) => report
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| format!("{} {}", d.code, d.message))
-            .collect(),
-        Err(e) => vec![e.to_string()],
-    };
+    let problems = crate::operation::install::package_problems(path);
     if !problems.is_empty() {
         return Err(refused(
             Step::UpgradeCheck,
@@ -480,13 +472,7 @@ impl Plan {
             &run,
             &[was.version.as_str(), was.release.as_str()],
         )?;
-        let text = output.stdout_lossy();
-        let text = text.trim();
-        let mut start = text.len().saturating_sub(4096);
-        while !text.is_char_boundary(start) {
-            start += 1;
-        }
-        Ok(text[start..].to_owned())
+        Ok(crate::operation::install::excerpt(&output.stdout_lossy()))
     }
 }
 

@@ -236,6 +236,43 @@ fn faulty_installed(sb: &Sandbox, www: &Utf8Path, fail_at: &str) -> (TestDatabas
     (main, root)
 }
 
+/// What a failed upgrade of `faulty` must leave as it found it: the files, the tables, the
+/// record.
+struct Faulty {
+    files: std::collections::BTreeMap<String, String>,
+    tables: String,
+    record: serde_json::Value,
+}
+
+impl Faulty {
+    fn take(sb: &Sandbox, www: &Utf8Path, main: &TestDatabase) -> Self {
+        Faulty {
+            files: tree_state(www, &[]),
+            tables: mysql_tables(main),
+            record: record(sb, "faulty"),
+        }
+    }
+
+    fn assert_put_back(&self, sb: &Sandbox, www: &Utf8Path, main: &TestDatabase) {
+        assert_eq!(
+            tree_state(www, &[]),
+            self.files,
+            "the files were not put back"
+        );
+        assert_eq!(
+            mysql_tables(main),
+            self.tables,
+            "the tables were not put back"
+        );
+        assert_eq!(
+            record(sb, "faulty"),
+            self.record,
+            "the record was not put back"
+        );
+        support::restore_kit::assert_nothing_left_open(&sb.state());
+    }
+}
+
 #[test]
 fn a_failing_configure_upgrade_is_put_back_whole() {
     if !servers("lifecycle-sh-faulty upgraded against MariaDB") {
@@ -243,11 +280,7 @@ fn a_failing_configure_upgrade_is_put_back_whole() {
     }
     let (sb, www) = tenant_sandbox();
     let (main, _root) = faulty_installed(&sb, &www, "upgrade");
-    let (files, tables, rec) = (
-        tree_state(&www, &[]),
-        mysql_tables(&main),
-        record(&sb, "faulty"),
-    );
+    let before = Faulty::take(&sb, &www, &main);
     let out = upgrade(&sb, "faulty", &lifecycle("lifecycle-sh-faulty-1.1"), &[]);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(13), "{v}");
@@ -259,10 +292,7 @@ fn a_failing_configure_upgrade_is_put_back_whole() {
             .contains("fails on purpose (fail-at=upgrade)"),
         "{v}"
     );
-    assert_eq!(tree_state(&www, &[]), files, "the files were not put back");
-    assert_eq!(mysql_tables(&main), tables, "the tables were not put back");
-    assert_eq!(record(&sb, "faulty"), rec, "the record was not put back");
-    support::restore_kit::assert_nothing_left_open(&sb.state());
+    before.assert_put_back(&sb, &www, &main);
 }
 
 /// The next command's envelope says it put the upgrade of `name` back, whole.
@@ -294,11 +324,7 @@ fn kill_9_during_configure_upgrade_is_put_back_by_the_next_command() {
         1,
     );
     std::fs::write(&script, text).unwrap();
-    let (files, tables, rec) = (
-        tree_state(&www, &[]),
-        mysql_tables(&main),
-        record(&sb, "faulty"),
-    );
+    let before = Faulty::take(&sb, &www, &main);
     let mut child = upgrade_cmd(&sb, "faulty", &package, &[]).spawn().unwrap();
     let pid_file = root.join("script.pid");
     wait_for(
@@ -317,11 +343,8 @@ fn kill_9_during_configure_upgrade_is_put_back_by_the_next_command() {
     child.kill().unwrap();
     child.wait().unwrap();
     recovered_by_next_command(&sb, "faulty");
-    assert_eq!(tree_state(&www, &[]), files, "the files were not put back");
-    assert_eq!(mysql_tables(&main), tables, "the tables were not put back");
-    assert_eq!(record(&sb, "faulty"), rec, "the record was not put back");
+    before.assert_put_back(&sb, &www, &main);
     wait_for(|| !support::pid_alive(pid), "the script to be ended");
-    support::restore_kit::assert_nothing_left_open(&sb.state());
 }
 
 #[test]
@@ -341,11 +364,7 @@ fn kill_9_during_the_swap_is_put_back_by_the_next_command() {
             std::fs::write(dir.join(format!("f{f:03}.txt")), format!("{d}/{f}")).unwrap();
         }
     }
-    let (files, tables, rec) = (
-        tree_state(&www, &[]),
-        mysql_tables(&main),
-        record(&sb, "faulty"),
-    );
+    let before = Faulty::take(&sb, &www, &main);
     let mut child = upgrade_cmd(&sb, "faulty", &package, &[]).spawn().unwrap();
     let staged = || {
         std::fs::read_dir(&www).unwrap().any(|e| {
@@ -357,8 +376,51 @@ fn kill_9_during_the_swap_is_put_back_by_the_next_command() {
     child.kill().unwrap();
     child.wait().unwrap();
     recovered_by_next_command(&sb, "faulty");
-    assert_eq!(tree_state(&www, &[]), files, "the files were not put back");
-    assert_eq!(mysql_tables(&main), tables, "the tables were not put back");
-    assert_eq!(record(&sb, "faulty"), rec, "the record was not put back");
-    support::restore_kit::assert_nothing_left_open(&sb.state());
+    before.assert_put_back(&sb, &www, &main);
+}
+
+#[test]
+fn post_upgrade_upgrades_inside_the_allowed_folders_only() {
+    if !servers("lifecycle-py upgraded over HTTP against PostgreSQL") {
+        return;
+    }
+    let (sb, www) = tenant_sandbox();
+    let (main, root) = py_installed(&sb, &www);
+    let package = sb.path("py-1.1");
+    copy_package(&lifecycle("lifecycle-py-1.1"), &package);
+    let served = support::serve::serve_allowing(&sb, &[www.as_str(), package.as_str()]);
+    let path = "/v1/instances/py/upgrade";
+
+    // A package outside the allowed folders: refused before anything.
+    let before = tree_state(&www, &[]);
+    let outside = lifecycle("lifecycle-py-1.1");
+    let (status, v) = served.call("POST", path, serde_json::json!({"package": outside}));
+    assert_eq!(status, 403, "{v}");
+    assert_eq!(v["error"]["kind"], "path-not-allowed", "{v}");
+
+    let (status, v) = served.call(
+        "POST",
+        path,
+        serde_json::json!({"package": package, "dry_run": true}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["dry_run"], true, "{v}");
+    assert_eq!(tree_state(&www, &[]), before, "a dry run changed files");
+
+    let (status, v) = served.call(
+        "POST",
+        path,
+        serde_json::json!({"package": package, "settings": {"show_slugs": "false"}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["to_version"], "1.1", "{v}");
+    assert_eq!(v["settings"]["show_slugs"], "false", "{v}");
+    assert!(root.join("news.html").is_file());
+    assert_eq!(
+        sql(
+            main.database(),
+            "SELECT value FROM app_meta WHERE key = 'schema'"
+        ),
+        "2"
+    );
 }

@@ -112,6 +112,12 @@ pub enum InstanceCommand {
     /// disabled instance is still backed up.
     #[command(after_help = crate::enable::DISABLE_EXAMPLES)]
     Disable(crate::enable::EnableArgs),
+    /// Upgrade an instance to a newer version of its package: the rule checked, a safety
+    /// backup taken, the new files swapped in (writable folders kept), `configure upgrade`
+    /// run, the record updated; any failure puts the instance back whole (docs/lifecycle.md,
+    /// "Upgrade").
+    #[command(after_help = crate::upgrade::EXAMPLES)]
+    Upgrade(crate::upgrade::UpgradeArgs),
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
@@ -120,12 +126,14 @@ pub fn run(c: InstanceCommand) -> ExitCode {
         InstanceCommand::Configure(args) => return crate::configure::run(args),
         InstanceCommand::Enable(args) => return crate::enable::run(args, true),
         InstanceCommand::Disable(args) => return crate::enable::run(args, false),
+        InstanceCommand::Upgrade(args) => return crate::upgrade::run(args),
         other => other,
     };
     let out = Out::new(match &c {
         InstanceCommand::Install(args) => args.json,
         InstanceCommand::Configure(args) => args.json,
         InstanceCommand::Enable(args) | InstanceCommand::Disable(args) => args.json,
+        InstanceCommand::Upgrade(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
@@ -171,6 +179,7 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
         InstanceCommand::Configure(args) => Ok(crate::configure::run(args)),
         InstanceCommand::Enable(args) => Ok(crate::enable::run(args, true)),
         InstanceCommand::Disable(args) => Ok(crate::enable::run(args, false)),
+        InstanceCommand::Upgrade(args) => Ok(crate::upgrade::run(args)),
         InstanceCommand::Register {
             file,
             replace,

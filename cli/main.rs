@@ -25,6 +25,7 @@ mod serve;
 mod signals;
 mod store;
 mod terminal;
+mod upgrade;
 mod verify;
 
 use std::process::ExitCode;
@@ -181,6 +182,7 @@ fn main() -> ExitCode {
             | Command::Instance(instance::InstanceCommand::Enable(_))
             | Command::Instance(instance::InstanceCommand::Disable(_))
             | Command::Store(store::StoreCommand::Backup { .. })
+            | Command::Instance(instance::InstanceCommand::Upgrade(_))
     ) {
         signals::install(|| {});
     }

@@ -15,6 +15,7 @@ mod guard;
 mod handlers;
 mod http;
 mod routes;
+mod upgrade;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

@@ -87,6 +87,11 @@ const ROUTES: &[Route] = &[
         path: &[Word("v1"), Word("instances"), Name, Word("disable")],
         handler: |app, name, body| app.set_enabled(name, body, false),
     },
+    Route {
+        method: "POST",
+        path: &[Word("v1"), Word("instances"), Name, Word("upgrade")],
+        handler: App::upgrade,
+    },
 ];
 
 impl Route {

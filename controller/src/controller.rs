@@ -212,6 +212,16 @@ impl Controller {
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
+    /// Moves an instance to a newer version of its package ([`crate::operation::upgrade`]):
+    /// put back whole from its safety snapshot when any step fails.
+    pub fn upgrade(
+        &self,
+        request: &crate::operation::upgrade::UpgradeRequest,
+    ) -> Result<crate::operation::upgrade::UpgradeReport, OperationError> {
+        crate::operation::upgrade::upgrade(self, request)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
@@ -433,6 +443,10 @@ impl UndoHandler for Undoer<'_> {
             .map_err(|e| e.to_string())?;
         crate::database::provision::drop(server, created).map_err(|e| e.to_string())
     }
+
+    fn restore_record(&mut self, instance: &str, copy: &Utf8Path) -> Result<(), String> {
+        crate::operation::upgrade::restore_record(self.store, instance, copy)
+    }
 }
 
 fn journal_dir(state: &StateDir) -> Utf8PathBuf {
@@ -490,6 +504,9 @@ impl Operation {
                 }
                 UndoAction::Unregister { instance } => handler.unregister(instance),
                 UndoAction::DropDatabase(created) => handler.drop_database(created),
+                UndoAction::RestoreRecord { instance, copy } => {
+                    handler.restore_record(instance, copy)
+                }
                 other => crate::journal::undo_on_disk(other).unwrap_or(Ok(())),
             };
             if let Err(e) = result {

@@ -443,6 +443,19 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     assert_eq!(v["error"]["kind"], "invalid-settings", "{v}");
     let v = c.run(&sb, &install(&["--setting", "admin_password=pw"]), true);
     assert_eq!(v["instance"], "installed", "{v}");
+    // instance upgrade: sh-sample's own rule (`version < '1.0.0'`) does not take itself.
+    let v = c.run(
+        &sb,
+        &[
+            "instance",
+            "upgrade",
+            "installed",
+            "--package",
+            package.as_str(),
+        ],
+        false,
+    );
+    assert_eq!(v["error"]["kind"], "invalid-package", "{v}");
 
     // instance configure, enable, disable: a change, a refusal naming its problems, and
     // sh-sample's configuration script has no status-control.

@@ -18,11 +18,13 @@ use crate::structured_output::{OutputError, ScriptError};
 pub mod kind;
 mod refusal;
 mod step;
+mod upgrade_refusal;
 
 pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
 pub use refusal::{ConfigureRefusal, InstallRefusal};
 pub use step::Step;
+pub use upgrade_refusal::UpgradeRefusal;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +263,13 @@ pub enum OperationError {
         rollback: Box<OperationError>,
         snapshot: Utf8PathBuf,
     },
+    /// An upgrade refused at one of its checks; nothing of the instance changed.
+    #[error("step {step}: upgrade of {instance} refused: {refusal}")]
+    UpgradeRefused {
+        step: Step,
+        instance: String,
+        refusal: UpgradeRefusal,
+    },
 }
 
 fn format_script_errors(errors: &[ScriptError]) -> String {
@@ -488,6 +497,7 @@ impl OperationError {
             }
             OperationError::InstallRefused { refusal, .. } => refusal.kind(),
             OperationError::ConfigureRefused { refusal, .. } => refusal.kind(),
+            OperationError::UpgradeRefused { refusal, .. } => refusal.kind(),
         }
     }
 
@@ -522,6 +532,7 @@ impl OperationError {
             | OperationError::NotEnoughSpace { step, .. }
             | OperationError::InstallRefused { step, .. }
             | OperationError::ConfigureRefused { step, .. } => *step,
+            OperationError::UpgradeRefused { step, .. } => *step,
         }
     }
 
@@ -605,6 +616,9 @@ impl OperationError {
                 v["problems"] = refusal.problems().into();
             }
             OperationError::ConfigureRefused { refusal, .. } => {
+                v["problems"] = refusal.problems().into();
+            }
+            OperationError::UpgradeRefused { refusal, .. } => {
                 v["problems"] = refusal.problems().into();
             }
             OperationError::InstallUndoFailed {

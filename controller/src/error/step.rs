@@ -68,6 +68,14 @@ pub enum Step {
     StatusScript,
     /// Enable/disable: the new status recorded, once the script succeeded.
     StatusRecord,
+    /// Upgrade: the new package, its rule, requirements and settings checked.
+    UpgradeCheck,
+    /// Upgrade: the new files staged beside the web root and swapped in.
+    UpgradeFiles,
+    /// Upgrade: `configure upgrade OLD_VERSION OLD_RELEASE` run as the instance's account.
+    UpgradeConfigure,
+    /// Upgrade: the record updated (package, settings).
+    UpgradeRecord,
 }
 
 impl Step {
@@ -103,6 +111,10 @@ impl Step {
             Step::StatusControl => "status-control",
             Step::StatusScript => "status-script",
             Step::StatusRecord => "status-record",
+            Step::UpgradeCheck => "upgrade-check",
+            Step::UpgradeFiles => "upgrade-files",
+            Step::UpgradeConfigure => "upgrade-configure",
+            Step::UpgradeRecord => "upgrade-record",
         }
     }
 }
@@ -112,9 +124,10 @@ impl Step {
     pub(super) fn script_role(self) -> &'static str {
         match self {
             Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
-            Step::RunConfigure | Step::ConfigureScript | Step::StatusScript => {
-                "configuration script"
-            }
+            Step::RunConfigure
+            | Step::ConfigureScript
+            | Step::StatusScript
+            | Step::UpgradeConfigure => "configuration script",
             _ => "backup script",
         }
     }

@@ -33,6 +33,9 @@ pub enum OperationKind {
     Enable,
     /// `configure disable`, likewise.
     Disable,
+    /// An instance moved to a newer version of its package: put back whole from its safety
+    /// snapshot unless it finished.
+    Upgrade,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -50,6 +53,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Configure => "configure",
             OperationKind::Enable => "enable",
             OperationKind::Disable => "disable",
+            OperationKind::Upgrade => "upgrade",
         })
     }
 }
@@ -79,6 +83,9 @@ pub enum UndoAction {
     /// Remove the record of `instance` from the registry (an install recorded it but was
     /// stopped before it could close its entry); done through the recovery handler.
     Unregister { instance: String },
+    /// Put the record of `instance` back as the one-record store at `copy` holds it (an
+    /// upgrade's record, saved before it was replaced); done through the recovery handler.
+    RestoreRecord { instance: String, copy: Utf8PathBuf },
 }
 
 impl std::fmt::Display for UndoAction {
@@ -91,6 +98,9 @@ impl std::fmt::Display for UndoAction {
             }
             UndoAction::RemoveEntry { dir, name } => write!(f, "remove {name} from {dir}"),
             UndoAction::Unregister { instance } => write!(f, "unregister instance {instance}"),
+            UndoAction::RestoreRecord { instance, copy } => {
+                write!(f, "put the record of instance {instance} back from {copy}")
+            }
             UndoAction::DropDatabase(db) => write!(
                 f,
                 "drop database {} and user {} on server {}",

@@ -36,6 +36,13 @@ pub trait UndoHandler {
             "this recovery cannot unregister instance {instance}; run `aps-controller instance remove {instance}`"
         ))
     }
+
+    /// Puts the record of `instance` back from the saved copy ([`UndoAction::RestoreRecord`]).
+    fn restore_record(&mut self, instance: &str, copy: &Utf8Path) -> Result<(), String> {
+        Err(format!(
+            "this recovery cannot put the record of instance {instance} back from {copy}"
+        ))
+    }
 }
 
 impl<F: FnMut(&Utf8Path, &str) -> Result<(), String>> UndoHandler for F {
@@ -53,7 +60,8 @@ pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
         UndoAction::RemoveEntry { dir, name } => remove_entry(dir, name),
         UndoAction::RestoreSnapshot { .. }
         | UndoAction::Unregister { .. }
-        | UndoAction::DropDatabase(_) => return None,
+        | UndoAction::DropDatabase(_)
+        | UndoAction::RestoreRecord { .. } => return None,
     })
 }
 
@@ -146,6 +154,9 @@ impl Journal {
                     }
                     UndoAction::Unregister { instance } => handler.unregister(instance),
                     UndoAction::DropDatabase(created) => handler.drop_database(created),
+                    UndoAction::RestoreRecord { instance, copy } => {
+                        handler.restore_record(instance, copy)
+                    }
                     other => undo_on_disk(other).unwrap_or(Ok(())),
                 };
                 record.undone.push(UndoOutcome {

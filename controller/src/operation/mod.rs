@@ -14,6 +14,7 @@ pub mod restore;
 pub mod script_file;
 mod script_run;
 pub(crate) mod tenant;
+pub mod upgrade;
 pub mod verify;
 
 use std::time::Duration;

@@ -233,9 +233,22 @@ pub(crate) struct ScriptRun<'a> {
 pub(crate) fn run_package_script(
     ctl: &Controller,
     package: &OpenedPackage,
+    script: (&Script, &ResolvedInterpreter),
+    env: &ScriptEnvironment,
+    run: &ScriptRun<'_>,
+) -> Result<ProcessOutput, OperationError> {
+    run_package_script_with(ctl, package, script, env, run, &[])
+}
+
+/// [`run_package_script`] with arguments after the operation's (`upgrade OLD_VERSION
+/// OLD_RELEASE`).
+pub(crate) fn run_package_script_with(
+    ctl: &Controller,
+    package: &OpenedPackage,
     (script, interpreter): (&Script, &ResolvedInterpreter),
     env: &ScriptEnvironment,
     run: &ScriptRun<'_>,
+    more: &[&str],
 ) -> Result<ProcessOutput, OperationError> {
     let ScriptRun {
         argument,
@@ -251,7 +264,10 @@ pub(crate) fn run_package_script(
     let run_from = tenant.map(TenantDir::scripts).unwrap_or(scripts);
     let limits = ctl.config().limits_for(run.instance);
     let mut spec = interpreter
-        .script_command(&run_from.join(&script.name), [argument])
+        .script_command(
+            &run_from.join(&script.name),
+            std::iter::once(argument).chain(more.iter().copied()),
+        )
         .current_dir(run_from)
         .envs(env.iter())
         .timeout(ctl.timeout(timeout))

@@ -18,6 +18,7 @@ pub mod log;
 pub mod migrate;
 pub mod restore;
 pub mod run;
+pub mod upgrade;
 pub mod verify;
 
 use aps_controller::Controller;

@@ -174,7 +174,7 @@ fn make_writable(
 }
 
 /// Copies `name` of `from` into `to` (which must not hold it), with everything under it.
-fn copy_entry(
+pub(crate) fn copy_entry(
     from: BorrowedFd<'_>,
     to: BorrowedFd<'_>,
     name: &[u8],
@@ -249,7 +249,11 @@ fn copy_entry(
 
 /// Gives the entry to the account (when the work runs as another one), then its mode: the
 /// mode last, so the tenant never holds an entry with root's permissions meanwhile.
-fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<&Account>, mode: u32) -> io::Result<()> {
+pub(crate) fn set_owner_mode(
+    fd: BorrowedFd<'_>,
+    owner: Option<&Account>,
+    mode: u32,
+) -> io::Result<()> {
     if let Some(a) = owner {
         rustix::fs::fchown(
             fd,
@@ -262,7 +266,7 @@ fn set_owner_mode(fd: BorrowedFd<'_>, owner: Option<&Account>, mode: u32) -> io:
 }
 
 /// The names in `dir`, in ascending byte order.
-fn sorted_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+pub(crate) fn sorted_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     let mut names = crate::archive::pending_names(dir)?;
     names.reverse();
     Ok(names)

@@ -36,6 +36,8 @@ use crate::lifecycle::GivenSettings;
 use crate::registry::SettingValue;
 
 pub use files::FilesMade;
+pub(crate) use files::{copy_entry, set_owner_mode, sorted_names};
+pub(crate) use plan::{package_problems, root_content, writable_folders};
 
 /// Where a `db` requirement's database comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -281,15 +281,7 @@ fn check_package(
     request: &InstallRequest,
 ) -> Result<OpenedPackage, OperationError> {
     let path = &request.package;
-    let problems = match aps_meta::check_package(path, &aps_meta::Limits::default()) {
-        Ok(report) => report
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| format!("{} {}", d.code, d.message))
-            .collect(),
-        Err(e) => vec![e.to_string()],
-    };
+    let problems = package_problems(path);
     if !problems.is_empty() {
         return Err(refused_at(
             Step::CheckPackage,
@@ -306,6 +298,19 @@ fn check_package(
             source,
         }
     })
+}
+
+/// The errors `package check` reports of the package at `path` (its warnings pass).
+pub(crate) fn package_problems(path: &camino::Utf8Path) -> Vec<String> {
+    match aps_meta::check_package(path, &aps_meta::Limits::default()) {
+        Ok(report) => report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{} {}", d.code, d.message))
+            .collect(),
+        Err(e) => vec![e.to_string()],
+    }
 }
 
 /// The request as an INSTANCE.toml would say it (without its settings), so registration's
@@ -410,7 +415,7 @@ fn is_database_problem(problem: &Problem) -> bool {
 }
 
 /// The root mapping's package folder: `path` of `url="/"`, when it is a folder.
-fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
+pub(crate) fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
     let mapping = package.meta.service.provision.url_mapping.as_ref()?;
     let root = mapping
         .mappings
@@ -421,7 +426,7 @@ fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
 }
 
 /// Web-root-relative folders of the mappings the package declares `writable`.
-fn writable_folders(package: &OpenedPackage) -> Vec<String> {
+pub(crate) fn writable_folders(package: &OpenedPackage) -> Vec<String> {
     fn walk(m: &Mapping, parent: &str, out: &mut Vec<String>) {
         let rel = [parent, m.url.trim_matches('/')]
             .into_iter()

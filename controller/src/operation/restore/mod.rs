@@ -26,8 +26,7 @@ mod snapshot;
 mod source;
 
 use self::apply::*;
-pub(crate) use self::snapshot::put_back_snapshot;
-use self::snapshot::*;
+pub(crate) use self::snapshot::{put_back, put_back_snapshot, take_snapshot};
 pub(crate) use self::source::version_allowed;
 use self::source::*;
 

@@ -13,7 +13,7 @@ use super::apply::*;
 use crate::registry::{Instance, InstanceStore};
 
 /// The safety snapshot: a compressed archive of the instance as it is now.
-pub(super) fn take_snapshot(
+pub(crate) fn take_snapshot(
     ctl: &Controller,
     instance: &Instance,
     meta: &AppMeta,
@@ -115,7 +115,7 @@ pub(super) fn write_snapshot(
 }
 
 /// Puts the instance back exactly as the snapshot holds it.
-pub(super) fn put_back(
+pub(crate) fn put_back(
     config: &ControllerConfig,
     instance: &Instance,
     snapshot: &Utf8Path,

@@ -84,32 +84,26 @@ pub enum InstanceCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Remove an instance's record and secrets. Its web folders, databases and backups are
-    /// kept.
-    #[command(after_help = "EXAMPLES:\n  aps-controller instance remove blog-staging")]
-    Remove {
-        /// The registered instance.
-        name: String,
-        /// Print one JSON object (docs/json.md).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        state: StateArgs,
-    },
+    /// Remove an instance: a final backup into the store, `configure remove`, then the files
+    /// and databases its install made and its record. With --keep-data only the record and
+    /// secrets (web folders, databases and backups kept, no script).
+    #[command(after_help = crate::remove::EXAMPLES)]
+    Remove(crate::remove::RemoveArgs),
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
     let c = match c {
         InstanceCommand::Install(args) => return crate::install::run(args),
+        InstanceCommand::Remove(args) => return crate::remove::run(args),
         other => other,
     };
     let out = Out::new(match &c {
         InstanceCommand::Install(args) => args.json,
+        InstanceCommand::Remove(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
-        | InstanceCommand::Show { json, .. }
-        | InstanceCommand::Remove { json, .. } => *json,
+        | InstanceCommand::Show { json, .. } => *json,
     });
     out.finish(run_inner(out, c))
 }
@@ -147,6 +141,7 @@ fn recover(dir: &StateDir) {
 fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
     match c {
         InstanceCommand::Install(args) => Ok(crate::install::run(args)),
+        InstanceCommand::Remove(args) => Ok(crate::remove::run(args)),
         InstanceCommand::Register {
             file,
             replace,
@@ -227,21 +222,6 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             let inst = store.get(&name).map_err(store_failure)?;
             let text = view::masked_toml(&inst);
             Ok(out.success(&view::masked_json(&inst), || text.trim_end().to_owned()))
-        }
-        InstanceCommand::Remove {
-            name,
-            json: _,
-            state,
-        } => {
-            check_instance_name("NAME", &name)?;
-            let (_, store) = open(state)?;
-            let inst = store.remove(&name).map_err(store_failure)?;
-            Ok(out.success(&json!({"removed": inst.name}), || {
-                format!(
-                    "removed instance {} (web folders, databases and backups kept)",
-                    inst.name
-                )
-            }))
         }
     }
 }

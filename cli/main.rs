@@ -17,6 +17,7 @@ mod package;
 mod policy;
 mod progress;
 mod prune;
+mod remove;
 mod restore;
 mod run;
 mod serve;
@@ -175,6 +176,7 @@ fn main() -> ExitCode {
             | Command::Run(_)
             | Command::Drill(_)
             | Command::Instance(instance::InstanceCommand::Install(_))
+            | Command::Instance(instance::InstanceCommand::Remove(_))
             | Command::Store(store::StoreCommand::Backup { .. })
     ) {
         signals::install(|| {});

@@ -233,6 +233,7 @@ fn instance() -> Instance {
         user: None,
         group: None,
         role: None,
+        installed: None,
     }
 }
 

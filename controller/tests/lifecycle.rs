@@ -57,6 +57,7 @@ fn instance(name: &str, user: Option<&str>, settings: &[(&str, SettingValue)]) -
         user: user.map(str::to_owned),
         group: None,
         role: None,
+        installed: None,
     }
 }
 

@@ -114,14 +114,17 @@ fn register_list_show_remove() {
     assert!(!record.contains("top-secret"));
 
     std::fs::create_dir_all(t.dir.join("www/blog")).unwrap();
-    let o = t.run(&["remove", "blog"]);
+    let o = t.run(&["remove", "blog", "--keep-data"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         t.dir.join("www/blog").is_dir(),
         "remove keeps the web folder"
     );
     assert_eq!(t.run(&["show", "blog"]).status.code(), Some(4));
-    assert_eq!(t.run(&["remove", "blog"]).status.code(), Some(4));
+    assert_eq!(
+        t.run(&["remove", "blog", "--keep-data"]).status.code(),
+        Some(4)
+    );
 }
 
 #[test]

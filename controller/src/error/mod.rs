@@ -22,7 +22,7 @@ mod step;
 
 pub use kind::ErrorKind;
 pub use overrides::{Override, current_spelling, spelled, spelled_as};
-pub use refusal::InstallRefusal;
+pub use refusal::{InstallRefusal, RemoveRefusal};
 pub use step::Step;
 
 /// Why an operation failed. Everything it did was rolled back before this is returned.
@@ -241,6 +241,23 @@ pub enum OperationError {
     )]
     InstallUndoFailed {
         original: Box<OperationError>,
+        leftovers: Vec<String>,
+    },
+    /// A removal refused before anything ran or was deleted.
+    #[error("step {step}: removal of {instance} refused: {refusal}")]
+    RemoveRefused {
+        step: Step,
+        instance: String,
+        refusal: RemoveRefusal,
+    },
+    /// A removal past its point of no return could not take everything away: the leftovers
+    /// are named, and the record is kept so that the removal can be run again.
+    #[error(
+        "removing {instance}: `configure remove` ran but these could not be taken away: {}; the instance stays registered: run the removal again once they can be",
+        leftovers.join("; ")
+    )]
+    RemoveIncomplete {
+        instance: String,
         leftovers: Vec<String>,
     },
     /// A restore failed and putting the instance back failed too: the instance needs a person.
@@ -479,6 +496,8 @@ impl OperationError {
                 ErrorKind::RollbackFailed
             }
             OperationError::InstallRefused { refusal, .. } => refusal.kind(),
+            OperationError::RemoveRefused { refusal, .. } => refusal.kind(),
+            OperationError::RemoveIncomplete { .. } => ErrorKind::ResourceFailed,
         }
     }
 
@@ -511,7 +530,9 @@ impl OperationError {
             | OperationError::Journal { step, .. }
             | OperationError::Io { step, .. }
             | OperationError::NotEnoughSpace { step, .. }
-            | OperationError::InstallRefused { step, .. } => *step,
+            | OperationError::InstallRefused { step, .. }
+            | OperationError::RemoveRefused { step, .. } => *step,
+            OperationError::RemoveIncomplete { .. } => Step::RemoveData,
         }
     }
 
@@ -528,6 +549,7 @@ impl OperationError {
                 source: ArchiveError::IdentityRequired { .. },
                 ..
             } => Some(Override::IdentityFile),
+            OperationError::RemoveRefused { .. } => Some(Override::KeepData),
             _ => None,
         }
     }
@@ -600,6 +622,9 @@ impl OperationError {
             } => {
                 v["leftovers"] = leftovers.clone().into();
                 v["original_kind"] = original.kind().as_str().into();
+            }
+            OperationError::RemoveIncomplete { leftovers, .. } => {
+                v["leftovers"] = leftovers.clone().into();
             }
             _ => {}
         }

@@ -56,6 +56,10 @@ pub enum Step {
     RunConfigure,
     /// Install: the instance recorded in the registry, last.
     RecordInstance,
+    /// Remove: `configure remove` run as the instance's account (nothing deleted yet).
+    RemoveConfigure,
+    /// Remove: the install's files, the databases it created and the record taken away.
+    RemoveData,
 }
 
 impl Step {
@@ -85,6 +89,8 @@ impl Step {
             Step::CreateDatabases => "install-databases",
             Step::RunConfigure => "install-configure",
             Step::RecordInstance => "install-record",
+            Step::RemoveConfigure => "remove-configure",
+            Step::RemoveData => "remove-data",
         }
     }
 }
@@ -94,7 +100,7 @@ impl Step {
     pub(super) fn script_role(self) -> &'static str {
         match self {
             Step::FindVerificationScript | Step::RunVerificationScript => "verification script",
-            Step::RunConfigure => "configuration script",
+            Step::RunConfigure | Step::RemoveConfigure => "configuration script",
             _ => "backup script",
         }
     }

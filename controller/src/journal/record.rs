@@ -26,6 +26,9 @@ pub enum OperationKind {
     Drill,
     /// A new instance made from a package: everything it made is undone unless it finished.
     Install,
+    /// An instance removed: `configure remove`, then its files, databases and record. Its
+    /// undo list is written whole at the point of no return and *finishes* the removal.
+    Remove,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -40,6 +43,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Prune => "prune",
             OperationKind::Drill => "drill",
             OperationKind::Install => "install",
+            OperationKind::Remove => "remove",
         })
     }
 }
@@ -69,6 +73,9 @@ pub enum UndoAction {
     /// Remove the record of `instance` from the registry (an install recorded it but was
     /// stopped before it could close its entry); done through the recovery handler.
     Unregister { instance: String },
+    /// Remove the folder `name` of `dir` only when it is empty (a web root a removal empties
+    /// of the install's files: a tenant's own files keep it); done by descriptor.
+    RemoveEmptyDir { dir: Utf8PathBuf, name: String },
 }
 
 impl std::fmt::Display for UndoAction {
@@ -81,6 +88,9 @@ impl std::fmt::Display for UndoAction {
             }
             UndoAction::RemoveEntry { dir, name } => write!(f, "remove {name} from {dir}"),
             UndoAction::Unregister { instance } => write!(f, "unregister instance {instance}"),
+            UndoAction::RemoveEmptyDir { dir, name } => {
+                write!(f, "remove {name} from {dir} if it is empty")
+            }
             UndoAction::DropDatabase(db) => write!(
                 f,
                 "drop database {} and user {} on server {}",

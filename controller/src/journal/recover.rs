@@ -51,6 +51,7 @@ pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
         UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
         UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
         UndoAction::RemoveEntry { dir, name } => remove_entry(dir, name),
+        UndoAction::RemoveEmptyDir { dir, name } => remove_empty_dir(dir, name),
         UndoAction::RestoreSnapshot { .. }
         | UndoAction::Unregister { .. }
         | UndoAction::DropDatabase(_) => return None,
@@ -69,6 +70,22 @@ fn remove_entry(dir: &Utf8Path, name: &str) -> Result<(), String> {
     };
     crate::archive::remove_at(std::os::fd::AsFd::as_fd(&fd), name.as_bytes())
         .map_err(|e| format!("{dir}/{name}: {e}"))
+}
+
+/// [`UndoAction::RemoveEmptyDir`]: gone is fine, and so is a folder something still holds.
+fn remove_empty_dir(dir: &Utf8Path, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("refused: {name:?} is not a name inside {dir}"));
+    }
+    let fd = match crate::archive::open_dir_nofollow(dir.as_std_path()) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{dir}: {e}")),
+    };
+    match rustix::fs::unlinkat(&fd, name, rustix::fs::AtFlags::REMOVEDIR) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTEMPTY) => Ok(()),
+        Err(e) => Err(format!("{dir}/{name}: {e}")),
+    }
 }
 
 impl Journal {

@@ -72,6 +72,21 @@ pub(crate) fn find_verification_script(
     )
 }
 
+/// The root service's configuration script, if it declares one, checked the same way.
+pub(crate) fn find_configuration_script(
+    instance: &Instance,
+    package: &OpenedPackage,
+    step: Step,
+) -> Result<Option<Script>, OperationError> {
+    find_declared_script(
+        instance,
+        package,
+        package.meta.service.provision.configuration_script.as_ref(),
+        "configuration-script",
+        step,
+    )
+}
+
 /// The declared `element` must be a file inside the package's `scripts/` folder; else the
 /// package is unusable at `step`.
 fn find_declared_script(

@@ -21,7 +21,9 @@ use crate::account::Account;
 use crate::error::Override;
 
 pub use self::file::{InstanceFile, ParseError};
-pub use self::instance::{BaseUrl, BaseUrlError, Instance, SettingValue, is_valid_instance_name};
+pub use self::instance::{
+    BaseUrl, BaseUrlError, Installed, Instance, SettingValue, is_valid_instance_name,
+};
 pub use self::package::{OpenedPackage, PackageOpenError, open_package};
 pub use self::store::{
     FileStore, InstanceStore, ROOT_STATE_DIR, StateDir, StateDirError, StateSource, StoreError,

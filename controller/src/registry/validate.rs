@@ -208,6 +208,7 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             user: file.user.clone(),
             group: file.group.clone(),
             role: file.role,
+            installed: None,
         }),
         _ => Err(problems),
     }

@@ -22,7 +22,7 @@ fn servers(what: &str) -> bool {
 }
 
 /// `--database ID=existing:FILE` for a test database, its file written into the sandbox.
-fn existing(sb: &Sandbox, id: &str, db: &TestDatabase) -> String {
+pub(crate) fn existing(sb: &Sandbox, id: &str, db: &TestDatabase) -> String {
     let toml = support::db_toml(id, db.database());
     let body = toml.split_once('\n').unwrap().1;
     let path = sb.path(&format!("db-{id}-{}.toml", db.database().name));
@@ -30,7 +30,7 @@ fn existing(sb: &Sandbox, id: &str, db: &TestDatabase) -> String {
     format!("{id}=existing:{path}")
 }
 
-fn fresh(kind: aps_controller::database::DbKind, hint: &str) -> TestDatabase {
+pub(crate) fn fresh(kind: aps_controller::database::DbKind, hint: &str) -> TestDatabase {
     support::database::create_database(kind, hint)
         .expect("the test database servers: scripts/ci/start-services.sh")
 }

@@ -169,7 +169,6 @@ pub fn remove(ctl: &Controller, request: &RemoveRequest) -> Result<RemoveReport,
         source,
     })?;
     let finish = finishing_actions(&instance, &installed);
-    report.kept = tenant_names(&instance, &installed);
     ctl.check_cancel(Step::RemoveConfigure)?;
 
     // 2. `configure remove`: a failure or a kill leaves the whole instance.
@@ -251,6 +250,8 @@ pub fn remove(ctl: &Controller, request: &RemoveRequest) -> Result<RemoveReport,
             Err(e) => leftovers.push(format!("{action}: {e}")),
         }
     }
+    // Read after `configure remove`, which deletes the files its `install` wrote.
+    report.kept = tenant_names(&instance, &installed);
     if !leftovers.is_empty() {
         // The record stays so that the removal can run again; the entry is closed so that
         // the next start does not unregister what still has leftovers.

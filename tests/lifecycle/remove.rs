@@ -291,3 +291,66 @@ fn kill_9_during_configure_remove_leaves_the_whole_instance() {
     );
     assert_success(&remove(&sb, "rm-kill", &["--keep-data"]), "unregister");
 }
+
+#[test]
+fn kill_9_after_the_point_of_no_return_is_finished_by_the_next_command() {
+    let Some((sb, www, servers)) = with_servers("kill -9 during the deletions of a removal") else {
+        return;
+    };
+    let out = faulty(&sb, &www, "rm-late", "none");
+    assert_success(&out, "install");
+    let _cleanup = DropCreated::of(&sb, "rm-late");
+    // The instance's data inside a folder the install made: enough of it that the deletions
+    // take a moment to kill into.
+    let bulk = www.join("rm-late/data/bulk");
+    std::fs::create_dir(&bulk).unwrap();
+    for i in 0..4000 {
+        std::fs::write(bulk.join(format!("f{i}")), b"x").unwrap();
+    }
+    let mut child = sb
+        .command(&[
+            "instance",
+            "remove",
+            "rm-late",
+            "--no-final-backup",
+            "--json",
+        ])
+        .spawn()
+        .unwrap();
+    // The point of no return: the open journal entry lists the record's removal.
+    let journal = sb.state().join("journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    'wait: loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no point of no return seen"
+        );
+        if let Ok(entries) = std::fs::read_dir(&journal) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if e.path().extension().is_some_and(|x| x == "json") && text.contains("unregister")
+                {
+                    break 'wait;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        bulk.exists() || instances(&sb) == vec!["rm-late".to_owned()],
+        "killed before the deletions were done"
+    );
+    let out = sb.cli(&["instance", "list", "--json"]);
+    assert_success(&out, "the next command");
+    let v = json(&out);
+    assert_eq!(v["recovered"][0]["operation"], "remove", "{v}");
+    assert_eq!(v["recovered"][0]["fully_undone"], true, "{v}");
+    assert!(instances(&sb).is_empty(), "the record is gone");
+    assert!(
+        !www.join("rm-late").exists(),
+        "the web root the install made is gone"
+    );
+    assert!(on_server(&servers, DbKind::Mysql, "rm_late").is_empty());
+}

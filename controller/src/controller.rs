@@ -199,6 +199,11 @@ impl Controller {
         crate::operation::remove::remove(self, request)
     }
 
+    /// The refusals of a removal, checked without changing anything.
+    pub fn check_remove(&self, name: &str) -> Result<(), OperationError> {
+        crate::operation::remove::check_remove(self, name)
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))

@@ -114,6 +114,11 @@ fn register_list_show_remove() {
     assert!(!record.contains("top-secret"));
 
     std::fs::create_dir_all(t.dir.join("www/blog")).unwrap();
+    // Registered, not installed: only --keep-data removes it, and nothing is backed up first.
+    let o = t.run(&["remove", "blog"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--keep-data"), "{}", text(&o));
+    assert!(t.run(&["show", "blog"]).status.success());
     let o = t.run(&["remove", "blog", "--keep-data"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(

@@ -134,23 +134,7 @@ pub fn remove(ctl: &Controller, request: &RemoveRequest) -> Result<RemoveReport,
     }
 
     // 1. Checks: nothing changes until all of them pass.
-    let refused = |refusal| OperationError::RemoveRefused {
-        step: Step::FindInstance,
-        instance: instance.name.clone(),
-        refusal,
-    };
-    let Some(installed) = instance.installed.clone() else {
-        return Err(refused(RemoveRefusal::NotInstalled));
-    };
-    for (id, created) in &installed.created_databases {
-        if let Err(e) = ctl.config().database_server(&created.server) {
-            return Err(refused(RemoveRefusal::ServerGone {
-                id: id.clone(),
-                server: created.server.clone(),
-                reason: e.to_string(),
-            }));
-        }
-    }
+    let installed = removable(ctl, &instance)?;
     let account = ctl.instance_account(&instance)?;
     let package = ctl.open_package(&instance)?;
     let script = script_run::find_configuration_script(&instance, &package, Step::RemoveConfigure)?;
@@ -275,6 +259,34 @@ pub fn remove(ctl: &Controller, request: &RemoveRequest) -> Result<RemoveReport,
     op.succeed();
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// [`Controller::check_remove`]: whether a removal (not `keep_data`) of `name` would pass
+/// its refusals, for a caller that does something first (the panel's final backup).
+pub fn check_remove(ctl: &Controller, name: &str) -> Result<(), OperationError> {
+    removable(ctl, &ctl.find_instance(name)?).map(|_| ())
+}
+
+/// The refusals: an instance this controller did not install, a database server gone.
+fn removable(ctl: &Controller, instance: &Instance) -> Result<Installed, OperationError> {
+    let refused = |refusal| OperationError::RemoveRefused {
+        step: Step::FindInstance,
+        instance: instance.name.clone(),
+        refusal,
+    };
+    let Some(installed) = instance.installed.clone() else {
+        return Err(refused(RemoveRefusal::NotInstalled));
+    };
+    for (id, created) in &installed.created_databases {
+        if let Err(e) = ctl.config().database_server(&created.server) {
+            return Err(refused(RemoveRefusal::ServerGone {
+                id: id.clone(),
+                server: created.server.clone(),
+                reason: e.to_string(),
+            }));
+        }
+    }
+    Ok(installed)
 }
 
 /// What finishes the removal, in the journal's order (done newest first): the record, the

@@ -97,6 +97,11 @@ pub fn remove(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Remo
     ctl.store()
         .get(&request.instance)
         .map_err(|e| super::not_found(e.to_string()))?;
+    // Refused before a backup is taken of an instance that cannot be removed.
+    if !request.keep_data {
+        ctl.check_remove(&request.instance)
+            .map_err(ServiceError::operation)?;
+    }
     let final_backup = if request.keep_data || request.no_final_backup {
         None
     } else {

@@ -281,6 +281,8 @@ impl Wording for Flags {
             Field::Setting => "--setting",
             Field::SettingsFile => "--settings-file",
             Field::Database => "--database",
+            Field::KeepData => "--keep-data",
+            Field::NoFinalBackup => "--no-final-backup",
         }
     }
 }

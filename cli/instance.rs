@@ -85,18 +85,6 @@ pub enum InstanceCommand {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Remove an instance's record and secrets. Its web folders, databases and backups are
-    /// kept.
-    #[command(after_help = "EXAMPLES:\n  aps-controller instance remove blog-staging")]
-    Remove {
-        /// The registered instance.
-        name: String,
-        /// Print one JSON object (docs/json.md).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        state: StateArgs,
-    },
     /// Change an instance's settings: the changes checked as at install (an
     /// installation-only setting cannot change), `configure configure` run as the instance's
     /// account, the new settings recorded only once it succeeded (docs/lifecycle.md,
@@ -118,6 +106,11 @@ pub enum InstanceCommand {
     /// "Upgrade").
     #[command(after_help = crate::upgrade::EXAMPLES)]
     Upgrade(crate::upgrade::UpgradeArgs),
+    /// Remove an instance: a final backup into the store, `configure remove`, then the files
+    /// and databases its install made and its record. With --keep-data only the record and
+    /// secrets (web folders, databases and backups kept, no script).
+    #[command(after_help = crate::remove::EXAMPLES)]
+    Remove(crate::remove::RemoveArgs),
 }
 
 pub fn run(c: InstanceCommand) -> ExitCode {
@@ -127,6 +120,7 @@ pub fn run(c: InstanceCommand) -> ExitCode {
         InstanceCommand::Enable(args) => return crate::enable::run(args, true),
         InstanceCommand::Disable(args) => return crate::enable::run(args, false),
         InstanceCommand::Upgrade(args) => return crate::upgrade::run(args),
+        InstanceCommand::Remove(args) => return crate::remove::run(args),
         other => other,
     };
     let out = Out::new(match &c {
@@ -134,11 +128,11 @@ pub fn run(c: InstanceCommand) -> ExitCode {
         InstanceCommand::Configure(args) => args.json,
         InstanceCommand::Enable(args) | InstanceCommand::Disable(args) => args.json,
         InstanceCommand::Upgrade(args) => args.json,
+        InstanceCommand::Remove(args) => args.json,
         InstanceCommand::Register { json, .. }
         | InstanceCommand::Check { json, .. }
         | InstanceCommand::List { json, .. }
-        | InstanceCommand::Show { json, .. }
-        | InstanceCommand::Remove { json, .. } => *json,
+        | InstanceCommand::Show { json, .. } => *json,
     });
     out.finish(run_inner(out, c))
 }
@@ -180,6 +174,7 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
         InstanceCommand::Enable(args) => Ok(crate::enable::run(args, true)),
         InstanceCommand::Disable(args) => Ok(crate::enable::run(args, false)),
         InstanceCommand::Upgrade(args) => Ok(crate::upgrade::run(args)),
+        InstanceCommand::Remove(args) => Ok(crate::remove::run(args)),
         InstanceCommand::Register {
             file,
             replace,
@@ -264,21 +259,6 @@ fn run_inner(out: Out, c: InstanceCommand) -> Result<ExitCode, Failure> {
             let inst = store.get(&name).map_err(store_failure)?;
             let text = view::masked_toml(&inst);
             Ok(out.success(&view::masked_json(&inst), || text.trim_end().to_owned()))
-        }
-        InstanceCommand::Remove {
-            name,
-            json: _,
-            state,
-        } => {
-            check_instance_name("NAME", &name)?;
-            let (_, store) = open(state)?;
-            let inst = store.remove(&name).map_err(store_failure)?;
-            Ok(out.success(&json!({"removed": inst.name}), || {
-                format!(
-                    "removed instance {} (web folders, databases and backups kept)",
-                    inst.name
-                )
-            }))
         }
     }
 }

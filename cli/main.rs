@@ -19,6 +19,7 @@ mod package;
 mod policy;
 mod progress;
 mod prune;
+mod remove;
 mod restore;
 mod run;
 mod serve;
@@ -181,6 +182,7 @@ fn main() -> ExitCode {
             | Command::Instance(instance::InstanceCommand::Configure(_))
             | Command::Instance(instance::InstanceCommand::Enable(_))
             | Command::Instance(instance::InstanceCommand::Disable(_))
+            | Command::Instance(instance::InstanceCommand::Remove(_))
             | Command::Store(store::StoreCommand::Backup { .. })
             | Command::Instance(instance::InstanceCommand::Upgrade(_))
     ) {

@@ -71,6 +71,8 @@ impl Wording for JsonFields {
             Field::Setting => "\"settings\"",
             Field::SettingsFile => "\"settings_file\"",
             Field::Database => "\"databases\"",
+            Field::KeepData => "\"keep_data\": true",
+            Field::NoFinalBackup => "\"no_final_backup\": true",
         }
     }
 }

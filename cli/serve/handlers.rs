@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use aps_controller::registry::{self, RegisterError, view};
 use aps_meta::{Limits, check_package};
-use aps_panel::service::{backup, backups, configure, enable, install, migrate, restore};
+use aps_panel::service::{backup, backups, configure, enable, install, migrate, remove, restore};
 use camino::Utf8PathBuf;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -158,11 +158,36 @@ impl App {
         )
     }
 
-    pub(super) fn remove(&self, name: &str) -> Answer {
-        match self.ctl.store().remove(name) {
-            Ok(instance) => (200, json!({"ok": true, "removed": instance.name})),
-            Err(e) => store_problem(e),
+    /// `DELETE /v1/instances/N`: as `instance remove N`; the body (optional) carries
+    /// `keep_data`, `no_final_backup` and `timeout_secs`.
+    pub(super) fn remove(&self, name: &str, body: &[u8]) -> Handled {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Body {
+            #[serde(default)]
+            keep_data: bool,
+            #[serde(default)]
+            no_final_backup: bool,
+            timeout_secs: Option<u64>,
         }
+        let b: Body = parse(body)?;
+        let request = remove::Request {
+            instance: name.to_owned(),
+            keep_data: b.keep_data,
+            no_final_backup: b.no_final_backup,
+            timeout_secs: b.timeout_secs,
+        };
+        request.check().map_err(service_answer)?;
+        let removed = if request.keep_data {
+            remove::remove_keeping_data(&self.ctl, &request).map_err(service_failure)
+        } else {
+            self.panel().and_then(|panel| {
+                remove::remove(&self.ctl, &panel, &request).map_err(service_failure)
+            })
+        };
+        Ok(removed
+            .map(|r| (200, success_json(&r)))
+            .unwrap_or_else(failure_answer))
     }
 
     /// NAME's backups in the store, or its snapshots with the repository store, as

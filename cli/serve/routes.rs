@@ -45,7 +45,7 @@ const ROUTES: &[Route] = &[
     Route {
         method: "DELETE",
         path: &[Word("v1"), Word("instances"), Name],
-        handler: |app, name, _| Ok(app.remove(name)),
+        handler: App::remove,
     },
     Route {
         method: "GET",

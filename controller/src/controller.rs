@@ -222,6 +222,20 @@ impl Controller {
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
     }
 
+    /// Removes an instance (`configure remove`, then what its install made, then its record),
+    /// or with `keep_data` only its record.
+    pub fn remove(
+        &self,
+        request: &crate::operation::remove::RemoveRequest,
+    ) -> Result<crate::operation::remove::RemoveReport, OperationError> {
+        crate::operation::remove::remove(self, request)
+    }
+
+    /// The refusals of a removal, checked without changing anything.
+    pub fn check_remove(&self, name: &str) -> Result<(), OperationError> {
+        crate::operation::remove::check_remove(self, name)
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))
@@ -491,29 +505,45 @@ impl Operation {
     /// (which closing the entry does): what a killed run's recovery would do, done now.
     /// Returns each action that failed, with why, for the error.
     pub(crate) fn undo_now(&self, ctl: &Controller) -> Vec<String> {
-        let mut handler = Undoer {
-            config: &ctl.config,
-            store: ctl.store.as_ref(),
-        };
         let mut failed = Vec::new();
         for action in self.journal.record().undo.iter().rev() {
-            let result = match action {
-                UndoAction::DeleteDir(dir) if *dir == self.work => continue,
-                UndoAction::RestoreSnapshot { snapshot, instance } => {
-                    handler.restore_snapshot(snapshot, instance)
-                }
-                UndoAction::Unregister { instance } => handler.unregister(instance),
-                UndoAction::DropDatabase(created) => handler.drop_database(created),
-                UndoAction::RestoreRecord { instance, copy } => {
-                    handler.restore_record(instance, copy)
-                }
-                other => crate::journal::undo_on_disk(other).unwrap_or(Ok(())),
-            };
-            if let Err(e) = result {
+            if matches!(action, UndoAction::DeleteDir(dir) if *dir == self.work) {
+                continue;
+            }
+            if let Err(e) = self.do_action(ctl, action) {
                 failed.push(format!("{action}: {e}"));
             }
         }
         failed
+    }
+
+    /// Does one journaled action now, as recovery would (a removal finishes itself with
+    /// the same actions its journal entry holds).
+    pub(crate) fn do_action(&self, ctl: &Controller, action: &UndoAction) -> Result<(), String> {
+        let mut handler = Undoer {
+            config: &ctl.config,
+            store: ctl.store.as_ref(),
+        };
+        match action {
+            UndoAction::RestoreSnapshot { snapshot, instance } => {
+                handler.restore_snapshot(snapshot, instance)
+            }
+            UndoAction::Unregister { instance } => handler.unregister(instance),
+            UndoAction::DropDatabase(created) => handler.drop_database(created),
+            UndoAction::RestoreRecord { instance, copy } => handler.restore_record(instance, copy),
+            other => crate::journal::undo_on_disk(other).unwrap_or(Ok(())),
+        }
+    }
+
+    /// Adds several actions in one journal write; errors are reported at `step`.
+    pub(crate) fn add_undos(
+        &mut self,
+        actions: Vec<UndoAction>,
+        step: Step,
+    ) -> Result<(), OperationError> {
+        self.journal
+            .add_undos(actions)
+            .map_err(|source| OperationError::Journal { step, source })
     }
 
     /// Failure, after the caller undid its changes: the work folder is removed and the entry

@@ -34,10 +34,12 @@ pub enum Override {
     SettingsFile,
     /// The database a requirement takes (`InstallRequest::databases`).
     Database,
+    /// Remove only the record, keeping files and databases (`RemoveRequest::keep_data`).
+    KeepData,
 }
 
 impl Override {
-    pub const ALL: [Override; 11] = [
+    pub const ALL: [Override; 12] = [
         Override::Force,
         Override::Replace,
         Override::NoConnect,
@@ -49,6 +51,7 @@ impl Override {
         Override::Setting,
         Override::SettingsFile,
         Override::Database,
+        Override::KeepData,
     ];
 
     /// The Rust API's name of the option: what `Display` says outside [`spelled`].
@@ -65,6 +68,7 @@ impl Override {
             Override::Setting => "settings",
             Override::SettingsFile => "settings_file",
             Override::Database => "databases",
+            Override::KeepData => "keep_data",
         }
     }
 

@@ -234,6 +234,7 @@ fn instance() -> Instance {
         group: None,
         role: None,
         status: Default::default(),
+        installed: None,
     }
 }
 

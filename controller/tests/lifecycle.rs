@@ -58,6 +58,7 @@ fn instance(name: &str, user: Option<&str>, settings: &[(&str, SettingValue)]) -
         group: None,
         role: None,
         status: Default::default(),
+        installed: None,
     }
 }
 

@@ -255,7 +255,7 @@ fn instances_are_registered_and_removed_and_packages_checked() {
     assert_eq!(status, 422, "{v}");
     assert_eq!(v["error"]["kind"], "usage");
 
-    let (status, v) = server.call("DELETE", "/v1/instances/shop", Value::Null);
+    let (status, v) = server.call("DELETE", "/v1/instances/shop", json!({"keep_data": true}));
     assert_eq!(status, 200, "{v}");
     let (status, v) = server.call("GET", "/v1/instances/shop", Value::Null);
     assert_eq!(status, 404, "{v}");

@@ -114,14 +114,22 @@ fn register_list_show_remove() {
     assert!(!record.contains("top-secret"));
 
     std::fs::create_dir_all(t.dir.join("www/blog")).unwrap();
+    // Registered, not installed: only --keep-data removes it, and nothing is backed up first.
     let o = t.run(&["remove", "blog"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--keep-data"), "{}", text(&o));
+    assert!(t.run(&["show", "blog"]).status.success());
+    let o = t.run(&["remove", "blog", "--keep-data"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         t.dir.join("www/blog").is_dir(),
         "remove keeps the web folder"
     );
     assert_eq!(t.run(&["show", "blog"]).status.code(), Some(4));
-    assert_eq!(t.run(&["remove", "blog"]).status.code(), Some(4));
+    assert_eq!(
+        t.run(&["remove", "blog", "--keep-data"]).status.code(),
+        Some(4)
+    );
 }
 
 #[test]

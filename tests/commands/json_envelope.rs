@@ -337,7 +337,7 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     assert!(v["summary"]["instances"][0]["snapshot"].is_string(), "{v}");
     c.run(&sb, &["store", "check"], true);
     std::fs::remove_file(&panel).unwrap();
-    c.run(&sb, &["instance", "remove", "plain"], true);
+    c.run(&sb, &["instance", "remove", "plain", "--keep-data"], true);
     let _ = plain;
 
     // key generate.
@@ -413,7 +413,7 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     // A mistake in the arguments themselves, with --json: the usage envelope.
     let v = c.run(&sb, &["backup"], false);
     assert_eq!(v["error"]["kind"], "usage");
-    c.run(&sb, &["instance", "remove", "staging"], true);
+    c.run(&sb, &["instance", "remove", "staging", "--keep-data"], true);
 
     // instance install: its checks (a dry run), a refusal naming the setting, then for real.
     let package = fixture("sh-sample");

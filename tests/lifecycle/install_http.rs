@@ -94,4 +94,17 @@ fn post_instances_installs_inside_the_allowed_folders_only() {
     );
     assert_eq!(status, 409, "{v}");
     assert_eq!(v["error"]["kind"], "instance-exists", "{v}");
+
+    // DELETE takes the CLI's options in its body: an unknown one is refused, then the
+    // instance goes with the install's files and a final backup in the store.
+    let (status, v) = served.call("DELETE", "/v1/instances/web", json!({"keep": true}));
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(instances(&sb), ["web"]);
+    let (status, v) = served.call("DELETE", "/v1/instances/web", serde_json::Value::Null);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["removed"], "web", "{v}");
+    assert_eq!(v["configure_ran"], true, "{v}");
+    assert!(v["final_backup"]["file"].is_string(), "{v}");
+    assert!(!root.exists(), "the web root the install made is gone");
+    assert!(instances(&sb).is_empty());
 }

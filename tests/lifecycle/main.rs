@@ -10,4 +10,5 @@ mod install_fixtures;
 mod install_hostile;
 mod install_http;
 mod install_kill;
+mod remove;
 mod upgrade;

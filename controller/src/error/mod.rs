@@ -22,7 +22,7 @@ mod upgrade_refusal;
 
 pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
-pub use refusal::{ConfigureRefusal, InstallRefusal};
+pub use refusal::{ConfigureRefusal, InstallRefusal, RemoveRefusal};
 pub use step::Step;
 pub use upgrade_refusal::UpgradeRefusal;
 
@@ -251,6 +251,23 @@ pub enum OperationError {
     )]
     InstallUndoFailed {
         original: Box<OperationError>,
+        leftovers: Vec<String>,
+    },
+    /// A removal refused before anything ran or was deleted.
+    #[error("step {step}: removal of {instance} refused: {refusal}")]
+    RemoveRefused {
+        step: Step,
+        instance: String,
+        refusal: RemoveRefusal,
+    },
+    /// A removal past its point of no return could not take everything away: the leftovers
+    /// are named, and the record is kept so that the removal can be run again.
+    #[error(
+        "removing {instance}: `configure remove` ran but these could not be taken away: {}; the instance stays registered: run the removal again once they can be",
+        leftovers.join("; ")
+    )]
+    RemoveIncomplete {
+        instance: String,
         leftovers: Vec<String>,
     },
     /// A restore failed and putting the instance back failed too: the instance needs a person.
@@ -498,6 +515,8 @@ impl OperationError {
             OperationError::InstallRefused { refusal, .. } => refusal.kind(),
             OperationError::ConfigureRefused { refusal, .. } => refusal.kind(),
             OperationError::UpgradeRefused { refusal, .. } => refusal.kind(),
+            OperationError::RemoveRefused { refusal, .. } => refusal.kind(),
+            OperationError::RemoveIncomplete { .. } => ErrorKind::ResourceFailed,
         }
     }
 
@@ -533,6 +552,8 @@ impl OperationError {
             | OperationError::InstallRefused { step, .. }
             | OperationError::ConfigureRefused { step, .. } => *step,
             OperationError::UpgradeRefused { step, .. } => *step,
+            OperationError::RemoveRefused { step, .. } => *step,
+            OperationError::RemoveIncomplete { .. } => Step::RemoveData,
         }
     }
 
@@ -549,6 +570,7 @@ impl OperationError {
                 source: ArchiveError::IdentityRequired { .. },
                 ..
             } => Some(Override::IdentityFile),
+            OperationError::RemoveRefused { .. } => Some(Override::KeepData),
             _ => None,
         }
     }
@@ -627,6 +649,9 @@ impl OperationError {
             } => {
                 v["leftovers"] = leftovers.clone().into();
                 v["original_kind"] = original.kind().as_str().into();
+            }
+            OperationError::RemoveIncomplete { leftovers, .. } => {
+                v["leftovers"] = leftovers.clone().into();
             }
             _ => {}
         }

@@ -150,3 +150,34 @@ impl ConfigureRefusal {
         }
     }
 }
+
+/// A removal refused before `configure remove` ran; nothing was removed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoveRefusal {
+    /// The record does not say what an install made (registered from INSTANCE.toml, or
+    /// installed before records said it): nothing can be taken away safely.
+    #[error(
+        "the controller did not install it (or its record predates what an install records), so it cannot tell its files and databases from the tenant's; use {} to remove the record only",
+        Override::KeepData
+    )]
+    NotInstalled,
+    /// A database the install created lives on a server controller.toml no longer names.
+    #[error(
+        "its database {id:?} was created on the database server {server:?}, which controller.toml no longer declares ({reason}); declare it again, or use {} to remove the record only",
+        Override::KeepData
+    )]
+    ServerGone {
+        id: String,
+        server: String,
+        reason: String,
+    },
+}
+
+impl RemoveRefusal {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RemoveRefusal::NotInstalled => ErrorKind::Usage,
+            RemoveRefusal::ServerGone { .. } => ErrorKind::RequirementUnmet,
+        }
+    }
+}

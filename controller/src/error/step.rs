@@ -76,6 +76,10 @@ pub enum Step {
     UpgradeConfigure,
     /// Upgrade: the record updated (package, settings).
     UpgradeRecord,
+    /// Remove: `configure remove` run as the instance's account (nothing deleted yet).
+    RemoveConfigure,
+    /// Remove: the install's files, the databases it created and the record taken away.
+    RemoveData,
 }
 
 impl Step {
@@ -115,6 +119,8 @@ impl Step {
             Step::UpgradeFiles => "upgrade-files",
             Step::UpgradeConfigure => "upgrade-configure",
             Step::UpgradeRecord => "upgrade-record",
+            Step::RemoveConfigure => "remove-configure",
+            Step::RemoveData => "remove-data",
         }
     }
 }
@@ -127,7 +133,8 @@ impl Step {
             Step::RunConfigure
             | Step::ConfigureScript
             | Step::StatusScript
-            | Step::UpgradeConfigure => "configuration script",
+            | Step::UpgradeConfigure
+            | Step::RemoveConfigure => "configuration script",
             _ => "backup script",
         }
     }

@@ -224,6 +224,17 @@ impl JournalEntry {
         Ok(())
     }
 
+    /// Adds several undo actions in one write: a kill leaves all of them or none.
+    pub fn add_undos(&mut self, actions: Vec<UndoAction>) -> Result<(), JournalError> {
+        let before = self.record.undo.len();
+        self.record.undo.extend(actions);
+        if let Err(e) = self.persist() {
+            self.record.undo.truncate(before);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The operation succeeded: the entry is removed and logged.
     pub fn finish_ok(self) -> Result<(), JournalError> {
         self.finish_ok_saying(None)

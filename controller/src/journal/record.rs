@@ -36,6 +36,9 @@ pub enum OperationKind {
     /// An instance moved to a newer version of its package: put back whole from its safety
     /// snapshot unless it finished.
     Upgrade,
+    /// An instance removed: `configure remove`, then its files, databases and record. Its
+    /// undo list is written whole at the point of no return and *finishes* the removal.
+    Remove,
 }
 
 impl std::fmt::Display for OperationKind {
@@ -54,6 +57,7 @@ impl std::fmt::Display for OperationKind {
             OperationKind::Enable => "enable",
             OperationKind::Disable => "disable",
             OperationKind::Upgrade => "upgrade",
+            OperationKind::Remove => "remove",
         })
     }
 }
@@ -86,6 +90,9 @@ pub enum UndoAction {
     /// Put the record of `instance` back as the one-record store at `copy` holds it (an
     /// upgrade's record, saved before it was replaced); done through the recovery handler.
     RestoreRecord { instance: String, copy: Utf8PathBuf },
+    /// Remove the folder `name` of `dir` only when it is empty (a web root a removal empties
+    /// of the install's files: a tenant's own files keep it); done by descriptor.
+    RemoveEmptyDir { dir: Utf8PathBuf, name: String },
 }
 
 impl std::fmt::Display for UndoAction {
@@ -100,6 +107,9 @@ impl std::fmt::Display for UndoAction {
             UndoAction::Unregister { instance } => write!(f, "unregister instance {instance}"),
             UndoAction::RestoreRecord { instance, copy } => {
                 write!(f, "put the record of instance {instance} back from {copy}")
+            }
+            UndoAction::RemoveEmptyDir { dir, name } => {
+                write!(f, "remove {name} from {dir} if it is empty")
             }
             UndoAction::DropDatabase(db) => write!(
                 f,

@@ -58,6 +58,7 @@ pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
         UndoAction::DeleteFile(path) => remove_missing_ok(std::fs::remove_file(path)),
         UndoAction::DeleteDir(path) => remove_missing_ok(std::fs::remove_dir_all(path)),
         UndoAction::RemoveEntry { dir, name } => remove_entry(dir, name),
+        UndoAction::RemoveEmptyDir { dir, name } => remove_empty_dir(dir, name),
         UndoAction::RestoreSnapshot { .. }
         | UndoAction::Unregister { .. }
         | UndoAction::DropDatabase(_)
@@ -67,16 +68,35 @@ pub(crate) fn undo_on_disk(action: &UndoAction) -> Option<Result<(), String>> {
 
 /// [`UndoAction::RemoveEntry`]: a folder that is gone (or never was made) is fine.
 fn remove_entry(dir: &Utf8Path, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(format!("refused: {name:?} is not a name inside {dir}"));
-    }
-    let fd = match crate::archive::open_dir_nofollow(dir.as_std_path()) {
-        Ok(fd) => fd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("{dir}: {e}")),
+    let Some(fd) = open_parent(dir, name)? else {
+        return Ok(());
     };
     crate::archive::remove_at(std::os::fd::AsFd::as_fd(&fd), name.as_bytes())
         .map_err(|e| format!("{dir}/{name}: {e}"))
+}
+
+/// [`UndoAction::RemoveEmptyDir`]: gone is fine, and so is a folder something still holds.
+fn remove_empty_dir(dir: &Utf8Path, name: &str) -> Result<(), String> {
+    let Some(fd) = open_parent(dir, name)? else {
+        return Ok(());
+    };
+    match rustix::fs::unlinkat(&fd, name, rustix::fs::AtFlags::REMOVEDIR) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTEMPTY) => Ok(()),
+        Err(e) => Err(format!("{dir}/{name}: {e}")),
+    }
+}
+
+/// `dir` opened without following a symlink, for the one `name` inside it an undo removes;
+/// `None` when `dir` is gone (so is `name`).
+fn open_parent(dir: &Utf8Path, name: &str) -> Result<Option<std::os::fd::OwnedFd>, String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("refused: {name:?} is not a name inside {dir}"));
+    }
+    match crate::archive::open_dir_nofollow(dir.as_std_path()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{dir}: {e}")),
+    }
 }
 
 impl Journal {

@@ -10,6 +10,7 @@ pub mod import;
 pub mod install;
 pub mod migrate;
 pub mod record;
+pub mod remove;
 pub mod restore;
 pub mod script_file;
 mod script_run;

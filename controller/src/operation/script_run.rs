@@ -76,13 +76,14 @@ pub(crate) fn find_verification_script(
 pub(crate) fn find_configuration_script(
     instance: &Instance,
     package: &OpenedPackage,
+    step: Step,
 ) -> Result<Option<Script>, OperationError> {
     find_declared_script(
         instance,
         package,
         package.meta.service.provision.configuration_script.as_ref(),
         "configuration-script",
-        Step::ParseMetadata,
+        step,
     )
 }
 

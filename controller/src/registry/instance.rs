@@ -43,6 +43,11 @@ pub struct Instance {
     /// was recorded hold none and read as enabled; an enabled record stores none either.
     #[serde(default, skip_serializing_if = "InstanceStatus::is_enabled")]
     pub status: InstanceStatus,
+    /// What an install by this controller made, which a removal takes away (and nothing
+    /// else). `None` for an instance registered from INSTANCE.toml (or installed before the
+    /// record said it): the controller made nothing of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed: Option<Installed>,
 }
 
 /// Whether an instance serves its users, as its package's `configure enable|disable` last
@@ -66,6 +71,22 @@ impl InstanceStatus {
     pub fn is_enabled(&self) -> bool {
         *self == InstanceStatus::Enabled
     }
+}
+
+/// What an install made: the top-level names it put into the root web folder, whether it
+/// made that folder, and the databases and users it created (an `existing:` one is not here).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Installed {
+    /// The root web folder did not exist and the install made it.
+    #[serde(default)]
+    pub web_root_created: bool,
+    /// The names the install made directly in the root web folder.
+    #[serde(default)]
+    pub top_level: Vec<String>,
+    /// db requirement id → the database and user it created (no password).
+    #[serde(default)]
+    pub created_databases: BTreeMap<String, crate::database::provision::CreatedDatabase>,
 }
 
 /// What an instance is for, when it is not an ordinary one.

@@ -22,7 +22,8 @@ use crate::overrides::Override;
 
 pub use self::file::{InstanceFile, ParseError};
 pub use self::instance::{
-    BaseUrl, BaseUrlError, Instance, InstanceStatus, SettingValue, is_valid_instance_name,
+    BaseUrl, BaseUrlError, Installed, Instance, InstanceStatus, SettingValue,
+    is_valid_instance_name,
 };
 pub use self::package::{OpenedPackage, PackageOpenError, open_package};
 pub use self::store::{

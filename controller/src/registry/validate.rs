@@ -209,6 +209,7 @@ pub fn validate(file: &InstanceFile, meta: Option<&AppMeta>) -> Result<Instance,
             group: file.group.clone(),
             role: file.role,
             status: Default::default(),
+            installed: None,
         }),
         _ => Err(problems),
     }

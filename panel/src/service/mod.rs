@@ -16,6 +16,7 @@ pub mod import;
 pub mod install;
 pub mod log;
 pub mod migrate;
+pub mod remove;
 pub mod restore;
 pub mod run;
 pub mod upgrade;
@@ -85,6 +86,10 @@ pub enum Field {
     SettingsFile,
     /// Install: one `ID=SERVER` or `ID=existing:FILE` database.
     Database,
+    /// Remove: the record only, files and databases kept.
+    KeepData,
+    /// Remove: without the final backup.
+    NoFinalBackup,
 }
 
 /// How a front end names a request's fields.
@@ -187,6 +192,8 @@ impl Wording for Neutral {
             Field::Setting => "settings",
             Field::SettingsFile => "settings_file",
             Field::Database => "databases",
+            Field::KeepData => "keep_data",
+            Field::NoFinalBackup => "no_final_backup",
         }
     }
 }
@@ -207,6 +214,7 @@ impl From<Override> for Field {
             Override::Setting => Field::Setting,
             Override::SettingsFile => Field::SettingsFile,
             Override::Database => Field::Database,
+            Override::KeepData => Field::KeepData,
         }
     }
 }

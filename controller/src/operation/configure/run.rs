@@ -54,7 +54,7 @@ pub(crate) fn prepare(
     let instance = ctl.find_instance(name)?;
     let account = ctl.instance_account(&instance)?;
     let package = ctl.open_package(&instance)?;
-    let script = match find_configuration_script(&instance, &package)? {
+    let script = match find_configuration_script(&instance, &package, Step::ParseMetadata)? {
         Some(script) => {
             let interpreter = resolve_interpreter(ctl, &script)?;
             Some((script, interpreter))

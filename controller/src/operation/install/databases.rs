@@ -34,6 +34,9 @@ pub(super) fn provide(
             Step::CreateDatabases,
         )?;
         let made = provision::create_named(server, &names).map_err(fail)?;
+        if let Some(installed) = plan.instance.installed.as_mut() {
+            installed.created_databases.insert(id.clone(), names);
+        }
         plan.instance.databases.insert(id.clone(), made.database);
         plan.created_databases.push(id);
     }

@@ -206,6 +206,12 @@ fn make(
 ) -> Result<(), OperationError> {
     let account = plan.account.clone();
     let files = files::deploy(ctl, plan, op)?;
+    // What a removal will take away, and nothing else (a tenant's own files stay).
+    plan.instance.installed = Some(crate::registry::Installed {
+        web_root_created: files.web_root_created,
+        top_level: files.top_level.clone(),
+        created_databases: BTreeMap::new(),
+    });
     report.web_root_created = files.web_root_created;
     report.files = files;
     clock.lap(Step::DeployFiles);

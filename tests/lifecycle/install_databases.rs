@@ -97,22 +97,27 @@ fn lifecycle_php_gets_a_database_on_each_server_usable_with_the_recorded_logins(
     let Some((sb, www, servers)) = with_servers("databases created by the install") else {
         return;
     };
-    let out = install(
-        &sb,
-        &repo().join("fixtures/lifecycle/lifecycle-php"),
-        "prov-php",
-        &www.join("prov-php"),
-        &[
-            "--setting",
-            "admin_password=correct horse",
-            "--setting",
-            "admin_email=admin@example.test",
-            "--setting",
-            "site_code=prov-php",
-            "--database",
-            "main=maria",
-        ],
-    );
+    let args = [
+        "--setting",
+        "admin_password=correct horse",
+        "--setting",
+        "admin_email=admin@example.test",
+        "--setting",
+        "site_code=prov-php",
+        "--database",
+        "main=maria",
+    ];
+    let package = repo().join("fixtures/lifecycle/lifecycle-php");
+    // A dry run checks the servers and makes nothing on them.
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = install(&sb, &package, "prov-php", &www.join("prov-php"), &dry);
+    assert_success(&out, "install --dry-run");
+    let v = json(&out);
+    assert_eq!(v["databases"][0]["created"], true, "{v}");
+    assert_eq!(v["databases"][0]["name"], "(made by the install)", "{v}");
+    assert!(on_server(&servers, DbKind::Mysql, "prov_php").is_empty());
+    let out = install(&sb, &package, "prov-php", &www.join("prov-php"), &args);
     let _cleanup = DropMade {
         state: sb.state(),
         instance: "prov-php",

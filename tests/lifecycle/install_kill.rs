@@ -1,6 +1,6 @@
 //! A `kill -9` of the controller in each phase of an install: the next command rolls it back
 //! (`recovered` in its envelope) and nothing of the install is left — no file, no record, no
-//! process of the script.
+//! process of the script. A SIGTERM is undone by the install itself, at once.
 
 use std::time::{Duration, Instant};
 
@@ -148,4 +148,48 @@ fn count(dir: &Utf8Path) -> usize {
         if p.is_dir() { count(&p) } else { 1 }
     })
     .sum()
+}
+
+#[test]
+fn sigterm_during_configure_install_undoes_it_at_once() {
+    if !needs_root("an install as the tenant account") {
+        return;
+    }
+    let (sb, www) = tenant_sandbox();
+    let package = with_configure(
+        &sb,
+        "term",
+        "#!/bin/sh\ntouch \"$WEB___DIR/cache/started\"\nexec sleep 120\n",
+    );
+    let root = www.join("term");
+    let before = tree_state(&www, &[]);
+    let child = install_cmd(
+        &sb,
+        &package,
+        "term",
+        &root,
+        &["--setting", "admin_password=pw"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for(
+        || root.join("cache/started").exists(),
+        "configure install to start",
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(143), "{v}");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    assert_eq!(v["error"]["signal"], "SIGTERM", "{v}");
+    assert_eq!(tree_state(&www, &[]), before, "the install left something");
+    // Undone by itself: the next command has nothing to recover.
+    let next = json(&sb.cli(&["instance", "list", "--json"]));
+    assert_eq!(next["recovered"], serde_json::json!([]), "{next}");
+    assert!(instances(&sb).is_empty());
 }

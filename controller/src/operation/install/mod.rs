@@ -112,7 +112,8 @@ pub struct DatabaseMade {
     pub login: String,
     pub host: String,
     pub port: u16,
-    /// `false` for an `existing:` one: the install did not make it and nothing drops it.
+    /// Made (with a dry run: to be made) by the install; `false` for an `existing:` one,
+    /// which the install did not make and nothing drops.
     pub created: bool,
 }
 

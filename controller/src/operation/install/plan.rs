@@ -505,7 +505,9 @@ impl Plan {
                 login: db.login.clone(),
                 host: db.host.clone(),
                 port: db.port,
-                created: self.created_databases.contains(id),
+                // Made by the install (or, before the databases step, to be made by it).
+                created: self.created_databases.contains(id)
+                    || self.to_create.iter().any(|(made, _)| made == id),
             })
             .collect()
     }

@@ -281,6 +281,8 @@ impl Wording for Flags {
             Field::Setting => "--setting",
             Field::SettingsFile => "--settings-file",
             Field::Database => "--database",
+            Field::ToNew => "--to-new",
+            Field::AsNew => "--as-new",
         }
     }
 }

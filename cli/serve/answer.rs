@@ -71,6 +71,8 @@ impl Wording for JsonFields {
             Field::Setting => "\"settings\"",
             Field::SettingsFile => "\"settings_file\"",
             Field::Database => "\"databases\"",
+            Field::ToNew => "\"to_new\"",
+            Field::AsNew => "\"as_new\"",
         }
     }
 }

@@ -258,6 +258,17 @@ impl App {
             /// The file may be a backup of another instance (`--from-other-instance`).
             #[serde(default)]
             from_other_instance: bool,
+            /// A new instance to install from the backup's package and restore into.
+            as_new: Option<String>,
+            /// With `as_new`: the package, when no registered instance runs the backup's.
+            package: Option<Utf8PathBuf>,
+            base_url: Option<String>,
+            web_root: Option<Utf8PathBuf>,
+            user: Option<String>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, OneOrMany>,
+            #[serde(default)]
+            databases: std::collections::BTreeMap<String, String>,
         }
         let b: Body = parse(body)?;
         let request = restore::Request {
@@ -269,11 +280,23 @@ impl App {
             no_safety_snapshot: b.no_safety_snapshot,
             identity: b.identity,
             from_other_instance: b.from_other_instance,
+            as_new: b.as_new.map(|name| {
+                new_instance(
+                    name,
+                    (b.base_url, b.web_root, b.user, b.package),
+                    &b.settings,
+                    b.databases,
+                )
+            }),
         };
         request.check().map_err(service_answer)?;
+        let new = request.as_new.as_ref();
         let paths = [
             request.from.as_ref().map(|p| ("from", p)),
             request.identity.as_ref().map(|p| ("identity", p)),
+            new.map(|n| ("web_root", &n.web_root)),
+            new.filter(|n| !n.package.as_str().is_empty())
+                .map(|n| ("package", &n.package)),
         ];
         for (field, path) in paths.into_iter().flatten() {
             self.allowed(field, path)?;
@@ -295,7 +318,17 @@ impl App {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
+            #[serde(default)]
             to_instance: String,
+            /// A new instance to install from the source's package and migrate into.
+            to_new: Option<String>,
+            base_url: Option<String>,
+            web_root: Option<Utf8PathBuf>,
+            user: Option<String>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, OneOrMany>,
+            #[serde(default)]
+            databases: std::collections::BTreeMap<String, String>,
             keep: Option<Utf8PathBuf>,
             timeout_secs: Option<u64>,
             #[serde(default)]
@@ -315,8 +348,19 @@ impl App {
             no_safety_snapshot: b.no_safety_snapshot,
             snapshot: b.snapshot,
             latest: b.latest,
+            to_new: b.to_new.map(|name| {
+                new_instance(
+                    name,
+                    (b.base_url, b.web_root, b.user, None),
+                    &b.settings,
+                    b.databases,
+                )
+            }),
         };
         request.check().map_err(service_answer)?;
+        if let Some(new) = &request.to_new {
+            self.allowed("web_root", &new.web_root)?;
+        }
         if let Some(keep) = &request.keep {
             self.allowed("keep", keep)?;
             self.never_configuration("keep", keep)?;
@@ -347,5 +391,47 @@ impl App {
                 Err(e) => (422, crate::failures::check_failure(&e).envelope()),
             },
         )
+    }
+}
+
+/// A setting's JSON value: one string, or a list's strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The new instance of `to_new`/`as_new`, from the body's fields.
+fn new_instance(
+    name: String,
+    (base_url, web_root, user, package): (
+        Option<String>,
+        Option<Utf8PathBuf>,
+        Option<String>,
+        Option<Utf8PathBuf>,
+    ),
+    settings: &std::collections::BTreeMap<String, OneOrMany>,
+    databases: std::collections::BTreeMap<String, String>,
+) -> install::Request {
+    let mut given = Vec::new();
+    for (id, value) in settings {
+        match value {
+            OneOrMany::One(v) => given.push(format!("{id}={v}")),
+            OneOrMany::Many(vs) => given.extend(vs.iter().map(|v| format!("{id}={v}"))),
+        }
+    }
+    install::Request {
+        package: package.unwrap_or_default(),
+        name,
+        base_url: base_url.unwrap_or_default(),
+        web_root: web_root.unwrap_or_default(),
+        user,
+        settings: given,
+        databases: databases
+            .into_iter()
+            .map(|(id, v)| format!("{id}={v}"))
+            .collect(),
+        ..install::Request::default()
     }
 }

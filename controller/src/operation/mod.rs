@@ -6,6 +6,7 @@ pub mod backup;
 pub mod import;
 pub mod install;
 pub mod migrate;
+pub mod new_instance;
 pub mod record;
 pub mod restore;
 pub mod script_file;

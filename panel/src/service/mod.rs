@@ -13,6 +13,7 @@ pub mod import;
 pub mod install;
 pub mod log;
 pub mod migrate;
+pub mod new_instance;
 pub mod restore;
 pub mod run;
 pub mod verify;
@@ -81,6 +82,10 @@ pub enum Field {
     SettingsFile,
     /// Install: one `ID=SERVER` or `ID=existing:FILE` database.
     Database,
+    /// Migrate: the new instance the source is installed and copied into.
+    ToNew,
+    /// Restore: the new instance the backup's package is installed into before the restore.
+    AsNew,
 }
 
 /// How a front end names a request's fields.
@@ -183,6 +188,8 @@ impl Wording for Neutral {
             Field::Setting => "settings",
             Field::SettingsFile => "settings_file",
             Field::Database => "databases",
+            Field::ToNew => "to_new",
+            Field::AsNew => "as_new",
         }
     }
 }

@@ -283,6 +283,7 @@ impl Wording for Flags {
             Field::Database => "--database",
             Field::ToNew => "--to-new",
             Field::AsNew => "--as-new",
+            Field::PackageOption => "--package",
         }
     }
 }

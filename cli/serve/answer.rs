@@ -73,6 +73,7 @@ impl Wording for JsonFields {
             Field::Database => "\"databases\"",
             Field::ToNew => "\"to_new\"",
             Field::AsNew => "\"as_new\"",
+            Field::PackageOption => "\"package\"",
         }
     }
 }

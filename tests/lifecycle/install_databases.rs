@@ -14,7 +14,7 @@ use support::database::TestServers;
 use support::{Sandbox, assert_success, json, needs_root, repo, tree_state};
 
 /// A tenant sandbox whose controller.toml names both test servers (`maria`, `pg`).
-fn with_servers(what: &str) -> Option<(Sandbox, camino::Utf8PathBuf, TestServers)> {
+pub(crate) fn with_servers(what: &str) -> Option<(Sandbox, camino::Utf8PathBuf, TestServers)> {
     if !needs_root(what) {
         return None;
     }
@@ -33,7 +33,7 @@ fn with_servers(what: &str) -> Option<(Sandbox, camino::Utf8PathBuf, TestServers
 
 /// The databases and users whose names start with `prefix`, on the server of `kind`, as
 /// its admin sees them.
-fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
+pub(crate) fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
     let admin = servers.admin(kind);
     let (databases, users) = match kind {
         DbKind::Mysql => (
@@ -60,9 +60,9 @@ fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Vec<String> {
 
 /// Drops the databases an installed instance of a test holds (its server's admin, as
 /// controller.toml names it), passed or failed: nothing removes instances yet.
-struct DropMade {
-    state: camino::Utf8PathBuf,
-    instance: &'static str,
+pub(crate) struct DropMade {
+    pub(crate) state: camino::Utf8PathBuf,
+    pub(crate) instance: &'static str,
 }
 
 impl Drop for DropMade {

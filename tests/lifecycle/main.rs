@@ -8,3 +8,4 @@ mod install_fixtures;
 mod install_hostile;
 mod install_http;
 mod install_kill;
+mod new_instance;

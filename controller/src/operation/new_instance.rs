@@ -12,8 +12,9 @@ use crate::lifecycle::GivenSettings;
 
 /// The package of instance `source` and its settings as the given values of a copy: every
 /// setting the package declares and the source holds, except `uniq` ones (the copy must not
-/// hold the same value; the package's default or a value the person gives is used).
-/// `installation-only` and computed settings are kept: the copy is the same site.
+/// hold the same value; the package's default or a value the person gives is used) and those
+/// nobody may give (hidden, static text: the package sets them, its `configure install` anew).
+/// `installation-only` settings are kept: the copy is the same site.
 pub fn copy_settings(
     ctl: &Controller,
     source: &str,
@@ -27,7 +28,8 @@ pub fn copy_settings(
         .into_iter()
         .chain(meta.all_global_settings());
     for setting in declared {
-        if setting.uniq.is_some() {
+        // A hidden one the package computes anew (`configure install` returns it).
+        if setting.uniq.is_some() || crate::lifecycle::settings::not_settable(setting).is_some() {
             continue;
         }
         if let Some(value) = instance.settings.get(setting.id.as_str()) {

@@ -141,7 +141,7 @@ impl Request {
             return Err(ServiceError::usage(words![
                 Field::ToNew,
                 " installs the source's own package; it takes no ",
-                Field::Package
+                Field::PackageOption
             ]));
         }
         super::new_instance::check_web_root(&new.web_root)?;

@@ -86,6 +86,8 @@ pub enum Field {
     ToNew,
     /// Restore: the new instance the backup's package is installed into before the restore.
     AsNew,
+    /// Restore onto a new instance: the package to install, named by an option.
+    PackageOption,
 }
 
 /// How a front end names a request's fields.
@@ -190,6 +192,7 @@ impl Wording for Neutral {
             Field::Database => "databases",
             Field::ToNew => "to_new",
             Field::AsNew => "as_new",
+            Field::PackageOption => "package",
         }
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn restore_as_new(
                          instance runs: give its folder or .app.zip with ",
                         header.package_name, header.package_id, header.version, header.release
                     ),
-                    Field::Package
+                    Field::PackageOption
                 ])
             })?
     } else {

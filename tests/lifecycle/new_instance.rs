@@ -1,0 +1,305 @@
+//! `migrate --to-new` and `restore --as-new`: a new instance installed from the package, then
+//! the data restored into it, against the real servers as the tenant; a failure of the
+//! restore half removes the new instance whole and leaves the source as it was.
+
+use aps_controller::database::DbKind;
+use aps_controller::registry::{FileStore, InstanceStore, StateDir};
+use test_support as support;
+
+use super::install::{install, instances};
+use super::install_databases::{DropMade, on_server, with_servers};
+use super::install_fixtures::sql;
+use support::tenant::tenant;
+use support::{Sandbox, assert_success, json, repo, tree_state};
+
+const PHP_SETTINGS: [&str; 4] = [
+    "--setting",
+    "admin_password=correct horse",
+    "--setting",
+    "admin_email=admin@example.test",
+];
+
+fn php() -> camino::Utf8PathBuf {
+    repo().join("fixtures/lifecycle/lifecycle-php")
+}
+
+fn record(sb: &Sandbox, name: &str) -> aps_controller::registry::Instance {
+    FileStore::new(StateDir::at(sb.state())).get(name).unwrap()
+}
+
+/// The databases and users of the servers whose names start with `prefix`.
+fn made_on_servers(servers: &support::database::TestServers, prefix: &str) -> Vec<String> {
+    let mut all = on_server(servers, DbKind::Mysql, prefix);
+    all.extend(on_server(servers, DbKind::Postgresql, prefix));
+    all
+}
+
+#[test]
+fn migrate_to_new_copies_lifecycle_php_into_its_own_databases_and_url() {
+    let Some((sb, www, servers)) = with_servers("migrate --to-new against both servers") else {
+        return;
+    };
+    let mut args = PHP_SETTINGS.to_vec();
+    args.extend(["--setting", "site_code=newsrc"]);
+    let out = install(&sb, &php(), "newsrc", &www.join("newsrc"), &args);
+    let _drop_source = DropMade {
+        state: sb.state(),
+        instance: "newsrc",
+    };
+    assert_success(&out, "install the source");
+    let source = record(&sb, "newsrc");
+    // Data of the source's own, which only a restore can carry over.
+    sql(
+        &source.databases["main"],
+        "UPDATE site SET title = 'changed by the tenant' WHERE id = 1",
+    );
+    let upload = www.join("newsrc/uploads/photo.txt");
+    std::fs::write(&upload, "a tenant's upload\n").unwrap();
+    support::chown_r(&upload, tenant().uid, tenant().gid);
+    let source_files = tree_state(&www.join("newsrc"), &[]);
+
+    let target = www.join("newdst");
+    let out = sb.cli(&[
+        "migrate",
+        "newsrc",
+        "--to-new",
+        "newdst",
+        "--base-url",
+        "https://newdst.example/",
+        "--web-root",
+        target.as_str(),
+        "--setting",
+        "site_code=newdst",
+        "--json",
+    ]);
+    let _drop_target = DropMade {
+        state: sb.state(),
+        instance: "newdst",
+    };
+    assert_success(&out, "migrate --to-new");
+    let v = json(&out);
+    assert_eq!(v["installed"]["instance"], "newdst", "{v}");
+    assert_eq!(v["target"], "newdst", "{v}");
+    assert_eq!(instances(&sb), ["newdst", "newsrc"]);
+
+    let copy = record(&sb, "newdst");
+    // Its own databases, made on the servers; its settings the source's but the uniq one.
+    for id in ["main", "stats"] {
+        assert_ne!(copy.databases[id].name, source.databases[id].name, "{id}");
+    }
+    assert_eq!(copy.settings["admin_email"], source.settings["admin_email"]);
+    assert_eq!(
+        copy.settings["site_code"],
+        aps_controller::registry::SettingValue::Single("newdst".into())
+    );
+    // config.php, rewritten by the restore as the new instance: its databases and URL.
+    let config = std::fs::read_to_string(target.join("config.php")).unwrap();
+    assert!(config.contains(&copy.databases["main"].name), "{config}");
+    assert!(config.contains(&copy.databases["stats"].name), "{config}");
+    assert!(config.contains("https://newdst.example/"), "{config}");
+    assert!(!config.contains(&source.databases["main"].name), "{config}");
+    // The data is the source's.
+    let query = "SELECT title FROM site WHERE id = 1";
+    assert_eq!(sql(&copy.databases["main"], query), "changed by the tenant");
+    assert_eq!(
+        sql(&copy.databases["stats"], "SELECT count(*) FROM hits"),
+        sql(&source.databases["stats"], "SELECT count(*) FROM hits")
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("uploads/photo.txt")).unwrap(),
+        "a tenant's upload\n"
+    );
+    // The source is untouched.
+    assert_eq!(tree_state(&www.join("newsrc"), &[]), source_files);
+    assert_eq!(
+        sql(&source.databases["main"], query),
+        "changed by the tenant"
+    );
+
+    // An existing N is refused before anything is made.
+    let before = (tree_state(&www, &[]), made_on_servers(&servers, "newdst"));
+    let out = sb.cli(&[
+        "migrate",
+        "newsrc",
+        "--to-new",
+        "newdst",
+        "--base-url",
+        "https://other.example/",
+        "--web-root",
+        www.join("other").as_str(),
+        "--setting",
+        "site_code=other",
+        "--json",
+    ]);
+    let v = json(&out);
+    assert!(!out.status.success(), "{v}");
+    assert!(v["error"]["message"].to_string().contains("newdst"), "{v}");
+    assert_eq!(
+        (tree_state(&www, &[]), made_on_servers(&servers, "newdst")),
+        before
+    );
+}
+
+#[test]
+fn restore_as_new_rebuilds_an_instance_removed_by_hand_from_its_backup_file() {
+    let Some((sb, www, servers)) = with_servers("restore --as-new against both servers") else {
+        return;
+    };
+    let mut args = PHP_SETTINGS.to_vec();
+    args.extend(["--setting", "site_code=gone"]);
+    let root = www.join("gone");
+    let out = install(&sb, &php(), "gone", &root, &args);
+    assert_success(&out, "install the source");
+    let source = record(&sb, "gone");
+    sql(
+        &source.databases["main"],
+        "UPDATE site SET title = 'before the fire' WHERE id = 1",
+    );
+    let file = sb.path("gone.aps");
+    let out = sb.cli(&["backup", "gone", "--to", file.as_str(), "--json"]);
+    assert_success(&out, "backup");
+
+    // Removed by hand: databases and users, files, record.
+    drop(DropMade {
+        state: sb.state(),
+        instance: "gone",
+    });
+    std::fs::remove_dir_all(&root).unwrap();
+    FileStore::new(StateDir::at(sb.state()))
+        .remove("gone")
+        .unwrap();
+    assert!(instances(&sb).is_empty());
+    assert!(made_on_servers(&servers, "gone").is_empty());
+    let nothing = tree_state(&www, &[]);
+
+    // No registered instance runs the backup's package, and none was given.
+    let as_new = |extra: &[&str]| {
+        let mut all = vec![
+            "restore",
+            "--from",
+            file.as_str(),
+            "--as-new",
+            "gone",
+            "--base-url",
+            "https://gone.example/",
+            "--web-root",
+            root.as_str(),
+            "--json",
+        ];
+        all.extend_from_slice(extra);
+        sb.cli(&all)
+    };
+    let out = as_new(&[]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(2), "{v} {:?}", out.status);
+    let message = v["error"]["message"].to_string();
+    assert!(
+        message.contains("lifecycle-php") && message.contains("--package"),
+        "{v}"
+    );
+    assert_eq!(tree_state(&www, &[]), nothing);
+    assert!(instances(&sb).is_empty());
+
+    let package = php();
+    let mut given = vec!["--package", package.as_str()];
+    given.extend(PHP_SETTINGS);
+    given.extend(["--setting", "site_code=gone"]);
+    let out = as_new(&given);
+    let _drop = DropMade {
+        state: sb.state(),
+        instance: "gone",
+    };
+    assert_success(&out, "restore --as-new");
+    let v = json(&out);
+    assert_eq!(v["installed"]["instance"], "gone", "{v}");
+    assert_eq!(v["source_instance"], "gone", "{v}");
+    let back = record(&sb, "gone");
+    assert_eq!(
+        sql(
+            &back.databases["main"],
+            "SELECT title FROM site WHERE id = 1"
+        ),
+        "before the fire"
+    );
+    let config = std::fs::read_to_string(root.join("config.php")).unwrap();
+    assert!(config.contains(&back.databases["main"].name), "{config}");
+
+    // An existing N is refused, nothing made.
+    let before = (tree_state(&www, &[]), made_on_servers(&servers, "gone"));
+    let out = sb.cli(&[
+        "restore",
+        "--from",
+        file.as_str(),
+        "--as-new",
+        "gone",
+        "--base-url",
+        "https://gone2.example/",
+        "--web-root",
+        www.join("gone2").as_str(),
+        "--json",
+    ]);
+    let v = json(&out);
+    assert!(!out.status.success(), "{v}");
+    assert_eq!(
+        (tree_state(&www, &[]), made_on_servers(&servers, "gone")),
+        before
+    );
+}
+
+#[test]
+fn a_failing_restore_half_removes_the_new_instance_whole() {
+    let Some((sb, www, servers)) = with_servers("the restore half of migrate --to-new fails")
+    else {
+        return;
+    };
+    let package = repo().join("fixtures/lifecycle/lifecycle-sh-faulty");
+    let out = install(
+        &sb,
+        &package,
+        "faulty-src",
+        &www.join("faulty-src"),
+        &["--setting", "fail-at=restore"],
+    );
+    let _drop_source = DropMade {
+        state: sb.state(),
+        instance: "faulty-src",
+    };
+    assert_success(&out, "install the source");
+    let before = (
+        tree_state(&www, &[]),
+        made_on_servers(&servers, "faulty_dst"),
+        std::fs::read_to_string(sb.state().join("instances/faulty-src.json")).ok(),
+    );
+    let out = sb.cli(&[
+        "migrate",
+        "faulty-src",
+        "--to-new",
+        "faulty-dst",
+        "--base-url",
+        "https://faulty-dst.example/",
+        "--web-root",
+        www.join("faulty-dst").as_str(),
+        "--json",
+    ]);
+    let _drop_target = DropMade {
+        state: sb.state(),
+        instance: "faulty-dst",
+    };
+    let v = json(&out);
+    assert!(!out.status.success(), "{v}");
+    assert!(
+        v["error"]["message"]
+            .to_string()
+            .contains("fail-at=restore"),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            tree_state(&www, &[]),
+            made_on_servers(&servers, "faulty_dst"),
+            std::fs::read_to_string(sb.state().join("instances/faulty-src.json")).ok(),
+        ),
+        before
+    );
+    assert_eq!(instances(&sb), ["faulty-src"]);
+}

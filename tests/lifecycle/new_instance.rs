@@ -303,3 +303,89 @@ fn a_failing_restore_half_removes_the_new_instance_whole() {
     );
     assert_eq!(instances(&sb), ["faulty-src"]);
 }
+
+#[test]
+fn kill_9_in_the_restore_half_is_undone_by_the_next_command() {
+    let Some((sb, www, servers)) = with_servers("kill -9 while the new instance is restored")
+    else {
+        return;
+    };
+    // lifecycle-sh-faulty whose restore hangs once the controller has put the files back.
+    let package = sb.path("hang");
+    super::install::copy_package(
+        &repo().join("fixtures/lifecycle/lifecycle-sh-faulty"),
+        &package,
+    );
+    let script = package.join("scripts/backup");
+    let text = std::fs::read_to_string(&script).unwrap().replacen(
+        "HEADER=",
+        "[ \"${1-}\" = restore ] && { echo \"$DB_main_NAME\" > \"$WEB___DIR/restoring\"; exec sleep 120; }\nHEADER=",
+        1,
+    );
+    std::fs::write(&script, text).unwrap();
+    let out = install(&sb, &package, "hang-src", &www.join("hang-src"), &[]);
+    let _drop_source = DropMade {
+        state: sb.state(),
+        instance: "hang-src",
+    };
+    assert_success(&out, "install the source");
+    let before = (
+        tree_state(&www, &[]),
+        made_on_servers(&servers, "hang_dst"),
+        std::fs::read_to_string(sb.state().join("instances/hang-src.json")).unwrap(),
+    );
+    let target = www.join("hang-dst");
+    let mut child = sb
+        .command(&[
+            "migrate",
+            "hang-src",
+            "--to-new",
+            "hang-dst",
+            "--base-url",
+            "https://hang-dst.example/",
+            "--web-root",
+            target.as_str(),
+            "--json",
+        ])
+        .spawn()
+        .unwrap();
+    let marker = target.join("restoring");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_to_string(&marker).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore script never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Installed and recorded, its database made: the restore half is under way.
+    assert_eq!(made_on_servers(&servers, "hang_dst").len(), 2);
+    assert!(sb.state().join("instances/hang-dst.json").exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = sb.cli(&["instance", "list", "--json"]);
+    let _drop_target = DropMade {
+        state: sb.state(),
+        instance: "hang-dst",
+    };
+    assert_success(&out, "the next command");
+    let v = json(&out);
+    let recovered = v["recovered"].as_array().unwrap();
+    assert!(
+        recovered
+            .iter()
+            .any(|e| e["operation"] == "install" && e["instance"] == "hang-dst"),
+        "{v}"
+    );
+    assert!(recovered.iter().all(|e| e["fully_undone"] == true), "{v}");
+    assert_eq!(
+        (
+            tree_state(&www, &[]),
+            made_on_servers(&servers, "hang_dst"),
+            std::fs::read_to_string(sb.state().join("instances/hang-src.json")).unwrap(),
+        ),
+        before
+    );
+    assert_eq!(instances(&sb), ["hang-src"]);
+}

@@ -44,7 +44,7 @@ pub enum Migrated {
     /// From a snapshot of the repository store.
     Snapshot(SnapshotMigration),
     /// Into a new instance: its install, then the live migration into it.
-    ToNew(NewMigration),
+    ToNew(Box<NewMigration>),
 }
 
 /// A migration into a new instance: what its install made, then the migration's report.
@@ -162,7 +162,7 @@ pub fn migrate(
         return snapshot_migrate(ctl, panel, request).map(Migrated::Snapshot);
     }
     if let Some(new) = &request.to_new {
-        return migrate_to_new(ctl, request, new).map(Migrated::ToNew);
+        return migrate_to_new(ctl, request, new).map(|m| Migrated::ToNew(Box::new(m)));
     }
     let mut live = MigrateRequest::new(request.source.clone(), request.target.clone());
     live.keep = request.keep.clone();
@@ -175,6 +175,8 @@ pub fn migrate(
 
 /// The source's package installed as the new instance with the source's settings under the
 /// ones given, then the live migration into it; either failing removes the new instance.
+// The controller's own error type, as `Controller::migrate` returns it.
+#[allow(clippy::result_large_err)]
 fn migrate_to_new(
     ctl: &Controller,
     request: &Request,

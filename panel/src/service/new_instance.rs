@@ -50,6 +50,8 @@ pub struct RestoredAsNew {
 /// The backup the request names (a file, or one panel.toml's store stages), its package (the
 /// request's, else the one a registered instance runs at the backup's version), installed as
 /// the new instance, then restored into it.
+// The controller's own error type, as `Controller::restore` returns it.
+#[allow(clippy::result_large_err)]
 pub(crate) fn restore_as_new(
     ctl: &Controller,
     panel: Option<&Panel>,

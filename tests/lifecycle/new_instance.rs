@@ -389,3 +389,67 @@ fn kill_9_in_the_restore_half_is_undone_by_the_next_command() {
     );
     assert_eq!(instances(&sb), ["hang-src"]);
 }
+
+#[test]
+fn the_migrate_and_restore_routes_take_to_new_and_as_new_inside_the_allowed_folders() {
+    if !support::needs_root("new instances over HTTP as the tenant account") {
+        return;
+    }
+    use serde_json::json;
+    let (sb, www) = super::install::tenant_sandbox();
+    let package = sb.path("pkg");
+    super::install::copy_package(&support::fixture("sh-sample"), &package);
+    let served = support::serve::serve_allowing(&sb, &[www.as_str(), package.as_str()]);
+    let (status, v) = served.call(
+        "POST",
+        "/v1/instances",
+        json!({"package": package, "name": "web", "base_url": "https://web.example/",
+               "web_root": www.join("web"), "settings": {"admin_password": "pw"}}),
+    );
+    assert_eq!(status, 201, "{v}");
+
+    // A web root outside the allowed folders: refused before anything.
+    let (status, v) = served.call(
+        "POST",
+        "/v1/instances/web/migrate",
+        json!({"to_new": "web2", "base_url": "https://web2.example/",
+               "web_root": sb.path("elsewhere")}),
+    );
+    assert_eq!(status, 403, "{v}");
+    // Both targets at once: the CLI's refusal, in the JSON fields' words.
+    let (status, v) = served.call(
+        "POST",
+        "/v1/instances/web/migrate",
+        json!({"to_new": "web2", "to_instance": "web", "base_url": "https://web2.example/",
+               "web_root": www.join("web2")}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].to_string().contains("to_new"), "{v}");
+
+    let (status, v) = served.call(
+        "POST",
+        "/v1/instances/web/migrate",
+        json!({"to_new": "web2", "base_url": "https://web2.example/",
+               "web_root": www.join("web2")}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["installed"]["instance"], "web2", "{v}");
+    assert!(www.join("web2").is_dir());
+
+    // sh-sample's backup-script is `sufficient`: its file has no manifest to install from,
+    // so a restore as new is refused, and nothing is made.
+    let file = www.join("web.aps");
+    let (status, v) = served.call("POST", "/v1/instances/web/backup", json!({"to": file}));
+    assert_eq!(status, 200, "{v}");
+    let before = tree_state(&www, &[]);
+    let (status, v) = served.call(
+        "POST",
+        "/v1/instances/web/restore",
+        json!({"from": file, "as_new": "web3", "base_url": "https://web3.example/",
+               "web_root": www.join("web3"), "settings": {"admin_password": "pw"}}),
+    );
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["kind"], "invalid-backup", "{v}");
+    assert_eq!(tree_state(&www, &[]), before);
+    assert_eq!(instances(&sb), ["web", "web2"]);
+}

@@ -294,10 +294,10 @@ impl App {
         let paths = [
             request.from.as_ref().map(|p| ("from", p)),
             request.identity.as_ref().map(|p| ("identity", p)),
-            new.map(|n| ("web_root", &n.web_root)),
-            new.filter(|n| !n.package.as_str().is_empty())
-                .map(|n| ("package", &n.package)),
         ];
+        if let Some(new) = new {
+            self.new_instance_allowed(new)?;
+        }
         for (field, path) in paths.into_iter().flatten() {
             self.allowed(field, path)?;
         }
@@ -359,7 +359,7 @@ impl App {
         };
         request.check().map_err(service_answer)?;
         if let Some(new) = &request.to_new {
-            self.allowed("web_root", &new.web_root)?;
+            self.new_instance_allowed(new)?;
         }
         if let Some(keep) = &request.keep {
             self.allowed("keep", keep)?;
@@ -373,6 +373,21 @@ impl App {
         Ok(migrate::migrate(&self.ctl, panel.as_ref(), &request)
             .map(|done| (200, success_json(&done)))
             .unwrap_or_else(service_answer))
+    }
+
+    /// The folders a new instance of `to_new`/`as_new` names: its web root, its package, and
+    /// each `existing:` database's file, inside the allowed folders.
+    fn new_instance_allowed(&self, new: &install::Request) -> Result<(), Answer> {
+        self.allowed("web_root", &new.web_root)?;
+        if !new.package.as_str().is_empty() {
+            self.allowed("package", &new.package)?;
+        }
+        for pair in &new.databases {
+            if let Some((_, file)) = pair.split_once("=existing:") {
+                self.allowed("databases", &Utf8PathBuf::from(file))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn check(&self, body: &[u8]) -> Handled {

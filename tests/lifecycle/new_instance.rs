@@ -34,6 +34,46 @@ fn made_on_servers(servers: &support::database::TestServers, prefix: &str) -> Ve
     all
 }
 
+/// What a failed new instance could leave, and the source's record: the files under the web
+/// folders' parent, the databases and users named after the new instance, the record.
+fn left_behind(
+    sb: &Sandbox,
+    www: &camino::Utf8Path,
+    servers: &support::database::TestServers,
+    (source, new_prefix): (&str, &str),
+) -> (
+    std::collections::BTreeMap<String, String>,
+    Vec<String>,
+    String,
+) {
+    (
+        tree_state(www, &[]),
+        made_on_servers(servers, new_prefix),
+        std::fs::read_to_string(sb.state().join(format!("instances/{source}.json"))).unwrap(),
+    )
+}
+
+/// `migrate SOURCE --to-new NEW --base-url https://NEW.example/ --web-root ROOT --json`.
+fn migrate_to_new(
+    sb: &Sandbox,
+    source: &str,
+    new: &str,
+    root: &camino::Utf8Path,
+) -> std::process::Command {
+    let url = format!("https://{new}.example/");
+    sb.command(&[
+        "migrate",
+        source,
+        "--to-new",
+        new,
+        "--base-url",
+        &url,
+        "--web-root",
+        root.as_str(),
+        "--json",
+    ])
+}
+
 #[test]
 fn migrate_to_new_copies_lifecycle_php_into_its_own_databases_and_url() {
     let Some((sb, www, servers)) = with_servers("migrate --to-new against both servers") else {
@@ -265,22 +305,10 @@ fn a_failing_restore_half_removes_the_new_instance_whole() {
         instance: "faulty-src",
     };
     assert_success(&out, "install the source");
-    let before = (
-        tree_state(&www, &[]),
-        made_on_servers(&servers, "faulty_dst"),
-        std::fs::read_to_string(sb.state().join("instances/faulty-src.json")).ok(),
-    );
-    let out = sb.cli(&[
-        "migrate",
-        "faulty-src",
-        "--to-new",
-        "faulty-dst",
-        "--base-url",
-        "https://faulty-dst.example/",
-        "--web-root",
-        www.join("faulty-dst").as_str(),
-        "--json",
-    ]);
+    let before = left_behind(&sb, &www, &servers, ("faulty-src", "faulty_dst"));
+    let out = migrate_to_new(&sb, "faulty-src", "faulty-dst", &www.join("faulty-dst"))
+        .output()
+        .unwrap();
     let _drop_target = DropMade {
         state: sb.state(),
         instance: "faulty-dst",
@@ -294,11 +322,7 @@ fn a_failing_restore_half_removes_the_new_instance_whole() {
         "{v}"
     );
     assert_eq!(
-        (
-            tree_state(&www, &[]),
-            made_on_servers(&servers, "faulty_dst"),
-            std::fs::read_to_string(sb.state().join("instances/faulty-src.json")).ok(),
-        ),
+        left_behind(&sb, &www, &servers, ("faulty-src", "faulty_dst")),
         before
     );
     assert_eq!(instances(&sb), ["faulty-src"]);
@@ -329,24 +353,9 @@ fn kill_9_in_the_restore_half_is_undone_by_the_next_command() {
         instance: "hang-src",
     };
     assert_success(&out, "install the source");
-    let before = (
-        tree_state(&www, &[]),
-        made_on_servers(&servers, "hang_dst"),
-        std::fs::read_to_string(sb.state().join("instances/hang-src.json")).unwrap(),
-    );
+    let before = left_behind(&sb, &www, &servers, ("hang-src", "hang_dst"));
     let target = www.join("hang-dst");
-    let mut child = sb
-        .command(&[
-            "migrate",
-            "hang-src",
-            "--to-new",
-            "hang-dst",
-            "--base-url",
-            "https://hang-dst.example/",
-            "--web-root",
-            target.as_str(),
-            "--json",
-        ])
+    let mut child = migrate_to_new(&sb, "hang-src", "hang-dst", &target)
         .spawn()
         .unwrap();
     let marker = target.join("restoring");
@@ -380,11 +389,7 @@ fn kill_9_in_the_restore_half_is_undone_by_the_next_command() {
     );
     assert!(recovered.iter().all(|e| e["fully_undone"] == true), "{v}");
     assert_eq!(
-        (
-            tree_state(&www, &[]),
-            made_on_servers(&servers, "hang_dst"),
-            std::fs::read_to_string(sb.state().join("instances/hang-src.json")).unwrap(),
-        ),
+        left_behind(&sb, &www, &servers, ("hang-src", "hang_dst")),
         before
     );
     assert_eq!(instances(&sb), ["hang-src"]);

@@ -41,10 +41,10 @@ pub struct ControllerConfig {
     pub instance_limits: std::collections::BTreeMap<String, ResourceLimits>,
     /// How much history the operation journal keeps.
     pub journal_limits: JournalLimits,
-    /// The servers databases may be created on (`[database-servers.NAME]`), by name.
-    pub database_servers: std::collections::BTreeMap<String, DatabaseServer>,
     /// PHP extensions the sites' PHP has (`php-extensions`), for packages' requirements.
     pub php_extensions: Vec<String>,
+    /// The servers databases may be created on (`[database-servers.NAME]`), by name.
+    pub database_servers: std::collections::BTreeMap<String, DatabaseServer>,
 }
 
 /// `[database-servers.NAME]`: a server the controller may create databases and users on.
@@ -210,8 +210,8 @@ impl ControllerConfig {
             limits: ResourceLimits::default(),
             instance_limits: Default::default(),
             journal_limits: JournalLimits::default(),
-            database_servers: Default::default(),
             php_extensions: Vec::new(),
+            database_servers: Default::default(),
         }
     }
 

@@ -390,6 +390,21 @@ pub(crate) fn copy_package(from: &Utf8Path, to: &Utf8Path) {
     std::fs::remove_file(to.join("APP-LIST.xml")).unwrap();
 }
 
+/// A copy of sh-sample at `sb/name` with `folders` × `files` small files more under
+/// `htdocs/bulk/`, so that writing them takes a while.
+pub(crate) fn bulk_package(sb: &Sandbox, name: &str, folders: usize, files: usize) -> Utf8PathBuf {
+    let package = sb.path(name);
+    copy_package(&fixture("sh-sample"), &package);
+    for d in 0..folders {
+        let dir = package.join(format!("htdocs/bulk/d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            std::fs::write(dir.join(format!("f{f:03}.txt")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    package
+}
+
 /// A copy of sh-sample whose configure script is `text`.
 pub(crate) fn with_configure(sb: &Sandbox, name: &str, text: &str) -> Utf8PathBuf {
     let package = sb.path(name);

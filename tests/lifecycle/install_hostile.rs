@@ -5,9 +5,9 @@
 
 use test_support as support;
 
-use super::install::{copy_package, install_cmd, tenant_sandbox};
+use super::install::{bulk_package, install_cmd, tenant_sandbox};
 use support::tenant::{stop_swapper, swapper, tenant};
-use support::{fixture, json, needs_root, tree_state};
+use support::{json, needs_root, tree_state};
 
 #[test]
 fn a_folder_swapped_for_a_symlink_mid_install_sends_nothing_elsewhere() {
@@ -15,15 +15,7 @@ fn a_folder_swapped_for_a_symlink_mid_install_sends_nothing_elsewhere() {
         return;
     }
     let (sb, www) = tenant_sandbox();
-    let package = sb.path("bulk");
-    copy_package(&fixture("sh-sample"), &package);
-    for d in 0..40 {
-        let dir = package.join(format!("htdocs/bulk/d{d:02}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..50 {
-            std::fs::write(dir.join(format!("f{f:02}.txt")), format!("{d}/{f}")).unwrap();
-        }
-    }
+    let package = bulk_package(&sb, "bulk", 40, 50);
     // Someone else's folder, which the tenant's symlink points at.
     let target = sb.path("elsewhere");
     std::fs::create_dir(&target).unwrap();

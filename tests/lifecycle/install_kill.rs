@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use camino::Utf8Path;
 use test_support as support;
 
-use super::install::{copy_package, install_cmd, instances, tenant_sandbox, with_configure};
+use super::install::{bulk_package, install_cmd, instances, tenant_sandbox, with_configure};
 use support::tenant::tenant;
-use support::{Sandbox, assert_success, fixture, json, needs_root, tree_state};
+use support::{Sandbox, assert_success, json, needs_root, tree_state};
 
 fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -93,15 +93,7 @@ fn kill_9_while_the_files_are_written_is_undone_by_the_next_command() {
     }
     let (sb, www) = tenant_sandbox();
     // Many files, so that the kill lands while they are written.
-    let package = sb.path("bulk");
-    copy_package(&fixture("sh-sample"), &package);
-    for d in 0..100 {
-        let dir = package.join(format!("htdocs/bulk/d{d:03}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in 0..200 {
-            std::fs::write(dir.join(format!("f{f:03}.txt")), format!("{d}/{f}")).unwrap();
-        }
-    }
+    let package = bulk_package(&sb, "bulk", 100, 200);
     // An existing web root with the tenant's file: only what the install made may go.
     let root = www.join("bulk");
     std::fs::create_dir(&root).unwrap();

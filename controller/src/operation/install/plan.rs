@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aps_meta::model::{Mapping, Script};
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8PathBuf;
 
 use super::webroot::{check_web_root, package_names, web_root_owner};
 use super::{Clock, DatabaseChoice, DatabaseMade, FilesMade, InstallReport, InstallRequest};
@@ -334,31 +334,24 @@ fn check_requirements(
     meta: &aps_meta::AppMeta,
 ) -> Result<RequirementReport, OperationError> {
     let config = ctl.config();
-    let offer = HostOffer {
-        interpreters: config.interpreters.clone(),
-        php_version: config.host.php_version.clone(),
-        php_extensions: config.php_extensions.clone(),
-        database_servers: Vec::new(),
-        database_choices: request
-            .databases
-            .iter()
-            .map(|(id, choice)| {
-                let choice = match choice {
-                    DatabaseChoice::Server(server) => HostChoice::Server(server.clone()),
-                    DatabaseChoice::Existing(_) => HostChoice::Existing,
-                };
-                (id.clone(), choice)
-            })
-            .collect(),
-        free_bytes: free_space_near(&request.web_root).map(|(_, free)| free),
-    };
+    let mut offer = HostOffer::from_config(config, Vec::new(), &request.web_root);
+    offer.database_choices = request
+        .databases
+        .iter()
+        .map(|(id, choice)| {
+            let choice = match choice {
+                DatabaseChoice::Server(server) => HostChoice::Server(server.clone()),
+                DatabaseChoice::Existing(_) => HostChoice::Existing,
+            };
+            (id.clone(), choice)
+        })
+        .collect();
     let declared: Vec<&str> = meta
         .service
         .all_databases()
         .into_iter()
         .map(|r| r.id.as_str())
         .collect();
-    let mut offer = offer;
     let mut problems = Vec::new();
     // Each server's version, asked only when the package needs a database at all (it checks
     // the admin login too).
@@ -414,13 +407,6 @@ fn is_database_problem(problem: &Problem) -> bool {
             | Problem::DatabasePrefixNotAllowed(_)
             | Problem::DatabaseFieldEmpty { .. }
     )
-}
-
-/// The free space of the file system the web root will be on (its nearest existing folder).
-fn free_space_near(dir: &Utf8Path) -> Option<(Utf8PathBuf, u64)> {
-    let place = dir.ancestors().find(|p| p.exists())?;
-    let free = crate::estimate::free_space(place).ok()?;
-    Some((place.to_owned(), free))
 }
 
 /// The root mapping's package folder: `path` of `url="/"`, when it is a folder.

@@ -283,6 +283,9 @@ impl Wording for Flags {
             Field::Database => "--database",
             Field::KeepData => "--keep-data",
             Field::NoFinalBackup => "--no-final-backup",
+            Field::ToNew => "--to-new",
+            Field::AsNew => "--as-new",
+            Field::PackageOption => "--package",
         }
     }
 }

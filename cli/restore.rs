@@ -11,6 +11,7 @@ use crate::common::{
     Failure, Out, StateArgs, cli_failure, open_controller, open_panel, print_rolled_back,
     with_progress,
 };
+use crate::migrate::NewInstanceArgs;
 
 pub const RESTORE_EXAMPLES: &str = "\
 EXAMPLES:
@@ -21,13 +22,19 @@ EXAMPLES:
   aps-controller restore blog --snapshot 3f0c9a1e
 
   # A given file, encrypted, with the age identity that decrypts it:
-  aps-controller restore blog --from /srv/backups/blog.aps.tar.zst.age --identity key.txt";
+  aps-controller restore blog --from /srv/backups/blog.aps.tar.zst.age --identity key.txt
+
+  # On a host where the instance never existed: install a new one from the backup's package
+  # (given, or the one a registered instance runs at the backup's version), then restore:
+  aps-controller restore --from /srv/backups/blog.aps.tar.zst --as-new blog --base-url https://blog.example/ --web-root /srv/www/blog --package /srv/packages/blog.app.zip --setting admin_password=changeme";
 
 #[derive(clap::Args)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["from", "latest", "snapshot"])))]
 pub struct RestoreArgs {
-    /// The registered instance to restore into.
-    name: String,
+    /// The registered instance to restore into; with --as-new, the instance whose backups
+    /// --latest/--snapshot look for (not needed with --from).
+    #[arg(required_unless_present = "as_new")]
+    name: Option<String>,
     /// The backup file (`aps-controller backups NAME` prints their full paths).
     #[arg(long, value_name = "FILE")]
     from: Option<Utf8PathBuf>,
@@ -53,6 +60,16 @@ pub struct RestoreArgs {
     /// that instance's web folders and databases (without it, such a file is refused).
     #[arg(long)]
     from_other_instance: bool,
+    /// Install this new instance from the backup's package, then restore into it; a failure
+    /// removes it whole. Its settings are the package's defaults and --setting.
+    #[arg(long, value_name = "N", conflicts_with_all = ["no_safety_snapshot", "from_other_instance"], requires_all = ["base_url", "web_root"])]
+    as_new: Option<String>,
+    /// With --as-new: the package to install (a folder or .app.zip), when no registered
+    /// instance runs the backup's package at its version.
+    #[arg(long, value_name = "PKG", requires = "as_new")]
+    package: Option<Utf8PathBuf>,
+    #[command(flatten)]
+    new: NewInstanceArgs,
     /// Print one JSON object (docs/json.md).
     #[arg(long)]
     json: bool,
@@ -66,8 +83,10 @@ pub fn run(args: RestoreArgs) -> ExitCode {
 }
 
 fn run_restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
+    let as_new = args.as_new.map(|name| args.new.request(name, args.package));
     let request = restore::Request {
-        instance: args.name,
+        as_new,
+        instance: args.name.unwrap_or_default(),
         from: args.from,
         latest: args.latest,
         snapshot: args.snapshot,
@@ -88,8 +107,12 @@ fn run_restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
         restore::restore(ctl, panel.as_ref(), &request)
     });
     let done = result.map_err(|e| {
-        print_rolled_back(out, &e, || {
-            rolled_back_text(&request.instance, request.no_safety_snapshot)
+        print_rolled_back(out, &e, || match &request.as_new {
+            Some(new) => format!(
+                "the new instance {} was removed whole (files, databases, record)",
+                new.name
+            ),
+            None => rolled_back_text(&request.instance, request.no_safety_snapshot),
         });
         cli_failure(e)
     })?;
@@ -98,6 +121,16 @@ fn run_restore(out: Out, args: RestoreArgs) -> Result<ExitCode, Failure> {
 
 fn restored_line(done: &Restored) -> String {
     let r = &done.report;
+    if let Some(installed) = &done.installed {
+        return format!(
+            "installed {} ({} {}-{}); {}",
+            installed.instance,
+            installed.application,
+            installed.version,
+            installed.release,
+            restored_text(r, r.file.as_ref())
+        );
+    }
     match &done.from_snapshot {
         Some(s) => restored_text(
             r,

@@ -73,6 +73,9 @@ impl Wording for JsonFields {
             Field::Database => "\"databases\"",
             Field::KeepData => "\"keep_data\": true",
             Field::NoFinalBackup => "\"no_final_backup\": true",
+            Field::ToNew => "\"to_new\"",
+            Field::AsNew => "\"as_new\"",
+            Field::PackageOption => "\"package\"",
         }
     }
 }

@@ -273,6 +273,17 @@ impl App {
             /// The file may be a backup of another instance (`--from-other-instance`).
             #[serde(default)]
             from_other_instance: bool,
+            /// A new instance to install from the backup's package and restore into.
+            as_new: Option<String>,
+            /// With `as_new`: the package, when no registered instance runs the backup's.
+            package: Option<Utf8PathBuf>,
+            base_url: Option<String>,
+            web_root: Option<Utf8PathBuf>,
+            user: Option<String>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, OneOrMany>,
+            #[serde(default)]
+            databases: std::collections::BTreeMap<String, String>,
         }
         let b: Body = parse(body)?;
         let request = restore::Request {
@@ -284,12 +295,24 @@ impl App {
             no_safety_snapshot: b.no_safety_snapshot,
             identity: b.identity,
             from_other_instance: b.from_other_instance,
+            as_new: b.as_new.map(|name| {
+                new_instance(
+                    name,
+                    (b.base_url, b.web_root, b.user, b.package),
+                    &b.settings,
+                    b.databases,
+                )
+            }),
         };
         request.check().map_err(service_answer)?;
+        let new = request.as_new.as_ref();
         let paths = [
             request.from.as_ref().map(|p| ("from", p)),
             request.identity.as_ref().map(|p| ("identity", p)),
         ];
+        if let Some(new) = new {
+            self.new_instance_allowed(new)?;
+        }
         for (field, path) in paths.into_iter().flatten() {
             self.allowed(field, path)?;
         }
@@ -310,7 +333,17 @@ impl App {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Body {
+            #[serde(default)]
             to_instance: String,
+            /// A new instance to install from the source's package and migrate into.
+            to_new: Option<String>,
+            base_url: Option<String>,
+            web_root: Option<Utf8PathBuf>,
+            user: Option<String>,
+            #[serde(default)]
+            settings: std::collections::BTreeMap<String, OneOrMany>,
+            #[serde(default)]
+            databases: std::collections::BTreeMap<String, String>,
             keep: Option<Utf8PathBuf>,
             timeout_secs: Option<u64>,
             #[serde(default)]
@@ -330,8 +363,19 @@ impl App {
             no_safety_snapshot: b.no_safety_snapshot,
             snapshot: b.snapshot,
             latest: b.latest,
+            to_new: b.to_new.map(|name| {
+                new_instance(
+                    name,
+                    (b.base_url, b.web_root, b.user, None),
+                    &b.settings,
+                    b.databases,
+                )
+            }),
         };
         request.check().map_err(service_answer)?;
+        if let Some(new) = &request.to_new {
+            self.new_instance_allowed(new)?;
+        }
         if let Some(keep) = &request.keep {
             self.allowed("keep", keep)?;
             self.never_configuration("keep", keep)?;
@@ -344,6 +388,21 @@ impl App {
         Ok(migrate::migrate(&self.ctl, panel.as_ref(), &request)
             .map(|done| (200, success_json(&done)))
             .unwrap_or_else(service_answer))
+    }
+
+    /// The folders a new instance of `to_new`/`as_new` names: its web root, its package, and
+    /// each `existing:` database's file, inside the allowed folders.
+    fn new_instance_allowed(&self, new: &install::Request) -> Result<(), Answer> {
+        self.allowed("web_root", &new.web_root)?;
+        if !new.package.as_str().is_empty() {
+            self.allowed("package", &new.package)?;
+        }
+        for pair in &new.databases {
+            if let Some((_, file)) = pair.split_once("=existing:") {
+                self.allowed("databases", &Utf8PathBuf::from(file))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn check(&self, body: &[u8]) -> Handled {
@@ -429,4 +488,46 @@ fn setting_pairs(settings: &BTreeMap<String, SettingBody>) -> Vec<String> {
         }
     }
     pairs
+}
+
+/// A setting's JSON value: one string, or a list's strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The new instance of `to_new`/`as_new`, from the body's fields.
+fn new_instance(
+    name: String,
+    (base_url, web_root, user, package): (
+        Option<String>,
+        Option<Utf8PathBuf>,
+        Option<String>,
+        Option<Utf8PathBuf>,
+    ),
+    settings: &std::collections::BTreeMap<String, OneOrMany>,
+    databases: std::collections::BTreeMap<String, String>,
+) -> install::Request {
+    let mut given = Vec::new();
+    for (id, value) in settings {
+        match value {
+            OneOrMany::One(v) => given.push(format!("{id}={v}")),
+            OneOrMany::Many(vs) => given.extend(vs.iter().map(|v| format!("{id}={v}"))),
+        }
+    }
+    install::Request {
+        package: package.unwrap_or_default(),
+        name,
+        base_url: base_url.unwrap_or_default(),
+        web_root: web_root.unwrap_or_default(),
+        user,
+        settings: given,
+        databases: databases
+            .into_iter()
+            .map(|(id, v)| format!("{id}={v}"))
+            .collect(),
+        ..install::Request::default()
+    }
 }

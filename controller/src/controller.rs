@@ -236,6 +236,19 @@ impl Controller {
         crate::operation::remove::check_remove(self, name)
     }
 
+    /// [`install`](Self::install), then `fill` on the new instance (a restore or a migration
+    /// into it) inside the install's journal entry: if `fill` fails, or either is killed, the
+    /// new instance is removed whole by the install's own undo. `fill` is not called on a dry
+    /// run (`None`). See [`crate::operation::new_instance`].
+    pub fn install_then<T>(
+        &self,
+        request: &crate::operation::install::InstallRequest,
+        fill: impl FnOnce(&crate::operation::install::InstallReport) -> Result<T, OperationError>,
+    ) -> Result<(crate::operation::install::InstallReport, Option<T>), OperationError> {
+        crate::operation::install::install_then(self, request, fill)
+            .map_err(|e| e.interrupted_by(self.cancel.signal()))
+    }
+
     pub fn migrate(&self, request: &MigrateRequest) -> Result<MigrateReport, OperationError> {
         crate::operation::migrate::migrate(self, request)
             .map_err(|e| e.interrupted_by(self.cancel.signal()))

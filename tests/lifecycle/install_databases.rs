@@ -60,9 +60,9 @@ pub(crate) fn on_server(servers: &TestServers, kind: DbKind, prefix: &str) -> Ve
 
 /// Drops the databases an installed instance of a test holds (its server's admin, as
 /// controller.toml names it), passed or failed: nothing removes instances yet.
-struct DropMade {
-    state: camino::Utf8PathBuf,
-    instance: &'static str,
+pub(crate) struct DropMade {
+    pub(crate) state: camino::Utf8PathBuf,
+    pub(crate) instance: &'static str,
 }
 
 impl Drop for DropMade {

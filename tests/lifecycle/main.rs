@@ -10,5 +10,6 @@ mod install_fixtures;
 mod install_hostile;
 mod install_http;
 mod install_kill;
+mod new_instance;
 mod remove;
 mod upgrade;

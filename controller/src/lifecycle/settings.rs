@@ -356,7 +356,7 @@ fn unknown_ids(declared: &[&Setting], given: &GivenSettings) -> Vec<SettingProbl
 }
 
 /// `static-text` carries no value; `type="hidden"` and `visibility="hidden"` are never asked.
-fn not_settable(s: &Setting) -> Option<&'static str> {
+pub(crate) fn not_settable(s: &Setting) -> Option<&'static str> {
     match s.kind {
         SettingType::StaticText => Some("static-text"),
         SettingType::Hidden => Some("hidden"),

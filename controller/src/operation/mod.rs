@@ -9,6 +9,7 @@ pub mod enable;
 pub mod import;
 pub mod install;
 pub mod migrate;
+pub mod new_instance;
 pub mod record;
 pub mod remove;
 pub mod restore;

@@ -55,6 +55,12 @@ impl Request {
 
 /// Runs the install (or, with `dry_run`, its checks).
 pub fn install(ctl: &Controller, request: &Request) -> Result<InstallReport, ServiceError> {
+    let install = controller_request(request)?;
+    ctl.install(&install).map_err(ServiceError::operation)
+}
+
+/// The request checked and read into the controller's (settings file, databases' files).
+pub(crate) fn controller_request(request: &Request) -> Result<InstallRequest, ServiceError> {
     request.check()?;
     let mut install = InstallRequest::new(
         absolute(&request.package)?,
@@ -69,7 +75,7 @@ pub fn install(ctl: &Controller, request: &Request) -> Result<InstallReport, Ser
     install.force = request.force;
     install.dry_run = request.dry_run;
     install.timeout = request.timeout_secs.map(std::time::Duration::from_secs);
-    ctl.install(&install).map_err(ServiceError::operation)
+    Ok(install)
 }
 
 fn absolute(path: &Utf8Path) -> Result<Utf8PathBuf, ServiceError> {

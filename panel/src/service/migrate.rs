@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use aps_controller::Controller;
+use aps_controller::operation::new_instance;
 use aps_controller::operation::{MigrateReport, MigrateRequest, RestoreReport};
 use camino::Utf8PathBuf;
 use serde::Serialize;
@@ -28,6 +29,10 @@ pub struct Request {
     pub snapshot: Option<String>,
     /// The source's newest snapshot instead of a live backup.
     pub latest: bool,
+    /// Install a new instance from the source's package (its settings, but for `uniq` ones,
+    /// under those given here) and migrate into it, instead of a registered `target` (which
+    /// is then empty). Its `package` is left empty: it is the source's.
+    pub to_new: Option<super::install::Request>,
 }
 
 /// What a migration did.
@@ -38,6 +43,16 @@ pub enum Migrated {
     Live(MigrateReport),
     /// From a snapshot of the repository store.
     Snapshot(SnapshotMigration),
+    /// Into a new instance: its install, then the live migration into it.
+    ToNew(Box<NewMigration>),
+}
+
+/// A migration into a new instance: what its install made, then the migration's report.
+#[derive(Debug, Serialize)]
+pub struct NewMigration {
+    pub installed: aps_controller::operation::install::InstallReport,
+    #[serde(flatten)]
+    pub migration: MigrateReport,
 }
 
 /// A migration from a snapshot of the repository store.
@@ -60,6 +75,9 @@ impl Request {
     /// Everything that can be checked without opening anything.
     pub fn check(&self) -> Result<(), ServiceError> {
         check_instance_name(Field::Instance, &self.source)?;
+        if let Some(new) = &self.to_new {
+            return self.check_to_new(new);
+        }
         check_instance_name(Field::ToInstance, &self.target)?;
         if self.source == self.target {
             return Err(ServiceError::usage(words![
@@ -91,6 +109,46 @@ impl Request {
     }
 }
 
+impl Request {
+    fn check_to_new(&self, new: &super::install::Request) -> Result<(), ServiceError> {
+        if !self.target.is_empty() {
+            return Err(ServiceError::usage(words![
+                "give one of ",
+                Field::ToInstance,
+                " and ",
+                Field::ToNew
+            ]));
+        }
+        check_instance_name(Field::ToNew, &new.name)?;
+        if new.name == self.source {
+            return Err(ServiceError::usage(words![
+                Field::ToNew,
+                format!(" is {:?}, the instance being migrated", self.source)
+            ]));
+        }
+        if self.uses_snapshot() {
+            return Err(ServiceError::usage(words![
+                Field::ToNew,
+                " copies a live backup of the source; it takes no ",
+                if self.latest {
+                    Field::Latest
+                } else {
+                    Field::Snapshot
+                }
+            ]));
+        }
+        if !new.package.as_str().is_empty() {
+            return Err(ServiceError::usage(words![
+                Field::ToNew,
+                " installs the source's own package; it takes no ",
+                Field::PackageOption
+            ]));
+        }
+        super::new_instance::check_web_root(&new.web_root)?;
+        check_timeout(self.timeout_secs)
+    }
+}
+
 /// The migration the request asks for. Every mistake — a snapshot with the archive store, an
 /// unknown instance, the same instance twice, another package, an unknown snapshot — is refused
 /// before anything is staged. `panel` is needed only with a snapshot.
@@ -103,6 +161,9 @@ pub fn migrate(
     if request.uses_snapshot() {
         return snapshot_migrate(ctl, panel, request).map(Migrated::Snapshot);
     }
+    if let Some(new) = &request.to_new {
+        return migrate_to_new(ctl, request, new).map(|m| Migrated::ToNew(Box::new(m)));
+    }
     let mut live = MigrateRequest::new(request.source.clone(), request.target.clone());
     live.keep = request.keep.clone();
     live.timeout = request.timeout_secs.map(Duration::from_secs);
@@ -110,6 +171,44 @@ pub fn migrate(
     ctl.migrate(&live)
         .map(Migrated::Live)
         .map_err(ServiceError::operation)
+}
+
+/// The source's package installed as the new instance with the source's settings under the
+/// ones given, then the live migration into it; either failing removes the new instance.
+// The controller's own error type, as `Controller::migrate` returns it.
+#[allow(clippy::result_large_err)]
+fn migrate_to_new(
+    ctl: &Controller,
+    request: &Request,
+    new: &super::install::Request,
+) -> Result<NewMigration, ServiceError> {
+    let (package, copied) =
+        new_instance::copy_settings(ctl, &request.source).map_err(ServiceError::operation)?;
+    let mut install = super::install::Request {
+        package,
+        ..new.clone()
+    };
+    install.timeout_secs = install.timeout_secs.or(request.timeout_secs);
+    let mut install = super::install::controller_request(&install)?;
+    install.settings = copied.overridden_by(std::mem::take(&mut install.settings));
+    let mut live = MigrateRequest::new(request.source.clone(), new.name.clone());
+    live.keep = request.keep.clone();
+    live.timeout = request.timeout_secs.map(Duration::from_secs);
+    // The undo of a failure is the new instance's removal, not a snapshot of it.
+    live.no_safety_snapshot = true;
+    let (installed, migration) = ctl
+        .install_then(&install, |_| ctl.migrate(&live))
+        .map_err(ServiceError::operation)?;
+    let migration = migration.ok_or_else(|| ServiceError::Refused {
+        kind: aps_controller::ErrorKind::Internal,
+        step: None,
+        message: words!["the install of the new instance was a dry run"],
+        hint: None,
+    })?;
+    Ok(NewMigration {
+        installed,
+        migration,
+    })
 }
 
 fn snapshot_migrate(

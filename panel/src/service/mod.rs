@@ -16,6 +16,7 @@ pub mod import;
 pub mod install;
 pub mod log;
 pub mod migrate;
+pub mod new_instance;
 pub mod remove;
 pub mod restore;
 pub mod run;
@@ -90,6 +91,12 @@ pub enum Field {
     KeepData,
     /// Remove: without the final backup.
     NoFinalBackup,
+    /// Migrate: the new instance the source is installed and copied into.
+    ToNew,
+    /// Restore: the new instance the backup's package is installed into before the restore.
+    AsNew,
+    /// Restore onto a new instance: the package to install, named by an option.
+    PackageOption,
 }
 
 /// How a front end names a request's fields.
@@ -194,6 +201,9 @@ impl Wording for Neutral {
             Field::Database => "databases",
             Field::KeepData => "keep_data",
             Field::NoFinalBackup => "no_final_backup",
+            Field::ToNew => "to_new",
+            Field::AsNew => "as_new",
+            Field::PackageOption => "package",
         }
     }
 }

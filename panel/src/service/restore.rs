@@ -30,6 +30,11 @@ pub struct Request {
     pub identity: Option<Utf8PathBuf>,
     /// The backup may be another instance's.
     pub from_other_instance: bool,
+    /// Install a new instance from the backup's package and restore into it; `instance` then
+    /// names the backup's instance in the store (with `latest`/`snapshot`) and may be empty
+    /// with `from`. Its `package`, when empty, is the one a registered instance runs at the
+    /// backup's version.
+    pub as_new: Option<super::install::Request>,
 }
 
 /// What a restore did: the controller's report, and the snapshot it came from when it came
@@ -38,6 +43,8 @@ pub struct Request {
 pub struct Restored {
     pub report: RestoreReport,
     pub from_snapshot: Option<FromSnapshot>,
+    /// With `as_new`: what the install of the new instance made.
+    pub installed: Option<aps_controller::operation::install::InstallReport>,
 }
 
 /// The repository snapshot a restore or migration took.
@@ -58,6 +65,9 @@ impl Serialize for Restored {
                 serde_json::to_value(&from.snapshot).map_err(serde::ser::Error::custom)?;
             v["file"] = from.repository.clone().into();
         }
+        if let Some(installed) = &self.installed {
+            v["installed"] = serde_json::to_value(installed).map_err(serde::ser::Error::custom)?;
+        }
         v.serialize(s)
     }
 }
@@ -65,7 +75,22 @@ impl Serialize for Restored {
 impl Request {
     /// Everything that can be checked without opening anything.
     pub fn check(&self) -> Result<(), ServiceError> {
-        check_instance_name(Field::Instance, &self.instance)?;
+        if !(self.as_new.is_some() && self.from.is_some() && self.instance.is_empty()) {
+            check_instance_name(Field::Instance, &self.instance)?;
+        }
+        if let Some(new) = &self.as_new {
+            check_instance_name(Field::AsNew, &new.name)?;
+            super::new_instance::check_web_root(&new.web_root)?;
+            if self.no_safety_snapshot || self.from_other_instance {
+                return Err(ServiceError::usage(words![
+                    Field::AsNew,
+                    " restores into an instance it makes: it takes neither ",
+                    Field::NoSafetySnapshot,
+                    " nor ",
+                    Field::FromOtherInstance
+                ]));
+            }
+        }
         let sources = usize::from(self.from.is_some())
             + usize::from(self.latest)
             + usize::from(self.snapshot.is_some());
@@ -126,6 +151,14 @@ pub fn restore(
 ) -> Result<Restored, ServiceError> {
     request.check()?;
     request.check_store(panel)?;
+    if let Some(new) = &request.as_new {
+        let done = super::new_instance::restore_as_new(ctl, panel, request, new)?;
+        return Ok(Restored {
+            report: done.report,
+            from_snapshot: done.from_snapshot,
+            installed: Some(done.installed),
+        });
+    }
     // An unknown instance is named as such (exit 4), before its backups are looked for.
     require_instance(ctl, &request.instance)?;
     let source = match (&request.from, panel) {
@@ -157,6 +190,7 @@ pub fn restore(
             return Ok(Restored {
                 report,
                 from_snapshot,
+                installed: None,
             });
         }
         (None, None) => {
@@ -176,6 +210,7 @@ pub fn restore(
     Ok(Restored {
         report,
         from_snapshot: None,
+        installed: None,
     })
 }
 

@@ -155,6 +155,17 @@ pub fn install(
     ctl: &Controller,
     request: &InstallRequest,
 ) -> Result<InstallReport, OperationError> {
+    install_then(ctl, request, |_| Ok(())).map(|(report, _)| report)
+}
+
+/// [`Controller::install_then`]: the install, then `fill` on the recorded instance inside the
+/// install's journal entry, so that a failure of either (or a kill -9 in either) undoes the
+/// install whole. `fill` is not called on a dry run (`None`).
+pub fn install_then<T>(
+    ctl: &Controller,
+    request: &InstallRequest,
+    fill: impl FnOnce(&InstallReport) -> Result<T, OperationError>,
+) -> Result<(InstallReport, Option<T>), OperationError> {
     let started = Instant::now();
     let _armed = ctl.arm_cancel();
     let mut clock = Clock::default();
@@ -163,7 +174,7 @@ pub fn install(
     if request.dry_run {
         report.phases = clock.phases;
         report.duration_ms = millis(started.elapsed());
-        return Ok(report);
+        return Ok((report, None));
     }
     ctl.check_cancel(Step::DeployFiles)?;
     let mut op = ctl.begin_operation(
@@ -172,16 +183,24 @@ pub fn install(
         Step::DeployFiles,
         |_| Vec::new(),
     )?;
-    match make(ctl, request, &mut plan, &mut op, &mut report, &mut clock) {
-        Ok(()) => {
+    let made = make(ctl, request, &mut plan, &mut op, &mut report, &mut clock);
+    // The plan holds the instance's lock, which the operations `fill` runs take themselves.
+    drop(plan);
+    report.phases = std::mem::take(&mut clock.phases);
+    report.duration_ms = millis(started.elapsed());
+    let filled = made.and_then(|()| fill(&report)).and_then(|filled| {
+        ctl.check_cancel(Step::Finish)?;
+        Ok(filled)
+    });
+    match filled {
+        Ok(filled) => {
             op.succeed();
-            report.phases = clock.phases;
-            report.duration_ms = millis(started.elapsed());
-            Ok(report)
+            Ok((report, Some(filled)))
         }
         Err(error) => {
             let error = error.interrupted_by(ctl.cancel().signal());
-            let leftovers = op.undo_now(ctl);
+            // A second signal must not cut the undo short.
+            let leftovers = crate::cancel::shielded(|| op.undo_now(ctl));
             let error = if leftovers.is_empty() {
                 error
             } else {

@@ -89,6 +89,18 @@ impl fmt::Display for DbKind {
     }
 }
 
+/// The names of what [`provision::create_named`] makes and [`provision::drop`] takes away: what an undo needs, and
+/// no password (it may be journaled).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreatedDatabase {
+    /// The server's name in controller.toml.
+    pub server: String,
+    pub kind: DbKind,
+    pub database: String,
+    pub login: String,
+}
+
 /// One database resource of an instance: what `DB_<id>_*` variables carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -15,14 +15,18 @@ use crate::registry::{PackageOpenError, StoreError};
 use crate::runner::RunError;
 use crate::structured_output::{OutputError, ScriptError};
 
+mod json;
 pub mod kind;
 mod refusal;
+mod space;
 mod step;
 mod upgrade_refusal;
 
 pub use crate::overrides::{Override, current_spelling, spelled, spelled_as};
 pub use kind::ErrorKind;
 pub use refusal::{ConfigureRefusal, InstallRefusal, RemoveRefusal};
+pub use space::human_bytes;
+use space::{is_no_space, says_no_space};
 pub use step::Step;
 pub use upgrade_refusal::UpgradeRefusal;
 
@@ -300,38 +304,6 @@ fn format_script_errors(errors: &[ScriptError]) -> String {
         .join("; ")
 }
 
-/// `1.5 GiB`, `300.0 KiB`, `12 B`: every size shown to a person (messages and the CLI's
-/// text output), in binary units with one decimal.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-/// Whether an OS error code means a full disk or quota.
-fn is_no_space(code: Option<i32>) -> bool {
-    matches!(code, Some(libc::ENOSPC | libc::EDQUOT | libc::EFBIG))
-}
-
-/// What a tool or script prints when its disk is full (its own error is only an exit code):
-/// the C library's texts for ENOSPC, EDQUOT and EFBIG, MariaDB/MySQL's "table is full" (1114)
-/// and PostgreSQL's "could not extend file" (its data folder is full).
-fn says_no_space(stderr: &str) -> bool {
-    stderr.contains("No space left on device")
-        || stderr.contains("Disk quota exceeded")
-        || stderr.contains("File too large")
-        || stderr.contains("ERROR 1114")
-        || stderr.contains("could not extend file")
-}
-
 /// The kind a cause deep in the source chain imposes, whatever step it surfaced at: a
 /// cancellation (a stopped process, a stopped stream) is `interrupted`, a full disk `no-space`.
 fn cause_kind(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
@@ -587,75 +559,6 @@ impl OperationError {
             OperationError::NoSpace { source, .. } => source.script_stderr(),
             _ => None,
         }
-    }
-
-    /// The JSON object the CLI prints under `"error"`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "kind": self.kind().as_str(),
-            "step": self.step().as_str(),
-            "message": self.to_string(),
-        });
-        if let Some(stderr) = self.script_stderr() {
-            v["stderr_tail"] = stderr.into();
-        }
-        // Where the disk filled up, and how much room there was and was needed.
-        let space = match self {
-            OperationError::NoSpace {
-                place,
-                free,
-                needed,
-                ..
-            } => Some((place, *free, *needed)),
-            OperationError::NotEnoughSpace {
-                place,
-                free,
-                needed,
-                ..
-            } => Some((place, *free, Some(*needed))),
-            _ => None,
-        };
-        if let Some((place, free, needed)) = space {
-            v["place"] = place.as_str().into();
-            v["free_bytes"] = free.into();
-            if let Some(n) = needed {
-                v["needed_bytes"] = n.into();
-            }
-        }
-        if let Some(signal) = self.signal() {
-            v["signal"] = crate::cancel::signal_name(signal).into();
-        }
-        // What the failed restore began with, kept for a person to put back.
-        if let OperationError::RollbackFailed {
-            original, snapshot, ..
-        } = self
-        {
-            v["snapshot"] = snapshot.as_str().into();
-            v["original_kind"] = original.kind().as_str().into();
-        }
-        match self {
-            OperationError::InstallRefused { refusal, .. } => {
-                v["problems"] = refusal.problems().into();
-            }
-            OperationError::ConfigureRefused { refusal, .. } => {
-                v["problems"] = refusal.problems().into();
-            }
-            OperationError::UpgradeRefused { refusal, .. } => {
-                v["problems"] = refusal.problems().into();
-            }
-            OperationError::InstallUndoFailed {
-                original,
-                leftovers,
-            } => {
-                v["leftovers"] = leftovers.clone().into();
-                v["original_kind"] = original.kind().as_str().into();
-            }
-            OperationError::RemoveIncomplete { leftovers, .. } => {
-                v["leftovers"] = leftovers.clone().into();
-            }
-            _ => {}
-        }
-        v
     }
 
     pub(crate) fn io(

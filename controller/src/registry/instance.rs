@@ -86,7 +86,7 @@ pub struct Installed {
     pub top_level: Vec<String>,
     /// db requirement id → the database and user it created (no password).
     #[serde(default)]
-    pub created_databases: BTreeMap<String, crate::database::provision::CreatedDatabase>,
+    pub created_databases: BTreeMap<String, crate::database::CreatedDatabase>,
 }
 
 /// What an instance is for, when it is not an ordinary one.

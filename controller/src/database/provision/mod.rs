@@ -19,7 +19,7 @@ mod secrets;
 use std::time::Duration;
 
 use camino::Utf8PathBuf;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::client::{self, Deadline};
 use super::engine::AdminStep;
@@ -69,17 +69,7 @@ pub struct ProvisionSpec<'a> {
     pub requirement: &'a str,
 }
 
-/// The names of what [`create_named`] makes and [`drop`] takes away: what an undo needs, and
-/// no password (it may be journaled).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct CreatedDatabase {
-    /// The server's name in controller.toml.
-    pub server: String,
-    pub kind: DbKind,
-    pub database: String,
-    pub login: String,
-}
+pub use super::CreatedDatabase;
 
 /// What [`create`] made: the names, and the resource as the instance record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -210,6 +210,15 @@ fn lifecycle_py_upgrades_from_1_0_to_1_1_keeping_the_users_files() {
     );
     assert_eq!(tree_state(&www, &[]), before);
     assert_eq!(record(&sb, "py"), rec);
+
+    // The upgrade's own files are the install's to remove: news.html (new in 1.1) goes with
+    // the rest, and nothing is kept as if the tenant had made it.
+    let out = sb.cli(&["instance", "remove", "py", "--no-final-backup", "--json"]);
+    assert_success(&out, "remove after the upgrade");
+    let v = json(&out);
+    assert_eq!(v["kept"], serde_json::json!([]), "{v}");
+    assert!(!root.join("news.html").exists(), "{v}");
+    assert!(!root.exists(), "the web root the install made stays: {v}");
     support::restore_kit::assert_nothing_left_open(&sb.state());
 }
 

@@ -143,9 +143,26 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
             writable.push(rel);
         }
     }
+    let old_content = crate::operation::install::root_content(&old_package);
+    let content = crate::operation::install::root_content(&package);
+    let mut new = new;
+    if let Some(installed) = new.installed.as_mut() {
+        // A removal takes away the names the install made: after an upgrade those are the
+        // new version's own, not the old one's that it dropped.
+        let was = top_level(&package_files(&old_package.root, old_content.as_deref()));
+        let now = top_level(&package_files(&package.root, content.as_deref()));
+        installed
+            .top_level
+            .retain(|name| now.contains(name) || !was.contains(name));
+        for name in now {
+            if !installed.top_level.contains(&name) {
+                installed.top_level.push(name);
+            }
+        }
+    }
     Ok(Plan {
-        old_content: crate::operation::install::root_content(&old_package),
-        content: crate::operation::install::root_content(&package),
+        old_content,
+        content,
         old,
         old_package,
         new,
@@ -480,6 +497,16 @@ impl Plan {
 
 /// The web-root-relative paths of the files and symlinks under the package's `content`
 /// folder (the package is read without following a symlink).
+/// The first component of each relative path: the names a package puts directly into the
+/// root web folder.
+fn top_level(files: &BTreeSet<String>) -> BTreeSet<String> {
+    files
+        .iter()
+        .filter_map(|path| path.split('/').next())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn package_files(root: &Utf8Path, content: Option<&Utf8Path>) -> BTreeSet<String> {
     fn walk(dir: &Utf8Path, rel: &str, out: &mut BTreeSet<String>, depth: usize) {
         let Ok(read) = dir.read_dir_utf8() else {

@@ -70,6 +70,21 @@ fn faulty(sb: &Sandbox, www: &Utf8Path, name: &str, fail_at: &str) -> std::proce
     )
 }
 
+/// `^<instance>_final_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\.aps\.tar`: the archive store's name
+/// of a final backup (UTC, as every backup name).
+fn is_final_name(name: &str, instance: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("{instance}_final_")) else {
+        return false;
+    };
+    let shape = "dddd-dd-dd-dd-dd-dd";
+    rest.len() > shape.len()
+        && rest.bytes().zip(shape.bytes()).all(|(b, s)| match s {
+            b'd' => b.is_ascii_digit(),
+            _ => b == s,
+        })
+        && rest[shape.len()..].starts_with(".aps.tar")
+}
+
 #[test]
 fn lifecycle_php_removed_leaves_the_tenants_file_an_existing_database_and_a_restorable_backup() {
     let Some((sb, www, servers)) = with_servers("remove of lifecycle-php") else {
@@ -139,6 +154,19 @@ fn lifecycle_php_removed_leaves_the_tenants_file_an_existing_database_and_a_rest
         .expect("final backup")
         .to_owned();
     assert!(Utf8Path::new(&file).is_file(), "{v}");
+    // Named `<instance>_final_<UTC YYYY-MM-DD-HH-mm-SS>`, and listed by `backups` after the
+    // instance is gone.
+    let stored_as = v["final_backup"]["stored_as"].as_str().expect("stored_as");
+    assert!(is_final_name(stored_as, "rm-php"), "{stored_as}");
+    assert_eq!(Utf8Path::new(&file).file_name(), Some(stored_as), "{v}");
+    let listed = json(&sb.cli(&["backups", "rm-php", "--json"]));
+    let listed: Vec<(&str, &str)> = listed["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter_map(|b| Some((b["file"].as_str()?, b["periodicity"].as_str()?)))
+        .collect();
+    assert_eq!(listed, [(stored_as, "final")]);
     std::fs::remove_file(&planted).unwrap();
     let out = install(&sb, &package, "rm-php", &root, &args);
     assert_success(&out, "install again");

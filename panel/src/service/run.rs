@@ -25,6 +25,14 @@ pub struct Request {
 impl Request {
     /// Everything that can be checked without opening anything.
     pub fn check(&self) -> Result<(), ServiceError> {
+        // A run of `final` backups would make backups that retention never removes.
+        if self.periodicity == Periodicity::Final {
+            return Err(ServiceError::usage(words![
+                "periodicity final is the backup `instance remove` takes before removing, never a \
+                 periodic one; a run takes hourly, daily, weekly, monthly, bimonthly, shutdown, \
+                 manual or all"
+            ]));
+        }
         for name in &self.instances {
             check_instance_name(Field::InstanceOption, name)?;
         }

@@ -382,3 +382,82 @@ fn kill_9_after_the_point_of_no_return_is_finished_by_the_next_command() {
     );
     assert!(on_server(&servers, DbKind::Mysql, "rm_late").is_empty());
 }
+
+/// With the repository store the final backup is one snapshot tagged `final`: `backups` lists
+/// it after the removal, and `prune` keeps it when the name's new instance has newer ones.
+#[test]
+fn final_snapshot_is_tagged_final_and_kept_by_prune() {
+    let Some((sb, www, servers)) = with_servers("remove into the repository store") else {
+        return;
+    };
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n[retention]\nkeep = 1\n",
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init"]), "store init");
+    let out = faulty(&sb, &www, "rm-repo", "none");
+    assert_success(&out, "install");
+    let _cleanup = DropCreated::of(&sb, "rm-repo");
+    let out = remove(&sb, "rm-repo", &[]);
+    assert_success(&out, "instance remove");
+    let v = json(&out);
+    assert_eq!(v["final_backup"]["kind"], "snapshot", "{v}");
+    let final_id = v["final_backup"]["snapshot"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+    assert!(on_server(&servers, DbKind::Mysql, "rm_repo").is_empty());
+    let snapshots = |sb: &Sandbox| -> Vec<(String, String)> {
+        let v = json(&sb.cli(&["backups", "rm-repo", "--json"]));
+        v["snapshots"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                (field("id"), field("periodicity"))
+            })
+            .collect()
+    };
+    assert_eq!(snapshots(&sb), [(final_id.clone(), "final".to_owned())]);
+
+    // The name installed again, two daily snapshots: keep = 1 forgets the older daily one and
+    // never the final one.
+    let out = faulty(&sb, &www, "rm-repo", "none");
+    assert_success(&out, "install again");
+    let _cleanup2 = DropCreated::of(&sb, "rm-repo");
+    let mut daily = Vec::new();
+    for _ in 0..2 {
+        let out = sb.cli(&[
+            "store",
+            "backup",
+            "rm-repo",
+            "--periodicity",
+            "daily",
+            "--json",
+        ]);
+        assert_success(&out, "store backup");
+        daily.push(json(&out)["snapshot"]["id"].as_str().unwrap().to_owned());
+    }
+    let out = sb.cli(&["prune", "--json"]);
+    assert_success(&out, "prune");
+    let pruned = json(&out);
+    let forgotten: Vec<&str> = pruned["repository"]["forgotten"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pruned}"))
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(forgotten, [daily[0].as_str()], "{pruned}");
+    let mut left = snapshots(&sb);
+    left.sort();
+    let mut want = vec![
+        (final_id, "final".to_owned()),
+        (daily[1].clone(), "daily".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+    let out = remove(&sb, "rm-repo", &["--no-final-backup"]);
+    assert_success(&out, "remove again");
+}

@@ -83,3 +83,28 @@ pub fn run(
     };
     crate::run::run(panel, engine, &options, clock, progress).map_err(ServiceError::from)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_final_backups_is_refused() {
+        let request = |periodicity| Request {
+            periodicity,
+            instances: vec!["blog".to_owned()],
+            jobs: None,
+        };
+        let e = request(Periodicity::Final).check().unwrap_err();
+        let ServiceError::Refused { kind, .. } = &e else {
+            panic!("a refusal: {e}")
+        };
+        assert_eq!(*kind, ErrorKind::Usage);
+        assert!(e.to_string().contains("instance remove"), "{e}");
+        for p in Periodicity::EVERY {
+            if p != Periodicity::Final {
+                assert!(request(p).check().is_ok(), "{p}");
+            }
+        }
+    }
+}

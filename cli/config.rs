@@ -251,7 +251,7 @@ fn panel_settings(
             Periodicity::Bimonthly => all.bimonthly,
             Periodicity::Shutdown => all.shutdown,
             Periodicity::Manual => all.manual,
-            Periodicity::All => None,
+            Periodicity::All | Periodicity::Final => None,
         };
         let keep = own
             .or(all.keep)

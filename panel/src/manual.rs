@@ -17,15 +17,16 @@ use jiff::Timestamp;
 use crate::engine::ArchiveChoice;
 use crate::error::PanelError;
 use crate::naming::{ArchiveFormat, BackupName, Compression};
-use crate::periodicity::Periodicity;
 use crate::store::local::{LocalStore, Reservation};
-use crate::store::outcome::{ArchiveBackup, Outcome, Refusal};
+use crate::store::outcome::{ArchiveBackup, ManualKind, Outcome, Refusal};
 pub use crate::web_dirs::{inside_web_dir_message, web_dir_containing};
 
 /// What the request names; `None` takes panel.toml's choice.
 #[derive(Debug, Clone, Default)]
 pub struct ManualRequest {
     pub instance: String,
+    /// Manual, or the final backup before a removal: the name's periodicity.
+    pub kind: ManualKind,
     pub to: Option<Utf8PathBuf>,
     pub compression: Option<Compression>,
     pub recipients: Option<Vec<String>>,
@@ -99,7 +100,7 @@ pub fn plan(
             _ => chosen,
         },
     };
-    let name = BackupName::new(&request.instance, Periodicity::Manual, now, format);
+    let name = BackupName::new(&request.instance, request.kind.periodicity(), now, format);
     let reservation = local.reserve(&name)?;
     Ok(ManualPlan {
         destination: request

@@ -116,7 +116,7 @@ pub enum NameError {
     #[error("{name:?} does not end in _YYYY-MM-DD-HH-mm-SS before its extension")]
     Time { name: String },
     #[error(
-        "{name:?} has no known periodicity before its time (hourly, daily, weekly, monthly, bimonthly, shutdown, manual, all)"
+        "{name:?} has no known periodicity before its time (hourly, daily, weekly, monthly, bimonthly, shutdown, manual, all, final)"
     )]
     Periodicity { name: String },
     #[error("{name:?} does not start with a valid instance name ([a-z0-9][a-z0-9._-]{{0,62}})")]

@@ -5,9 +5,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a backup was taken. Time-based ones are scheduled (systemd timer, cron); `shutdown` and
-/// `manual` are event-driven; `all` is one backup that stands for every time-based periodicity
-/// at once (e.g. the first backup of a fresh instance).
+/// Why a backup was taken. Time-based ones are scheduled (systemd timer, cron); `shutdown`,
+/// `manual` and `final` are event-driven; `all` is one backup that stands for every time-based
+/// periodicity at once (e.g. the first backup of a fresh instance). `final` is the backup
+/// `instance remove` takes before it removes anything: retention never removes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Periodicity {
@@ -19,10 +20,11 @@ pub enum Periodicity {
     Shutdown,
     Manual,
     All,
+    Final,
 }
 
 impl Periodicity {
-    pub const EVERY: [Periodicity; 8] = [
+    pub const EVERY: [Periodicity; 9] = [
         Periodicity::Hourly,
         Periodicity::Daily,
         Periodicity::Weekly,
@@ -31,10 +33,11 @@ impl Periodicity {
         Periodicity::Shutdown,
         Periodicity::Manual,
         Periodicity::All,
+        Periodicity::Final,
     ];
 
     /// The periodicities retention counts separately (everything but `all`, which is counted
-    /// as each of the time-based ones).
+    /// as each of the time-based ones, and `final`, which is always kept).
     pub const COUNTED: [Periodicity; 7] = [
         Periodicity::Hourly,
         Periodicity::Daily,
@@ -55,6 +58,7 @@ impl Periodicity {
             Periodicity::Shutdown => "shutdown",
             Periodicity::Manual => "manual",
             Periodicity::All => "all",
+            Periodicity::Final => "final",
         }
     }
 
@@ -83,7 +87,7 @@ impl fmt::Display for Periodicity {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown periodicity {given:?}; expected one of hourly, daily, weekly, monthly, bimonthly, shutdown, manual, all"
+    "unknown periodicity {given:?}; expected one of hourly, daily, weekly, monthly, bimonthly, shutdown, manual, all, final"
 )]
 pub struct UnknownPeriodicity {
     pub given: String,
@@ -125,5 +129,8 @@ mod tests {
         assert!(!Periodicity::All.counts_for(Periodicity::Manual));
         assert!(!Periodicity::All.counts_for(Periodicity::Shutdown));
         assert!(!Periodicity::Daily.counts_for(Periodicity::Weekly));
+        for bucket in Periodicity::COUNTED {
+            assert!(!Periodicity::Final.counts_for(bucket), "{bucket}");
+        }
     }
 }

@@ -65,6 +65,10 @@ pub enum KeepReason {
     },
     /// Younger than the `keep-within` duration.
     Within,
+    /// The backup `instance remove` took before removing the instance (periodicity `final`):
+    /// the last copy of data that no longer exists elsewhere, so retention never removes it;
+    /// the operator deletes it by hand when it is no longer wanted.
+    Final,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -117,6 +121,11 @@ pub fn plan_retention(
                     periodicity,
                     rank: rank + 1,
                 });
+            }
+        }
+        for (i, f) in files.iter().enumerate() {
+            if f.name.as_ref().expect("good").periodicity == Periodicity::Final {
+                reasons[i].insert(KeepReason::Final);
             }
         }
         if let Some(within) = rules.within {
@@ -195,6 +204,7 @@ mod tests {
                         format!("{periodicity}#{rank}")
                     }
                     KeepReason::Within => "within".to_owned(),
+                    KeepReason::Final => "final".to_owned(),
                 })
                 .collect();
             out += &format!("keep   {} ({})\n", k.file.file_name, why.join(", "));
@@ -343,6 +353,37 @@ mod tests {
         assert_eq!(plan.keep[0].reasons, [KeepReason::Newest]);
         assert_eq!(plan.remove.len(), 2);
         assert_eq!(plan.ignored.len(), 1);
+    }
+
+    #[test]
+    fn final_backups_are_kept_whatever_the_counts_say() {
+        let now: Timestamp = NOW.parse().unwrap();
+        // A final backup, then the name reused by a new instance with newer backups: every
+        // count at 0 removes all but the newest, never the final one.
+        let mut files = vec![file("blog", Periodicity::Final, "2026-06-01T09:00:00Z")];
+        files.extend(daily_series("blog", 5).into_iter().skip(2));
+        let zero = rules(&Periodicity::COUNTED.map(|p| (p, 0)));
+        let plan = plan_retention(&files, &policy(zero), now);
+        check_partition(&files, &plan);
+        let kept: Vec<(&str, &[KeepReason])> = plan
+            .keep
+            .iter()
+            .map(|k| (k.file.file_name.as_str(), k.reasons.as_slice()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                (
+                    "blog_daily_2026-06-05-02-00-00.aps.tar.zst",
+                    &[KeepReason::Newest][..]
+                ),
+                (
+                    "blog_final_2026-06-01-09-00-00.aps.tar.zst",
+                    &[KeepReason::Final][..]
+                ),
+            ]
+        );
+        assert_eq!(plan.remove.len(), 2);
     }
 
     #[test]

@@ -70,6 +70,21 @@ fn faulty(sb: &Sandbox, www: &Utf8Path, name: &str, fail_at: &str) -> std::proce
     )
 }
 
+/// `^<instance>_final_\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\.aps\.tar`: the archive store's name
+/// of a final backup (UTC, as every backup name).
+fn is_final_name(name: &str, instance: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("{instance}_final_")) else {
+        return false;
+    };
+    let shape = "dddd-dd-dd-dd-dd-dd";
+    rest.len() > shape.len()
+        && rest.bytes().zip(shape.bytes()).all(|(b, s)| match s {
+            b'd' => b.is_ascii_digit(),
+            _ => b == s,
+        })
+        && rest[shape.len()..].starts_with(".aps.tar")
+}
+
 #[test]
 fn lifecycle_php_removed_leaves_the_tenants_file_an_existing_database_and_a_restorable_backup() {
     let Some((sb, www, servers)) = with_servers("remove of lifecycle-php") else {
@@ -139,6 +154,19 @@ fn lifecycle_php_removed_leaves_the_tenants_file_an_existing_database_and_a_rest
         .expect("final backup")
         .to_owned();
     assert!(Utf8Path::new(&file).is_file(), "{v}");
+    // Named `<instance>_final_<UTC YYYY-MM-DD-HH-mm-SS>`, and listed by `backups` after the
+    // instance is gone.
+    let stored_as = v["final_backup"]["stored_as"].as_str().expect("stored_as");
+    assert!(is_final_name(stored_as, "rm-php"), "{stored_as}");
+    assert_eq!(Utf8Path::new(&file).file_name(), Some(stored_as), "{v}");
+    let listed = json(&sb.cli(&["backups", "rm-php", "--json"]));
+    let listed: Vec<(&str, &str)> = listed["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .filter_map(|b| Some((b["file"].as_str()?, b["periodicity"].as_str()?)))
+        .collect();
+    assert_eq!(listed, [(stored_as, "final")]);
     std::fs::remove_file(&planted).unwrap();
     let out = install(&sb, &package, "rm-php", &root, &args);
     assert_success(&out, "install again");
@@ -353,4 +381,83 @@ fn kill_9_after_the_point_of_no_return_is_finished_by_the_next_command() {
         "the web root the install made is gone"
     );
     assert!(on_server(&servers, DbKind::Mysql, "rm_late").is_empty());
+}
+
+/// With the repository store the final backup is one snapshot tagged `final`: `backups` lists
+/// it after the removal, and `prune` keeps it when the name's new instance has newer ones.
+#[test]
+fn final_snapshot_is_tagged_final_and_kept_by_prune() {
+    let Some((sb, www, servers)) = with_servers("remove into the repository store") else {
+        return;
+    };
+    std::fs::write(
+        sb.state().join("panel.toml"),
+        "[store]\nkind = \"repository\"\n[retention]\nkeep = 1\n",
+    )
+    .unwrap();
+    assert_success(&sb.cli(&["store", "init"]), "store init");
+    let out = faulty(&sb, &www, "rm-repo", "none");
+    assert_success(&out, "install");
+    let _cleanup = DropCreated::of(&sb, "rm-repo");
+    let out = remove(&sb, "rm-repo", &[]);
+    assert_success(&out, "instance remove");
+    let v = json(&out);
+    assert_eq!(v["final_backup"]["kind"], "snapshot", "{v}");
+    let final_id = v["final_backup"]["snapshot"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+    assert!(on_server(&servers, DbKind::Mysql, "rm_repo").is_empty());
+    let snapshots = |sb: &Sandbox| -> Vec<(String, String)> {
+        let v = json(&sb.cli(&["backups", "rm-repo", "--json"]));
+        v["snapshots"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                (field("id"), field("periodicity"))
+            })
+            .collect()
+    };
+    assert_eq!(snapshots(&sb), [(final_id.clone(), "final".to_owned())]);
+
+    // The name installed again, two daily snapshots: keep = 1 forgets the older daily one and
+    // never the final one.
+    let out = faulty(&sb, &www, "rm-repo", "none");
+    assert_success(&out, "install again");
+    let _cleanup2 = DropCreated::of(&sb, "rm-repo");
+    let mut daily = Vec::new();
+    for _ in 0..2 {
+        let out = sb.cli(&[
+            "store",
+            "backup",
+            "rm-repo",
+            "--periodicity",
+            "daily",
+            "--json",
+        ]);
+        assert_success(&out, "store backup");
+        daily.push(json(&out)["snapshot"]["id"].as_str().unwrap().to_owned());
+    }
+    let out = sb.cli(&["prune", "--json"]);
+    assert_success(&out, "prune");
+    let pruned = json(&out);
+    let forgotten: Vec<&str> = pruned["repository"]["forgotten"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{pruned}"))
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(forgotten, [daily[0].as_str()], "{pruned}");
+    let mut left = snapshots(&sb);
+    left.sort();
+    let mut want = vec![
+        (final_id, "final".to_owned()),
+        (daily[1].clone(), "daily".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+    let out = remove(&sb, "rm-repo", &["--no-final-backup"]);
+    assert_success(&out, "remove again");
 }

@@ -38,7 +38,7 @@ impl KeepConfig {
             Periodicity::Bimonthly => self.bimonthly,
             Periodicity::Shutdown => self.shutdown,
             Periodicity::Manual => self.manual,
-            Periodicity::All => None,
+            Periodicity::All | Periodicity::Final => None,
         }
     }
 }

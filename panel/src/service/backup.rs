@@ -13,7 +13,7 @@ use super::{Field, ServiceError, Words, check_instance_name, check_timeout, word
 use crate::context::Panel;
 use crate::manual::{self, ManualRequest};
 use crate::naming::Compression;
-use crate::store::ManualBackup;
+use crate::store::{ManualBackup, ManualKind};
 
 /// A manual backup as a front end asks for it.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,7 @@ pub fn backup(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Outc
             ctl,
             &ManualBackup {
                 instance: &request.instance,
+                kind: ManualKind::Manual,
                 timeout: request.timeout_secs.map(Duration::from_secs),
                 compression,
                 recipients,
@@ -129,6 +130,7 @@ pub fn backup(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Outc
         panel.archive_choice(),
         &ManualRequest {
             instance: request.instance.clone(),
+            kind: ManualKind::Manual,
             to: Some(to.clone()),
             compression,
             recipients,

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::{Field, ServiceError, check_instance_name, check_timeout, words};
 use crate::context::Panel;
-use crate::store::ManualBackup;
 use crate::store::outcome::Outcome;
+use crate::store::{ManualBackup, ManualKind};
 
 /// A removal as a front end asks for it.
 #[derive(Debug, Clone, Default)]
@@ -110,6 +110,7 @@ pub fn remove(ctl: &Controller, panel: &Panel, request: &Request) -> Result<Remo
             ctl,
             &ManualBackup {
                 instance: &request.instance,
+                kind: ManualKind::Final,
                 timeout,
                 compression: None,
                 recipients: None,

@@ -25,6 +25,14 @@ pub struct Request {
 impl Request {
     /// Everything that can be checked without opening anything.
     pub fn check(&self) -> Result<(), ServiceError> {
+        // A run of `final` backups would make backups that retention never removes.
+        if self.periodicity == Periodicity::Final {
+            return Err(ServiceError::usage(words![
+                "periodicity final is the backup `instance remove` takes before removing, never a \
+                 periodic one; a run takes hourly, daily, weekly, monthly, bimonthly, shutdown, \
+                 manual or all"
+            ]));
+        }
         for name in &self.instances {
             check_instance_name(Field::InstanceOption, name)?;
         }
@@ -74,4 +82,29 @@ pub fn run(
         jobs: request.jobs.or(panel.config.jobs).unwrap_or(2),
     };
     crate::run::run(panel, engine, &options, clock, progress).map_err(ServiceError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_final_backups_is_refused() {
+        let request = |periodicity| Request {
+            periodicity,
+            instances: vec!["blog".to_owned()],
+            jobs: None,
+        };
+        let e = request(Periodicity::Final).check().unwrap_err();
+        let ServiceError::Refused { kind, .. } = &e else {
+            panic!("a refusal: {e}")
+        };
+        assert_eq!(*kind, ErrorKind::Usage);
+        assert!(e.to_string().contains("instance remove"), "{e}");
+        for p in Periodicity::EVERY {
+            if p != Periodicity::Final {
+                assert!(request(p).check().is_ok(), "{p}");
+            }
+        }
+    }
 }

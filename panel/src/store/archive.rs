@@ -31,7 +31,8 @@ impl Store for ArchiveStore {
         true
     }
 
-    /// The manual plan: the standard name with periodicity manual, reserved in the folder,
+    /// The manual plan: the standard name with the request's periodicity (manual or final),
+    /// reserved in the folder,
     /// then the controller's archive (or only its plan).
     fn manual_backup(
         &self,
@@ -61,6 +62,7 @@ impl Store for ArchiveStore {
             cx.config.archive_choice(),
             &ManualRequest {
                 instance: request.instance.to_owned(),
+                kind: request.kind,
                 to: None,
                 compression: request.compression,
                 recipients: request.recipients.clone(),

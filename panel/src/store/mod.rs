@@ -38,7 +38,7 @@ use crate::retention::RetentionPolicy;
 pub use files::{ArchiveFiles, BackupStatus, Remote, StoreError, StoredFile, Upload};
 pub use local::LocalStore;
 pub use outcome::{
-    ArchiveBackup, ManualBackup, Outcome, Refusal, SnapshotBackup, Unsupported, Wanted,
+    ArchiveBackup, ManualBackup, ManualKind, Outcome, Refusal, SnapshotBackup, Unsupported, Wanted,
 };
 pub use snapshot::{KeptSnapshot, PruneReport, RepositoryPrune, RunRetention, SnapshotInfo};
 pub use verify::{ReadData, VerifyFailure, VerifyReport};

@@ -14,12 +14,15 @@ use serde::Serialize;
 use super::snapshot::SnapshotInfo;
 use crate::error::PanelError;
 use crate::naming::Compression;
+use crate::periodicity::Periodicity;
 use crate::problem::Problem;
 
 /// A manual backup into the store (`backup NAME` without a file), the request already checked.
 #[derive(Debug, Clone)]
 pub struct ManualBackup<'a> {
     pub instance: &'a str,
+    /// `backup NAME`'s, or the one `instance remove` takes first.
+    pub kind: ManualKind,
     pub timeout: Option<Duration>,
     /// `None` takes panel.toml's.
     pub compression: Option<Compression>,
@@ -27,6 +30,25 @@ pub struct ManualBackup<'a> {
     pub recipients: Option<Vec<String>>,
     /// Only check and estimate: the plan is the answer.
     pub dry_run: bool,
+}
+
+/// Which backup on demand is asked: it names the backup file or tags the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ManualKind {
+    /// `backup NAME`: periodicity `manual`, counted by retention.
+    #[default]
+    Manual,
+    /// The backup before `instance remove`: periodicity `final`, never removed by retention.
+    Final,
+}
+
+impl ManualKind {
+    pub fn periodicity(self) -> Periodicity {
+        match self {
+            ManualKind::Manual => Periodicity::Manual,
+            ManualKind::Final => Periodicity::Final,
+        }
+    }
 }
 
 /// What a manual backup made.

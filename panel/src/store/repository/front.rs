@@ -59,7 +59,7 @@ impl Store for RepositoryFront {
         self.settings.location.describe()
     }
 
-    /// One snapshot, periodicity manual (docs/repository.md); the options of archive files
+    /// One snapshot tagged with the request's periodicity, manual or final (docs/repository.md); the options of archive files
     /// are refused before any work.
     fn manual_backup(
         &self,
@@ -84,7 +84,13 @@ impl Store for RepositoryFront {
         }
         let started = std::time::Instant::now();
         let opened = self.opened()?;
-        let snapshot = backup(cx, ctl, opened, request.instance, Periodicity::Manual)?;
+        let snapshot = backup(
+            cx,
+            ctl,
+            opened,
+            request.instance,
+            request.kind.periodicity(),
+        )?;
         Ok(Outcome::Snapshot(SnapshotBackup {
             instance: request.instance.to_owned(),
             repository: self.describe(cx),

@@ -309,6 +309,32 @@ fn each_refusal_names_its_problems_and_makes_nothing() {
         "{v}"
     );
 
+    // An interpreter root can run but the account cannot reach (a folder only root enters,
+    // as a pyenv shim under /root is): named before anything is made, not at configure.
+    let private = sb.path("root-only");
+    std::fs::create_dir(&private).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", private.join("sh")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let config = sb.state().join("controller.toml");
+    let kept = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{kept}sh = \"{private}/sh\"\n")).unwrap();
+    let v = refused(
+        &sb,
+        &www,
+        &package,
+        &root,
+        &["--setting", "admin_password=pw"],
+        23,
+        "requirement-unmet",
+    );
+    std::fs::write(&config, kept).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{private}/sh")) && message.contains(&tenant().name),
+        "{v}"
+    );
+
     // An occupied web root; with --force, a name of the package already there.
     std::fs::create_dir(&root).unwrap();
     std::fs::write(root.join("mine.txt"), "the tenant's").unwrap();

@@ -257,6 +257,30 @@ pub(super) fn check(
             },
         ));
     }
+    // An interpreter the controller can run may still be out of the account's reach (a
+    // program under /root, a 0700 folder on its path): found now, not after the files.
+    if let Some(account) = &account {
+        let unreachable: Vec<String> = [&configure, &verification]
+            .into_iter()
+            .flatten()
+            .filter(|(_, found)| !runnable_by(account, &found.program))
+            .map(|(script, found)| {
+                format!(
+                    "the {} interpreter {} of {} cannot be run by the account {}: install one \
+                     it can run, or name one in controller.toml's [interpreters]",
+                    found.language, found.program, script.name, account.name
+                )
+            })
+            .collect();
+        if !unreachable.is_empty() {
+            return Err(refuse(
+                Step::CheckRequirements,
+                InstallRefusal::Requirements {
+                    problems: unreachable,
+                },
+            ));
+        }
+    }
     clock.lap(Step::CheckWebRoot);
     let writable = writable_folders(&package);
     Ok(Plan {
@@ -520,4 +544,15 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// Whether `account` can execute `program` (every folder on the way searchable, the file
+/// executable), asked of the kernel as that account: `test -x` run as it.
+fn runnable_by(account: &Account, program: &camino::Utf8Path) -> bool {
+    crate::runner::ProcessSpec::for_tool("/bin/sh")
+        .args(["-c", "test -x \"$1\"", "sh", program.as_str()])
+        .timeout(std::time::Duration::from_secs(10))
+        .run_as(account.clone())
+        .run()
+        .is_ok()
 }

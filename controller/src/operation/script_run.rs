@@ -230,6 +230,61 @@ pub(crate) struct ScriptRun<'a> {
     pub instance: &'a str,
 }
 
+/// What one configuration or verification script run is: the operation the environment is
+/// built for, the argument, and the step its failures are reported at.
+pub(crate) struct LifecycleRun<'a> {
+    pub operation: ScriptOperation,
+    pub argument: &'a str,
+    /// Arguments after `argument` (`upgrade`'s old version and release).
+    pub more: &'a [&'a str],
+    pub step: Step,
+    pub timeout: Option<Duration>,
+}
+
+/// A package's script against `instance` (as it is, or as it is about to be recorded), as
+/// `account`, from a fresh run folder of the account's: the one way install, configure,
+/// enable/disable and upgrade run the configuration script.
+pub(crate) fn run_lifecycle_script(
+    ctl: &Controller,
+    op: &crate::controller::Operation,
+    package: &OpenedPackage,
+    instance: &Instance,
+    account: Option<&Account>,
+    script: (&Script, &ResolvedInterpreter),
+    what: LifecycleRun<'_>,
+) -> Result<ProcessOutput, OperationError> {
+    let LifecycleRun {
+        operation,
+        argument,
+        more,
+        step,
+        timeout,
+    } = what;
+    let env = build_environment_with(instance, &package.meta, operation, &ctl.config().host)
+        .map_err(|source| OperationError::Environment { step, source })?;
+    let scripts = package.root.join("scripts");
+    let tenant = match account {
+        Some(a) => Some(TenantDir::new(a, &scripts, HandOver::None).map_err(
+            OperationError::io(
+                step,
+                "cannot prepare the run folder of the instance's account for the scripts in",
+                &scripts,
+            ),
+        )?),
+        None => None,
+    };
+    let run = ScriptRun {
+        argument,
+        timeout,
+        work: op.work(),
+        step,
+        account,
+        tenant: tenant.as_ref(),
+        instance: &instance.name,
+    };
+    run_package_script_with(ctl, package, script, &env, &run, more)
+}
+
 /// [`run_backup_script`] for any package script: returns what a successful script printed.
 pub(crate) fn run_package_script(
     ctl: &Controller,

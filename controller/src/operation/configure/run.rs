@@ -9,15 +9,14 @@ use aps_meta::model::{AppMeta, Script, SettingType};
 
 use crate::account::Account;
 use crate::controller::{Controller, Operation};
-use crate::environment::{ScriptOperation, build_environment_with};
+use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
 use crate::interpreter::ResolvedInterpreter;
 use crate::lifecycle::is_same_application;
 use crate::lock::InstanceLock;
 use crate::operation::script_run::{
-    ScriptRun, find_configuration_script, resolve_interpreter, run_package_script,
+    LifecycleRun, find_configuration_script, resolve_interpreter, run_lifecycle_script,
 };
-use crate::operation::tenant::{HandOver, TenantDir};
 use crate::registry::{Instance, OpenedPackage, SettingValue};
 use crate::runner::ProcessOutput;
 use crate::structured_output::parse_configure_output;
@@ -100,31 +99,24 @@ impl Target {
         let Some((script, interpreter)) = &self.script else {
             return Ok(None);
         };
-        let env =
-            build_environment_with(instance, &self.package.meta, operation, &ctl.config().host)
-                .map_err(|source| OperationError::Environment { step, source })?;
         let account = self.account.as_ref().filter(|a| !a.is_current());
-        let scripts = self.package.root.join("scripts");
-        let tenant = match account {
-            Some(a) => Some(TenantDir::new(a, &scripts, HandOver::None).map_err(
-                OperationError::io(
-                    step,
-                    "cannot prepare the run folder of the instance's account for the scripts in",
-                    &scripts,
-                ),
-            )?),
-            None => None,
-        };
-        let run = ScriptRun {
+        let what = LifecycleRun {
+            operation,
             argument,
-            timeout,
-            work: op.work(),
+            more: &[],
             step,
-            account,
-            tenant: tenant.as_ref(),
-            instance: &instance.name,
+            timeout,
         };
-        run_package_script(ctl, &self.package, (script, interpreter), &env, &run).map(Some)
+        run_lifecycle_script(
+            ctl,
+            op,
+            &self.package,
+            instance,
+            account,
+            (script, interpreter),
+            what,
+        )
+        .map(Some)
     }
 
     /// The settings a structured configure-output returned (only those the package declares:

@@ -7,11 +7,10 @@ use std::time::Duration;
 use super::plan::Plan;
 use crate::account::Account;
 use crate::controller::{Controller, Operation};
-use crate::environment::{ScriptOperation, build_environment_with};
+use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step};
 use crate::operation::configure::run::{excerpt, returned_settings};
-use crate::operation::script_run::{ScriptRun, run_package_script};
-use crate::operation::tenant::{HandOver, TenantDir};
+use crate::operation::script_run::{LifecycleRun, run_lifecycle_script};
 use crate::registry::SettingValue;
 
 /// What the scripts said.
@@ -111,32 +110,20 @@ fn run_script(
     step: Step,
     timeout: Option<Duration>,
 ) -> Result<crate::runner::ProcessOutput, OperationError> {
-    let env = build_environment_with(
-        &plan.instance,
-        &plan.package.meta,
+    let what = LifecycleRun {
         operation,
-        &ctl.config().host,
-    )
-    .map_err(|source| OperationError::Environment { step, source })?;
-    let scripts = plan.package.root.join("scripts");
-    let tenant = match account {
-        Some(a) => Some(TenantDir::new(a, &scripts, HandOver::None).map_err(
-            OperationError::io(
-                step,
-                "cannot prepare the run folder of the instance's account for the scripts in",
-                &scripts,
-            ),
-        )?),
-        None => None,
-    };
-    let run = ScriptRun {
         argument,
-        timeout,
-        work: op.work(),
+        more: &[],
         step,
-        account,
-        tenant: tenant.as_ref(),
-        instance: &plan.instance.name,
+        timeout,
     };
-    run_package_script(ctl, &plan.package, script, &env, &run)
+    run_lifecycle_script(
+        ctl,
+        op,
+        &plan.package,
+        &plan.instance,
+        account,
+        script,
+        what,
+    )
 }

@@ -11,15 +11,14 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::{UpgradeReport, UpgradeRequest};
 use crate::account::Account;
 use crate::controller::{Controller, Operation};
-use crate::environment::{ScriptOperation, build_environment_with};
+use crate::environment::ScriptOperation;
 use crate::error::{OperationError, Step, UpgradeRefusal};
 use crate::interpreter::ResolvedInterpreter;
 use crate::lifecycle::{
     DatabaseChoice, GivenSettings, HostOffer, is_same_application, resolve_install,
 };
 use crate::lock::InstanceLock;
-use crate::operation::script_run::{ScriptRun, run_package_script_with};
-use crate::operation::tenant::{HandOver, TenantDir};
+use crate::operation::script_run::{LifecycleRun, run_lifecycle_script};
 use crate::registry::{Instance, OpenedPackage, SettingValue};
 
 /// Everything the checks found, for the steps that change things.
@@ -37,6 +36,9 @@ pub(super) struct Plan {
     /// The root mapping's folders of the old and the new package (package-relative).
     pub(super) old_content: Option<Utf8PathBuf>,
     pub(super) content: Option<Utf8PathBuf>,
+    /// The files of each package's root mapping (web-root-relative), walked once.
+    old_files: BTreeSet<String>,
+    new_files: BTreeSet<String>,
     /// Web-root-relative writable folders of either version: kept whole.
     pub(super) writable: Vec<String>,
     settings_added: Vec<String>,
@@ -145,12 +147,14 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     }
     let old_content = crate::operation::install::root_content(&old_package);
     let content = crate::operation::install::root_content(&package);
+    let old_files = package_files(&old_package.root, old_content.as_deref());
+    let new_files = package_files(&package.root, content.as_deref());
     let mut new = new;
     if let Some(installed) = new.installed.as_mut() {
         // A removal takes away the names the install made: after an upgrade those are the
         // new version's own, not the old one's that it dropped.
-        let was = top_level(&package_files(&old_package.root, old_content.as_deref()));
-        let now = top_level(&package_files(&package.root, content.as_deref()));
+        let was = top_level(&old_files);
+        let now = top_level(&new_files);
         installed
             .top_level
             .retain(|name| now.contains(name) || !was.contains(name));
@@ -163,6 +167,8 @@ pub(super) fn check(ctl: &Controller, request: &UpgradeRequest) -> Result<Plan, 
     Ok(Plan {
         old_content,
         content,
+        old_files,
+        new_files,
         old,
         old_package,
         new,
@@ -400,8 +406,7 @@ impl Plan {
     /// The report as far as the checks know it.
     pub(super) fn report(&self, request: &UpgradeRequest) -> UpgradeReport {
         let (was, meta) = (&self.old_package.meta, &self.package.meta);
-        let old_files = package_files(&self.old_package.root, self.old_content.as_deref());
-        let new_files = package_files(&self.package.root, self.content.as_deref());
+        let (old_files, new_files) = (&self.old_files, &self.new_files);
         UpgradeReport {
             instance: self.old.name.clone(),
             package: request.package.clone(),
@@ -412,9 +417,9 @@ impl Plan {
             to_release: meta.release.clone(),
             rule: self.rule.clone(),
             dry_run: request.dry_run,
-            files_added: new_files.difference(&old_files).cloned().collect(),
-            files_removed: old_files.difference(&new_files).cloned().collect(),
-            files_replaced: new_files.intersection(&old_files).count() as u64,
+            files_added: new_files.difference(old_files).cloned().collect(),
+            files_removed: old_files.difference(new_files).cloned().collect(),
+            files_replaced: new_files.intersection(old_files).count() as u64,
             writable_kept: self.writable.clone(),
             settings_added: self.settings_added.clone(),
             settings_dropped: self.settings_dropped.clone(),
@@ -451,43 +456,23 @@ impl Plan {
         let Some((script, interpreter)) = &self.configure else {
             return Ok(String::new());
         };
-        let step = Step::UpgradeConfigure;
-        let env = build_environment_with(
-            &self.new,
-            &self.package.meta,
-            ScriptOperation::Upgrade,
-            &ctl.config().host,
-        )
-        .map_err(|source| OperationError::Environment { step, source })?;
-        let account = self.account.as_ref().filter(|a| !a.is_current());
-        let scripts = self.package.root.join("scripts");
-        let tenant = match account {
-            Some(a) => Some(TenantDir::new(a, &scripts, HandOver::None).map_err(
-                OperationError::io(
-                    step,
-                    "cannot prepare the run folder of the instance's account for the scripts in",
-                    &scripts,
-                ),
-            )?),
-            None => None,
-        };
-        let run = ScriptRun {
-            argument: "upgrade",
-            timeout,
-            work: op.work(),
-            step,
-            account,
-            tenant: tenant.as_ref(),
-            instance: &self.old.name,
-        };
         let was = &self.old_package.meta;
-        let output = run_package_script_with(
+        let account = self.account.as_ref().filter(|a| !a.is_current());
+        let what = LifecycleRun {
+            operation: ScriptOperation::Upgrade,
+            argument: "upgrade",
+            more: &[was.version.as_str(), was.release.as_str()],
+            step: Step::UpgradeConfigure,
+            timeout,
+        };
+        let output = run_lifecycle_script(
             ctl,
+            op,
             &self.package,
+            &self.new,
+            account,
             (script, interpreter),
-            &env,
-            &run,
-            &[was.version.as_str(), was.release.as_str()],
+            what,
         )?;
         Ok(crate::operation::configure::run::excerpt(
             &output.stdout_lossy(),

@@ -100,6 +100,29 @@ pub(super) struct RawDatabase {
     prefix: Option<String>,
 }
 
+impl RawDatabase {
+    fn into_database(self) -> Database {
+        Database {
+            port: self.port.unwrap_or(self.kind.default_port()),
+            kind: self.kind,
+            name: self.name,
+            login: self.login,
+            password: Secret::new(self.password),
+            host: self.host,
+            version: self.version,
+            prefix: self.prefix,
+        }
+    }
+}
+
+/// One database in the shape of INSTANCE.toml's `[databases.ID]` table, on its own (an
+/// install's `existing:` file); the message is TOML's own.
+pub fn parse_database_table(text: &str) -> Result<Database, String> {
+    toml::from_str::<RawDatabase>(text)
+        .map(RawDatabase::into_database)
+        .map_err(|e| e.message().to_owned())
+}
+
 impl InstanceFile {
     /// Reads and parses `path`; relative paths inside are resolved against its folder.
     pub fn load(path: &Utf8Path) -> Result<Self, ParseError> {
@@ -184,20 +207,7 @@ impl InstanceFile {
             databases: raw
                 .databases
                 .into_iter()
-                .map(|(id, d)| {
-                    let port = d.port.unwrap_or(d.kind.default_port());
-                    let db = Database {
-                        kind: d.kind,
-                        name: d.name,
-                        login: d.login,
-                        password: Secret::new(d.password),
-                        host: d.host,
-                        port,
-                        version: d.version,
-                        prefix: d.prefix,
-                    };
-                    (id, db)
-                })
+                .map(|(id, d)| (id, d.into_database()))
                 .collect(),
         })
     }

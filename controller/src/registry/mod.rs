@@ -20,7 +20,7 @@ use camino::Utf8Path;
 use crate::account::Account;
 use crate::overrides::Override;
 
-pub use self::file::{InstanceFile, ParseError};
+pub use self::file::{InstanceFile, ParseError, parse_database_table};
 pub use self::instance::{
     BaseUrl, BaseUrlError, Installed, Instance, InstanceStatus, SettingValue,
     is_valid_instance_name,

@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 
 use aps_controller::Controller;
-use aps_controller::database::{Database, DbKind};
+use aps_controller::database::Database;
 use aps_controller::operation::install::{DatabaseChoice, InstallReport, InstallRequest};
-use aps_controller::secret::Secret;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{Field, ServiceError, check_instance_name, check_timeout, words};
@@ -117,21 +116,6 @@ fn databases(request: &Request) -> Result<BTreeMap<String, DatabaseChoice>, Serv
     Ok(out)
 }
 
-/// An `existing:` database's file: the keys of INSTANCE.toml's `[databases.ID]` table.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExistingFile {
-    #[serde(rename = "type")]
-    kind: DbKind,
-    name: String,
-    login: String,
-    password: String,
-    host: String,
-    port: Option<u16>,
-    version: Option<String>,
-    prefix: Option<String>,
-}
-
 fn existing(id: &str, file: &Utf8Path) -> Result<Database, ServiceError> {
     let refuse = |what: String| {
         ServiceError::usage(words![
@@ -142,19 +126,5 @@ fn existing(id: &str, file: &Utf8Path) -> Result<Database, ServiceError> {
         ])
     };
     let text = std::fs::read_to_string(file).map_err(|e| refuse(e.to_string()))?;
-    let raw: ExistingFile = toml::from_str(&text).map_err(|e| refuse(e.message().to_owned()))?;
-    let port = raw.port.unwrap_or(match raw.kind {
-        DbKind::Mysql => 3306,
-        DbKind::Postgresql => 5432,
-    });
-    Ok(Database {
-        kind: raw.kind,
-        name: raw.name,
-        login: raw.login,
-        password: Secret::new(raw.password),
-        host: raw.host,
-        port,
-        version: raw.version,
-        prefix: raw.prefix,
-    })
+    aps_controller::registry::parse_database_table(&text).map_err(refuse)
 }

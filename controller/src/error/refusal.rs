@@ -91,7 +91,8 @@ impl InstallRefusal {
     }
 }
 
-fn bullet(items: &[String]) -> String {
+/// One problem per line, indented as a list under the refusal's first line.
+pub(super) fn bullet(items: &[String]) -> String {
     items
         .iter()
         .map(|p| format!("  - {p}"))

@@ -2,6 +2,7 @@
 
 use camino::Utf8PathBuf;
 
+use super::refusal::bullet;
 use super::{ErrorKind, Override};
 
 /// An upgrade's refusal: each names what is wrong and what a person can do about it.
@@ -71,12 +72,4 @@ impl UpgradeRefusal {
             other => vec![other.to_string()],
         }
     }
-}
-
-fn bullet(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }

@@ -12,13 +12,15 @@
 //!   instance's folders);
 //! - [`report`]: the typed report, its JSON, terminal table and JUnit XML.
 //!
-//! The scenario that strings them together (`conformance::run`) comes with the lifecycle.
+//! [`scenario::run`] strings them together into a package's whole life.
 
 pub mod capture;
 pub mod error;
 pub mod findings;
 pub mod report;
 pub mod sandbox;
+pub mod scenario;
 pub mod seed;
 
 pub use error::ConformanceError;
+pub use scenario::{RunOptions, run};

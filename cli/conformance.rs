@@ -84,8 +84,8 @@ fn conformance(out: Out, args: ConformanceArgs) -> Result<ExitCode, Failure> {
         return remove_sandbox(out, &args.sandbox_base, name);
     }
     let package = args.package.as_deref().expect("clap requires PACKAGE");
-    let options = options(&args)?;
     let package = existing_package("PACKAGE", package)?;
+    let options = options(&args)?;
     let mut progress = crate::progress::for_steps(args.json);
     let result = aps_conformance::run(&package, &options, &mut *progress);
     drop(progress);

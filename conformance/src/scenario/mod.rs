@@ -8,7 +8,9 @@
 //! with why.
 
 mod fault;
+mod interrupt;
 mod migrate;
+mod sandboxed;
 pub mod steps;
 mod upgrade;
 

@@ -20,6 +20,9 @@ pub fn upgrade_from(version: &str) -> String {
 pub const FAULT_BACKUP: &str = "backup interrupted";
 pub const FAULT_RESTORE: &str = "restore interrupted";
 pub const REMOVE: &str = "remove";
+/// Only when the end of the run could not remove what it made (instances, databases, the
+/// sandbox): what is left, for a person to remove.
+pub const CLEANUP: &str = "clean up";
 /// The migration's target instance and its sandbox removed (skipped with where, under `keep`).
 pub const MIGRATE_REMOVE: &str = "remove the migrated copy";
 /// The rows of one `--upgrade-from` package, `upgrade from VERSION-RELEASE: PHASE`, in order.

@@ -81,7 +81,7 @@ fn conformance(out: Out, args: ConformanceArgs) -> Result<ExitCode, Failure> {
         ));
     }
     if let Some(name) = &args.remove_sandbox {
-        return remove_sandbox(out, &args.sandbox_base, name);
+        return remove_sandbox(out, &args, name);
     }
     let package = args.package.as_deref().expect("clap requires PACKAGE");
     let package = existing_package("PACKAGE", package)?;
@@ -199,18 +199,31 @@ fn run_failure(e: &ConformanceError) -> Failure {
     }
 }
 
-fn remove_sandbox(out: Out, base: &Utf8Path, name: &str) -> Result<ExitCode, Failure> {
+fn remove_sandbox(out: Out, args: &ConformanceArgs, name: &str) -> Result<ExitCode, Failure> {
+    let base = &args.sandbox_base;
     if !sandbox::is_sandbox_name(name) {
         return Err(Failure::usage(format!(
             "--remove-sandbox {name}: not a sandbox's name (aps-conf- and hex digits)"
         )));
     }
-    let removed = sandbox::remove_named(base, name)
+    let host = ControllerConfig::load(state_dir(&args.state)?)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let removed = aps_conformance::kept::remove_kept(base, name, &host)
         .map_err(|e| Failure::new(ErrorKind::Internal, e.to_string()))?;
-    let fields = serde_json::json!({ "sandbox": name, "removed": removed });
+    if !removed.left.is_empty() {
+        return Err(Failure::new(
+            ErrorKind::ResourceFailed,
+            format!(
+                "the sandbox {name} is removed, but not all of its run's instances: {}",
+                removed.left.join("; ")
+            ),
+        )
+        .with("leftovers", removed.left));
+    }
+    let fields = serde_json::json!({ "sandbox": name, "removed": removed.found });
     Ok(out.success(&fields, || {
-        if removed {
-            format!("removed the sandbox {name} (account, group, home)")
+        if removed.found {
+            format!("removed the sandbox {name}: its run's instances and databases, its account, group and home")
         } else {
             format!("no sandbox {name} in {base}: nothing to remove")
         }

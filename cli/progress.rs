@@ -222,11 +222,15 @@ pub fn for_steps(json: bool) -> Box<dyn FnMut(aps_conformance::scenario::Event<'
                         Outcome::Fail { why, .. } => ("fail", Some(why.as_str())),
                         Outcome::Skipped { why } => ("skipped", Some(why.as_str())),
                     };
-                    serde_json::json!({
+                    let mut line = serde_json::json!({
                         "type": "progress", "event": "item-done", "item": row.step,
-                        "ok": status != "fail", "status": status, "error": error,
+                        "ok": status != "fail", "status": status,
                         "duration_ms": row.duration_ms,
-                    })
+                    });
+                    if let Some(why) = error {
+                        line["error"] = why.into();
+                    }
+                    line
                 }
             };
             crate::common::errln!("{line}");

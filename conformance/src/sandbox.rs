@@ -27,8 +27,9 @@ use crate::findings;
 /// What every sandbox's name (account, group, home) starts with.
 pub const SANDBOX_PREFIX: &str = "aps-conf-";
 
-/// Where sandboxes live unless the caller says otherwise.
-pub const DEFAULT_BASE: &str = "/var/lib/aps-conformance";
+/// Where sandboxes live unless the caller says otherwise: under a shared parent, since the
+/// controller installs into nothing in or above a system tree such as `/var/lib`.
+pub const DEFAULT_BASE: &str = "/srv/aps-conformance";
 
 /// The folders a tenant may write outside its home: what [`remove_named`] clears of the
 /// account's files, and what [`findings::OutsideFiles`] watches.

@@ -333,13 +333,20 @@ pub(super) fn remove(cx: &mut Context<'_>, subject: &Subject) {
         )?;
         let mut request = RemoveRequest::new(&record.name);
         request.timeout = cx.options.timeout;
-        cx.operate(
+        let report = cx.operate(
             steps::REMOVE,
             &subject.configure_script_name(),
             Some("§8.6"),
             |c| c.remove(&request),
         )?;
-        let mut left = Vec::new();
+        // What the controller kept as not the install's: in a sandbox only the scripts (or the
+        // seed's marker, which a writable root mapping holds) can have made it.
+        let mut left: Vec<String> = report
+            .kept
+            .iter()
+            .filter(|name| name.as_str() != crate::seed::MARKER_NAME)
+            .map(|name| format!("{name} (made by a script, not removed by it)"))
+            .collect();
         if cx.controller.store().get(&record.name).is_ok() {
             left.push(format!("the record of {}", record.name));
         }

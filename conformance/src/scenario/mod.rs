@@ -13,7 +13,7 @@ mod interrupt;
 mod life;
 mod migrate;
 mod sandboxed;
-mod start;
+pub(crate) mod start;
 pub mod steps;
 mod upgrade;
 pub mod watch;

@@ -92,7 +92,7 @@ pub(super) fn finish(cx: Context<'_>, started: std::time::Instant) -> crate::rep
 }
 
 /// Removes every instance of the run's controller; returns what it could not remove.
-fn remove_instances(controller: &Controller) -> Vec<String> {
+pub(crate) fn remove_instances(controller: &Controller) -> Vec<String> {
     let mut left = Vec::new();
     let instances = match controller.instances() {
         Ok(instances) => instances,

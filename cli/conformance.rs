@@ -301,3 +301,24 @@ fn failed_steps(report: &Report) -> Value {
         .map(|r| Value::from(r.step.clone()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_take_seconds_or_a_unit_and_refuse_zero() {
+        for (text, secs) in [("90", 90), ("90s", 90), ("10m", 600), ("1h", 3600)] {
+            assert_eq!(
+                parse_timeout(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        for bad in ["0", "0m", "", "m", "5y", "-1", "1.5h"] {
+            let f = parse_timeout(bad).unwrap_err();
+            assert!(f.message.starts_with("--timeout"), "{bad}: {}", f.message);
+        }
+    }
+}

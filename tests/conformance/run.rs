@@ -44,7 +44,12 @@ impl Host {
         let sb = Sandbox::for_tenants();
         std::fs::create_dir_all(sb.state()).unwrap();
         let servers = TestServers::from_env().expect("the test database servers");
-        let mut toml = servers.server_section(DbKind::Mysql, "maria", &sb.state());
+        // What the host offers packages (as tests/lifecycle's hosts): the PHP the sites run,
+        // and the system's python.
+        let mut toml = String::from(
+            "php-version = \"8.2\"\n[interpreters]\npython = \"/usr/bin/python3\"\n\n",
+        );
+        toml.push_str(&servers.server_section(DbKind::Mysql, "maria", &sb.state()));
         toml.push('\n');
         toml.push_str(&servers.server_section(DbKind::Postgresql, "pg", &sb.state()));
         std::fs::write(sb.state().join("controller.toml"), toml).unwrap();

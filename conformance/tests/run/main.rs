@@ -260,13 +260,14 @@ fn a_database_no_server_can_hold_fails_the_install_and_skips_the_rest() {
 }
 
 #[test]
-fn files_a_script_writes_outside_the_instance_are_findings_named_with_the_script() {
+fn outside_writes_and_guessed_metadata_are_findings_named_with_their_source() {
     if !test_support::needs_root("sandbox accounts") {
         return;
     }
     let host = host(None);
     // lifecycle-perl-status whose `configure configure` also writes into /tmp and into the
-    // account's home beside the web root. Without its listing: the script is changed.
+    // account's home beside the web root, and whose installed-size the controller must guess.
+    // Without its listing: the package is changed.
     let package = host.base.parent().unwrap().join("leaky");
     let copied = std::process::Command::new("cp")
         .args([
@@ -278,6 +279,13 @@ fn files_a_script_writes_outside_the_instance_are_findings_named_with_the_script
         .unwrap();
     assert!(copied.success());
     std::fs::remove_file(package.join("APP-LIST.xml")).unwrap();
+    let meta = package.join("APP-META.xml");
+    let text = std::fs::read_to_string(&meta).unwrap().replacen(
+        "<installed-size>16384</installed-size>",
+        "<installed-size>about 16 KB</installed-size>",
+        1,
+    );
+    std::fs::write(&meta, text).unwrap();
     let script = package.join("scripts/configure");
     let text = std::fs::read_to_string(&script).unwrap().replacen(
         "my $op = $ARGV[0] // '';\n",
@@ -300,6 +308,21 @@ fn files_a_script_writes_outside_the_instance_are_findings_named_with_the_script
         .filter(|f| f.kind == aps_conformance::report::FindingKind::WroteOutside)
         .collect();
     assert_eq!(outside.len(), 2, "{table}");
+    let guessed: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == aps_conformance::report::FindingKind::GuessedMetadata)
+        .collect();
+    assert_eq!(guessed.len(), 1, "{table}");
+    assert_eq!(guessed[0].step, steps::PACKAGE_CHECK);
+    assert!(
+        guessed[0].message.contains("installed-size-not-numeric")
+            && guessed[0]
+                .source
+                .as_deref()
+                .is_some_and(|s| s.contains("installed-size")),
+        "{table}"
+    );
     for f in &outside {
         assert_eq!(f.step, steps::CONFIGURE, "{table}");
         assert_eq!(f.source.as_deref(), Some("scripts/configure"), "{table}");

@@ -88,6 +88,7 @@ fn restore_interrupted(cx: &mut Context<'_>, instance: &str) -> Result<(), StepF
         return Err(sandboxed::operation_failed(
             "the backup to restore from",
             &e,
+            Some("§8.8"),
         ));
     }
     let before = sandboxed::capture(cx, instance, uid)?;
@@ -126,7 +127,7 @@ fn check_interrupted(
             )));
         }
         Err(e) if e.kind() != ErrorKind::Interrupted => {
-            let mut failure = sandboxed::operation_failed(what, &e);
+            let mut failure = sandboxed::operation_failed(what, &e, None);
             failure.why = format!(
                 "{what}, {}, failed as `{}`, not as `interrupted`: {e}",
                 landed.describe(),

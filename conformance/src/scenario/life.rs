@@ -399,7 +399,7 @@ pub(super) fn remove(cx: &mut Context<'_>, subject: &Subject) {
 }
 
 /// 32 random bytes for the generated settings: fresh passwords on every run.
-fn random_seed() -> Result<[u8; 32], ConformanceError> {
+pub(super) fn random_seed() -> Result<[u8; 32], ConformanceError> {
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))

@@ -32,15 +32,22 @@ pub(super) fn migrate_round(cx: &mut Context<'_>) {
     };
     let mut target: Option<Sandboxed> = None;
     let own = cx.step(steps::MIGRATE, |cx| {
-        let meta = sandboxed::package_meta(cx, &cx.package)?;
-        let settings = sandboxed::settings_for(&meta, &cx.options.settings)?;
-        let copy = target.insert(sandboxed::install(cx, &cx.package, settings)?);
+        let path = cx.package.clone();
+        let package = sandboxed::package(cx, &path)?;
+        let settings = sandboxed::settings_for(cx, &package, &cx.options.settings)?;
+        let copy = target.insert(sandboxed::install(
+            cx,
+            steps::MIGRATE,
+            (&path, &package),
+            settings,
+        )?);
         let own = sandboxed::capture(cx, &copy.name, copy.sandbox.account().uid)?;
         let mut request = MigrateRequest::new(source.as_str(), copy.name.as_str());
         request.timeout = cx.options.timeout;
-        cx.controller
-            .migrate(&request)
-            .map_err(|e| sandboxed::operation_failed("migrating", &e))?;
+        let script = package.backup_script_name();
+        cx.operate(steps::MIGRATE, &script, Some("§8.10"), |c| {
+            c.migrate(&request)
+        })?;
         Ok(own)
     });
     match (own, &target) {
@@ -70,7 +77,7 @@ pub(super) fn migrate_round(cx: &mut Context<'_>) {
 /// The row that removes an extra instance and its sandbox; under `keep`, a skipped row that
 /// says where they are.
 pub(super) fn remove_row(cx: &mut Context<'_>, step: &str, extra: Sandboxed) {
-    let ending = cx.step(step, move |cx| sandboxed::finish(cx, extra));
+    let ending = cx.step(step, move |cx| sandboxed::finish(cx, step, extra));
     if let Some(Ending::Kept {
         name,
         home,

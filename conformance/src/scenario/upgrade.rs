@@ -18,16 +18,16 @@ use aps_meta::model::AppMeta;
 use aps_meta::version_match::compare_versions;
 
 use super::migrate::{is_seeded, remove_row};
+use super::life::Subject;
 use super::sandboxed::{self, Sandboxed};
 use super::steps::{self, UpgradePhase};
 use super::{Context, StepFailure};
-use crate::capture::{Capture, diff};
-use crate::seed;
+use crate::capture::diff;
 
 pub(super) fn upgrade_round(cx: &mut Context<'_>, old_package: &Utf8Path) {
-    let old_meta = sandboxed::package_meta(cx, old_package);
-    let label = match &old_meta {
-        Ok(meta) => format!("{}-{}", meta.version, meta.release),
+    let old = sandboxed::package(cx, old_package);
+    let label = match &old {
+        Ok(old) => format!("{}-{}", old.meta.version, old.meta.release),
         Err(_) => old_package
             .file_name()
             .unwrap_or(old_package.as_str())
@@ -35,38 +35,45 @@ pub(super) fn upgrade_round(cx: &mut Context<'_>, old_package: &Utf8Path) {
     };
     let row = |phase| steps::upgrade_phase(&label, phase);
     let mut extra: Option<Sandboxed> = None;
-    let installed = cx.step(&row(UpgradePhase::Install), |cx| {
-        let old = old_meta?;
-        let new = sandboxed::package_meta(cx, &cx.package)?;
-        check_older(old_package, &old, &new)?;
-        let settings = sandboxed::settings_for(&old, &cx.options.settings)?;
-        let instance = extra.insert(sandboxed::install(cx, old_package, settings)?);
-        let before = seeded_capture(cx, &old, instance)?;
+    let install_row = row(UpgradePhase::Install);
+    let installed = cx.step(&install_row, |cx| {
+        let old = old?;
+        let path = cx.package.clone();
+        let new = sandboxed::package(cx, &path)?;
+        check_older(old_package, &old.meta, &new.meta)?;
+        let settings = sandboxed::settings_for(cx, &old, &cx.options.settings)?;
+        let instance = extra.insert(sandboxed::install(
+            cx,
+            &install_row,
+            (old_package, &old),
+            settings,
+        )?);
+        sandboxed::seed(cx, &old, instance)?;
+        let before = sandboxed::capture(cx, &instance.name, instance.sandbox.account().uid)?;
         Ok((old, new, before))
     });
-    let Some((old, new, before)) = installed else {
-        let why = "the old version could not be installed";
+    // `extra` is there whenever the install row passed; the second test only names it.
+    let (Some((old, new, before)), Some(instance)) = (installed, extra.as_ref()) else {
+        let why = "the old version could not be installed and seeded";
         cx.skip(&row(UpgradePhase::Upgrade), why);
         cx.skip(&row(UpgradePhase::Compare), why);
         finish(cx, &row(UpgradePhase::Remove), extra);
         return;
     };
-    let name = extra.as_ref().map(|e| e.name.clone()).unwrap_or_default();
-    let upgraded = cx.step(&row(UpgradePhase::Upgrade), |cx| {
-        let mut request = UpgradeRequest::new(name.as_str(), cx.package.clone());
-        request.settings = new_settings(&old, &new, &cx.options.settings)?;
+    let upgrade_row = row(UpgradePhase::Upgrade);
+    let upgraded = cx.step(&upgrade_row, |cx| {
+        let mut request = UpgradeRequest::new(instance.name.as_str(), cx.package.clone());
+        request.settings = new_settings(cx, &old, &new, &cx.options.settings)?;
         request.timeout = cx.options.timeout;
-        cx.controller
-            .upgrade(&request)
-            .map_err(|e| sandboxed::operation_failed("upgrading", &e))
+        let script = new.configure_script_name();
+        sandboxed::operate(cx, instance, (&upgrade_row, &script), |c| {
+            c.upgrade(&request)
+        })
+        .map_err(|e| sandboxed::operation_failed("upgrading", &e, Some("§8.5")))
     });
     if upgraded.is_some() {
-        let uid = extra
-            .as_ref()
-            .map(|e| e.sandbox.account().uid)
-            .unwrap_or_default();
         cx.step(&row(UpgradePhase::Compare), |cx| {
-            let after = sandboxed::capture(cx, &name, uid)?;
+            let after = sandboxed::capture(cx, &instance.name, instance.sandbox.account().uid)?;
             let differences: Vec<_> = diff(&before, &after)
                 .into_iter()
                 .filter(is_seeded)
@@ -124,32 +131,15 @@ fn check_older(path: &Utf8Path, old: &AppMeta, new: &AppMeta) -> Result<(), Step
     Ok(())
 }
 
-/// Seeds the old instance (a marker in each writable folder, the seed tables in each
-/// database) and captures it.
-fn seeded_capture(
-    cx: &Context<'_>,
-    old: &AppMeta,
-    extra: &Sandboxed,
-) -> Result<Capture, StepFailure> {
-    let instance = sandboxed::instance(&cx.controller, &extra.name)?;
-    let timeout = cx.options.timeout.unwrap_or(sandboxed::CAPTURE_TIMEOUT);
-    seed::seed(
-        &sandboxed::writable_dirs(old, &instance),
-        &instance.databases,
-        Some(extra.sandbox.account()),
-        timeout,
-    )
-    .map_err(|e| StepFailure::new(format!("seeding the old version failed: {e}")))?;
-    sandboxed::capture(cx, &extra.name, extra.sandbox.account().uid)
-}
-
 /// Values for the settings the new version declares and the old one did not: the run's given
 /// values, else generated ones. The instance keeps its values of the others.
 fn new_settings(
-    old: &AppMeta,
-    new: &AppMeta,
+    cx: &Context<'_>,
+    old: &Subject,
+    new: &Subject,
     given: &GivenSettings,
 ) -> Result<GivenSettings, StepFailure> {
+    let old = &old.meta;
     let old_ids: Vec<String> = old
         .service
         .all_settings()
@@ -157,7 +147,7 @@ fn new_settings(
         .chain(old.all_global_settings())
         .map(|s| s.id.to_string())
         .collect();
-    let filled = sandboxed::settings_for(new, given)?;
+    let filled = sandboxed::settings_for(cx, new, given)?;
     let mut out = GivenSettings::new();
     for (id, value) in filled.iter() {
         if !old_ids.iter().any(|o| o == id) {

@@ -115,21 +115,33 @@ fn a_kept_sandbox_is_named_and_removed_by_remove_sandbox() {
     assert!(home.is_dir(), "{home}");
     assert!(aps_controller::account::Account::lookup(&name, None).is_ok());
 
-    let out = host.sb.cli(&[
-        "conformance",
-        "--remove-sandbox",
-        &name,
-        "--sandbox-base",
-        host.base.as_str(),
-        "--json",
-    ]);
-    support::assert_success(&out, "conformance --remove-sandbox");
-    let v = support::json(&out);
-    assert_eq!(
-        (&v["sandbox"], &v["removed"]),
-        (&Value::from(name.as_str()), &Value::from(true))
-    );
+    // The migrated copy's sandbox is kept too (its row says where); each is removed by name.
+    let kept: Vec<String> = support::entries(&host.base)
+        .iter()
+        .filter_map(|e| {
+            e.strip_prefix('.')?
+                .strip_suffix(".kept")
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(kept.contains(&name), "{kept:?}");
+    for sandbox in &kept {
+        let out = host.sb.cli(&[
+            "conformance",
+            "--remove-sandbox",
+            sandbox,
+            "--sandbox-base",
+            host.base.as_str(),
+            "--json",
+        ]);
+        support::assert_success(&out, "conformance --remove-sandbox");
+        let v = support::json(&out);
+        assert_eq!(
+            (&v["sandbox"], &v["removed"]),
+            (&Value::from(sandbox.as_str()), &Value::from(true))
+        );
+        assert!(aps_controller::account::Account::lookup(sandbox, None).is_err());
+    }
     assert!(!home.exists(), "{home}");
-    assert!(aps_controller::account::Account::lookup(&name, None).is_err());
     assert_eq!(support::entries(&host.base), Vec::<String>::new());
 }

@@ -16,6 +16,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde_json::{Map, Value};
 
 use crate::common::{Failure, Out, StateArgs, envelope, errln, outln, state_dir};
+use crate::terminal::escape;
 
 #[derive(clap::Args)]
 pub struct ConformanceArgs {
@@ -247,8 +248,19 @@ fn show(out: Out, report: &Report, junit_failure: Option<Failure>) -> ExitCode {
         outln!("{}", envelope(failure.is_none(), fields));
     } else {
         outln!("{}", report.table().trim_end());
+        // What the table's one line per step cannot hold: every difference a compare found,
+        // and the script's last words.
         for row in &report.rows {
-            if let (Outcome::Fail { .. }, Some(stderr)) = (&row.outcome, &row.stderr) {
+            if !matches!(row.outcome, Outcome::Fail { .. }) {
+                continue;
+            }
+            if row.differences.len() > 1 {
+                outln!("\n{}: every difference:", row.step);
+                for d in &row.differences {
+                    outln!("- {}", escape(&d.to_string()));
+                }
+            }
+            if let Some(stderr) = &row.stderr {
                 outln!("\n{}: script stderr (last lines):\n{stderr}", row.step);
             }
         }

@@ -17,8 +17,8 @@ use aps_controller::operation::upgrade::UpgradeRequest;
 use aps_meta::model::AppMeta;
 use aps_meta::version_match::compare_versions;
 
-use super::migrate::{is_seeded, remove_row};
 use super::life::Subject;
+use super::migrate::{is_seeded, remove_row};
 use super::sandboxed::{self, Sandboxed};
 use super::steps::{self, UpgradePhase};
 use super::{Context, StepFailure};

@@ -1,10 +1,11 @@
 //! The fault round: the backup and the restore each interrupted once (SIGTERM, while the
 //! package's script runs), and the instance compared with its state before.
 //!
-//! The stop is sent as soon as a process of the instance's account appears (the package's
-//! script, a dump tool). When the operation ended before one was seen (a script too quick to
-//! catch), it runs once more with the stop asked for from its start, so the controller's own
-//! phases are what is interrupted: the row never depends on a race. Either way the operation
+//! The stop is sent as soon as the package's script runs (a process of the instance's account
+//! running a file of the package's `scripts/`). When the operation ended before one was seen
+//! (no script, or one too quick to catch), it runs once more with the stop asked for from its
+//! start, so the controller's own phases are what is interrupted: the row never depends on a
+//! race. Either way the operation
 //! must fail as `interrupted`, leave no process of the account and no file in the backup's
 //! folder, and the instance must equal its state before.
 

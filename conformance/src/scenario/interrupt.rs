@@ -17,10 +17,14 @@ use crate::findings;
 /// How often the watcher looks for the account's processes.
 const POLL: Duration = Duration::from_millis(2);
 
+/// What the command line of a package's script holds: the controller runs each from the
+/// `scripts/` folder of the package's copy (`INTERPRETER …/scripts/NAME OPERATION`).
+const SCRIPTS_FOLDER: &str = "/scripts/";
+
 /// Where the stop landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Landed {
-    /// While a process of the instance's account ran (the package's script, a dump tool).
+    /// While the package's script ran.
     InScript,
     /// As the operation started: in the controller's own phases.
     AtStart,
@@ -31,15 +35,16 @@ pub(super) enum Landed {
 impl Landed {
     pub(super) fn describe(self) -> &'static str {
         match self {
-            Landed::InScript => "stopped while a process of the instance's account ran",
+            Landed::InScript => "stopped while the package's script ran",
             Landed::AtStart => "stopped as it started",
             Landed::Missed => "not stopped",
         }
     }
 }
 
-/// Runs `op` on the run's controller and sends SIGTERM as soon as a process of `uid`
-/// appears; [`Landed::Missed`] when `op` ended first.
+/// Runs `op` on the run's controller and sends SIGTERM as soon as a process of `uid` runs a
+/// script of the package (the controller runs them from a `scripts/` folder of its own);
+/// [`Landed::Missed`] when `op` ended first.
 pub(super) fn while_running<T>(
     cx: &mut Context<'_>,
     uid: u32,
@@ -56,7 +61,10 @@ pub(super) fn while_running<T>(
                     token.request(signal);
                     return;
                 }
-                if !findings::processes_of(uid).is_empty() {
+                if findings::processes_of(uid)
+                    .iter()
+                    .any(|p| p.command.contains(SCRIPTS_FOLDER))
+                {
                     token.request(libc_sigterm());
                     seen.store(true, Ordering::SeqCst);
                     return;

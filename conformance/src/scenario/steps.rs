@@ -23,3 +23,5 @@ pub const REMOVE: &str = "remove";
 /// Only when the end of the run could not remove what it made (instances, databases, the
 /// sandbox): what is left, for a person to remove.
 pub const CLEANUP: &str = "clean up";
+/// Only when the run itself failed (a bug, not the package): what stopped it.
+pub const INTERNAL: &str = "internal error";

@@ -35,7 +35,7 @@ pub(super) struct Sandboxed {
 /// The package at `path` (a folder or `.app.zip`) as its metadata describes it.
 pub(super) fn package(cx: &Context<'_>, path: &Utf8Path) -> Result<Subject, StepFailure> {
     open_package(&cx.controller.config().state, path)
-        .map(|opened| Subject { meta: opened.meta })
+        .map(|opened| Subject { package: opened })
         .map_err(|e| StepFailure::new(format!("cannot open the package: {e}")))
 }
 
@@ -50,7 +50,7 @@ pub(super) fn settings_for(
     package: &Subject,
     given: &GivenSettings,
 ) -> Result<GivenSettings, StepFailure> {
-    let meta = &package.meta;
+    let meta = package.meta();
     let declared: Vec<&Setting> = meta
         .service
         .all_settings()

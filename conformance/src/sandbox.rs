@@ -387,6 +387,9 @@ fn check_base(base: &Utf8Path) -> Result<(), ConformanceError> {
             .mode(0o755)
             .create(base)
             .map_err(ConformanceError::io("create", base))?;
+        // An opened controller's umask (077) would leave it closed to the sandbox accounts.
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755))
+            .map_err(ConformanceError::io("set the mode of", base))?;
     }
     let fd = open_dir_nofollow(base.as_std_path()).map_err(|e| unsafe_base(e.to_string()))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| unsafe_base(e.to_string()))?;

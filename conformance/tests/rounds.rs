@@ -1,7 +1,9 @@
 //! The scenario's second half through `run`, on the real database servers as real throwaway
-//! accounts: the migration round and the fault round on lifecycle-php, the upgrade round
-//! from lifecycle-py 1.0 to 1.1, and upgrade-from packages that are not an older version of
-//! the package under test, each failing its install row with why before anything is made.
+//! accounts: the migration round and the fault round on lifecycle-php (its backup-script
+//! stopped while it runs) and on lifecycle-py (none: the controller's own phases stopped),
+//! the upgrade round from lifecycle-py 1.0 to 1.1, and upgrade-from packages that are not an
+//! older version of the package under test, each failing its install row with why before
+//! anything is made.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use aps_conformance::report::{Outcome, Report};
 use aps_conformance::sandbox::{SANDBOX_PREFIX, SandboxOptions};
+use aps_conformance::scenario::Event;
 use aps_conformance::scenario::steps::{self, UpgradePhase};
 use aps_conformance::{RunOptions, run};
 use aps_controller::ControllerConfig;
@@ -70,8 +73,8 @@ impl Host {
         test_support::reachable_tree(&fixture, &self.packages)
     }
 
-    fn run(&self, package: &Utf8Path, upgrade_from: Vec<Utf8PathBuf>) -> Report {
-        let options = RunOptions {
+    fn options(&self, upgrade_from: Vec<Utf8PathBuf>) -> RunOptions {
+        RunOptions {
             host: self.config.clone(),
             settings: GivenSettings::new(),
             upgrade_from,
@@ -80,16 +83,30 @@ impl Host {
                 keep: false,
             },
             timeout: Some(Duration::from_secs(300)),
-        };
-        let mut started = Vec::new();
-        let report = run(package, &options, &mut |event| {
-            if let aps_conformance::scenario::Event::Started { step } = event {
-                started.push(step.to_owned());
-            }
+        }
+    }
+
+    fn run(&self, package: &Utf8Path, upgrade_from: Vec<Utf8PathBuf>) -> Report {
+        self.run_with(package, &self.options(upgrade_from))
+    }
+
+    /// Runs the scenario, checking that the progress sink heard each row start and end once.
+    fn run_with(&self, package: &Utf8Path, options: &RunOptions) -> Report {
+        let mut heard = Vec::new();
+        let report = run(package, options, &mut |event| match event {
+            Event::Started { step } => heard.push(format!("start {step}")),
+            Event::Finished { row } => heard.push(format!("end {}", row.step)),
         })
         .unwrap();
-        let rows: Vec<&str> = report.rows.iter().map(|r| r.step.as_str()).collect();
-        assert_eq!(started, rows, "the sink heard every row start, in order");
+        let rows: Vec<String> = report
+            .rows
+            .iter()
+            .flat_map(|r| [format!("start {}", r.step), format!("end {}", r.step)])
+            .collect();
+        assert_eq!(
+            heard, rows,
+            "the sink heard each row start and end once, in order"
+        );
         report
     }
 }
@@ -161,6 +178,17 @@ fn the_upgrade_round_keeps_the_seed_and_refuses_what_is_not_an_older_version() {
     for phase in UpgradePhase::ALL {
         assert_passed(&report, &steps::upgrade_phase("1.0-1", phase));
     }
+    // No backup-script: the migration is the controller's own, and the stops land in its
+    // own phases.
+    for step in [
+        steps::MIGRATE,
+        steps::COMPARE_MIGRATE,
+        steps::MIGRATE_REMOVE,
+        steps::FAULT_BACKUP,
+        steps::FAULT_RESTORE,
+    ] {
+        assert_passed(&report, step);
+    }
     let all = outcomes(&report);
     // Another application: its install row fails with why, the rest say why they did not run.
     let why_of = |step: &str| match all.get(step) {
@@ -187,5 +215,42 @@ fn the_upgrade_round_keeps_the_seed_and_refuses_what_is_not_an_older_version() {
     // The package under test itself: not older.
     let why = why_of(&steps::upgrade_phase("1.1-1", UpgradePhase::Install));
     assert!(why.contains("not older"), "{why}");
+    assert_nothing_left(&host.base);
+}
+
+#[test]
+fn kept_the_migrated_copy_stays_and_its_row_says_where() {
+    let Some(host) = host() else { return };
+    let package = host.package("lifecycle-perl-status");
+    let mut options = host.options(Vec::new());
+    options.sandbox.keep = true;
+    let report = host.run_with(&package, &options);
+    assert_passed(&report, steps::MIGRATE);
+    assert_passed(&report, steps::COMPARE_MIGRATE);
+    let kept: Vec<String> = host
+        .base
+        .read_dir_utf8()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_owned())
+        .filter(|n| aps_conformance::sandbox::is_sandbox_name(n))
+        .collect();
+    let main = match &report.sandbox {
+        Some(aps_conformance::sandbox::Ending::Kept { name, .. }) => name.clone(),
+        other => panic!("{other:?}"),
+    };
+    let copy: Vec<&String> = kept.iter().filter(|n| **n != main).collect();
+    assert_eq!(copy.len(), 1, "the main sandbox and the copy's: {kept:?}");
+    let copy = copy[0];
+    match outcomes(&report).get(steps::MIGRATE_REMOVE) {
+        Some(Outcome::Skipped { why }) => assert!(
+            why.contains("kept") && why.contains(copy.as_str()) && why.contains("/www"),
+            "{why}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(host.base.join(copy).join("www").is_dir());
+    for name in &kept {
+        assert!(aps_conformance::sandbox::remove_named(&host.base, name).unwrap());
+    }
     assert_nothing_left(&host.base);
 }

@@ -99,7 +99,7 @@ pub(super) fn backup(cx: &mut Context<'_>, subject: &Subject) -> Option<Utf8Path
 /// does: a `sufficient` script's file (the whole backup) is empty, or the archive's
 /// `script-backup` part is missing or empty.
 fn ignored_backup_file(subject: &Subject, file: &Utf8PathBuf) -> Option<String> {
-    let script = subject.meta.service.provision.backup_script.as_ref()?;
+    let script = subject.meta().service.provision.backup_script.as_ref()?;
     if script.sufficient {
         let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         return (size == 0).then(|| {
@@ -168,7 +168,7 @@ pub(super) fn compare_after_restore(cx: &mut Context<'_>, subject: &Subject, bef
             ..StepFailure::default()
         })
     });
-    if differed && let Some(script) = &subject.meta.service.provision.backup_script {
+    if differed && let Some(script) = &subject.meta().service.provision.backup_script {
         cx.find(
             FindingKind::ExitZeroOnFailure,
             steps::COMPARE_RESTORE,

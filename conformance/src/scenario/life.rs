@@ -12,8 +12,8 @@ use aps_controller::operation::configure::ConfigureRequest;
 use aps_controller::operation::enable::EnableRequest;
 use aps_controller::operation::install::InstallRequest;
 use aps_controller::operation::remove::RemoveRequest;
-use aps_controller::registry::{InstanceStatus, SettingValue, open_package};
-use aps_meta::model::{AppMeta, Mapping, Setting, SettingType};
+use aps_controller::registry::{InstanceStatus, OpenedPackage, SettingValue, open_package};
+use aps_meta::model::{AppMeta, Setting, SettingType};
 
 use super::{Context, StepFailure, steps};
 use crate::error::ConformanceError;
@@ -35,13 +35,18 @@ const GUESSES: &[&str] = &[
 
 /// The package under test as its metadata describes it.
 pub(super) struct Subject {
-    pub meta: AppMeta,
+    /// The package as the controller opened it (a zip unpacked).
+    pub package: OpenedPackage,
 }
 
 impl Subject {
+    pub fn meta(&self) -> &AppMeta {
+        &self.package.meta
+    }
+
     /// `scripts/NAME` of the configuration script, or words saying there is none.
     pub fn configure_script_name(&self) -> String {
-        match &self.meta.service.provision.configuration_script {
+        match &self.package.meta.service.provision.configuration_script {
             Some(s) => format!("scripts/{}", s.name),
             None => "(no configuration script)".to_owned(),
         }
@@ -49,7 +54,7 @@ impl Subject {
 
     /// `scripts/NAME` of the backup-script, or words saying the controller works alone.
     pub fn backup_script_name(&self) -> String {
-        match &self.meta.service.provision.backup_script {
+        match &self.package.meta.service.provision.backup_script {
             Some(s) => format!("scripts/{}", s.name),
             None => "(no backup-script: the controller's own backup)".to_owned(),
         }
@@ -57,27 +62,7 @@ impl Subject {
 
     /// Web-root-relative folders of the url-mappings the package declares writable.
     pub fn writable_folders(&self) -> Vec<String> {
-        fn walk(m: &Mapping, parent: &str, out: &mut Vec<String>) {
-            let rel = [parent, m.url.trim_matches('/')]
-                .into_iter()
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-                .join("/");
-            if m.writable == Some(true) && !m.is_virtual && !rel.is_empty() {
-                out.push(rel.clone());
-            }
-            for child in &m.children {
-                walk(child, &rel, out);
-            }
-        }
-        let mut out = Vec::new();
-        if let Some(mapping) = &self.meta.service.provision.url_mapping {
-            for m in &mapping.mappings {
-                walk(m, "", &mut out);
-            }
-        }
-        out.retain(|rel| !rel.split('/').any(|s| s == ".." || s == "."));
-        out
+        aps_controller::operation::install::writable_folders(&self.package)
     }
 }
 
@@ -115,7 +100,7 @@ pub(super) fn package_check(cx: &mut Context<'_>) -> Option<Subject> {
         let opened = open_package(&cx.controller.config().state, &cx.package)
             .map_err(|e| StepFailure::new(e.to_string()))?;
         cx.report.version = Some(format!("{}-{}", opened.meta.version, opened.meta.release));
-        Ok(Subject { meta: opened.meta })
+        Ok(Subject { package: opened })
     })
 }
 
@@ -128,7 +113,7 @@ pub(super) fn install(cx: &mut Context<'_>, subject: &Subject) -> bool {
     let installed = cx.step(steps::INSTALL, |cx| {
         let seed = random_seed()?;
         let settings =
-            generate_missing(&subject.meta, &cx.options.settings, &seed).map_err(|e| {
+            generate_missing(subject.meta(), &cx.options.settings, &seed).map_err(|e| {
                 StepFailure {
                     why: e.to_string(),
                     section: Some("§3.7"),
@@ -163,7 +148,7 @@ pub(super) fn configure(cx: &mut Context<'_>, subject: &Subject) {
         cx.skip(steps::CONFIGURE, "the instance's record cannot be read");
         return;
     };
-    let Some((setting, value)) = changeable(&subject.meta, &record.settings) else {
+    let Some((setting, value)) = changeable(subject.meta(), &record.settings) else {
         cx.skip(
             steps::CONFIGURE,
             "the package declares no setting a configure may change (all are hidden, \
@@ -272,7 +257,7 @@ fn new_value(s: &Setting, old: Option<&str>) -> Option<String> {
 /// each checked against the status the record holds afterwards.
 pub(super) fn disable_enable(cx: &mut Context<'_>, subject: &Subject) {
     let controls = subject
-        .meta
+        .meta()
         .service
         .provision
         .configuration_script
@@ -378,10 +363,8 @@ pub(super) fn remove(cx: &mut Context<'_>, subject: &Subject) {
                 Err(why) => left.push(format!("database {id}: cannot ask its server: {why}")),
             }
         }
-        let final_size = std::fs::metadata(&final_backup)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if final_size == 0 {
+        // Whether it holds anything is the backup row's finding; here: that it is there.
+        if !final_backup.is_file() {
             left.push(format!("(missing) the final backup {final_backup}"));
         }
         if !left.is_empty() {

@@ -14,7 +14,6 @@ use super::sandboxed::{self, Sandboxed};
 use super::steps;
 use super::{Context, StepFailure};
 use crate::capture::{Capture, Difference, diff};
-use crate::report::StepRow;
 use crate::sandbox::Ending;
 use crate::seed;
 
@@ -77,21 +76,26 @@ pub(super) fn migrate_round(cx: &mut Context<'_>) {
 /// The row that removes an extra instance and its sandbox; under `keep`, a skipped row that
 /// says where they are.
 pub(super) fn remove_row(cx: &mut Context<'_>, step: &str, extra: Sandboxed) {
-    let ending = cx.step(step, move |cx| sandboxed::finish(cx, step, extra));
-    if let Some(Ending::Kept {
-        name,
-        home,
-        web_root,
-    }) = ending
-    {
-        // The pass row just pushed becomes a skipped one that says where.
-        cx.report.rows.pop();
-        cx.push(StepRow::skipped(
+    if !cx.options.sandbox.keep {
+        cx.step(step, move |cx| sandboxed::finish(cx, step, extra));
+        return;
+    }
+    let instance = extra.name.clone();
+    match extra.sandbox.finish() {
+        Ok(Ending::Kept {
+            name,
+            home,
+            web_root,
+        }) => cx.skip(
             step,
             format!(
-                "kept: the instance `{name}` and its sandbox account `{name}`, home {home}, web root {web_root}"
+                "kept (--keep): the instance `{instance}` of the sandbox account `{name}`, \
+                 home {home}, web root {web_root}"
             ),
-        ));
+        ),
+        ended => {
+            cx.step(step, move |_| ended.map(|_| ()).map_err(StepFailure::from));
+        }
     }
 }
 

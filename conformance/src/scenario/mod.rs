@@ -157,6 +157,7 @@ pub fn run(
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Report, ConformanceError> {
     let started = Instant::now();
+    let named = package;
     let package = aps_controller::paths::absolute(package);
     let start::Started {
         sandbox,
@@ -165,7 +166,7 @@ pub fn run(
     } = start::start(options)?;
     let mut cx = Context {
         options,
-        report: Report::new(package.as_str()),
+        report: Report::new(named.as_str()),
         package,
         controller,
         sandbox,
@@ -173,7 +174,22 @@ pub fn run(
         work,
         progress,
     };
-    main_round(&mut cx);
+    // A bug in a step must not skip the end: the instances' databases and the sandbox go.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| main_round(&mut cx)));
+    if let Err(panic) = ran {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        let row = StepRow::fail(
+            steps::INTERNAL,
+            started.elapsed(),
+            format!("the run stopped on an internal error: {why}"),
+            None,
+        );
+        cx.push(row);
+    }
     Ok(start::finish(cx, started))
 }
 

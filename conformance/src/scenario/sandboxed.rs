@@ -20,7 +20,7 @@ use super::life::{Subject, random_seed};
 use super::watch::{ScriptWatch, error_findings, failure_of};
 use super::{Context, StepFailure};
 use crate::capture::{Capture, CaptureOptions};
-use crate::sandbox::{Ending, Sandbox};
+use crate::sandbox::Sandbox;
 use crate::seed;
 
 /// An instance of the run in a sandbox of its own.
@@ -35,7 +35,7 @@ pub(super) struct Sandboxed {
 /// The package at `path` (a folder or `.app.zip`) as its metadata describes it.
 pub(super) fn package(cx: &Context<'_>, path: &Utf8Path) -> Result<Subject, StepFailure> {
     open_package(&cx.controller.config().state, path)
-        .map(|opened| Subject { meta: opened.meta })
+        .map(|opened| Subject { package: opened })
         .map_err(|e| StepFailure::new(format!("cannot open the package: {e}")))
 }
 
@@ -50,7 +50,7 @@ pub(super) fn settings_for(
     package: &Subject,
     given: &GivenSettings,
 ) -> Result<GivenSettings, StepFailure> {
-    let meta = &package.meta;
+    let meta = package.meta();
     let declared: Vec<&Setting> = meta
         .service
         .all_settings()
@@ -176,22 +176,20 @@ pub(super) fn seed(
     Ok(())
 }
 
-/// Ends an extra instance in the row `step`: removes it (its files, databases and users) and
-/// then its sandbox; with `keep`, leaves both and says where. Returns what became of the
-/// sandbox.
+/// Ends an extra instance in the row `step`: removes it (its files, databases and users),
+/// then its sandbox.
 pub(super) fn finish(
     cx: &mut Context<'_>,
     step: &str,
     extra: Sandboxed,
-) -> Result<Ending, StepFailure> {
-    if !cx.options.sandbox.keep {
-        let mut request = RemoveRequest::new(extra.name.as_str());
-        request.timeout = cx.options.timeout;
-        let script = extra.configure_script.clone();
-        operate(cx, &extra, (step, &script), |c| c.remove(&request))
-            .map_err(|e| operation_failed("removing", &e, Some("§8.6")))?;
-    }
-    Ok(extra.sandbox.finish()?)
+) -> Result<(), StepFailure> {
+    let mut request = RemoveRequest::new(extra.name.as_str());
+    request.timeout = cx.options.timeout;
+    let script = extra.configure_script.clone();
+    operate(cx, &extra, (step, &script), |c| c.remove(&request))
+        .map_err(|e| operation_failed("removing", &e, Some("§8.6")))?;
+    extra.sandbox.finish()?;
+    Ok(())
 }
 
 /// A failed operation, as a row's failure: what was being done, then the controller's words

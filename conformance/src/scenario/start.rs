@@ -67,6 +67,7 @@ pub(super) fn finish(cx: Context<'_>, started: std::time::Instant) -> crate::rep
         controller,
         sandbox,
         mut report,
+        progress,
         ..
     } = cx;
     let cleaning = std::time::Instant::now();
@@ -80,12 +81,18 @@ pub(super) fn finish(cx: Context<'_>, started: std::time::Instant) -> crate::rep
         Err(e) => left.push(format!("the sandbox: {e}")),
     }
     if !left.is_empty() {
+        progress(super::Event::Started {
+            step: steps::CLEANUP,
+        });
         report.rows.push(StepRow::fail(
             steps::CLEANUP,
             cleaning.elapsed(),
             format!("left behind: {}", left.join("; ")),
             None,
         ));
+        if let Some(row) = report.rows.last() {
+            progress(super::Event::Finished { row });
+        }
     }
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report

@@ -23,6 +23,8 @@ pub const REMOVE: &str = "remove";
 /// Only when the end of the run could not remove what it made (instances, databases, the
 /// sandbox): what is left, for a person to remove.
 pub const CLEANUP: &str = "clean up";
+/// Only when the run itself failed (a bug, not the package): what stopped it.
+pub const INTERNAL: &str = "internal error";
 /// The migration's target instance and its sandbox removed (skipped with where, under `keep`).
 pub const MIGRATE_REMOVE: &str = "remove the migrated copy";
 /// The rows of one `--upgrade-from` package, `upgrade from VERSION-RELEASE: PHASE`, in order.

@@ -27,7 +27,7 @@ use crate::capture::diff;
 pub(super) fn upgrade_round(cx: &mut Context<'_>, old_package: &Utf8Path) {
     let old = sandboxed::package(cx, old_package);
     let label = match &old {
-        Ok(old) => format!("{}-{}", old.meta.version, old.meta.release),
+        Ok(old) => format!("{}-{}", old.meta().version, old.meta().release),
         Err(_) => old_package
             .file_name()
             .unwrap_or(old_package.as_str())
@@ -40,7 +40,7 @@ pub(super) fn upgrade_round(cx: &mut Context<'_>, old_package: &Utf8Path) {
         let old = old?;
         let path = cx.package.clone();
         let new = sandboxed::package(cx, &path)?;
-        check_older(old_package, &old.meta, &new.meta)?;
+        check_older(old_package, old.meta(), new.meta())?;
         let settings = sandboxed::settings_for(cx, &old, &cx.options.settings)?;
         let instance = extra.insert(sandboxed::install(
             cx,
@@ -139,7 +139,7 @@ fn new_settings(
     new: &Subject,
     given: &GivenSettings,
 ) -> Result<GivenSettings, StepFailure> {
-    let old = &old.meta;
+    let old = old.meta();
     let old_ids: Vec<String> = old
         .service
         .all_settings()

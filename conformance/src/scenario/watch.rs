@@ -43,12 +43,7 @@ impl ScriptWatch {
     /// The findings of the script `script` that ran in `step` since [`ScriptWatch::start`]:
     /// processes of the account still running (then ended) and files written outside.
     pub fn finish(self, step: &str, script: &str) -> Vec<Finding> {
-        let finding = |kind, message: String| Finding {
-            kind,
-            step: step.to_owned(),
-            message,
-            source: Some(script.to_owned()),
-        };
+        let finding = |kind, message| finding(kind, step, script, message);
         let mut out = Vec::new();
         let left = findings::processes_of(self.uid);
         for p in &left {
@@ -71,6 +66,15 @@ impl ScriptWatch {
             ));
         }
         out
+    }
+}
+
+fn finding(kind: FindingKind, step: &str, script: &str, message: String) -> Finding {
+    Finding {
+        kind,
+        step: step.to_owned(),
+        message,
+        source: Some(script.to_owned()),
     }
 }
 
@@ -106,12 +110,7 @@ pub fn failure_of(error: &OperationError, section: Option<&'static str>) -> Step
 /// What a failed operation says about its script: a timeout, or a refusal the tenant's
 /// account met where the script expected root's rights (named by the stderr line).
 pub fn error_findings(step: &str, script: &str, error: &OperationError) -> Vec<Finding> {
-    let finding = |kind, message: String| Finding {
-        kind,
-        step: step.to_owned(),
-        message,
-        source: Some(script.to_owned()),
-    };
+    let finding = |kind, message| finding(kind, step, script, message);
     let mut out = Vec::new();
     if error.kind() == ErrorKind::TimedOut {
         out.push(finding(

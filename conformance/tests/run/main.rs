@@ -74,6 +74,25 @@ fn fixture(name: &str) -> Utf8PathBuf {
     test_support::repo().join("fixtures/lifecycle").join(name)
 }
 
+/// A copy of the fixture `name` at `HOST/copy`, each `(file, from, to)` edit made once, and
+/// without its listing (the package is changed).
+fn altered(host: &Host, name: &str, copy: &str, edits: &[(&str, &str, &str)]) -> Utf8PathBuf {
+    let package = host.base.parent().unwrap().join(copy);
+    let copied = std::process::Command::new("cp")
+        .args(["-a", fixture(name).as_str(), package.as_str()])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    std::fs::remove_file(package.join("APP-LIST.xml")).unwrap();
+    for (file, from, to) in edits {
+        let path = package.join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(text.contains(from), "{path} holds no {from:?}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+    package
+}
+
 /// Runs the scenario, checking that the progress sink heard each row start and finish.
 fn run(package: &Utf8Path, options: &RunOptions) -> Report {
     let (mut started, mut finished) = (Vec::new(), Vec::new());
@@ -267,37 +286,27 @@ fn outside_writes_and_guessed_metadata_are_findings_named_with_their_source() {
     let host = host(None);
     // lifecycle-perl-status whose `configure configure` also writes into /tmp and into the
     // account's home beside the web root, and whose installed-size the controller must guess.
-    // Without its listing: the package is changed.
-    let package = host.base.parent().unwrap().join("leaky");
-    let copied = std::process::Command::new("cp")
-        .args([
-            "-a",
-            fixture("lifecycle-perl-status").as_str(),
-            package.as_str(),
-        ])
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    std::fs::remove_file(package.join("APP-LIST.xml")).unwrap();
-    let meta = package.join("APP-META.xml");
-    let text = std::fs::read_to_string(&meta).unwrap().replacen(
-        "<installed-size>16384</installed-size>",
-        "<installed-size>about 16 KB</installed-size>",
-        1,
+    let package = altered(
+        &host,
+        "lifecycle-perl-status",
+        "leaky",
+        &[
+            (
+                "scripts/configure",
+                "my $op = $ARGV[0] // '';\n",
+                "my $op = $ARGV[0] // '';\n\
+                 if ($op eq 'configure') {\n\
+                 \x20   open(my $t, '>', \"/tmp/aps-conf-leak-$$\") or die; close $t;\n\
+                 \x20   open(my $h, '>', \"$ENV{WEB___DIR}/../leak.txt\") or die; close $h;\n\
+                 }\n",
+            ),
+            (
+                "APP-META.xml",
+                "<installed-size>16384</installed-size>",
+                "<installed-size>about 16 KB</installed-size>",
+            ),
+        ],
     );
-    std::fs::write(&meta, text).unwrap();
-    let script = package.join("scripts/configure");
-    let text = std::fs::read_to_string(&script).unwrap().replacen(
-        "my $op = $ARGV[0] // '';\n",
-        "my $op = $ARGV[0] // '';\n\
-         if ($op eq 'configure') {\n\
-         \x20   open(my $t, '>', \"/tmp/aps-conf-leak-$$\") or die; close $t;\n\
-         \x20   open(my $h, '>', \"$ENV{WEB___DIR}/../leak.txt\") or die; close $h;\n\
-         }\n",
-        1,
-    );
-    assert!(text.contains("aps-conf-leak"));
-    std::fs::write(&script, text).unwrap();
 
     let report = run(&package, &options(&host, false));
     let table = report.table();
@@ -346,5 +355,59 @@ fn outside_writes_and_guessed_metadata_are_findings_named_with_their_source() {
         })
         .unwrap_or_else(|| panic!("{table}"));
     assert!(!Utf8Path::new(leak).exists(), "{leak}");
+    assert_gone(&host.base, name);
+}
+
+#[test]
+fn a_sufficient_backup_script_that_saves_nothing_fails_the_compare_with_findings() {
+    if !test_support::needs_root("sandbox accounts") {
+        return;
+    }
+    let host = host(None);
+    // lifecycle-perl-status with a `sufficient` backup-script that exits 0 and does nothing:
+    // BACKUP_FILE stays empty, the restore brings nothing back.
+    let package = altered(
+        &host,
+        "lifecycle-perl-status",
+        "hollow",
+        &[
+            (
+                "APP-META.xml",
+                "    </provision>",
+                "      <backup-script name=\"backup\">\n        <script-language>sh</script-language>\n\
+                 \x20       <sufficient/>\n      </backup-script>\n    </provision>",
+            ),
+            ("scripts/backup", "", "#!/bin/sh\nexit 0\n"),
+        ],
+    );
+
+    let report = run(&package, &options(&host, false));
+    let table = report.table();
+    for step in [steps::INSTALL, steps::BACKUP, steps::RESTORE] {
+        assert!(passed(&report, step), "{step}:\n{table}");
+    }
+    let Outcome::Fail { section, .. } = outcome(&report, steps::COMPARE_RESTORE) else {
+        panic!("{table}");
+    };
+    assert_eq!(section.as_deref(), Some("§8.9"));
+    let kinds: Vec<_> = report
+        .findings
+        .iter()
+        .map(|f| (f.kind, f.step.as_str()))
+        .collect();
+    use aps_conformance::report::FindingKind;
+    assert!(
+        kinds.contains(&(FindingKind::IgnoresBackupFile, steps::BACKUP)),
+        "{table}"
+    );
+    assert!(
+        kinds.contains(&(FindingKind::ExitZeroOnFailure, steps::COMPARE_RESTORE)),
+        "{table}"
+    );
+    // The rows after the failed compare still ran, and the run cleaned up.
+    assert!(passed(&report, steps::REMOVE), "{table}");
+    let Some(Ending::Removed { name }) = &report.sandbox else {
+        panic!("{table}");
+    };
     assert_gone(&host.base, name);
 }

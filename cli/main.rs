@@ -5,6 +5,7 @@ mod backups;
 mod common;
 mod config;
 mod configure;
+mod conformance;
 mod drill;
 mod enable;
 mod failures;
@@ -61,6 +62,11 @@ enum Command {
     /// Check an APS package (folder or .app.zip) for its author.
     #[command(subcommand)]
     Package(package::PackageCommand),
+    /// Run a package's whole life (install, backup, damage, restore, compare, configure,
+    /// migrate, upgrade, remove, interrupted backup and restore) in a throwaway sandbox and
+    /// check every step; exit 26 when a step failed.
+    #[command(after_help = conformance::EXAMPLES)]
+    Conformance(conformance::ConformanceArgs),
     /// Register, list, show and remove instances.
     #[command(subcommand)]
     Instance(instance::InstanceCommand),
@@ -185,6 +191,7 @@ fn main() -> ExitCode {
             | Command::Instance(instance::InstanceCommand::Remove(_))
             | Command::Store(store::StoreCommand::Backup { .. })
             | Command::Instance(instance::InstanceCommand::Upgrade(_))
+            | Command::Conformance(_)
     ) {
         signals::install(|| {});
     }
@@ -196,6 +203,7 @@ fn main() -> ExitCode {
 fn dispatch(command: Command) -> ExitCode {
     match command {
         Command::Package(c) => package::run(c),
+        Command::Conformance(a) => conformance::run(a),
         Command::Instance(c) => instance::run(c),
         Command::Backup(c) => backup::run(c),
         Command::Restore(a) => restore::run(a),

@@ -203,3 +203,79 @@ impl aps_panel::progress::Progress for EventBar {
         self.0.finish_and_clear();
     }
 }
+
+/// The steps of a conformance run: `--json` → a JSON line per step's start and end on stderr
+/// (stdout keeps the one envelope); else on a terminal a spinner on the running step and a
+/// line per finished one; else nothing.
+pub fn for_steps(json: bool) -> Box<dyn FnMut(aps_conformance::scenario::Event<'_>)> {
+    use aps_conformance::report::Outcome;
+    use aps_conformance::scenario::Event as Step;
+    if json {
+        return Box::new(|event| {
+            let line = match event {
+                Step::Started { step } => serde_json::json!({
+                    "type": "progress", "event": "item-start", "item": step,
+                }),
+                Step::Finished { row } => {
+                    let (status, error) = match &row.outcome {
+                        Outcome::Pass => ("pass", None),
+                        Outcome::Fail { why, .. } => ("fail", Some(why.as_str())),
+                        Outcome::Skipped { why } => ("skipped", Some(why.as_str())),
+                    };
+                    let mut line = serde_json::json!({
+                        "type": "progress", "event": "item-done", "item": row.step,
+                        "ok": status != "fail", "status": status,
+                        "duration_ms": row.duration_ms,
+                    });
+                    if let Some(why) = error {
+                        line["error"] = why.into();
+                    }
+                    line
+                }
+            };
+            crate::common::errln!("{line}");
+        });
+    }
+    if !std::io::stderr().is_terminal() {
+        return Box::new(|_| {});
+    }
+    let bar = Cleared(ProgressBar::with_draw_target(
+        None,
+        ProgressDrawTarget::stderr(),
+    ));
+    bar.0.set_style(
+        ProgressStyle::with_template("conformance: {msg} {spinner} {elapsed}")
+            .expect("static template"),
+    );
+    Box::new(move |event| match event {
+        Step::Started { step } => {
+            bar.0.reset_elapsed();
+            bar.0
+                .set_message(crate::terminal::escape(step).into_owned());
+            bar.0.enable_steady_tick(Duration::from_millis(200));
+        }
+        Step::Finished { row } => {
+            let (word, why) = match &row.outcome {
+                Outcome::Pass => ("pass", String::new()),
+                Outcome::Fail { why, .. } => ("FAIL", format!(": {why}")),
+                Outcome::Skipped { why } => ("skipped", format!(": {why}")),
+            };
+            let line = format!(
+                "{word:<7} {} ({}.{:03}s){why}",
+                row.step,
+                row.duration_ms / 1000,
+                row.duration_ms % 1000
+            );
+            bar.0.println(crate::terminal::escape(&line));
+        }
+    })
+}
+
+/// A bar cleared from the terminal when its owner (the step sink) is dropped.
+struct Cleared(ProgressBar);
+
+impl Drop for Cleared {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}

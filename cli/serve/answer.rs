@@ -112,7 +112,8 @@ fn status_of(kind: ErrorKind) -> u16 {
         | ErrorKind::AccountRefused
         | ErrorKind::InvalidPackage
         | ErrorKind::RequirementUnmet
-        | ErrorKind::InvalidSettings => 422,
+        | ErrorKind::InvalidSettings
+        | ErrorKind::ConformanceFailed => 422,
         ErrorKind::PathNotAllowed => 403,
         ErrorKind::Usage => 400,
         ErrorKind::NoSpace => 507,

@@ -60,6 +60,13 @@ pub enum ConformanceError {
         database: String,
         detail: String,
     },
+    /// The run's own controller (its throwaway state beside the sandbox) could not be opened.
+    #[error("could not open the conformance run's controller with its state in {state}: {source}")]
+    Controller {
+        state: Utf8PathBuf,
+        #[source]
+        source: Box<aps_controller::OperationError>,
+    },
     /// The JUnit XML could not be written.
     #[error("could not write the JUnit report {path}: {source}")]
     Junit {

@@ -138,9 +138,9 @@ pub struct OutsideFiles {
 pub const OUTSIDE_WALK_LIMIT: usize = 200_000;
 
 impl OutsideFiles {
-    /// Walks `roots` by descriptor (no symlink followed, other accounts' folders entered only
-    /// as far as root may) and keeps every entry owned by `uid`, except what lies in
-    /// `excluded` (the instance's web folders).
+    /// Walks `roots` by descriptor (no symlink followed, and no folder the account could not
+    /// enter itself) and keeps every entry owned by `uid`, except what lies in `excluded` (the
+    /// instance's web folders).
     pub fn capture(roots: &[&Utf8Path], uid: u32, excluded: &[&Utf8Path]) -> OutsideFiles {
         let mut out = OutsideFiles::default();
         let mut walked = 0usize;
@@ -229,7 +229,12 @@ fn walk(
                 },
             );
         }
+        // A folder the account cannot enter (not its own, no search bit for others) holds
+        // nothing the account can have written: not walked (other runs' private folders in
+        // /tmp would cost seconds per script).
+        let enterable = st.st_uid == uid || st.st_mode & 0o001 != 0;
         if kind == 'd'
+            && enterable
             && let Ok(Some(sub)) = open_walked_dir(dir.as_fd(), os)
         {
             walk(&sub, &child, uid, excluded, out, walked, depth + 1);

@@ -17,6 +17,7 @@
 pub mod capture;
 pub mod error;
 pub mod findings;
+pub mod kept;
 pub mod report;
 pub mod sandbox;
 pub mod scenario;

@@ -27,8 +27,9 @@ use crate::findings;
 /// What every sandbox's name (account, group, home) starts with.
 pub const SANDBOX_PREFIX: &str = "aps-conf-";
 
-/// Where sandboxes live unless the caller says otherwise.
-pub const DEFAULT_BASE: &str = "/var/lib/aps-conformance";
+/// Where sandboxes live unless the caller says otherwise: under a shared parent, since the
+/// controller installs into nothing in or above a system tree such as `/var/lib`.
+pub const DEFAULT_BASE: &str = "/srv/aps-conformance";
 
 /// The folders a tenant may write outside its home: what [`remove_named`] clears of the
 /// account's files, and what [`findings::OutsideFiles`] watches.
@@ -179,6 +180,16 @@ impl Sandbox {
         &self.web_root
     }
 
+    /// The run's own root-only folder beside the sandbox ([`run_folder`]).
+    pub fn run_folder(&self) -> Utf8PathBuf {
+        run_folder(&self.base, &self.name)
+    }
+
+    /// Whether the sandbox is to be kept at its end.
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
     /// Ends the sandbox: removes it, or with `keep` marks it kept and says where it is.
     pub fn finish(mut self) -> Result<Ending, ConformanceError> {
         self.end()
@@ -233,7 +244,11 @@ pub fn sweep(base: &Utf8Path) -> Result<Vec<String>, ConformanceError> {
         let file = entry.file_name();
         let name = file
             .strip_prefix('.')
-            .and_then(|f| f.strip_suffix(".lock").or_else(|| f.strip_suffix(".kept")))
+            .and_then(|f| {
+                f.strip_suffix(".lock")
+                    .or_else(|| f.strip_suffix(".kept"))
+                    .or_else(|| f.strip_suffix(".run"))
+            })
             .unwrap_or(file);
         if is_sandbox_name(name) {
             names.insert(name.to_owned());
@@ -310,6 +325,9 @@ fn remove_locked(base: &Utf8Path, name: &str) -> Result<(), ConformanceError> {
     let home = base.join(name);
     remove_dir_all_nofollow(home.as_std_path())
         .map_err(ConformanceError::io("remove the sandbox home", &home))?;
+    let run = run_folder(base, name);
+    remove_dir_all_nofollow(run.as_std_path())
+        .map_err(ConformanceError::io("remove the run folder", &run))?;
     for mark in [kept_file(base, name), lock_file(base, name)] {
         match std::fs::remove_file(&mark) {
             Ok(()) => {}
@@ -369,6 +387,9 @@ fn check_base(base: &Utf8Path) -> Result<(), ConformanceError> {
             .mode(0o755)
             .create(base)
             .map_err(ConformanceError::io("create", base))?;
+        // An opened controller's umask (077) would leave it closed to the sandbox accounts.
+        std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755))
+            .map_err(ConformanceError::io("set the mode of", base))?;
     }
     let fd = open_dir_nofollow(base.as_std_path()).map_err(|e| unsafe_base(e.to_string()))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| unsafe_base(e.to_string()))?;
@@ -398,6 +419,12 @@ fn open_lock(base: &Utf8Path, name: &str) -> Result<File, ConformanceError> {
         .custom_flags(libc_nofollow())
         .open(&path)
         .map_err(ConformanceError::io("open the sandbox lock", &path))
+}
+
+/// The root-only folder a run keeps beside the sandbox `name` (its controller's state, its
+/// backups), `base/.NAME.run`: removed with the sandbox, kept with it.
+pub fn run_folder(base: &Utf8Path, name: &str) -> Utf8PathBuf {
+    base.join(format!(".{name}.run"))
 }
 
 fn lock_file(base: &Utf8Path, name: &str) -> Utf8PathBuf {

@@ -91,6 +91,14 @@ impl Controller {
         &self.cancel
     }
 
+    /// Makes `cancel` the token this controller's operations check from now on and returns
+    /// the one it replaces: for an embedder that stops one operation on purpose (a
+    /// conformance run's fault round) without setting the process's token, which no
+    /// operation after it could clear.
+    pub fn replace_cancel(&mut self, cancel: Cancel) -> Cancel {
+        std::mem::replace(&mut self.cancel, cancel)
+    }
+
     /// Operations report their progress to `sink` from now on.
     pub fn set_progress(&mut self, sink: Option<std::sync::Arc<dyn Progress>>) {
         self.progress = sink.map(Meter::new);

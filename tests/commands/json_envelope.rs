@@ -489,6 +489,24 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     let v = c.run(&sb, &["instance", "enable", "nosuch"], false);
     assert_eq!(v["error"]["kind"], "instance-not-found", "{v}");
 
+    // conformance: a mistake refused before any work, and the removal of a sandbox that is
+    // not there (a whole run's envelope is checked by tests/conformance).
+    let v = c.run(&sb, &["conformance", "nosuch.app.zip"], false);
+    assert_eq!(v["error"]["kind"], "invalid-package", "{v}");
+    let base = sb.path("conformance-base");
+    let v = c.run(
+        &sb,
+        &[
+            "conformance",
+            "--remove-sandbox",
+            "aps-conf-0123456789",
+            "--sandbox-base",
+            base.as_str(),
+        ],
+        true,
+    );
+    assert_eq!(v["removed"], false, "{v}");
+
     let listed = listed_commands();
     let missing: Vec<&String> = listed.difference(&c.covered).collect();
     assert!(

@@ -7,10 +7,20 @@
 //! tells the caller's progress sink. A step that needs an earlier one that failed is skipped,
 //! with why.
 
+// A step's failure carries the script's output, and the controller's errors are large too
+// (the controller allows the same); failures are rare and never on a hot path.
+#![allow(clippy::result_large_err)]
+
+mod data;
 mod fault;
+mod interrupt;
+mod life;
 mod migrate;
+mod sandboxed;
+pub(crate) mod start;
 pub mod steps;
 mod upgrade;
+pub mod watch;
 
 use std::time::{Duration, Instant};
 
@@ -146,18 +156,123 @@ pub fn run(
     options: &RunOptions,
     progress: &mut dyn FnMut(Event<'_>),
 ) -> Result<Report, ConformanceError> {
-    let _ = (package, options, progress);
-    todo!(
-        "the scenario: package check, install, seed, backup, damage, restore, compare, configure, disable/enable, then the rounds"
-    )
+    let started = Instant::now();
+    let named = package;
+    let package = aps_controller::paths::absolute(package);
+    let start::Started {
+        sandbox,
+        controller,
+        work,
+    } = start::start(options)?;
+    let mut cx = Context {
+        options,
+        report: Report::new(named.as_str()),
+        package,
+        controller,
+        sandbox,
+        instance: None,
+        work,
+        progress,
+    };
+    // A bug in a step must not skip the end: the instances' databases and the sandbox go.
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| main_round(&mut cx)));
+    if let Err(panic) = ran {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        let row = StepRow::fail(
+            steps::INTERNAL,
+            started.elapsed(),
+            format!("the run stopped on an internal error: {why}"),
+            None,
+        );
+        cx.push(row);
+    }
+    Ok(start::finish(cx, started))
 }
 
-/// Runs the rounds of the second half, in order (called by [`run`]).
-#[allow(dead_code)]
+/// The steps of the order, each skipped with why when one it needs failed.
+fn main_round(cx: &mut Context<'_>) {
+    let subject = life::package_check(cx);
+    let installed = match &subject {
+        Some(subject) => life::install(cx, subject),
+        None => {
+            cx.skip(steps::INSTALL, "the package check failed");
+            false
+        }
+    };
+    let (Some(subject), true) = (subject, installed) else {
+        let why = "the install failed";
+        for step in [
+            steps::SEED,
+            steps::BACKUP,
+            steps::DAMAGE,
+            steps::RESTORE,
+            steps::COMPARE_RESTORE,
+            steps::CONFIGURE,
+            steps::DISABLE,
+            steps::ENABLE,
+        ] {
+            cx.skip(step, why);
+        }
+        rounds(cx);
+        cx.skip(steps::REMOVE, why);
+        return;
+    };
+    restore_round(cx, &subject);
+    life::configure(cx, &subject);
+    life::disable_enable(cx, &subject);
+    rounds(cx);
+    life::remove(cx, &subject);
+}
+
+/// Seed, backup, damage, restore, compare.
+fn restore_round(cx: &mut Context<'_>, subject: &life::Subject) {
+    let Some(before) = data::seed(cx, subject) else {
+        for step in [
+            steps::BACKUP,
+            steps::DAMAGE,
+            steps::RESTORE,
+            steps::COMPARE_RESTORE,
+        ] {
+            cx.skip(step, "the seed failed: there is no state to compare with");
+        }
+        return;
+    };
+    let Some(file) = data::backup(cx, subject) else {
+        for step in [steps::DAMAGE, steps::RESTORE, steps::COMPARE_RESTORE] {
+            cx.skip(step, "the backup failed: there is nothing to restore");
+        }
+        return;
+    };
+    // A damage that failed leaves less for the restore to undo; the restore still runs.
+    data::damage(cx, &before);
+    if !data::restore(cx, subject, &file) {
+        cx.skip(steps::COMPARE_RESTORE, "the restore failed");
+        return;
+    }
+    data::compare_after_restore(cx, subject, &before);
+}
+
+/// Runs the rounds of the second half, in order (called by [`run`]). Without an installed
+/// instance there is nothing to migrate or interrupt; the upgrade rounds install their own.
 fn rounds(cx: &mut Context<'_>) {
-    migrate::migrate_round(cx);
+    let installed = cx.instance.is_some();
+    if installed {
+        migrate::migrate_round(cx);
+    } else {
+        cx.skip(steps::MIGRATE, "the install failed");
+        cx.skip(steps::COMPARE_MIGRATE, "the install failed");
+    }
     for old in cx.options.upgrade_from.clone() {
         upgrade::upgrade_round(cx, &old);
     }
-    fault::fault_round(cx);
+    if installed {
+        fault::fault_round(cx);
+    } else {
+        cx.skip(steps::FAULT_BACKUP, "the install failed");
+        cx.skip(steps::FAULT_RESTORE, "the install failed");
+    }
 }

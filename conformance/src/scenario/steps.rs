@@ -20,3 +20,46 @@ pub fn upgrade_from(version: &str) -> String {
 pub const FAULT_BACKUP: &str = "backup interrupted";
 pub const FAULT_RESTORE: &str = "restore interrupted";
 pub const REMOVE: &str = "remove";
+/// Only when the end of the run could not remove what it made (instances, databases, the
+/// sandbox): what is left, for a person to remove.
+pub const CLEANUP: &str = "clean up";
+/// Only when the run itself failed (a bug, not the package): what stopped it.
+pub const INTERNAL: &str = "internal error";
+/// The migration's target instance and its sandbox removed (skipped with where, under `keep`).
+pub const MIGRATE_REMOVE: &str = "remove the migrated copy";
+/// The rows of one `--upgrade-from` package, `upgrade from VERSION-RELEASE: PHASE`, in order.
+pub fn upgrade_phase(version: &str, phase: UpgradePhase) -> String {
+    format!("{}: {}", upgrade_from(version), phase.as_str())
+}
+
+/// The phases of an upgrade round, one row each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradePhase {
+    /// The old package checked (same application, older), installed in a sandbox of its own
+    /// and seeded.
+    Install,
+    /// The instance upgraded to the package under test.
+    Upgrade,
+    /// The seeded data compared with its state before the upgrade.
+    Compare,
+    /// The instance and its sandbox removed (skipped with where, under `keep`).
+    Remove,
+}
+
+impl UpgradePhase {
+    pub const ALL: [UpgradePhase; 4] = [
+        UpgradePhase::Install,
+        UpgradePhase::Upgrade,
+        UpgradePhase::Compare,
+        UpgradePhase::Remove,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradePhase::Install => "install",
+            UpgradePhase::Upgrade => "upgrade",
+            UpgradePhase::Compare => "compare",
+            UpgradePhase::Remove => "remove",
+        }
+    }
+}

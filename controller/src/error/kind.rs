@@ -35,6 +35,9 @@ pub enum ErrorKind {
     InvalidSettings,
     /// An install names an instance that is already registered; nothing was made.
     InstanceExists,
+    /// A conformance run ended with a step that failed (`aps-controller conformance`): the
+    /// package, not the host, is at fault; the report says which step and why.
+    ConformanceFailed,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -42,7 +45,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,
@@ -60,6 +63,7 @@ impl ErrorKind {
         ErrorKind::RequirementUnmet,
         ErrorKind::InvalidSettings,
         ErrorKind::InstanceExists,
+        ErrorKind::ConformanceFailed,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -89,6 +93,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => "requirement-unmet",
             ErrorKind::InvalidSettings => "invalid-settings",
             ErrorKind::InstanceExists => "instance-exists",
+            ErrorKind::ConformanceFailed => "conformance-failed",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -116,6 +121,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => 23,
             ErrorKind::InvalidSettings => 24,
             ErrorKind::InstanceExists => 25,
+            ErrorKind::ConformanceFailed => 26,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

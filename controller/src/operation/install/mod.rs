@@ -37,7 +37,8 @@ use crate::registry::SettingValue;
 
 pub use files::FilesMade;
 pub(crate) use files::{copy_entry, set_owner_mode, sorted_names};
-pub(crate) use plan::{package_problems, root_content, writable_folders};
+pub use plan::writable_folders;
+pub(crate) use plan::{package_problems, root_content};
 
 /// Where a `db` requirement's database comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -450,7 +450,7 @@ pub(crate) fn root_content(package: &OpenedPackage) -> Option<Utf8PathBuf> {
 }
 
 /// Web-root-relative folders of the mappings the package declares `writable`.
-pub(crate) fn writable_folders(package: &OpenedPackage) -> Vec<String> {
+pub fn writable_folders(package: &OpenedPackage) -> Vec<String> {
     fn walk(m: &Mapping, parent: &str, out: &mut Vec<String>) {
         let rel = [parent, m.url.trim_matches('/')]
             .into_iter()

@@ -174,3 +174,73 @@ pub(super) fn is_seeded(d: &Difference) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::capture::{FileKind, FileState, FolderState, Owner};
+
+    fn file(content: &str) -> FileState {
+        FileState {
+            kind: FileKind::File,
+            mode: 0o644,
+            owner: Owner::Account,
+            size: Some(content.len() as u64),
+            sha256: Some(content.to_owned()),
+            target: None,
+        }
+    }
+
+    /// A capture of the root folder holding `files` (name → content).
+    fn capture(files: &[(&str, &str)]) -> Capture {
+        let entries = files
+            .iter()
+            .map(|(name, content)| (name.to_string(), file(content)))
+            .collect();
+        let folder = FolderState {
+            path: "/srv/www".into(),
+            entries,
+        };
+        Capture {
+            folders: BTreeMap::from([("/".to_owned(), folder)]),
+            databases: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_what_the_copy_holds_as_its_own_install_left_it_is_not_a_difference() {
+        let marker = seed::MARKER_NAME;
+        let original = capture(&[("config.php", "db=a"), ("data.txt", "x"), (marker, "m")]);
+        let own = capture(&[
+            ("config.php", "db=b"),
+            ("data.txt", "fresh"),
+            (marker, "other"),
+        ]);
+        // The copy's config is its own; the data file and the marker came across.
+        let migrated = capture(&[("config.php", "db=b"), ("data.txt", "x"), (marker, "m")]);
+        assert_eq!(migration_differences(&original, &own, &migrated), vec![]);
+        // The rule's limit, said in the docs: a file of the copy's own install that the
+        // migration left as it was reads as the copy's own too.
+        let stale = capture(&[("config.php", "db=b"), ("data.txt", "fresh"), (marker, "m")]);
+        assert_eq!(migration_differences(&original, &own, &stale), vec![]);
+        // A file the copy lacks is never its own, nor is a marker that differs, even when the
+        // copy's install left it so.
+        let lost = capture(&[("config.php", "db=b"), (marker, "other")]);
+        let found = migration_differences(&original, &own, &lost);
+        assert!(
+            found.contains(&Difference::FileMissing {
+                folder: "/".into(),
+                path: "data.txt".into()
+            }),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|d| matches!(d, Difference::FileContent { path, .. } if path == marker)),
+            "{found:?}"
+        );
+    }
+}

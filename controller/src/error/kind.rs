@@ -35,6 +35,8 @@ pub enum ErrorKind {
     InvalidSettings,
     /// An install names an instance that is already registered; nothing was made.
     InstanceExists,
+    /// `status --max-age`: an instance has no good backup younger than the age given.
+    Stale,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -42,7 +44,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,
@@ -60,6 +62,7 @@ impl ErrorKind {
         ErrorKind::RequirementUnmet,
         ErrorKind::InvalidSettings,
         ErrorKind::InstanceExists,
+        ErrorKind::Stale,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -89,6 +92,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => "requirement-unmet",
             ErrorKind::InvalidSettings => "invalid-settings",
             ErrorKind::InstanceExists => "instance-exists",
+            ErrorKind::Stale => "stale",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -116,6 +120,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => 23,
             ErrorKind::InvalidSettings => 24,
             ErrorKind::InstanceExists => 25,
+            ErrorKind::Stale => 26,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

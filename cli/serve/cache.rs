@@ -55,9 +55,48 @@ impl Stamp {
 
 struct Entry {
     stamps: Vec<Option<Stamp>>,
+    epoch: i64,
     status: u16,
     content_type: &'static str,
     bytes: Arc<Vec<u8>>,
+}
+
+/// One value made from `folders` (the registry's records and the status files read), kept
+/// while they are unchanged: the answers that change with the clock alone (`/v1/status`'s
+/// ages) are made from it anew without reading a file.
+pub struct Stamped<T> {
+    slot: Mutex<Option<(Vec<Option<Stamp>>, Arc<T>)>>,
+}
+
+impl<T> Default for Stamped<T> {
+    fn default() -> Self {
+        Stamped {
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl<T> Stamped<T> {
+    /// The value kept while `folders` are unchanged, else `make`'s (kept unless it failed or
+    /// a folder just changed).
+    pub fn get<E>(
+        &self,
+        folders: &[&Utf8Path],
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        let now = SystemTime::now();
+        let stamps: Vec<Option<Stamp>> = folders.iter().map(|f| Stamp::of(f)).collect();
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((kept, value)) = slot.as_ref()
+            && *kept == stamps
+        {
+            return Ok(Arc::clone(value));
+        }
+        let value = Arc::new(make()?);
+        let settled = stamps.iter().flatten().all(|s| !s.is_recent(now));
+        *slot = settled.then(|| (stamps, Arc::clone(&value)));
+        Ok(value)
+    }
 }
 
 /// What a route made: its status, content type and bytes, and whether it may be kept (a
@@ -76,14 +115,24 @@ pub struct ReadCache {
 }
 
 impl ReadCache {
-    /// The answer kept under `key` while `folders` are unchanged, else `make`'s. One request
-    /// makes it while the others of the same key wait for it, so that fifty clients arriving
-    /// after a change read the folders once, not fifty times.
-    pub fn get(&self, key: &str, folders: &[&Utf8Path], make: impl FnOnce() -> Made) -> Reply {
+    /// The answer kept under `key` while `folders` are unchanged and `epoch` is the same
+    /// (the second an answer that counts ages was made in; 0 for the others), else `make`'s,
+    /// which replaces it. One request makes it while the others wait for it, so that fifty
+    /// clients arriving after a change read the folders once, not fifty times.
+    pub fn get(
+        &self,
+        key: &str,
+        epoch: i64,
+        folders: &[&Utf8Path],
+        make: impl FnOnce() -> Made,
+    ) -> Reply {
         let now = SystemTime::now();
         let stamps: Vec<Option<Stamp>> = folders.iter().map(|f| Stamp::of(f)).collect();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = entries.get(key).filter(|e| e.stamps == stamps) {
+        if let Some(e) = entries
+            .get(key)
+            .filter(|e| e.stamps == stamps && e.epoch == epoch)
+        {
             return Reply {
                 status: e.status,
                 body: Body::Bytes {
@@ -103,6 +152,7 @@ impl ReadCache {
                 key.to_owned(),
                 Entry {
                     stamps,
+                    epoch,
                     status: made.status,
                     content_type: made.content_type,
                     bytes: Arc::clone(&bytes),
@@ -148,8 +198,8 @@ mod tests {
         std::fs::create_dir(&folder).unwrap();
         let cache = ReadCache::default();
         // Just made: not kept, every request makes it anew.
-        assert_eq!(text(cache.get("k", &[&folder], || made("a"))), "a");
-        assert_eq!(text(cache.get("k", &[&folder], || made("b"))), "b");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("a"))), "a");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("b"))), "b");
         // Settled (mtime set into the past): kept.
         let past =
             std::fs::FileTimes::new().set_modified(SystemTime::now() - Duration::from_secs(60));
@@ -159,20 +209,20 @@ mod tests {
             .unwrap();
         // ctime moved with set_times: wait out the racy second.
         std::thread::sleep(RACY + Duration::from_millis(50));
-        assert_eq!(text(cache.get("k", &[&folder], || made("c"))), "c");
-        assert_eq!(text(cache.get("k", &[&folder], || made("d"))), "c");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("c"))), "c");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("d"))), "c");
         // A file renamed into the folder is seen at the next request.
         std::fs::write(folder.join(".tmp"), "x").unwrap();
         std::fs::rename(folder.join(".tmp"), folder.join("new.json")).unwrap();
-        assert_eq!(text(cache.get("k", &[&folder], || made("e"))), "e");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("e"))), "e");
         // A failure is never kept.
         std::thread::sleep(RACY + Duration::from_millis(50));
         let failed = Made {
             keep: false,
             ..made("f")
         };
-        assert_eq!(text(cache.get("k", &[&folder], || failed)), "f");
-        assert_eq!(text(cache.get("k", &[&folder], || made("g"))), "g");
-        assert_eq!(text(cache.get("k", &[&folder], || made("h"))), "g");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || failed)), "f");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("g"))), "g");
+        assert_eq!(text(cache.get("k", 0, &[&folder], || made("h"))), "g");
     }
 }

@@ -126,6 +126,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         allowed,
         register_dirs,
         cache: cache::ReadCache::default(),
+        status_inputs: cache::Stamped::default(),
     };
     let (queue, requests) = std::sync::mpsc::sync_channel(http::MAX_QUEUED);
     let requests = std::sync::Mutex::new(requests);
@@ -191,6 +192,8 @@ struct App {
     register_dirs: Vec<Utf8PathBuf>,
     /// The read routes' answers, kept while their folders are unchanged.
     cache: cache::ReadCache,
+    /// What the status table is made of: the registry's instances and the status files.
+    status_inputs: cache::Stamped<read::StatusInputs>,
 }
 
 /// `--register-dir`s: existing folders of root or the controller's user that others cannot

@@ -4,6 +4,7 @@
 
 use aps_controller::registry::view;
 use aps_panel::Periodicity;
+use aps_panel::service::ServiceError;
 use aps_panel::service::status;
 use camino::Utf8PathBuf;
 use serde_json::{Value, json};
@@ -12,6 +13,12 @@ use super::App;
 use super::answer::{Answer, service_answer, store_problem};
 use super::cache::Made;
 use super::http::{Reply, Request};
+
+/// What the status table is made of: the registry's instances and what `run` recorded.
+pub(super) type StatusInputs = (
+    Vec<status::Registered>,
+    std::collections::BTreeMap<String, aps_panel::status::InstanceStatus>,
+);
 
 const JSON: &str = "application/json";
 /// The Prometheus text exposition format, version 0.0.4.
@@ -29,7 +36,7 @@ impl App {
     /// `GET /v1/instances`: every instance's summary, as `instance list --json`.
     pub(super) fn list(&self) -> Reply {
         let folders = [self.instances_dir()];
-        self.cache.get("instances", &[&folders[0]], || {
+        self.cache.get("instances", 0, &[&folders[0]], || {
             json_made(match self.ctl.store().list() {
                 Ok(all) => {
                     let items: Vec<Value> = all.iter().map(view::summary_json).collect();
@@ -49,39 +56,53 @@ impl App {
         };
         // Ages are counted in whole seconds: an answer is kept for the second it was made in.
         let second = jiff::Timestamp::now().as_second();
-        let key = format!(
-            "status {:?} {:?} {second}",
-            request.max_age, request.periodicity
-        );
+        let key = format!("status {:?} {:?}", request.max_age, request.periodicity);
         let folders = [self.instances_dir(), self.status_dir()];
-        self.cache.get(&key, &[&folders[0], &folders[1]], || {
-            json_made(match status::status(&self.ctl, &request) {
-                Ok(table) => {
-                    let stale = crate::status::stale_failure(&table, &max_age_text);
-                    let status = if stale.is_some() { 503 } else { 200 };
-                    (status, crate::status::table_json(&table, stale.as_ref()))
-                }
-                Err(e) => service_answer(e),
+        self.cache
+            .get(&key, second, &[&folders[0], &folders[1]], || {
+                json_made(match self.status_table(&request) {
+                    Ok(table) => {
+                        let stale = crate::status::stale_failure(&table, &max_age_text);
+                        let status = if stale.is_some() { 503 } else { 200 };
+                        (status, crate::status::table_json(&table, stale.as_ref()))
+                    }
+                    Err(e) => service_answer(e),
+                })
             })
-        })
     }
 
     /// `GET /metrics`: the status table in the Prometheus text format.
     pub(super) fn metrics(&self) -> Reply {
         let folders = [self.instances_dir(), self.status_dir()];
-        self.cache.get(
-            "metrics",
-            &[&folders[0], &folders[1]],
-            || match status::status(&self.ctl, &status::Request::default()) {
-                Ok(table) => Made {
-                    status: 200,
-                    content_type: PROMETHEUS,
-                    bytes: super::metrics::exposition(&table).into_bytes(),
-                    keep: true,
-                },
-                Err(e) => json_made(service_answer(e)),
-            },
-        )
+        self.cache
+            .get("metrics", 0, &[&folders[0], &folders[1]], || {
+                match self.status_table(&status::Request::default()) {
+                    Ok(table) => Made {
+                        status: 200,
+                        content_type: PROMETHEUS,
+                        bytes: super::metrics::exposition(&table).into_bytes(),
+                        keep: true,
+                    },
+                    Err(e) => json_made(service_answer(e)),
+                }
+            })
+    }
+}
+
+impl App {
+    /// The status table now, from the records and status files kept while their folders are
+    /// unchanged (a new second only counts the ages again).
+    fn status_table(&self, request: &status::Request) -> Result<status::StatusTable, ServiceError> {
+        let folders = [self.instances_dir(), self.status_dir()];
+        let inputs = self.status_inputs.get(&[&folders[0], &folders[1]], || {
+            Ok::<_, ServiceError>((status::registered(&self.ctl)?, status::recorded(&self.ctl)?))
+        })?;
+        Ok(status::table(
+            &inputs.0,
+            &inputs.1,
+            jiff::Timestamp::now(),
+            request,
+        ))
     }
 }
 

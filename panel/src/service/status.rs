@@ -90,13 +90,18 @@ pub struct Registered {
 /// The table of this state folder's instances.
 pub fn status(ctl: &Controller, request: &Request) -> Result<StatusTable, ServiceError> {
     let registered = registered(ctl)?;
-    let recorded = read_all(ctl.config().state.root()).map_err(|e| ServiceError::Refused {
+    let recorded = recorded(ctl)?;
+    Ok(table(&registered, &recorded, Timestamp::now(), request))
+}
+
+/// What `run` recorded of every instance ([`crate::status`]).
+pub fn recorded(ctl: &Controller) -> Result<BTreeMap<String, InstanceStatus>, ServiceError> {
+    read_all(ctl.config().state.root()).map_err(|e| ServiceError::Refused {
         kind: ErrorKind::Internal,
         step: None,
         message: words![e.to_string()],
         hint: None,
-    })?;
-    Ok(table(&registered, &recorded, Timestamp::now(), request))
+    })
 }
 
 /// The registry's instances, by name.

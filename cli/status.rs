@@ -5,15 +5,12 @@
 
 use std::process::ExitCode;
 
-use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_panel::Periodicity;
 use aps_panel::service::status::{self, Row, StatusTable};
-use serde_json::Value;
 
-use crate::common::{
-    Failure, Out, StateArgs, cli_failure, envelope, open_controller, outln, success_json,
-};
+use crate::common::{Failure, Out, StateArgs, cli_failure, open_controller, outln};
+use crate::failures::{stale_failure, table_json};
 use crate::terminal::escape;
 
 #[derive(clap::Args)]
@@ -63,39 +60,6 @@ fn status(out: Out, args: StatusArgs) -> Result<ExitCode, Failure> {
         }
     }
     Ok(stale.map_or(ExitCode::SUCCESS, |f| ExitCode::from(f.exit)))
-}
-
-/// The `stale` failure naming the instances, when there are any.
-pub fn stale_failure(table: &StatusTable, max_age: &str) -> Option<Failure> {
-    if table.stale.is_empty() {
-        return None;
-    }
-    Some(
-        Failure::new(
-            ErrorKind::Stale,
-            format!(
-                "{} instance(s) without a good backup younger than {max_age}: {}",
-                table.stale.len(),
-                table.stale.join(", ")
-            ),
-        )
-        .with("problems", table.stale.clone()),
-    )
-}
-
-/// The envelope: the table, and with stale instances `ok` false and the `stale` error.
-pub fn table_json(table: &StatusTable, stale: Option<&Failure>) -> Value {
-    match stale {
-        None => success_json(table),
-        Some(f) => {
-            let Value::Object(mut fields) = serde_json::to_value(table).expect("tables serialise")
-            else {
-                unreachable!("a table is an object")
-            };
-            fields.insert("error".into(), f.error_json());
-            envelope(false, fields)
-        }
-    }
 }
 
 /// One line per instance and periodicity, under a header.

@@ -17,11 +17,14 @@ const GAUGES: &[Family] = &[
     Family {
         name: "aps_backup_last_success_timestamp_seconds",
         kind: "gauge",
-        help: "Unix time the last good backup of the instance and periodicity was recorded; 0 for an instance never backed up (periodicity=\"none\").",
-        value: |r| match (&r.last_success, r.periodicity) {
-            (Some(s), _) => Some(s.time.as_millisecond() as f64 / 1000.0),
-            (None, None) => Some(0.0),
-            (None, Some(_)) => None,
+        help: "Unix time the last good backup of the instance and periodicity was recorded; 0 when it never succeeded (periodicity=\"none\": nothing was ever recorded of the instance).",
+        // 0 rather than no sample: `time() - x > age` then catches what never succeeded.
+        value: |r| {
+            Some(
+                r.last_success
+                    .as_ref()
+                    .map_or(0.0, |s| s.time.as_millisecond() as f64 / 1000.0),
+            )
         },
     },
     Family {

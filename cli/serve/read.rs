@@ -62,9 +62,9 @@ impl App {
             .get(&key, second, &[&folders[0], &folders[1]], || {
                 json_made(match self.status_table(&request) {
                     Ok(table) => {
-                        let stale = crate::status::stale_failure(&table, &max_age_text);
+                        let stale = crate::failures::stale_failure(&table, &max_age_text);
                         let status = if stale.is_some() { 503 } else { 200 };
-                        (status, crate::status::table_json(&table, stale.as_ref()))
+                        (status, crate::failures::table_json(&table, stale.as_ref()))
                     }
                     Err(e) => service_answer(e),
                 })

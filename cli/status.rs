@@ -1,4 +1,4 @@
-//! `aps-controller status [--json] [--max-age AGE] [--periodicity P]`: the service's
+//! `aps-controller status [--json] [--max-age AGE] [--periodicity P] [--repository]`: the service's
 //! [`aps_panel::service::status`] (the last good backup and the last failure of each instance
 //! and periodicity), in words; with `--max-age`, exit 26 (`stale`) when an instance has no
 //! good backup younger than that.
@@ -9,14 +9,15 @@ use aps_controller::error::human_bytes;
 use aps_panel::Periodicity;
 use aps_panel::service::status::{self, Row, StatusTable};
 
-use crate::common::{Failure, Out, StateArgs, cli_failure, open_controller, outln};
+use crate::common::{Failure, Out, StateArgs, cli_failure, open_controller, open_panel, outln};
 use crate::failures::{stale_failure, table_json};
 use crate::terminal::escape;
 
 #[derive(clap::Args)]
 #[command(after_help = "EXAMPLES:
   aps-controller status
-  aps-controller status --max-age 26h --json")]
+  aps-controller status --max-age 26h --json
+  aps-controller status --repository --max-age 26h")]
 pub struct StatusArgs {
     /// Exit 26 (`stale`) and list them when an instance has no good backup younger than AGE
     /// (26h, 90m, 7d, 1d12h); without it the exit is 0 whatever the backups' age.
@@ -25,6 +26,10 @@ pub struct StatusArgs {
     /// Only the backups of this periodicity (and staleness judged by them alone).
     #[arg(long)]
     periodicity: Option<Periodicity>,
+    /// Every host's instances in the shared repository panel.toml names ([store] kind =
+    /// "repository"), read from its snapshots, with a HOST column; stale ones are HOST/NAME.
+    #[arg(long)]
+    repository: bool,
     /// One JSON object: {"ok":…,"now":…,"rows":[…],"stale":[…]} (docs/json.md).
     #[arg(long)]
     json: bool,
@@ -44,12 +49,17 @@ fn status(out: Out, args: StatusArgs) -> Result<ExitCode, Failure> {
         .map(status::parse_age)
         .transpose()
         .map_err(|m| Failure::usage(format!("--max-age: {m}")))?;
-    let ctl = open_controller(&args.state)?;
     let request = status::Request {
         max_age,
         periodicity: args.periodicity,
     };
-    let table = status::status(&ctl, &request).map_err(cli_failure)?;
+    let table = if args.repository {
+        let panel = open_panel(&args.state)?;
+        status::every_host(&panel, &request).map_err(cli_failure)?
+    } else {
+        let ctl = open_controller(&args.state)?;
+        status::status(&ctl, &request).map_err(cli_failure)?
+    };
     let stale = stale_failure(&table, args.max_age.as_deref().unwrap_or(""));
     if out.json {
         outln!("{}", table_json(&table, stale.as_ref()));
@@ -65,7 +75,8 @@ fn status(out: Out, args: StatusArgs) -> Result<ExitCode, Failure> {
 /// One line per instance and periodicity, under a header.
 pub fn table_text(table: &StatusTable) -> String {
     if table.rows.is_empty() {
-        return "no instance is registered".to_owned();
+        return "no instance is registered (or, with --repository, no snapshot is there)"
+            .to_owned();
     }
     let hosts = table.rows.iter().any(|r| r.host.is_some());
     let mut lines = vec![format!(

@@ -519,3 +519,71 @@ fn the_notify_command_runs_as_its_configured_account() {
         serde_json::from_slice(&std::fs::read(out_dir.join("stdin")).unwrap()).unwrap();
     assert_eq!(given["summary"]["succeeded"], 1);
 }
+
+#[test]
+fn status_of_a_shared_repository_answers_every_hosts_instances() {
+    // Two servers (two state folders) back up into one repository.
+    let one = Sandbox::new();
+    one.use_repository();
+    sh(&one, "blog", "normal");
+    let two = Sandbox::new();
+    let (repo, key, password) = (
+        one.state().join("repository"),
+        one.state().join("repository.key"),
+        one.state().join("repository.password"),
+    );
+    std::fs::write(
+        two.state().join("panel.toml"),
+        format!(
+            "[store]\nkind = \"repository\"\npath = \"{repo}\"\nkey-file = \"{key}\"\npassword-file = \"{password}\"\n"
+        ),
+    )
+    .unwrap();
+    sh(&two, "shop", "normal");
+    for sb in [&one, &two] {
+        let out = sb.cli(&["run", "--periodicity", "daily"]);
+        assert_eq!(code(&out), 0, "{out:?}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    // Server two sees server one's instance too, from its snapshots.
+    let out = two.cli(&["status", "--repository", "--json"]);
+    assert_eq!(code(&out), 0, "{out:?}");
+    let t = json(&out);
+    checked("status --repository --json", &t);
+    for name in ["blog", "shop"] {
+        let r = row(&t, name, Some("daily"));
+        assert_eq!(r["host"], host.as_str(), "{r}");
+        assert_eq!(
+            r["last_success"]["snapshot"].as_str().unwrap().len(),
+            64,
+            "{r}"
+        );
+        assert!(r["last_success"]["size"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["last_failure"].is_null());
+    }
+    let text = String::from_utf8_lossy(&two.cli(&["status", "--repository"]).stdout).into_owned();
+    assert!(text.starts_with("HOST "), "{text}");
+    // A second later, a second is too old: both stale, named with their host.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let out = two.cli(&["status", "--repository", "--max-age", "1s", "--json"]);
+    assert_eq!(code(&out), 26, "{out:?}");
+    assert_eq!(
+        json(&out)["stale"],
+        serde_json::json!([format!("{host}/blog"), format!("{host}/shop")])
+    );
+    // A store of archive files keeps no hosts: refused, nothing read.
+    let plain = Sandbox::new();
+    sh(&plain, "wiki", "normal");
+    let out = plain.cli(&["status", "--repository", "--json"]);
+    assert_eq!(code(&out), 2, "{out:?}");
+    assert!(
+        json(&out)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("repository store"),
+        "{out:?}"
+    );
+}

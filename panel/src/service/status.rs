@@ -12,8 +12,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{ServiceError, words};
+use crate::context::Panel;
 use crate::periodicity::Periodicity;
 use crate::status::{InstanceStatus, read_all};
+use crate::store::HostSnapshot;
 
 /// What the caller asks for.
 #[derive(Debug, Clone, Default)]
@@ -178,6 +180,73 @@ pub fn table(
         }
         if mark_stale(&mut rows[first..], request.max_age, instance.staging) {
             stale.push(instance.name.clone());
+        }
+    }
+    StatusTable {
+        now,
+        max_age_secs: request.max_age.map(|d| d.as_secs()),
+        rows,
+        stale,
+    }
+}
+
+/// The table of every host and instance of the shared repository panel.toml names: the
+/// newest snapshot of each host, instance and periodicity (`status --repository`). A
+/// repository keeps no failures: those columns stay empty. Stale entries are `HOST/INSTANCE`.
+pub fn every_host(panel: &Panel, request: &Request) -> Result<StatusTable, ServiceError> {
+    let snapshots = panel
+        .store
+        .every_host(&panel.cx())
+        .map_err(ServiceError::from)?;
+    Ok(fleet_table(&snapshots, Timestamp::now(), request))
+}
+
+/// [`every_host`]'s table from the snapshots, ages counted from `now`.
+pub fn fleet_table(snapshots: &[HostSnapshot], now: Timestamp, request: &Request) -> StatusTable {
+    // (host, instance) → periodicity → the newest snapshot.
+    let mut newest: BTreeMap<(&str, &str), BTreeMap<Option<Periodicity>, &HostSnapshot>> =
+        BTreeMap::new();
+    for s in snapshots {
+        if request
+            .periodicity
+            .is_some_and(|p| s.snapshot.periodicity != Some(p))
+        {
+            continue;
+        }
+        let kept = newest
+            .entry((s.host.as_str(), s.snapshot.instance.as_str()))
+            .or_default()
+            .entry(s.snapshot.periodicity)
+            .or_insert(s);
+        if s.snapshot.time > kept.snapshot.time {
+            *kept = s;
+        }
+    }
+    let mut rows = Vec::new();
+    let mut stale = Vec::new();
+    for ((host, instance), per) in newest {
+        let first = rows.len();
+        for (periodicity, s) in per {
+            rows.push(Row {
+                host: Some(host.to_owned()),
+                instance: instance.to_owned(),
+                periodicity,
+                role: None,
+                last_success: Some(LastSuccess {
+                    time: s.snapshot.time,
+                    age_secs: age(now, s.snapshot.time),
+                    size: s.snapshot.bytes_added,
+                    duration_ms: s.duration_ms,
+                    file: None,
+                    snapshot: Some(s.snapshot.id.clone()),
+                }),
+                last_failure: None,
+                failures: BTreeMap::new(),
+                stale: false,
+            });
+        }
+        if mark_stale(&mut rows[first..], request.max_age, false) {
+            stale.push(format!("{host}/{instance}"));
         }
     }
     StatusTable {
@@ -371,6 +440,97 @@ mod tests {
         // Without a maximum age nothing is stale.
         let t = table(&all, &recorded(), now, &Request::default());
         assert!(t.stale.is_empty() && t.rows.iter().all(|r| !r.stale));
+    }
+
+    #[test]
+    fn a_shared_repository_answers_per_host_its_newest_snapshot_of_each_periodicity() {
+        use crate::store::SnapshotInfo;
+        let snap = |host: &str, instance: &str, p: Periodicity, t: &str, id: &str| HostSnapshot {
+            host: host.to_owned(),
+            duration_ms: Some(1200),
+            snapshot: SnapshotInfo {
+                id: id.to_owned(),
+                instance: instance.to_owned(),
+                periodicity: Some(p),
+                time: at(t),
+                package: None,
+                files: 3,
+                files_unchanged: 0,
+                bytes_read: 100,
+                bytes_added: 40,
+            },
+        };
+        let all = [
+            snap(
+                "web1",
+                "blog",
+                Periodicity::Daily,
+                "2026-12-06T01:00:00Z",
+                "a1",
+            ),
+            snap(
+                "web1",
+                "blog",
+                Periodicity::Daily,
+                "2026-12-07T01:00:00Z",
+                "a2",
+            ),
+            // The same instance name on another host is another row, judged by itself.
+            snap(
+                "web2",
+                "blog",
+                Periodicity::Daily,
+                "2026-12-03T01:00:00Z",
+                "b1",
+            ),
+            snap(
+                "web2",
+                "shop",
+                Periodicity::Weekly,
+                "2026-12-07T02:00:00Z",
+                "b2",
+            ),
+        ];
+        let now = at("2026-12-07T12:00:00Z");
+        let request = Request {
+            max_age: Some(std::time::Duration::from_secs(26 * 3600)),
+            periodicity: None,
+        };
+        let t = fleet_table(&all, now, &request);
+        let rows: Vec<(Option<&str>, &str, &str)> = t
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.host.as_deref(),
+                    r.instance.as_str(),
+                    r.last_success
+                        .as_ref()
+                        .unwrap()
+                        .snapshot
+                        .as_deref()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (Some("web1"), "blog", "a2"),
+                (Some("web2"), "blog", "b1"),
+                (Some("web2"), "shop", "b2")
+            ]
+        );
+        assert_eq!(t.stale, ["web2/blog"]);
+        assert_eq!(
+            t.rows[0].last_success.as_ref().unwrap().duration_ms,
+            Some(1200)
+        );
+        let weekly = Request {
+            periodicity: Some(Periodicity::Weekly),
+            ..request
+        };
+        assert_eq!(fleet_table(&all, now, &weekly).rows.len(), 1);
     }
 
     #[test]

@@ -65,8 +65,11 @@ struct Entry {
 /// while they are unchanged: the answers that change with the clock alone (`/v1/status`'s
 /// ages) are made from it anew without reading a file.
 pub struct Stamped<T> {
-    slot: Mutex<Option<(Vec<Option<Stamp>>, Arc<T>)>>,
+    slot: Mutex<Option<Kept<T>>>,
 }
+
+/// A value and the folders' stamps it was made at.
+type Kept<T> = (Vec<Option<Stamp>>, Arc<T>);
 
 impl<T> Default for Stamped<T> {
     fn default() -> Self {

@@ -15,15 +15,8 @@ use serde_json::Value;
 use support::serve::serve_allowing;
 use support::{Sandbox, json};
 
-const SH_SETTINGS: &str =
-    "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n";
-
 fn sh(sb: &Sandbox, name: &str, behaviour: &str) {
-    sb.register(
-        name,
-        "sh-sample",
-        &format!("{SH_SETTINGS}behaviour = \"{behaviour}\"\n"),
-    );
+    sb.register_sh(name, behaviour);
 }
 
 fn checked(what: &str, v: &Value) {

@@ -1,11 +1,15 @@
 //! The libraries' own failures and reports as the envelope carries them — the registry's
-//! (registration, the instance store) and the package check's — for the commands and `serve`.
+//! (registration, the instance store), the package check's and the backup status's — for the
+//! commands and `serve`.
 
 use aps_controller::ErrorKind;
 use aps_controller::registry::{self, RegisterError, StoreError};
 use aps_meta::{CheckError, CheckReport, Severity};
 
-use crate::common::Failure;
+use aps_panel::service::status::StatusTable;
+use serde_json::Value;
+
+use crate::common::{Failure, envelope, success_json};
 
 /// The failure of a registry call, with the README's kinds.
 pub fn store_failure(e: StoreError) -> Failure {
@@ -83,5 +87,38 @@ pub fn check_error_kind(e: &CheckError) -> &'static str {
         CheckError::NotFound { .. } => "not-found",
         CheckError::NotAPackage { .. } => "not-a-package",
         CheckError::Io { .. } => "io",
+    }
+}
+
+/// The `stale` failure naming the instances, when there are any.
+pub fn stale_failure(table: &StatusTable, max_age: &str) -> Option<Failure> {
+    if table.stale.is_empty() {
+        return None;
+    }
+    Some(
+        Failure::new(
+            ErrorKind::Stale,
+            format!(
+                "{} instance(s) without a good backup younger than {max_age}: {}",
+                table.stale.len(),
+                table.stale.join(", ")
+            ),
+        )
+        .with("problems", table.stale.clone()),
+    )
+}
+
+/// The envelope: the table, and with stale instances `ok` false and the `stale` error.
+pub fn table_json(table: &StatusTable, stale: Option<&Failure>) -> Value {
+    match stale {
+        None => success_json(table),
+        Some(f) => {
+            let Value::Object(mut fields) = serde_json::to_value(table).expect("tables serialise")
+            else {
+                unreachable!("a table is an object")
+            };
+            fields.insert("error".into(), f.error_json());
+            envelope(false, fields)
+        }
     }
 }

@@ -25,6 +25,7 @@ mod restore;
 mod run;
 mod serve;
 mod signals;
+mod status;
 mod store;
 mod terminal;
 mod upgrade;
@@ -141,6 +142,10 @@ enum Command {
         # All operations since a given time, for a program:\n  \
         aps-controller log --since 2026-12-01T00:00:00Z --json")]
     Log(log::LogArgs),
+    /// Per instance and periodicity: the last good backup (time, age, size, duration) and the
+    /// last failure (time, kind); with --max-age, exit 27 when an instance has no good backup
+    /// younger than that (for cron mail or a monitoring check: docs/monitoring.md).
+    Status(status::StatusArgs),
     /// Print the shell completion script of aps-controller for bash, zsh, fish, elvish or
     /// powershell.
     #[command(after_help = "EXAMPLES:\n  \
@@ -217,6 +222,7 @@ fn dispatch(command: Command) -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Key(c) => key::run(c),
         Command::Log(a) => log::run(a),
+        Command::Status(a) => status::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
         Command::Config(c) => config::run(c),

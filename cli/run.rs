@@ -126,13 +126,29 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
             ),
         }
     });
-    if json {
-        let mut summary = serde_json::to_value(&s).expect("reports serialise");
-        if let Some(obj) = summary.as_object_mut() {
-            obj.insert("state_dir".into(), state_dir.root().as_str().into());
-            obj.insert("state_source".into(), state_source.as_str().into());
+    let mut summary = serde_json::to_value(&s).expect("reports serialise");
+    if let Some(obj) = summary.as_object_mut() {
+        obj.insert("state_dir".into(), state_dir.root().as_str().into());
+        obj.insert("state_source".into(), state_source.as_str().into());
+    }
+    let mut line = summary_line(s.success(), summary, failure.as_ref());
+    // `[notify]`: told with the summary line itself; a notification that fails is a warning
+    // (stderr, the journal's note), never a failed run.
+    let notified = panel.config.notify.as_ref().map_or_else(Vec::new, |n| {
+        aps_panel::notify::notify(n, s.success(), line.to_string().as_bytes())
+    });
+    for n in notified.iter().filter(|n| !n.ok) {
+        let error = n.error.as_deref().unwrap_or("failed");
+        out.warn(&format!("notify {} {}: {error}", n.target, n.to));
+        if let Some(note) = note.as_mut() {
+            note.push_str(&format!("; notify {} failed: {error}", n.target));
         }
-        outln!("{}", summary_line(s.success(), summary, failure.as_ref()));
+    }
+    if json {
+        if !notified.is_empty() {
+            line["summary"]["notify"] = serde_json::to_value(&notified).expect("serialises");
+        }
+        outln!("{line}");
     } else {
         outln!(
             "backup {}: {} ok, {} failed ({state_words})",
@@ -203,6 +219,13 @@ fn run_periodic(out: Out, args: RunArgs, note: &mut Option<String>) -> Result<Ex
             if let Some(e) = &r.error {
                 crate::common::errln!("aps-controller: retention in {} failed: {e}", r.repository);
             }
+        }
+        for n in &notified {
+            let word = if n.ok { "ok" } else { "FAILED" };
+            outln!("  notify  {} {} {word}", n.target, n.to);
+        }
+        for e in &s.status_errors {
+            out.warn(&format!("the backup status could not be recorded: {e}"));
         }
     }
     // Exit 1 when an instance failed (README, "Exit codes").

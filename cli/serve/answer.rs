@@ -117,7 +117,8 @@ fn status_of(kind: ErrorKind) -> u16 {
         ErrorKind::PathNotAllowed => 403,
         ErrorKind::Usage => 400,
         ErrorKind::NoSpace => 507,
-        ErrorKind::Interrupted => 503,
+        // A monitoring check reads the status code: stale backups are the service unavailable.
+        ErrorKind::Interrupted | ErrorKind::Stale => 503,
         ErrorKind::InterpreterMissing
         | ErrorKind::ScriptFailed
         | ErrorKind::TimedOut

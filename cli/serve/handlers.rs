@@ -23,16 +23,6 @@ fn service_failure(e: aps_panel::service::ServiceError) -> Failure {
 }
 
 impl App {
-    pub(super) fn list(&self) -> Answer {
-        match self.ctl.store().list() {
-            Ok(all) => {
-                let items: Vec<Value> = all.iter().map(view::summary_json).collect();
-                (200, json!({"ok": true, "instances": items}))
-            }
-            Err(e) => store_problem(e),
-        }
-    }
-
     pub(super) fn show(&self, name: &str) -> Answer {
         match self.ctl.store().get(name) {
             Ok(instance) => {

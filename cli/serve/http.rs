@@ -66,10 +66,25 @@ pub struct Request {
     stream: TcpStream,
 }
 
-/// An answer: status, JSON body, and whether to ask for a bearer token.
+/// An answer: status and body (a 401 also asks for a bearer token).
 pub struct Reply {
     pub status: u16,
-    pub body: Value,
+    pub body: Body,
+}
+
+/// A JSON value, or bytes made before (the read routes' cached answers, `/metrics`' text).
+pub enum Body {
+    Json(Value),
+    Bytes {
+        content_type: &'static str,
+        bytes: Arc<Vec<u8>>,
+    },
+}
+
+impl From<Value> for Body {
+    fn from(v: Value) -> Self {
+        Body::Json(v)
+    }
 }
 
 impl Request {
@@ -110,9 +125,19 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_reply(stream: &mut TcpStream, reply: &Reply) {
-    let body = reply.body.to_string();
+    let json;
+    let (content_type, body): (&str, &[u8]) = match &reply.body {
+        Body::Json(v) => {
+            json = v.to_string();
+            ("application/json", json.as_bytes())
+        }
+        Body::Bytes {
+            content_type,
+            bytes,
+        } => (content_type, bytes),
+    };
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
         reason(reply.status),
         body.len()
@@ -121,11 +146,12 @@ fn write_reply(stream: &mut TcpStream, reply: &Reply) {
         head.push_str("WWW-Authenticate: Bearer\r\n");
     }
     head.push_str("\r\n");
+    // One write: a head and a body sent apart would wait for the client's delayed ACK
+    // (Nagle), some 40 ms per answer.
+    let mut whole = head.into_bytes();
+    whole.extend_from_slice(body);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let _ = stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()))
-        .and_then(|()| stream.flush());
+    let _ = stream.write_all(&whole).and_then(|()| stream.flush());
     let _ = stream.shutdown(Shutdown::Write);
     // Closing with unread bytes would reset the connection, and the client could lose the
     // answer (a refused head or body it was still sending): read on a little, bounded.
@@ -313,13 +339,13 @@ fn hand_over(
         Err(TrySendError::Full(request) | TrySendError::Disconnected(request)) => {
             request.respond(Reply {
                 status: 503,
-                body: problem(
+                body: Body::Json(problem(
                     503,
                     "busy",
                     format!(
                         "every worker is busy and {MAX_QUEUED} requests are waiting already; try again later"
                     ),
-                ),
+                )),
             });
         }
     }
@@ -347,7 +373,7 @@ fn read_request(
             stream,
             &Reply {
                 status,
-                body: problem(status, kind, message),
+                body: Body::Json(problem(status, kind, message)),
             },
         );
     };

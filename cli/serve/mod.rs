@@ -2,8 +2,9 @@
 //! its start-up (arguments, token, folders, listener, workers). The same operations as the
 //! CLI, through the same service layer, answering the same JSON bodies as its `--json`
 //! (docs/http.md): [`routes`] maps a request to a handler, [`guard`] checks the token and
-//! the paths, [`handlers`] call the service, [`answer`] words its errors for HTTP, [`http`] is
-//! the listener.
+//! the paths, [`handlers`] call the service, [`read`] answers the read routes from [`cache`]
+//! (`/metrics` in [`metrics`]' format), [`answer`] words its errors for HTTP, [`http`] is the
+//! listener.
 //!
 //! Plain HTTP, so loopback only, and every request carries the bearer token of `--token-file`:
 //! a panel on another machine goes through a TLS proxy. Operations run synchronously, one per
@@ -11,9 +12,12 @@
 //! answers `busy` (409) to a second operation on the same instance, as it does for the CLI.
 
 mod answer;
+mod cache;
 mod guard;
 mod handlers;
 mod http;
+mod metrics;
+mod read;
 mod routes;
 mod upgrade;
 
@@ -121,6 +125,8 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         token,
         allowed,
         register_dirs,
+        cache: cache::ReadCache::default(),
+        status_inputs: cache::Stamped::default(),
     };
     let (queue, requests) = std::sync::mpsc::sync_channel(http::MAX_QUEUED);
     let requests = std::sync::Mutex::new(requests);
@@ -184,6 +190,10 @@ struct App {
     /// Folders INSTANCE.toml files registered over HTTP must lie in, canonical (none: no
     /// registration over HTTP).
     register_dirs: Vec<Utf8PathBuf>,
+    /// The read routes' answers, kept while their folders are unchanged.
+    cache: cache::ReadCache,
+    /// What the status table is made of: the registry's instances and the status files.
+    status_inputs: cache::Stamped<read::StatusInputs>,
 }
 
 /// `--register-dir`s: existing folders of root or the controller's user that others cannot

@@ -19,10 +19,24 @@ use Segment::{Name, Word};
 /// A handler: the app, the instance's name (routes with [`Segment::Name`]), the body.
 type Handler = fn(&App, &str, &[u8]) -> Handled;
 
+/// A read route answered from the adapter's cache ([`super::cache`]): the app and the whole
+/// request (its query); the bytes were made once and are kept while their folders are
+/// unchanged.
+type Reader = fn(&App, &Request) -> Reply;
+
+/// What a route does.
+#[derive(Clone, Copy)]
+enum Action {
+    Handle(Handler),
+    Read(Reader),
+}
+
+use Action::{Handle, Read};
+
 struct Route {
     method: &'static str,
     path: &'static [Segment],
-    handler: Handler,
+    action: Action,
 }
 
 /// Every route (docs/http.md).
@@ -30,92 +44,100 @@ const ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: &[Word("v1"), Word("instances")],
-        handler: |app, _, _| Ok(app.list()),
+        action: Read(|app, _| app.list()),
+    },
+    Route {
+        method: "GET",
+        path: &[Word("v1"), Word("status")],
+        action: Read(App::status),
+    },
+    Route {
+        method: "GET",
+        path: &[Word("metrics")],
+        action: Read(|app, _| app.metrics()),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances")],
-        handler: |app, _, body| app.create(body),
+        action: Handle(|app, _, body| app.create(body)),
     },
     Route {
         method: "GET",
         path: &[Word("v1"), Word("instances"), Name],
-        handler: |app, name, _| Ok(app.show(name)),
+        action: Handle(|app, name, _| Ok(app.show(name))),
     },
     Route {
         method: "DELETE",
         path: &[Word("v1"), Word("instances"), Name],
-        handler: App::remove,
+        action: Handle(App::remove),
     },
     Route {
         method: "GET",
         path: &[Word("v1"), Word("instances"), Name, Word("backups")],
-        handler: |app, name, _| Ok(app.backups(name)),
+        action: Handle(|app, name, _| Ok(app.backups(name))),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("backup")],
-        handler: App::backup,
+        action: Handle(App::backup),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("restore")],
-        handler: App::restore,
+        action: Handle(App::restore),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("migrate")],
-        handler: App::migrate,
+        action: Handle(App::migrate),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("packages"), Word("check")],
-        handler: |app, _, body| app.check(body),
+        action: Handle(|app, _, body| app.check(body)),
     },
     Route {
         method: "PATCH",
         path: &[Word("v1"), Word("instances"), Name, Word("settings")],
-        handler: App::configure,
+        action: Handle(App::configure),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("enable")],
-        handler: |app, name, body| app.set_enabled(name, body, true),
+        action: Handle(|app, name, body| app.set_enabled(name, body, true)),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("disable")],
-        handler: |app, name, body| app.set_enabled(name, body, false),
+        action: Handle(|app, name, body| app.set_enabled(name, body, false)),
     },
     Route {
         method: "POST",
         path: &[Word("v1"), Word("instances"), Name, Word("upgrade")],
-        handler: App::upgrade,
+        action: Handle(App::upgrade),
     },
 ];
 
-impl Route {
-    /// The instance's name when `segments` is this route's path ("" for a path without one).
-    fn matches<'a>(&self, segments: &[&'a str]) -> Option<&'a str> {
-        if segments.len() != self.path.len() {
-            return None;
-        }
-        let mut name = "";
-        for (given, segment) in segments.iter().zip(self.path) {
-            match segment {
-                Word(w) if given == w => {}
-                Word(_) => return None,
-                Name => name = given,
-            }
-        }
-        Some(name)
+/// The instance's name when `segments` is `path` ("" for a path without one).
+fn matches<'a>(path: &[Segment], segments: &[&'a str]) -> Option<&'a str> {
+    if segments.len() != path.len() {
+        return None;
     }
+    let mut name = "";
+    for (given, segment) in segments.iter().zip(path) {
+        match segment {
+            Word(w) if given == w => {}
+            Word(_) => return None,
+            Name => name = given,
+        }
+    }
+    Some(name)
 }
 
 impl App {
     pub(super) fn handle(&self, request: Request) {
         let started = Instant::now();
-        let (status, body) = self.answer(&request);
+        let Reply { status, body } = self.answer(&request);
         // Logged without query string or headers: the token never reaches a log. The method
         // is the client's text: only its letters are shown.
         let method: String = request
@@ -133,14 +155,17 @@ impl App {
         request.respond(Reply { status, body });
     }
 
-    fn answer(&self, request: &Request) -> Answer {
+    fn answer(&self, request: &Request) -> Reply {
         // The controller's overrides named as the JSON fields that set them.
         aps_panel::service::worded(&super::answer::JsonFields, || {
-            self.route(request).unwrap_or_else(|refused| refused)
+            self.route(request).unwrap_or_else(|(status, v)| Reply {
+                status,
+                body: v.into(),
+            })
         })
     }
 
-    fn route(&self, request: &Request) -> Handled {
+    fn route(&self, request: &Request) -> Result<Reply, Answer> {
         if !self.authorized(request) {
             return Err(problem(
                 401,
@@ -153,11 +178,21 @@ impl App {
         let method = request.method.as_str();
         let mut known_path = false;
         for route in ROUTES {
-            if let Some(name) = route.matches(&segments) {
-                if route.method == method {
-                    return (route.handler)(self, name, &request.body);
+            if let Some(name) = matches(route.path, &segments) {
+                if route.method != method {
+                    known_path = true;
+                    continue;
                 }
-                known_path = true;
+                return Ok(match route.action {
+                    Read(reader) => reader(self, request),
+                    Handle(handler) => {
+                        let (status, v) = handler(self, name, &request.body).unwrap_or_else(|a| a);
+                        Reply {
+                            status,
+                            body: v.into(),
+                        }
+                    }
+                });
             }
         }
         Err(if known_path {

@@ -19,6 +19,7 @@ pub mod error;
 pub mod listing;
 pub mod manual;
 pub mod naming;
+pub mod notify;
 pub mod periodicity;
 pub mod problem;
 pub mod progress;
@@ -27,6 +28,7 @@ pub mod retention;
 pub mod run;
 #[cfg(feature = "repository")]
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod web_dirs;
 

@@ -68,6 +68,10 @@ pub struct RunSummary {
     /// With the repository store: retention over the repository once every backup ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repository_retention: Option<RunRetention>,
+    /// Outcomes that could not be written to the backup status (`aps-controller status`); the
+    /// backups themselves are unaffected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status_errors: Vec<String>,
 }
 
 impl RunSummary {
@@ -134,6 +138,7 @@ pub fn run(
 
     let queue = Mutex::new(wanted.iter().enumerate().collect::<VecDeque<_>>());
     let results: Mutex<Vec<Option<InstanceOutcome>>> = Mutex::new(vec![None; wanted.len()]);
+    let status_errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let jobs = options.jobs.clamp(1, wanted.len().max(1));
     // The workers format their errors as the caller's front end spells the overrides.
     let spelling = aps_controller::error::current_spelling();
@@ -146,7 +151,13 @@ pub fn run(
                     };
                     progress.emit(Event::ItemStart { item: instance });
                     let outcome = if registered.binary_search(instance).is_ok() {
-                        back_up_one(panel, engine, instance, options.periodicity, clock)
+                        let outcome =
+                            back_up_one(panel, engine, instance, options.periodicity, clock);
+                        if let Err(e) = record_status(panel, &outcome, options.periodicity, clock)
+                        {
+                            status_errors.lock().expect("status errors").push(e.to_string());
+                        }
+                        outcome
                     } else {
                         InstanceOutcome::failed(
                             instance,
@@ -198,7 +209,44 @@ pub fn run(
         instances,
         staging_left_out,
         repository_retention,
+        status_errors: status_errors.into_inner().expect("status errors"),
     })
+}
+
+/// One instance's outcome into its backup status file ([`crate::status`]).
+fn record_status(
+    panel: &Panel,
+    outcome: &InstanceOutcome,
+    periodicity: Periodicity,
+    clock: &dyn Clock,
+) -> Result<(), crate::status::StatusError> {
+    use crate::status::{Recorded, Success, record};
+    let now = clock.now();
+    // A backup made before a later step (the upload, retention) failed is still a good one.
+    if outcome.file.is_some() || outcome.snapshot.is_some() {
+        let made = Success {
+            time: now,
+            size: outcome.size.unwrap_or(0),
+            duration_ms: outcome.duration_ms,
+            file: outcome.file.clone(),
+            snapshot: outcome.snapshot.clone(),
+        };
+        record(
+            &panel.state_dir,
+            &outcome.instance,
+            periodicity,
+            Recorded::Success(made),
+        )?;
+    }
+    if let Some(problem) = &outcome.error {
+        let failed = Recorded::Failure {
+            at: now,
+            duration_ms: outcome.duration_ms,
+            problem,
+        };
+        record(&panel.state_dir, &outcome.instance, periodicity, failed)?;
+    }
+    Ok(())
 }
 
 impl InstanceOutcome {

@@ -126,6 +126,19 @@ impl Sandbox {
         self.register_with(name, package, extra_toml, &[])
     }
 
+    /// [`Sandbox::register`] of the `sh-sample` fixture with its settings filled and
+    /// `behaviour` (`normal`, `fail-after-half`, `hang`, …: its backup script's failure modes).
+    pub fn register_sh(&self, name: &str, behaviour: &str) -> Utf8PathBuf {
+        self.register(
+            name,
+            "sh-sample",
+            &format!(
+                "[settings]\nadmin_name = \"admin\"\nadmin_password = \"pw\"\nsite_title = \"Demo\"\n\
+                 behaviour = \"{behaviour}\"\n"
+            ),
+        )
+    }
+
     /// [`Sandbox::register`] with more arguments for `instance register` (e.g. `--no-connect`).
     pub fn register_with(
         &self,

@@ -261,6 +261,12 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     let v = c.run(&sb, &["log", "--since", "yesterday-ish"], false);
     assert_eq!(v["error"]["kind"], "usage");
 
+    // status: the table, and a stale instance past --max-age (docs/monitoring.md).
+    let v = c.run(&sb, &["status"], true);
+    assert!(v["rows"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+    let v = c.run(&sb, &["status", "--max-age", "1s"], false);
+    assert_eq!(v["error"]["kind"], "stale", "{v}");
+
     // The repository store (panel.toml [store] kind = "repository"), then back to the default:
     // an instance without a backup-script, with real databases.
     c.run(&sb, &["store", "init"], false);

@@ -9,6 +9,7 @@ mod first_hour;
 mod http_adapter;
 mod instance_cli;
 mod json_envelope;
+mod monitoring;
 mod package_check;
 mod policy_cli;
 mod quick_start;

@@ -38,6 +38,8 @@ pub enum ErrorKind {
     /// A conformance run ended with a step that failed (`aps-controller conformance`): the
     /// package, not the host, is at fault; the report says which step and why.
     ConformanceFailed,
+    /// `status --max-age`: an instance has no good backup younger than the age given.
+    Stale,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -64,6 +66,7 @@ impl ErrorKind {
         ErrorKind::InvalidSettings,
         ErrorKind::InstanceExists,
         ErrorKind::ConformanceFailed,
+        ErrorKind::Stale,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -94,6 +97,7 @@ impl ErrorKind {
             ErrorKind::InvalidSettings => "invalid-settings",
             ErrorKind::InstanceExists => "instance-exists",
             ErrorKind::ConformanceFailed => "conformance-failed",
+            ErrorKind::Stale => "stale",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -122,6 +126,7 @@ impl ErrorKind {
             ErrorKind::InvalidSettings => 24,
             ErrorKind::InstanceExists => 25,
             ErrorKind::ConformanceFailed => 26,
+            ErrorKind::Stale => 27,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

@@ -4,8 +4,8 @@
 //!
 //! This module reads the file and checks it as a whole ([`PanelConfig::load`]); its parts are
 //! the `[store]` section (`store.rs`), the S3 buckets of `[store.s3]` and `[remote]`
-//! (`s3.rs`), the keep counts of `[retention]` (`keep.rs`), and the unknown-key messages
-//! (`unknown.rs`).
+//! (`s3.rs`), the keep counts of `[retention]` (`keep.rs`), whom `[notify]` tells after a run
+//! (`notify.rs`), and the unknown-key messages (`unknown.rs`).
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Deserialize;
@@ -13,11 +13,13 @@ use serde::Deserialize;
 use crate::naming::{ArchiveFormat, Compression};
 
 mod keep;
+mod notify;
 mod s3;
 mod store;
 mod unknown;
 
 pub use keep::{InstanceOverrides, KeepConfig, RetentionConfig};
+pub use notify::NotifyConfig;
 pub use s3::{RemoteConfig, S3Bucket, S3Credentials, UploadSizes};
 pub use store::{RepositoryLocation, RepositorySettings, StoreKind, StoreSetting, StoreTable};
 
@@ -42,6 +44,8 @@ pub struct PanelConfig {
     #[serde(default)]
     pub retention: RetentionConfig,
     pub remote: Option<RemoteConfig>,
+    /// Whom to tell after each `run` (`[notify]`).
+    pub notify: Option<NotifyConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +125,14 @@ impl PanelConfig {
                     ),
                 });
             }
+        }
+        if let Some(problems) = config.notify.as_ref().map(NotifyConfig::problems)
+            && !problems.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                path,
+                message: problems.join("; "),
+            });
         }
         if config.jobs == Some(0) {
             return Err(ConfigError::Invalid {

@@ -3,7 +3,9 @@
 
 use aps_controller::registry::validate::{keys_of, unknown_key};
 
-use super::{InstanceOverrides, KeepConfig, PanelConfig, S3Bucket, StoreTable, UploadSizes};
+use super::{
+    InstanceOverrides, KeepConfig, NotifyConfig, PanelConfig, S3Bucket, StoreTable, UploadSizes,
+};
 
 /// Every key panel.toml does not know, as `line N: unknown key …; did you mean …? valid keys:
 /// …`. Syntax errors are left to the typed parse that follows.
@@ -42,6 +44,9 @@ pub(super) fn unknown_keys(text: &str) -> Vec<String> {
         if let Some(toml::Value::Table(s3)) = store.get("s3") {
             check("store.s3", s3, s3_bucket_keys);
         }
+    }
+    if let Some(toml::Value::Table(notify)) = table.get("notify") {
+        check("notify", notify, keys_of::<NotifyConfig>());
     }
     if let Some(toml::Value::Table(remote)) = table.get("remote") {
         check(
@@ -98,8 +103,13 @@ mod tests {
                 "identity-file",
                 "jobs",
                 "retention",
-                "remote"
+                "remote",
+                "notify"
             ]
+        );
+        assert_eq!(
+            keys_of::<NotifyConfig>().join(", "),
+            "url, failure-url, command, user, timeout-secs"
         );
         assert_eq!(
             keys_of::<StoreTable>().join(", "),

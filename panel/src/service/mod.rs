@@ -20,6 +20,7 @@ pub mod new_instance;
 pub mod remove;
 pub mod restore;
 pub mod run;
+pub mod status;
 pub mod upgrade;
 pub mod verify;
 

@@ -40,7 +40,9 @@ pub use local::LocalStore;
 pub use outcome::{
     ArchiveBackup, ManualBackup, ManualKind, Outcome, Refusal, SnapshotBackup, Unsupported, Wanted,
 };
-pub use snapshot::{KeptSnapshot, PruneReport, RepositoryPrune, RunRetention, SnapshotInfo};
+pub use snapshot::{
+    HostSnapshot, KeptSnapshot, PruneReport, RepositoryPrune, RunRetention, SnapshotInfo,
+};
 pub use verify::{ReadData, VerifyFailure, VerifyReport};
 
 /// The store panel.toml chose: the one place the kinds are listed, one line each.
@@ -250,6 +252,20 @@ pub trait Store: Send + Sync {
 
     /// What the store holds of `instance` (`backups NAME`).
     fn list(&self, cx: &StoreCx<'_>, instance: &str) -> Result<Listing, Problem>;
+
+    /// Every snapshot of every host that wrote into the store (`status --repository`). By
+    /// default a store keeps no hosts: refused.
+    fn every_host(&self, cx: &StoreCx<'_>) -> Result<Vec<HostSnapshot>, Problem> {
+        Err(Problem::new(
+            aps_controller::ErrorKind::Usage,
+            None,
+            format!(
+                "{} is a store of this server's archive files; `status --repository` reads a \
+                 repository store several servers back up into ([store] kind = \"repository\")",
+                self.describe(cx)
+            ),
+        ))
+    }
 
     /// Backup `id` of `instance` (a unique prefix will do; `None`: the newest); one that is
     /// not there is an error.

@@ -28,6 +28,16 @@ pub struct SnapshotInfo {
     pub bytes_added: u64,
 }
 
+/// A snapshot with the host that made it: a repository several servers share holds every
+/// server's snapshots (`status --repository`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostSnapshot {
+    pub host: String,
+    /// How long the backup took, when the snapshot says.
+    pub duration_ms: Option<u64>,
+    pub snapshot: SnapshotInfo,
+}
+
 /// One kept snapshot and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeptSnapshot {

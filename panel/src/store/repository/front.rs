@@ -22,9 +22,9 @@ use crate::store::repository::{
     WriteOutError,
 };
 use crate::store::{
-    DrillBackup, Found, Listing, Made, ManualBackup, Outcome, ReadData, Refusal, RunRetention,
-    SnapshotBackup, SnapshotInfo, Staged, Store, StoreCx, Unsupported, VerifyFailure, VerifyReport,
-    Wanted,
+    DrillBackup, Found, HostSnapshot, Listing, Made, ManualBackup, Outcome, ReadData, Refusal,
+    RunRetention, SnapshotBackup, SnapshotInfo, Staged, Store, StoreCx, Unsupported, VerifyFailure,
+    VerifyReport, Wanted,
 };
 use crate::web_dirs::{inside_web_dir_message, web_dir_containing};
 
@@ -150,6 +150,10 @@ impl Store for RepositoryFront {
         now: jiff::Timestamp,
     ) -> Option<RunRetention> {
         Some(after_run(&self.settings, succeeded, cx.policy, now))
+    }
+
+    fn every_host(&self, _cx: &StoreCx<'_>) -> Result<Vec<HostSnapshot>, Problem> {
+        self.opened()?.every_host().map_err(|e| problem(&e, None))
     }
 
     /// Its snapshots, newest first, then the archives still in the archive store's folder

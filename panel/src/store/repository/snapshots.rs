@@ -25,6 +25,26 @@ impl RepositoryStore {
         Ok(all)
     }
 
+    /// Every snapshot with our tags, of every host, with the host and the backup's duration.
+    pub fn every_host(&self) -> Result<Vec<crate::store::HostSnapshot>, RepositoryError> {
+        Ok(self
+            .repo
+            .get_all_snapshots()
+            .map_err(self.err())?
+            .iter()
+            .filter_map(|snap| {
+                let duration = snap.summary.as_ref().map(|s| s.backup_duration);
+                Some(crate::store::HostSnapshot {
+                    host: snap.hostname.clone(),
+                    duration_ms: duration
+                        .filter(|d| d.is_finite() && *d > 0.0)
+                        .map(|d| (d * 1000.0) as u64),
+                    snapshot: info_of(snap)?,
+                })
+            })
+            .collect())
+    }
+
     /// The newest snapshot of `instance`.
     pub fn latest(&self, instance: &str) -> Result<Option<SnapshotInfo>, RepositoryError> {
         Ok(self.snapshots(Some(instance))?.pop())

@@ -19,7 +19,7 @@ use crate::terminal::escape;
   aps-controller status --max-age 26h --json
   aps-controller status --repository --max-age 26h")]
 pub struct StatusArgs {
-    /// Exit 26 (`stale`) and list them when an instance has no good backup younger than AGE
+    /// Exit 27 (`stale`) and list them when an instance has no good backup younger than AGE
     /// (26h, 90m, 7d, 1d12h); without it the exit is 0 whatever the backups' age.
     #[arg(long, value_name = "AGE")]
     max_age: Option<String>,

@@ -116,7 +116,7 @@ fn status_of(kind: ErrorKind) -> u16 {
         ErrorKind::PathNotAllowed => 403,
         ErrorKind::Usage => 400,
         ErrorKind::NoSpace => 507,
-        ErrorKind::Interrupted => 503,
+        ErrorKind::Interrupted | ErrorKind::RemoteUnreachable => 503,
         ErrorKind::InterpreterMissing
         | ErrorKind::ScriptFailed
         | ErrorKind::TimedOut

@@ -35,6 +35,10 @@ pub enum ErrorKind {
     InvalidSettings,
     /// An install names an instance that is already registered; nothing was made.
     InstanceExists,
+    /// The remote store (an S3 bucket) did not serve the request: no connection, no answer in
+    /// time, or server errors after the configured retries. Nothing half-made was kept; the
+    /// next run catches up.
+    RemoteUnreachable,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -42,7 +46,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,
@@ -60,6 +64,7 @@ impl ErrorKind {
         ErrorKind::RequirementUnmet,
         ErrorKind::InvalidSettings,
         ErrorKind::InstanceExists,
+        ErrorKind::RemoteUnreachable,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -89,6 +94,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => "requirement-unmet",
             ErrorKind::InvalidSettings => "invalid-settings",
             ErrorKind::InstanceExists => "instance-exists",
+            ErrorKind::RemoteUnreachable => "remote-unreachable",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -116,6 +122,7 @@ impl ErrorKind {
             ErrorKind::RequirementUnmet => 23,
             ErrorKind::InvalidSettings => 24,
             ErrorKind::InstanceExists => 25,
+            ErrorKind::RemoteUnreachable => 26,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

@@ -404,6 +404,8 @@ pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
         | RepositoryError::AmbiguousSnapshot { .. }
         | RepositoryError::NoSnapshots { .. } => ErrorKind::Usage,
         RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
+        RepositoryError::Locked { .. } => ErrorKind::Busy,
+        RepositoryError::Unreachable { .. } => ErrorKind::RemoteUnreachable,
         RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,
         RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
         RepositoryError::Interrupted { .. } | RepositoryError::RestoreInterrupted { .. } => {

@@ -330,19 +330,11 @@ pub(crate) fn client(c: &crate::config::S3Bucket, section: &str) -> Result<Amazo
 
 /// Whether `e` means that the store did not serve the request: no connection, no answer in
 /// time, or a server error (5xx) after every retry — not a refusal (403, 404) it answered.
+/// object_store's retry error is not a public type, and its HTTP error is wrapped
+/// transparently (that error's kind is not on the source chain): their texts name them.
 pub(crate) fn unreachable(e: &object_store::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(http) = err.downcast_ref::<object_store::client::HttpError>() {
-            use object_store::client::HttpErrorKind as K;
-            return matches!(
-                http.kind(),
-                K::Connect | K::Timeout | K::Interrupted | K::Request
-            );
-        }
-        source = err.source();
-    }
-    // The retry error that carries a server's status is not public: its text names it.
-    e.to_string()
-        .contains("Server returned non-2xx status code: 5")
+    let text = e.to_string();
+    matches!(e, object_store::Error::Generic { .. })
+        && (text.contains("HTTP error: ")
+            || text.contains("Server returned non-2xx status code: 5"))
 }

@@ -211,6 +211,11 @@ impl Store for RepositoryFront {
                 repository: Some(r),
             }),
             Err(e) => Err(PruneFailure {
+                kind: match &e {
+                    RepositoryError::Locked { .. } => ErrorKind::Busy,
+                    RepositoryError::Unreachable { .. } => ErrorKind::RemoteUnreachable,
+                    _ => ErrorKind::Internal,
+                },
                 message: e.to_string(),
                 done: stores,
                 repository: Some(self.settings.location.describe()),

@@ -138,8 +138,9 @@ fn read_message(r: &mut impl BufRead, no_body: bool) -> io::Result<Option<Vec<u8
             break;
         }
     }
-    let bodiless =
-        no_body || matches!(status, Some(204 | 304)) || status.is_some_and(|s| s >= 100 && s < 200);
+    let bodiless = no_body
+        || matches!(status, Some(204 | 304))
+        || status.is_some_and(|s| (100..200).contains(&s));
     if bodiless {
         return Ok(Some(msg));
     }

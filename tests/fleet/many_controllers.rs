@@ -103,16 +103,21 @@ fn fleet(g: &GarageEnv, shared: bool) {
         );
     }
 
+    // The repositories: one per server, or the shared one.
+    let repos: Vec<(String, &Server)> = if shared {
+        vec![(sub(0), &servers[0])]
+    } else {
+        servers
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (sub(n), s))
+            .collect()
+    };
     // restic sees the same: each host's snapshots, none of another's removed.
-    let password = servers[0].sb.state().join("repository.password");
     let mut by_host = std::collections::BTreeMap::<String, usize>::new();
-    for n in 0..SERVERS {
-        let password = servers[n].sb.state().join("repository.password");
-        let snaps = restic_snapshots(g, &sub(n), &password);
-        if shared && n > 0 {
-            continue;
-        }
-        for (host, tags) in snaps {
+    for (sub, server) in &repos {
+        let password = server.sb.state().join("repository.password");
+        for (host, tags) in restic_snapshots(g, sub, &password) {
             assert!(
                 tags.iter().any(|t| t.starts_with("aps-instance=site-")),
                 "{tags:?}"
@@ -121,23 +126,22 @@ fn fleet(g: &GarageEnv, shared: bool) {
         }
     }
     let expected: std::collections::BTreeMap<String, usize> = (0..SERVERS)
-        .map(|n| (format!("server-{n}"), if n == 0 { 50 } else { 100 }))
+        .map(|n| {
+            let kept = if n == 0 { INSTANCES } else { 2 * INSTANCES };
+            (format!("server-{n}"), kept)
+        })
         .collect();
     assert_eq!(by_host, expected, "snapshots per host");
 
     // Every lock was released, and the repository is whole.
     let mut stored = (0, 0);
-    for n in 0..SERVERS {
-        if shared && n > 0 {
-            break;
-        }
-        assert_eq!(g.usage(&format!("{}locks/", sub(n))).0, 0, "locks left");
-        let password = servers[n].sb.state().join("repository.password");
-        restic_check(g, &sub(n), &password);
-        let (objects, bytes) = g.usage(&sub(n));
+    for (sub, server) in &repos {
+        assert_eq!(g.usage(&format!("{sub}locks/")).0, 0, "locks left");
+        let password = server.sb.state().join("repository.password");
+        restic_check(g, sub, &password);
+        let (objects, bytes) = g.usage(sub);
         stored = (stored.0 + objects, stored.1 + bytes);
     }
-    let _ = password;
     let read: u64 = servers
         .iter()
         .flat_map(|s| s.snapshots())

@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use test_support::fault_proxy::FaultProxy;
-use test_support::garage::{GarageEnv, garage_env};
+use test_support::garage::{GarageEnv, NodesGuard, garage_env};
 use test_support::{assert_success, json};
 
 use crate::servers::{Server, restic_check, site};
@@ -47,6 +47,15 @@ fn server_with_snapshots(g: &GarageEnv, count: usize) -> Server {
     server
 }
 
+/// The cluster, a server with one instance backed up once, and a proxy in front of node 1.
+fn proxied(test: &str) -> Option<(GarageEnv, NodesGuard, Server, FaultProxy)> {
+    let g = garage_env(test)?;
+    let nodes = g.shared();
+    let server = server_with_snapshots(&g, 1);
+    let proxy = FaultProxy::start(&g.endpoints[0]);
+    Some((g, nodes, server, proxy))
+}
+
 #[test]
 fn the_whole_store_unreachable_fails_cleanly_and_the_next_run_catches_up() {
     let Some(g) = garage_env("fleet_unreachable") else {
@@ -81,12 +90,9 @@ fn the_whole_store_unreachable_fails_cleanly_and_the_next_run_catches_up() {
 
 #[test]
 fn server_errors_are_retried_with_backoff_then_reported() {
-    let Some(g) = garage_env("fleet_5xx") else {
+    let Some((g, _nodes, server, proxy)) = proxied("fleet_5xx") else {
         return;
     };
-    let _nodes = g.shared();
-    let server = server_with_snapshots(&g, 1);
-    let proxy = FaultProxy::start(&g.endpoints[0]);
     use std::sync::atomic::Ordering::SeqCst;
 
     // A few 503s: retried, the backup succeeds.
@@ -126,12 +132,9 @@ fn server_errors_are_retried_with_backoff_then_reported() {
 
 #[test]
 fn slow_answers_time_out_then_are_reported() {
-    let Some(g) = garage_env("fleet_slow") else {
+    let Some((g, _nodes, server, proxy)) = proxied("fleet_slow") else {
         return;
     };
-    let _nodes = g.shared();
-    let server = server_with_snapshots(&g, 1);
-    let proxy = FaultProxy::start(&g.endpoints[0]);
     use std::sync::atomic::Ordering::SeqCst;
 
     // Slow but within `timeout`: it works.

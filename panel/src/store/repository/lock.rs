@@ -415,21 +415,30 @@ impl RepositoryStore {
             done: Mutex::new(false),
             wake: Condvar::new(),
         });
-        let refresher = self.reopen().ok().map(|repo| {
-            let held = Arc::clone(&shared);
-            let file = self.lock_file(kind);
-            std::thread::spawn(move || refresh(&repo, &held, file))
-        });
+        let held = Arc::clone(&shared);
+        let file = self.lock_file(kind);
+        let (location, key) = (self.settings.location.clone(), self.key.clone());
+        // The thread's own handle is opened only when a refresh is due: most locks are
+        // released long before.
+        let open = move || {
+            super::keys::unopened(&location)
+                .ok()?
+                .open(&rustic_core::Credentials::Masterkey(key))
+                .ok()
+        };
+        let refresher = Some(std::thread::spawn(move || refresh(open, &held, file)));
         RepositoryLock { shared, refresher }
     }
 }
 
 /// Every [`REFRESH`], writes the lock again with a new time and removes the old file.
 fn refresh(
-    repo: &rustic_core::Repository<rustic_core::OpenStatus>,
+    open: impl FnOnce() -> Option<rustic_core::Repository<rustic_core::OpenStatus>>,
     held: &Held,
     mut file: LockFile,
 ) {
+    let mut open = Some(open);
+    let mut repo = None;
     let mut done = held.done.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         let (d, timeout) = held
@@ -440,6 +449,13 @@ fn refresh(
         if *done || !timeout.timed_out() {
             return;
         }
+        if let Some(open) = open.take() {
+            repo = open();
+        }
+        let Some(repo) = &repo else {
+            // Without a handle the lock only ages out; the work it guards goes on.
+            continue;
+        };
         file.time = jiff::Timestamp::now();
         let json = serde_json::to_vec(&file).expect("a lock serialises");
         let Ok(data) = repo.encrypt_raw(&json) else {

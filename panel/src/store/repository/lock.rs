@@ -7,6 +7,9 @@
 //! [`REFRESH`], and a lock older than [`STALE`] or of a process of this machine that is gone is
 //! stale and ignored, as restic decides it. The engine itself takes no locks.
 //!
+//! Only a repository in a bucket, where several servers meet, is locked: a local folder's is
+//! one controller's (and its two-phase prune already keeps a concurrent backup's data).
+//!
 //! A shared lock waits while an exclusive one is held. An exclusive lock is written first and
 //! then waits for the shared ones to go, so that backups starting meanwhile wait behind it
 //! instead of starving it; two exclusive ones both step back and try again after a random
@@ -285,7 +288,13 @@ impl Drop for RepositoryLock {
 impl RepositoryStore {
     /// Takes the repository's lock of `kind`, waiting at most panel.toml's `lock-wait` for the
     /// locks it conflicts with to go.
-    pub fn lock(&self, kind: LockKind) -> Result<RepositoryLock, RepositoryError> {
+    /// A repository in a local folder is one controller's, and takes none (`None`): a
+    /// controller killed meanwhile would leave a lock `restic` refuses to work under until
+    /// `restic unlock`.
+    pub fn lock(&self, kind: LockKind) -> Result<Option<RepositoryLock>, RepositoryError> {
+        if matches!(self.settings.location, RepositoryLocation::Folder(_)) {
+            return Ok(None);
+        }
         let fail = |f: Failed| f.into_error(self.describe());
         let place = Place::of(&self.settings.location).map_err(|m| fail(m.into()))?;
         let wait = self.settings.sharing.lock_wait;
@@ -293,7 +302,7 @@ impl RepositoryStore {
         loop {
             let name = self.write_lock(&place, kind)?;
             match self.await_others(&place, &name, kind, started, wait) {
-                Ok(()) => return Ok(self.hold(place, name, kind)),
+                Ok(()) => return Ok(Some(self.hold(place, name, kind))),
                 Err(Conflict::StepBack) => {
                     place.remove(&name).map_err(fail)?;
                     std::thread::sleep(POLL + jitter());
@@ -364,6 +373,8 @@ impl RepositoryStore {
                     }
                 };
                 if lock.stale(jiff::Timestamp::now()) {
+                    // What `restic unlock` does: restic itself would refuse to work under it.
+                    let _ = place.remove(&name);
                     continue;
                 }
                 match (kind, lock.exclusive) {

@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use aps_controller::ErrorKind;
 use aps_controller::error::human_bytes;
 use aps_controller::journal::OperationKind;
 use aps_panel::prune::StorePrune;
@@ -42,7 +41,7 @@ fn prune(out: Out, args: PruneArgs, note: &mut Option<String>) -> Result<ExitCod
     let (panel, _) = open(&state)?;
     let now = jiff::Timestamp::now();
     let pruned = panel.store.prune(&panel.cx(), now, dry_run).map_err(|e| {
-        let mut f = Failure::new(ErrorKind::Internal, e.message);
+        let mut f = Failure::new(e.kind, e.message);
         if let Some(r) = e.repository {
             f = f.with("repository", r);
         }

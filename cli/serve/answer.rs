@@ -118,7 +118,7 @@ fn status_of(kind: ErrorKind) -> u16 {
         ErrorKind::Usage => 400,
         ErrorKind::NoSpace => 507,
         // A monitoring check reads the status code: stale backups are the service unavailable.
-        ErrorKind::Interrupted | ErrorKind::Stale => 503,
+        ErrorKind::Interrupted | ErrorKind::Stale | ErrorKind::RemoteUnreachable => 503,
         ErrorKind::InterpreterMissing
         | ErrorKind::ScriptFailed
         | ErrorKind::TimedOut

@@ -75,6 +75,10 @@ pub enum EngineError {
     },
     #[error("cannot list registered instances: {message}")]
     Instances { message: String },
+    /// The store could not be opened for a reason that is not a mistake of panel.toml: its
+    /// bucket did not answer (`remote-unreachable`).
+    #[error("{}", .problem.message)]
+    Store { problem: Problem },
     #[error(transparent)]
     StateDir(#[from] aps_controller::registry::StateDirError),
 }
@@ -193,7 +197,9 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::Open { .. } | EngineError::StateDir(_) => ErrorKind::Usage,
-            EngineError::Operation { problem, .. } => kind_named(problem.kind),
+            EngineError::Operation { problem, .. } | EngineError::Store { problem } => {
+                kind_named(problem.kind)
+            }
             EngineError::Verify { kind, .. } => *kind,
             EngineError::Instances { .. } => ErrorKind::Internal,
         }
@@ -202,7 +208,9 @@ impl EngineError {
     /// As a problem of a report: kind, step and a message without the step.
     pub fn problem(&self) -> Problem {
         match self {
-            EngineError::Operation { problem, .. } => problem.clone(),
+            EngineError::Operation { problem, .. } | EngineError::Store { problem } => {
+                problem.clone()
+            }
             e => Problem::new(e.kind(), None, e.to_string()),
         }
     }

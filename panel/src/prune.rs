@@ -57,6 +57,9 @@ pub struct Pruned {
 /// A `prune` that stopped: why, what it did before, and the repository it stopped at.
 #[derive(Debug)]
 pub struct PruneFailure {
+    /// `busy` for a repository another process holds locked, `remote-unreachable` for a
+    /// bucket that did not answer; else `internal`.
+    pub kind: aps_controller::ErrorKind,
     pub message: String,
     pub done: Vec<StorePrune>,
     pub repository: Option<String>,
@@ -81,6 +84,7 @@ pub fn prune_files(
             Ok(p) => done.push(p),
             Err(e) => {
                 return Err(PruneFailure {
+                    kind: aps_controller::ErrorKind::Internal,
                     message: e.to_string(),
                     done,
                     repository: None,

@@ -114,10 +114,13 @@ pub fn run(
     staging_left_out.sort();
     // The store, opened once for every instance (for the repository store, retention and
     // off-machine copies of snapshots are not part of `run` yet: docs/repository.md).
-    panel
-        .store
-        .open(&panel.cx())
-        .map_err(|p| PanelError::Usage(p.message))?;
+    panel.store.open(&panel.cx()).map_err(|p| {
+        if p.kind == ErrorKind::RemoteUnreachable.as_str() {
+            PanelError::Engine(crate::engine::EngineError::Store { problem: p })
+        } else {
+            PanelError::Usage(p.message)
+        }
+    })?;
     // Every instance but the staging ones (a drill overwrites those), or what was named.
     let mut wanted: Vec<String> = if options.instances.is_empty() {
         registered

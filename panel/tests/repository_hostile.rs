@@ -74,6 +74,7 @@ fn world(dirs: usize, per_dir: usize) -> World {
         location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
+        sharing: Default::default(),
     };
     World {
         _tmp: tmp,

@@ -69,6 +69,7 @@ fn a_staged_snapshot_is_the_backed_up_tree_modes_and_times_included() {
         location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
+        sharing: Default::default(),
     };
     RepositoryStore::init(&settings).unwrap();
     let store = RepositoryStore::open(&settings).unwrap();
@@ -154,6 +155,7 @@ fn a_streamed_dump_of_many_chunks_comes_back_whole() {
         location: RepositoryLocation::Folder(base.join("repo")),
         key_file: base.join("keys/repository.key"),
         password_file: base.join("keys/repository.password"),
+        sharing: Default::default(),
     };
     RepositoryStore::init(&settings).unwrap();
     let store = RepositoryStore::open(&settings).unwrap();

@@ -69,6 +69,7 @@ fn a_year_of_backups_is_thinned_to_the_policy_and_checks_clean() {
         location: RepositoryLocation::Folder(root.join("repo")),
         key_file: root.join("repository.key"),
         password_file: root.join("repository.password"),
+        sharing: Default::default(),
     };
     RepositoryStore::init(&settings).unwrap();
     let store = RepositoryStore::open(&settings).unwrap();

@@ -52,11 +52,14 @@ fn site(test: &str) -> Option<Site> {
         access_key_id: Some(env.access_key.clone()),
         secret_access_key_file: Some(secret),
         use_instance_metadata: false,
+        retries: None,
+        timeout: None,
     };
     let settings = RepositorySettings {
         location: RepositoryLocation::S3(s3.clone()),
         key_file: root.join("keys/repository.key"),
         password_file: root.join("keys/repository.password"),
+        sharing: Default::default(),
     };
     Some(Site {
         _tmp: tmp,

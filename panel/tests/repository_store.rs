@@ -48,6 +48,7 @@ fn site() -> Site {
         location: RepositoryLocation::Folder(root.join("repo")),
         key_file: root.join("keys/repository.key"),
         password_file: root.join("keys/repository.password"),
+        sharing: Default::default(),
     };
     let web_dirs = BTreeMap::from([("/".to_owned(), docs), ("/cache".to_owned(), cache)]);
     Site {

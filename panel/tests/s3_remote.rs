@@ -38,6 +38,8 @@ fn fixture(test: &str) -> Option<Fixture> {
             access_key_id: Some(env.access_key),
             secret_access_key_file: Some(secret),
             use_instance_metadata: false,
+            retries: None,
+            timeout: None,
         },
         upload: UploadSizes {
             multipart_threshold_mib: 6,

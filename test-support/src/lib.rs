@@ -5,6 +5,8 @@
 
 pub mod craft;
 pub mod database;
+pub mod fault_proxy;
+pub mod garage;
 pub mod repository;
 pub mod restore_kit;
 pub mod root;

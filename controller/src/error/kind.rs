@@ -40,6 +40,10 @@ pub enum ErrorKind {
     ConformanceFailed,
     /// `status --max-age`: an instance has no good backup younger than the age given.
     Stale,
+    /// The remote store (an S3 bucket) did not serve the request: no connection, no answer in
+    /// time, or server errors after the configured retries. Nothing half-made was kept; the
+    /// next run catches up.
+    RemoteUnreachable,
     /// The command was given bad arguments or input; nothing ran.
     Usage,
     Internal,
@@ -67,6 +71,7 @@ impl ErrorKind {
         ErrorKind::InstanceExists,
         ErrorKind::ConformanceFailed,
         ErrorKind::Stale,
+        ErrorKind::RemoteUnreachable,
         ErrorKind::Interrupted,
         ErrorKind::Usage,
         ErrorKind::Internal,
@@ -98,6 +103,7 @@ impl ErrorKind {
             ErrorKind::InstanceExists => "instance-exists",
             ErrorKind::ConformanceFailed => "conformance-failed",
             ErrorKind::Stale => "stale",
+            ErrorKind::RemoteUnreachable => "remote-unreachable",
             ErrorKind::Interrupted => "interrupted",
             ErrorKind::Usage => "usage",
             ErrorKind::Internal => "internal",
@@ -127,6 +133,7 @@ impl ErrorKind {
             ErrorKind::InstanceExists => 25,
             ErrorKind::ConformanceFailed => 26,
             ErrorKind::Stale => 27,
+            ErrorKind::RemoteUnreachable => 28,
             // 128 + SIGINT; the CLI answers 143 (128 + SIGTERM) when SIGTERM stopped it.
             ErrorKind::Interrupted => 130,
             ErrorKind::Usage => 2,

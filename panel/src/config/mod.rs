@@ -20,8 +20,13 @@ mod unknown;
 
 pub use keep::{InstanceOverrides, KeepConfig, RetentionConfig};
 pub use notify::NotifyConfig;
-pub use s3::{RemoteConfig, S3Bucket, S3Credentials, UploadSizes};
-pub use store::{RepositoryLocation, RepositorySettings, StoreKind, StoreSetting, StoreTable};
+pub use s3::{
+    DEFAULT_S3_RETRIES, DEFAULT_S3_TIMEOUT, RemoteConfig, S3Bucket, S3Credentials, UploadSizes,
+};
+pub use store::{
+    DEFAULT_LOCK_WAIT, RepositoryLocation, RepositorySettings, Sharing, StoreKind, StoreSetting,
+    StoreTable,
+};
 
 pub const FILE_NAME: &str = "panel.toml";
 

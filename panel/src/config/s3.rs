@@ -28,7 +28,18 @@ pub struct S3Bucket {
     /// refused before any request instead of asking an endpoint most hosts do not have.
     #[serde(default)]
     pub use_instance_metadata: bool,
+    /// How many times a request that got no answer, a timeout or a server error (5xx) is
+    /// tried again, with exponential backoff (100 ms doubling, at most 15 s), before the store
+    /// counts as unreachable. Default 10.
+    pub retries: Option<usize>,
+    /// How long one request may take, connecting included, e.g. `"30s"` (the default).
+    pub timeout: Option<String>,
 }
+
+/// `timeout` when panel.toml does not say.
+pub const DEFAULT_S3_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// `retries` when panel.toml does not say.
+pub const DEFAULT_S3_RETRIES: usize = 10;
 
 /// The keys an S3 client signs with, as [`S3Bucket::credentials`] resolved them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +119,18 @@ impl S3Bucket {
                  of panel.toml to a file holding it (or AWS_SECRET_ACCESS_KEY in the environment)",
                 self.describe()
             )),
+        }
+    }
+
+    /// `timeout` as a duration (`None`: not a positive duration such as `"30s"`).
+    pub fn request_timeout(&self) -> Option<std::time::Duration> {
+        match &self.timeout {
+            None => Some(DEFAULT_S3_TIMEOUT),
+            Some(t) => t
+                .parse::<jiff::SignedDuration>()
+                .ok()
+                .and_then(|d| std::time::Duration::try_from(d).ok())
+                .filter(|d| !d.is_zero()),
         }
     }
 

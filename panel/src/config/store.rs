@@ -51,6 +51,43 @@ pub struct StoreTable {
     /// Repository only: `[store.s3]`, the repository in an S3-compatible bucket instead of
     /// the folder `path`.
     pub s3: Option<S3Bucket>,
+    /// Repository only: the host name written into this controller's snapshots, and the only
+    /// host whose snapshots it lists, restores, keeps and forgets (servers sharing one
+    /// repository each set their own). Default: the machine's host name, as restic's.
+    pub host: Option<String>,
+    /// Repository only: how long a prune waits for running backups (and a backup for a
+    /// running prune) to release the repository's lock before it refuses, e.g. `"10m"`.
+    pub lock_wait: Option<String>,
+}
+
+/// How long a prune waits for the backups holding the repository's lock, and a backup for a
+/// prune, when panel.toml's `lock-wait` does not say.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `lock-wait` as a duration: a non-negative one such as `"10m"` or `"90s"`.
+fn parse_lock_wait(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<jiff::SignedDuration>()
+        .ok()
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .ok_or_else(|| format!("store: lock-wait {text:?} is not a duration such as \"10m\""))
+}
+
+/// What a repository shared by several servers needs from each: its name in the snapshots
+/// and how long it waits for the others' locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sharing {
+    /// `None`: the machine's host name.
+    pub host: Option<String>,
+    pub lock_wait: std::time::Duration,
+}
+
+impl Default for Sharing {
+    fn default() -> Self {
+        Sharing {
+            host: None,
+            lock_wait: DEFAULT_LOCK_WAIT,
+        }
+    }
 }
 
 /// Where the repository store lives.
@@ -88,6 +125,7 @@ pub struct RepositorySettings {
     pub location: RepositoryLocation,
     pub key_file: Utf8PathBuf,
     pub password_file: Utf8PathBuf,
+    pub sharing: Sharing,
 }
 
 impl PanelConfig {
@@ -98,13 +136,25 @@ impl PanelConfig {
             return Ok(());
         };
         if t.kind == StoreKind::Archive
-            && (t.key_file.is_some() || t.password_file.is_some() || t.s3.is_some())
+            && (t.key_file.is_some()
+                || t.password_file.is_some()
+                || t.s3.is_some()
+                || t.host.is_some()
+                || t.lock_wait.is_some())
         {
             return Err(
-                "store: key-file, password-file and [store.s3] belong to kind = \
-                        \"repository\""
+                "store: key-file, password-file, host, lock-wait and [store.s3] belong to \
+                 kind = \"repository\""
                     .to_owned(),
             );
+        }
+        if let Some(host) = &t.host
+            && (host.trim().is_empty() || host.chars().any(char::is_control))
+        {
+            return Err(format!("store: host {host:?} must be a non-empty name"));
+        }
+        if let Some(wait) = &t.lock_wait {
+            parse_lock_wait(wait)?;
         }
         if t.s3.is_some() && t.path.is_some() {
             return Err(
@@ -220,6 +270,14 @@ impl PanelConfig {
                 t.and_then(|t| t.password_file.as_ref()),
                 "repository.password",
             ),
+            sharing: Sharing {
+                host: t.and_then(|t| t.host.clone()),
+                // Checked when panel.toml was read (`check_store_table`).
+                lock_wait: t
+                    .and_then(|t| t.lock_wait.as_deref())
+                    .and_then(|w| parse_lock_wait(w).ok())
+                    .unwrap_or(DEFAULT_LOCK_WAIT),
+            },
         }
     }
 }

@@ -113,7 +113,7 @@ mod tests {
         );
         assert_eq!(
             keys_of::<StoreTable>().join(", "),
-            "kind, path, key-file, password-file, s3"
+            "kind, path, key-file, password-file, s3, host, lock-wait"
         );
         for (text, valid) in [
             (

@@ -278,7 +278,31 @@ impl Remote for S3Store {
 /// else the environment's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`.
 pub(crate) fn client(c: &crate::config::S3Bucket, section: &str) -> Result<AmazonS3, String> {
     let (bucket, region, endpoint) = (&c.bucket, &c.region, c.endpoint.as_deref());
+    let timeout = c.request_timeout().ok_or_else(|| {
+        format!(
+            "[{section}] timeout {:?} is not a duration such as \"30s\"",
+            c.timeout.as_deref().unwrap_or_default()
+        )
+    })?;
+    // Bounded: `retries` tries more with backoff, and never longer than they can take.
+    let retries = c.retries.unwrap_or(crate::config::DEFAULT_S3_RETRIES);
+    let tries = u32::try_from(retries).unwrap_or(u32::MAX);
+    let retry = object_store::RetryConfig {
+        max_retries: retries,
+        // Each try may take `timeout`, each pause at most 15 s: the tries are never cut short.
+        retry_timeout: timeout
+            .saturating_mul(tries.saturating_add(1))
+            .saturating_add(std::time::Duration::from_secs(15).saturating_mul(tries)),
+        ..Default::default()
+    };
+    // Client options first: `with_allow_http` below is one of them.
     let mut b = AmazonS3Builder::from_env()
+        .with_retry(retry)
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_timeout(timeout)
+                .with_connect_timeout(timeout.min(std::time::Duration::from_secs(5))),
+        )
         .with_bucket_name(bucket)
         .with_region(region);
     if let Some(endpoint) = endpoint {
@@ -302,4 +326,15 @@ pub(crate) fn client(c: &crate::config::S3Bucket, section: &str) -> Result<Amazo
         crate::config::S3Credentials::InstanceMetadata => {}
     }
     b.build().map_err(|e| e.to_string())
+}
+
+/// Whether `e` means that the store did not serve the request: no connection, no answer in
+/// time, or a server error (5xx) after every retry — not a refusal (403, 404) it answered.
+/// object_store's retry error is not a public type, and its HTTP error is wrapped
+/// transparently (that error's kind is not on the source chain): their texts name them.
+pub(crate) fn unreachable(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, object_store::Error::Generic { .. })
+        && (text.contains("HTTP error: ")
+            || text.contains("Server returned non-2xx status code: 5"))
 }

@@ -730,6 +730,27 @@ impl<S: Open> Repository<S> {
         &self.status.open_status().dbe
     }
 
+    /// Encrypts `data` with the repository's key as restic encrypts a file, uncompressed (aps
+    /// patch, PATCHED.md: for restic's lock files, a file type the engine does not write).
+    ///
+    /// # Errors
+    ///
+    /// If the data cannot be encrypted
+    pub fn encrypt_raw(&self, data: &[u8]) -> RusticResult<Vec<u8>> {
+        use crate::crypto::CryptoKey;
+        self.dbe().key().encrypt_data(data)
+    }
+
+    /// Decrypts (and checks) what [`Self::encrypt_raw`] or restic encrypted with the
+    /// repository's key; a compressed file stays compressed (aps patch, PATCHED.md).
+    ///
+    /// # Errors
+    ///
+    /// If the data was not encrypted with this key or was changed
+    pub fn decrypt_raw(&self, data: &[u8]) -> RusticResult<Vec<u8>> {
+        self.dbe().decrypt(data)
+    }
+
     pub(crate) fn cache(&self) -> Option<&Cache> {
         self.status.open_status().cache.as_ref()
     }

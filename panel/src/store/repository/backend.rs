@@ -27,6 +27,15 @@ use rustic_core::{
 use crate::config::{RepositoryLocation, S3Bucket};
 use crate::store::repository::{RepositoryError, engine_err};
 
+/// The code of an engine error whose request the store did not serve (no connection, no
+/// answer in time, 5xx after every retry): it becomes [`RepositoryError::Unreachable`].
+pub(super) const UNREACHABLE_CODE: &str = "APS-S3-UNREACHABLE";
+
+/// Whether the engine's error `e` (or one it wraps) is [`UNREACHABLE_CODE`]'s.
+pub(super) fn is_unreachable(e: &RusticError) -> bool {
+    e.is_code(UNREACHABLE_CODE) || e.display_log().contains(UNREACHABLE_CODE)
+}
+
 /// The engine's backends for `location`.
 pub(super) fn backends(
     location: &RepositoryLocation,
@@ -48,7 +57,7 @@ pub(super) fn backends(
 
 /// One runtime for every S3 repository handle of the process: the engine opens several
 /// handles per command, and each would otherwise start its own threads.
-fn runtime() -> &'static tokio::runtime::Runtime {
+pub(super) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -93,8 +102,14 @@ impl S3Backend {
     }
 
     fn fail(&self, what: &'static str, path: &Path, e: object_store::Error) -> Box<RusticError> {
-        RusticError::with_source(ErrorKind::Backend, what, e)
-            .attach_context("object", format!("s3://{}/{path}", self.bucket))
+        let unreachable = crate::store::s3::unreachable(&e);
+        let err = RusticError::with_source(ErrorKind::Backend, what, e)
+            .attach_context("object", format!("s3://{}/{path}", self.bucket));
+        if unreachable {
+            err.attach_error_code(UNREACHABLE_CODE)
+        } else {
+            err
+        }
     }
 }
 

@@ -28,6 +28,8 @@ impl RepositoryStore {
     /// dump that failed and a web folder that changed while it was backed up fail the whole
     /// backup, and its snapshot is removed again.
     pub fn backup(&self, input: &BackupInput<'_>) -> Result<SnapshotInfo, RepositoryError> {
+        // restic's shared lock: no prune removes data while this backup may reuse it.
+        let _lock = self.lock(crate::store::repository::lock::LockKind::Shared)?;
         let problems = Problems::default();
         let roots = web_roots(input.web_dirs);
         let mut policy = input.walk.clone();
@@ -137,6 +139,7 @@ impl RepositoryStore {
             .to_snapshot()
             .map_err(self.err())?;
         snap.label = input.instance.to_owned();
+        snap.hostname = self.host();
         let mut tags = StringList::default();
         tags.add(format!("{TAG_INSTANCE}{}", input.instance));
         tags.add(format!("{TAG_PERIODICITY}{}", input.periodicity));
@@ -166,6 +169,10 @@ impl RepositoryStore {
         }
         let snap = match result {
             Ok(snap) => snap,
+            Err(e) if crate::store::repository::backend::is_unreachable(&e) => {
+                // The engine saves the snapshot last: a store that stopped answering left none.
+                return Err(self.err()(e));
+            }
             Err(e) => {
                 let mut problems = problems.take();
                 problems.push(e.display_log());

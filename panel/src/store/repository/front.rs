@@ -215,6 +215,11 @@ impl Store for RepositoryFront {
                 repository: Some(r),
             }),
             Err(e) => Err(PruneFailure {
+                kind: match &e {
+                    RepositoryError::Locked { .. } => ErrorKind::Busy,
+                    RepositoryError::Unreachable { .. } => ErrorKind::RemoteUnreachable,
+                    _ => ErrorKind::Internal,
+                },
                 message: e.to_string(),
                 done: stores,
                 repository: Some(self.settings.location.describe()),
@@ -408,6 +413,8 @@ pub fn problem(e: &RepositoryError, step: Option<&str>) -> Problem {
         | RepositoryError::AmbiguousSnapshot { .. }
         | RepositoryError::NoSnapshots { .. } => ErrorKind::Usage,
         RepositoryError::Untrusted { .. } => ErrorKind::UntrustedBackup,
+        RepositoryError::Locked { .. } => ErrorKind::Busy,
+        RepositoryError::Unreachable { .. } => ErrorKind::RemoteUnreachable,
         RepositoryError::Damaged { .. } => ErrorKind::InvalidBackup,
         RepositoryError::TargetNotEmpty { .. } => ErrorKind::DestinationRefused,
         RepositoryError::Interrupted { .. } | RepositoryError::RestoreInterrupted { .. } => {

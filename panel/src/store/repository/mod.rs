@@ -40,8 +40,8 @@
 //!
 //! Its parts: [`keys`] (init, open), [`backup`] with what it reads ([`source`], [`dump`],
 //! [`web`], [`manifest`], [`state`]), [`snapshots`], [`stage`] for a restore (through
-//! [`stream`]), [`retention`], [`verify`], the S3 [`backend`], [`cancel`], and [`front`]: the
-//! repository store as a `Store`.
+//! [`stream`]), [`retention`], [`verify`], the S3 [`backend`], [`cancel`], restic's [`lock`]s
+//! and [`front`]: the repository store as a `Store`.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -66,6 +66,7 @@ mod cancel;
 mod dump;
 pub mod front;
 mod keys;
+pub mod lock;
 mod manifest;
 pub mod retention;
 mod snapshots;
@@ -166,6 +167,25 @@ pub enum RepositoryError {
         repository: String,
         /// The signal's number (15 for SIGTERM).
         signal: i32,
+    },
+    /// The bucket did not serve a request (no connection, no answer in time, or server errors
+    /// after every retry of panel.toml's `retries`): nothing half-made was kept.
+    #[error(
+        "repository {repository} cannot be reached (panel.toml [store.s3] endpoint, retries, \
+         timeout): {message}"
+    )]
+    Unreachable { repository: String, message: String },
+    /// Another process holds the repository's lock and did not release it in `lock-wait`.
+    #[error(
+        "repository {repository} is locked by {holder}; waited {}s (panel.toml [store] \
+         lock-wait). If no such process runs any more, the lock goes by itself after 30 \
+         minutes, or remove it with `restic unlock`",
+        .waited.as_secs()
+    )]
+    Locked {
+        repository: String,
+        holder: String,
+        waited: Duration,
     },
     #[error(
         "restore of instance {instance} from snapshot {snapshot} {} while it was read from the \
@@ -287,15 +307,34 @@ impl std::fmt::Debug for RepositoryStore {
 }
 
 fn engine_err(repository: String) -> impl Fn(Box<RusticError>) -> RepositoryError {
-    move |e| RepositoryError::Engine {
-        repository: repository.clone(),
-        message: e.display_log(),
+    move |e| {
+        if backend::is_unreachable(&e) {
+            RepositoryError::Unreachable {
+                repository: repository.clone(),
+                message: e.display_log(),
+            }
+        } else {
+            RepositoryError::Engine {
+                repository: repository.clone(),
+                message: e.display_log(),
+            }
+        }
     }
 }
 
 impl RepositoryStore {
     pub fn describe(&self) -> String {
         self.settings.location.describe()
+    }
+
+    /// The host name of this controller's snapshots (panel.toml `[store] host`, else the
+    /// machine's): the only host whose snapshots it lists, restores, keeps and forgets.
+    pub fn host(&self) -> String {
+        self.settings
+            .sharing
+            .host
+            .clone()
+            .unwrap_or_else(lock::machine_host)
     }
 
     fn err(&self) -> impl Fn(Box<RusticError>) -> RepositoryError + use<> {

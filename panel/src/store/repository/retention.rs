@@ -115,6 +115,8 @@ impl RepositoryStore {
 
     /// Removes the data no snapshot uses any more (two-phase, see the module documentation).
     pub fn prune(&self) -> Result<PruneReport, RepositoryError> {
+        // restic's exclusive lock: no backup runs (here or on another server) while packs go.
+        let _lock = self.lock(crate::store::repository::lock::LockKind::Exclusive)?;
         let opts = PruneOptions::default();
         let plan = self.repo.prune_plan(&opts).map_err(self.err())?;
         let s = &plan.stats;

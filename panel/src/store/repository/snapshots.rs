@@ -10,13 +10,17 @@ use crate::store::repository::{
 };
 
 impl RepositoryStore {
-    /// The snapshots of `instance` (or of every instance), older to newer.
+    /// The snapshots of `instance` (or of every instance), older to newer: this controller's
+    /// host's only, so that servers sharing a repository never see, restore or thin each
+    /// other's.
     pub fn snapshots(&self, instance: Option<&str>) -> Result<Vec<SnapshotInfo>, RepositoryError> {
+        let host = self.host();
         let mut all: Vec<SnapshotInfo> = self
             .repo
             .get_all_snapshots()
             .map_err(self.err())?
             .iter()
+            .filter(|snap| snap.hostname == host)
             .filter_map(info_of)
             .filter(|s| instance.is_none_or(|i| s.instance == i))
             .collect();

@@ -32,13 +32,13 @@ fn sh_instance(sb: &Sandbox, name: &str, behaviour: &str) -> Utf8PathBuf {
     )
 }
 
-fn dir(sb: &Sandbox, name: &str) -> Utf8PathBuf {
+pub(crate) fn dir(sb: &Sandbox, name: &str) -> Utf8PathBuf {
     let d = sb.path(name);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+pub(crate) fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
@@ -63,14 +63,14 @@ fn wait_for_backup_script(sb: &Sandbox, what: &str) {
 
 /// A running `aps-controller` whose stderr lines (progress lines with `--json`, the signal
 /// notes) are read as they come, so a test can wait for a phase.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    pub(crate) fn start(mut cmd: Command) -> Running {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -94,7 +94,7 @@ impl Running {
     }
 
     /// Waits for a stderr line that `pred` accepts (the process must not end first).
-    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
@@ -114,7 +114,7 @@ impl Running {
     }
 
     /// Waits for the JSON progress line announcing `phase` (and `name`, when given).
-    fn wait_phase(&mut self, phase: &str, name: Option<&str>) {
+    pub(crate) fn wait_phase(&mut self, phase: &str, name: Option<&str>) {
         let what = format!("phase {phase} {name:?}");
         self.wait_line(&what, |line| {
             serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
@@ -123,7 +123,7 @@ impl Running {
         });
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
@@ -133,7 +133,7 @@ impl Running {
     }
 
     /// Waits for the end: exit code, stdout, all of stderr.
-    fn finish(mut self) -> (Option<i32>, String, String) {
+    pub(crate) fn finish(mut self) -> (Option<i32>, String, String) {
         let mut stdout = String::new();
         std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
         let status = self.child.wait().unwrap();
@@ -170,7 +170,7 @@ fn assert_interrupted(code: Option<i32>, stdout: &str, stderr: &str, signal: &st
     );
 }
 
-fn assert_nothing_left(sb: &Sandbox) {
+pub(crate) fn assert_nothing_left(sb: &Sandbox) {
     assert!(
         open_journal_entries(&sb.state()).is_empty(),
         "open journal entries: {:?}",
@@ -312,7 +312,7 @@ fn backup_signal_while_the_archive_is_written() {
 // ---------------------------------------------------------------------------------------------
 // Restore and migrate (sh-databases with real MariaDB and PostgreSQL databases)
 
-fn backed_up(sb: &Sandbox, behaviour: &str) -> Option<(kit::DbInstance, Utf8PathBuf)> {
+pub(crate) fn backed_up(sb: &Sandbox, behaviour: &str) -> Option<(kit::DbInstance, Utf8PathBuf)> {
     let inst = db_instance(
         sb,
         "shop",
@@ -737,7 +737,7 @@ fn every_command_recovers_and_reports_it() {
 // ---------------------------------------------------------------------------------------------
 // Full disk
 
-fn random_file(path: &Utf8Path, size: usize) {
+pub(crate) fn random_file(path: &Utf8Path, size: usize) {
     let out = Command::new("head")
         .arg("-c")
         .arg(size.to_string())
@@ -747,7 +747,7 @@ fn random_file(path: &Utf8Path, size: usize) {
     std::fs::write(path, out.stdout).unwrap();
 }
 
-fn nobackup_instance(sb: &Sandbox, name: &str, hint: &str) -> Option<Utf8PathBuf> {
+pub(crate) fn nobackup_instance(sb: &Sandbox, name: &str, hint: &str) -> Option<Utf8PathBuf> {
     let dbs = databases(hint)?;
     let www = sb.register(
         name,

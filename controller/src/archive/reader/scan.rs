@@ -358,7 +358,7 @@ pub(in crate::archive) fn scan(
 
 pub(in crate::archive) fn extract_file<R: Read>(
     entry: &mut tar::Entry<'_, R>,
-    sha: &mut Sha256,
+    sha: &mut dyn crate::archive::tree::Feed,
     buf: &mut Vec<u8>,
     dest: &Utf8Path,
     archive: &Utf8Path,

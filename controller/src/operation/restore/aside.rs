@@ -59,13 +59,21 @@ fn io_err(what: &'static str, path: &Utf8Path) -> impl FnOnce(io::Error) -> Oper
 }
 
 impl AsidePlan {
-    /// The web folders that could be kept aside: every archived web folder that exists and
-    /// opens by descriptor (a symlinked one is left to the archive, which refuses it by name).
-    /// Written to the work folder before anything moves; the caller journals the snapshot
-    /// after this and before [`move_all`](Self::move_all).
-    pub(super) fn write(instance: &Instance, work: &Utf8Path) -> Result<Self, OperationError> {
+    /// The web folders that could be kept aside: every archived web folder that `replaced`
+    /// names (the restore empties and refills it), that exists and opens by descriptor (a
+    /// symlinked one is left to the archive, which refuses it by name). Written to the work
+    /// folder before anything moves; the caller journals the snapshot after this and before
+    /// [`move_all`](Self::move_all).
+    pub(super) fn write(
+        instance: &Instance,
+        work: &Utf8Path,
+        replaced: &dyn Fn(&str) -> bool,
+    ) -> Result<Self, OperationError> {
         let mut folders = Vec::new();
         for (i, (url, dir)) in instance.archived_web_dirs().into_iter().enumerate() {
+            if !replaced(url) {
+                continue;
+            }
             let Ok(fd) = crate::archive::open_dir_nofollow(dir.as_std_path()) else {
                 continue;
             };

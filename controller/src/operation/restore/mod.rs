@@ -128,7 +128,19 @@ fn restore_as(
     }
     let prepared = match &snapshot {
         // Journaled before the first change: a killed controller is rolled back from it.
-        Some(path) => take_restore_snapshot(ctl, &mut operation, &instance, &package.meta, path),
+        // Kept aside: the web folders the extraction empties and refills. A `sufficient`
+        // script's restore leaves them in place (it may change them: they are archived).
+        Some(path) => take_restore_snapshot(
+            ctl,
+            &mut operation,
+            &instance,
+            &package.meta,
+            path,
+            &|url| match &source {
+                Source::Archive(reader) => reader.manifest().web_dir(url).is_some(),
+                Source::ScriptFile { .. } => false,
+            },
+        ),
         None => Ok(()),
     }
     .and_then(|()| {

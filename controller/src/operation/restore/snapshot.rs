@@ -38,19 +38,27 @@ pub(crate) fn take_snapshot(
     })
 }
 
-/// A restore's safety snapshot: the web folders kept aside where they can be, the databases
-/// and every other web folder archived at `path`. Journaled before the first web folder is
-/// moved. `Err` says whether the snapshot was journaled (then the instance may have changed
-/// and is put back like after any later failure).
+/// A restore's safety snapshot: the web folders the restore replaces (`replaced` names their
+/// URLs) kept aside where they can be, the databases and every other web folder archived at
+/// `path`. Journaled before the first web folder is moved. `Err` says whether the snapshot
+/// was journaled (then the instance may have changed and is put back like after any later
+/// failure).
 pub(super) fn take_restore_snapshot(
     ctl: &Controller,
     operation: &mut Operation,
     instance: &Instance,
     meta: &AppMeta,
     path: &Utf8Path,
+    replaced: &dyn Fn(&str) -> bool,
 ) -> Result<(), (OperationError, bool)> {
     let work = operation.work().to_owned();
-    let mut plan = AsidePlan::write(instance, &work).map_err(|e| (e, false))?;
+    let account = ctl.instance_account(instance).map_err(|e| (e, false))?;
+    // Walk bounds promise that a snapshot crossing them changes nothing: with bounds, every
+    // folder is walked into the archive, which checks them.
+    let policy = ctl.config().walk_policy(&instance.name, account.as_ref());
+    let bounded = policy.max_files.is_some() || policy.max_bytes.is_some();
+    let replaced = |url: &str| !bounded && replaced(url);
+    let mut plan = AsidePlan::write(instance, &work, &replaced).map_err(|e| (e, false))?;
     operation
         .add_undo(
             UndoAction::RestoreSnapshot {
@@ -62,7 +70,6 @@ pub(super) fn take_restore_snapshot(
         .map_err(|e| (e, false))?;
     let journaled = |e| (e, true);
     plan.move_all(&work).map_err(journaled)?;
-    let account = ctl.instance_account(instance).map_err(journaled)?;
     let kept: Vec<&str> = plan.urls().collect();
     write_snapshot(ctl.config(), instance, meta, path, account.as_ref(), &kept)
         .map_err(journaled)?;

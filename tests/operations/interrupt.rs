@@ -32,7 +32,7 @@ fn sh_instance(sb: &Sandbox, name: &str, behaviour: &str) -> Utf8PathBuf {
     )
 }
 
-pub(crate) fn dir(sb: &Sandbox, name: &str) -> Utf8PathBuf {
+fn dir(sb: &Sandbox, name: &str) -> Utf8PathBuf {
     let d = sb.path(name);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -504,11 +504,29 @@ fn migrate_from_a_snapshot_signal_while_loading_puts_the_target_back() {
 #[test]
 fn restore_signal_while_the_archive_is_extracted() {
     let sb = Sandbox::new();
-    let Some(www) = nobackup_instance(&sb, "big", "intextract") else {
+    let Some((www, file)) = big_backup(&sb, "intextract") else {
         return;
     };
+    let before = kit::tree_record(&www);
+    let mut run =
+        Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
+    run.wait_phase("extract", None);
+    run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
+    run.signal("INT");
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "INT");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
+    assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
+    assert_nothing_left(&sb);
+}
+
+/// The nobackup instance `big` with a 48 MiB random file, backed up with gzip (slow to
+/// extract, so a test can stop the extraction), then changed: (web folder, backup file).
+pub(crate) fn big_backup(sb: &Sandbox, hint: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+    let www = nobackup_instance(sb, "big", hint)?;
     random_file(&www.join("big.bin"), 48 << 20);
-    let file = dir(&sb, "backups").join("big.aps");
+    let file = dir(sb, "backups").join("big.aps");
     let out = sb.cli(&[
         "backup",
         "big",
@@ -522,18 +540,7 @@ fn restore_signal_while_the_archive_is_extracted() {
     // Changed since the backup: what the restore replaces, and the rollback puts back.
     std::fs::remove_file(www.join("index.html")).unwrap();
     random_file(&www.join("big.bin"), 1 << 20);
-    let before = kit::tree_record(&www);
-    let mut run =
-        Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
-    run.wait_phase("extract", None);
-    run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
-    run.signal("INT");
-    let (code, stdout, stderr) = run.finish();
-    assert_interrupted(code, &stdout, &stderr, "INT");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
-    assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
-    assert_nothing_left(&sb);
+    Some((www, file))
 }
 
 /// migrate: SIGTERM while the source's backup script runs; nothing of either instance
@@ -737,7 +744,7 @@ fn every_command_recovers_and_reports_it() {
 // ---------------------------------------------------------------------------------------------
 // Full disk
 
-pub(crate) fn random_file(path: &Utf8Path, size: usize) {
+fn random_file(path: &Utf8Path, size: usize) {
     let out = Command::new("head")
         .arg("-c")
         .arg(size.to_string())
@@ -747,7 +754,7 @@ pub(crate) fn random_file(path: &Utf8Path, size: usize) {
     std::fs::write(path, out.stdout).unwrap();
 }
 
-pub(crate) fn nobackup_instance(sb: &Sandbox, name: &str, hint: &str) -> Option<Utf8PathBuf> {
+fn nobackup_instance(sb: &Sandbox, name: &str, hint: &str) -> Option<Utf8PathBuf> {
     let dbs = databases(hint)?;
     let www = sb.register(
         name,

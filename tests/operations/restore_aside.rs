@@ -11,9 +11,7 @@ use camino::Utf8Path;
 use test_support as support;
 use test_support::restore_kit as kit;
 
-use super::interrupt::{
-    Running, assert_nothing_left, backed_up, dir, nobackup_instance, random_file, wait_for,
-};
+use super::interrupt::{Running, assert_nothing_left, backed_up, big_backup, wait_for};
 use support::{Sandbox, assert_success, exists};
 
 /// Inode of every entry below `root` (the folder itself left out): the same numbers after a
@@ -40,8 +38,13 @@ fn inodes(root: &Utf8Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// The next command of any kind finds the killed restore's open entry and puts it back.
-fn recover(sb: &Sandbox) {
+/// SIGKILL to the running restore, `killed` checks what it left; then the next command of
+/// any kind finds its open entry and puts the instance back.
+fn kill_and_recover(sb: &Sandbox, run: Running, killed: impl FnOnce()) {
+    run.signal("KILL");
+    let (code, _, _) = run.finish();
+    assert_eq!(code, None, "killed by the signal");
+    killed();
     let out = sb.cli(&["instance", "list"]);
     assert_success(&out, "instance list after the kill");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -78,23 +81,9 @@ fn a_failed_restore_renames_the_same_files_back() {
 #[test]
 fn kill_9_while_extracting_is_put_back_by_the_next_command() {
     let sb = Sandbox::new();
-    let Some(www) = nobackup_instance(&sb, "big", "asidex") else {
+    let Some((www, file)) = big_backup(&sb, "asidex") else {
         return;
     };
-    random_file(&www.join("big.bin"), 48 << 20);
-    let file = dir(&sb, "backups").join("big.aps");
-    let out = sb.cli(&[
-        "backup",
-        "big",
-        "--to",
-        file.as_str(),
-        "--compression",
-        "gzip",
-        "--json",
-    ]);
-    assert_success(&out, "backup");
-    std::fs::remove_file(www.join("index.html")).unwrap();
-    random_file(&www.join("big.bin"), 1 << 20);
     std::fs::create_dir(www.join("new-folder")).unwrap();
     std::fs::write(www.join("new-folder/page.html"), "new").unwrap();
     let before = kit::tree_record(&www);
@@ -104,16 +93,13 @@ fn kill_9_while_extracting_is_put_back_by_the_next_command() {
         Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
     run.wait_phase("extract", None);
     run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
-    run.signal("KILL");
-    let (code, _, _) = run.finish();
-    assert_eq!(code, None, "killed by the signal");
-    assert_ne!(
-        kit::tree_record(&www),
-        before,
-        "the kill left the web folder half-restored"
-    );
-
-    recover(&sb);
+    kill_and_recover(&sb, run, || {
+        assert_ne!(
+            kit::tree_record(&www),
+            before,
+            "the kill left the web folder half-restored"
+        );
+    });
     assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
     assert_eq!(inodes(&www), before_inodes, "with its own files");
     assert_nothing_left(&sb);
@@ -133,11 +119,7 @@ fn kill_9_during_the_safety_snapshot_is_put_back_by_the_next_command() {
     let mut run =
         Running::start(sb.command(&["restore", "shop", "--from", file.as_str(), "--json"]));
     run.wait_phase("safety-snapshot", None);
-    run.signal("KILL");
-    let (code, _, _) = run.finish();
-    assert_eq!(code, None, "killed by the signal");
-
-    recover(&sb);
+    kill_and_recover(&sb, run, || {});
     kit::assert_same(&inst.state(), &before, "not put back exactly");
     assert_eq!(inodes(&inst.www), before_inodes, "with its own files");
     assert_nothing_left(&sb);
@@ -160,11 +142,7 @@ fn kill_9_while_the_script_runs_is_put_back_by_the_next_command() {
         "the restore script to wait",
     );
     assert_ne!(inst.state(), before, "the restore had changed things");
-    run.signal("KILL");
-    let (code, _, _) = run.finish();
-    assert_eq!(code, None, "killed by the signal");
-
-    recover(&sb);
+    kill_and_recover(&sb, run, || {});
     kit::assert_same(&inst.state(), &before, "not put back exactly");
     assert_eq!(inodes(&inst.www), before_inodes, "with its own files");
     assert_nothing_left(&sb);

@@ -38,7 +38,7 @@ fn dir(sb: &Sandbox, name: &str) -> Utf8PathBuf {
     d
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+pub(crate) fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     let start = Instant::now();
     while !cond() {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
@@ -63,14 +63,14 @@ fn wait_for_backup_script(sb: &Sandbox, what: &str) {
 
 /// A running `aps-controller` whose stderr lines (progress lines with `--json`, the signal
 /// notes) are read as they come, so a test can wait for a phase.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    pub(crate) fn start(mut cmd: Command) -> Running {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -94,7 +94,7 @@ impl Running {
     }
 
     /// Waits for a stderr line that `pred` accepts (the process must not end first).
-    fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
@@ -114,7 +114,7 @@ impl Running {
     }
 
     /// Waits for the JSON progress line announcing `phase` (and `name`, when given).
-    fn wait_phase(&mut self, phase: &str, name: Option<&str>) {
+    pub(crate) fn wait_phase(&mut self, phase: &str, name: Option<&str>) {
         let what = format!("phase {phase} {name:?}");
         self.wait_line(&what, |line| {
             serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
@@ -123,7 +123,7 @@ impl Running {
         });
     }
 
-    fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
@@ -133,7 +133,7 @@ impl Running {
     }
 
     /// Waits for the end: exit code, stdout, all of stderr.
-    fn finish(mut self) -> (Option<i32>, String, String) {
+    pub(crate) fn finish(mut self) -> (Option<i32>, String, String) {
         let mut stdout = String::new();
         std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
         let status = self.child.wait().unwrap();
@@ -170,7 +170,7 @@ fn assert_interrupted(code: Option<i32>, stdout: &str, stderr: &str, signal: &st
     );
 }
 
-fn assert_nothing_left(sb: &Sandbox) {
+pub(crate) fn assert_nothing_left(sb: &Sandbox) {
     assert!(
         open_journal_entries(&sb.state()).is_empty(),
         "open journal entries: {:?}",
@@ -312,7 +312,7 @@ fn backup_signal_while_the_archive_is_written() {
 // ---------------------------------------------------------------------------------------------
 // Restore and migrate (sh-databases with real MariaDB and PostgreSQL databases)
 
-fn backed_up(sb: &Sandbox, behaviour: &str) -> Option<(kit::DbInstance, Utf8PathBuf)> {
+pub(crate) fn backed_up(sb: &Sandbox, behaviour: &str) -> Option<(kit::DbInstance, Utf8PathBuf)> {
     let inst = db_instance(
         sb,
         "shop",
@@ -504,11 +504,29 @@ fn migrate_from_a_snapshot_signal_while_loading_puts_the_target_back() {
 #[test]
 fn restore_signal_while_the_archive_is_extracted() {
     let sb = Sandbox::new();
-    let Some(www) = nobackup_instance(&sb, "big", "intextract") else {
+    let Some((www, file)) = big_backup(&sb, "intextract") else {
         return;
     };
+    let before = kit::tree_record(&www);
+    let mut run =
+        Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
+    run.wait_phase("extract", None);
+    run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
+    run.signal("INT");
+    let (code, stdout, stderr) = run.finish();
+    assert_interrupted(code, &stdout, &stderr, "INT");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
+    assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
+    assert_nothing_left(&sb);
+}
+
+/// The nobackup instance `big` with a 48 MiB random file, backed up with gzip (slow to
+/// extract, so a test can stop the extraction), then changed: (web folder, backup file).
+pub(crate) fn big_backup(sb: &Sandbox, hint: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+    let www = nobackup_instance(sb, "big", hint)?;
     random_file(&www.join("big.bin"), 48 << 20);
-    let file = dir(&sb, "backups").join("big.aps");
+    let file = dir(sb, "backups").join("big.aps");
     let out = sb.cli(&[
         "backup",
         "big",
@@ -522,18 +540,7 @@ fn restore_signal_while_the_archive_is_extracted() {
     // Changed since the backup: what the restore replaces, and the rollback puts back.
     std::fs::remove_file(www.join("index.html")).unwrap();
     random_file(&www.join("big.bin"), 1 << 20);
-    let before = kit::tree_record(&www);
-    let mut run =
-        Running::start(sb.command(&["restore", "big", "--from", file.as_str(), "--json"]));
-    run.wait_phase("extract", None);
-    run.wait_line("extraction bytes", |l| l.contains("\"event\":\"bytes\""));
-    run.signal("INT");
-    let (code, stdout, stderr) = run.finish();
-    assert_interrupted(code, &stdout, &stderr, "INT");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    assert_eq!(v["error"]["step"], "restore-resources", "{v}");
-    assert_eq!(kit::tree_record(&www), before, "the web folder is put back");
-    assert_nothing_left(&sb);
+    Some((www, file))
 }
 
 /// migrate: SIGTERM while the source's backup script runs; nothing of either instance

@@ -9,3 +9,4 @@ mod interrupt;
 mod migrate;
 mod other_instance_restore;
 mod restore;
+mod restore_aside;

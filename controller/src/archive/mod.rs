@@ -17,6 +17,7 @@ mod codec;
 mod dirfd;
 mod error;
 mod manifest;
+mod prefetch;
 pub(crate) mod reader;
 mod tag;
 mod tree;

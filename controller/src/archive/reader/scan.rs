@@ -137,6 +137,10 @@ pub(in crate::archive) fn scan(
     archive: &Utf8Path,
     targets: &Targets,
 ) -> Result<(Manifest, ManifestSeal), ArchiveError> {
+    // Decryption and decompression run ahead on their own thread, beside the hashing and
+    // writing below.
+    let stream = crate::archive::prefetch::Prefetch::new(stream)
+        .map_err(|e| read_error(archive, None, e))?;
     let mut tar = tar::Archive::new(stream);
     let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
     // Part entries (`files/<name>`, `web/<n>/`) in the order they appear.
@@ -354,7 +358,7 @@ pub(in crate::archive) fn scan(
 
 pub(in crate::archive) fn extract_file<R: Read>(
     entry: &mut tar::Entry<'_, R>,
-    sha: &mut Sha256,
+    sha: &mut dyn crate::archive::tree::Feed,
     buf: &mut Vec<u8>,
     dest: &Utf8Path,
     archive: &Utf8Path,

@@ -9,7 +9,6 @@ use std::os::unix::ffi::OsStrExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
-use sha2::Sha256;
 
 use super::{format::*, hash::*, sparse::*};
 use crate::account::Account;
@@ -26,7 +25,7 @@ pub(in crate::archive) struct FileData<'a> {
 
 /// Consumes the entries of one tree (hashing them), and writes them under `dest` if given.
 pub(in crate::archive) struct TreeReader {
-    pub(in crate::archive) hasher: TreeHasher,
+    pub(in crate::archive) hasher: TreeHasher<TreeSha>,
     pub(in crate::archive) extract: Option<Extractor>,
     pub(in crate::archive) archive: Utf8PathBuf,
     pub(in crate::archive) part: String,
@@ -45,8 +44,12 @@ impl TreeReader {
                 Extractor::new(d, owner).map_err(|e| extract_err(archive, part, d.as_str(), e))
             })
             .transpose()?;
+        // Extracting, the SHA-256 runs beside the writes; only checking, it keeps pace here
+        // with the decompression on its own thread.
+        let hasher = TreeHasher::reading(extract.is_some())
+            .map_err(|e| read_error(archive, Some(part), e))?;
         Ok(TreeReader {
-            hasher: TreeHasher::new(),
+            hasher,
             extract,
             archive: archive.to_owned(),
             part: part.to_owned(),
@@ -434,7 +437,7 @@ impl Extractor {
         mode: u32,
         mtime: i64,
         data: FileData<'_>,
-        sha: &mut Sha256,
+        sha: &mut dyn Feed,
         buf: &mut Vec<u8>,
         archive: &Utf8Path,
         part: &str,
@@ -468,7 +471,7 @@ impl Extractor {
             pos: 0,
         };
         let copy =
-            |src: &mut dyn Read, out: &mut HoleWriter, sha: &mut Sha256, buf: &mut Vec<u8>| {
+            |src: &mut dyn Read, out: &mut HoleWriter, sha: &mut dyn Feed, buf: &mut Vec<u8>| {
                 match copy_hashing(src, sha, Some(out as &mut dyn Write), buf) {
                     Ok(n) => Ok(n),
                     Err(CopyError::Write(e)) => Err(fail(e)),

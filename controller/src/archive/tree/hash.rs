@@ -1,15 +1,142 @@
 //! The canonical record stream of a tree and its SHA-256 (docs/backup-format.md): the
-//! hasher, the hashing reader the writer appends through, the hashing copy the reader uses.
+//! hasher (on the caller's thread, or on a thread of its own beside an extraction's writes),
+//! the hashing reader the writer appends through, the hashing copy the reader uses.
 
 use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use sha2::{Digest, Sha256};
 
 use super::format::*;
 
+/// What bytes are hashed into: SHA-256 itself, or [`ShaThread`].
+pub(in crate::archive) trait Feed {
+    fn feed(&mut self, data: &[u8]);
+}
+
+impl Feed for Sha256 {
+    fn feed(&mut self, data: &[u8]) {
+        self.update(data);
+    }
+}
+
+/// Bytes gathered before they are handed to the hashing thread.
+const SHA_CHUNK: usize = 256 * 1024;
+/// Chunks queued for the hashing thread (memory: about `SHA_CHUNKS + 2` chunks).
+const SHA_CHUNKS: usize = 8;
+
+/// SHA-256 computed on a thread of its own: an extraction hashes and writes side by side.
+/// Bytes are gathered into [`SHA_CHUNK`]-byte chunks and queued in order (at most
+/// [`SHA_CHUNKS`]); [`finalize`](ShaThread::finalize) waits for the digest.
+pub(in crate::archive) struct ShaThread {
+    chunks: Option<SyncSender<Vec<u8>>>,
+    spent: Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+    thread: Option<std::thread::JoinHandle<[u8; 32]>>,
+}
+
+impl ShaThread {
+    pub(in crate::archive) fn new() -> io::Result<Self> {
+        let (chunks, queued) = sync_channel::<Vec<u8>>(SHA_CHUNKS);
+        let (give_back, spent) = sync_channel::<Vec<u8>>(SHA_CHUNKS + 2);
+        let thread = std::thread::Builder::new()
+            .name("archive-sha256".into())
+            .spawn(move || {
+                let mut sha = Sha256::new();
+                for chunk in queued {
+                    sha.update(&chunk);
+                    let _ = give_back.try_send(chunk);
+                }
+                sha.finalize().into()
+            })?;
+        Ok(ShaThread {
+            chunks: Some(chunks),
+            spent,
+            pending: Vec::with_capacity(SHA_CHUNK),
+            thread: Some(thread),
+        })
+    }
+
+    fn send_pending(&mut self) {
+        let next = self
+            .spent
+            .try_recv()
+            .map(|mut v| {
+                v.clear();
+                v
+            })
+            .unwrap_or_else(|_| Vec::with_capacity(SHA_CHUNK));
+        let full = std::mem::replace(&mut self.pending, next);
+        if let Some(chunks) = &self.chunks {
+            // The thread only ends when this sender is dropped.
+            let _ = chunks.send(full);
+        }
+    }
+
+    /// The digest of everything fed.
+    pub(in crate::archive) fn finalize(mut self) -> [u8; 32] {
+        if !self.pending.is_empty() {
+            self.send_pending();
+        }
+        self.chunks = None;
+        self.thread
+            .take()
+            .expect("finalized once")
+            .join()
+            .expect("the hashing thread does not panic")
+    }
+}
+
+impl Drop for ShaThread {
+    fn drop(&mut self) {
+        self.chunks = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Feed for ShaThread {
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = SHA_CHUNK - self.pending.len();
+            let n = room.min(data.len());
+            self.pending.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.pending.len() == SHA_CHUNK {
+                self.send_pending();
+            }
+        }
+    }
+}
+
+/// The SHA-256 of a tree read back: on this thread, or beside it when extracting.
+pub(in crate::archive) enum TreeSha {
+    Here(Sha256),
+    Beside(ShaThread),
+}
+
+impl Feed for TreeSha {
+    fn feed(&mut self, data: &[u8]) {
+        match self {
+            TreeSha::Here(sha) => sha.update(data),
+            TreeSha::Beside(t) => t.feed(data),
+        }
+    }
+}
+
+impl TreeSha {
+    fn finalize(self) -> [u8; 32] {
+        match self {
+            TreeSha::Here(sha) => sha.finalize().into(),
+            TreeSha::Beside(t) => t.finalize(),
+        }
+    }
+}
+
 /// The canonical record stream of a tree, hashed as it goes; see docs/backup-format.md.
-pub(in crate::archive) struct TreeHasher {
-    pub(in crate::archive) sha: Sha256,
+pub(in crate::archive) struct TreeHasher<S = Sha256> {
+    pub(in crate::archive) sha: S,
     pub(in crate::archive) stats: TreeStats,
 }
 
@@ -21,12 +148,38 @@ impl TreeHasher {
         }
     }
 
+    pub(in crate::archive) fn finish(mut self) -> TreeStats {
+        self.stats.sha256 = hex::encode(self.sha.finalize());
+        self.stats
+    }
+}
+
+impl TreeHasher<TreeSha> {
+    /// A hasher for a tree read back; `beside`: on a thread of its own.
+    pub(in crate::archive) fn reading(beside: bool) -> io::Result<Self> {
+        Ok(TreeHasher {
+            sha: if beside {
+                TreeSha::Beside(ShaThread::new()?)
+            } else {
+                TreeSha::Here(Sha256::new())
+            },
+            stats: TreeStats::default(),
+        })
+    }
+
+    pub(in crate::archive) fn finish(mut self) -> TreeStats {
+        self.stats.sha256 = hex::encode(self.sha.finalize());
+        self.stats
+    }
+}
+
+impl<S: Feed> TreeHasher<S> {
     pub(in crate::archive) fn record(&mut self, kind: u8, rel: &[u8], mode: u32, mtime: i64) {
-        self.sha.update([kind]);
-        self.sha.update((rel.len() as u32).to_be_bytes());
-        self.sha.update(rel);
-        self.sha.update((mode & 0o7777).to_be_bytes());
-        self.sha.update(mtime.to_be_bytes());
+        self.sha.feed(&[kind]);
+        self.sha.feed(&(rel.len() as u32).to_be_bytes());
+        self.sha.feed(rel);
+        self.sha.feed(&(mode & 0o7777).to_be_bytes());
+        self.sha.feed(&mtime.to_be_bytes());
     }
 
     pub(in crate::archive) fn dir(&mut self, rel: &[u8], mode: u32, mtime: i64) {
@@ -36,7 +189,7 @@ impl TreeHasher {
 
     pub(in crate::archive) fn file(&mut self, rel: &[u8], mode: u32, mtime: i64, size: u64) {
         self.record(KIND_FILE, rel, mode, mtime);
-        self.sha.update(size.to_be_bytes());
+        self.sha.feed(&size.to_be_bytes());
         self.stats.files += 1;
         self.stats.bytes += size;
     }
@@ -52,11 +205,11 @@ impl TreeHasher {
         extents: &[Extent],
     ) {
         self.record(KIND_SPARSE, rel, mode, mtime);
-        self.sha.update(size.to_be_bytes());
-        self.sha.update((extents.len() as u64).to_be_bytes());
+        self.sha.feed(&size.to_be_bytes());
+        self.sha.feed(&(extents.len() as u64).to_be_bytes());
         for e in extents {
-            self.sha.update(e.offset.to_be_bytes());
-            self.sha.update(e.len.to_be_bytes());
+            self.sha.feed(&e.offset.to_be_bytes());
+            self.sha.feed(&e.len.to_be_bytes());
         }
         self.stats.files += 1;
         self.stats.bytes += size;
@@ -64,14 +217,9 @@ impl TreeHasher {
 
     pub(in crate::archive) fn symlink(&mut self, rel: &[u8], mode: u32, mtime: i64, target: &[u8]) {
         self.record(KIND_SYMLINK, rel, mode, mtime);
-        self.sha.update((target.len() as u32).to_be_bytes());
-        self.sha.update(target);
+        self.sha.feed(&(target.len() as u32).to_be_bytes());
+        self.sha.feed(target);
         self.stats.symlinks += 1;
-    }
-
-    pub(in crate::archive) fn finish(mut self) -> TreeStats {
-        self.stats.sha256 = hex::encode(self.sha.finalize());
-        self.stats
     }
 }
 
@@ -184,7 +332,7 @@ impl CopyError {
 /// when extracting, into the destination.
 pub(in crate::archive) fn copy_hashing(
     src: &mut dyn Read,
-    sha: &mut Sha256,
+    sha: &mut dyn Feed,
     mut dst: Option<&mut dyn Write>,
     buf: &mut Vec<u8>,
 ) -> Result<u64, CopyError> {
@@ -199,7 +347,7 @@ pub(in crate::archive) fn copy_hashing(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Read(e)),
         };
-        sha.update(&buf[..n]);
+        sha.feed(&buf[..n]);
         if let Some(d) = dst.as_deref_mut() {
             d.write_all(&buf[..n]).map_err(CopyError::Write)?;
         }

@@ -10,6 +10,7 @@ use std::time::Instant;
 use aps_meta::model::Script;
 use camino::Utf8Path;
 
+use self::snapshot::take_restore_snapshot;
 use crate::account::Account;
 use crate::archive::ArchiveReader;
 use crate::controller::Controller;
@@ -22,6 +23,7 @@ use crate::paths::absolute;
 use crate::registry::{Instance, OpenedPackage};
 
 mod apply;
+mod aside;
 mod snapshot;
 mod source;
 
@@ -125,22 +127,37 @@ fn restore_as(
         ctl.report_part("restore", &instance.name, "safety-snapshot", "", None);
     }
     let prepared = match &snapshot {
-        // Persisted before the first change: a killed controller is rolled back from it.
-        Some(path) => take_snapshot(ctl, &instance, &package.meta, path).and_then(|()| {
-            operation.add_undo(
-                UndoAction::RestoreSnapshot {
-                    snapshot: path.clone(),
-                    instance: instance.name.clone(),
-                },
-                Step::SafetySnapshot,
-            )
-        }),
+        // Journaled before the first change: a killed controller is rolled back from it.
+        // Kept aside: the web folders the extraction empties and refills. A `sufficient`
+        // script's restore leaves them in place (it may change them: they are archived).
+        Some(path) => take_restore_snapshot(
+            ctl,
+            &mut operation,
+            &instance,
+            &package.meta,
+            path,
+            &|url| match &source {
+                Source::Archive(reader) => reader.manifest().web_dir(url).is_some(),
+                Source::ScriptFile { .. } => false,
+            },
+        ),
         None => Ok(()),
-    };
-    if let Err(error) = prepared.and_then(|()| ctl.check_cancel(Step::SafetySnapshot)) {
-        // Nothing of the instance changed yet; a full disk can only be the work folder's.
+    }
+    .and_then(|()| {
+        ctl.check_cancel(Step::SafetySnapshot)
+            .map_err(|e| (e, snapshot.is_some()))
+    });
+    if let Err((error, journaled)) = prepared {
+        // A full disk can only be the work folder's: nothing of the instance was written.
         let error = error.with_space_facts(&[operation.work()], None);
-        return Err(operation.fail(error));
+        return Err(fail_and_put_back(
+            ctl,
+            operation,
+            &instance,
+            snapshot.as_deref().filter(|_| journaled),
+            account,
+            error,
+        ));
     }
 
     let steps = Steps {
@@ -189,29 +206,47 @@ fn restore_as(
             let mut places: Vec<&Utf8Path> = instance.web_dirs.values().map(|d| &**d).collect();
             places.push(operation.work());
             let error = error.with_space_facts(&places, None);
-            if snapshot.is_some() {
-                ctl.report_part("restore", &instance.name, "rollback", "", None);
-            }
-            // A second signal must not cut the rollback short.
-            if let Some(path) = &snapshot
-                && let Err(rollback) =
-                    crate::cancel::shielded(|| put_back(ctl.config(), &instance, path, account))
-            {
-                // Keep the snapshot (and the journal entry) for a person to act on.
-                operation.fail_keeping_work(&rollback.to_string());
-                return Err(OperationError::RollbackFailed {
-                    original: Box::new(error),
-                    rollback: Box::new(rollback),
-                    snapshot: path.clone(),
-                });
-            }
-            let error = operation.fail(error);
-            if snapshot.is_some() {
-                remove_kept_snapshots(ctl, &instance.name);
-            }
-            Err(error)
+            Err(fail_and_put_back(
+                ctl,
+                operation,
+                &instance,
+                snapshot.as_deref(),
+                account,
+                error,
+            ))
         }
     }
+}
+
+/// A restore that failed after its journal entry: the instance is put back from `snapshot`
+/// (when one was journaled) and the entry closed with `error`. When putting back fails too,
+/// the work folder, which holds the snapshot, is kept for a person to act on.
+fn fail_and_put_back(
+    ctl: &Controller,
+    operation: crate::controller::Operation,
+    instance: &Instance,
+    snapshot: Option<&Utf8Path>,
+    account: Option<&Account>,
+    error: OperationError,
+) -> OperationError {
+    let Some(path) = snapshot else {
+        return operation.fail(error);
+    };
+    ctl.report_part("restore", &instance.name, "rollback", "", None);
+    // A second signal must not cut the rollback short.
+    if let Err(rollback) =
+        crate::cancel::shielded(|| put_back(ctl.config(), instance, path, account))
+    {
+        operation.fail_keeping_work(&rollback.to_string());
+        return OperationError::RollbackFailed {
+            original: Box::new(error),
+            rollback: Box::new(rollback),
+            snapshot: path.to_owned(),
+        };
+    }
+    let error = operation.fail(error);
+    remove_kept_snapshots(ctl, &instance.name);
+    error
 }
 
 /// Once the instance is back — restored, or put back whole from this try's snapshot — the

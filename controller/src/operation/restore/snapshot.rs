@@ -1,8 +1,9 @@
 //! The safety snapshot: taken before a restore changes anything, put back when it fails (and
-//! by the journal's recovery after a crash).
+//! by the journal's recovery after a crash). A restore keeps its web folders aside by rename
+//! where it can (`aside.rs`) and archives the rest; an upgrade archives everything.
 
 use aps_meta::model::AppMeta;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::account::Account;
 use crate::archive::{ArchiveOptions, ArchiveReader, ArchiveWriter, Compression, PartKind};
@@ -10,6 +11,9 @@ use crate::controller::{Controller, ControllerConfig};
 use crate::error::{OperationError, Step};
 
 use super::apply::*;
+use super::aside::AsidePlan;
+use crate::controller::Operation;
+use crate::journal::UndoAction;
 use crate::registry::{Instance, InstanceStore};
 
 /// The safety snapshot: a compressed archive of the instance as it is now.
@@ -20,7 +24,7 @@ pub(crate) fn take_snapshot(
     path: &Utf8Path,
 ) -> Result<(), OperationError> {
     let account = ctl.instance_account(instance)?;
-    write_snapshot(ctl.config(), instance, meta, path, account.as_ref()).map_err(|e| match e {
+    write_snapshot(ctl.config(), instance, meta, path, account.as_ref(), &[]).map_err(|e| match e {
         OperationError::Archive { source, .. } => OperationError::Archive {
             step: Step::SafetySnapshot,
             source,
@@ -34,21 +38,63 @@ pub(crate) fn take_snapshot(
     })
 }
 
+/// A restore's safety snapshot: the web folders the restore replaces (`replaced` names their
+/// URLs) kept aside where they can be, the databases and every other web folder archived at
+/// `path`. Journaled before the first web folder is moved. `Err` says whether the snapshot
+/// was journaled (then the instance may have changed and is put back like after any later
+/// failure).
+pub(super) fn take_restore_snapshot(
+    ctl: &Controller,
+    operation: &mut Operation,
+    instance: &Instance,
+    meta: &AppMeta,
+    path: &Utf8Path,
+    replaced: &dyn Fn(&str) -> bool,
+) -> Result<(), (OperationError, bool)> {
+    let work = operation.work().to_owned();
+    let account = ctl.instance_account(instance).map_err(|e| (e, false))?;
+    // Walk bounds promise that a snapshot crossing them changes nothing: with bounds, every
+    // folder is walked into the archive, which checks them.
+    let policy = ctl.config().walk_policy(&instance.name, account.as_ref());
+    let bounded = policy.max_files.is_some() || policy.max_bytes.is_some();
+    let replaced = |url: &str| !bounded && replaced(url);
+    let mut plan = AsidePlan::write(instance, &work, &replaced).map_err(|e| (e, false))?;
+    operation
+        .add_undo(
+            UndoAction::RestoreSnapshot {
+                snapshot: path.to_owned(),
+                instance: instance.name.clone(),
+            },
+            Step::SafetySnapshot,
+        )
+        .map_err(|e| (e, false))?;
+    let journaled = |e| (e, true);
+    plan.move_all(&work).map_err(journaled)?;
+    let kept: Vec<&str> = plan.urls().collect();
+    write_snapshot(ctl.config(), instance, meta, path, account.as_ref(), &kept)
+        .map_err(journaled)?;
+    plan.begin_restoring(&work).map_err(journaled)
+}
+
+/// Archives the instance's databases and its web folders but those of `kept_aside` at `path`
+/// (written beside it and renamed into place once synced: a crash leaves it whole or absent).
 pub(super) fn write_snapshot(
     config: &ControllerConfig,
     instance: &Instance,
     meta: &AppMeta,
     path: &Utf8Path,
     account: Option<&Account>,
+    kept_aside: &[&str],
 ) -> Result<(), OperationError> {
     let arch = |source| OperationError::Archive {
         step: Step::SafetySnapshot,
         source,
     };
-    let file = std::fs::File::create(path).map_err(OperationError::io(
+    let partial = Utf8PathBuf::from(format!("{path}.partial"));
+    let file = std::fs::File::create(&partial).map_err(OperationError::io(
         Step::SafetySnapshot,
         "cannot create",
-        path,
+        &partial,
     ))?;
     // Compressed, and holes kept as holes: a snapshot needs about what the site's data takes,
     // not its apparent size. zstd's fastest level on every core: nothing else runs while it is
@@ -99,6 +145,9 @@ pub(super) fn write_snapshot(
         let _ = std::fs::remove_file(&dump);
     }
     for (url, dir) in instance.archived_web_dirs() {
+        if kept_aside.contains(&url.as_str()) {
+            continue;
+        }
         // A folder that does not exist yet (a fresh staging instance) has nothing to keep; the
         // rollback removes whatever the restore created there. A symlink is not "missing":
         // it reaches the writer, which refuses it by name.
@@ -110,22 +159,42 @@ pub(super) fn write_snapshot(
     file.sync_all().map_err(OperationError::io(
         Step::SafetySnapshot,
         "cannot sync",
-        path,
+        &partial,
+    ))?;
+    std::fs::rename(&partial, path).map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot rename",
+        &partial,
+    ))?;
+    crate::durable::sync_dir(dir).map_err(OperationError::io(
+        Step::SafetySnapshot,
+        "cannot sync",
+        dir,
     ))
 }
 
-/// Puts the instance back exactly as the snapshot holds it.
+/// Puts the instance back exactly as the snapshot holds it: the web folders kept aside, then
+/// what the archive holds.
 pub(crate) fn put_back(
     config: &ControllerConfig,
     instance: &Instance,
     snapshot: &Utf8Path,
     account: Option<&Account>,
 ) -> Result<(), OperationError> {
+    let work = snapshot.parent().expect("snapshot path has a folder");
+    let aside = AsidePlan::read(work)?;
+    if let Some(plan) = &aside {
+        plan.put_back(work, account)?;
+        // Stopped before the archive was whole: the databases were not touched yet.
+        if std::fs::symlink_metadata(snapshot).is_err() {
+            return Ok(());
+        }
+    }
+    let kept: Vec<&str> = aside.iter().flat_map(AsidePlan::urls).collect();
     let reader = ArchiveReader::open(snapshot, None).map_err(|source| OperationError::Archive {
         step: Step::Rollback,
         source,
     })?;
-    let work = snapshot.parent().expect("snapshot path has a folder");
     apply_archive(
         &reader,
         instance,
@@ -135,14 +204,15 @@ pub(crate) fn put_back(
         account,
         None,
     )?;
-    // Folders absent from the snapshot did not exist before the restore.
+    // Folders absent from the snapshot (and not kept aside) did not exist before the restore.
+    let kept_aside = |url: &str| kept.contains(&url);
     for (url, dir) in instance.archived_web_dirs() {
         let kept = reader
             .manifest()
             .parts
             .iter()
             .any(|p| matches!(&p.kind, PartKind::WebDir { mapping_url } if mapping_url == url));
-        if !kept && std::fs::symlink_metadata(dir).is_ok() {
+        if !kept && !kept_aside(url) && std::fs::symlink_metadata(dir).is_ok() {
             crate::archive::remove_dir_all_nofollow(dir.as_std_path()).map_err(
                 OperationError::io(
                     Step::Rollback,

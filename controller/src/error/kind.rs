@@ -51,7 +51,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the README's order.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::InstanceNotFound,
         ErrorKind::InvalidPackage,
         ErrorKind::InterpreterMissing,

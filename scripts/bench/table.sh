@@ -10,7 +10,8 @@
 # 2 x 13 MiB, ~80 MB, a minute's try) under $APS_TABLE_DIR (default /tmp/aps-table), a copy on
 # a tmpfs mounted at $APS_TABLE_DIR/t when run as root (otherwise the tmpfs rows are skipped
 # and the backup and repository rows read the disk copy), 1,000 small instances for the
-# many-sites row and a generated package of 30,000 files for the package check row.
+# many-sites row (100 with `--small`) and a generated package of 30,000 files (3,000) for the
+# package check row.
 # The page cache is warm for every run (nothing drops it).
 #
 # Environment:
@@ -214,21 +215,17 @@ row_repo_first() {
         timed repo_first "$1" "$2" "$(bin_of "$1")" backup bench --state-dir "$(rstate "$1")" --json
     fi
 }
-row_repo_same() {
-    if [ "$1" = yard ]; then
-        timed repo_same yard "$2" bash -c "cd '$www' && restic --quiet -r '$t/restic' backup ."
+# repo_backup KEY SIDE ROUND: a backup into the side's repository, or restic's.
+repo_backup() {
+    if [ "$2" = yard ]; then
+        timed "$1" yard "$3" bash -c "cd '$www' && restic --quiet -r '$t/restic' backup ."
     else
-        timed repo_same "$1" "$2" "$(bin_of "$1")" backup bench --state-dir "$(rstate "$1")" --json
+        timed "$1" "$2" "$3" "$(bin_of "$2")" backup bench --state-dir "$(rstate "$2")" --json
     fi
 }
+row_repo_same() { repo_backup repo_same "$@"; }
 before_repo_change() { change_files "$www" "$small_files" "$1"; }
-row_repo_change() {
-    if [ "$1" = yard ]; then
-        timed repo_change yard "$2" bash -c "cd '$www' && restic --quiet -r '$t/restic' backup ."
-    else
-        timed repo_change "$1" "$2" "$(bin_of "$1")" backup bench --state-dir "$(rstate "$1")" --json
-    fi
-}
+row_repo_change() { repo_backup repo_change "$@"; }
 row_tiny() {
     if [ "$1" = yard ]; then
         timed tiny yard "$2" bash -c "cd '$t/tiny' && restic --quiet -r '$t/restic-tiny' backup ."

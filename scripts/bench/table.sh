@@ -21,7 +21,7 @@
 #   ROWS="..."  only these rows (keys: backup restore-tmpfs restore-disk repo check many;
 #               default all)
 #   MANY=N      instances of the many-sites row (default 1000; `--small`: 100)
-# Needs GNU time, zstd, tar, restic, unzip and python3 (scripts/ci/install-deps.sh), and the
+# Needs GNU time, zstd, tar, restic (scripts/ci/install-deps.sh), zip, unzip, python3, and the
 # test account aps-tenant1 for the many-sites row as root (scripts/ci/test-user.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +34,7 @@ small=0
 runs=${RUNS:-5}
 rows=${ROWS:-backup restore-tmpfs restore-disk repo check many}
 bench=${APS_TABLE_DIR:-/tmp/aps-table}
-need_tools /usr/bin/time zstd tar restic unzip python3
+need_tools /usr/bin/time zstd tar restic zip unzip python3
 wants() { [[ " $rows " == *" $1 "* ]]; }
 
 if [ "$small" = 1 ]; then
@@ -260,18 +260,20 @@ if wants repo; then
 fi
 
 # ---- the install's package check -------------------------------------------------------------
+# Both unpack where the site is (tmpfs as root): the check's own temporary folder is TMPDIR's.
 row_check() {
     if [ "$1" = yard ]; then
-        rm -rf "$bench/unzipped"
-        timed check yard "$2" unzip -q "$bench/pkg.app.zip" -d "$bench/unzipped"
+        rm -rf "$t/unzipped"
+        timed check yard "$2" unzip -q "$t/pkg.app.zip" -d "$t/unzipped"
+        rm -rf "$t/unzipped"
     else
-        timed check "$1" "$2" "$(bin_of "$1")" package check "$bench/pkg.app.zip"
+        timed check "$1" "$2" env TMPDIR="$t" "$(bin_of "$1")" package check "$t/pkg.app.zip"
     fi
 }
 if wants check; then
     echo "== generate: a package of $pkg_files files"
     gen_package "$bench/pkg" "$pkg_files"
-    (cd "$bench/pkg" && zip -q -r "$bench/pkg.app.zip" .)
+    (cd "$bench/pkg" && zip -q -r "$t/pkg.app.zip" .)
     rm -rf "$bench/pkg"
     paired check "${bins[@]}" yard
 fi

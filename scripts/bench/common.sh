@@ -113,7 +113,8 @@ TOML
 }
 
 # time_run DIR NAME CMD... : runs CMD under GNU time, output in DIR/NAME.*; prints
-# "wall_s max_rss_kib". A failing command stops the bench with its output.
+# "wall_s max_rss_kib cpu_s" (cpu: user + system of CMD and its children). A failing command
+# stops the bench with its output.
 time_run() {
     local dir=$1 name=$2
     shift 2
@@ -121,11 +122,12 @@ time_run() {
         cat "$dir/$name.out" >&2
         exit 1
     }
-    local wall rss
+    local wall rss cpu
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$dir/$name.time" |
         awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/$name.time")
-    echo "$wall $rss"
+    cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$dir/$name.time")
+    echo "$wall $rss $cpu"
 }
 
 # median_spread "w r" ...: median wall, min-max of the walls, largest RSS (KiB).

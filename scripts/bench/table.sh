@@ -307,11 +307,17 @@ summary() {
     IFS=';' read -ra r <<<"${res[$1]%;}"
     median_spread "${r[@]}"
 }
+# cpu_median KEY: the median CPU seconds (user + system) of KEY's runs.
+cpu_median() {
+    tr ';' '\n' <<<"${res[$1]%;}" | sort -n -k3,3 | awk '{c[NR] = $3}
+        END { printf "%.2f", (NR % 2) ? c[(NR + 1) / 2] : (c[NR / 2] + c[NR / 2 + 1]) / 2 }'
+}
 cell() {
     [ -n "${res[$1]:-}" ] || { printf '–'; return; }
     local m sp rss
     read -r m sp rss < <(summary "$1")
-    printf '%.2f s [%s], %d MiB' "$m" "$(awk -v s="$sp" 'BEGIN { split(s, a, "-"); printf "%.2f–%.2f", a[1], a[2] }')" $((rss / 1024))
+    printf '%.2f s [%s], CPU %s s, %d MiB' "$m" "$(awk -v s="$sp" 'BEGIN { split(s, a, "-"); printf "%.2f–%.2f", a[1], a[2] }')" \
+        "$(cpu_median "$1")" $((rss / 1024))
 }
 ratio() {
     [ -n "${res[$1]:-}" ] && [ -n "${res[$2]:-}" ] || { printf '–'; return; }
@@ -335,10 +341,10 @@ echo "binary: new $BIN${OLD:+, old $OLD}"
 echo "data: web folder $((web_bytes / 1000000)) MB in $web_files files ($where for the backup and repository rows); $(nproc) CPUs; load at the end $(cut -d' ' -f1-3 /proc/loadavg); $(date -u '+%Y-%m-%d %H:%M UTC'); RUNS=$runs, page cache warm"
 echo
 if [ -n "${OLD:-}" ]; then
-    echo "| work | new: median [min–max], peak | old: median [min–max], peak | yardstick: median [min–max], peak | new / yardstick | old / yardstick |"
+    echo "| work | new: wall median [min–max], CPU median, peak | old: the same | yardstick: the same | new / yardstick (wall) | old / yardstick (wall) |"
     echo "| --- | --- | --- | --- | --- | --- |"
 else
-    echo "| work | ours: median [min–max], peak | yardstick: median [min–max], peak | ours / yardstick |"
+    echo "| work | ours: wall median [min–max], CPU median, peak | yardstick: the same | ours / yardstick (wall) |"
     echo "| --- | --- | --- | --- |"
 fi
 wants backup && line "archive backup \`--to\` ($where)" backup backup-yard '`tar -cf - | zstd -3 -T0`'

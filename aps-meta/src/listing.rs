@@ -159,6 +159,15 @@ pub fn parse_app_list(
     // sibling: quadratic on listings of thousands of files.
     let is_file = |n: &roxmltree::Node| n.is_element() && n.tag_name().name() == "file";
     let files_total = root.children().filter(is_file).count();
+    let root_name = root.tag_name().name();
+    let element_path = |index: usize| {
+        if files_total > 1 {
+            format!("/{root_name}/file[{index}]")
+        } else {
+            format!("/{root_name}/file")
+        }
+    };
+    let mut positions = xml::PosCursor::new(doc.input_text());
     let mut file_index = 0usize;
     for n in root.children() {
         if is_file(&n) {
@@ -167,7 +176,7 @@ pub fn parse_app_list(
         if n.is_text() {
             let t = n.text().unwrap_or_default().trim();
             if let Some(ph) = xml::find_placeholder(t) {
-                let (line, column) = xml::pos_of(n);
+                let (line, column) = positions.pos_of(n);
                 diags.push(Diagnostic::warning(
                     codes::PLACEHOLDER_VALUE,
                     Location {
@@ -184,10 +193,16 @@ pub fn parse_app_list(
         if !(n.is_element() && n.tag_name().name() == "file" && ok_ns(&n)) {
             continue;
         }
+        let (line, column) = positions.pos_of(n);
         let bad = |msg: String| {
             Diagnostic::error(
                 codes::LISTING_INVALID_ENTRY,
-                xml::location(file_label, n),
+                Location {
+                    file: file_label.into(),
+                    line: Some(line),
+                    column: Some(column),
+                    element_path: Some(element_path(file_index)),
+                },
                 msg,
             )
         };
@@ -221,20 +236,13 @@ pub fn parse_app_list(
             )));
             continue;
         }
-        let (line, column) = xml::pos_of(n);
-        let root_name = root.tag_name().name();
-        let element_path = if files_total > 1 {
-            format!("/{root_name}/file[{file_index}]")
-        } else {
-            format!("/{root_name}/file")
-        };
         entries.push(ListEntry {
             name: name.to_string(),
             size,
             sha256: sha,
             line,
             column,
-            element_path,
+            element_path: element_path(file_index),
         });
     }
     Ok((entries, diags))

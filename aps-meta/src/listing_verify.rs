@@ -82,59 +82,85 @@ pub fn verify_listing(root: &Utf8Path, limits: &Limits) -> Result<ListingReport,
         column: Some(e.column),
         element_path: Some(e.element_path.clone()),
     };
+    // Each entry's fate but its digest first, in listing order; the digests then in parallel;
+    // the findings last, in listing order again, so the report does not depend on timing.
+    enum Fate {
+        Duplicate,
+        Missing,
+        Size(u64),
+        Digest(usize),
+    }
     let mut seen = std::collections::HashSet::new();
-    for e in &entries {
-        if !seen.insert(e.name.as_str()) {
-            diagnostics.push(Diagnostic::error(
+    let mut to_hash = Vec::new();
+    let fates: Vec<Fate> = entries
+        .iter()
+        .map(|e| {
+            if !seen.insert(e.name.as_str()) {
+                return Fate::Duplicate;
+            }
+            match on_disk.remove(&e.name) {
+                None => Fate::Missing,
+                Some(actual) if actual != e.size => Fate::Size(actual),
+                Some(_) => {
+                    to_hash.push(root.join(&e.name));
+                    Fate::Digest(to_hash.len() - 1)
+                }
+            }
+        })
+        .collect();
+    let mut digests = crate::digest::sha256_files(&to_hash);
+    for (e, fate) in entries.iter().zip(fates) {
+        match fate {
+            Fate::Duplicate => diagnostics.push(Diagnostic::error(
                 codes::LISTING_INVALID_ENTRY,
                 at(e),
                 format!(
                     "{} is listed more than once; expected one entry per file",
                     e.name
                 ),
-            ));
-            continue;
+            )),
+            Fate::Missing => {
+                diagnostics.push(Diagnostic::error(
+                    codes::LISTING_FILE_MISSING,
+                    at(e),
+                    format!("{} is listed but not in the package", e.name),
+                ));
+                report.missing.push(e.name.clone());
+            }
+            Fate::Size(actual) => {
+                diagnostics.push(Diagnostic::error(
+                    codes::LISTING_SIZE_MISMATCH,
+                    at(e),
+                    format!(
+                        "{} is {actual} bytes; the listing says {} bytes",
+                        e.name, e.size
+                    ),
+                ));
+                report.size_mismatches.push(SizeMismatch {
+                    name: e.name.clone(),
+                    listed: e.size,
+                    actual,
+                });
+            }
+            Fate::Digest(i) => {
+                let path = &to_hash[i];
+                let digest =
+                    std::mem::replace(&mut digests[i], Ok(String::new())).map_err(io_err(path))?;
+                if digest != e.sha256 {
+                    diagnostics.push(Diagnostic::error(
+                        codes::LISTING_DIGEST_MISMATCH,
+                        at(e),
+                        format!(
+                            "{} has SHA-256 {digest}; the listing says {}",
+                            e.name, e.sha256
+                        ),
+                    ));
+                    report.digest_mismatches.push(e.name.clone());
+                } else {
+                    report.verified += 1;
+                }
+            }
         }
-        let Some(actual) = on_disk.remove(&e.name) else {
-            diagnostics.push(Diagnostic::error(
-                codes::LISTING_FILE_MISSING,
-                at(e),
-                format!("{} is listed but not in the package", e.name),
-            ));
-            report.missing.push(e.name.clone());
-            continue;
-        };
-        if actual != e.size {
-            diagnostics.push(Diagnostic::error(
-                codes::LISTING_SIZE_MISMATCH,
-                at(e),
-                format!(
-                    "{} is {actual} bytes; the listing says {} bytes",
-                    e.name, e.size
-                ),
-            ));
-            report.size_mismatches.push(SizeMismatch {
-                name: e.name.clone(),
-                listed: e.size,
-                actual,
-            });
-            continue;
-        }
-        let path = root.join(&e.name);
-        let (_, digest) = crate::digest::sha256_file(&path).map_err(io_err(&path))?;
-        if digest != e.sha256 {
-            diagnostics.push(Diagnostic::error(
-                codes::LISTING_DIGEST_MISMATCH,
-                at(e),
-                format!(
-                    "{} has SHA-256 {digest}; the listing says {}",
-                    e.name, e.sha256
-                ),
-            ));
-            report.digest_mismatches.push(e.name.clone());
-            continue;
-        }
-        report.verified += 1;
     }
     for name in on_disk.keys() {
         diagnostics.push(Diagnostic::warning(

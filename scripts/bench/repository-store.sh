@@ -126,17 +126,7 @@ median3() {
     printf '%s\n' "$@" | sort -n -k1,1 | awk '{w[NR]=$1; if ($2 > r) r = $2} END {print w[2], r}'
 }
 # change_one_percent GEN: rewrites 1% of the small files.
-change_one_percent() {
-    python3 - "$www" "$small_files" "$1" <<'EOF'
-import os, sys, random
-www, n, gen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(gen)
-for i in rng.sample(range(n), max(1, n // 100)):
-    p = os.path.join(www, "wp-content", f"d{i // 500:03d}", f"file-{i}.php")
-    with open(p, "ab") as f:
-        f.write(os.urandom(256))
-EOF
-}
+change_one_percent() { change_files "$www" "$small_files" "$1"; }
 repo_toml() {
     printf '[store]\nkind = "repository"\npath = "%s"\nkey-file = "%s.key"\npassword-file = "%s.password"\n' "$1" "$1" "$1" >"$state/panel.toml"
 }

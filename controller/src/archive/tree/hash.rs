@@ -314,6 +314,77 @@ impl<R: Read> Read for HashingTake<'_, R> {
     }
 }
 
+/// What [`copy_entry`] saw of its source besides the bytes it copied.
+#[derive(Debug, Default)]
+pub(in crate::archive) struct Copied {
+    /// Zero bytes added for a source that ended early ([`WhenShort::Pad`]).
+    pub(in crate::archive) padded: u64,
+    /// The source held more than the entry's size (only its first bytes were archived).
+    pub(in crate::archive) grew: bool,
+}
+
+/// One tar entry's data after its header (written with no data by the caller): exactly `size`
+/// bytes of `src`, hashed, then the zeros up to a whole tar block. Reads and writes go
+/// `buf`-sized, where tar's own copy goes 8 KiB at a time (one call of the compressor each,
+/// and a copy through a buffered reader); the last read asks for one byte more, so that a
+/// file that grew is seen without a read of its own.
+pub(in crate::archive) fn copy_entry(
+    src: &mut dyn Read,
+    dst: &mut dyn Write,
+    size: u64,
+    sha: &mut Sha256,
+    when_short: WhenShort,
+    buf: &mut Vec<u8>,
+) -> Result<Copied, CopyError> {
+    if buf.len() < COPY_BUF {
+        buf.resize(COPY_BUF, 0);
+    }
+    let mut copied = Copied::default();
+    let mut remaining = size;
+    // Whether a read has gone past `size` (so the end has been looked at).
+    let mut probed = false;
+    while remaining > 0 {
+        let want =
+            usize::try_from(remaining.saturating_add(1)).map_or(buf.len(), |w| w.min(buf.len()));
+        let n = match src.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        let take = n.min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        probed = want as u64 > remaining;
+        copied.grew = n > take;
+        sha.update(&buf[..take]);
+        dst.write_all(&buf[..take]).map_err(CopyError::Write)?;
+        remaining -= take as u64;
+    }
+    if remaining > 0 {
+        if when_short == WhenShort::Fail {
+            return Err(CopyError::Read(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "source file shrank while being archived",
+            )));
+        }
+        // Zeros keep the header's size true, as GNU tar does; they are hashed as read.
+        copied.padded = remaining;
+        buf.fill(0);
+        while remaining > 0 {
+            let k = usize::try_from(remaining).map_or(buf.len(), |r| r.min(buf.len()));
+            sha.update(&buf[..k]);
+            dst.write_all(&buf[..k]).map_err(CopyError::Write)?;
+            remaining -= k as u64;
+        }
+    } else if !probed {
+        let mut probe = [0u8; 1];
+        copied.grew = matches!(src.read(&mut probe), Ok(1));
+    }
+    let tail = ((512 - size % 512) % 512) as usize;
+    dst.write_all(&[0u8; 512][..tail])
+        .map_err(CopyError::Write)?;
+    Ok(copied)
+}
+
 /// Which side of a copy failed: the archive (read) or the destination (write).
 pub(in crate::archive) enum CopyError {
     Read(io::Error),
@@ -352,5 +423,96 @@ pub(in crate::archive) fn copy_hashing(
             d.write_all(&buf[..n]).map_err(CopyError::Write)?;
         }
         total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `copy_entry` of `src` announced as `size` bytes: what it wrote, and what it saw.
+    fn copy(src: &[u8], size: u64, when_short: WhenShort) -> (Vec<u8>, Copied, String) {
+        let mut out = Vec::new();
+        let mut sha = Sha256::new();
+        let mut buf = Vec::new();
+        let copied = copy_entry(
+            &mut &src[..],
+            &mut out,
+            size,
+            &mut sha,
+            when_short,
+            &mut buf,
+        )
+        .map_err(CopyError::into_read)
+        .unwrap();
+        (out, copied, hex::encode(sha.finalize()))
+    }
+
+    #[test]
+    fn an_entry_is_its_bytes_hashed_and_padded_to_a_block() {
+        for len in [
+            0,
+            1,
+            511,
+            512,
+            513,
+            COPY_BUF - 1,
+            COPY_BUF,
+            COPY_BUF + 1,
+            3 * COPY_BUF,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let (out, copied, sha) = copy(&data, len as u64, WhenShort::Pad);
+            assert_eq!(out.len() % 512, 0, "{len}");
+            assert_eq!(&out[..len], &data[..], "{len}");
+            assert!(out[len..].iter().all(|b| *b == 0), "{len}");
+            assert_eq!((copied.padded, copied.grew), (0, false), "{len}");
+            assert_eq!(sha, hex::encode(Sha256::digest(&data)), "{len}");
+        }
+    }
+
+    #[test]
+    fn a_source_longer_than_its_entry_is_cut_and_seen_to_have_grown() {
+        // Longer by one byte and by a buffer, below and at a whole number of buffers.
+        for (len, extra) in [
+            (0, 1),
+            (100, 1),
+            (COPY_BUF, 1),
+            (COPY_BUF, COPY_BUF),
+            (2 * COPY_BUF - 7, 9),
+        ] {
+            let data = vec![7u8; len + extra];
+            let (out, copied, sha) = copy(&data, len as u64, WhenShort::Pad);
+            assert_eq!(out.len(), len.div_ceil(512) * 512, "{len}+{extra}");
+            assert!(copied.grew, "{len}+{extra}");
+            assert_eq!(
+                sha,
+                hex::encode(Sha256::digest(&data[..len])),
+                "{len}+{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_source_shorter_than_its_entry_is_padded_or_fails() {
+        let data = vec![5u8; 1000];
+        let (out, copied, sha) = copy(&data, 1500, WhenShort::Pad);
+        assert_eq!(out.len(), 1536);
+        assert_eq!(copied.padded, 500);
+        let mut whole = data.clone();
+        whole.resize(1500, 0);
+        assert_eq!(&out[..1500], &whole[..]);
+        assert_eq!(sha, hex::encode(Sha256::digest(&whole)));
+
+        let mut sha = Sha256::new();
+        let err = copy_entry(
+            &mut &data[..],
+            &mut Vec::new(),
+            1500,
+            &mut sha,
+            WhenShort::Fail,
+            &mut Vec::new(),
+        );
+        assert!(matches!(err, Err(CopyError::Read(e)) if e.kind() == io::ErrorKind::UnexpectedEof));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
@@ -71,6 +71,7 @@ pub(in crate::archive) fn write_tree<W: Write>(
     let mut hasher = TreeHasher::new();
     let mut warnings = Vec::new();
     let mut link_buf = Vec::new();
+    let mut copy_buf = Vec::new();
 
     let full = |rel: &[u8]| {
         if rel.is_empty() {
@@ -211,31 +212,30 @@ pub(in crate::archive) fn write_tree<W: Write>(
                 let (mut h, mode, mtime) = base_header(tar::EntryType::Regular, &st);
                 h.set_size(size);
                 hasher.file(&rel, mode, mtime, size);
-                let mut reader = HashingTake::new(
-                    BufReader::with_capacity(COPY_BUF, file),
+                // The header alone through tar (it writes long names), the data by ourselves.
+                builder
+                    .append_data(&mut h, os(&entry_name(&rel, false)), io::empty())
+                    .map_err(write_err)?;
+                let copied = copy_entry(
+                    &mut file,
+                    builder.get_mut(),
                     size,
                     &mut hasher.sha,
                     WhenShort::Pad,
-                );
-                if let Err(e) =
-                    builder.append_data(&mut h, os(&entry_name(&rel, false)), &mut reader)
-                {
-                    return Err(copy_err(&rel, reader.blame(e)));
-                }
-                if reader.padded > 0 {
+                    &mut copy_buf,
+                )
+                .map_err(|e| copy_err(&rel, e))?;
+                if copied.padded > 0 {
                     warnings.push(format!(
                         "{}: shrank by {} bytes while being read; padded with zeros",
                         lossy(&rel),
-                        reader.padded
+                        copied.padded
                     ));
-                } else {
-                    let mut probe = [0u8; 1];
-                    if matches!(reader.inner.read(&mut probe), Ok(1)) {
-                        warnings.push(format!(
-                            "{}: grew while being read; archived its first {size} bytes",
-                            lossy(&rel)
-                        ));
-                    }
+                } else if copied.grew {
+                    warnings.push(format!(
+                        "{}: grew while being read; archived its first {size} bytes",
+                        lossy(&rel)
+                    ));
                 }
             }
             FileType::Symlink => {

@@ -129,6 +129,7 @@ impl RepositoryStore {
         let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest, budget)
             .map_err(self.err())?;
         let offered = source.offered.clone();
+        let walked = source.digests.clone();
         let stop = crate::store::repository::cancel::token();
         let source =
             crate::store::repository::cancel::Cancellable::new(source, stop.clone(), &problems);
@@ -146,9 +147,9 @@ impl RepositoryStore {
             tags.add(format!("{TAG_RELEASE}{}", p.release));
         }
         snap.tags = tags;
-        // The parent (the newest snapshot of this instance, by label) lets the engine skip
-        // unchanged web files; streamed nodes never match it (see `InstanceSource::entries`).
-        let opts = BackupOptions::default().parent_opts(ParentOptions::default());
+        // The parent lets the engine skip unchanged web files; streamed nodes never match it
+        // (see `InstanceSource::entries`).
+        let opts = BackupOptions::default().parent_opts(self.parent_of(input, &cached));
         let repo = self.reopen()?.to_indexed_ids().map_err(self.err())?;
         let result = repo.archive(&opts, &source, snap, &[PathBuf::from("/")]);
         drop(source);
@@ -183,14 +184,21 @@ impl RepositoryStore {
         if problems.is_empty() && manifest.made.get().is_none() {
             problems.push("the snapshot's manifest was not written".to_owned());
         }
-        for ((_, url, dir), state) in roots.iter().zip(&before) {
-            match tree_state(dir, None) {
-                Ok(after) if after == *state => {}
-                Ok(_) => problems.push(format!(
+        // The engine's walk saw the tree the manifest describes (every entry's metadata as
+        // the walk before took it), and each file it read was still that file at its end
+        // (`CheckedFile`): the snapshot holds what the manifest says. A change after the walk
+        // passed an entry is in neither, and the next backup takes it.
+        for (((_, url, dir), state), walked) in roots.iter().zip(&before).zip(&walked) {
+            match walked.get() {
+                Some(seen) if seen == *state => {}
+                Some(_) => problems.push(format!(
                     "web folder {url} ({dir}) changed while it was backed up (a file, folder or \
                      link was written, added, removed or renamed); run the backup again"
                 )),
-                Err(e) => problems.push(e.message(dir)),
+                None if problems.is_empty() => problems.push(format!(
+                    "the walk of web folder {url} ({dir}) did not reach its end"
+                )),
+                None => {}
             }
         }
         if !problems.is_empty() {
@@ -204,10 +212,30 @@ impl RepositoryStore {
             return Err(self.incomplete(input.instance, problems));
         }
         if let Some(dir) = input.cache {
+            cache.parent = Some(String::from(&*snap.id.to_hex()));
             // Only a speed-up: a cache that cannot be written makes the next backup read all.
             let _ = cache.save(dir, input.instance);
         }
         Ok(info_of(&snap).expect("a snapshot made here carries the instance tag"))
+    }
+
+    /// The parent of `input`'s snapshot: the one its last backup made, as the cache remembers
+    /// it, read alone; without it (no cache, or that snapshot forgotten since), the newest
+    /// snapshot of the instance by label, which the engine finds by reading every snapshot
+    /// file of the repository (one per backup of every instance).
+    fn parent_of(&self, input: &BackupInput<'_>, cached: &PartCache) -> ParentOptions {
+        let remembered = cached.parent.as_deref().and_then(|id| {
+            let snap = self.repo.get_snapshot_from_str(id, |_| true).ok()?;
+            // Only a snapshot of this instance: another one's nodes at the same paths would
+            // not describe these files.
+            (snap.label == input.instance
+                && info_of(&snap).is_some_and(|i| i.instance == input.instance))
+            .then(|| String::from(&*snap.id.to_hex()))
+        });
+        match remembered {
+            Some(id) => ParentOptions::default().parents(vec![id]),
+            None => ParentOptions::default(),
+        }
     }
 
     pub(super) fn incomplete(&self, instance: &str, problems: Vec<String>) -> RepositoryError {

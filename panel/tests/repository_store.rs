@@ -442,3 +442,42 @@ fn a_repeat_takes_content_changed_behind_the_same_size_and_mtime() {
     );
     store.check(true).unwrap();
 }
+
+/// One store backs up many instances in a run and reads each index file once: the index it
+/// builds for each backup still holds what the backups before it in the same process wrote,
+/// so a second instance with the same files adds none of their data again.
+#[test]
+fn backups_of_one_store_deduplicate_against_each_other() {
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let none = BTreeMap::new();
+    let header = |name: &str| {
+        ManifestHeader::new("http://example.org/blog", "Blog", "1.2", "3", "1.2", name)
+    };
+    let key = key(7);
+    let mut added = Vec::new();
+    for name in ["blog", "shop", "wiki"] {
+        let input = BackupInput::new(
+            name,
+            Periodicity::Daily,
+            &site.web_dirs,
+            &none,
+            header(name),
+            &key,
+        );
+        let snap = store.backup(&input).unwrap();
+        assert_eq!(
+            snap.files_unchanged, 0,
+            "a first backup of {name}: {snap:?}"
+        );
+        added.push(snap.bytes_added);
+    }
+    // The first stores the data; the others only their manifests and trees.
+    assert!(added[0] > 500_000, "{added:?}");
+    assert!(
+        added[1] * 50 < added[0] && added[2] * 50 < added[0],
+        "{added:?}"
+    );
+    store.check(true).unwrap();
+}

@@ -150,7 +150,7 @@ impl RepositoryStore {
         // The parent lets the engine skip unchanged web files; streamed nodes never match it
         // (see `InstanceSource::entries`).
         let opts = BackupOptions::default().parent_opts(self.parent_of(input, &cached));
-        let repo = self.reopen()?.to_indexed_ids().map_err(self.err())?;
+        let repo = self.indexed()?;
         let result = repo.archive(&opts, &source, snap, &[PathBuf::from("/")]);
         drop(source);
 
@@ -211,8 +211,10 @@ impl RepositoryStore {
             }
             return Err(self.incomplete(input.instance, problems));
         }
+        let id = String::from(&*snap.id.to_hex());
+        self.made(input.instance, &id);
         if let Some(dir) = input.cache {
-            cache.parent = Some(String::from(&*snap.id.to_hex()));
+            cache.parent = Some(id);
             // Only a speed-up: a cache that cannot be written makes the next backup read all.
             let _ = cache.save(dir, input.instance);
         }
@@ -220,21 +222,56 @@ impl RepositoryStore {
     }
 
     /// The parent of `input`'s snapshot: the one its last backup made, as the cache remembers
-    /// it, read alone; without it (no cache, or that snapshot forgotten since), the newest
-    /// snapshot of the instance by label, which the engine finds by reading every snapshot
-    /// file of the repository (one per backup of every instance).
+    /// it, read alone; else the newest snapshot of the instance as this store knows it (every
+    /// snapshot file read once, for the first backup that needs it: the engine's own search
+    /// reads them all for each backup, one file per backup of every instance), or none.
     fn parent_of(&self, input: &BackupInput<'_>, cached: &PartCache) -> ParentOptions {
-        let remembered = cached.parent.as_deref().and_then(|id| {
+        // The snapshot `id`, read alone, if it is still there and is this instance's (another
+        // one's nodes at the same paths would not describe these files).
+        let still = |id: &str| {
             let snap = self.repo.get_snapshot_from_str(id, |_| true).ok()?;
-            // Only a snapshot of this instance: another one's nodes at the same paths would
-            // not describe these files.
             (snap.label == input.instance
                 && info_of(&snap).is_some_and(|i| i.instance == input.instance))
             .then(|| String::from(&*snap.id.to_hex()))
-        });
-        match remembered {
-            Some(id) => ParentOptions::default().parents(vec![id]),
-            None => ParentOptions::default(),
+        };
+        if let Some(id) = cached.parent.as_deref().and_then(still) {
+            return ParentOptions::default().parents(vec![id]);
+        }
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        // A second reading when the one known was forgotten since (a prune of another run).
+        for fresh in [newest.is_none(), true] {
+            if fresh {
+                match self.snapshots(None) {
+                    // Older to newer: the last one of each instance stays.
+                    Ok(all) => {
+                        *newest = Some(all.into_iter().map(|s| (s.instance, s.id)).collect())
+                    }
+                    // Left to the engine's own search.
+                    Err(_) => return ParentOptions::default(),
+                }
+            }
+            match newest.as_ref().and_then(|n| n.get(input.instance)) {
+                // No snapshot of the instance: every file is read.
+                None => return ParentOptions::default().force(true),
+                Some(id) => {
+                    if let Some(id) = still(id) {
+                        return ParentOptions::default().parents(vec![id]);
+                    }
+                }
+            }
+        }
+        ParentOptions::default()
+    }
+
+    /// Remembers `snap` as the newest snapshot of `instance`, for the next backup's parent.
+    fn made(&self, instance: &str, snap: &str) {
+        if let Some(newest) = self
+            .newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            newest.insert(instance.to_owned(), snap.to_owned());
         }
     }
 

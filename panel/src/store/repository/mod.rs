@@ -56,7 +56,7 @@ use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_controller::database::Database;
 use camino::{Utf8Path, Utf8PathBuf};
 use rustic_core::repofile::MasterKey;
-use rustic_core::{OpenStatus, Repository, RusticError};
+use rustic_core::{KnownIndexFiles, OpenStatus, Repository, RusticError};
 use serde::Serialize;
 
 use crate::config::RepositorySettings;
@@ -280,6 +280,12 @@ pub struct RepositoryStore {
     /// Kept to open the repository again for the engine's indexed states, which consume it.
     key: MasterKey,
     repo: Repository<OpenStatus>,
+    /// The index files read by the backups of this store so far: a run of many backups reads
+    /// each once.
+    index: Mutex<KnownIndexFiles>,
+    /// Instance → its newest snapshot's id, from one reading of every snapshot file (made when
+    /// a backup without a remembered parent first needs it) and the backups made since.
+    newest: Mutex<Option<BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for RepositoryStore {

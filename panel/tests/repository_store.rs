@@ -64,6 +64,16 @@ fn backup(
     site: &Site,
     dbs: &BTreeMap<String, Database>,
 ) -> Result<SnapshotInfo, RepositoryError> {
+    backup_cached(store, site, dbs, None)
+}
+
+/// A backup remembering its web folders' manifest entries and its snapshot in `cache`.
+fn backup_cached(
+    store: &RepositoryStore,
+    site: &Site,
+    dbs: &BTreeMap<String, Database>,
+    cache: Option<&Utf8Path>,
+) -> Result<SnapshotInfo, RepositoryError> {
     store.backup(&BackupInput {
         instance: "blog",
         periodicity: Periodicity::Daily,
@@ -78,7 +88,7 @@ fn backup(
         key: &key(7),
         account: None,
         dump_timeout: TIMEOUT,
-        cache: None,
+        cache,
         script: None,
         walk: Default::default(),
     })
@@ -348,4 +358,127 @@ fn a_staged_snapshot_is_an_archive_of_its_manifest_and_needs_the_key() {
     );
     drop(staged);
     assert!(!dir.exists(), "the staging folder is removed");
+}
+
+/// Sets `path`'s modification time back to `mtime`, as `touch -d` does.
+fn set_mtime(path: &Utf8Path, mtime: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+}
+
+/// A repeat backup with the cache (the previous snapshot as the parent, manifest entries of
+/// unchanged folders reused) takes every file whose content changed behind an unchanged size
+/// and modification time: one rewritten in place and its mtime set back, one replaced by a
+/// new file of the same size and mtime. Only those two (and the manifest) are read again, and
+/// each snapshot restores exactly what the site held. A remembered parent that was forgotten
+/// meanwhile is not used: the engine's own search finds the newest snapshot instead.
+#[test]
+fn a_repeat_takes_content_changed_behind_the_same_size_and_mtime() {
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let cache = site.root.join("cache");
+    let none = BTreeMap::new();
+    let docs = &site.web_dirs["/"];
+    let first = backup_cached(&store, &site, &none, Some(&cache)).unwrap();
+    // 200 web files, the link, the manifest and its tag.
+    assert_eq!(first.files, 203, "{first:?}");
+    let same = backup_cached(&store, &site, &none, Some(&cache)).unwrap();
+    assert_eq!(
+        same.files_unchanged, 201,
+        "only the manifest is read: {same:?}"
+    );
+
+    // File times come from a coarse clock: a write right after the backup's walk could
+    // otherwise keep every time as it was.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let in_place = docs.join("d3/f3.txt");
+    let old = std::fs::metadata(&in_place).unwrap();
+    std::fs::write(&in_place, body(3, 9)).unwrap();
+    set_mtime(&in_place, old.modified().unwrap());
+    let replaced = docs.join("d1/f8.txt");
+    let old = std::fs::metadata(&replaced).unwrap();
+    let new = docs.join("d1/.f8.new");
+    std::fs::write(&new, body(8, 9)).unwrap();
+    set_mtime(&new, old.modified().unwrap());
+    std::fs::rename(&new, &replaced).unwrap();
+    for (path, seed) in [(&in_place, 3), (&replaced, 8)] {
+        assert_eq!(
+            std::fs::metadata(path).unwrap().len() as usize,
+            body(seed, 0).len(),
+            "same size"
+        );
+    }
+    let changed = backup_cached(&store, &site, &none, Some(&cache)).unwrap();
+    assert_eq!(
+        changed.files_unchanged,
+        changed.files - 4,
+        "the two files, the manifest and its tag are read: {changed:?}"
+    );
+    let target = site.root.join("staging-changed");
+    let staged = store
+        .restore_to_staging("blog", &changed.id, &target)
+        .unwrap();
+    assert_eq!(tree(&staged.web_dirs["/"]), tree(docs));
+    assert_eq!(
+        std::fs::read(staged.web_dirs["/"].join("d3/f3.txt")).unwrap(),
+        body(3, 9)
+    );
+    assert_eq!(
+        std::fs::read(staged.web_dirs["/"].join("d1/f8.txt")).unwrap(),
+        body(8, 9)
+    );
+
+    // The remembered parent is gone: the newest remaining snapshot is the parent.
+    store.forget("blog", &changed.id).unwrap();
+    let after = backup_cached(&store, &site, &none, Some(&cache)).unwrap();
+    assert_eq!(
+        after.files_unchanged,
+        after.files - 4,
+        "the parent is the snapshot before the changes: {after:?}"
+    );
+    store.check(true).unwrap();
+}
+
+/// One store backs up many instances in a run and reads each index file once: the index it
+/// builds for each backup still holds what the backups before it in the same process wrote,
+/// so a second instance with the same files adds none of their data again.
+#[test]
+fn backups_of_one_store_deduplicate_against_each_other() {
+    let site = site();
+    RepositoryStore::init(&site.settings).unwrap();
+    let store = RepositoryStore::open(&site.settings).unwrap();
+    let none = BTreeMap::new();
+    let header = |name: &str| {
+        ManifestHeader::new("http://example.org/blog", "Blog", "1.2", "3", "1.2", name)
+    };
+    let key = key(7);
+    let mut added = Vec::new();
+    for name in ["blog", "shop", "wiki"] {
+        let input = BackupInput::new(
+            name,
+            Periodicity::Daily,
+            &site.web_dirs,
+            &none,
+            header(name),
+            &key,
+        );
+        let snap = store.backup(&input).unwrap();
+        assert_eq!(
+            snap.files_unchanged, 0,
+            "a first backup of {name}: {snap:?}"
+        );
+        added.push(snap.bytes_added);
+    }
+    // The first stores the data; the others only their manifests and trees.
+    assert!(added[0] > 500_000, "{added:?}");
+    assert!(
+        added[1] * 50 < added[0] && added[2] * 50 < added[0],
+        "{added:?}"
+    );
+    store.check(true).unwrap();
 }

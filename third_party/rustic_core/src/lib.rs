@@ -176,7 +176,7 @@ pub use crate::{
     },
     repository::{
         IndexedFull, IndexedFullStatus, IndexedIds, IndexedIdsStatus, IndexedTree,
-        IndexedTreesStatus, Open, OpenStatus, Repository, RepositoryOptions,
+        IndexedTreesStatus, KnownIndexFiles, Open, OpenStatus, Repository, RepositoryOptions,
         command_input::{CommandInput, CommandInputErrorKind},
         credentials::{CredentialOptions, Credentials},
     },

@@ -7,6 +7,7 @@ pub use status::*;
 
 use std::{
     cmp::Ordering,
+    collections::{BTreeMap, BTreeSet},
     io::Write,
     path::{Path, PathBuf},
     sync::Arc,
@@ -61,7 +62,8 @@ use crate::{
     },
     progress::{HiddenProgress, NoProgressBars, Progress, ProgressBars, ProgressType},
     repofile::{
-        ConfigFile, KeyId, PathList, RepoFile, RepoId, SnapshotFile, SnapshotSummary, Tree,
+        ConfigFile, IndexFile, IndexId, IndexPack, KeyId, PathList, RepoFile, RepoId,
+        SnapshotFile, SnapshotSummary, Tree,
         configfile::ConfigId,
         keyfile::{MasterKey, find_key_in_backend},
         snapshotfile::SnapshotId,
@@ -144,6 +146,13 @@ pub struct RepositoryOptions {
     #[cfg_attr(feature = "clap", clap(long, global = true))]
     #[cfg_attr(feature = "merge", merge(strategy = conflate::option::overwrite_none))]
     pub warm_up_batch: Option<usize>,
+}
+
+/// The index files [`Repository::to_indexed_ids_with`] has read, kept to read only new ones
+/// next time.
+#[derive(Debug, Default)]
+pub struct KnownIndexFiles {
+    files: BTreeMap<IndexId, Vec<IndexPack>>,
 }
 
 #[derive(Debug, Clone)]
@@ -1186,6 +1195,49 @@ impl<S: Open> Repository<S> {
     /// However, operations which add data are fully functional.
     pub fn to_indexed_ids(self) -> RusticResult<Repository<IndexedIdsStatus>> {
         let index = GlobalIndex::only_full_trees(self.dbe(), &self.progress_counter(""))?;
+        Ok(self.into_indexed_ids_with_index(index))
+    }
+
+    /// Turn the repository into the `IndexedIds` state as [`Self::to_indexed_ids`] does, but
+    /// read only the index files that `known` does not hold yet.
+    ///
+    /// The index files are listed; those `known` holds from an earlier call are taken from it,
+    /// the others are read and added to it, and those no longer in the repository are
+    /// removed from it. The index is the one `to_indexed_ids` would read: index files never
+    /// change once written. A process that makes many backups into one repository (each
+    /// writing an index file) so reads each index file once instead of once per backup.
+    ///
+    /// # Errors
+    ///
+    /// * If the index files cannot be listed or read.
+    pub fn to_indexed_ids_with(
+        self,
+        known: &mut KnownIndexFiles,
+    ) -> RusticResult<Repository<IndexedIdsStatus>> {
+        let listed: BTreeSet<IndexId> = self
+            .dbe()
+            .list(FileType::Index)?
+            .into_iter()
+            .map(IndexId::from)
+            .collect();
+        known.files.retain(|id, _| listed.contains(id));
+        let missing: Vec<IndexId> = listed
+            .into_iter()
+            .filter(|id| !known.files.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            let p = self.progress_counter("reading index...");
+            for file in self.dbe().stream_list::<IndexFile>(missing, &p)? {
+                let (id, file) = file?;
+                _ = known.files.insert(id, file.packs);
+            }
+            p.finish();
+        }
+        let mut collector = IndexCollector::new(IndexType::DataIds);
+        for packs in known.files.values() {
+            collector.extend(packs.iter().cloned());
+        }
+        let index = GlobalIndex::new_from_index(collector.into_index());
         Ok(self.into_indexed_ids_with_index(index))
     }
 

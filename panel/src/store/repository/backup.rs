@@ -131,6 +131,7 @@ impl RepositoryStore {
         let source = InstanceSource::new(input, &roots, &problems, &ledger, &manifest, budget)
             .map_err(self.err())?;
         let offered = source.offered.clone();
+        let walked = source.digests.clone();
         let stop = crate::store::repository::cancel::token();
         let source =
             crate::store::repository::cancel::Cancellable::new(source, stop.clone(), &problems);
@@ -149,10 +150,10 @@ impl RepositoryStore {
             tags.add(format!("{TAG_RELEASE}{}", p.release));
         }
         snap.tags = tags;
-        // The parent (the newest snapshot of this instance, by label) lets the engine skip
-        // unchanged web files; streamed nodes never match it (see `InstanceSource::entries`).
-        let opts = BackupOptions::default().parent_opts(ParentOptions::default());
-        let repo = self.reopen()?.to_indexed_ids().map_err(self.err())?;
+        // The parent lets the engine skip unchanged web files; streamed nodes never match it
+        // (see `InstanceSource::entries`).
+        let opts = BackupOptions::default().parent_opts(self.parent_of(input, &cached));
+        let repo = self.indexed()?;
         let result = repo.archive(&opts, &source, snap, &[PathBuf::from("/")]);
         drop(source);
 
@@ -190,14 +191,21 @@ impl RepositoryStore {
         if problems.is_empty() && manifest.made.get().is_none() {
             problems.push("the snapshot's manifest was not written".to_owned());
         }
-        for ((_, url, dir), state) in roots.iter().zip(&before) {
-            match tree_state(dir, None) {
-                Ok(after) if after == *state => {}
-                Ok(_) => problems.push(format!(
+        // The engine's walk saw the tree the manifest describes (every entry's metadata as
+        // the walk before took it), and each file it read was still that file at its end
+        // (`CheckedFile`): the snapshot holds what the manifest says. A change after the walk
+        // passed an entry is in neither, and the next backup takes it.
+        for (((_, url, dir), state), walked) in roots.iter().zip(&before).zip(&walked) {
+            match walked.get() {
+                Some(seen) if seen == *state => {}
+                Some(_) => problems.push(format!(
                     "web folder {url} ({dir}) changed while it was backed up (a file, folder or \
                      link was written, added, removed or renamed); run the backup again"
                 )),
-                Err(e) => problems.push(e.message(dir)),
+                None if problems.is_empty() => problems.push(format!(
+                    "the walk of web folder {url} ({dir}) did not reach its end"
+                )),
+                None => {}
             }
         }
         if !problems.is_empty() {
@@ -210,11 +218,68 @@ impl RepositoryStore {
             }
             return Err(self.incomplete(input.instance, problems));
         }
+        let id = String::from(&*snap.id.to_hex());
+        self.made(input.instance, &id);
         if let Some(dir) = input.cache {
+            cache.parent = Some(id);
             // Only a speed-up: a cache that cannot be written makes the next backup read all.
             let _ = cache.save(dir, input.instance);
         }
         Ok(info_of(&snap).expect("a snapshot made here carries the instance tag"))
+    }
+
+    /// The parent of `input`'s snapshot: the one its last backup made, as the cache remembers
+    /// it, read alone; else the newest snapshot of the instance as this store knows it (every
+    /// snapshot file read once, for the first backup that needs it: the engine's own search
+    /// reads them all for each backup, one file per backup of every instance), or none.
+    fn parent_of(&self, input: &BackupInput<'_>, cached: &PartCache) -> ParentOptions {
+        // The snapshot `id`, read alone, if it is still there and is this instance's (another
+        // one's nodes at the same paths would not describe these files).
+        let still = |id: &str| {
+            let snap = self.repo.get_snapshot_from_str(id, |_| true).ok()?;
+            (snap.label == input.instance
+                && info_of(&snap).is_some_and(|i| i.instance == input.instance))
+            .then(|| String::from(&*snap.id.to_hex()))
+        };
+        if let Some(id) = cached.parent.as_deref().and_then(still) {
+            return ParentOptions::default().parents(vec![id]);
+        }
+        let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
+        // A second reading when the one known was forgotten since (a prune of another run).
+        for fresh in [newest.is_none(), true] {
+            if fresh {
+                match self.snapshots(None) {
+                    // Older to newer: the last one of each instance stays.
+                    Ok(all) => {
+                        *newest = Some(all.into_iter().map(|s| (s.instance, s.id)).collect())
+                    }
+                    // Left to the engine's own search.
+                    Err(_) => return ParentOptions::default(),
+                }
+            }
+            match newest.as_ref().and_then(|n| n.get(input.instance)) {
+                // No snapshot of the instance: every file is read.
+                None => return ParentOptions::default().force(true),
+                Some(id) => {
+                    if let Some(id) = still(id) {
+                        return ParentOptions::default().parents(vec![id]);
+                    }
+                }
+            }
+        }
+        ParentOptions::default()
+    }
+
+    /// Remembers `snap` as the newest snapshot of `instance`, for the next backup's parent.
+    fn made(&self, instance: &str, snap: &str) {
+        if let Some(newest) = self
+            .newest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            newest.insert(instance.to_owned(), snap.to_owned());
+        }
     }
 
     pub(super) fn incomplete(&self, instance: &str, problems: Vec<String>) -> RepositoryError {

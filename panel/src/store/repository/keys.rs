@@ -4,11 +4,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Mutex;
 
 use camino::Utf8Path;
 use rustic_core::repofile::MasterKey;
 use rustic_core::{
-    ConfigOptions, Credentials, KeyOptions, OpenStatus, Repository, RepositoryOptions,
+    ConfigOptions, Credentials, IndexedIdsStatus, KeyOptions, OpenStatus, Repository,
+    RepositoryOptions,
 };
 
 use crate::config::{RepositoryLocation, RepositorySettings};
@@ -192,6 +194,8 @@ impl RepositoryStore {
             settings: settings.clone(),
             key,
             repo,
+            index: Mutex::default(),
+            newest: Mutex::default(),
         })
     }
 
@@ -200,5 +204,13 @@ impl RepositoryStore {
         unopened(&self.settings.location)?
             .open(&Credentials::Masterkey(self.key.clone()))
             .map_err(self.err())
+    }
+
+    /// Another handle on the repository with its index, for a backup: only the index files
+    /// this store has not read yet are read (a run of many backups writes one per backup).
+    pub(super) fn indexed(&self) -> Result<Repository<IndexedIdsStatus>, RepositoryError> {
+        let repo = self.reopen()?;
+        let mut known = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        repo.to_indexed_ids_with(&mut known).map_err(self.err())
     }
 }

@@ -15,6 +15,10 @@ use camino::Utf8Path;
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct PartCache {
     pub(super) parts: BTreeMap<String, CachedPart>,
+    /// The snapshot this backup made (64 hex digits): the next backup's parent, found without
+    /// reading every snapshot file of the repository.
+    #[serde(default)]
+    pub(super) parent: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

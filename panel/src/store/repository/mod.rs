@@ -29,9 +29,12 @@
 //!   time they were made in nanoseconds and a fresh inode-like number, which no parent node
 //!   has, so they are always read; web files are matched by the engine (size, mtime, ctime).
 //! - The web folders' manifest entries are computed by the controller's archive code, walking
-//!   by descriptor, before the engine reads them; a metadata walk before and after (names,
-//!   types, modes, sizes, inodes, mtimes and ctimes in nanoseconds) proves that both saw the
-//!   same tree, else the backup fails (the site changed while it was backed up).
+//!   by descriptor, before the engine reads them; a metadata walk before (names, types, modes,
+//!   sizes, inodes, mtimes and ctimes in nanoseconds) and the same digest of the engine's own
+//!   walk, with each file the engine reads checked again at its end ([`seen`]), prove that
+//!   both saw the same tree, else the backup fails (the site changed while it was backed up).
+//! - The engine finds a parent by reading every snapshot file: the cache names the last one
+//!   made for the instance, read alone.
 //! - `get_all_snapshots` is unsorted: listings are sorted by time, then id.
 //!
 //! - The engine saved a streamed file's node with the size announced before reading (0 for a
@@ -39,7 +42,7 @@
 //!   (third_party/rustic_core/PATCHED.md).
 //!
 //! Its parts: [`keys`] (init, open), [`backup`] with what it reads ([`source`], [`dump`],
-//! [`web`], [`manifest`], [`state`]), [`snapshots`], [`stage`] for a restore (through
+//! [`web`], [`seen`], [`manifest`], [`state`]), [`snapshots`], [`stage`] for a restore (through
 //! [`stream`]), [`retention`], [`verify`], the S3 [`backend`], [`cancel`], restic's [`lock`]s
 //! and [`front`]: the repository store as a `Store`.
 
@@ -53,7 +56,7 @@ use aps_controller::archive::{ManifestHeader, TagKey};
 use aps_controller::database::Database;
 use camino::{Utf8Path, Utf8PathBuf};
 use rustic_core::repofile::MasterKey;
-use rustic_core::{OpenStatus, Repository, RusticError};
+use rustic_core::{KnownIndexFiles, OpenStatus, Repository, RusticError};
 use serde::Serialize;
 
 use crate::config::RepositorySettings;
@@ -69,6 +72,7 @@ mod keys;
 pub mod lock;
 mod manifest;
 pub mod retention;
+mod seen;
 mod snapshots;
 mod source;
 mod stage;
@@ -296,6 +300,12 @@ pub struct RepositoryStore {
     /// Kept to open the repository again for the engine's indexed states, which consume it.
     key: MasterKey,
     repo: Repository<OpenStatus>,
+    /// The index files read by the backups of this store so far: a run of many backups reads
+    /// each once.
+    index: Mutex<KnownIndexFiles>,
+    /// Instance → its newest snapshot's id, from one reading of every snapshot file (made when
+    /// a backup without a remembered parent first needs it) and the backups made since.
+    newest: Mutex<Option<BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for RepositoryStore {

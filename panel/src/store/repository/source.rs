@@ -18,6 +18,7 @@ use rustic_core::{
 
 use crate::store::repository::dump::{DumpJob, DumpReader, Watched};
 use crate::store::repository::manifest::{DumpSlot, Ledger, ManifestMaker};
+use crate::store::repository::seen::WalkDigest;
 use crate::store::repository::web::{Offered, WalkBudget, WebFile, WebWalk};
 use crate::store::repository::{BackupInput, Problems, SCRIPT_PART};
 
@@ -30,6 +31,8 @@ pub(super) struct InstanceSource {
     /// The walk of each web folder, opened before anything runs (a refused web root stops the
     /// backup before any dump); taken by `entries`.
     pub(super) web: Mutex<Vec<WebWalk>>,
+    /// The digest of each web folder's walk, in the order of `web`, set when it has ended.
+    pub(super) digests: Vec<WalkDigest>,
     pub(super) account: Option<Account>,
     pub(super) dump_timeout: Duration,
     pub(super) problems: Problems,
@@ -69,7 +72,9 @@ impl InstanceSource {
             })?;
             web.push(walk);
         }
+        let digests = web.iter().map(WebWalk::digest).collect();
         Ok(InstanceSource {
+            digests,
             dumps: input
                 .databases
                 .iter()

@@ -73,23 +73,6 @@ pub(super) fn tree_state(dir: &Utf8Path, mut bounds: Bounds<'_>) -> Result<[u8; 
             _ => Ok(()),
         }
     }
-    // The stat fields' types differ between architectures: the casts stay.
-    #[allow(clippy::unnecessary_cast)]
-    fn record(sha: &mut Sha256, rel: &[u8], st: &rustix::fs::Stat) {
-        sha.update((rel.len() as u64).to_be_bytes());
-        sha.update(rel);
-        for v in [
-            u64::from(st.st_mode),
-            st.st_ino,
-            st.st_size as u64,
-            st.st_mtime as u64,
-            st.st_mtime_nsec as u64,
-            st.st_ctime as u64,
-            st.st_ctime_nsec as u64,
-        ] {
-            sha.update(v.to_be_bytes());
-        }
-    }
     fn walk(
         fd: std::os::fd::BorrowedFd<'_>,
         root: &Utf8Path,
@@ -141,4 +124,24 @@ pub(super) fn tree_state(dir: &Utf8Path, mut bounds: Bounds<'_>) -> Result<[u8; 
     record(&mut sha, b"", &st);
     walk(fd.as_fd(), dir, b"", &mut sha, &mut bounds)?;
     Ok(sha.finalize().into())
+}
+
+/// Adds one entry of a walk to a [`tree_state`] digest: its path below the root (empty for the
+/// root), type and mode, inode, size, mtime and ctime (a symlink's target follows it).
+// The stat fields' types differ between architectures: the casts stay.
+#[allow(clippy::unnecessary_cast)]
+pub(super) fn record(sha: &mut Sha256, rel: &[u8], st: &rustix::fs::Stat) {
+    sha.update((rel.len() as u64).to_be_bytes());
+    sha.update(rel);
+    for v in [
+        u64::from(st.st_mode),
+        st.st_ino,
+        st.st_size as u64,
+        st.st_mtime as u64,
+        st.st_mtime_nsec as u64,
+        st.st_ctime as u64,
+        st.st_ctime_nsec as u64,
+    ] {
+        sha.update(v.to_be_bytes());
+    }
 }

@@ -39,6 +39,10 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustic_core::jiff::Timestamp;
 use rustic_core::repofile::{Metadata, Node, NodeType};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat};
+use sha2::{Digest, Sha256};
+
+use crate::store::repository::seen::{CheckedFile, Seen, WalkDigest};
+use crate::store::repository::state::record;
 
 /// One entry of the walk: where it goes in the snapshot, its node, and (files) how to open it.
 pub(super) struct WebEntry {
@@ -56,6 +60,8 @@ pub(super) enum WalkError {
     },
     /// `[limits]` crossed, or a hard link not the instance's account's: the message.
     Refused(String),
+    /// A file is not the one the walk saw any more (written, or replaced since).
+    Changed { path: Utf8PathBuf },
 }
 
 impl WalkError {
@@ -64,6 +70,7 @@ impl WalkError {
         match self {
             WalkError::Io { source, .. } => source,
             WalkError::Refused(e) => io::Error::other(e),
+            changed @ WalkError::Changed { .. } => io::Error::other(changed.to_string()),
         }
     }
 }
@@ -73,6 +80,11 @@ impl std::fmt::Display for WalkError {
         match self {
             WalkError::Io { path, source } => write!(f, "cannot read {path}: {source}"),
             WalkError::Refused(e) => f.write_str(e),
+            WalkError::Changed { path } => write!(
+                f,
+                "web file {path} changed while it was backed up (written, or replaced); run \
+                 the backup again"
+            ),
         }
     }
 }
@@ -142,6 +154,7 @@ impl Offered {
 pub(super) struct WebFile {
     dir: Arc<OwnedFd>,
     name: Vec<u8>,
+    seen: Seen,
     /// The file's path, for messages.
     pub shown: Utf8PathBuf,
     offered: Offered,
@@ -151,8 +164,11 @@ pub(super) struct WebFile {
 impl WebFile {
     /// Opens the file, its size counted toward `max-instance-size`. `Ok(None)` when it is
     /// gone or is no longer a regular file (it is then left out of the snapshot and of the
-    /// count, as the archive store leaves it out).
-    pub fn open(self) -> Result<Option<HoleAwareFile>, WalkError> {
+    /// count, as the archive store leaves it out). A file that is not the one the walk saw
+    /// (another inode, size or time) is an error, and so is one that changes while it is read
+    /// (checked when the reader reaches its end): the snapshot must hold what the walk, and
+    /// so the manifest, describe.
+    pub fn open(self) -> Result<Option<CheckedFile>, WalkError> {
         let io_err = |source: io::Error| WalkError::Io {
             path: self.shown.clone(),
             source,
@@ -195,15 +211,18 @@ impl WebFile {
                 .to_string(),
             ));
         }
+        if Seen::of(&st) != self.seen {
+            return Err(WalkError::Changed { path: self.shown });
+        }
         // The size the engine will read (holes included), counted before any of it is read;
         // the reader stops there even if the file grows meanwhile.
         #[allow(clippy::unnecessary_cast)]
         self.budget.bytes(st.st_size as u64, &self.shown)?;
         // Reads of a regular file never block; clear NONBLOCK anyway so a read is a plain read.
         rustix::fs::fcntl_setfl(&fd, OFlags::RDONLY).map_err(|e| io_err(e.into()))?;
-        HoleAwareFile::new(File::from(fd), &st)
-            .map(Some)
-            .map_err(io_err)
+        let check = fd.try_clone().map_err(io_err)?;
+        let inner = HoleAwareFile::new(File::from(fd), &st).map_err(io_err)?;
+        Ok(Some(CheckedFile::new(inner, check, self.seen, self.shown)))
     }
 }
 
@@ -228,6 +247,9 @@ pub(super) struct WebWalk {
     stack: Vec<Frame>,
     offered: Offered,
     budget: Arc<WalkBudget>,
+    /// The digest of what the walk saw so far (taken when it ends, into `digest`).
+    sha: Option<Sha256>,
+    digest: WalkDigest,
 }
 
 impl WebWalk {
@@ -248,6 +270,8 @@ impl WebWalk {
         let fd = open_dir_nofollow(root.as_std_path()).map_err(err)?;
         let st = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
         let pending = pending_names(fd.as_fd()).map_err(err)?;
+        let mut sha = Sha256::new();
+        record(&mut sha, b"", &st);
         let name = to.file_name().unwrap_or(OsStr::new("/")).to_owned();
         let first = WebEntry {
             path: to.clone(),
@@ -265,7 +289,22 @@ impl WebWalk {
             }],
             offered,
             budget,
+            sha: Some(sha),
+            digest: WalkDigest::default(),
         })
+    }
+
+    /// The digest of the walk, set when it has ended.
+    pub fn digest(&self) -> WalkDigest {
+        self.digest.clone()
+    }
+
+    /// Something the walk saw is not what the digest has recorded (an entry replaced between
+    /// its `stat` and its opening): the digest can no longer match the one taken before.
+    fn saw_change(sha: &mut Option<Sha256>) {
+        if let Some(sha) = sha {
+            sha.update(b"\0changed during the walk");
+        }
     }
 
     fn shown(&self, rel: &Path) -> Utf8PathBuf {
@@ -276,7 +315,12 @@ impl WebWalk {
     /// or are specials are skipped inside.
     fn step(&mut self) -> Option<Result<WebEntry, WalkError>> {
         loop {
-            let frame = self.stack.last_mut()?;
+            let Some(frame) = self.stack.last_mut() else {
+                if let Some(sha) = self.sha.take() {
+                    self.digest.set(sha.finalize().into());
+                }
+                return None;
+            };
             let Some(name) = frame.pending.pop() else {
                 self.stack.pop();
                 continue;
@@ -284,17 +328,25 @@ impl WebWalk {
             let dir = Arc::clone(&frame.fd);
             let rel = frame.rel.join(OsStr::from_bytes(&name));
             let os_name = OsStr::from_bytes(&name);
+            let root = &self.root;
             let fail = |source: io::Error| {
                 Some(Err(WalkError::Io {
-                    path: self.shown(&rel),
+                    path: root.join(rel.to_string_lossy().as_ref()),
                     source,
                 }))
             };
             let st = match rustix::fs::statat(dir.as_fd(), os_name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
-                Err(rustix::io::Errno::NOENT) => continue, // vanished
+                Err(rustix::io::Errno::NOENT) => {
+                    // Vanished since the folder was listed.
+                    Self::saw_change(&mut self.sha);
+                    continue;
+                }
                 Err(e) => return fail(e.into()),
             };
+            if let Some(sha) = &mut self.sha {
+                record(sha, rel.as_os_str().as_bytes(), &st);
+            }
             let path = self.to.join(&rel);
             if matches!(
                 file_type(&st),
@@ -303,6 +355,7 @@ impl WebWalk {
             {
                 // Crossed: nothing more is walked.
                 self.stack.clear();
+                Self::saw_change(&mut self.sha);
                 return Some(Err(e));
             }
             match file_type(&st) {
@@ -310,7 +363,10 @@ impl WebWalk {
                     let fd = match open_walked_dir(dir.as_fd(), os_name) {
                         Ok(Some(fd)) => fd,
                         // Not the folder that was seen: left out rather than followed.
-                        Ok(None) => continue,
+                        Ok(None) => {
+                            Self::saw_change(&mut self.sha);
+                            continue;
+                        }
                         Err(e) => return fail(e),
                     };
                     // Describe what was opened, not what the stat saw a moment before.
@@ -340,6 +396,7 @@ impl WebWalk {
                     let file = WebFile {
                         dir,
                         name,
+                        seen: Seen::of(&st),
                         shown: self.shown(&rel),
                         offered: self.offered.clone(),
                         budget: Arc::clone(&self.budget),
@@ -353,9 +410,15 @@ impl WebWalk {
                 FileType::Symlink => {
                     let target = match rustix::fs::readlinkat(dir.as_fd(), os_name, Vec::new()) {
                         Ok(t) => t.into_bytes(),
-                        Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => continue,
+                        Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {
+                            Self::saw_change(&mut self.sha);
+                            continue;
+                        }
                         Err(e) => return fail(e.into()),
                     };
+                    if let Some(sha) = &mut self.sha {
+                        sha.update(&target);
+                    }
                     self.offered.add();
                     let node_type = NodeType::from_link(Path::new(OsStr::from_bytes(&target)));
                     let node = Node::new_node(os_name, node_type, metadata(&st));

@@ -176,7 +176,7 @@ impl Parent {
 
                 let match_ctime =
                     ignore_ctime || p_meta.ctime.zip(meta.ctime).is_none_or(|(x, y)| x == y);
-                let match_inode = !ignore_inode
+                let match_inode = ignore_inode
                     || p_meta.inode == 0
                     || meta.inode == 0
                     || p_meta.inode == meta.inode;

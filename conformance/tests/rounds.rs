@@ -111,6 +111,15 @@ impl Host {
     }
 }
 
+/// The rows of the migration and the fault rounds.
+const ROUND_STEPS: [&str; 5] = [
+    steps::MIGRATE,
+    steps::COMPARE_MIGRATE,
+    steps::MIGRATE_REMOVE,
+    steps::FAULT_BACKUP,
+    steps::FAULT_RESTORE,
+];
+
 /// Each row's outcome by step name, and the whole report when a row is missing.
 fn outcomes(report: &Report) -> BTreeMap<String, Outcome> {
     report
@@ -152,13 +161,7 @@ fn the_migration_and_fault_rounds_pass_for_lifecycle_php_and_leave_nothing() {
     let Some(host) = host() else { return };
     let package = host.package("lifecycle-php");
     let report = host.run(&package, Vec::new());
-    for step in [
-        steps::MIGRATE,
-        steps::COMPARE_MIGRATE,
-        steps::MIGRATE_REMOVE,
-        steps::FAULT_BACKUP,
-        steps::FAULT_RESTORE,
-    ] {
+    for step in ROUND_STEPS {
         assert_passed(&report, step);
     }
     let names: Vec<&str> = report.rows.iter().map(|r| r.step.as_str()).collect();
@@ -180,13 +183,7 @@ fn the_upgrade_round_keeps_the_seed_and_refuses_what_is_not_an_older_version() {
     }
     // No backup-script: the migration is the controller's own, and the stops land in its
     // own phases.
-    for step in [
-        steps::MIGRATE,
-        steps::COMPARE_MIGRATE,
-        steps::MIGRATE_REMOVE,
-        steps::FAULT_BACKUP,
-        steps::FAULT_RESTORE,
-    ] {
+    for step in ROUND_STEPS {
         assert_passed(&report, step);
     }
     let all = outcomes(&report);

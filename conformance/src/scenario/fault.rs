@@ -69,9 +69,8 @@ fn backup_interrupted(cx: &mut Context<'_>, instance: &str) -> Result<(), StepFa
             ))
         });
     }
-    unchanged(
-        &before,
-        &after,
+    sandboxed::compared(
+        diff(&before, &after),
         "the interrupted backup changed the instance",
         "§8.8",
     )
@@ -106,9 +105,8 @@ fn restore_interrupted(cx: &mut Context<'_>, instance: &str) -> Result<(), StepF
     let after = sandboxed::capture(cx, instance, uid);
     let _ = std::fs::remove_dir_all(&folder);
     checked?;
-    unchanged(
-        &before,
-        &after?,
+    sandboxed::compared(
+        diff(&before, &after?),
         "the interrupted restore did not put the instance back as it was",
         "§8.9",
     )
@@ -157,23 +155,6 @@ fn check_interrupted(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn unchanged(
-    before: &crate::capture::Capture,
-    after: &crate::capture::Capture,
-    why: &str,
-    section: &'static str,
-) -> Result<(), StepFailure> {
-    let differences = diff(before, after);
-    if differences.is_empty() {
-        return Ok(());
-    }
-    Err(StepFailure {
-        differences,
-        section: Some(section),
-        ..StepFailure::new(why)
-    })
 }
 
 /// An empty root-only folder `name` in the run's work folder.

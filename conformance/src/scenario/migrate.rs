@@ -54,15 +54,11 @@ pub(super) fn migrate_round(cx: &mut Context<'_>) {
             cx.step(steps::COMPARE_MIGRATE, |cx| {
                 let original = sandboxed::capture(cx, &source, cx.sandbox.account().uid)?;
                 let migrated = sandboxed::capture(cx, &copy.name, copy.sandbox.account().uid)?;
-                let differences = migration_differences(&original, &own, &migrated);
-                if differences.is_empty() {
-                    return Ok(());
-                }
-                Err(StepFailure {
-                    differences,
-                    section: Some("§8.10"),
-                    ..StepFailure::new("the migrated copy differs from the original")
-                })
+                sandboxed::compared(
+                    migration_differences(&original, &own, &migrated),
+                    "the migrated copy differs from the original",
+                    "§8.10",
+                )
             });
         }
         _ => cx.skip(steps::COMPARE_MIGRATE, "the migration failed"),

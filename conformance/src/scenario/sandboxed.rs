@@ -19,7 +19,7 @@ use aps_meta::validate_setting_value;
 use super::life::{Subject, random_seed};
 use super::watch::{ScriptWatch, error_findings, failure_of};
 use super::{Context, StepFailure};
-use crate::capture::{Capture, CaptureOptions};
+use crate::capture::{Capture, CaptureOptions, Difference};
 use crate::sandbox::Sandbox;
 use crate::seed;
 
@@ -190,6 +190,22 @@ pub(super) fn finish(
         .map_err(|e| operation_failed("removing", &e, Some("§8.6")))?;
     extra.sandbox.finish()?;
     Ok(())
+}
+
+/// A compare's outcome: a pass when nothing differs, else a failure naming the differences.
+pub(super) fn compared(
+    differences: Vec<Difference>,
+    why: &str,
+    section: &'static str,
+) -> Result<(), StepFailure> {
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(StepFailure {
+        differences,
+        section: Some(section),
+        ..StepFailure::new(why)
+    })
 }
 
 /// A failed operation, as a row's failure: what was being done, then the controller's words

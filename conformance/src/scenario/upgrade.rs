@@ -74,18 +74,12 @@ pub(super) fn upgrade_round(cx: &mut Context<'_>, old_package: &Utf8Path) {
     if upgraded.is_some() {
         cx.step(&row(UpgradePhase::Compare), |cx| {
             let after = sandboxed::capture(cx, &instance.name, instance.sandbox.account().uid)?;
-            let differences: Vec<_> = diff(&before, &after)
-                .into_iter()
-                .filter(is_seeded)
-                .collect();
-            if differences.is_empty() {
-                return Ok(());
-            }
-            Err(StepFailure {
-                differences,
-                section: Some("§8.5"),
-                ..StepFailure::new("the upgrade did not keep the data seeded before it")
-            })
+            let differences = diff(&before, &after).into_iter().filter(is_seeded);
+            sandboxed::compared(
+                differences.collect(),
+                "the upgrade did not keep the data seeded before it",
+                "§8.5",
+            )
         });
     } else {
         cx.skip(&row(UpgradePhase::Compare), "the upgrade failed");

@@ -84,13 +84,15 @@ fn conformance(out: Out, args: ConformanceArgs) -> Result<ExitCode, Failure> {
     if let Some(name) = &args.remove_sandbox {
         return remove_sandbox(out, &args, name);
     }
-    let package = args.package.as_deref().expect("clap requires PACKAGE");
-    let package = existing_package("PACKAGE", package)?;
+    let typed = args.package.as_deref().expect("clap requires PACKAGE");
+    let package = existing_package("PACKAGE", typed)?;
     let options = options(&args)?;
     let mut progress = crate::progress::for_steps(args.json);
     let result = aps_conformance::run(&package, &options, &mut *progress);
     drop(progress);
-    let report = result.map_err(|e| run_failure(&e))?;
+    let mut report = result.map_err(|e| run_failure(&e))?;
+    // The report names the package as the person typed it, not as made absolute for the run.
+    report.package = typed.to_string();
     let junit_failure = args.junit.as_deref().and_then(|path| {
         report
             .write_junit(path)

@@ -264,6 +264,8 @@ fn every_command_answers_one_envelope_on_success_and_failure() {
     // status: the table, and a stale instance past --max-age (docs/monitoring.md).
     let v = c.run(&sb, &["status"], true);
     assert!(v["rows"].as_array().is_some_and(|r| !r.is_empty()), "{v}");
+    // The backups above may be under a second old: wait until they are older than 1 s.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let v = c.run(&sb, &["status", "--max-age", "1s"], false);
     assert_eq!(v["error"]["kind"], "stale", "{v}");
 

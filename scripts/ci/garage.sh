@@ -36,7 +36,7 @@ step() { printf 'garage: %s\n' "$*"; }
 mkdir -p "$ROOT" "$LOG_DIR"
 
 install_garage() {
-    if [ -x "$GARAGE" ] && "$GARAGE" --version 2>/dev/null | grep -q "v$GARAGE_VERSION"; then
+    if [ -x "$GARAGE" ] && "$GARAGE" --version 2>/dev/null | grep -qE "[:v]$GARAGE_VERSION( |$)"; then
         return
     fi
     step "installing garage $GARAGE_VERSION into $PREFIX (9+ minutes; log: $LOG_DIR/garage-install.log)"

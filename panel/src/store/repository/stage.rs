@@ -359,21 +359,32 @@ where
     fn trusted_manifest(&self, key: &TagKey) -> Result<Manifest, RepositoryError> {
         let untrusted = |reason| untrusted(self.snapshot, reason);
         // The manifest and its tag are small; anything larger is not ours.
-        let small = |name: &str| -> Result<Vec<u8>, String> {
-            let n = self.node(name).map_err(|e| e.display_log())?;
+        // A store that did not answer says nothing of the snapshot: that is `Unreachable`, not
+        // a snapshot found untrusted.
+        let small = |name: &str| -> Result<Vec<u8>, RepositoryError> {
+            let unread = |e: Box<rustic_core::RusticError>| {
+                if super::backend::is_unreachable(&e) {
+                    RepositoryError::Unreachable {
+                        repository: self.store.describe(),
+                        message: e.display_log(),
+                    }
+                } else {
+                    untrusted(format!("it has no readable {name} ({})", e.display_log()))
+                }
+            };
+            let n = self.node(name).map_err(unread)?;
             if n.meta.size > 16 << 20 {
-                return Err(format!("{} bytes", n.meta.size));
+                return Err(untrusted(format!(
+                    "it has no readable {name} ({} bytes)",
+                    n.meta.size
+                )));
             }
             let mut bytes = Vec::new();
-            self.repo
-                .dump(&n, &mut bytes)
-                .map_err(|e| e.display_log())?;
+            self.repo.dump(&n, &mut bytes).map_err(unread)?;
             Ok(bytes)
         };
-        let manifest_bytes = small("manifest.json")
-            .map_err(|e| untrusted(format!("it has no readable manifest.json ({e})")))?;
-        let tag_bytes = small("manifest.tag")
-            .map_err(|e| untrusted(format!("it has no readable manifest.tag ({e})")))?;
+        let manifest_bytes = small("manifest.json")?;
+        let tag_bytes = small("manifest.tag")?;
         let tag: ArchiveTag = serde_json::from_slice(&tag_bytes)
             .map_err(|e| untrusted(format!("its manifest.tag is not a tag ({e})")))?;
         let valid = tag.algorithm == TAG_ALGORITHM

@@ -248,6 +248,19 @@ fn lifecycle_perl_status_passes_with_disable_and_enable_and_is_kept_when_asked()
     );
     assert!(aps_conformance::sandbox::remove_named(&host.base, &name).unwrap());
     assert_gone(&host.base, &name);
+    // The migrated copy's sandbox was kept too: removed by its name, as a person would.
+    let others: Vec<String> = host
+        .base
+        .read_dir_utf8()
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_owned())
+        .filter(|n| aps_conformance::sandbox::is_sandbox_name(n))
+        .collect();
+    assert!(!others.is_empty(), "the migrated copy's sandbox is kept");
+    for other in others {
+        assert!(aps_conformance::sandbox::remove_named(&host.base, &other).unwrap());
+        assert_gone(&host.base, &other);
+    }
 }
 
 #[test]

@@ -15,8 +15,10 @@ JOBS=${2:-2}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 ENV_FILE=/tmp/aps-ci/garage.env
 [ -f "$ENV_FILE" ] || { echo "no $ENV_FILE: run scripts/ci/garage.sh first" >&2; exit 1; }
-# shellcheck disable=SC1090
-. "$ENV_FILE"
+# Read, not sourced: the endpoints' value holds spaces and is written unquoted for the tests.
+while IFS='=' read -r key value; do
+    case $key in APS_TEST_GARAGE_*) printf -v "$key" '%s' "$value" ;; esac
+done < "$ENV_FILE"
 if [ -z "${BIN:-}" ]; then
     BIN="$REPO/target/release/aps-controller"
     (cd "$REPO" && cargo build --release --quiet --bin aps-controller)

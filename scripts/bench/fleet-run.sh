@@ -82,12 +82,14 @@ print(len(s), sum(x["bytes_read"] for x in s))' "$WORK/snapshots")
 # The bucket's objects under the prefix, page by page.
 objects=0; stored=0; token=
 while :; do
-    url="$ENDPOINT/$APS_TEST_GARAGE_BUCKET?list-type=2&prefix=$PREFIX"
+    # The query is signed as sent: the prefix's "/" percent-encoded, as SigV4 canonicalises it.
+    url="$ENDPOINT/$APS_TEST_GARAGE_BUCKET?list-type=2&prefix=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$PREFIX")"
     if [ -n "$token" ]; then
         url="$url&continuation-token=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$token")"
     fi
     page=$(curl -sS --fail-with-body --aws-sigv4 "aws:amz:$APS_TEST_GARAGE_REGION:s3" \
-        --user "$APS_TEST_GARAGE_ACCESS_KEY:$APS_TEST_GARAGE_SECRET_KEY" "$url")
+        --user "$APS_TEST_GARAGE_ACCESS_KEY:$APS_TEST_GARAGE_SECRET_KEY" "$url") || {
+        echo "listing the bucket failed: its bytes are not counted" >&2; objects=-1; break; }
     read -r n b < <(grep -o '<Size>[0-9]*</Size>' <<<"$page" | tr -dc '0-9\n' |
         awk '{n++; b+=$1} END {print n+0, b+0}')
     objects=$((objects + n)); stored=$((stored + b))

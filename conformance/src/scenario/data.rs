@@ -47,20 +47,28 @@ impl Context<'_> {
     }
 }
 
+/// The folders of `subject`'s writable url-mappings in `instance` (url path → folder): where
+/// the seed puts its markers.
+pub(super) fn writable_dirs(
+    instance: &Instance,
+    subject: &Subject,
+) -> Result<BTreeMap<String, Utf8PathBuf>, StepFailure> {
+    let root = instance
+        .root_web_dir()
+        .ok_or_else(|| StepFailure::new("the instance has no web folder"))?;
+    Ok(subject
+        .writable_folders()
+        .into_iter()
+        .map(|rel| (format!("/{rel}"), root.join(&rel)))
+        .collect())
+}
+
 /// Seeds the instance (a marker in each writable url-mapping's folder, the awkward tables in
 /// each database) and captures it: the state a backup must bring back.
 pub(super) fn seed(cx: &mut Context<'_>, subject: &Subject) -> Option<Capture> {
     cx.step(steps::SEED, |cx| {
         let instance = cx.instance_record()?;
-        let root = instance
-            .root_web_dir()
-            .cloned()
-            .ok_or_else(|| StepFailure::new("the instance has no web folder"))?;
-        let writable: BTreeMap<String, Utf8PathBuf> = subject
-            .writable_folders()
-            .into_iter()
-            .map(|rel| (format!("/{rel}"), root.join(&rel)))
-            .collect();
+        let writable = writable_dirs(&instance, subject)?;
         let account = cx.sandbox.account().clone();
         seed::seed(
             &writable,

@@ -3,9 +3,7 @@
 //! its scripts watched as its own account's, captured with that account as the owner, and
 //! removed with its sandbox at the end of its round.
 
-use std::collections::BTreeMap;
-
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 
 use aps_controller::lifecycle::generate_missing;
 use aps_controller::lifecycle::given::GivenSettings;
@@ -17,7 +15,7 @@ use aps_meta::model::Setting;
 use aps_meta::validate_setting_value;
 
 use super::life::{Subject, random_seed};
-use super::watch::{ScriptWatch, error_findings, failure_of};
+use super::watch::{failure_of, watched};
 use super::{Context, StepFailure};
 use crate::capture::{Capture, CaptureOptions, Difference};
 use crate::sandbox::Sandbox;
@@ -157,15 +155,7 @@ pub(super) fn seed(
     extra: &Sandboxed,
 ) -> Result<(), StepFailure> {
     let instance = instance(&cx.controller, &extra.name)?;
-    let root = instance
-        .root_web_dir()
-        .cloned()
-        .ok_or_else(|| StepFailure::new("the instance has no web folder"))?;
-    let writable: BTreeMap<String, Utf8PathBuf> = package
-        .writable_folders()
-        .into_iter()
-        .map(|rel| (format!("/{rel}"), root.join(&rel)))
-        .collect();
+    let writable = super::data::writable_dirs(&instance, package)?;
     seed::seed(
         &writable,
         &instance.databases,
@@ -228,12 +218,11 @@ pub(super) fn operate<T>(
     (step, script): (&str, &str),
     op: impl FnOnce(&Controller) -> Result<T, OperationError>,
 ) -> Result<T, OperationError> {
-    let watch = ScriptWatch::start(&extra.sandbox);
-    let result = op(&cx.controller);
-    let mut found = watch.finish(step, script);
-    if let Err(e) = &result {
-        found.extend(error_findings(step, script, e));
-    }
-    cx.report.findings.extend(found);
-    result
+    watched(
+        &extra.sandbox,
+        &cx.controller,
+        &mut cx.report.findings,
+        (step, script),
+        op,
+    )
 }

@@ -158,14 +158,14 @@ impl Context<'_> {
         section: Option<&'static str>,
         op: impl FnOnce(&Controller) -> Result<T, OperationError>,
     ) -> Result<T, StepFailure> {
-        let watch = ScriptWatch::start(&self.sandbox);
-        let result = op(&self.controller);
-        let mut found = watch.finish(step, script);
-        if let Err(e) = &result {
-            found.extend(error_findings(step, script, e));
-        }
-        self.report.findings.extend(found);
-        result.map_err(|e| failure_of(&e, section))
+        watched(
+            &self.sandbox,
+            &self.controller,
+            &mut self.report.findings,
+            (step, script),
+            op,
+        )
+        .map_err(|e| failure_of(&e, section))
     }
 
     /// Records a finding of `step`.
@@ -183,6 +183,26 @@ impl Context<'_> {
             source,
         });
     }
+}
+
+/// Runs `op`, a controller operation that runs the package's `script` as `sandbox`'s account
+/// in the row `step`, watching it ([`ScriptWatch`]); what it finds goes into `findings`. The
+/// one watch of the instance under test ([`Context::operate`]) and of the extra instances.
+pub(super) fn watched<T>(
+    sandbox: &Sandbox,
+    controller: &Controller,
+    findings: &mut Vec<Finding>,
+    (step, script): (&str, &str),
+    op: impl FnOnce(&Controller) -> Result<T, OperationError>,
+) -> Result<T, OperationError> {
+    let watch = ScriptWatch::start(sandbox);
+    let result = op(controller);
+    let mut found = watch.finish(step, script);
+    if let Err(e) = &result {
+        found.extend(error_findings(step, script, e));
+    }
+    findings.extend(found);
+    result
 }
 
 #[cfg(test)]
